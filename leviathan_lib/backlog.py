@@ -1,0 +1,142 @@
+"""The human-written backlog (``.leviathan/backlog.yaml``).
+
+Tasks are validated one by one: a malformed task is reported as invalid (and never runs) without
+hiding the valid tasks around it. Only a file-level problem (bad YAML, no ``tasks:`` list) makes the
+whole backlog unreadable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from leviathan_lib.errors import Problem, ValidationFailed
+from leviathan_lib.yamlsrc import field_name, line_of, load_yaml
+
+#: Task ids become branch names (``agent/<id>/<attempt>``), so they must be git-ref safe.
+TaskId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+PRIORITY_RANK = {"high": 0, "medium": 1, "low": 2}
+PENDING_STATUSES = {None, "pending"}
+DONE_STATUSES = {"completed", "done"}
+
+
+class Task(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    id: TaskId
+    title: Annotated[str, StringConstraints(min_length=1)]
+    description: str = ""
+    scope: str | None = None
+    priority: Literal["high", "medium", "low"] | None = None
+    estimated_size: str | None = None
+    ready: bool = False
+    status: str | None = None
+    dependencies: list[TaskId] = Field(default_factory=list)
+    allowed_paths: list[str] = Field(default_factory=list)
+    acceptance_criteria: list[str] = Field(default_factory=list)
+    labels: list[str] = Field(default_factory=list)
+    #: New on Airflow: the named recipe in ``.leviathan/recipes.yaml`` that delivers this task.
+    recipe: str | None = None
+
+    @property
+    def priority_rank(self) -> int:
+        return PRIORITY_RANK[self.priority or "medium"]
+
+    def definition_hash(self) -> str:
+        """Stable hash of the task definition (status excluded), to notice when humans change it."""
+        data = self.model_dump(exclude={"status"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class InvalidTask(BaseModel):
+    """A backlog entry that failed validation; it is listed so it can be reported, never run."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    id: str | None
+    problems: list[str]
+
+
+class Backlog(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    tasks: list[Task]
+    invalid: list[InvalidTask] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def by_id(self) -> dict[str, Task]:
+        return {t.id: t for t in self.tasks}
+
+
+def _task_problems(exc: ValidationError, index: int, source: str, text: str) -> list[Problem]:
+    out = []
+    for err in exc.errors():
+        loc = ("tasks", index, *err["loc"])
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        if err["type"].endswith("_type") and err["type"] != "model_type":
+            msg += f" (got {type(err['input']).__name__})"
+        out.append(Problem(source, field_name(loc), msg, line_of(text, loc)))
+    return out
+
+
+def parse_backlog(text: str, source: str = ".leviathan/backlog.yaml") -> tuple[Backlog, list[Problem]]:
+    """Parse backlog text.
+
+    Returns the backlog (valid tasks plus the invalid ones) and the per-task problems. Raises
+    :class:`ValidationFailed` when the file as a whole cannot be read.
+    """
+    data = load_yaml(text, source)
+    if not isinstance(data, dict) or "tasks" not in data:
+        raise ValidationFailed([Problem(source, "tasks", "expected a top-level mapping with a 'tasks:' list")])
+    raw_tasks = data["tasks"]
+    if raw_tasks is None:
+        raw_tasks = []
+    if not isinstance(raw_tasks, list):
+        raise ValidationFailed(
+            [Problem(source, "tasks", f"expected a list, got {type(raw_tasks).__name__}", line_of(text, ["tasks"]))]
+        )
+    unknown = sorted(str(k) for k in data if k not in ("tasks", "metadata"))
+    if unknown:
+        raise ValidationFailed(
+            [Problem(source, k, "unknown top-level key (expected 'tasks' and optional 'metadata')") for k in unknown]
+        )
+    metadata = data.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ValidationFailed([Problem(source, "metadata", "expected a mapping")])
+
+    problems: list[Problem] = []
+    valid: list[tuple[int, Task]] = []
+    invalid: list[InvalidTask] = []
+    for index, raw in enumerate(raw_tasks):
+        raw_id = raw.get("id") if isinstance(raw, dict) else None
+        task_id = raw_id if isinstance(raw_id, str) else None
+        if not isinstance(raw, dict):
+            problem = Problem(source, f"tasks[{index}]", "expected a mapping", line_of(text, ["tasks", index]))
+            problems.append(problem)
+            invalid.append(InvalidTask(index=index, id=None, problems=[str(problem)]))
+            continue
+        try:
+            valid.append((index, Task.model_validate(raw)))
+        except ValidationError as exc:
+            task_problems = _task_problems(exc, index, source, text)
+            problems.extend(task_problems)
+            invalid.append(InvalidTask(index=index, id=task_id, problems=[str(p) for p in task_problems]))
+
+    # Duplicate ids make dependencies ambiguous: every copy is invalid.
+    counts = Counter([t.id for _, t in valid] + [i.id for i in invalid if i.id])
+    tasks = []
+    for index, task in valid:
+        if counts[task.id] > 1:
+            problem = Problem(source, f"tasks[{index}].id", f"duplicate task id {task.id!r}",
+                              line_of(text, ["tasks", index, "id"]))
+            problems.append(problem)
+            invalid.append(InvalidTask(index=index, id=task.id, problems=[str(problem)]))
+        else:
+            tasks.append(task)
+    invalid.sort(key=lambda i: i.index)
+    return Backlog(tasks=tasks, invalid=invalid, metadata=metadata), problems

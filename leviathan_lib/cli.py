@@ -1,0 +1,44 @@
+"""The ``leviathan`` console script.
+
+Each command group lives in its own module exposing ``register(subparsers)``; user errors exit 2 with
+one line per problem on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import warnings
+
+from leviathan_lib.errors import ValidationFailed
+
+#: Modules that contribute sub-commands.
+COMMAND_MODULES = [
+    "leviathan_lib.cli_forge",
+    "leviathan_lib.cli_plan",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="leviathan", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.simplefilter("default")
+    warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ValidationFailed as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Target configuration: one YAML file per target repository.
+
+The key names are those of the original Leviathan ``ops/autonomy/*.yaml`` files so existing configs
+load unchanged. Keys that no longer mean anything on Airflow are accepted with a warning and ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+
+from leviathan_lib.errors import Problem, ValidationFailed
+from leviathan_lib.scope import ScopeViolation, path_segments
+from leviathan_lib.yamlsrc import field_name, line_of, load_yaml
+
+TARGETS_DIR_ENV = "LEVIATHAN_TARGETS_DIR"
+DEFAULT_TARGETS_DIR = Path(__file__).resolve().parent.parent / "dags" / "targets"
+
+#: Keys of the original control-plane design that Airflow replaces; accepted, warned about, unused.
+DEPRECATED_KEYS = {
+    "control_plane_url": "Airflow is the control plane; the value is ignored",
+    "control_plane_token": "Airflow is the control plane; the value is ignored (and must not hold a secret)",
+    "spider_url": "Spider is an Airflow plugin now; the value is ignored",
+}
+
+TargetId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class LeviathanDeprecationWarning(UserWarning):
+    """A target key that is accepted but no longer used."""
+
+
+class TargetConfig(BaseModel):
+    """A validated target file. Strict: a string is never a boolean, a float never an int."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    target_id: TargetId
+    target_repo_url: Annotated[str, StringConstraints(min_length=1)]
+    target_branch: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")] = "main"
+    #: Missing means OFF: autonomy must be switched on explicitly.
+    autonomy_enabled: bool = False
+    allowed_path_prefixes: list[str] = Field(default_factory=lambda: [".leviathan/", "docs/"], min_length=1)
+    max_open_prs: Annotated[int, Field(ge=0)] = 1
+    max_running_attempts: PositiveInt = 1
+    max_attempts_per_task: PositiveInt = 2
+    circuit_breaker_failures: PositiveInt = 2
+    schedule_cron: str = "*/5 * * * *"
+    attempt_timeout_seconds: Annotated[int, Field(ge=1, le=86400)] = 900
+    worker_image: str = "leviathan-worker:local"
+    worker_namespace: str = "leviathan"
+    workspace_dir: str | None = None
+    # Keys new on Airflow.
+    forge: Literal["local", "github"] = "local"
+    forge_conn_id: str | None = None
+    worker_backend: Literal["local", "kubernetes"] = "local"
+    backlog_path: str = ".leviathan/backlog.yaml"
+    recipes_path: str = ".leviathan/recipes.yaml"
+
+    @field_validator("allowed_path_prefixes", "backlog_path", "recipes_path")
+    @classmethod
+    def _safe_paths(cls, value):
+        for item in value if isinstance(value, list) else [value]:
+            try:
+                path_segments(item)
+            except ScopeViolation as exc:
+                raise ValueError(f"unsafe path: {exc}") from None
+        return value
+
+    @field_validator("schedule_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"not a valid cron expression: {value!r}")
+        return value
+
+    @field_validator("max_running_attempts")
+    @classmethod
+    def _one_running(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError("only 1 is supported: one running cycle per target (max_active_runs=1)")
+        return value
+
+    @property
+    def dag_id(self) -> str:
+        return f"leviathan__{self.target_id}"
+
+    def repo_location(self, config_file: Path | None = None) -> str:
+        """The repository URL, with a relative local path resolved against the target file's folder."""
+        url = self.target_repo_url
+        if "://" in url or url.startswith("/") or config_file is None:
+            return url
+        return str((config_file.parent / url).resolve())
+
+
+def _problems_from(exc: ValidationError, source: str, text: str) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = err["loc"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (see docs/configuration.md for the accepted keys)"
+        else:
+            message = err["msg"]
+            if err["type"].endswith("_type"):
+                message += f" (got {type(err['input']).__name__} {err['input']!r})"
+        problems.append(Problem(source, field_name(loc), message, line_of(text, loc)))
+    return problems
+
+
+def parse_target(text: str, source: str) -> TargetConfig:
+    data = load_yaml(text, source)
+    if not isinstance(data, dict):
+        raise ValidationFailed([Problem(source, "", "expected a mapping of target settings")])
+    for key in sorted(DEPRECATED_KEYS.keys() & data.keys()):
+        warnings.warn(
+            f"{source}: {key}: deprecated key, {DEPRECATED_KEYS[key]}",
+            LeviathanDeprecationWarning,
+            stacklevel=2,
+        )
+        data.pop(key)
+    bad_keys = [k for k in data if not isinstance(k, str)]
+    if bad_keys:
+        raise ValidationFailed([Problem(source, str(k), "keys must be strings") for k in bad_keys])
+    try:
+        return TargetConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(_problems_from(exc, source, text)) from None
+
+
+def load_target(path: str | os.PathLike[str]) -> TargetConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValidationFailed([Problem(str(path), "", f"cannot read file: {exc}")]) from None
+    return parse_target(text, str(path))
+
+
+def targets_dir() -> Path:
+    return Path(os.environ.get(TARGETS_DIR_ENV) or DEFAULT_TARGETS_DIR)
+
+
+def target_files(directory: Path | None = None) -> list[Path]:
+    directory = directory or targets_dir()
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())

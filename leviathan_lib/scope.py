@@ -1,0 +1,82 @@
+"""Traversal-safe path scope checks shared by the guardrails, the worker and the PR task.
+
+Paths are POSIX paths relative to the repository root. Prefixes match whole path segments, so
+``docs/`` admits ``docs/a.md`` but not ``docs2/a.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+class ScopeViolation(ValueError):
+    """A path that is unsafe or outside the allowed prefixes."""
+
+
+def path_segments(path: str) -> tuple[str, ...]:
+    """Split a repository-relative path into segments, rejecting anything ambiguous or unsafe."""
+    if not isinstance(path, str):
+        raise ScopeViolation(f"path must be a string, got {type(path).__name__}")
+    if path.strip() == "":
+        raise ScopeViolation("empty path")
+    if "\x00" in path:
+        raise ScopeViolation(f"NUL byte in path {path!r}")
+    if "\\" in path:
+        raise ScopeViolation(f"backslash in path {path!r}")
+    if path.startswith("/"):
+        raise ScopeViolation(f"absolute path {path!r}")
+    if any(ord(ch) < 32 for ch in path):
+        raise ScopeViolation(f"control character in path {path!r}")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not parts:
+        raise ScopeViolation(f"path {path!r} names the repository root")
+    if any(p == ".." for p in parts):
+        raise ScopeViolation(f"'..' segment in path {path!r}")
+    if parts[0] == ".git" or any(p == ".git" for p in parts):
+        raise ScopeViolation(f"path {path!r} is inside .git")
+    return tuple(parts)
+
+
+def normalize(path: str) -> str:
+    return "/".join(path_segments(path))
+
+
+def _within(segments: tuple[str, ...], prefix: tuple[str, ...]) -> bool:
+    return segments[: len(prefix)] == prefix
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A set of allowed prefixes, pre-split for cheap repeated checks."""
+
+    prefixes: tuple[tuple[str, ...], ...]
+
+    @classmethod
+    def of(cls, prefixes: Iterable[str]) -> Scope:
+        return cls(tuple(path_segments(p) for p in prefixes))
+
+    def contains(self, path: str) -> bool:
+        """True when ``path`` is safe and lies under one of the prefixes."""
+        try:
+            segments = path_segments(path)
+        except ScopeViolation:
+            return False
+        return any(_within(segments, p) for p in self.prefixes)
+
+    def check(self, path: str) -> str | None:
+        """None when allowed, otherwise a human-readable reason."""
+        try:
+            segments = path_segments(path)
+        except ScopeViolation as exc:
+            return str(exc)
+        if not any(_within(segments, p) for p in self.prefixes):
+            allowed = ", ".join("/".join(p) + "/" for p in self.prefixes) or "nothing"
+            return f"path {path!r} is outside the allowed prefixes ({allowed})"
+        return None
+
+
+def task_scope(task_allowed_paths: Iterable[str], target_prefixes: Iterable[str]) -> Scope:
+    """The effective scope of a task: its own ``allowed_paths`` entries that the target admits."""
+    target = Scope.of(target_prefixes)
+    return Scope(tuple(path_segments(p) for p in task_allowed_paths if target.contains(p)))
