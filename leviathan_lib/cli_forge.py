@@ -1,0 +1,127 @@
+"""``leviathan forge …``: play the human reviewer on the local forge (list, show, merge, close).
+
+Exit codes: 0 done, 1 the forge refused because of its state (merge conflict, PR not open), 2 bad input
+or an unreadable forge. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+
+from leviathan_lib.forge.base import ForgeConflict, ForgeError, PullRequest
+from leviathan_lib.forge.local import LocalForge
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    forge = subparsers.add_parser("forge", help="review pull requests on the local forge")
+    sub = forge.add_subparsers(dest="forge_command", required=True, metavar="ACTION")
+
+    def action(name: str, help: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, help=help, description=help)
+        parser.add_argument(
+            "--repo", required=True, metavar="PATH", help="the bare repository (or file:// URL)"
+        )
+        parser.set_defaults(func=lambda args: _guarded(func, args))
+        return parser
+
+    p = action("list", "list pull requests", _list)
+    p.add_argument("--state", choices=["open", "merged", "closed", "all"], default="open")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = action("show", "show one pull request", _show)
+    p.add_argument("number", type=int)
+    p.add_argument("--diff", action="store_true", help="include the diff base...head")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = action("merge", "merge a pull request into its base branch", _merge)
+    p.add_argument("number", type=int)
+
+    p = action("close", "close a pull request without merging", _close)
+    p.add_argument("number", type=int)
+
+
+def _guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    try:
+        return func(args)
+    except ForgeConflict as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (ForgeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
+def _list(args: argparse.Namespace) -> int:
+    forge = LocalForge(args.repo)
+    prs = forge.list_prs(None if args.state == "all" else args.state)
+    if args.json:
+        print(json.dumps([pr.model_dump(mode="json") for pr in prs], indent=2))
+        return 0
+    if not prs:
+        print(f"no {'' if args.state == 'all' else args.state + ' '}pull requests")
+        return 0
+    rows = [("#", "STATE", "HEAD -> BASE", "TITLE", "CREATED (UTC)")]
+    rows += [(str(p.number), p.state, f"{p.head} -> {p.base}", p.title, _when(p.created_at)) for p in prs]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join([*(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)), row[4]]))
+    return 0
+
+
+def _describe(pr: PullRequest) -> str:
+    lines = [
+        f"#{pr.number} {pr.title}",
+        f"state:   {pr.state}",
+        f"branch:  {pr.head} -> {pr.base}",
+        f"head:    {pr.head_sha or '-'}",
+        f"url:     {pr.url}",
+        f"created: {_when(pr.created_at)} UTC   updated: {_when(pr.updated_at)} UTC",
+    ]
+    if pr.merged_at:
+        lines.append(f"merged:  {_when(pr.merged_at)} UTC as {pr.merge_sha}")
+    elif pr.closed_at:
+        lines.append(f"closed:  {_when(pr.closed_at)} UTC")
+    return "\n".join(lines)
+
+
+def _show(args: argparse.Namespace) -> int:
+    forge = LocalForge(args.repo)
+    pr = forge.get_pr(args.number)
+    comments = forge.comments(args.number)
+    diff = forge.diff(args.number) if args.diff else None
+    if args.json:
+        data = pr.model_dump(mode="json")
+        data["comments"] = [c.model_dump(mode="json") for c in comments]
+        if diff is not None:
+            data["diff"] = diff
+        print(json.dumps(data, indent=2))
+        return 0
+    print(_describe(pr))
+    print()
+    print(pr.body.rstrip() or "(no description)")
+    for c in comments:
+        print(f"\n--- comment {_when(c.created_at)} UTC\n{c.body.rstrip()}")
+    if diff is not None:
+        print(f"\n--- diff {pr.base}...{pr.head}")
+        print(diff.rstrip() or "(no changes)")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    pr = LocalForge(args.repo).merge(args.number)
+    print(f"merged #{pr.number} ({pr.head} -> {pr.base}) as {pr.merge_sha}")
+    return 0
+
+
+def _close(args: argparse.Namespace) -> int:
+    pr = LocalForge(args.repo).close_pr(args.number)
+    print(f"closed #{pr.number} ({pr.head}); the branch is kept")
+    return 0

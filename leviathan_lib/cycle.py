@@ -1,0 +1,208 @@
+"""The steps of one Leviathan cycle, as plain functions the DAG's tasks call.
+
+Airflow-free on purpose: each step takes typed inputs and returns JSON-able data (the XComs), so the
+steps are testable without a scheduler and the DAG file stays a thin wiring diagram.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from leviathan_lib.backlog import Backlog, InvalidTask, parse_backlog
+from leviathan_lib.config import TargetConfig
+from leviathan_lib.errors import ValidationFailed
+from leviathan_lib.evidence import AttemptEvidence, CheckEvidence, CycleRecord, TaskVerdictEvidence
+from leviathan_lib.guardrails import AttemptRecord, CycleState, Decision, OpenPR, decide
+from leviathan_lib.repo_reader import RepoUnreachable, read_at_branch, read_at_commit
+
+log = logging.getLogger(__name__)
+
+#: Status the delivering PR sets on its task: when a human merges the PR, the task is done.
+DELIVERED_STATUS = "completed"
+
+
+class CycleError(BaseModel):
+    """Why a cycle could not evaluate its guardrails (read failures): stable code plus detail."""
+
+    code: str
+    message: str
+
+
+class ReadResult(BaseModel):
+    """XCom of ``read_backlog``: the pinned commit and the files read at it."""
+
+    repo_url: str
+    branch: str
+    commit_sha: str | None = None
+    backlog_path: str
+    backlog_text: str | None = None
+    recipes_text: str | None = None
+    problems: list[str] = Field(default_factory=list)
+    error: CycleError | None = None
+
+
+class AttemptPlan(BaseModel):
+    task_id: str
+    attempt: int
+    branch: str
+    task_hash: str
+    recipe: str
+
+
+class GuardrailResult(BaseModel):
+    """XCom of ``check_guardrails``."""
+
+    decision: Decision | None = None
+    error: CycleError | None = None
+    attempt: AttemptPlan | None = None
+
+
+def read_backlog(target: TargetConfig, repo_url: str, cache_dir: Path) -> ReadResult:
+    """Pin the target branch and read the backlog and recipes at that commit. Never raises for bad input."""
+    result = ReadResult(repo_url=repo_url, branch=target.target_branch, backlog_path=target.backlog_path)
+    try:
+        snap = read_at_branch(repo_url, target.target_branch, target.backlog_path, cache_dir=cache_dir)
+    except RepoUnreachable as exc:
+        result.error = CycleError(code="repo_unreachable", message=str(exc))
+        return result
+    result.commit_sha = snap.commit_sha
+    if snap.text is None:
+        result.error = CycleError(
+            code="backlog_missing",
+            message=f"{target.backlog_path} does not exist at {snap.commit_sha[:12]} of {target.target_branch}",
+        )
+        return result
+    result.backlog_text = snap.text
+    try:
+        _, problems = parse_backlog(snap.text, source=target.backlog_path)
+    except ValidationFailed as exc:
+        result.error = CycleError(code="backlog_invalid", message="; ".join(str(p) for p in exc.problems))
+        return result
+    result.problems = [str(p) for p in problems]
+    from leviathan_lib.repo_reader import git_dir_for
+
+    try:
+        result.recipes_text = read_at_commit(git_dir_for(repo_url, cache_dir), snap.commit_sha, target.recipes_path)
+    except RepoUnreachable as exc:
+        result.error = CycleError(code="repo_unreachable", message=str(exc))
+    return result
+
+
+def _with_recipe_checks(backlog: Backlog, recipes_text: str | None, recipes_path: str) -> Backlog:
+    """Move tasks whose recipe is missing or unknown to ``invalid`` so they never reach the worker."""
+    from leviathan_lib.worker.recipes import parse_recipes
+
+    recipes: dict[str, Any] = {}
+    recipes_problem = None
+    if recipes_text is None:
+        recipes_problem = f"{recipes_path} does not exist"
+    else:
+        try:
+            recipes = parse_recipes(recipes_text, source=recipes_path)
+        except ValidationFailed as exc:
+            recipes_problem = "; ".join(str(p) for p in exc.problems)
+    keep, invalid = [], list(backlog.invalid)
+    for index, task in enumerate(backlog.tasks):
+        problem = None
+        if task.ready:
+            if not task.recipe:
+                problem = f"task {task.id}: no 'recipe' named (the only executor available is 'recipe')"
+            elif recipes_problem:
+                problem = f"task {task.id}: recipe {task.recipe!r} cannot be loaded: {recipes_problem}"
+            elif task.recipe not in recipes:
+                known = ", ".join(sorted(recipes)) or "none"
+                problem = f"task {task.id}: unknown recipe {task.recipe!r} (known: {known})"
+        if problem:
+            invalid.append(InvalidTask(index=index, id=task.id, problems=[problem]))
+        else:
+            keep.append(task)
+    return Backlog(tasks=keep, invalid=invalid, metadata=backlog.metadata)
+
+
+def history_to_state(records: list[CycleRecord], exclude_run_id: str | None) -> list[AttemptRecord]:
+    """Attempts from earlier cycles, oldest first; this run's own record never counts as history."""
+    attempts = []
+    for record in records:
+        attempt = record.attempt
+        if record.dag_run_id == exclude_run_id or attempt is None or attempt.outcome is None:
+            continue
+        outcome = "failed" if attempt.outcome == "rejected_by_guardrail" else attempt.outcome
+        attempts.append(AttemptRecord(task_id=attempt.task_id, outcome=outcome,
+                                      finished_at=attempt.finished_at or record.recorded_at))
+    return attempts
+
+
+def check_guardrails(
+    target: TargetConfig,
+    read: ReadResult,
+    *,
+    global_autonomy: bool,
+    open_prs: list[OpenPR] | None,
+    attempts: list[AttemptRecord],
+    breaker_reset_at: datetime | None,
+) -> GuardrailResult:
+    """Decide whether this cycle runs the worker, and on which task and attempt."""
+    if read.error:
+        return GuardrailResult(error=read.error)
+    backlog, _ = parse_backlog(read.backlog_text or "", source=read.backlog_path)
+    backlog = _with_recipe_checks(backlog, read.recipes_text, target.recipes_path)
+    state = CycleState(autonomy_enabled=global_autonomy, open_prs=open_prs, attempts=attempts,
+                       breaker_reset_at=breaker_reset_at)
+    decision = decide(target, backlog, state)
+    result = GuardrailResult(decision=decision)
+    if decision.decision == "run" and decision.task_id:
+        task = backlog.by_id()[decision.task_id]
+        number = 1 + sum(1 for a in attempts if a.task_id == task.id)
+        result.attempt = AttemptPlan(task_id=task.id, attempt=number, branch=f"agent/{task.id}/{number}",
+                                     task_hash=task.definition_hash(), recipe=task.recipe or "")
+    return result
+
+
+def build_record(
+    target: TargetConfig,
+    *,
+    dag_run_id: str,
+    run_type: str | None,
+    read: ReadResult | None,
+    guard: GuardrailResult | None,
+    attempt: AttemptEvidence | None,
+    failure: CycleError | None = None,
+) -> CycleRecord:
+    """Assemble the cycle record from whatever the earlier tasks left (any of them may be missing)."""
+    record = CycleRecord(
+        target_id=target.target_id, dag_run_id=dag_run_id, run_type=run_type,
+        recorded_at=datetime.now(UTC), decision="error", stopped_reason="incomplete",
+        repo_url=read.repo_url if read else None, branch=read.branch if read else None,
+        commit_sha=read.commit_sha if read else None, attempt=attempt,
+    )
+    error = (read.error if read else None) or (guard.error if guard else None)
+    if read is None:
+        error = failure or CycleError(code="read_failed", message="read_backlog left no result")
+    if error:
+        record.reasons, record.stopped_reason, record.stopped_detail = [error.code], error.code, error.message
+        return record
+    if guard is None or guard.decision is None:
+        failure = failure or CycleError(code="guardrails_failed", message="check_guardrails left no decision")
+        record.reasons, record.stopped_reason, record.stopped_detail = [failure.code], failure.code, failure.message
+        return record
+    decision = guard.decision
+    record.decision = decision.decision
+    record.reasons = list(decision.reasons)
+    record.checks = [CheckEvidence.model_validate(c.model_dump()) for c in decision.checks]
+    record.tasks = [TaskVerdictEvidence.model_validate(t.model_dump(mode="json")) for t in decision.tasks]
+    record.selected_task = decision.task_id
+    if decision.decision == "skip":
+        record.stopped_reason = decision.reasons[0] if decision.reasons else "skipped"
+        record.stopped_detail = "; ".join(c.detail for c in decision.checks if not c.passed)
+    elif attempt and attempt.pr_number is not None:
+        record.stopped_reason, record.stopped_detail = "pr_opened", attempt.pr_url or ""
+    elif attempt and attempt.error_code:
+        record.stopped_reason, record.stopped_detail = attempt.error_code, attempt.error_message or ""
+    elif failure:
+        record.stopped_reason, record.stopped_detail = failure.code, failure.message
+    return record

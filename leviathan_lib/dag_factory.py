@@ -1,0 +1,153 @@
+"""Build one Airflow DAG per target file.
+
+Parse-time work is limited to reading the small target YAML files: no network, no git, no heavy
+imports (the worker, forge and delivery modules are imported inside the tasks). A broken target file
+becomes a paused ``leviathan__invalid__<file>`` DAG whose description and single failing task say
+exactly what is wrong, so the operator sees it in the UI and the other targets are unaffected.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG, Asset, TriggerRule, task
+
+from leviathan_lib.config import TargetConfig, load_target, target_files, targets_dir
+from leviathan_lib.errors import ValidationFailed
+from leviathan_lib.evidence import evidence_asset_uri
+
+log = logging.getLogger(__name__)
+
+START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
+GLOBAL_SWITCH_VARIABLE = "leviathan_autonomy_enabled"
+DEFAULT_ARGS = {"owner": "leviathan", "retries": 2, "retry_delay": timedelta(seconds=30)}
+
+
+def evidence_asset(target_id: str) -> Asset:
+    return Asset(name=f"leviathan_evidence__{target_id}", uri=evidence_asset_uri(target_id),
+                 group="leviathan")
+
+
+def _doc(target: TargetConfig, config_file: Path) -> str:
+    prefixes = ", ".join(f"`{p}`" for p in target.allowed_path_prefixes)
+    return f"""\
+### Leviathan target `{target.target_id}`
+
+Reads `{target.backlog_path}` on `{target.target_branch}` of `{target.target_repo_url}`, picks one
+`ready: true` task that passes every guardrail, runs the **{target.worker_backend}** worker and opens a
+pull request on the **{target.forge}** forge for human review. Leviathan never merges.
+
+| setting | value |
+|---|---|
+| config file | `{config_file}` |
+| autonomy (target flag) | `{target.autonomy_enabled}` (global switch: Variable `{GLOBAL_SWITCH_VARIABLE}`) |
+| allowed path prefixes | {prefixes} |
+| max open PRs / attempts per task / breaker | {target.max_open_prs} / {target.max_attempts_per_task} / \
+{target.circuit_breaker_failures} |
+| attempt timeout | {target.attempt_timeout_seconds} s |
+
+Pause this DAG to switch this target off. Each run's evidence is the `record_evidence` XCom and an event
+on the asset `{evidence_asset_uri(target.target_id)}`.
+"""
+
+
+def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
+    """The cycle DAG: read_backlog → check_guardrails → run_worker|skip → open_pull_request → evidence."""
+    from leviathan_lib import tasks as t  # light: task bodies import their heavy modules lazily
+
+    asset = evidence_asset(target.target_id)
+    repo_url = target.repo_location(config_file)
+    timeout = timedelta(seconds=target.attempt_timeout_seconds)
+    config: dict[str, Any] = target.model_dump(mode="json")
+
+    with DAG(
+        dag_id=target.dag_id,
+        description=f"Leviathan cycle for {target.target_id}: backlog task -> worker -> pull request",
+        schedule=target.schedule_cron,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        dagrun_timeout=timeout + timedelta(minutes=15),
+        default_args=DEFAULT_ARGS,
+        tags=["leviathan", f"target:{target.target_id}", f"forge:{target.forge}"],
+        doc_md=_doc(target, config_file),
+        is_paused_upon_creation=True,
+        params={},
+    ) as dag:
+        read = task(task_id="read_backlog")(t.read_backlog)(config=config, repo_url=repo_url)
+        guard = task.branch(task_id="check_guardrails", inlets=[asset])(t.check_guardrails)(
+            read, config=config, repo_url=repo_url, asset=asset, switch_variable=GLOBAL_SWITCH_VARIABLE
+        )
+        worker = task(task_id="run_worker", retries=0, execution_timeout=timeout + timedelta(minutes=2))(
+            t.run_worker
+        )(read, config=config)
+        skip = EmptyOperator(task_id="skip", doc_md="The guardrails decided not to run the worker this cycle.")
+        pr = task(task_id="open_pull_request")(t.open_pull_request)(read, config=config)
+        record = task(task_id="record_evidence", outlets=[asset], trigger_rule=TriggerRule.ALL_DONE)(
+            t.record_evidence
+        )(config=config, asset=asset)
+        outcome = task(task_id="cycle_outcome", retries=0)(t.cycle_outcome)(record)
+        guard >> [worker, skip]
+        worker >> pr
+        [pr, skip] >> record >> outcome
+    return dag
+
+
+def _safe_id(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text)[:100] or "unnamed"
+
+
+def build_error_dag(config_file: Path, problems: list[str]) -> DAG:
+    """A paused, unscheduled DAG that shows a broken target file in the UI and fails with its problems."""
+    from leviathan_lib import tasks as t
+
+    listing = "\n".join(f"- `{p}`" for p in problems)
+    with DAG(
+        dag_id=f"leviathan__invalid__{_safe_id(config_file.stem)}",
+        description=f"INVALID target file {config_file.name}: this target does not run",
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        default_args={**DEFAULT_ARGS, "retries": 0},
+        tags=["leviathan", "config-error"],
+        doc_md=f"### Invalid Leviathan target file\n\n`{config_file}` cannot be used:\n\n{listing}\n\n"
+        "Fix the file (check it with `leviathan validate FILE`); this DAG disappears once it is valid.",
+        is_paused_upon_creation=True,
+    ) as dag:
+        task(task_id="config_error", retries=0)(t.config_error)(problems=problems)
+    return dag
+
+
+def build_all(directory: Path | None = None) -> dict[str, DAG]:
+    """All target DAGs (and error DAGs for broken files), keyed by dag_id."""
+    dags: dict[str, DAG] = {}
+    seen: dict[str, Path] = {}
+    directory = directory or targets_dir()
+    for config_file in target_files(directory):
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                target = load_target(config_file)
+            for warning in caught:
+                log.warning("%s", warning.message)
+            if target.target_id in seen:
+                raise ValidationFailed([])  # handled below with a precise message
+        except ValidationFailed as exc:
+            problems = [str(p) for p in exc.problems] or [
+                f"{config_file}: target_id: {target.target_id!r} is already used by {seen[target.target_id]}"
+            ]
+            for problem in problems:
+                log.error("invalid Leviathan target: %s", problem)
+            dag = build_error_dag(config_file, problems)
+            dags[dag.dag_id] = dag
+            continue
+        seen[target.target_id] = config_file
+        dag = build_target_dag(target, config_file)
+        dags[dag.dag_id] = dag
+    return dags

@@ -1,0 +1,27 @@
+"""Demo recipe: write one documentation page of the widgets project."""
+
+import sys
+from pathlib import Path
+
+PAGES = {
+    "quickstart": (
+        "docs/quickstart.md",
+        "# Quickstart\n\n## Install\n\n```\npip install widgets\n```\n\n"
+        "## Run\n\n```\nwidgets serve --port 8000\n```\n",
+    ),
+    "faq": (
+        "docs/faq.md",
+        "# FAQ\n\n## Which Python versions are supported?\n\n3.11 and newer.\n\n"
+        "## Where is the configuration?\n\nIn `widgets.toml` next to your project.\n\n"
+        "## How do I report a bug?\n\nOpen an issue with the output of `widgets --version`.\n",
+    ),
+    "changelog": (
+        "docs/changelog.md",
+        "# Changelog\n\n## Unreleased\n\n- New: a [quickstart](quickstart.md) guide.\n",
+    ),
+}
+
+path, text = PAGES[sys.argv[1]]
+Path(path).parent.mkdir(parents=True, exist_ok=True)
+Path(path).write_text(text, encoding="utf-8")
+print(f"wrote {path}")

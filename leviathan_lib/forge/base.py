@@ -1,0 +1,119 @@
+"""What Leviathan needs from a code forge, independent of which forge it is.
+
+There is deliberately no ``merge``: Leviathan never merges; merging is a human's decision on the forge.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+#: The only branch namespace Leviathan may write to or delete.
+AGENT_BRANCH_PREFIX = "agent/"
+
+PullState = Literal["open", "merged", "closed"]
+
+
+class ForgeError(Exception):
+    """The forge could not answer (unreachable, unreadable). Guardrails treat this as unknown state."""
+
+
+class ForgeConflict(ForgeError):
+    """The forge refused because of its current state (merge conflict, an open PR already exists, ...)."""
+
+
+class PullRequestNotFound(ForgeError):
+    """No pull request with that number."""
+
+
+class PullRequest(BaseModel):
+    """A pull request as any forge reports it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    number: int
+    title: str
+    body: str
+    head: str
+    base: str
+    state: PullState
+    url: str
+    created_at: datetime
+    updated_at: datetime
+    merged_at: datetime | None = None
+    closed_at: datetime | None = None
+    head_sha: str | None = None
+    merge_sha: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent_state(self) -> PullRequest:
+        if self.state == "merged" and (self.merged_at is None or self.merge_sha is None):
+            raise ValueError("a merged pull request needs merged_at and merge_sha")
+        if self.state != "merged" and self.merged_at is not None:
+            raise ValueError(f"a {self.state} pull request cannot have merged_at")
+        if self.state == "open" and self.closed_at is not None:
+            raise ValueError("an open pull request cannot have closed_at")
+        return self
+
+
+def require_agent_branch(branch: str) -> str:
+    """Return ``branch`` if Leviathan may delete it; ValueError otherwise (a hard rule, not a setting)."""
+    rest = branch[len(AGENT_BRANCH_PREFIX) :]
+    if not branch.startswith(AGENT_BRANCH_PREFIX) or not rest.strip("/"):
+        raise ValueError(f"refusing to touch branch {branch!r}: only {AGENT_BRANCH_PREFIX}… branches")
+    return branch
+
+
+class Forge(ABC):
+    """A forge hosting one target repository."""
+
+    @property
+    @abstractmethod
+    def repo_url(self) -> str:
+        """A git URL for fetch/push. Never contains a secret; see :meth:`git_push_env` for credentials."""
+
+    @abstractmethod
+    def default_branch(self) -> str: ...
+
+    @abstractmethod
+    def list_open_prs(self, head_prefix: str = AGENT_BRANCH_PREFIX) -> list[PullRequest]:
+        """Open pull requests whose head branch starts with ``head_prefix``, oldest first."""
+
+    @abstractmethod
+    def find_pr_by_head(self, head: str) -> PullRequest | None:
+        """The newest pull request (any state) from branch ``head``, or None."""
+
+    @abstractmethod
+    def get_pr(self, number: int) -> PullRequest:
+        """Raises PullRequestNotFound if there is no such pull request."""
+
+    @abstractmethod
+    def create_pr(self, *, head: str, base: str, title: str, body: str) -> PullRequest:
+        """Open a pull request.
+
+        Raises ForgeError if ``head`` or ``base`` does not exist on the forge and ForgeConflict if ``head``
+        already has an open pull request. Idempotency is the caller's job (via :meth:`find_pr_by_head`);
+        the forge only guarantees it never holds two open pull requests for one head.
+        """
+
+    @abstractmethod
+    def comment(self, number: int, body: str) -> None: ...
+
+    @abstractmethod
+    def close_pr(self, number: int) -> PullRequest:
+        """Close without merging; the head branch is kept. Closing a closed pull request is a no-op."""
+
+    def delete_branch(self, branch: str) -> None:
+        """Delete an ``agent/…`` branch on the forge; anything else raises ValueError before any I/O."""
+        self._delete_branch(require_agent_branch(branch))
+
+    @abstractmethod
+    def _delete_branch(self, branch: str) -> None:
+        """Delete ``branch``, already checked by :func:`require_agent_branch`. Absent is not an error."""
+
+    @abstractmethod
+    def git_push_env(self) -> dict[str, str]:
+        """Extra environment for ``git push``/``fetch`` against :attr:`repo_url` (credentials live here)."""

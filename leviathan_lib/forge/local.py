@@ -1,0 +1,341 @@
+"""The embedded forge: a bare git repository on disk plus durable pull-request records beside it.
+
+Records live in ``<repo>/leviathan/pulls/<number>.json`` (git ignores unknown files in a git dir).
+Every change happens under an exclusive ``flock`` on ``<repo>/leviathan/pulls.lock`` and every write is
+atomic (temp file, fsync, rename), so concurrent writers never share a number or a head, and a crash
+never leaves half a record. A record that cannot be read is an error naming the file, never skipped.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from leviathan_lib.forge.base import (
+    AGENT_BRANCH_PREFIX,
+    Forge,
+    ForgeConflict,
+    ForgeError,
+    PullRequest,
+    PullRequestNotFound,
+    PullState,
+)
+from leviathan_lib.gitcmd import GitError, run_git
+
+_RECORD_NAME = re.compile(r"^([1-9][0-9]*)\.json$")
+
+
+class Comment(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    body: str
+    created_at: datetime
+
+
+class _Record(PullRequest):
+    """What is stored on disk: the pull request plus its comments."""
+
+    comments: list[Comment] = Field(default_factory=list)
+
+    def pull(self) -> PullRequest:
+        return PullRequest.model_validate(self.model_dump(exclude={"comments"}))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _repo_path(repo: str | Path) -> Path:
+    """A filesystem path from a path or a ``file://`` URL."""
+    text = str(repo)
+    if "://" in text:
+        url = urlparse(text)
+        if url.scheme != "file" or url.netloc not in ("", "localhost"):
+            raise ForgeError(f"the local forge needs a path or a file:// URL, got {text!r}")
+        text = unquote(url.path)
+    return Path(text).absolute()
+
+
+class LocalForge(Forge):
+    """A bare repository on disk acting as forge; also offers :meth:`merge` for the human reviewer."""
+
+    def __init__(self, repo: str | Path):
+        self.path = _repo_path(repo)
+        if not self.path.is_dir():
+            raise ForgeError(f"local forge repository {self.path} does not exist or is not a directory")
+        if (self.path / ".git").exists():
+            raise ForgeError(f"{self.path} is a work tree; the local forge needs a bare git repository")
+        try:
+            bare = run_git(["rev-parse", "--is-bare-repository"], env={"GIT_DIR": str(self.path)}).stdout
+        except GitError as exc:
+            raise ForgeError(f"{self.path} is not a git repository ({exc.stderr or exc})") from exc
+        if bare.strip() != "true":
+            raise ForgeError(f"{self.path} is not a bare git repository")
+        self._pulls = self.path / "leviathan" / "pulls"
+        self._lock_file = self.path / "leviathan" / "pulls.lock"
+
+    # -- git -----------------------------------------------------------------------------------------
+
+    def _git(self, *args: str, check: bool = True) -> str:
+        try:
+            proc = run_git(list(args), env={"GIT_DIR": str(self.path)}, check=check)
+        except GitError as exc:
+            raise ForgeError(f"{self.path}: {exc}") from exc
+        return proc.stdout
+
+    def _branch_sha(self, branch: str) -> str | None:
+        out = self._git(
+            "rev-parse", "--verify", "--quiet", "--end-of-options", f"refs/heads/{branch}", check=False
+        )
+        return out.strip() or None
+
+    def _branch_shas(self) -> dict[str, str]:
+        out = self._git("for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/")
+        shas = {}
+        for line in out.splitlines():
+            sha, _, ref = line.partition(" ")
+            shas[ref.removeprefix("refs/heads/")] = sha
+        return shas
+
+    # -- records -------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        try:
+            self._pulls.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ForgeError(f"cannot lock {self._lock_file}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _record_path(self, number: int) -> Path:
+        return self._pulls / f"{number}.json"
+
+    def _read(self, path: Path) -> _Record:
+        try:
+            record = _Record.model_validate_json(path.read_bytes())
+        except FileNotFoundError:
+            raise
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "record"
+            raise ForgeError(f"corrupt pull request record {path}: {where}: {first['msg']}") from exc
+        except OSError as exc:
+            raise ForgeError(f"cannot read pull request record {path}: {exc}") from exc
+        if path.name != f"{record.number}.json":
+            raise ForgeError(f"corrupt pull request record {path}: it holds number {record.number}")
+        return record
+
+    def _load(self, number: int) -> _Record:
+        try:
+            return self._read(self._record_path(number))
+        except FileNotFoundError:
+            raise PullRequestNotFound(f"no pull request #{number} in {self.path}") from None
+
+    def _all(self) -> list[_Record]:
+        try:
+            names = os.listdir(self._pulls)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise ForgeError(f"cannot list {self._pulls}: {exc}") from exc
+        numbers = sorted(int(m.group(1)) for m in map(_RECORD_NAME.match, names) if m)
+        try:
+            return [self._read(self._record_path(n)) for n in numbers]
+        except FileNotFoundError as exc:  # records are never deleted; someone tampered with the store
+            raise ForgeError(f"pull request record {exc.filename} vanished while reading") from exc
+
+    def _write(self, record: _Record) -> None:
+        data = record.model_dump_json(indent=2).encode() + b"\n"
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self._pulls, prefix=f".{record.number}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    os.fchmod(fh.fileno(), 0o644)  # mkstemp makes 0600; reviewers and other tools read these
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self._record_path(record.number))
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            dir_fd = os.open(self._pulls, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            raise ForgeError(f"cannot write {self._record_path(record.number)}: {exc}") from exc
+
+    def _refreshed(self, record: _Record, shas: dict[str, str] | None = None) -> _Record:
+        """An open record's head_sha follows its branch; a deleted branch keeps the last known SHA."""
+        if record.state != "open":
+            return record
+        sha = (shas if shas is not None else {record.head: self._branch_sha(record.head)}).get(record.head)
+        return record.model_copy(update={"head_sha": sha}) if sha and sha != record.head_sha else record
+
+    def _update(self, record: _Record, **changes: object) -> _Record:
+        updated = _Record.model_validate({**record.model_dump(), **changes, "updated_at": _now()})
+        self._write(updated)
+        return updated
+
+    # -- Forge ---------------------------------------------------------------------------------------
+
+    @property
+    def repo_url(self) -> str:
+        return self.path.as_uri()
+
+    def pr_url(self, number: int) -> str:
+        return f"{self.repo_url}#pull/{number}"
+
+    def default_branch(self) -> str:
+        out = self._git("symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip()
+        if not out:
+            raise ForgeError(f"{self.path}: HEAD is not a branch, so the default branch is unknown")
+        return out
+
+    def list_prs(self, state: PullState | None = None) -> list[PullRequest]:
+        """All pull requests (or those in ``state``), oldest first."""
+        shas = self._branch_shas()
+        records = (self._refreshed(r, shas) for r in self._all())
+        return [r.pull() for r in records if state is None or r.state == state]
+
+    def list_open_prs(self, head_prefix: str = AGENT_BRANCH_PREFIX) -> list[PullRequest]:
+        return [pr for pr in self.list_prs("open") if pr.head.startswith(head_prefix)]
+
+    def find_pr_by_head(self, head: str) -> PullRequest | None:
+        matches = [r for r in self._all() if r.head == head]
+        return self._refreshed(matches[-1]).pull() if matches else None
+
+    def get_pr(self, number: int) -> PullRequest:
+        return self._refreshed(self._load(number)).pull()
+
+    def comments(self, number: int) -> list[Comment]:
+        return list(self._load(number).comments)
+
+    def create_pr(self, *, head: str, base: str, title: str, body: str) -> PullRequest:
+        if not title.strip():
+            raise ValueError("a pull request needs a title")
+        if head == base:
+            raise ValueError(f"head and base are the same branch {head!r}")
+        with self._locked():
+            head_sha = self._branch_sha(head)
+            if head_sha is None:
+                raise ForgeError(f"{self.path}: head branch {head!r} does not exist")
+            if self._branch_sha(base) is None:
+                raise ForgeError(f"{self.path}: base branch {base!r} does not exist")
+            records = self._all()
+            for r in records:
+                if r.head == head and r.state == "open":
+                    raise ForgeConflict(f"branch {head!r} already has open pull request #{r.number}")
+            number = max((r.number for r in records), default=0) + 1
+            now = _now()
+            record = _Record(
+                number=number,
+                title=title,
+                body=body,
+                head=head,
+                base=base,
+                state="open",
+                url=self.pr_url(number),
+                created_at=now,
+                updated_at=now,
+                head_sha=head_sha,
+            )
+            self._write(record)
+        return record.pull()
+
+    def comment(self, number: int, body: str) -> None:
+        with self._locked():
+            record = self._load(number)
+            self._update(record, comments=[*record.comments, Comment(body=body, created_at=_now())])
+
+    def close_pr(self, number: int) -> PullRequest:
+        with self._locked():
+            record = self._refreshed(self._load(number))
+            if record.state == "closed":
+                return record.pull()
+            if record.state == "merged":
+                raise ForgeConflict(f"pull request #{number} is merged; it cannot be closed")
+            return self._update(record, state="closed", closed_at=_now()).pull()
+
+    def _delete_branch(self, branch: str) -> None:
+        if branch == self.default_branch():
+            raise ValueError(f"refusing to delete {branch!r}: it is the default branch of {self.path}")
+        sha = self._branch_sha(branch)
+        if sha is not None:
+            self._git("update-ref", "-d", f"refs/heads/{branch}", sha)
+
+    def git_push_env(self) -> dict[str, str]:
+        return {}
+
+    # -- reviewer-only ---------------------------------------------------------------------------------
+
+    def merge(self, number: int, *, message: str | None = None) -> PullRequest:
+        """Merge an open pull request into its base with a merge commit; no work tree needed.
+
+        Only a human reviewer calls this (``leviathan forge merge``); Leviathan itself never merges. On a
+        conflict nothing changes and ForgeConflict lists the conflicting files.
+        """
+        with self._locked():
+            record = self._load(number)
+            if record.state != "open":
+                raise ForgeConflict(f"pull request #{number} is {record.state}; only open ones can be merged")
+            base_sha = self._branch_sha(record.base)
+            head_sha = self._branch_sha(record.head)
+            if base_sha is None or head_sha is None:
+                missing = record.base if base_sha is None else record.head
+                raise ForgeError(f"{self.path}: branch {missing!r} of pull request #{number} is gone")
+            try:
+                proc = run_git(
+                    ["merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", base_sha, head_sha],
+                    env={"GIT_DIR": str(self.path)},
+                    check=False,
+                )
+            except GitError as exc:
+                raise ForgeError(f"{self.path}: {exc}") from exc
+            fields = proc.stdout.split("\0")
+            if proc.returncode == 1:
+                files = sorted({f for f in fields[1:] if f})
+                listed = ", ".join(files) or "unknown files"
+                raise ForgeConflict(f"pull request #{number} conflicts with {record.base} in: {listed}")
+            if proc.returncode != 0:
+                raise ForgeError(f"{self.path}: git merge-tree failed: {proc.stderr.strip()}")
+            tree = fields[0].strip()
+            text = message or f"Merge pull request #{number} from {record.head}\n\n{record.title}\n"
+            merge_sha = self._git("commit-tree", tree, "-p", base_sha, "-p", head_sha, "-m", text).strip()
+            try:
+                self._git("update-ref", f"refs/heads/{record.base}", merge_sha, base_sha)
+            except ForgeError as exc:
+                raise ForgeConflict(f"{record.base} moved while merging #{number}; nothing merged") from exc
+            now = _now()
+            merged = self._update(
+                record, state="merged", merged_at=now, closed_at=now, merge_sha=merge_sha, head_sha=head_sha
+            )
+        return merged.pull()
+
+    def diff(self, number: int) -> str:
+        """The pull request's changes as the forge shows them: ``base...head`` (from the merge base).
+
+        A merged pull request is diffed between its merge commit's parents, so later base commits do not
+        leak into it; others against the base branch's current tip.
+        """
+        pr = self.get_pr(number)
+        if pr.state == "merged":
+            left, right = f"{pr.merge_sha}^1", f"{pr.merge_sha}^2"
+        else:
+            left, right = f"refs/heads/{pr.base}", pr.head_sha or f"refs/heads/{pr.head}"
+        return self._git("diff", f"{left}...{right}", "--")

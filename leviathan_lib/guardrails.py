@@ -1,0 +1,261 @@
+"""The guardrails: decide whether a target may run one task this cycle, and which.
+
+Pure functions over typed inputs (no I/O, no Airflow import) so every rule can be tested with plain
+tables, and so ``leviathan plan`` shows exactly what the DAG would decide. Every task is evaluated and
+every failed rule reported, so an operator can always see *why* nothing ran.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from leviathan_lib.backlog import DONE_STATUSES, PENDING_STATUSES, Backlog, InvalidTask, Task
+from leviathan_lib.config import TargetConfig
+from leviathan_lib.errors import Problem, ValidationFailed
+from leviathan_lib.scope import Scope
+from leviathan_lib.yamlsrc import field_name
+
+AGENT_BRANCH_PREFIX = "agent/"
+FAILED_OUTCOMES = frozenset({"failed", "timed_out"})
+
+
+class ReasonCode(StrEnum):
+    """Stable machine-readable reasons; dashboards and alerts key on these strings."""
+
+    # Cycle level, in the order they are reported.
+    AUTONOMY_DISABLED = "autonomy_disabled"
+    FORGE_STATE_UNKNOWN = "forge_state_unknown"
+    OPEN_PR_LIMIT = "open_pr_limit"
+    CIRCUIT_BREAKER_OPEN = "circuit_breaker_open"
+    NO_ELIGIBLE_TASK = "no_eligible_task"
+    # Task level, in the order they are reported.
+    NOT_READY = "not_ready"
+    STATUS_NOT_PENDING = "status_not_pending"
+    DEPENDENCIES_INCOMPLETE = "dependencies_incomplete"
+    SCOPE_VIOLATION = "scope_violation"
+    ATTEMPTS_EXHAUSTED = "attempts_exhausted"
+    PR_OPEN_FOR_TASK = "pr_open_for_task"
+    INVALID_TASK = "invalid_task"
+
+
+class _State(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class OpenPR(_State):
+    number: int
+    branch: str
+    task_id: str | None = None
+
+
+class AttemptRecord(_State):
+    task_id: str
+    outcome: Literal["succeeded", "failed", "timed_out"]
+    finished_at: AwareDatetime
+
+
+class CycleState(_State):
+    """What the guardrails need to know about the world beyond the target file and the backlog."""
+
+    #: The global switch (an Airflow Variable), ANDed with the target's own ``autonomy_enabled``.
+    autonomy_enabled: bool = True
+    #: None means the forge could not be read: the cycle fails closed.
+    open_prs: list[OpenPR] | None = Field(default_factory=list)
+    #: Oldest first.
+    attempts: list[AttemptRecord] = Field(default_factory=list)
+    breaker_reset_at: AwareDatetime | None = None
+
+
+class Check(BaseModel):
+    name: str
+    passed: bool
+    detail: str
+
+
+class TaskVerdict(BaseModel):
+    id: str
+    eligible: bool
+    reasons: list[ReasonCode]
+
+
+class Decision(BaseModel):
+    """The ``leviathan plan`` document: ``model_dump(mode="json")`` is the exact JSON shape."""
+
+    target_id: str
+    decision: Literal["run", "skip"]
+    task_id: str | None
+    reasons: list[ReasonCode]
+    checks: list[Check]
+    tasks: list[TaskVerdict]
+
+
+def parse_state(text: str, source: str) -> CycleState:
+    """Parse a STATE.json document strictly (a string is never a boolean, timestamps need a zone)."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        message = f"invalid JSON: {getattr(exc, 'msg', exc)}"
+        raise ValidationFailed([Problem(source, "", message, getattr(exc, "lineno", None))]) from None
+    if not isinstance(data, dict):
+        raise ValidationFailed([Problem(source, "", f"expected a JSON object, got {type(data).__name__}")])
+    try:
+        return CycleState.model_validate_json(text, strict=True)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            problems.append(Problem(source, field_name(err["loc"]), message))
+        raise ValidationFailed(problems) from None
+
+
+def _pr_task_id(pr: OpenPR) -> str | None:
+    """The task an open PR delivers: its recorded task id, else the ``agent/<task_id>/…`` branch part."""
+    if pr.task_id:
+        return pr.task_id
+    parts = pr.branch.split("/")
+    if len(parts) >= 2 and parts[0] == "agent" and parts[1]:
+        return parts[1]
+    return None
+
+
+def _breaker(target: TargetConfig, state: CycleState) -> Check:
+    threshold = target.circuit_breaker_failures
+    considered = [
+        a for a in state.attempts if state.breaker_reset_at is None or a.finished_at > state.breaker_reset_at
+    ]
+    considered.sort(key=lambda a: a.finished_at)  # stable: equal timestamps keep the given order
+    last = considered[-threshold:]
+    tripped = len(last) == threshold and all(a.outcome in FAILED_OUTCOMES for a in last)
+    streak = 0
+    for attempt in reversed(considered):
+        if attempt.outcome not in FAILED_OUTCOMES:
+            break
+        streak += 1
+    since = f" since reset at {state.breaker_reset_at.isoformat()}" if state.breaker_reset_at else ""
+    detail = f"{streak} consecutive failed attempt(s){since}, threshold {threshold}"
+    return Check(name="circuit_breaker", passed=not tripped, detail=detail)
+
+
+def _task_reasons(
+    task: Task,
+    target_scope: Scope,
+    statuses: dict[str, str | None],
+    attempts: Counter[str],
+    pr_tasks: set[str],
+    max_attempts: int,
+) -> list[ReasonCode]:
+    reasons = []
+    if task.ready is not True:
+        reasons.append(ReasonCode.NOT_READY)
+    if task.status not in PENDING_STATUSES:
+        reasons.append(ReasonCode.STATUS_NOT_PENDING)
+    if any(dep not in statuses or statuses[dep] not in DONE_STATUSES for dep in task.dependencies):
+        reasons.append(ReasonCode.DEPENDENCIES_INCOMPLETE)
+    if not task.allowed_paths or not all(target_scope.contains(p) for p in task.allowed_paths):
+        reasons.append(ReasonCode.SCOPE_VIOLATION)
+    if attempts[task.id] >= max_attempts:
+        reasons.append(ReasonCode.ATTEMPTS_EXHAUSTED)
+    if task.id in pr_tasks:
+        reasons.append(ReasonCode.PR_OPEN_FOR_TASK)
+    return reasons
+
+
+def _invalid_verdict(entry: InvalidTask) -> TaskVerdict:
+    label = entry.id if entry.id else f"#{entry.index}"
+    return TaskVerdict(id=label, eligible=False, reasons=[ReasonCode.INVALID_TASK])
+
+
+def decide(target: TargetConfig, backlog: Backlog, state: CycleState) -> Decision:
+    """Run every guardrail and pick at most one task. Linear in tasks + attempts (plus one sort)."""
+    checks: list[Check] = []
+    failed: list[ReasonCode] = []
+
+    target_on, global_on = target.autonomy_enabled, state.autonomy_enabled
+    autonomy_ok = target_on and global_on
+    switch = "on" if global_on else "off"
+    checks.append(Check(
+        name="autonomy", passed=autonomy_ok,
+        detail=f"target autonomy_enabled={str(target_on).lower()}, global switch={switch}",
+    ))
+    if not autonomy_ok:
+        failed.append(ReasonCode.AUTONOMY_DISABLED)
+
+    forge_known = state.open_prs is not None
+    checks.append(Check(
+        name="forge_state", passed=forge_known,
+        detail="open pull requests read from the forge" if forge_known else "the forge could not be read",
+    ))
+    if not forge_known:
+        failed.append(ReasonCode.FORGE_STATE_UNKNOWN)
+        # Fail closed: an unknown count cannot pass, but the limit itself was not observed.
+        checks.append(Check(name="open_prs", passed=False, detail="unknown: the forge could not be read"))
+        pr_tasks: set[str] = set()
+    else:
+        agent_prs = [pr for pr in state.open_prs if pr.branch.startswith(AGENT_BRANCH_PREFIX)]
+        under_limit = len(agent_prs) < target.max_open_prs
+        checks.append(Check(
+            name="open_prs", passed=under_limit,
+            detail=f"{len(agent_prs)} open agent/ PR(s), limit {target.max_open_prs}",
+        ))
+        if not under_limit:
+            failed.append(ReasonCode.OPEN_PR_LIMIT)
+        pr_tasks = {tid for pr in state.open_prs if (tid := _pr_task_id(pr))}
+
+    breaker = _breaker(target, state)
+    checks.append(breaker)
+    if not breaker.passed:
+        failed.append(ReasonCode.CIRCUIT_BREAKER_OPEN)
+
+    target_scope = Scope.of(target.allowed_path_prefixes)
+    statuses = {t.id: t.status for t in backlog.tasks}
+    for entry in backlog.invalid:
+        if entry.id and entry.id not in statuses:
+            statuses[entry.id] = None  # exists, but its status cannot be trusted
+    attempts = Counter(a.task_id for a in state.attempts)
+    max_attempts = target.max_attempts_per_task
+
+    verdicts: list[TaskVerdict] = []
+    invalid = sorted(backlog.invalid, key=lambda i: i.index)
+    next_invalid = 0
+    best: tuple[int, int] | None = None
+    chosen: Task | None = None
+    eligible_count = 0
+    for position, task in enumerate(backlog.tasks):
+        # Interleave invalid entries at their backlog position so the report follows the file.
+        while next_invalid < len(invalid) and invalid[next_invalid].index <= position + next_invalid:
+            verdicts.append(_invalid_verdict(invalid[next_invalid]))
+            next_invalid += 1
+        reasons = _task_reasons(task, target_scope, statuses, attempts, pr_tasks, max_attempts)
+        verdicts.append(TaskVerdict(id=task.id, eligible=not reasons, reasons=reasons))
+        if not reasons:
+            eligible_count += 1
+            key = (task.priority_rank, position)
+            if best is None or key < best:
+                best, chosen = key, task
+    verdicts.extend(_invalid_verdict(entry) for entry in invalid[next_invalid:])
+
+    total = len(verdicts)
+    if chosen is not None:
+        detail = (f"{eligible_count} eligible of {total} task(s); highest priority: {chosen.id} "
+                  f"({chosen.priority or 'medium'})")
+    else:
+        detail = f"no eligible task among {total} task(s)"
+    checks.append(Check(name="task_selection", passed=chosen is not None, detail=detail))
+    if chosen is None and not failed:
+        failed.append(ReasonCode.NO_ELIGIBLE_TASK)
+
+    run = not failed and chosen is not None
+    return Decision(
+        target_id=target.target_id,
+        decision="run" if run else "skip",
+        task_id=chosen.id if run else None,
+        reasons=failed,
+        checks=checks,
+        tasks=verdicts,
+    )
+

@@ -1,0 +1,132 @@
+"""The embedded default worker backend: the worker as a local subprocess, bounded in time.
+
+The worker runs in its own process group with a closed environment, so on timeout the whole group
+(recipe steps and anything they spawned) is killed, and no secret of the Airflow worker can reach it.
+Stragglers left in the group after a normal exit are killed too: an attempt leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pydantic import ValidationError
+
+import leviathan_lib
+from leviathan_lib.worker.contract import AttemptResult, AttemptSpec, failed_result, result_from_json, utc_now
+
+#: Time between SIGTERM and SIGKILL for the process group of a timed-out worker.
+KILL_GRACE_SECONDS = 2.0
+_POLL_SECONDS = 0.05
+_TAIL_BYTES = 4096
+log = logging.getLogger(__name__)
+
+
+def worker_env() -> dict[str, str]:
+    """PATH, HOME, LANG and a PYTHONPATH that finds this ``leviathan_lib``; nothing else is passed."""
+    env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8"}
+    if "HOME" in os.environ:
+        env["HOME"] = os.environ["HOME"]
+    package_root = str(Path(leviathan_lib.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    return env
+
+
+def _exited(pid: int) -> bool:
+    """True once ``pid`` has exited, without reaping it: its pid keeps the group id from being reused."""
+    info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    return info is not None and info.si_pid == pid
+
+
+def _wait_exit(pid: int, deadline: float) -> bool:
+    while not _exited(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL_SECONDS)
+    return True
+
+
+def _killpg(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def _run_bounded(
+    argv: list[str], *, cwd: Path, env: dict[str, str], stderr_path: Path, timeout: float
+) -> int | None:
+    """Run ``argv`` in a new process group; the exit code, or None if it was killed for the timeout."""
+    with open(stderr_path, "wb") as err:
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    pgid = proc.pid
+    try:
+        finished = _wait_exit(proc.pid, time.monotonic() + timeout)
+        if not finished:
+            _killpg(pgid, signal.SIGTERM)
+            _wait_exit(proc.pid, time.monotonic() + KILL_GRACE_SECONDS)
+    finally:
+        # The leader is not reaped yet, so the group id still names this group only.
+        _killpg(pgid, signal.SIGKILL)
+        proc.wait()
+    return proc.returncode if finished else None
+
+
+def _make_removable(func, path, _exc_info) -> None:
+    parent = os.path.dirname(path)
+    os.chmod(parent, os.stat(parent).st_mode | stat.S_IRWXU)
+    if os.path.isdir(path) and not os.path.islink(path):
+        os.chmod(path, os.stat(path).st_mode | stat.S_IRWXU)
+    func(path)
+
+
+def run_local_worker(
+    spec: AttemptSpec, *, workspace_root: Path | None = None, timeout_seconds: float | None = None
+) -> AttemptResult:
+    """Run one attempt in a subprocess worker and return its result; never raises for worker failures."""
+    timeout = float(spec.timeout_seconds if timeout_seconds is None else timeout_seconds)
+    started = utc_now()
+    base = Path(tempfile.mkdtemp(prefix="leviathan-attempt-", dir=workspace_root))
+    try:
+        spec_file, output, log_file = base / "spec.json", base / "result.json", base / "worker.log"
+        spec_file.write_text(spec.model_dump_json(), encoding="utf-8")
+        argv = [
+            sys.executable, "-m", "leviathan_lib.worker",
+            "--spec", str(spec_file), "--output", str(output), "--workspace", str(base / "workspace"),
+        ]  # fmt: skip
+        exit_code = _run_bounded(argv, cwd=base, env=worker_env(), stderr_path=log_file, timeout=timeout)
+        log_tail = log_file.read_bytes()[-_TAIL_BYTES:].decode("utf-8", "replace")
+        executor = {"backend": "local", "exit_code": exit_code, "log_tail": log_tail}
+        if exit_code is None:
+            return failed_result(
+                "timeout",
+                f"the worker ran longer than {timeout:g}s; its process group was killed",
+                outcome="timed_out",
+                started_at=started,
+                executor=executor,
+            )
+        try:
+            return result_from_json(output.read_bytes())
+        except (OSError, ValidationError) as exc:
+            reason = "no result file" if isinstance(exc, OSError) else "an unreadable result file"
+            return failed_result(
+                "worker_crashed",
+                f"the worker exited with {exit_code} and {reason}; log tail: {log_tail[-1000:]}",
+                started_at=started,
+                executor=executor,
+            )
+    finally:
+        try:
+            shutil.rmtree(base, onerror=_make_removable)
+        except OSError as exc:
+            log.warning("could not remove the attempt workspace %s: %s", base, exc)

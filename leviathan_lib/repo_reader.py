@@ -1,0 +1,106 @@
+"""Read the target repository at a pinned commit without a work tree.
+
+Local repositories (a path or ``file://`` URL) are read in place; remote ones through a bare mirror
+kept under a cache directory, refreshed with one fetch of the target branch per cycle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import BaseModel
+
+
+class RepoUnreachable(Exception):
+    """The target repository or branch could not be read."""
+
+
+class Snapshot(BaseModel):
+    """What a cycle read: the branch tip it pinned and the backlog text at that commit."""
+
+    repo_url: str
+    branch: str
+    commit_sha: str
+    path: str
+    text: str | None  # None when the file does not exist at that commit
+
+
+def _git_env() -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "LANG": "C",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_TERMINAL_PROMPT": "0",
+    }
+
+
+def _git(args: list[str], *, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, env=_git_env(), timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise RepoUnreachable(f"git {args[0]} timed out after {timeout:.0f}s") from None
+
+
+def local_path(repo_url: str) -> Path | None:
+    """The filesystem path of a local repository URL, or None for a remote one."""
+    if repo_url.startswith("file://"):
+        return Path(urlparse(repo_url).path)
+    if "://" in repo_url or ("@" in repo_url and ":" in repo_url):
+        return None
+    return Path(repo_url)
+
+
+def git_dir_for(repo_url: str, cache_dir: Path) -> Path:
+    """The git directory to read from, fetching a remote repository into a bare mirror first."""
+    path = local_path(repo_url)
+    if path is not None:
+        if not path.exists():
+            raise RepoUnreachable(f"repository {repo_url} does not exist")
+        return path
+    mirror = cache_dir / hashlib.sha256(repo_url.encode()).hexdigest()[:16]
+    if not (mirror / "HEAD").exists():
+        mirror.mkdir(parents=True, exist_ok=True)
+        result = _git(["init", "--bare", "--quiet", str(mirror)])
+        if result.returncode:
+            raise RepoUnreachable(f"cannot create mirror for {repo_url}: {result.stderr.strip()}")
+    return mirror
+
+
+def read_at_branch(repo_url: str, branch: str, path: str, *, cache_dir: Path) -> Snapshot:
+    """Pin the tip of ``branch`` and read ``path`` at that commit."""
+    git_dir = git_dir_for(repo_url, cache_dir)
+    if local_path(repo_url) is None:
+        fetched = _git(["--git-dir", str(git_dir), "fetch", "--quiet", "--no-tags", "--depth", "1",
+                        repo_url, f"+refs/heads/{branch}:refs/heads/{branch}"])
+        if fetched.returncode:
+            raise RepoUnreachable(f"cannot fetch {branch!r} from {repo_url}: {_tail(fetched.stderr)}")
+    tip = _git(["--git-dir", str(git_dir), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"])
+    if tip.returncode:
+        probe = _git(["--git-dir", str(git_dir), "rev-parse", "--git-dir"])
+        if probe.returncode:
+            raise RepoUnreachable(f"{repo_url} is not a git repository: {_tail(probe.stderr)}")
+        raise RepoUnreachable(f"branch {branch!r} not found in {repo_url}")
+    sha = tip.stdout.strip()
+    return Snapshot(repo_url=repo_url, branch=branch, commit_sha=sha, path=path,
+                    text=read_at_commit(git_dir, sha, path))
+
+
+def read_at_commit(git_dir: Path, sha: str, path: str) -> str | None:
+    shown = _git(["--git-dir", str(git_dir), "show", f"{sha}:{path}"])
+    if shown.returncode:
+        if "does not exist" in shown.stderr or "exists on disk, but not in" in shown.stderr:
+            return None
+        raise RepoUnreachable(f"cannot read {path} at {sha[:12]}: {_tail(shown.stderr)}")
+    return shown.stdout
+
+
+def _tail(stderr: str) -> str:
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no error output"

@@ -1,0 +1,248 @@
+"""Bodies of the cycle DAG's tasks: Airflow context in, :mod:`leviathan_lib.cycle` steps, XComs out.
+
+Only the public Task SDK is used (XCom, Variable, asset events); no direct DB access. Heavy modules
+are imported inside the functions so DAG parsing stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.sdk import Asset, Variable, get_current_context
+from airflow.sdk.exceptions import AirflowFailException
+
+from leviathan_lib.config import TargetConfig
+
+log = logging.getLogger("leviathan")
+
+#: Reason codes that mean "something is broken", not "nothing to do": the run is marked failed.
+ERROR_OUTCOMES = {"failed", "timed_out", "rejected_by_guardrail"}
+
+
+def _target(config: dict[str, Any]) -> TargetConfig:
+    return TargetConfig.model_validate(config, strict=False)
+
+
+def read_backlog(*, config: dict[str, Any], repo_url: str) -> dict[str, Any]:
+    from leviathan_lib import cycle, paths
+
+    target = _target(config)
+    result = cycle.read_backlog(target, repo_url, paths.cache_dir())
+    if result.error:
+        log.error("cannot read the backlog of %s: %s: %s", target.target_id, result.error.code, result.error.message)
+    else:
+        log.info("read %s at %s (%s)", result.backlog_path, result.commit_sha, result.branch)
+        for problem in result.problems:
+            log.warning("invalid backlog task (it will not run): %s", problem)
+    return result.model_dump(mode="json")
+
+
+def _global_switch(name: str) -> tuple[bool, str]:
+    """The global autonomy switch: missing means on; anything but a boolean fails closed (off)."""
+    try:
+        raw = Variable.get(name, default=None)
+    except Exception as exc:  # the switch is unknown: fail closed
+        return False, f"cannot read Variable {name}: {type(exc).__name__}"
+    if raw is None:
+        return True, "not set (default on)"
+    value = str(raw).strip().lower()
+    if value in ("true", "false"):
+        return value == "true", f"Variable {name} = {value}"
+    return False, f"Variable {name} has {raw!r}; expected true or false (treated as off)"
+
+
+def _open_prs(target: TargetConfig, repo_url: str):
+    from leviathan_lib.forge import open_forge
+    from leviathan_lib.forge.base import ForgeError
+    from leviathan_lib.guardrails import OpenPR
+
+    try:
+        prs = open_forge(target.forge, repo_url, target.forge_conn_id).list_open_prs(head_prefix="agent/")
+    except ForgeError as exc:
+        log.error("forge state unknown for %s: %s", target.target_id, exc)
+        return None
+    out = []
+    for pr in prs:
+        parts = pr.head.split("/")
+        out.append(OpenPR(number=pr.number, branch=pr.head, task_id=parts[1] if len(parts) >= 3 else None))
+    return out
+
+
+def check_guardrails(read: dict[str, Any], *, config: dict[str, Any], repo_url: str, asset: Asset,
+                     switch_variable: str) -> str:
+    from leviathan_lib import cycle
+    from leviathan_lib.evidence import parse_records
+
+    context = get_current_context()
+    target = _target(config)
+    events = context["inlet_events"][asset]
+    records, unreadable = parse_records([(e.source_run_id, e.extra) for e in events])
+    read_result = cycle.ReadResult.model_validate(read)
+    if unreadable and not read_result.error:
+        for bad in unreadable:
+            log.error("unreadable evidence record from run %s: %s", bad.run_id, bad.problem)
+        read_result.error = cycle.CycleError(
+            code="history_unreadable",
+            message=f"{len(unreadable)} evidence record(s) cannot be read; the breaker is treated as open",
+        )
+    enabled, switch_detail = _global_switch(switch_variable)
+    result = cycle.check_guardrails(
+        target, read_result, global_autonomy=enabled,
+        open_prs=_open_prs(target, repo_url) if not read_result.error else [],
+        attempts=cycle.history_to_state(records, exclude_run_id=context["run_id"]),
+        breaker_reset_at=None,
+    )
+    if result.decision:
+        for check in result.decision.checks:
+            log.info("check %-16s %s  %s", check.name, "pass" if check.passed else "FAIL", check.detail)
+        for verdict in result.decision.tasks:
+            if not verdict.eligible:
+                log.info("task %s not eligible: %s", verdict.id, ", ".join(verdict.reasons))
+        log.info("decision: %s %s %s (global switch: %s)", result.decision.decision,
+                 result.decision.task_id or "", ",".join(result.decision.reasons), switch_detail)
+    else:
+        log.error("cycle stopped before the guardrails: %s: %s", result.error.code, result.error.message)
+    context["ti"].xcom_push(key="guardrails", value=result.model_dump(mode="json"))
+    return "run_worker" if result.attempt else "skip"
+
+
+def _guardrails(ti) -> Any:
+    from leviathan_lib.cycle import GuardrailResult
+
+    raw = ti.xcom_pull(task_ids="check_guardrails", key="guardrails")
+    return GuardrailResult.model_validate(raw) if raw else None
+
+
+def run_worker(read: dict[str, Any], *, config: dict[str, Any]) -> None:
+    from leviathan_lib.backlog import parse_backlog
+    from leviathan_lib.cycle import ReadResult
+    from leviathan_lib.local_backend import run_local_worker
+    from leviathan_lib.worker.contract import AttemptSpec
+
+    context = get_current_context()
+    ti = context["ti"]
+    target = _target(config)
+    read_result = ReadResult.model_validate(read)
+    plan = _guardrails(ti).attempt
+    backlog, _ = parse_backlog(read_result.backlog_text or "", source=read_result.backlog_path)
+    task_def = backlog.by_id()[plan.task_id]
+    spec = AttemptSpec.model_validate({
+        "spec_version": 1, "target_id": target.target_id, "repo_url": read_result.repo_url,
+        "commit_sha": read_result.commit_sha, "task": task_def.model_dump(mode="json"),
+        "allowed_path_prefixes": target.allowed_path_prefixes,
+        "executor": {"kind": "recipe", "recipe": plan.recipe, "recipes_path": target.recipes_path},
+        "attempt": plan.attempt, "timeout_seconds": target.attempt_timeout_seconds,
+    })
+    started = datetime.now(UTC)
+    log.info("attempt %s of task %s on branch %s (recipe %s)", plan.attempt, plan.task_id, plan.branch, plan.recipe)
+    from leviathan_lib import paths
+
+    result = run_local_worker(spec, workspace_root=paths.scratch_dir())
+    ti.xcom_push(key="result", value={**result.model_dump(mode="json"), "attempt_started_at": started.isoformat()})
+    if result.outcome != "succeeded":
+        error = result.error
+        raise AirflowFailException(
+            f"worker {result.outcome}: {error.code if error else 'unknown'}: {error.message if error else ''}"
+        )
+    log.info("worker succeeded; changed paths: %s", ", ".join(result.changed_paths))
+
+
+def open_pull_request(read: dict[str, Any], *, config: dict[str, Any]) -> dict[str, Any]:
+    from leviathan_lib import paths
+    from leviathan_lib.cycle import ReadResult
+    from leviathan_lib.delivery import DeliveryRejected, deliver
+    from leviathan_lib.forge import open_forge
+    from leviathan_lib.worker.contract import AttemptResult
+
+    context = get_current_context()
+    ti = context["ti"]
+    target = _target(config)
+    read_result = ReadResult.model_validate(read)
+    guard = _guardrails(ti)
+    raw = ti.xcom_pull(task_ids="run_worker", key="result")
+    result = AttemptResult.model_validate({k: v for k, v in raw.items() if k != "attempt_started_at"})
+    forge = open_forge(target.forge, read_result.repo_url, target.forge_conn_id)
+    dag_run = context["dag_run"]
+    try:
+        pr = deliver(
+            target, read_result, guard.attempt, result, forge, run_id=context["run_id"],
+            commit_date=dag_run.run_after, scratch_dir=paths.scratch_dir(),
+            evidence_summary={"target_id": target.target_id,
+                              "checks": [c.model_dump() for c in guard.decision.checks]},
+        )
+    except DeliveryRejected as exc:
+        ti.xcom_push(key="rejection", value={"code": exc.code, "message": str(exc)})
+        raise AirflowFailException(f"delivery rejected: {exc.code}: {exc}") from None
+    log.info("pull request #%s %s (%s -> %s)", pr.number, pr.url, pr.head, pr.base)
+    return {"number": pr.number, "url": pr.url, "branch": pr.head, "head_sha": pr.head_sha}
+
+
+def record_evidence(*, config: dict[str, Any], asset: Asset) -> dict[str, Any]:
+    from leviathan_lib import cycle
+    from leviathan_lib.evidence import AttemptEvidence
+
+    context = get_current_context()
+    ti = context["ti"]
+    target = _target(config)
+    raw_read = ti.xcom_pull(task_ids="read_backlog")
+    read = cycle.ReadResult.model_validate(raw_read) if raw_read else None
+    guard = _guardrails(ti)
+    attempt = None
+    failure = None
+    if guard and guard.attempt:
+        plan = guard.attempt
+        attempt = AttemptEvidence(task_id=plan.task_id, attempt=plan.attempt, task_hash=plan.task_hash,
+                                  branch=plan.branch, backend=target.worker_backend,
+                                  image=target.worker_image if target.worker_backend == "kubernetes" else None)
+        result = ti.xcom_pull(task_ids="run_worker", key="result")
+        pr = ti.xcom_pull(task_ids="open_pull_request")
+        rejection = ti.xcom_pull(task_ids="open_pull_request", key="rejection")
+        if result:
+            error = result.get("error") or {}
+            attempt = attempt.model_validate({
+                **attempt.model_dump(), "outcome": result["outcome"],
+                "changed_paths": result.get("changed_paths") or [],
+                "started_at": result.get("attempt_started_at") or result.get("started_at"),
+                "finished_at": result.get("finished_at"),
+                "error_code": error.get("code"), "error_message": error.get("message"),
+            })
+        else:
+            attempt.outcome, attempt.error_code = "failed", "worker_crashed"
+            attempt.error_message = "run_worker left no result (see its task log)"
+        if rejection:
+            attempt.outcome = "rejected_by_guardrail"
+            attempt.error_code, attempt.error_message = rejection["code"], rejection["message"]
+        elif pr:
+            attempt.pr_number, attempt.pr_url = pr["number"], pr["url"]
+        elif attempt.outcome == "succeeded":
+            attempt.outcome, attempt.error_code = "failed", "pr_not_opened"
+            attempt.error_message = "open_pull_request did not finish (see its task log)"
+        attempt.finished_at = attempt.finished_at or datetime.now(UTC)
+    elif guard is None and read is not None and not read.error:
+        failure = cycle.CycleError(code="guardrails_failed", message="check_guardrails failed (see its task log)")
+    record = cycle.build_record(target, dag_run_id=context["run_id"], run_type=_run_type(context["dag_run"]),
+                                read=read, guard=guard, attempt=attempt, failure=failure)
+    payload = record.model_dump(mode="json")
+    context["outlet_events"][asset].extra = payload
+    log.info("cycle evidence: decision=%s stopped=%s %s", record.decision, record.stopped_reason,
+             record.stopped_detail)
+    return payload
+
+
+def _run_type(dag_run) -> str:
+    run_type = dag_run.run_type
+    return str(getattr(run_type, "value", run_type))
+
+
+def cycle_outcome(record: dict[str, Any]) -> str:
+    """Mark the run failed when the cycle hit an error, so alerts on failed runs fire; skips stay green."""
+    attempt = record.get("attempt") or {}
+    if record["decision"] == "error" or attempt.get("outcome") in ERROR_OUTCOMES:
+        raise AirflowFailException(f"cycle stopped: {record['stopped_reason']}: {record['stopped_detail']}")
+    return record["stopped_reason"]
+
+
+def config_error(problems: list[str]) -> None:
+    raise AirflowFailException("invalid target file:\n" + "\n".join(problems))

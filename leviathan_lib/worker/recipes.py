@@ -1,0 +1,208 @@
+"""Recipes: the named commands humans allow the worker to run, kept in the target repository.
+
+A recipe lives in the target's ``.leviathan/recipes.yaml`` (the path is the target's ``recipes_path``)
+and is read from the pinned commit, so what runs is exactly what was reviewed in that repository::
+
+    recipes:
+      write-quickstart:
+        description: "Generate docs/quickstart.md from the template"
+        steps:
+          - ["python3", ".leviathan/recipes/write_quickstart.py"]
+        env:            # optional, plain non-secret values only
+          STYLE: short
+      touch-changelog:
+        command: ["python3", ".leviathan/recipes/changelog.py", "--append"]   # shorthand for one step
+
+Rules:
+
+* ``steps`` is a non-empty list of argv lists; ``command`` is shorthand for a single step. Exactly one
+  of the two is given. An argv is a non-empty list of strings and is never run through a shell, so a
+  string where a list is expected is an error, not a command line.
+* Each step runs with the checkout root as working directory and a closed environment: ``PATH`` (the
+  worker's interpreter directory first, so ``python3`` is the worker's Python), ``HOME`` (an empty
+  directory outside the checkout), ``LANG=C.UTF-8``, ``LEVIATHAN_TASK_ID``, ``LEVIATHAN_TASK_FILE`` (a
+  JSON file with the task, outside the checkout) and the recipe's ``env``. Nothing else is inherited,
+  so no token of the machine running the worker can reach a recipe.
+* ``env`` names are ``[A-Za-z_][A-Za-z0-9_]*``; ``PATH``, ``HOME`` and ``LEVIATHAN_*`` are reserved.
+  Values are strings (quote numbers). The file is committed, so it must never hold a secret.
+* Steps run in order; the first one exiting non-zero stops the recipe and fails the attempt.
+* A recipe only changes files in the checkout; the worker turns those changes into the patch and
+  rejects any path outside the task's scope, any symlink and any submodule.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from leviathan_lib.errors import Problem, ValidationFailed
+from leviathan_lib.worker.contract import RecipeName
+from leviathan_lib.yamlsrc import field_name, line_of, load_yaml
+
+#: Bytes of each stream kept in the result: enough to diagnose, small enough for an XCom.
+TAIL_BYTES = 4096
+RESERVED_ENV = {"PATH", "HOME"}
+_NoNul = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
+Argv = Annotated[list[_NoNul], Field(min_length=1)]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class Recipe(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    description: str = ""
+    steps: Annotated[list[Argv], Field(min_length=1)] | None = None
+    command: Argv | None = None
+    env: dict[EnvName, _NoNul] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Recipe:
+        if (self.steps is None) == (self.command is None):
+            raise ValueError(
+                "give exactly one of 'steps' (a list of argv lists) or 'command' (one argv list)"
+            )
+        for argv in self.argvs:
+            if not argv[0]:
+                raise ValueError("the program (first argv item) must not be empty")
+        reserved = sorted(k for k in self.env if k in RESERVED_ENV or k.startswith("LEVIATHAN_"))
+        if reserved:
+            raise ValueError(f"env names {reserved} are reserved (set by the worker)")
+        return self
+
+    @property
+    def argvs(self) -> list[list[str]]:
+        return self.steps if self.steps is not None else [self.command]  # type: ignore[list-item]
+
+
+class RecipesFile(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    recipes: dict[RecipeName, Recipe]
+
+
+def _message(err: Any) -> str:
+    loc = err["loc"]
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "list_type" and any(part in ("steps", "command") for part in loc):
+        got = type(err["input"]).__name__
+        return f'expected an argv list like ["python3", "script.py"], never a shell string (got {got})'
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"].endswith("_type") and err["type"] != "model_type":
+        msg += f" (got {type(err['input']).__name__})"
+    return msg
+
+
+def parse_recipes(text: str, source: str) -> dict[str, Recipe]:
+    """Validate recipes text into name → recipe; every problem names ``source``, the field and the line."""
+    data = load_yaml(text, source)
+    try:
+        return RecipesFile.model_validate(data).recipes
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+            problems.append(
+                Problem(source, field_name(loc) or "(top level)", _message(err), line_of(text, loc))
+            )
+        raise ValidationFailed(problems) from None
+
+
+@dataclass
+class StepRun:
+    argv: list[str]
+    exit_code: int | None
+    stdout_tail: str
+    stderr_tail: str
+    duration_seconds: float
+    error: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        out = {
+            "argv": self.argv,
+            "exit_code": self.exit_code,
+            "stdout_tail": self.stdout_tail,
+            "stderr_tail": self.stderr_tail,
+            "duration_seconds": round(self.duration_seconds, 3),
+        }
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+@dataclass
+class RecipeRun:
+    name: str
+    steps: list[StepRun] = field(default_factory=list)
+    #: Human-readable reason when a step failed, else None.
+    failure: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {"kind": "recipe", "recipe": self.name, "steps": [s.summary() for s in self.steps]}
+
+
+def tail(data: bytes, limit: int = TAIL_BYTES) -> str:
+    return data[-limit:].decode("utf-8", "replace")
+
+
+def step_env(recipe: Recipe, task_id: str, task_file: Path, home: Path) -> dict[str, str]:
+    """The closed environment of a step (see the module docstring)."""
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", os.defpath)])
+    return {
+        **recipe.env,
+        "PATH": path,
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "LEVIATHAN_TASK_ID": task_id,
+        "LEVIATHAN_TASK_FILE": str(task_file),
+    }
+
+
+def _run_step(argv: list[str], cwd: Path, env: dict[str, str], logs: Path, index: int) -> StepRun:
+    # Output goes to files, not pipes: a background process left behind by a step cannot block the worker.
+    out_path, err_path = logs / f"step-{index}.out", logs / f"step-{index}.err"
+    program = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=env["PATH"])
+    started = time.monotonic()
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        if program is None:
+            exit_code, error = None, f"command {argv[0]!r} not found on PATH"
+        else:
+            try:
+                proc = subprocess.run(
+                    [program, *argv[1:]], cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                    shell=False, check=False,
+                )  # fmt: skip
+                exit_code, error = proc.returncode, None
+            except OSError as exc:
+                exit_code, error = None, f"could not start {argv[0]!r}: {exc.strerror or exc}"
+    return StepRun(
+        argv=argv,
+        exit_code=exit_code,
+        stdout_tail=tail(out_path.read_bytes()),
+        stderr_tail=tail(err_path.read_bytes()),
+        duration_seconds=time.monotonic() - started,
+        error=error,
+    )
+
+
+def run_recipe(name: str, recipe: Recipe, *, checkout: Path, env: dict[str, str], logs: Path) -> RecipeRun:
+    """Run the steps in order, stopping at the first that fails."""
+    logs.mkdir(parents=True, exist_ok=True)
+    run = RecipeRun(name)
+    total = len(recipe.argvs)
+    for index, argv in enumerate(recipe.argvs, start=1):
+        step = _run_step(argv, checkout, env, logs, index)
+        run.steps.append(step)
+        if step.error or step.exit_code != 0:
+            why = step.error or f"exited with {step.exit_code}"
+            run.failure = f"step {index} of {total} {argv!r} {why}"
+            break
+    return run

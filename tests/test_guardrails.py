@@ -1,0 +1,230 @@
+"""The guardrails decision, driven by the scenario table in tests/scenarios/guardrails.yaml."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from leviathan_lib.backlog import Backlog, InvalidTask, Task, parse_backlog
+from leviathan_lib.config import TargetConfig, parse_target
+from leviathan_lib.errors import ValidationFailed
+from leviathan_lib.guardrails import (
+    AttemptRecord,
+    CycleState,
+    OpenPR,
+    ReasonCode,
+    decide,
+    parse_state,
+)
+
+SCENARIOS = yaml.safe_load((Path(__file__).parent / "scenarios" / "guardrails.yaml").read_text())
+TIMES = {f"T{i}": f"2025-01-0{i}T12:00:00+00:00" for i in range(1, 5)}
+BASE_TARGET = {
+    "target_id": "demo",
+    "target_repo_url": "/srv/demo.git",
+    "autonomy_enabled": True,
+    "allowed_path_prefixes": [".leviathan/", "docs/"],
+}
+CYCLE_ORDER = ["autonomy_disabled", "forge_state_unknown", "open_pr_limit", "circuit_breaker_open", "no_eligible_task"]
+
+
+def _target(overrides: dict[str, Any] | None = None) -> TargetConfig:
+    data = {**BASE_TARGET}
+    for key, value in (overrides or {}).items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    return parse_target(yaml.safe_dump(data), "target.yaml")
+
+
+def _backlog(tasks: list[Any]) -> Backlog:
+    full = []
+    for task in tasks:
+        if isinstance(task, dict):
+            task = {"title": f"task {task.get('id')}", "allowed_paths": ["docs/x.md"], **task}
+        full.append(task)
+    backlog, _ = parse_backlog(yaml.safe_dump({"tasks": full}), "backlog.yaml")
+    return backlog
+
+
+def _state(raw: dict[str, Any] | None) -> CycleState:
+    text = json.dumps(raw or {})
+    for name, stamp in TIMES.items():
+        text = text.replace(f'"{name}"', f'"{stamp}"')
+    return parse_state(text, "state.json")
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s["name"] for s in SCENARIOS])
+def test_scenario(scenario):
+    decision = decide(_target(scenario.get("target")), _backlog(scenario["tasks"]), _state(scenario.get("state")))
+    expect = scenario["expect"]
+    doc = decision.model_dump(mode="json")
+
+    assert doc["decision"] == expect["decision"]
+    assert doc["task_id"] == expect.get("task_id", doc["task_id"])
+    if doc["decision"] == "skip":
+        assert doc["task_id"] is None
+        assert doc["reasons"], "a skip always says why"
+    else:
+        assert doc["reasons"] == []
+    if "reasons" in expect:
+        assert doc["reasons"] == expect["reasons"]
+    assert doc["reasons"] == sorted(doc["reasons"], key=CYCLE_ORDER.index)
+    verdicts = {t["id"]: t for t in doc["tasks"]}
+    for task_id, reasons in expect.get("task_reasons", {}).items():
+        assert verdicts[task_id]["reasons"] == reasons, task_id
+        assert verdicts[task_id]["eligible"] is (reasons == [])
+    if "order" in expect:
+        assert [t["id"] for t in doc["tasks"]] == expect["order"]
+    checks = {c["name"]: c for c in doc["checks"]}
+    assert list(checks) == ["autonomy", "forge_state", "open_prs", "circuit_breaker", "task_selection"]
+    if "checks_failed" in expect:
+        assert [n for n, c in checks.items() if not c["passed"]] == expect["checks_failed"]
+    for name, detail in expect.get("detail", {}).items():
+        assert checks[name]["detail"] == detail
+
+
+def test_every_reason_code_is_covered_by_a_scenario():
+    seen = set()
+    for scenario in SCENARIOS:
+        expect = scenario["expect"]
+        seen.update(expect.get("reasons", []))
+        for reasons in expect.get("task_reasons", {}).values():
+            seen.update(reasons)
+    assert seen == {code.value for code in ReasonCode}
+
+
+def test_reason_codes_are_the_stable_strings():
+    assert [c.value for c in ReasonCode] == [
+        "autonomy_disabled", "forge_state_unknown", "open_pr_limit", "circuit_breaker_open", "no_eligible_task",
+        "not_ready", "status_not_pending", "dependencies_incomplete", "scope_violation", "attempts_exhausted",
+        "pr_open_for_task", "invalid_task",
+    ]
+
+
+def test_plan_document_shape():
+    decision = decide(_target(), _backlog([{"id": "a", "ready": True}]), CycleState())
+    doc = decision.model_dump(mode="json")
+    assert list(doc) == ["target_id", "decision", "task_id", "reasons", "checks", "tasks"]
+    assert doc["target_id"] == "demo"
+    assert all(list(c) == ["name", "passed", "detail"] for c in doc["checks"])
+    assert doc["tasks"] == [{"id": "a", "eligible": True, "reasons": []}]
+    json.dumps(doc)  # plain JSON types only
+
+
+def test_autonomy_string_false_is_rejected_at_config_load():
+    with pytest.raises(ValidationFailed) as exc:
+        parse_target(yaml.safe_dump({**BASE_TARGET, "autonomy_enabled": "false"}), "t.yaml")
+    assert any(p.field == "autonomy_enabled" for p in exc.value.problems)
+
+
+def test_breaker_detail_names_streak_reset_and_threshold():
+    reset = datetime(2025, 1, 1, tzinfo=UTC)
+    state = CycleState(
+        attempts=[AttemptRecord(task_id="x", outcome="failed", finished_at=reset + timedelta(hours=h)) for h in (1, 2)],
+        breaker_reset_at=reset,
+    )
+    check = decide(_target(), _backlog([]), state).checks[3]
+    assert check.name == "circuit_breaker" and not check.passed
+    assert check.detail == "2 consecutive failed attempt(s) since reset at 2025-01-01T00:00:00+00:00, threshold 2"
+
+
+def test_breaker_uses_finish_time_not_list_order():
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    attempts = [
+        AttemptRecord(task_id="x", outcome="failed", finished_at=t0 + timedelta(hours=1)),
+        AttemptRecord(task_id="y", outcome="failed", finished_at=t0 + timedelta(hours=3)),
+        AttemptRecord(task_id="z", outcome="succeeded", finished_at=t0 + timedelta(hours=2)),
+    ]
+    assert decide(_target(), _backlog([]), CycleState(attempts=attempts)).checks[3].passed
+
+
+def test_python_callers_build_state_directly():
+    state = CycleState(autonomy_enabled=True, open_prs=[OpenPR(number=1, branch="agent/a/1", task_id="a")])
+    decision = decide(_target({"max_open_prs": 2}), _backlog([{"id": "a", "ready": True}]), state)
+    assert decision.tasks[0].reasons == [ReasonCode.PR_OPEN_FOR_TASK]
+
+
+def test_invalid_entries_in_any_index_order_are_all_reported():
+    backlog = Backlog(
+        tasks=[Task(id="a", title="A", ready=True, allowed_paths=["docs/a.md"])],
+        invalid=[InvalidTask(index=5, id=None, problems=["x"]), InvalidTask(index=0, id="", problems=["y"])],
+    )
+    doc = decide(_target(), backlog, CycleState()).model_dump(mode="json")
+    assert [t["id"] for t in doc["tasks"]] == ["#0", "a", "#5"]
+    assert doc["task_id"] == "a"
+
+
+def test_decision_is_deterministic():
+    tasks = [{"id": f"t{i}", "ready": True, "priority": ["low", "high"][i % 2]} for i in range(50)]
+    backlog, target = _backlog(tasks), _target()
+    first = decide(target, backlog, CycleState()).model_dump_json()
+    assert all(decide(target, backlog, CycleState()).model_dump_json() == first for _ in range(5))
+    assert json.loads(first)["task_id"] == "t1"
+
+
+def test_ten_thousand_tasks_with_long_dependency_chains_decide_fast():
+    n = 10_000
+    tasks = [
+        Task(id=f"t{i}", title="t", ready=True, status="completed" if i < n // 2 else None,
+             priority="low", allowed_paths=["docs/a.md"], dependencies=[f"t{j}" for j in range(max(0, i - 3), i)])
+        for i in range(n)
+    ]
+    backlog = Backlog(tasks=tasks)
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    state = CycleState(attempts=[
+        AttemptRecord(task_id=f"t{i % n}", outcome="succeeded", finished_at=t0 + timedelta(seconds=i))
+        for i in range(n)
+    ])
+    start = time.perf_counter()
+    decision = decide(_target({"max_attempts_per_task": 5}), backlog, state)
+    elapsed = time.perf_counter() - start
+    assert decision.task_id == f"t{n // 2}"  # first pending task whose dependencies are all completed
+    assert len(decision.tasks) == n
+    assert elapsed < 0.5, f"decide took {elapsed:.2f}s"
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ('{"autonomy_enabled": "true"}', "autonomy_enabled"),
+        ('{"autonomy_enabled": 1}', "autonomy_enabled"),
+        ('{"open_prs": [{"number": "7", "branch": "agent/a/1"}]}', "open_prs[0].number"),
+        ('{"open_prs": [{"number": 7}]}', "open_prs[0].branch"),
+        ('{"open_prs": {"number": 7}}', "open_prs"),
+        ('{"attempts": [{"task_id": "a", "outcome": "crashed", "finished_at": "2025-01-01T00:00:00Z"}]}',
+         "attempts[0].outcome"),
+        ('{"attempts": [{"task_id": "a", "outcome": "failed", "finished_at": "2025-01-01T00:00:00"}]}',
+         "attempts[0].finished_at"),
+        ('{"attempts": [{"task_id": "a", "outcome": "failed", "finished_at": "yesterday"}]}',
+         "attempts[0].finished_at"),
+        ('{"breaker_reset_at": 5}', "breaker_reset_at"),
+        ('{"surprise": true}', "surprise"),
+    ],
+)
+def test_state_parser_is_strict(text, field):
+    with pytest.raises(ValidationFailed) as exc:
+        parse_state(text, "state.json")
+    assert [p.field for p in exc.value.problems] == [field]
+    assert all(p.file == "state.json" for p in exc.value.problems)
+
+
+@pytest.mark.parametrize(("text", "message"), [("[]", "expected a JSON object"), ("{", "invalid JSON"),
+                                              ("", "invalid JSON"), ("null", "expected a JSON object")])
+def test_state_parser_file_level_errors(text, message):
+    with pytest.raises(ValidationFailed) as exc:
+        parse_state(text, "state.json")
+    assert message in str(exc.value)
+
+
+def test_state_defaults_and_null_forge():
+    assert parse_state("{}", "s.json") == CycleState()
+    assert CycleState().open_prs == [] and CycleState().autonomy_enabled is True
+    assert parse_state('{"open_prs": null}', "s.json").open_prs is None
