@@ -95,8 +95,10 @@ def _added_lines(repo_dir: Path, base: str, head: str) -> dict[str, list[tuple[i
         if raw.startswith("diff --git "):
             current = None
         elif raw.startswith("+++ ") and current is None:
-            name = _unquote(raw[4:])
-            current = added.setdefault(name[2:], []) if name.startswith("b/") else None
+            # Git appends a TAB to names containing spaces; a real trailing TAB would be quoted as \t.
+            name = _unquote(raw[4:].removesuffix("\t"))
+            if name != "/dev/null":
+                current = added.setdefault(name.removeprefix("b/"), [])
         elif raw.startswith("@@"):
             match = _HUNK.match(raw)
             line_no = int(match.group(1)) if match else 0

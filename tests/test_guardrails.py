@@ -31,7 +31,9 @@ BASE_TARGET = {
     "autonomy_enabled": True,
     "allowed_path_prefixes": [".leviathan/", "docs/"],
 }
-CYCLE_ORDER = ["autonomy_disabled", "forge_state_unknown", "open_pr_limit", "circuit_breaker_open", "no_eligible_task"]
+CYCLE_ORDER = [
+    "autonomy_disabled", "forge_state_unknown", "open_pr_limit", "circuit_breaker_open", "no_eligible_task",
+]
 
 
 def _target(overrides: dict[str, Any] | None = None) -> TargetConfig:
@@ -63,7 +65,8 @@ def _state(raw: dict[str, Any] | None) -> CycleState:
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s["name"] for s in SCENARIOS])
 def test_scenario(scenario):
-    decision = decide(_target(scenario.get("target")), _backlog(scenario["tasks"]), _state(scenario.get("state")))
+    target, backlog = _target(scenario.get("target")), _backlog(scenario["tasks"])
+    decision = decide(target, backlog, _state(scenario.get("state")))
     expect = scenario["expect"]
     doc = decision.model_dump(mode="json")
 
@@ -103,7 +106,7 @@ def test_every_reason_code_is_covered_by_a_scenario():
 
 def test_reason_codes_are_the_stable_strings():
     assert [c.value for c in ReasonCode] == [
-        "autonomy_disabled", "forge_state_unknown", "open_pr_limit", "circuit_breaker_open", "no_eligible_task",
+        *CYCLE_ORDER,
         "not_ready", "status_not_pending", "dependencies_incomplete", "scope_violation", "attempts_exhausted",
         "pr_open_for_task", "invalid_task",
     ]
@@ -128,12 +131,15 @@ def test_autonomy_string_false_is_rejected_at_config_load():
 def test_breaker_detail_names_streak_reset_and_threshold():
     reset = datetime(2025, 1, 1, tzinfo=UTC)
     state = CycleState(
-        attempts=[AttemptRecord(task_id="x", outcome="failed", finished_at=reset + timedelta(hours=h)) for h in (1, 2)],
+        attempts=[AttemptRecord(task_id="x", outcome="failed", finished_at=reset + timedelta(hours=h))
+                  for h in (1, 2)],
         breaker_reset_at=reset,
     )
     check = decide(_target(), _backlog([]), state).checks[3]
     assert check.name == "circuit_breaker" and not check.passed
-    assert check.detail == "2 consecutive failed attempt(s) since reset at 2025-01-01T00:00:00+00:00, threshold 2"
+    assert check.detail == (
+        "2 consecutive failed attempt(s) since reset at 2025-01-01T00:00:00+00:00, threshold 2"
+    )
 
 
 def test_breaker_uses_finish_time_not_list_order():
@@ -173,8 +179,8 @@ def test_decision_is_deterministic():
 def test_ten_thousand_tasks_with_long_dependency_chains_decide_fast():
     n = 10_000
     tasks = [
-        Task(id=f"t{i}", title="t", ready=True, status="completed" if i < n // 2 else None,
-             priority="low", allowed_paths=["docs/a.md"], dependencies=[f"t{j}" for j in range(max(0, i - 3), i)])
+        Task(id=f"t{i}", title="t", ready=True, status="completed" if i < n // 2 else None, priority="low",
+             allowed_paths=["docs/a.md"], dependencies=[f"t{j}" for j in range(max(0, i - 3), i)])
         for i in range(n)
     ]
     backlog = Backlog(tasks=tasks)

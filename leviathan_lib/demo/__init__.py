@@ -50,11 +50,12 @@ def create_demo_repo(bare: Path, template: Path = TEMPLATE) -> Path:
 
 
 def create_demo_target(
-    root: Path, *, target_id: str = "demo", schedule: str = "*/5 * * * *", timeout: int = 900
+    root: Path, *, target_id: str = "demo", schedule: str = "*/5 * * * *", timeout: int = 900,
+    targets_dir: Path | None = None,
 ) -> Path:
-    """Create ``root/repos/<id>.git`` and ``root/targets/<id>.yaml``; return the target file."""
+    """Create ``root/repos/<id>.git`` and the target file (in ``root/targets`` unless given); return it."""
     bare = create_demo_repo(root / "repos" / f"{target_id}.git")
-    targets = root / "targets"
+    targets = targets_dir or root / "targets"
     targets.mkdir(parents=True, exist_ok=True)
     target_file = targets / f"{target_id}.yaml"
     target_file.write_text(

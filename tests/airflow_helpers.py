@@ -1,0 +1,46 @@
+"""Helpers for tests that drive real Airflow: build a target, run a cycle with ``dag.test()``, read XComs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from leviathan_lib.config import load_target
+from leviathan_lib.gitcmd import run_git
+
+
+def run_cycle(target_file: Path):
+    """Run one real cycle of the target's DAG in-process; return (dag_run, task states)."""
+    from leviathan_lib.dag_factory import build_target_dag
+
+    dag = build_target_dag(load_target(target_file), target_file)
+    dag_run = dag.test()
+    states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+    return dag_run, states
+
+
+def xcom(dag_run, task_id: str, key: str = "return_value") -> Any:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.scalars(
+            XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id, key=key)
+        ).first()
+        return XComModel.deserialize_value(row) if row else None
+
+
+def commit_file(bare: Path, work: Path, path: str, text: str | None, message: str) -> None:
+    """A human commits to the target's main branch (``text=None`` deletes the file)."""
+    if not work.exists():
+        run_git(["clone", "--quiet", str(bare), str(work)])
+    run_git(["pull", "--quiet", "--ff-only"], cwd=work)
+    target = work / path
+    if text is None:
+        target.unlink()
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    run_git(["add", "-A"], cwd=work)
+    run_git(["commit", "--quiet", "-m", message], cwd=work)
+    run_git(["push", "--quiet", "origin", "HEAD:main"], cwd=work)

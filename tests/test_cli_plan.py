@@ -1,0 +1,379 @@
+"""``leviathan validate | schema | plan`` as a user runs them: real subprocesses, real git repositories."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+ORIGINAL = Path(__file__).parent / "fixtures" / "original"
+BACKLOG = ORIGINAL / "backlog.yaml"
+GIT_ENV = {
+    "PATH": os.environ.get("PATH", os.defpath),
+    "HOME": "/nonexistent",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_AUTHOR_NAME": "Leviathan",
+    "GIT_AUTHOR_EMAIL": "leviathan@localhost",
+    "GIT_COMMITTER_NAME": "Leviathan",
+    "GIT_COMMITTER_EMAIL": "leviathan@localhost",
+}
+
+
+def leviathan(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-m", "leviathan_lib.cli", *map(str, args)],
+                            capture_output=True, text=True, env=env, cwd=cwd or ROOT, timeout=120)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def write(path: Path, data) -> Path:
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def dev_target(tmp_path: Path, **changes) -> Path:
+    data = yaml.safe_load((ORIGINAL / "dev.yaml").read_text())
+    data.update(changes)
+    return write(tmp_path / "target.yaml", {k: v for k, v in data.items() if v is not None})
+
+
+def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+
+
+# --- validate ---------------------------------------------------------------------------------
+
+def test_validate_original_files():
+    result = leviathan("validate", ORIGINAL / "dev.yaml", ORIGINAL / "backlog.yaml")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f"warning: {ORIGINAL / 'dev.yaml'}: control_plane_url: deprecated key, "
+        "Airflow is the control plane; the value is ignored"
+    ]
+
+
+def test_validate_rejects_string_boolean_with_file_line_and_field(tmp_path):
+    text = "target_id: demo\ntarget_repo_url: /srv/x.git\nautonomy_enabled: 'false'\n"
+    target = write(tmp_path / "t.yaml", text)
+    result = leviathan("validate", target)
+    assert result.returncode == 2
+    assert error_lines(result) == [
+        f"error: {target}:3: autonomy_enabled: Input should be a valid boolean (got str 'false')"
+    ]
+
+
+def test_validate_reports_every_problem_of_every_file(tmp_path):
+    backlog = write(tmp_path / "backlog.yaml", """\
+tasks:
+  - id: a
+    title: "A"
+    ready: "yes"
+  - id: b
+    title: "B"
+    dependencies: [a, ghost, b]
+    allowed_paths: ["docs/ok.md", "../escape.md", "/etc/passwd", "docs2/x", ""]
+  - id: c
+    title: "C"
+    ready: true
+""")
+    target = write(tmp_path / "t.yaml", "target_id: Bad Id\ntarget_repo_url: /srv/x.git\n")
+    result = leviathan("validate", backlog, target)
+    assert result.returncode == 2
+    assert error_lines(result) == [
+        f"error: {backlog}:4: tasks[0].ready: Input should be a valid boolean (got str)",
+        f"error: {backlog}:7: tasks[1].dependencies[1]: unknown task id 'ghost'",
+        f"error: {backlog}:7: tasks[1].dependencies[2]: a task cannot depend on itself",
+        f"error: {backlog}:8: tasks[1].allowed_paths[1]: unsafe path: '..' segment in path '../escape.md'",
+        f"error: {backlog}:8: tasks[1].allowed_paths[2]: unsafe path: absolute path '/etc/passwd'",
+        f"error: {backlog}:8: tasks[1].allowed_paths[4]: unsafe path: empty path",
+        f"error: {target}:1: target_id: String should match pattern '^[a-z0-9][a-z0-9_-]{{0,62}}$'",
+    ]
+    # A ready task that can never run is worth a warning, not an error.
+    warning = (f"warning: {backlog}:9: tasks[2].allowed_paths: ready task has no allowed_paths, "
+               "so it can never run")
+    assert warning in result.stderr.splitlines()
+
+
+def test_validate_dependency_on_invalid_task_is_not_unknown(tmp_path):
+    backlog = write(tmp_path / "b.yaml", {"tasks": [
+        {"id": "a", "title": "A", "bogus": 1},
+        {"id": "b", "title": "B", "dependencies": ["a"], "allowed_paths": ["docs/b.md"]},
+    ]})
+    result = leviathan("validate", backlog)
+    assert result.returncode == 2
+    assert [line.split(": ", 2)[2] for line in error_lines(result)] == ["tasks[0].bogus: unknown key"]
+
+
+@pytest.mark.parametrize(
+    ("content", "kind", "message"),
+    [
+        ("just: a mapping\n", None, "cannot tell whether this is a target config"),
+        ("- a list\n", None, "cannot tell whether this is a target config"),
+        ("", None, "cannot tell whether this is a target config"),
+        ("tasks: [\n", None, "invalid YAML"),
+        ("target_id: demo\ntarget_repo_url: /x\n", "backlog", "expected a top-level mapping with a 'tasks:'"),
+        ("tasks: []\n", "target", "target_id: Field required"),
+        ("tasks: {a: 1}\n", None, "tasks: expected a list, got dict"),
+        ("tasks: []\nextra: 1\n", None, "extra: unknown top-level key"),
+    ],
+)
+def test_validate_file_level_problems(tmp_path, content, kind, message):
+    path = write(tmp_path / "f.yaml", content)
+    result = leviathan("validate", path, *(["--kind", kind] if kind else []))
+    assert result.returncode == 2
+    assert any(message in line and str(path) in line for line in error_lines(result)), result.stderr
+
+
+def test_validate_missing_and_binary_files(tmp_path):
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    result = leviathan("validate", tmp_path / "missing.yaml", binary)
+    assert result.returncode == 2
+    lines = error_lines(result)
+    assert len(lines) == 2
+    assert lines[0].startswith(f"error: {tmp_path / 'missing.yaml'}: cannot read file")
+    assert lines[1].startswith(f"error: {binary}: cannot read file")
+
+
+# --- schema -----------------------------------------------------------------------------------
+
+def test_backlog_schema_accepts_the_original_backlog_and_rejects_bad_ones():
+    result = leviathan("schema", "backlog")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    assert list(validator.iter_errors(yaml.safe_load((ORIGINAL / "backlog.yaml").read_text()))) == []
+    assert list(validator.iter_errors({"tasks": [{"id": "a", "title": "A", "ready": "yes"}]}))
+    assert list(validator.iter_errors({"tasks": [], "other": 1}))
+    assert list(validator.iter_errors({"metadata": {}}))
+
+
+def test_target_schema_accepts_the_original_config_and_marks_deprecated_keys():
+    result = leviathan("schema", "target")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    assert list(validator.iter_errors(yaml.safe_load((ORIGINAL / "dev.yaml").read_text()))) == []
+    assert schema["properties"]["control_plane_url"]["deprecated"] is True
+    base = {"target_id": "x", "target_repo_url": "y"}
+    assert list(validator.iter_errors({**base, "autonomy_enabled": "false"}))
+    assert list(validator.iter_errors({**base, "unknown": 1}))
+
+
+def test_schema_needs_a_known_kind():
+    result = leviathan("schema", "recipes")
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr
+
+
+# --- plan -------------------------------------------------------------------------------------
+
+def plan_doc(result: subprocess.CompletedProcess[str]) -> dict:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_plan_original_files_autonomy_missing_means_off():
+    doc = plan_doc(leviathan("plan", "--config", ORIGINAL / "dev.yaml", "--backlog", BACKLOG))
+    assert doc["decision"] == "skip" and doc["task_id"] is None
+    assert doc["reasons"] == ["autonomy_disabled"]
+    assert {t["id"]: t["reasons"] for t in doc["tasks"]} == {
+        "docs-self-target": [],
+        "readme-autonomy-badge": ["scope_violation"],
+        "docs-architecture": ["not_ready", "dependencies_incomplete"],
+        "docs-runbook": ["not_ready", "dependencies_incomplete"],
+        "leviathan-task-template": ["not_ready", "dependencies_incomplete"],
+    }
+
+
+def test_plan_original_backlog_with_autonomy_on_runs_the_docs_task(tmp_path):
+    target = dev_target(tmp_path, autonomy_enabled=True)
+    result = leviathan("plan", "--config", target, "--backlog", ORIGINAL / "backlog.yaml")
+    doc = plan_doc(result)
+    assert list(doc) == ["target_id", "decision", "task_id", "reasons", "checks", "tasks"]
+    assert (doc["target_id"], doc["decision"], doc["task_id"], doc["reasons"]) == (
+        "radix", "run", "docs-self-target", [])
+    assert [c["name"] for c in doc["checks"]] == ["autonomy", "forge_state", "open_prs", "circuit_breaker",
+                                                  "task_selection"]
+    assert all(c["passed"] for c in doc["checks"])
+    assert result.stdout.startswith('{\n  "target_id": "radix"')  # indent 2
+
+
+def test_plan_with_state_file(tmp_path):
+    target = dev_target(tmp_path, autonomy_enabled=True)
+    state = write(tmp_path / "state.json", json.dumps({
+        "autonomy_enabled": True,
+        "open_prs": [{"number": 12, "branch": "agent/docs-self-target/1", "task_id": "docs-self-target"}],
+        "attempts": [
+            {"task_id": "docs-self-target", "outcome": "failed", "finished_at": "2025-01-01T10:00:00Z"},
+        ],
+        "breaker_reset_at": None,
+    }))
+    doc = plan_doc(leviathan("plan", "--config", target, "--backlog", BACKLOG, "--state", state))
+    assert doc["reasons"] == ["open_pr_limit"]
+    assert doc["tasks"][0]["reasons"] == ["pr_open_for_task"]
+    assert doc["checks"][2]["detail"] == "1 open agent/ PR(s), limit 1"
+
+
+def test_plan_global_switch_and_unknown_forge(tmp_path):
+    target = dev_target(tmp_path, autonomy_enabled=True)
+    state = write(tmp_path / "state.json", '{"autonomy_enabled": false, "open_prs": null}')
+    doc = plan_doc(leviathan("plan", "--config", target, "--backlog", BACKLOG, "--state", state))
+    assert doc["reasons"] == ["autonomy_disabled", "forge_state_unknown"]
+
+
+@pytest.mark.parametrize(
+    ("state", "field"),
+    [
+        ('{"autonomy_enabled": "yes"}', "autonomy_enabled"),
+        ('{"open_prs": [{"number": 1.5, "branch": "agent/a/1"}]}', "open_prs[0].number"),
+        ('{"attempts": [{"task_id": "a", "outcome": "failed", "finished_at": "2025-01-01"}]}',
+         "attempts[0].finished_at"),
+        ('{"breaker_reset_at": "soon"}', "breaker_reset_at"),
+    ],
+)
+def test_plan_rejects_bad_state_naming_file_and_field(tmp_path, state, field):
+    target = dev_target(tmp_path, autonomy_enabled=True)
+    path = write(tmp_path / "state.json", state)
+    result = leviathan("plan", "--config", target, "--backlog", ORIGINAL / "backlog.yaml", "--state", path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert error_lines(result)[0].startswith(f"error: {path}: {field}:")
+
+
+def test_plan_reports_invalid_tasks_instead_of_failing(tmp_path):
+    target = dev_target(tmp_path, autonomy_enabled=True)
+    backlog = write(tmp_path / "b.yaml", {"tasks": [
+        {"id": "broken", "title": "B", "ready": "true", "allowed_paths": ["docs/a.md"]},
+        {"title": "no id"},
+        {"id": "good", "title": "G", "ready": True, "allowed_paths": ["docs/g.md"]},
+    ]})
+    result = leviathan("plan", "--config", target, "--backlog", backlog)
+    doc = plan_doc(result)
+    assert doc["task_id"] == "good"
+    assert doc["tasks"][:2] == [{"id": "broken", "eligible": False, "reasons": ["invalid_task"]},
+                                {"id": "#1", "eligible": False, "reasons": ["invalid_task"]}]
+    assert f"warning: {backlog}:4: tasks[0].ready: Input should be a valid boolean (got str) " \
+           "(task reported as invalid_task)" in result.stderr.splitlines()
+
+
+@pytest.mark.parametrize("content", ["tasks: [\n", "not_tasks: []\n", "tasks: 5\n"])
+def test_plan_file_level_backlog_problem_is_an_error(tmp_path, content):
+    target = dev_target(tmp_path, autonomy_enabled=True)
+    backlog = write(tmp_path / "b.yaml", content)
+    result = leviathan("plan", "--config", target, "--backlog", backlog)
+    assert result.returncode == 2 and result.stdout == ""
+    assert error_lines(result)[0].startswith(f"error: {backlog}")
+
+
+def test_plan_rejects_bad_target_config(tmp_path):
+    target = dev_target(tmp_path, autonomy_enabled="false")
+    result = leviathan("plan", "--config", target, "--backlog", ORIGINAL / "backlog.yaml")
+    assert result.returncode == 2
+    assert error_lines(result) == [
+        f"error: {target}:17: autonomy_enabled: Input should be a valid boolean (got str 'false')"
+    ]
+
+
+# --- plan reading the backlog from the target repository -------------------------------------
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@pytest.fixture
+def bare_repo(tmp_path: Path) -> Path:
+    """A bare target repository whose main branch holds the original backlog."""
+    work = tmp_path / "work"
+    (work / ".leviathan").mkdir(parents=True)
+    shutil.copy(ORIGINAL / "backlog.yaml", work / ".leviathan" / "backlog.yaml")
+    git(work, "-c", "init.defaultBranch=main", "init", "-q")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "backlog")
+    bare = tmp_path / "radix.git"
+    git(tmp_path, "clone", "-q", "--bare", str(work), str(bare))
+    return bare
+
+
+@pytest.mark.parametrize("url_form", ["absolute", "file_url", "relative"])
+def test_plan_reads_backlog_from_branch_tip(tmp_path, bare_repo, url_form):
+    url = {"absolute": str(bare_repo), "file_url": bare_repo.as_uri(), "relative": "radix.git"}[url_form]
+    target = dev_target(tmp_path, autonomy_enabled=True, target_repo_url=url)
+    doc = plan_doc(leviathan("plan", "--config", target, cwd=ROOT / "tests"))
+    assert doc["decision"] == "run" and doc["task_id"] == "docs-self-target"
+    assert len(doc["tasks"]) == 5
+
+
+def test_plan_reads_the_configured_branch_and_backlog_path(tmp_path, bare_repo):
+    work = tmp_path / "work"
+    git(work, "checkout", "-q", "-b", "develop")
+    (work / "plan").mkdir()
+    write(work / "plan" / "tasks.yaml",
+          {"tasks": [{"id": "other", "title": "O", "ready": True, "allowed_paths": ["docs/o.md"]}]})
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "develop")
+    git(work, "push", "-q", str(bare_repo), "develop")
+    target = dev_target(tmp_path, autonomy_enabled=True, target_repo_url=str(bare_repo),
+                        target_branch="develop", backlog_path="plan/tasks.yaml")
+    doc = plan_doc(leviathan("plan", "--config", target))
+    assert doc["task_id"] == "other"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"target_repo_url": "/nonexistent/repo.git"}, "cannot read the target repository"),
+        ({"target_branch": "no-such-branch"}, "cannot read the target repository"),
+        ({"backlog_path": "missing/backlog.yaml"}, "no backlog at commit"),
+    ],
+)
+def test_plan_unreadable_repository_is_a_clear_error(tmp_path, bare_repo, changes, message):
+    target = dev_target(tmp_path, autonomy_enabled=True, **{"target_repo_url": str(bare_repo), **changes})
+    result = leviathan("plan", "--config", target)
+    assert result.returncode == 2 and result.stdout == ""
+    assert len(error_lines(result)) == 1 and message in error_lines(result)[0], result.stderr
+
+
+def test_plan_not_a_repository(tmp_path):
+    (tmp_path / "plain").mkdir()
+    target = dev_target(tmp_path, autonomy_enabled=True, target_repo_url=str(tmp_path / "plain"))
+    result = leviathan("plan", "--config", target)
+    assert result.returncode == 2
+    assert "cannot read the target repository" in result.stderr
+
+
+# --- never a traceback ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["plan"],
+        ["plan", "--config", "/nonexistent.yaml", "--backlog", "/nonexistent.yaml"],
+        ["plan", "--config", str(ORIGINAL / "backlog.yaml"), "--backlog", str(ORIGINAL / "backlog.yaml")],
+        ["plan", "--config", str(ORIGINAL / "dev.yaml"), "--backlog", str(ORIGINAL / "dev.yaml")],
+        ["plan", "--config", str(ORIGINAL / "dev.yaml"), "--backlog", str(ORIGINAL / "backlog.yaml"),
+         "--state", str(ORIGINAL / "dev.yaml")],
+        ["plan", "--config", str(ORIGINAL)],
+        ["validate"],
+        ["validate", str(ORIGINAL)],
+        ["validate", "--kind", "recipes", str(ORIGINAL / "dev.yaml")],
+    ],
+)
+def test_bad_invocations_exit_2_without_traceback(args):
+    result = leviathan(*args)
+    assert result.returncode == 2
+    assert result.stderr.strip()

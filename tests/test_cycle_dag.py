@@ -1,0 +1,168 @@
+"""Full cycles through real Airflow (``dag.test()``) against real git repositories and the local forge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from leviathan_lib.demo import create_demo_target
+from leviathan_lib.forge.local import LocalForge
+from leviathan_lib.gitcmd import run_git
+from tests.airflow_helpers import commit_file, run_cycle, xcom
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
+
+def _changed_files(bare: Path, branch: str) -> list[str]:
+    out = run_git(["--git-dir", str(bare), "diff", "--name-only", f"main...{branch}"]).stdout
+    return sorted(out.split())
+
+
+def _verdicts(record: dict) -> dict[str, list[str]]:
+    return {t["id"]: t["reasons"] for t in record["tasks"]}
+
+
+def test_demo_target_opens_one_pr_then_respects_the_open_pr_limit(tmp_path, targets_dir):
+    target_file = create_demo_target(tmp_path, target_id="cycle_demo", targets_dir=targets_dir)
+    bare = tmp_path / "repos" / "cycle_demo.git"
+    forge = LocalForge(bare)
+
+    dag_run, states = run_cycle(target_file)
+    assert dag_run.state == "success"
+    assert states["run_worker"] == "success" and states["skip"] == "skipped"
+    record = xcom(dag_run, "record_evidence")
+    assert record["decision"] == "run" and record["stopped_reason"] == "pr_opened"
+    assert record["selected_task"] == "docs-quickstart"
+    assert record["commit_sha"] == run_git(["--git-dir", str(bare), "rev-parse", "main"]).stdout.strip()
+    verdicts = _verdicts(record)
+    assert verdicts["ci-workflow"] == ["scope_violation"]
+    assert verdicts["docs-changelog"] == ["dependencies_incomplete"]
+    assert verdicts["docs-architecture"] == ["not_ready"]
+    assert verdicts["docs-readme-badge"] == ["status_not_pending"]
+
+    prs = forge.list_open_prs()
+    assert [(p.number, p.head, p.base) for p in prs] == [(1, "agent/docs-quickstart/1", "main")]
+    assert record["attempt"]["pr_number"] == 1 and record["attempt"]["outcome"] == "succeeded"
+    # Only the in-scope file and the backlog status edit.
+    assert _changed_files(bare, "agent/docs-quickstart/1") == [".leviathan/backlog.yaml", "docs/quickstart.md"]
+    backlog = run_git(["--git-dir", str(bare), "show", "agent/docs-quickstart/1:.leviathan/backlog.yaml"]).stdout
+    statuses = {t["id"]: t.get("status") for t in yaml.safe_load(backlog)["tasks"]}
+    assert statuses["docs-quickstart"] == "completed"
+    assert "docs-quickstart" in prs[0].body and str(record["commit_sha"]) in prs[0].body
+
+    # Next cycle: the open PR limit (DEV: 1) stops it before the worker.
+    dag_run2, states2 = run_cycle(target_file)
+    assert dag_run2.state == "success"
+    assert states2["run_worker"] == "skipped" and states2["skip"] == "success"
+    record2 = xcom(dag_run2, "record_evidence")
+    assert record2["decision"] == "skip" and record2["reasons"] == ["open_pr_limit"]
+    assert record2["attempt"] is None
+    assert len(forge.list_open_prs()) == 1
+
+    # A human merges: the dependency is now completed, so the next cycle delivers the dependent task.
+    forge.merge(1)
+    dag_run3, _ = run_cycle(target_file)
+    record3 = xcom(dag_run3, "record_evidence")
+    assert record3["selected_task"] == "docs-changelog", record3
+    assert _changed_files(bare, "agent/docs-changelog/1") == [".leviathan/backlog.yaml", "docs/changelog.md"]
+
+
+def test_out_of_scope_task_never_reaches_the_worker(tmp_path, targets_dir):
+    target_file = create_demo_target(tmp_path, target_id="cycle_scope", targets_dir=targets_dir)
+    bare = tmp_path / "repos" / "cycle_scope.git"
+    # Leave only the out-of-scope task ready.
+    backlog = yaml.safe_load(run_git(["--git-dir", str(bare), "show", "main:.leviathan/backlog.yaml"]).stdout)
+    for task in backlog["tasks"]:
+        task["ready"] = task["id"] == "ci-workflow"
+    commit_file(bare, tmp_path / "work", ".leviathan/backlog.yaml", yaml.safe_dump(backlog), "only ci ready")
+
+    dag_run, states = run_cycle(target_file)
+    assert states["run_worker"] == "skipped" and states["open_pull_request"] == "skipped"
+    record = xcom(dag_run, "record_evidence")
+    assert record["reasons"] == ["no_eligible_task"]
+    assert _verdicts(record)["ci-workflow"] == ["scope_violation"]
+    assert LocalForge(bare).list_open_prs() == []
+
+
+BAD_BACKLOGS = {
+    "malformed_yaml": ("tasks:\n  - id: a\n    title: [unclosed\n", "backlog_invalid", ".leviathan/backlog.yaml:"),
+    "wrong_shape": ("tasks: {id: a}\n", "backlog_invalid", "tasks: expected a list"),
+    "missing": (None, "backlog_missing", "does not exist"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_BACKLOGS))
+def test_bad_backlog_stops_before_the_worker_with_a_clear_reason(tmp_path, targets_dir, case):
+    text, code, message = BAD_BACKLOGS[case]
+    target_file = create_demo_target(tmp_path, target_id=f"bad_{case}", targets_dir=targets_dir)
+    bare = tmp_path / "repos" / f"bad_{case}.git"
+    commit_file(bare, tmp_path / "work", ".leviathan/backlog.yaml", text, f"break backlog: {case}")
+
+    dag_run, states = run_cycle(target_file)
+    assert dag_run.state == "failed"  # an operator must look: cycle_outcome fails the run
+    assert states["read_backlog"] == "success" and states["run_worker"] == "skipped"
+    assert states["record_evidence"] == "success" and states["cycle_outcome"] == "failed"
+    record = xcom(dag_run, "record_evidence")
+    assert record["decision"] == "error" and record["reasons"] == [code]
+    assert message in record["stopped_detail"]
+    assert LocalForge(bare).list_open_prs() == []
+
+
+def test_unknown_recipe_makes_the_task_invalid_and_another_task_runs(tmp_path, targets_dir):
+    target_file = create_demo_target(tmp_path, target_id="cycle_recipe", targets_dir=targets_dir)
+    bare = tmp_path / "repos" / "cycle_recipe.git"
+    text = run_git(["--git-dir", str(bare), "show", "main:.leviathan/backlog.yaml"]).stdout
+    commit_file(bare, tmp_path / "work", ".leviathan/backlog.yaml",
+                text.replace("recipe: write-quickstart", "recipe: no-such-recipe"), "typo in recipe")
+
+    dag_run, _ = run_cycle(target_file)
+    record = xcom(dag_run, "record_evidence")
+    assert _verdicts(record)["docs-quickstart"] == ["invalid_task"]
+    assert record["selected_task"] == "docs-faq"
+
+
+def test_unreachable_repository_fails_closed(tmp_path, targets_dir):
+    target_file = create_demo_target(tmp_path, target_id="cycle_gone", targets_dir=targets_dir)
+    run_git(["--git-dir", str(tmp_path / "repos" / "cycle_gone.git"), "update-ref", "-d", "refs/heads/main"])
+    dag_run, states = run_cycle(target_file)
+    record = xcom(dag_run, "record_evidence")
+    assert record["decision"] == "error" and record["reasons"] == ["repo_unreachable"]
+    assert "branch 'main' not found" in record["stopped_detail"]
+    assert states["run_worker"] == "skipped" and dag_run.state == "failed"
+
+
+def test_global_switch_off_skips_and_a_bad_switch_value_fails_closed(tmp_path, targets_dir):
+    from airflow.models.variable import Variable
+
+    target_file = create_demo_target(tmp_path, target_id="cycle_switch", targets_dir=targets_dir)
+    try:
+        for value in ("false", "maybe"):
+            Variable.set("leviathan_autonomy_enabled", value)
+            dag_run, states = run_cycle(target_file)
+            record = xcom(dag_run, "record_evidence")
+            assert record["reasons"] == ["autonomy_disabled"], value
+            assert states["run_worker"] == "skipped"
+    finally:
+        Variable.delete("leviathan_autonomy_enabled")
+
+
+def test_worker_timeout_is_recorded_and_counts_toward_the_breaker(tmp_path, targets_dir):
+    target_file = create_demo_target(tmp_path, target_id="cycle_slow", timeout=3, targets_dir=targets_dir)
+    bare = tmp_path / "repos" / "cycle_slow.git"
+    slow = "import time\ntime.sleep(120)\n"
+    commit_file(bare, tmp_path / "work", ".leviathan/recipes/write_doc.py", slow, "a recipe that hangs")
+
+    for attempt in (1, 2):
+        dag_run, states = run_cycle(target_file)
+        record = xcom(dag_run, "record_evidence")
+        assert states["run_worker"] == "failed" and dag_run.state == "failed"
+        assert record["attempt"]["outcome"] == "timed_out"
+        assert record["attempt"]["branch"] == f"agent/docs-quickstart/{attempt}"
+        assert record["stopped_reason"] == "timeout"
+    # Two consecutive failures open the breaker (circuit_breaker_failures: 2); the worker is not run.
+    dag_run, states = run_cycle(target_file)
+    record = xcom(dag_run, "record_evidence")
+    assert "circuit_breaker_open" in record["reasons"] and states["run_worker"] == "skipped"
+    assert LocalForge(bare).list_open_prs() == []
