@@ -108,6 +108,7 @@ def parse_backlog(text: str, source: str = ".leviathan/backlog.yaml") -> tuple[B
     metadata = data.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise ValidationFailed([Problem(source, "metadata", "expected a mapping")])
+    metadata = {str(k): v for k, v in metadata.items()}  # free-form and unused: never reject it for a key
 
     problems: list[Problem] = []
     valid: list[tuple[int, Task]] = []

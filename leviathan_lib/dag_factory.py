@@ -125,29 +125,35 @@ def build_error_dag(config_file: Path, problems: list[str]) -> DAG:
 
 
 def build_all(directory: Path | None = None) -> dict[str, DAG]:
-    """All target DAGs (and error DAGs for broken files), keyed by dag_id."""
-    dags: dict[str, DAG] = {}
-    seen: dict[str, Path] = {}
-    directory = directory or targets_dir()
-    for config_file in target_files(directory):
+    """All target DAGs (and error DAGs for broken files), keyed by dag_id.
+
+    Two files claiming one ``target_id`` are both refused: which one is meant is unknown (fail closed).
+    """
+    loaded: dict[str, list[tuple[Path, TargetConfig]]] = {}
+    broken: dict[Path, list[str]] = {}
+    for config_file in target_files(directory or targets_dir()):
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 target = load_target(config_file)
             for warning in caught:
                 log.warning("%s", warning.message)
-            if target.target_id in seen:
-                raise ValidationFailed([])  # handled below with a precise message
+            loaded.setdefault(target.target_id, []).append((config_file, target))
         except ValidationFailed as exc:
-            problems = [str(p) for p in exc.problems] or [
-                f"{config_file}: target_id: {target.target_id!r} is already used by {seen[target.target_id]}"
-            ]
-            for problem in problems:
-                log.error("invalid Leviathan target: %s", problem)
-            dag = build_error_dag(config_file, problems)
-            dags[dag.dag_id] = dag
+            broken[config_file] = [str(p) for p in exc.problems]
+    dags: dict[str, DAG] = {}
+    for target_id, entries in loaded.items():
+        if len(entries) == 1:
+            config_file, target = entries[0]
+            dags[target.dag_id] = build_target_dag(target, config_file)
             continue
-        seen[target.target_id] = config_file
-        dag = build_target_dag(target, config_file)
+        files = [str(f) for f, _ in entries]
+        for config_file, _ in entries:
+            others = ", ".join(f for f in files if f != str(config_file))
+            broken[config_file] = [f"{config_file}: target_id: {target_id!r} is already used by {others}"]
+    for config_file, problems in sorted(broken.items()):
+        for problem in problems:
+            log.error("invalid Leviathan target: %s", problem)
+        dag = build_error_dag(config_file, problems)
         dags[dag.dag_id] = dag
     return dags

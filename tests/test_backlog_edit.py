@@ -58,11 +58,17 @@ def assert_only_status_changed(before: str, after: str, task_id: str, status: st
     assert parse_backlog(after)[0].metadata == parse_backlog(before)[0].metadata
     old, new = before.splitlines(keepends=True), after.splitlines(keepends=True)
     if len(new) == len(old):
-        assert sum(a != b for a, b in zip(old, new, strict=True)) == 1
+        unchanged = parse_backlog(before)[0].by_id()[task_id].status == status
+        assert sum(a != b for a, b in zip(old, new, strict=True)) == (
+            0 if unchanged and before == after else 1
+        )
     else:
         assert len(new) == len(old) + 1
         inserted = next((i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b), len(old))
         assert new[:inserted] + new[inserted + 1 :] == old
+        id_line, line = new[inserted - 1], new[inserted]
+        assert f"id: {task_id}" in id_line.replace('"', "")
+        assert len(line) - len(line.lstrip(" ")) == id_line.index("id:")
         assert new[inserted].strip() == f"status: {status}" or new[inserted].strip() == f'status: "{status}"'
 
 
