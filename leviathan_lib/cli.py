@@ -17,6 +17,7 @@ from leviathan_lib.errors import ValidationFailed
 COMMAND_MODULES = [
     "leviathan_lib.cli_forge",
     "leviathan_lib.cli_plan",
+    "leviathan_lib.demo.runner",
 ]
 
 

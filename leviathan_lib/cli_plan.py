@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import warnings
@@ -23,6 +24,12 @@ from leviathan_lib.scope import ScopeViolation, path_segments
 from leviathan_lib.yamlsrc import line_of, load_yaml
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def _redact(text: str) -> str:
+    """Credentials embedded in a repository URL never reach the terminal."""
+    return _URL_USERINFO.sub("***@", text)
 
 
 def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
@@ -141,13 +148,13 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def _backlog_from_repo(target: TargetConfig, config_path: Path) -> tuple[str, str]:
     """The backlog text at the tip of the target branch, and a source name for messages."""
     url = target.repo_location(config_path)
-    source = f"{url}@{target.target_branch}:{target.backlog_path}"
+    source = _redact(f"{url}@{target.target_branch}:{target.backlog_path}")
     with tempfile.TemporaryDirectory(prefix="leviathan-plan-") as cache:
         try:
             snapshot = read_at_branch(url, target.target_branch, target.backlog_path, cache_dir=Path(cache))
         except RepoUnreachable as exc:
             raise ValidationFailed([Problem(str(config_path), "target_repo_url",
-                                            f"cannot read the target repository: {exc}")]) from None
+                                            _redact(f"cannot read the target repository: {exc}"))]) from None
     if snapshot.text is None:
         raise ValidationFailed([Problem(source, "", f"no backlog at commit {snapshot.commit_sha[:12]}")])
     return snapshot.text, source

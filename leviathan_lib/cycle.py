@@ -107,7 +107,9 @@ def _with_recipe_checks(backlog: Backlog, recipes_text: str | None, recipes_path
         except ValidationFailed as exc:
             recipes_problem = "; ".join(str(p) for p in exc.problems)
     keep, invalid = [], list(backlog.invalid)
-    for index, task in enumerate(backlog.tasks):
+    taken = {i.index for i in invalid}
+    file_indexes = (i for i in range(len(backlog.tasks) + len(taken)) if i not in taken)
+    for index, task in zip(file_indexes, backlog.tasks, strict=False):
         problem = None
         if task.ready:
             if not task.recipe:
@@ -121,7 +123,7 @@ def _with_recipe_checks(backlog: Backlog, recipes_text: str | None, recipes_path
             invalid.append(InvalidTask(index=index, id=task.id, problems=[problem]))
         else:
             keep.append(task)
-    return Backlog(tasks=keep, invalid=invalid, metadata=backlog.metadata)
+    return Backlog(tasks=keep, invalid=sorted(invalid, key=lambda i: i.index), metadata=backlog.metadata)
 
 
 def history_to_state(records: list[CycleRecord], exclude_run_id: str | None) -> list[AttemptRecord]:

@@ -84,13 +84,15 @@ def deliver(
         status_note = ""
         if target_scope.contains(read.backlog_path):
             backlog_file = repo / read.backlog_path
-            backlog_file.write_text(set_task_status(read.backlog_text or "", task.id, DELIVERED_STATUS), encoding="utf-8")
+            edited = set_task_status(read.backlog_text or "", task.id, DELIVERED_STATUS)
+            backlog_file.write_text(edited, encoding="utf-8")
             run_git(["add", "--", read.backlog_path], cwd=repo)
             allowed.append(path_segments(read.backlog_path))
         else:
             status_note = f"{read.backlog_path} is outside allowed_path_prefixes, so its status was not edited."
 
-        message = f"{task.title}\n\nLeviathan-Task: {task.id}\nLeviathan-Attempt: {plan.attempt}\nLeviathan-Run: {run_id}\n"
+        message = (f"{task.title}\n\nLeviathan-Task: {task.id}\nLeviathan-Attempt: {plan.attempt}\n"
+                   f"Leviathan-Run: {run_id}\n")
         run_git(["commit", "--quiet", "--no-verify", "-m", message], cwd=repo, env=env)
         violations = check_final_diff(repo, read.commit_sha or "", "HEAD", Scope(tuple(allowed)))
         if violations:

@@ -11,10 +11,8 @@ from pathlib import Path
 
 def state_dir() -> Path:
     explicit = os.environ.get("LEVIATHAN_STATE_DIR")
-    if explicit:
-        path = Path(explicit)
-    else:
-        path = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow") / "leviathan"
+    airflow_home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
+    path = Path(explicit) if explicit else airflow_home / "leviathan"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -147,7 +147,7 @@ STATUS = st.sampled_from(["completed", "done", "in progress", "pending", "true",
 @st.composite
 def styled_task(draw, task_id: str, pad: str) -> list[str]:
     """One task in the original style, with the stylistic variations humans use."""
-    title = draw(SENTENCE).replace('"', "").replace("'", "")
+    title = "T " + draw(SENTENCE).replace('"', "").replace("'", "")
     quote = draw(st.sampled_from(['"', "'"]))
     id_comment = draw(st.sampled_from(["", "  # why this task"]))
     lines = {

@@ -377,3 +377,12 @@ def test_bad_invocations_exit_2_without_traceback(args):
     result = leviathan(*args)
     assert result.returncode == 2
     assert result.stderr.strip()
+
+
+def test_plan_never_prints_credentials_from_the_repository_url(tmp_path):
+    secret = "hunter2" + "token"
+    target = dev_target(tmp_path, autonomy_enabled=True, target_repo_url=f"http://user:{secret}@127.0.0.1:9/r.git")
+    result = leviathan("plan", "--config", target)
+    assert result.returncode == 2
+    assert "cannot read the target repository" in result.stderr
+    assert secret not in result.stderr + result.stdout

@@ -45,13 +45,10 @@ def structures(keys: list[str]):
     )
 
 
-yamlish = st.one_of(
-    st.text(max_size=200),
-    st.lists(st.sampled_from(["tasks:", "  - id: a", "    ready: true", "target_id: x", "metadata:", "- ", ": ",
-                              "  ", "{", "[", "&a", "*a", "!!python/object:os.system", "'", '"', "\t", "---",
-                              "? ", "%YAML 1.1", "!!binary", "<<: *a", "1e309", "0x1F", "~"]), max_size=12
-             ).map("\n".join),
-)
+YAML_PIECES = ["tasks:", "  - id: a", "    ready: true", "target_id: x", "metadata:", "- ", ": ", "  ", "{",
+               "[", "&a", "*a", "!!python/object:os.system", "'", '"', "\t", "---", "? ", "%YAML 1.1",
+               "!!binary", "<<: *a", "1e309", "0x1F", "~"]
+yamlish = st.one_of(st.text(max_size=200), st.lists(st.sampled_from(YAML_PIECES), max_size=12).map("\n".join))
 
 
 def _only_user_errors(fn, *args):
@@ -79,7 +76,8 @@ def test_structures_into_yaml_parsers(target, backlog):
     _only_user_errors(parse_target, yaml.safe_dump({"target_id": "x", "target_repo_url": "/r", **(
         target if isinstance(target, dict) else {"x": target})}), "t.yaml")
     _only_user_errors(parse_backlog, yaml.safe_dump(backlog), "b.yaml")
-    _only_user_errors(parse_backlog, yaml.safe_dump({"tasks": [backlog, backlog], "metadata": backlog}), "b.yaml")
+    wrapped = {"tasks": [backlog, backlog], "metadata": backlog}
+    _only_user_errors(parse_backlog, yaml.safe_dump(wrapped), "b.yaml")
 
 
 @FUZZ
@@ -125,7 +123,8 @@ states = st.builds(
         task_id=st.one_of(st.none(), st.sampled_from(IDS)),
     ), max_size=3)),
     attempts=st.lists(st.builds(
-        AttemptRecord, task_id=st.sampled_from(IDS), outcome=st.sampled_from(["succeeded", "failed", "timed_out"]),
+        AttemptRecord, task_id=st.sampled_from(IDS),
+        outcome=st.sampled_from(["succeeded", "failed", "timed_out"]),
         finished_at=st.integers(0, 100).map(lambda h: T0 + timedelta(hours=h)),
     ), max_size=6),
     breaker_reset_at=st.one_of(st.none(), st.integers(0, 100).map(lambda h: T0 + timedelta(hours=h))),

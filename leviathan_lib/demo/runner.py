@@ -1,0 +1,259 @@
+"""``leviathan demo``: real Airflow (SQLite, scheduler, dag-processor, API server) on the demo target.
+
+Everything lives under one folder (default ``.demo/`` in the checkout), so running it again reuses the
+same metadata DB, repository and pull requests. Ctrl-C stops every process it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from leviathan_lib.demo import create_demo_target
+
+ROOT = Path(__file__).resolve().parents[2]
+DAG_ID = "leviathan__demo"
+COMPONENTS = ("api-server", "scheduler", "dag-processor")
+
+#: Plain-words explanations of the task-level reason codes, for the demo's summary.
+EXPLAIN = {
+    "not_ready": "not marked ready: true by a human",
+    "status_not_pending": "status is not pending (already delivered or in progress)",
+    "dependencies_incomplete": "depends on a task that is not completed yet",
+    "scope_violation": "its allowed_paths leave the target's allowed_path_prefixes",
+    "attempts_exhausted": "max attempts reached",
+    "pr_open_for_task": "already has an open pull request",
+    "invalid_task": "the task entry is invalid (see the read_backlog log)",
+}
+
+
+class DemoError(Exception):
+    """A demo step failed; the message says which and where to look."""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("demo", help="run the embedded demo on real Airflow (SQLite, local forge)")
+    parser.add_argument("--dir", type=Path, default=ROOT / ".demo", help="demo folder (default: .demo/)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("LEVIATHAN_DEMO_PORT", "8080")))
+    parser.add_argument("--reset", action="store_true", help="delete the demo folder first")
+    parser.add_argument("--exit", action="store_true", help="stop Airflow after the first cycle instead of waiting")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the cycle")
+    parser.set_defaults(func=run)
+
+
+def _environment(demo: Path, port: int) -> dict[str, str]:
+    secrets_file = demo / "secrets.env"
+    if not secrets_file.exists():
+        # Per-installation signing keys: generated here, never committed, readable only by the owner.
+        secrets_file.write_text(
+            f"AIRFLOW__API_AUTH__JWT_SECRET={secrets.token_urlsafe(32)}\n"
+            f"AIRFLOW__API__SECRET_KEY={secrets.token_urlsafe(32)}\n",
+            encoding="utf-8",
+        )
+        secrets_file.chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+    for line in secrets_file.read_text(encoding="utf-8").splitlines():
+        key, _, value = line.partition("=")
+        env[key] = value
+    base_url = f"http://127.0.0.1:{port}"
+    env.update(
+        AIRFLOW_HOME=str(demo / "airflow"),
+        AIRFLOW_CONFIG=str(ROOT / "airflow.cfg"),
+        LEVIATHAN_HOME=str(ROOT),
+        LEVIATHAN_TARGETS_DIR=str(demo / "targets"),
+        LEVIATHAN_STATE_DIR=str(demo / "state"),
+        AIRFLOW__API__PORT=str(port),
+        AIRFLOW__API__BASE_URL=base_url,
+        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{base_url}/execution/",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    return env
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+class Stack:
+    """The Airflow processes, each in its own process group so a stop reaches their children too."""
+
+    def __init__(self, env: dict[str, str], logs: Path):
+        self.env, self.logs, self.procs = env, logs, {}
+
+    def start(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        for name in COMPONENTS:
+            with open(self.logs / f"{name}.log", "ab") as log:
+                self.procs[name] = subprocess.Popen(
+                    [sys.executable, "-m", "airflow", name], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, start_new_session=True,
+                )
+
+    def check(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise DemoError(f"airflow {name} exited with {proc.returncode}; see {self.logs / (name + '.log')}")
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+class Api:
+    """Minimal client for the Airflow REST API (the same calls an operator's tooling makes)."""
+
+    def __init__(self, base: str):
+        self.base, self.token = base, None
+
+    def call(self, method: str, path: str, body: Any = None, *, timeout: float = 10) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback only
+            return json.loads(response.read() or b"null")
+
+    def login(self, username: str, password: str) -> None:
+        self.token = self.call("POST", "/auth/token", {"username": username, "password": password})["access_token"]
+
+
+def _wait(what: str, probe, timeout: float, stack: Stack) -> Any:
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        stack.check()
+        try:
+            value = probe()
+            if value:
+                return value
+        except (urllib.error.URLError, OSError, KeyError, ValueError) as exc:
+            last_error = exc
+        time.sleep(1)
+    raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" ({last_error})" if last_error else ""))
+
+
+def _password(airflow_home: Path) -> str:
+    data = json.loads((airflow_home / "simple_auth_manager_passwords.json.generated").read_text())
+    return data["admin"]
+
+
+def summarize(record: dict[str, Any]) -> list[str]:
+    """The demo's report: what was read, what was decided and why, what was opened."""
+    commit = (record.get("commit_sha") or "")[:12]
+    lines = [f"Read {record.get('branch')}@{commit}. Decision: {record['decision']} "
+             f"(stopped: {record['stopped_reason']})"]
+    for check in record.get("checks", []):
+        lines.append(f"  check {check['name']:<16} {'pass' if check['passed'] else 'FAIL'}  {check['detail']}")
+    attempt = record.get("attempt") or {}
+    if attempt.get("pr_number"):
+        lines.append(f"Opened PR #{attempt['pr_number']} for task {attempt['task_id']} on {attempt['branch']}: "
+                     f"{', '.join(attempt['changed_paths'])} (+ backlog status edit)")
+    elif attempt:
+        lines.append(f"Attempt on {attempt['task_id']} ended {attempt.get('outcome')}: {attempt.get('error_message')}")
+    for verdict in record.get("tasks", []):
+        if verdict["eligible"]:
+            chosen = " <- selected" if verdict["id"] == record.get("selected_task") else " (eligible, lower priority)"
+            lines.append(f"  task {verdict['id']}:{chosen}")
+        else:
+            why = "; ".join(EXPLAIN.get(r, r) for r in verdict["reasons"])
+            lines.append(f"  task {verdict['id']}: skipped: {', '.join(verdict['reasons'])} ({why})")
+    if record["stopped_reason"] == "open_pr_limit":
+        lines.append("The previous run's PR is still open (max_open_prs: 1): merge or close it to let the next "
+                     "task through.")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    demo: Path = args.dir.resolve()
+    if args.reset and demo.exists():
+        shutil.rmtree(demo)
+    demo.mkdir(parents=True, exist_ok=True)
+    if not _port_free(args.port):
+        print(f"error: port {args.port} on 127.0.0.1 is in use; pass --port N or set LEVIATHAN_DEMO_PORT",
+              file=sys.stderr)
+        return 2
+    env = _environment(demo, args.port)
+    target_file = create_demo_target(demo, target_id="demo")
+    repo = demo / "repos" / "demo.git"
+    print(f"Demo target: {target_file} -> {repo}")
+    print("Migrating the Airflow metadata DB (SQLite) ...", flush=True)
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stack = Stack(env, demo / "logs")
+    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        stack.start()
+        print(f"Started Airflow {', '.join(COMPONENTS)} (logs in {demo / 'logs'})", flush=True)
+        api = Api(f"http://127.0.0.1:{args.port}")
+        _wait("the API server", lambda: api.call("GET", "/api/v2/monitor/health"), 180, stack)
+        airflow_home = Path(env["AIRFLOW_HOME"])
+        password = _wait("the admin password", lambda: _password(airflow_home), 60, stack)
+        api.login("admin", password)
+        _wait(f"DAG {DAG_ID} to be parsed", lambda: api.call("GET", f"/api/v2/dags/{DAG_ID}"), 180, stack)
+        known = {r["dag_run_id"] for r in api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=1000")["dag_runs"]}
+        api.call("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
+        run_id = api.call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None})["dag_run_id"]
+        print(f"Unpaused and triggered {DAG_ID}: run {run_id}", flush=True)
+
+        def new_runs_finished():
+            runs = api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=1000&order_by=run_after")["dag_runs"]
+            new = [r for r in runs if r["dag_run_id"] not in known]
+            done = all(r["state"] in ("success", "failed") for r in new) and any(
+                r["dag_run_id"] == run_id for r in new)
+            return new if done else None
+
+        # Unpausing may also start the latest scheduled run: report every run this demo caused, in order.
+        runs = _wait(f"run {run_id} to finish", new_runs_finished, args.timeout, stack)
+        states = set()
+        for dag_run in runs:
+            entry = api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{dag_run['dag_run_id']}/taskInstances"
+                                    "/record_evidence/xcomEntries/return_value?deserialize=true")
+            record = entry["value"]
+            if isinstance(record, str):
+                record = json.loads(record)
+            states.add(dag_run["state"])
+            print(f"\n== {dag_run['run_type']} run {dag_run['dag_run_id']}: {dag_run['state']}")
+            print("\n".join(summarize(record)))
+        print("\nReview the pull request as a human would:")
+        print(f"  .venv/bin/leviathan forge list --repo {repo}")
+        print(f"  .venv/bin/leviathan forge show --repo {repo} 1 --diff")
+        print(f"  .venv/bin/leviathan forge merge --repo {repo} 1     (then the next cycle delivers the next task)")
+        print(f"\nAirflow UI: http://127.0.0.1:{args.port}  (login: admin / {password})")
+        print(f"  DAG: http://127.0.0.1:{args.port}/dags/{DAG_ID}")
+        if args.exit:
+            return 0 if states == {"success"} else 1
+        print("\nAirflow keeps running (the DAG runs every 5 minutes). Press Ctrl-C to stop everything.", flush=True)
+        while True:
+            stack.check()
+            time.sleep(2)
+    except KeyboardInterrupt:
+        print("\nStopping Airflow ...", file=sys.stderr)
+        return 0
+    except DemoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stack.stop()
