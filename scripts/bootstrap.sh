@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Create .venv in the checkout and install Leviathan with the pinned versions in constraints.txt.
+# Idempotent and quick when nothing changed (a stamp file records what was installed).
+# Usage: scripts/bootstrap.sh [EXTRAS]     e.g. scripts/bootstrap.sh test
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+extras="${1:-}"
+venv="$root/.venv"
+python="${PYTHON:-python3}"
+
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "error: Leviathan needs Python 3.11 or newer as '$python' (set PYTHON=/path/to/python3.11)" >&2
+  exit 2
+fi
+if ! command -v git >/dev/null 2>&1; then
+  echo "error: git is required (apt-get install git)" >&2
+  exit 2
+fi
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+digest="$(cat "$root/pyproject.toml" "$root/constraints.txt" | sha256sum | cut -c1-16)"
+stamp="$venv/.installed-$digest-${extras:-base}"
+if [ ! -f "$stamp" ]; then
+  echo "Installing Leviathan and Apache Airflow into .venv (pinned by constraints.txt) ..." >&2
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
+  spec="$root"
+  [ -n "$extras" ] && spec="$root[$extras]"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -c "$root/constraints.txt" -e "$spec"
+  rm -f "$venv"/.installed-*
+  touch "$stamp"
+fi

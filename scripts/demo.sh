@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# README command 1: install (first time), then run the embedded demo on real Airflow.
+# Options are passed to `leviathan demo` (--reset, --port N, --exit, --dir D).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$root/scripts/bootstrap.sh"
+exec "$root/.venv/bin/leviathan" demo "$@"

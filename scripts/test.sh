@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# README command 2: install (first time, with the test extras), lint, then run the whole test suite.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k guardrails).
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$root/scripts/bootstrap.sh" test || exit $?
+cd "$root"
+.venv/bin/ruff check . || exit $?
+.venv/bin/python -m pytest "$@"
+rc=$?
+if [ "$rc" -eq 5 ]; then
+  echo "error: pytest collected no tests (exit 5); that is a failure here" >&2
+  exit 1
+fi
+exit "$rc"
