@@ -17,9 +17,9 @@ from typing import Any
 
 from leviathan_lib.backlog import Backlog, Task, parse_backlog
 from leviathan_lib.config import DEPRECATED_KEYS, TargetConfig, load_target, parse_target
+from leviathan_lib.cycle import apply_recipe_checks, read_backlog
 from leviathan_lib.errors import Problem, ValidationFailed
 from leviathan_lib.guardrails import CycleState, decide, parse_state
-from leviathan_lib.repo_reader import RepoUnreachable, read_at_branch
 from leviathan_lib.scope import ScopeViolation, path_segments
 from leviathan_lib.yamlsrc import line_of, load_yaml
 
@@ -145,19 +145,18 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _backlog_from_repo(target: TargetConfig, config_path: Path) -> tuple[str, str]:
-    """The backlog text at the tip of the target branch, and a source name for messages."""
+def _backlog_from_repo(target: TargetConfig, config_path: Path) -> tuple[str, str, str | None]:
+    """Backlog and recipes text at the tip of the target branch (as the DAG reads them), and a source name."""
     url = target.repo_location(config_path)
     source = _redact(f"{url}@{target.target_branch}:{target.backlog_path}")
     with tempfile.TemporaryDirectory(prefix="leviathan-plan-") as cache:
-        try:
-            snapshot = read_at_branch(url, target.target_branch, target.backlog_path, cache_dir=Path(cache))
-        except RepoUnreachable as exc:
-            raise ValidationFailed([Problem(str(config_path), "target_repo_url",
-                                            _redact(f"cannot read the target repository: {exc}"))]) from None
-    if snapshot.text is None:
-        raise ValidationFailed([Problem(source, "", f"no backlog at commit {snapshot.commit_sha[:12]}")])
-    return snapshot.text, source
+        read = read_backlog(target, url, Path(cache))
+    if read.error and read.error.code == "repo_unreachable":
+        raise ValidationFailed([Problem(str(config_path), "target_repo_url",
+                                        _redact(f"cannot read the target repository: {read.error.message}"))])
+    if read.backlog_text is None:
+        raise ValidationFailed([Problem(source, "", f"no backlog at commit {(read.commit_sha or '')[:12]}")])
+    return read.backlog_text, source, read.recipes_text
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -168,13 +167,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
             target = load_target(config_path)
         finally:
             _print_warnings(caught)
+    check_recipes = bool(args.recipes) or not args.backlog
+    recipes_text = _read(Path(args.recipes)) if args.recipes else None
     if args.backlog:
         text, source = _read(Path(args.backlog)), args.backlog
     else:
-        text, source = _backlog_from_repo(target, config_path)
+        text, source, recipes_text = _backlog_from_repo(target, config_path)
     backlog, task_problems = parse_backlog(text, source)
     for problem in task_problems:
         print(f"warning: {problem} (task reported as invalid_task)", file=sys.stderr)
+    if check_recipes:
+        # As the DAG does: a ready task whose recipe is missing or unknown never reaches the worker.
+        backlog = apply_recipe_checks(backlog, recipes_text, args.recipes or target.recipes_path)
     state = parse_state(_read(Path(args.state)), args.state) if args.state else CycleState()
     print(json.dumps(decide(target, backlog, state).model_dump(mode="json"), indent=2))
     return 0
@@ -197,6 +201,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     plan.add_argument("--config", required=True, metavar="TARGET.yaml")
     plan.add_argument("--backlog", metavar="BACKLOG.yaml",
                       help="backlog file (default: read it from the target repository's branch tip)")
+    plan.add_argument("--recipes", metavar="RECIPES.yaml",
+                      help="also check each ready task's recipe against this file (always done without --backlog)")
     plan.add_argument("--state", metavar="STATE.json",
                       help="open PRs, attempts, global switch (default: none open, no attempts, switch on)")
     plan.set_defaults(func=cmd_plan)

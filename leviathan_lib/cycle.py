@@ -93,7 +93,7 @@ def read_backlog(target: TargetConfig, repo_url: str, cache_dir: Path) -> ReadRe
     return result
 
 
-def _with_recipe_checks(backlog: Backlog, recipes_text: str | None, recipes_path: str) -> Backlog:
+def apply_recipe_checks(backlog: Backlog, recipes_text: str | None, recipes_path: str) -> Backlog:
     """Move tasks whose recipe is missing or unknown to ``invalid`` so they never reach the worker."""
     from leviathan_lib.worker.recipes import parse_recipes
 
@@ -152,7 +152,7 @@ def check_guardrails(
     if read.error:
         return GuardrailResult(error=read.error)
     backlog, _ = parse_backlog(read.backlog_text or "", source=read.backlog_path)
-    backlog = _with_recipe_checks(backlog, read.recipes_text, target.recipes_path)
+    backlog = apply_recipe_checks(backlog, read.recipes_text, target.recipes_path)
     state = CycleState(autonomy_enabled=global_autonomy, open_prs=open_prs, attempts=attempts,
                        breaker_reset_at=breaker_reset_at)
     decision = decide(target, backlog, state)

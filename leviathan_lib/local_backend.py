@@ -82,7 +82,8 @@ def _run_bounded(
     return proc.returncode if finished else None
 
 
-def _make_removable(func, path, _exc_info) -> None:
+def _make_removable(func, path, _exc) -> None:
+    """rmtree error handler: a recipe may leave read-only directories; make them writable and retry."""
     parent = os.path.dirname(path)
     os.chmod(parent, os.stat(parent).st_mode | stat.S_IRWXU)
     if os.path.isdir(path) and not os.path.islink(path):
@@ -127,6 +128,7 @@ def run_local_worker(
             )
     finally:
         try:
-            shutil.rmtree(base, onerror=_make_removable)
+            handler = {"onexc" if sys.version_info >= (3, 12) else "onerror": _make_removable}
+            shutil.rmtree(base, **handler)
         except OSError as exc:
             log.warning("could not remove the attempt workspace %s: %s", base, exc)

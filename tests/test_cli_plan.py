@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -299,7 +298,12 @@ def bare_repo(tmp_path: Path) -> Path:
     """A bare target repository whose main branch holds the original backlog."""
     work = tmp_path / "work"
     (work / ".leviathan").mkdir(parents=True)
-    shutil.copy(ORIGINAL / "backlog.yaml", work / ".leviathan" / "backlog.yaml")
+    # As the DAG would run it: every task names a recipe that .leviathan/recipes.yaml defines.
+    backlog = yaml.safe_load((ORIGINAL / "backlog.yaml").read_text())
+    for task in backlog["tasks"]:
+        task["recipe"] = "noop"
+    write(work / ".leviathan" / "backlog.yaml", backlog)
+    write(work / ".leviathan" / "recipes.yaml", {"recipes": {"noop": {"steps": [["true"]]}}})
     git(work, "-c", "init.defaultBranch=main", "init", "-q")
     git(work, "add", "-A")
     git(work, "commit", "-q", "-m", "backlog")
@@ -317,12 +321,25 @@ def test_plan_reads_backlog_from_branch_tip(tmp_path, bare_repo, url_form):
     assert len(doc["tasks"]) == 5
 
 
+def test_plan_from_the_repository_checks_recipes_as_the_dag_does(tmp_path, bare_repo):
+    work = tmp_path / "work"
+    git(work, "rm", "-q", ".leviathan/recipes.yaml")
+    git(work, "commit", "-q", "-m", "drop recipes")
+    git(work, "push", "-q", str(bare_repo), "HEAD:main")
+    target = dev_target(tmp_path, autonomy_enabled=True, target_repo_url=str(bare_repo))
+    doc = plan_doc(leviathan("plan", "--config", target))
+    assert doc["decision"] == "skip" and doc["reasons"] == ["no_eligible_task"]
+    ready = {t["id"]: t["reasons"] for t in doc["tasks"]}
+    assert ready["docs-self-target"] == ["invalid_task"]
+
+
 def test_plan_reads_the_configured_branch_and_backlog_path(tmp_path, bare_repo):
     work = tmp_path / "work"
     git(work, "checkout", "-q", "-b", "develop")
     (work / "plan").mkdir()
     write(work / "plan" / "tasks.yaml",
-          {"tasks": [{"id": "other", "title": "O", "ready": True, "allowed_paths": ["docs/o.md"]}]})
+          {"tasks": [{"id": "other", "title": "O", "ready": True, "allowed_paths": ["docs/o.md"],
+                      "recipe": "noop"}]})
     git(work, "add", "-A")
     git(work, "commit", "-q", "-m", "develop")
     git(work, "push", "-q", str(bare_repo), "develop")

@@ -105,7 +105,7 @@ def run_attempt(spec: AttemptSpec, workspace: Path) -> AttemptResult:
     if not paths:
         return fail("no_changes", f"recipe {spec.executor.recipe!r} changed nothing")
     violations = [f"{c.path!r} is a {FORBIDDEN_MODES[m]}" for c in changes.entries
-                  for m in {c.old_mode, c.new_mode} & FORBIDDEN_MODES.keys()]  # fmt: skip
+                  for m in sorted({c.old_mode, c.new_mode} & FORBIDDEN_MODES.keys())]  # fmt: skip
     violations += [reason for path in paths if (reason := scope.check(path))]
     if violations:
         return fail("scope_violation", "; ".join(violations))

@@ -104,9 +104,16 @@ class AttemptSpec(BaseModel):
 
 
 class ErrorInfo(BaseModel):
+    """Why an attempt did not succeed.
+
+    Codes are stable. From the worker: ``invalid_spec``, ``clone_failed``, ``recipes_invalid``,
+    ``recipe_unknown``, ``recipe_failed``, ``diff_failed``, ``no_changes``, ``scope_violation``,
+    ``patch_too_large``, ``patch_not_utf8``, ``internal_error``. From a backend: ``timeout``,
+    ``worker_crashed``.
+    """
+
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    #: Stable machine code, e.g. ``clone_failed``, ``recipe_unknown``, ``scope_violation``, ``timeout``.
     code: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
     message: str
 
