@@ -84,7 +84,13 @@ def deliver(
         status_note = ""
         if target_scope.contains(read.backlog_path):
             backlog_file = repo / read.backlog_path
-            edited = set_task_status(read.backlog_text or "", task.id, DELIVERED_STATUS)
+            # Edit the file as the worker left it, so any other change it made is caught below.
+            current = backlog_file.read_text(encoding="utf-8") if backlog_file.is_file() else ""
+            try:
+                edited = set_task_status(current, task.id, DELIVERED_STATUS)
+            except (ValueError, ValidationFailed) as exc:
+                message = f"cannot set the status in {read.backlog_path}: {exc}"
+                raise DeliveryRejected("backlog_edited", message) from None
             backlog_file.write_text(edited, encoding="utf-8")
             run_git(["add", "--", read.backlog_path], cwd=repo)
             allowed.append(path_segments(read.backlog_path))

@@ -97,6 +97,8 @@ def run_local_worker(
     """Run one attempt in a subprocess worker and return its result; never raises for worker failures."""
     timeout = float(spec.timeout_seconds if timeout_seconds is None else timeout_seconds)
     started = utc_now()
+    if workspace_root is not None:
+        Path(workspace_root).mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="leviathan-attempt-", dir=workspace_root))
     try:
         spec_file, output, log_file = base / "spec.json", base / "result.json", base / "worker.log"
