@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "leviathan_lib.cli_forge",
     "leviathan_lib.cli_plan",
     "leviathan_lib.demo.runner",
+    "leviathan_lib.breaker",
 ]
 
 

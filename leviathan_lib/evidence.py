@@ -73,17 +73,47 @@ class CycleRecord(BaseModel):
     stopped_detail: str = ""
 
 
+class BreakerResetRecord(BaseModel):
+    """An operator closed the circuit breaker (``leviathan breaker reset``): who, when and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    evidence_version: Literal[1] = EVIDENCE_VERSION
+    kind: Literal["breaker_reset"] = "breaker_reset"
+    target_id: str
+    reset_at: datetime
+    by: str
+    reason: str
+
+
 class UnreadableRecord(BaseModel):
     run_id: str | None
     problem: str
 
 
-def parse_records(extras: list[tuple[str | None, Any]]) -> tuple[list[CycleRecord], list[UnreadableRecord]]:
-    """Validate stored records (oldest first); unreadable ones are returned separately, never dropped silently."""
-    good, bad = [], []
+class History(BaseModel):
+    """What earlier cycles and operators left on a target's evidence asset, oldest first."""
+
+    cycles: list[CycleRecord] = Field(default_factory=list)
+    resets: list[BreakerResetRecord] = Field(default_factory=list)
+    unreadable: list[UnreadableRecord] = Field(default_factory=list)
+
+    @property
+    def breaker_reset_at(self) -> datetime | None:
+        return max((r.reset_at for r in self.resets), default=None)
+
+
+def parse_records(extras: list[tuple[str | None, Any]]) -> History:
+    """Validate stored records (oldest first); unreadable ones are kept apart, never dropped silently."""
+    history = History()
     for run_id, extra in extras:
+        kind = extra.get("kind") if isinstance(extra, dict) else None
+        model = BreakerResetRecord if kind == "breaker_reset" else CycleRecord
         try:
-            good.append(CycleRecord.model_validate(extra))
+            record = model.model_validate(extra)
         except ValidationError as exc:
-            bad.append(UnreadableRecord(run_id=run_id, problem=f"{exc.error_count()} validation error(s)"))
-    return good, bad
+            problem = f"{exc.error_count()} validation error(s), first: {exc.errors()[0]['msg']}"
+            history.unreadable.append(UnreadableRecord(run_id=run_id, problem=problem))
+            continue
+        (history.resets if kind == "breaker_reset" else history.cycles).append(record)
+    return history

@@ -78,8 +78,9 @@ def check_guardrails(read: dict[str, Any], *, config: dict[str, Any], repo_url: 
     context = get_current_context()
     target = _target(config)
     events = context["inlet_events"][asset]
-    records, unreadable = parse_records([(e.source_run_id, e.extra) for e in events])
+    history = parse_records([(e.source_run_id, e.extra) for e in events])
     read_result = cycle.ReadResult.model_validate(read)
+    unreadable = history.unreadable
     if unreadable and not read_result.error:
         for bad in unreadable:
             log.error("unreadable evidence record from run %s: %s", bad.run_id, bad.problem)
@@ -91,8 +92,8 @@ def check_guardrails(read: dict[str, Any], *, config: dict[str, Any], repo_url: 
     result = cycle.check_guardrails(
         target, read_result, global_autonomy=enabled,
         open_prs=_open_prs(target, repo_url) if not read_result.error else [],
-        attempts=cycle.history_to_state(records, exclude_run_id=context["run_id"]),
-        breaker_reset_at=None,
+        attempts=cycle.history_to_state(history.cycles, exclude_run_id=context["run_id"]),
+        breaker_reset_at=history.breaker_reset_at,
     )
     if result.decision:
         for check in result.decision.checks:
