@@ -60,6 +60,8 @@ class GuardrailResult(BaseModel):
     decision: Decision | None = None
     error: CycleError | None = None
     attempt: AttemptPlan | None = None
+    #: Failed attempts in a row before this cycle (since the last reset), to notice the breaker opening.
+    consecutive_failures: int = 0
 
 
 def read_backlog(target: TargetConfig, repo_url: str, cache_dir: Path) -> ReadResult:
@@ -139,6 +141,15 @@ def history_to_state(records: list[CycleRecord], exclude_run_id: str | None) -> 
     return attempts
 
 
+def _failure_streak(attempts: list[AttemptRecord], reset_at: datetime | None) -> int:
+    streak = 0
+    for attempt in sorted(attempts, key=lambda a: a.finished_at, reverse=True):
+        if (reset_at and attempt.finished_at <= reset_at) or attempt.outcome == "succeeded":
+            break
+        streak += 1
+    return streak
+
+
 def check_guardrails(
     target: TargetConfig,
     read: ReadResult,
@@ -156,7 +167,7 @@ def check_guardrails(
     state = CycleState(autonomy_enabled=global_autonomy, open_prs=open_prs, attempts=attempts,
                        breaker_reset_at=breaker_reset_at)
     decision = decide(target, backlog, state)
-    result = GuardrailResult(decision=decision)
+    result = GuardrailResult(decision=decision, consecutive_failures=_failure_streak(attempts, breaker_reset_at))
     if decision.decision == "run" and decision.task_id:
         task = backlog.by_id()[decision.task_id]
         number = 1 + sum(1 for a in attempts if a.task_id == task.id)
@@ -207,4 +218,6 @@ def build_record(
         record.stopped_reason, record.stopped_detail = attempt.error_code, attempt.error_message or ""
     elif failure:
         record.stopped_reason, record.stopped_detail = failure.code, failure.message
+    if attempt and attempt.outcome != "succeeded":
+        record.breaker_opened = guard.consecutive_failures + 1 == target.circuit_breaker_failures
     return record

@@ -50,6 +50,17 @@ class AttemptEvidence(BaseModel):
     finished_at: datetime | None = None
 
 
+class PrStateChange(BaseModel):
+    """A Leviathan PR that a human merged or closed since the last cycle (PR lifecycle sync)."""
+
+    number: int
+    task_id: str
+    branch: str
+    state: Literal["merged", "closed"]
+    task_hash: str | None = None
+    branch_deleted: bool = False
+
+
 class CycleRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -71,6 +82,12 @@ class CycleRecord(BaseModel):
     #: Stable code for why the cycle stopped: ``pr_opened``, a guardrail reason code, or an error code.
     stopped_reason: str
     stopped_detail: str = ""
+    #: Backfill runs replay the guardrails on the backlog as it was at their logical date; nothing runs.
+    replay: bool = False
+    #: This cycle's failed attempt was the one that opened the circuit breaker.
+    breaker_opened: bool = False
+    logical_date: datetime | None = None
+    pr_sync: list[PrStateChange] = Field(default_factory=list)
 
 
 class BreakerResetRecord(BaseModel):
@@ -84,6 +101,20 @@ class BreakerResetRecord(BaseModel):
     reset_at: datetime
     by: str
     reason: str
+
+
+class AutonomyChangedRecord(BaseModel):
+    """The global (``target_id`` None) or a target's autonomy switch was changed, by whom and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    evidence_version: Literal[1] = EVIDENCE_VERSION
+    kind: Literal["autonomy_changed"] = "autonomy_changed"
+    target_id: str | None = None
+    enabled: bool
+    changed_at: datetime
+    by: str
+    reason: str = ""
 
 
 class UnreadableRecord(BaseModel):

@@ -1,0 +1,90 @@
+"""The ordered event stream, derived from the evidence records.
+
+Records are the source of truth (one asset event each); events are a pure, deterministic projection
+of them, so every consumer (the Spider plugin, ``leviathan evidence``) sees the same stream. Event ids
+are ``asset_event_id * 100 + n`` with ``n`` the event's position within its record: monotonic, and a
+consumer resumes with ``after=<last id>``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from leviathan_lib.evidence import AutonomyChangedRecord, BreakerResetRecord, CycleRecord
+
+EVENTS_PER_RECORD = 100
+
+EventType = Literal[
+    "cycle.started", "guardrail.skipped", "attempt.created", "attempt.started", "attempt.succeeded",
+    "attempt.failed", "attempt.timed_out", "pr.created", "pr.merged", "pr.closed", "breaker.opened",
+    "breaker.reset", "autonomy.changed", "evidence.unreadable",
+]
+
+
+class Event(BaseModel):
+    id: int
+    type: EventType
+    target_id: str | None
+    at: datetime
+    run_id: str | None = None
+    data: dict[str, Any]
+
+
+def _cycle_events(record: CycleRecord) -> list[tuple[str, datetime, dict[str, Any]]]:
+    at = record.recorded_at
+    out: list[tuple[str, datetime, dict[str, Any]]] = [
+        ("cycle.started", at, {"commit_sha": record.commit_sha, "decision": record.decision,
+                               "replay": record.replay}),
+    ]
+    for change in record.pr_sync:
+        out.append((f"pr.{change.state}", at, change.model_dump(mode="json")))
+    if record.decision != "run":
+        out.append(("guardrail.skipped", at, {"reasons": record.reasons, "detail": record.stopped_detail}))
+    attempt = record.attempt
+    if attempt is not None:
+        ident = {"task_id": attempt.task_id, "attempt": attempt.attempt, "branch": attempt.branch}
+        out.append(("attempt.created", at, {**ident, "task_hash": attempt.task_hash, "backend": attempt.backend}))
+        out.append(("attempt.started", attempt.started_at or at, ident))
+        outcome = attempt.outcome or "failed"
+        kind = {"succeeded": "attempt.succeeded", "timed_out": "attempt.timed_out"}.get(outcome, "attempt.failed")
+        out.append((kind, attempt.finished_at or at, {
+            **ident, "outcome": outcome, "error_code": attempt.error_code, "changed_paths": attempt.changed_paths,
+        }))
+        if attempt.pr_number is not None:
+            out.append(("pr.created", attempt.finished_at or at,
+                        {**ident, "number": attempt.pr_number, "url": attempt.pr_url}))
+    if record.breaker_opened:
+        out.append(("breaker.opened", at, {"after_task": attempt.task_id if attempt else None}))
+    return out
+
+
+def events_from(rows: list[tuple[int, datetime, str | None, Any]]) -> list[Event]:
+    """Project asset-event rows ``(asset_event_id, timestamp, run_id, extra)`` (ascending id) to events."""
+    events: list[Event] = []
+    for row_id, timestamp, run_id, extra in rows:
+        kind = extra.get("kind") if isinstance(extra, dict) else None
+        items: list[tuple[str, datetime, dict[str, Any]]]
+        target_id = extra.get("target_id") if isinstance(extra, dict) else None
+        try:
+            if kind == "cycle":
+                items = _cycle_events(CycleRecord.model_validate(extra))
+            elif kind == "breaker_reset":
+                reset = BreakerResetRecord.model_validate(extra)
+                items = [("breaker.reset", reset.reset_at, {"by": reset.by, "reason": reset.reason})]
+            elif kind == "autonomy_changed":
+                change = AutonomyChangedRecord.model_validate(extra)
+                items = [("autonomy.changed", change.changed_at,
+                          {"enabled": change.enabled, "by": change.by, "reason": change.reason})]
+            else:
+                raise ValueError(f"unknown record kind {kind!r}")
+        except (ValidationError, ValueError) as exc:
+            problem = str(exc).splitlines()[0]
+            items = [("evidence.unreadable", timestamp, {"asset_event_id": row_id, "problem": problem})]
+        for n, (event_type, at, data) in enumerate(items[:EVENTS_PER_RECORD]):
+            events.append(Event(id=row_id * EVENTS_PER_RECORD + n, type=event_type,
+                                target_id=target_id if isinstance(target_id, str) else None,
+                                at=at, run_id=run_id, data=data))
+    return events
