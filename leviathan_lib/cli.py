@@ -1,4 +1,4 @@
-"""The ``leviathan`` console script.
+"""Leviathan: operate the backlog-to-pull-request robot that runs on Apache Airflow.
 
 Each command group lives in its own module exposing ``register(subparsers)``; user errors exit 2 with
 one line per problem on stderr, never a traceback.
@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "leviathan_lib.cli_plan",
     "leviathan_lib.demo.runner",
     "leviathan_lib.breaker",
+    "leviathan_lib.cli_evidence",
 ]
 
 

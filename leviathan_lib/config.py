@@ -7,6 +7,7 @@ load unchanged. Keys that no longer mean anything on Airflow are accepted with a
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Annotated, Literal
@@ -27,8 +28,27 @@ DEPRECATED_KEYS = {
     "spider_url": "Spider is an Airflow plugin now; the value is ignored",
 }
 
+#: scp-like git URLs (``git@github.com:org/repo.git``) are remote, never relative paths.
+SCP_URL = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:")
+
 TargetId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 PositiveInt = Annotated[int, Field(ge=1)]
+
+
+_Quantity = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")]
+
+
+class WorkerResources(BaseModel):
+    """Requests and limits of the worker container (Kubernetes quantities)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    cpu_request: _Quantity = "250m"
+    memory_request: _Quantity = "256Mi"
+    cpu_limit: _Quantity = "1"
+    memory_limit: _Quantity = "1Gi"
+    #: Size limit of the emptyDir holding the clone.
+    workspace_size_limit: _Quantity = "1Gi"
 
 
 class LeviathanDeprecationWarning(UserWarning):
@@ -61,6 +81,32 @@ class TargetConfig(BaseModel):
     worker_backend: Literal["local", "kubernetes"] = "local"
     backlog_path: str = ".leviathan/backlog.yaml"
     recipes_path: str = ".leviathan/recipes.yaml"
+    # Worker executors and the Kubernetes pod (see docs/worker.md).
+    #: Executor of ready tasks that name no recipe: ``recipe`` (such tasks are invalid) or ``llm``.
+    executor: Literal["recipe", "llm"] = "recipe"
+    llm_model: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}$")] = (
+        "claude-sonnet-4-5"
+    )
+    llm_max_turns: Annotated[int, Field(ge=1, le=500)] = 30
+    llm_max_tokens: Annotated[int, Field(ge=1, le=128_000)] = 4096
+    llm_max_total_tokens: PositiveInt = 400_000
+    llm_cost_cap_usd: Annotated[float, Field(gt=0, strict=False, allow_inf_nan=False)] = 2.0
+    llm_input_usd_per_mtok: Annotated[float, Field(ge=0, strict=False, allow_inf_nan=False)] = 3.0
+    llm_output_usd_per_mtok: Annotated[float, Field(ge=0, strict=False, allow_inf_nan=False)] = 15.0
+    llm_api_base_url: str | None = None
+    #: Airflow connection whose password is the model API key (local backend).
+    llm_conn_id: str = "leviathan_llm"
+    #: Kubernetes Secret (in ``worker_namespace``) and key holding the model API key (kubernetes backend).
+    llm_api_key_secret: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")] = (
+        "leviathan-llm"
+    )
+    llm_api_key_secret_key: Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]{1,253}$")] = (
+        "anthropic-api-key"
+    )
+    worker_service_account: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")] = (
+        "leviathan-worker"
+    )
+    worker_resources: WorkerResources = Field(default_factory=WorkerResources)
 
     @field_validator("allowed_path_prefixes", "backlog_path", "recipes_path")
     @classmethod
@@ -95,7 +141,7 @@ class TargetConfig(BaseModel):
     def repo_location(self, config_file: Path | None = None) -> str:
         """The repository URL, with a relative local path resolved against the target file's folder."""
         url = self.target_repo_url
-        if "://" in url or url.startswith("/") or config_file is None:
+        if "://" in url or url.startswith("/") or config_file is None or SCP_URL.match(url):
             return url
         return str((config_file.parent / url).resolve())
 
@@ -107,7 +153,7 @@ def _problems_from(exc: ValidationError, source: str, text: str) -> list[Problem
         if err["type"] == "extra_forbidden":
             message = "unknown key (see docs/configuration.md for the accepted keys)"
         else:
-            message = err["msg"]
+            message = err["msg"].removeprefix("Value error, ")
             if err["type"].endswith("_type"):
                 message += f" (got {type(err['input']).__name__} {err['input']!r})"
         problems.append(Problem(source, field_name(loc), message, line_of(text, loc)))

@@ -16,8 +16,8 @@ from pydantic import BaseModel, Field
 from leviathan_lib.backlog import Backlog, InvalidTask, parse_backlog
 from leviathan_lib.config import TargetConfig
 from leviathan_lib.errors import ValidationFailed
-from leviathan_lib.evidence import AttemptEvidence, CheckEvidence, CycleRecord, TaskVerdictEvidence
-from leviathan_lib.guardrails import AttemptRecord, CycleState, Decision, OpenPR, decide
+from leviathan_lib.evidence import AttemptEvidence, CheckEvidence, CycleRecord, PrStateChange, TaskVerdictEvidence
+from leviathan_lib.guardrails import AttemptRecord, ClosedPR, CycleState, Decision, OpenPR, decide
 from leviathan_lib.repo_reader import RepoUnreachable, read_at_branch, read_at_commit
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ class ReadResult(BaseModel):
     recipes_text: str | None = None
     problems: list[str] = Field(default_factory=list)
     error: CycleError | None = None
+    #: Set for replays (backfill): the backlog was read as it was at this time; nothing may run.
+    as_of: datetime | None = None
 
 
 class AttemptPlan(BaseModel):
@@ -62,13 +64,21 @@ class GuardrailResult(BaseModel):
     attempt: AttemptPlan | None = None
     #: Failed attempts in a row before this cycle (since the last reset), to notice the breaker opening.
     consecutive_failures: int = 0
+    replay: bool = False
+    pr_sync: list[PrStateChange] = Field(default_factory=list)
+    #: Why each invalid task entry is invalid (backlog validation and recipe checks), for the task log.
+    task_problems: list[str] = Field(default_factory=list)
 
 
-def read_backlog(target: TargetConfig, repo_url: str, cache_dir: Path) -> ReadResult:
+def read_backlog(
+    target: TargetConfig, repo_url: str, cache_dir: Path, *, as_of: datetime | None = None
+) -> ReadResult:
     """Pin the target branch and read the backlog and recipes at that commit. Never raises for bad input."""
-    result = ReadResult(repo_url=repo_url, branch=target.target_branch, backlog_path=target.backlog_path)
+    result = ReadResult(repo_url=repo_url, branch=target.target_branch, backlog_path=target.backlog_path,
+                        as_of=as_of)
     try:
-        snap = read_at_branch(repo_url, target.target_branch, target.backlog_path, cache_dir=cache_dir)
+        snap = read_at_branch(repo_url, target.target_branch, target.backlog_path, cache_dir=cache_dir,
+                              as_of=as_of)
     except RepoUnreachable as exc:
         result.error = CycleError(code="repo_unreachable", message=str(exc))
         return result
@@ -95,8 +105,13 @@ def read_backlog(target: TargetConfig, repo_url: str, cache_dir: Path) -> ReadRe
     return result
 
 
-def apply_recipe_checks(backlog: Backlog, recipes_text: str | None, recipes_path: str) -> Backlog:
-    """Move tasks whose recipe is missing or unknown to ``invalid`` so they never reach the worker."""
+def apply_recipe_checks(
+    backlog: Backlog, recipes_text: str | None, recipes_path: str, *, llm_enabled: bool = False
+) -> Backlog:
+    """Move tasks whose executor cannot run (recipe missing or unknown, model not enabled) to ``invalid``.
+
+    A task without a recipe runs on the LLM executor only when the target enables it (``llm_enabled``).
+    """
     from leviathan_lib.worker.recipes import parse_recipes
 
     recipes: dict[str, Any] = {}
@@ -114,8 +129,14 @@ def apply_recipe_checks(backlog: Backlog, recipes_text: str | None, recipes_path
     for index, task in zip(file_indexes, backlog.tasks, strict=False):
         problem = None
         if task.ready:
-            if not task.recipe:
-                problem = f"task {task.id}: no 'recipe' named (the only executor available is 'recipe')"
+            if task.recipe and task.executor == "llm":
+                problem = f"task {task.id}: names a recipe and 'executor: llm'; give one of the two"
+            elif not task.recipe and task.executor != "recipe" and llm_enabled:
+                problem = None
+            elif not task.recipe and task.executor == "llm":
+                problem = f"task {task.id}: 'executor: llm' but the target does not enable it (executor: llm)"
+            elif not task.recipe:
+                problem = f"task {task.id}: no 'recipe' named (the target's executor is 'recipe')"
             elif recipes_problem:
                 problem = f"task {task.id}: recipe {task.recipe!r} cannot be loaded: {recipes_problem}"
             elif task.recipe not in recipes:
@@ -126,6 +147,35 @@ def apply_recipe_checks(backlog: Backlog, recipes_text: str | None, recipes_path
         else:
             keep.append(task)
     return Backlog(tasks=keep, invalid=sorted(invalid, key=lambda i: i.index), metadata=backlog.metadata)
+
+
+class KnownPR(BaseModel):
+    number: int
+    task_id: str
+    branch: str
+    task_hash: str
+
+
+def known_open_prs(records: list[CycleRecord], exclude_run_id: str | None = None) -> list[KnownPR]:
+    """PRs Leviathan opened that no later cycle has seen merged or closed, oldest first."""
+    known: dict[int, KnownPR] = {}
+    for record in records:
+        if record.dag_run_id == exclude_run_id:
+            continue
+        for change in record.pr_sync:
+            known.pop(change.number, None)
+        attempt = record.attempt
+        if attempt and attempt.pr_number is not None:
+            known[attempt.pr_number] = KnownPR(number=attempt.pr_number, task_id=attempt.task_id,
+                                               branch=attempt.branch, task_hash=attempt.task_hash)
+    return list(known.values())
+
+
+def closed_prs(records: list[CycleRecord], new: list[PrStateChange]) -> list[ClosedPR]:
+    """Every PR a human closed without merging, with the task definition it delivered."""
+    changes = [c for r in records for c in r.pr_sync] + new
+    return [ClosedPR(task_id=c.task_id, task_hash=c.task_hash) for c in changes
+            if c.state == "closed" and c.task_hash]
 
 
 def history_to_state(records: list[CycleRecord], exclude_run_id: str | None) -> list[AttemptRecord]:
@@ -158,17 +208,21 @@ def check_guardrails(
     open_prs: list[OpenPR] | None,
     attempts: list[AttemptRecord],
     breaker_reset_at: datetime | None,
+    closed: list[ClosedPR] | None = None,
 ) -> GuardrailResult:
-    """Decide whether this cycle runs the worker, and on which task and attempt."""
+    """Decide whether this cycle runs the worker, and on which task and attempt (never for a replay)."""
     if read.error:
         return GuardrailResult(error=read.error)
     backlog, _ = parse_backlog(read.backlog_text or "", source=read.backlog_path)
-    backlog = apply_recipe_checks(backlog, read.recipes_text, target.recipes_path)
+    backlog = apply_recipe_checks(backlog, read.recipes_text, target.recipes_path,
+                                  llm_enabled=target.executor == "llm")
     state = CycleState(autonomy_enabled=global_autonomy, open_prs=open_prs, attempts=attempts,
-                       breaker_reset_at=breaker_reset_at)
+                       breaker_reset_at=breaker_reset_at, closed_prs=closed or [])
     decision = decide(target, backlog, state)
-    result = GuardrailResult(decision=decision, consecutive_failures=_failure_streak(attempts, breaker_reset_at))
-    if decision.decision == "run" and decision.task_id:
+    result = GuardrailResult(decision=decision, consecutive_failures=_failure_streak(attempts, breaker_reset_at),
+                             replay=read.as_of is not None,
+                             task_problems=[p for entry in backlog.invalid for p in entry.problems])
+    if decision.decision == "run" and decision.task_id and not result.replay:
         task = backlog.by_id()[decision.task_id]
         number = 1 + sum(1 for a in attempts if a.task_id == task.id)
         result.attempt = AttemptPlan(task_id=task.id, attempt=number, branch=f"agent/{task.id}/{number}",
@@ -190,6 +244,8 @@ def build_record(
     record = CycleRecord(
         target_id=target.target_id, dag_run_id=dag_run_id, run_type=run_type,
         recorded_at=datetime.now(UTC), decision="error", stopped_reason="incomplete",
+        replay=bool(read and read.as_of), logical_date=read.as_of if read else None,
+        pr_sync=guard.pr_sync if guard else [],
         repo_url=read.repo_url if read else None, branch=read.branch if read else None,
         commit_sha=read.commit_sha if read else None, attempt=attempt,
     )
@@ -209,7 +265,11 @@ def build_record(
     record.checks = [CheckEvidence.model_validate(c.model_dump()) for c in decision.checks]
     record.tasks = [TaskVerdictEvidence.model_validate(t.model_dump(mode="json")) for t in decision.tasks]
     record.selected_task = decision.task_id
-    if decision.decision == "skip":
+    if guard.replay:
+        record.stopped_reason = "replay"
+        record.stopped_detail = (f"replay of {read.as_of.isoformat() if read.as_of else '?'}: the guardrails "
+                                 f"would have decided {decision.decision} {decision.task_id or ''}".strip())
+    elif decision.decision == "skip":
         record.stopped_reason = decision.reasons[0] if decision.reasons else "skipped"
         record.stopped_detail = "; ".join(c.detail for c in decision.checks if not c.passed)
     elif attempt and attempt.pr_number is not None:

@@ -40,7 +40,7 @@ def record_rows(
 def read_events(*, after: int = 0, limit: int = 500, target_id: str | None = None) -> list[Event]:
     """Events with id > ``after``, oldest first, at most ``limit`` (bounded pages for slow clients)."""
     limit = max(1, min(limit, MAX_PAGE))
-    after_row = max(0, after) // EVENTS_PER_RECORD
+    after_row = max(0, after) // EVENTS_PER_RECORD - 1  # that record may still hold later events
     events: list[Event] = []
     while len(events) < limit:
         rows = record_rows(after_row=after_row, target_id=target_id, limit=limit)

@@ -41,6 +41,8 @@ class ReasonCode(StrEnum):
     ATTEMPTS_EXHAUSTED = "attempts_exhausted"
     PR_OPEN_FOR_TASK = "pr_open_for_task"
     INVALID_TASK = "invalid_task"
+    #: A human closed this task's PR without merging; it waits until its definition changes.
+    PR_CLOSED_UNCHANGED = "pr_closed_unchanged"
 
 
 class _State(BaseModel):
@@ -59,6 +61,13 @@ class AttemptRecord(_State):
     finished_at: AwareDatetime
 
 
+class ClosedPR(_State):
+    """A PR a human closed without merging: the task definition (hash) it delivered."""
+
+    task_id: str
+    task_hash: str
+
+
 class CycleState(_State):
     """What the guardrails need to know about the world beyond the target file and the backlog."""
 
@@ -69,6 +78,8 @@ class CycleState(_State):
     #: Oldest first.
     attempts: list[AttemptRecord] = Field(default_factory=list)
     breaker_reset_at: AwareDatetime | None = None
+    #: PRs closed without merge, oldest first; a task is retried only once its definition changes.
+    closed_prs: list[ClosedPR] = Field(default_factory=list)
 
 
 class Check(BaseModel):
@@ -148,6 +159,7 @@ def _task_reasons(
     attempts: Counter[str],
     pr_tasks: set[str],
     max_attempts: int,
+    closed: dict[str, str],
 ) -> list[ReasonCode]:
     reasons = []
     if task.ready is not True:
@@ -162,6 +174,8 @@ def _task_reasons(
         reasons.append(ReasonCode.ATTEMPTS_EXHAUSTED)
     if task.id in pr_tasks:
         reasons.append(ReasonCode.PR_OPEN_FOR_TASK)
+    if task.id in closed and closed[task.id] == task.definition_hash():
+        reasons.append(ReasonCode.PR_CLOSED_UNCHANGED)
     return reasons
 
 
@@ -188,7 +202,7 @@ def decide(target: TargetConfig, backlog: Backlog, state: CycleState) -> Decisio
     forge_known = state.open_prs is not None
     checks.append(Check(
         name="forge_state", passed=forge_known,
-        detail="open pull requests read from the forge" if forge_known else "the forge could not be read",
+        detail="open pull requests known" if forge_known else "the forge could not be read",
     ))
     if not forge_known:
         failed.append(ReasonCode.FORGE_STATE_UNKNOWN)
@@ -218,6 +232,7 @@ def decide(target: TargetConfig, backlog: Backlog, state: CycleState) -> Decisio
             statuses[entry.id] = None  # exists, but its status cannot be trusted
     attempts = Counter(a.task_id for a in state.attempts)
     max_attempts = target.max_attempts_per_task
+    closed = {c.task_id: c.task_hash for c in state.closed_prs}  # the latest closure per task wins
 
     verdicts: list[TaskVerdict] = []
     invalid = sorted(backlog.invalid, key=lambda i: i.index)
@@ -230,7 +245,7 @@ def decide(target: TargetConfig, backlog: Backlog, state: CycleState) -> Decisio
         while next_invalid < len(invalid) and invalid[next_invalid].index <= position + next_invalid:
             verdicts.append(_invalid_verdict(invalid[next_invalid]))
             next_invalid += 1
-        reasons = _task_reasons(task, target_scope, statuses, attempts, pr_tasks, max_attempts)
+        reasons = _task_reasons(task, target_scope, statuses, attempts, pr_tasks, max_attempts, closed)
         verdicts.append(TaskVerdict(id=task.id, eligible=not reasons, reasons=reasons))
         if not reasons:
             eligible_count += 1

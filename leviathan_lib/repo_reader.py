@@ -9,10 +9,13 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
 from pydantic import BaseModel
+
+from leviathan_lib.config import SCP_URL
 
 
 class RepoUnreachable(Exception):
@@ -52,7 +55,7 @@ def local_path(repo_url: str) -> Path | None:
     """The filesystem path of a local repository URL, or None for a remote one."""
     if repo_url.startswith("file://"):
         return Path(urlparse(repo_url).path)
-    if "://" in repo_url or ("@" in repo_url and ":" in repo_url):
+    if "://" in repo_url or SCP_URL.match(repo_url):
         return None
     return Path(repo_url)
 
@@ -73,14 +76,25 @@ def git_dir_for(repo_url: str, cache_dir: Path) -> Path:
     return mirror
 
 
-def read_at_branch(repo_url: str, branch: str, path: str, *, cache_dir: Path) -> Snapshot:
-    """Pin the tip of ``branch`` and read ``path`` at that commit."""
+def read_at_branch(
+    repo_url: str, branch: str, path: str, *, cache_dir: Path, as_of: datetime | None = None
+) -> Snapshot:
+    """Pin the tip of ``branch`` (or its last commit at ``as_of``, for replays) and read ``path`` there."""
     git_dir = git_dir_for(repo_url, cache_dir)
     if local_path(repo_url) is None:
-        fetched = _git(["--git-dir", str(git_dir), "fetch", "--quiet", "--no-tags", "--depth", "1",
+        depth = [] if as_of else ["--depth", "1"]  # a replay needs the branch history
+        fetched = _git(["--git-dir", str(git_dir), "fetch", "--quiet", "--no-tags", *depth,
                         repo_url, f"+refs/heads/{branch}:refs/heads/{branch}"])
         if fetched.returncode:
             raise RepoUnreachable(f"cannot fetch {branch!r} from {repo_url}: {_tail(fetched.stderr)}")
+    if as_of is not None:
+        at = _git(["--git-dir", str(git_dir), "rev-list", "-1", f"--before={as_of.isoformat()}",
+                   f"refs/heads/{branch}"])
+        sha = at.stdout.strip()
+        if at.returncode or not sha:
+            raise RepoUnreachable(f"branch {branch!r} of {repo_url} has no commit before {as_of.isoformat()}")
+        return Snapshot(repo_url=repo_url, branch=branch, commit_sha=sha, path=path,
+                        text=read_at_commit(git_dir, sha, path))
     tip = _git(["--git-dir", str(git_dir), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"])
     if tip.returncode:
         probe = _git(["--git-dir", str(git_dir), "rev-parse", "--git-dir"])

@@ -7,7 +7,7 @@ are imported inside the functions so DAG parsing stays cheap.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Asset, Variable, get_current_context
@@ -19,17 +19,32 @@ log = logging.getLogger("leviathan")
 
 #: Reason codes that mean "something is broken", not "nothing to do": the run is marked failed.
 ERROR_OUTCOMES = {"failed", "timed_out", "rejected_by_guardrail"}
+#: Runs whose logical date is older than this are replays (audit), never actions.
+REPLAY_AFTER = timedelta(hours=1)
 
 
 def _target(config: dict[str, Any]) -> TargetConfig:
     return TargetConfig.model_validate(config, strict=False)
 
 
+def replay_time(dag_run) -> datetime | None:
+    """A backfill run, or a run whose logical date is long past, replays instead of acting."""
+    logical_date = getattr(dag_run, "logical_date", None)
+    if logical_date is None:
+        return None
+    if _run_type(dag_run) == "backfill" or logical_date < datetime.now(UTC) - REPLAY_AFTER:
+        return logical_date
+    return None
+
+
 def read_backlog(*, config: dict[str, Any], repo_url: str) -> dict[str, Any]:
     from leviathan_lib import cycle, paths
 
     target = _target(config)
-    result = cycle.read_backlog(target, repo_url, paths.cache_dir())
+    as_of = replay_time(get_current_context()["dag_run"])
+    if as_of:
+        log.info("replay: reading the backlog as it was at %s; nothing will run or be pushed", as_of.isoformat())
+    result = cycle.read_backlog(target, repo_url, paths.cache_dir(), as_of=as_of)
     if result.error:
         log.error("cannot read the backlog of %s: %s: %s", target.target_id, result.error.code, result.error.message)
     else:
@@ -53,21 +68,47 @@ def _global_switch(name: str) -> tuple[bool, str]:
     return False, f"Variable {name} has {raw!r}; expected true or false (treated as off)"
 
 
-def _open_prs(target: TargetConfig, repo_url: str):
+def _forge_state(target: TargetConfig, repo_url: str, known: list) -> tuple[list | None, list]:
+    """Open agent/ PRs (None when the forge cannot be read) and the merges/closes since the last cycle."""
+    from leviathan_lib.evidence import PrStateChange
     from leviathan_lib.forge import open_forge
     from leviathan_lib.forge.base import ForgeError
     from leviathan_lib.guardrails import OpenPR
 
     try:
-        prs = open_forge(target.forge, repo_url, target.forge_conn_id).list_open_prs(head_prefix="agent/")
+        forge = open_forge(target.forge, repo_url, target.forge_conn_id)
+        prs = forge.list_open_prs(head_prefix="agent/")
     except ForgeError as exc:
         log.error("forge state unknown for %s: %s", target.target_id, exc)
-        return None
-    out = []
-    for pr in prs:
-        parts = pr.head.split("/")
-        out.append(OpenPR(number=pr.number, branch=pr.head, task_id=parts[1] if len(parts) >= 3 else None))
-    return out
+        return None, []
+    open_numbers = {pr.number for pr in prs}
+    changes = []
+    for pr in known:
+        if pr.number in open_numbers:
+            continue
+        try:
+            current = forge.get_pr(pr.number)
+            if current.state == "open":
+                continue
+            change = PrStateChange(number=pr.number, task_id=pr.task_id, branch=pr.branch, state=current.state,
+                                   task_hash=pr.task_hash)
+            if current.state == "closed":
+                # The human said no: the agent/ branch goes; the task waits for a changed definition.
+                forge.delete_branch(pr.branch)
+                change.branch_deleted = True
+            changes.append(change)
+            log.info("PR #%s (%s) was %s by a human", pr.number, pr.task_id, current.state)
+        except ForgeError as exc:
+            log.warning("cannot sync PR #%s yet: %s", pr.number, exc)
+    out = [OpenPR(number=pr.number, branch=pr.head, task_id=(pr.head.split("/") + [""])[1] or None)
+           for pr in prs]
+    return out, changes
+
+
+def _replayed_open_prs(known: list) -> list:
+    from leviathan_lib.guardrails import OpenPR
+
+    return [OpenPR(number=pr.number, branch=pr.branch, task_id=pr.task_id) for pr in known]
 
 
 def check_guardrails(read: dict[str, Any], *, config: dict[str, Any], repo_url: str, asset: Asset,
@@ -89,18 +130,35 @@ def check_guardrails(read: dict[str, Any], *, config: dict[str, Any], repo_url: 
             message=f"{len(unreadable)} evidence record(s) cannot be read; the breaker is treated as open",
         )
     enabled, switch_detail = _global_switch(switch_variable)
+    records, reset_at = history.cycles, history.breaker_reset_at
+    if read_result.as_of:
+        # Replay: only what was known at that time, and no forge calls (its past state is in the evidence).
+        records = [r for r in records if r.recorded_at <= read_result.as_of and not r.replay]
+        reset_at = max((r.reset_at for r in history.resets if r.reset_at <= read_result.as_of), default=None)
+    known = cycle.known_open_prs(records, exclude_run_id=context["run_id"])
+    pr_sync: list = []
+    if read_result.error:
+        open_prs = []
+    elif read_result.as_of:
+        open_prs = _replayed_open_prs(known)
+    else:
+        open_prs, pr_sync = _forge_state(target, repo_url, known)
     result = cycle.check_guardrails(
-        target, read_result, global_autonomy=enabled,
-        open_prs=_open_prs(target, repo_url) if not read_result.error else [],
-        attempts=cycle.history_to_state(history.cycles, exclude_run_id=context["run_id"]),
-        breaker_reset_at=history.breaker_reset_at,
+        target, read_result, global_autonomy=enabled, open_prs=open_prs,
+        attempts=cycle.history_to_state(records, exclude_run_id=context["run_id"]),
+        breaker_reset_at=reset_at, closed=cycle.closed_prs(records, pr_sync),
     )
+    result.pr_sync = pr_sync
+    if result.replay:
+        log.info("replay of %s: recorded only, nothing runs", read_result.as_of)
     if result.decision:
         for check in result.decision.checks:
             log.info("check %-16s %s  %s", check.name, "pass" if check.passed else "FAIL", check.detail)
         for verdict in result.decision.tasks:
             if not verdict.eligible:
                 log.info("task %s not eligible: %s", verdict.id, ", ".join(verdict.reasons))
+        for problem in result.task_problems:
+            log.warning("invalid task entry (it will not run): %s", problem)
         log.info("decision: %s %s %s (global switch: %s)", result.decision.decision,
                  result.decision.task_id or "", ",".join(result.decision.reasons), switch_detail)
     else:
@@ -227,6 +285,12 @@ def record_evidence(*, config: dict[str, Any], asset: Asset) -> dict[str, Any]:
                                 read=read, guard=guard, attempt=attempt, failure=failure)
     payload = record.model_dump(mode="json")
     context["outlet_events"][asset].extra = payload
+    try:  # StatsD is best effort: it never fails the cycle
+        from leviathan_lib.metrics import emit_cycle_safely
+
+        emit_cycle_safely(record)
+    except Exception:
+        log.warning("could not emit Leviathan StatsD metrics", exc_info=True)
     log.info("cycle evidence: decision=%s stopped=%s %s", record.decision, record.stopped_reason,
              record.stopped_detail)
     return payload

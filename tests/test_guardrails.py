@@ -56,17 +56,20 @@ def _backlog(tasks: list[Any]) -> Backlog:
     return backlog
 
 
-def _state(raw: dict[str, Any] | None) -> CycleState:
+def _state(raw: dict[str, Any] | None, backlog: Backlog | None = None) -> CycleState:
     text = json.dumps(raw or {})
     for name, stamp in TIMES.items():
         text = text.replace(f'"{name}"', f'"{stamp}"')
+    # closed_prs entries name "HASH:<id>" for the definition hash of that task as the scenario defines it.
+    for task in backlog.tasks if backlog else []:
+        text = text.replace(f'"HASH:{task.id}"', f'"{task.definition_hash()}"')
     return parse_state(text, "state.json")
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s["name"] for s in SCENARIOS])
 def test_scenario(scenario):
     target, backlog = _target(scenario.get("target")), _backlog(scenario["tasks"])
-    decision = decide(target, backlog, _state(scenario.get("state")))
+    decision = decide(target, backlog, _state(scenario.get("state"), backlog))
     expect = scenario["expect"]
     doc = decision.model_dump(mode="json")
 
@@ -108,7 +111,7 @@ def test_reason_codes_are_the_stable_strings():
     assert [c.value for c in ReasonCode] == [
         *CYCLE_ORDER,
         "not_ready", "status_not_pending", "dependencies_incomplete", "scope_violation", "attempts_exhausted",
-        "pr_open_for_task", "invalid_task",
+        "pr_open_for_task", "invalid_task", "pr_closed_unchanged",
     ]
 
 

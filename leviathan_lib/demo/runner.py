@@ -30,12 +30,13 @@ COMPONENTS = ("api-server", "scheduler", "dag-processor")
 #: Plain-words explanations of the task-level reason codes, for the demo's summary.
 EXPLAIN = {
     "not_ready": "not marked ready: true by a human",
-    "status_not_pending": "status is not pending (already delivered or in progress)",
+    "status_not_pending": "status is not pending: already delivered or in progress",
     "dependencies_incomplete": "depends on a task that is not completed yet",
     "scope_violation": "its allowed_paths leave the target's allowed_path_prefixes",
     "attempts_exhausted": "max attempts reached",
     "pr_open_for_task": "already has an open pull request",
-    "invalid_task": "the task entry is invalid (see the read_backlog log)",
+    "invalid_task": "the task entry is invalid: see the check_guardrails task log",
+    "pr_closed_unchanged": "a human closed its PR; waits until its definition changes",
 }
 
 
@@ -56,10 +57,13 @@ def register(subparsers) -> None:
 def _environment(demo: Path, port: int) -> dict[str, str]:
     secrets_file = demo / "secrets.env"
     if not secrets_file.exists():
-        # Per-installation signing keys: generated here, never committed, readable only by the owner.
+        from cryptography.fernet import Fernet
+
+        # Per-installation keys: generated here, never committed, readable only by the owner.
         secrets_file.write_text(
             f"AIRFLOW__API_AUTH__JWT_SECRET={secrets.token_urlsafe(32)}\n"
-            f"AIRFLOW__API__SECRET_KEY={secrets.token_urlsafe(32)}\n",
+            f"AIRFLOW__API__SECRET_KEY={secrets.token_urlsafe(32)}\n"
+            f"AIRFLOW__CORE__FERNET_KEY={Fernet.generate_key().decode()}\n",
             encoding="utf-8",
         )
         secrets_file.chmod(0o600)
@@ -174,8 +178,10 @@ def summarize(record: dict[str, Any]) -> list[str]:
         lines.append(f"Attempt on {attempt['task_id']} ended {attempt.get('outcome')}: {attempt.get('error_message')}")
     for verdict in record.get("tasks", []):
         if verdict["eligible"]:
-            chosen = " <- selected" if verdict["id"] == record.get("selected_task") else " (eligible, lower priority)"
-            lines.append(f"  task {verdict['id']}:{chosen}")
+            if verdict["id"] == record.get("selected_task"):
+                lines.append(f"  task {verdict['id']}: <- selected")
+            else:
+                lines.append(f"  task {verdict['id']}: eligible")
         else:
             why = "; ".join(EXPLAIN.get(r, r) for r in verdict["reasons"])
             lines.append(f"  task {verdict['id']}: skipped: {', '.join(verdict['reasons'])} ({why})")
@@ -226,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
 
         # Unpausing may also start the latest scheduled run: report every run this demo caused, in order.
         runs = _wait(f"run {run_id} to finish", new_runs_finished, args.timeout, stack)
-        states = set()
+        states, opened = set(), []
         for dag_run in runs:
             entry = api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{dag_run['dag_run_id']}/taskInstances"
                                     "/record_evidence/xcomEntries/return_value?deserialize=true")
@@ -234,12 +240,15 @@ def run(args: argparse.Namespace) -> int:
             if isinstance(record, str):
                 record = json.loads(record)
             states.add(dag_run["state"])
+            opened += [(record.get("attempt") or {}).get("pr_number")] if (record.get("attempt") or {}).get(
+                "pr_number") else []
             print(f"\n== {dag_run['run_type']} run {dag_run['dag_run_id']}: {dag_run['state']}")
             print("\n".join(summarize(record)))
         print("\nReview the pull request as a human would:")
         print(f"  .venv/bin/leviathan forge list --repo {repo}")
-        print(f"  .venv/bin/leviathan forge show --repo {repo} 1 --diff")
-        print(f"  .venv/bin/leviathan forge merge --repo {repo} 1     (then the next cycle delivers the next task)")
+        number = opened[-1] if opened else 1
+        print(f"  .venv/bin/leviathan forge show --repo {repo} {number} --diff")
+        print(f"  .venv/bin/leviathan forge merge --repo {repo} {number}   (the next cycle then delivers the next task)")
         print(f"\nAirflow UI: http://127.0.0.1:{args.port}  (login: admin / {password})")
         print(f"  DAG: http://127.0.0.1:{args.port}/dags/{DAG_ID}")
         if args.exit:

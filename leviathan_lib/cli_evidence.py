@@ -1,0 +1,106 @@
+"""``leviathan evidence``: query the cycle history in the Airflow metadata DB.
+
+Runs where Airflow's configuration is (like the ``airflow`` CLI, with the same DB credentials), and
+reads only Leviathan's evidence assets. ``--prune`` is the retention path: see docs/evidence.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from leviathan_lib.errors import Problem, ValidationFailed
+from leviathan_lib.evidence import CycleRecord, parse_records
+
+
+def _iso(value: str, flag: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationFailed([Problem(flag, flag, f"expected an ISO 8601 time, got {value!r}")]) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _load(target_id: str | None, since: datetime | None) -> tuple[list[CycleRecord], list[Any]]:
+    from leviathan_lib.evidence_store import record_rows
+
+    rows, after = [], 0
+    for _ in range(10_000):  # bounded: 10M records at most
+        page = record_rows(after_row=after, target_id=target_id, since=since)
+        if not page:
+            break
+        rows.extend(page)
+        after = page[-1][0]
+    history = parse_records([(run_id, extra) for _, _, run_id, extra in rows])
+    return history.cycles, history.unreadable
+
+
+def _row(record: CycleRecord) -> dict[str, Any]:
+    attempt = record.attempt
+    return {
+        "recorded_at": record.recorded_at.isoformat(timespec="seconds"),
+        "target_id": record.target_id,
+        "run_id": record.dag_run_id,
+        "decision": ("replay:" if record.replay else "") + record.decision,
+        "reasons": ",".join(record.reasons) or "-",
+        "task": record.selected_task or "-",
+        "attempt": f"{attempt.attempt} {attempt.outcome}" if attempt else "-",
+        "pr": f"#{attempt.pr_number}" if attempt and attempt.pr_number else "-",
+        "stopped": record.stopped_reason,
+    }
+
+
+def cmd_evidence(args: argparse.Namespace) -> int:
+    if not args.target and not args.cycle:
+        raise ValidationFailed([Problem("evidence", "--target", "give --target ID or --cycle RUN_ID")])
+    since = _iso(args.since, "--since") if args.since else None
+    records, unreadable = _load(args.target, since)
+    for bad in unreadable:
+        print(f"warning: unreadable evidence record from run {bad.run_id}: {bad.problem}")
+    if args.cycle:
+        matches = [r for r in records if r.dag_run_id == args.cycle]
+        if not matches:
+            raise ValidationFailed([Problem("--cycle", "run_id", f"no evidence for run {args.cycle!r}")])
+        print(json.dumps([m.model_dump(mode="json") for m in matches], indent=2))
+        return 0
+    if args.task:
+        records = [r for r in records
+                   if r.selected_task == args.task or (r.attempt is not None and r.attempt.task_id == args.task)]
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        return 0
+    rows = [_row(r) for r in records]
+    columns = ["recorded_at", "run_id", "decision", "reasons", "task", "attempt", "pr", "stopped"]
+    widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from leviathan_lib.retention import prune
+
+    removed = prune(older_than=timedelta(days=args.older_than_days), keep_attempts=args.keep_attempts,
+                    dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"{verb} {removed} evidence record(s) older than {args.older_than_days} day(s)")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("evidence", help="query cycle evidence (per cycle: decision, reasons, PR)")
+    parser.add_argument("--target", help="target_id")
+    parser.add_argument("--since", help="ISO 8601 time; only records at or after it")
+    parser.add_argument("--task", help="only cycles that selected or attempted this task")
+    parser.add_argument("--cycle", metavar="RUN_ID", help="one cycle in full (JSON)")
+    parser.add_argument("--json", action="store_true", help="JSON instead of a table")
+    parser.set_defaults(func=cmd_evidence)
+    prune_parser = subparsers.add_parser("evidence-prune", help="delete old evidence, keeping what guardrails need")
+    prune_parser.add_argument("--older-than-days", type=int, required=True)
+    prune_parser.add_argument("--keep-attempts", type=int, default=10,
+                              help="attempt records kept per task regardless of age (default 10)")
+    prune_parser.add_argument("--dry-run", action="store_true")
+    prune_parser.set_defaults(func=cmd_prune)
