@@ -41,6 +41,8 @@ class Task(BaseModel):
     labels: list[str] = Field(default_factory=list)
     #: New on Airflow: the named recipe in ``.leviathan/recipes.yaml`` that delivers this task.
     recipe: str | None = None
+    #: ``llm`` lets a model make the change (when the target enables it); default: the named recipe.
+    executor: Literal["recipe", "llm"] | None = None
 
     @property
     def priority_rank(self) -> int:
@@ -48,7 +50,8 @@ class Task(BaseModel):
 
     def definition_hash(self) -> str:
         """Stable hash of the task definition (status excluded), to notice when humans change it."""
-        data = self.model_dump(exclude={"status"})
+        # An unset executor is left out so hashes of tasks written before the key existed do not change.
+        data = self.model_dump(exclude={"status"} | ({"executor"} if self.executor is None else set()))
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

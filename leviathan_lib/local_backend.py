@@ -92,9 +92,16 @@ def _make_removable(func, path, _exc) -> None:
 
 
 def run_local_worker(
-    spec: AttemptSpec, *, workspace_root: Path | None = None, timeout_seconds: float | None = None
+    spec: AttemptSpec,
+    *,
+    workspace_root: Path | None = None,
+    timeout_seconds: float | None = None,
+    model_api_key: str | None = None,
 ) -> AttemptResult:
-    """Run one attempt in a subprocess worker and return its result; never raises for worker failures."""
+    """Run one attempt in a subprocess worker and return its result; never raises for worker failures.
+
+    ``model_api_key`` is the one secret a worker may get (as ``ANTHROPIC_API_KEY``, for the llm executor).
+    """
     timeout = float(spec.timeout_seconds if timeout_seconds is None else timeout_seconds)
     started = utc_now()
     if workspace_root is not None:
@@ -107,7 +114,10 @@ def run_local_worker(
             sys.executable, "-m", "leviathan_lib.worker",
             "--spec", str(spec_file), "--output", str(output), "--workspace", str(base / "workspace"),
         ]  # fmt: skip
-        exit_code = _run_bounded(argv, cwd=base, env=worker_env(), stderr_path=log_file, timeout=timeout)
+        env = worker_env()
+        if model_api_key:
+            env["ANTHROPIC_API_KEY"] = model_api_key
+        exit_code = _run_bounded(argv, cwd=base, env=env, stderr_path=log_file, timeout=timeout)
         log_tail = log_file.read_bytes()[-_TAIL_BYTES:].decode("utf-8", "replace")
         executor = {"backend": "local", "exit_code": exit_code, "log_tail": log_tail}
         if exit_code is None:

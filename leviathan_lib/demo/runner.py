@@ -248,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  .venv/bin/leviathan forge list --repo {repo}")
         number = opened[-1] if opened else 1
         print(f"  .venv/bin/leviathan forge show --repo {repo} {number} --diff")
-        print(f"  .venv/bin/leviathan forge merge --repo {repo} {number}   (the next cycle then delivers the next task)")
+        print(f"  .venv/bin/leviathan forge merge --repo {repo} {number}  (next cycle: the next task)")
         print(f"\nAirflow UI: http://127.0.0.1:{args.port}  (login: admin / {password})")
         print(f"  DAG: http://127.0.0.1:{args.port}/dags/{DAG_ID}")
         if args.exit:

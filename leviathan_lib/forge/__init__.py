@@ -1,4 +1,4 @@
-"""Forges hosting target repositories: the embedded local forge now, GitHub later."""
+"""Forges hosting target repositories: the embedded local forge and GitHub."""
 
 from __future__ import annotations
 
@@ -27,9 +27,15 @@ __all__ = [
 
 
 def open_forge(kind: str, repo_url: str, conn_id: str | None = None) -> Forge:
-    """The forge of a target (``TargetConfig.forge``); ``conn_id`` names credentials and is unused locally."""
+    """The forge of a target (``TargetConfig.forge``).
+
+    ``conn_id`` names the Airflow connection holding GitHub credentials (default ``github_default``);
+    the local forge needs none. GitHub support is imported only when used, keeping DAG parsing light.
+    """
     if kind == "local":
         return LocalForge(repo_url)
     if kind == "github":
-        raise ForgeError("GitHub forge not available yet")
+        from leviathan_lib.forge.github import DEFAULT_CONN_ID, GithubForge
+
+        return GithubForge(repo_url, conn_id or DEFAULT_CONN_ID)
     raise ValueError(f"unknown forge kind {kind!r}: expected 'local' or 'github'")

@@ -2,21 +2,33 @@
 
 It runs the same way as a local subprocess and in a Kubernetes pod (``python3 -m leviathan_lib.worker``)
 and talks only through the JSON documents of :mod:`leviathan_lib.worker.contract`. It holds no forge
-credential and reads nothing secret from its environment: it clones, runs a human-defined recipe and
-returns the diff; delivering it is the orchestrator's job.
+credential: it clones, runs the executor the spec names (a human-defined recipe, or a model editing
+files through scope-checked tools, whose API key is the only secret it reads) and returns the diff;
+delivering it is the orchestrator's job.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from leviathan_lib.backlog import Task
 from leviathan_lib.errors import ValidationFailed
 from leviathan_lib.scope import task_scope
-from leviathan_lib.worker.contract import AttemptResult, AttemptSpec, failed_result, utc_now
+from leviathan_lib.worker.contract import (
+    AttemptResult,
+    AttemptSpec,
+    LlmExecutorSpec,
+    RecipeExecutorSpec,
+    Usage,
+    failed_result,
+    utc_now,
+)
 from leviathan_lib.worker.recipes import parse_recipes, run_recipe, step_env
 from leviathan_lib.worker.workspace import FORBIDDEN_MODES, GitFailed, clone_at, collect_changes
 
@@ -30,20 +42,65 @@ def _recipes_text(checkout: Path, recipes_path: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
+class _Failed(Exception):
+    """An executor stopped the attempt before there was a change to collect."""
+
+    def __init__(self, code: str, message: str, outcome: str = "failed") -> None:
+        super().__init__(message)
+        self.code, self.message, self.outcome = code, message, outcome
+
+
+def _run_recipe_executor(
+    executor: RecipeExecutorSpec, task: Task, checkout: Path, workspace: Path, home: Path
+) -> dict[str, Any]:
+    """Run the named recipe in ``checkout``; the executor summary, or :class:`_Failed`."""
+    recipes_path = executor.recipes_path
+    try:
+        recipes = parse_recipes(_recipes_text(checkout, recipes_path), recipes_path)
+    except ValidationFailed as exc:
+        raise _Failed("recipes_invalid", str(exc)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _Failed("recipes_invalid", f"{recipes_path}: cannot read: {exc}") from None
+    recipe = recipes.get(executor.recipe)
+    if recipe is None:
+        known = ", ".join(sorted(recipes)) or "none"
+        raise _Failed("recipe_unknown", f"{recipes_path} has no recipe {executor.recipe!r} (known: {known})")
+    task_file = workspace / "task.json"
+    task_file.write_text(json.dumps(task.model_dump(), indent=2), encoding="utf-8")
+    env = step_env(recipe, task.id, task_file, home)
+    return run_recipe(executor.recipe, recipe, checkout=checkout, env=env, logs=workspace / "logs")
+
+
 def run_attempt(spec: AttemptSpec, workspace: Path) -> AttemptResult:
     """Run one attempt in ``workspace`` (an empty or missing directory) and describe the outcome."""
-    started = utc_now()
+    started, clock = utc_now(), time.monotonic()
     try:
         task = Task.model_validate(spec.task)
     except ValidationError as exc:
         fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return failed_result("invalid_spec", f"task: {fields}", started_at=started)
-    if task.recipe is not None and task.recipe != spec.executor.recipe:
+    executor = spec.executor
+    api_key = ""
+    if isinstance(executor, RecipeExecutorSpec) and task.recipe is not None and task.recipe != executor.recipe:
         return failed_result(
             "invalid_spec",
-            f"task {task.id} names recipe {task.recipe!r} but the spec asks for {spec.executor.recipe!r}",
+            f"task {task.id} names recipe {task.recipe!r} but the spec asks for {executor.recipe!r}",
             started_at=started,
         )
+    if isinstance(executor, LlmExecutorSpec):
+        if task.recipe is not None:
+            return failed_result(
+                "invalid_spec", f"task {task.id} names recipe {task.recipe!r} but the spec asks for the llm executor",
+                started_at=started,
+            )  # fmt: skip
+        from leviathan_lib.worker.llm import API_KEY_ENV
+
+        api_key = os.environ.get(API_KEY_ENV, "").strip()
+        if not api_key:
+            return failed_result(
+                "llm_no_api_key", f"the llm executor needs the model API key in ${API_KEY_ENV}; it is not set",
+                started_at=started,
+            )  # fmt: skip
     scope = task_scope(task.allowed_paths, spec.allowed_path_prefixes)
     if not scope.prefixes:
         return failed_result(
@@ -55,7 +112,7 @@ def run_attempt(spec: AttemptSpec, workspace: Path) -> AttemptResult:
     workspace.mkdir(parents=True, exist_ok=True)
     if any(workspace.iterdir()):
         return failed_result("invalid_spec", f"workspace {workspace} is not empty", started_at=started)
-    home, checkout, task_file = workspace / "home", workspace / "checkout", workspace / "task.json"
+    home, checkout = workspace / "home", workspace / "checkout"
     home.mkdir()
     try:
         clone_at(spec.repo_url, spec.commit_sha, checkout, home=home)
@@ -63,52 +120,53 @@ def run_attempt(spec: AttemptSpec, workspace: Path) -> AttemptResult:
         return failed_result("clone_failed", str(exc), started_at=started)
     base = spec.commit_sha
 
-    recipes_path = spec.executor.recipes_path
+    usage: Usage | None = None
+    summary: dict[str, Any] = {}
     try:
-        recipes = parse_recipes(_recipes_text(checkout, recipes_path), recipes_path)
-    except ValidationFailed as exc:
-        return failed_result("recipes_invalid", str(exc), started_at=started, base_sha=base)
-    except (OSError, UnicodeDecodeError) as exc:
-        return failed_result(
-            "recipes_invalid", f"{recipes_path}: cannot read: {exc}", started_at=started, base_sha=base
-        )
-    recipe = recipes.get(spec.executor.recipe)
-    if recipe is None:
-        known = ", ".join(sorted(recipes)) or "none"
-        return failed_result(
-            "recipe_unknown",
-            f"{recipes_path} has no recipe {spec.executor.recipe!r} (known: {known})",
-            started_at=started,
-            base_sha=base,
-        )
+        if isinstance(executor, RecipeExecutorSpec):
+            run = _run_recipe_executor(executor, task, checkout, workspace, home)
+            summary = run.summary()
+            what = f"recipe {executor.recipe!r}"
+            if run.failure:
+                raise _Failed("recipe_failed", run.failure)
+        else:
+            from leviathan_lib.worker.llm import attempt_deadline, run_llm
+            from leviathan_lib.worker.llm_validate import baseline_backlog_problems
 
-    task_file.write_text(json.dumps(task.model_dump(), indent=2), encoding="utf-8")
-    env = step_env(recipe, task.id, task_file, home)
-    run = run_recipe(spec.executor.recipe, recipe, checkout=checkout, env=env, logs=workspace / "logs")
-    summary = run.summary()
-    if run.failure:
-        return failed_result(
-            "recipe_failed", run.failure, started_at=started, base_sha=base, executor=summary
-        )
+            baseline = baseline_backlog_problems(checkout, executor.backlog_path)
+            llm = run_llm(executor, task, scope, checkout, api_key=api_key,
+                          deadline=attempt_deadline(spec.timeout_seconds, clock))  # fmt: skip
+            summary, usage, what = llm.executor_summary(), llm.usage(), f"the model {executor.model!r}"
+            if llm.failure:
+                raise _Failed(llm.failure.code, llm.failure.message, llm.failure.outcome)
+    except _Failed as exc:
+        return failed_result(exc.code, exc.message, outcome=exc.outcome, started_at=started, base_sha=base,
+                             executor=summary, usage=usage)  # fmt: skip
 
     try:
         changes = collect_changes(checkout, base, home=home)
     except GitFailed as exc:
-        return failed_result("diff_failed", str(exc), started_at=started, base_sha=base, executor=summary)
+        return failed_result(
+            "diff_failed", str(exc), started_at=started, base_sha=base, executor=summary, usage=usage
+        )
     paths = changes.paths
 
     def fail(code: str, message: str) -> AttemptResult:
         return failed_result(
-            code, message, started_at=started, base_sha=base, changed_paths=paths, executor=summary
+            code, message, started_at=started, base_sha=base, changed_paths=paths, executor=summary, usage=usage
         )
 
     if not paths:
-        return fail("no_changes", f"recipe {spec.executor.recipe!r} changed nothing")
+        return fail("no_changes", f"{what} changed nothing")
     violations = [f"{c.path!r} is a {FORBIDDEN_MODES[m]}" for c in changes.entries
                   for m in sorted({c.old_mode, c.new_mode} & FORBIDDEN_MODES.keys())]  # fmt: skip
     violations += [reason for path in paths if (reason := scope.check(path))]
     if violations:
         return fail("scope_violation", "; ".join(violations))
+    if isinstance(executor, LlmExecutorSpec):
+        problems = _llm_final_check(checkout, paths, executor, baseline)
+        if problems:
+            return fail("llm_validation_failed", "; ".join(problems))
     if len(changes.patch) > spec.max_patch_bytes:
         return fail(
             "patch_too_large", f"patch is {len(changes.patch)} bytes, the limit is {spec.max_patch_bytes}"
@@ -129,4 +187,12 @@ def run_attempt(spec: AttemptSpec, workspace: Path) -> AttemptResult:
         executor=summary,
         started_at=started,
         finished_at=utc_now(),
+        usage=usage,
     )
+
+
+def _llm_final_check(checkout: Path, paths: list[str], executor: LlmExecutorSpec, baseline: list[str]) -> list[str]:
+    """The type checks again, on the final diff: what is delivered is what was validated."""
+    from leviathan_lib.worker.llm_validate import check_files
+
+    return check_files(checkout, paths, backlog_path=executor.backlog_path, backlog_baseline=baseline)

@@ -62,8 +62,50 @@ class RecipeExecutorSpec(BaseModel):
         return _check_safe_path(value)
 
 
-#: A discriminated union on ``kind``: add e.g. ``LlmExecutorSpec`` (``kind: "llm"``) as a member.
-ExecutorSpec = Annotated[RecipeExecutorSpec, Field(discriminator="kind")]
+class LlmExecutorSpec(BaseModel):
+    """Let a model edit files through a bounded tool-use loop (:mod:`leviathan_lib.worker.llm`).
+
+    Prices are per million tokens and come from the target config, so the cost cap does not depend on
+    a price table baked into the worker. The API key is never part of the spec: the worker reads it
+    from ``ANTHROPIC_API_KEY``.
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    kind: Literal["llm"]
+    model: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}$")]
+    max_turns: Annotated[int, Field(ge=1, le=500)] = 30
+    #: Output tokens per model response (the Messages API ``max_tokens``).
+    max_tokens: Annotated[int, Field(ge=1, le=128_000)] = 4096
+    #: Input plus output tokens over the whole attempt.
+    max_total_tokens: Annotated[int, Field(ge=1)] = 400_000
+    cost_cap_usd: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 2.0
+    input_usd_per_mtok: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 3.0
+    output_usd_per_mtok: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 15.0
+    api_base_url: str | None = None
+    prompt: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = "edit-v1"
+    backlog_path: str = ".leviathan/backlog.yaml"
+
+    @field_validator("backlog_path")
+    @classmethod
+    def _safe_backlog_path(cls, value: str) -> str:
+        return _check_safe_path(value)
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _plain_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL")
+        if parts.username or parts.password or parts.query:
+            raise ValueError("must not contain credentials or a query")
+        return value
+
+
+#: A discriminated union on ``kind``.
+ExecutorSpec = Annotated[RecipeExecutorSpec | LlmExecutorSpec, Field(discriminator="kind")]
 
 
 class AttemptSpec(BaseModel):
@@ -108,7 +150,8 @@ class ErrorInfo(BaseModel):
 
     Codes are stable. From the worker: ``invalid_spec``, ``clone_failed``, ``recipes_invalid``,
     ``recipe_unknown``, ``recipe_failed``, ``diff_failed``, ``no_changes``, ``scope_violation``,
-    ``patch_too_large``, ``patch_not_utf8``, ``internal_error``. From a backend: ``timeout``,
+    ``patch_too_large``, ``patch_not_utf8``, ``internal_error``; from the LLM executor the ``llm_*`` codes
+    of :mod:`leviathan_lib.worker.llm`. From a backend: ``timeout``,
     ``worker_crashed``.
     """
 
@@ -116,6 +159,18 @@ class ErrorInfo(BaseModel):
 
     code: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
     message: str
+
+
+class Usage(BaseModel):
+    """Model usage of one attempt (absent for executors that use no model)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    model: str
+    turns: Annotated[int, Field(ge=0)]
+    input_tokens: Annotated[int, Field(ge=0)]
+    output_tokens: Annotated[int, Field(ge=0)]
+    cost_usd: Annotated[float, Field(ge=0, strict=False)]
 
 
 class AttemptResult(BaseModel):
@@ -132,6 +187,8 @@ class AttemptResult(BaseModel):
     executor: dict[str, Any]
     started_at: Timestamp
     finished_at: Timestamp
+    #: Token and cost usage of a model executor; None for recipes.
+    usage: Usage | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> AttemptResult:
@@ -172,6 +229,7 @@ def failed_result(
     base_sha: str | None = None,
     changed_paths: list[str] | None = None,
     executor: dict[str, Any] | None = None,
+    usage: Usage | None = None,
 ) -> AttemptResult:
     return AttemptResult(
         result_version=1,
@@ -183,4 +241,5 @@ def failed_result(
         executor=executor or {},
         started_at=started_at,
         finished_at=utc_now(),
+        usage=usage,
     )
