@@ -38,13 +38,11 @@ def replay_time(dag_run) -> datetime | None:
 
 
 def read_backlog(*, config: dict[str, Any], repo_url: str) -> dict[str, Any]:
-    from leviathan_lib import cycle, paths
-
     target = _target(config)
     as_of = replay_time(get_current_context()["dag_run"])
     if as_of:
         log.info("replay: reading the backlog as it was at %s; nothing will run or be pushed", as_of.isoformat())
-    result = cycle.read_backlog(target, repo_url, paths.cache_dir(), as_of=as_of)
+    result = _read_with_forge_auth(target, repo_url, as_of)
     if result.error:
         log.error("cannot read the backlog of %s: %s: %s", target.target_id, result.error.code, result.error.message)
     else:
@@ -52,6 +50,22 @@ def read_backlog(*, config: dict[str, Any], repo_url: str) -> dict[str, Any]:
         for problem in result.problems:
             log.warning("invalid backlog task (it will not run): %s", problem)
     return result.model_dump(mode="json")
+
+
+def _read_with_forge_auth(target: TargetConfig, repo_url: str, as_of: datetime | None):
+    """Read the backlog, fetching with the forge's git credentials (private repositories need them)."""
+    from leviathan_lib import cycle, paths
+    from leviathan_lib.forge import open_forge
+    from leviathan_lib.forge.base import ForgeError
+
+    git_env = None
+    if target.forge != "local":
+        try:
+            git_env = open_forge(target.forge, repo_url, target.forge_conn_id).git_push_env()
+        except ForgeError as exc:
+            return cycle.ReadResult(repo_url=repo_url, branch=target.target_branch, backlog_path=target.backlog_path,
+                                    as_of=as_of, error=cycle.CycleError(code="forge_state_unknown", message=str(exc)))
+    return cycle.read_backlog(target, repo_url, paths.cache_dir(), as_of=as_of, git_env=git_env)
 
 
 def _global_switch(name: str) -> tuple[bool, str]:
@@ -112,7 +126,7 @@ def _replayed_open_prs(known: list) -> list:
 
 
 def check_guardrails(read: dict[str, Any], *, config: dict[str, Any], repo_url: str, asset: Asset,
-                     switch_variable: str) -> str:
+                     switch_variable: str, run_task_id: str = "run_worker") -> str:
     from leviathan_lib import cycle
     from leviathan_lib.evidence import parse_records
 
@@ -143,6 +157,11 @@ def check_guardrails(read: dict[str, Any], *, config: dict[str, Any], repo_url: 
         open_prs = _replayed_open_prs(known)
     else:
         open_prs, pr_sync = _forge_state(target, repo_url, known)
+        # A re-run of this task in the same DAG run ("clear"): the PR this run already opened is its own
+        # attempt, not a reason to stop, so the re-run reaches the same branch and finds that PR again.
+        own = {r.attempt.branch for r in history.cycles if r.dag_run_id == context["run_id"] and r.attempt}
+        if open_prs and own:
+            open_prs = [pr for pr in open_prs if pr.branch not in own]
     result = cycle.check_guardrails(
         target, read_result, global_autonomy=enabled, open_prs=open_prs,
         attempts=cycle.history_to_state(records, exclude_run_id=context["run_id"]),
@@ -164,7 +183,7 @@ def check_guardrails(read: dict[str, Any], *, config: dict[str, Any], repo_url: 
     else:
         log.error("cycle stopped before the guardrails: %s: %s", result.error.code, result.error.message)
     context["ti"].xcom_push(key="guardrails", value=result.model_dump(mode="json"))
-    return "run_worker" if result.attempt else "skip"
+    return run_task_id if result.attempt else "skip"
 
 
 def _guardrails(ti) -> Any:
@@ -174,31 +193,75 @@ def _guardrails(ti) -> Any:
     return GuardrailResult.model_validate(raw) if raw else None
 
 
-def run_worker(read: dict[str, Any], *, config: dict[str, Any]) -> None:
+def _worker_source(target: TargetConfig, read) -> str:
+    """Where the worker clones from. It holds no credentials, so a forge that needs them (GitHub) is read
+    through the mirror ``read_backlog`` already fetched, which holds the pinned commit."""
+    if target.forge == "local":
+        return read.repo_url
+    from leviathan_lib import paths
+    from leviathan_lib.repo_reader import git_dir_for
+
+    return str(git_dir_for(read.repo_url, paths.cache_dir()))
+
+
+def _attempt_spec(read: dict[str, Any], target: TargetConfig, plan):
+    """The attempt spec for ``plan``: the pinned commit, the task as read, the executor it needs."""
     from leviathan_lib.backlog import parse_backlog
     from leviathan_lib.cycle import ReadResult
-    from leviathan_lib.local_backend import run_local_worker
     from leviathan_lib.worker.contract import AttemptSpec
+    from leviathan_lib.worker.llm_spec import executor_spec
+
+    read_result = ReadResult.model_validate(read)
+    backlog, _ = parse_backlog(read_result.backlog_text or "", source=read_result.backlog_path)
+    task_def = backlog.by_id()[plan.task_id]
+    return AttemptSpec.model_validate({
+        "spec_version": 1, "target_id": target.target_id, "repo_url": read_result.repo_url,
+        "commit_sha": read_result.commit_sha, "task": task_def.model_dump(mode="json"),
+        "allowed_path_prefixes": target.allowed_path_prefixes,
+        "executor": executor_spec(target, task_def),
+        "attempt": plan.attempt, "timeout_seconds": target.attempt_timeout_seconds,
+    })
+
+
+def _model_api_key(target: TargetConfig) -> str | None:
+    """The model key from the Airflow connection ``llm_conn_id`` (its password); None when absent."""
+    from airflow.sdk import BaseHook
+
+    try:
+        return BaseHook.get_connection(target.llm_conn_id).password or None
+    except Exception as exc:  # a missing connection: the worker fails with llm_no_api_key
+        log.warning("no model API key: connection %s: %s", target.llm_conn_id, type(exc).__name__)
+        return None
+
+
+def prepare_attempt(read: dict[str, Any], *, config: dict[str, Any]) -> None:
+    """Kubernetes backend: push the spec (and the task's label value) for the worker pod's templates."""
+    from leviathan_lib.kpo import SPEC_XCOM_KEY, TASK_LABEL_XCOM_KEY, label_value
+
+    ti = get_current_context()["ti"]
+    plan = _guardrails(ti).attempt
+    spec = _attempt_spec(read, _target(config), plan)
+    ti.xcom_push(key=SPEC_XCOM_KEY, value=spec.model_dump_json())
+    ti.xcom_push(key=TASK_LABEL_XCOM_KEY, value=label_value(plan.task_id))
+    log.info("attempt %s of task %s on branch %s (%s executor)", plan.attempt, plan.task_id, plan.branch,
+             spec.executor.kind)
+
+
+def run_worker(read: dict[str, Any], *, config: dict[str, Any]) -> None:
+    from leviathan_lib.local_backend import run_local_worker
 
     context = get_current_context()
     ti = context["ti"]
     target = _target(config)
-    read_result = ReadResult.model_validate(read)
     plan = _guardrails(ti).attempt
-    backlog, _ = parse_backlog(read_result.backlog_text or "", source=read_result.backlog_path)
-    task_def = backlog.by_id()[plan.task_id]
-    spec = AttemptSpec.model_validate({
-        "spec_version": 1, "target_id": target.target_id, "repo_url": read_result.repo_url,
-        "commit_sha": read_result.commit_sha, "task": task_def.model_dump(mode="json"),
-        "allowed_path_prefixes": target.allowed_path_prefixes,
-        "executor": {"kind": "recipe", "recipe": plan.recipe, "recipes_path": target.recipes_path},
-        "attempt": plan.attempt, "timeout_seconds": target.attempt_timeout_seconds,
-    })
+    spec = _attempt_spec(read, target, plan)
     started = datetime.now(UTC)
-    log.info("attempt %s of task %s on branch %s (recipe %s)", plan.attempt, plan.task_id, plan.branch, plan.recipe)
+    log.info("attempt %s of task %s on branch %s (%s executor)", plan.attempt, plan.task_id, plan.branch,
+             spec.executor.kind)
     from leviathan_lib import paths
 
-    result = run_local_worker(spec, workspace_root=paths.scratch_dir())
+    key = _model_api_key(target) if spec.executor.kind == "llm" else None
+    result = run_local_worker(spec, workspace_root=paths.scratch_dir(), model_api_key=key)
     ti.xcom_push(key="result", value={**result.model_dump(mode="json"), "attempt_started_at": started.isoformat()})
     if result.outcome != "succeeded":
         error = result.error
@@ -206,6 +269,11 @@ def run_worker(read: dict[str, Any], *, config: dict[str, Any]) -> None:
             f"worker {result.outcome}: {error.code if error else 'unknown'}: {error.message if error else ''}"
         )
     log.info("worker succeeded; changed paths: %s", ", ".join(result.changed_paths))
+
+
+def _worker_result(ti) -> dict[str, Any] | None:
+    """The worker's result: key ``result`` (local backend) or the pod's ``return_value`` (kubernetes)."""
+    return ti.xcom_pull(task_ids="run_worker", key="result") or ti.xcom_pull(task_ids="run_worker")
 
 
 def open_pull_request(read: dict[str, Any], *, config: dict[str, Any]) -> dict[str, Any]:
@@ -220,8 +288,12 @@ def open_pull_request(read: dict[str, Any], *, config: dict[str, Any]) -> dict[s
     target = _target(config)
     read_result = ReadResult.model_validate(read)
     guard = _guardrails(ti)
-    raw = ti.xcom_pull(task_ids="run_worker", key="result")
+    raw = _worker_result(ti)
     result = AttemptResult.model_validate({k: v for k, v in raw.items() if k != "attempt_started_at"})
+    if result.outcome != "succeeded":  # a pod that ran reports a failed attempt as a successful task
+        error = result.error
+        detail = f"{error.code}: {error.message}" if error else "no error given"
+        raise AirflowFailException(f"worker {result.outcome}: {detail}")
     forge = open_forge(target.forge, read_result.repo_url, target.forge_conn_id)
     dag_run = context["dag_run"]
     try:
@@ -255,7 +327,7 @@ def record_evidence(*, config: dict[str, Any], asset: Asset) -> dict[str, Any]:
         attempt = AttemptEvidence(task_id=plan.task_id, attempt=plan.attempt, task_hash=plan.task_hash,
                                   branch=plan.branch, backend=target.worker_backend,
                                   image=target.worker_image if target.worker_backend == "kubernetes" else None)
-        result = ti.xcom_pull(task_ids="run_worker", key="result")
+        result = _worker_result(ti)
         pr = ti.xcom_pull(task_ids="open_pull_request")
         rejection = ti.xcom_pull(task_ids="open_pull_request", key="rejection")
         if result:
