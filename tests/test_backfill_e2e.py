@@ -1,0 +1,70 @@
+"""``airflow backfill create`` through the real scheduler is an audit replay: records, no PR, no push."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from leviathan_lib.demo import create_demo_target
+from leviathan_lib.demo.runner import Api, Stack, _environment, _wait
+from leviathan_lib.forge.local import LocalForge
+from leviathan_lib.gitcmd import run_git
+from tests.test_evidence import _dated_repo
+from tests.test_scheduler_e2e import _free_port
+
+pytestmark = pytest.mark.scheduler
+DAG_ID = "leviathan__history"
+
+
+def test_backfill_replays_each_date_and_opens_nothing(tmp_path):
+    port = _free_port()
+    demo = tmp_path / "stack"
+    demo.mkdir()
+    env = _environment(demo, port)
+    target_file = create_demo_target(demo, target_id="history", schedule="0 0 * * *")
+    bare = demo / "repos" / "history.git"
+    shutil.rmtree(bare)
+    _dated_repo(bare, tmp_path / "work", [("2026-03-01T12:00:00+00:00", "docs-quickstart"),
+                                          ("2026-03-03T12:00:00+00:00", "docs-faq")])
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    stack = Stack(env, demo / "logs")
+    try:
+        stack.start()
+        api = Api(f"http://127.0.0.1:{port}")
+        _wait("the API server", lambda: api.call("GET", "/api/v2/monitor/health"), 180, stack)
+        from leviathan_lib.demo.runner import _password
+
+        password = _wait("the admin password", lambda: _password(demo / "airflow"), 60, stack)
+        api.login("admin", password)
+        _wait("the DAG", lambda: api.call("GET", f"/api/v2/dags/{DAG_ID}"), 180, stack)
+        api.call("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
+        created = subprocess.run(
+            [sys.executable, "-m", "airflow", "backfill", "create", "--dag-id", DAG_ID,
+             "--from-date", "2026-03-02", "--to-date", "2026-03-04"],
+            env=env, capture_output=True, text=True, timeout=120)
+        assert created.returncode == 0, created.stderr[-2000:]
+
+        def backfill_done():
+            runs = api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?run_type=backfill&limit=100")["dag_runs"]
+            return runs if len(runs) == 3 and all(r["state"] in ("success", "failed") for r in runs) else None
+
+        runs = _wait("the backfill runs", backfill_done, 300, stack)
+        by_date = {}
+        for run in runs:
+            assert run["state"] == "success", run
+            entry = api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances"
+                                    "/record_evidence/xcomEntries/return_value?deserialize=true")
+            record = entry["value"] if isinstance(entry["value"], dict) else json.loads(entry["value"])
+            assert record["replay"] is True and record["run_type"] == "backfill" and record["attempt"] is None
+            by_date[run["logical_date"][:10]] = record["selected_task"]
+    finally:
+        stack.stop()
+    # The backlog as it was: docs-quickstart was the ready task until 2026-03-03, then docs-faq.
+    assert by_date == {"2026-03-02": "docs-quickstart", "2026-03-03": "docs-quickstart", "2026-03-04": "docs-faq"}
+    assert LocalForge(bare).list_prs() == []
+    assert run_git(["--git-dir", str(bare), "branch", "--list", "agent/*"]).stdout == ""
+    assert target_file.exists()
