@@ -178,9 +178,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"warning: {problem} (task reported as invalid_task)", file=sys.stderr)
     if check_recipes:
         # As the DAG does: a ready task whose recipe is missing or unknown never reaches the worker.
-        backlog = apply_recipe_checks(backlog, recipes_text, args.recipes or target.recipes_path)
+        backlog = apply_recipe_checks(backlog, recipes_text, args.recipes or target.recipes_path,
+                                      llm_enabled=target.executor == "llm")
     state = parse_state(_read(Path(args.state)), args.state) if args.state else CycleState()
-    print(json.dumps(decide(target, backlog, state).model_dump(mode="json"), indent=2))
+    text = decide(target, backlog, state).model_dump_json(indent=2)  # pydantic-core: ~6x json.dumps(indent=)
+    if not text.isascii():  # keep json.dumps' \\u escapes, so the output is byte-for-byte what it always was
+        text = json.dumps(json.loads(text), indent=2)
+    print(text)
     return 0
 
 

@@ -48,7 +48,7 @@ def render_pr_body(
         f"| Backlog commit | `{read.commit_sha}` on `{read.branch}` |",
         f"| Airflow run | `{run_id}` |",
         f"| Attempt | {plan.attempt} (branch `{plan.branch}`, task hash `{plan.task_hash}`) |",
-        f"| Executor | recipe `{_cell(plan.recipe)}` |",
+        f"| Executor | {f'recipe `{_cell(plan.recipe)}`' if plan.recipe else 'llm'} |",
         f"| Head commit | `{head_sha}` |",
         "",
         "Guardrail checks:",
