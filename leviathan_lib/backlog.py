@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from leviathan_lib.errors import Problem, ValidationFailed
-from leviathan_lib.yamlsrc import field_name, line_of, load_yaml
+from leviathan_lib.yamlsrc import field_name, line_finder, line_of, load_yaml
 
 #: Task ids become branch names (``agent/<id>/<attempt>``), so they must be git-ref safe.
 TaskId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
@@ -76,14 +77,20 @@ class Backlog(BaseModel):
         return {t.id: t for t in self.tasks}
 
 
-def _task_problems(exc: ValidationError, index: int, source: str, text: str) -> list[Problem]:
+#: All tasks in one validator call: the fast path when every entry is valid (per-task on any error).
+_TASK_LIST = TypeAdapter(list[Task])
+
+
+def _task_problems(
+    exc: ValidationError, index: int, source: str, lines: Callable[[Sequence[str | int]], int | None]
+) -> list[Problem]:
     out = []
     for err in exc.errors():
         loc = ("tasks", index, *err["loc"])
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         if err["type"].endswith("_type") and err["type"] != "model_type":
             msg += f" (got {type(err['input']).__name__})"
-        out.append(Problem(source, field_name(loc), msg, line_of(text, loc)))
+        out.append(Problem(source, field_name(loc), msg, lines(loc)))
     return out
 
 
@@ -116,18 +123,24 @@ def parse_backlog(text: str, source: str = ".leviathan/backlog.yaml") -> tuple[B
     problems: list[Problem] = []
     valid: list[tuple[int, Task]] = []
     invalid: list[InvalidTask] = []
-    for index, raw in enumerate(raw_tasks):
+    lines = line_finder(text)  # line numbers only on error, from one composition of the text
+    try:  # fast path: every entry is valid, one validator call
+        valid = list(enumerate(_TASK_LIST.validate_python(raw_tasks)))
+        one_by_one = []
+    except ValidationError:
+        one_by_one = raw_tasks  # find which entries fail, and why
+    for index, raw in enumerate(one_by_one):
         raw_id = raw.get("id") if isinstance(raw, dict) else None
         task_id = raw_id if isinstance(raw_id, str) else None
         if not isinstance(raw, dict):
-            problem = Problem(source, f"tasks[{index}]", "expected a mapping", line_of(text, ["tasks", index]))
+            problem = Problem(source, f"tasks[{index}]", "expected a mapping", lines(["tasks", index]))
             problems.append(problem)
             invalid.append(InvalidTask(index=index, id=None, problems=[str(problem)]))
             continue
         try:
             valid.append((index, Task.model_validate(raw)))
         except ValidationError as exc:
-            task_problems = _task_problems(exc, index, source, text)
+            task_problems = _task_problems(exc, index, source, lines)
             problems.extend(task_problems)
             invalid.append(InvalidTask(index=index, id=task_id, problems=[str(p) for p in task_problems]))
 
@@ -137,7 +150,7 @@ def parse_backlog(text: str, source: str = ".leviathan/backlog.yaml") -> tuple[B
     for index, task in valid:
         if counts[task.id] > 1:
             problem = Problem(source, f"tasks[{index}].id", f"duplicate task id {task.id!r}",
-                              line_of(text, ["tasks", index, "id"]))
+                              lines(["tasks", index, "id"]))
             problems.append(problem)
             invalid.append(InvalidTask(index=index, id=task.id, problems=[str(problem)]))
         else:

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "leviathan_lib.demo.runner",
     "leviathan_lib.breaker",
     "leviathan_lib.cli_evidence",
+    "leviathan_lib.cli_invariants",
 ]
 
 

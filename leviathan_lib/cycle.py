@@ -71,14 +71,15 @@ class GuardrailResult(BaseModel):
 
 
 def read_backlog(
-    target: TargetConfig, repo_url: str, cache_dir: Path, *, as_of: datetime | None = None
+    target: TargetConfig, repo_url: str, cache_dir: Path, *, as_of: datetime | None = None,
+    git_env: dict[str, str] | None = None,
 ) -> ReadResult:
     """Pin the target branch and read the backlog and recipes at that commit. Never raises for bad input."""
     result = ReadResult(repo_url=repo_url, branch=target.target_branch, backlog_path=target.backlog_path,
                         as_of=as_of)
     try:
         snap = read_at_branch(repo_url, target.target_branch, target.backlog_path, cache_dir=cache_dir,
-                              as_of=as_of)
+                              as_of=as_of, env=git_env)
     except RepoUnreachable as exc:
         result.error = CycleError(code="repo_unreachable", message=str(exc))
         return result

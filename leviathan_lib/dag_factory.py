@@ -58,7 +58,10 @@ on the asset `{evidence_asset_uri(target.target_id)}`.
 
 
 def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
-    """The cycle DAG: read_backlog → check_guardrails → run_worker|skip → open_pull_request → evidence."""
+    """The cycle DAG: read_backlog → check_guardrails → run_worker|skip → open_pull_request → evidence.
+
+    On the kubernetes backend ``run_worker`` is a pod, preceded by ``prepare_attempt`` that builds its spec.
+    """
     from leviathan_lib import tasks as t  # light: task bodies import their heavy modules lazily
 
     asset = evidence_asset(target.target_id)
@@ -81,19 +84,29 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
         params={},
     ) as dag:
         read = task(task_id="read_backlog")(t.read_backlog)(config=config, repo_url=repo_url)
+        kubernetes = target.worker_backend == "kubernetes"
         guard = task.branch(task_id="check_guardrails", inlets=[asset])(t.check_guardrails)(
-            read, config=config, repo_url=repo_url, asset=asset, switch_variable=GLOBAL_SWITCH_VARIABLE
+            read, config=config, repo_url=repo_url, asset=asset, switch_variable=GLOBAL_SWITCH_VARIABLE,
+            run_task_id="prepare_attempt" if kubernetes else "run_worker",
         )
-        worker = task(task_id="run_worker", retries=0, execution_timeout=timeout + timedelta(minutes=2))(
-            t.run_worker
-        )(read, config=config)
+        if kubernetes:
+            from leviathan_lib.kpo import PREPARE_TASK_ID, build_worker_operator  # the cncf provider: k8s only
+
+            start = task(task_id=PREPARE_TASK_ID, retries=0)(t.prepare_attempt)(read, config=config)
+            worker = build_worker_operator(target)
+            start >> worker
+        else:
+            worker = task(task_id="run_worker", retries=0, execution_timeout=timeout + timedelta(minutes=2))(
+                t.run_worker
+            )(read, config=config)
+            start = worker
         skip = EmptyOperator(task_id="skip", doc_md="The guardrails decided not to run the worker this cycle.")
         pr = task(task_id="open_pull_request")(t.open_pull_request)(read, config=config)
         record = task(task_id="record_evidence", outlets=[asset], trigger_rule=TriggerRule.ALL_DONE)(
             t.record_evidence
         )(config=config, asset=asset)
         outcome = task(task_id="cycle_outcome", retries=0)(t.cycle_outcome)(record)
-        guard >> [worker, skip]
+        guard >> [start, skip]
         worker >> pr
         [pr, skip] >> record >> outcome
     return dag

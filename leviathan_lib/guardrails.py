@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from enum import StrEnum
+from functools import cache
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -154,7 +156,7 @@ def _breaker(target: TargetConfig, state: CycleState) -> Check:
 
 def _task_reasons(
     task: Task,
-    target_scope: Scope,
+    in_scope: Callable[[str], bool],
     statuses: dict[str, str | None],
     attempts: Counter[str],
     pr_tasks: set[str],
@@ -168,7 +170,7 @@ def _task_reasons(
         reasons.append(ReasonCode.STATUS_NOT_PENDING)
     if any(dep not in statuses or statuses[dep] not in DONE_STATUSES for dep in task.dependencies):
         reasons.append(ReasonCode.DEPENDENCIES_INCOMPLETE)
-    if not task.allowed_paths or not all(target_scope.contains(p) for p in task.allowed_paths):
+    if not task.allowed_paths or not all(in_scope(p) for p in task.allowed_paths):
         reasons.append(ReasonCode.SCOPE_VIOLATION)
     if attempts[task.id] >= max_attempts:
         reasons.append(ReasonCode.ATTEMPTS_EXHAUSTED)
@@ -225,7 +227,7 @@ def decide(target: TargetConfig, backlog: Backlog, state: CycleState) -> Decisio
     if not breaker.passed:
         failed.append(ReasonCode.CIRCUIT_BREAKER_OPEN)
 
-    target_scope = Scope.of(target.allowed_path_prefixes)
+    in_scope = cache(Scope.of(target.allowed_path_prefixes).contains)  # tasks often share paths
     statuses = {t.id: t.status for t in backlog.tasks}
     for entry in backlog.invalid:
         if entry.id and entry.id not in statuses:
@@ -245,7 +247,7 @@ def decide(target: TargetConfig, backlog: Backlog, state: CycleState) -> Decisio
         while next_invalid < len(invalid) and invalid[next_invalid].index <= position + next_invalid:
             verdicts.append(_invalid_verdict(invalid[next_invalid]))
             next_invalid += 1
-        reasons = _task_reasons(task, target_scope, statuses, attempts, pr_tasks, max_attempts, closed)
+        reasons = _task_reasons(task, in_scope, statuses, attempts, pr_tasks, max_attempts, closed)
         verdicts.append(TaskVerdict(id=task.id, eligible=not reasons, reasons=reasons))
         if not reasons:
             eligible_count += 1

@@ -42,10 +42,13 @@ def _git_env() -> dict[str, str]:
     }
 
 
-def _git(args: list[str], *, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _git(
+    args: list[str], *, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(
-            ["git", *args], capture_output=True, text=True, env=_git_env(), timeout=timeout, check=False
+            ["git", *args], capture_output=True, text=True, env={**_git_env(), **(env or {})}, timeout=timeout,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         raise RepoUnreachable(f"git {args[0]} timed out after {timeout:.0f}s") from None
@@ -77,14 +80,18 @@ def git_dir_for(repo_url: str, cache_dir: Path) -> Path:
 
 
 def read_at_branch(
-    repo_url: str, branch: str, path: str, *, cache_dir: Path, as_of: datetime | None = None
+    repo_url: str, branch: str, path: str, *, cache_dir: Path, as_of: datetime | None = None,
+    env: dict[str, str] | None = None,
 ) -> Snapshot:
-    """Pin the tip of ``branch`` (or its last commit at ``as_of``, for replays) and read ``path`` there."""
+    """Pin the tip of ``branch`` (or its last commit at ``as_of``, for replays) and read ``path`` there.
+
+    ``env`` is added to the fetch's environment: the forge's git credentials (see ``Forge.git_push_env``).
+    """
     git_dir = git_dir_for(repo_url, cache_dir)
     if local_path(repo_url) is None:
         depth = [] if as_of else ["--depth", "1"]  # a replay needs the branch history
         fetched = _git(["--git-dir", str(git_dir), "fetch", "--quiet", "--no-tags", *depth,
-                        repo_url, f"+refs/heads/{branch}:refs/heads/{branch}"])
+                        repo_url, f"+refs/heads/{branch}:refs/heads/{branch}"], env=env)
         if fetched.returncode:
             raise RepoUnreachable(f"cannot fetch {branch!r} from {repo_url}: {_tail(fetched.stderr)}")
     if as_of is not None:

@@ -6,12 +6,17 @@ Paths are POSIX paths relative to the repository root. Prefixes match whole path
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 
 class ScopeViolation(ValueError):
     """A path that is unsafe or outside the allowed prefixes."""
+
+
+#: Control characters (below U+0020); one regex search instead of a per-character loop.
+_CONTROL_CHAR = re.compile(r"[\x00-\x1f]")
 
 
 def path_segments(path: str) -> tuple[str, ...]:
@@ -26,14 +31,14 @@ def path_segments(path: str) -> tuple[str, ...]:
         raise ScopeViolation(f"backslash in path {path!r}")
     if path.startswith("/"):
         raise ScopeViolation(f"absolute path {path!r}")
-    if any(ord(ch) < 32 for ch in path):
+    if _CONTROL_CHAR.search(path):
         raise ScopeViolation(f"control character in path {path!r}")
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if not parts:
         raise ScopeViolation(f"path {path!r} names the repository root")
-    if any(p == ".." for p in parts):
+    if ".." in parts:
         raise ScopeViolation(f"'..' segment in path {path!r}")
-    if parts[0] == ".git" or any(p == ".git" for p in parts):
+    if ".git" in parts:
         raise ScopeViolation(f"path {path!r} is inside .git")
     return tuple(parts)
 

@@ -215,7 +215,7 @@ def _attempt_spec(read: dict[str, Any], target: TargetConfig, plan):
     backlog, _ = parse_backlog(read_result.backlog_text or "", source=read_result.backlog_path)
     task_def = backlog.by_id()[plan.task_id]
     return AttemptSpec.model_validate({
-        "spec_version": 1, "target_id": target.target_id, "repo_url": read_result.repo_url,
+        "spec_version": 1, "target_id": target.target_id, "repo_url": _worker_source(target, read_result),
         "commit_sha": read_result.commit_sha, "task": task_def.model_dump(mode="json"),
         "allowed_path_prefixes": target.allowed_path_prefixes,
         "executor": executor_spec(target, task_def),

@@ -6,7 +6,7 @@ Line numbers are looked up only when there is a problem to report, so the fast p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import yaml
@@ -29,12 +29,14 @@ def load_yaml(text: str, source: str) -> Any:
         raise ValidationFailed([Problem(source, "", f"invalid YAML: {exc}")]) from None
 
 
-def line_of(text: str, loc: Sequence[str | int]) -> int | None:
-    """Best-effort 1-based line of the node at ``loc`` (mapping keys and sequence indexes)."""
+def _compose(text: str) -> yaml.Node | None:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        return yaml.compose(text, Loader=_Loader)  # noqa: S506 - CSafeLoader/SafeLoader only
     except (yaml.YAMLError, RecursionError, ValueError):
         return None
+
+
+def _line_in(node: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
     line = None
     for part in loc:
         if isinstance(node, yaml.MappingNode):
@@ -51,6 +53,26 @@ def line_of(text: str, loc: Sequence[str | int]) -> int | None:
         else:
             return line
     return line
+
+
+def line_of(text: str, loc: Sequence[str | int]) -> int | None:
+    """Best-effort 1-based line of the node at ``loc`` (mapping keys and sequence indexes)."""
+    return _line_in(_compose(text), loc)
+
+
+def line_finder(text: str) -> Callable[[Sequence[str | int]], int | None]:
+    """``line_of`` for many locations in one text: composed once, at the first lookup.
+
+    Reporting k problems in a large file then costs one composition, not k (no quadratic error path).
+    """
+    composed: list[yaml.Node | None] = []
+
+    def find(loc: Sequence[str | int]) -> int | None:
+        if not composed:
+            composed.append(_compose(text))
+        return _line_in(composed[0], loc)
+
+    return find
 
 
 def field_name(loc: Sequence[str | int]) -> str:

@@ -1,0 +1,100 @@
+"""Idle-cycle budget of the GitHub forge: what one cycle costs when nothing changed.
+
+Runs real cycles (``dag.test()``, the real GithubHook, git over HTTP) against the spec-validating fake
+GitHub from the tests, in a throw-away AIRFLOW_HOME. The first cycle opens a pull request, the second
+sees it (the open-PR list changed), then ``IDLE_CYCLES`` idle cycles are measured: REST requests by
+status, rate-limit budget spent, git exchanges and bytes. Target: only 304s, zero budget, and one
+ref-advertisement-sized git exchange (no pack). Prints a table and writes ``bench/results/idle_cycle.json``.
+
+Run: ``.venv/bin/python bench/idle_cycle.py``
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+IDLE_CYCLES = 3
+TOKEN = "ghp_BenchToken000000000000000000000000"
+
+
+def _isolate() -> Path:
+    home = Path(tempfile.mkdtemp(prefix="leviathan-bench-"))
+    (home / "targets").mkdir()
+    os.environ.update({
+        "AIRFLOW_HOME": str(home), "AIRFLOW_CONFIG": str(ROOT / "airflow.cfg"), "LEVIATHAN_HOME": str(ROOT),
+        "LEVIATHAN_TARGETS_DIR": str(home / "targets"), "LEVIATHAN_STATE_DIR": str(home / "leviathan"),
+        "AIRFLOW__API_AUTH__JWT_SECRET": "bench-only-jwt-secret", "AIRFLOW__API__SECRET_KEY": "bench-only",
+    })
+    os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+    return home
+
+
+def main() -> dict:
+    home = _isolate()
+    sys.path.insert(0, str(ROOT))
+    from leviathan_lib.demo import create_demo_target
+    from tests.airflow_helpers import run_cycle, xcom
+    from tests.fake_github import FakeGithub, connection_env
+
+    with FakeGithub(TOKEN) as fake:
+        target_file = create_demo_target(home, target_id="bench", targets_dir=home / "targets")
+        bare = home / "repos" / "bench.git"
+        fake.add_repo("acme/widgets", bare)
+        text = target_file.read_text().replace(f"target_repo_url: {bare}",
+                                               f"target_repo_url: {fake.repo_url('acme/widgets')}")
+        target_file.write_text(text.replace("forge: local", "forge: github\nforge_conn_id: github_bench"))
+        os.environ["AIRFLOW_CONN_GITHUB_BENCH"] = connection_env(fake)
+
+        rows = []
+        for n in range(2 + IDLE_CYCLES):
+            api_before, git_before, budget = len(fake.requests), len(fake.git_requests), fake.rate_remaining
+            dag_run, _ = run_cycle(target_file)
+            record = xcom(dag_run, "record_evidence")
+            api = fake.requests[api_before:]
+            git = fake.git_requests[git_before:]
+            rows.append({
+                "cycle": n + 1, "kind": "idle" if n >= 2 else ("delivers" if n == 0 else "settles"),
+                "stopped_reason": record["stopped_reason"],
+                "api_requests": len(api),
+                "api_by_status": dict(Counter(str(status) for _, _, status, _ in api)),
+                "rate_limit_spent": budget - fake.rate_remaining,
+                "git_requests": len(git), "git_bytes_sent": sum(s for _, s, _ in git),
+                "git_bytes_received": sum(r for _, _, r in git),
+            })
+        if fake.errors:
+            raise SystemExit("requests or responses outside the GitHub description:\n" + "\n".join(fake.errors))
+    idle = [r for r in rows if r["kind"] == "idle"]
+    result = {
+        "idle_cycles": len(idle),
+        "idle_only_304": all(set(r["api_by_status"]) == {"304"} for r in idle),
+        "idle_rate_limit_spent": sum(r["rate_limit_spent"] for r in idle),
+        "idle_git_bytes_per_cycle": max(r["git_bytes_sent"] + r["git_bytes_received"] for r in idle),
+        "cycles": rows,
+    }
+    header = f"{'cycle':>5} {'kind':<9} {'stopped':<14} {'api':>4} {'by status':<20} {'budget':>6} " \
+             f"{'git req':>7} {'git bytes':>9}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        statuses = " ".join(f"{k}x{v}" for k, v in sorted(r["api_by_status"].items()))
+        print(f"{r['cycle']:>5} {r['kind']:<9} {r['stopped_reason']:<14} {r['api_requests']:>4} {statuses:<20} "
+              f"{r['rate_limit_spent']:>6} {r['git_requests']:>7} {r['git_bytes_sent'] + r['git_bytes_received']:>9}")
+    print(f"idle: only 304s = {result['idle_only_304']}, rate-limit budget spent = {result['idle_rate_limit_spent']}, "
+          f"git bytes per cycle <= {result['idle_git_bytes_per_cycle']}")
+    out = ROOT / "bench" / "results" / "idle_cycle.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out.relative_to(ROOT)}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

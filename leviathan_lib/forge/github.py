@@ -1,0 +1,444 @@
+"""The GitHub forge: pull requests through the REST API, credentials from an Airflow connection.
+
+Credentials come from :class:`~airflow.providers.github.hooks.github.GithubHook` (a PAT in the
+connection's password, or a GitHub App through its extras, whose installation token PyGithub mints for
+this run; GitHub Enterprise Server through the connection host). The hook's PyGithub client is used for
+exactly that: the token and the API base URL. The calls themselves go through ``requests``, because
+PyGithub hides what Leviathan must control: it has no ``If-None-Match`` on list calls (so an idle cycle
+would spend rate-limit budget), it retries POSTs on its own (a timed-out "create pull request" retried
+blindly is a duplicate PR), and its secondary-rate-limit backoff sleeps for unbounded, untestable times.
+
+Every failure is a :class:`ForgeError` naming the repository and, for 401/403/404, what the token is
+missing, so the guardrails stop the cycle with ``forge_state_unknown`` and say why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field
+
+from leviathan_lib.forge.base import (
+    AGENT_BRANCH_PREFIX,
+    Forge,
+    ForgeConflict,
+    ForgeError,
+    PullRequest,
+    PullRequestNotFound,
+)
+from leviathan_lib.forge.gitauth import basic_auth_value, extra_header_env, origin_of
+
+DEFAULT_CONN_ID = "github_default"
+API_VERSION = "2022-11-28"
+
+# The fine-grained permission each kind of call needs, for error messages.
+READ_METADATA = "Metadata: read"
+READ_PULLS = "Pull requests: read"
+WRITE_PULLS = "Pull requests: write"
+WRITE_CONTENTS = "Contents: write"
+
+
+class RetryPolicy(BaseModel):
+    """Bounds on waiting for GitHub: retries per call and total sleep per call, both hard limits."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attempts: int = Field(default=4, ge=1)
+    max_total_sleep: float = Field(default=90.0, ge=0)
+    backoff: float = Field(default=1.0, ge=0)
+    #: GitHub's advice when a secondary rate limit names no wait: at least a minute.
+    secondary_wait: float = Field(default=60.0, ge=0)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=20.0, gt=0)
+
+
+class _OutcomeUnknown(ForgeError):
+    """A write got no answer (timeout, 5xx): GitHub may or may not have done it."""
+
+
+class _EtagCache:
+    """Last ETag and body per GET, per repository, in a small JSON file under the state dir.
+
+    It survives between task processes, so the next cycle's poll is a 304 that costs no rate-limit
+    budget. It holds only what the API returned (no credentials); losing it costs one full request.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.entries: dict[str, dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self.entries = {}
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        entry = self.entries.get(key)
+        return entry if isinstance(entry, dict) and "etag" in entry and "body" in entry else None
+
+    def put(self, key: str, etag: str, body: Any) -> None:
+        self.entries[key] = {"etag": etag, "body": body}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".etag.", suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(self.entries, fh)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # a cache that cannot be written only costs budget next time
+
+
+def parse_repo_url(repo_url: str) -> tuple[str, str]:
+    """``(owner, repo)`` from ``https://host/owner/repo[.git]``; ForgeError for anything else."""
+    try:
+        origin_of(repo_url)
+    except ValueError as exc:
+        raise ForgeError(f"GitHub target URL {repo_url!r}: {exc}") from None
+    segments = [s for s in urlsplit(repo_url).path.split("/") if s]
+    if len(segments) < 2:
+        raise ForgeError(f"GitHub target URL {repo_url!r}: expected https://HOST/OWNER/REPO")
+    return segments[-2], segments[-1].removesuffix(".git")
+
+
+def _pull(data: dict[str, Any]) -> PullRequest:
+    merged_at = data.get("merged_at")
+    state = "open" if data["state"] == "open" else "merged" if merged_at else "closed"
+    return PullRequest(
+        number=data["number"],
+        title=data["title"],
+        body=data.get("body") or "",
+        head=data["head"]["ref"],
+        base=data["base"]["ref"],
+        state=state,
+        url=data["html_url"],
+        created_at=data["created_at"],
+        updated_at=data["updated_at"],
+        merged_at=merged_at,
+        closed_at=data.get("closed_at") if state != "open" else None,
+        head_sha=data["head"].get("sha"),
+        merge_sha=(data.get("merge_commit_sha") or data["head"].get("sha")) if merged_at else None,
+    )
+
+
+def _message(resp: requests.Response) -> str:
+    try:
+        data = resp.json()
+    except ValueError:
+        return resp.reason or ""
+    if not isinstance(data, dict):
+        return resp.reason or ""
+    message = str(data.get("message") or resp.reason or "")
+    details = [e.get("message") or e.get("code") for e in data.get("errors") or [] if isinstance(e, dict)]
+    return f"{message} ({'; '.join(str(d) for d in details if d)})" if any(details) else message
+
+
+def _mask(*values: str) -> None:
+    """Register secrets with Airflow's masker (task process and supervisor) before they can be logged."""
+    from airflow.sdk.log import mask_secret
+
+    for value in values:
+        mask_secret(value)
+
+
+class GithubForge(Forge):
+    """One GitHub repository, with credentials from the Airflow connection ``conn_id``."""
+
+    def __init__(
+        self,
+        repo_url: str,
+        conn_id: str = DEFAULT_CONN_ID,
+        *,
+        draft: bool = False,
+        labels: tuple[str, ...] = (),
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        cache_dir: Path | None = None,
+    ):
+        from airflow.providers.github.hooks.github import GithubHook
+
+        self.owner, self.repo = parse_repo_url(repo_url)
+        self.full_name = f"{self.owner}/{self.repo}"
+        self._repo_url = repo_url
+        self.conn_id = conn_id
+        self.draft, self.labels = draft, tuple(labels)
+        self.retry = retry or RetryPolicy()
+        self._sleep, self._clock = sleep, clock
+        try:
+            client = GithubHook(github_conn_id=conn_id).get_conn()
+            requester = client.requester
+            token = requester.auth.token if requester.auth else None  # App auth mints its token here
+        except Exception as exc:  # the hook raises ValueError, AirflowNotFoundException, GithubException
+            raise ForgeError(f"cannot use GitHub connection {conn_id!r} for {self.full_name}: "
+                             f"{type(exc).__name__}: {exc}") from None
+        if not token:
+            raise ForgeError(f"GitHub connection {conn_id!r} yields no token for {self.full_name}")
+        _mask(token, basic_auth_value(token), basic_auth_value(token).removeprefix("Basic "))
+        self._token = token
+        self.api = requester.base_url.rstrip("/")
+        self._session = requests.Session()
+        self._session.headers.update({
+            "Accept": "application/vnd.github+json",
+            "Authorization": f"Bearer {token}",
+            "X-GitHub-Api-Version": API_VERSION,
+            "User-Agent": "leviathan",
+        })
+        if cache_dir is None:
+            from leviathan_lib.paths import state_dir
+
+            cache_dir = state_dir() / "github-etags"
+        key = hashlib.sha256(f"{self.api}|{self.full_name}".encode()).hexdigest()[:16]
+        self._cache = _EtagCache(cache_dir / f"{key}.json")
+        self._rate_remaining: int | None = None
+        self._rate_reset: float | None = None
+        self._repo_data: dict[str, Any] | None = None
+        self._created_pr = False
+        #: What this forge sent, for the idle-cycle budget: (method, path, status).
+        self.calls: list[tuple[str, str, int]] = []
+
+    # -- HTTP ------------------------------------------------------------------------------------------
+
+    def _where(self, method: str, path: str) -> str:
+        return f"GitHub {method} {path} for {self.full_name}"
+
+    def _wait_for_primary_limit(self, method: str, path: str, slept: float) -> float:
+        """Sleep until the primary limit resets if that fits the budget; ForgeError otherwise."""
+        if self._rate_remaining != 0 or self._rate_reset is None:
+            return 0.0
+        wait = self._rate_reset - self._clock() + 1
+        if wait <= 0:
+            return 0.0
+        if slept + wait > self.retry.max_total_sleep:
+            reset = time.strftime("%H:%M:%S UTC", time.gmtime(self._rate_reset))
+            raise ForgeError(f"{self._where(method, path)}: the rate limit of connection {self.conn_id!r} "
+                             f"is used up until {reset}; not waiting {wait:.0f}s (limit "
+                             f"{self.retry.max_total_sleep:.0f}s), forge state unknown")
+        self._sleep(wait)
+        self._rate_remaining = None
+        return wait
+
+    def _note_rate(self, resp: requests.Response) -> None:
+        remaining, reset = resp.headers.get("x-ratelimit-remaining"), resp.headers.get("x-ratelimit-reset")
+        if remaining is not None and remaining.isdigit():
+            self._rate_remaining = int(remaining)
+        if reset is not None and reset.isdigit():
+            self._rate_reset = float(reset)
+
+    def _rate_limit_wait(self, resp: requests.Response, attempt: int) -> float | None:
+        """Seconds to wait if ``resp`` is a primary or secondary rate limit, else None."""
+        if resp.status_code not in (403, 429):
+            return None
+        retry_after = resp.headers.get("retry-after")
+        if retry_after is not None and retry_after.strip().isdigit():
+            return float(retry_after)
+        if resp.headers.get("x-ratelimit-remaining") == "0" and self._rate_reset is not None:
+            return max(0.0, self._rate_reset - self._clock()) + 1
+        if resp.status_code == 429 or "rate limit" in _message(resp).lower():
+            return self.retry.secondary_wait * 2 ** (attempt - 1)
+        return None
+
+    def _send(self, method: str, path: str, *, params: dict[str, Any] | None = None, json_body: Any = None,
+              headers: dict[str, str] | None = None, idempotent: bool = True) -> requests.Response:
+        """One API call with bounded retries: rate limits always; 5xx and timeouts only if ``idempotent``."""
+        slept = 0.0
+        for attempt in range(1, self.retry.attempts + 1):
+            slept += self._wait_for_primary_limit(method, path, slept)
+            try:
+                resp = self._session.request(method, self.api + path, params=params, json=json_body,
+                                             headers=headers, allow_redirects=False,
+                                             timeout=(self.retry.connect_timeout, self.retry.read_timeout))
+            except requests.RequestException as exc:
+                problem = f"no answer ({type(exc).__name__})"
+                if not idempotent:
+                    raise _OutcomeUnknown(f"{self._where(method, path)}: {problem}; outcome unknown") from None
+                wait = self.retry.backoff * 2 ** (attempt - 1)
+            else:
+                self.calls.append((method, path, resp.status_code))
+                self._note_rate(resp)
+                wait = self._rate_limit_wait(resp, attempt)
+                if wait is not None:
+                    problem = f"rate limited ({resp.status_code} {_message(resp)})"
+                elif resp.status_code >= 500:
+                    problem = f"server error {resp.status_code}"
+                    if not idempotent:
+                        raise _OutcomeUnknown(f"{self._where(method, path)}: {problem}; outcome unknown")
+                    wait = self.retry.backoff * 2 ** (attempt - 1)
+                else:
+                    return resp
+            if attempt == self.retry.attempts or slept + wait > self.retry.max_total_sleep:
+                raise ForgeError(f"{self._where(method, path)}: {problem} after {attempt} attempt(s) and "
+                                 f"{slept:.0f}s of waiting; giving up, forge state unknown")
+            self._sleep(wait)
+            slept += wait
+            self._rate_remaining = None  # waited as told; the next answer says where the budget stands
+        raise AssertionError("unreachable")  # the loop either returns or raises
+
+    def _fail(self, resp: requests.Response, method: str, path: str, permission: str) -> ForgeError:
+        """The error for an unexpected answer, naming the repository and what the token lacks."""
+        where, message = self._where(method, path), _message(resp)
+        if resp.status_code == 401:
+            return ForgeError(f"{where}: 401 {message}: the token of connection {self.conn_id!r} is wrong, "
+                              f"expired or revoked")
+        if resp.status_code == 403:
+            if "archived" in message.lower():
+                return ForgeError(f"{where}: 403 {message}: repository {self.full_name} is archived (read-only)")
+            return ForgeError(f"{where}: 403 {message}: the token of connection {self.conn_id!r} lacks "
+                              f"'{permission}' on {self.full_name}")
+        if resp.status_code == 404:
+            return ForgeError(f"{where}: 404 {message}: repository {self.full_name} does not exist or the token "
+                              f"of connection {self.conn_id!r} cannot see it (needs '{READ_METADATA}' and "
+                              f"'{permission}' on it)")
+        if resp.status_code in (301, 302, 307, 308):
+            return ForgeError(f"{where}: {resp.status_code}: repository {self.full_name} moved to "
+                              f"{resp.headers.get('location', '?')}; update target_repo_url")
+        return ForgeError(f"{where}: unexpected {resp.status_code} {message}")
+
+    def _get(self, path: str, permission: str, params: dict[str, Any] | None = None,
+             missing: ForgeError | None = None) -> Any:
+        """A conditional GET: a 304 answers from the cache and costs no rate-limit budget.
+
+        ``missing`` is raised for a 404 instead of the generic "repository not found" error.
+        """
+        key = path + ("?" + "&".join(f"{k}={v}" for k, v in sorted(params.items())) if params else "")
+        cached = self._cache.get(key)
+        headers = {"If-None-Match": cached["etag"]} if cached else None
+        resp = self._send("GET", path, params=params, headers=headers)
+        if resp.status_code == 304 and cached:
+            return cached["body"]
+        if resp.status_code == 404 and missing is not None:
+            raise missing
+        if resp.status_code != 200:
+            raise self._fail(resp, "GET", path, permission)
+        body = resp.json()
+        if etag := resp.headers.get("etag"):
+            self._cache.put(key, etag, body)
+        return body
+
+    # -- repository ------------------------------------------------------------------------------------
+
+    @property
+    def repo_url(self) -> str:
+        return self._repo_url
+
+    def git_push_env(self) -> dict[str, str]:
+        return extra_header_env(self._repo_url, self._token)
+
+    def repository(self) -> dict[str, Any]:
+        """The repository's metadata; ForgeError if Leviathan cannot deliver to it (archived, read-only)."""
+        if self._repo_data is None:
+            path = f"/repos/{self.owner}/{self.repo}"
+            data = self._get(path, READ_METADATA)
+            if data.get("archived") or data.get("disabled"):
+                state = "archived" if data.get("archived") else "disabled"
+                raise ForgeError(f"repository {self.full_name} is {state} (read-only): Leviathan cannot push "
+                                 f"or open pull requests there; unarchive it or disable the target")
+            permissions = data.get("permissions")
+            if isinstance(permissions, dict) and permissions.get("push") is False:
+                raise ForgeError(f"the token of connection {self.conn_id!r} cannot push to {self.full_name}: "
+                                 f"it needs '{WRITE_CONTENTS}' (on agent/* branches) and '{WRITE_PULLS}'")
+            self._repo_data = data
+        return self._repo_data
+
+    def default_branch(self) -> str:
+        return str(self.repository()["default_branch"])
+
+    # -- pull requests ---------------------------------------------------------------------------------
+
+    def _ours(self, data: dict[str, Any]) -> bool:
+        """A PR from a branch of this repository (not a fork's branch that happens to share the name)."""
+        head_repo = data["head"].get("repo") or {}
+        return str(head_repo.get("full_name", "")).lower() == self.full_name.lower()
+
+    def list_open_prs(self, head_prefix: str = AGENT_BRANCH_PREFIX) -> list[PullRequest]:
+        self.repository()
+        path = f"/repos/{self.owner}/{self.repo}/pulls"
+        items = self._get(path, READ_PULLS, {"state": "open", "per_page": 100, "sort": "created",
+                                             "direction": "asc"})
+        if len(items) >= 100:
+            raise ForgeError(f"{self.full_name} has 100 or more open pull requests; Leviathan does not page "
+                             f"through them and treats the forge state as unknown")
+        return [_pull(d) for d in items if self._ours(d) and d["head"]["ref"].startswith(head_prefix)]
+
+    def find_pr_by_head(self, head: str) -> PullRequest | None:
+        path = f"/repos/{self.owner}/{self.repo}/pulls"
+        items = self._get(path, READ_PULLS, {"state": "all", "head": f"{self.owner}:{head}", "sort": "created",
+                                             "direction": "desc", "per_page": 10})
+        matches = [d for d in items if self._ours(d) and d["head"]["ref"] == head]
+        return _pull(matches[0]) if matches else None
+
+    def get_pr(self, number: int) -> PullRequest:
+        path = f"/repos/{self.owner}/{self.repo}/pulls/{number}"
+        missing = PullRequestNotFound(f"no pull request #{number} in {self.full_name}")
+        return _pull(self._get(path, READ_PULLS, missing=missing))
+
+    def create_pr(self, *, head: str, base: str, title: str, body: str) -> PullRequest:
+        """Open the PR; a POST that got no answer is retried only after checking it was not created."""
+        if self._created_pr:
+            raise ForgeError(f"refusing a second pull request on {self.full_name} in one cycle")
+        self.repository()
+        path = f"/repos/{self.owner}/{self.repo}/pulls"
+        payload = {"title": title, "head": head, "base": base, "body": body, "draft": self.draft}
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                resp = self._send("POST", path, json_body=payload, idempotent=False)
+                break
+            except _OutcomeUnknown as exc:
+                existing = self.find_pr_by_head(head)
+                if existing is not None and existing.state == "open":
+                    self._created_pr = True
+                    return existing
+                if attempt == self.retry.attempts:
+                    raise ForgeError(f"{exc}; no pull request from {head} exists, giving up after {attempt} "
+                                     f"attempt(s), forge state unknown") from None
+                self._sleep(self.retry.backoff * 2 ** (attempt - 1))
+        if resp.status_code == 422 and "already exists" in _message(resp):
+            raise ForgeConflict(f"branch {head!r} already has an open pull request on {self.full_name}")
+        if resp.status_code == 422:
+            raise ForgeError(f"GitHub refused the pull request {head} -> {base} on {self.full_name}: "
+                             f"422 {_message(resp)}")
+        if resp.status_code != 201:
+            raise self._fail(resp, "POST", path, WRITE_PULLS)
+        self._created_pr = True
+        data = resp.json()
+        if self.labels:
+            labels_path = f"/repos/{self.owner}/{self.repo}/issues/{data['number']}/labels"
+            labelled = self._send("POST", labels_path, json_body={"labels": list(self.labels)})
+            if labelled.status_code != 200:
+                raise self._fail(labelled, "POST", labels_path, WRITE_PULLS)
+        return _pull(data)
+
+    def comment(self, number: int, body: str) -> None:
+        path = f"/repos/{self.owner}/{self.repo}/issues/{number}/comments"
+        resp = self._send("POST", path, json_body={"body": body}, idempotent=False)
+        if resp.status_code == 404:
+            raise PullRequestNotFound(f"no pull request #{number} in {self.full_name}")
+        if resp.status_code != 201:
+            raise self._fail(resp, "POST", path, WRITE_PULLS)
+
+    def close_pr(self, number: int) -> PullRequest:
+        pr = self.get_pr(number)
+        if pr.state == "closed":
+            return pr
+        if pr.state == "merged":
+            raise ForgeConflict(f"pull request #{number} of {self.full_name} is merged; it cannot be closed")
+        path = f"/repos/{self.owner}/{self.repo}/pulls/{number}"
+        resp = self._send("PATCH", path, json_body={"state": "closed"})
+        if resp.status_code != 200:
+            raise self._fail(resp, "PATCH", path, WRITE_PULLS)
+        return _pull(resp.json())
+
+    def _delete_branch(self, branch: str) -> None:
+        if branch == self.default_branch():
+            raise ValueError(f"refusing to delete {branch!r}: it is the default branch of {self.full_name}")
+        path = f"/repos/{self.owner}/{self.repo}/git/refs/heads/{quote(branch, safe='/')}"
+        resp = self._send("DELETE", path)
+        if resp.status_code == 204 or (resp.status_code == 422 and "does not exist" in _message(resp)):
+            return
+        raise self._fail(resp, "DELETE", path, WRITE_CONTENTS)

@@ -1,0 +1,135 @@
+"""The kubernetes worker backend: the ``KubernetesPodOperator`` that runs one attempt as a pod.
+
+The pod runs the same ``python3 -m leviathan_lib.worker`` as the local backend. The attempt spec comes
+in through ``LEVIATHAN_ATTEMPT_SPEC`` (templated from the ``prepare_attempt`` XCom) and the result goes
+out through the XCom sidecar (``/airflow/xcom/return.json``), so both backends produce the same document.
+
+Containment is in the pod spec, not in trust: a dedicated ServiceAccount without a token, non-root,
+read-only root filesystem (the clone lives in an emptyDir), no capabilities, seccomp ``RuntimeDefault``,
+a hard ``activeDeadlineSeconds``. The only secret the pod gets is the model API key, by reference to a
+Kubernetes Secret (never a forge token: the orchestrator pushes and opens the PR, not the worker).
+
+Importing this module imports the cncf provider (~0.6 s): only kubernetes-backend DAGs import it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from kubernetes.client import models as k8s
+
+from leviathan_lib.config import TargetConfig
+
+WORKER_COMMAND = ["python3", "-m", "leviathan_lib.worker"]
+PREPARE_TASK_ID = "prepare_attempt"
+SPEC_XCOM_KEY = "spec"
+TASK_LABEL_XCOM_KEY = "task_label"
+SPEC_ENV = "LEVIATHAN_ATTEMPT_SPEC"
+API_KEY_ENV = "ANTHROPIC_API_KEY"
+WORKSPACE_MOUNT = "/workspace"
+#: The uid/gid of the image's ``leviathan`` user (k8s/worker/Dockerfile).
+WORKER_UID = 10001
+#: Time Airflow allows on top of the pod deadline for scheduling, image pull and the XCom read.
+POD_START_MARGIN = timedelta(minutes=5)
+_LABEL_BAD = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def label_value(text: str) -> str:
+    """A valid Kubernetes label value (63 characters, alphanumeric at both ends) naming ``text``."""
+    value = _LABEL_BAD.sub("-", text)[:63].strip("._-")
+    return value or "none"
+
+
+def _xcom(key: str) -> str:
+    return f"{{{{ ti.xcom_pull(task_ids='{PREPARE_TASK_ID}', key='{key}') }}}}"
+
+
+def pull_policy(image: str) -> str | None:
+    """``IfNotPresent`` for kind-loaded ``:local`` images (they cannot be pulled) and digests; else default."""
+    name = image.rsplit("/", 1)[-1]
+    if name.endswith(":local") or "@sha256:" in image:
+        return "IfNotPresent"
+    return None
+
+
+def container_security_context() -> k8s.V1SecurityContext:
+    return k8s.V1SecurityContext(
+        run_as_non_root=True,
+        run_as_user=WORKER_UID,
+        run_as_group=WORKER_UID,
+        read_only_root_filesystem=True,
+        allow_privilege_escalation=False,
+        privileged=False,
+        capabilities=k8s.V1Capabilities(drop=["ALL"]),
+        seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+    )
+
+
+def worker_env(target: TargetConfig) -> list[k8s.V1EnvVar]:
+    """The pod's environment: the spec, scratch locations and (llm only) the key by Secret reference."""
+    env = [
+        k8s.V1EnvVar(name=SPEC_ENV, value=_xcom(SPEC_XCOM_KEY)),
+        k8s.V1EnvVar(name="LEVIATHAN_WORKSPACE", value=f"{WORKSPACE_MOUNT}/attempt"),
+        k8s.V1EnvVar(name="HOME", value="/tmp"),
+        k8s.V1EnvVar(name="TMPDIR", value="/tmp"),
+        k8s.V1EnvVar(name="LANG", value="C.UTF-8"),
+        k8s.V1EnvVar(name="PYTHONDONTWRITEBYTECODE", value="1"),
+    ]
+    if target.executor == "llm":
+        # optional: a missing Secret gives a clear llm_no_api_key result instead of a pod stuck in
+        # CreateContainerConfigError until its deadline.
+        ref = k8s.V1SecretKeySelector(name=target.llm_api_key_secret, key=target.llm_api_key_secret_key, optional=True)
+        env.append(k8s.V1EnvVar(name=API_KEY_ENV, value_from=k8s.V1EnvVarSource(secret_key_ref=ref)))
+    return env
+
+
+def build_worker_operator(target: TargetConfig, *, task_id: str = "run_worker") -> KubernetesPodOperator:
+    """The ``run_worker`` task of a kubernetes-backend target; pair it with a ``prepare_attempt`` task."""
+    res = target.worker_resources
+    timeout = target.attempt_timeout_seconds
+    return KubernetesPodOperator(
+        task_id=task_id,
+        name=f"leviathan-worker-{label_value(target.target_id)}"[:50].rstrip("-."),
+        namespace=target.worker_namespace,
+        image=target.worker_image,
+        image_pull_policy=pull_policy(target.worker_image),
+        cmds=list(WORKER_COMMAND),
+        arguments=[],
+        env_vars=worker_env(target),
+        labels={
+            "app": "leviathan-worker",
+            "leviathan/target": label_value(target.target_id),
+            "leviathan/task": _xcom(TASK_LABEL_XCOM_KEY),
+        },
+        service_account_name=target.worker_service_account,
+        automount_service_account_token=False,
+        security_context=k8s.V1PodSecurityContext(
+            run_as_non_root=True, run_as_user=WORKER_UID, run_as_group=WORKER_UID, fs_group=WORKER_UID,
+            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+        ),  # fmt: skip
+        container_security_context=container_security_context(),
+        xcom_sidecar_container_security_context=container_security_context(),
+        container_resources=k8s.V1ResourceRequirements(
+            requests={"cpu": res.cpu_request, "memory": res.memory_request},
+            limits={"cpu": res.cpu_limit, "memory": res.memory_limit},
+        ),
+        volumes=[
+            k8s.V1Volume(name="workspace", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=res.workspace_size_limit)),
+            k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="256Mi")),
+        ],
+        volume_mounts=[
+            k8s.V1VolumeMount(name="workspace", mount_path=WORKSPACE_MOUNT),
+            k8s.V1VolumeMount(name="tmp", mount_path="/tmp"),
+        ],
+        active_deadline_seconds=timeout,
+        execution_timeout=timedelta(seconds=timeout) + POD_START_MARGIN,
+        on_finish_action="delete_pod",
+        reattach_on_restart=True,
+        do_xcom_push=True,
+        get_logs=True,
+        retries=0,
+        doc_md=f"Runs the worker as a pod in `{target.worker_namespace}` from `{target.worker_image}`; "
+        "the result is this task's return_value XCom.",
+    )

@@ -1,0 +1,489 @@
+"""A fake GitHub on 127.0.0.1: the REST endpoints Leviathan uses plus git smart HTTP, checked against the spec.
+
+Every REST request and every REST response is validated with openapi-core against GitHub's official
+description (``../shared/specs/github/openapi-subset.json``); each failure is recorded in ``errors`` and
+the fixture using this server asserts there are none. The only responses the description does not list
+per operation are the ones GitHub documents globally (conditional requests, authentication and rate
+limits, server errors): 304 must then be bodyless, and 401/403/429/5xx bodies must match the spec's own
+``basic-error`` schema. Anything else undocumented is an error.
+
+Git goes through the real ``git http-backend`` (CGI) over the bare repositories the tests create, and
+requires the same token as the API, sent as HTTP Basic auth (``x-access-token:TOKEN``) — what GitHub does.
+Faults are injected per request: any status and body, rate-limit headers, or a slow answer (a timeout).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import io
+import json
+import re
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+SPEC_PATH = Path(__file__).resolve().parents[2] / "shared/specs/github/openapi-subset.json"
+SPEC_HOST = "https://api.github.com"
+#: Statuses GitHub documents for every operation (conditional requests, auth, rate limits, outages).
+GLOBAL_STATUSES = {304, 401, 403, 429, 500, 502, 503, 504}
+
+_API = None
+_API_LOCK = threading.Lock()
+
+
+def openapi():
+    """The parsed GitHub description, loaded once; a missing file fails loudly (never a skip)."""
+    global _API
+    with _API_LOCK:
+        if _API is None:
+            from openapi_core import OpenAPI
+
+            if not SPEC_PATH.is_file():
+                raise FileNotFoundError(f"GitHub OpenAPI description missing: {SPEC_PATH}")
+            _API = OpenAPI.from_file_path(str(SPEC_PATH))
+        return _API
+
+
+def _spec() -> dict[str, Any]:
+    return json.loads(SPEC_PATH.read_text(encoding="utf-8"))
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Fault:
+    """An injected answer for the next ``times`` requests matching ``method`` and ``path`` (a regex)."""
+
+    method: str
+    path: str
+    status: int | None = None  # None: answer normally (after ``delay``)
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    times: int = 1
+
+
+@dataclass
+class Repo:
+    full_name: str
+    bare: Path
+    default_branch: str = "main"
+    archived: bool = False
+    pulls: list[dict[str, Any]] = field(default_factory=list)
+    comments: dict[int, list[str]] = field(default_factory=dict)
+    labels: dict[int, list[str]] = field(default_factory=dict)
+
+
+class FakeGithub:
+    """The server and its state; use as a context manager (or call :meth:`close`)."""
+
+    def __init__(self, token: str):
+        self.token = token
+        self.repos: dict[str, Repo] = {}
+        self.faults: list[Fault] = []
+        self.errors: list[str] = []
+        #: REST calls as (method, path, status, request headers).
+        self.requests: list[tuple[str, str, int, dict[str, str]]] = []
+        #: git smart-HTTP exchanges as (path, bytes in, bytes out).
+        self.git_requests: list[tuple[str, int, int]] = []
+        self.permissions = {"pull_requests": "write", "contents": "write"}
+        self.rate_limit, self.rate_remaining, self.rate_reset = 5000, 5000, int(time.time()) + 3600
+        self.lock = threading.RLock()
+        self._examples = {k: v["value"] for k, v in _spec()["components"]["examples"].items()}
+        self._basic_error = _spec()["components"]["schemas"]["basic-error"]
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+        openapi()
+
+    def __enter__(self) -> FakeGithub:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # -- test controls ---------------------------------------------------------------------------------
+
+    def add_repo(self, full_name: str, bare: Path, **kwargs: Any) -> Repo:
+        repo = Repo(full_name, bare, **kwargs)
+        self.repos[full_name.lower()] = repo
+        return repo
+
+    def repo_url(self, full_name: str) -> str:
+        return f"{self.url}/{full_name}.git"
+
+    def inject(self, method: str, path: str, status: int | None = None, *, body: Any = None,
+               headers: dict[str, str] | None = None, delay: float = 0.0, times: int = 1) -> None:
+        with self.lock:
+            self.faults.append(Fault(method, path, status, body, dict(headers or {}), delay, times))
+
+    def human_merge(self, full_name: str, number: int) -> None:
+        pr = self._pr(self.repos[full_name.lower()], number)
+        sha = self._branch_sha(self.repos[full_name.lower()], pr["head"]["ref"])
+        pr.update(state="closed", merged_at=_now(), closed_at=_now(), merged=True, merge_commit_sha=sha,
+                  updated_at=_now())
+
+    def human_close(self, full_name: str, number: int) -> None:
+        self._pr(self.repos[full_name.lower()], number).update(state="closed", closed_at=_now(), updated_at=_now())
+
+    def open_pulls(self, full_name: str) -> list[dict[str, Any]]:
+        return [p for p in self.repos[full_name.lower()].pulls if p["state"] == "open"]
+
+    def api_calls(self, method: str | None = None) -> list[tuple[str, str, int]]:
+        return [(m, p, s) for m, p, s, _ in self.requests if method is None or m == method]
+
+    # -- representations built from the spec's own examples -----------------------------------------------
+
+    def _repo_json(self, repo: Repo) -> dict[str, Any]:
+        data = copy.deepcopy(self._examples["full-repository-default-response"])
+        owner, name = repo.full_name.split("/")
+        data.update(name=name, full_name=repo.full_name, default_branch=repo.default_branch,
+                    archived=repo.archived, html_url=f"{self.url}/{repo.full_name}",
+                    clone_url=self.repo_url(repo.full_name), url=f"{self.url}/repos/{repo.full_name}")
+        data["owner"]["login"] = owner
+        data["permissions"] = {"admin": False, "maintain": False, "push": self.permissions["contents"] == "write",
+                               "triage": False, "pull": True}
+        for key, value in {"language": None, "license": None, "network_count": 0, "subscribers_count": 0}.items():
+            data.setdefault(key, value)
+        data.pop("source", None)  # the spec's example nests a repository its own schema rejects; not a fork here
+        data.pop("parent", None)
+        return data
+
+    def _branch_sha(self, repo: Repo, branch: str) -> str | None:
+        proc = subprocess.run(["git", "--git-dir", str(repo.bare), "rev-parse", "--verify", "--quiet",
+                               f"refs/heads/{branch}"], capture_output=True, text=True, check=False)
+        return proc.stdout.strip() or None
+
+    def _pr(self, repo: Repo, number: int) -> dict[str, Any]:
+        for pr in repo.pulls:
+            if pr["number"] == number:
+                return pr
+        raise KeyError(number)
+
+    def _pr_json(self, repo: Repo, pr: dict[str, Any], simple: bool) -> dict[str, Any]:
+        data = copy.deepcopy(self._examples["pull-request-simple-items"][0] if simple
+                             else self._examples["pull-request"])
+        repo_json = self._repo_json(repo)
+        owner = repo.full_name.split("/")[0]
+        for side in ("head", "base"):
+            ref = pr[side]["ref"]
+            sha = pr[side]["sha"]
+            if pr["state"] == "open":
+                sha = self._branch_sha(repo, ref) or sha
+            data[side].update(ref=ref, sha=sha, label=f"{owner}:{ref}")
+            data[side]["repo"].update({k: repo_json[k] for k in ("name", "full_name", "html_url", "url")})
+        for key in ("number", "title", "body", "state", "created_at", "updated_at", "closed_at", "merged_at",
+                    "merge_commit_sha", "draft"):
+            data[key] = pr[key]
+        data["html_url"] = f"{self.url}/{repo.full_name}/pull/{pr['number']}"
+        data["url"] = f"{self.url}/repos/{repo.full_name}/pulls/{pr['number']}"
+        # Nobody is requested (the spec's example teams lack a required field).
+        data.update(requested_teams=[], requested_reviewers=[], assignees=[], assignee=None)
+        data["labels"] = [dict(self._examples["label-items"][0], name=n) for n in repo.labels.get(pr["number"], [])]
+        if not simple:
+            data["merged"] = pr["merged_at"] is not None
+        return data
+
+    def _error(self, status: int, message: str, errors: list[dict[str, Any]] | None = None):
+        body: dict[str, Any] = {"message": message, "documentation_url": "https://docs.github.com/rest",
+                                "status": str(status)}
+        if errors:
+            body["errors"] = errors
+        return status, body
+
+    # -- REST --------------------------------------------------------------------------------------------
+
+    def handle_api(self, method: str, path: str, query: dict[str, str], headers: dict[str, str],
+                   body: Any) -> tuple[int, Any, dict[str, str]]:
+        """Route one REST call; returns (status, JSON body or None, extra headers)."""
+        auth = headers.get("authorization", "")
+        if auth not in (f"Bearer {self.token}", f"token {self.token}"):
+            return (*self._error(401, "Bad credentials"), {})
+        extra: dict[str, str] = {}
+        if self.rate_remaining <= 0 and time.time() < self.rate_reset:
+            status, data = self._error(403, "API rate limit exceeded for installation ID 1.")
+            return status, data, extra
+        m = re.fullmatch(r"/repos/([^/]+)/([^/]+)(/.*)?", path)
+        if path == "/rate_limit":
+            return 200, self._examples["rate-limit-overview"], extra
+        repo = self.repos.get(f"{m.group(1)}/{m.group(2)}".lower()) if m else None
+        if repo is None:
+            return (*self._error(404, "Not Found"), extra)
+        rest = m.group(3) or ""
+        write = method != "GET"
+        if write and repo.archived:
+            return (*self._error(403, "Repository was archived so is read-only."), extra)
+        needed = "contents" if rest.startswith("/git/") else "pull_requests"
+        if write and self.permissions.get(needed) != "write":
+            return (*self._error(403, "Resource not accessible by personal access token"), extra)
+        with self.lock:
+            return (*self._route(repo, method, rest, query, body), extra)
+
+    def _route(self, repo: Repo, method: str, rest: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        if rest == "" and method == "GET":
+            return 200, self._repo_json(repo)
+        if rest == "/pulls" and method == "GET":
+            state = query.get("state", "open")
+            pulls = [p for p in repo.pulls if state == "all" or p["state"] == state]
+            if "head" in query:
+                owner, _, ref = query["head"].partition(":")
+                pulls = [p for p in pulls if p["head"]["ref"] == ref and owner.lower() == repo.full_name.split("/")[0]]
+            pulls.sort(key=lambda p: p["number"], reverse=query.get("direction") == "desc")
+            return 200, [self._pr_json(repo, p, simple=True) for p in pulls[: int(query.get("per_page", 30))]]
+        if rest == "/pulls" and method == "POST":
+            return self._create_pull(repo, body)
+        m = re.fullmatch(r"/pulls/(\d+)", rest)
+        if m:
+            try:
+                pr = self._pr(repo, int(m.group(1)))
+            except KeyError:
+                return self._error(404, "Not Found")
+            if method == "PATCH" and body.get("state") == "closed" and pr["state"] == "open":
+                pr.update(state="closed", closed_at=_now(), updated_at=_now())
+            return 200, self._pr_json(repo, pr, simple=False)
+        m = re.fullmatch(r"/issues/(\d+)/(comments|labels)", rest)
+        if m and method == "POST":
+            number = int(m.group(1))
+            if not any(p["number"] == number for p in repo.pulls):
+                return self._error(404, "Not Found")
+            if m.group(2) == "labels":
+                names = repo.labels.setdefault(number, [])
+                names.extend(n for n in body["labels"] if n not in names)
+                return 200, [dict(self._examples["label-items"][0], name=n) for n in names]
+            repo.comments.setdefault(number, []).append(body["body"])
+            return 201, dict(self._examples["issue-comment"], body=body["body"])
+        m = re.fullmatch(r"/git/refs/heads/(.+)", rest)
+        if m and method == "DELETE":
+            branch = unquote(m.group(1))
+            if self._branch_sha(repo, branch) is None:
+                return self._error(422, "Reference does not exist")
+            subprocess.run(["git", "--git-dir", str(repo.bare), "update-ref", "-d", f"refs/heads/{branch}"],
+                           check=True, capture_output=True)
+            return 204, None
+        return self._error(404, "Not Found")
+
+    def _create_pull(self, repo: Repo, body: dict[str, Any]) -> tuple[int, Any]:
+        head, base = body.get("head", ""), body.get("base", "")
+        head_sha, base_sha = self._branch_sha(repo, head), self._branch_sha(repo, base)
+        if head_sha is None or base_sha is None:
+            field_name = "head" if head_sha is None else "base"
+            return self._error(422, "Validation Failed",
+                               [{"resource": "PullRequest", "field": field_name, "code": "invalid"}])
+        if any(p["head"]["ref"] == head and p["state"] == "open" for p in repo.pulls):
+            owner = repo.full_name.split("/")[0]
+            return self._error(422, "Validation Failed", [{"resource": "PullRequest", "code": "custom",
+                                                           "message": f"A pull request already exists for "
+                                                                      f"{owner}:{head}."}])
+        number = max((p["number"] for p in repo.pulls), default=0) + 1
+        pr = {"number": number, "title": body["title"], "body": body.get("body"), "state": "open",
+              "created_at": _now(), "updated_at": _now(), "closed_at": None, "merged_at": None,
+              "merge_commit_sha": None, "draft": bool(body.get("draft")),
+              "head": {"ref": head, "sha": head_sha}, "base": {"ref": base, "sha": base_sha}}
+        repo.pulls.append(pr)
+        return 201, self._pr_json(repo, pr, simple=False)
+
+    # -- validation --------------------------------------------------------------------------------------
+
+    def validate(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
+                 data: bytes, status: int, out: bytes, out_headers: dict[str, str]) -> None:
+        from openapi_core.templating.responses.exceptions import ResponseNotFound
+        from openapi_core.testing import MockRequest, MockResponse
+
+        kwargs: dict[str, Any] = {}
+        m = re.fullmatch(r"(/repos/[^/]+/[^/]+/git/refs)/(.+)", path)
+        if m:
+            owner, repo = path.split("/")[2:4]
+            kwargs = {"path_pattern": "/repos/{owner}/{repo}/git/refs/{ref}",
+                      "view_args": {"owner": owner, "repo": repo, "ref": unquote(m.group(2))}}
+        request = MockRequest(SPEC_HOST, method.lower(), path, args={k: v[-1] for k, v in query.items()},
+                              headers=headers, data=data or None,
+                              content_type=headers.get("content-type", "application/json"), **kwargs)
+        api = openapi()
+        try:
+            api.validate_request(request)
+        except Exception as exc:
+            self.errors.append(f"request {method} {path}: {type(exc).__name__}: {_detail(exc)}")
+        response = MockResponse(out, status_code=status,
+                                content_type="application/json" if out else None, headers=out_headers)
+        try:
+            api.validate_response(request, response)
+        except ResponseNotFound:
+            self._validate_global(method, path, status, out)
+        except Exception as exc:
+            self.errors.append(f"response {status} to {method} {path}: {type(exc).__name__}: {_detail(exc)}")
+
+    def _validate_global(self, method: str, path: str, status: int, out: bytes) -> None:
+        from openapi_schema_validator import OAS30Validator
+
+        if status not in GLOBAL_STATUSES:
+            self.errors.append(f"response {status} to {method} {path}: not in the GitHub description")
+        elif status == 304:
+            if out:
+                self.errors.append(f"304 to {method} {path} has a body")
+        else:
+            errors = [e.message for e in OAS30Validator(self._basic_error).iter_errors(json.loads(out or b"null"))]
+            if errors:
+                self.errors.append(f"response {status} to {method} {path}: not a basic-error: {errors}")
+
+    # -- git smart HTTP ------------------------------------------------------------------------------------
+
+    def git_authorized(self, headers: dict[str, str]) -> bool:
+        expected = "Basic " + base64.b64encode(f"x-access-token:{self.token}".encode()).decode()
+        return headers.get("authorization") == expected
+
+    def git_repo(self, path: str) -> tuple[Repo, str] | None:
+        m = re.fullmatch(r"/([^/]+)/([^/]+)\.git(/.*)", path)
+        repo = self.repos.get(f"{m.group(1)}/{m.group(2)}".lower()) if m else None
+        return (repo, m.group(3)) if repo else None
+
+
+def _detail(exc: BaseException) -> str:
+    """The schema errors behind an openapi-core error (its own message repeats the whole value)."""
+    found: list[str] = []
+    inner: BaseException | None = exc
+    while inner is not None:
+        found += [f"at {list(e.absolute_path)}: {e.message[:200]}" for e in getattr(inner, "schema_errors", None) or []]
+        inner = inner.__cause__
+    return "; ".join(found) or str(exc)[:500]
+
+
+def _handler(fake: FakeGithub) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _body(self) -> bytes:
+            if self.headers.get("transfer-encoding", "").lower() == "chunked":
+                out = io.BytesIO()
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                    if size == 0:
+                        self.rfile.readline()
+                        return out.getvalue()
+                    out.write(self.rfile.read(size))
+                    self.rfile.readline()
+            length = int(self.headers.get("content-length") or 0)
+            return self.rfile.read(length) if length else b""
+
+        def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+            try:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client timed out: that was the point of the fault
+
+        def _dispatch(self) -> None:
+            url = urlsplit(self.path)
+            data = self._body()
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            if fake.git_repo(url.path):
+                self._git(url.path, url.query, headers, data)
+            else:
+                self._api(url.path, url.query, headers, data)
+
+        do_GET = do_POST = do_PATCH = do_DELETE = _dispatch  # noqa: N815
+
+        def _api(self, path: str, query_text: str, headers: dict[str, str], data: bytes) -> None:
+            query = parse_qs(query_text)
+            fault = None
+            with fake.lock:
+                for candidate in fake.faults:
+                    if candidate.method == self.command and re.fullmatch(candidate.path, path):
+                        fault = candidate
+                        candidate.times -= 1
+                        if candidate.times <= 0:
+                            fake.faults.remove(candidate)
+                        break
+            try:
+                body = json.loads(data) if data else None
+            except ValueError:
+                body = None
+            extra: dict[str, str] = {}
+            if fault and fault.status is not None:
+                status, payload = fault.status, fault.body
+            else:
+                status, payload, extra = fake.handle_api(self.command, path, {k: v[-1] for k, v in query.items()},
+                                                         headers, body)
+            out = b"" if payload is None else json.dumps(payload).encode()
+            out_headers = {"Content-Type": "application/json; charset=utf-8"} if out else {}
+            if self.command == "GET" and status == 200:
+                etag = 'W/"' + hashlib.sha256(out).hexdigest()[:32] + '"'
+                out_headers["ETag"] = etag
+                if headers.get("if-none-match") == etag:
+                    status, out, out_headers = 304, b"", {"ETag": etag}
+            with fake.lock:
+                if status != 304 and status != 401:
+                    fake.rate_remaining -= 1
+                out_headers.update({"x-ratelimit-limit": str(fake.rate_limit),
+                                    "x-ratelimit-remaining": str(max(fake.rate_remaining, 0)),
+                                    "x-ratelimit-reset": str(fake.rate_reset), "x-ratelimit-resource": "core"})
+            out_headers.update(extra)
+            if fault:
+                out_headers.update(fault.headers)
+            fake.validate(self.command, path, query, headers, data, status, out,
+                          {k.lower(): v for k, v in out_headers.items()})
+            with fake.lock:
+                fake.requests.append((self.command, path, status, headers))
+            if fault and fault.delay:
+                time.sleep(fault.delay)
+            self._send(status, out, out_headers)
+
+        def _git(self, path: str, query: str, headers: dict[str, str], data: bytes) -> None:
+            repo, rest = fake.git_repo(path)
+            if not fake.git_authorized(headers):
+                fake.git_requests.append((path, len(data), 0))
+                self._send(401, b"Authentication required\n", {"WWW-Authenticate": 'Basic realm="GitHub"'})
+                return
+            if repo.archived and ("receive-pack" in rest or "receive-pack" in query):
+                message = b"This repository was archived so it is read-only.\n"
+                fake.git_requests.append((path, len(data), len(message)))
+                self._send(403, message, {"Content-Type": "text/plain"})
+                return
+            env = {"PATH": "/usr/bin:/bin", "GIT_PROJECT_ROOT": str(repo.bare.parent), "GIT_HTTP_EXPORT_ALL": "1",
+                   "PATH_INFO": f"/{repo.bare.name}{rest}", "REQUEST_METHOD": self.command, "QUERY_STRING": query,
+                   "CONTENT_TYPE": headers.get("content-type", ""), "CONTENT_LENGTH": str(len(data)),
+                   "REMOTE_USER": "x-access-token", "REMOTE_ADDR": "127.0.0.1", "GIT_CONFIG_NOSYSTEM": "1",
+                   "HOME": str(repo.bare.parent)}
+            for name in ("content-encoding", "git-protocol"):
+                if name in headers:
+                    env["HTTP_" + name.upper().replace("-", "_")] = headers[name]
+            if "git-protocol" in headers:
+                env["GIT_PROTOCOL"] = headers["git-protocol"]
+            proc = subprocess.run(["git", "http-backend"], input=data, env=env, capture_output=True, check=False)
+            head, _, out = proc.stdout.partition(b"\r\n\r\n")
+            status, out_headers = 200, {}
+            for line in head.decode("latin-1").split("\r\n"):
+                key, _, value = line.partition(":")
+                if key.lower() == "status":
+                    status = int(value.strip().split()[0])
+                elif key:
+                    out_headers[key] = value.strip()
+            fake.git_requests.append((path, len(data), len(out)))
+            self._send(status, out, out_headers)
+
+    return Handler
+
+
+def connection_env(fake: FakeGithub, token: str | None = None) -> str:
+    """An ``AIRFLOW_CONN_*`` value for a GitHub connection to ``fake`` (a PAT in the password)."""
+    return json.dumps({"conn_type": "github", "host": fake.url, "password": token or fake.token})

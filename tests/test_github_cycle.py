@@ -1,0 +1,107 @@
+"""Full cycles through real Airflow (``dag.test()``) against the fake GitHub, the real GithubHook and git over HTTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from leviathan_lib.demo import create_demo_target
+from leviathan_lib.gitcmd import run_git
+from tests.airflow_helpers import run_cycle, xcom
+from tests.fake_github import FakeGithub, connection_env
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
+TOKEN = "ghp_CycleSecret9876543210zyxwvuZYXWVU"
+SECRETS = [TOKEN, base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()]
+TASKS = ["read_backlog", "check_guardrails", "run_worker", "open_pull_request", "record_evidence"]
+
+
+@pytest.fixture
+def github_target(tmp_path, targets_dir, monkeypatch):
+    """A demo target whose remote is the fake GitHub (``forge: github``, connection ``github_test``)."""
+    with FakeGithub(TOKEN) as fake:
+        target_file = create_demo_target(tmp_path, target_id="gh_cycle", targets_dir=targets_dir)
+        bare = tmp_path / "repos" / "gh_cycle.git"
+        fake.add_repo("acme/widgets", bare)
+        url = fake.repo_url("acme/widgets")
+        text = target_file.read_text().replace(f"target_repo_url: {bare}", f"target_repo_url: {url}")
+        target_file.write_text(text.replace("forge: local", "forge: github\nforge_conn_id: github_test"))
+        monkeypatch.setenv("AIRFLOW_CONN_GITHUB_TEST", connection_env(fake))
+        yield fake, target_file, bare
+        assert fake.errors == [], "requests or responses outside the GitHub description"
+
+
+def _all_xcoms(dag_run) -> str:
+    keys = ["return_value", "guardrails", "result", "rejection"]
+    return json.dumps([xcom(dag_run, t, k) for t in TASKS for k in keys], default=str)
+
+
+def _logs(capfd, caplog) -> str:
+    """Task logs: ``dag.test()`` writes them to the console or, once pytest hooked logging, to its capture;
+    plus any log files under $AIRFLOW_HOME/logs."""
+    captured = capfd.readouterr()
+    root = Path(os.environ["AIRFLOW_HOME"]) / "logs"
+    files = [p.read_text(errors="replace") for p in root.rglob("*") if p.is_file()]
+    return "\n".join([captured.out, captured.err, caplog.text, *files])
+
+
+def test_cycle_opens_one_pr_then_idles_on_304s_and_leaks_no_token(github_target, capfd, caplog):
+    fake, target_file, bare = github_target
+    dag_run, states = run_cycle(target_file)
+    assert dag_run.state == "success", states
+    record = xcom(dag_run, "record_evidence")
+    assert record["stopped_reason"] == "pr_opened" and record["attempt"]["pr_number"] == 1
+    pulls = fake.open_pulls("acme/widgets")
+    assert [(p["number"], p["head"]["ref"], p["base"]["ref"]) for p in pulls] == \
+        [(1, "agent/docs-quickstart/1", "main")]
+    assert run_git(["--git-dir", str(bare), "rev-parse", "agent/docs-quickstart/1"]).stdout.strip() == \
+        pulls[0]["head"]["sha"]
+    assert record["attempt"]["pr_url"] == f"{fake.url}/acme/widgets/pull/1"
+    assert len(fake.api_calls("POST")) == 1
+
+    # The open-PR list changed since cycle 1 polled it (one 200); after that, cycles are idle: only 304s.
+    for _ in range(2):
+        before, budget, git_before = len(fake.requests), fake.rate_remaining, len(fake.git_requests)
+        dag_run2, states2 = run_cycle(target_file)
+        record2 = xcom(dag_run2, "record_evidence")
+        assert record2["reasons"] == ["open_pr_limit"] and states2["run_worker"] == "skipped"
+    idle = fake.requests[before:]
+    assert idle and {(method, status) for method, _, status, _ in idle} == {("GET", 304)}, idle
+    assert fake.rate_remaining == budget and len(fake.api_calls("POST")) == 1
+    idle_git = fake.git_requests[git_before:]
+    assert {path.rsplit("/", 1)[-1] for path, _, _ in idle_git} == {"refs", "git-upload-pack"}, idle_git
+    assert sum(sent + received for _, sent, received in idle_git) < 4096, idle_git  # refs only, no pack
+
+    # The token appears nowhere: task logs, XComs, evidence, PR bodies, URLs.
+    haystacks = {"logs": _logs(capfd, caplog), "xcoms": _all_xcoms(dag_run) + _all_xcoms(dag_run2),
+                 "evidence": json.dumps([record, record2]),
+                 "pr bodies": json.dumps([p["body"] for p in fake.repos["acme/widgets"].pulls]),
+                 "target file": target_file.read_text()}
+    assert "pull request #1" in haystacks["logs"]  # the logs really are there
+    for name, text in haystacks.items():
+        for secret in SECRETS:
+            assert secret not in text, f"token leaked into {name}"
+
+
+def test_forge_errors_fail_the_cycle_closed_with_a_clear_reason(github_target, capfd, caplog):
+    fake, target_file, _ = github_target
+    fake.repos["acme/widgets"].archived = True
+    dag_run, states = run_cycle(target_file)
+    record = xcom(dag_run, "record_evidence")
+    assert record["decision"] == "error" or "forge_state_unknown" in record["reasons"], record
+    assert "forge_state_unknown" in record["reasons"]
+    assert states["run_worker"] == "skipped" and fake.api_calls("POST") == []
+    assert "repository acme/widgets is archived" in _logs(capfd, caplog)
+
+    fake.repos["acme/widgets"].archived = False
+    fake.token = "ghp_rotated_elsewhere"  # the connection's token is now wrong
+    dag_run, states = run_cycle(target_file)
+    record = xcom(dag_run, "record_evidence")
+    assert record["reasons"] == ["repo_unreachable"], record  # git's 401: the credentials were refused
+    assert "acme/widgets.git" in record["stopped_detail"] and TOKEN not in record["stopped_detail"]
+    assert states["run_worker"] == "skipped" and fake.api_calls("POST") == []
