@@ -4,6 +4,7 @@
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/bootstrap.sh" test || exit $?
+"$root/scripts/tools.sh" || exit $?   # checkov, in its own venv (tests/test_k8s_docs.py runs it)
 cd "$root"
 .venv/bin/ruff check . || exit $?
 .venv/bin/python -m pytest "$@"
