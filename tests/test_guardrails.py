@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -179,7 +178,8 @@ def test_decision_is_deterministic():
     assert json.loads(first)["task_id"] == "t1"
 
 
-def test_ten_thousand_tasks_with_long_dependency_chains_decide_fast():
+def test_ten_thousand_tasks_with_long_dependency_chains_decide_correctly():
+    """Scale correctness only; the timing lives in bench/ (bench/selection.py), not in a timed test."""
     n = 10_000
     tasks = [
         Task(id=f"t{i}", title="t", ready=True, status="completed" if i < n // 2 else None, priority="low",
@@ -192,12 +192,9 @@ def test_ten_thousand_tasks_with_long_dependency_chains_decide_fast():
         AttemptRecord(task_id=f"t{i % n}", outcome="succeeded", finished_at=t0 + timedelta(seconds=i))
         for i in range(n)
     ])
-    start = time.perf_counter()
     decision = decide(_target({"max_attempts_per_task": 5}), backlog, state)
-    elapsed = time.perf_counter() - start
     assert decision.task_id == f"t{n // 2}"  # first pending task whose dependencies are all completed
     assert len(decision.tasks) == n
-    assert elapsed < 0.5, f"decide took {elapsed:.2f}s"
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path, target):
     assert result.outcome == "timed_out"
     assert result.error.code == "timeout"
     assert result.patch == ""
-    assert 3 <= elapsed < 12
+    assert 3 <= elapsed < 120  # killed at the timeout, long before the recipe's 300 s sleep (not a perf check)
     pids = json.loads((tmp_path / "pids.json").read_text())
     assert pids["pgid"] != os.getpgrp()  # the worker had a process group of its own
     _wait_gone(pids["pids"], pids["pgid"])

@@ -1,0 +1,208 @@
+"""Benchmarks 4 and 5 on the real stack: api-server + scheduler + dag-processor on SQLite (LocalExecutor).
+
+4. Cycle overhead: trigger → ``record_evidence`` done for a no-op cycle (autonomy off → skip path),
+   against DAGs of the same shape in the same dags folder: all-EmptyOperator (as the issue asks; the
+   scheduler marks those done without running them) and no-op ``@task`` functions (the floor for
+   Python tasks on this executor). Runs alternate; timestamps are the server's (queued_at, end_date).
+5. Many targets: N targets with autonomy off on one cron; unpause them all, then for the runs of the
+   first full interval report the lag ``start_date - run_after`` and whether each finished within it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import PYTHON, ROOT, ratio, summary
+
+SHAPE = '''
+    guard >> [worker, skip]
+    worker >> pr
+    [pr, skip] >> record >> outcome
+'''
+
+BASELINES = '''"""Baselines for bench/stack.py: the Leviathan cycle's shape with nothing in it (generated)."""
+
+from datetime import UTC, datetime
+
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG, TriggerRule, task
+
+with DAG(dag_id="bench_empty", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC), catchup=False,
+         max_active_runs=1, is_paused_upon_creation=True):
+    read = EmptyOperator(task_id="read_backlog")
+    guard = EmptyOperator(task_id="check_guardrails")
+    worker = EmptyOperator(task_id="run_worker")
+    skip = EmptyOperator(task_id="skip")
+    pr = EmptyOperator(task_id="open_pull_request")
+    record = EmptyOperator(task_id="record_evidence", trigger_rule=TriggerRule.ALL_DONE)
+    outcome = EmptyOperator(task_id="cycle_outcome")
+    read >> guard
+''' + SHAPE + '''
+
+def _noop(*args, **kwargs):
+    return None
+
+
+with DAG(dag_id="bench_noop", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC), catchup=False,
+         max_active_runs=1, is_paused_upon_creation=True):
+    read = task(task_id="read_backlog")(_noop)()
+    guard = task.branch(task_id="check_guardrails")(lambda read: "skip")(read)
+    worker = task(task_id="run_worker")(_noop)(read)
+    skip = EmptyOperator(task_id="skip")
+    pr = task(task_id="open_pull_request")(_noop)(read)
+    record = task(task_id="record_evidence", trigger_rule=TriggerRule.ALL_DONE)(_noop)()
+    outcome = task(task_id="cycle_outcome")(_noop)(record)
+''' + SHAPE
+
+TERMINAL = ("success", "failed")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ts(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+class _Airflow:
+    """A real stack on a throw-away folder, with a dags folder of our own."""
+
+    def __init__(self, base: Path, dag_files: dict[str, str], targets: dict[str, str]):
+        from leviathan_lib.demo import create_demo_repo
+        from leviathan_lib.demo.runner import Api, Stack, _environment
+
+        self.port = _free_port()
+        dags, target_dir = base / "dags", base / "targets"
+        dags.mkdir(parents=True)
+        target_dir.mkdir()
+        shutil.copy(ROOT / "dags" / "leviathan_targets.py", dags / "leviathan_targets.py")
+        for name, text in dag_files.items():
+            (dags / name).write_text(text, encoding="utf-8")
+        bare = create_demo_repo(base / "repos" / "bench.git")
+        for tid, schedule in targets.items():
+            (target_dir / f"{tid}.yaml").write_text(
+                f"target_id: {tid}\ntarget_repo_url: {bare}\nautonomy_enabled: false\n"
+                f'schedule_cron: "{schedule}"\nforge: local\nworker_backend: local\n', encoding="utf-8")
+        env = _environment(base, self.port)
+        env.update(AIRFLOW__CORE__DAGS_FOLDER=str(dags), LEVIATHAN_TARGETS_DIR=str(target_dir),
+                   AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5")
+        subprocess.run([PYTHON, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True,
+                       timeout=300)
+        self.base, self.env = base, env
+        self.stack = Stack(env, base / "logs")
+        self.api = Api(f"http://127.0.0.1:{self.port}")
+
+    def __enter__(self) -> _Airflow:
+        from leviathan_lib.demo.runner import _password, _wait
+
+        self.stack.start()
+        try:
+            _wait("the API server", lambda: self.api.call("GET", "/api/v2/monitor/health"), 180, self.stack)
+            password = _wait("the admin password", lambda: _password(self.base / "airflow"), 60, self.stack)
+            self.api.login("admin", password)
+        except BaseException:
+            self.stack.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stack.stop()
+
+    def wait_dags(self, dag_ids: list[str], timeout: float) -> None:
+        from leviathan_lib.demo.runner import _wait
+
+        def parsed():
+            found = self.api.call("GET", "/api/v2/dags?limit=1000")["dags"]
+            return {d["dag_id"] for d in found} >= set(dag_ids)
+
+        _wait(f"{len(dag_ids)} DAGs to be parsed", parsed, timeout, self.stack)
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        return self.api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=1000")["dag_runs"]
+
+    def wait_idle(self, dag_id: str, timeout: float) -> None:
+        from leviathan_lib.demo.runner import _wait
+
+        _wait(f"{dag_id} to be idle", lambda: all(r["state"] in TERMINAL for r in self.runs(dag_id)) or None,
+              timeout, self.stack)
+
+    def cycle(self, dag_id: str, timeout: float = 300) -> dict[str, float]:
+        """Trigger one run and wait for it; trigger → record_evidence end and → run end (server clock)."""
+        from leviathan_lib.demo.runner import _wait
+
+        run_id = self.api.call("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None})["dag_run_id"]
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"
+        run = _wait(f"run {run_id}", lambda: (r := self.api.call("GET", path))["state"] in TERMINAL and r,
+                    timeout, self.stack)
+        if run["state"] != "success":
+            raise RuntimeError(f"{dag_id} run {run_id} ended {run['state']}")
+        tis = {t["task_id"]: t for t in self.api.call("GET", path + "/taskInstances")["task_instances"]}
+        queued = _ts(run["queued_at"])
+        return {"to_record_s": _ts(tis["record_evidence"]["end_date"]) - queued,
+                "to_end_s": _ts(run["end_date"]) - queued}
+
+
+def cycle_overhead(quick: bool) -> list[dict[str, Any]]:
+    repeats = 1 if quick else 5
+    dag_ids = ["leviathan__bench", "bench_empty", "bench_noop"]
+    with tempfile.TemporaryDirectory(prefix="leviathan-bench-stack-") as tmp, \
+            _Airflow(Path(tmp), {"bench_baselines.py": BASELINES}, {"bench": "0 0 1 1 *"}) as af:
+        af.wait_dags(dag_ids, 240)
+        for dag_id in dag_ids:
+            af.api.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        time.sleep(3)
+        af.wait_idle("leviathan__bench", 300)  # unpausing may start the latest scheduled run: let it finish
+        af.cycle("leviathan__bench")  # warm-up: first task processes pay imports and caches
+        times: dict[str, list[dict[str, float]]] = {d: [] for d in dag_ids}
+        for i in range(repeats):
+            for dag_id in dag_ids if i % 2 == 0 else list(reversed(dag_ids)):
+                times[dag_id].append(af.cycle(dag_id))
+    rows = []
+    subject = summary([t["to_record_s"] for t in times["leviathan__bench"]])
+    for baseline_id in dag_ids[1:]:
+        baseline = summary([t["to_record_s"] for t in times[baseline_id]])
+        rows.append({"bench": "cycle", "baseline_dag": baseline_id, "subject_s": subject, "baseline_s": baseline,
+                     "ratio": ratio(subject, baseline),
+                     "to_run_end_s": {d: summary([t["to_end_s"] for t in times[d]]) for d in dag_ids}})
+    return rows
+
+
+def many_targets(n: int, interval_minutes: int, timeout_s: float) -> dict[str, Any]:
+    """N skip-cycle targets on ``*/interval`` cron: lag and completion of the first full interval's runs."""
+    targets = {f"m{i:03d}": f"*/{interval_minutes} * * * *" if interval_minutes > 1 else "* * * * *"
+               for i in range(n)}
+    dag_ids = [f"leviathan__{t}" for t in targets]
+    period = interval_minutes * 60
+    with tempfile.TemporaryDirectory(prefix="leviathan-bench-many-") as tmp, _Airflow(Path(tmp), {}, targets) as af:
+        af.wait_dags(dag_ids, 300)
+        af.api.call("PATCH", "/api/v2/dags?dag_id_pattern=leviathan__%25", {"is_paused": False})
+        unpaused = time.time()
+        # The first tick at least 30 s after the unpause, so the catch-up runs the unpause starts are mostly done.
+        boundary = ((unpaused + 30) // period + 1) * period
+        deadline = min(boundary + period + 30, unpaused + timeout_s)
+        while time.time() < deadline:
+            time.sleep(5)
+            af.stack.check()
+        runs = []
+        for dag_id in dag_ids:
+            runs += [r for r in af.runs(dag_id) if abs(_ts(r["run_after"]) - boundary) < 1]
+    lags = sorted((_ts(r["start_date"]) - boundary) for r in runs if r.get("start_date"))
+    done = [r for r in runs if r["state"] in TERMINAL and r.get("end_date") and _ts(r["end_date"]) <= boundary + period]
+
+    def pct(p: float) -> float | None:
+        return lags[min(len(lags) - 1, int(p * len(lags)))] if lags else None
+
+    return {"bench": "many_targets", "targets": n, "interval_s": period, "runs_created": len(runs),
+            "runs_started": len(lags), "finished_within_interval": len(done),
+            "start_lag_s": {"p50": pct(0.5), "p90": pct(0.9), "max": lags[-1] if lags else None},
+            "observed_until_s_after_boundary": deadline - boundary}
