@@ -16,7 +16,14 @@ from pydantic import BaseModel, Field
 from leviathan_lib.backlog import Backlog, InvalidTask, parse_backlog
 from leviathan_lib.config import TargetConfig
 from leviathan_lib.errors import ValidationFailed
-from leviathan_lib.evidence import AttemptEvidence, CheckEvidence, CycleRecord, PrStateChange, TaskVerdictEvidence
+from leviathan_lib.evidence import (
+    AttemptEvidence,
+    CheckEvidence,
+    CycleRecord,
+    Ledger,
+    PrStateChange,
+    TaskVerdictEvidence,
+)
 from leviathan_lib.guardrails import AttemptRecord, ClosedPR, CycleState, Decision, OpenPR, decide
 from leviathan_lib.repo_reader import RepoUnreachable, read_at_branch, read_at_commit
 
@@ -66,6 +73,8 @@ class GuardrailResult(BaseModel):
     consecutive_failures: int = 0
     replay: bool = False
     pr_sync: list[PrStateChange] = Field(default_factory=list)
+    #: The history the decision used (without this run); the record carries it forward with this cycle.
+    ledger: Ledger = Field(default_factory=Ledger)
     #: Why each invalid task entry is invalid (backlog validation and recipe checks), for the task log.
     task_problems: list[str] = Field(default_factory=list)
 
@@ -150,46 +159,11 @@ def apply_recipe_checks(
     return Backlog(tasks=keep, invalid=sorted(invalid, key=lambda i: i.index), metadata=backlog.metadata)
 
 
-class KnownPR(BaseModel):
-    number: int
-    task_id: str
-    branch: str
-    task_hash: str
-
-
-def known_open_prs(records: list[CycleRecord], exclude_run_id: str | None = None) -> list[KnownPR]:
-    """PRs Leviathan opened that no later cycle has seen merged or closed, oldest first."""
-    known: dict[int, KnownPR] = {}
-    for record in records:
-        if record.dag_run_id == exclude_run_id:
-            continue
-        for change in record.pr_sync:
-            known.pop(change.number, None)
-        attempt = record.attempt
-        if attempt and attempt.pr_number is not None:
-            known[attempt.pr_number] = KnownPR(number=attempt.pr_number, task_id=attempt.task_id,
-                                               branch=attempt.branch, task_hash=attempt.task_hash)
-    return list(known.values())
-
-
-def closed_prs(records: list[CycleRecord], new: list[PrStateChange]) -> list[ClosedPR]:
-    """Every PR a human closed without merging, with the task definition it delivered."""
-    changes = [c for r in records for c in r.pr_sync] + new
-    return [ClosedPR(task_id=c.task_id, task_hash=c.task_hash) for c in changes
-            if c.state == "closed" and c.task_hash]
-
-
-def history_to_state(records: list[CycleRecord], exclude_run_id: str | None) -> list[AttemptRecord]:
-    """Attempts from earlier cycles, oldest first; this run's own record never counts as history."""
-    attempts = []
-    for record in records:
-        attempt = record.attempt
-        if record.dag_run_id == exclude_run_id or attempt is None or attempt.outcome is None:
-            continue
-        outcome = "failed" if attempt.outcome == "rejected_by_guardrail" else attempt.outcome
-        attempts.append(AttemptRecord(task_id=attempt.task_id, outcome=outcome,
-                                      finished_at=attempt.finished_at or record.recorded_at))
-    return attempts
+def guardrail_inputs(ledger: Ledger) -> tuple[list[AttemptRecord], list[ClosedPR]]:
+    """The ledger as the guardrails' typed inputs (attempts oldest first, closed PRs)."""
+    attempts = sorted((AttemptRecord(task_id=a.task_id, outcome=a.outcome, finished_at=a.finished_at)
+                       for a in ledger.attempts), key=lambda a: a.finished_at)
+    return attempts, [ClosedPR(task_id=c.task_id, task_hash=c.task_hash) for c in ledger.closed_prs]
 
 
 def _failure_streak(attempts: list[AttemptRecord], reset_at: datetime | None) -> int:
@@ -281,4 +255,6 @@ def build_record(
         record.stopped_reason, record.stopped_detail = failure.code, failure.message
     if attempt and attempt.outcome != "succeeded":
         record.breaker_opened = guard.consecutive_failures + 1 == target.circuit_breaker_failures
+    if not guard.replay:
+        record.ledger = guard.ledger.with_cycle(record)
     return record

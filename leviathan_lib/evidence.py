@@ -61,6 +61,60 @@ class PrStateChange(BaseModel):
     branch_deleted: bool = False
 
 
+class LedgerAttempt(BaseModel):
+    task_id: str
+    outcome: Literal["succeeded", "failed", "timed_out"]
+    finished_at: datetime
+
+
+class LedgerPR(BaseModel):
+    number: int
+    task_id: str
+    branch: str
+    task_hash: str
+
+
+class LedgerClosed(BaseModel):
+    task_id: str
+    task_hash: str
+
+
+class Ledger(BaseModel):
+    """What the guardrails need from all earlier history, carried forward in every cycle record.
+
+    The next cycle reads only the newest records instead of the whole history, so its cost does not grow
+    with the age of the target; retention can prune old records without changing any decision.
+    """
+
+    attempts: list[LedgerAttempt] = Field(default_factory=list)
+    open_prs: list[LedgerPR] = Field(default_factory=list)
+    closed_prs: list[LedgerClosed] = Field(default_factory=list)
+    breaker_reset_at: datetime | None = None
+
+    def with_reset(self, reset_at: datetime | None) -> Ledger:
+        if reset_at is None or (self.breaker_reset_at and self.breaker_reset_at >= reset_at):
+            return self
+        return self.model_copy(update={"breaker_reset_at": reset_at})
+
+    def with_cycle(self, record: CycleRecord) -> Ledger:
+        """Fold one cycle in: the PRs it saw merged or closed, then its own attempt and PR."""
+        synced = {c.number for c in record.pr_sync}
+        open_prs = [p for p in self.open_prs if p.number not in synced]
+        closed = self.closed_prs + [LedgerClosed(task_id=c.task_id, task_hash=c.task_hash)
+                                    for c in record.pr_sync if c.state == "closed" and c.task_hash]
+        attempts = list(self.attempts)
+        attempt = record.attempt
+        if attempt is not None and attempt.outcome is not None:
+            outcome = "failed" if attempt.outcome == "rejected_by_guardrail" else attempt.outcome
+            attempts.append(LedgerAttempt(task_id=attempt.task_id, outcome=outcome,
+                                          finished_at=attempt.finished_at or record.recorded_at))
+            if attempt.pr_number is not None:
+                open_prs.append(LedgerPR(number=attempt.pr_number, task_id=attempt.task_id,
+                                         branch=attempt.branch, task_hash=attempt.task_hash))
+        return Ledger(attempts=attempts, open_prs=open_prs, closed_prs=closed,
+                      breaker_reset_at=self.breaker_reset_at)
+
+
 class CycleRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -88,6 +142,8 @@ class CycleRecord(BaseModel):
     breaker_opened: bool = False
     logical_date: datetime | None = None
     pr_sync: list[PrStateChange] = Field(default_factory=list)
+    #: History as of the end of this cycle (None when the cycle stopped before its guardrails).
+    ledger: Ledger | None = None
 
 
 class BreakerResetRecord(BaseModel):
@@ -132,6 +188,32 @@ class History(BaseModel):
     @property
     def breaker_reset_at(self) -> datetime | None:
         return max((r.reset_at for r in self.resets), default=None)
+
+    def ledger(self, *, exclude_run_id: str | None = None, until: datetime | None = None) -> Ledger:
+        """Fold the whole history (oldest first), without this run's own record, optionally up to a time."""
+        ledger = Ledger()
+        for record in self.cycles:
+            if record.dag_run_id == exclude_run_id or record.replay:
+                continue
+            if until is not None and record.recorded_at > until:
+                break
+            ledger = ledger.with_cycle(record)
+        for reset in self.resets:
+            if until is None or reset.reset_at <= until:
+                ledger = ledger.with_reset(reset.reset_at)
+        return ledger
+
+    def latest_ledger(self, *, exclude_run_id: str | None) -> Ledger | None:
+        """The newest carried-forward ledger (plus later resets), or None when the window holds none."""
+        for index in range(len(self.cycles) - 1, -1, -1):
+            record = self.cycles[index]
+            if record.dag_run_id == exclude_run_id or record.replay or record.ledger is None:
+                continue
+            ledger = record.ledger
+            for reset in self.resets:
+                ledger = ledger.with_reset(reset.reset_at)
+            return ledger
+        return None
 
 
 def parse_records(extras: list[tuple[str | None, Any]]) -> History:

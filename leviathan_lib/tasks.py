@@ -125,48 +125,65 @@ def _replayed_open_prs(known: list) -> list:
     return [OpenPR(number=pr.number, branch=pr.branch, task_id=pr.task_id) for pr in known]
 
 
+#: Newest evidence events read per cycle; the newest record's ledger summarises everything older.
+RECENT_EVENTS = 200
+
+
+def _history(events, run_id: str, as_of: datetime | None):
+    """The history the guardrails need: newest events and their ledger, or the full fold as a fallback."""
+    from leviathan_lib.evidence import parse_records
+
+    if as_of is None:
+        recent = list(events.ascending(False).limit(RECENT_EVENTS))
+        history = parse_records([(e.source_run_id, e.extra) for e in reversed(recent)])
+        ledger = history.latest_ledger(exclude_run_id=run_id)
+        if ledger is not None and not history.unreadable:
+            return history, ledger
+        if len(recent) < RECENT_EVENTS and not history.unreadable:
+            return history, history.ledger(exclude_run_id=run_id)  # the whole history fits the window
+    # Replays, old records without a ledger, or an unreadable window: fold everything (fails closed).
+    history = parse_records([(e.source_run_id, e.extra) for e in events])
+    return history, history.ledger(exclude_run_id=run_id, until=as_of)
+
+
 def check_guardrails(read: dict[str, Any], *, config: dict[str, Any], repo_url: str, asset: Asset,
                      switch_variable: str, run_task_id: str = "run_worker") -> str:
     from leviathan_lib import cycle
-    from leviathan_lib.evidence import parse_records
+    from leviathan_lib.guardrails import ClosedPR
 
     context = get_current_context()
     target = _target(config)
-    events = context["inlet_events"][asset]
-    history = parse_records([(e.source_run_id, e.extra) for e in events])
+    run_id = context["run_id"]
     read_result = cycle.ReadResult.model_validate(read)
-    unreadable = history.unreadable
-    if unreadable and not read_result.error:
-        for bad in unreadable:
+    history, ledger = _history(context["inlet_events"][asset], run_id, read_result.as_of)
+    if history.unreadable and not read_result.error:
+        for bad in history.unreadable:
             log.error("unreadable evidence record from run %s: %s", bad.run_id, bad.problem)
         read_result.error = cycle.CycleError(
             code="history_unreadable",
-            message=f"{len(unreadable)} evidence record(s) cannot be read; the breaker is treated as open",
+            message=f"{len(history.unreadable)} evidence record(s) cannot be read; the breaker is treated as open",
         )
     enabled, switch_detail = _global_switch(switch_variable)
-    records, reset_at = history.cycles, history.breaker_reset_at
-    if read_result.as_of:
-        # Replay: only what was known at that time, and no forge calls (its past state is in the evidence).
-        records = [r for r in records if r.recorded_at <= read_result.as_of and not r.replay]
-        reset_at = max((r.reset_at for r in history.resets if r.reset_at <= read_result.as_of), default=None)
-    known = cycle.known_open_prs(records, exclude_run_id=context["run_id"])
     pr_sync: list = []
     if read_result.error:
         open_prs = []
     elif read_result.as_of:
-        open_prs = _replayed_open_prs(known)
+        open_prs = _replayed_open_prs(ledger.open_prs)
     else:
-        open_prs, pr_sync = _forge_state(target, repo_url, known)
+        open_prs, pr_sync = _forge_state(target, repo_url, ledger.open_prs)
         # A re-run of this task in the same DAG run ("clear"): the PR this run already opened is its own
         # attempt, not a reason to stop, so the re-run reaches the same branch and finds that PR again.
-        own = {r.attempt.branch for r in history.cycles if r.dag_run_id == context["run_id"] and r.attempt}
+        own = {r.attempt.branch for r in history.cycles if r.dag_run_id == run_id and r.attempt}
         if open_prs and own:
             open_prs = [pr for pr in open_prs if pr.branch not in own]
+    attempts, closed = cycle.guardrail_inputs(ledger)
+    closed += [ClosedPR(task_id=c.task_id, task_hash=c.task_hash)
+               for c in pr_sync if c.state == "closed" and c.task_hash]
     result = cycle.check_guardrails(
-        target, read_result, global_autonomy=enabled, open_prs=open_prs,
-        attempts=cycle.history_to_state(records, exclude_run_id=context["run_id"]),
-        breaker_reset_at=reset_at, closed=cycle.closed_prs(records, pr_sync),
+        target, read_result, global_autonomy=enabled, open_prs=open_prs, attempts=attempts,
+        breaker_reset_at=ledger.breaker_reset_at, closed=closed,
     )
+    result.ledger = ledger
     result.pr_sync = pr_sync
     if result.replay:
         log.info("replay of %s: recorded only, nothing runs", read_result.as_of)

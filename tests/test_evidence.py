@@ -67,6 +67,16 @@ def test_pr_lifecycle_sync_closed_merged_and_changed_definition(tmp_path, target
     middle = events[len(events) // 2].id
     assert [e.id for e in read_events(after=middle, target_id="sync")] == [e.id for e in events if e.id > middle]
 
+    # The ledger carried in the newest record summarises the whole history exactly as a full fold does.
+    from leviathan_lib.evidence import parse_records
+    from leviathan_lib.evidence_store import record_rows
+
+    history = parse_records([(run, extra) for _, _, run, extra in record_rows(target_id="sync")])
+    assert history.latest_ledger(exclude_run_id=None) == history.ledger()
+    assert [p.number for p in history.ledger().open_prs] == [3]
+    assert [(c.task_id, c.task_hash) for c in history.ledger().closed_prs] == [
+        ("docs-quickstart", history.cycles[0].attempt.task_hash)]
+
     table = leviathan("evidence", "--target", "sync")
     assert table.returncode == 0, table.stderr
     assert table.stdout.count("pr_opened") == 3
