@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "leviathan_lib.breaker",
     "leviathan_lib.cli_evidence",
     "leviathan_lib.cli_invariants",
+    "leviathan_lib.cli_ops",
 ]
 
 

@@ -221,6 +221,8 @@ def parse_records(extras: list[tuple[str | None, Any]]) -> History:
     history = History()
     for run_id, extra in extras:
         kind = extra.get("kind") if isinstance(extra, dict) else None
+        if kind == "autonomy_changed":
+            continue  # the switch is read live from its Variable; these records are for the event stream
         model = BreakerResetRecord if kind == "breaker_reset" else CycleRecord
         try:
             record = model.model_validate(extra)

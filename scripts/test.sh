@@ -5,6 +5,13 @@ set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/bootstrap.sh" test || exit $?
 "$root/scripts/tools.sh" || exit $?   # checkov, in its own venv (tests/test_k8s_docs.py runs it)
+# promtool (Debian package "prometheus") checks the Spider's /metrics output in tests/test_spider.py.
+if ! command -v promtool >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "Installing promtool (Debian package prometheus) ..." >&2
+  $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    --no-install-recommends prometheus >/dev/null || { echo "error: cannot install promtool" >&2; exit 2; }
+fi
 cd "$root"
 .venv/bin/ruff check . || exit $?
 .venv/bin/python -m pytest "$@"

@@ -1,0 +1,81 @@
+"""Airflow listeners: Leviathan DAG-run and task-instance state changes as StatsD events.
+
+They run inside the scheduler and every task process, so they must be cheap and must never raise:
+each hook only formats a counter name from fixed parts and sends one UDP datagram (or nothing when
+StatsD is off). If the StatsD agent, Spider or any event consumer is down, the datagram is lost and
+the cycle goes on. The durable event stream is the evidence in the metadata DB, not this.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from airflow.listeners import hookimpl
+
+log = logging.getLogger(__name__)
+
+DAG_PREFIX = "leviathan__"
+TARGET_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+#: The cycle DAG's task ids (see dag_factory); anything else is reported as ``other``.
+TASK_IDS = frozenset({"read_backlog", "check_guardrails", "run_worker", "skip", "open_pull_request",
+                      "record_evidence", "cycle_outcome", "config_error"})
+
+
+def _target(dag_id: str | None) -> str | None:
+    if not dag_id or not dag_id.startswith(DAG_PREFIX) or dag_id.startswith(f"{DAG_PREFIX}invalid__"):
+        return None
+    target_id = dag_id[len(DAG_PREFIX):]
+    return target_id if TARGET_ID.fullmatch(target_id) else None
+
+
+def _emit(kind: str, obj: object, state: str) -> None:
+    try:
+        dag_id = getattr(obj, "dag_id", None)
+        task_id = getattr(obj, "task_id", None) if kind == "ti" else None
+        target_id = _target(dag_id)
+        if target_id is None:
+            return
+        from leviathan_lib import metrics
+
+        if kind == "dag_run":
+            metrics.incr(f"dagrun.{target_id}.{state}")
+        else:
+            metrics.incr(f"ti.{target_id}.{task_id if task_id in TASK_IDS else 'other'}.{state}")
+    except Exception:  # a listener must never break a task or the scheduler
+        log.debug("Leviathan listener could not emit %s", kind, exc_info=True)
+
+
+@hookimpl
+def on_dag_run_running(dag_run, msg):
+    _emit("dag_run", dag_run, "running")
+
+
+@hookimpl
+def on_dag_run_success(dag_run, msg):
+    _emit("dag_run", dag_run, "success")
+
+
+@hookimpl
+def on_dag_run_failed(dag_run, msg):
+    _emit("dag_run", dag_run, "failed")
+
+
+@hookimpl
+def on_task_instance_running(previous_state, task_instance):
+    _emit("ti", task_instance, "running")
+
+
+@hookimpl
+def on_task_instance_success(previous_state, task_instance):
+    _emit("ti", task_instance, "success")
+
+
+@hookimpl
+def on_task_instance_failed(previous_state, task_instance, error):
+    _emit("ti", task_instance, "failed")
+
+
+@hookimpl
+def on_task_instance_skipped(previous_state, task_instance):
+    _emit("ti", task_instance, "skipped")

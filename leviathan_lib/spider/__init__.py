@@ -1,0 +1,26 @@
+"""Spider: Leviathan's observer on the Airflow API server (health, metrics, events, autonomy switch, UI).
+
+The plugin class only holds a :class:`LazyApp`: Airflow imports plugins in every task process, and the
+FastAPI app (with the API server's security helpers and ``prometheus_client``) is only built when the
+API server first routes a request to it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+URL_PREFIX = "/leviathan"
+
+
+class LazyApp:
+    """An ASGI app that builds ``module:factory()`` on its first request."""
+
+    def __init__(self, target: str):
+        self.target, self._app = target, None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self._app is None:
+            module, _, factory = self.target.partition(":")
+            self._app = getattr(importlib.import_module(module), factory)()
+        await self._app(scope, receive, send)

@@ -1,0 +1,190 @@
+"""The Spider FastAPI app, mounted by the plugin under ``/leviathan`` on the Airflow API server.
+
+Reads go to the metadata DB on every request (no per-process state), so replicas agree. Every route but
+``/health`` needs an authenticated Airflow user (``/metrics`` can be made public); switching autonomy
+needs an admin. The event stream is bounded: pages of at most 1000 events, a cap on concurrent live
+streams per process, and a maximum stream lifetime after which the client resumes with its last id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from airflow.api_fastapi.core_api.security import GetUserDep
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from leviathan_lib.evidence_store import MAX_PAGE, read_events
+from leviathan_lib.spider import state, switch
+from leviathan_lib.spider.auth import AdminUser, metrics_access, username
+
+#: Largest accepted event id (asset event ids times 100 stay far below this).
+MAX_EVENT_ID = 2**62
+MAX_STREAMS = 16
+STREAM_SECONDS = 300.0
+POLL_SECONDS = 1.0
+
+
+class AutonomyChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: StrictBool
+    reason: str = Field(min_length=1, max_length=500, pattern=r"\S")
+
+
+class Streams:
+    """Live SSE streams in this process (a bound, not shared state: each replica bounds its own)."""
+
+    def __init__(self, limit: int):
+        self.limit, self.count = limit, 0
+
+
+def _health() -> tuple[bool, dict[str, Any]]:
+    from airflow.configuration import conf
+    from airflow.jobs.job import Job
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select, text
+
+    components: dict[str, Any] = {}
+    try:
+        with create_session() as session:
+            session.execute(text("SELECT 1"))
+            beat = session.scalar(select(func.max(Job.latest_heartbeat)).where(
+                Job.job_type == "SchedulerJob", Job.state == "running"))
+    except Exception as exc:
+        components["database"] = {"status": "unhealthy", "reason": f"metadata DB unreachable: {type(exc).__name__}"}
+        return False, components
+    components["database"] = {"status": "healthy"}
+    now = datetime.now(UTC)
+    threshold = conf.getint("scheduler", "scheduler_health_check_threshold", fallback=30)
+    if beat is None:
+        components["scheduler"] = {"status": "unhealthy", "reason": "no running scheduler has a heartbeat"}
+    else:
+        age = (now - beat).total_seconds()
+        ok = age <= threshold
+        components["scheduler"] = {"status": "healthy" if ok else "unhealthy", "heartbeat_age_seconds": round(age, 1),
+                                   **({} if ok else {"reason": f"last heartbeat {age:.0f}s ago (> {threshold}s)"})}
+    max_age = conf.getint("leviathan", "health_max_cycle_age_seconds", fallback=3600)
+    overview, _, _ = state.overview()
+    targets = {}
+    for target in overview.targets:
+        age = (now - target.last_cycle_at).total_seconds() if target.last_cycle_at else None
+        entry: dict[str, Any] = {"status": "healthy", "last_cycle_age_seconds": None if age is None else round(age, 1),
+                                 "dag_paused": target.dag_paused}
+        if target.dag_paused is False and age is not None and age > max_age:
+            entry.update(status="unhealthy", reason=f"running target's last cycle was {age:.0f}s ago (> {max_age}s)")
+        targets[target.target_id] = entry
+    components["targets"] = targets
+    healthy = all(c["status"] == "healthy" for c in (components["database"], components["scheduler"])) and all(
+        t["status"] == "healthy" for t in targets.values())
+    return healthy, components
+
+
+def _autonomy() -> dict[str, Any]:
+    overview, _, _ = state.overview()
+    return {
+        "global": {"enabled": overview.global_enabled, "detail": overview.global_detail,
+                   "variable": state.GLOBAL_SWITCH_VARIABLE},
+        "targets": [t.model_dump(mode="json", include={
+            "target_id", "dag_id", "target_flag", "dag_paused", "breaker_open", "consecutive_failures",
+            "breaker_threshold", "effective_enabled"}) for t in overview.targets],
+    }
+
+
+def _sse(events: list[Any]) -> str:
+    return "".join(f"id: {e.id}\nevent: {e.type}\ndata: {e.model_dump_json()}\n\n" for e in events)
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="Leviathan Spider", description=__doc__.splitlines()[0])
+    streams = Streams(MAX_STREAMS)
+
+    @app.get("/health", summary="Component health; no authentication")
+    def health() -> JSONResponse:
+        healthy, components = _health()
+        return JSONResponse({"status": "healthy" if healthy else "unhealthy", "components": components},
+                            status_code=200 if healthy else 503)
+
+    @app.get("/metrics", dependencies=[Depends(metrics_access)], summary="Prometheus metrics from the evidence")
+    def metrics() -> Response:
+        from leviathan_lib.spider.metrics import CONTENT_TYPE, render
+
+        overview, histories, _ = state.overview()
+        return Response(render(overview, histories), media_type=CONTENT_TYPE)
+
+    @app.get("/events", summary="Events after an id: JSON lines, or Server-Sent Events")
+    async def events(
+        request: Request,
+        user: GetUserDep,
+        after: Annotated[int, Query(ge=0, le=MAX_EVENT_ID)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 500,
+        accept: Annotated[str, Header()] = "",
+        last_event_id: Annotated[int | None, Header(ge=0, le=MAX_EVENT_ID)] = None,
+    ) -> Response:
+        if "text/event-stream" not in accept:
+            page = await run_in_threadpool(read_events, after=after, limit=limit)
+            body = "".join(e.model_dump_json() + "\n" for e in page)
+            headers = {"X-Leviathan-Next-After": str(page[-1].id if page else after)}
+            return Response(body, media_type="application/x-ndjson", headers=headers)
+        if streams.count >= streams.limit:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "too many live event streams; retry later",
+                                headers={"Retry-After": "5"})
+        streams.count += 1
+        cursor = max(after, last_event_id or 0)
+
+        async def stream():
+            nonlocal cursor
+            deadline = time.monotonic() + STREAM_SECONDS
+            try:
+                yield f"retry: {int(POLL_SECONDS * 1000)}\n\n"
+                while time.monotonic() < deadline and not await request.is_disconnected():
+                    page = await run_in_threadpool(read_events, after=cursor, limit=limit)
+                    if page:
+                        cursor = page[-1].id
+                        yield _sse(page)
+                        continue
+                    yield ": keep-alive\n\n"
+                    await asyncio.sleep(POLL_SECONDS)
+            finally:
+                streams.count -= 1
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    @app.get("/autonomy", summary="Global switch and each target's effective state")
+    def get_autonomy(user: GetUserDep) -> dict[str, Any]:
+        return _autonomy()
+
+    @app.put("/autonomy", summary="Switch autonomy on or off globally (admin only)")
+    def put_autonomy(change: AutonomyChange, user: AdminUser) -> dict[str, Any]:
+        record = switch.set_global(change.enabled, by=username(user), reason=change.reason)
+        return {"changed": record.model_dump(mode="json"), **_autonomy()}
+
+    @app.put("/autonomy/{target_id}", summary="Switch one target on or off: unpause or pause its DAG (admin only)")
+    def put_target_autonomy(
+        change: AutonomyChange, user: AdminUser,
+        target_id: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")],
+    ) -> dict[str, Any]:
+        target = state.configured_targets().get(target_id)
+        if target is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no configured target {target_id!r}")
+        try:
+            record = switch.set_target(target_id, target.dag_id, change.enabled, by=username(user),
+                                       reason=change.reason)
+        except switch.UnknownTarget as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        return {"changed": record.model_dump(mode="json"), **_autonomy()}
+
+    @app.get("/ui", response_class=HTMLResponse, summary="Operator page (linked from the Airflow UI)")
+    def ui(user: GetUserDep) -> HTMLResponse:
+        from leviathan_lib.spider.page import render_page
+
+        overview, _, _ = state.overview()
+        return HTMLResponse(render_page(overview))
+
+    return app

@@ -1,0 +1,20 @@
+"""Leviathan's Airflow plugin: Spider under ``/leviathan`` on the API server, its UI link, and listeners.
+
+Thin and cheap to import (it is imported in every task process): the app is built on first use.
+"""
+
+from __future__ import annotations
+
+from airflow.plugins_manager import AirflowPlugin
+
+from leviathan_lib import listeners
+from leviathan_lib.spider import URL_PREFIX, LazyApp
+
+
+class LeviathanSpiderPlugin(AirflowPlugin):
+    name = "leviathan_spider"
+    fastapi_apps = [{"app": LazyApp("leviathan_lib.spider.app:create_app"), "url_prefix": URL_PREFIX,
+                     "name": "Leviathan Spider"}]
+    external_views = [{"name": "Leviathan", "href": f"{URL_PREFIX}/ui", "destination": "nav",
+                       "url_route": "leviathan", "category": "browse"}]
+    listeners = [listeners]

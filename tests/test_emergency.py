@@ -1,0 +1,117 @@
+"""The emergency runbook (``leviathan stop`` / ``leviathan resume``) against a real local Airflow.
+
+A real worker is running (the real scheduler with the LocalExecutor, a recipe that hangs) when the
+operator stops everything; the stop must end it, pause the DAGs, switch autonomy off and find nothing
+running; the next cycle must not start an attempt; resume switches back on and unpauses what is named.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from leviathan_lib.demo import create_demo_target
+from tests.airflow_helpers import commit_file, run_cycle, xcom
+from tests.test_spider import ApiServer
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
+CLI = ("import sys; from leviathan_lib import cli\n"
+       "if 'leviathan_lib.cli_ops' not in cli.COMMAND_MODULES: cli.COMMAND_MODULES.append('leviathan_lib.cli_ops')\n"
+       "sys.exit(cli.main(sys.argv[1:]))")
+
+
+def leviathan(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", CLI, *args], capture_output=True, text=True, timeout=180)
+
+
+def _json(stdout: str):
+    """The command's JSON document (Airflow's log lines may share stdout, as with the ``airflow`` CLI)."""
+    return json.loads(stdout[stdout.index("{\n"):])
+
+
+def _worker_state(dag_id: str) -> str | None:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        states = session.scalars(select(TaskInstance.state).where(
+            TaskInstance.dag_id == dag_id, TaskInstance.task_id == "run_worker")).all()
+    return str(states[-1]) if states else None
+
+
+def _paused(dag_id: str) -> bool:
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return session.get(DagModel, dag_id).is_paused
+
+
+def test_stop_ends_the_running_worker_pauses_switches_off_and_resume_restores(tmp_path, targets_dir, airflow_db):
+    from airflow.models.variable import Variable
+
+    target_file = create_demo_target(tmp_path, target_id="estop", targets_dir=targets_dir)
+    commit_file(tmp_path / "repos" / "estop.git", tmp_path / "work", ".leviathan/recipes/write_doc.py",
+                "import time\ntime.sleep(300)\n", "a recipe that hangs")
+    for command in (["dags", "reserialize"], ["dags", "unpause", "leviathan__estop"]):
+        subprocess.run([sys.executable, "-m", "airflow", *command], check=True, capture_output=True)
+    api = ApiServer(airflow_db).start()  # LocalExecutor tasks talk to its execution API
+    log = open(tmp_path / "scheduler.log", "wb")  # noqa: SIM115 - closed in finally
+    env = {**os.environ, "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api.base}/execution/"}
+    scheduler = subprocess.Popen([sys.executable, "-m", "airflow", "scheduler"], env=env, stdout=log,
+                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while _worker_state("leviathan__estop") != "running":
+            assert scheduler.poll() is None, (tmp_path / "scheduler.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, (tmp_path / "scheduler.log").read_text()[-3000:]
+            time.sleep(0.5)
+        stop = leviathan("stop", "--reason", "runaway worker", "--by", "oncall", "--wait", "90")
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        report = _json(stop.stdout)
+        assert report["idle"] is True and report["activity"]["active_task_instances"] == []
+        assert report["paused_dags"] == ["leviathan__estop"]
+        assert report["failed_worker_tasks"] and report["failed_worker_tasks"][0].startswith("leviathan__estop/")
+    finally:
+        os.killpg(scheduler.pid, 15)
+        try:
+            scheduler.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(scheduler.pid, 9)
+            scheduler.wait()
+        log.close()
+        api.stop()
+    try:
+        assert _worker_state("leviathan__estop") == "failed"
+        assert Variable.get("leviathan_autonomy_enabled") == "false"
+        assert _paused("leviathan__estop")
+        # The next cycle (run by hand: the DAG is paused for the scheduler) starts no attempt.
+        dag_run, states = run_cycle(target_file)
+        assert xcom(dag_run, "record_evidence")["reasons"] == ["autonomy_disabled"]
+        assert states["run_worker"] == "skipped"
+
+        unknown = leviathan("resume", "--reason", "fixed", "--target", "nope")
+        assert unknown.returncode == 2 and "not a configured target: nope" in unknown.stderr
+        assert Variable.get("leviathan_autonomy_enabled") == "false"
+        resume = leviathan("resume", "--reason", "recipe fixed", "--by", "oncall", "--target", "estop")
+        assert resume.returncode == 0, resume.stderr
+        assert _json(resume.stdout)["unpaused_dags"] == ["leviathan__estop"]
+        assert Variable.get("leviathan_autonomy_enabled") == "true"
+        assert not _paused("leviathan__estop")
+    finally:  # leave nothing a later test's scheduler could pick up (the DAG is unpaused, its repo hangs)
+        from airflow.api.common.delete_dag import delete_dag
+
+        Variable.delete("leviathan_autonomy_enabled")
+        delete_dag("leviathan__estop", keep_records_in_log=False)
+
+
+def test_stop_and_resume_need_a_reason():
+    result = leviathan("stop", "--reason", "  ")
+    assert result.returncode == 2 and "--reason" in result.stderr and "Traceback" not in result.stderr
