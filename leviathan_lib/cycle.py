@@ -166,7 +166,7 @@ def guardrail_inputs(ledger: Ledger) -> tuple[list[AttemptRecord], list[ClosedPR
     return attempts, [ClosedPR(task_id=c.task_id, task_hash=c.task_hash) for c in ledger.closed_prs]
 
 
-def _failure_streak(attempts: list[AttemptRecord], reset_at: datetime | None) -> int:
+def failure_streak(attempts: list[AttemptRecord], reset_at: datetime | None) -> int:
     streak = 0
     for attempt in sorted(attempts, key=lambda a: a.finished_at, reverse=True):
         if (reset_at and attempt.finished_at <= reset_at) or attempt.outcome == "succeeded":
@@ -194,7 +194,7 @@ def check_guardrails(
     state = CycleState(autonomy_enabled=global_autonomy, open_prs=open_prs, attempts=attempts,
                        breaker_reset_at=breaker_reset_at, closed_prs=closed or [])
     decision = decide(target, backlog, state)
-    result = GuardrailResult(decision=decision, consecutive_failures=_failure_streak(attempts, breaker_reset_at),
+    result = GuardrailResult(decision=decision, consecutive_failures=failure_streak(attempts, breaker_reset_at),
                              replay=read.as_of is not None,
                              task_problems=[p for entry in backlog.invalid for p in entry.problems])
     if decision.decision == "run" and decision.task_id and not result.replay:

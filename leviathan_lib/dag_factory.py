@@ -18,6 +18,7 @@ from typing import Any
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Asset, TriggerRule, task
 
+from leviathan_lib.autonomy import GLOBAL_SWITCH_VARIABLE
 from leviathan_lib.config import TargetConfig, load_target, target_files, targets_dir
 from leviathan_lib.errors import ValidationFailed
 from leviathan_lib.evidence import evidence_asset_uri
@@ -25,7 +26,6 @@ from leviathan_lib.evidence import evidence_asset_uri
 log = logging.getLogger(__name__)
 
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
-GLOBAL_SWITCH_VARIABLE = "leviathan_autonomy_enabled"
 DEFAULT_ARGS = {"owner": "leviathan", "retries": 2, "retry_delay": timedelta(seconds=30)}
 
 

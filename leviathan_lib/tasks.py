@@ -69,17 +69,14 @@ def _read_with_forge_auth(target: TargetConfig, repo_url: str, as_of: datetime |
 
 
 def _global_switch(name: str) -> tuple[bool, str]:
-    """The global autonomy switch: missing means on; anything but a boolean fails closed (off)."""
+    """The global autonomy switch; a Variable that cannot be read is unknown, so the switch is off."""
+    from leviathan_lib.autonomy import switch_state
+
     try:
         raw = Variable.get(name, default=None)
     except Exception as exc:  # the switch is unknown: fail closed
         return False, f"cannot read Variable {name}: {type(exc).__name__}"
-    if raw is None:
-        return True, "not set (default on)"
-    value = str(raw).strip().lower()
-    if value in ("true", "false"):
-        return value == "true", f"Variable {name} = {value}"
-    return False, f"Variable {name} has {raw!r}; expected true or false (treated as off)"
+    return switch_state(raw)
 
 
 def _forge_state(target: TargetConfig, repo_url: str, known: list) -> tuple[list | None, list]:

@@ -13,14 +13,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from leviathan_lib.autonomy import GLOBAL_SWITCH_VARIABLE, switch_state
 from leviathan_lib.config import TargetConfig, load_target, target_files
 from leviathan_lib.errors import ValidationFailed
-from leviathan_lib.evidence import BreakerResetRecord, CycleRecord
+from leviathan_lib.evidence import BreakerResetRecord, CycleRecord, History, Ledger
 from leviathan_lib.evidence_store import MAX_PAGE, record_rows
 
 log = logging.getLogger(__name__)
 
-GLOBAL_SWITCH_VARIABLE = "leviathan_autonomy_enabled"  # same name as dag_factory (which imports the Task SDK)
 #: Upper bound on evidence rows read per request (about a year of 5-minute cycles for a few targets).
 MAX_ROWS = 200_000
 
@@ -74,16 +74,10 @@ def _add(out: dict[str, TargetHistory], extra: Any) -> None:
 
 
 def global_switch() -> tuple[bool, str]:
-    """The global switch as the guardrails read it: missing means on; anything but true/false is off."""
+    """The global switch exactly as the guardrails read it."""
     from airflow.models.variable import Variable
 
-    raw = Variable.get(GLOBAL_SWITCH_VARIABLE, default_var=None)
-    if raw is None:
-        return True, "not set (default on)"
-    value = str(raw).strip().lower()
-    if value in ("true", "false"):
-        return value == "true", f"Variable {GLOBAL_SWITCH_VARIABLE} = {value}"
-    return False, f"Variable {GLOBAL_SWITCH_VARIABLE} has an invalid value (treated as off)"
+    return switch_state(Variable.get(GLOBAL_SWITCH_VARIABLE, default_var=None))
 
 
 def paused_dags(dag_ids: list[str]) -> dict[str, bool]:
@@ -99,24 +93,23 @@ def paused_dags(dag_ids: list[str]) -> dict[str, bool]:
         return {dag_id: bool(paused) for dag_id, paused in rows}
 
 
+def _ledger(history: TargetHistory) -> Ledger:
+    return History(cycles=history.cycles, resets=history.resets).ledger()
+
+
 def failure_streak(history: TargetHistory) -> int:
     """Consecutive failed attempts since the last breaker reset, as the guardrails count them."""
-    from leviathan_lib.cycle import history_to_state
+    from leviathan_lib.cycle import failure_streak as streak
+    from leviathan_lib.cycle import guardrail_inputs
 
-    reset_at = max((r.reset_at for r in history.resets), default=None)
-    streak = 0
-    for attempt in sorted(history_to_state(history.cycles, None), key=lambda a: a.finished_at, reverse=True):
-        if (reset_at and attempt.finished_at <= reset_at) or attempt.outcome == "succeeded":
-            break
-        streak += 1
-    return streak
+    ledger = _ledger(history)
+    attempts, _ = guardrail_inputs(ledger)
+    return streak(attempts, ledger.breaker_reset_at)
 
 
 def open_prs(history: TargetHistory) -> list[dict[str, Any]]:
     """PRs Leviathan opened that no later cycle saw merged or closed."""
-    from leviathan_lib.cycle import known_open_prs
-
-    return [pr.model_dump() for pr in known_open_prs(history.cycles)]
+    return [pr.model_dump() for pr in _ledger(history).open_prs]
 
 
 class TargetState(BaseModel):

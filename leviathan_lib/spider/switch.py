@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from leviathan_lib.autonomy import GLOBAL_SWITCH_VARIABLE
 from leviathan_lib.evidence import AutonomyChangedRecord
-from leviathan_lib.spider.state import GLOBAL_SWITCH_VARIABLE
 
 AUTONOMY_ASSET_URI = "leviathan://autonomy"
 AUTONOMY_ASSET_NAME = "leviathan_autonomy"
