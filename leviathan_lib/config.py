@@ -55,6 +55,10 @@ class LeviathanDeprecationWarning(UserWarning):
     """A target key that is accepted but no longer used."""
 
 
+#: A Kubernetes object name (DNS subdomain).
+K8sName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")]
+
+
 class TargetConfig(BaseModel):
     """A validated target file. Strict: a string is never a boolean, a float never an int."""
 
@@ -107,6 +111,10 @@ class TargetConfig(BaseModel):
         "leviathan-worker"
     )
     worker_resources: WorkerResources = Field(default_factory=WorkerResources)
+    #: Kubernetes Secret holding a READ-ONLY token the worker pod clones with (private repositories).
+    #: Never a forge write credential: pushing happens in ``open_pull_request``, outside the pod.
+    worker_clone_secret: K8sName | None = None
+    worker_clone_secret_key: Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]{1,253}$")] = "token"
 
     @field_validator("allowed_path_prefixes", "backlog_path", "recipes_path")
     @classmethod

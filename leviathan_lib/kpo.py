@@ -28,6 +28,7 @@ SPEC_XCOM_KEY = "spec"
 TASK_LABEL_XCOM_KEY = "task_label"
 SPEC_ENV = "LEVIATHAN_ATTEMPT_SPEC"
 API_KEY_ENV = "ANTHROPIC_API_KEY"
+CLONE_TOKEN_ENV = "LEVIATHAN_GIT_READ_TOKEN"  # leviathan_lib.worker.workspace reads it (kept import-light here)
 WORKSPACE_MOUNT = "/workspace"
 #: The uid/gid of the image's ``leviathan`` user (k8s/worker/Dockerfile).
 WORKER_UID = 10001
@@ -77,6 +78,11 @@ def worker_env(target: TargetConfig) -> list[k8s.V1EnvVar]:
         k8s.V1EnvVar(name="LANG", value="C.UTF-8"),
         k8s.V1EnvVar(name="PYTHONDONTWRITEBYTECODE", value="1"),
     ]
+    if target.worker_clone_secret:
+        # A read-only clone token for private repositories (optional: public ones clone without it).
+        ref = k8s.V1SecretKeySelector(name=target.worker_clone_secret, key=target.worker_clone_secret_key,
+                                      optional=True)
+        env.append(k8s.V1EnvVar(name=CLONE_TOKEN_ENV, value_from=k8s.V1EnvVarSource(secret_key_ref=ref)))
     if target.executor == "llm":
         # optional: a missing Secret gives a clear llm_no_api_key result instead of a pod stuck in
         # CreateContainerConfigError until its deadline.

@@ -208,9 +208,11 @@ def _guardrails(ti) -> Any:
 
 
 def _worker_source(target: TargetConfig, read) -> str:
-    """Where the worker clones from. It holds no credentials, so a forge that needs them (GitHub) is read
-    through the mirror ``read_backlog`` already fetched, which holds the pinned commit."""
-    if target.forge == "local":
+    """Where the worker clones from. A local worker holds no credentials, so a forge that needs them
+    (GitHub) is read through the mirror ``read_backlog`` already fetched, which holds the pinned commit. A
+    pod cannot see that mirror: it clones the repository itself, with the optional read-only token
+    (``worker_clone_secret``)."""
+    if target.forge == "local" or target.worker_backend == "kubernetes":
         return read.repo_url
     from leviathan_lib import paths
     from leviathan_lib.repo_reader import git_dir_for

@@ -53,11 +53,25 @@ def git_env(home: Path) -> dict[str, str]:
     }
 
 
-def _git(args: list[str], *, home: Path, cwd: Path | None = None) -> bytes:
+#: A read-only clone token (the Kubernetes backend mounts it from a Secret); used for the clone only.
+CLONE_TOKEN_ENV = "LEVIATHAN_GIT_READ_TOKEN"
+
+
+def clone_auth_env(repo_url: str) -> dict[str, str]:
+    """Send the read-only token to the repository's own https origin only, as a header (never in the URL)."""
+    from leviathan_lib.forge.gitauth import extra_header_env
+
+    token = os.environ.get(CLONE_TOKEN_ENV, "")
+    if not token or not repo_url.startswith(("https://", "http://")):
+        return {}
+    return extra_header_env(repo_url, token)
+
+
+def _git(args: list[str], *, home: Path, cwd: Path | None = None, extra_env: dict[str, str] | None = None) -> bytes:
     proc = subprocess.run(
         ["git", *_GIT_CONFIG, *args],
         cwd=cwd,
-        env=git_env(home),
+        env={**git_env(home), **(extra_env or {})},
         stdin=subprocess.DEVNULL,
         capture_output=True,
         check=False,
@@ -72,7 +86,8 @@ def _git(args: list[str], *, home: Path, cwd: Path | None = None) -> bytes:
 
 def clone_at(repo_url: str, commit_sha: str, dest: Path, *, home: Path) -> None:
     """Fresh clone of ``repo_url`` into ``dest`` with ``commit_sha`` checked out detached, verified."""
-    _git(["clone", "--quiet", "--no-checkout", "--", repo_url, str(dest)], home=home)
+    _git(["clone", "--quiet", "--no-checkout", "--", repo_url, str(dest)], home=home,
+         extra_env=clone_auth_env(repo_url))
     _git(["checkout", "--quiet", "--detach", commit_sha], home=home, cwd=dest)
     head = _git(["rev-parse", "--verify", "HEAD"], home=home, cwd=dest).decode().strip()
     if head != commit_sha:
