@@ -82,6 +82,9 @@ class TargetConfig(BaseModel):
     # Keys new on Airflow.
     forge: Literal["local", "github"] = "local"
     forge_conn_id: str | None = None
+    #: Open PRs as drafts, and label them (GitHub; the local forge has neither).
+    pr_draft: bool = False
+    pr_labels: list[Annotated[str, StringConstraints(min_length=1, max_length=50)]] = Field(default_factory=list)
     worker_backend: Literal["local", "kubernetes"] = "local"
     backlog_path: str = ".leviathan/backlog.yaml"
     recipes_path: str = ".leviathan/recipes.yaml"

@@ -310,7 +310,8 @@ def open_pull_request(read: dict[str, Any], *, config: dict[str, Any]) -> dict[s
         error = result.error
         detail = f"{error.code}: {error.message}" if error else "no error given"
         raise AirflowFailException(f"worker {result.outcome}: {detail}")
-    forge = open_forge(target.forge, read_result.repo_url, target.forge_conn_id)
+    forge = open_forge(target.forge, read_result.repo_url, target.forge_conn_id, draft=target.pr_draft,
+                       labels=tuple(target.pr_labels))
     dag_run = context["dag_run"]
     try:
         pr = deliver(

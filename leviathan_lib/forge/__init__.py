@@ -26,7 +26,9 @@ __all__ = [
 ]
 
 
-def open_forge(kind: str, repo_url: str, conn_id: str | None = None) -> Forge:
+def open_forge(
+    kind: str, repo_url: str, conn_id: str | None = None, *, draft: bool = False, labels: tuple[str, ...] = ()
+) -> Forge:
     """The forge of a target (``TargetConfig.forge``).
 
     ``conn_id`` names the Airflow connection holding GitHub credentials (default ``github_default``);
@@ -37,5 +39,5 @@ def open_forge(kind: str, repo_url: str, conn_id: str | None = None) -> Forge:
     if kind == "github":
         from leviathan_lib.forge.github import DEFAULT_CONN_ID, GithubForge
 
-        return GithubForge(repo_url, conn_id or DEFAULT_CONN_ID)
+        return GithubForge(repo_url, conn_id or DEFAULT_CONN_ID, draft=draft, labels=labels)
     raise ValueError(f"unknown forge kind {kind!r}: expected 'local' or 'github'")
