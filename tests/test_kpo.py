@@ -145,7 +145,7 @@ def _run_pod_command(manifest: dict, tmp_path: Path) -> dict:
     Secret references (resolved from CLUSTER_SECRETS) and the sidecar's result file (``--output``).
     """
     base = base_container(manifest)
-    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}
+    env: dict[str, str] = {}
     for item in base["env"]:
         if "valueFrom" in item:
             ref = item["valueFrom"]["secretKeyRef"]
@@ -159,6 +159,9 @@ def _run_pod_command(manifest: dict, tmp_path: Path) -> dict:
         for mount, local in mounts.items():
             if value == mount or value.startswith(mount + "/"):
                 env[name] = str(local) + value[len(mount):]
+    # The image's PATH and package location; added after the mount substitution, which must not touch them
+    # (a checkout under /tmp would otherwise be "re-mounted" like the pod's /tmp).
+    env.update({"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(ROOT)})
     output = mounts["/airflow/xcom"] / "return.json"
     proc = subprocess.run([*base["command"], *(base.get("args") or []), "--output", str(output)],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
