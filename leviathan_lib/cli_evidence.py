@@ -19,7 +19,8 @@ def _iso(value: str, flag: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise ValidationFailed([Problem(flag, flag, f"expected an ISO 8601 time, got {value!r}")]) from None
+        problem = Problem("leviathan evidence", flag, f"expected an ISO 8601 time, got {value!r}")
+        raise ValidationFailed([problem]) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 

@@ -137,11 +137,24 @@ def build_error_dag(config_file: Path, problems: list[str]) -> DAG:
     return dag
 
 
+#: Target keys a deployment may default in airflow.cfg's ``[leviathan]`` section (Helm: ``config.leviathan``).
+DEPLOYMENT_DEFAULT_KEYS = ("worker_image", "worker_namespace")
+
+
+def deployment_defaults() -> dict[str, str]:
+    """``[leviathan] worker_image`` / ``worker_namespace``: used by targets whose file does not set them."""
+    from airflow.configuration import conf
+
+    values = {key: conf.get("leviathan", key, fallback="").strip() for key in DEPLOYMENT_DEFAULT_KEYS}
+    return {key: value for key, value in values.items() if value}
+
+
 def build_all(directory: Path | None = None) -> dict[str, DAG]:
     """All target DAGs (and error DAGs for broken files), keyed by dag_id.
 
     Two files claiming one ``target_id`` are both refused: which one is meant is unknown (fail closed).
     """
+    defaults = deployment_defaults()
     loaded: dict[str, list[tuple[Path, TargetConfig]]] = {}
     broken: dict[Path, list[str]] = {}
     for config_file in target_files(directory or targets_dir()):
@@ -149,6 +162,9 @@ def build_all(directory: Path | None = None) -> dict[str, DAG]:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 target = load_target(config_file)
+            unset = {k: v for k, v in defaults.items() if k not in target.model_fields_set}
+            if unset:
+                target = target.model_copy(update=unset)
             for warning in caught:
                 log.warning("%s", warning.message)
             loaded.setdefault(target.target_id, []).append((config_file, target))

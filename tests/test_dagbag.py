@@ -78,3 +78,20 @@ def test_dag_file_parse_imports_nothing_heavy(tmp_path, targets_dir):
     out = subprocess.run([sys.executable, "-c", code, str(ROOT / "dags" / "leviathan_targets.py")],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_deployment_defaults_fill_only_keys_a_target_file_leaves_out(tmp_path, targets_dir, monkeypatch):
+    from leviathan_lib.dag_factory import build_all
+
+    create_demo_target(tmp_path, target_id="plain", targets_dir=targets_dir)
+    explicit = create_demo_target(tmp_path, target_id="explicit", targets_dir=targets_dir)
+    explicit.write_text(explicit.read_text() + "worker_image: ghcr.io/acme/worker:2\n")
+    monkeypatch.setenv("AIRFLOW__LEVIATHAN__WORKER_IMAGE", "123.dkr.ecr.example/leviathan-worker:0.1.0")
+    dags = build_all(targets_dir)
+
+    def effective(dag_id: str) -> dict:
+        return dags[dag_id].task_dict["read_backlog"].op_kwargs["config"]
+
+    assert effective("leviathan__plain")["worker_image"] == "123.dkr.ecr.example/leviathan-worker:0.1.0"
+    assert effective("leviathan__explicit")["worker_image"] == "ghcr.io/acme/worker:2"
+    assert effective("leviathan__plain")["worker_namespace"] == "leviathan"
