@@ -259,6 +259,7 @@ def prepare_attempt(read: dict[str, Any], *, config: dict[str, Any]) -> None:
     spec = _attempt_spec(read, _target(config), plan)
     ti.xcom_push(key=SPEC_XCOM_KEY, value=spec.model_dump_json())
     ti.xcom_push(key=TASK_LABEL_XCOM_KEY, value=label_value(plan.task_id))
+    ti.xcom_push(key="prepared_at", value=datetime.now(UTC).isoformat())
     log.info("attempt %s of task %s on branch %s (%s executor)", plan.attempt, plan.task_id, plan.branch,
              spec.executor.kind)
 
@@ -357,8 +358,9 @@ def record_evidence(*, config: dict[str, Any], asset: Asset) -> dict[str, Any]:
                 "error_code": error.get("code"), "error_message": error.get("message"),
             })
         else:
-            attempt.outcome, attempt.error_code = "failed", "worker_crashed"
-            attempt.error_message = "run_worker left no result (see its task log)"
+            prepared = ti.xcom_pull(task_ids="prepare_attempt", key="prepared_at")
+            attempt.outcome, attempt.error_code, attempt.error_message = missing_result_outcome(
+                prepared, target.attempt_timeout_seconds, datetime.now(UTC))
         if rejection:
             attempt.outcome = "rejected_by_guardrail"
             attempt.error_code, attempt.error_message = rejection["code"], rejection["message"]
@@ -383,6 +385,13 @@ def record_evidence(*, config: dict[str, Any], asset: Asset) -> dict[str, Any]:
     log.info("cycle evidence: decision=%s stopped=%s %s", record.decision, record.stopped_reason,
              record.stopped_detail)
     return payload
+
+
+def missing_result_outcome(prepared_at: str | None, timeout_seconds: int, now: datetime) -> tuple[str, str, str]:
+    """A worker that left no result: a pod past its deadline (activeDeadlineSeconds) timed out; else it crashed."""
+    if prepared_at and (now - datetime.fromisoformat(prepared_at)).total_seconds() >= timeout_seconds:
+        return "timed_out", "timeout", f"the worker pod ran past attempt_timeout_seconds ({timeout_seconds}s)"
+    return "failed", "worker_crashed", "run_worker left no result (see its task log)"
 
 
 def _run_type(dag_run) -> str:

@@ -242,3 +242,16 @@ def test_local_backend_dags_do_not_import_the_kubernetes_provider(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=os.environ)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"  # (core Airflow imports only the provider's exceptions)
+
+
+def test_a_pod_that_left_no_result_past_its_deadline_timed_out():
+    from datetime import UTC, datetime, timedelta
+
+    from leviathan_lib.tasks import missing_result_outcome
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    late = missing_result_outcome(start.isoformat(), 900, start + timedelta(seconds=901))
+    assert late[:2] == ("timed_out", "timeout")
+    assert missing_result_outcome(start.isoformat(), 900, start + timedelta(seconds=30))[:2] == (
+        "failed", "worker_crashed")
+    assert missing_result_outcome(None, 900, start)[1] == "worker_crashed"  # the local backend always reports
