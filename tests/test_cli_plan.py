@@ -12,19 +12,13 @@ import jsonschema
 import pytest
 import yaml
 
+from leviathan_lib.gitcmd import git_env
+
 ROOT = Path(__file__).resolve().parent.parent
 ORIGINAL = Path(__file__).parent / "fixtures" / "original"
 BACKLOG = ORIGINAL / "backlog.yaml"
-GIT_ENV = {
-    "PATH": os.environ.get("PATH", os.defpath),
-    "HOME": "/nonexistent",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_AUTHOR_NAME": "Leviathan",
-    "GIT_AUTHOR_EMAIL": "leviathan@localhost",
-    "GIT_COMMITTER_NAME": "Leviathan",
-    "GIT_COMMITTER_EMAIL": "leviathan@localhost",
-}
+# Tests use the same closed git environment as the code, with no user or global config.
+GIT_ENV = git_env({"HOME": "/nonexistent", "GIT_CONFIG_GLOBAL": os.devnull})
 
 
 def leviathan(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -9,19 +9,12 @@ from pathlib import Path
 import pytest
 
 from leviathan_lib.diffcheck import DiffCheckError, Violation, check_final_diff
+from leviathan_lib.gitcmd import git_env
 from leviathan_lib.scope import Scope
 from leviathan_lib.secrets_scan import RULES, scan_text
 
-ENV = {
-    "PATH": os.environ.get("PATH", os.defpath),
-    "HOME": "/nonexistent",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_AUTHOR_NAME": "Leviathan",
-    "GIT_AUTHOR_EMAIL": "leviathan@localhost",
-    "GIT_COMMITTER_NAME": "Leviathan",
-    "GIT_COMMITTER_EMAIL": "leviathan@localhost",
-}
+# Tests use the same closed git environment as the code, with no user or global config.
+ENV = git_env({"HOME": "/nonexistent", "GIT_CONFIG_GLOBAL": os.devnull})
 DEV = Scope.of([".leviathan/", "docs/"])
 
 # Credential-shaped strings are assembled at run time so this file never holds one verbatim.
