@@ -7,7 +7,6 @@ kept under a cache directory, refreshed with one fetch of the target branch per 
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +15,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel
 
 from leviathan_lib.config import SCP_URL
+from leviathan_lib.gitcmd import GitError, run_git
 
 
 class RepoUnreachable(Exception):
@@ -32,26 +32,14 @@ class Snapshot(BaseModel):
     text: str | None  # None when the file does not exist at that commit
 
 
-def _git_env() -> dict[str, str]:
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "LANG": "C",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_TERMINAL_PROMPT": "0",
-    }
-
-
 def _git(
     args: list[str], *, timeout: float = 120, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """:func:`gitcmd.run_git` without raising on git's exit code; a timeout means unreachable."""
     try:
-        return subprocess.run(
-            ["git", *args], capture_output=True, text=True, env={**_git_env(), **(env or {})}, timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise RepoUnreachable(f"git {args[0]} timed out after {timeout:.0f}s") from None
+        return run_git(args, env=env, check=False, timeout=timeout)
+    except GitError as exc:
+        raise RepoUnreachable(f"git {args[0]}: {exc.stderr}") from None
 
 
 def local_path(repo_url: str) -> Path | None:

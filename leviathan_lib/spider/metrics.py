@@ -14,8 +14,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from leviathan_lib.evidence import History
 from leviathan_lib.guardrails import ReasonCode
-from leviathan_lib.spider.state import Overview, TargetHistory
+from leviathan_lib.spider.state import Overview
 
 #: ``generate_latest`` writes the classic text format; say so (every Prometheus version reads it).
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -32,7 +33,7 @@ def _label(value: str | None, allowed: tuple[str, ...]) -> str:
 class EvidenceCollector:
     """A one-shot collector over an :class:`Overview` and the histories it was computed from."""
 
-    def __init__(self, overview: Overview, histories: dict[str, TargetHistory]):
+    def __init__(self, overview: Overview, histories: dict[str, History]):
         self.overview, self.histories = overview, histories
 
     def collect(self) -> Iterator[Metric]:
@@ -105,7 +106,7 @@ class EvidenceCollector:
                     last, duration)
 
 
-def render(overview: Overview, histories: dict[str, TargetHistory]) -> bytes:
+def render(overview: Overview, histories: dict[str, History]) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(EvidenceCollector(overview, histories))
     return generate_latest(registry)

@@ -11,12 +11,12 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from leviathan_lib.autonomy import GLOBAL_SWITCH_VARIABLE, switch_state
 from leviathan_lib.config import TargetConfig, load_target, target_files
 from leviathan_lib.errors import ValidationFailed
-from leviathan_lib.evidence import BreakerResetRecord, CycleRecord, History, Ledger
+from leviathan_lib.evidence import History, parse_records
 from leviathan_lib.evidence_store import MAX_PAGE, record_rows
 
 log = logging.getLogger(__name__)
@@ -37,40 +37,21 @@ def configured_targets() -> dict[str, TargetConfig]:
     return {tid: entries[0] for tid, entries in found.items() if len(entries) == 1}
 
 
-class TargetHistory(BaseModel):
-    cycles: list[CycleRecord] = Field(default_factory=list)
-    resets: list[BreakerResetRecord] = Field(default_factory=list)
-    #: Records that name the target but fail validation (the guardrails then treat the breaker as open).
-    unreadable: int = 0
-
-
-def histories(target_ids: set[str]) -> dict[str, TargetHistory]:
-    """Every configured target's records, oldest first, read in bounded pages."""
-    out = {tid: TargetHistory() for tid in target_ids}
+def histories(target_ids: set[str]) -> dict[str, History]:
+    """Every configured target's records, oldest first, read in bounded pages and parsed exactly as the
+    guardrails parse them (so an unreadable record here is one that holds the target's breaker open)."""
+    rows: dict[str, list[tuple[str | None, Any]]] = {tid: [] for tid in target_ids}
     after, seen = 0, 0
     while seen < MAX_ROWS:
-        rows = record_rows(after_row=after, limit=MAX_PAGE)
-        if not rows:
+        page = record_rows(after_row=after, limit=MAX_PAGE)
+        if not page:
             break
-        for _row_id, _ts, _run_id, extra in rows:
-            _add(out, extra)
-        seen += len(rows)
-        after = rows[-1][0]
-    return out
-
-
-def _add(out: dict[str, TargetHistory], extra: Any) -> None:
-    if not isinstance(extra, dict) or extra.get("target_id") not in out:
-        return
-    history = out[extra["target_id"]]
-    kind = extra.get("kind")
-    try:
-        if kind == "cycle":
-            history.cycles.append(CycleRecord.model_validate(extra))
-        elif kind == "breaker_reset":
-            history.resets.append(BreakerResetRecord.model_validate(extra))
-    except ValidationError:
-        history.unreadable += 1
+        for _row_id, _ts, run_id, extra in page:
+            if isinstance(extra, dict) and extra.get("target_id") in rows:
+                rows[extra["target_id"]].append((run_id, extra))
+        seen += len(page)
+        after = page[-1][0]
+    return {tid: parse_records(found) for tid, found in rows.items()}
 
 
 def global_switch() -> tuple[bool, str]:
@@ -93,23 +74,19 @@ def paused_dags(dag_ids: list[str]) -> dict[str, bool]:
         return {dag_id: bool(paused) for dag_id, paused in rows}
 
 
-def _ledger(history: TargetHistory) -> Ledger:
-    return History(cycles=history.cycles, resets=history.resets).ledger()
-
-
-def failure_streak(history: TargetHistory) -> int:
+def failure_streak(history: History) -> int:
     """Consecutive failed attempts since the last breaker reset, as the guardrails count them."""
     from leviathan_lib.cycle import failure_streak as streak
     from leviathan_lib.cycle import guardrail_inputs
 
-    ledger = _ledger(history)
+    ledger = history.ledger()
     attempts, _ = guardrail_inputs(ledger)
     return streak(attempts, ledger.breaker_reset_at)
 
 
-def open_prs(history: TargetHistory) -> list[dict[str, Any]]:
+def open_prs(history: History) -> list[dict[str, Any]]:
     """PRs Leviathan opened that no later cycle saw merged or closed."""
-    return [pr.model_dump() for pr in _ledger(history).open_prs]
+    return [pr.model_dump() for pr in history.ledger().open_prs]
 
 
 class TargetState(BaseModel):
@@ -136,7 +113,7 @@ class Overview(BaseModel):
     targets: list[TargetState]
 
 
-def overview() -> tuple[Overview, dict[str, TargetHistory], dict[str, TargetConfig]]:
+def overview() -> tuple[Overview, dict[str, History], dict[str, TargetConfig]]:
     targets = configured_targets()
     found = histories(set(targets))
     paused = paused_dags([t.dag_id for t in targets.values()])
@@ -155,6 +132,6 @@ def overview() -> tuple[Overview, dict[str, TargetHistory], dict[str, TargetConf
             effective_enabled=enabled and target.autonomy_enabled and dag_paused is False and not breaker_open,
             last_cycle_at=last.recorded_at if last else None, last_decision=last.decision if last else None,
             last_stopped_reason=last.stopped_reason if last else None, last_reasons=last.reasons if last else [],
-            open_prs=open_prs(history), unreadable_records=history.unreadable,
+            open_prs=open_prs(history), unreadable_records=len(history.unreadable),
         ))
     return Overview(global_enabled=enabled, global_detail=detail, targets=states), found, targets
