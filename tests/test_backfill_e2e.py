@@ -41,7 +41,8 @@ def test_backfill_replays_each_date_and_opens_nothing(tmp_path):
         password = _wait("the admin password", lambda: _password(demo / "airflow"), 60, stack)
         api.login("admin", password)
         _wait("the DAG", lambda: api.call("GET", f"/api/v2/dags/{DAG_ID}"), 180, stack)
-        api.call("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
+        # Create the backfill while the DAG is still paused, then unpause: the CLI's inserts then do not
+        # race the scheduler's first scheduled run for SQLite's single write lock.
         for _ in range(3):  # SQLite under load can stay locked past the busy timeout: bounded retries
             created = subprocess.run(
                 [sys.executable, "-m", "airflow", "backfill", "create", "--dag-id", DAG_ID,
@@ -50,6 +51,7 @@ def test_backfill_replays_each_date_and_opens_nothing(tmp_path):
             if created.returncode == 0 or "database is locked" not in created.stderr:
                 break
         assert created.returncode == 0, created.stderr[-2000:]
+        api.call("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
 
         def backfill_done():
             runs = api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?run_type=backfill&limit=100")["dag_runs"]
