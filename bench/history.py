@@ -22,7 +22,7 @@ CHILD = r"""
 import json, sys, time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from leviathan_lib.config import load_target
+from leviathan_lib.core.config import load_target
 from leviathan_lib.dag_factory import build_target_dag
 from leviathan_lib.evidence import parse_records
 from airflow.models.asset import AssetEvent, AssetModel

@@ -107,7 +107,7 @@ def write_targets(directory: Path, n: int) -> list[Path]:
 
 def write_static(path: Path, target_files: list[Path]) -> None:
     """The baseline DAG file: what build_target_dag produces for each target, as literals."""
-    from leviathan_lib.config import load_target
+    from leviathan_lib.core.config import load_target
     from leviathan_lib.dag_factory import _doc, evidence_asset
 
     parts = [STATIC_HEADER.format(n=len(target_files))]

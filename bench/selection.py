@@ -62,9 +62,9 @@ def make_backlog(n: int, invalid_every: int = 0) -> str:
 
 
 def _plan(target, text: str) -> str:
-    from leviathan_lib.backlog import parse_backlog
+    from leviathan_lib.core.backlog import parse_backlog
+    from leviathan_lib.core.guardrails import CycleState, decide
     from leviathan_lib.cycle import apply_recipe_checks
-    from leviathan_lib.guardrails import CycleState, decide
 
     backlog, _ = parse_backlog(text, "backlog.yaml")
     backlog = apply_recipe_checks(backlog, RECIPES, ".leviathan/recipes.yaml")
@@ -73,7 +73,7 @@ def _plan(target, text: str) -> str:
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
-    from leviathan_lib.config import parse_target
+    from leviathan_lib.core.config import parse_target
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     target = parse_target(TARGET, "bench-target.yaml")

@@ -13,7 +13,7 @@ import json
 import sys
 from datetime import UTC, datetime
 
-from leviathan_lib.errors import Problem, ValidationFailed
+from leviathan_lib.core.errors import Problem, ValidationFailed
 from leviathan_lib.evidence import BreakerResetRecord, evidence_asset_uri
 
 

@@ -11,7 +11,7 @@ import importlib
 import sys
 import warnings
 
-from leviathan_lib.errors import ValidationFailed
+from leviathan_lib.core.errors import ValidationFailed
 
 #: Modules that contribute sub-commands.
 COMMAND_MODULES = [

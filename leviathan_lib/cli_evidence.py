@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from leviathan_lib.errors import Problem, ValidationFailed
+from leviathan_lib.core.errors import Problem, ValidationFailed
 from leviathan_lib.evidence import CycleRecord, parse_records
 
 

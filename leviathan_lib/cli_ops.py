@@ -7,7 +7,7 @@ import getpass
 import json
 import sys
 
-from leviathan_lib.errors import Problem, ValidationFailed
+from leviathan_lib.core.errors import Problem, ValidationFailed
 
 
 def _reason(args: argparse.Namespace) -> str:

@@ -15,13 +15,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from leviathan_lib.backlog import Backlog, Task, parse_backlog
-from leviathan_lib.config import DEPRECATED_KEYS, TargetConfig, load_target, parse_target
+from leviathan_lib.core.backlog import Backlog, Task, parse_backlog
+from leviathan_lib.core.config import DEPRECATED_KEYS, TargetConfig, load_target, parse_target
+from leviathan_lib.core.errors import Problem, ValidationFailed
+from leviathan_lib.core.guardrails import CycleState, decide, parse_state
+from leviathan_lib.core.scope import ScopeViolation, path_segments
+from leviathan_lib.core.yamlsrc import line_of, load_yaml
 from leviathan_lib.cycle import apply_recipe_checks, read_backlog
-from leviathan_lib.errors import Problem, ValidationFailed
-from leviathan_lib.guardrails import CycleState, decide, parse_state
-from leviathan_lib.scope import ScopeViolation, path_segments
-from leviathan_lib.yamlsrc import line_of, load_yaml
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")

@@ -13,9 +13,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from leviathan_lib.backlog import Backlog, InvalidTask, parse_backlog
-from leviathan_lib.config import TargetConfig
-from leviathan_lib.errors import ValidationFailed
+from leviathan_lib.core.backlog import Backlog, InvalidTask, parse_backlog
+from leviathan_lib.core.config import TargetConfig
+from leviathan_lib.core.errors import ValidationFailed
+from leviathan_lib.core.guardrails import AttemptRecord, ClosedPR, CycleState, Decision, OpenPR, decide
 from leviathan_lib.evidence import (
     AttemptEvidence,
     CheckEvidence,
@@ -24,7 +25,6 @@ from leviathan_lib.evidence import (
     PrStateChange,
     TaskVerdictEvidence,
 )
-from leviathan_lib.guardrails import AttemptRecord, ClosedPR, CycleState, Decision, OpenPR, decide
 from leviathan_lib.repo_reader import RepoUnreachable, read_at_branch, read_at_commit
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from leviathan_lib.core.scope import Scope
+from leviathan_lib.core.secrets_scan import scan_lines
 from leviathan_lib.gitcmd import GitError, run_git
-from leviathan_lib.scope import Scope
-from leviathan_lib.secrets_scan import scan_lines
 
 SYMLINK_MODE = "120000"
 SUBMODULE_MODE = "160000"

@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from leviathan_lib.errors import Problem, ValidationFailed
-from leviathan_lib.secrets_scan import _PLACEHOLDER, scan_text
+from leviathan_lib.core.errors import Problem, ValidationFailed
+from leviathan_lib.core.secrets_scan import _PLACEHOLDER, scan_text
 
 NAMESPACE = "leviathan"
 RELEASE = "airflow"

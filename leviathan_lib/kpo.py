@@ -20,7 +20,7 @@ from datetime import timedelta
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from kubernetes.client import models as k8s
 
-from leviathan_lib.config import TargetConfig
+from leviathan_lib.core.config import TargetConfig
 
 WORKER_COMMAND = ["python3", "-m", "leviathan_lib.worker"]
 PREPARE_TASK_ID = "prepare_attempt"

@@ -39,7 +39,7 @@ def reset() -> None:
 
 
 def _reasons() -> frozenset[str]:
-    from leviathan_lib.guardrails import ReasonCode
+    from leviathan_lib.core.guardrails import ReasonCode
 
     return frozenset(code.value for code in ReasonCode)
 

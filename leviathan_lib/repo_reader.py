@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel
 
-from leviathan_lib.config import SCP_URL
+from leviathan_lib.core.config import SCP_URL
 from leviathan_lib.gitcmd import GitError, run_git
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from airflow.sdk import Asset, Variable, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
-from leviathan_lib.config import TargetConfig
+from leviathan_lib.core.config import TargetConfig
 
 log = logging.getLogger("leviathan")
 
@@ -54,7 +54,8 @@ def read_backlog(*, config: dict[str, Any], repo_url: str) -> dict[str, Any]:
 
 def _read_with_forge_auth(target: TargetConfig, repo_url: str, as_of: datetime | None):
     """Read the backlog, fetching with the forge's git credentials (private repositories need them)."""
-    from leviathan_lib import cycle, paths
+    from leviathan_lib import cycle
+    from leviathan_lib.core import paths
     from leviathan_lib.forge import open_forge
     from leviathan_lib.forge.base import ForgeError
 
@@ -70,7 +71,7 @@ def _read_with_forge_auth(target: TargetConfig, repo_url: str, as_of: datetime |
 
 def _global_switch(name: str) -> tuple[bool, str]:
     """The global autonomy switch; a Variable that cannot be read is unknown, so the switch is off."""
-    from leviathan_lib.autonomy import switch_state
+    from leviathan_lib.core.autonomy import switch_state
 
     try:
         raw = Variable.get(name, default=None)
@@ -81,10 +82,10 @@ def _global_switch(name: str) -> tuple[bool, str]:
 
 def _forge_state(target: TargetConfig, repo_url: str, known: list) -> tuple[list | None, list]:
     """Open agent/ PRs (None when the forge cannot be read) and the merges/closes since the last cycle."""
+    from leviathan_lib.core.guardrails import OpenPR
     from leviathan_lib.evidence import PrStateChange
     from leviathan_lib.forge import open_forge
     from leviathan_lib.forge.base import ForgeError
-    from leviathan_lib.guardrails import OpenPR
 
     try:
         forge = open_forge(target.forge, repo_url, target.forge_conn_id)
@@ -117,7 +118,7 @@ def _forge_state(target: TargetConfig, repo_url: str, known: list) -> tuple[list
 
 
 def _replayed_open_prs(known: list) -> list:
-    from leviathan_lib.guardrails import OpenPR
+    from leviathan_lib.core.guardrails import OpenPR
 
     return [OpenPR(number=pr.number, branch=pr.branch, task_id=pr.task_id) for pr in known]
 
@@ -146,7 +147,7 @@ def _history(events, run_id: str, as_of: datetime | None):
 def check_guardrails(read: dict[str, Any], *, config: dict[str, Any], repo_url: str, asset: Asset,
                      switch_variable: str, run_task_id: str = "run_worker") -> str:
     from leviathan_lib import cycle
-    from leviathan_lib.guardrails import ClosedPR
+    from leviathan_lib.core.guardrails import ClosedPR
 
     context = get_current_context()
     target = _target(config)
@@ -214,7 +215,7 @@ def _worker_source(target: TargetConfig, read) -> str:
     (``worker_clone_secret``)."""
     if target.forge == "local" or target.worker_backend == "kubernetes":
         return read.repo_url
-    from leviathan_lib import paths
+    from leviathan_lib.core import paths
     from leviathan_lib.repo_reader import git_dir_for
 
     return str(git_dir_for(read.repo_url, paths.cache_dir()))
@@ -222,7 +223,7 @@ def _worker_source(target: TargetConfig, read) -> str:
 
 def _attempt_spec(read: dict[str, Any], target: TargetConfig, plan):
     """The attempt spec for ``plan``: the pinned commit, the task as read, the executor it needs."""
-    from leviathan_lib.backlog import parse_backlog
+    from leviathan_lib.core.backlog import parse_backlog
     from leviathan_lib.cycle import ReadResult
     from leviathan_lib.worker.contract import AttemptSpec
     from leviathan_lib.worker.llm_spec import executor_spec
@@ -275,7 +276,7 @@ def run_worker(read: dict[str, Any], *, config: dict[str, Any]) -> None:
     started = datetime.now(UTC)
     log.info("attempt %s of task %s on branch %s (%s executor)", plan.attempt, plan.task_id, plan.branch,
              spec.executor.kind)
-    from leviathan_lib import paths
+    from leviathan_lib.core import paths
 
     key = _model_api_key(target) if spec.executor.kind == "llm" else None
     result = run_local_worker(spec, workspace_root=paths.scratch_dir(), model_api_key=key)
@@ -294,7 +295,7 @@ def _worker_result(ti) -> dict[str, Any] | None:
 
 
 def open_pull_request(read: dict[str, Any], *, config: dict[str, Any]) -> dict[str, Any]:
-    from leviathan_lib import paths
+    from leviathan_lib.core import paths
     from leviathan_lib.cycle import ReadResult
     from leviathan_lib.delivery import DeliveryRejected, deliver
     from leviathan_lib.forge import open_forge

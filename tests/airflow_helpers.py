@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from leviathan_lib.config import load_target
+from leviathan_lib.core.config import load_target
 from leviathan_lib.gitcmd import run_git
 
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leviathan_lib.backlog import parse_backlog
-from leviathan_lib.backlog_edit import set_task_status
+from leviathan_lib.core.backlog import parse_backlog
+from leviathan_lib.core.backlog_edit import set_task_status
 
 ORIGINAL = Path(__file__).parent / "fixtures" / "original" / "backlog.yaml"
 

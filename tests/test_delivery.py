@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from leviathan_lib import cycle
-from leviathan_lib.config import load_target
+from leviathan_lib.core.config import load_target
 from leviathan_lib.delivery import DeliveryRejected, deliver
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.forge.local import LocalForge

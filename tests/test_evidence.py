@@ -114,7 +114,7 @@ def test_backfill_replays_the_backlog_as_it_was_and_matches_plan(tmp_path, targe
                                           ("2026-03-03T12:00:00+00:00", "docs-faq")])
     for day, expected in (("2026-03-02", "docs-quickstart"), ("2026-03-04", "docs-faq")):
         when = datetime.fromisoformat(f"{day}T00:00:00+00:00")
-        from leviathan_lib.config import load_target
+        from leviathan_lib.core.config import load_target
         from leviathan_lib.dag_factory import build_target_dag
 
         dag_run = build_target_dag(load_target(target_file), target_file).test(logical_date=when)

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from leviathan_lib.backlog import Backlog, InvalidTask, Task, parse_backlog
-from leviathan_lib.config import TargetConfig, parse_target
-from leviathan_lib.errors import ValidationFailed
-from leviathan_lib.guardrails import (
+from leviathan_lib.core.backlog import Backlog, InvalidTask, Task, parse_backlog
+from leviathan_lib.core.config import TargetConfig, parse_target
+from leviathan_lib.core.errors import ValidationFailed
+from leviathan_lib.core.guardrails import (
     AttemptRecord,
     CycleState,
     OpenPR,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from leviathan_lib.config import load_target
+from leviathan_lib.core.config import load_target
 from leviathan_lib.dag_factory import build_target_dag
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.forge.local import LocalForge

@@ -17,12 +17,12 @@ import yaml
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from kubernetes.client import ApiClient
 
-from leviathan_lib.backlog import parse_backlog
-from leviathan_lib.config import TargetConfig
+from leviathan_lib.core.backlog import parse_backlog
+from leviathan_lib.core.config import TargetConfig
+from leviathan_lib.core.secrets_scan import scan_text
 from leviathan_lib.invariants import check_object
 from leviathan_lib.kpo import build_worker_operator, label_value, pull_policy
 from leviathan_lib.local_backend import run_local_worker
-from leviathan_lib.secrets_scan import scan_text
 from leviathan_lib.worker.contract import AttemptSpec, result_from_json
 from leviathan_lib.worker.llm_spec import executor_spec
 from tests.fake_anthropic import FakeAnthropic, FakeServer, Turn, tool
@@ -233,7 +233,7 @@ def test_dag_runs_the_worker_as_a_pod_on_the_kubernetes_backend(tmp_path):
 
 def test_local_backend_dags_do_not_import_the_kubernetes_provider(tmp_path):
     code = (
-        "import sys\nfrom pathlib import Path\nfrom leviathan_lib.config import TargetConfig\n"
+        "import sys\nfrom pathlib import Path\nfrom leviathan_lib.core.config import TargetConfig\n"
         "from leviathan_lib.dag_factory import build_target_dag\n"
         "dag = build_target_dag(TargetConfig(target_id='a', target_repo_url='x'), Path('a.yaml'))\n"
         "assert 'prepare_attempt' not in dag.task_dict\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from leviathan_lib.backlog import parse_backlog
+from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.local_backend import run_local_worker
 from leviathan_lib.worker import run_attempt
 from leviathan_lib.worker.contract import AttemptResult, AttemptSpec

@@ -15,11 +15,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from leviathan_lib.backlog import parse_backlog
-from leviathan_lib.config import TargetConfig, parse_target
-from leviathan_lib.errors import ValidationFailed
-from leviathan_lib.guardrails import AttemptRecord, CycleState, OpenPR, decide, parse_state
-from leviathan_lib.scope import ScopeViolation, path_segments
+from leviathan_lib.core.backlog import parse_backlog
+from leviathan_lib.core.config import TargetConfig, parse_target
+from leviathan_lib.core.errors import ValidationFailed
+from leviathan_lib.core.guardrails import AttemptRecord, CycleState, OpenPR, decide, parse_state
+from leviathan_lib.core.scope import ScopeViolation, path_segments
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

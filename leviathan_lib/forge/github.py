@@ -191,7 +191,7 @@ class GithubForge(Forge):
             "User-Agent": "leviathan",
         })
         if cache_dir is None:
-            from leviathan_lib.paths import state_dir
+            from leviathan_lib.core.paths import state_dir
 
             cache_dir = state_dir() / "github-etags"
         key = hashlib.sha256(f"{self.api}|{self.full_name}".encode()).hexdigest()[:16]

@@ -13,9 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from leviathan_lib.autonomy import GLOBAL_SWITCH_VARIABLE, switch_state
-from leviathan_lib.config import TargetConfig, load_target, target_files
-from leviathan_lib.errors import ValidationFailed
+from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE, switch_state
+from leviathan_lib.core.config import TargetConfig, load_target, target_files
+from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.evidence import History, parse_records
 from leviathan_lib.evidence_store import MAX_PAGE, record_rows
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from leviathan_lib.autonomy import GLOBAL_SWITCH_VARIABLE
+from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE
 from leviathan_lib.evidence import AutonomyChangedRecord
 
 AUTONOMY_ASSET_URI = "leviathan://autonomy"

@@ -17,9 +17,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from leviathan_lib.backlog import Task
-from leviathan_lib.errors import ValidationFailed
-from leviathan_lib.scope import task_scope
+from leviathan_lib.core.backlog import Task
+from leviathan_lib.core.errors import ValidationFailed
+from leviathan_lib.core.scope import task_scope
 from leviathan_lib.worker.contract import (
     AttemptResult,
     AttemptSpec,

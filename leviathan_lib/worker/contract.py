@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from leviathan_lib.scope import ScopeViolation, path_segments
+from leviathan_lib.core.scope import ScopeViolation, path_segments
 
 #: Recipe names share the task-id alphabet so they are safe in logs, branch names and file names.
 RecipeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]

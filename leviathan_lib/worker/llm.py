@@ -1,7 +1,7 @@
 """The LLM executor: a model edits the checkout through five bounded tools, and nothing else.
 
 The model never runs commands. It can list, read and search the repository and write whole files, and
-every write is checked against the task's scope (the same :func:`leviathan_lib.scope.task_scope` the
+every write is checked against the task's scope (the same :func:`leviathan_lib.core.scope.task_scope` the
 guardrails use) before anything touches the disk; refused calls are answered with the reason and kept in
 the transcript as evidence. The loop stops with a precise error code when a limit is hit:
 
@@ -9,7 +9,7 @@ the transcript as evidence. The loop stops with a precise error code when a limi
 ``llm_token_limit``, ``llm_cost_cap``, ``llm_tool_errors`` (too many refused or malformed calls in a row),
 ``llm_validation_failed`` and ``timeout`` (outcome ``timed_out``).
 
-The transcript is redacted with the rules of :mod:`leviathan_lib.secrets_scan` and the API key itself,
+The transcript is redacted with the rules of :mod:`leviathan_lib.core.secrets_scan` and the API key itself,
 and cut to a size an XCom can carry.
 """
 
@@ -27,9 +27,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
-from leviathan_lib.backlog import Task
-from leviathan_lib.scope import Scope, ScopeViolation, path_segments
-from leviathan_lib.secrets_scan import RULES
+from leviathan_lib.core.backlog import Task
+from leviathan_lib.core.scope import Scope, ScopeViolation, path_segments
+from leviathan_lib.core.secrets_scan import RULES
 from leviathan_lib.worker.contract import LlmExecutorSpec, Usage
 from leviathan_lib.worker.llm_validate import baseline_backlog_problems, check_files
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from leviathan_lib.backlog import Task
-from leviathan_lib.config import TargetConfig
+from leviathan_lib.core.backlog import Task
+from leviathan_lib.core.config import TargetConfig
 
 
 def executor_spec(target: TargetConfig, task: Task) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from pathlib import Path, PurePosixPath
 import yaml
 from markdown_it import MarkdownIt
 
-from leviathan_lib.backlog import parse_backlog
-from leviathan_lib.errors import ValidationFailed
+from leviathan_lib.core.backlog import parse_backlog
+from leviathan_lib.core.errors import ValidationFailed
 
 
 def _markdown(text: str) -> str | None:

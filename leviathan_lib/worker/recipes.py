@@ -43,9 +43,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from leviathan_lib.errors import Problem, ValidationFailed
+from leviathan_lib.core.errors import Problem, ValidationFailed
+from leviathan_lib.core.yamlsrc import field_name, line_of, load_yaml
 from leviathan_lib.worker.contract import RecipeName
-from leviathan_lib.yamlsrc import field_name, line_of, load_yaml
 
 #: Bytes of each stream kept in the result: enough to diagnose, small enough for an XCom.
 TAIL_BYTES = 4096

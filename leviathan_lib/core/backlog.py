@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
-from leviathan_lib.errors import Problem, ValidationFailed
-from leviathan_lib.yamlsrc import field_name, line_finder, line_of, load_yaml
+from leviathan_lib.core.errors import Problem, ValidationFailed
+from leviathan_lib.core.yamlsrc import field_name, line_finder, line_of, load_yaml
 
 #: Task ids become branch names (``agent/<id>/<attempt>``), so they must be git-ref safe.
 TaskId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]

@@ -14,12 +14,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from leviathan_lib.errors import Problem, ValidationFailed
-from leviathan_lib.scope import ScopeViolation, path_segments
-from leviathan_lib.yamlsrc import field_name, line_of, load_yaml
+from leviathan_lib.core.errors import Problem, ValidationFailed
+from leviathan_lib.core.scope import ScopeViolation, path_segments
+from leviathan_lib.core.yamlsrc import field_name, line_of, load_yaml
 
 TARGETS_DIR_ENV = "LEVIATHAN_TARGETS_DIR"
-DEFAULT_TARGETS_DIR = Path(__file__).resolve().parent.parent / "dags" / "targets"
+DEFAULT_TARGETS_DIR = Path(__file__).resolve().parents[2] / "dags" / "targets"
 
 #: Keys of the original control-plane design that Airflow replaces; accepted, warned about, unused.
 DEPRECATED_KEYS = {

@@ -16,11 +16,11 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from leviathan_lib.backlog import DONE_STATUSES, PENDING_STATUSES, Backlog, InvalidTask, Task
-from leviathan_lib.config import TargetConfig
-from leviathan_lib.errors import Problem, ValidationFailed
-from leviathan_lib.scope import Scope
-from leviathan_lib.yamlsrc import field_name
+from leviathan_lib.core.backlog import DONE_STATUSES, PENDING_STATUSES, Backlog, InvalidTask, Task
+from leviathan_lib.core.config import TargetConfig
+from leviathan_lib.core.errors import Problem, ValidationFailed
+from leviathan_lib.core.scope import Scope
+from leviathan_lib.core.yamlsrc import field_name
 
 AGENT_BRANCH_PREFIX = "agent/"
 FAILED_OUTCOMES = frozenset({"failed", "timed_out"})

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from leviathan_lib.errors import Problem, ValidationFailed
+from leviathan_lib.core.errors import Problem, ValidationFailed
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
