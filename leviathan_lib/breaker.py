@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 
 from leviathan_lib.core.errors import Problem, ValidationFailed
-from leviathan_lib.evidence import BreakerResetRecord, evidence_asset_uri
+from leviathan_lib.evidence.records import BreakerResetRecord, evidence_asset_uri
 
 
 def reset_breaker(target_id: str, *, by: str, reason: str) -> BreakerResetRecord:

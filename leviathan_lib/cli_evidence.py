@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from leviathan_lib.core.errors import Problem, ValidationFailed
-from leviathan_lib.evidence import CycleRecord, parse_records
+from leviathan_lib.evidence.records import CycleRecord, parse_records
 
 
 def _iso(value: str, flag: str) -> datetime:

@@ -17,7 +17,7 @@ from leviathan_lib.core.backlog import Backlog, InvalidTask, parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.guardrails import AttemptRecord, ClosedPR, CycleState, Decision, OpenPR, decide
-from leviathan_lib.evidence import (
+from leviathan_lib.evidence.records import (
     AttemptEvidence,
     CheckEvidence,
     CycleRecord,

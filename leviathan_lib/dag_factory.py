@@ -21,7 +21,7 @@ from airflow.sdk import DAG, Asset, TriggerRule, task
 from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE
 from leviathan_lib.core.config import TargetConfig, load_target, target_files, targets_dir
 from leviathan_lib.core.errors import ValidationFailed
-from leviathan_lib.evidence import evidence_asset_uri
+from leviathan_lib.evidence.records import evidence_asset_uri
 
 log = logging.getLogger(__name__)
 

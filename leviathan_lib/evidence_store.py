@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from leviathan_lib.events import EVENTS_PER_RECORD, Event, events_from
+from leviathan_lib.evidence.events import EVENTS_PER_RECORD, Event, events_from
 
 URI_PREFIX = "leviathan://"
 MAX_PAGE = 1000

@@ -83,7 +83,7 @@ def _global_switch(name: str) -> tuple[bool, str]:
 def _forge_state(target: TargetConfig, repo_url: str, known: list) -> tuple[list | None, list]:
     """Open agent/ PRs (None when the forge cannot be read) and the merges/closes since the last cycle."""
     from leviathan_lib.core.guardrails import OpenPR
-    from leviathan_lib.evidence import PrStateChange
+    from leviathan_lib.evidence.records import PrStateChange
     from leviathan_lib.forge import open_forge
     from leviathan_lib.forge.base import ForgeError
 
@@ -129,7 +129,7 @@ RECENT_EVENTS = 200
 
 def _history(events, run_id: str, as_of: datetime | None):
     """The history the guardrails need: newest events and their ledger, or the full fold as a fallback."""
-    from leviathan_lib.evidence import parse_records
+    from leviathan_lib.evidence.records import parse_records
 
     if as_of is None:
         recent = list(events.ascending(False).limit(RECENT_EVENTS))
@@ -331,7 +331,7 @@ def open_pull_request(read: dict[str, Any], *, config: dict[str, Any]) -> dict[s
 
 def record_evidence(*, config: dict[str, Any], asset: Asset) -> dict[str, Any]:
     from leviathan_lib import cycle
-    from leviathan_lib.evidence import AttemptEvidence
+    from leviathan_lib.evidence.records import AttemptEvidence
 
     context = get_current_context()
     ti = context["ti"]

@@ -68,7 +68,7 @@ def test_pr_lifecycle_sync_closed_merged_and_changed_definition(tmp_path, target
     assert [e.id for e in read_events(after=middle, target_id="sync")] == [e.id for e in events if e.id > middle]
 
     # The ledger carried in the newest record summarises the whole history exactly as a full fold does.
-    from leviathan_lib.evidence import parse_records
+    from leviathan_lib.evidence.records import parse_records
     from leviathan_lib.evidence_store import record_rows
 
     history = parse_records([(run, extra) for _, _, run, extra in record_rows(target_id="sync")])

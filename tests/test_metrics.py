@@ -78,7 +78,7 @@ def test_a_cycle_emits_cycle_attempt_duration_and_pr_metrics_with_airflows_prefi
 
 
 def test_unknown_reason_and_outcome_values_never_become_metric_names(statsd):
-    from leviathan_lib.evidence import CycleRecord
+    from leviathan_lib.evidence.records import CycleRecord
 
     record = CycleRecord.model_validate({
         "target_id": "statsd_x", "dag_run_id": "r", "recorded_at": "2026-01-01T00:00:00Z", "decision": "skip",

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from leviathan_lib.demo import create_demo_target
-from leviathan_lib.evidence import CycleRecord, evidence_asset_uri
+from leviathan_lib.evidence.records import CycleRecord, evidence_asset_uri
 from tests.airflow_helpers import run_cycle, xcom
 
 USERS = "admin:admin,viewer:viewer,op:op"

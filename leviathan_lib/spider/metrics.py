@@ -15,7 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from leviathan_lib.core.guardrails import ReasonCode
-from leviathan_lib.evidence import History
+from leviathan_lib.evidence.records import History
 from leviathan_lib.spider.state import Overview
 
 #: ``generate_latest`` writes the classic text format; say so (every Prometheus version reads it).

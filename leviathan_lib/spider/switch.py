@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE
-from leviathan_lib.evidence import AutonomyChangedRecord
+from leviathan_lib.evidence.records import AutonomyChangedRecord
 
 AUTONOMY_ASSET_URI = "leviathan://autonomy"
 AUTONOMY_ASSET_NAME = "leviathan_autonomy"

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from leviathan_lib.evidence import AutonomyChangedRecord, BreakerResetRecord, CycleRecord
+from leviathan_lib.evidence.records import AutonomyChangedRecord, BreakerResetRecord, CycleRecord
 
 EVENTS_PER_RECORD = 100
 
