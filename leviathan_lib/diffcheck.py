@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from leviathan_lib.core.scope import Scope
 from leviathan_lib.core.secrets_scan import scan_lines
-from leviathan_lib.gitcmd import GitError, run_git
+from leviathan_lib.git.runner import GitError, run_git
 
 SYMLINK_MODE = "120000"
 SUBMODULE_MODE = "160000"

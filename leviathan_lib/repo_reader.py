@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel
 
 from leviathan_lib.core.config import SCP_URL
-from leviathan_lib.gitcmd import GitError, run_git
+from leviathan_lib.git.runner import GitError, run_git
 
 
 class RepoUnreachable(Exception):

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from leviathan_lib.core.config import load_target
-from leviathan_lib.gitcmd import run_git
+from leviathan_lib.git.runner import run_git
 
 
 def run_cycle(target_file: Path):

@@ -12,7 +12,7 @@ import pytest
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.demo.runner import Api, Stack, _environment, _wait
 from leviathan_lib.forge.local import LocalForge
-from leviathan_lib.gitcmd import run_git
+from leviathan_lib.git.runner import run_git
 from tests.test_evidence import _dated_repo
 from tests.test_scheduler_e2e import _free_port
 

@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
-from leviathan_lib.gitcmd import git_env
+from leviathan_lib.git.runner import git_env
 
 ROOT = Path(__file__).resolve().parent.parent
 ORIGINAL = Path(__file__).parent / "fixtures" / "original"

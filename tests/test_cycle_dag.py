@@ -11,7 +11,7 @@ import yaml
 
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.forge.local import LocalForge
-from leviathan_lib.gitcmd import run_git
+from leviathan_lib.git.runner import run_git
 from tests.airflow_helpers import commit_file, run_cycle, xcom
 
 pytestmark = pytest.mark.usefixtures("airflow_db")

@@ -11,7 +11,7 @@ from leviathan_lib.core.config import load_target
 from leviathan_lib.delivery import DeliveryRejected, deliver
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.forge.local import LocalForge
-from leviathan_lib.gitcmd import run_git
+from leviathan_lib.git.runner import run_git
 from leviathan_lib.local_backend import run_local_worker
 from leviathan_lib.worker.contract import AttemptResult, AttemptSpec
 from tests.airflow_helpers import commit_file

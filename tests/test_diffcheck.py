@@ -11,7 +11,7 @@ import pytest
 from leviathan_lib.core.scope import Scope
 from leviathan_lib.core.secrets_scan import RULES, scan_text
 from leviathan_lib.diffcheck import DiffCheckError, Violation, check_final_diff
-from leviathan_lib.gitcmd import git_env
+from leviathan_lib.git.runner import git_env
 
 # Tests use the same closed git environment as the code, with no user or global config.
 ENV = git_env({"HOME": "/nonexistent", "GIT_CONFIG_GLOBAL": os.devnull})

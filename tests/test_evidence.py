@@ -14,7 +14,7 @@ import pytest
 
 from leviathan_lib.demo import TEMPLATE, create_demo_target
 from leviathan_lib.forge.local import LocalForge
-from leviathan_lib.gitcmd import init_bare, run_git
+from leviathan_lib.git.runner import init_bare, run_git
 from tests.airflow_helpers import commit_file, run_cycle, xcom
 
 pytestmark = pytest.mark.usefixtures("airflow_db")

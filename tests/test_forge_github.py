@@ -10,7 +10,7 @@ import requests
 
 from leviathan_lib.forge import ForgeConflict, ForgeError, PullRequestNotFound, open_forge
 from leviathan_lib.forge.github import GithubForge, RetryPolicy
-from leviathan_lib.gitcmd import GitError, init_bare, run_git
+from leviathan_lib.git.runner import GitError, init_bare, run_git
 from tests.fake_github import FakeGithub, connection_env
 
 TOKEN = "ghp_FakeToken0123456789abcdefABCDEF01"

@@ -19,7 +19,7 @@ from leviathan_lib.forge import (
     PullRequestNotFound,
     open_forge,
 )
-from leviathan_lib.gitcmd import init_bare, rev_parse, run_git
+from leviathan_lib.git.runner import init_bare, rev_parse, run_git
 
 PROJECT_ROOT = Path(leviathan_lib.__file__).resolve().parent.parent
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from leviathan_lib.gitcmd import GitError, git_env, init_bare, ls_remote_head, rev_parse, run_git
+from leviathan_lib.git.runner import GitError, git_env, init_bare, ls_remote_head, rev_parse, run_git
 
 
 def _commit(repo, message: str, parent: str | None = None) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from leviathan_lib.demo import create_demo_target
-from leviathan_lib.gitcmd import run_git
+from leviathan_lib.git.runner import run_git
 from tests.airflow_helpers import run_cycle, xcom
 from tests.fake_github import FakeGithub, connection_env
 

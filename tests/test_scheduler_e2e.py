@@ -16,7 +16,7 @@ import time
 import pytest
 
 from leviathan_lib.forge.local import LocalForge
-from leviathan_lib.gitcmd import run_git
+from leviathan_lib.git.runner import run_git
 
 pytestmark = pytest.mark.scheduler
 

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from leviathan_lib.gitcmd import init_bare, run_git
+from leviathan_lib.git.runner import init_bare, run_git
 
 TEMPLATE = Path(__file__).resolve().parent / "repo"
 

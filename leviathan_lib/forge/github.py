@@ -35,7 +35,7 @@ from leviathan_lib.forge.base import (
     PullRequest,
     PullRequestNotFound,
 )
-from leviathan_lib.forge.gitauth import basic_auth_value, extra_header_env, origin_of
+from leviathan_lib.git.auth import basic_auth_value, extra_header_env, origin_of
 
 DEFAULT_CONN_ID = "github_default"
 API_VERSION = "2022-11-28"

@@ -29,7 +29,7 @@ from leviathan_lib.forge.base import (
     PullRequestNotFound,
     PullState,
 )
-from leviathan_lib.gitcmd import GitError, run_git
+from leviathan_lib.git.runner import GitError, run_git
 
 _RECORD_NAME = re.compile(r"^([1-9][0-9]*)\.json$")
 

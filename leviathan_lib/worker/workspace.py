@@ -59,7 +59,7 @@ CLONE_TOKEN_ENV = "LEVIATHAN_GIT_READ_TOKEN"
 
 def clone_auth_env(repo_url: str) -> dict[str, str]:
     """Send the read-only token to the repository's own https origin only, as a header (never in the URL)."""
-    from leviathan_lib.forge.gitauth import extra_header_env
+    from leviathan_lib.git.auth import extra_header_env
 
     token = os.environ.get(CLONE_TOKEN_ENV, "")
     if not token or not repo_url.startswith(("https://", "http://")):
