@@ -64,7 +64,7 @@ def make_backlog(n: int, invalid_every: int = 0) -> str:
 def _plan(target, text: str) -> str:
     from leviathan_lib.core.backlog import parse_backlog
     from leviathan_lib.core.guardrails import CycleState, decide
-    from leviathan_lib.cycle import apply_recipe_checks
+    from leviathan_lib.cycle.steps import apply_recipe_checks
 
     backlog, _ = parse_backlog(text, "backlog.yaml")
     backlog = apply_recipe_checks(backlog, RECIPES, ".leviathan/recipes.yaml")

@@ -21,7 +21,7 @@ from leviathan_lib.core.errors import Problem, ValidationFailed
 from leviathan_lib.core.guardrails import CycleState, decide, parse_state
 from leviathan_lib.core.scope import ScopeViolation, path_segments
 from leviathan_lib.core.yamlsrc import line_of, load_yaml
-from leviathan_lib.cycle import apply_recipe_checks, read_backlog
+from leviathan_lib.cycle.steps import apply_recipe_checks, read_backlog
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")

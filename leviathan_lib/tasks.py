@@ -54,8 +54,8 @@ def read_backlog(*, config: dict[str, Any], repo_url: str) -> dict[str, Any]:
 
 def _read_with_forge_auth(target: TargetConfig, repo_url: str, as_of: datetime | None):
     """Read the backlog, fetching with the forge's git credentials (private repositories need them)."""
-    from leviathan_lib import cycle
     from leviathan_lib.core import paths
+    from leviathan_lib.cycle import steps as cycle
     from leviathan_lib.forge import open_forge
     from leviathan_lib.forge.base import ForgeError
 
@@ -146,8 +146,8 @@ def _history(events, run_id: str, as_of: datetime | None):
 
 def check_guardrails(read: dict[str, Any], *, config: dict[str, Any], repo_url: str, asset: Asset,
                      switch_variable: str, run_task_id: str = "run_worker") -> str:
-    from leviathan_lib import cycle
     from leviathan_lib.core.guardrails import ClosedPR
+    from leviathan_lib.cycle import steps as cycle
 
     context = get_current_context()
     target = _target(config)
@@ -202,7 +202,7 @@ def check_guardrails(read: dict[str, Any], *, config: dict[str, Any], repo_url: 
 
 
 def _guardrails(ti) -> Any:
-    from leviathan_lib.cycle import GuardrailResult
+    from leviathan_lib.cycle.steps import GuardrailResult
 
     raw = ti.xcom_pull(task_ids="check_guardrails", key="guardrails")
     return GuardrailResult.model_validate(raw) if raw else None
@@ -216,7 +216,7 @@ def _worker_source(target: TargetConfig, read) -> str:
     if target.forge == "local" or target.worker_backend == "kubernetes":
         return read.repo_url
     from leviathan_lib.core import paths
-    from leviathan_lib.repo_reader import git_dir_for
+    from leviathan_lib.cycle.repo_reader import git_dir_for
 
     return str(git_dir_for(read.repo_url, paths.cache_dir()))
 
@@ -224,7 +224,7 @@ def _worker_source(target: TargetConfig, read) -> str:
 def _attempt_spec(read: dict[str, Any], target: TargetConfig, plan):
     """The attempt spec for ``plan``: the pinned commit, the task as read, the executor it needs."""
     from leviathan_lib.core.backlog import parse_backlog
-    from leviathan_lib.cycle import ReadResult
+    from leviathan_lib.cycle.steps import ReadResult
     from leviathan_lib.worker.contract import AttemptSpec
     from leviathan_lib.worker.llm_spec import executor_spec
 
@@ -296,8 +296,8 @@ def _worker_result(ti) -> dict[str, Any] | None:
 
 def open_pull_request(read: dict[str, Any], *, config: dict[str, Any]) -> dict[str, Any]:
     from leviathan_lib.core import paths
-    from leviathan_lib.cycle import ReadResult
-    from leviathan_lib.delivery import DeliveryRejected, deliver
+    from leviathan_lib.cycle.delivery import DeliveryRejected, deliver
+    from leviathan_lib.cycle.steps import ReadResult
     from leviathan_lib.forge import open_forge
     from leviathan_lib.worker.contract import AttemptResult
 
@@ -330,7 +330,7 @@ def open_pull_request(read: dict[str, Any], *, config: dict[str, Any]) -> dict[s
 
 
 def record_evidence(*, config: dict[str, Any], asset: Asset) -> dict[str, Any]:
-    from leviathan_lib import cycle
+    from leviathan_lib.cycle import steps as cycle
     from leviathan_lib.evidence.records import AttemptEvidence
 
     context = get_current_context()

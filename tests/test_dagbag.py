@@ -73,7 +73,7 @@ def test_dag_file_parse_imports_nothing_heavy(tmp_path, targets_dir):
     code = (
         "import runpy, sys; runpy.run_path(sys.argv[1]);"
         "heavy = [m for m in ('kubernetes', 'github', 'leviathan_lib.worker', 'leviathan_lib.forge',"
-        " 'leviathan_lib.delivery', 'leviathan_lib.core.guardrails') if m in sys.modules]; print(heavy)"
+        " 'leviathan_lib.cycle.delivery', 'leviathan_lib.core.guardrails') if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code, str(ROOT / "dags" / "leviathan_targets.py")],
                          capture_output=True, text=True, check=True)

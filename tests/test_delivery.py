@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from leviathan_lib import cycle
 from leviathan_lib.core.config import load_target
-from leviathan_lib.delivery import DeliveryRejected, deliver
+from leviathan_lib.cycle import steps as cycle
+from leviathan_lib.cycle.delivery import DeliveryRejected, deliver
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.forge.local import LocalForge
 from leviathan_lib.git.runner import run_git

@@ -10,7 +10,7 @@ import pytest
 
 from leviathan_lib.core.scope import Scope
 from leviathan_lib.core.secrets_scan import RULES, scan_text
-from leviathan_lib.diffcheck import DiffCheckError, Violation, check_final_diff
+from leviathan_lib.cycle.diffcheck import DiffCheckError, Violation, check_final_diff
 from leviathan_lib.git.runner import git_env
 
 # Tests use the same closed git environment as the code, with no user or global config.

@@ -1,7 +1,7 @@
 """Which executor runs a task, and the executor part of its attempt spec, from the target config.
 
 A task naming a ``recipe`` always runs that recipe. A task without one runs on the model only when the
-target enables it (``executor: llm``); :func:`leviathan_lib.cycle.apply_recipe_checks` keeps every
+target enables it (``executor: llm``); :func:`leviathan_lib.cycle.steps.apply_recipe_checks` keeps every
 other ready task out of the worker, so reaching the ``ValueError`` below means a bug, not bad input.
 """
 

@@ -17,6 +17,7 @@ from leviathan_lib.core.backlog import Backlog, InvalidTask, parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.guardrails import AttemptRecord, ClosedPR, CycleState, Decision, OpenPR, decide
+from leviathan_lib.cycle.repo_reader import RepoUnreachable, read_at_branch, read_at_commit
 from leviathan_lib.evidence.records import (
     AttemptEvidence,
     CheckEvidence,
@@ -25,7 +26,6 @@ from leviathan_lib.evidence.records import (
     PrStateChange,
     TaskVerdictEvidence,
 )
-from leviathan_lib.repo_reader import RepoUnreachable, read_at_branch, read_at_commit
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def read_backlog(
         result.error = CycleError(code="backlog_invalid", message="; ".join(str(p) for p in exc.problems))
         return result
     result.problems = [str(p) for p in problems]
-    from leviathan_lib.repo_reader import git_dir_for
+    from leviathan_lib.cycle.repo_reader import git_dir_for
 
     try:
         result.recipes_text = read_at_commit(git_dir_for(repo_url, cache_dir), snap.commit_sha, target.recipes_path)

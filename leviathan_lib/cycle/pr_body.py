@@ -7,7 +7,7 @@ the environment — so no credential can reach it.
 from __future__ import annotations
 
 from leviathan_lib.core.backlog import Task
-from leviathan_lib.cycle import AttemptPlan, ReadResult
+from leviathan_lib.cycle.steps import AttemptPlan, ReadResult
 from leviathan_lib.worker.contract import AttemptResult
 
 MAX_LIST = 50

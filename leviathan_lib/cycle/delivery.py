@@ -16,11 +16,11 @@ from leviathan_lib.core.backlog_edit import set_task_status
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.scope import Scope, path_segments, task_scope
-from leviathan_lib.cycle import DELIVERED_STATUS, AttemptPlan, ReadResult
-from leviathan_lib.diffcheck import check_final_diff
+from leviathan_lib.cycle.diffcheck import check_final_diff
+from leviathan_lib.cycle.pr_body import render_pr_body
+from leviathan_lib.cycle.steps import DELIVERED_STATUS, AttemptPlan, ReadResult
 from leviathan_lib.forge.base import Forge, PullRequest
 from leviathan_lib.git.runner import run_git
-from leviathan_lib.pr_body import render_pr_body
 from leviathan_lib.worker.contract import AttemptResult
 
 
