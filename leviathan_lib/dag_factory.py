@@ -90,7 +90,10 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
             run_task_id="prepare_attempt" if kubernetes else "run_worker",
         )
         if kubernetes:
-            from leviathan_lib.kpo import PREPARE_TASK_ID, build_worker_operator  # the cncf provider: k8s only
+            from leviathan_lib.worker.backends.kubernetes import (  # the cncf provider: k8s only
+                PREPARE_TASK_ID,
+                build_worker_operator,
+            )
 
             start = task(task_id=PREPARE_TASK_ID, retries=0)(t.prepare_attempt)(read, config=config)
             worker = build_worker_operator(target)

@@ -253,7 +253,7 @@ def _model_api_key(target: TargetConfig) -> str | None:
 
 def prepare_attempt(read: dict[str, Any], *, config: dict[str, Any]) -> None:
     """Kubernetes backend: push the spec (and the task's label value) for the worker pod's templates."""
-    from leviathan_lib.kpo import SPEC_XCOM_KEY, TASK_LABEL_XCOM_KEY, label_value
+    from leviathan_lib.worker.backends.kubernetes import SPEC_XCOM_KEY, TASK_LABEL_XCOM_KEY, label_value
 
     ti = get_current_context()["ti"]
     plan = _guardrails(ti).attempt
@@ -266,7 +266,7 @@ def prepare_attempt(read: dict[str, Any], *, config: dict[str, Any]) -> None:
 
 
 def run_worker(read: dict[str, Any], *, config: dict[str, Any]) -> None:
-    from leviathan_lib.local_backend import run_local_worker
+    from leviathan_lib.worker.backends.local import run_local_worker
 
     context = get_current_context()
     ti = context["ti"]

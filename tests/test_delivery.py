@@ -12,7 +12,7 @@ from leviathan_lib.cycle.delivery import DeliveryRejected, deliver
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.forge.local import LocalForge
 from leviathan_lib.git.runner import run_git
-from leviathan_lib.local_backend import run_local_worker
+from leviathan_lib.worker.backends.local import run_local_worker
 from leviathan_lib.worker.contract import AttemptResult, AttemptSpec
 from tests.airflow_helpers import commit_file
 

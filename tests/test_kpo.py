@@ -21,8 +21,8 @@ from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.secrets_scan import scan_text
 from leviathan_lib.invariants import check_object
-from leviathan_lib.kpo import build_worker_operator, label_value, pull_policy
-from leviathan_lib.local_backend import run_local_worker
+from leviathan_lib.worker.backends.kubernetes import build_worker_operator, label_value, pull_policy
+from leviathan_lib.worker.backends.local import run_local_worker
 from leviathan_lib.worker.contract import AttemptSpec, result_from_json
 from leviathan_lib.worker.llm_spec import executor_spec
 from tests.fake_anthropic import FakeAnthropic, FakeServer, Turn, tool
@@ -237,7 +237,8 @@ def test_local_backend_dags_do_not_import_the_kubernetes_provider(tmp_path):
         "from leviathan_lib.dag_factory import build_target_dag\n"
         "dag = build_target_dag(TargetConfig(target_id='a', target_repo_url='x'), Path('a.yaml'))\n"
         "assert 'prepare_attempt' not in dag.task_dict\n"
-        "print(sorted({'leviathan_lib.kpo', 'airflow.providers.cncf.kubernetes.operators.pod'} & set(sys.modules)))\n"
+        "print(sorted({'leviathan_lib.worker.backends.kubernetes',\n"
+        "              'airflow.providers.cncf.kubernetes.operators.pod'} & set(sys.modules)))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=os.environ)
     assert proc.returncode == 0, proc.stderr

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from leviathan_lib.core.backlog import parse_backlog
-from leviathan_lib.local_backend import run_local_worker
-from leviathan_lib.worker import run_attempt
+from leviathan_lib.worker.attempt import run_attempt
+from leviathan_lib.worker.backends.local import run_local_worker
 from leviathan_lib.worker.contract import AttemptResult, AttemptSpec
 from leviathan_lib.worker.llm import TOOLS, load_prompt
 from tests.fake_anthropic import ApiError, FakeAnthropic, FakeServer, Turn, text, tool

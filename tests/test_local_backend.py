@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from leviathan_lib.local_backend import run_local_worker, worker_env
+from leviathan_lib.worker.backends.local import run_local_worker, worker_env
 from tests.test_worker import make_spec, make_target_repo
 
 

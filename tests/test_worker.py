@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.errors import ValidationFailed
-from leviathan_lib.worker import run_attempt
+from leviathan_lib.worker.attempt import run_attempt
 from leviathan_lib.worker.contract import AttemptResult, AttemptSpec, ErrorInfo, result_from_json, utc_now
 from leviathan_lib.worker.recipes import parse_recipes
 

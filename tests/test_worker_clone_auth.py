@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from leviathan_lib.kpo import CLONE_TOKEN_ENV
+from leviathan_lib.worker.backends.kubernetes import CLONE_TOKEN_ENV
 from leviathan_lib.worker.workspace import CLONE_TOKEN_ENV as WORKER_CLONE_TOKEN_ENV
 from tests.fake_github import FakeGithub
 from tests.test_kpo import base_container, k8s_target, render

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from leviathan_lib.worker import run_attempt
+from leviathan_lib.worker.attempt import run_attempt
 from leviathan_lib.worker.contract import (
     AttemptResult,
     failed_result,
