@@ -23,7 +23,7 @@ import json, sys, time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from leviathan_lib.core.config import load_target
-from leviathan_lib.dag_factory import build_target_dag
+from leviathan_lib.orchestrator.dag_factory import build_target_dag
 from leviathan_lib.evidence.records import parse_records
 from airflow.models.asset import AssetEvent, AssetModel
 from airflow.models.taskinstance import TaskInstance

@@ -52,7 +52,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Asset, TriggerRule, task
 
-from leviathan_lib import tasks as t
+from leviathan_lib.orchestrator import tasks as t
 
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 DEFAULT_ARGS = {{"owner": "leviathan", "retries": 2, "retry_delay": timedelta(seconds=30)}}
@@ -108,7 +108,7 @@ def write_targets(directory: Path, n: int) -> list[Path]:
 def write_static(path: Path, target_files: list[Path]) -> None:
     """The baseline DAG file: what build_target_dag produces for each target, as literals."""
     from leviathan_lib.core.config import load_target
-    from leviathan_lib.dag_factory import _doc, evidence_asset
+    from leviathan_lib.orchestrator.dag_factory import _doc, evidence_asset
 
     parts = [STATIC_HEADER.format(n=len(target_files))]
     for index, config_file in enumerate(target_files):

@@ -3,6 +3,6 @@
 Thin on purpose: all logic lives in the ``leviathan_lib`` package; parsing reads only the target files.
 """
 
-from leviathan_lib.dag_factory import build_all
+from leviathan_lib.orchestrator.dag_factory import build_all
 
 globals().update(build_all())

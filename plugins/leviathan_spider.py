@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from leviathan_lib import listeners
+from leviathan_lib.orchestrator import listeners
 from leviathan_lib.spider import URL_PREFIX, LazyApp
 
 

@@ -11,7 +11,7 @@ from leviathan_lib.git.runner import run_git
 
 def run_cycle(target_file: Path):
     """Run one real cycle of the target's DAG in-process; return (dag_run, task states)."""
-    from leviathan_lib.dag_factory import build_target_dag
+    from leviathan_lib.orchestrator.dag_factory import build_target_dag
 
     dag = build_target_dag(load_target(target_file), target_file)
     dag_run = dag.test()

@@ -81,7 +81,7 @@ def test_dag_file_parse_imports_nothing_heavy(tmp_path, targets_dir):
 
 
 def test_deployment_defaults_fill_only_keys_a_target_file_leaves_out(tmp_path, targets_dir, monkeypatch):
-    from leviathan_lib.dag_factory import build_all
+    from leviathan_lib.orchestrator.dag_factory import build_all
 
     create_demo_target(tmp_path, target_id="plain", targets_dir=targets_dir)
     explicit = create_demo_target(tmp_path, target_id="explicit", targets_dir=targets_dir)

@@ -115,7 +115,7 @@ def test_backfill_replays_the_backlog_as_it_was_and_matches_plan(tmp_path, targe
     for day, expected in (("2026-03-02", "docs-quickstart"), ("2026-03-04", "docs-faq")):
         when = datetime.fromisoformat(f"{day}T00:00:00+00:00")
         from leviathan_lib.core.config import load_target
-        from leviathan_lib.dag_factory import build_target_dag
+        from leviathan_lib.orchestrator.dag_factory import build_target_dag
 
         dag_run = build_target_dag(load_target(target_file), target_file).test(logical_date=when)
         states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}

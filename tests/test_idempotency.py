@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from leviathan_lib.core.config import load_target
-from leviathan_lib.dag_factory import build_target_dag
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.forge.local import LocalForge
 from leviathan_lib.git.runner import run_git
+from leviathan_lib.orchestrator.dag_factory import build_target_dag
 from tests.airflow_helpers import xcom
 
 pytestmark = pytest.mark.usefixtures("airflow_db")

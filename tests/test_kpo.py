@@ -220,7 +220,7 @@ def test_local_and_kubernetes_backends_agree_recipe(tmp_path):
 
 
 def test_dag_runs_the_worker_as_a_pod_on_the_kubernetes_backend(tmp_path):
-    from leviathan_lib.dag_factory import build_target_dag
+    from leviathan_lib.orchestrator.dag_factory import build_target_dag
 
     dag = build_target_dag(k8s_target(), tmp_path / "demo.yaml")
     worker, prepare = dag.task_dict["run_worker"], dag.task_dict["prepare_attempt"]
@@ -234,7 +234,7 @@ def test_dag_runs_the_worker_as_a_pod_on_the_kubernetes_backend(tmp_path):
 def test_local_backend_dags_do_not_import_the_kubernetes_provider(tmp_path):
     code = (
         "import sys\nfrom pathlib import Path\nfrom leviathan_lib.core.config import TargetConfig\n"
-        "from leviathan_lib.dag_factory import build_target_dag\n"
+        "from leviathan_lib.orchestrator.dag_factory import build_target_dag\n"
         "dag = build_target_dag(TargetConfig(target_id='a', target_repo_url='x'), Path('a.yaml'))\n"
         "assert 'prepare_attempt' not in dag.task_dict\n"
         "print(sorted({'leviathan_lib.worker.backends.kubernetes',\n"
@@ -248,7 +248,7 @@ def test_local_backend_dags_do_not_import_the_kubernetes_provider(tmp_path):
 def test_a_pod_that_left_no_result_past_its_deadline_timed_out():
     from datetime import UTC, datetime, timedelta
 
-    from leviathan_lib.tasks import missing_result_outcome
+    from leviathan_lib.orchestrator.tasks import missing_result_outcome
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
     late = missing_result_outcome(start.isoformat(), 900, start + timedelta(seconds=901))

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from leviathan_lib import metrics
 from leviathan_lib.demo import create_demo_target
+from leviathan_lib.orchestrator import metrics
 from tests.airflow_helpers import run_cycle, xcom
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -115,7 +115,7 @@ def test_cycles_run_when_the_statsd_agent_and_spider_are_down(tmp_path, targets_
 
 
 def test_listener_hooks_ignore_other_dags_and_never_raise(statsd):
-    from leviathan_lib import listeners
+    from leviathan_lib.orchestrator import listeners
 
     class Ti:
         dag_id, task_id = "leviathan__statsd_l", "run_worker"

@@ -62,7 +62,7 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
 
     On the kubernetes backend ``run_worker`` is a pod, preceded by ``prepare_attempt`` that builds its spec.
     """
-    from leviathan_lib import tasks as t  # light: task bodies import their heavy modules lazily
+    from leviathan_lib.orchestrator import tasks as t  # light: task bodies import their heavy modules lazily
 
     asset = evidence_asset(target.target_id)
     repo_url = target.repo_location(config_file)
@@ -121,7 +121,7 @@ def _safe_id(text: str) -> str:
 
 def build_error_dag(config_file: Path, problems: list[str]) -> DAG:
     """A paused, unscheduled DAG that shows a broken target file in the UI and fails with its problems."""
-    from leviathan_lib import tasks as t
+    from leviathan_lib.orchestrator import tasks as t
 
     listing = "\n".join(f"- `{p}`" for p in problems)
     with DAG(

@@ -378,7 +378,7 @@ def record_evidence(*, config: dict[str, Any], asset: Asset) -> dict[str, Any]:
     payload = record.model_dump(mode="json")
     context["outlet_events"][asset].extra = payload
     try:  # StatsD is best effort: it never fails the cycle
-        from leviathan_lib.metrics import emit_cycle_safely
+        from leviathan_lib.orchestrator.metrics import emit_cycle_safely
 
         emit_cycle_safely(record)
     except Exception:

@@ -36,7 +36,7 @@ def _emit(kind: str, obj: object, state: str) -> None:
         target_id = _target(dag_id)
         if target_id is None:
             return
-        from leviathan_lib import metrics
+        from leviathan_lib.orchestrator import metrics
 
         if kind == "dag_run":
             metrics.incr(f"dagrun.{target_id}.{state}")
