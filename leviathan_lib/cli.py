@@ -18,7 +18,7 @@ COMMAND_MODULES = [
     "leviathan_lib.cli_forge",
     "leviathan_lib.cli_plan",
     "leviathan_lib.demo.runner",
-    "leviathan_lib.breaker",
+    "leviathan_lib.control.breaker",
     "leviathan_lib.cli_evidence",
     "leviathan_lib.cli_invariants",
     "leviathan_lib.cli_ops",

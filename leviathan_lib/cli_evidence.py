@@ -25,7 +25,7 @@ def _iso(value: str, flag: str) -> datetime:
 
 
 def _load(target_id: str | None, since: datetime | None) -> tuple[list[CycleRecord], list[Any]]:
-    from leviathan_lib.evidence_store import record_rows
+    from leviathan_lib.control.evidence_db import record_rows
 
     rows, after = [], 0
     for _ in range(10_000):  # bounded: 10M records at most
@@ -82,7 +82,7 @@ def cmd_evidence(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from leviathan_lib.retention import prune
+    from leviathan_lib.control.retention import prune
 
     removed = prune(older_than=timedelta(days=args.older_than_days), keep_attempts=args.keep_attempts,
                     dry_run=args.dry_run)

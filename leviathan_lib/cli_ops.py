@@ -17,7 +17,7 @@ def _reason(args: argparse.Namespace) -> str:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from leviathan_lib.emergency import stop
+    from leviathan_lib.control.emergency import stop
 
     report = stop(by=args.by or getpass.getuser(), reason=_reason(args), wait_seconds=args.wait)
     print(json.dumps({**report.model_dump(mode="json"), "idle": report.activity.idle}, indent=2))
@@ -30,8 +30,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from leviathan_lib.emergency import resume
-    from leviathan_lib.spider.switch import UnknownTarget
+    from leviathan_lib.control.emergency import resume
+    from leviathan_lib.control.switch import UnknownTarget
 
     try:
         dags = resume(by=args.by or getpass.getuser(), reason=_reason(args), targets=args.target or [])

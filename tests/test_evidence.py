@@ -31,7 +31,7 @@ def _verdicts(record: dict) -> dict[str, list[str]]:
 
 
 def test_pr_lifecycle_sync_closed_merged_and_changed_definition(tmp_path, targets_dir):
-    from leviathan_lib.evidence_store import read_events
+    from leviathan_lib.control.evidence_db import read_events
 
     target_file = create_demo_target(tmp_path, target_id="sync", targets_dir=targets_dir)
     bare = tmp_path / "repos" / "sync.git"
@@ -68,8 +68,8 @@ def test_pr_lifecycle_sync_closed_merged_and_changed_definition(tmp_path, target
     assert [e.id for e in read_events(after=middle, target_id="sync")] == [e.id for e in events if e.id > middle]
 
     # The ledger carried in the newest record summarises the whole history exactly as a full fold does.
+    from leviathan_lib.control.evidence_db import record_rows
     from leviathan_lib.evidence.records import parse_records
-    from leviathan_lib.evidence_store import record_rows
 
     history = parse_records([(run, extra) for _, _, run, extra in record_rows(target_id="sync")])
     assert history.latest_ledger(exclude_run_id=None) == history.ledger()
@@ -139,8 +139,8 @@ def test_backfill_replays_the_backlog_as_it_was_and_matches_plan(tmp_path, targe
 
 
 def test_prune_keeps_what_the_guardrails_need(tmp_path, targets_dir):
-    from leviathan_lib.evidence_store import record_rows
-    from leviathan_lib.retention import prune
+    from leviathan_lib.control.evidence_db import record_rows
+    from leviathan_lib.control.retention import prune
 
     target_file = create_demo_target(tmp_path, target_id="prune", targets_dir=targets_dir)
     for _ in range(3):

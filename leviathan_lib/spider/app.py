@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from airflow.api_fastapi.core_api.security import GetUserDep
@@ -19,8 +18,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from leviathan_lib.evidence_store import MAX_PAGE, read_events
-from leviathan_lib.spider import state, switch
+from leviathan_lib.control import fleet, switch
+from leviathan_lib.control.evidence_db import MAX_PAGE, read_events
+from leviathan_lib.control.health import health as stack_health
 from leviathan_lib.spider.auth import AdminUser, metrics_access, username
 
 #: Largest accepted event id (asset event ids times 100 stay far below this).
@@ -44,52 +44,11 @@ class Streams:
         self.limit, self.count = limit, 0
 
 
-def _health() -> tuple[bool, dict[str, Any]]:
-    from airflow.configuration import conf
-    from airflow.jobs.job import Job
-    from airflow.utils.session import create_session
-    from sqlalchemy import func, select, text
-
-    components: dict[str, Any] = {}
-    try:
-        with create_session() as session:
-            session.execute(text("SELECT 1"))
-            beat = session.scalar(select(func.max(Job.latest_heartbeat)).where(
-                Job.job_type == "SchedulerJob", Job.state == "running"))
-    except Exception as exc:
-        components["database"] = {"status": "unhealthy", "reason": f"metadata DB unreachable: {type(exc).__name__}"}
-        return False, components
-    components["database"] = {"status": "healthy"}
-    now = datetime.now(UTC)
-    threshold = conf.getint("scheduler", "scheduler_health_check_threshold", fallback=30)
-    if beat is None:
-        components["scheduler"] = {"status": "unhealthy", "reason": "no running scheduler has a heartbeat"}
-    else:
-        age = (now - beat).total_seconds()
-        ok = age <= threshold
-        components["scheduler"] = {"status": "healthy" if ok else "unhealthy", "heartbeat_age_seconds": round(age, 1),
-                                   **({} if ok else {"reason": f"last heartbeat {age:.0f}s ago (> {threshold}s)"})}
-    max_age = conf.getint("leviathan", "health_max_cycle_age_seconds", fallback=3600)
-    overview, _, _ = state.overview()
-    targets = {}
-    for target in overview.targets:
-        age = (now - target.last_cycle_at).total_seconds() if target.last_cycle_at else None
-        entry: dict[str, Any] = {"status": "healthy", "last_cycle_age_seconds": None if age is None else round(age, 1),
-                                 "dag_paused": target.dag_paused}
-        if target.dag_paused is False and age is not None and age > max_age:
-            entry.update(status="unhealthy", reason=f"running target's last cycle was {age:.0f}s ago (> {max_age}s)")
-        targets[target.target_id] = entry
-    components["targets"] = targets
-    healthy = all(c["status"] == "healthy" for c in (components["database"], components["scheduler"])) and all(
-        t["status"] == "healthy" for t in targets.values())
-    return healthy, components
-
-
 def _autonomy() -> dict[str, Any]:
-    overview, _, _ = state.overview()
+    overview, _, _ = fleet.overview()
     return {
         "global": {"enabled": overview.global_enabled, "detail": overview.global_detail,
-                   "variable": state.GLOBAL_SWITCH_VARIABLE},
+                   "variable": fleet.GLOBAL_SWITCH_VARIABLE},
         "targets": [t.model_dump(mode="json", include={
             "target_id", "dag_id", "target_flag", "dag_paused", "breaker_open", "consecutive_failures",
             "breaker_threshold", "effective_enabled"}) for t in overview.targets],
@@ -106,7 +65,7 @@ def create_app() -> FastAPI:
 
     @app.get("/health", summary="Component health; no authentication")
     def health() -> JSONResponse:
-        healthy, components = _health()
+        healthy, components = stack_health()
         return JSONResponse({"status": "healthy" if healthy else "unhealthy", "components": components},
                             status_code=200 if healthy else 503)
 
@@ -114,7 +73,7 @@ def create_app() -> FastAPI:
     def metrics() -> Response:
         from leviathan_lib.spider.metrics import CONTENT_TYPE, render
 
-        overview, histories, _ = state.overview()
+        overview, histories, _ = fleet.overview()
         return Response(render(overview, histories), media_type=CONTENT_TYPE)
 
     @app.get("/events", summary="Events after an id: JSON lines, or Server-Sent Events")
@@ -170,7 +129,7 @@ def create_app() -> FastAPI:
         change: AutonomyChange, user: AdminUser,
         target_id: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")],
     ) -> dict[str, Any]:
-        target = state.configured_targets().get(target_id)
+        target = fleet.configured_targets().get(target_id)
         if target is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no configured target {target_id!r}")
         try:
@@ -184,7 +143,7 @@ def create_app() -> FastAPI:
     def ui(user: GetUserDep) -> HTMLResponse:
         from leviathan_lib.spider.page import render_page
 
-        overview, _, _ = state.overview()
+        overview, _, _ = fleet.overview()
         return HTMLResponse(render_page(overview))
 
     return app

@@ -14,9 +14,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from leviathan_lib.control.fleet import Overview
 from leviathan_lib.core.guardrails import ReasonCode
 from leviathan_lib.evidence.records import History
-from leviathan_lib.spider.state import Overview
 
 #: ``generate_latest`` writes the classic text format; say so (every Prometheus version reads it).
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4

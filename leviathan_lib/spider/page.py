@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from html import escape
 
-from leviathan_lib.spider.state import Overview
+from leviathan_lib.control.fleet import Overview
 
 
 def _yes(flag: bool | None, yes: str = "on", no: str = "off", unknown: str = "unknown") -> str:

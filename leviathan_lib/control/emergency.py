@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 
-from leviathan_lib.spider import switch
-from leviathan_lib.spider.state import configured_targets
+from leviathan_lib.control import switch
+from leviathan_lib.control.fleet import configured_targets
 
 DAG_PREFIX = "leviathan__"
 WORKER_TASK_ID = "run_worker"

@@ -13,11 +13,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from leviathan_lib.control.evidence_db import MAX_PAGE, record_rows
 from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE, switch_state
 from leviathan_lib.core.config import TargetConfig, load_target, target_files
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.evidence.records import History, parse_records
-from leviathan_lib.evidence_store import MAX_PAGE, record_rows
 
 log = logging.getLogger(__name__)
 

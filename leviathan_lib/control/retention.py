@@ -17,7 +17,7 @@ def prune(*, older_than: timedelta, keep_attempts: int, dry_run: bool = False) -
     from airflow.utils.session import create_session
     from sqlalchemy import delete
 
-    from leviathan_lib.evidence_store import record_rows
+    from leviathan_lib.control.evidence_db import record_rows
 
     cutoff = datetime.now(UTC) - older_than
     rows, after = [], 0
