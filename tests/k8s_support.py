@@ -9,7 +9,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from leviathan_lib import invariants
+from leviathan_lib.deploy import invariants
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared"

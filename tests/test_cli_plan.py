@@ -23,7 +23,7 @@ GIT_ENV = git_env({"HOME": "/nonexistent", "GIT_CONFIG_GLOBAL": os.devnull})
 
 def leviathan(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-m", "leviathan_lib.cli", *map(str, args)],
+    result = subprocess.run([sys.executable, "-m", "leviathan_lib.cli.main", *map(str, args)],
                             capture_output=True, text=True, env=env, cwd=cwd or ROOT, timeout=120)
     assert "Traceback" not in result.stderr, result.stderr
     return result

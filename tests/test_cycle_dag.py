@@ -170,8 +170,9 @@ def test_worker_timeout_is_recorded_and_counts_toward_the_breaker(tmp_path, targ
     assert LocalForge(bare).list_open_prs() == []
 
     # An operator resets the breaker, on the record; the exhausted task stays out, the next one is tried.
-    reset = subprocess.run([sys.executable, "-m", "leviathan_lib.cli", "breaker", "reset", "--target", "cycle_slow",
-                            "--reason", "recipe fixed upstream", "--by", "oncall"], capture_output=True, text=True)
+    reset = subprocess.run([sys.executable, "-m", "leviathan_lib.cli.main", "breaker", "reset",
+                            "--target", "cycle_slow", "--reason", "recipe fixed upstream", "--by", "oncall"],
+                           capture_output=True, text=True)
     assert reset.returncode == 0, reset.stderr
     dag_run, states = run_cycle(target_file)
     record = xcom(dag_run, "record_evidence")
@@ -181,7 +182,7 @@ def test_worker_timeout_is_recorded_and_counts_toward_the_breaker(tmp_path, targ
 
 
 def test_breaker_reset_for_an_unknown_target_is_a_clear_error():
-    result = subprocess.run([sys.executable, "-m", "leviathan_lib.cli", "breaker", "reset", "--target", "nope",
+    result = subprocess.run([sys.executable, "-m", "leviathan_lib.cli.main", "breaker", "reset", "--target", "nope",
                              "--reason", "x"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "no evidence asset for target 'nope'" in result.stderr and "Traceback" not in result.stderr

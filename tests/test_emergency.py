@@ -21,13 +21,9 @@ from tests.test_spider import ApiServer
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
-CLI = ("import sys; from leviathan_lib import cli\n"
-       "if 'leviathan_lib.cli_ops' not in cli.COMMAND_MODULES: cli.COMMAND_MODULES.append('leviathan_lib.cli_ops')\n"
-       "sys.exit(cli.main(sys.argv[1:]))")
-
-
 def leviathan(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", CLI, *args], capture_output=True, text=True, timeout=180)
+    return subprocess.run([sys.executable, "-m", "leviathan_lib.cli.main", *args], capture_output=True, text=True,
+                          timeout=180)
 
 
 def _json(stdout: str):

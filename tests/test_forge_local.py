@@ -78,7 +78,7 @@ def open_pr(forge: LocalForge, head: str, title: str = "A change"):
 def leviathan(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "leviathan_lib.cli", *args],
+        [sys.executable, "-m", "leviathan_lib.cli.main", *args],
         capture_output=True,
         text=True,
         env=env,

@@ -6,7 +6,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from leviathan_lib import invariants
+from leviathan_lib.deploy import invariants
 from tests.k8s_support import CHART, K8S_VERSION, ROOT, schema_errors
 
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from leviathan_lib import invariants
+from leviathan_lib.deploy import invariants
 from tests.k8s_support import CHART, ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "invariants"
 
 
 def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    code = ("import sys, argparse; from leviathan_lib import cli_invariants as c; "
+    code = ("import sys, argparse; from leviathan_lib.cli import invariants as c; "
             "p = argparse.ArgumentParser(); c.register(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); "
             "sys.exit(a.func(a))")
     return subprocess.run([sys.executable, "-c", code, "invariants", *args], capture_output=True, text=True,

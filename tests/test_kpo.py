@@ -20,7 +20,7 @@ from kubernetes.client import ApiClient
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.secrets_scan import scan_text
-from leviathan_lib.invariants import check_object
+from leviathan_lib.deploy.invariants import check_object
 from leviathan_lib.worker.backends.kubernetes import build_worker_operator, label_value, pull_policy
 from leviathan_lib.worker.backends.local import run_local_worker
 from leviathan_lib.worker.contract import AttemptSpec, result_from_json

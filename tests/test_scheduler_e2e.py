@@ -37,7 +37,7 @@ def test_demo_opens_a_pr_through_the_real_scheduler_and_ctrl_c_stops_everything(
     demo = tmp_path / "demo"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "LEVIATHAN"))}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "leviathan_lib.cli", "demo", "--dir", str(demo), "--port", str(port),
+        [sys.executable, "-m", "leviathan_lib.cli.main", "demo", "--dir", str(demo), "--port", str(port),
          "--timeout", "240"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )

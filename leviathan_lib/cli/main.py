@@ -15,13 +15,13 @@ from leviathan_lib.core.errors import ValidationFailed
 
 #: Modules that contribute sub-commands.
 COMMAND_MODULES = [
-    "leviathan_lib.cli_forge",
-    "leviathan_lib.cli_plan",
+    "leviathan_lib.cli.forge",
+    "leviathan_lib.cli.plan",
     "leviathan_lib.demo.runner",
-    "leviathan_lib.control.breaker",
-    "leviathan_lib.cli_evidence",
-    "leviathan_lib.cli_invariants",
-    "leviathan_lib.cli_ops",
+    "leviathan_lib.cli.breaker",
+    "leviathan_lib.cli.evidence",
+    "leviathan_lib.cli.invariants",
+    "leviathan_lib.cli.ops",
 ]
 
 

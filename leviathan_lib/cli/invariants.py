@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from leviathan_lib import invariants
+from leviathan_lib.deploy import invariants
 
-_ROOT = Path(__file__).resolve().parents[1]
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
