@@ -14,6 +14,7 @@ if ! command -v promtool >/dev/null 2>&1; then
 fi
 cd "$root"
 .venv/bin/ruff check . || exit $?
+.venv/bin/lint-imports || exit $?   # the package's layers and boundaries (pyproject.toml)
 .venv/bin/python -m pytest "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then

@@ -12,7 +12,6 @@ import asyncio
 import time
 from typing import Annotated, Any
 
-from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -21,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from leviathan_lib.control import fleet, switch
 from leviathan_lib.control.evidence_db import MAX_PAGE, read_events
 from leviathan_lib.control.health import health as stack_health
-from leviathan_lib.spider.auth import AdminUser, metrics_access, username
+from leviathan_lib.spider.auth import AdminUser, GetUserDep, metrics_access, username
 
 #: Largest accepted event id (asset event ids times 100 stay far below this).
 MAX_EVENT_ID = 2**62
