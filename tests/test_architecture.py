@@ -68,8 +68,8 @@ def mermaid_layers(text: str) -> tuple[list[set[str]], list[tuple[str, str]], li
 
 
 def text_layers(text: str) -> list[set[str]]:
-    """The ``layer N   a | b`` lines of the text rendering."""
-    found = re.findall(r"^ +layer (\d+) +(.+?)\s*$", text, re.M)
+    """The ``layer N   a | b   description`` lines of the text rendering (columns two or more spaces apart)."""
+    found = re.findall(r"^ +layer (\d+) {2,}(.+?)(?: {2,}.*)?$", text, re.M)
     assert [int(n) for n, _ in found] == list(range(1, len(found) + 1)), "text layers must be numbered 1, 2, ..."
     return [{name.strip() for name in names.split("|")} for _, names in found]
 
