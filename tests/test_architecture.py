@@ -143,3 +143,16 @@ def test_import_contracts_are_kept():
     assert counts, proc.stdout
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
     assert (int(counts.group(1)), int(counts.group(2))) == (len(config["contracts"]), 0)
+
+
+def test_the_package_table_says_what_the_docstrings_say():
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    table = text[text.index("| package |"):].split("\n\n")[0]
+    rows = re.findall(r"^\| `(\w+)` \|.*\| (.*) \|$", table, re.M)
+    assert {name for name, _ in rows} == subpackages()
+    for name, may in rows:
+        clause = re.split(r";|\.(?:\s|$)", may)[0]
+        in_table = {n.split(".")[0] for n in re.findall(r"`([\w.]+)`", clause)}
+        init = PACKAGE / name / "__init__.py"
+        docstring = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+        assert in_table == may_import(docstring, init), f"architecture.md's row for {name} and {init} disagree"
