@@ -1,7 +1,9 @@
 """The embedded demo: a small target repository with a backlog that exercises every guardrail.
 
 ``create_demo_target`` lays out a bare repository (the local forge's remote) and a target file, so
-the demo and the tests run the same thing a user would configure by hand.
+the demo and the tests run the same thing a user would configure by hand; ``runner`` is the
+``leviathan demo`` command. May import: ``git``, ``core``; it starts Airflow as subprocesses and talks to
+it over its REST API, never through ``control``.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -44,7 +45,7 @@ class DemoError(Exception):
     """A demo step failed; the message says which and where to look."""
 
 
-def register(subparsers) -> None:
+def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("demo", help="run the embedded demo on real Airflow (SQLite, local forge)")
     parser.add_argument("--dir", type=Path, default=ROOT / ".demo", help="demo folder (default: .demo/)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("LEVIATHAN_DEMO_PORT", "8080")))
@@ -52,14 +53,25 @@ def register(subparsers) -> None:
     parser.add_argument("--exit", action="store_true", help="stop Airflow after the first cycle instead of waiting")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the cycle")
     parser.set_defaults(func=run)
+    sub = parser.add_subparsers(dest="demo_command", metavar="{env}")
+    env = sub.add_parser(
+        "env", help="print the demo's environment as shell exports",
+        description='Print export lines (absolute paths, the demo\'s generated keys) so that the airflow and '
+                    'leviathan CLIs see the demo\'s Airflow: eval "$(.venv/bin/leviathan demo env)".',
+    )
+    # SUPPRESS: given before or after ``env``, --dir and --port mean the same (the demo's defaults otherwise).
+    env.add_argument("--dir", type=Path, default=argparse.SUPPRESS, help="demo folder (default: .demo/)")
+    env.add_argument("--port", type=int, default=argparse.SUPPRESS, help="the demo's API server port")
+    env.set_defaults(func=print_env)
 
 
-def _environment(demo: Path, port: int) -> dict[str, str]:
+def _secrets(demo: Path) -> dict[str, str]:
+    """The demo's Airflow keys, generated on first use into ``secrets.env`` (never committed, mode 0600)."""
     secrets_file = demo / "secrets.env"
     if not secrets_file.exists():
         from cryptography.fernet import Fernet
 
-        # Per-installation keys: generated here, never committed, readable only by the owner.
+        demo.mkdir(parents=True, exist_ok=True)
         secrets_file.write_text(
             f"AIRFLOW__API_AUTH__JWT_SECRET={secrets.token_urlsafe(32)}\n"
             f"AIRFLOW__API__SECRET_KEY={secrets.token_urlsafe(32)}\n"
@@ -67,23 +79,46 @@ def _environment(demo: Path, port: int) -> dict[str, str]:
             encoding="utf-8",
         )
         secrets_file.chmod(0o600)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+    values = {}
     for line in secrets_file.read_text(encoding="utf-8").splitlines():
         key, _, value = line.partition("=")
-        env[key] = value
+        values[key] = value
+    return values
+
+
+def demo_variables(demo: Path, port: int) -> dict[str, str]:
+    """What the demo sets on top of the caller's environment (``demo`` must be absolute)."""
     base_url = f"http://127.0.0.1:{port}"
-    env.update(
-        AIRFLOW_HOME=str(demo / "airflow"),
-        AIRFLOW_CONFIG=str(ROOT / "airflow.cfg"),
-        LEVIATHAN_HOME=str(ROOT),
-        LEVIATHAN_TARGETS_DIR=str(demo / "targets"),
-        LEVIATHAN_STATE_DIR=str(demo / "state"),
-        AIRFLOW__API__PORT=str(port),
-        AIRFLOW__API__BASE_URL=base_url,
-        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{base_url}/execution/",
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    )
+    return {
+        **_secrets(demo),
+        "AIRFLOW_HOME": str(demo / "airflow"),
+        "AIRFLOW_CONFIG": str(ROOT / "airflow.cfg"),
+        "LEVIATHAN_HOME": str(ROOT),
+        "LEVIATHAN_TARGETS_DIR": str(demo / "targets"),
+        "LEVIATHAN_STATE_DIR": str(demo / "state"),
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": base_url,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
+    }
+
+
+def _environment(demo: Path, port: int) -> dict[str, str]:
+    """The demo processes' environment: the caller's minus its ``AIRFLOW__*`` settings, plus the demo's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+    env.update(demo_variables(demo, port))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     return env
+
+
+def print_env(args: argparse.Namespace) -> int:
+    """``leviathan demo env``: the demo's environment for a shell, so ``airflow`` and ``leviathan`` see it."""
+    variables = demo_variables(args.dir.resolve(), args.port)
+    # The demo drops the caller's own AIRFLOW__* settings; so does the shell that evals this.
+    for key in sorted(k for k in os.environ if k.startswith("AIRFLOW__") and k not in variables):
+        print(f"unset {key}")
+    for key, value in variables.items():
+        print(f"export {key}={shlex.quote(value)}")
+    return 0
 
 
 def _port_free(port: int) -> bool:

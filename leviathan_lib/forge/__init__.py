@@ -1,4 +1,7 @@
-"""Forges hosting target repositories: the embedded local forge and GitHub."""
+"""Forges hosting target repositories: the embedded local forge and GitHub, behind one ``Forge`` interface.
+
+``open_forge`` picks the forge a target names; no forge can merge. May import: ``git``, ``core``.
+"""
 
 from __future__ import annotations
 
