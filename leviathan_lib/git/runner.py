@@ -21,6 +21,7 @@ import signal
 import subprocess
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from leviathan_lib.core.errors import LeviathanError
 from leviathan_lib.core.git_refs import check_branch_name
@@ -139,7 +140,7 @@ def run_git(
     text: bool = True,
     profile: GitProfile = GitProfile.ORCHESTRATOR,
     home: str | Path | None = None,
-) -> subprocess.CompletedProcess:
+) -> subprocess.CompletedProcess[Any]:
     """Run ``git <hardening> *args``; ``env`` adds to :func:`git_env` (``home`` sets its HOME).
 
     ``timeout`` defaults to the profile's; when it expires git is killed and GitError ``git_timeout``
@@ -209,13 +210,14 @@ def reset_repo_config(git_dir: str | Path, *, bare: bool) -> None:
 
 def rev_parse(repo: str | Path, rev: str) -> str:
     """The object name ``rev`` resolves to in ``repo`` (work tree or bare); GitError if it does not."""
-    return run_git(["rev-parse", "--verify", "--end-of-options", rev], cwd=repo).stdout.strip()
+    out: str = run_git(["rev-parse", "--verify", "--end-of-options", rev], cwd=repo).stdout
+    return out.strip()
 
 
 def ls_remote_head(url: str, branch: str, *, env: dict[str, str] | None = None) -> str | None:
     """SHA of ``refs/heads/<branch>`` on the remote, None if absent; GitError if the remote is unreachable."""
     ref = f"refs/heads/{branch_arg(branch)}"
-    out = run_git(["ls-remote", "--", remote_arg(url), ref], env=env).stdout
+    out: str = run_git(["ls-remote", "--", remote_arg(url), ref], env=env).stdout
     for line in out.splitlines():
         sha, _, name = line.partition("\t")
         if name == ref:  # ls-remote patterns match ref-name tails; keep the exact ref only

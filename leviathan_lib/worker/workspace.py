@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from leviathan_lib.git.runner import GitError, GitProfile, remote_arg, reset_repo_config, run_git
+from leviathan_lib.git.urls import parse_repo_url
 
 _DIFF_FLAGS = [
     "--no-renames",
@@ -40,14 +41,15 @@ def clone_auth_env(repo_url: str) -> dict[str, str]:
     from leviathan_lib.git.auth import extra_header_env
 
     token = os.environ.get(CLONE_TOKEN_ENV, "")
-    if not token or not repo_url.startswith(("https://", "http://")):
+    if not token or parse_repo_url(repo_url).origin is None:
         return {}
     return extra_header_env(repo_url, token)
 
 
 def _git(args: list[str], *, home: Path, cwd: Path | None = None, extra_env: dict[str, str] | None = None) -> bytes:
-    return run_git(args, cwd=cwd, env=extra_env, home=home, text=False,
-                   profile=GitProfile.UNTRUSTED_WORKSPACE).stdout  # fmt: skip
+    out: bytes = run_git(args, cwd=cwd, env=extra_env, home=home, text=False,
+                         profile=GitProfile.UNTRUSTED_WORKSPACE).stdout  # fmt: skip
+    return out
 
 
 def clone_at(repo_url: str, commit_sha: str, dest: Path, *, home: Path) -> None:
