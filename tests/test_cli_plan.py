@@ -395,5 +395,67 @@ def test_plan_never_prints_credentials_from_the_repository_url(tmp_path):
     target = dev_target(tmp_path, autonomy_enabled=True, target_repo_url=f"http://user:{secret}@127.0.0.1:9/r.git")
     result = leviathan("plan", "--config", target)
     assert result.returncode == 2
-    assert "cannot read the target repository" in result.stderr
+    # Refused by the config validation, before git (or any output) ever sees the URL.
+    assert "target_repo_url: not a repository URL git may be given: must not contain credentials" in result.stderr
     assert secret not in result.stderr + result.stdout
+
+
+# --- hostile repository URLs and branches: validated, never executed ----------------------------
+
+HOSTILE_URLS = [
+    ("--upload-pack=touch {marker}", "must not start with '-'"),
+    ("--upload-pack=touch${{IFS}}{marker}", "must not start with '-'"),
+    ("ext::sh -c touch% {marker}", "'<transport>::' addresses"),
+    ("ext::sh${{IFS}}-c${{IFS}}touch%${{IFS}}{marker}", "'<transport>::' addresses"),
+    ("fd::3", "'<transport>::' addresses"),
+    ("host:{marker}", "ambiguous"),
+    ("https://example.com/o/r.git\n--upload-pack=x", "control characters"),
+    ("https://tok3n@example.com/o/r.git", "must not contain credentials"),
+]
+
+
+@pytest.mark.parametrize(("url", "reason"), HOSTILE_URLS)
+def test_validate_and_plan_refuse_hostile_repository_urls(tmp_path, url, reason):
+    marker = tmp_path / "pwned"
+    value = url.format(marker=marker).replace("\\n", "\n")
+    target = write(tmp_path / "t.yaml", {"target_id": "demo", "target_repo_url": value})
+    validated = leviathan("validate", target)
+    assert validated.returncode == 2
+    [line] = error_lines(validated)
+    assert line.startswith(f"error: {target}:2: target_repo_url: not a repository URL git may be given: ")
+    assert reason in line
+    planned = leviathan("plan", "--config", target)
+    assert planned.returncode == 2 and planned.stdout == ""
+    assert error_lines(planned) == [line]
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("branch", ["--upload-pack=x", "main:refs/heads/x", "a..b", "+main", "x.lock", "a//b"])
+def test_validate_refuses_hostile_branches(tmp_path, branch):
+    target = write(tmp_path / "t.yaml", {"target_id": "demo", "target_repo_url": "/srv/x.git", "target_branch": branch})
+    result = leviathan("validate", target)
+    assert result.returncode == 2
+    [line] = error_lines(result)
+    assert line.startswith(f"error: {target}:3: target_branch: ")
+
+
+def test_plan_never_runs_what_a_local_repository_configures(tmp_path, bare_repo):
+    """Hooks and program-running config keys in the target repository itself do nothing in ``plan``."""
+    marker = tmp_path / "pwned"
+    hook = f"#!/bin/sh\ntouch {marker}\n"
+    for name in ("reference-transaction", "post-checkout", "pre-push", "post-update", "pre-receive"):
+        (bare_repo / "hooks" / name).write_text(hook)
+        (bare_repo / "hooks" / name).chmod(0o755)
+    with (bare_repo / "config").open("a") as config:
+        config.write(f"[core]\n\tfsmonitor = touch {marker}\n\tpager = touch {marker}\n"
+                     f"\tsshCommand = touch {marker}\n[uploadpack]\n\tpackObjectsHook = touch {marker}\n"
+                     f"[credential]\n\thelper = !touch {marker}\n")
+    for url in (str(bare_repo), bare_repo.as_uri()):
+        target = dev_target(tmp_path, autonomy_enabled=True, target_repo_url=url)
+        doc = plan_doc(leviathan("plan", "--config", target))
+        assert doc["decision"] == "run"
+    assert not marker.exists()
+    # The planted hook is live: plain git (with hooks) does run it.
+    subprocess.run(["git", "--git-dir", str(bare_repo), "update-ref", "refs/heads/probe", "main"], env=GIT_ENV,
+                   check=True)
+    assert marker.exists()

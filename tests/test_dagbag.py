@@ -23,6 +23,9 @@ def dagbag(tmp_path, targets_dir):
         "target_id: strbool\ntarget_repo_url: /nowhere.git\nautonomy_enabled: \"false\"\n", encoding="utf-8"
     )
     (targets_dir / "syntax.yaml").write_text("target_id: [unclosed\n", encoding="utf-8")
+    (targets_dir / "hostile.yaml").write_text(
+        f"target_id: hostile\ntarget_repo_url: '--upload-pack=touch {tmp_path / 'pwned'}'\n", encoding="utf-8"
+    )
     (targets_dir / "dup.yaml").write_text("target_id: good\ntarget_repo_url: /other.git\n", encoding="utf-8")
     (targets_dir / "notes.txt").write_text("not a target file", encoding="utf-8")
     return DagBag(dag_folder=str(ROOT / "dags"))
@@ -53,10 +56,13 @@ def test_valid_target_dag_shape(dagbag):
     assert dag.task_dict["run_worker"].retries == 0  # a retry would be a second, unrecorded attempt
 
 
-def test_broken_target_files_become_visible_error_dags(dagbag):
+def test_broken_target_files_become_visible_error_dags(dagbag, tmp_path):
     errors = {d: dag for d, dag in dagbag.dags.items() if "config-error" in dag.tags}
     assert set(errors) == {"leviathan__invalid__strbool", "leviathan__invalid__syntax",
-                           "leviathan__invalid__dup", "leviathan__invalid__good"}
+                           "leviathan__invalid__dup", "leviathan__invalid__good", "leviathan__invalid__hostile"}
+    assert "hostile.yaml:2: target_repo_url: not a repository URL git may be given: must not start with '-'" in \
+        errors["leviathan__invalid__hostile"].doc_md
+    assert not (tmp_path / "pwned").exists()
     assert "autonomy_enabled: Input should be a valid boolean" in errors["leviathan__invalid__strbool"].doc_md
     assert "syntax.yaml:2: invalid YAML" in errors["leviathan__invalid__syntax"].doc_md
     # Two files claim target_id "good": neither runs, both say why.

@@ -28,13 +28,13 @@ def test_environment_does_not_leak_caller_variables(monkeypatch):
     assert "LANG=C" in seen
 
 
-def test_git_env_keeps_home_and_adds_extra(monkeypatch):
+def test_git_env_never_uses_the_callers_home_and_adds_extra(monkeypatch):
     monkeypatch.setenv("HOME", "/somewhere")
     env = git_env({"GIT_DIR": "/x"})
-    assert env["HOME"] == "/somewhere"
+    assert env["HOME"] == "/nonexistent"
+    assert env["GIT_CONFIG_GLOBAL"] == "/dev/null"
     assert env["GIT_DIR"] == "/x"
-    monkeypatch.delenv("HOME")
-    assert git_env()["HOME"] == "/nonexistent"
+    assert git_env(home="/w/home")["HOME"] == "/w/home"
 
 
 def test_commits_use_the_leviathan_identity(bare):

@@ -7,7 +7,6 @@ load unchanged. Keys that no longer mean anything on Airflow are accepted with a
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from pathlib import Path
 from typing import Annotated, Literal
@@ -15,6 +14,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from leviathan_lib.core.errors import Problem, ValidationFailed
+from leviathan_lib.core.git_refs import check_branch_name
+from leviathan_lib.core.repo_url import RepoUrlError, parse_repo_url
 from leviathan_lib.core.scope import ScopeViolation, path_segments
 from leviathan_lib.core.yamlsrc import field_name, line_of, load_yaml
 
@@ -27,9 +28,6 @@ DEPRECATED_KEYS = {
     "control_plane_token": "Airflow is the control plane; the value is ignored (and must not hold a secret)",
     "spider_url": "Spider is an Airflow plugin now; the value is ignored",
 }
-
-#: scp-like git URLs (``git@github.com:org/repo.git``) are remote, never relative paths.
-SCP_URL = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:")
 
 TargetId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -65,6 +63,7 @@ class TargetConfig(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     target_id: TargetId
+    #: Validated by :func:`leviathan_lib.core.repo_url.parse_repo_url` (it reaches git as an argument).
     target_repo_url: Annotated[str, StringConstraints(min_length=1)]
     target_branch: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")] = "main"
     #: Missing means OFF: autonomy must be switched on explicitly.
@@ -129,6 +128,20 @@ class TargetConfig(BaseModel):
                 raise ValueError(f"unsafe path: {exc}") from None
         return value
 
+    @field_validator("target_repo_url")
+    @classmethod
+    def _repo_url(cls, value: str) -> str:
+        try:
+            parse_repo_url(value)
+        except RepoUrlError as exc:
+            raise ValueError(f"not a repository URL git may be given: {exc}") from None
+        return value
+
+    @field_validator("target_branch")
+    @classmethod
+    def _branch(cls, value: str) -> str:
+        return check_branch_name(value)
+
     @field_validator("schedule_cron")
     @classmethod
     def _cron(cls, value: str) -> str:
@@ -152,7 +165,7 @@ class TargetConfig(BaseModel):
     def repo_location(self, config_file: Path | None = None) -> str:
         """The repository URL, with a relative local path resolved against the target file's folder."""
         url = self.target_repo_url
-        if "://" in url or url.startswith("/") or config_file is None or SCP_URL.match(url):
+        if config_file is None or parse_repo_url(url).kind != "local" or url.startswith("/"):
             return url
         return str((config_file.parent / url).resolve())
 

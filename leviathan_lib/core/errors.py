@@ -28,3 +28,12 @@ class ValidationFailed(Exception):
     def __init__(self, problems: list[Problem]):
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
+
+
+class LeviathanError(Exception):
+    """An operational failure with a stable reason code (``code``) and a one-line explanation."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message

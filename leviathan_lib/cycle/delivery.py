@@ -74,7 +74,7 @@ def deliver(
         repo = Path(tmp) / "repo"
         env = {"GIT_AUTHOR_DATE": commit_date.isoformat(), "GIT_COMMITTER_DATE": commit_date.isoformat()}
         run_git(["init", "--quiet", str(repo)])
-        run_git(["fetch", "--quiet", "--no-tags", "--depth", "1", read.repo_url, read.commit_sha or ""],
+        run_git(["fetch", "--quiet", "--no-tags", "--depth", "1", "--", read.repo_url, read.commit_sha or ""],
                 cwd=repo, env=forge.git_push_env())
         run_git(["checkout", "--quiet", "-b", plan.branch, read.commit_sha or ""], cwd=repo)
         run_git(["apply", "--index", "--whitespace=nowarn", "-"], cwd=repo, input=result.patch.encode())
@@ -108,7 +108,7 @@ def deliver(
         _backlog_only_status_changed(read.backlog_text or "", committed.stdout if committed.returncode == 0 else "",
                                      task.id, read.backlog_path)
         head_sha = run_git(["rev-parse", "HEAD"], cwd=repo).stdout.strip()
-        run_git(["push", "--quiet", "--porcelain", read.repo_url, f"+HEAD:refs/heads/{plan.branch}"],
+        run_git(["push", "--quiet", "--porcelain", "--", read.repo_url, f"+HEAD:refs/heads/{plan.branch}"],
                 cwd=repo, env=forge.git_push_env())
 
     body = render_pr_body(task=task, plan=plan, read=read, result=result, run_id=run_id,

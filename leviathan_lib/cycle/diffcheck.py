@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from leviathan_lib.core.scope import Scope
 from leviathan_lib.core.secrets_scan import scan_lines
-from leviathan_lib.git.runner import GitError, run_git
+from leviathan_lib.git.runner import GitError, GitProfile, run_git
 
 SYMLINK_MODE = "120000"
 SUBMODULE_MODE = "160000"
@@ -37,8 +37,10 @@ class DiffCheckError(RuntimeError):
 
 
 def _git(repo_dir: Path, args: list[str], stdin: str | None = None) -> bytes:
+    """Git in the delivery's scratch repository (orchestrator-owned: it holds the commit about to be pushed)."""
     try:
-        return run_git(["-c", "core.quotePath=true", *args], cwd=repo_dir, input=stdin, text=False).stdout
+        return run_git(["-c", "core.quotePath=true", *args], cwd=repo_dir, input=stdin, text=False,
+                       profile=GitProfile.ORCHESTRATOR).stdout  # fmt: skip
     except GitError as exc:
         raise DiffCheckError(str(exc)) from None
 

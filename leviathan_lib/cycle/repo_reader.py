@@ -1,7 +1,9 @@
 """Read the target repository at a pinned commit without a work tree.
 
 Local repositories (a path or ``file://`` URL) are read in place; remote ones through a bare mirror
-kept under a cache directory, refreshed with one fetch of the target branch per cycle.
+kept under a cache directory, refreshed with one fetch of the target branch per cycle. The URL and
+branch are validated before git sees them, every URL and ref argument follows ``--`` or a fixed
+prefix, and a mirror's config is reset before each use so nothing planted in it is trusted.
 """
 
 from __future__ import annotations
@@ -10,12 +12,11 @@ import hashlib
 import subprocess
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlparse
 
 from pydantic import BaseModel
 
-from leviathan_lib.core.config import SCP_URL
-from leviathan_lib.git.runner import GitError, run_git
+from leviathan_lib.git.runner import GitError, branch_arg, remote_arg, reset_repo_config, run_git
+from leviathan_lib.git.urls import RepoUrlError, parse_repo_url
 
 
 class RepoUnreachable(Exception):
@@ -35,7 +36,8 @@ class Snapshot(BaseModel):
 def _git(
     args: list[str], *, timeout: float = 120, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """:func:`gitcmd.run_git` without raising on git's exit code; a timeout means unreachable."""
+    """:func:`~leviathan_lib.git.runner.run_git` without raising on git's exit code; a timeout (or a
+    refused argument) means unreachable."""
     try:
         return run_git(args, env=env, check=False, timeout=timeout)
     except GitError as exc:
@@ -43,12 +45,12 @@ def _git(
 
 
 def local_path(repo_url: str) -> Path | None:
-    """The filesystem path of a local repository URL, or None for a remote one."""
-    if repo_url.startswith("file://"):
-        return Path(urlparse(repo_url).path)
-    if "://" in repo_url or SCP_URL.match(repo_url):
-        return None
-    return Path(repo_url)
+    """The filesystem path of a local repository URL, or None for a remote one; RepoUnreachable if invalid."""
+    try:
+        parsed = parse_repo_url(repo_url)
+    except RepoUrlError as exc:
+        raise RepoUnreachable(f"invalid repository URL: {exc}") from None
+    return Path(parsed.path) if parsed.is_local else None
 
 
 def git_dir_for(repo_url: str, cache_dir: Path) -> Path:
@@ -61,9 +63,10 @@ def git_dir_for(repo_url: str, cache_dir: Path) -> Path:
     mirror = cache_dir / hashlib.sha256(repo_url.encode()).hexdigest()[:16]
     if not (mirror / "HEAD").exists():
         mirror.mkdir(parents=True, exist_ok=True)
-        result = _git(["init", "--bare", "--quiet", str(mirror)])
+        result = _git(["init", "--bare", "--quiet", "--", str(mirror)])
         if result.returncode:
             raise RepoUnreachable(f"cannot create mirror for {repo_url}: {result.stderr.strip()}")
+    reset_repo_config(mirror, bare=True)
     return mirror
 
 
@@ -75,16 +78,21 @@ def read_at_branch(
 
     ``env`` is added to the fetch's environment: the forge's git credentials (see ``Forge.git_push_env``).
     """
+    try:
+        remote_arg(repo_url)
+        branch_arg(branch)
+    except GitError as exc:
+        raise RepoUnreachable(exc.stderr) from None
     git_dir = git_dir_for(repo_url, cache_dir)
     if local_path(repo_url) is None:
         depth = [] if as_of else ["--depth", "1"]  # a replay needs the branch history
         fetched = _git(["--git-dir", str(git_dir), "fetch", "--quiet", "--no-tags", *depth,
-                        repo_url, f"+refs/heads/{branch}:refs/heads/{branch}"], env=env)
+                        "--", repo_url, f"+refs/heads/{branch}:refs/heads/{branch}"], env=env)
         if fetched.returncode:
             raise RepoUnreachable(f"cannot fetch {branch!r} from {repo_url}: {_tail(fetched.stderr)}")
     if as_of is not None:
         at = _git(["--git-dir", str(git_dir), "rev-list", "-1", f"--before={as_of.isoformat()}",
-                   f"refs/heads/{branch}"])
+                   f"refs/heads/{branch}", "--"])
         sha = at.stdout.strip()
         if at.returncode or not sha:
             raise RepoUnreachable(f"branch {branch!r} of {repo_url} has no commit before {as_of.isoformat()}")
@@ -102,7 +110,8 @@ def read_at_branch(
 
 
 def read_at_commit(git_dir: Path, sha: str, path: str) -> str | None:
-    shown = _git(["--git-dir", str(git_dir), "show", f"{sha}:{path}"])
+    # No "--": git then names a missing path plainly; the argument starts with a hex sha, never "-".
+    shown = _git(["--git-dir", str(git_dir), "show", "--no-textconv", f"{sha}:{path}"])
     if shown.returncode:
         if "does not exist" in shown.stderr or "exists on disk, but not in" in shown.stderr:
             return None

@@ -47,7 +47,7 @@ def create_demo_repo(bare: Path, template: Path = TEMPLATE) -> Path:
         run_git(["init", "--quiet", "-b", "main"], cwd=work)
         run_git(["add", "-A"], cwd=work)
         run_git(["commit", "--quiet", "-m", "Initial commit: widgets with a Leviathan backlog"], cwd=work)
-        run_git(["push", "--quiet", str(bare), "main:refs/heads/main"], cwd=work)
+        run_git(["push", "--quiet", "--", str(bare), "main:refs/heads/main"], cwd=work)
     return bare
 
 

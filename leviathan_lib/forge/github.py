@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,7 +35,8 @@ from leviathan_lib.forge.base import (
     PullRequest,
     PullRequestNotFound,
 )
-from leviathan_lib.git.auth import basic_auth_value, extra_header_env, origin_of
+from leviathan_lib.git import urls
+from leviathan_lib.git.auth import basic_auth_value, extra_header_env
 
 DEFAULT_CONN_ID = "github_default"
 API_VERSION = "2022-11-28"
@@ -98,13 +99,14 @@ class _EtagCache:
 def parse_repo_url(repo_url: str) -> tuple[str, str]:
     """``(owner, repo)`` from ``https://host/owner/repo[.git]``; ForgeError for anything else."""
     try:
-        origin_of(repo_url)
-    except ValueError as exc:
+        parsed = urls.parse_repo_url(repo_url)
+    except urls.RepoUrlError as exc:
         raise ForgeError(f"GitHub target URL {repo_url!r}: {exc}") from None
-    segments = [s for s in urlsplit(repo_url).path.split("/") if s]
-    if len(segments) < 2:
+    if parsed.kind not in ("https", "http"):
+        raise ForgeError(f"GitHub target URL {repo_url!r}: not an http(s) URL")
+    if parsed.owner_name is None:
         raise ForgeError(f"GitHub target URL {repo_url!r}: expected https://HOST/OWNER/REPO")
-    return segments[-2], segments[-1].removesuffix(".git")
+    return parsed.owner_name
 
 
 def _pull(data: dict[str, Any]) -> PullRequest:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -30,6 +30,7 @@ from leviathan_lib.forge.base import (
     PullState,
 )
 from leviathan_lib.git.runner import GitError, run_git
+from leviathan_lib.git.urls import RepoUrlError, parse_repo_url
 
 _RECORD_NAME = re.compile(r"^([1-9][0-9]*)\.json$")
 
@@ -55,14 +56,15 @@ def _now() -> datetime:
 
 
 def _repo_path(repo: str | Path) -> Path:
-    """A filesystem path from a path or a ``file://`` URL."""
+    """A filesystem path from a path or a ``file://`` URL (classified by the one URL parser)."""
     text = str(repo)
-    if "://" in text:
-        url = urlparse(text)
-        if url.scheme != "file" or url.netloc not in ("", "localhost"):
-            raise ForgeError(f"the local forge needs a path or a file:// URL, got {text!r}")
-        text = unquote(url.path)
-    return Path(text).absolute()
+    try:
+        parsed = parse_repo_url(text)
+    except RepoUrlError as exc:
+        raise ForgeError(f"the local forge needs a path or a file:// URL: {exc}") from None
+    if not parsed.is_local:
+        raise ForgeError(f"the local forge needs a path or a file:// URL, got {text!r}")
+    return Path(unquote(parsed.path) if parsed.kind == "file" else parsed.path).absolute()
 
 
 class LocalForge(Forge):

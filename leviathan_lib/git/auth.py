@@ -9,17 +9,19 @@ header is scoped to the repository's origin, so a redirect to another host never
 from __future__ import annotations
 
 import base64
-from urllib.parse import urlsplit
+
+from leviathan_lib.git.urls import parse_repo_url
 
 
 def origin_of(url: str) -> str:
-    """``scheme://host[:port]/`` of an HTTP(S) URL: the scope git matches ``http.<url>.*`` keys against."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    """``scheme://host[:port]/`` of an HTTP(S) URL: the scope git matches ``http.<url>.*`` keys against.
+
+    ValueError (a :class:`~leviathan_lib.git.urls.RepoUrlError`) for anything else, credentials included.
+    """
+    origin = parse_repo_url(url).origin
+    if origin is None:
         raise ValueError(f"not an http(s) URL: {url!r}")
-    if parts.username or parts.password:
-        raise ValueError("the repository URL must not contain credentials; they come from the connection")
-    return f"{parts.scheme}://{parts.netloc}/"
+    return origin
 
 
 def basic_auth_value(token: str) -> str:

@@ -8,7 +8,6 @@ version so either side can refuse a document it does not understand instead of g
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -24,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from leviathan_lib.core.repo_url import RepoUrlError, parse_repo_url
 from leviathan_lib.core.scope import ScopeViolation, path_segments
 
 #: Recipe names share the task-id alphabet so they are safe in logs, branch names and file names.
@@ -31,8 +31,6 @@ RecipeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._
 CommitSha = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{40}$")]
 #: Timestamps accept ISO 8601 strings even in strict mode: a result read back from an XCom is a dict.
 Timestamp = Annotated[AwareDatetime, Field(strict=False)]
-
-_SCP_LIKE = re.compile(r"^[^/@:]+@[^/:]+:")
 
 
 def utc_now() -> datetime:
@@ -127,14 +125,11 @@ class AttemptSpec(BaseModel):
     @field_validator("repo_url")
     @classmethod
     def _no_credentials(cls, value: str) -> str:
-        if value.startswith("-"):
-            raise ValueError("must not start with '-'")
-        if "://" in value:
-            parts = urlsplit(value)
-            if parts.password is not None or (parts.username and parts.scheme in ("http", "https")):
-                raise ValueError("must not contain credentials (the worker clones without any)")
-        elif not _SCP_LIKE.match(value) and "@" in value.split("/", 1)[0]:
-            raise ValueError("must not contain credentials (the worker clones without any)")
+        """The one repository-URL parser decides (the worker clones without any credential in it)."""
+        try:
+            parse_repo_url(value)
+        except RepoUrlError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("allowed_path_prefixes")

@@ -1,25 +1,21 @@
 """The worker's git plumbing: a pinned clone and the exact change the recipe made.
 
-Git runs with no system or user configuration, no hooks and no prompts, so nothing from the machine
-the worker runs on (credential helpers, diff drivers, aliases) can change what is cloned or diffed.
+Git runs through :func:`leviathan_lib.git.runner.run_git` with the ``UNTRUSTED_WORKSPACE`` profile: no
+system or user configuration, no hooks, no prompts, a transport allowlist and a timeout, so nothing
+from the machine the worker runs on (credential helpers, diff drivers, aliases) can change what is
+cloned or diffed, and the checkout's own ``.git/config`` (which the recipe can write) is reset before
+git reads it again.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Transports a clone may use; ``ext::`` and friends (which run commands) are never allowed.
-_ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
-_GIT_CONFIG = [
-    "-c", "core.hooksPath=/dev/null",
-    "-c", "core.quotePath=false",
-    "-c", "diff.noprefix=false",
-    "-c", "diff.mnemonicPrefix=false",
-    "-c", "protocol.ext.allow=never",
-]  # fmt: skip
+from leviathan_lib.git.runner import GitError, GitProfile, remote_arg, reset_repo_config, run_git
+from leviathan_lib.git.urls import parse_repo_url
+
 _DIFF_FLAGS = [
     "--no-renames",
     "--no-ext-diff",
@@ -32,25 +28,8 @@ _DIFF_FLAGS = [
 FORBIDDEN_MODES = {"120000": "symlink", "160000": "submodule"}
 
 
-class GitFailed(Exception):
-    """A git command exited non-zero; the message carries git's own explanation."""
-
-
-def git_env(home: Path) -> dict[str, str]:
-    """A closed environment for git: only PATH survives from the parent."""
-    return {
-        "PATH": os.environ.get("PATH", os.defpath),
-        "HOME": str(home),
-        "LANG": "C.UTF-8",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_ALLOW_PROTOCOL": _ALLOWED_PROTOCOLS,
-        "GIT_AUTHOR_NAME": "Leviathan",
-        "GIT_AUTHOR_EMAIL": "leviathan@localhost",
-        "GIT_COMMITTER_NAME": "Leviathan",
-        "GIT_COMMITTER_EMAIL": "leviathan@localhost",
-    }
+#: What the worker's git calls raise (kept under this name for :mod:`leviathan_lib.worker.attempt`).
+GitFailed = GitError
 
 
 #: A read-only clone token (the Kubernetes backend mounts it from a Secret); used for the clone only.
@@ -62,36 +41,29 @@ def clone_auth_env(repo_url: str) -> dict[str, str]:
     from leviathan_lib.git.auth import extra_header_env
 
     token = os.environ.get(CLONE_TOKEN_ENV, "")
-    if not token or not repo_url.startswith(("https://", "http://")):
+    if not token or parse_repo_url(repo_url).origin is None:
         return {}
     return extra_header_env(repo_url, token)
 
 
 def _git(args: list[str], *, home: Path, cwd: Path | None = None, extra_env: dict[str, str] | None = None) -> bytes:
-    proc = subprocess.run(
-        ["git", *_GIT_CONFIG, *args],
-        cwd=cwd,
-        env={**git_env(home), **(extra_env or {})},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise GitFailed(
-            f"git {args[0]} failed (exit {proc.returncode}): {' '.join(detail[-3:]) or 'no output'}"
-        )
-    return proc.stdout
+    out: bytes = run_git(args, cwd=cwd, env=extra_env, home=home, text=False,
+                         profile=GitProfile.UNTRUSTED_WORKSPACE).stdout  # fmt: skip
+    return out
 
 
 def clone_at(repo_url: str, commit_sha: str, dest: Path, *, home: Path) -> None:
-    """Fresh clone of ``repo_url`` into ``dest`` with ``commit_sha`` checked out detached, verified."""
-    _git(["clone", "--quiet", "--no-checkout", "--", repo_url, str(dest)], home=home,
-         extra_env=clone_auth_env(repo_url))
-    _git(["checkout", "--quiet", "--detach", commit_sha], home=home, cwd=dest)
+    """Fresh clone of ``repo_url`` into ``dest`` with ``commit_sha`` checked out detached, verified.
+
+    ``--no-local`` copies objects even from a local mirror (no hard links, no alternates), so nothing
+    the worker does to its clone can reach the repository it came from.
+    """
+    _git(["clone", "--quiet", "--no-checkout", "--no-local", "--", remote_arg(repo_url), str(dest)], home=home,
+         extra_env=clone_auth_env(repo_url))  # fmt: skip
+    _git(["checkout", "--quiet", "--detach", commit_sha, "--"], home=home, cwd=dest)
     head = _git(["rev-parse", "--verify", "HEAD"], home=home, cwd=dest).decode().strip()
     if head != commit_sha:
-        raise GitFailed(f"HEAD is {head} after checkout, expected {commit_sha}")
+        raise GitFailed(["git", "checkout", commit_sha], 0, f"HEAD is {head} after checkout, expected {commit_sha}")
 
 
 @dataclass(frozen=True)
@@ -125,10 +97,15 @@ def _parse_raw(raw: bytes) -> list[Change]:
 
 
 def collect_changes(checkout: Path, base_sha: str, *, home: Path) -> Changes:
-    """Stage everything (new files included) and describe it against ``base_sha``."""
+    """Stage everything (new files included) and describe it against ``base_sha``.
+
+    The recipe could have written ``.git/config`` (filter drivers, includes) or planted alternates, so
+    they are reset first: the change is read by git as cloned, not as the recipe configured it.
+    """
+    reset_repo_config(checkout / ".git", bare=False)
     _git(["add", "--all"], home=home, cwd=checkout)
-    raw = _git(["diff", "--cached", "--raw", "-z", *_DIFF_FLAGS, base_sha], home=home, cwd=checkout)
+    raw = _git(["diff", "--cached", "--raw", "-z", *_DIFF_FLAGS, base_sha, "--"], home=home, cwd=checkout)
     patch = _git(
-        ["diff", "--cached", "--binary", "--full-index", *_DIFF_FLAGS, base_sha], home=home, cwd=checkout
+        ["diff", "--cached", "--binary", "--full-index", *_DIFF_FLAGS, base_sha, "--"], home=home, cwd=checkout
     )
     return Changes(_parse_raw(raw), patch)
