@@ -355,10 +355,12 @@ def test_recipe_env_is_closed(tmp_path, target):
     env = json.loads((apply_on_fresh_clone(tmp_path, repo, sha, result.patch) / "docs/env.json").read_text())
     assert "LEVIATHAN_TEST_SECRET" not in env
     assert "hunter2" not in result.patch
-    assert set(env) == {"PATH", "HOME", "LANG", "LEVIATHAN_TASK_ID", "LEVIATHAN_TASK_FILE"}
+    # bwrap sets PWD (the working directory, the checkout) after its --chdir; nothing else is added.
+    assert set(env) == {"PATH", "HOME", "LANG", "LEVIATHAN_TASK_ID", "LEVIATHAN_TASK_FILE", "PWD"}
     assert env["LEVIATHAN_TASK_ID"] == "docs-quickstart"
     assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
     checkout = tmp_path / "ws" / "checkout"
+    assert env["PWD"] == str(checkout)
     for name in ("HOME", "LEVIATHAN_TASK_FILE"):
         assert not Path(env[name]).is_relative_to(checkout)
 
