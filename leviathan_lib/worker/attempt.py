@@ -148,7 +148,8 @@ def _run_executor(
                   deadline=attempt_deadline(spec.timeout_seconds, clock))  # fmt: skip
     progress.summary, progress.usage = llm.executor_summary(), llm.usage()
     if llm.failure:
-        raise _Failed(llm.failure.code, llm.failure.message, llm.failure.outcome)
+        raise _Failed(llm.failure.code, llm.failure.message,
+                      "timed_out" if llm.failure.outcome == "timed_out" else "failed")
     return f"the model {executor.model!r}", baseline
 
 

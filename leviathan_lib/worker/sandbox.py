@@ -165,8 +165,8 @@ class Sandbox:
         git_dir = self.checkout / ".git"
         if git_dir.exists():
             args += ["--ro-bind", str(git_dir), str(git_dir)]
-        for path in self.readonly:
-            args += ["--ro-bind", str(path), str(path)]
+        for file in self.readonly:
+            args += ["--ro-bind", str(file), str(file)]
         args += ["--remount-ro", "/", "--chdir", checkout, "--", *command]
         return args
 

@@ -277,3 +277,36 @@ def test_unsandboxed_the_same_recipe_writes_home_mirror_and_git_hooks(tmp_path, 
     # The planted fsmonitor ran in the worker's `git add` (`touch FLAG 2 TOKEN`): code execution outside.
     assert flag.exists()
     assert result.error.code == "scope_violation" and "path '2'" in result.error.message
+
+
+def test_spider_shows_where_each_target_runs_its_recipes():
+    from leviathan_lib.control.fleet import Overview, TargetState
+    from leviathan_lib.core.config import TargetConfig
+    from leviathan_lib.spider.page import render_page
+    from leviathan_lib.worker.sandbox import mode_label, required_mode
+
+    def state(target_id: str, **config) -> TargetState:
+        target = TargetConfig.model_validate({"target_id": target_id, "target_repo_url": "/r.git", **config})
+        return TargetState(target_id=target_id, dag_id=target.dag_id, target_flag=True, dag_paused=False,
+                           breaker_open=False, consecutive_failures=0, breaker_threshold=2, effective_enabled=True,
+                           sandbox=mode_label(required_mode(target)))  # fmt: skip
+
+    page = render_page(Overview(global_enabled=True, global_detail="on", targets=[
+        state("safe"), state("risky", unsafe_allow_unsandboxed_recipes=True),
+        state("pod", worker_backend="kubernetes")]))  # fmt: skip
+    rows = {row.split("</a>")[0].rsplit(">", 1)[-1]: row for row in page.split("<tr>")[2:]}
+    assert rows["safe"].endswith("<td>bwrap</td></tr>\n")
+    assert "<strong class='unsandboxed'>UNSANDBOXED (opt-out)</strong>" in rows["risky"]
+    assert "<td>pod</td>" in rows["pod"] and "UNSANDBOXED" not in rows["safe"] + rows["pod"]
+    assert "<th>sandbox</th>" in page
+
+
+def test_the_opt_out_is_a_strict_boolean_and_off_by_default():
+    from leviathan_lib.core.config import parse_target
+    from leviathan_lib.core.errors import ValidationFailed
+
+    base = "target_id: t\ntarget_repo_url: /r.git\n"
+    assert parse_target(base, "t.yaml").unsafe_allow_unsandboxed_recipes is False
+    with pytest.raises(ValidationFailed) as info:
+        parse_target(base + 'unsafe_allow_unsandboxed_recipes: "yes"\n', "t.yaml")
+    assert "t.yaml:3: unsafe_allow_unsandboxed_recipes: Input should be a valid boolean" in str(info.value)
