@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from leviathan_lib.core.backlog import Task
 from leviathan_lib.core.errors import ValidationFailed
+from leviathan_lib.core.guardrails import ReasonCode
 from leviathan_lib.core.scope import Scope, task_scope
 from leviathan_lib.worker.contract import (
     AttemptResult,
@@ -28,8 +29,9 @@ from leviathan_lib.worker.recipes import RecipeRun, parse_recipes, run_recipe, s
 from leviathan_lib.worker.sandbox import SANDBOX_HOME, Sandbox, bwrap_path, mode_label, probe, sandbox_path
 from leviathan_lib.worker.workspace import FORBIDDEN_MODES, Changes, GitFailed, clone_at, collect_changes
 
-#: The error code of an attempt whose recipe would have needed a sandbox this machine cannot build.
-SANDBOX_UNAVAILABLE = "sandbox_unavailable"
+#: The error code of an attempt whose recipe would have needed a sandbox this machine cannot build
+#: (the same string the guardrails stop a cycle with, before the worker).
+SANDBOX_UNAVAILABLE = ReasonCode.SANDBOX_UNAVAILABLE.value
 
 
 def _recipes_text(checkout: Path, recipes_path: str) -> str:
