@@ -16,6 +16,20 @@ if ! command -v git >/dev/null 2>&1; then
   echo "error: git is required (apt-get install git)" >&2
   exit 2
 fi
+# bubblewrap: every recipe step on the local backend runs in its sandbox (leviathan_lib/worker/sandbox.py).
+# Without it recipes do not run (the cycle stops with sandbox_unavailable), so a failed install is not fatal.
+bwrap="${LEVIATHAN_BWRAP:-/usr/bin/bwrap}"
+if [ ! -x "$bwrap" ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "Installing bubblewrap (the recipe sandbox) ..." >&2
+  if ! { command -v apt-get >/dev/null 2>&1 && { [ -z "$sudo" ] || command -v sudo >/dev/null 2>&1; } \
+         && $sudo apt-get update -qq \
+         && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bubblewrap \
+              >/dev/null; }; then
+    echo "warning: missing: $bwrap (Debian/Ubuntu package 'bubblewrap'); it could not be installed here." >&2
+    echo "warning: recipes will not run until it is: cycles stop with sandbox_unavailable." >&2
+  fi
+fi
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 digest="$(cat "$root/pyproject.toml" "$root/constraints.txt" | sha256sum | cut -c1-16)"
 stamp="$venv/.installed-$digest-${extras:-base}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +49,8 @@ def test_demo_target_opens_one_pr_then_respects_the_open_pr_limit(tmp_path, targ
     prs = forge.list_open_prs()
     assert [(p.number, p.head, p.base) for p in prs] == [(1, "agent/docs-quickstart/1", "main")]
     assert record["attempt"]["pr_number"] == 1 and record["attempt"]["outcome"] == "succeeded"
+    assert record["attempt"]["sandbox"] == "bwrap"
+    assert record["checks"][-1] == {"name": "sandbox", "passed": True, "detail": "recipe steps run in: bwrap"}
     # Only the in-scope file and the backlog status edit.
     assert _changed_files(bare, "agent/docs-quickstart/1") == [".leviathan/backlog.yaml", "docs/quickstart.md"]
     backlog = run_git(["--git-dir", str(bare), "show", "agent/docs-quickstart/1:.leviathan/backlog.yaml"]).stdout
@@ -186,3 +190,41 @@ def test_breaker_reset_for_an_unknown_target_is_a_clear_error():
                              "--reason", "x"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "no evidence asset for target 'nope'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_machine_without_the_sandbox_stops_recipes_and_the_opt_out_runs_them(tmp_path, targets_dir, monkeypatch,
+                                                                                caplog):
+    """Fail closed: no bubblewrap → sandbox_unavailable in plan, task log and evidence, and no worker."""
+    target_file = create_demo_target(tmp_path, target_id="cycle_nobwrap", targets_dir=targets_dir)
+    bare = tmp_path / "repos" / "cycle_nobwrap.git"
+    missing = str(tmp_path / "no-bwrap-here")
+    monkeypatch.setenv("LEVIATHAN_BWRAP", missing)
+
+    plan = subprocess.run([sys.executable, "-m", "leviathan_lib.cli.main", "plan", "--config", str(target_file)],
+                          capture_output=True, text=True)
+    assert plan.returncode == 0, plan.stderr
+    doc = json.loads(plan.stdout)
+    assert doc["decision"] == "skip" and doc["reasons"] == ["sandbox_unavailable"]
+    assert doc["checks"][-1]["name"] == "sandbox" and missing in doc["checks"][-1]["detail"]
+
+    with caplog.at_level(logging.INFO, logger="leviathan"):
+        dag_run, states = run_cycle(target_file)
+    assert states["run_worker"] == "skipped" and states["skip"] == "success"
+    assert dag_run.state == "failed"  # an operator must install bubblewrap: the run says so
+    record = xcom(dag_run, "record_evidence")
+    assert record["decision"] == "skip" and record["reasons"] == ["sandbox_unavailable"]
+    assert record["stopped_reason"] == "sandbox_unavailable" and missing in record["stopped_detail"]
+    assert record["attempt"] is None
+    logged = [r.getMessage() for r in caplog.records if "sandbox" in r.getMessage()]
+    assert any("FAIL" in line and missing in line for line in logged), logged
+    assert LocalForge(bare).list_open_prs() == []
+
+    text = target_file.read_text() + "unsafe_allow_unsandboxed_recipes: true\n"
+    target_file.write_text(text)
+    dag_run, states = run_cycle(target_file)
+    record = xcom(dag_run, "record_evidence")
+    assert states["run_worker"] == "success" and record["stopped_reason"] == "pr_opened"
+    assert record["attempt"]["sandbox"] == "unsandboxed (opt-out)"
+    sandbox_check = [c for c in record["checks"] if c["name"] == "sandbox"]
+    assert sandbox_check == [{"name": "sandbox", "passed": True,
+                              "detail": "recipe steps run in: unsandboxed (opt-out)"}]

@@ -20,6 +20,7 @@ from leviathan_lib.core.guardrails import (
     ReasonCode,
     decide,
     parse_state,
+    sandbox_gate,
 )
 
 SCENARIOS = yaml.safe_load((Path(__file__).parent / "scenarios" / "guardrails.yaml").read_text())
@@ -96,8 +97,13 @@ def test_scenario(scenario):
         assert checks[name]["detail"] == detail
 
 
+#: Decided after ``decide`` (by :func:`sandbox_gate`, on the worker's machine); tested below and in
+#: tests/worker/test_sandbox.py and tests/test_cycle_dag.py with the real bubblewrap.
+AFTER_DECIDE = {"sandbox_unavailable"}
+
+
 def test_every_reason_code_is_covered_by_a_scenario():
-    seen = set()
+    seen = set(AFTER_DECIDE)
     for scenario in SCENARIOS:
         expect = scenario["expect"]
         seen.update(expect.get("reasons", []))
@@ -110,8 +116,20 @@ def test_reason_codes_are_the_stable_strings():
     assert [c.value for c in ReasonCode] == [
         *CYCLE_ORDER,
         "not_ready", "status_not_pending", "dependencies_incomplete", "scope_violation", "attempts_exhausted",
-        "pr_open_for_task", "invalid_task", "pr_closed_unchanged",
+        "pr_open_for_task", "invalid_task", "pr_closed_unchanged", "sandbox_unavailable",
     ]
+
+
+def test_sandbox_gate_stops_a_run_and_reports_every_other_reason_too():
+    decision = decide(_target(), _backlog([{"id": "a", "ready": True}]), CycleState())
+    assert decision.decision == "run"
+    ok = sandbox_gate(decision, None)
+    assert (ok.decision, ok.task_id, ok.reasons) == ("run", "a", [])
+    assert ok.checks[-1].model_dump() == {"name": "sandbox", "passed": True, "detail": "recipe steps run in: bwrap"}
+    stopped = sandbox_gate(decision, "bubblewrap is not installed")
+    assert (stopped.decision, stopped.task_id, stopped.reasons) == ("skip", None, ["sandbox_unavailable"])
+    assert stopped.checks[-1].model_dump() == {"name": "sandbox", "passed": False,
+                                               "detail": "bubblewrap is not installed"}
 
 
 def test_plan_document_shape():

@@ -256,3 +256,16 @@ def test_a_pod_that_left_no_result_past_its_deadline_timed_out():
     assert missing_result_outcome(start.isoformat(), 900, start + timedelta(seconds=30))[:2] == (
         "failed", "worker_crashed")
     assert missing_result_outcome(None, 900, start)[1] == "worker_crashed"  # the local backend always reports
+
+
+def test_the_pod_is_the_sandbox_no_bwrap_needed_inside(tmp_path):
+    """A kubernetes target's spec says ``sandbox: pod``: the worker in the pod never needs bubblewrap."""
+    from leviathan_lib.worker.sandbox import mode_label, required_mode
+
+    assert required_mode(k8s_target()) == "pod" and mode_label("pod") == "pod"
+    repo, sha = make_target_repo(tmp_path)
+    spec = make_spec(repo, sha, sandbox="pod")
+    _, manifest = render(k8s_target(), spec.model_dump_json())
+    pod = _run_pod_command(manifest, tmp_path / "pod")
+    assert pod["outcome"] == "succeeded", pod["error"]
+    assert pod["executor"]["sandbox"] == "pod"  # the steps ran in the container, not in a nested bwrap

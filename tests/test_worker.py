@@ -50,7 +50,14 @@ task = json.loads(Path(os.environ["LEVIATHAN_TASK_FILE"]).read_text())
 
 
 def record_pids(*pids):
-    Path(os.environ["PIDFILE"]).write_text(json.dumps({"pgid": os.getpgrp(), "pids": list(pids)}))
+    try:
+        Path(os.environ["PIDFILE"]).write_text(json.dumps({"pgid": os.getpgrp(), "pids": list(pids)}))
+    except OSError:  # sandboxed: the file is outside the checkout, so the write is refused
+        pass
+
+
+def sleeper(*prefix):  # a 300 s sleeper whose command line carries the marker: tests find it from outside
+    return subprocess.Popen([*prefix, sys.executable, "-c", "import time; time.sleep(300)", os.environ["PIDFILE"]])
 
 
 if action == "quickstart":
@@ -73,16 +80,27 @@ elif action == "fail":
     print("about to fail", file=sys.stderr)
     sys.exit(int(sys.argv[2]))
 elif action == "hang":
-    child = subprocess.Popen(["sleep", "300"])
+    child = sleeper()
     record_pids(os.getpid(), child.pid)
     time.sleep(300)
 elif action == "daemon":
-    child = subprocess.Popen(["sleep", "300"])
+    child = sleeper()
     record_pids(child.pid)
     Path("docs/daemon.md").write_text("left a child behind\\n")
+elif action in ("escape", "escape-hang"):
+    sleeper("setsid")  # a new session: out of every process group the worker could kill
+    if os.fork() == 0:  # the classic double fork: the daemon's parent exits, init adopts it
+        os.setsid()
+        if os.fork() == 0:
+            os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(300)", os.environ["PIDFILE"]])
+        os._exit(0)
+    os.wait()
+    Path("docs/escape.md").write_text("left daemons behind\\n")
+    if action == "escape-hang":
+        time.sleep(300)
 elif action == "kill-worker":
     os.kill(os.getppid(), 9)
-    time.sleep(10)
+    Path("docs/survived.md").write_text("the worker survived\\n")
 """
 
 
@@ -134,6 +152,14 @@ recipes:
       PIDFILE: "{pidfile}"
   kill-worker:
     command: {step}, "kill-worker"]
+  escape:
+    command: {step}, "escape"]
+    env:
+      PIDFILE: "{pidfile}"
+  escape-hang:
+    command: {step}, "escape-hang"]
+    env:
+      PIDFILE: "{pidfile}"
 """
 
 
@@ -355,10 +381,12 @@ def test_recipe_env_is_closed(tmp_path, target):
     env = json.loads((apply_on_fresh_clone(tmp_path, repo, sha, result.patch) / "docs/env.json").read_text())
     assert "LEVIATHAN_TEST_SECRET" not in env
     assert "hunter2" not in result.patch
-    assert set(env) == {"PATH", "HOME", "LANG", "LEVIATHAN_TASK_ID", "LEVIATHAN_TASK_FILE"}
+    # bwrap sets PWD (the working directory, the checkout) after its --chdir; nothing else is added.
+    assert set(env) == {"PATH", "HOME", "LANG", "LEVIATHAN_TASK_ID", "LEVIATHAN_TASK_FILE", "PWD"}
     assert env["LEVIATHAN_TASK_ID"] == "docs-quickstart"
     assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
     checkout = tmp_path / "ws" / "checkout"
+    assert env["PWD"] == str(checkout)
     for name in ("HOME", "LEVIATHAN_TASK_FILE"):
         assert not Path(env[name]).is_relative_to(checkout)
 

@@ -21,7 +21,7 @@ from leviathan_lib.core.errors import Problem, ValidationFailed
 from leviathan_lib.core.guardrails import CycleState, decide, parse_state
 from leviathan_lib.core.scope import ScopeViolation, path_segments
 from leviathan_lib.core.yamlsrc import line_of, load_yaml
-from leviathan_lib.cycle.steps import apply_recipe_checks, read_backlog
+from leviathan_lib.cycle.steps import apply_recipe_checks, check_sandbox, read_backlog
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
@@ -181,7 +181,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         backlog = apply_recipe_checks(backlog, recipes_text, args.recipes or target.recipes_path,
                                       llm_enabled=target.executor == "llm")
     state = parse_state(_read(Path(args.state)), args.state) if args.state else CycleState()
-    text = decide(target, backlog, state).model_dump_json(indent=2)  # pydantic-core: ~6x json.dumps(indent=)
+    decision = check_sandbox(target, backlog, decide(target, backlog, state))  # on this machine, as the DAG
+    text = decision.model_dump_json(indent=2)  # pydantic-core: ~6x json.dumps(indent=)
     if not text.isascii():  # keep json.dumps' \\u escapes, so the output is byte-for-byte what it always was
         text = json.dumps(json.loads(text), indent=2)
     print(text)

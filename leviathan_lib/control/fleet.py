@@ -18,6 +18,7 @@ from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE, switch_state
 from leviathan_lib.core.config import TargetConfig, load_target, target_files
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.evidence.records import History, parse_records
+from leviathan_lib.worker.sandbox import mode_label, required_mode
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,8 @@ class TargetState(BaseModel):
     last_reasons: list[str] = Field(default_factory=list)
     open_prs: list[dict[str, Any]] = Field(default_factory=list)
     unreadable_records: int = 0
+    #: Where recipe steps run: ``bwrap``, ``pod`` or ``unsandboxed (opt-out)`` (the target file decides).
+    sandbox: str = "bwrap"
 
 
 class Overview(BaseModel):
@@ -133,5 +136,6 @@ def overview() -> tuple[Overview, dict[str, History], dict[str, TargetConfig]]:
             last_cycle_at=last.recorded_at if last else None, last_decision=last.decision if last else None,
             last_stopped_reason=last.stopped_reason if last else None, last_reasons=last.reasons if last else [],
             open_prs=open_prs(history), unreadable_records=len(history.unreadable),
+            sandbox=mode_label(required_mode(target)),
         ))
     return Overview(global_enabled=enabled, global_detail=detail, targets=states), found, targets

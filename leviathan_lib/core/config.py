@@ -117,6 +117,9 @@ class TargetConfig(BaseModel):
     #: Never a forge write credential: pushing happens in ``open_pull_request``, outside the pod.
     worker_clone_secret: K8sName | None = None
     worker_clone_secret_key: Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]{1,253}$")] = "token"
+    #: UNSAFE. Run recipes on the local backend WITHOUT the bubblewrap sandbox when it cannot be built
+    #: (recipe code can then read every secret of the Airflow worker). Off: the cycle stops instead.
+    unsafe_allow_unsandboxed_recipes: bool = False
 
     @field_validator("allowed_path_prefixes", "backlog_path", "recipes_path")
     @classmethod

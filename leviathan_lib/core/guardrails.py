@@ -45,6 +45,9 @@ class ReasonCode(StrEnum):
     INVALID_TASK = "invalid_task"
     #: A human closed this task's PR without merging; it waits until its definition changes.
     PR_CLOSED_UNCHANGED = "pr_closed_unchanged"
+    # Decided after the rules above, from the machine the worker runs on (see :func:`sandbox_gate`).
+    #: The recipe would need the OS sandbox (bubblewrap) and this machine cannot build it: fail closed.
+    SANDBOX_UNAVAILABLE = "sandbox_unavailable"
 
 
 class _State(BaseModel):
@@ -276,3 +279,15 @@ def decide(target: TargetConfig, backlog: Backlog, state: CycleState) -> Decisio
         tasks=verdicts,
     )
 
+
+
+def sandbox_gate(decision: Decision, problem: str | None, *, label: str = "bwrap") -> Decision:
+    """Add the ``sandbox`` check to a run decision; a sandbox that cannot be built (``problem``) stops it."""
+    if problem is None:
+        return decision.model_copy(update={"checks": [*decision.checks, Check(
+            name="sandbox", passed=True, detail=f"recipe steps run in: {label}")]})
+    return decision.model_copy(update={
+        "decision": "skip", "task_id": None,
+        "reasons": [*decision.reasons, ReasonCode.SANDBOX_UNAVAILABLE],
+        "checks": [*decision.checks, Check(name="sandbox", passed=False, detail=problem)],
+    })

@@ -16,7 +16,15 @@ from pydantic import BaseModel, Field
 from leviathan_lib.core.backlog import Backlog, InvalidTask, parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
-from leviathan_lib.core.guardrails import AttemptRecord, ClosedPR, CycleState, Decision, OpenPR, decide
+from leviathan_lib.core.guardrails import (
+    AttemptRecord,
+    ClosedPR,
+    CycleState,
+    Decision,
+    OpenPR,
+    decide,
+    sandbox_gate,
+)
 from leviathan_lib.cycle.repo_reader import RepoUnreachable, read_at_branch, read_at_commit
 from leviathan_lib.evidence.records import (
     AttemptEvidence,
@@ -193,7 +201,7 @@ def check_guardrails(
                                   llm_enabled=target.executor == "llm")
     state = CycleState(autonomy_enabled=global_autonomy, open_prs=open_prs, attempts=attempts,
                        breaker_reset_at=breaker_reset_at, closed_prs=closed or [])
-    decision = decide(target, backlog, state)
+    decision = check_sandbox(target, backlog, decide(target, backlog, state))
     result = GuardrailResult(decision=decision, consecutive_failures=failure_streak(attempts, breaker_reset_at),
                              replay=read.as_of is not None,
                              task_problems=[p for entry in backlog.invalid for p in entry.problems])
@@ -203,6 +211,19 @@ def check_guardrails(
         result.attempt = AttemptPlan(task_id=task.id, attempt=number, branch=f"agent/{task.id}/{number}",
                                      task_hash=task.definition_hash(), recipe=task.recipe or "")
     return result
+
+
+def check_sandbox(target: TargetConfig, backlog: Backlog, decision: Decision) -> Decision:
+    """A run of a recipe task needs its sandbox: probe bubblewrap on this machine first (fail closed).
+
+    The LLM executor runs no recipe code, and a Kubernetes pod is its own sandbox: neither probes.
+    """
+    if decision.decision != "run" or decision.task_id is None or not backlog.by_id()[decision.task_id].recipe:
+        return decision
+    from leviathan_lib.worker.sandbox import mode_label, probe, required_mode
+
+    mode = required_mode(target)
+    return sandbox_gate(decision, probe() if mode == "bwrap" else None, label=mode_label(mode))
 
 
 def build_record(

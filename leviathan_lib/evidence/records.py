@@ -40,6 +40,8 @@ class AttemptEvidence(BaseModel):
     branch: str
     backend: str
     image: str | None = None
+    #: Where the recipe's steps ran: ``bwrap``, ``pod`` or ``unsandboxed (opt-out)``; None for the llm executor.
+    sandbox: str | None = None
     outcome: Outcome | None = None
     error_code: str | None = None
     error_message: str | None = None

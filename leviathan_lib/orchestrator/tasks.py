@@ -19,6 +19,8 @@ log = logging.getLogger("leviathan")
 
 #: Reason codes that mean "something is broken", not "nothing to do": the run is marked failed.
 ERROR_OUTCOMES = {"failed", "timed_out", "rejected_by_guardrail"}
+#: Skip reasons an operator must fix on the machine (install bubblewrap): the run is marked failed too.
+ERROR_REASONS = {"sandbox_unavailable"}
 #: Runs whose logical date is older than this are replays (audit), never actions.
 REPLAY_AFTER = timedelta(hours=1)
 
@@ -227,6 +229,7 @@ def _attempt_spec(read: dict[str, Any], target: TargetConfig, plan):
     from leviathan_lib.cycle.steps import ReadResult
     from leviathan_lib.worker.contract import AttemptSpec
     from leviathan_lib.worker.llm_spec import executor_spec
+    from leviathan_lib.worker.sandbox import required_mode
 
     read_result = ReadResult.model_validate(read)
     backlog, _ = parse_backlog(read_result.backlog_text or "", source=read_result.backlog_path)
@@ -237,6 +240,7 @@ def _attempt_spec(read: dict[str, Any], target: TargetConfig, plan):
         "allowed_path_prefixes": target.allowed_path_prefixes,
         "executor": executor_spec(target, task_def),
         "attempt": plan.attempt, "timeout_seconds": target.attempt_timeout_seconds,
+        "sandbox": required_mode(target),
     })
 
 
@@ -343,9 +347,12 @@ def record_evidence(*, config: dict[str, Any], asset: Asset) -> dict[str, Any]:
     failure = None
     if guard and guard.attempt:
         plan = guard.attempt
+        from leviathan_lib.worker.sandbox import mode_label, required_mode
+
         attempt = AttemptEvidence(task_id=plan.task_id, attempt=plan.attempt, task_hash=plan.task_hash,
                                   branch=plan.branch, backend=target.worker_backend,
-                                  image=target.worker_image if target.worker_backend == "kubernetes" else None)
+                                  image=target.worker_image if target.worker_backend == "kubernetes" else None,
+                                  sandbox=mode_label(required_mode(target)) if plan.recipe else None)
         result = _worker_result(ti)
         pr = ti.xcom_pull(task_ids="open_pull_request")
         rejection = ti.xcom_pull(task_ids="open_pull_request", key="rejection")
@@ -403,7 +410,8 @@ def _run_type(dag_run) -> str:
 def cycle_outcome(record: dict[str, Any]) -> str:
     """Mark the run failed when the cycle hit an error, so alerts on failed runs fire; skips stay green."""
     attempt = record.get("attempt") or {}
-    if record["decision"] == "error" or attempt.get("outcome") in ERROR_OUTCOMES:
+    if (record["decision"] == "error" or attempt.get("outcome") in ERROR_OUTCOMES
+            or ERROR_REASONS & set(record.get("reasons") or [])):
         raise AirflowFailException(f"cycle stopped: {record['stopped_reason']}: {record['stopped_detail']}")
     return record["stopped_reason"]
 

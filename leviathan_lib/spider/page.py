@@ -14,6 +14,13 @@ def _yes(flag: bool | None, yes: str = "on", no: str = "off", unknown: str = "un
     return unknown if flag is None else (yes if flag else no)
 
 
+def _sandbox(label: str) -> str:
+    """Where recipes run; an opt-out is shouted, it exposes the worker's secrets."""
+    if label.startswith("unsandboxed"):
+        return "<strong class='unsandboxed'>UNSANDBOXED (opt-out)</strong>"
+    return escape(label)
+
+
 def render_page(overview: Overview) -> str:
     rows = []
     for t in overview.targets:
@@ -26,9 +33,10 @@ def render_page(overview: Overview) -> str:
             f"<tr><td><a href='/dags/{escape(t.dag_id)}' target='_top'>{escape(t.target_id)}</a></td>"
             f"<td>{_yes(t.effective_enabled, 'yes', 'no')}</td><td>{_yes(t.target_flag)}</td>"
             f"<td>{_yes(t.dag_paused, 'paused', 'running', 'not parsed')}</td><td>{breaker}</td>"
-            f"<td>{last}</td><td>{escape(', '.join(t.last_reasons)) or '-'}</td><td>{prs}</td></tr>"
+            f"<td>{last}</td><td>{escape(', '.join(t.last_reasons)) or '-'}</td><td>{prs}</td>"
+            f"<td>{_sandbox(t.sandbox)}</td></tr>"
         )
-    body = "\n".join(rows) or "<tr><td colspan='8'>no valid target files</td></tr>"
+    body = "\n".join(rows) or "<tr><td colspan='9'>no valid target files</td></tr>"
     switch = "ON" if overview.global_enabled else "OFF"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Leviathan</title>
@@ -38,7 +46,7 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:to
 <p>Global autonomy switch: <strong id="global-switch">{switch}</strong> ({escape(overview.global_detail)}).
 Pause a target's DAG to switch that target off; see docs/operations.md for the emergency stop.</p>
 <table><thead><tr><th>target</th><th>may run now</th><th>target flag</th><th>DAG</th><th>breaker</th>
-<th>last decision / stopped</th><th>reasons</th><th>open PRs</th></tr></thead>
+<th>last decision / stopped</th><th>reasons</th><th>open PRs</th><th>sandbox</th></tr></thead>
 <tbody>
 {body}
 </tbody></table>

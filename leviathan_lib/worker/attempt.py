@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
 from leviathan_lib.core.backlog import Task
 from leviathan_lib.core.errors import ValidationFailed
-from leviathan_lib.core.scope import task_scope
+from leviathan_lib.core.guardrails import ReasonCode
+from leviathan_lib.core.scope import Scope, task_scope
 from leviathan_lib.worker.contract import (
     AttemptResult,
     AttemptSpec,
@@ -22,8 +25,13 @@ from leviathan_lib.worker.contract import (
     failed_result,
     utc_now,
 )
-from leviathan_lib.worker.recipes import parse_recipes, run_recipe, step_env
-from leviathan_lib.worker.workspace import FORBIDDEN_MODES, GitFailed, clone_at, collect_changes
+from leviathan_lib.worker.recipes import RecipeRun, parse_recipes, run_recipe, step_env
+from leviathan_lib.worker.sandbox import SANDBOX_HOME, Sandbox, bwrap_path, mode_label, probe, sandbox_path
+from leviathan_lib.worker.workspace import FORBIDDEN_MODES, Changes, GitFailed, clone_at, collect_changes
+
+#: The error code of an attempt whose recipe would have needed a sandbox this machine cannot build
+#: (the same string the guardrails stop a cycle with, before the worker).
+SANDBOX_UNAVAILABLE = ReasonCode.SANDBOX_UNAVAILABLE.value
 
 
 def _recipes_text(checkout: Path, recipes_path: str) -> str:
@@ -34,17 +42,66 @@ def _recipes_text(checkout: Path, recipes_path: str) -> str:
 
 
 class _Failed(Exception):
-    """An executor stopped the attempt before there was a change to collect."""
+    """The attempt stopped: a stable code, a message, and the outcome to report."""
 
-    def __init__(self, code: str, message: str, outcome: str = "failed") -> None:
+    def __init__(self, code: str, message: str, outcome: Literal["failed", "timed_out"] = "failed") -> None:
         super().__init__(message)
         self.code, self.message, self.outcome = code, message, outcome
 
 
+@dataclass
+class _Progress:
+    """What the attempt has established so far; a failure reports all of it."""
+
+    started: datetime
+    base: str | None = None
+    paths: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    usage: Usage | None = None
+
+    def failed(self, exc: _Failed) -> AttemptResult:
+        return failed_result(exc.code, exc.message, outcome=exc.outcome, started_at=self.started,
+                             base_sha=self.base, changed_paths=self.paths, executor=self.summary,
+                             usage=self.usage)  # fmt: skip
+
+
+def _checked_task(spec: AttemptSpec) -> tuple[Task, str]:
+    """The task, and the model API key for the llm executor ("" for recipes); :class:`_Failed` if unusable."""
+    try:
+        task = Task.model_validate(spec.task)
+    except ValidationError as exc:
+        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise _Failed("invalid_spec", f"task: {fields}") from None
+    executor = spec.executor
+    if isinstance(executor, RecipeExecutorSpec):
+        if task.recipe is not None and task.recipe != executor.recipe:
+            raise _Failed("invalid_spec",
+                          f"task {task.id} names recipe {task.recipe!r} but the spec asks for {executor.recipe!r}")
+        return task, ""
+    if task.recipe is not None:
+        raise _Failed(
+            "invalid_spec", f"task {task.id} names recipe {task.recipe!r} but the spec asks for the llm executor"
+        )
+    from leviathan_lib.worker.llm import API_KEY_ENV
+
+    api_key = os.environ.get(API_KEY_ENV, "").strip()
+    if not api_key:
+        raise _Failed("llm_no_api_key", f"the llm executor needs the model API key in ${API_KEY_ENV}; it is not set")
+    return task, api_key
+
+
+def _checked_sandbox(spec: AttemptSpec) -> None:
+    """Defence in depth: the orchestrator probed the sandbox, but a recipe never runs without it here."""
+    if isinstance(spec.executor, RecipeExecutorSpec) and spec.sandbox == "bwrap":
+        problem = probe()
+        if problem:
+            raise _Failed(SANDBOX_UNAVAILABLE, f"recipes run only in the bubblewrap sandbox: {problem}")
+
+
 def _run_recipe_executor(
-    executor: RecipeExecutorSpec, task: Task, checkout: Path, workspace: Path, home: Path
-) -> dict[str, Any]:
-    """Run the named recipe in ``checkout``; the executor summary, or :class:`_Failed`."""
+    spec: AttemptSpec, executor: RecipeExecutorSpec, task: Task, checkout: Path, workspace: Path
+) -> RecipeRun:
+    """Run the named recipe in ``checkout``, each step in the sandbox ``spec.sandbox`` asks for."""
     recipes_path = executor.recipes_path
     try:
         recipes = parse_recipes(_recipes_text(checkout, recipes_path), recipes_path)
@@ -58,127 +115,118 @@ def _run_recipe_executor(
         raise _Failed("recipe_unknown", f"{recipes_path} has no recipe {executor.recipe!r} (known: {known})")
     task_file = workspace / "task.json"
     task_file.write_text(json.dumps(task.model_dump(), indent=2), encoding="utf-8")
-    env = step_env(recipe, task.id, task_file, home)
-    return run_recipe(executor.recipe, recipe, checkout=checkout, env=env, logs=workspace / "logs")
+    sandbox = None
+    if spec.sandbox == "bwrap":
+        sandbox = Sandbox(bwrap=bwrap_path(), checkout=checkout, etc_dir=workspace / "sandbox-etc",
+                          readonly=(task_file,))  # fmt: skip
+        sandbox.write_etc()
+        env = step_env(recipe, task.id, task_file, SANDBOX_HOME, path=sandbox_path())
+    else:
+        recipe_home = workspace / "recipe-home"
+        recipe_home.mkdir()
+        env = step_env(recipe, task.id, task_file, recipe_home)
+    return run_recipe(executor.recipe, recipe, checkout=checkout, env=env, logs=workspace / "logs",
+                      sandbox=sandbox, label=mode_label(spec.sandbox))  # fmt: skip
+
+
+def _run_executor(
+    spec: AttemptSpec, task: Task, scope: Scope, api_key: str, dirs: tuple[Path, Path], clock: float,
+    progress: _Progress,
+) -> tuple[str, list[str]]:
+    """Run the executor; what it was (for messages) and the backlog baseline (llm), or :class:`_Failed`."""
+    workspace, checkout = dirs
+    executor = spec.executor
+    if isinstance(executor, RecipeExecutorSpec):
+        run = _run_recipe_executor(spec, executor, task, checkout, workspace)
+        progress.summary = run.summary()
+        if run.failure:
+            raise _Failed("recipe_failed", run.failure)
+        return f"recipe {executor.recipe!r}", []
+    from leviathan_lib.worker.llm import attempt_deadline, run_llm
+    from leviathan_lib.worker.llm_validate import baseline_backlog_problems
+
+    baseline = baseline_backlog_problems(checkout, executor.backlog_path)
+    llm = run_llm(executor, task, scope, checkout, api_key=api_key,
+                  deadline=attempt_deadline(spec.timeout_seconds, clock))  # fmt: skip
+    progress.summary, progress.usage = llm.executor_summary(), llm.usage()
+    if llm.failure:
+        raise _Failed(llm.failure.code, llm.failure.message,
+                      "timed_out" if llm.failure.outcome == "timed_out" else "failed")
+    return f"the model {executor.model!r}", baseline
+
+
+def _check_changes(changes: Changes, scope: Scope, what: str) -> None:
+    """Something changed, and only regular files inside the scope; :class:`_Failed` otherwise."""
+    if not changes.paths:
+        raise _Failed("no_changes", f"{what} changed nothing")
+    violations = [f"{c.path!r} is a {FORBIDDEN_MODES[m]}" for c in changes.entries
+                  for m in sorted({c.old_mode, c.new_mode} & FORBIDDEN_MODES.keys())]  # fmt: skip
+    violations += [reason for path in changes.paths if (reason := scope.check(path))]
+    if violations:
+        raise _Failed("scope_violation", "; ".join(violations))
+
+
+def _patch_text(spec: AttemptSpec, changes: Changes) -> str:
+    """The patch as UTF-8 text within the size limit; :class:`_Failed` otherwise."""
+    if len(changes.patch) > spec.max_patch_bytes:
+        raise _Failed("patch_too_large", f"patch is {len(changes.patch)} bytes, the limit is {spec.max_patch_bytes}")
+    try:
+        return changes.patch.decode("utf-8")
+    except UnicodeDecodeError:
+        message = "the diff holds text that is not UTF-8; write UTF-8 text or binary files"
+        raise _Failed("patch_not_utf8", message) from None
 
 
 def run_attempt(spec: AttemptSpec, workspace: Path) -> AttemptResult:
     """Run one attempt in ``workspace`` (an empty or missing directory) and describe the outcome."""
-    started, clock = utc_now(), time.monotonic()
+    progress = _Progress(started=utc_now())
     try:
-        task = Task.model_validate(spec.task)
-    except ValidationError as exc:
-        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        return failed_result("invalid_spec", f"task: {fields}", started_at=started)
-    executor = spec.executor
-    api_key = ""
-    if isinstance(executor, RecipeExecutorSpec) and task.recipe is not None and task.recipe != executor.recipe:
-        return failed_result(
-            "invalid_spec",
-            f"task {task.id} names recipe {task.recipe!r} but the spec asks for {executor.recipe!r}",
-            started_at=started,
-        )
-    if isinstance(executor, LlmExecutorSpec):
-        if task.recipe is not None:
-            return failed_result(
-                "invalid_spec", f"task {task.id} names recipe {task.recipe!r} but the spec asks for the llm executor",
-                started_at=started,
-            )  # fmt: skip
-        from leviathan_lib.worker.llm import API_KEY_ENV
+        return _attempt(spec, workspace, progress, time.monotonic())
+    except _Failed as exc:
+        return progress.failed(exc)
 
-        api_key = os.environ.get(API_KEY_ENV, "").strip()
-        if not api_key:
-            return failed_result(
-                "llm_no_api_key", f"the llm executor needs the model API key in ${API_KEY_ENV}; it is not set",
-                started_at=started,
-            )  # fmt: skip
+
+def _attempt(spec: AttemptSpec, workspace: Path, progress: _Progress, clock: float) -> AttemptResult:
+    task, api_key = _checked_task(spec)
     scope = task_scope(task.allowed_paths, spec.allowed_path_prefixes)
     if not scope.prefixes:
-        return failed_result(
-            "scope_violation",
-            f"task {task.id} has no allowed_paths within the target's prefixes {spec.allowed_path_prefixes}",
-            started_at=started,
-        )
-
+        raise _Failed("scope_violation",
+                      f"task {task.id} has no allowed_paths within the target's prefixes {spec.allowed_path_prefixes}")
+    _checked_sandbox(spec)
     workspace.mkdir(parents=True, exist_ok=True)
     if any(workspace.iterdir()):
-        return failed_result("invalid_spec", f"workspace {workspace} is not empty", started_at=started)
+        raise _Failed("invalid_spec", f"workspace {workspace} is not empty")
     home, checkout = workspace / "home", workspace / "checkout"
-    home.mkdir()
+    home.mkdir()  # the trusted git's HOME; a recipe never sees it
     try:
         clone_at(spec.repo_url, spec.commit_sha, checkout, home=home)
     except GitFailed as exc:
-        return failed_result("clone_failed", str(exc), started_at=started)
-    base = spec.commit_sha
+        raise _Failed("clone_failed", str(exc)) from None
+    progress.base = spec.commit_sha
 
-    usage: Usage | None = None
-    summary: dict[str, Any] = {}
+    what, baseline = _run_executor(spec, task, scope, api_key, (workspace, checkout), clock, progress)
     try:
-        if isinstance(executor, RecipeExecutorSpec):
-            run = _run_recipe_executor(executor, task, checkout, workspace, home)
-            summary = run.summary()
-            what = f"recipe {executor.recipe!r}"
-            if run.failure:
-                raise _Failed("recipe_failed", run.failure)
-        else:
-            from leviathan_lib.worker.llm import attempt_deadline, run_llm
-            from leviathan_lib.worker.llm_validate import baseline_backlog_problems
-
-            baseline = baseline_backlog_problems(checkout, executor.backlog_path)
-            llm = run_llm(executor, task, scope, checkout, api_key=api_key,
-                          deadline=attempt_deadline(spec.timeout_seconds, clock))  # fmt: skip
-            summary, usage, what = llm.executor_summary(), llm.usage(), f"the model {executor.model!r}"
-            if llm.failure:
-                raise _Failed(llm.failure.code, llm.failure.message, llm.failure.outcome)
-    except _Failed as exc:
-        return failed_result(exc.code, exc.message, outcome=exc.outcome, started_at=started, base_sha=base,
-                             executor=summary, usage=usage)  # fmt: skip
-
-    try:
-        changes = collect_changes(checkout, base, home=home)
+        changes = collect_changes(checkout, spec.commit_sha, home=home)
     except GitFailed as exc:
-        return failed_result(
-            "diff_failed", str(exc), started_at=started, base_sha=base, executor=summary, usage=usage
-        )
-    paths = changes.paths
-
-    def fail(code: str, message: str) -> AttemptResult:
-        return failed_result(
-            code, message, started_at=started, base_sha=base, changed_paths=paths, executor=summary, usage=usage
-        )
-
-    if not paths:
-        return fail("no_changes", f"{what} changed nothing")
-    violations = [f"{c.path!r} is a {FORBIDDEN_MODES[m]}" for c in changes.entries
-                  for m in sorted({c.old_mode, c.new_mode} & FORBIDDEN_MODES.keys())]  # fmt: skip
-    violations += [reason for path in paths if (reason := scope.check(path))]
-    if violations:
-        return fail("scope_violation", "; ".join(violations))
-    if isinstance(executor, LlmExecutorSpec):
-        problems = _llm_final_check(checkout, paths, executor, baseline)
+        raise _Failed("diff_failed", str(exc)) from None
+    progress.paths = changes.paths
+    _check_changes(changes, scope, what)
+    if isinstance(spec.executor, LlmExecutorSpec):
+        problems = _llm_final_check(checkout, changes.paths, spec.executor, baseline)
         if problems:
-            return fail("llm_validation_failed", "; ".join(problems))
-    if len(changes.patch) > spec.max_patch_bytes:
-        return fail(
-            "patch_too_large", f"patch is {len(changes.patch)} bytes, the limit is {spec.max_patch_bytes}"
-        )
-    try:
-        patch = changes.patch.decode("utf-8")
-    except UnicodeDecodeError:
-        return fail(
-            "patch_not_utf8", "the diff holds text that is not UTF-8; write UTF-8 text or binary files"
-        )
+            raise _Failed("llm_validation_failed", "; ".join(problems))
+    patch = _patch_text(spec, changes)
     return AttemptResult(
         result_version=1,
         outcome="succeeded",
         error=None,
-        base_sha=base,
-        changed_paths=paths,
+        base_sha=spec.commit_sha,
+        changed_paths=changes.paths,
         patch=patch,
-        executor=summary,
-        started_at=started,
+        executor=progress.summary,
+        started_at=progress.started,
         finished_at=utc_now(),
-        usage=usage,
+        usage=progress.usage,
     )
 
 

@@ -121,6 +121,10 @@ class AttemptSpec(BaseModel):
     attempt: Annotated[int, Field(ge=1)]
     timeout_seconds: Annotated[int, Field(ge=1)]
     max_patch_bytes: Annotated[int, Field(ge=1)] = 1_000_000
+    #: How recipe steps are contained (:mod:`leviathan_lib.worker.sandbox`): ``bwrap`` (the default: the
+    #: worker refuses to run a recipe when it cannot build the sandbox), ``pod`` (the Kubernetes pod is the
+    #: sandbox), ``none`` (the target opted out with ``unsafe_allow_unsandboxed_recipes``).
+    sandbox: Literal["bwrap", "pod", "none"] = "bwrap"
 
     @field_validator("repo_url")
     @classmethod
@@ -145,8 +149,8 @@ class ErrorInfo(BaseModel):
 
     Codes are stable. From the worker: ``invalid_spec``, ``clone_failed``, ``recipes_invalid``,
     ``recipe_unknown``, ``recipe_failed``, ``diff_failed``, ``no_changes``, ``scope_violation``,
-    ``patch_too_large``, ``patch_not_utf8``, ``internal_error``; from the LLM executor the ``llm_*`` codes
-    of :mod:`leviathan_lib.worker.llm`. From a backend: ``timeout``,
+    ``patch_too_large``, ``patch_not_utf8``, ``sandbox_unavailable``, ``internal_error``; from the LLM
+    executor the ``llm_*`` codes of :mod:`leviathan_lib.worker.llm`. From a backend: ``timeout``,
     ``worker_crashed``.
     """
 

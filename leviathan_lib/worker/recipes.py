@@ -21,8 +21,12 @@ Rules:
 * Each step runs with the checkout root as working directory and a closed environment: ``PATH`` (the
   worker's interpreter directory first, so ``python3`` is the worker's Python), ``HOME`` (an empty
   directory outside the checkout), ``LANG=C.UTF-8``, ``LEVIATHAN_TASK_ID``, ``LEVIATHAN_TASK_FILE`` (a
-  JSON file with the task, outside the checkout) and the recipe's ``env``. Nothing else is inherited,
-  so no token of the machine running the worker can reach a recipe.
+  JSON file with the task, outside the checkout, read-only) and the recipe's ``env``. Nothing else is
+  inherited, so no token of the machine running the worker can reach a recipe.
+* On the local backend each step runs in the bubblewrap sandbox of :mod:`leviathan_lib.worker.sandbox`:
+  the checkout is the only writable host path (its ``.git`` is read-only), ``/tmp`` and ``HOME`` are
+  private, there is no network and no other process, and whatever a step leaves running is killed
+  when it exits.
 * ``env`` names are ``[A-Za-z_][A-Za-z0-9_]*``; ``PATH``, ``HOME`` and ``LEVIATHAN_*`` are reserved.
   Values are strings (quote numbers). The file is committed, so it must never hold a secret.
 * Steps run in order; the first one exiting non-zero stops the recipe and fails the attempt.
@@ -46,6 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from leviathan_lib.core.errors import Problem, ValidationFailed
 from leviathan_lib.core.yamlsrc import field_name, line_of, load_yaml
 from leviathan_lib.worker.contract import RecipeName
+from leviathan_lib.worker.sandbox import Sandbox
 
 #: Bytes of each stream kept in the result: enough to diagnose, small enough for an XCom.
 TAIL_BYTES = 4096
@@ -141,21 +146,26 @@ class StepRun:
 @dataclass
 class RecipeRun:
     name: str
+    #: Where the steps ran: ``bwrap``, ``pod`` or ``unsandboxed (opt-out)``.
+    sandbox: str
     steps: list[StepRun] = field(default_factory=list)
     #: Human-readable reason when a step failed, else None.
     failure: str | None = None
 
     def summary(self) -> dict[str, Any]:
-        return {"kind": "recipe", "recipe": self.name, "steps": [s.summary() for s in self.steps]}
+        return {"kind": "recipe", "recipe": self.name, "sandbox": self.sandbox,
+                "steps": [s.summary() for s in self.steps]}
 
 
 def tail(data: bytes, limit: int = TAIL_BYTES) -> str:
     return data[-limit:].decode("utf-8", "replace")
 
 
-def step_env(recipe: Recipe, task_id: str, task_file: Path, home: Path) -> dict[str, str]:
-    """The closed environment of a step (see the module docstring)."""
-    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", os.defpath)])
+def step_env(
+    recipe: Recipe, task_id: str, task_file: Path, home: Path | str, *, path: str | None = None
+) -> dict[str, str]:
+    """The closed environment of a step (see the module docstring); ``path`` defaults to the worker's."""
+    path = path or os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", os.defpath)])
     return {
         **recipe.env,
         "PATH": path,
@@ -166,7 +176,9 @@ def step_env(recipe: Recipe, task_id: str, task_file: Path, home: Path) -> dict[
     }
 
 
-def _run_step(argv: list[str], cwd: Path, env: dict[str, str], logs: Path, index: int) -> StepRun:
+def _run_step(
+    argv: list[str], cwd: Path, env: dict[str, str], logs: Path, index: int, sandbox: Sandbox | None
+) -> StepRun:
     # Output goes to files, not pipes: a background process left behind by a step cannot block the worker.
     out_path, err_path = logs / f"step-{index}.out", logs / f"step-{index}.err"
     program = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=env["PATH"])
@@ -175,9 +187,13 @@ def _run_step(argv: list[str], cwd: Path, env: dict[str, str], logs: Path, index
         if program is None:
             exit_code, error = None, f"command {argv[0]!r} not found on PATH"
         else:
+            command = [program, *argv[1:]]
+            # Sandboxed, bwrap starts with an empty environment and hands the step only ``env``.
+            if sandbox is not None:
+                command, env = sandbox.argv(command, env), {}
             try:
                 proc = subprocess.run(
-                    [program, *argv[1:]], cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                    command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                     shell=False, check=False,
                 )  # fmt: skip
                 exit_code, error = proc.returncode, None
@@ -193,13 +209,16 @@ def _run_step(argv: list[str], cwd: Path, env: dict[str, str], logs: Path, index
     )
 
 
-def run_recipe(name: str, recipe: Recipe, *, checkout: Path, env: dict[str, str], logs: Path) -> RecipeRun:
-    """Run the steps in order, stopping at the first that fails."""
+def run_recipe(
+    name: str, recipe: Recipe, *, checkout: Path, env: dict[str, str], logs: Path, sandbox: Sandbox | None,
+    label: str,
+) -> RecipeRun:
+    """Run the steps in order (each in ``sandbox``, unless None), stopping at the first that fails."""
     logs.mkdir(parents=True, exist_ok=True)
-    run = RecipeRun(name)
+    run = RecipeRun(name, sandbox=label)
     total = len(recipe.argvs)
     for index, argv in enumerate(recipe.argvs, start=1):
-        step = _run_step(argv, checkout, env, logs, index)
+        step = _run_step(argv, checkout, env, logs, index, sandbox)
         run.steps.append(step)
         if step.error or step.exit_code != 0:
             why = step.error or f"exited with {step.exit_code}"

@@ -1,8 +1,10 @@
 """The embedded default worker backend: the worker as a local subprocess, bounded in time.
 
-The worker runs in its own process group with a closed environment, so on timeout the whole group
-(recipe steps and anything they spawned) is killed, and no secret of the Airflow worker can reach it.
-Stragglers left in the group after a normal exit are killed too: an attempt leaves nothing running.
+The worker runs in its own process group with a closed environment, so on timeout the whole group is
+killed, and no secret of the Airflow worker can reach it. Stragglers left in the group after a normal
+exit are killed too: an attempt leaves nothing running. Recipe steps run one level further in, in the
+bubblewrap sandbox of :mod:`leviathan_lib.worker.sandbox` (own PID namespace, ``--die-with-parent``):
+killing the worker kills every sandbox, and with it everything a recipe started, ``setsid`` or not.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pydantic import ValidationError
 
 import leviathan_lib
 from leviathan_lib.worker.contract import AttemptResult, AttemptSpec, failed_result, result_from_json, utc_now
+from leviathan_lib.worker.sandbox import BWRAP_ENV
 
 #: Time between SIGTERM and SIGKILL for the process group of a timed-out worker.
 KILL_GRACE_SECONDS = 2.0
@@ -32,10 +35,11 @@ log = logging.getLogger(__name__)
 
 
 def worker_env() -> dict[str, str]:
-    """PATH, HOME, LANG and a PYTHONPATH that finds this ``leviathan_lib``; nothing else is passed."""
+    """PATH, HOME, LANG, a PYTHONPATH that finds this ``leviathan_lib`` and ``$LEVIATHAN_BWRAP`` if set."""
     env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8"}
-    if "HOME" in os.environ:
-        env["HOME"] = os.environ["HOME"]
+    for name in ("HOME", BWRAP_ENV):
+        if name in os.environ:
+            env[name] = os.environ[name]
     package_root = str(Path(leviathan_lib.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
     return env
@@ -100,10 +104,14 @@ def run_local_worker(
 ) -> AttemptResult:
     """Run one attempt in a subprocess worker and return its result; never raises for worker failures.
 
-    ``model_api_key`` is the one secret a worker may get (as ``ANTHROPIC_API_KEY``, for the llm executor).
+    ``model_api_key`` is the one secret a worker may get (as ``ANTHROPIC_API_KEY``), and only for the llm
+    executor: a recipe attempt's worker never holds it.
     """
     timeout = float(spec.timeout_seconds if timeout_seconds is None else timeout_seconds)
     started = utc_now()
+    if spec.sandbox == "pod":
+        return failed_result("invalid_spec", "sandbox 'pod' is for the kubernetes backend; the local backend "
+                             "runs recipes in 'bwrap' (or 'none' when the target opts out)", started_at=started)
     if workspace_root is not None:
         Path(workspace_root).mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="leviathan-attempt-", dir=workspace_root))
@@ -115,7 +123,7 @@ def run_local_worker(
             "--spec", str(spec_file), "--output", str(output), "--workspace", str(base / "workspace"),
         ]  # fmt: skip
         env = worker_env()
-        if model_api_key:
+        if model_api_key and spec.executor.kind == "llm":
             env["ANTHROPIC_API_KEY"] = model_api_key
         exit_code = _run_bounded(argv, cwd=base, env=env, stderr_path=log_file, timeout=timeout)
         log_tail = log_file.read_bytes()[-_TAIL_BYTES:].decode("utf-8", "replace")
