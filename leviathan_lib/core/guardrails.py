@@ -19,7 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from leviathan_lib.core.backlog import DONE_STATUSES, PENDING_STATUSES, Backlog, InvalidTask, Task
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import Problem, ValidationFailed
-from leviathan_lib.core.scope import Scope
+from leviathan_lib.core.scope import Protected, Scope
 from leviathan_lib.core.yamlsrc import field_name
 
 AGENT_BRANCH_PREFIX = "agent/"
@@ -45,6 +45,8 @@ class ReasonCode(StrEnum):
     INVALID_TASK = "invalid_task"
     #: A human closed this task's PR without merging; it waits until its definition changes.
     PR_CLOSED_UNCHANGED = "pr_closed_unchanged"
+    #: The task's allowed_paths cover a path only humans change (recipes, their scripts, .github/, ...).
+    PROTECTED_PATH = "protected_path"
 
 
 class _State(BaseModel):
@@ -162,6 +164,7 @@ def _task_reasons(
     pr_tasks: set[str],
     max_attempts: int,
     closed: dict[str, str],
+    protected: Protected,
 ) -> list[ReasonCode]:
     reasons = []
     if task.ready is not True:
@@ -172,6 +175,8 @@ def _task_reasons(
         reasons.append(ReasonCode.DEPENDENCIES_INCOMPLETE)
     if not task.allowed_paths or not all(in_scope(p) for p in task.allowed_paths):
         reasons.append(ReasonCode.SCOPE_VIOLATION)
+    if any(in_scope(p) and protected.hits(p) for p in task.allowed_paths):
+        reasons.append(ReasonCode.PROTECTED_PATH)
     if attempts[task.id] >= max_attempts:
         reasons.append(ReasonCode.ATTEMPTS_EXHAUSTED)
     if task.id in pr_tasks:
@@ -186,8 +191,19 @@ def _invalid_verdict(entry: InvalidTask) -> TaskVerdict:
     return TaskVerdict(id=label, eligible=False, reasons=[ReasonCode.INVALID_TASK])
 
 
-def decide(target: TargetConfig, backlog: Backlog, state: CycleState) -> Decision:
-    """Run every guardrail and pick at most one task. Linear in tasks + attempts (plus one sort)."""
+def target_protected(target: TargetConfig, extra: tuple[str, ...] = ()) -> Protected:
+    """What no attempt of ``target`` may change: the backlog, the recipes file, ``protected_paths``, ``extra``."""
+    return Protected.of([target.backlog_path, target.recipes_path, *target.protected_paths, *extra])
+
+
+def decide(
+    target: TargetConfig, backlog: Backlog, state: CycleState, *, protected: Protected | None = None
+) -> Decision:
+    """Run every guardrail and pick at most one task. Linear in tasks + attempts (plus one sort).
+
+    ``protected`` defaults to :func:`target_protected`; the cycle adds the scripts the recipes run.
+    """
+    protected = protected or target_protected(target)
     checks: list[Check] = []
     failed: list[ReasonCode] = []
 
@@ -247,7 +263,7 @@ def decide(target: TargetConfig, backlog: Backlog, state: CycleState) -> Decisio
         while next_invalid < len(invalid) and invalid[next_invalid].index <= position + next_invalid:
             verdicts.append(_invalid_verdict(invalid[next_invalid]))
             next_invalid += 1
-        reasons = _task_reasons(task, in_scope, statuses, attempts, pr_tasks, max_attempts, closed)
+        reasons = _task_reasons(task, in_scope, statuses, attempts, pr_tasks, max_attempts, closed, protected)
         verdicts.append(TaskVerdict(id=task.id, eligible=not reasons, reasons=reasons))
         if not reasons:
             eligible_count += 1
