@@ -20,6 +20,7 @@ from kubernetes.client import ApiClient
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.secrets_scan import scan_text
+from leviathan_lib.cycle.untrusted import sanitize_result_document
 from leviathan_lib.deploy.invariants import check_object
 from leviathan_lib.worker.backends.kubernetes import build_worker_operator, label_value, pull_policy
 from leviathan_lib.worker.backends.local import run_local_worker
@@ -51,7 +52,7 @@ class _TI:
 
 
 def render(target: TargetConfig, spec_json: str = "{}", task_id: str = "docs-quickstart"):
-    op = build_worker_operator(target)
+    op = build_worker_operator(target, result_filter=sanitize_result_document)
     op.render_template_fields({"ti": _TI(spec_json, label_value(task_id))})
     pod = op.build_pod_request_obj(dry_run=True)
     return op, ApiClient().sanitize_for_serialization(pod)

@@ -116,17 +116,17 @@ def _path_violations(entry: Entry, scope: Scope, protected: Protected, backlog: 
         entry.raw_path.decode("utf-8")
     except UnicodeDecodeError:
         found.append(Violation(code="scope_violation", path=path, detail="the file name is not valid UTF-8"))
-    reason = scope.check(path)
-    if reason:
-        found.append(Violation(code="scope_violation", path=path, detail=reason))
     try:
         is_backlog = backlog is not None and normalize(path) == normalize(backlog)
     except ScopeViolation:
         is_backlog = False
+    reason = None if is_backlog else scope.check(path)
     if is_backlog:
         found.append(Violation(code="backlog_edited", path=path,
                                detail="the worker changed the backlog; only humans edit it (and Leviathan its status)"))
-    elif (why := protected.check(path)) and not reason:
+    elif reason:
+        found.append(Violation(code="scope_violation", path=path, detail=reason))
+    elif why := protected.check(path):
         found.append(Violation(code="protected_path", path=path, detail=why))
     for finding in scan_bytes(entry.raw_path):
         found.append(Violation(code="secret_detected", path=path,
