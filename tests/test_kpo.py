@@ -257,3 +257,66 @@ def test_a_pod_that_left_no_result_past_its_deadline_timed_out():
     assert missing_result_outcome(start.isoformat(), 900, start + timedelta(seconds=30))[:2] == (
         "failed", "worker_crashed")
     assert missing_result_outcome(None, 900, start)[1] == "worker_crashed"  # the local backend always reports
+
+
+class _PodManager:
+    """Stands in for the provider's pod manager: returns what the XCom sidecar read from the pod."""
+
+    def __init__(self, content: str) -> None:
+        self.content = content
+
+    def extract_xcom(self, pod, *, ignore_kill_failure: bool = True) -> str:
+        return self.content
+
+
+LEAK = "ghp_" + "Kp4w" * 9  # a github_token shape, built at run time
+
+LEAK_RECIPE = (
+    "  leak:\n    command: [\"python3\", \"-c\", \"import sys; from pathlib import Path; t = 'ghp_' + 'Kp4w' * 9; "
+    "print('token', t); Path('docs/quickstart.md').write_bytes(bytes(2) + t.encode())\"]\n"
+)
+
+
+def _repo_with_leaking_recipe(tmp_path: Path) -> tuple[Path, str]:
+    bare, _ = make_target_repo(tmp_path)
+    work = tmp_path / "edit"
+    subprocess.run(["git", "clone", "-q", str(bare), str(work)], check=True, capture_output=True)
+    recipes = work / ".leviathan" / "recipes.yaml"
+    recipes.write_text(recipes.read_text() + LEAK_RECIPE)
+    for args in (["add", "-A"], ["-c", "user.name=h", "-c", "user.email=h@x", "commit", "-qm", "leak"],
+                 ["push", "-q", "origin", "HEAD:main"]):
+        subprocess.run(["git", *args], cwd=work, check=True, capture_output=True)
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=work, check=True, capture_output=True, text=True)
+    return bare, sha.stdout.strip()
+
+
+def test_the_pods_result_is_as_untrusted_as_a_local_one(tmp_path):
+    from leviathan_lib.cycle.untrusted import sanitize_result
+
+    repo, sha = _repo_with_leaking_recipe(tmp_path)
+    spec = make_spec(repo, sha, "leak")
+    op, manifest = render(k8s_target(), spec.model_dump_json())
+    raw = _run_pod_command(manifest, tmp_path / "pod")
+    assert raw["outcome"] == "succeeded" and LEAK in json.dumps(raw)  # what the pod really wrote
+
+    op.__dict__["pod_manager"] = _PodManager(json.dumps(raw))
+    stored = op.extract_xcom(pod=None)  # what Airflow pushes as run_worker's return_value
+    assert LEAK not in json.dumps(stored)
+    assert stored["outcome"] == "failed" and stored["error"]["code"] == "secret_detected" and stored["patch"] == ""
+    assert "[REDACTED:github_token]" in stored["executor"]["steps"][0]["stdout_tail"]
+
+    local = sanitize_result(run_local_worker(spec)).model_dump(mode="json")
+    for document in (local, stored):
+        document.pop("finished_at"), document.pop("started_at")
+        for step in document["executor"]["steps"]:
+            step.pop("duration_seconds")
+    assert local == stored  # the same sanitizer on both backends
+
+
+def test_a_pod_result_file_that_is_not_a_result_is_replaced_and_no_file_stays_no_result():
+    op, _ = render(k8s_target())
+    op.__dict__["pod_manager"] = _PodManager('{"patch": "' + LEAK + '"')  # not even JSON
+    replaced = op.extract_xcom(pod=None)
+    assert replaced["error"]["code"] == "worker_crashed" and LEAK not in json.dumps(replaced)
+    op.__dict__["pod_manager"] = _PodManager("__airflow_xcom_result_empty__")
+    assert op.extract_xcom(pod=None) is None  # the cycle then tells a timeout from a crash
