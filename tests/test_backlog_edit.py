@@ -213,7 +213,8 @@ def test_an_inserted_status_line_passes_the_byte_check():
     check_status_edit(text.encode(), edited.encode(), "a", "completed")
 
 
-BASE = b"# humans only\ntasks:\n  - id: a\n    status: pending  # note\n    ready: true\n  - id: b\n    status: pending\n"
+BASE = (b"# humans only\ntasks:\n  - id: a\n    status: pending  # note\n    ready: true\n"
+        b"  - id: b\n    status: pending\n")
 
 
 @pytest.mark.parametrize(("after", "why"), [

@@ -217,7 +217,7 @@ def _all_xcoms(dag_run) -> str:
 def test_a_secret_hidden_from_git_diff_never_reaches_xcom_evidence_or_a_pr(tmp_path, targets_dir):
     script = (
         "from pathlib import Path\n"
-        f"token = 'ghp_' + 'Hx7v' * 9\n"
+        "token = 'ghp_' + 'Hx7v' * 9\n"
         "print('leaking', token)\n"
         "Path('docs/.gitattributes').write_text('*.md -diff\\n')\n"
         "Path('docs/quickstart.md').write_bytes(b'# Quickstart\\n\\0' + token.encode() + b'\\n')\n"

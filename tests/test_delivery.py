@@ -338,7 +338,7 @@ def _git_binary_literal(path: str, data: bytes) -> str:
 
 
 def test_a_small_patch_that_inflates_to_a_huge_file_is_refused_before_it_is_applied(docs_scope):
-    forge, tmp_path = docs_scope[4], docs_scope[5]
+    forge = docs_scope[4]
     patch = _git_binary_literal("docs/zeros.bin", bytes(64 << 20))  # 64 MiB of zeros in ~90 KB of patch
     assert len(patch) < 200_000
     exc = _reject(docs_scope, patch, ["docs/zeros.bin"])

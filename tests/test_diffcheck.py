@@ -297,7 +297,8 @@ def test_a_secret_in_a_file_name_is_reported_redacted(repo):
     (repo / name).write_text("fine\n")
     commit(repo)
     violations = check_final_diff(repo, "HEAD~1", "HEAD", DEV)
-    assert [(v.code, v.detail) for v in violations] == [("secret_detected", "possible secret (github_token) in the file name")]
+    expected = [("secret_detected", "possible secret (github_token) in the file name")]
+    assert [(v.code, v.detail) for v in violations] == expected
     assert FAKE["github_token"] not in violations[0].model_dump_json()
     assert violations[0].path == "docs/[REDACTED:github_token].md"
 

@@ -124,7 +124,7 @@ def redact_text(text: str) -> str:
 
 def scan_lines(lines: Iterable[tuple[int, str]]) -> list[Finding]:
     """Findings for ``(line_number, text)`` pairs: one per rule per line, in line order."""
-    findings = []
+    findings: list[Finding] = []
     for number, line in lines:
         findings.extend(Finding(rule.name, number) for rule in RULES if rule.matches(line))
     return findings

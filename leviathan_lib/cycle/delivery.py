@@ -14,6 +14,7 @@ import re
 import tempfile
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -115,7 +116,7 @@ def deliver(
     *,
     run_id: str,
     commit_date: datetime,
-    evidence_summary: dict,
+    evidence_summary: dict[str, Any],
     scratch_dir: Path | None = None,
 ) -> Delivery:
     """Push ``plan.branch`` and open (or find) its PR. Idempotent: a rerun returns the same PR."""

@@ -9,6 +9,7 @@ scans the finished body for secrets before anything is pushed.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from leviathan_lib.core.backlog import Task
 from leviathan_lib.cycle.steps import AttemptPlan, ReadResult
@@ -31,7 +32,7 @@ def _cell(text: str) -> str:
 
 def render_pr_body(
     *, task: Task, plan: AttemptPlan, read: ReadResult, changed_paths: list[str], run_id: str,
-    evidence: dict, note: str, head_sha: str,
+    evidence: dict[str, Any], note: str, head_sha: str,
 ) -> str:
     lines = [
         f"This pull request delivers backlog task **`{task.id}`**: {task.title}",
