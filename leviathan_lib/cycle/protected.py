@@ -29,6 +29,8 @@ def step_scripts(argv: list[str]) -> list[str]:
         return [path]
     args = iter(argv[1:])
     for item in args:
+        if item == "-c":  # inline code (``python3 -c``, ``sh -c``) lives in the recipes file itself
+            return []
         if item == "-m":
             module = next(args, "")
             top = module.split(".")[0]
