@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leviathan_lib.core.backlog import parse_backlog
-from leviathan_lib.core.backlog_edit import set_task_status
+from leviathan_lib.core.backlog_edit import check_status_edit, set_task_status
 
 ORIGINAL = Path(__file__).parent / "fixtures" / "original" / "backlog.yaml"
 
@@ -196,3 +196,46 @@ def test_only_the_status_changes_on_exactly_one_line(data, backlog, status):
     task_id = data.draw(st.sampled_from(ids))
     edited = set_task_status(text, task_id, status)
     assert_only_status_changed(text, edited, task_id, status)
+
+
+# --- the byte-for-byte check on what delivery pushes ------------------------------------------
+
+def test_every_splice_passes_the_byte_check():
+    for task_id in ("docs-quickstart",):
+        edited = set_task_status(STYLED, task_id, "completed")
+        check_status_edit(STYLED.encode(), edited.encode(), task_id, "completed")
+
+
+def test_an_inserted_status_line_passes_the_byte_check():
+    text = "tasks:\n  - id: a\n    title: t\n"
+    edited = set_task_status(text, "a", "completed")
+    assert edited == "tasks:\n  - id: a\n    status: completed\n    title: t\n"
+    check_status_edit(text.encode(), edited.encode(), "a", "completed")
+
+
+BASE = (b"# humans only\ntasks:\n  - id: a\n    status: pending  # note\n    ready: true\n"
+        b"  - id: b\n    status: pending\n")
+
+
+@pytest.mark.parametrize(("after", "why"), [
+    (BASE.replace(b"# humans only", b"# humans only!"), "not a status line"),
+    (BASE.replace(b"ready: true", b"ready: false"), "not a status line"),
+    (BASE.replace(b"pending  # note", b"completed  # changed"), "more than the status value"),
+    (BASE.replace(b"pending  # note", b"completed # note"), "more than the status value"),
+    (BASE.replace(b"  - id: b\n    status: pending", b"  - id: b\n    status: completed"), "not the status of"),
+    (BASE.replace(b"pending  # note", b"completed  # note").replace(b"ready: true", b"ready: false"),
+     "more than one line"),
+    (BASE.replace(b"pending  # note", b"completed  # note") + b"\n", "more than one line"),
+    (BASE.replace(b"pending  # note", b"completed  # note").replace(b"\n", b"\r\n", 1), "more than one line"),
+    (BASE.replace(b"pending  # note", b"done  # note"), "not a status line set to 'completed'"),
+], ids=["comment", "other-key", "comment-on-status-line", "spacing", "other-task", "two-lines", "trailing-blank",
+        "line-ending", "other-value"])
+def test_the_byte_check_refuses_anything_but_the_one_status_value(after, why):
+    with pytest.raises(ValueError, match=why) as exc:
+        check_status_edit(BASE, after, "a", "completed")
+    assert "humans only" not in str(exc.value)  # never quotes the file
+
+
+def test_the_byte_check_accepts_the_minimal_edit():
+    check_status_edit(BASE, BASE.replace(b"pending  # note", b"completed  # note"), "a", "completed")
+    check_status_edit(BASE, BASE.replace(b"pending  # note", b'"completed"  # note'), "a", "completed")

@@ -228,3 +228,72 @@ def test_a_machine_without_the_sandbox_stops_recipes_and_the_opt_out_runs_them(t
     sandbox_check = [c for c in record["checks"] if c["name"] == "sandbox"]
     assert sandbox_check == [{"name": "sandbox", "passed": True,
                               "detail": "recipe steps run in: unsandboxed (opt-out)"}]
+# --- a hostile recipe through a real cycle: nothing it smuggles reaches XCom, evidence or a PR ---
+
+LEAKED = "ghp_" + "Hx7v" * 9  # a github_token shape, assembled at run time
+
+
+def _hostile_target(tmp_path, targets_dir, target_id: str, script: str) -> tuple[Path, Path]:
+    """The demo target whose docs-quickstart task may write under docs/ and whose recipe is ``script``."""
+    target_file = create_demo_target(tmp_path, target_id=target_id, targets_dir=targets_dir)
+    bare = tmp_path / "repos" / f"{target_id}.git"
+    text = run_git(["--git-dir", str(bare), "show", "main:.leviathan/backlog.yaml"]).stdout
+    commit_file(bare, tmp_path / "work", ".leviathan/backlog.yaml",
+                text.replace('      - "docs/quickstart.md"', '      - "docs/"', 1), "the quickstart may use docs/")
+    commit_file(bare, tmp_path / "work", ".leviathan/recipes/write_doc.py", script, "a hostile recipe")
+    return target_file, bare
+
+
+def _all_xcoms(dag_run) -> str:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id)).all()
+        return json.dumps([XComModel.deserialize_value(row) for row in rows], default=str)
+
+
+def test_a_secret_hidden_from_git_diff_never_reaches_xcom_evidence_or_a_pr(tmp_path, targets_dir):
+    script = (
+        "from pathlib import Path\n"
+        "token = 'ghp_' + 'Hx7v' * 9\n"
+        "print('leaking', token)\n"
+        "Path('docs/.gitattributes').write_text('*.md -diff\\n')\n"
+        "Path('docs/quickstart.md').write_bytes(b'# Quickstart\\n\\0' + token.encode() + b'\\n')\n"
+    )
+    target_file, bare = _hostile_target(tmp_path, targets_dir, "hostile_secret", script)
+    dag_run, states = run_cycle(target_file)
+    assert states["run_worker"] == "failed" and states["open_pull_request"] == "upstream_failed"
+    record = xcom(dag_run, "record_evidence")
+    assert record["attempt"]["outcome"] == "failed" and record["attempt"]["error_code"] == "secret_detected"
+    result = xcom(dag_run, "run_worker", "result")
+    assert result["patch"] == "" and "[REDACTED:github_token]" in json.dumps(result["executor"])
+    assert LEAKED not in _all_xcoms(dag_run)
+    assert LocalForge(bare).list_prs() == []
+    assert run_git(["--git-dir", str(bare), "branch", "--list", "agent/*"]).stdout == ""
+
+
+def test_a_protected_path_is_rejected_and_odd_file_names_are_inert_in_the_pr(tmp_path, targets_dir):
+    workflow = (
+        "from pathlib import Path\n"
+        "Path('docs/.github/workflows').mkdir(parents=True)\n"
+        "Path('docs/.github/workflows/ci.yml').write_text('on: push\\n')\n"
+    )
+    target_file, bare = _hostile_target(tmp_path, targets_dir, "hostile_protected", workflow)
+    dag_run, states = run_cycle(target_file)
+    assert states["run_worker"] == "success" and states["open_pull_request"] == "failed"
+    record = xcom(dag_run, "record_evidence")
+    assert record["attempt"]["outcome"] == "rejected_by_guardrail"
+    assert record["attempt"]["error_code"] == "protected_path"
+    assert record["attempt"]["changed_paths"] == ["docs/.github/workflows/ci.yml"]  # git's, not claimed
+    assert LocalForge(bare).list_prs() == []
+
+    name = "docs/[x](https:evil.example) <img src=x>.md"
+    commit_file(bare, tmp_path / "work", ".leviathan/recipes/write_doc.py",
+                f"from pathlib import Path\nPath({name!r}).write_text('hi\\n')\n", "an odd file name")
+    dag_run, states = run_cycle(target_file)
+    record = xcom(dag_run, "record_evidence")
+    assert record["attempt"]["outcome"] == "succeeded" and record["attempt"]["pr_number"] == 1, record
+    assert record["attempt"]["changed_paths"] == [".leviathan/backlog.yaml", name]
+    [pr] = LocalForge(bare).list_prs()
+    assert f"- `{name}`" in pr.body

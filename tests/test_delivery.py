@@ -51,7 +51,7 @@ def prepared(tmp_path):
 
 def _deliver(target, read, plan, result, forge, tmp_path):
     return deliver(target, read, plan, result, forge, run_id="run-1", commit_date=WHEN,
-                   evidence_summary={"target_id": target.target_id, "checks": []}, scratch_dir=tmp_path)
+                   evidence_summary={"target_id": target.target_id, "checks": []}, scratch_dir=tmp_path).pr
 
 
 def test_rerunning_delivery_returns_the_same_pr(prepared):
@@ -112,20 +112,277 @@ def test_out_of_scope_paths_claimed_by_the_worker_are_rejected_before_anything_i
     assert forge.list_prs() == []
 
 
-def test_a_patch_that_edits_other_backlog_tasks_is_rejected_even_when_the_backlog_is_in_scope(tmp_path):
-    def backlog_in_scope(text):
+
+
+# --- a hostile worker: every claim is checked against git's objects ---------------------------
+
+TOKEN = "ghp_" + "aB3d" * 9  # the github_token shape, assembled so this file holds none verbatim
+
+
+def _docs_scope(text: str) -> str:
+    """The human gives docs-quickstart the whole docs/ folder (so odd names under docs/ are in scope)."""
+    return text.replace('      - "docs/quickstart.md"', '      - "docs/"', 1)
+
+
+@pytest.fixture
+def docs_scope(tmp_path):
+    return _prepare(tmp_path, _docs_scope)
+
+
+def _craft(forge, tmp_path, change, *, staged=None, name="craft") -> str:
+    """A patch as a worker would produce it: a clone of the pinned commit, changed, staged, diffed."""
+    work = tmp_path / name
+    run_git(["clone", "--quiet", str(forge.path), str(work)])
+    change(work)
+    run_git(["add", "-A"], cwd=work)
+    if staged:
+        staged(work)
+    return run_git(["diff", "--cached", "--binary", "--full-index", "--no-renames"], cwd=work).stdout
+
+
+def _write(rel: str, data: bytes | str):
+    def change(work):
+        path = work / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return change
+
+
+def _both(*changes):
+    def change(work):
+        for c in changes:
+            c(work)
+    return change
+
+
+def _assert_rejected(exc, code, forge, *secrets):
+    assert exc.value.code == code, str(exc.value)
+    assert forge.list_prs() == []
+    assert run_git(["--git-dir", str(forge.path), "branch", "--list", "agent/*"]).stdout == ""
+    for secret in (TOKEN, *secrets):
+        assert secret not in str(exc.value) and secret not in " ".join(exc.value.changed_paths)
+
+
+def _reject(prepared, patch, claimed=("docs/quickstart.md",)):
+    target, read, plan, result, forge, tmp_path = prepared
+    with pytest.raises(DeliveryRejected) as exc:
+        _deliver(target, read, plan, _forged(result, patch, list(claimed)), forge, tmp_path)
+    return exc
+
+
+def test_a_secret_behind_a_nul_byte_is_found(docs_scope):
+    forge, tmp_path = docs_scope[4], docs_scope[5]
+    patch = _craft(forge, tmp_path, _write("docs/quickstart.md", b"# Quickstart\n\0\n" + TOKEN.encode() + b"\n"))
+    assert "GIT binary patch" in patch and TOKEN not in patch  # git's diff text never shows it
+    exc = _reject(docs_scope, patch)
+    _assert_rejected(exc, "secret_detected", forge)
+    assert "github_token" in str(exc.value)
+
+
+@pytest.mark.parametrize("attributes", ["*.md -diff\n", "*.md binary\n"])
+def test_a_gitattributes_file_cannot_hide_a_secret_or_be_delivered(docs_scope, attributes):
+    forge, tmp_path = docs_scope[4], docs_scope[5]
+    change = _both(_write("docs/.gitattributes", attributes), _write("docs/quickstart.md", f"key: {TOKEN}\n"))
+    patch = _craft(forge, tmp_path, change)
+    assert TOKEN not in patch
+    _assert_rejected(_reject(docs_scope, patch), "secret_detected", forge)
+    # Without the secret, the attributes file itself is refused: it changes how git treats other files.
+    clean = _craft(forge, tmp_path, _write("docs/.gitattributes", attributes), name="clean")
+    _assert_rejected(_reject(docs_scope, clean, ["docs/.gitattributes"]), "protected_path", forge)
+
+
+def test_a_human_committed_gitattributes_does_not_hide_a_new_secret(tmp_path):
+    def with_attributes(text):
+        bare = tmp_path / "repos" / "deliver.git"
+        commit_file(bare, tmp_path / "human2", "docs/.gitattributes", "*.md -diff\n", "docs are not diffed")
+        return _docs_scope(text)
+
+    prepared = _prepare(tmp_path, with_attributes)
+    forge = prepared[4]
+    patch = _craft(forge, tmp_path, _write("docs/quickstart.md", f"# Quickstart\n{TOKEN}\n"))
+    _assert_rejected(_reject(prepared, patch), "secret_detected", forge)
+
+
+def test_a_symlinked_backlog_never_makes_delivery_write_or_read_outside(docs_scope):
+    forge, tmp_path = docs_scope[4], docs_scope[5]
+    outside = tmp_path / "outside.txt"
+    outside.write_text("confidential line one\ntasks: []\n")
+
+    def link(work):
+        (work / ".leviathan" / "backlog.yaml").unlink()
+        (work / ".leviathan" / "backlog.yaml").symlink_to(outside)
+
+    patch = _craft(forge, tmp_path, _both(link, _write("docs/quickstart.md", "# Quickstart\n")))
+    exc = _reject(docs_scope, patch, ["docs/quickstart.md"])
+    _assert_rejected(exc, "backlog_edited", forge, "confidential")
+    assert "symlink" in str(exc.value)
+    assert outside.read_text() == "confidential line one\ntasks: []\n"
+
+
+def test_a_secret_in_a_file_name_is_refused_and_never_repeated(docs_scope):
+    forge, tmp_path = docs_scope[4], docs_scope[5]
+    patch = _craft(forge, tmp_path, _write(f"docs/{TOKEN}.md", "harmless\n"))
+    exc = _reject(docs_scope, patch, [f"docs/{TOKEN}.md"])
+    _assert_rejected(exc, "secret_detected", forge)
+    assert "github_token" in str(exc.value)
+
+
+def test_markdown_and_html_in_file_names_are_inert_in_the_pr_body(docs_scope):
+    from markdown_it import MarkdownIt
+
+    target, read, plan, result, forge, tmp_path = docs_scope
+    names = ["docs/[click](https:evil.example)![x](https:evil.example)<img src=x onerror=alert(1)>.md",
+             "docs/`tick` and ``two``.md", "docs/<b>bold</b> @admin #1.md"]
+    change = _both(*(_write(n, "hello\n") for n in names))
+    patch = _craft(forge, tmp_path, change)
+    pr = _deliver(target, read, plan, _forged(result, patch, ["docs/claimed-only.md"]), forge, tmp_path)
+    html = MarkdownIt("commonmark").render(pr.body)
+    assert "<a " not in html and "<img" not in html and "<b>" not in html
+    changes = pr.body.split("## Changes")[1].split("## Evidence")[0]
+    rendered = MarkdownIt("commonmark").render(changes)
+    for name in names:  # each name is one code span holding exactly the name
+        escaped = name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+        assert f"<code>{escaped}</code>" in rendered, name
+    assert "claimed-only" not in pr.body  # the list is git's, not the worker's claim
+
+
+def test_the_change_list_and_paths_come_from_the_real_diff(prepared):
+    target, read, plan, result, forge, tmp_path = prepared
+    lying = _forged(result, result.patch, ["docs/quickstart.md", "docs/not-in-the-patch.md"])
+    delivery = deliver(target, read, plan, lying, forge, run_id="run-1", commit_date=WHEN,
+                       evidence_summary={"target_id": target.target_id, "checks": []}, scratch_dir=tmp_path)
+    assert delivery.changed_paths == [".leviathan/backlog.yaml", "docs/quickstart.md"]
+    assert "not-in-the-patch" not in delivery.pr.body
+
+
+def test_a_worker_hiding_an_out_of_scope_path_behind_its_claims_is_rejected(prepared):
+    target, read, plan, result, forge, tmp_path = prepared
+    patch = _craft(forge, tmp_path, _both(_write("docs/quickstart.md", "# Q\n"), _write("README.md", "pwned\n")))
+    exc = _reject(prepared, patch, ["docs/quickstart.md"])
+    _assert_rejected(exc, "scope_violation", forge)
+    assert exc.value.changed_paths == ["README.md", "docs/quickstart.md"]
+
+
+def _hand_plan(read, task_id="docs-quickstart"):
+    backlog, _ = cycle.parse_backlog(read.backlog_text, read.backlog_path)
+    task = backlog.by_id()[task_id]
+    return cycle.AttemptPlan(task_id=task_id, attempt=1, branch=f"agent/{task_id}/1",
+                             task_hash=task.definition_hash(), recipe=task.recipe or "")
+
+
+@pytest.mark.parametrize("path", [".leviathan/recipes.yaml", ".leviathan/recipes/write_doc.py"])
+def test_the_recipes_and_their_scripts_are_protected_even_under_an_allowed_prefix(tmp_path, path):
+    def leviathan_in_scope(text):
         return text.replace('      - "docs/quickstart.md"', '      - "docs/quickstart.md"\n      - ".leviathan/"', 1)
 
-    target, read, plan, result, forge, tmp_path = _prepare(tmp_path, backlog_in_scope)
-    work = tmp_path / "craft"
-    run_git(["clone", "--quiet", str(forge.path), str(work)])
-    backlog_file = work / ".leviathan" / "backlog.yaml"
-    backlog_file.write_text(backlog_file.read_text().replace("ready: false", "ready: true", 1))
-    run_git(["apply", "--index", "-"], cwd=work, input=result.patch)
-    run_git(["add", "-A"], cwd=work)
-    patch = run_git(["diff", "--cached", "--binary"], cwd=work).stdout
-    forged = _forged(result, patch, [".leviathan/backlog.yaml", "docs/quickstart.md"])
-    with pytest.raises(DeliveryRejected) as exc:
-        _deliver(target, read, plan, forged, forge, tmp_path)
-    assert exc.value.code == "backlog_edited"
+    target, read, plan, result, forge, tmp_path = _prepare(tmp_path, leviathan_in_scope)
+    guard = cycle.check_guardrails(target, read, global_autonomy=True, open_prs=[], attempts=[],
+                                   breaker_reset_at=None)
+    verdicts = {v.id: v.reasons for v in guard.decision.tasks}
+    assert verdicts["docs-quickstart"] == ["protected_path"]  # the task itself is not run
+    patch = _craft(forge, tmp_path, _write(path, "recipes: {}\n"))
+    with pytest.raises(DeliveryRejected) as exc:  # and were it run, its diff would not be delivered
+        _deliver(target, read, _hand_plan(read), _forged(result, patch, [path]), forge, tmp_path)
+    _assert_rejected(exc, "protected_path", forge)
+
+
+@pytest.mark.parametrize("path", ["docs/.github/workflows/ci.yml", "docs/.gitmodules", "docs/sub/.GITATTRIBUTES"])
+def test_forge_and_git_control_files_are_protected_anywhere(docs_scope, path):
+    forge, tmp_path = docs_scope[4], docs_scope[5]
+    patch = _craft(forge, tmp_path, _write(path, "on: push\n"))
+    _assert_rejected(_reject(docs_scope, patch, [path]), "protected_path", forge)
+
+
+def test_the_targets_protected_paths_are_protected(tmp_path):
+    prepared = _prepare(tmp_path, _docs_scope)
+    target = prepared[0].model_copy(update={"protected_paths": ["docs/theme/"]})
+    patch = _craft(prepared[4], tmp_path, _write("docs/theme/site.css", "body {}\n"))
+    _assert_rejected(_reject((target, *prepared[1:]), patch, ["docs/theme/site.css"]), "protected_path", prepared[4])
+
+
+def test_a_gitlink_is_refused(docs_scope):
+    forge, tmp_path = docs_scope[4], docs_scope[5]
+    sha = run_git(["--git-dir", str(forge.path), "rev-parse", "main"]).stdout.strip()
+
+    def gitlink(work):
+        run_git(["update-index", "--add", "--cacheinfo", f"160000,{sha},docs/vendored"], cwd=work)
+
+    patch = _craft(forge, tmp_path, lambda work: None, staged=gitlink)
+    assert "Subproject commit" in patch
+    _assert_rejected(_reject(docs_scope, patch, ["docs/vendored"]), "submodule", forge)
+
+
+def test_an_oversized_patch_is_refused_before_it_is_applied(docs_scope):
+    forge, tmp_path = docs_scope[4], docs_scope[5]
+    patch = _craft(forge, tmp_path, _write("docs/quickstart.md", "line of text\n" * 100_000))
+    assert len(patch) > 1_200_000
+    exc = _reject(docs_scope, patch)
+    _assert_rejected(exc, "patch_too_large", forge)
+    assert not list(tmp_path.glob("leviathan-pr-*"))  # no scratch repository was even created
+
+
+def _git_binary_literal(path: str, data: bytes) -> str:
+    """A ``GIT binary patch`` creating ``path`` (git's base85 + zlib format)."""
+    import base64
+    import zlib
+
+    packed = zlib.compress(data, 9)
+    lines = []
+    for i in range(0, len(packed), 52):
+        chunk = packed[i:i + 52]
+        size = chr(ord("A") + len(chunk) - 1) if len(chunk) <= 26 else chr(ord("a") + len(chunk) - 27)
+        padded = chunk + b"\0" * (-len(chunk) % 4)
+        lines.append(size + base64.b85encode(padded).decode())
+    return (f"diff --git a/{path} b/{path}\nnew file mode 100644\nindex 0000000..1111111\n"
+            f"GIT binary patch\nliteral {len(data)}\n" + "\n".join(lines) + "\n\nliteral 0\nHcmV?d00001\n\n")
+
+
+def test_a_small_patch_that_inflates_to_a_huge_file_is_refused_before_it_is_applied(docs_scope):
+    forge = docs_scope[4]
+    patch = _git_binary_literal("docs/zeros.bin", bytes(64 << 20))  # 64 MiB of zeros in ~90 KB of patch
+    assert len(patch) < 200_000
+    exc = _reject(docs_scope, patch, ["docs/zeros.bin"])
+    _assert_rejected(exc, "patch_too_large", forge)
+    assert "inflates to 67108864 bytes" in str(exc.value)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda t: t.replace("# Humans write this file.", "# Humans wrote this file."),  # a comment
+    lambda t: t.replace("ready: false", "ready: true", 1),  # another task's key
+    lambda t: t.replace("status: pending", "status: completed", 1),  # even the worker's own status
+    lambda t: t + "\n",  # a blank line
+], ids=["comment", "other-key", "own-status", "whitespace"])
+def test_a_worker_that_touches_the_backlog_at_all_is_rejected(tmp_path, edit):
+    # The demo target has .leviathan/ in allowed_path_prefixes: the backlog is in the target's scope.
+    target, read, plan, result, forge, tmp_path = _prepare(tmp_path)
+
+    def change(work):
+        backlog = work / ".leviathan" / "backlog.yaml"
+        backlog.write_text(edit(backlog.read_text()))
+        _write("docs/quickstart.md", "# Quickstart\n")(work)
+
+    patch = _craft(forge, tmp_path, change)
+    exc = _reject((target, read, plan, result, forge, tmp_path), patch)
+    _assert_rejected(exc, "backlog_edited", forge, "Humans")
+
+
+def test_the_delivered_backlog_differs_from_the_pinned_one_in_the_status_line_only(prepared):
+    target, read, plan, result, forge, tmp_path = prepared
+    pr = _deliver(target, read, plan, result, forge, tmp_path)
+    pinned = run_git(["--git-dir", str(forge.path), "show", f"{read.commit_sha}:.leviathan/backlog.yaml"]).stdout
+    delivered = run_git(["--git-dir", str(forge.path), "show", f"{pr.head_sha}:.leviathan/backlog.yaml"]).stdout
+    changed = [(a, b) for a, b in zip(pinned.split("\n"), delivered.split("\n"), strict=True) if a != b]
+    assert changed == [("    status: pending", "    status: completed")]
+
+
+def test_a_patch_that_does_not_apply_is_rejected_without_quoting_it(prepared):
+    target, read, plan, result, forge, tmp_path = prepared
+    patch = result.patch.replace("+", "+" + "ghost line\n+", 1).replace("@@ -0,0 +1,", "@@ -1,2 +1,", 1)
+    bogus = ("diff --git a/docs/index.md b/docs/index.md\n--- a/docs/index.md\n+++ b/docs/index.md\n"
+             "@@ -1 +1 @@\n-not what the file says\n+private words\n")
+    for text in (bogus, patch):
+        with pytest.raises(DeliveryRejected) as exc:
+            _deliver(target, read, plan, _forged(result, text, ["docs/index.md"]), forge, tmp_path)
+        assert exc.value.code == "patch_does_not_apply"
+        assert "private words" not in str(exc.value) and "not what the file says" not in str(exc.value)
     assert forge.list_prs() == []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from leviathan_lib.core.scope import Scope
+from leviathan_lib.core.scope import Protected, Scope
 from leviathan_lib.core.secrets_scan import RULES, scan_text
 from leviathan_lib.cycle.diffcheck import DiffCheckError, Violation, check_final_diff
 from leviathan_lib.git.runner import git_env
@@ -258,3 +258,69 @@ def test_harmless_lines_pass(line):
 def test_scan_text_reports_line_numbers():
     text = "a\n" + FAKE["github_token"] + "\nb\n" + FAKE["private_key"] + "\n"
     assert [(f.rule, f.line) for f in scan_text(text)] == [("github_token", 2), ("private_key", 4)]
+
+
+# --- content is scanned as bytes, whatever git or .gitattributes think of it ------------------
+
+@pytest.mark.parametrize("data", [
+    b"\x00\x01binary\n" + FAKE["github_token"].encode() + b"\n",  # NUL: git calls it binary
+    FAKE["github_token"].encode("utf-16-le"),  # UTF-16: every other byte is NUL
+    b"\xff\xfe latin-1 \xe9" + FAKE["aws_access_key_id"].encode() + b"\n",  # not UTF-8, a letter glued on
+], ids=["nul-byte", "utf-16", "latin-1"])
+def test_secrets_in_binary_or_odd_encodings_are_found(repo, data):
+    (repo / "docs" / "blob.bin").write_bytes(data)
+    commit(repo)
+    violations = check_final_diff(repo, "HEAD~1", "HEAD", DEV)
+    assert [v.code for v in violations] == ["secret_detected"]
+    assert violations[0].path == "docs/blob.bin"
+
+
+@pytest.mark.parametrize("attributes", ["*.md -diff\n", "*.md binary\n", "*.md diff=nothing\n"])
+def test_gitattributes_cannot_hide_a_secret_and_is_itself_protected(repo, attributes):
+    (repo / "docs" / ".gitattributes").write_text(attributes)
+    (repo / "docs" / "guide.md").write_text("# Guide\n" + FAKE["slack_token"] + "\n")
+    commit(repo)
+    found = codes(check_final_diff(repo, "HEAD~1", "HEAD", DEV, protected=Protected()))
+    assert found == [("protected_path", "docs/.gitattributes"), ("secret_detected", "docs/guide.md")]
+
+
+def test_a_secret_already_in_the_file_is_not_new(repo):
+    (repo / "docs" / "guide.md").write_text("# Guide\nexample: " + FAKE["aws_access_key_id"] + "\n")
+    commit(repo)
+    (repo / "docs" / "guide.md").write_text("# Guide, edited\nexample: " + FAKE["aws_access_key_id"] + "\n")
+    commit(repo)
+    assert check_final_diff(repo, "HEAD~1", "HEAD", DEV) == []
+
+
+def test_a_secret_in_a_file_name_is_reported_redacted(repo):
+    name = "docs/" + FAKE["github_token"] + ".md"
+    (repo / name).write_text("fine\n")
+    commit(repo)
+    violations = check_final_diff(repo, "HEAD~1", "HEAD", DEV)
+    expected = [("secret_detected", "possible secret (github_token) in the file name")]
+    assert [(v.code, v.detail) for v in violations] == expected
+    assert FAKE["github_token"] not in violations[0].model_dump_json()
+    assert violations[0].path == "docs/[REDACTED:github_token].md"
+
+
+def test_protected_paths_and_the_backlog_have_their_own_codes(repo):
+    (repo / ".leviathan").mkdir()
+    (repo / ".leviathan" / "backlog.yaml").write_text("tasks: []\n")
+    (repo / ".leviathan" / "recipes.yaml").write_text("recipes: {}\n")
+    (repo / "docs" / ".github" / "workflows").mkdir(parents=True)
+    (repo / "docs" / ".github" / "workflows" / "ci.yml").write_text("on: push\n")
+    (repo / "docs" / ".gitmodules").write_text("\n")
+    commit(repo)
+    protected = Protected.of([".leviathan/recipes.yaml"])
+    found = check_final_diff(repo, "HEAD~1", "HEAD", DEV, protected=protected, backlog_path=".leviathan/backlog.yaml")
+    assert codes(found) == [
+        ("backlog_edited", ".leviathan/backlog.yaml"), ("protected_path", ".leviathan/recipes.yaml"),
+        ("protected_path", "docs/.github/workflows/ci.yml"), ("protected_path", "docs/.gitmodules"),
+    ]
+
+
+def test_a_tree_can_be_checked_without_a_commit(repo):
+    (repo / "docs" / "guide.md").write_text(FAKE["github_token"] + "\n")
+    git(repo, "add", "-A")
+    tree = git(repo, "write-tree")
+    assert codes(check_final_diff(repo, "HEAD", tree, DEV)) == [("secret_detected", "docs/guide.md")]

@@ -20,6 +20,7 @@ from kubernetes.client import ApiClient
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.secrets_scan import scan_text
+from leviathan_lib.cycle.untrusted import sanitize_result_document
 from leviathan_lib.deploy.invariants import check_object
 from leviathan_lib.worker.backends.kubernetes import build_worker_operator, label_value, pull_policy
 from leviathan_lib.worker.backends.local import run_local_worker
@@ -51,7 +52,7 @@ class _TI:
 
 
 def render(target: TargetConfig, spec_json: str = "{}", task_id: str = "docs-quickstart"):
-    op = build_worker_operator(target)
+    op = build_worker_operator(target, result_filter=sanitize_result_document)
     op.render_template_fields({"ti": _TI(spec_json, label_value(task_id))})
     pod = op.build_pod_request_obj(dry_run=True)
     return op, ApiClient().sanitize_for_serialization(pod)
@@ -269,3 +270,64 @@ def test_the_pod_is_the_sandbox_no_bwrap_needed_inside(tmp_path):
     pod = _run_pod_command(manifest, tmp_path / "pod")
     assert pod["outcome"] == "succeeded", pod["error"]
     assert pod["executor"]["sandbox"] == "pod"  # the steps ran in the container, not in a nested bwrap
+class _PodManager:
+    """Stands in for the provider's pod manager: returns what the XCom sidecar read from the pod."""
+
+    def __init__(self, content: str) -> None:
+        self.content = content
+
+    def extract_xcom(self, pod, *, ignore_kill_failure: bool = True) -> str:
+        return self.content
+
+
+LEAK = "ghp_" + "Kp4w" * 9  # a github_token shape, built at run time
+
+LEAK_RECIPE = (
+    "  leak:\n    command: [\"python3\", \"-c\", \"import sys; from pathlib import Path; t = 'ghp_' + 'Kp4w' * 9; "
+    "print('token', t); Path('docs/quickstart.md').write_bytes(bytes(2) + t.encode())\"]\n"
+)
+
+
+def _repo_with_leaking_recipe(tmp_path: Path) -> tuple[Path, str]:
+    bare, _ = make_target_repo(tmp_path)
+    work = tmp_path / "edit"
+    subprocess.run(["git", "clone", "-q", str(bare), str(work)], check=True, capture_output=True)
+    recipes = work / ".leviathan" / "recipes.yaml"
+    recipes.write_text(recipes.read_text() + LEAK_RECIPE)
+    for args in (["add", "-A"], ["-c", "user.name=h", "-c", "user.email=h@x", "commit", "-qm", "leak"],
+                 ["push", "-q", "origin", "HEAD:main"]):
+        subprocess.run(["git", *args], cwd=work, check=True, capture_output=True)
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=work, check=True, capture_output=True, text=True)
+    return bare, sha.stdout.strip()
+
+
+def test_the_pods_result_is_as_untrusted_as_a_local_one(tmp_path):
+    from leviathan_lib.cycle.untrusted import sanitize_result
+
+    repo, sha = _repo_with_leaking_recipe(tmp_path)
+    spec = make_spec(repo, sha, "leak")
+    op, manifest = render(k8s_target(), spec.model_dump_json())
+    raw = _run_pod_command(manifest, tmp_path / "pod")
+    assert raw["outcome"] == "succeeded" and LEAK in json.dumps(raw)  # what the pod really wrote
+
+    op.__dict__["pod_manager"] = _PodManager(json.dumps(raw))
+    stored = op.extract_xcom(pod=None)  # what Airflow pushes as run_worker's return_value
+    assert LEAK not in json.dumps(stored)
+    assert stored["outcome"] == "failed" and stored["error"]["code"] == "secret_detected" and stored["patch"] == ""
+    assert "[REDACTED:github_token]" in stored["executor"]["steps"][0]["stdout_tail"]
+
+    local = sanitize_result(run_local_worker(spec)).model_dump(mode="json")
+    for document in (local, stored):
+        document.pop("finished_at"), document.pop("started_at")
+        for step in document["executor"]["steps"]:
+            step.pop("duration_seconds")
+    assert local == stored  # the same sanitizer on both backends
+
+
+def test_a_pod_result_file_that_is_not_a_result_is_replaced_and_no_file_stays_no_result():
+    op, _ = render(k8s_target())
+    op.__dict__["pod_manager"] = _PodManager('{"patch": "' + LEAK + '"')  # not even JSON
+    replaced = op.extract_xcom(pod=None)
+    assert replaced["error"]["code"] == "worker_crashed" and LEAK not in json.dumps(replaced)
+    op.__dict__["pod_manager"] = _PodManager("__airflow_xcom_result_empty__")
+    assert op.extract_xcom(pod=None) is None  # the cycle then tells a timeout from a crash

@@ -110,3 +110,49 @@ def set_task_status(text: str, task_id: str, status: str) -> str:
     if after != expected:
         raise ValueError(f"editing the status of {task_id!r} in place would change more than its status")
     return edited
+
+
+#: A ``status:`` line: key (maybe after the ``- `` of the task's first key), value, optional comment.
+_STATUS_LINE = re.compile(
+    rb"^(?P<lead>[ ]*(?:-[ ]+)?status[ ]*:[ ]*)(?P<value>[^#\r]*?)(?P<trail>[ ]*(?:#.*)?)(?P<cr>\r?)$"
+)
+
+
+def check_status_edit(before: bytes, after: bytes, task_id: str, status: str) -> None:
+    """Raise ``ValueError`` unless ``after`` is ``before`` with only task ``task_id``'s status line changed.
+
+    Compared byte for byte: every other line is identical, and the one differing line is a ``status:``
+    line whose key, indentation and comment are unchanged (or a new ``status:`` line); the YAML data
+    then differs only in that task's ``status``. Messages never quote the file.
+    """
+    old_lines, new_lines = before.split(b"\n"), after.split(b"\n")
+    head = 0
+    while head < min(len(old_lines), len(new_lines)) and old_lines[head] == new_lines[head]:
+        head += 1
+    tail = 0
+    while (tail < min(len(old_lines), len(new_lines)) - head
+           and old_lines[len(old_lines) - 1 - tail] == new_lines[len(new_lines) - 1 - tail]):
+        tail += 1
+    removed = old_lines[head:len(old_lines) - tail]
+    added = new_lines[head:len(new_lines) - tail]
+    if len(added) != 1 or len(removed) > 1:
+        raise ValueError(f"the backlog differs in more than one line (at line {head + 1})")
+    new = _STATUS_LINE.match(added[0])
+    if new is None or new["value"].strip(b"'\"") != status.encode():
+        raise ValueError(f"line {head + 1} of the backlog is not a status line set to {status!r}")
+    if removed:
+        old = _STATUS_LINE.match(removed[0])
+        if old is None or (old["lead"], old["trail"], old["cr"]) != (new["lead"], new["trail"], new["cr"]):
+            raise ValueError(f"line {head + 1} of the backlog changes more than the status value")
+    try:
+        old_data, new_data = yaml.safe_load(before), yaml.safe_load(after)
+    except yaml.YAMLError:
+        raise ValueError("the backlog is not valid YAML") from None
+    tasks = old_data.get("tasks") if isinstance(old_data, dict) else None
+    index = [i for i, t in enumerate(tasks or []) if isinstance(t, dict) and t.get("id") == task_id]
+    if len(index) != 1:
+        raise ValueError(f"task {task_id!r} is not exactly once in the backlog")
+    expected = copy.deepcopy(old_data)
+    expected["tasks"][index[0]]["status"] = status
+    if new_data != expected:
+        raise ValueError(f"the changed line is not the status of task {task_id!r}")

@@ -87,6 +87,9 @@ class TargetConfig(BaseModel):
     worker_backend: Literal["local", "kubernetes"] = "local"
     backlog_path: str = ".leviathan/backlog.yaml"
     recipes_path: str = ".leviathan/recipes.yaml"
+    #: Files or folders no attempt may change, even under allowed_path_prefixes (on top of the recipes
+    #: file, the scripts its steps run, .gitattributes, .gitmodules and .github/ anywhere).
+    protected_paths: list[str] = Field(default_factory=list)
     # Worker executors and the Kubernetes pod (see docs/worker.md).
     #: Executor of ready tasks that name no recipe: ``recipe`` (such tasks are invalid) or ``llm``.
     executor: Literal["recipe", "llm"] = "recipe"
@@ -121,7 +124,7 @@ class TargetConfig(BaseModel):
     #: (recipe code can then read every secret of the Airflow worker). Off: the cycle stops instead.
     unsafe_allow_unsandboxed_recipes: bool = False
 
-    @field_validator("allowed_path_prefixes", "backlog_path", "recipes_path")
+    @field_validator("allowed_path_prefixes", "backlog_path", "recipes_path", "protected_paths")
     @classmethod
     def _safe_paths(cls, value):
         for item in value if isinstance(value, list) else [value]:

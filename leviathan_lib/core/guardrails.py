@@ -19,7 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from leviathan_lib.core.backlog import DONE_STATUSES, PENDING_STATUSES, Backlog, InvalidTask, Task
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import Problem, ValidationFailed
-from leviathan_lib.core.scope import Scope
+from leviathan_lib.core.scope import Protected, Scope
 from leviathan_lib.core.yamlsrc import field_name
 
 AGENT_BRANCH_PREFIX = "agent/"
@@ -48,6 +48,8 @@ class ReasonCode(StrEnum):
     # Decided after the rules above, from the machine the worker runs on (see :func:`sandbox_gate`).
     #: The recipe would need the OS sandbox (bubblewrap) and this machine cannot build it: fail closed.
     SANDBOX_UNAVAILABLE = "sandbox_unavailable"
+    #: The task's allowed_paths cover a path only humans change (recipes, their scripts, .github/, ...).
+    PROTECTED_PATH = "protected_path"
 
 
 class _State(BaseModel):
@@ -165,6 +167,7 @@ def _task_reasons(
     pr_tasks: set[str],
     max_attempts: int,
     closed: dict[str, str],
+    protected: Protected,
 ) -> list[ReasonCode]:
     reasons = []
     if task.ready is not True:
@@ -175,6 +178,8 @@ def _task_reasons(
         reasons.append(ReasonCode.DEPENDENCIES_INCOMPLETE)
     if not task.allowed_paths or not all(in_scope(p) for p in task.allowed_paths):
         reasons.append(ReasonCode.SCOPE_VIOLATION)
+    if any(in_scope(p) and protected.hits(p) for p in task.allowed_paths):
+        reasons.append(ReasonCode.PROTECTED_PATH)
     if attempts[task.id] >= max_attempts:
         reasons.append(ReasonCode.ATTEMPTS_EXHAUSTED)
     if task.id in pr_tasks:
@@ -189,8 +194,19 @@ def _invalid_verdict(entry: InvalidTask) -> TaskVerdict:
     return TaskVerdict(id=label, eligible=False, reasons=[ReasonCode.INVALID_TASK])
 
 
-def decide(target: TargetConfig, backlog: Backlog, state: CycleState) -> Decision:
-    """Run every guardrail and pick at most one task. Linear in tasks + attempts (plus one sort)."""
+def target_protected(target: TargetConfig, extra: tuple[str, ...] = ()) -> Protected:
+    """What no attempt of ``target`` may change: the backlog, the recipes file, ``protected_paths``, ``extra``."""
+    return Protected.of([target.backlog_path, target.recipes_path, *target.protected_paths, *extra])
+
+
+def decide(
+    target: TargetConfig, backlog: Backlog, state: CycleState, *, protected: Protected | None = None
+) -> Decision:
+    """Run every guardrail and pick at most one task. Linear in tasks + attempts (plus one sort).
+
+    ``protected`` defaults to :func:`target_protected`; the cycle adds the scripts the recipes run.
+    """
+    protected = protected or target_protected(target)
     checks: list[Check] = []
     failed: list[ReasonCode] = []
 
@@ -250,7 +266,7 @@ def decide(target: TargetConfig, backlog: Backlog, state: CycleState) -> Decisio
         while next_invalid < len(invalid) and invalid[next_invalid].index <= position + next_invalid:
             verdicts.append(_invalid_verdict(invalid[next_invalid]))
             next_invalid += 1
-        reasons = _task_reasons(task, in_scope, statuses, attempts, pr_tasks, max_attempts, closed)
+        reasons = _task_reasons(task, in_scope, statuses, attempts, pr_tasks, max_attempts, closed, protected)
         verdicts.append(TaskVerdict(id=task.id, eligible=not reasons, reasons=reasons))
         if not reasons:
             eligible_count += 1

@@ -85,3 +85,48 @@ def task_scope(task_allowed_paths: Iterable[str], target_prefixes: Iterable[str]
     """The effective scope of a task: its own ``allowed_paths`` entries that the target admits."""
     target = Scope.of(target_prefixes)
     return Scope(tuple(path_segments(p) for p in task_allowed_paths if target.contains(p)))
+
+
+#: File names that change how git treats other files (filters, diff drivers, submodules): protected anywhere.
+PROTECTED_NAMES = (".gitattributes", ".gitmodules")
+#: Directories that run code on the forge (workflows, actions): protected anywhere in the tree.
+PROTECTED_DIRS = (".github",)
+
+
+@dataclass(frozen=True)
+class Protected:
+    """Paths no attempt may write, even under an allowed prefix.
+
+    ``paths`` are files or directories (the recipes file, the scripts its steps run, the target's
+    ``protected_paths``); :data:`PROTECTED_NAMES` and :data:`PROTECTED_DIRS` are protected at any depth,
+    compared case-insensitively (case-insensitive file systems and forges treat ``.GitHub`` alike).
+    """
+
+    paths: tuple[tuple[str, ...], ...] = ()
+
+    @classmethod
+    def of(cls, paths: Iterable[str]) -> Protected:
+        return cls(tuple(dict.fromkeys(path_segments(p) for p in paths)))
+
+    def check(self, path: str) -> str | None:
+        """None when ``path`` may be written, otherwise why not (an unsafe path is never writable)."""
+        try:
+            segments = path_segments(path)
+        except ScopeViolation as exc:
+            return str(exc)
+        folded = [s.casefold() for s in segments]
+        if folded[-1] in PROTECTED_NAMES:
+            return f"path {path!r} is a {segments[-1]} file, which only humans change"
+        if any(s in PROTECTED_DIRS for s in folded):
+            return f"path {path!r} is inside a .github directory, which only humans change"
+        for protected in self.paths:
+            if _within(segments, protected):
+                return f"path {path!r} is protected ({'/'.join(protected)}): only humans change it"
+        return None
+
+    def hits(self, declared: str) -> bool:
+        """True when a task's declared path covers a protected path: equal, inside, or a folder holding one."""
+        if self.check(declared) is not None:
+            return True
+        segments = path_segments(declared)
+        return any(_within(p, segments) for p in self.paths)

@@ -1,27 +1,30 @@
-"""The final-diff check, run on the exact commits about to be pushed.
+"""The final-diff check, run on the exact trees about to be pushed.
 
 The task's ``allowed_paths`` are checked before the worker starts; this checks what the worker actually
-produced, from git's own view of the change (modes included), so a worker that strays, plants a symlink
-or a submodule, makes a file executable, bloats the repository or commits a credential is stopped
-before anything leaves the machine.
+produced, from git's own objects (modes included), so a worker that strays, plants a symlink or a
+submodule, makes a file executable, touches a protected path or the backlog, bloats the repository or
+commits a credential is stopped before anything leaves the machine. Secrets are looked for in the
+bytes of every added or changed blob (whatever ``.gitattributes`` says about text, diff or binary)
+and in the file names; findings name the path, the rule and the line, never the content.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from leviathan_lib.core.scope import Scope
-from leviathan_lib.core.secrets_scan import scan_lines
+from leviathan_lib.core.scope import Protected, Scope, ScopeViolation, normalize
+from leviathan_lib.core.secrets_scan import redact_text, scan_bytes
 from leviathan_lib.git.runner import GitError, GitProfile, run_git
+from leviathan_lib.worker.contract import MAX_PATCH_BYTES
 
 SYMLINK_MODE = "120000"
 SUBMODULE_MODE = "160000"
 EXECUTABLE_MODE = "100755"
-_HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")
-_C_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
+ABSENT_MODE = "000000"
+#: Old versions larger than this are not read to tell old findings from new (every finding then counts).
+KNOWN_BLOB_LIMIT = 4 * MAX_PATCH_BYTES
 #: Never let repository config (external diff drivers, textconv, renames) change what is checked.
 _DIFF_FLAGS = ["--no-ext-diff", "--no-textconv", "--no-renames", "--no-color"]
 
@@ -30,6 +33,18 @@ class Violation(BaseModel):
     code: str
     path: str | None
     detail: str
+
+
+class Entry(BaseModel):
+    """One changed path of a diff, from ``git diff --raw``."""
+
+    old_mode: str
+    new_mode: str
+    old_sha: str
+    new_sha: str
+    path: str
+    #: The path as git stores it (a name need not be UTF-8).
+    raw_path: bytes
 
 
 class DiffCheckError(RuntimeError):
@@ -45,105 +60,125 @@ def _git(repo_dir: Path, args: list[str], stdin: str | None = None) -> bytes:
         raise DiffCheckError(str(exc)) from None
 
 
-def _raw_entries(repo_dir: Path, base: str, head: str) -> list[tuple[str, str, str, str, str]]:
-    """``(old_mode, new_mode, old_sha, new_sha, path)`` per changed path."""
+def diff_entries(repo_dir: Path, base: str, head: str) -> list[Entry]:
+    """Every path that differs between the trees of ``base`` and ``head`` (commits or trees)."""
     out = _git(repo_dir, ["diff", "--raw", "-z", "--no-abbrev", *_DIFF_FLAGS, base, head, "--"])
     fields = out.split(b"\0")
     entries = []
     i = 0
     while i + 1 < len(fields) and fields[i].startswith(b":"):
         old_mode, new_mode, old_sha, new_sha, _status = fields[i][1:].decode().split(" ")
-        entries.append((old_mode, new_mode, old_sha, new_sha, fields[i + 1].decode("utf-8", "replace")))
+        raw = fields[i + 1]
+        entries.append(Entry(old_mode=old_mode, new_mode=new_mode, old_sha=old_sha, new_sha=new_sha,
+                             path=raw.decode("utf-8", "backslashreplace"), raw_path=raw))
         i += 2
     return entries
 
 
-def _blob_sizes(repo_dir: Path, shas: list[str]) -> int:
+def changed_paths(repo_dir: Path, base: str, head: str) -> list[str]:
+    """The real changed paths (what a PR body and the evidence list), from git's objects."""
+    return [e.path for e in diff_entries(repo_dir, base, head)]
+
+
+def _sizes(repo_dir: Path, shas: list[str]) -> dict[str, int]:
     if not shas:
-        return 0
-    out = _git(repo_dir, ["cat-file", "--batch-check=%(objectsize)"], stdin="\n".join(shas) + "\n")
-    return sum(int(line) for line in out.split())
+        return {}
+    unique = list(dict.fromkeys(shas))
+    out = _git(repo_dir, ["cat-file", "--batch-check=%(objectname) %(objectsize)"], stdin="\n".join(unique) + "\n")
+    sizes = {}
+    for line in out.decode().splitlines():
+        sha, _, size = line.partition(" ")
+        if not size.isdigit():
+            raise DiffCheckError(f"object {sha} is missing")
+        sizes[sha] = int(size)
+    return sizes
 
 
-def _unquote(path: str) -> str:
-    """Undo git's C-style quoting of unusual path names in patch headers."""
-    if not (path.startswith('"') and path.endswith('"')):
-        return path
-    body, out, i = path[1:-1], bytearray(), 0
-    while i < len(body):
-        ch = body[i]
-        if ch == "\\" and i + 1 < len(body):
-            nxt = body[i + 1]
-            if nxt in "01234567":
-                out.append(int(body[i + 1:i + 4], 8))
-                i += 4
-                continue
-            out.append(_C_ESCAPES.get(nxt, ord(nxt)))
-            i += 2
-            continue
-        out.extend(ch.encode())
-        i += 1
-    return out.decode("utf-8", "replace")
+def read_blobs(repo_dir: Path, shas: list[str]) -> dict[str, bytes]:
+    """The contents of ``shas`` through one ``git cat-file --batch`` (callers bound the total size first)."""
+    unique = list(dict.fromkeys(shas))
+    if not unique:
+        return {}
+    out = _git(repo_dir, ["cat-file", "--batch"], stdin="\n".join(unique) + "\n")
+    blobs, at = {}, 0
+    for sha in unique:
+        header_end = out.index(b"\n", at)
+        name, kind, size = out[at:header_end].decode().split(" ")
+        if name != sha or kind != "blob":
+            raise DiffCheckError(f"object {sha} is not a blob")
+        start = header_end + 1
+        blobs[sha] = out[start:start + int(size)]
+        at = start + int(size) + 1
+    return blobs
 
 
-def _added_lines(repo_dir: Path, base: str, head: str) -> dict[str, list[tuple[int, str]]]:
-    """Lines each file gains, with their line numbers in the new version (binary files have none)."""
-    args = ["diff", "-U0", "--src-prefix=a/", "--dst-prefix=b/", *_DIFF_FLAGS, base, head, "--"]
-    patch = _git(repo_dir, args)
-    added: dict[str, list[tuple[int, str]]] = {}
-    current: list[tuple[int, str]] | None = None
-    line_no = 0
-    for raw in patch.decode("utf-8", "replace").split("\n"):
-        if raw.startswith("diff --git "):
-            current = None
-        elif raw.startswith("+++ ") and current is None:
-            # Git appends a TAB to names containing spaces; a real trailing TAB would be quoted as \t.
-            name = _unquote(raw[4:].removesuffix("\t"))
-            if name != "/dev/null":
-                current = added.setdefault(name.removeprefix("b/"), [])
-        elif raw.startswith("@@"):
-            match = _HUNK.match(raw)
-            line_no = int(match.group(1)) if match else 0
-        elif raw.startswith("+") and current is not None:
-            current.append((line_no, raw[1:]))
-            line_no += 1
-    return added
+def _path_violations(entry: Entry, scope: Scope, protected: Protected, backlog: str | None) -> list[Violation]:
+    path, found = entry.path, []
+    try:
+        entry.raw_path.decode("utf-8")
+    except UnicodeDecodeError:
+        found.append(Violation(code="scope_violation", path=path, detail="the file name is not valid UTF-8"))
+    try:
+        is_backlog = backlog is not None and normalize(path) == normalize(backlog)
+    except ScopeViolation:
+        is_backlog = False
+    reason = None if is_backlog else scope.check(path)
+    if is_backlog:
+        found.append(Violation(code="backlog_edited", path=path,
+                               detail="the worker changed the backlog; only humans edit it (and Leviathan its status)"))
+    elif reason:
+        found.append(Violation(code="scope_violation", path=path, detail=reason))
+    elif why := protected.check(path):
+        found.append(Violation(code="protected_path", path=path, detail=why))
+    for finding in scan_bytes(entry.raw_path):
+        found.append(Violation(code="secret_detected", path=path,
+                               detail=f"possible secret ({finding.rule}) in the file name"))
+    if entry.new_mode == SYMLINK_MODE:
+        found.append(Violation(code="symlink", path=path, detail="symbolic links are not allowed"))
+    elif entry.new_mode == SUBMODULE_MODE:
+        found.append(Violation(code="submodule", path=path, detail="submodules are not allowed"))
+    elif entry.new_mode == EXECUTABLE_MODE:
+        old = entry.old_mode
+        what = "new executable file" if old == ABSENT_MODE else f"mode change {old} -> {entry.new_mode}"
+        found.append(Violation(code="executable", path=path, detail=f"{what} is not allowed"))
+    return found
+
+
+def _blob(mode: str) -> bool:
+    return mode not in (ABSENT_MODE, SUBMODULE_MODE)
 
 
 def check_final_diff(
-    repo_dir: Path, base: str, head: str, scope: Scope, *, max_total_bytes: int = 1_000_000
+    repo_dir: Path, base: str, head: str, scope: Scope, *, protected: Protected | None = None,
+    backlog_path: str | None = None, max_total_bytes: int = MAX_PATCH_BYTES,
 ) -> list[Violation]:
     """Every reason the change ``base..head`` must not be pushed; empty means it may.
 
-    Raises :class:`DiffCheckError` when git cannot compute the diff (fail closed).
+    ``backlog_path`` is the backlog: any change to it is ``backlog_edited`` (the status edit is made by
+    delivery after this check). Raises :class:`DiffCheckError` when git cannot compute the diff (fail
+    closed). No violation quotes file content; secrets in file names are redacted from paths and details.
     """
-    violations: list[Violation] = []
-    new_blobs: list[str] = []
-    for old_mode, new_mode, _old_sha, new_sha, path in _raw_entries(repo_dir, base, head):
-        reason = scope.check(path)
-        if reason:
-            violations.append(Violation(code="scope_violation", path=path, detail=reason))
-        if new_mode == SYMLINK_MODE:
-            violations.append(Violation(code="symlink", path=path, detail="symbolic links are not allowed"))
-        elif new_mode == SUBMODULE_MODE:
-            violations.append(Violation(code="submodule", path=path, detail="submodules are not allowed"))
-        elif new_mode == EXECUTABLE_MODE:
-            what = "new executable file" if old_mode == "000000" else f"mode change {old_mode} -> {new_mode}"
-            violations.append(Violation(code="executable", path=path, detail=f"{what} is not allowed"))
-        if new_mode not in ("000000", SUBMODULE_MODE):
-            new_blobs.append(new_sha)
+    protected = protected or Protected()
+    entries = diff_entries(repo_dir, base, head)
+    violations = [v for e in entries for v in _path_violations(e, scope, protected, backlog_path)]
 
-    total = _blob_sizes(repo_dir, new_blobs)
+    new = [e for e in entries if _blob(e.new_mode)]
+    sizes = _sizes(repo_dir, [e.new_sha for e in new] + [e.old_sha for e in new if _blob(e.old_mode)])
+    total = sum(sizes[e.new_sha] for e in new)
     if total > max_total_bytes:
         violations.append(Violation(
             code="too_large", path=None,
             detail=f"changed files total {total} bytes, limit {max_total_bytes}",
         ))
-
-    for path, lines in _added_lines(repo_dir, base, head).items():
-        for finding in scan_lines(lines):
-            violations.append(Violation(
-                code="secret_detected", path=path,
-                detail=f"possible secret ({finding.rule}) at line {finding.line}",
-            ))
-    return violations
+    else:
+        old = [e.old_sha for e in new if _blob(e.old_mode) and sizes[e.old_sha] <= KNOWN_BLOB_LIMIT]
+        blobs = read_blobs(repo_dir, [e.new_sha for e in new] + old)
+        for entry in new:
+            known = blobs.get(entry.old_sha, b"") if _blob(entry.old_mode) else b""
+            for finding in scan_bytes(blobs[entry.new_sha], known=known):
+                violations.append(Violation(
+                    code="secret_detected", path=entry.path,
+                    detail=f"possible secret ({finding.rule}) at line {finding.line}",
+                ))
+    return [v.model_copy(update={"path": redact_text(v.path) if v.path else v.path,
+                                 "detail": redact_text(v.detail)}) for v in violations]

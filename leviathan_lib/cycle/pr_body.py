@@ -1,16 +1,29 @@
 """The pull request body: what a reviewer needs to judge the change, and the evidence of the run.
 
-Built only from the backlog task, the guardrail decision and the worker's result summary — never from
-the environment — so no credential can reach it.
+Built only from the backlog task, the guardrail decision and the real changed paths (git's, never the
+worker's claim) — never from the environment — so no credential can reach it. File names are chosen
+by the worker, so they are rendered as code spans: no live link, image, mention or HTML; delivery
+scans the finished body for secrets before anything is pushed.
 """
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from leviathan_lib.core.backlog import Task
 from leviathan_lib.cycle.steps import AttemptPlan, ReadResult
-from leviathan_lib.worker.contract import AttemptResult
 
 MAX_LIST = 50
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def code_span(text: str) -> str:
+    """``text`` as one inline code span, whatever backticks, spaces or control characters it holds."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    fence = "`" * (1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    pad = " " if text[:1] in ("`", " ") or text[-1:] in ("`", " ") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _cell(text: str) -> str:
@@ -18,8 +31,8 @@ def _cell(text: str) -> str:
 
 
 def render_pr_body(
-    *, task: Task, plan: AttemptPlan, read: ReadResult, result: AttemptResult, run_id: str,
-    evidence: dict, note: str, head_sha: str,
+    *, task: Task, plan: AttemptPlan, read: ReadResult, changed_paths: list[str], run_id: str,
+    evidence: dict[str, Any], note: str, head_sha: str,
 ) -> str:
     lines = [
         f"This pull request delivers backlog task **`{task.id}`**: {task.title}",
@@ -35,10 +48,11 @@ def render_pr_body(
     if task.acceptance_criteria:
         lines += ["## Acceptance criteria", ""] + [f"- [ ] {c}" for c in task.acceptance_criteria] + [""]
     lines += ["## Changes", ""]
-    lines += [f"- `{p}`" for p in result.changed_paths[:MAX_LIST]]
-    if len(result.changed_paths) > MAX_LIST:
-        lines.append(f"- … and {len(result.changed_paths) - MAX_LIST} more")
-    lines += [f"- `{read.backlog_path}`: status of `{task.id}` set to `completed`" if not note else f"- {note}", ""]
+    lines += [f"- {code_span(p)}" for p in changed_paths[:MAX_LIST]]
+    if len(changed_paths) > MAX_LIST:
+        lines.append(f"- … and {len(changed_paths) - MAX_LIST} more")
+    status_line = f"- {code_span(read.backlog_path)}: status of `{task.id}` set to `completed`"
+    lines += [status_line if not note else f"- {note}", ""]
     lines += [
         "## Evidence",
         "",

@@ -201,7 +201,10 @@ def check_guardrails(
                                   llm_enabled=target.executor == "llm")
     state = CycleState(autonomy_enabled=global_autonomy, open_prs=open_prs, attempts=attempts,
                        breaker_reset_at=breaker_reset_at, closed_prs=closed or [])
-    decision = check_sandbox(target, backlog, decide(target, backlog, state))
+    from leviathan_lib.cycle.protected import protected_for
+
+    decision = check_sandbox(target, backlog, decide(target, backlog, state,
+                                                     protected=protected_for(target, read.recipes_text)))
     result = GuardrailResult(decision=decision, consecutive_failures=failure_streak(attempts, breaker_reset_at),
                              replay=read.as_of is not None,
                              task_problems=[p for entry in backlog.invalid for p in entry.problems])

@@ -96,7 +96,7 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
             )
 
             start = task(task_id=PREPARE_TASK_ID, retries=0)(t.prepare_attempt)(read, config=config)
-            worker = build_worker_operator(target)
+            worker = build_worker_operator(target, result_filter=t.sanitize_pod_result)
             start >> worker
         else:
             worker = task(task_id="run_worker", retries=0, execution_timeout=timeout + timedelta(minutes=2))(

@@ -283,7 +283,9 @@ def run_worker(read: dict[str, Any], *, config: dict[str, Any]) -> None:
     from leviathan_lib.core import paths
 
     key = _model_api_key(target) if spec.executor.kind == "llm" else None
-    result = run_local_worker(spec, workspace_root=paths.scratch_dir(), model_api_key=key)
+    from leviathan_lib.cycle.untrusted import sanitize_result
+
+    result = sanitize_result(run_local_worker(spec, workspace_root=paths.scratch_dir(), model_api_key=key))
     ti.xcom_push(key="result", value={**result.model_dump(mode="json"), "attempt_started_at": started.isoformat()})
     if result.outcome != "succeeded":
         error = result.error
@@ -291,6 +293,13 @@ def run_worker(read: dict[str, Any], *, config: dict[str, Any]) -> None:
             f"worker {result.outcome}: {error.code if error else 'unknown'}: {error.message if error else ''}"
         )
     log.info("worker succeeded; changed paths: %s", ", ".join(result.changed_paths))
+
+
+def sanitize_pod_result(raw: Any) -> dict[str, Any]:
+    """Kubernetes backend: the pod's result document, sanitized before Airflow stores it as an XCom."""
+    from leviathan_lib.cycle.untrusted import sanitize_result_document
+
+    return sanitize_result_document(raw)
 
 
 def _worker_result(ti) -> dict[str, Any] | None:
@@ -320,17 +329,19 @@ def open_pull_request(read: dict[str, Any], *, config: dict[str, Any]) -> dict[s
                        labels=tuple(target.pr_labels))
     dag_run = context["dag_run"]
     try:
-        pr = deliver(
+        delivery = deliver(
             target, read_result, guard.attempt, result, forge, run_id=context["run_id"],
             commit_date=dag_run.run_after, scratch_dir=paths.scratch_dir(),
             evidence_summary={"target_id": target.target_id,
                               "checks": [c.model_dump() for c in guard.decision.checks]},
         )
     except DeliveryRejected as exc:
-        ti.xcom_push(key="rejection", value={"code": exc.code, "message": str(exc)})
+        ti.xcom_push(key="rejection", value={"code": exc.code, "message": str(exc), "changed_paths": exc.changed_paths})
         raise AirflowFailException(f"delivery rejected: {exc.code}: {exc}") from None
+    pr = delivery.pr
     log.info("pull request #%s %s (%s -> %s)", pr.number, pr.url, pr.head, pr.base)
-    return {"number": pr.number, "url": pr.url, "branch": pr.head, "head_sha": pr.head_sha}
+    return {"number": pr.number, "url": pr.url, "branch": pr.head, "head_sha": pr.head_sha,
+            "changed_paths": delivery.changed_paths}
 
 
 def record_evidence(*, config: dict[str, Any], asset: Asset) -> dict[str, Any]:
@@ -360,7 +371,8 @@ def record_evidence(*, config: dict[str, Any], asset: Asset) -> dict[str, Any]:
             error = result.get("error") or {}
             attempt = attempt.model_validate({
                 **attempt.model_dump(), "outcome": result["outcome"],
-                "changed_paths": result.get("changed_paths") or [],
+                # The real diff's paths (delivery's), never the worker's claim.
+                "changed_paths": (pr or rejection or {}).get("changed_paths") or [],
                 "started_at": result.get("attempt_started_at") or result.get("started_at"),
                 "finished_at": result.get("finished_at"),
                 "error_code": error.get("code"), "error_message": error.get("message"),

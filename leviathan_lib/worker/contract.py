@@ -32,6 +32,9 @@ CommitSha = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{40}$")]
 #: Timestamps accept ISO 8601 strings even in strict mode: a result read back from an XCom is a dict.
 Timestamp = Annotated[AwareDatetime, Field(strict=False)]
 
+#: The largest patch an attempt may produce; the worker stops at it and delivery re-checks it.
+MAX_PATCH_BYTES = 1_000_000
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -120,7 +123,7 @@ class AttemptSpec(BaseModel):
     executor: ExecutorSpec
     attempt: Annotated[int, Field(ge=1)]
     timeout_seconds: Annotated[int, Field(ge=1)]
-    max_patch_bytes: Annotated[int, Field(ge=1)] = 1_000_000
+    max_patch_bytes: Annotated[int, Field(ge=1, le=MAX_PATCH_BYTES)] = MAX_PATCH_BYTES
     #: How recipe steps are contained (:mod:`leviathan_lib.worker.sandbox`): ``bwrap`` (the default: the
     #: worker refuses to run a recipe when it cannot build the sandbox), ``pod`` (the Kubernetes pod is the
     #: sandbox), ``none`` (the target opted out with ``unsafe_allow_unsandboxed_recipes``).

@@ -263,7 +263,8 @@ def test_the_argv_keeps_the_checkout_the_only_writable_bind(tmp_path):
 
 def test_unsandboxed_the_same_recipe_writes_home_mirror_and_git_hooks(tmp_path, monkeypatch):
     """The control run: without the sandbox the orchestrator's HOME and the mirror's hooks are written, and
-    the checkout's git config too, which the worker's own git (outside any sandbox) then obeys."""
+    the checkout's git config too; only the hardened git runner (which resets the checkout's config and
+    overrides fsmonitor) keeps the worker's own git from obeying it."""
     home = tmp_path / "orchestrator-home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
@@ -274,9 +275,9 @@ def test_unsandboxed_the_same_recipe_writes_home_mirror_and_git_hooks(tmp_path, 
     result = run_local_worker(spec(repo, sha, "write", sandbox="none"))
     assert (home / ".gitconfig").read_text() == "pwned\n"
     assert (mirror / "hooks" / "post-update").read_text() == "pwned\n"
-    # The planted fsmonitor ran in the worker's `git add` (`touch FLAG 2 TOKEN`): code execution outside.
-    assert flag.exists()
-    assert result.error.code == "scope_violation" and "path '2'" in result.error.message
+    # Defence in depth: the planted fsmonitor (`touch FLAG 2 TOKEN`) does not run in the worker's `git add`.
+    assert not flag.exists()
+    assert result.changed_paths == ["docs/write.json"]
 
 
 def test_spider_shows_where_each_target_runs_its_recipes():

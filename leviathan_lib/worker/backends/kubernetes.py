@@ -14,10 +14,14 @@ Importing this module imports the cncf provider (~0.6 s): only kubernetes-backen
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.providers.cncf.kubernetes.utils.pod_manager import EMPTY_XCOM_RESULT
 from kubernetes.client import models as k8s
 
 from leviathan_lib.core.config import TargetConfig
@@ -91,11 +95,45 @@ def worker_env(target: TargetConfig) -> list[k8s.V1EnvVar]:
     return env
 
 
-def build_worker_operator(target: TargetConfig, *, task_id: str = "run_worker") -> KubernetesPodOperator:
-    """The ``run_worker`` task of a kubernetes-backend target; pair it with a ``prepare_attempt`` task."""
+#: Turns the pod's result document into what may be stored (see ``leviathan_lib.cycle.untrusted``).
+ResultFilter = Callable[[Any], dict[str, Any]]
+
+
+class WorkerPodOperator(KubernetesPodOperator):
+    """The worker pod, whose result is filtered the moment it is read from the XCom sidecar.
+
+    The pod's document is as untrusted as a local worker's: it passes ``result_filter`` before Airflow
+    pushes it as ``return_value`` (on success and on failure) and is never logged raw. No result file
+    stays no result (the cycle tells a timeout from a crash by that); a file that is not JSON is handed
+    to the filter as ``None``, which replaces it.
+    """
+
+    def __init__(self, *, result_filter: ResultFilter, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.result_filter = result_filter
+
+    def extract_xcom(self, pod: k8s.V1Pod, *, ignore_kill_failure: bool = True) -> dict[str, Any] | None:
+        raw = self.pod_manager.extract_xcom(pod, ignore_kill_failure=ignore_kill_failure)
+        if isinstance(raw, str) and raw.rstrip() == EMPTY_XCOM_RESULT:
+            return None
+        try:
+            document = json.loads(raw) if isinstance(raw, (str, bytes)) else None
+        except ValueError:
+            document = None
+        return self.result_filter(document)
+
+
+def build_worker_operator(
+    target: TargetConfig, *, result_filter: ResultFilter, task_id: str = "run_worker"
+) -> KubernetesPodOperator:
+    """The ``run_worker`` task of a kubernetes-backend target; pair it with a ``prepare_attempt`` task.
+
+    ``result_filter`` sanitizes the pod's result before it is stored (required: there is no safe default).
+    """
     res = target.worker_resources
     timeout = target.attempt_timeout_seconds
-    return KubernetesPodOperator(
+    return WorkerPodOperator(
+        result_filter=result_filter,
         task_id=task_id,
         name=f"leviathan-worker-{label_value(target.target_id)}"[:50].rstrip("-."),
         namespace=target.worker_namespace,
