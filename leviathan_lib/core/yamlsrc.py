@@ -51,10 +51,11 @@ class _StrictComposer(Composer):
     """Refuses anchors and aliases as they are composed (nothing is ever expanded)."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.get_event()
+        events: Any = self  # the parser half of the loader supplies the event methods
+        if events.check_event(yaml.AliasEvent):
+            event = events.get_event()
             raise _refuse(f"YAML aliases (*{event.anchor}) are not allowed; write the value out", event.start_mark)
-        event = self.peek_event()
+        event = events.peek_event()
         if getattr(event, "anchor", None) is not None:
             raise _refuse(f"YAML anchors (&{event.anchor}) are not allowed", event.start_mark)
         return super().compose_node(parent, index)
@@ -80,6 +81,7 @@ class _StrictConstructor(SafeConstructor):
         return super().construct_mapping(node, deep=deep)
 
 
+_CParser: Any
 try:
     from yaml._yaml import CParser as _CParser
 except ImportError:  # pragma: no cover - PyYAML built without libyaml
@@ -123,10 +125,19 @@ def decode_utf8(data: bytes, source: str) -> str:
         raise ValidationFailed([problem]) from None
 
 
+def _run(text: str, step: Callable[[Any], Any]) -> Any:
+    """What ``yaml.load``/``yaml.compose`` do, with :class:`StrictLoader` (typed, and no Loader choice)."""
+    loader = StrictLoader(text)
+    try:
+        return step(loader)
+    finally:
+        loader.dispose()
+
+
 def load_yaml(text: str, source: str) -> Any:
     """Parse YAML text strictly; any problem becomes a :class:`ValidationFailed` naming file and line."""
     try:
-        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeConstructor-based loader
+        return _run(text, lambda loader: loader.get_single_data())
     except StrictYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         raise ValidationFailed([Problem(source, "", str(exc.problem), line)]) from None
@@ -141,7 +152,8 @@ def load_yaml(text: str, source: str) -> Any:
 
 def _compose(text: str) -> yaml.Node | None:
     try:
-        return yaml.compose(text, Loader=StrictLoader)  # noqa: S506 - a SafeConstructor-based loader
+        node: yaml.Node | None = _run(text, lambda loader: loader.get_single_node())
+        return node
     except (yaml.YAMLError, RecursionError, ValueError):
         return None
 
