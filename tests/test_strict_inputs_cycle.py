@@ -81,3 +81,22 @@ def test_a_fifo_among_the_forge_records_fails_closed_without_running_the_worker(
                         if p.is_file())])
     assert f"cannot read pull request record {fifo}: not a regular file" in logs
     assert run_git(["--git-dir", str(bare), "for-each-ref", "refs/heads/agent/"]).stdout == ""
+
+
+def test_read_backlog_decodes_backlog_and_recipes_strictly(tmp_path):
+    """The read step itself: bytes from git, strict UTF-8, backlog_invalid with the pinned commit kept."""
+    from leviathan_lib.core.config import parse_target
+    from leviathan_lib.cycle.steps import read_backlog
+
+    bare = create_demo_target(tmp_path, target_id="strict_read").parent.parent / "repos" / "strict_read.git"
+    target = parse_target(f"target_id: strict_read\ntarget_repo_url: {bare}\n", "t.yaml")
+    good = read_backlog(target, str(bare), tmp_path / "cache")
+    assert good.error is None and good.backlog_text and good.recipes_text
+
+    recipes = run_git(["--git-dir", str(bare), "show", "main:.leviathan/recipes.yaml"], text=False).stdout
+    work = tmp_path / "work"
+    _commit_bytes(bare, work, ".leviathan/recipes.yaml", recipes + b"# \xff\n")
+    read = read_backlog(target, str(bare), tmp_path / "cache")
+    assert read.commit_sha and read.error is not None and read.error.code == "backlog_invalid"
+    assert read.error.message == (f".leviathan/recipes.yaml: cannot read file: not valid UTF-8 at byte "
+                                  f"{len(recipes) + 2}")
