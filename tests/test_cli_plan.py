@@ -107,6 +107,27 @@ def test_validate_dependency_on_invalid_task_is_not_unknown(tmp_path):
     assert [line.split(": ", 2)[2] for line in error_lines(result)] == ["tasks[0].bogus: unknown key"]
 
 
+
+def test_validate_reports_strict_yaml_ready_id_and_encoding_problems_naming_file_line(tmp_path):
+    """Every way the strict parser refuses input, one line each, in one run, exit 2 and no traceback."""
+    tasks = write(tmp_path / "tasks.yaml", "tasks:\n  - id: yes-ready\n    title: A\n    ready: yes\n"
+                  "  - id: a..b\n    title: B\n  - id: quoted\n    title: C\n    ready: 'true'\n")
+    aliased = write(tmp_path / "aliased.yaml", "tasks:\n  - &t {id: a, title: A}\n  - *t\n")
+    duplicated = write(tmp_path / "dup.yaml", "tasks:\n  - id: a\n    title: A\n    ready: false\n"
+                       "    ready: true\n")
+    undecodable = tmp_path / "latin1.yaml"
+    undecodable.write_bytes("tasks:\n  - id: a\n    title: tâche\n".encode("latin-1"))
+    result = leviathan("validate", tasks, aliased, duplicated, undecodable)
+    assert result.returncode == 2 and result.stdout == ""
+    assert error_lines(result) == [
+        f"error: {tasks}:4: tasks[0].ready: Input should be a valid boolean (got str)",
+        f"error: {tasks}:5: tasks[1].id: not usable in a git branch name: it contains '..'",
+        f"error: {tasks}:9: tasks[2].ready: Input should be a valid boolean (got str)",
+        f"error: {aliased}:2: YAML anchors (&t) are not allowed",
+        f"error: {duplicated}:5: duplicate key 'ready' (first at line 4)",
+        f"error: {undecodable}: cannot read file: not valid UTF-8 at byte 29",
+    ]
+
 @pytest.mark.parametrize(
     ("content", "kind", "message"),
     [
@@ -459,3 +480,15 @@ def test_plan_never_runs_what_a_local_repository_configures(tmp_path, bare_repo)
     subprocess.run(["git", "--git-dir", str(bare_repo), "update-ref", "refs/heads/probe", "main"], env=GIT_ENV,
                    check=True)
     assert marker.exists()
+def test_plan_from_a_repository_with_a_non_utf8_backlog_is_a_clear_error(tmp_path, bare_repo):
+    work = tmp_path / "work"
+    path = work / ".leviathan" / "backlog.yaml"
+    path.write_bytes(path.read_bytes() + "# r\xe9sum\xe9\n".encode("latin-1"))
+    git(work, "commit", "-q", "-am", "latin-1 comment")
+    git(work, "push", "-q", str(bare_repo), "HEAD:main")
+    target = dev_target(tmp_path, autonomy_enabled=True, target_repo_url=str(bare_repo))
+    result = leviathan("plan", "--config", target)
+    assert result.returncode == 2 and result.stdout == ""
+    offset = len(path.read_bytes()) - len(" r\xe9sum\xe9\n".encode("latin-1")) + 2
+    assert error_lines(result) == [
+        f"error: {bare_repo}@main: .leviathan/backlog.yaml: cannot read file: not valid UTF-8 at byte {offset}"]

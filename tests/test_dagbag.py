@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,26 @@ def test_deployment_defaults_fill_only_keys_a_target_file_leaves_out(tmp_path, t
     assert effective("leviathan__plain")["worker_image"] == "123.dkr.ecr.example/leviathan-worker:0.1.0"
     assert effective("leviathan__explicit")["worker_image"] == "ghcr.io/acme/worker:2"
     assert effective("leviathan__plain")["worker_namespace"] == "leviathan"
+
+
+def test_target_values_are_escaped_in_the_dag_doc(tmp_path):
+    """A target file is user input: its values cannot inject Markdown or HTML into the DAG's page."""
+    from markdown_it import MarkdownIt
+
+    from leviathan_lib.core.config import parse_target
+    from leviathan_lib.orchestrator.dag_factory import build_target_dag
+
+    hostile = "/srv/a`<img/src=x/onerror=alert(1)>`|[x](javascript:alert(1))&amp;**b**.git"
+    target = parse_target(
+        f"target_id: hostile\ntarget_repo_url: {json.dumps(hostile)}\n"
+        'backlog_path: "<script>alert(1)</script>.yaml"\nallowed_path_prefixes: ["docs/", "| cell |"]\n',
+        "t.yaml",
+    )
+    doc = build_target_dag(target, tmp_path / "<b>t</b>.yaml").doc_md
+    html = MarkdownIt("commonmark").enable("table").render(doc)
+    assert "<img" not in html and "<script" not in html and "<a " not in html and "<b>" not in html
+    assert html.count("<code>") == 2  # only the template's own: `ready: true` and `record_evidence`
+    assert "<strong>b</strong>" not in html and html.count("<td>") == 10  # no cell split by a value
+    # The values still read as written.
+    assert "/srv/a`&lt;img/src=x/onerror=alert(1)&gt;`|[x](javascript:alert(1))&amp;amp;**b**.git" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;.yaml" in html and "docs/, | cell |" in html

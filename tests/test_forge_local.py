@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from leviathan_lib.forge import (
     PullRequestNotFound,
     open_forge,
 )
+from leviathan_lib.forge.local import MAX_RECORD_BYTES
 from leviathan_lib.git.runner import init_bare, rev_parse, run_git
 
 PROJECT_ROOT = Path(leviathan_lib.__file__).resolve().parent.parent
@@ -280,6 +283,68 @@ def test_record_with_wrong_number_is_corrupt(target, forge):
     with pytest.raises(ForgeError, match="5.json: it holds number 1"):
         forge.list_prs()
 
+
+
+def _bad_record(pulls: Path, kind: str) -> Path:
+    """Plant a record that must not be read: each kind would hang, leak or exhaust a naive reader."""
+    record = pulls / "2.json"
+    if kind == "fifo":
+        os.mkfifo(record)  # open() on a FIFO with no writer blocks forever without O_NONBLOCK
+    elif kind == "symlink":
+        record.symlink_to("/etc/passwd")
+    elif kind == "huge":
+        with open(record, "wb") as fh:
+            fh.truncate(MAX_RECORD_BYTES + 1)  # sparse: big to read, cheap to make
+    elif kind == "invalid_json":
+        record.write_text('{"number": 2, ')
+    elif kind == "directory":
+        record.mkdir()
+    return record
+
+
+BAD_RECORDS = {
+    "fifo": "not a regular file", "symlink": "it is a symbolic link", "huge": f"over {MAX_RECORD_BYTES}",
+    "invalid_json": "corrupt pull request record", "directory": "not a regular file",
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", sorted(BAD_RECORDS))
+def test_unreadable_records_fail_closed_through_the_guardrails(target, forge, kind):
+    """Each bad record is a ForgeError naming its path (never a hang), and the cycle skips on forge_state_unknown."""
+    from leviathan_lib.core.backlog import parse_backlog
+    from leviathan_lib.core.config import parse_target
+    from leviathan_lib.core.guardrails import CycleState, decide
+    from leviathan_lib.orchestrator.tasks import _forge_state
+
+    target.commit("agent/x/1", {"docs/new.md": "x\n"})
+    open_pr(forge, "agent/x/1")
+    record = _bad_record(target.bare / "leviathan" / "pulls", kind)
+    started = time.monotonic()
+    for call in (forge.list_open_prs, lambda: forge.get_pr(2), lambda: forge.find_pr_by_head("agent/x/1")):
+        with pytest.raises(ForgeError, match=re.escape(str(record))) as info:
+            call()
+        assert BAD_RECORDS[kind] in str(info.value)
+    assert time.monotonic() - started < 10
+    if kind == "symlink":
+        assert "root:" not in str(info.value)  # nothing of the link's target is read or echoed
+
+    config = parse_target(f"target_id: t\ntarget_repo_url: {target.bare}\nforge: local\n", "t.yaml")
+    open_prs, changes = _forge_state(config, str(target.bare), [])
+    assert open_prs is None and changes == []
+    backlog, _ = parse_backlog("tasks:\n  - {id: a, title: A, ready: true, allowed_paths: [docs/a.md]}\n")
+    decision = decide(config, backlog, CycleState(open_prs=open_prs))
+    assert decision.decision == "skip" and "forge_state_unknown" in decision.reasons
+
+
+def test_a_record_file_of_exactly_the_cap_is_read(target, forge):
+    target.commit("agent/x/1", {"docs/new.md": "x\n"})
+    pr = open_pr(forge, "agent/x/1")
+    record = target.bare / "leviathan" / "pulls" / "1.json"
+    data = record.read_bytes().rstrip()
+    record.write_bytes(data + b" " * (MAX_RECORD_BYTES - len(data)))
+    assert record.stat().st_size == MAX_RECORD_BYTES
+    assert forge.get_pr(1) == pr
 
 def test_unreachable_or_wrong_repositories(tmp_path, target):
     missing = tmp_path / "missing.git"

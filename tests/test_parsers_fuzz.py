@@ -8,6 +8,7 @@ line each). Random backlogs and states go into :func:`decide`, checked against a
 from __future__ import annotations
 
 import json
+import subprocess
 import warnings
 from datetime import UTC, datetime, timedelta
 
@@ -47,7 +48,8 @@ def structures(keys: list[str]):
 
 YAML_PIECES = ["tasks:", "  - id: a", "    ready: true", "target_id: x", "metadata:", "- ", ": ", "  ", "{",
                "[", "&a", "*a", "!!python/object:os.system", "'", '"', "\t", "---", "? ", "%YAML 1.1",
-               "!!binary", "<<: *a", "1e309", "0x1F", "~"]
+               "!!binary", "<<: *a", "1e309", "0x1F", "~", "    ready: yes", "    ready: on", "  - id: a..b",
+               "  - id: x.lock", "    ready: false"]
 yamlish = st.one_of(st.text(max_size=200), st.lists(st.sampled_from(YAML_PIECES), max_size=12).map("\n".join))
 
 
@@ -194,3 +196,16 @@ def test_decide_never_runs_a_task_it_must_not(tasks, target, state):
     else:
         assert decision.task_id is None
         assert not (_oracle_cycle_ok(target, state) and eligible)
+
+
+# --- task ids against git ---------------------------------------------------------------------
+
+@FUZZ
+@given(st.text(alphabet="ab.-_/@{}~^:? \\lock\x01", min_size=1, max_size=10))
+def test_an_id_the_backlog_accepts_is_a_branch_git_accepts(task_id):
+    """Whatever the core lets through as a task id, ``git check-ref-format --branch agent/<id>/1`` accepts."""
+    backlog, _ = parse_backlog(yaml.safe_dump({"tasks": [{"id": task_id, "title": "T"}]}), "b.yaml")
+    if backlog.tasks:
+        proc = subprocess.run(["git", "check-ref-format", "--branch", f"agent/{task_id}/1"], capture_output=True,
+                              timeout=30)
+        assert proc.returncode == 0, task_id

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -151,6 +154,82 @@ def test_unauthenticated_and_non_admin_callers_change_nothing(server, viewer, sw
     assert health.status_code in (200, 503)
     assert health.json()["components"]["database"] == {"status": "healthy"}
 
+
+
+def _style_hash(page: str) -> str:
+    style = re.search(r"<style>(.*?)</style>", page, re.S).group(1)
+    return "sha256-" + base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+
+
+def test_every_response_carries_security_headers(server, viewer):
+    page = viewer.get("/ui")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    csp = page.headers["content-security-policy"]
+    assert [d.strip() for d in csp.split(";")] == [
+        "default-src 'none'", f"style-src '{_style_hash(page.text)}'", "img-src 'self'", "frame-ancestors 'self'",
+        "base-uri 'none'", "form-action 'self'"]  # the inline style runs by hash; no script can run at all
+    assert "<script" not in page.text and "unsafe-inline" not in csp
+    assert page.headers["x-frame-options"] == "SAMEORIGIN"
+    anonymous = server.client()
+    for response in (page, viewer.get("/autonomy"), viewer.get("/events"), viewer.get("/metrics"),
+                     anonymous.get("/health"), anonymous.get("/autonomy")):
+        assert response.headers["x-content-type-options"] == "nosniff", response.url
+        assert response.headers["referrer-policy"] == "no-referrer", response.url
+        assert response.headers["cache-control"] == "no-store", response.url
+        if response is not page:
+            assert response.headers["content-security-policy"] == (
+                "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"), response.url
+            assert response.headers["x-frame-options"] == "DENY", response.url
+    # No Swagger/ReDoc pages: they would load third-party scripts on the Airflow origin.
+    assert anonymous.get("/docs").status_code == 404 and anonymous.get("/redoc").status_code == 404
+
+
+def test_cookie_authenticated_changes_must_be_same_origin(server, viewer, switch_variable):
+    """The Airflow UI's session cookie (``_token``) alone cannot switch autonomy: a cross-site page could send it."""
+    before = _all_events(viewer)
+    body = {"enabled": False, "reason": "via the browser"}
+    with httpx.Client(base_url=f"{server.base}/leviathan", cookies={"_token": server.token("admin")},
+                      timeout=30) as browser:
+        assert browser.get("/autonomy").status_code == 200  # the cookie authenticates reads as it is
+        refused = [
+            browser.put("/autonomy", json=body),  # no Origin at all
+            browser.put("/autonomy", json=body, headers={"Origin": "https://evil.example"}),
+            browser.put("/autonomy", json=body, headers={"Origin": "null"}),
+            browser.put("/autonomy", json=body, headers={"Origin": server.base, "Sec-Fetch-Site": "cross-site"}),
+            browser.put("/autonomy", json=body, headers={"Origin": server.base, "Sec-Fetch-Site": "same-site"}),
+            browser.put("/autonomy/spider_x", json=body, headers={"Origin": "https://evil.example"}),
+        ]
+        assert [r.status_code for r in refused] == [403] * len(refused), [r.text for r in refused]
+        assert "Origin" in refused[0].json()["detail"]
+        assert _variable() is None and _all_events(viewer) == before
+
+        same_origin = {"Origin": server.base, "Sec-Fetch-Site": "same-origin"}
+        response = browser.put("/autonomy", json=body, headers=same_origin)
+        assert response.status_code == 200, response.text
+        assert _variable() == "false"
+    with httpx.Client(base_url=f"{server.base}/leviathan", cookies={"_token": server.token("viewer")},
+                      timeout=30) as viewer_browser:  # same origin is necessary, not sufficient
+        assert viewer_browser.put("/autonomy", json=body, headers=same_origin).status_code == 403
+    # A bearer token is never attached by a browser on its own: token callers need no Origin.
+    with server.client("admin") as admin:
+        assert "origin" not in {k.lower() for k in admin.headers}
+        assert admin.put("/autonomy", json={"enabled": True, "reason": "token"}).status_code == 200
+    assert _variable() == "true"
+
+
+def test_page_escapes_every_value_from_records():
+    from leviathan_lib.control.fleet import Overview, TargetState
+    from leviathan_lib.spider.page import render_page
+
+    evil = "<script>alert(1)</script>'\"&"
+    page = render_page(Overview(global_enabled=True, global_detail=evil, targets=[TargetState(
+        target_id=evil, dag_id="leviathan__x' onmouseover='alert(1)", target_flag=True, dag_paused=False,
+        breaker_open=False, consecutive_failures=0, breaker_threshold=2, effective_enabled=True,
+        last_decision=evil, last_stopped_reason=evil, last_reasons=[evil],
+        open_prs=[{"number": "<b>1</b>", "branch": evil}])]))
+    assert "<script" not in page and "<b>" not in page and "onmouseover='" not in page
+    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;&#x27;&quot;&amp;") == 6
+    assert "href='/dags/leviathan__x%27%20onmouseover%3D%27alert%281%29'" in page
 
 @pytest.mark.parametrize("body", [
     {}, {"enabled": False}, {"reason": "x"}, {"enabled": "false", "reason": "x"}, {"enabled": 0, "reason": "x"},

@@ -20,7 +20,7 @@ from leviathan_lib.core.config import DEPRECATED_KEYS, TargetConfig, load_target
 from leviathan_lib.core.errors import Problem, ValidationFailed
 from leviathan_lib.core.guardrails import CycleState, decide, parse_state
 from leviathan_lib.core.scope import ScopeViolation, path_segments
-from leviathan_lib.core.yamlsrc import line_of, load_yaml
+from leviathan_lib.core.yamlsrc import decode_utf8, line_of, load_yaml
 from leviathan_lib.cycle.steps import apply_recipe_checks, check_sandbox, read_backlog
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -38,10 +38,12 @@ def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
 
 
 def _read(path: Path) -> str:
+    """A file as strict UTF-8 text (never decoded lossily); any problem is a one-line ValidationFailed."""
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         raise ValidationFailed([Problem(str(path), "", f"cannot read file: {exc}")]) from None
+    return decode_utf8(data, str(path))
 
 
 def _kind_of(data: Any, source: str) -> str:
@@ -154,6 +156,9 @@ def _backlog_from_repo(target: TargetConfig, config_path: Path) -> tuple[str, st
     if read.error and read.error.code == "repo_unreachable":
         raise ValidationFailed([Problem(str(config_path), "target_repo_url",
                                         _redact(f"cannot read the target repository: {read.error.message}"))])
+    if read.error and read.error.code == "backlog_invalid":  # the DAG stops here too; say why, as it does
+        where = _redact(f"{url}@{target.target_branch}")
+        raise ValidationFailed([Problem(where, "", read.error.message)])
     if read.backlog_text is None:
         raise ValidationFailed([Problem(source, "", f"no backlog at commit {(read.commit_sha or '')[:12]}")])
     return read.backlog_text, source, read.recipes_text

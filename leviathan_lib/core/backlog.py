@@ -13,13 +13,48 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from leviathan_lib.core.errors import Problem, ValidationFailed
 from leviathan_lib.core.yamlsrc import field_name, line_finder, line_of, load_yaml
 
+_REF_FORBIDDEN = frozenset(" ~^:?*[\\/")
+
+
+def ref_component_problem(name: str) -> str | None:
+    """Why ``name`` cannot be one component of a git branch name (``agent/<name>/1``), or None.
+
+    ``git check-ref-format`` rules, applied without git (core runs no subprocess), plus a trailing ``.``,
+    which git allows inside a ref but not at its end; a task id is refused before it is ever selected, so
+    a bad one can never waste attempts by failing as a branch at delivery.
+    """
+    if not name:
+        return "it is empty"
+    bad = sorted({c for c in name if c in _REF_FORBIDDEN or ord(c) < 0x20 or ord(c) == 0x7F})
+    if bad:
+        return "it contains " + ", ".join(repr(c) for c in bad)
+    if name[0] in ".-":
+        return f"it starts with {name[0]!r}"
+    if name.endswith("."):
+        return "it ends with '.'"
+    if name.endswith(".lock"):
+        return "it ends with '.lock'"
+    if ".." in name:
+        return "it contains '..'"
+    if "@{" in name or name == "@":
+        return "it contains '@{'" if "@{" in name else "it is '@'"
+    return None
+
+
+def _ref_safe(name: str) -> str:
+    problem = ref_component_problem(name)
+    if problem:
+        raise ValueError(f"not usable in a git branch name: {problem}")
+    return name
+
+
 #: Task ids become branch names (``agent/<id>/<attempt>``), so they must be git-ref safe.
-TaskId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+TaskId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"), AfterValidator(_ref_safe)]
 PRIORITY_RANK = {"high": 0, "medium": 1, "low": 2}
 PENDING_STATUSES = {None, "pending"}
 DONE_STATUSES = {"completed", "done"}
@@ -88,7 +123,9 @@ def _task_problems(
     for err in exc.errors():
         loc = ("tasks", index, *err["loc"])
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        if err["type"].endswith("_type") and err["type"] != "model_type":
+        if err["type"] == "value_error":
+            msg = str(err.get("ctx", {}).get("error", msg))
+        elif err["type"].endswith("_type") and err["type"] != "model_type":
             msg += f" (got {type(err['input']).__name__})"
         out.append(Problem(source, field_name(loc), msg, lines(loc)))
     return out

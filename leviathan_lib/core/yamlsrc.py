@@ -1,25 +1,146 @@
-"""Safe YAML loading with line numbers for error messages.
+"""Strict YAML loading with line numbers for error messages.
 
-Line numbers are looked up only when there is a problem to report, so the fast path is a single
-``safe_load`` with the C loader when available.
+Every file Leviathan reads from a target repository or an operator (backlog, target config, recipes) goes
+through :class:`StrictLoader`: YAML 1.2 booleans only (``yes``/``on`` stay strings, so a strict ``bool``
+field rejects them), and no anchors, aliases, merge keys or duplicate mapping keys. Those are refused while
+composing, before anything is expanded, so an alias bomb costs one parse of its few hundred bytes; and a
+duplicate key can no longer silently override the first. Line numbers for other problems are looked up
+only when there is one to report.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 
 from leviathan_lib.core.errors import Problem, ValidationFailed
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class StrictYAMLError(yaml.MarkedYAMLError):
+    """A construct Leviathan's files may not use (anchor, alias, merge key, duplicate key)."""
+
+
+def _refuse(problem: str, mark: Any) -> StrictYAMLError:
+    return StrictYAMLError(problem=problem, problem_mark=mark)
+
+
+class _Yaml12Resolver(Resolver):
+    """YAML 1.1's resolver with the YAML 1.2 core schema's booleans: only true/True/TRUE/false/False/FALSE."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+        for first, resolvers in Resolver.yaml_implicit_resolvers.items()
+    }
+
+
+_Yaml12Resolver.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+class _StrictComposer(Composer):
+    """Refuses anchors and aliases as they are composed (nothing is ever expanded)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        events: Any = self  # the parser half of the loader supplies the event methods
+        if events.check_event(yaml.AliasEvent):
+            event = events.get_event()
+            raise _refuse(f"YAML aliases (*{event.anchor}) are not allowed; write the value out", event.start_mark)
+        event = events.peek_event()
+        if getattr(event, "anchor", None) is not None:
+            raise _refuse(f"YAML anchors (&{event.anchor}) are not allowed", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+class _StrictConstructor(SafeConstructor):
+    """Refuses duplicate mapping keys (YAML says keys are unique; PyYAML keeps the last) and merge keys."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    raise _refuse("YAML merge keys (<<) are not allowed", key_node.start_mark)
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:
+                    raise _refuse(f"a mapping key must be a scalar, got {key!r}", key_node.start_mark) from None
+                if first is not None:
+                    raise _refuse(f"duplicate key {key!r} (first at line {first})", key_node.start_mark)
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+_CParser: Any
+try:
+    from yaml._yaml import CParser as _CParser
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    _CParser = None
+
+
+if _CParser is not None:
+
+    class StrictLoader(_StrictComposer, _CParser, _StrictConstructor, _Yaml12Resolver):  # type: ignore[misc]
+        """libyaml's parser (fast) under the strict composer and constructor."""
+
+        def __init__(self, stream: str) -> None:
+            _CParser.__init__(self, stream)
+            Composer.__init__(self)
+            _StrictConstructor.__init__(self)
+            _Yaml12Resolver.__init__(self)
+
+else:  # pragma: no cover - PyYAML built without libyaml
+
+    class StrictLoader(  # type: ignore[no-redef]
+        yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, _StrictComposer, _StrictConstructor,
+        _Yaml12Resolver,
+    ):
+        """The pure-Python parser under the strict composer and constructor."""
+
+        def __init__(self, stream: str) -> None:
+            yaml.reader.Reader.__init__(self, stream)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+            Composer.__init__(self)
+            _StrictConstructor.__init__(self)
+            _Yaml12Resolver.__init__(self)
+
+
+def decode_utf8(data: bytes, source: str) -> str:
+    """Strict UTF-8 (a file is never decoded lossily): a :class:`ValidationFailed` naming the first bad byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problem = Problem(source, "", f"cannot read file: not valid UTF-8 at byte {exc.start}")
+        raise ValidationFailed([problem]) from None
+
+
+def _run(text: str, step: Callable[[Any], Any]) -> Any:
+    """What ``yaml.load``/``yaml.compose`` do, with :class:`StrictLoader` (typed, and no Loader choice)."""
+    loader = StrictLoader(text)
+    try:
+        return step(loader)
+    finally:
+        loader.dispose()
 
 
 def load_yaml(text: str, source: str) -> Any:
-    """Parse YAML text; a syntax error becomes a :class:`ValidationFailed` naming file and line."""
+    """Parse YAML text strictly; any problem becomes a :class:`ValidationFailed` naming file and line."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - CSafeLoader/SafeLoader only
+        return _run(text, lambda loader: loader.get_single_data())
+    except StrictYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise ValidationFailed([Problem(source, "", str(exc.problem), line)]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -31,7 +152,8 @@ def load_yaml(text: str, source: str) -> Any:
 
 def _compose(text: str) -> yaml.Node | None:
     try:
-        return yaml.compose(text, Loader=_Loader)  # noqa: S506 - CSafeLoader/SafeLoader only
+        node: yaml.Node | None = _run(text, lambda loader: loader.get_single_node())
+        return node
     except (yaml.YAMLError, RecursionError, ValueError):
         return None
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from leviathan_lib.core.yamlsrc import decode_utf8
 from leviathan_lib.git.runner import GitError, branch_arg, remote_arg, reset_repo_config, run_git
 from leviathan_lib.git.urls import RepoUrlError, parse_repo_url
 
@@ -24,13 +25,17 @@ class RepoUnreachable(Exception):
 
 
 class Snapshot(BaseModel):
-    """What a cycle read: the branch tip it pinned and the backlog text at that commit."""
+    """What a cycle read: the branch tip it pinned and the backlog file's bytes at that commit."""
 
     repo_url: str
     branch: str
     commit_sha: str
     path: str
-    text: str | None  # None when the file does not exist at that commit
+    data: bytes | None  # None when the file does not exist at that commit
+
+    def text(self) -> str | None:
+        """The file as text: strict UTF-8, a :class:`ValidationFailed` naming the first bad byte."""
+        return None if self.data is None else decode_utf8(self.data, self.path)
 
 
 def _git(
@@ -97,7 +102,7 @@ def read_at_branch(
         if at.returncode or not sha:
             raise RepoUnreachable(f"branch {branch!r} of {repo_url} has no commit before {as_of.isoformat()}")
         return Snapshot(repo_url=repo_url, branch=branch, commit_sha=sha, path=path,
-                        text=read_at_commit(git_dir, sha, path))
+                        data=read_bytes_at_commit(git_dir, sha, path))
     tip = _git(["--git-dir", str(git_dir), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"])
     if tip.returncode:
         probe = _git(["--git-dir", str(git_dir), "rev-parse", "--git-dir"])
@@ -106,17 +111,29 @@ def read_at_branch(
         raise RepoUnreachable(f"branch {branch!r} not found in {repo_url}")
     sha = tip.stdout.strip()
     return Snapshot(repo_url=repo_url, branch=branch, commit_sha=sha, path=path,
-                    text=read_at_commit(git_dir, sha, path))
+                    data=read_bytes_at_commit(git_dir, sha, path))
 
 
-def read_at_commit(git_dir: Path, sha: str, path: str) -> str | None:
+def read_bytes_at_commit(git_dir: Path, sha: str, path: str) -> bytes | None:
+    """The file's exact bytes at ``sha`` (None if it does not exist there): decoding is the caller's."""
     # No "--": git then names a missing path plainly; the argument starts with a hex sha, never "-".
-    shown = _git(["--git-dir", str(git_dir), "show", "--no-textconv", f"{sha}:{path}"])
+    try:
+        shown = run_git(["--git-dir", str(git_dir), "show", "--no-textconv", f"{sha}:{path}"], check=False,
+                        timeout=120, text=False)
+    except GitError as exc:
+        raise RepoUnreachable(f"git show: {exc.stderr}") from None
     if shown.returncode:
         if "does not exist" in shown.stderr or "exists on disk, but not in" in shown.stderr:
             return None
         raise RepoUnreachable(f"cannot read {path} at {sha[:12]}: {_tail(shown.stderr)}")
-    return shown.stdout
+    data: bytes = shown.stdout
+    return data
+
+
+def read_at_commit(git_dir: Path, sha: str, path: str) -> str | None:
+    """The file as strict UTF-8 text; never decoded lossily (a :class:`ValidationFailed` instead)."""
+    data = read_bytes_at_commit(git_dir, sha, path)
+    return None if data is None else decode_utf8(data, path)
 
 
 def _tail(stderr: str) -> str:

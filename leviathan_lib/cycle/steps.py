@@ -101,23 +101,22 @@ def read_backlog(
         result.error = CycleError(code="repo_unreachable", message=str(exc))
         return result
     result.commit_sha = snap.commit_sha
-    if snap.text is None:
+    if snap.data is None:
         result.error = CycleError(
             code="backlog_missing",
             message=f"{target.backlog_path} does not exist at {snap.commit_sha[:12]} of {target.target_branch}",
         )
         return result
-    result.backlog_text = snap.text
-    try:
-        _, problems = parse_backlog(snap.text, source=target.backlog_path)
-    except ValidationFailed as exc:
-        result.error = CycleError(code="backlog_invalid", message="; ".join(str(p) for p in exc.problems))
-        return result
-    result.problems = [str(p) for p in problems]
     from leviathan_lib.cycle.repo_reader import git_dir_for
 
     try:
+        result.backlog_text = snap.text()
+        _, problems = parse_backlog(result.backlog_text or "", source=target.backlog_path)
+        result.problems = [str(p) for p in problems]
+        # Recipes are text the worker runs: undecodable ones stop the cycle like an unreadable backlog.
         result.recipes_text = read_at_commit(git_dir_for(repo_url, cache_dir), snap.commit_sha, target.recipes_path)
+    except ValidationFailed as exc:
+        result.error = CycleError(code="backlog_invalid", message="; ".join(str(p) for p in exc.problems))
     except RepoUnreachable as exc:
         result.error = CycleError(code="repo_unreachable", message=str(exc))
     return result

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,8 @@ from leviathan_lib.git.runner import GitError, run_git
 from leviathan_lib.git.urls import RepoUrlError, parse_repo_url
 
 _RECORD_NAME = re.compile(r"^([1-9][0-9]*)\.json$")
+#: A record is a few KiB; anything larger is not one (and is never read whole into memory).
+MAX_RECORD_BYTES = 1 << 20
 
 
 class Comment(BaseModel):
@@ -49,6 +52,39 @@ class _Record(PullRequest):
 
     def pull(self) -> PullRequest:
         return PullRequest.model_validate(self.model_dump(exclude={"comments"}))
+
+
+def _read_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; anything else is a :class:`ForgeError`.
+
+    Records sit in a directory other tools can write to, so a FIFO (which would block ``open``/``read``
+    forever), a device, a directory or a symlink (to /etc/passwd, say) is refused rather than followed,
+    and the read is bounded: the guardrails then fail closed on ``forge_state_unknown`` instead of hanging.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # ELOOP: a symlink
+        why = "it is a symbolic link" if os.path.islink(path) else str(exc)
+        raise ForgeError(f"cannot read pull request record {path}: {why}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ForgeError(f"cannot read pull request record {path}: not a regular file")
+        if info.st_size > limit:
+            raise ForgeError(f"cannot read pull request record {path}: {info.st_size} bytes, over {limit}")
+        chunks, size = [], 0
+        while chunk := os.read(fd, min(65536, limit + 1 - size)):  # bounded even if the file grows
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise ForgeError(f"cannot read pull request record {path}: over {limit} bytes")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise ForgeError(f"cannot read pull request record {path}: {exc}") from exc
+    finally:
+        os.close(fd)
 
 
 def _now() -> datetime:
@@ -128,7 +164,7 @@ class LocalForge(Forge):
 
     def _read(self, path: Path) -> _Record:
         try:
-            record = _Record.model_validate_json(path.read_bytes())
+            record = _Record.model_validate_json(_read_regular_file(path, MAX_RECORD_BYTES))
         except FileNotFoundError:
             raise
         except ValidationError as exc:

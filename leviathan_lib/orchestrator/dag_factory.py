@@ -35,25 +35,33 @@ def evidence_asset(target_id: str) -> Asset:
 
 
 def _doc(target: TargetConfig, config_file: Path) -> str:
-    prefixes = ", ".join(f"`{p}`" for p in target.allowed_path_prefixes)
-    return f"""\
-### Leviathan target `{target.target_id}`
+    """The DAG's Markdown page; every interpolated value is escaped, since target files are user input."""
 
-Reads `{target.backlog_path}` on `{target.target_branch}` of `{target.target_repo_url}`, picks one
-`ready: true` task that passes every guardrail, runs the **{target.worker_backend}** worker and opens a
-pull request on the **{target.forge}** forge for human review. Leviathan never merges.
+    def md(value: object) -> str:
+        # Backslash-escape all ASCII punctuation (CommonMark allows it for each): no value can open a code
+        # span, a link, an HTML tag or entity, or split a table cell; line breaks become spaces.
+        text = re.sub(r"[\x00-\x1f\x7f]", " ", str(value))
+        return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", text)
+
+    prefixes = ", ".join(md(p) for p in target.allowed_path_prefixes)
+    return f"""\
+### Leviathan target {md(target.target_id)}
+
+Reads {md(target.backlog_path)} on {md(target.target_branch)} of {md(target.target_repo_url)}, picks one
+`ready: true` task that passes every guardrail, runs the **{md(target.worker_backend)}** worker and opens a
+pull request on the **{md(target.forge)}** forge for human review. Leviathan never merges.
 
 | setting | value |
 |---|---|
-| config file | `{config_file}` |
-| autonomy (target flag) | `{target.autonomy_enabled}` (global switch: Variable `{GLOBAL_SWITCH_VARIABLE}`) |
+| config file | {md(config_file)} |
+| autonomy (target flag) | {md(target.autonomy_enabled)} (global switch: Variable {md(GLOBAL_SWITCH_VARIABLE)}) |
 | allowed path prefixes | {prefixes} |
 | max open PRs / attempts per task / breaker | {target.max_open_prs} / {target.max_attempts_per_task} / \
 {target.circuit_breaker_failures} |
 | attempt timeout | {target.attempt_timeout_seconds} s |
 
 Pause this DAG to switch this target off. Each run's evidence is the `record_evidence` XCom and an event
-on the asset `{evidence_asset_uri(target.target_id)}`.
+on the asset {md(evidence_asset_uri(target.target_id))}.
 """
 
 

@@ -2,8 +2,10 @@
 
 Reads go to the metadata DB on every request (no per-process state), so replicas agree. Every route but
 ``/health`` needs an authenticated Airflow user (``/metrics`` can be made public); switching autonomy
-needs an admin. The event stream is bounded: pages of at most 1000 events, a cap on concurrent live
-streams per process, and a maximum stream lifetime after which the client resumes with its last id.
+needs an admin (and, when authenticated by the UI's cookie, a same-origin request). The event stream is
+bounded: pages of at most 1000 events, a cap on concurrent live streams per process, and a maximum stream
+lifetime after which the client resumes with its last id. Every response carries security headers
+(:class:`SecurityHeaders`); there are no Swagger/ReDoc pages, which would need third-party scripts.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Reques
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leviathan_lib.control import fleet, switch
 from leviathan_lib.control.evidence_db import MAX_PAGE, read_events
@@ -43,6 +47,39 @@ class Streams:
         self.limit, self.count = limit, 0
 
 
+#: For everything but the operator page: nothing may be loaded, framed or submitted from a response.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware (it leaves streaming responses alone) adding security headers to every response.
+
+    A response that set its own Content-Security-Policy (the operator page) keeps it; every other one gets
+    :data:`API_CSP` and may not be framed. Nothing is cached: the state shown changes with every cycle.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("Referrer-Policy", "no-referrer")
+                headers.setdefault("Cache-Control", "no-store")
+                if "content-security-policy" not in headers:
+                    headers["Content-Security-Policy"] = API_CSP
+                    headers.setdefault("X-Frame-Options", "DENY")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def _autonomy() -> dict[str, Any]:
     overview, _, _ = fleet.overview()
     return {
@@ -59,7 +96,8 @@ def _sse(events: list[Any]) -> str:
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(title="Leviathan Spider", description=__doc__.splitlines()[0])
+    app = FastAPI(title="Leviathan Spider", description=__doc__.splitlines()[0], docs_url=None, redoc_url=None)
+    app.add_middleware(SecurityHeaders)
     streams = Streams(MAX_STREAMS)
 
     @app.get("/health", summary="Component health; no authentication")
@@ -140,9 +178,10 @@ def create_app() -> FastAPI:
 
     @app.get("/ui", response_class=HTMLResponse, summary="Operator page (linked from the Airflow UI)")
     def ui(user: GetUserDep) -> HTMLResponse:
-        from leviathan_lib.spider.page import render_page
+        from leviathan_lib.spider.page import CSP, render_page
 
         overview, _, _ = fleet.overview()
-        return HTMLResponse(render_page(overview))
+        return HTMLResponse(render_page(overview), headers={"Content-Security-Policy": CSP,
+                                                            "X-Frame-Options": "SAMEORIGIN"})
 
     return app

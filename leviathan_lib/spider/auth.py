@@ -4,11 +4,16 @@ Plugin routes are not authenticated by Airflow on their own, so every route exce
 a dependency here. Switching autonomy is admin-only; Airflow has no generic "admin" permission
 (``requires_access_configuration("PUT")`` also admits the ``op`` role), so the role is checked directly
 for the auth managers Leviathan supports, and any other user is refused (fail closed).
+
+A change authenticated by the Airflow UI's session cookie must also come from the same origin: a browser
+sends that cookie with requests other sites trigger, so the cookie alone does not show the user meant it.
+A bearer token is never sent implicitly, so token callers (scripts, the CLI) need no Origin.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from airflow.api_fastapi.core_api.security import GetUserDep, bearer_scheme, get_user
 from fastapi import Depends, HTTPException, Request, status
@@ -29,9 +34,44 @@ def username(user: Any) -> str:
     return str(name or "unknown")
 
 
-def require_admin(user: GetUserDep) -> Any:
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+
+
+def _origin(url: str) -> str | None:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def own_origins(request: Request) -> set[str]:
+    """This server's origin as the request reached it, and as ``[api] base_url`` says (behind a proxy)."""
+    from airflow.configuration import conf
+
+    origins = {f"{request.url.scheme}://{request.url.netloc}".lower()}
+    configured = _origin(conf.get("api", "base_url", fallback="") or "")
+    return origins | ({configured} if configured else set())
+
+
+def require_same_origin(request: Request, credentials: BearerCredentials) -> None:
+    """Refuse a cookie-authenticated change a page on another origin could have triggered (CSRF)."""
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        return  # what get_user authenticates by: an explicit token, which no other site can attach
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site.lower() != "same-origin":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"cross-origin change refused (Sec-Fetch-Site: {fetch_site})")
+    origin = request.headers.get("origin")
+    if origin is None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            "a change authenticated by cookie needs an Origin header from this server's origin")
+    if _origin(origin) not in own_origins(request):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-origin change refused (Origin does not match)")
+
+
+def require_admin(request: Request, user: GetUserDep, credentials: BearerCredentials) -> Any:
     if not is_admin(user):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only Airflow admins may change Leviathan's autonomy")
+    require_same_origin(request, credentials)
     return user
 
 
@@ -41,9 +81,7 @@ def metrics_public() -> bool:
     return conf.getboolean("leviathan", "metrics_public", fallback=False)
 
 
-async def metrics_access(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> None:
+async def metrics_access(request: Request, credentials: BearerCredentials) -> None:
     """``/metrics`` needs an authenticated user unless ``[leviathan] metrics_public`` is true."""
     if not metrics_public():
         await get_user(request, None, credentials)

@@ -257,7 +257,7 @@ def test_a_planted_mirror_runs_nothing_and_is_reset_before_each_fetch(tmp_path, 
         run_git(["push", "--quiet", "--", str(bare), "main:refs/heads/main"], cwd=work_repo)
         again = read_at_branch(url, "main", "a.txt", cache_dir=cache, env=env)
         assert not marker.exists()
-        assert again.text == "second\n" and again.commit_sha != first.commit_sha
+        assert again.text() == "second\n" and again.commit_sha != first.commit_sha
         assert "uploadpack" not in (mirror / "config").read_text()
         assert not (mirror / "objects" / "info" / "alternates").exists()
         plain_git("--git-dir", str(mirror), "update-ref", "refs/heads/probe", again.commit_sha)
