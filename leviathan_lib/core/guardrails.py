@@ -19,10 +19,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from leviathan_lib.core.backlog import DONE_STATUSES, PENDING_STATUSES, Backlog, InvalidTask, Task
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import Problem, ValidationFailed
+from leviathan_lib.core.names import AGENT_BRANCH_PREFIX, branch_task_id
 from leviathan_lib.core.scope import Scope
 from leviathan_lib.core.yamlsrc import field_name
 
-AGENT_BRANCH_PREFIX = "agent/"
 FAILED_OUTCOMES = frozenset({"failed", "timed_out"})
 
 
@@ -128,12 +128,7 @@ def parse_state(text: str, source: str) -> CycleState:
 
 def _pr_task_id(pr: OpenPR) -> str | None:
     """The task an open PR delivers: its recorded task id, else the ``agent/<task_id>/…`` branch part."""
-    if pr.task_id:
-        return pr.task_id
-    parts = pr.branch.split("/")
-    if len(parts) >= 2 and parts[0] == "agent" and parts[1]:
-        return parts[1]
-    return None
+    return pr.task_id or branch_task_id(pr.branch)
 
 
 def _breaker(target: TargetConfig, state: CycleState) -> Check:

@@ -15,6 +15,7 @@ from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.backlog_edit import set_task_status
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
+from leviathan_lib.core.names import AGENT_BRANCH_PREFIX
 from leviathan_lib.core.scope import Scope, path_segments, task_scope
 from leviathan_lib.cycle.diffcheck import check_final_diff
 from leviathan_lib.cycle.pr_body import render_pr_body
@@ -57,7 +58,7 @@ def deliver(
     scratch_dir: Path | None = None,
 ) -> PullRequest:
     """Push ``plan.branch`` and open (or find) its PR. Idempotent: a rerun returns the same PR."""
-    if not plan.branch.startswith("agent/"):
+    if not plan.branch.startswith(AGENT_BRANCH_PREFIX):
         raise DeliveryRejected("branch_not_agent", f"refusing to push to {plan.branch!r}")
     existing = forge.find_pr_by_head(plan.branch)
     if existing is not None:

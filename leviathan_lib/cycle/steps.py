@@ -17,6 +17,7 @@ from leviathan_lib.core.backlog import Backlog, InvalidTask, parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.guardrails import AttemptRecord, ClosedPR, CycleState, Decision, OpenPR, decide
+from leviathan_lib.core.names import agent_branch
 from leviathan_lib.cycle.repo_reader import RepoUnreachable, read_at_branch, read_at_commit
 from leviathan_lib.evidence.records import (
     AttemptEvidence,
@@ -200,7 +201,7 @@ def check_guardrails(
     if decision.decision == "run" and decision.task_id and not result.replay:
         task = backlog.by_id()[decision.task_id]
         number = 1 + sum(1 for a in attempts if a.task_id == task.id)
-        result.attempt = AttemptPlan(task_id=task.id, attempt=number, branch=f"agent/{task.id}/{number}",
+        result.attempt = AttemptPlan(task_id=task.id, attempt=number, branch=agent_branch(task.id, number),
                                      task_hash=task.definition_hash(), recipe=task.recipe or "")
     return result
 

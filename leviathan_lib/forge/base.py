@@ -11,8 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-#: The only branch namespace Leviathan may write to or delete.
-AGENT_BRANCH_PREFIX = "agent/"
+from leviathan_lib.core.names import AGENT_BRANCH_PREFIX, require_agent_branch
 
 PullState = Literal["open", "merged", "closed"]
 
@@ -57,14 +56,6 @@ class PullRequest(BaseModel):
         if self.state == "open" and self.closed_at is not None:
             raise ValueError("an open pull request cannot have closed_at")
         return self
-
-
-def require_agent_branch(branch: str) -> str:
-    """Return ``branch`` if Leviathan may delete it; ValueError otherwise (a hard rule, not a setting)."""
-    rest = branch[len(AGENT_BRANCH_PREFIX) :]
-    if not branch.startswith(AGENT_BRANCH_PREFIX) or not rest.strip("/"):
-        raise ValueError(f"refusing to touch branch {branch!r}: only {AGENT_BRANCH_PREFIX}… branches")
-    return branch
 
 
 class Forge(ABC):

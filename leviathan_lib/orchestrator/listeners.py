@@ -13,20 +13,17 @@ import re
 
 from airflow.listeners import hookimpl
 
+from leviathan_lib.core.names import TASK_IDS, dag_target_id
+
 log = logging.getLogger(__name__)
 
-DAG_PREFIX = "leviathan__"
+#: Only ids that are safe as a StatsD name segment become one.
 TARGET_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-#: The cycle DAG's task ids (see dag_factory); anything else is reported as ``other``.
-TASK_IDS = frozenset({"read_backlog", "check_guardrails", "run_worker", "skip", "open_pull_request",
-                      "record_evidence", "cycle_outcome", "config_error"})
 
 
 def _target(dag_id: str | None) -> str | None:
-    if not dag_id or not dag_id.startswith(DAG_PREFIX) or dag_id.startswith(f"{DAG_PREFIX}invalid__"):
-        return None
-    target_id = dag_id[len(DAG_PREFIX):]
-    return target_id if TARGET_ID.fullmatch(target_id) else None
+    target_id = dag_target_id(dag_id)
+    return target_id if target_id and TARGET_ID.fullmatch(target_id) else None
 
 
 def _emit(kind: str, obj: object, state: str) -> None:

@@ -14,6 +14,22 @@ from airflow.sdk import Asset, Variable, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
 from leviathan_lib.core.config import TargetConfig
+from leviathan_lib.core.names import (
+    AGENT_BRANCH_PREFIX,
+    TASK_CHECK_GUARDRAILS,
+    TASK_OPEN_PULL_REQUEST,
+    TASK_PREPARE_ATTEMPT,
+    TASK_READ_BACKLOG,
+    TASK_RUN_WORKER,
+    TASK_SKIP,
+    XCOM_GUARDRAILS,
+    XCOM_PREPARED_AT,
+    XCOM_REJECTION,
+    XCOM_RESULT,
+    XCOM_SPEC,
+    XCOM_TASK_LABEL,
+    branch_task_id,
+)
 
 log = logging.getLogger("leviathan")
 
@@ -89,7 +105,7 @@ def _forge_state(target: TargetConfig, repo_url: str, known: list) -> tuple[list
 
     try:
         forge = open_forge(target.forge, repo_url, target.forge_conn_id)
-        prs = forge.list_open_prs(head_prefix="agent/")
+        prs = forge.list_open_prs(head_prefix=AGENT_BRANCH_PREFIX)
     except ForgeError as exc:
         log.error("forge state unknown for %s: %s", target.target_id, exc)
         return None, []
@@ -112,7 +128,7 @@ def _forge_state(target: TargetConfig, repo_url: str, known: list) -> tuple[list
             log.info("PR #%s (%s) was %s by a human", pr.number, pr.task_id, current.state)
         except ForgeError as exc:
             log.warning("cannot sync PR #%s yet: %s", pr.number, exc)
-    out = [OpenPR(number=pr.number, branch=pr.head, task_id=(pr.head.split("/") + [""])[1] or None)
+    out = [OpenPR(number=pr.number, branch=pr.head, task_id=branch_task_id(pr.head))
            for pr in prs]
     return out, changes
 
@@ -145,7 +161,7 @@ def _history(events, run_id: str, as_of: datetime | None):
 
 
 def check_guardrails(read: dict[str, Any], *, config: dict[str, Any], repo_url: str, asset: Asset,
-                     switch_variable: str, run_task_id: str = "run_worker") -> str:
+                     switch_variable: str, run_task_id: str = TASK_RUN_WORKER) -> str:
     from leviathan_lib.core.guardrails import ClosedPR
     from leviathan_lib.cycle import steps as cycle
 
@@ -197,14 +213,14 @@ def check_guardrails(read: dict[str, Any], *, config: dict[str, Any], repo_url: 
                  result.decision.task_id or "", ",".join(result.decision.reasons), switch_detail)
     else:
         log.error("cycle stopped before the guardrails: %s: %s", result.error.code, result.error.message)
-    context["ti"].xcom_push(key="guardrails", value=result.model_dump(mode="json"))
-    return run_task_id if result.attempt else "skip"
+    context["ti"].xcom_push(key=XCOM_GUARDRAILS, value=result.model_dump(mode="json"))
+    return run_task_id if result.attempt else TASK_SKIP
 
 
 def _guardrails(ti) -> Any:
     from leviathan_lib.cycle.steps import GuardrailResult
 
-    raw = ti.xcom_pull(task_ids="check_guardrails", key="guardrails")
+    raw = ti.xcom_pull(task_ids=TASK_CHECK_GUARDRAILS, key=XCOM_GUARDRAILS)
     return GuardrailResult.model_validate(raw) if raw else None
 
 
@@ -253,14 +269,14 @@ def _model_api_key(target: TargetConfig) -> str | None:
 
 def prepare_attempt(read: dict[str, Any], *, config: dict[str, Any]) -> None:
     """Kubernetes backend: push the spec (and the task's label value) for the worker pod's templates."""
-    from leviathan_lib.worker.backends.kubernetes import SPEC_XCOM_KEY, TASK_LABEL_XCOM_KEY, label_value
+    from leviathan_lib.worker.backends.kubernetes import label_value
 
     ti = get_current_context()["ti"]
     plan = _guardrails(ti).attempt
     spec = _attempt_spec(read, _target(config), plan)
-    ti.xcom_push(key=SPEC_XCOM_KEY, value=spec.model_dump_json())
-    ti.xcom_push(key=TASK_LABEL_XCOM_KEY, value=label_value(plan.task_id))
-    ti.xcom_push(key="prepared_at", value=datetime.now(UTC).isoformat())
+    ti.xcom_push(key=XCOM_SPEC, value=spec.model_dump_json())
+    ti.xcom_push(key=XCOM_TASK_LABEL, value=label_value(plan.task_id))
+    ti.xcom_push(key=XCOM_PREPARED_AT, value=datetime.now(UTC).isoformat())
     log.info("attempt %s of task %s on branch %s (%s executor)", plan.attempt, plan.task_id, plan.branch,
              spec.executor.kind)
 
@@ -280,7 +296,7 @@ def run_worker(read: dict[str, Any], *, config: dict[str, Any]) -> None:
 
     key = _model_api_key(target) if spec.executor.kind == "llm" else None
     result = run_local_worker(spec, workspace_root=paths.scratch_dir(), model_api_key=key)
-    ti.xcom_push(key="result", value={**result.model_dump(mode="json"), "attempt_started_at": started.isoformat()})
+    ti.xcom_push(key=XCOM_RESULT, value={**result.model_dump(mode="json"), "attempt_started_at": started.isoformat()})
     if result.outcome != "succeeded":
         error = result.error
         raise AirflowFailException(
@@ -291,7 +307,7 @@ def run_worker(read: dict[str, Any], *, config: dict[str, Any]) -> None:
 
 def _worker_result(ti) -> dict[str, Any] | None:
     """The worker's result: key ``result`` (local backend) or the pod's ``return_value`` (kubernetes)."""
-    return ti.xcom_pull(task_ids="run_worker", key="result") or ti.xcom_pull(task_ids="run_worker")
+    return ti.xcom_pull(task_ids=TASK_RUN_WORKER, key=XCOM_RESULT) or ti.xcom_pull(task_ids=TASK_RUN_WORKER)
 
 
 def open_pull_request(read: dict[str, Any], *, config: dict[str, Any]) -> dict[str, Any]:
@@ -323,7 +339,7 @@ def open_pull_request(read: dict[str, Any], *, config: dict[str, Any]) -> dict[s
                               "checks": [c.model_dump() for c in guard.decision.checks]},
         )
     except DeliveryRejected as exc:
-        ti.xcom_push(key="rejection", value={"code": exc.code, "message": str(exc)})
+        ti.xcom_push(key=XCOM_REJECTION, value={"code": exc.code, "message": str(exc)})
         raise AirflowFailException(f"delivery rejected: {exc.code}: {exc}") from None
     log.info("pull request #%s %s (%s -> %s)", pr.number, pr.url, pr.head, pr.base)
     return {"number": pr.number, "url": pr.url, "branch": pr.head, "head_sha": pr.head_sha}
@@ -336,7 +352,7 @@ def record_evidence(*, config: dict[str, Any], asset: Asset) -> dict[str, Any]:
     context = get_current_context()
     ti = context["ti"]
     target = _target(config)
-    raw_read = ti.xcom_pull(task_ids="read_backlog")
+    raw_read = ti.xcom_pull(task_ids=TASK_READ_BACKLOG)
     read = cycle.ReadResult.model_validate(raw_read) if raw_read else None
     guard = _guardrails(ti)
     attempt = None
@@ -347,8 +363,8 @@ def record_evidence(*, config: dict[str, Any], asset: Asset) -> dict[str, Any]:
                                   branch=plan.branch, backend=target.worker_backend,
                                   image=target.worker_image if target.worker_backend == "kubernetes" else None)
         result = _worker_result(ti)
-        pr = ti.xcom_pull(task_ids="open_pull_request")
-        rejection = ti.xcom_pull(task_ids="open_pull_request", key="rejection")
+        pr = ti.xcom_pull(task_ids=TASK_OPEN_PULL_REQUEST)
+        rejection = ti.xcom_pull(task_ids=TASK_OPEN_PULL_REQUEST, key=XCOM_REJECTION)
         if result:
             error = result.get("error") or {}
             attempt = attempt.model_validate({
@@ -359,7 +375,7 @@ def record_evidence(*, config: dict[str, Any], asset: Asset) -> dict[str, Any]:
                 "error_code": error.get("code"), "error_message": error.get("message"),
             })
         else:
-            prepared = ti.xcom_pull(task_ids="prepare_attempt", key="prepared_at")
+            prepared = ti.xcom_pull(task_ids=TASK_PREPARE_ATTEMPT, key=XCOM_PREPARED_AT)
             attempt.outcome, attempt.error_code, attempt.error_message = missing_result_outcome(
                 prepared, target.attempt_timeout_seconds, datetime.now(UTC))
         if rejection:
