@@ -14,7 +14,7 @@ from pathlib import Path
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.backlog_edit import set_task_status
 from leviathan_lib.core.config import TargetConfig
-from leviathan_lib.core.errors import ValidationFailed
+from leviathan_lib.core.errors import LeviathanError, ValidationFailed
 from leviathan_lib.core.names import AGENT_BRANCH_PREFIX
 from leviathan_lib.core.scope import Scope, path_segments, task_scope
 from leviathan_lib.cycle.diffcheck import check_final_diff
@@ -25,12 +25,8 @@ from leviathan_lib.git.runner import run_git
 from leviathan_lib.worker.contract import AttemptResult
 
 
-class DeliveryRejected(Exception):
+class DeliveryRejected(LeviathanError):
     """The change may not be delivered (a guardrail on the final diff said no)."""
-
-    def __init__(self, code: str, message: str):
-        self.code = code
-        super().__init__(message)
 
 
 def _backlog_only_status_changed(before: str, after: str, task_id: str, path: str) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.scope import Scope
 from leviathan_lib.core.secrets_scan import scan_lines
 from leviathan_lib.git.runner import GitError, run_git
@@ -32,8 +33,10 @@ class Violation(BaseModel):
     detail: str
 
 
-class DiffCheckError(RuntimeError):
+class DiffCheckError(CodedError, RuntimeError):
     """The diff could not be computed (bad revision, not a repository): callers must not push."""
+
+    CODE = "diff_failed"
 
 
 def _git(repo_dir: Path, args: list[str], stdin: str | None = None) -> bytes:

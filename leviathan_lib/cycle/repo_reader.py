@@ -15,11 +15,14 @@ from urllib.parse import urlparse
 from pydantic import BaseModel
 
 from leviathan_lib.core.config import SCP_URL
+from leviathan_lib.core.errors import CodedError
 from leviathan_lib.git.runner import GitError, run_git
 
 
-class RepoUnreachable(Exception):
+class RepoUnreachable(CodedError):
     """The target repository or branch could not be read."""
+
+    CODE = "repo_unreachable"
 
 
 class Snapshot(BaseModel):

@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.names import dag_id
 from leviathan_lib.demo import create_demo_target
 
@@ -41,8 +42,10 @@ EXPLAIN = {
 }
 
 
-class DemoError(Exception):
+class DemoError(CodedError):
     """A demo step failed; the message says which and where to look."""
+
+    CODE = "demo_failed"
 
 
 def register(subparsers) -> None:

@@ -11,21 +11,28 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.names import AGENT_BRANCH_PREFIX, require_agent_branch
 
 PullState = Literal["open", "merged", "closed"]
 
 
-class ForgeError(Exception):
+class ForgeError(CodedError):
     """The forge could not answer (unreachable, unreadable). Guardrails treat this as unknown state."""
+
+    CODE = "forge_error"
 
 
 class ForgeConflict(ForgeError):
     """The forge refused because of its current state (merge conflict, an open PR already exists, ...)."""
 
+    CODE = "forge_conflict"
+
 
 class PullRequestNotFound(ForgeError):
     """No pull request with that number."""
+
+    CODE = "pr_not_found"
 
 
 class PullRequest(BaseModel):

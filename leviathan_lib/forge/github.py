@@ -64,6 +64,8 @@ class RetryPolicy(BaseModel):
 class _OutcomeUnknown(ForgeError):
     """A write got no answer (timeout, 5xx): GitHub may or may not have done it."""
 
+    CODE = "forge_outcome_unknown"
+
 
 class _EtagCache:
     """Last ETag and body per GET, per repository, in a small JSON file under the state dir.
