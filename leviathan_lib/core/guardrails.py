@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from enum import StrEnum
 from functools import cache
 from typing import Literal
@@ -131,22 +132,27 @@ def _pr_task_id(pr: OpenPR) -> str | None:
     return pr.task_id or branch_task_id(pr.branch)
 
 
-def _breaker(target: TargetConfig, state: CycleState) -> Check:
-    threshold = target.circuit_breaker_failures
-    considered = [
-        a for a in state.attempts if state.breaker_reset_at is None or a.finished_at > state.breaker_reset_at
-    ]
-    considered.sort(key=lambda a: a.finished_at)  # stable: equal timestamps keep the given order
-    last = considered[-threshold:]
-    tripped = len(last) == threshold and all(a.outcome in FAILED_OUTCOMES for a in last)
+def failure_streak(attempts: Iterable[AttemptRecord], reset_at: datetime | None) -> int:
+    """Failed attempts in a row, newest first, after the last breaker reset: the breaker's one measure.
+
+    The guardrails, the cycle record (``breaker_opened``) and the fleet overview all count with this.
+    """
+    considered = sorted((a for a in attempts if reset_at is None or a.finished_at > reset_at),
+                        key=lambda a: a.finished_at)  # stable: equal timestamps keep the given order
     streak = 0
     for attempt in reversed(considered):
         if attempt.outcome not in FAILED_OUTCOMES:
             break
         streak += 1
+    return streak
+
+
+def _breaker(target: TargetConfig, state: CycleState) -> Check:
+    threshold = target.circuit_breaker_failures
+    streak = failure_streak(state.attempts, state.breaker_reset_at)
     since = f" since reset at {state.breaker_reset_at.isoformat()}" if state.breaker_reset_at else ""
     detail = f"{streak} consecutive failed attempt(s){since}, threshold {threshold}"
-    return Check(name="circuit_breaker", passed=not tripped, detail=detail)
+    return Check(name="circuit_breaker", passed=streak < threshold, detail=detail)
 
 
 def _task_reasons(

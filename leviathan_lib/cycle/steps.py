@@ -16,7 +16,15 @@ from pydantic import BaseModel, Field
 from leviathan_lib.core.backlog import Backlog, InvalidTask, parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
-from leviathan_lib.core.guardrails import AttemptRecord, ClosedPR, CycleState, Decision, OpenPR, decide
+from leviathan_lib.core.guardrails import (
+    AttemptRecord,
+    ClosedPR,
+    CycleState,
+    Decision,
+    OpenPR,
+    decide,
+    failure_streak,
+)
 from leviathan_lib.core.names import agent_branch
 from leviathan_lib.cycle.repo_reader import RepoUnreachable, read_at_branch, read_at_commit
 from leviathan_lib.evidence.records import (
@@ -165,15 +173,6 @@ def guardrail_inputs(ledger: Ledger) -> tuple[list[AttemptRecord], list[ClosedPR
     attempts = sorted((AttemptRecord(task_id=a.task_id, outcome=a.outcome, finished_at=a.finished_at)
                        for a in ledger.attempts), key=lambda a: a.finished_at)
     return attempts, [ClosedPR(task_id=c.task_id, task_hash=c.task_hash) for c in ledger.closed_prs]
-
-
-def failure_streak(attempts: list[AttemptRecord], reset_at: datetime | None) -> int:
-    streak = 0
-    for attempt in sorted(attempts, key=lambda a: a.finished_at, reverse=True):
-        if (reset_at and attempt.finished_at <= reset_at) or attempt.outcome == "succeeded":
-            break
-        streak += 1
-    return streak
 
 
 def check_guardrails(
