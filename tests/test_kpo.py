@@ -251,7 +251,7 @@ def test_local_backend_dags_do_not_import_the_kubernetes_provider(tmp_path):
 def test_a_pod_that_left_no_result_past_its_deadline_timed_out():
     from datetime import UTC, datetime, timedelta
 
-    from leviathan_lib.orchestrator.tasks import missing_result_outcome
+    from leviathan_lib.cycle.outcome import missing_result_outcome
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
     late = missing_result_outcome(start.isoformat(), 900, start + timedelta(seconds=901))
