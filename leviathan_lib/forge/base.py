@@ -97,13 +97,6 @@ class Forge(ABC):
         the forge only guarantees it never holds two open pull requests for one head.
         """
 
-    @abstractmethod
-    def comment(self, number: int, body: str) -> None: ...
-
-    @abstractmethod
-    def close_pr(self, number: int) -> PullRequest:
-        """Close without merging; the head branch is kept. Closing a closed pull request is a no-op."""
-
     def delete_branch(self, branch: str) -> None:
         """Delete an ``agent/…`` branch on the forge; anything else raises ValueError before any I/O."""
         self._delete_branch(require_agent_branch(branch))

@@ -416,26 +416,6 @@ class GithubForge(Forge):
                 raise self._fail(labelled, "POST", labels_path, WRITE_PULLS)
         return _pull(data)
 
-    def comment(self, number: int, body: str) -> None:
-        path = f"/repos/{self.owner}/{self.repo}/issues/{number}/comments"
-        resp = self._send("POST", path, json_body={"body": body}, idempotent=False)
-        if resp.status_code == 404:
-            raise PullRequestNotFound(f"no pull request #{number} in {self.full_name}")
-        if resp.status_code != 201:
-            raise self._fail(resp, "POST", path, WRITE_PULLS)
-
-    def close_pr(self, number: int) -> PullRequest:
-        pr = self.get_pr(number)
-        if pr.state == "closed":
-            return pr
-        if pr.state == "merged":
-            raise ForgeConflict(f"pull request #{number} of {self.full_name} is merged; it cannot be closed")
-        path = f"/repos/{self.owner}/{self.repo}/pulls/{number}"
-        resp = self._send("PATCH", path, json_body={"state": "closed"})
-        if resp.status_code != 200:
-            raise self._fail(resp, "PATCH", path, WRITE_PULLS)
-        return _pull(resp.json())
-
     def _delete_branch(self, branch: str) -> None:
         if branch == self.default_branch():
             raise ValueError(f"refusing to delete {branch!r}: it is the default branch of {self.full_name}")
