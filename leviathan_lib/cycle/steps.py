@@ -224,37 +224,53 @@ def build_record(
         repo_url=read.repo_url if read else None, branch=read.branch if read else None,
         commit_sha=read.commit_sha if read else None, attempt=attempt,
     )
-    error = (read.error if read else None) or (guard.error if guard else None)
-    if read is None:
-        error = failure or CycleError(code="read_failed", message="read_backlog left no result")
-    if error:
-        record.reasons, record.stopped_reason, record.stopped_detail = [error.code], error.code, error.message
+    stop = _stopped_early(read, guard, failure)
+    if stop is not None:
+        record.reasons, record.stopped_reason, record.stopped_detail = [stop.code], stop.code, stop.message
         return record
-    if guard is None or guard.decision is None:
-        failure = failure or CycleError(code="guardrails_failed", message="check_guardrails left no decision")
-        record.reasons, record.stopped_reason, record.stopped_detail = [failure.code], failure.code, failure.message
-        return record
+    assert read is not None and guard is not None and guard.decision is not None  # _stopped_early checked
     decision = guard.decision
     record.decision = decision.decision
     record.reasons = list(decision.reasons)
     record.checks = [CheckEvidence.model_validate(c.model_dump()) for c in decision.checks]
     record.tasks = [TaskVerdictEvidence.model_validate(t.model_dump(mode="json")) for t in decision.tasks]
     record.selected_task = decision.task_id
-    if guard.replay:
-        record.stopped_reason = "replay"
-        record.stopped_detail = (f"replay of {read.as_of.isoformat() if read.as_of else '?'}: the guardrails "
-                                 f"would have decided {decision.decision} {decision.task_id or ''}".strip())
-    elif decision.decision == "skip":
-        record.stopped_reason = decision.reasons[0] if decision.reasons else "skipped"
-        record.stopped_detail = "; ".join(c.detail for c in decision.checks if not c.passed)
-    elif attempt and attempt.pr_number is not None:
-        record.stopped_reason, record.stopped_detail = "pr_opened", attempt.pr_url or ""
-    elif attempt and attempt.error_code:
-        record.stopped_reason, record.stopped_detail = attempt.error_code, attempt.error_message or ""
-    elif failure:
-        record.stopped_reason, record.stopped_detail = failure.code, failure.message
+    stopped = _stopped(read, guard, decision, attempt, failure)
+    if stopped is not None:
+        record.stopped_reason, record.stopped_detail = stopped
     if attempt and attempt.outcome != "succeeded":
         record.breaker_opened = guard.consecutive_failures + 1 == target.circuit_breaker_failures
     if not guard.replay:
         record.ledger = guard.ledger.with_cycle(record)
     return record
+
+
+def _stopped_early(read: ReadResult | None, guard: GuardrailResult | None,
+                   failure: CycleError | None) -> CycleError | None:
+    """Why the cycle stopped before a decision (a read error, a lost read, no guardrail decision)."""
+    if read is None:
+        return failure or CycleError(code="read_failed", message="read_backlog left no result")
+    error = read.error or (guard.error if guard else None)
+    if error:
+        return error
+    if guard is None or guard.decision is None:
+        return failure or CycleError(code="guardrails_failed", message="check_guardrails left no decision")
+    return None
+
+
+def _stopped(read: ReadResult, guard: GuardrailResult, decision: Decision, attempt: AttemptEvidence | None,
+             failure: CycleError | None) -> tuple[str, str] | None:
+    """Why a decided cycle stopped where it did (``stopped_reason``, ``stopped_detail``)."""
+    if guard.replay:
+        return "replay", (f"replay of {read.as_of.isoformat() if read.as_of else '?'}: the guardrails "
+                          f"would have decided {decision.decision} {decision.task_id or ''}").strip()
+    if decision.decision == "skip":
+        return (decision.reasons[0] if decision.reasons else "skipped",
+                "; ".join(c.detail for c in decision.checks if not c.passed))
+    if attempt and attempt.pr_number is not None:
+        return "pr_opened", attempt.pr_url or ""
+    if attempt and attempt.error_code:
+        return attempt.error_code, attempt.error_message or ""
+    if failure:
+        return failure.code, failure.message
+    return None
