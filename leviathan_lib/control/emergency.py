@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -45,7 +46,7 @@ class StopReport(BaseModel):
     activity: Activity
 
 
-def _leviathan(column):
+def _leviathan(column: Any) -> Any:
     """``dag_id`` starts with ``leviathan__`` (escaped: ``_`` is a LIKE wildcard)."""
     return column.startswith(DAG_ID_PREFIX, autoescape=True)
 

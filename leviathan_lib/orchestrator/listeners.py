@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 from airflow.listeners import hookimpl
 
@@ -44,35 +45,35 @@ def _emit(kind: str, obj: object, state: str) -> None:
 
 
 @hookimpl
-def on_dag_run_running(dag_run, msg):
+def on_dag_run_running(dag_run: Any, msg: Any) -> None:
     _emit("dag_run", dag_run, "running")
 
 
 @hookimpl
-def on_dag_run_success(dag_run, msg):
+def on_dag_run_success(dag_run: Any, msg: Any) -> None:
     _emit("dag_run", dag_run, "success")
 
 
 @hookimpl
-def on_dag_run_failed(dag_run, msg):
+def on_dag_run_failed(dag_run: Any, msg: Any) -> None:
     _emit("dag_run", dag_run, "failed")
 
 
 @hookimpl
-def on_task_instance_running(previous_state, task_instance):
+def on_task_instance_running(previous_state: Any, task_instance: Any) -> None:
     _emit("ti", task_instance, "running")
 
 
 @hookimpl
-def on_task_instance_success(previous_state, task_instance):
+def on_task_instance_success(previous_state: Any, task_instance: Any) -> None:
     _emit("ti", task_instance, "success")
 
 
 @hookimpl
-def on_task_instance_failed(previous_state, task_instance, error):
+def on_task_instance_failed(previous_state: Any, task_instance: Any, error: Any) -> None:
     _emit("ti", task_instance, "failed")
 
 
 @hookimpl
-def on_task_instance_skipped(previous_state, task_instance):
+def on_task_instance_skipped(previous_state: Any, task_instance: Any) -> None:
     _emit("ti", task_instance, "skipped")
