@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from leviathan_lib.core.backlog import Backlog, InvalidTask, parse_backlog
+from leviathan_lib.core.backlog import Backlog, InvalidTask, Task, parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.guardrails import (
@@ -146,26 +146,31 @@ def apply_recipe_checks(
     taken = {i.index for i in invalid}
     file_indexes = (i for i in range(len(backlog.tasks) + len(taken)) if i not in taken)
     for index, task in zip(file_indexes, backlog.tasks, strict=False):
-        problem = None
-        if task.ready:
-            if task.recipe and task.executor == "llm":
-                problem = f"task {task.id}: names a recipe and 'executor: llm'; give one of the two"
-            elif not task.recipe and task.executor != "recipe" and llm_enabled:
-                problem = None
-            elif not task.recipe and task.executor == "llm":
-                problem = f"task {task.id}: 'executor: llm' but the target does not enable it (executor: llm)"
-            elif not task.recipe:
-                problem = f"task {task.id}: no 'recipe' named (the target's executor is 'recipe')"
-            elif recipes_problem:
-                problem = f"task {task.id}: recipe {task.recipe!r} cannot be loaded: {recipes_problem}"
-            elif task.recipe not in recipes:
-                known = ", ".join(sorted(recipes)) or "none"
-                problem = f"task {task.id}: unknown recipe {task.recipe!r} (known: {known})"
+        problem = _executor_problem(task, recipes, recipes_problem, llm_enabled) if task.ready else None
         if problem:
             invalid.append(InvalidTask(index=index, id=task.id, problems=[problem]))
         else:
             keep.append(task)
     return Backlog(tasks=keep, invalid=sorted(invalid, key=lambda i: i.index), metadata=backlog.metadata)
+
+
+def _executor_problem(task: Task, recipes: dict[str, Any], recipes_problem: str | None,
+                      llm_enabled: bool) -> str | None:
+    """Why a ready task's executor cannot run it, or None."""
+    if task.recipe and task.executor == "llm":
+        return f"task {task.id}: names a recipe and 'executor: llm'; give one of the two"
+    if not task.recipe:
+        if task.executor != "recipe" and llm_enabled:
+            return None
+        if task.executor == "llm":
+            return f"task {task.id}: 'executor: llm' but the target does not enable it (executor: llm)"
+        return f"task {task.id}: no 'recipe' named (the target's executor is 'recipe')"
+    if recipes_problem:
+        return f"task {task.id}: recipe {task.recipe!r} cannot be loaded: {recipes_problem}"
+    if task.recipe not in recipes:
+        known = ", ".join(sorted(recipes)) or "none"
+        return f"task {task.id}: unknown recipe {task.recipe!r} (known: {known})"
+    return None
 
 
 def guardrail_inputs(ledger: Ledger) -> tuple[list[AttemptRecord], list[ClosedPR]]:
