@@ -22,6 +22,7 @@ CHILD = r"""
 import json, sys, time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from leviathan_lib.core import names
 from leviathan_lib.core.config import load_target
 from leviathan_lib.orchestrator.dag_factory import build_target_dag
 from leviathan_lib.evidence.records import parse_records
@@ -39,8 +40,8 @@ def cycle():
     run = dag.test()
     with create_session() as s:
         tis = {ti.task_id: ti for ti in s.scalars(select(TaskInstance).where(TaskInstance.run_id == run.run_id))}
-        row = s.scalars(XComModel.get_many(run_id=run.run_id, dag_ids=dag.dag_id, task_ids="record_evidence",
-                                           key="return_value")).first()
+        row = s.scalars(XComModel.get_many(run_id=run.run_id, dag_ids=dag.dag_id, task_ids=names.TASK_RECORD_EVIDENCE,
+                                           key=names.XCOM_RETURN_VALUE)).first()
         record = XComModel.deserialize_value(row)
         guard = tis["check_guardrails"]
         return (guard.end_date - guard.start_date).total_seconds(), str(guard.state), record

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import PYTHON, ROOT, ratio, summary
+from leviathan_lib.core import names
 
 SHAPE = '''
     guard >> [worker, skip]
@@ -148,27 +149,27 @@ class _Airflow:
             raise RuntimeError(f"{dag_id} run {run_id} ended {run['state']}")
         tis = {t["task_id"]: t for t in self.api.call("GET", path + "/taskInstances")["task_instances"]}
         queued = _ts(run["queued_at"])
-        return {"to_record_s": _ts(tis["record_evidence"]["end_date"]) - queued,
+        return {"to_record_s": _ts(tis[names.TASK_RECORD_EVIDENCE]["end_date"]) - queued,
                 "to_end_s": _ts(run["end_date"]) - queued}
 
 
 def cycle_overhead(quick: bool) -> list[dict[str, Any]]:
     repeats = 1 if quick else 5
-    dag_ids = ["leviathan__bench", "bench_empty", "bench_noop"]
+    dag_ids = [names.dag_id("bench"), "bench_empty", "bench_noop"]
     with tempfile.TemporaryDirectory(prefix="leviathan-bench-stack-") as tmp, \
             _Airflow(Path(tmp), {"bench_baselines.py": BASELINES}, {"bench": "0 0 1 1 *"}) as af:
         af.wait_dags(dag_ids, 240)
         for dag_id in dag_ids:
             af.api.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
         time.sleep(3)
-        af.wait_idle("leviathan__bench", 300)  # unpausing may start the latest scheduled run: let it finish
-        af.cycle("leviathan__bench")  # warm-up: first task processes pay imports and caches
+        af.wait_idle(names.dag_id("bench"), 300)  # unpausing may start the latest scheduled run: let it finish
+        af.cycle(names.dag_id("bench"))  # warm-up: first task processes pay imports and caches
         times: dict[str, list[dict[str, float]]] = {d: [] for d in dag_ids}
         for i in range(repeats):
             for dag_id in dag_ids if i % 2 == 0 else list(reversed(dag_ids)):
                 times[dag_id].append(af.cycle(dag_id))
     rows = []
-    subject = summary([t["to_record_s"] for t in times["leviathan__bench"]])
+    subject = summary([t["to_record_s"] for t in times[names.dag_id("bench")]])
     for baseline_id in dag_ids[1:]:
         baseline = summary([t["to_record_s"] for t in times[baseline_id]])
         rows.append({"bench": "cycle", "baseline_dag": baseline_id, "subject_s": subject, "baseline_s": baseline,
@@ -181,11 +182,11 @@ def many_targets(n: int, interval_minutes: int, timeout_s: float) -> dict[str, A
     """N skip-cycle targets on ``*/interval`` cron: lag and completion of the first full interval's runs."""
     targets = {f"m{i:03d}": f"*/{interval_minutes} * * * *" if interval_minutes > 1 else "* * * * *"
                for i in range(n)}
-    dag_ids = [f"leviathan__{t}" for t in targets]
+    dag_ids = [names.dag_id(t) for t in targets]
     period = interval_minutes * 60
     with tempfile.TemporaryDirectory(prefix="leviathan-bench-many-") as tmp, _Airflow(Path(tmp), {}, targets) as af:
         af.wait_dags(dag_ids, 300)
-        af.api.call("PATCH", "/api/v2/dags?dag_id_pattern=leviathan__%25", {"is_paused": False})
+        af.api.call("PATCH", f"/api/v2/dags?dag_id_pattern={names.DAG_ID_PREFIX}%25", {"is_paused": False})
         unpaused = time.time()
         # The first tick at least 30 s after the unpause, so the catch-up runs the unpause starts are mostly done.
         boundary = ((unpaused + 30) // period + 1) * period

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from leviathan_lib.core import names
 from leviathan_lib.core.config import load_target
 from leviathan_lib.git.runner import run_git
 
@@ -19,7 +20,7 @@ def run_cycle(target_file: Path):
     return dag_run, states
 
 
-def xcom(dag_run, task_id: str, key: str = "return_value") -> Any:
+def xcom(dag_run, task_id: str, key: str = names.XCOM_RETURN_VALUE) -> Any:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 

@@ -80,7 +80,6 @@ class Repo:
     default_branch: str = "main"
     archived: bool = False
     pulls: list[dict[str, Any]] = field(default_factory=list)
-    comments: dict[int, list[str]] = field(default_factory=dict)
     labels: dict[int, list[str]] = field(default_factory=dict)
 
 
@@ -249,25 +248,20 @@ class FakeGithub:
         if rest == "/pulls" and method == "POST":
             return self._create_pull(repo, body)
         m = re.fullmatch(r"/pulls/(\d+)", rest)
-        if m:
+        if m and method == "GET":
             try:
                 pr = self._pr(repo, int(m.group(1)))
             except KeyError:
                 return self._error(404, "Not Found")
-            if method == "PATCH" and body.get("state") == "closed" and pr["state"] == "open":
-                pr.update(state="closed", closed_at=_now(), updated_at=_now())
             return 200, self._pr_json(repo, pr, simple=False)
-        m = re.fullmatch(r"/issues/(\d+)/(comments|labels)", rest)
+        m = re.fullmatch(r"/issues/(\d+)/labels", rest)
         if m and method == "POST":
             number = int(m.group(1))
             if not any(p["number"] == number for p in repo.pulls):
                 return self._error(404, "Not Found")
-            if m.group(2) == "labels":
-                names = repo.labels.setdefault(number, [])
-                names.extend(n for n in body["labels"] if n not in names)
-                return 200, [dict(self._examples["label-items"][0], name=n) for n in names]
-            repo.comments.setdefault(number, []).append(body["body"])
-            return 201, dict(self._examples["issue-comment"], body=body["body"])
+            names = repo.labels.setdefault(number, [])
+            names.extend(n for n in body["labels"] if n not in names)
+            return 200, [dict(self._examples["label-items"][0], name=n) for n in names]
         m = re.fullmatch(r"/git/refs/heads/(.+)", rest)
         if m and method == "DELETE":
             branch = unquote(m.group(1))

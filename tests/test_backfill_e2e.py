@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.demo.runner import Api, Stack, _environment, _wait
 from leviathan_lib.forge.local import LocalForge
@@ -17,7 +18,7 @@ from tests.test_evidence import _dated_repo
 from tests.test_scheduler_e2e import _free_port
 
 pytestmark = pytest.mark.scheduler
-DAG_ID = "leviathan__history"
+DAG_ID = names.dag_id("history")
 
 
 def test_backfill_replays_each_date_and_opens_nothing(tmp_path):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.forge.local import LocalForge
 from leviathan_lib.git.runner import run_git
@@ -35,8 +36,8 @@ def test_demo_target_opens_one_pr_then_respects_the_open_pr_limit(tmp_path, targ
 
     dag_run, states = run_cycle(target_file)
     assert dag_run.state == "success"
-    assert states["run_worker"] == "success" and states["skip"] == "skipped"
-    record = xcom(dag_run, "record_evidence")
+    assert states[names.TASK_RUN_WORKER] == "success" and states[names.TASK_SKIP] == "skipped"
+    record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
     assert record["decision"] == "run" and record["stopped_reason"] == "pr_opened"
     assert record["selected_task"] == "docs-quickstart"
     assert record["commit_sha"] == run_git(["--git-dir", str(bare), "rev-parse", "main"]).stdout.strip()
@@ -61,8 +62,8 @@ def test_demo_target_opens_one_pr_then_respects_the_open_pr_limit(tmp_path, targ
     # Next cycle: the open PR limit (DEV: 1) stops it before the worker.
     dag_run2, states2 = run_cycle(target_file)
     assert dag_run2.state == "success"
-    assert states2["run_worker"] == "skipped" and states2["skip"] == "success"
-    record2 = xcom(dag_run2, "record_evidence")
+    assert states2[names.TASK_RUN_WORKER] == "skipped" and states2[names.TASK_SKIP] == "success"
+    record2 = xcom(dag_run2, names.TASK_RECORD_EVIDENCE)
     assert record2["decision"] == "skip" and record2["reasons"] == ["open_pr_limit"]
     assert record2["attempt"] is None
     assert len(forge.list_open_prs()) == 1
@@ -70,7 +71,7 @@ def test_demo_target_opens_one_pr_then_respects_the_open_pr_limit(tmp_path, targ
     # A human merges: the dependency is now completed, so the next cycle delivers the dependent task.
     forge.merge(1)
     dag_run3, _ = run_cycle(target_file)
-    record3 = xcom(dag_run3, "record_evidence")
+    record3 = xcom(dag_run3, names.TASK_RECORD_EVIDENCE)
     assert record3["selected_task"] == "docs-changelog", record3
     assert _changed_files(bare, "agent/docs-changelog/1") == [".leviathan/backlog.yaml", "docs/changelog.md"]
 
@@ -85,8 +86,8 @@ def test_out_of_scope_task_never_reaches_the_worker(tmp_path, targets_dir):
     commit_file(bare, tmp_path / "work", ".leviathan/backlog.yaml", yaml.safe_dump(backlog), "only ci ready")
 
     dag_run, states = run_cycle(target_file)
-    assert states["run_worker"] == "skipped" and states["open_pull_request"] == "skipped"
-    record = xcom(dag_run, "record_evidence")
+    assert states[names.TASK_RUN_WORKER] == "skipped" and states[names.TASK_OPEN_PULL_REQUEST] == "skipped"
+    record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
     assert record["reasons"] == ["no_eligible_task"]
     assert _verdicts(record)["ci-workflow"] == ["scope_violation"]
     assert LocalForge(bare).list_open_prs() == []
@@ -108,9 +109,9 @@ def test_bad_backlog_stops_before_the_worker_with_a_clear_reason(tmp_path, targe
 
     dag_run, states = run_cycle(target_file)
     assert dag_run.state == "failed"  # an operator must look: cycle_outcome fails the run
-    assert states["read_backlog"] == "success" and states["run_worker"] == "skipped"
-    assert states["record_evidence"] == "success" and states["cycle_outcome"] == "failed"
-    record = xcom(dag_run, "record_evidence")
+    assert states[names.TASK_READ_BACKLOG] == "success" and states[names.TASK_RUN_WORKER] == "skipped"
+    assert states[names.TASK_RECORD_EVIDENCE] == "success" and states[names.TASK_CYCLE_OUTCOME] == "failed"
+    record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
     assert record["decision"] == "error" and record["reasons"] == [code]
     assert message in record["stopped_detail"]
     assert LocalForge(bare).list_open_prs() == []
@@ -124,7 +125,7 @@ def test_unknown_recipe_makes_the_task_invalid_and_another_task_runs(tmp_path, t
                 text.replace("recipe: write-quickstart", "recipe: no-such-recipe"), "typo in recipe")
 
     dag_run, _ = run_cycle(target_file)
-    record = xcom(dag_run, "record_evidence")
+    record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
     assert _verdicts(record)["docs-quickstart"] == ["invalid_task"]
     assert record["selected_task"] == "docs-faq"
 
@@ -133,10 +134,10 @@ def test_unreachable_repository_fails_closed(tmp_path, targets_dir):
     target_file = create_demo_target(tmp_path, target_id="cycle_gone", targets_dir=targets_dir)
     run_git(["--git-dir", str(tmp_path / "repos" / "cycle_gone.git"), "update-ref", "-d", "refs/heads/main"])
     dag_run, states = run_cycle(target_file)
-    record = xcom(dag_run, "record_evidence")
+    record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
     assert record["decision"] == "error" and record["reasons"] == ["repo_unreachable"]
     assert "branch 'main' not found" in record["stopped_detail"]
-    assert states["run_worker"] == "skipped" and dag_run.state == "failed"
+    assert states[names.TASK_RUN_WORKER] == "skipped" and dag_run.state == "failed"
 
 
 def test_global_switch_off_skips_and_a_bad_switch_value_fails_closed(tmp_path, targets_dir):
@@ -147,9 +148,9 @@ def test_global_switch_off_skips_and_a_bad_switch_value_fails_closed(tmp_path, t
         for value in ("false", "maybe"):
             Variable.set("leviathan_autonomy_enabled", value)
             dag_run, states = run_cycle(target_file)
-            record = xcom(dag_run, "record_evidence")
+            record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
             assert record["reasons"] == ["autonomy_disabled"], value
-            assert states["run_worker"] == "skipped"
+            assert states[names.TASK_RUN_WORKER] == "skipped"
     finally:
         Variable.delete("leviathan_autonomy_enabled")
 
@@ -162,15 +163,15 @@ def test_worker_timeout_is_recorded_and_counts_toward_the_breaker(tmp_path, targ
 
     for attempt in (1, 2):
         dag_run, states = run_cycle(target_file)
-        record = xcom(dag_run, "record_evidence")
-        assert states["run_worker"] == "failed" and dag_run.state == "failed"
+        record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
+        assert states[names.TASK_RUN_WORKER] == "failed" and dag_run.state == "failed"
         assert record["attempt"]["outcome"] == "timed_out"
         assert record["attempt"]["branch"] == f"agent/docs-quickstart/{attempt}"
         assert record["stopped_reason"] == "timeout"
     # Two consecutive failures open the breaker (circuit_breaker_failures: 2); the worker is not run.
     dag_run, states = run_cycle(target_file)
-    record = xcom(dag_run, "record_evidence")
-    assert "circuit_breaker_open" in record["reasons"] and states["run_worker"] == "skipped"
+    record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
+    assert "circuit_breaker_open" in record["reasons"] and states[names.TASK_RUN_WORKER] == "skipped"
     assert LocalForge(bare).list_open_prs() == []
 
     # An operator resets the breaker, on the record; the exhausted task stays out, the next one is tried.
@@ -179,7 +180,7 @@ def test_worker_timeout_is_recorded_and_counts_toward_the_breaker(tmp_path, targ
                            capture_output=True, text=True)
     assert reset.returncode == 0, reset.stderr
     dag_run, states = run_cycle(target_file)
-    record = xcom(dag_run, "record_evidence")
+    record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
     assert "circuit_breaker_open" not in record["reasons"]
     assert _verdicts(record)["docs-quickstart"] == ["attempts_exhausted"]
     assert record["attempt"]["task_id"] == "docs-faq" and record["attempt"]["outcome"] == "timed_out"

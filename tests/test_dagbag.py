@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,31 +48,33 @@ def test_every_dag_has_tags_doc_and_retries(dagbag):
 
 
 def test_valid_target_dag_shape(dagbag):
-    dag = dagbag.dags["leviathan__fine"]
+    dag = dagbag.dags[names.dag_id("fine")]
     assert dag.max_active_runs == 1 and dag.catchup is False
     assert dag.schedule == "*/5 * * * *"
-    assert dag.task_dict["check_guardrails"].downstream_task_ids == {"run_worker", "skip"}
-    assert dag.task_dict["run_worker"].downstream_task_ids == {"open_pull_request"}
-    assert dag.task_dict["record_evidence"].upstream_task_ids == {"open_pull_request", "skip"}
-    assert dag.task_dict["record_evidence"].trigger_rule == "all_done"
-    assert dag.task_dict["run_worker"].retries == 0  # a retry would be a second, unrecorded attempt
+    guard = dag.task_dict[names.TASK_CHECK_GUARDRAILS]
+    assert guard.downstream_task_ids == {names.TASK_RUN_WORKER, names.TASK_SKIP}
+    assert dag.task_dict[names.TASK_RUN_WORKER].downstream_task_ids == {names.TASK_OPEN_PULL_REQUEST}
+    record = dag.task_dict[names.TASK_RECORD_EVIDENCE]
+    assert record.upstream_task_ids == {names.TASK_OPEN_PULL_REQUEST, names.TASK_SKIP}
+    assert dag.task_dict[names.TASK_RECORD_EVIDENCE].trigger_rule == "all_done"
+    assert dag.task_dict[names.TASK_RUN_WORKER].retries == 0  # a retry would be a second, unrecorded attempt
 
 
 def test_broken_target_files_become_visible_error_dags(dagbag, tmp_path):
     errors = {d: dag for d, dag in dagbag.dags.items() if "config-error" in dag.tags}
-    assert set(errors) == {"leviathan__invalid__strbool", "leviathan__invalid__syntax",
-                           "leviathan__invalid__dup", "leviathan__invalid__good", "leviathan__invalid__hostile"}
+    assert set(errors) == {names.invalid_dag_id("strbool"), names.invalid_dag_id("syntax"),
+                           names.invalid_dag_id("dup"), names.invalid_dag_id("good"), names.invalid_dag_id("hostile")}
     assert "hostile.yaml:2: target_repo_url: not a repository URL git may be given: must not start with '-'" in \
-        errors["leviathan__invalid__hostile"].doc_md
+        errors[names.invalid_dag_id("hostile")].doc_md
     assert not (tmp_path / "pwned").exists()
-    assert "autonomy_enabled: Input should be a valid boolean" in errors["leviathan__invalid__strbool"].doc_md
-    assert "syntax.yaml:2: invalid YAML" in errors["leviathan__invalid__syntax"].doc_md
+    assert "autonomy_enabled: Input should be a valid boolean" in errors[names.invalid_dag_id("strbool")].doc_md
+    assert "syntax.yaml:2: invalid YAML" in errors[names.invalid_dag_id("syntax")].doc_md
     # Two files claim target_id "good": neither runs, both say why.
-    assert "already used by" in errors["leviathan__invalid__dup"].doc_md
-    assert "dup.yaml" in errors["leviathan__invalid__good"].doc_md
+    assert "already used by" in errors[names.invalid_dag_id("dup")].doc_md
+    assert "dup.yaml" in errors[names.invalid_dag_id("good")].doc_md
     for dag in errors.values():
         assert dag.schedule is None
-        assert list(dag.task_dict) == ["config_error"]
+        assert list(dag.task_dict) == [names.TASK_CONFIG_ERROR]
 
 
 def test_dag_file_parse_imports_nothing_heavy(tmp_path, targets_dir):
@@ -97,11 +100,11 @@ def test_deployment_defaults_fill_only_keys_a_target_file_leaves_out(tmp_path, t
     dags = build_all(targets_dir)
 
     def effective(dag_id: str) -> dict:
-        return dags[dag_id].task_dict["read_backlog"].op_kwargs["config"]
+        return dags[dag_id].task_dict[names.TASK_READ_BACKLOG].op_kwargs["config"]
 
-    assert effective("leviathan__plain")["worker_image"] == "123.dkr.ecr.example/leviathan-worker:0.1.0"
-    assert effective("leviathan__explicit")["worker_image"] == "ghcr.io/acme/worker:2"
-    assert effective("leviathan__plain")["worker_namespace"] == "leviathan"
+    assert effective(names.dag_id("plain"))["worker_image"] == "123.dkr.ecr.example/leviathan-worker:0.1.0"
+    assert effective(names.dag_id("explicit"))["worker_image"] == "ghcr.io/acme/worker:2"
+    assert effective(names.dag_id("plain"))["worker_namespace"] == "leviathan"
 
 
 def test_target_values_are_escaped_in_the_dag_doc(tmp_path):

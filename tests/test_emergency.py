@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
 from tests.airflow_helpers import commit_file, run_cycle, xcom
 from tests.test_spider import ApiServer
@@ -38,7 +39,7 @@ def _worker_state(dag_id: str) -> str | None:
 
     with create_session() as session:
         states = session.scalars(select(TaskInstance.state).where(
-            TaskInstance.dag_id == dag_id, TaskInstance.task_id == "run_worker")).all()
+            TaskInstance.dag_id == dag_id, TaskInstance.task_id == names.TASK_RUN_WORKER)).all()
     return str(states[-1]) if states else None
 
 
@@ -56,7 +57,7 @@ def test_stop_ends_the_running_worker_pauses_switches_off_and_resume_restores(tm
     target_file = create_demo_target(tmp_path, target_id="estop", targets_dir=targets_dir)
     commit_file(tmp_path / "repos" / "estop.git", tmp_path / "work", ".leviathan/recipes/write_doc.py",
                 "import time\ntime.sleep(300)\n", "a recipe that hangs")
-    for command in (["dags", "reserialize"], ["dags", "unpause", "leviathan__estop"]):
+    for command in (["dags", "reserialize"], ["dags", "unpause", names.dag_id("estop")]):
         subprocess.run([sys.executable, "-m", "airflow", *command], check=True, capture_output=True)
     api = ApiServer(airflow_db).start()  # LocalExecutor tasks talk to its execution API
     log = open(tmp_path / "scheduler.log", "wb")  # noqa: SIM115 - closed in finally
@@ -65,7 +66,7 @@ def test_stop_ends_the_running_worker_pauses_switches_off_and_resume_restores(tm
                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
-        while _worker_state("leviathan__estop") != "running":
+        while _worker_state(names.dag_id("estop")) != "running":
             assert scheduler.poll() is None, (tmp_path / "scheduler.log").read_text()[-3000:]
             assert time.monotonic() < deadline, (tmp_path / "scheduler.log").read_text()[-3000:]
             time.sleep(0.5)
@@ -73,7 +74,7 @@ def test_stop_ends_the_running_worker_pauses_switches_off_and_resume_restores(tm
         assert stop.returncode == 0, stop.stdout + stop.stderr
         report = _json(stop.stdout)
         assert report["idle"] is True and report["activity"]["active_task_instances"] == []
-        assert report["paused_dags"] == ["leviathan__estop"]
+        assert report["paused_dags"] == [names.dag_id("estop")]
         assert report["failed_worker_tasks"] and report["failed_worker_tasks"][0].startswith("leviathan__estop/")
     finally:
         os.killpg(scheduler.pid, 15)
@@ -85,27 +86,27 @@ def test_stop_ends_the_running_worker_pauses_switches_off_and_resume_restores(tm
         log.close()
         api.stop()
     try:
-        assert _worker_state("leviathan__estop") == "failed"
+        assert _worker_state(names.dag_id("estop")) == "failed"
         assert Variable.get("leviathan_autonomy_enabled") == "false"
-        assert _paused("leviathan__estop")
+        assert _paused(names.dag_id("estop"))
         # The next cycle (run by hand: the DAG is paused for the scheduler) starts no attempt.
         dag_run, states = run_cycle(target_file)
-        assert xcom(dag_run, "record_evidence")["reasons"] == ["autonomy_disabled"]
-        assert states["run_worker"] == "skipped"
+        assert xcom(dag_run, names.TASK_RECORD_EVIDENCE)["reasons"] == ["autonomy_disabled"]
+        assert states[names.TASK_RUN_WORKER] == "skipped"
 
         unknown = leviathan("resume", "--reason", "fixed", "--target", "nope")
         assert unknown.returncode == 2 and "not a configured target: nope" in unknown.stderr
         assert Variable.get("leviathan_autonomy_enabled") == "false"
         resume = leviathan("resume", "--reason", "recipe fixed", "--by", "oncall", "--target", "estop")
         assert resume.returncode == 0, resume.stderr
-        assert _json(resume.stdout)["unpaused_dags"] == ["leviathan__estop"]
+        assert _json(resume.stdout)["unpaused_dags"] == [names.dag_id("estop")]
         assert Variable.get("leviathan_autonomy_enabled") == "true"
-        assert not _paused("leviathan__estop")
+        assert not _paused(names.dag_id("estop"))
     finally:  # leave nothing a later test's scheduler could pick up (the DAG is unpaused, its repo hangs)
         from airflow.api.common.delete_dag import delete_dag
 
         Variable.delete("leviathan_autonomy_enabled")
-        delete_dag("leviathan__estop", keep_records_in_log=False)
+        delete_dag(names.dag_id("estop"), keep_records_in_log=False)
 
 
 def test_stop_and_resume_need_a_reason():

@@ -78,9 +78,6 @@ def test_lifecycle_and_the_token_stays_out_of_urls_and_argv(gh):
         gh.forge().create_pr(head="agent/t1/1", base="main", title="again", body="")
 
     forge = gh.forge()
-    forge.comment(1, "superseded")
-    assert gh.repo.comments[1] == ["superseded"]
-    assert forge.close_pr(1).state == "closed" and forge.close_pr(1).state == "closed"
     forge.delete_branch("agent/t1/1")
     forge.delete_branch("agent/t1/1")  # absent is fine
     assert run_git(["--git-dir", str(gh.bare), "branch", "--list", "agent/*"]).stdout == ""
@@ -88,8 +85,6 @@ def test_lifecycle_and_the_token_stays_out_of_urls_and_argv(gh):
         forge.delete_branch("main")
     with pytest.raises(PullRequestNotFound):
         forge.get_pr(99)
-    with pytest.raises(PullRequestNotFound):
-        forge.comment(99, "x")
 
 
 def test_draft_and_labels(gh):
@@ -119,8 +114,6 @@ def test_human_merge_and_close_are_seen(gh):
     assert gh.forge().list_open_prs() == []
     merged, closed = gh.forge().find_pr_by_head("agent/t1/1"), gh.forge().get_pr(2)
     assert merged.state == "merged" and merged.merge_sha and closed.state == "closed"
-    with pytest.raises(ForgeConflict, match="merged"):
-        gh.forge().close_pr(1)
 
 
 def test_server_errors_are_retried_a_bounded_number_of_times(gh):

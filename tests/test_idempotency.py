@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from leviathan_lib.core import names
 from leviathan_lib.core.config import load_target
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.forge.local import LocalForge
@@ -28,10 +29,11 @@ def _clear(dag_run, task_ids: list[str]) -> None:
 
 
 @pytest.mark.parametrize("cleared", [
-    ["open_pull_request", "record_evidence", "cycle_outcome"],
-    ["check_guardrails", "run_worker", "skip", "open_pull_request", "record_evidence", "cycle_outcome"],
-    ["read_backlog", "check_guardrails", "run_worker", "skip", "open_pull_request", "record_evidence",
-     "cycle_outcome"],
+    [names.TASK_OPEN_PULL_REQUEST, names.TASK_RECORD_EVIDENCE, names.TASK_CYCLE_OUTCOME],
+    [names.TASK_CHECK_GUARDRAILS, names.TASK_RUN_WORKER, names.TASK_SKIP, names.TASK_OPEN_PULL_REQUEST,
+     names.TASK_RECORD_EVIDENCE, names.TASK_CYCLE_OUTCOME],
+    [names.TASK_READ_BACKLOG, names.TASK_CHECK_GUARDRAILS, names.TASK_RUN_WORKER, names.TASK_SKIP,
+     names.TASK_OPEN_PULL_REQUEST, names.TASK_RECORD_EVIDENCE, names.TASK_CYCLE_OUTCOME],
 ])
 def test_clearing_tasks_of_a_run_never_opens_a_second_pr(tmp_path, targets_dir, cleared):
     target_id = f"idem{len(cleared)}"  # evidence is per target: one target per case
@@ -39,13 +41,13 @@ def test_clearing_tasks_of_a_run_never_opens_a_second_pr(tmp_path, targets_dir, 
     bare = tmp_path / "repos" / f"{target_id}.git"
     dag = build_target_dag(load_target(target_file), target_file)
     first = dag.test()
-    assert xcom(first, "record_evidence")["attempt"]["pr_number"] == 1
+    assert xcom(first, names.TASK_RECORD_EVIDENCE)["attempt"]["pr_number"] == 1
     head = run_git(["--git-dir", str(bare), "rev-parse", "agent/docs-quickstart/1"]).stdout
 
     _clear(first, cleared)
     again = dag.test(run_after=first.run_after, logical_date=first.logical_date)
     assert again.run_id == first.run_id and again.state == "success"
-    record = xcom(again, "record_evidence")
+    record = xcom(again, names.TASK_RECORD_EVIDENCE)
     # The re-run is the same attempt: same branch, same PR, same commit; the forge holds one PR.
     assert record["attempt"]["branch"] == "agent/docs-quickstart/1"
     assert record["attempt"]["pr_number"] == 1

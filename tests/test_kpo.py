@@ -17,6 +17,7 @@ import yaml
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from kubernetes.client import ApiClient
 
+from leviathan_lib.core import names
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.secrets_scan import scan_text
@@ -44,10 +45,10 @@ class _TI:
     """The two XComs ``prepare_attempt`` pushes, as the pod's templates pull them."""
 
     def __init__(self, spec_json: str, task_label: str) -> None:
-        self.values = {"spec": spec_json, "task_label": task_label}
+        self.values = {names.XCOM_SPEC: spec_json, names.XCOM_TASK_LABEL: task_label}
 
     def xcom_pull(self, task_ids: str, key: str) -> str:
-        assert task_ids == "prepare_attempt"
+        assert task_ids == names.TASK_PREPARE_ATTEMPT
         return self.values[key]
 
 
@@ -224,20 +225,22 @@ def test_dag_runs_the_worker_as_a_pod_on_the_kubernetes_backend(tmp_path):
     from leviathan_lib.orchestrator.dag_factory import build_target_dag
 
     dag = build_target_dag(k8s_target(), tmp_path / "demo.yaml")
-    worker, prepare = dag.task_dict["run_worker"], dag.task_dict["prepare_attempt"]
+    worker, prepare = dag.task_dict[names.TASK_RUN_WORKER], dag.task_dict[names.TASK_PREPARE_ATTEMPT]
     assert isinstance(worker, KubernetesPodOperator)
-    assert worker.upstream_task_ids == {"prepare_attempt"}
-    assert dag.task_dict["check_guardrails"].downstream_task_ids == {"prepare_attempt", "skip"}
-    assert prepare.upstream_task_ids >= {"check_guardrails"}
-    assert dag.task_dict["open_pull_request"].upstream_task_ids >= {"run_worker"}
+    assert worker.upstream_task_ids == {names.TASK_PREPARE_ATTEMPT}
+    guard = dag.task_dict[names.TASK_CHECK_GUARDRAILS]
+    assert guard.downstream_task_ids == {names.TASK_PREPARE_ATTEMPT, names.TASK_SKIP}
+    assert prepare.upstream_task_ids >= {names.TASK_CHECK_GUARDRAILS}
+    assert dag.task_dict[names.TASK_OPEN_PULL_REQUEST].upstream_task_ids >= {names.TASK_RUN_WORKER}
 
 
 def test_local_backend_dags_do_not_import_the_kubernetes_provider(tmp_path):
     code = (
-        "import sys\nfrom pathlib import Path\nfrom leviathan_lib.core.config import TargetConfig\n"
+        "import sys\nfrom pathlib import Path\nfrom leviathan_lib.core import names\n"
+        "from leviathan_lib.core.config import TargetConfig\n"
         "from leviathan_lib.orchestrator.dag_factory import build_target_dag\n"
         "dag = build_target_dag(TargetConfig(target_id='a', target_repo_url='x'), Path('a.yaml'))\n"
-        "assert 'prepare_attempt' not in dag.task_dict\n"
+        "assert names.TASK_PREPARE_ATTEMPT not in dag.task_dict\n"
         "print(sorted({'leviathan_lib.worker.backends.kubernetes',\n"
         "              'airflow.providers.cncf.kubernetes.operators.pod'} & set(sys.modules)))\n"
     )
@@ -249,7 +252,7 @@ def test_local_backend_dags_do_not_import_the_kubernetes_provider(tmp_path):
 def test_a_pod_that_left_no_result_past_its_deadline_timed_out():
     from datetime import UTC, datetime, timedelta
 
-    from leviathan_lib.orchestrator.tasks import missing_result_outcome
+    from leviathan_lib.cycle.outcome import missing_result_outcome
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
     late = missing_result_outcome(start.isoformat(), 900, start + timedelta(seconds=901))

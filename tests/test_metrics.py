@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.orchestrator import metrics
 from tests.airflow_helpers import run_cycle, xcom
@@ -62,19 +63,19 @@ def _names(lines: list[str]) -> dict[str, str]:
 def test_a_cycle_emits_cycle_attempt_duration_and_pr_metrics_with_airflows_prefix(tmp_path, targets_dir, statsd):
     target_file = create_demo_target(tmp_path, target_id="statsd_t", targets_dir=targets_dir)
     dag_run, _ = run_cycle(target_file)
-    assert xcom(dag_run, "record_evidence")["stopped_reason"] == "pr_opened"
+    assert xcom(dag_run, names.TASK_RECORD_EVIDENCE)["stopped_reason"] == "pr_opened"
     run_cycle(target_file)  # skipped: open_pr_limit
     statsd.stopped.wait(0.5)
     lines = [line for line in statsd.lines if line.startswith("airflow.leviathan.")]
-    names = _names(lines)
-    assert names["airflow.leviathan.cycle.statsd_t.run"] == "1|c"
-    assert names["airflow.leviathan.cycle.statsd_t.skip"] == "1|c"
-    assert names["airflow.leviathan.skip.statsd_t.open_pr_limit"] == "1|c"
-    assert names["airflow.leviathan.attempt.statsd_t.succeeded"] == "1|c"
-    assert names["airflow.leviathan.pr_created.statsd_t"] == "1|c"
-    assert names["airflow.leviathan.attempt_duration.statsd_t"].endswith("|ms")
+    counters = _names(lines)
+    assert counters["airflow.leviathan.cycle.statsd_t.run"] == "1|c"
+    assert counters["airflow.leviathan.cycle.statsd_t.skip"] == "1|c"
+    assert counters["airflow.leviathan.skip.statsd_t.open_pr_limit"] == "1|c"
+    assert counters["airflow.leviathan.attempt.statsd_t.succeeded"] == "1|c"
+    assert counters["airflow.leviathan.pr_created.statsd_t"] == "1|c"
+    assert counters["airflow.leviathan.attempt_duration.statsd_t"].endswith("|ms")
     # The listeners turned task-instance state changes into events too.
-    assert "airflow.leviathan.ti.statsd_t.run_worker.success" in names
+    assert f"airflow.leviathan.ti.statsd_t.{names.TASK_RUN_WORKER}.success" in counters
 
 
 def test_unknown_reason_and_outcome_values_never_become_metric_names(statsd):
@@ -109,7 +110,7 @@ def test_cycles_run_when_the_statsd_agent_and_spider_are_down(tmp_path, targets_
         for _ in range(2):  # a second cycle too: ICMP "port unreachable" from the first must not break it
             dag_run, states = run_cycle(target_file)
             assert dag_run.state == "success", states
-        assert xcom(dag_run, "record_evidence")["reasons"] == ["open_pr_limit"]
+        assert xcom(dag_run, names.TASK_RECORD_EVIDENCE)["reasons"] == ["open_pr_limit"]
     finally:
         metrics.reset()
 
@@ -118,7 +119,7 @@ def test_listener_hooks_ignore_other_dags_and_never_raise(statsd):
     from leviathan_lib.orchestrator import listeners
 
     class Ti:
-        dag_id, task_id = "leviathan__statsd_l", "run_worker"
+        dag_id, task_id = names.dag_id("statsd_l"), names.TASK_RUN_WORKER
 
     class Broken:
         @property
@@ -128,6 +129,6 @@ def test_listener_hooks_ignore_other_dags_and_never_raise(statsd):
     listeners.on_task_instance_success(None, Ti())
     listeners.on_task_instance_failed(None, Broken(), "error")
     listeners.on_dag_run_failed(type("Run", (), {"dag_id": "someone_else"})(), "msg")
-    listeners.on_dag_run_success(type("Run", (), {"dag_id": "leviathan__invalid__x"})(), "msg")
+    listeners.on_dag_run_success(type("Run", (), {"dag_id": names.invalid_dag_id("x")})(), "msg")
     statsd.stopped.wait(0.3)
     assert statsd.lines == ["airflow.leviathan.ti.statsd_l.run_worker.success:1|c"]

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from leviathan_lib.control import switch
 from leviathan_lib.control.fleet import configured_targets
+from leviathan_lib.core.names import DAG_ID_PREFIX, TASK_RUN_WORKER
 
-DAG_PREFIX = "leviathan__"
-WORKER_TASK_ID = "run_worker"
 WORKER_POD_LABEL = "app=leviathan-worker"
 WORKER_NAMESPACE = "leviathan"
 #: Task states in which something executes or is about to (a paused DAG's "scheduled" tasks are not queued).
@@ -46,9 +46,9 @@ class StopReport(BaseModel):
     activity: Activity
 
 
-def _leviathan(column):
+def _leviathan(column: Any) -> Any:
     """``dag_id`` starts with ``leviathan__`` (escaped: ``_`` is a LIKE wildcard)."""
-    return column.startswith(DAG_PREFIX, autoescape=True)
+    return column.startswith(DAG_ID_PREFIX, autoescape=True)
 
 
 def pause_all() -> list[str]:
@@ -73,7 +73,7 @@ def fail_local_workers() -> list[str]:
 
     with create_session() as session:
         tis = session.scalars(select(TaskInstance).where(
-            _leviathan(TaskInstance.dag_id), TaskInstance.task_id == WORKER_TASK_ID,
+            _leviathan(TaskInstance.dag_id), TaskInstance.task_id == TASK_RUN_WORKER,
             TaskInstance.state.in_(ACTIVE_STATES))).all()
         names = sorted(f"{ti.dag_id}/{ti.run_id}/{ti.task_id}" for ti in tis)
         for ti in tis:

@@ -77,7 +77,7 @@ def paused_dags(dag_ids: list[str]) -> dict[str, bool]:
 
 def failure_streak(history: History) -> int:
     """Consecutive failed attempts since the last breaker reset, as the guardrails count them."""
-    from leviathan_lib.cycle.steps import failure_streak as streak
+    from leviathan_lib.core.guardrails import failure_streak as streak
     from leviathan_lib.cycle.steps import guardrail_inputs
 
     ledger = history.ledger()

@@ -11,14 +11,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE
+from leviathan_lib.core.errors import CodedError
 from leviathan_lib.evidence.records import AutonomyChangedRecord
 
 AUTONOMY_ASSET_URI = "leviathan://autonomy"
 AUTONOMY_ASSET_NAME = "leviathan_autonomy"
 
 
-class UnknownTarget(LookupError):
+class UnknownTarget(CodedError, LookupError):
     """The target id is not configured, or its DAG was never parsed."""
+
+    CODE = "unknown_target"
 
 
 def _autonomy_asset(session):

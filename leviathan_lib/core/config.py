@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
+from leviathan_lib.core import names
 from leviathan_lib.core.errors import Problem, ValidationFailed
 from leviathan_lib.core.git_refs import check_branch_name
 from leviathan_lib.core.repo_url import RepoUrlError, parse_repo_url
@@ -166,7 +167,7 @@ class TargetConfig(BaseModel):
 
     @property
     def dag_id(self) -> str:
-        return f"leviathan__{self.target_id}"
+        return names.dag_id(self.target_id)
 
     def repo_location(self, config_file: Path | None = None) -> str:
         """The repository URL, with a relative local path resolved against the target file's folder."""

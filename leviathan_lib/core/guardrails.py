@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from enum import StrEnum
 from functools import cache
 from typing import Literal
@@ -19,10 +20,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from leviathan_lib.core.backlog import DONE_STATUSES, PENDING_STATUSES, Backlog, InvalidTask, Task
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import Problem, ValidationFailed
+from leviathan_lib.core.names import AGENT_BRANCH_PREFIX, branch_task_id
 from leviathan_lib.core.scope import Protected, Scope
 from leviathan_lib.core.yamlsrc import field_name
 
-AGENT_BRANCH_PREFIX = "agent/"
 FAILED_OUTCOMES = frozenset({"failed", "timed_out"})
 
 
@@ -133,30 +134,63 @@ def parse_state(text: str, source: str) -> CycleState:
 
 def _pr_task_id(pr: OpenPR) -> str | None:
     """The task an open PR delivers: its recorded task id, else the ``agent/<task_id>/…`` branch part."""
-    if pr.task_id:
-        return pr.task_id
-    parts = pr.branch.split("/")
-    if len(parts) >= 2 and parts[0] == "agent" and parts[1]:
-        return parts[1]
-    return None
+    return pr.task_id or branch_task_id(pr.branch)
 
 
-def _breaker(target: TargetConfig, state: CycleState) -> Check:
-    threshold = target.circuit_breaker_failures
-    considered = [
-        a for a in state.attempts if state.breaker_reset_at is None or a.finished_at > state.breaker_reset_at
-    ]
-    considered.sort(key=lambda a: a.finished_at)  # stable: equal timestamps keep the given order
-    last = considered[-threshold:]
-    tripped = len(last) == threshold and all(a.outcome in FAILED_OUTCOMES for a in last)
+def failure_streak(attempts: Iterable[AttemptRecord], reset_at: datetime | None) -> int:
+    """Failed attempts in a row, newest first, after the last breaker reset: the breaker's one measure.
+
+    The guardrails, the cycle record (``breaker_opened``) and the fleet overview all count with this.
+    """
+    considered = sorted((a for a in attempts if reset_at is None or a.finished_at > reset_at),
+                        key=lambda a: a.finished_at)  # stable: equal timestamps keep the given order
     streak = 0
     for attempt in reversed(considered):
         if attempt.outcome not in FAILED_OUTCOMES:
             break
         streak += 1
+    return streak
+
+
+#: What one cycle-level rule found: the checks it reports and its reason when it failed.
+_RuleResult = tuple[list[Check], ReasonCode | None]
+
+
+def _autonomy_rule(target: TargetConfig, state: CycleState) -> _RuleResult:
+    target_on, global_on = target.autonomy_enabled, state.autonomy_enabled
+    switch = "on" if global_on else "off"
+    check = Check(name="autonomy", passed=target_on and global_on,
+                  detail=f"target autonomy_enabled={str(target_on).lower()}, global switch={switch}")
+    return [check], None if check.passed else ReasonCode.AUTONOMY_DISABLED
+
+
+def _forge_rule(target: TargetConfig, state: CycleState) -> _RuleResult:
+    if state.open_prs is None:
+        # Fail closed: an unknown count cannot pass, but the limit itself was not observed.
+        return [Check(name="forge_state", passed=False, detail="the forge could not be read"),
+                Check(name="open_prs", passed=False, detail="unknown: the forge could not be read")], \
+            ReasonCode.FORGE_STATE_UNKNOWN
+    agent_prs = [pr for pr in state.open_prs if pr.branch.startswith(AGENT_BRANCH_PREFIX)]
+    under_limit = len(agent_prs) < target.max_open_prs
+    return [Check(name="forge_state", passed=True, detail="open pull requests known"),
+            Check(name="open_prs", passed=under_limit,
+                  detail=f"{len(agent_prs)} open agent/ PR(s), limit {target.max_open_prs}")], \
+        None if under_limit else ReasonCode.OPEN_PR_LIMIT
+
+
+def _breaker_rule(target: TargetConfig, state: CycleState) -> _RuleResult:
+    threshold = target.circuit_breaker_failures
+    streak = failure_streak(state.attempts, state.breaker_reset_at)
     since = f" since reset at {state.breaker_reset_at.isoformat()}" if state.breaker_reset_at else ""
     detail = f"{streak} consecutive failed attempt(s){since}, threshold {threshold}"
-    return Check(name="circuit_breaker", passed=not tripped, detail=detail)
+    check = Check(name="circuit_breaker", passed=streak < threshold, detail=detail)
+    return [check], None if check.passed else ReasonCode.CIRCUIT_BREAKER_OPEN
+
+
+#: The cycle-level rules, in the order they are reported.
+_CYCLE_RULES: tuple[Callable[[TargetConfig, CycleState], _RuleResult], ...] = (
+    _autonomy_rule, _forge_rule, _breaker_rule,
+)
 
 
 def _task_reasons(
@@ -194,6 +228,50 @@ def _invalid_verdict(entry: InvalidTask) -> TaskVerdict:
     return TaskVerdict(id=label, eligible=False, reasons=[ReasonCode.INVALID_TASK])
 
 
+def _verdicts(
+    target: TargetConfig, backlog: Backlog, state: CycleState, protected: Protected
+) -> tuple[list[TaskVerdict], Task | None]:
+    """Every task's verdict, in backlog order (invalid entries at their position), and the chosen task:
+    the eligible one with the highest priority, the earliest in the file on a tie."""
+    in_scope = cache(Scope.of(target.allowed_path_prefixes).contains)  # tasks often share paths
+    statuses = {t.id: t.status for t in backlog.tasks}
+    for entry in backlog.invalid:
+        if entry.id and entry.id not in statuses:
+            statuses[entry.id] = None  # exists, but its status cannot be trusted
+    attempts = Counter(a.task_id for a in state.attempts)
+    pr_tasks = {tid for pr in state.open_prs or [] if (tid := _pr_task_id(pr))}
+    closed = {c.task_id: c.task_hash for c in state.closed_prs}  # the latest closure per task wins
+
+    verdicts: list[TaskVerdict] = []
+    invalid = sorted(backlog.invalid, key=lambda i: i.index)
+    next_invalid = 0
+    best: tuple[int, int] | None = None
+    chosen: Task | None = None
+    for position, task in enumerate(backlog.tasks):
+        # Interleave invalid entries at their backlog position so the report follows the file.
+        while next_invalid < len(invalid) and invalid[next_invalid].index <= position + next_invalid:
+            verdicts.append(_invalid_verdict(invalid[next_invalid]))
+            next_invalid += 1
+        reasons = _task_reasons(task, in_scope, statuses, attempts, pr_tasks, target.max_attempts_per_task, closed,
+                                protected)
+        verdicts.append(TaskVerdict(id=task.id, eligible=not reasons, reasons=reasons))
+        key = (task.priority_rank, position)
+        if not reasons and (best is None or key < best):
+            best, chosen = key, task
+    verdicts.extend(_invalid_verdict(entry) for entry in invalid[next_invalid:])
+    return verdicts, chosen
+
+
+def _selection_check(verdicts: list[TaskVerdict], chosen: Task | None) -> Check:
+    total = len(verdicts)
+    if chosen is None:
+        return Check(name="task_selection", passed=False, detail=f"no eligible task among {total} task(s)")
+    eligible = sum(1 for v in verdicts if v.eligible)
+    detail = (f"{eligible} eligible of {total} task(s); highest priority: {chosen.id} "
+              f"({chosen.priority or 'medium'})")
+    return Check(name="task_selection", passed=True, detail=detail)
+
+
 def target_protected(target: TargetConfig, extra: tuple[str, ...] = ()) -> Protected:
     """What no attempt of ``target`` may change: the backlog, the recipes file, ``protected_paths``, ``extra``."""
     return Protected.of([target.backlog_path, target.recipes_path, *target.protected_paths, *extra])
@@ -206,95 +284,26 @@ def decide(
 
     ``protected`` defaults to :func:`target_protected`; the cycle adds the scripts the recipes run.
     """
-    protected = protected or target_protected(target)
     checks: list[Check] = []
     failed: list[ReasonCode] = []
-
-    target_on, global_on = target.autonomy_enabled, state.autonomy_enabled
-    autonomy_ok = target_on and global_on
-    switch = "on" if global_on else "off"
-    checks.append(Check(
-        name="autonomy", passed=autonomy_ok,
-        detail=f"target autonomy_enabled={str(target_on).lower()}, global switch={switch}",
-    ))
-    if not autonomy_ok:
-        failed.append(ReasonCode.AUTONOMY_DISABLED)
-
-    forge_known = state.open_prs is not None
-    checks.append(Check(
-        name="forge_state", passed=forge_known,
-        detail="open pull requests known" if forge_known else "the forge could not be read",
-    ))
-    if not forge_known:
-        failed.append(ReasonCode.FORGE_STATE_UNKNOWN)
-        # Fail closed: an unknown count cannot pass, but the limit itself was not observed.
-        checks.append(Check(name="open_prs", passed=False, detail="unknown: the forge could not be read"))
-        pr_tasks: set[str] = set()
-    else:
-        agent_prs = [pr for pr in state.open_prs if pr.branch.startswith(AGENT_BRANCH_PREFIX)]
-        under_limit = len(agent_prs) < target.max_open_prs
-        checks.append(Check(
-            name="open_prs", passed=under_limit,
-            detail=f"{len(agent_prs)} open agent/ PR(s), limit {target.max_open_prs}",
-        ))
-        if not under_limit:
-            failed.append(ReasonCode.OPEN_PR_LIMIT)
-        pr_tasks = {tid for pr in state.open_prs if (tid := _pr_task_id(pr))}
-
-    breaker = _breaker(target, state)
-    checks.append(breaker)
-    if not breaker.passed:
-        failed.append(ReasonCode.CIRCUIT_BREAKER_OPEN)
-
-    in_scope = cache(Scope.of(target.allowed_path_prefixes).contains)  # tasks often share paths
-    statuses = {t.id: t.status for t in backlog.tasks}
-    for entry in backlog.invalid:
-        if entry.id and entry.id not in statuses:
-            statuses[entry.id] = None  # exists, but its status cannot be trusted
-    attempts = Counter(a.task_id for a in state.attempts)
-    max_attempts = target.max_attempts_per_task
-    closed = {c.task_id: c.task_hash for c in state.closed_prs}  # the latest closure per task wins
-
-    verdicts: list[TaskVerdict] = []
-    invalid = sorted(backlog.invalid, key=lambda i: i.index)
-    next_invalid = 0
-    best: tuple[int, int] | None = None
-    chosen: Task | None = None
-    eligible_count = 0
-    for position, task in enumerate(backlog.tasks):
-        # Interleave invalid entries at their backlog position so the report follows the file.
-        while next_invalid < len(invalid) and invalid[next_invalid].index <= position + next_invalid:
-            verdicts.append(_invalid_verdict(invalid[next_invalid]))
-            next_invalid += 1
-        reasons = _task_reasons(task, in_scope, statuses, attempts, pr_tasks, max_attempts, closed, protected)
-        verdicts.append(TaskVerdict(id=task.id, eligible=not reasons, reasons=reasons))
-        if not reasons:
-            eligible_count += 1
-            key = (task.priority_rank, position)
-            if best is None or key < best:
-                best, chosen = key, task
-    verdicts.extend(_invalid_verdict(entry) for entry in invalid[next_invalid:])
-
-    total = len(verdicts)
-    if chosen is not None:
-        detail = (f"{eligible_count} eligible of {total} task(s); highest priority: {chosen.id} "
-                  f"({chosen.priority or 'medium'})")
-    else:
-        detail = f"no eligible task among {total} task(s)"
-    checks.append(Check(name="task_selection", passed=chosen is not None, detail=detail))
+    for rule in _CYCLE_RULES:
+        found, reason = rule(target, state)
+        checks += found
+        if reason is not None:
+            failed.append(reason)
+    verdicts, chosen = _verdicts(target, backlog, state, protected or target_protected(target))
+    checks.append(_selection_check(verdicts, chosen))
     if chosen is None and not failed:
         failed.append(ReasonCode.NO_ELIGIBLE_TASK)
-
     run = not failed and chosen is not None
     return Decision(
         target_id=target.target_id,
         decision="run" if run else "skip",
-        task_id=chosen.id if run else None,
+        task_id=chosen.id if run and chosen else None,
         reasons=failed,
         checks=checks,
         tasks=verdicts,
     )
-
 
 
 def sandbox_gate(decision: Decision, problem: str | None, *, label: str = "bwrap") -> Decision:

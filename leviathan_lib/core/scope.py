@@ -10,9 +10,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from leviathan_lib.core.errors import CodedError
 
-class ScopeViolation(ValueError):
+
+class ScopeViolation(CodedError, ValueError):
     """A path that is unsafe or outside the allowed prefixes."""
+
+    CODE = "scope_violation"
 
 
 #: Control characters (below U+0020); one regex search instead of a per-character loop.

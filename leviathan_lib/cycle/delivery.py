@@ -21,7 +21,8 @@ from pydantic import BaseModel
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.backlog_edit import check_status_edit, set_task_status
 from leviathan_lib.core.config import TargetConfig
-from leviathan_lib.core.errors import ValidationFailed
+from leviathan_lib.core.errors import LeviathanError, ValidationFailed
+from leviathan_lib.core.names import AGENT_BRANCH_PREFIX
 from leviathan_lib.core.scope import Scope, task_scope
 from leviathan_lib.core.secrets_scan import redact_text, scan_bytes
 from leviathan_lib.cycle.diffcheck import changed_paths, check_final_diff
@@ -37,16 +38,15 @@ from leviathan_lib.worker.contract import AttemptResult
 _APPLY_FAILED = re.compile(r"patch failed: (.+):(\d+)$", re.MULTILINE)
 
 
-class DeliveryRejected(Exception):
+class DeliveryRejected(LeviathanError):
     """The change may not be delivered (a guardrail on the final diff said no).
 
     ``changed_paths`` are the real paths of the change when it could be applied (redacted).
     """
 
     def __init__(self, code: str, message: str, changed_paths: list[str] | None = None):
-        self.code = code
+        super().__init__(code, message)
         self.changed_paths = changed_paths or []
-        super().__init__(message)
 
 
 class Delivery(BaseModel):
@@ -120,7 +120,7 @@ def deliver(
     scratch_dir: Path | None = None,
 ) -> Delivery:
     """Push ``plan.branch`` and open (or find) its PR. Idempotent: a rerun returns the same PR."""
-    if not plan.branch.startswith("agent/"):
+    if not plan.branch.startswith(AGENT_BRANCH_PREFIX):
         raise DeliveryRejected("branch_not_agent", f"refusing to push to {plan.branch!r}")
     problem = patch_problem(result.patch)
     if problem:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.scope import Protected, Scope, ScopeViolation, normalize
 from leviathan_lib.core.secrets_scan import redact_text, scan_bytes
 from leviathan_lib.git.runner import GitError, GitProfile, run_git
@@ -47,8 +48,10 @@ class Entry(BaseModel):
     raw_path: bytes
 
 
-class DiffCheckError(RuntimeError):
+class DiffCheckError(CodedError, RuntimeError):
     """The diff could not be computed (bad revision, not a repository): callers must not push."""
+
+    CODE = "diff_failed"
 
 
 def _git(repo_dir: Path, args: list[str], stdin: str | None = None) -> bytes:

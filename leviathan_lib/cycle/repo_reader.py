@@ -15,13 +15,16 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.yamlsrc import decode_utf8
 from leviathan_lib.git.runner import GitError, branch_arg, remote_arg, reset_repo_config, run_git
 from leviathan_lib.git.urls import RepoUrlError, parse_repo_url
 
 
-class RepoUnreachable(Exception):
+class RepoUnreachable(CodedError):
     """The target repository or branch could not be read."""
+
+    CODE = "repo_unreachable"
 
 
 class Snapshot(BaseModel):

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from leviathan_lib.core.backlog import Backlog, InvalidTask, parse_backlog
+from leviathan_lib.core.backlog import Backlog, InvalidTask, Task, parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.guardrails import (
@@ -23,8 +23,10 @@ from leviathan_lib.core.guardrails import (
     Decision,
     OpenPR,
     decide,
+    failure_streak,
     sandbox_gate,
 )
+from leviathan_lib.core.names import agent_branch
 from leviathan_lib.cycle.repo_reader import RepoUnreachable, read_at_branch, read_at_commit
 from leviathan_lib.evidence.records import (
     AttemptEvidence,
@@ -144,21 +146,7 @@ def apply_recipe_checks(
     taken = {i.index for i in invalid}
     file_indexes = (i for i in range(len(backlog.tasks) + len(taken)) if i not in taken)
     for index, task in zip(file_indexes, backlog.tasks, strict=False):
-        problem = None
-        if task.ready:
-            if task.recipe and task.executor == "llm":
-                problem = f"task {task.id}: names a recipe and 'executor: llm'; give one of the two"
-            elif not task.recipe and task.executor != "recipe" and llm_enabled:
-                problem = None
-            elif not task.recipe and task.executor == "llm":
-                problem = f"task {task.id}: 'executor: llm' but the target does not enable it (executor: llm)"
-            elif not task.recipe:
-                problem = f"task {task.id}: no 'recipe' named (the target's executor is 'recipe')"
-            elif recipes_problem:
-                problem = f"task {task.id}: recipe {task.recipe!r} cannot be loaded: {recipes_problem}"
-            elif task.recipe not in recipes:
-                known = ", ".join(sorted(recipes)) or "none"
-                problem = f"task {task.id}: unknown recipe {task.recipe!r} (known: {known})"
+        problem = _executor_problem(task, recipes, recipes_problem, llm_enabled) if task.ready else None
         if problem:
             invalid.append(InvalidTask(index=index, id=task.id, problems=[problem]))
         else:
@@ -166,20 +154,30 @@ def apply_recipe_checks(
     return Backlog(tasks=keep, invalid=sorted(invalid, key=lambda i: i.index), metadata=backlog.metadata)
 
 
+def _executor_problem(task: Task, recipes: dict[str, Any], recipes_problem: str | None,
+                      llm_enabled: bool) -> str | None:
+    """Why a ready task's executor cannot run it, or None."""
+    if task.recipe and task.executor == "llm":
+        return f"task {task.id}: names a recipe and 'executor: llm'; give one of the two"
+    if not task.recipe:
+        if task.executor != "recipe" and llm_enabled:
+            return None
+        if task.executor == "llm":
+            return f"task {task.id}: 'executor: llm' but the target does not enable it (executor: llm)"
+        return f"task {task.id}: no 'recipe' named (the target's executor is 'recipe')"
+    if recipes_problem:
+        return f"task {task.id}: recipe {task.recipe!r} cannot be loaded: {recipes_problem}"
+    if task.recipe not in recipes:
+        known = ", ".join(sorted(recipes)) or "none"
+        return f"task {task.id}: unknown recipe {task.recipe!r} (known: {known})"
+    return None
+
+
 def guardrail_inputs(ledger: Ledger) -> tuple[list[AttemptRecord], list[ClosedPR]]:
     """The ledger as the guardrails' typed inputs (attempts oldest first, closed PRs)."""
     attempts = sorted((AttemptRecord(task_id=a.task_id, outcome=a.outcome, finished_at=a.finished_at)
                        for a in ledger.attempts), key=lambda a: a.finished_at)
     return attempts, [ClosedPR(task_id=c.task_id, task_hash=c.task_hash) for c in ledger.closed_prs]
-
-
-def failure_streak(attempts: list[AttemptRecord], reset_at: datetime | None) -> int:
-    streak = 0
-    for attempt in sorted(attempts, key=lambda a: a.finished_at, reverse=True):
-        if (reset_at and attempt.finished_at <= reset_at) or attempt.outcome == "succeeded":
-            break
-        streak += 1
-    return streak
 
 
 def check_guardrails(
@@ -210,7 +208,7 @@ def check_guardrails(
     if decision.decision == "run" and decision.task_id and not result.replay:
         task = backlog.by_id()[decision.task_id]
         number = 1 + sum(1 for a in attempts if a.task_id == task.id)
-        result.attempt = AttemptPlan(task_id=task.id, attempt=number, branch=f"agent/{task.id}/{number}",
+        result.attempt = AttemptPlan(task_id=task.id, attempt=number, branch=agent_branch(task.id, number),
                                      task_hash=task.definition_hash(), recipe=task.recipe or "")
     return result
 
@@ -247,37 +245,53 @@ def build_record(
         repo_url=read.repo_url if read else None, branch=read.branch if read else None,
         commit_sha=read.commit_sha if read else None, attempt=attempt,
     )
-    error = (read.error if read else None) or (guard.error if guard else None)
-    if read is None:
-        error = failure or CycleError(code="read_failed", message="read_backlog left no result")
-    if error:
-        record.reasons, record.stopped_reason, record.stopped_detail = [error.code], error.code, error.message
+    stop = _stopped_early(read, guard, failure)
+    if stop is not None:
+        record.reasons, record.stopped_reason, record.stopped_detail = [stop.code], stop.code, stop.message
         return record
-    if guard is None or guard.decision is None:
-        failure = failure or CycleError(code="guardrails_failed", message="check_guardrails left no decision")
-        record.reasons, record.stopped_reason, record.stopped_detail = [failure.code], failure.code, failure.message
-        return record
+    assert read is not None and guard is not None and guard.decision is not None  # _stopped_early checked
     decision = guard.decision
     record.decision = decision.decision
     record.reasons = list(decision.reasons)
     record.checks = [CheckEvidence.model_validate(c.model_dump()) for c in decision.checks]
     record.tasks = [TaskVerdictEvidence.model_validate(t.model_dump(mode="json")) for t in decision.tasks]
     record.selected_task = decision.task_id
-    if guard.replay:
-        record.stopped_reason = "replay"
-        record.stopped_detail = (f"replay of {read.as_of.isoformat() if read.as_of else '?'}: the guardrails "
-                                 f"would have decided {decision.decision} {decision.task_id or ''}".strip())
-    elif decision.decision == "skip":
-        record.stopped_reason = decision.reasons[0] if decision.reasons else "skipped"
-        record.stopped_detail = "; ".join(c.detail for c in decision.checks if not c.passed)
-    elif attempt and attempt.pr_number is not None:
-        record.stopped_reason, record.stopped_detail = "pr_opened", attempt.pr_url or ""
-    elif attempt and attempt.error_code:
-        record.stopped_reason, record.stopped_detail = attempt.error_code, attempt.error_message or ""
-    elif failure:
-        record.stopped_reason, record.stopped_detail = failure.code, failure.message
+    stopped = _stopped(read, guard, decision, attempt, failure)
+    if stopped is not None:
+        record.stopped_reason, record.stopped_detail = stopped
     if attempt and attempt.outcome != "succeeded":
         record.breaker_opened = guard.consecutive_failures + 1 == target.circuit_breaker_failures
     if not guard.replay:
         record.ledger = guard.ledger.with_cycle(record)
     return record
+
+
+def _stopped_early(read: ReadResult | None, guard: GuardrailResult | None,
+                   failure: CycleError | None) -> CycleError | None:
+    """Why the cycle stopped before a decision (a read error, a lost read, no guardrail decision)."""
+    if read is None:
+        return failure or CycleError(code="read_failed", message="read_backlog left no result")
+    error = read.error or (guard.error if guard else None)
+    if error:
+        return error
+    if guard is None or guard.decision is None:
+        return failure or CycleError(code="guardrails_failed", message="check_guardrails left no decision")
+    return None
+
+
+def _stopped(read: ReadResult, guard: GuardrailResult, decision: Decision, attempt: AttemptEvidence | None,
+             failure: CycleError | None) -> tuple[str, str] | None:
+    """Why a decided cycle stopped where it did (``stopped_reason``, ``stopped_detail``)."""
+    if guard.replay:
+        return "replay", (f"replay of {read.as_of.isoformat() if read.as_of else '?'}: the guardrails "
+                          f"would have decided {decision.decision} {decision.task_id or ''}").strip()
+    if decision.decision == "skip":
+        return (decision.reasons[0] if decision.reasons else "skipped",
+                "; ".join(c.detail for c in decision.checks if not c.passed))
+    if attempt and attempt.pr_number is not None:
+        return "pr_opened", attempt.pr_url or ""
+    if attempt and attempt.error_code:
+        return attempt.error_code, attempt.error_message or ""
+    if failure:
+        return failure.code, failure.message
+    return None

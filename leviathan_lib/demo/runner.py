@@ -22,10 +22,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from leviathan_lib.core.errors import CodedError
+from leviathan_lib.core.names import dag_id
 from leviathan_lib.demo import create_demo_target
 
 ROOT = Path(__file__).resolve().parents[2]
-DAG_ID = "leviathan__demo"
+DAG_ID = dag_id("demo")
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
 
 #: Plain-words explanations of the task-level reason codes, for the demo's summary.
@@ -41,8 +43,10 @@ EXPLAIN = {
 }
 
 
-class DemoError(Exception):
+class DemoError(CodedError):
     """A demo step failed; the message says which and where to look."""
+
+    CODE = "demo_failed"
 
 
 def register(subparsers: Any) -> None:

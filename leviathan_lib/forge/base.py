@@ -11,22 +11,28 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-#: The only branch namespace Leviathan may write to or delete.
-AGENT_BRANCH_PREFIX = "agent/"
+from leviathan_lib.core.errors import CodedError
+from leviathan_lib.core.names import AGENT_BRANCH_PREFIX, require_agent_branch
 
 PullState = Literal["open", "merged", "closed"]
 
 
-class ForgeError(Exception):
+class ForgeError(CodedError):
     """The forge could not answer (unreachable, unreadable). Guardrails treat this as unknown state."""
+
+    CODE = "forge_error"
 
 
 class ForgeConflict(ForgeError):
     """The forge refused because of its current state (merge conflict, an open PR already exists, ...)."""
 
+    CODE = "forge_conflict"
+
 
 class PullRequestNotFound(ForgeError):
     """No pull request with that number."""
+
+    CODE = "pr_not_found"
 
 
 class PullRequest(BaseModel):
@@ -57,14 +63,6 @@ class PullRequest(BaseModel):
         if self.state == "open" and self.closed_at is not None:
             raise ValueError("an open pull request cannot have closed_at")
         return self
-
-
-def require_agent_branch(branch: str) -> str:
-    """Return ``branch`` if Leviathan may delete it; ValueError otherwise (a hard rule, not a setting)."""
-    rest = branch[len(AGENT_BRANCH_PREFIX) :]
-    if not branch.startswith(AGENT_BRANCH_PREFIX) or not rest.strip("/"):
-        raise ValueError(f"refusing to touch branch {branch!r}: only {AGENT_BRANCH_PREFIX}… branches")
-    return branch
 
 
 class Forge(ABC):
@@ -98,13 +96,6 @@ class Forge(ABC):
         already has an open pull request. Idempotency is the caller's job (via :meth:`find_pr_by_head`);
         the forge only guarantees it never holds two open pull requests for one head.
         """
-
-    @abstractmethod
-    def comment(self, number: int, body: str) -> None: ...
-
-    @abstractmethod
-    def close_pr(self, number: int) -> PullRequest:
-        """Close without merging; the head branch is kept. Closing a closed pull request is a no-op."""
 
     def delete_branch(self, branch: str) -> None:
         """Delete an ``agent/…`` branch on the forge; anything else raises ValueError before any I/O."""

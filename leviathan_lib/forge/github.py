@@ -65,6 +65,8 @@ class RetryPolicy(BaseModel):
 class _OutcomeUnknown(ForgeError):
     """A write got no answer (timeout, 5xx): GitHub may or may not have done it."""
 
+    CODE = "forge_outcome_unknown"
+
 
 class _EtagCache:
     """Last ETag and body per GET, per repository, in a small JSON file under the state dir.
@@ -415,26 +417,6 @@ class GithubForge(Forge):
             if labelled.status_code != 200:
                 raise self._fail(labelled, "POST", labels_path, WRITE_PULLS)
         return _pull(data)
-
-    def comment(self, number: int, body: str) -> None:
-        path = f"/repos/{self.owner}/{self.repo}/issues/{number}/comments"
-        resp = self._send("POST", path, json_body={"body": body}, idempotent=False)
-        if resp.status_code == 404:
-            raise PullRequestNotFound(f"no pull request #{number} in {self.full_name}")
-        if resp.status_code != 201:
-            raise self._fail(resp, "POST", path, WRITE_PULLS)
-
-    def close_pr(self, number: int) -> PullRequest:
-        pr = self.get_pr(number)
-        if pr.state == "closed":
-            return pr
-        if pr.state == "merged":
-            raise ForgeConflict(f"pull request #{number} of {self.full_name} is merged; it cannot be closed")
-        path = f"/repos/{self.owner}/{self.repo}/pulls/{number}"
-        resp = self._send("PATCH", path, json_body={"state": "closed"})
-        if resp.status_code != 200:
-            raise self._fail(resp, "PATCH", path, WRITE_PULLS)
-        return _pull(resp.json())
 
     def _delete_branch(self, branch: str) -> None:
         if branch == self.default_branch():

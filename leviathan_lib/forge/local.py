@@ -296,12 +296,9 @@ class LocalForge(Forge):
             self._write(record)
         return record.pull()
 
-    def comment(self, number: int, body: str) -> None:
-        with self._locked():
-            record = self._load(number)
-            self._update(record, comments=[*record.comments, Comment(body=body, created_at=_now())])
-
     def close_pr(self, number: int) -> PullRequest:
+        """Close without merging (``leviathan forge close``: the human's "no"); the head branch is kept.
+        Closing a closed pull request is a no-op."""
         with self._locked():
             record = self._refreshed(self._load(number))
             if record.state == "closed":

@@ -21,6 +21,18 @@ from airflow.sdk import DAG, Asset, TriggerRule, task
 from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE
 from leviathan_lib.core.config import TargetConfig, load_target, target_files, targets_dir
 from leviathan_lib.core.errors import ValidationFailed
+from leviathan_lib.core.names import (
+    TASK_CHECK_GUARDRAILS,
+    TASK_CONFIG_ERROR,
+    TASK_CYCLE_OUTCOME,
+    TASK_OPEN_PULL_REQUEST,
+    TASK_PREPARE_ATTEMPT,
+    TASK_READ_BACKLOG,
+    TASK_RECORD_EVIDENCE,
+    TASK_RUN_WORKER,
+    TASK_SKIP,
+    invalid_dag_id,
+)
 from leviathan_lib.evidence.records import evidence_asset_uri
 
 log = logging.getLogger(__name__)
@@ -91,32 +103,29 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
         is_paused_upon_creation=True,
         params={},
     ) as dag:
-        read = task(task_id="read_backlog")(t.read_backlog)(config=config, repo_url=repo_url)
+        read = task(task_id=TASK_READ_BACKLOG)(t.read_backlog)(config=config, repo_url=repo_url)
         kubernetes = target.worker_backend == "kubernetes"
-        guard = task.branch(task_id="check_guardrails", inlets=[asset])(t.check_guardrails)(
+        guard = task.branch(task_id=TASK_CHECK_GUARDRAILS, inlets=[asset])(t.check_guardrails)(
             read, config=config, repo_url=repo_url, asset=asset, switch_variable=GLOBAL_SWITCH_VARIABLE,
-            run_task_id="prepare_attempt" if kubernetes else "run_worker",
+            run_task_id=TASK_PREPARE_ATTEMPT if kubernetes else TASK_RUN_WORKER,
         )
         if kubernetes:
-            from leviathan_lib.worker.backends.kubernetes import (  # the cncf provider: k8s only
-                PREPARE_TASK_ID,
-                build_worker_operator,
-            )
+            from leviathan_lib.worker.backends.kubernetes import build_worker_operator  # cncf: k8s only
 
-            start = task(task_id=PREPARE_TASK_ID, retries=0)(t.prepare_attempt)(read, config=config)
+            start = task(task_id=TASK_PREPARE_ATTEMPT, retries=0)(t.prepare_attempt)(read, config=config)
             worker = build_worker_operator(target, result_filter=t.sanitize_pod_result)
             start >> worker
         else:
-            worker = task(task_id="run_worker", retries=0, execution_timeout=timeout + timedelta(minutes=2))(
+            worker = task(task_id=TASK_RUN_WORKER, retries=0, execution_timeout=timeout + timedelta(minutes=2))(
                 t.run_worker
             )(read, config=config)
             start = worker
-        skip = EmptyOperator(task_id="skip", doc_md="The guardrails decided not to run the worker this cycle.")
-        pr = task(task_id="open_pull_request")(t.open_pull_request)(read, config=config)
-        record = task(task_id="record_evidence", outlets=[asset], trigger_rule=TriggerRule.ALL_DONE)(
+        skip = EmptyOperator(task_id=TASK_SKIP, doc_md="The guardrails decided not to run the worker this cycle.")
+        pr = task(task_id=TASK_OPEN_PULL_REQUEST)(t.open_pull_request)(read, config=config)
+        record = task(task_id=TASK_RECORD_EVIDENCE, outlets=[asset], trigger_rule=TriggerRule.ALL_DONE)(
             t.record_evidence
         )(config=config, asset=asset)
-        outcome = task(task_id="cycle_outcome", retries=0)(t.cycle_outcome)(record)
+        outcome = task(task_id=TASK_CYCLE_OUTCOME, retries=0)(t.cycle_outcome)(record)
         guard >> [start, skip]
         worker >> pr
         [pr, skip] >> record >> outcome
@@ -133,7 +142,7 @@ def build_error_dag(config_file: Path, problems: list[str]) -> DAG:
 
     listing = "\n".join(f"- `{p}`" for p in problems)
     with DAG(
-        dag_id=f"leviathan__invalid__{_safe_id(config_file.stem)}",
+        dag_id=invalid_dag_id(_safe_id(config_file.stem)),
         description=f"INVALID target file {config_file.name}: this target does not run",
         schedule=None,
         start_date=START_DATE,
@@ -144,7 +153,7 @@ def build_error_dag(config_file: Path, problems: list[str]) -> DAG:
         "Fix the file (check it with `leviathan validate FILE`); this DAG disappears once it is valid.",
         is_paused_upon_creation=True,
     ) as dag:
-        task(task_id="config_error", retries=0)(t.config_error)(problems=problems)
+        task(task_id=TASK_CONFIG_ERROR, retries=0)(t.config_error)(problems=problems)
     return dag
 
 

@@ -10,23 +10,21 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 from airflow.listeners import hookimpl
 
+from leviathan_lib.core.names import TASK_IDS, dag_target_id
+
 log = logging.getLogger(__name__)
 
-DAG_PREFIX = "leviathan__"
+#: Only ids that are safe as a StatsD name segment become one.
 TARGET_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-#: The cycle DAG's task ids (see dag_factory); anything else is reported as ``other``.
-TASK_IDS = frozenset({"read_backlog", "check_guardrails", "run_worker", "skip", "open_pull_request",
-                      "record_evidence", "cycle_outcome", "config_error"})
 
 
 def _target(dag_id: str | None) -> str | None:
-    if not dag_id or not dag_id.startswith(DAG_PREFIX) or dag_id.startswith(f"{DAG_PREFIX}invalid__"):
-        return None
-    target_id = dag_id[len(DAG_PREFIX):]
-    return target_id if TARGET_ID.fullmatch(target_id) else None
+    target_id = dag_target_id(dag_id)
+    return target_id if target_id and TARGET_ID.fullmatch(target_id) else None
 
 
 def _emit(kind: str, obj: object, state: str) -> None:
@@ -47,35 +45,35 @@ def _emit(kind: str, obj: object, state: str) -> None:
 
 
 @hookimpl
-def on_dag_run_running(dag_run, msg):
+def on_dag_run_running(dag_run: Any, msg: Any) -> None:
     _emit("dag_run", dag_run, "running")
 
 
 @hookimpl
-def on_dag_run_success(dag_run, msg):
+def on_dag_run_success(dag_run: Any, msg: Any) -> None:
     _emit("dag_run", dag_run, "success")
 
 
 @hookimpl
-def on_dag_run_failed(dag_run, msg):
+def on_dag_run_failed(dag_run: Any, msg: Any) -> None:
     _emit("dag_run", dag_run, "failed")
 
 
 @hookimpl
-def on_task_instance_running(previous_state, task_instance):
+def on_task_instance_running(previous_state: Any, task_instance: Any) -> None:
     _emit("ti", task_instance, "running")
 
 
 @hookimpl
-def on_task_instance_success(previous_state, task_instance):
+def on_task_instance_success(previous_state: Any, task_instance: Any) -> None:
     _emit("ti", task_instance, "success")
 
 
 @hookimpl
-def on_task_instance_failed(previous_state, task_instance, error):
+def on_task_instance_failed(previous_state: Any, task_instance: Any, error: Any) -> None:
     _emit("ti", task_instance, "failed")
 
 
 @hookimpl
-def on_task_instance_skipped(previous_state, task_instance):
+def on_task_instance_skipped(previous_state: Any, task_instance: Any) -> None:
     _emit("ti", task_instance, "skipped")

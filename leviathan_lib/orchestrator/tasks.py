@@ -1,50 +1,65 @@
-"""Bodies of the cycle DAG's tasks: Airflow context in, :mod:`leviathan_lib.cycle` steps, XComs out.
+"""Bodies of the cycle DAG's tasks: Airflow context in, :mod:`leviathan_lib.cycle` functions, XComs out.
 
-Only the public Task SDK is used (XCom, Variable, asset events); no direct DB access. Heavy modules
-are imported inside the functions so DAG parsing stays cheap.
+Each body only reads the Airflow context (task instance, DAG run, XComs, Variables, asset events),
+calls plain functions and pushes what they return; the decisions live in :mod:`leviathan_lib.cycle`.
+Only the public Task SDK is used (no direct DB access). Heavy modules are imported inside the
+functions so DAG parsing stays cheap.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, Variable, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
 from leviathan_lib.core.config import TargetConfig
+from leviathan_lib.core.names import (
+    TASK_CHECK_GUARDRAILS,
+    TASK_OPEN_PULL_REQUEST,
+    TASK_PREPARE_ATTEMPT,
+    TASK_READ_BACKLOG,
+    TASK_RUN_WORKER,
+    TASK_SKIP,
+    XCOM_GUARDRAILS,
+    XCOM_PREPARED_AT,
+    XCOM_REJECTION,
+    XCOM_RESULT,
+    XCOM_SPEC,
+    XCOM_TASK_LABEL,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from leviathan_lib.cycle.history import Event
+    from leviathan_lib.cycle.steps import GuardrailResult
 
 log = logging.getLogger("leviathan")
-
-#: Reason codes that mean "something is broken", not "nothing to do": the run is marked failed.
-ERROR_OUTCOMES = {"failed", "timed_out", "rejected_by_guardrail"}
-#: Skip reasons an operator must fix on the machine (install bubblewrap): the run is marked failed too.
-ERROR_REASONS = {"sandbox_unavailable"}
-#: Runs whose logical date is older than this are replays (audit), never actions.
-REPLAY_AFTER = timedelta(hours=1)
 
 
 def _target(config: dict[str, Any]) -> TargetConfig:
     return TargetConfig.model_validate(config, strict=False)
 
 
-def replay_time(dag_run) -> datetime | None:
-    """A backfill run, or a run whose logical date is long past, replays instead of acting."""
-    logical_date = getattr(dag_run, "logical_date", None)
-    if logical_date is None:
-        return None
-    if _run_type(dag_run) == "backfill" or logical_date < datetime.now(UTC) - REPLAY_AFTER:
-        return logical_date
-    return None
+def _run_type(dag_run: Any) -> str:
+    run_type = dag_run.run_type
+    return str(getattr(run_type, "value", run_type))
 
 
 def read_backlog(*, config: dict[str, Any], repo_url: str) -> dict[str, Any]:
+    from leviathan_lib.core import paths
+    from leviathan_lib.cycle.read import read_with_forge_auth
+    from leviathan_lib.cycle.replay import replay_time
+
     target = _target(config)
-    as_of = replay_time(get_current_context()["dag_run"])
+    dag_run = get_current_context()["dag_run"]
+    as_of = replay_time(_run_type(dag_run), getattr(dag_run, "logical_date", None), datetime.now(UTC))
     if as_of:
         log.info("replay: reading the backlog as it was at %s; nothing will run or be pushed", as_of.isoformat())
-    result = _read_with_forge_auth(target, repo_url, as_of)
+    result = read_with_forge_auth(target, repo_url, paths.cache_dir(), as_of=as_of)
     if result.error:
         log.error("cannot read the backlog of %s: %s: %s", target.target_id, result.error.code, result.error.message)
     else:
@@ -52,23 +67,6 @@ def read_backlog(*, config: dict[str, Any], repo_url: str) -> dict[str, Any]:
         for problem in result.problems:
             log.warning("invalid backlog task (it will not run): %s", problem)
     return result.model_dump(mode="json")
-
-
-def _read_with_forge_auth(target: TargetConfig, repo_url: str, as_of: datetime | None):
-    """Read the backlog, fetching with the forge's git credentials (private repositories need them)."""
-    from leviathan_lib.core import paths
-    from leviathan_lib.cycle import steps as cycle
-    from leviathan_lib.forge import open_forge
-    from leviathan_lib.forge.base import ForgeError
-
-    git_env = None
-    if target.forge != "local":
-        try:
-            git_env = open_forge(target.forge, repo_url, target.forge_conn_id).git_push_env()
-        except ForgeError as exc:
-            return cycle.ReadResult(repo_url=repo_url, branch=target.target_branch, backlog_path=target.backlog_path,
-                                    as_of=as_of, error=cycle.CycleError(code="forge_state_unknown", message=str(exc)))
-    return cycle.read_backlog(target, repo_url, paths.cache_dir(), as_of=as_of, git_env=git_env)
 
 
 def _global_switch(name: str) -> tuple[bool, str]:
@@ -82,111 +80,40 @@ def _global_switch(name: str) -> tuple[bool, str]:
     return switch_state(raw)
 
 
-def _forge_state(target: TargetConfig, repo_url: str, known: list) -> tuple[list | None, list]:
-    """Open agent/ PRs (None when the forge cannot be read) and the merges/closes since the last cycle."""
-    from leviathan_lib.core.guardrails import OpenPR
-    from leviathan_lib.evidence.records import PrStateChange
-    from leviathan_lib.forge import open_forge
-    from leviathan_lib.forge.base import ForgeError
+class _InletEvents:
+    """Airflow's inlet events of the evidence asset, as a :class:`~leviathan_lib.cycle.history.EventSource`."""
 
-    try:
-        forge = open_forge(target.forge, repo_url, target.forge_conn_id)
-        prs = forge.list_open_prs(head_prefix="agent/")
-    except ForgeError as exc:
-        log.error("forge state unknown for %s: %s", target.target_id, exc)
-        return None, []
-    open_numbers = {pr.number for pr in prs}
-    changes = []
-    for pr in known:
-        if pr.number in open_numbers:
-            continue
-        try:
-            current = forge.get_pr(pr.number)
-            if current.state == "open":
-                continue
-            change = PrStateChange(number=pr.number, task_id=pr.task_id, branch=pr.branch, state=current.state,
-                                   task_hash=pr.task_hash)
-            if current.state == "closed":
-                # The human said no: the agent/ branch goes; the task waits for a changed definition.
-                forge.delete_branch(pr.branch)
-                change.branch_deleted = True
-            changes.append(change)
-            log.info("PR #%s (%s) was %s by a human", pr.number, pr.task_id, current.state)
-        except ForgeError as exc:
-            log.warning("cannot sync PR #%s yet: %s", pr.number, exc)
-    out = [OpenPR(number=pr.number, branch=pr.head, task_id=(pr.head.split("/") + [""])[1] or None)
-           for pr in prs]
-    return out, changes
+    def __init__(self, events: Any) -> None:
+        self._events = events
 
+    def newest(self, limit: int) -> list[Event]:
+        return [(e.source_run_id, e.extra) for e in self._events.ascending(False).limit(limit)]
 
-def _replayed_open_prs(known: list) -> list:
-    from leviathan_lib.core.guardrails import OpenPR
-
-    return [OpenPR(number=pr.number, branch=pr.branch, task_id=pr.task_id) for pr in known]
-
-
-#: Newest evidence events read per cycle; the newest record's ledger summarises everything older.
-RECENT_EVENTS = 200
-
-
-def _history(events, run_id: str, as_of: datetime | None):
-    """The history the guardrails need: newest events and their ledger, or the full fold as a fallback."""
-    from leviathan_lib.evidence.records import parse_records
-
-    if as_of is None:
-        recent = list(events.ascending(False).limit(RECENT_EVENTS))
-        history = parse_records([(e.source_run_id, e.extra) for e in reversed(recent)])
-        ledger = history.latest_ledger(exclude_run_id=run_id)
-        if ledger is not None and not history.unreadable:
-            return history, ledger
-        if len(recent) < RECENT_EVENTS and not history.unreadable:
-            return history, history.ledger(exclude_run_id=run_id)  # the whole history fits the window
-    # Replays, old records without a ledger, or an unreadable window: fold everything (fails closed).
-    history = parse_records([(e.source_run_id, e.extra) for e in events])
-    return history, history.ledger(exclude_run_id=run_id, until=as_of)
+    def everything(self) -> Iterable[Event]:
+        return ((e.source_run_id, e.extra) for e in self._events)
 
 
 def check_guardrails(read: dict[str, Any], *, config: dict[str, Any], repo_url: str, asset: Asset,
-                     switch_variable: str, run_task_id: str = "run_worker") -> str:
-    from leviathan_lib.core.guardrails import ClosedPR
-    from leviathan_lib.cycle import steps as cycle
+                     switch_variable: str, run_task_id: str = TASK_RUN_WORKER) -> str:
+    from leviathan_lib.cycle.check import check_cycle
+    from leviathan_lib.cycle.history import history_window
+    from leviathan_lib.cycle.steps import ReadResult
 
     context = get_current_context()
-    target = _target(config)
     run_id = context["run_id"]
-    read_result = cycle.ReadResult.model_validate(read)
-    history, ledger = _history(context["inlet_events"][asset], run_id, read_result.as_of)
-    if history.unreadable and not read_result.error:
-        for bad in history.unreadable:
-            log.error("unreadable evidence record from run %s: %s", bad.run_id, bad.problem)
-        read_result.error = cycle.CycleError(
-            code="history_unreadable",
-            message=f"{len(history.unreadable)} evidence record(s) cannot be read; the breaker is treated as open",
-        )
+    read_result = ReadResult.model_validate(read)
+    history, ledger = history_window(_InletEvents(context["inlet_events"][asset]), run_id, read_result.as_of)
     enabled, switch_detail = _global_switch(switch_variable)
-    pr_sync: list = []
-    if read_result.error:
-        open_prs = []
-    elif read_result.as_of:
-        open_prs = _replayed_open_prs(ledger.open_prs)
-    else:
-        open_prs, pr_sync = _forge_state(target, repo_url, ledger.open_prs)
-        # A re-run of this task in the same DAG run ("clear"): the PR this run already opened is its own
-        # attempt, not a reason to stop, so the re-run reaches the same branch and finds that PR again.
-        own = {r.attempt.branch for r in history.cycles if r.dag_run_id == run_id and r.attempt}
-        if open_prs and own:
-            open_prs = [pr for pr in open_prs if pr.branch not in own]
-    attempts, closed = cycle.guardrail_inputs(ledger)
-    closed += [ClosedPR(task_id=c.task_id, task_hash=c.task_hash)
-               for c in pr_sync if c.state == "closed" and c.task_hash]
-    result = cycle.check_guardrails(
-        target, read_result, global_autonomy=enabled, open_prs=open_prs, attempts=attempts,
-        breaker_reset_at=ledger.breaker_reset_at, closed=closed,
-    )
-    result.ledger = ledger
-    result.pr_sync = pr_sync
+    result = check_cycle(_target(config), read_result, history=history, ledger=ledger, run_id=run_id,
+                         repo_url=repo_url, global_autonomy=enabled)
+    _log_decision(result, read_result, switch_detail)
+    context["ti"].xcom_push(key=XCOM_GUARDRAILS, value=result.model_dump(mode="json"))
+    return run_task_id if result.attempt else TASK_SKIP
+
+
+def _log_decision(result: GuardrailResult, read: Any, switch_detail: str) -> None:
     if result.replay:
-        log.info("replay of %s: recorded only, nothing runs", read_result.as_of)
+        log.info("replay of %s: recorded only, nothing runs", read.as_of)
     if result.decision:
         for check in result.decision.checks:
             log.info("check %-16s %s  %s", check.name, "pass" if check.passed else "FAIL", check.detail)
@@ -197,51 +124,32 @@ def check_guardrails(read: dict[str, Any], *, config: dict[str, Any], repo_url: 
             log.warning("invalid task entry (it will not run): %s", problem)
         log.info("decision: %s %s %s (global switch: %s)", result.decision.decision,
                  result.decision.task_id or "", ",".join(result.decision.reasons), switch_detail)
-    else:
+    elif result.error:
         log.error("cycle stopped before the guardrails: %s: %s", result.error.code, result.error.message)
-    context["ti"].xcom_push(key="guardrails", value=result.model_dump(mode="json"))
-    return run_task_id if result.attempt else "skip"
 
 
-def _guardrails(ti) -> Any:
+def _guardrails(ti: Any) -> GuardrailResult | None:
     from leviathan_lib.cycle.steps import GuardrailResult
 
-    raw = ti.xcom_pull(task_ids="check_guardrails", key="guardrails")
+    raw = ti.xcom_pull(task_ids=TASK_CHECK_GUARDRAILS, key=XCOM_GUARDRAILS)
     return GuardrailResult.model_validate(raw) if raw else None
 
 
-def _worker_source(target: TargetConfig, read) -> str:
-    """Where the worker clones from. A local worker holds no credentials, so a forge that needs them
-    (GitHub) is read through the mirror ``read_backlog`` already fetched, which holds the pinned commit. A
-    pod cannot see that mirror: it clones the repository itself, with the optional read-only token
-    (``worker_clone_secret``)."""
-    if target.forge == "local" or target.worker_backend == "kubernetes":
-        return read.repo_url
+def _planned(ti: Any) -> GuardrailResult:
+    """The guardrail result of a run that chose an attempt (the worker tasks run only then)."""
+    guard = _guardrails(ti)
+    if guard is None or guard.attempt is None:
+        raise AirflowFailException(f"{TASK_CHECK_GUARDRAILS} planned no attempt")
+    return guard
+
+
+def _attempt_spec(read: dict[str, Any], target: TargetConfig, guard: GuardrailResult) -> Any:
     from leviathan_lib.core import paths
-    from leviathan_lib.cycle.repo_reader import git_dir_for
-
-    return str(git_dir_for(read.repo_url, paths.cache_dir()))
-
-
-def _attempt_spec(read: dict[str, Any], target: TargetConfig, plan):
-    """The attempt spec for ``plan``: the pinned commit, the task as read, the executor it needs."""
-    from leviathan_lib.core.backlog import parse_backlog
+    from leviathan_lib.cycle.attempt_spec import attempt_spec
     from leviathan_lib.cycle.steps import ReadResult
-    from leviathan_lib.worker.contract import AttemptSpec
-    from leviathan_lib.worker.llm_spec import executor_spec
-    from leviathan_lib.worker.sandbox import required_mode
 
-    read_result = ReadResult.model_validate(read)
-    backlog, _ = parse_backlog(read_result.backlog_text or "", source=read_result.backlog_path)
-    task_def = backlog.by_id()[plan.task_id]
-    return AttemptSpec.model_validate({
-        "spec_version": 1, "target_id": target.target_id, "repo_url": _worker_source(target, read_result),
-        "commit_sha": read_result.commit_sha, "task": task_def.model_dump(mode="json"),
-        "allowed_path_prefixes": target.allowed_path_prefixes,
-        "executor": executor_spec(target, task_def),
-        "attempt": plan.attempt, "timeout_seconds": target.attempt_timeout_seconds,
-        "sandbox": required_mode(target),
-    })
+    assert guard.attempt is not None
+    return attempt_spec(ReadResult.model_validate(read), target, guard.attempt, paths.cache_dir())
 
 
 def _model_api_key(target: TargetConfig) -> str | None:
@@ -257,36 +165,38 @@ def _model_api_key(target: TargetConfig) -> str | None:
 
 def prepare_attempt(read: dict[str, Any], *, config: dict[str, Any]) -> None:
     """Kubernetes backend: push the spec (and the task's label value) for the worker pod's templates."""
-    from leviathan_lib.worker.backends.kubernetes import SPEC_XCOM_KEY, TASK_LABEL_XCOM_KEY, label_value
+    from leviathan_lib.worker.backends.kubernetes import label_value
 
     ti = get_current_context()["ti"]
-    plan = _guardrails(ti).attempt
-    spec = _attempt_spec(read, _target(config), plan)
-    ti.xcom_push(key=SPEC_XCOM_KEY, value=spec.model_dump_json())
-    ti.xcom_push(key=TASK_LABEL_XCOM_KEY, value=label_value(plan.task_id))
-    ti.xcom_push(key="prepared_at", value=datetime.now(UTC).isoformat())
+    guard = _planned(ti)
+    plan = guard.attempt
+    assert plan is not None
+    spec = _attempt_spec(read, _target(config), guard)
+    ti.xcom_push(key=XCOM_SPEC, value=spec.model_dump_json())
+    ti.xcom_push(key=XCOM_TASK_LABEL, value=label_value(plan.task_id))
+    ti.xcom_push(key=XCOM_PREPARED_AT, value=datetime.now(UTC).isoformat())
     log.info("attempt %s of task %s on branch %s (%s executor)", plan.attempt, plan.task_id, plan.branch,
              spec.executor.kind)
 
 
 def run_worker(read: dict[str, Any], *, config: dict[str, Any]) -> None:
+    from leviathan_lib.core import paths
     from leviathan_lib.worker.backends.local import run_local_worker
 
-    context = get_current_context()
-    ti = context["ti"]
+    ti = get_current_context()["ti"]
     target = _target(config)
-    plan = _guardrails(ti).attempt
-    spec = _attempt_spec(read, target, plan)
+    guard = _planned(ti)
+    plan = guard.attempt
+    assert plan is not None
+    spec = _attempt_spec(read, target, guard)
     started = datetime.now(UTC)
     log.info("attempt %s of task %s on branch %s (%s executor)", plan.attempt, plan.task_id, plan.branch,
              spec.executor.kind)
-    from leviathan_lib.core import paths
-
     key = _model_api_key(target) if spec.executor.kind == "llm" else None
     from leviathan_lib.cycle.untrusted import sanitize_result
 
     result = sanitize_result(run_local_worker(spec, workspace_root=paths.scratch_dir(), model_api_key=key))
-    ti.xcom_push(key="result", value={**result.model_dump(mode="json"), "attempt_started_at": started.isoformat()})
+    ti.xcom_push(key=XCOM_RESULT, value={**result.model_dump(mode="json"), "attempt_started_at": started.isoformat()})
     if result.outcome != "succeeded":
         error = result.error
         raise AirflowFailException(
@@ -302,9 +212,11 @@ def sanitize_pod_result(raw: Any) -> dict[str, Any]:
     return sanitize_result_document(raw)
 
 
-def _worker_result(ti) -> dict[str, Any] | None:
+def _worker_result(ti: Any) -> dict[str, Any] | None:
     """The worker's result: key ``result`` (local backend) or the pod's ``return_value`` (kubernetes)."""
-    return ti.xcom_pull(task_ids="run_worker", key="result") or ti.xcom_pull(task_ids="run_worker")
+    result: dict[str, Any] | None = (ti.xcom_pull(task_ids=TASK_RUN_WORKER, key=XCOM_RESULT)
+                                     or ti.xcom_pull(task_ids=TASK_RUN_WORKER))
+    return result
 
 
 def open_pull_request(read: dict[str, Any], *, config: dict[str, Any]) -> dict[str, Any]:
@@ -318,8 +230,8 @@ def open_pull_request(read: dict[str, Any], *, config: dict[str, Any]) -> dict[s
     ti = context["ti"]
     target = _target(config)
     read_result = ReadResult.model_validate(read)
-    guard = _guardrails(ti)
-    raw = _worker_result(ti)
+    guard = _planned(ti)
+    raw = _worker_result(ti) or {}
     result = AttemptResult.model_validate({k: v for k, v in raw.items() if k != "attempt_started_at"})
     if result.outcome != "succeeded":  # a pod that ran reports a failed attempt as a successful task
         error = result.error
@@ -327,16 +239,17 @@ def open_pull_request(read: dict[str, Any], *, config: dict[str, Any]) -> dict[s
         raise AirflowFailException(f"worker {result.outcome}: {detail}")
     forge = open_forge(target.forge, read_result.repo_url, target.forge_conn_id, draft=target.pr_draft,
                        labels=tuple(target.pr_labels))
-    dag_run = context["dag_run"]
+    assert guard.attempt is not None and guard.decision is not None
     try:
         delivery = deliver(
             target, read_result, guard.attempt, result, forge, run_id=context["run_id"],
-            commit_date=dag_run.run_after, scratch_dir=paths.scratch_dir(),
+            commit_date=context["dag_run"].run_after, scratch_dir=paths.scratch_dir(),
             evidence_summary={"target_id": target.target_id,
                               "checks": [c.model_dump() for c in guard.decision.checks]},
         )
     except DeliveryRejected as exc:
-        ti.xcom_push(key="rejection", value={"code": exc.code, "message": str(exc), "changed_paths": exc.changed_paths})
+        ti.xcom_push(key=XCOM_REJECTION,
+                     value={"code": exc.code, "message": str(exc), "changed_paths": exc.changed_paths})
         raise AirflowFailException(f"delivery rejected: {exc.code}: {exc}") from None
     pr = delivery.pr
     log.info("pull request #%s %s (%s -> %s)", pr.number, pr.url, pr.head, pr.base)
@@ -345,55 +258,29 @@ def open_pull_request(read: dict[str, Any], *, config: dict[str, Any]) -> dict[s
 
 
 def record_evidence(*, config: dict[str, Any], asset: Asset) -> dict[str, Any]:
-    from leviathan_lib.cycle import steps as cycle
-    from leviathan_lib.evidence.records import AttemptEvidence
+    from leviathan_lib.cycle.outcome import attempt_evidence
+    from leviathan_lib.cycle.steps import CycleError, ReadResult, build_record
 
     context = get_current_context()
     ti = context["ti"]
     target = _target(config)
-    raw_read = ti.xcom_pull(task_ids="read_backlog")
-    read = cycle.ReadResult.model_validate(raw_read) if raw_read else None
+    raw_read = ti.xcom_pull(task_ids=TASK_READ_BACKLOG)
+    read = ReadResult.model_validate(raw_read) if raw_read else None
     guard = _guardrails(ti)
     attempt = None
     failure = None
     if guard and guard.attempt:
-        plan = guard.attempt
-        from leviathan_lib.worker.sandbox import mode_label, required_mode
-
-        attempt = AttemptEvidence(task_id=plan.task_id, attempt=plan.attempt, task_hash=plan.task_hash,
-                                  branch=plan.branch, backend=target.worker_backend,
-                                  image=target.worker_image if target.worker_backend == "kubernetes" else None,
-                                  sandbox=mode_label(required_mode(target)) if plan.recipe else None)
         result = _worker_result(ti)
-        pr = ti.xcom_pull(task_ids="open_pull_request")
-        rejection = ti.xcom_pull(task_ids="open_pull_request", key="rejection")
-        if result:
-            error = result.get("error") or {}
-            attempt = attempt.model_validate({
-                **attempt.model_dump(), "outcome": result["outcome"],
-                # The real diff's paths (delivery's), never the worker's claim.
-                "changed_paths": (pr or rejection or {}).get("changed_paths") or [],
-                "started_at": result.get("attempt_started_at") or result.get("started_at"),
-                "finished_at": result.get("finished_at"),
-                "error_code": error.get("code"), "error_message": error.get("message"),
-            })
-        else:
-            prepared = ti.xcom_pull(task_ids="prepare_attempt", key="prepared_at")
-            attempt.outcome, attempt.error_code, attempt.error_message = missing_result_outcome(
-                prepared, target.attempt_timeout_seconds, datetime.now(UTC))
-        if rejection:
-            attempt.outcome = "rejected_by_guardrail"
-            attempt.error_code, attempt.error_message = rejection["code"], rejection["message"]
-        elif pr:
-            attempt.pr_number, attempt.pr_url = pr["number"], pr["url"]
-        elif attempt.outcome == "succeeded":
-            attempt.outcome, attempt.error_code = "failed", "pr_not_opened"
-            attempt.error_message = "open_pull_request did not finish (see its task log)"
-        attempt.finished_at = attempt.finished_at or datetime.now(UTC)
+        prepared_at = None if result else ti.xcom_pull(task_ids=TASK_PREPARE_ATTEMPT, key=XCOM_PREPARED_AT)
+        attempt = attempt_evidence(
+            target, guard.attempt, result=result, pr=ti.xcom_pull(task_ids=TASK_OPEN_PULL_REQUEST),
+            rejection=ti.xcom_pull(task_ids=TASK_OPEN_PULL_REQUEST, key=XCOM_REJECTION),
+            prepared_at=prepared_at, now=datetime.now(UTC),
+        )
     elif guard is None and read is not None and not read.error:
-        failure = cycle.CycleError(code="guardrails_failed", message="check_guardrails failed (see its task log)")
-    record = cycle.build_record(target, dag_run_id=context["run_id"], run_type=_run_type(context["dag_run"]),
-                                read=read, guard=guard, attempt=attempt, failure=failure)
+        failure = CycleError(code="guardrails_failed", message="check_guardrails failed (see its task log)")
+    record = build_record(target, dag_run_id=context["run_id"], run_type=_run_type(context["dag_run"]),
+                          read=read, guard=guard, attempt=attempt, failure=failure)
     payload = record.model_dump(mode="json")
     context["outlet_events"][asset].extra = payload
     try:  # StatsD is best effort: it never fails the cycle
@@ -407,25 +294,14 @@ def record_evidence(*, config: dict[str, Any], asset: Asset) -> dict[str, Any]:
     return payload
 
 
-def missing_result_outcome(prepared_at: str | None, timeout_seconds: int, now: datetime) -> tuple[str, str, str]:
-    """A worker that left no result: a pod past its deadline (activeDeadlineSeconds) timed out; else it crashed."""
-    if prepared_at and (now - datetime.fromisoformat(prepared_at)).total_seconds() >= timeout_seconds:
-        return "timed_out", "timeout", f"the worker pod ran past attempt_timeout_seconds ({timeout_seconds}s)"
-    return "failed", "worker_crashed", "run_worker left no result (see its task log)"
-
-
-def _run_type(dag_run) -> str:
-    run_type = dag_run.run_type
-    return str(getattr(run_type, "value", run_type))
-
-
 def cycle_outcome(record: dict[str, Any]) -> str:
     """Mark the run failed when the cycle hit an error, so alerts on failed runs fire; skips stay green."""
-    attempt = record.get("attempt") or {}
-    if (record["decision"] == "error" or attempt.get("outcome") in ERROR_OUTCOMES
-            or ERROR_REASONS & set(record.get("reasons") or [])):
-        raise AirflowFailException(f"cycle stopped: {record['stopped_reason']}: {record['stopped_detail']}")
-    return record["stopped_reason"]
+    from leviathan_lib.cycle.outcome import cycle_failure
+
+    failure = cycle_failure(record)
+    if failure:
+        raise AirflowFailException(failure)
+    return str(record["stopped_reason"])
 
 
 def config_error(problems: list[str]) -> None:

@@ -202,10 +202,6 @@ class AttemptResult(BaseModel):
         return self
 
 
-def spec_to_json(spec: AttemptSpec) -> str:
-    return spec.model_dump_json()
-
-
 def spec_from_json(data: str | bytes) -> AttemptSpec:
     """Parse a spec document; raises :class:`pydantic.ValidationError` when it is not a valid v1 spec."""
     return AttemptSpec.model_validate_json(data)

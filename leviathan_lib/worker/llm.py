@@ -28,6 +28,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from leviathan_lib.core.backlog import Task
+from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.scope import Scope, ScopeViolation, path_segments
 from leviathan_lib.core.secrets_scan import RULES
 from leviathan_lib.worker.contract import LlmExecutorSpec, Usage
@@ -91,8 +92,10 @@ TOOLS: list[dict[str, Any]] = [
 ]
 
 
-class ToolRefused(Exception):
+class ToolRefused(CodedError):
     """A tool call that is not carried out; the message goes back to the model."""
+
+    CODE = "tool_refused"
 
 
 @dataclass

@@ -25,11 +25,9 @@ from airflow.providers.cncf.kubernetes.utils.pod_manager import EMPTY_XCOM_RESUL
 from kubernetes.client import models as k8s
 
 from leviathan_lib.core.config import TargetConfig
+from leviathan_lib.core.names import TASK_PREPARE_ATTEMPT, TASK_RUN_WORKER, XCOM_SPEC, XCOM_TASK_LABEL
 
 WORKER_COMMAND = ["python3", "-m", "leviathan_lib.worker"]
-PREPARE_TASK_ID = "prepare_attempt"
-SPEC_XCOM_KEY = "spec"
-TASK_LABEL_XCOM_KEY = "task_label"
 SPEC_ENV = "LEVIATHAN_ATTEMPT_SPEC"
 API_KEY_ENV = "ANTHROPIC_API_KEY"
 CLONE_TOKEN_ENV = "LEVIATHAN_GIT_READ_TOKEN"  # leviathan_lib.worker.workspace reads it (kept import-light here)
@@ -48,7 +46,7 @@ def label_value(text: str) -> str:
 
 
 def _xcom(key: str) -> str:
-    return f"{{{{ ti.xcom_pull(task_ids='{PREPARE_TASK_ID}', key='{key}') }}}}"
+    return f"{{{{ ti.xcom_pull(task_ids='{TASK_PREPARE_ATTEMPT}', key='{key}') }}}}"
 
 
 def pull_policy(image: str) -> str | None:
@@ -75,7 +73,7 @@ def container_security_context() -> k8s.V1SecurityContext:
 def worker_env(target: TargetConfig) -> list[k8s.V1EnvVar]:
     """The pod's environment: the spec, scratch locations and (llm only) the key by Secret reference."""
     env = [
-        k8s.V1EnvVar(name=SPEC_ENV, value=_xcom(SPEC_XCOM_KEY)),
+        k8s.V1EnvVar(name=SPEC_ENV, value=_xcom(XCOM_SPEC)),
         k8s.V1EnvVar(name="LEVIATHAN_WORKSPACE", value=f"{WORKSPACE_MOUNT}/attempt"),
         k8s.V1EnvVar(name="HOME", value="/tmp"),
         k8s.V1EnvVar(name="TMPDIR", value="/tmp"),
@@ -124,7 +122,7 @@ class WorkerPodOperator(KubernetesPodOperator):
 
 
 def build_worker_operator(
-    target: TargetConfig, *, result_filter: ResultFilter, task_id: str = "run_worker"
+    target: TargetConfig, *, result_filter: ResultFilter, task_id: str = TASK_RUN_WORKER
 ) -> KubernetesPodOperator:
     """The ``run_worker`` task of a kubernetes-backend target; pair it with a ``prepare_attempt`` task.
 
@@ -145,7 +143,7 @@ def build_worker_operator(
         labels={
             "app": "leviathan-worker",
             "leviathan/target": label_value(target.target_id),
-            "leviathan/task": _xcom(TASK_LABEL_XCOM_KEY),
+            "leviathan/task": _xcom(XCOM_TASK_LABEL),
         },
         service_account_name=target.worker_service_account,
         automount_service_account_token=False,

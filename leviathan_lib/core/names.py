@@ -1,0 +1,104 @@
+"""The names every layer must agree on, defined once.
+
+The ``agent/<task>/<attempt>`` branch scheme is a safety rule (Leviathan writes and deletes only there),
+the DAG ids are how the emergency stop and the listeners find Leviathan's DAGs, and the task ids and
+XCom keys are the contract between the DAG's tasks. A literal repeated in two modules can drift; a
+constant imported from here cannot. Pure: no I/O, no imports beyond the standard library.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- the agent branch scheme -------------------------------------------------------------------------
+
+#: The only branch namespace Leviathan may write to or delete.
+AGENT_BRANCH_PREFIX: Final = "agent/"
+
+
+def agent_branch(task_id: str, attempt: int) -> str:
+    """The branch attempt ``attempt`` of task ``task_id`` is delivered on: ``agent/<task>/<attempt>``."""
+    return f"{AGENT_BRANCH_PREFIX}{task_id}/{attempt}"
+
+
+def is_agent_branch(branch: str) -> bool:
+    """``agent/`` followed by something that is not only slashes: a branch Leviathan may touch."""
+    return branch.startswith(AGENT_BRANCH_PREFIX) and bool(branch[len(AGENT_BRANCH_PREFIX):].strip("/"))
+
+
+def require_agent_branch(branch: str) -> str:
+    """Return ``branch`` if Leviathan may touch it; ValueError otherwise (a hard rule, not a setting)."""
+    if not is_agent_branch(branch):
+        raise ValueError(f"refusing to touch branch {branch!r}: only {AGENT_BRANCH_PREFIX}… branches")
+    return branch
+
+
+def branch_task_id(branch: str) -> str | None:
+    """The task an ``agent/<task>/…`` branch delivers; None for any other branch."""
+    parts = branch.split("/")
+    if len(parts) >= 2 and f"{parts[0]}/" == AGENT_BRANCH_PREFIX and parts[1]:
+        return parts[1]
+    return None
+
+
+# --- DAG ids -----------------------------------------------------------------------------------------
+
+#: Every Leviathan DAG id starts with this (target DAGs and the DAGs of broken target files).
+DAG_ID_PREFIX: Final = "leviathan__"
+#: The DAG of a target file that cannot be loaded: ``leviathan__invalid__<file stem>``.
+INVALID_DAG_ID_PREFIX: Final = f"{DAG_ID_PREFIX}invalid__"
+
+
+def dag_id(target_id: str) -> str:
+    """The cycle DAG of target ``target_id``."""
+    return f"{DAG_ID_PREFIX}{target_id}"
+
+
+def invalid_dag_id(name: str) -> str:
+    """The DAG that reports a broken target file (``name``: the file stem, already made id-safe)."""
+    return f"{INVALID_DAG_ID_PREFIX}{name}"
+
+
+def dag_target_id(dag: str | None) -> str | None:
+    """The target id of a cycle DAG id; None for other DAGs, including the DAGs of broken files."""
+    if not dag or not dag.startswith(DAG_ID_PREFIX) or dag.startswith(INVALID_DAG_ID_PREFIX):
+        return None
+    return dag[len(DAG_ID_PREFIX):] or None
+
+
+# --- the cycle DAG's task ids --------------------------------------------------------------------------
+
+TASK_READ_BACKLOG: Final = "read_backlog"
+TASK_CHECK_GUARDRAILS: Final = "check_guardrails"
+#: Kubernetes backend only: builds the pod's spec before ``run_worker``.
+TASK_PREPARE_ATTEMPT: Final = "prepare_attempt"
+TASK_RUN_WORKER: Final = "run_worker"
+TASK_SKIP: Final = "skip"
+TASK_OPEN_PULL_REQUEST: Final = "open_pull_request"
+TASK_RECORD_EVIDENCE: Final = "record_evidence"
+TASK_CYCLE_OUTCOME: Final = "cycle_outcome"
+#: The single task of a broken target file's DAG.
+TASK_CONFIG_ERROR: Final = "config_error"
+
+#: Every task id a Leviathan DAG can have.
+TASK_IDS: Final = frozenset({
+    TASK_READ_BACKLOG, TASK_CHECK_GUARDRAILS, TASK_PREPARE_ATTEMPT, TASK_RUN_WORKER, TASK_SKIP,
+    TASK_OPEN_PULL_REQUEST, TASK_RECORD_EVIDENCE, TASK_CYCLE_OUTCOME, TASK_CONFIG_ERROR,
+})
+
+# --- XCom keys -----------------------------------------------------------------------------------------
+
+#: Airflow's key for a task's return value (the read, the PR, the record; the pod's result).
+XCOM_RETURN_VALUE: Final = "return_value"
+#: ``check_guardrails``: the GuardrailResult.
+XCOM_GUARDRAILS: Final = "guardrails"
+#: ``run_worker`` (local backend): the AttemptResult plus ``attempt_started_at``.
+XCOM_RESULT: Final = "result"
+#: ``open_pull_request``: why delivery was refused (``code``, ``message``).
+XCOM_REJECTION: Final = "rejection"
+#: ``prepare_attempt``: when the pod's attempt was prepared (to tell a timeout from a crash).
+XCOM_PREPARED_AT: Final = "prepared_at"
+#: ``prepare_attempt``: the attempt spec the pod reads.
+XCOM_SPEC: Final = "spec"
+#: ``prepare_attempt``: the task id as a Kubernetes label value.
+XCOM_TASK_LABEL: Final = "task_label"

@@ -1,0 +1,37 @@
+"""The attempt spec a worker runs: the pinned commit, the task as read at it, the executor it needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from leviathan_lib.core.backlog import parse_backlog
+from leviathan_lib.core.config import TargetConfig
+from leviathan_lib.cycle.repo_reader import git_dir_for
+from leviathan_lib.cycle.steps import AttemptPlan, ReadResult
+from leviathan_lib.worker.contract import AttemptSpec
+from leviathan_lib.worker.llm_spec import executor_spec
+from leviathan_lib.worker.sandbox import required_mode
+
+
+def worker_source(target: TargetConfig, read: ReadResult, cache_dir: Path) -> str:
+    """Where the worker clones from. A local worker holds no credentials, so a forge that needs them
+    (GitHub) is read through the mirror ``read_backlog`` already fetched, which holds the pinned commit. A
+    pod cannot see that mirror: it clones the repository itself, with the optional read-only token
+    (``worker_clone_secret``)."""
+    if target.forge == "local" or target.worker_backend == "kubernetes":
+        return read.repo_url
+    return str(git_dir_for(read.repo_url, cache_dir))
+
+
+def attempt_spec(read: ReadResult, target: TargetConfig, plan: AttemptPlan, cache_dir: Path) -> AttemptSpec:
+    """The spec of attempt ``plan`` of a task of the backlog ``read`` pinned."""
+    backlog, _ = parse_backlog(read.backlog_text or "", source=read.backlog_path)
+    task_def = backlog.by_id()[plan.task_id]
+    return AttemptSpec.model_validate({
+        "spec_version": 1, "target_id": target.target_id, "repo_url": worker_source(target, read, cache_dir),
+        "commit_sha": read.commit_sha, "task": task_def.model_dump(mode="json"),
+        "allowed_path_prefixes": target.allowed_path_prefixes,
+        "executor": executor_spec(target, task_def),
+        "attempt": plan.attempt, "timeout_seconds": target.attempt_timeout_seconds,
+        "sandbox": required_mode(target),
+    })

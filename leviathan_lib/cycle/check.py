@@ -1,0 +1,54 @@
+"""One cycle's guardrail check with everything it depends on: the read, the history, the forge's PRs.
+
+The task body hands in what it read from Airflow (the read XCom, the evidence window, the global
+switch); this module decides what the guardrails see, so the precedence (a read error or an unreadable
+history stops the cycle; a replay never asks the forge) is testable without a scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from leviathan_lib.core.config import TargetConfig
+from leviathan_lib.core.guardrails import OpenPR
+from leviathan_lib.cycle import pr_sync
+from leviathan_lib.cycle.steps import CycleError, GuardrailResult, ReadResult, check_guardrails, guardrail_inputs
+from leviathan_lib.evidence.records import History, Ledger, PrStateChange
+
+log = logging.getLogger("leviathan")
+
+
+def history_error(history: History) -> CycleError | None:
+    """An unreadable evidence record holds the breaker open: the cycle stops (fails closed)."""
+    if not history.unreadable:
+        return None
+    for bad in history.unreadable:
+        log.error("unreadable evidence record from run %s: %s", bad.run_id, bad.problem)
+    return CycleError(
+        code="history_unreadable",
+        message=f"{len(history.unreadable)} evidence record(s) cannot be read; the breaker is treated as open",
+    )
+
+
+def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, ledger: Ledger, run_id: str,
+                repo_url: str, global_autonomy: bool) -> GuardrailResult:
+    """The guardrail result of run ``run_id``, with the ledger it used and the PR states it synced."""
+    if not read.error:
+        read.error = history_error(history)
+    changes: list[PrStateChange] = []
+    open_prs: list[OpenPR] | None
+    if read.error:
+        open_prs = []
+    elif read.as_of:
+        open_prs = pr_sync.replayed_open_prs(ledger.open_prs)
+    else:
+        found, changes = pr_sync.forge_state(target, repo_url, ledger.open_prs)
+        open_prs = pr_sync.without_own_prs(found, history, run_id) if found is not None else None
+    attempts, closed = guardrail_inputs(ledger)
+    result = check_guardrails(
+        target, read, global_autonomy=global_autonomy, open_prs=open_prs, attempts=attempts,
+        breaker_reset_at=ledger.breaker_reset_at, closed=closed + pr_sync.closed_by_humans(changes),
+    )
+    result.ledger = ledger
+    result.pr_sync = changes
+    return result

@@ -1,0 +1,86 @@
+"""What the forge says about Leviathan's PRs: which are open, which humans merged or closed since.
+
+A PR a human closed without merging is a "no": its ``agent/`` branch is deleted and the task waits for a
+changed definition. A forge that cannot be read makes the open PRs unknown (None): the guardrails then
+fail closed. A re-run of a cycle ("clear") must not be stopped by the PR that same run already opened.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from leviathan_lib.core.config import TargetConfig
+from leviathan_lib.core.guardrails import ClosedPR, OpenPR
+from leviathan_lib.core.names import AGENT_BRANCH_PREFIX, branch_task_id
+from leviathan_lib.evidence.records import History, LedgerPR, PrStateChange
+from leviathan_lib.forge import open_forge
+from leviathan_lib.forge.base import Forge, ForgeError
+
+log = logging.getLogger("leviathan")
+
+
+def forge_state(target: TargetConfig, repo_url: str,
+                known: list[LedgerPR]) -> tuple[list[OpenPR] | None, list[PrStateChange]]:
+    """:func:`sync_pr_states` on the target's forge; None open PRs when the forge cannot be opened."""
+    try:
+        forge = open_forge(target.forge, repo_url, target.forge_conn_id)
+    except ForgeError as exc:
+        log.error("forge state unknown for %s: %s", target.target_id, exc)
+        return None, []
+    return sync_pr_states(forge, known, target_id=target.target_id)
+
+
+def sync_pr_states(forge: Forge, known: list[LedgerPR], *,
+                   target_id: str = "") -> tuple[list[OpenPR] | None, list[PrStateChange]]:
+    """Open ``agent/`` PRs (None when unreadable) and the merges/closes of ``known`` PRs, deleting the
+    branches of closed ones. A PR whose state cannot be read yet is left for the next cycle."""
+    try:
+        prs = forge.list_open_prs(head_prefix=AGENT_BRANCH_PREFIX)
+    except ForgeError as exc:
+        log.error("forge state unknown for %s: %s", target_id, exc)
+        return None, []
+    open_numbers = {pr.number for pr in prs}
+    changes = []
+    for pr in known:
+        if pr.number in open_numbers:
+            continue
+        try:
+            change = _state_change(forge, pr)
+        except ForgeError as exc:
+            log.warning("cannot sync PR #%s yet: %s", pr.number, exc)
+            continue
+        if change is not None:
+            changes.append(change)
+            log.info("PR #%s (%s) was %s by a human", pr.number, pr.task_id, change.state)
+    return [OpenPR(number=pr.number, branch=pr.head, task_id=branch_task_id(pr.head)) for pr in prs], changes
+
+
+def _state_change(forge: Forge, pr: LedgerPR) -> PrStateChange | None:
+    current = forge.get_pr(pr.number)
+    if current.state == "open":
+        return None
+    change = PrStateChange(number=pr.number, task_id=pr.task_id, branch=pr.branch, state=current.state,
+                           task_hash=pr.task_hash)
+    if current.state == "closed":
+        # The human said no: the agent/ branch goes; the task waits for a changed definition.
+        forge.delete_branch(pr.branch)
+        change.branch_deleted = True
+    return change
+
+
+def replayed_open_prs(known: list[LedgerPR]) -> list[OpenPR]:
+    """A replay does not ask the forge: the PRs the ledger held open then."""
+    return [OpenPR(number=pr.number, branch=pr.branch, task_id=pr.task_id) for pr in known]
+
+
+def without_own_prs(open_prs: list[OpenPR], history: History, run_id: str) -> list[OpenPR]:
+    """Leave out the PRs run ``run_id`` itself opened (on the branch of its own recorded attempt)."""
+    own = {r.attempt.branch for r in history.cycles if r.dag_run_id == run_id and r.attempt}
+    if not own:
+        return open_prs
+    return [pr for pr in open_prs if pr.branch not in own]
+
+
+def closed_by_humans(changes: list[PrStateChange]) -> list[ClosedPR]:
+    """The task definitions whose PRs were closed without merging in this sync."""
+    return [ClosedPR(task_id=c.task_id, task_hash=c.task_hash) for c in changes if c.state == "closed" and c.task_hash]

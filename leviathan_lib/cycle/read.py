@@ -1,0 +1,25 @@
+"""Read a target's backlog with the forge's git credentials (private repositories need them)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from leviathan_lib.core.config import TargetConfig
+from leviathan_lib.cycle.steps import CycleError, ReadResult, read_backlog
+from leviathan_lib.forge import open_forge
+from leviathan_lib.forge.base import ForgeError
+
+
+def read_with_forge_auth(target: TargetConfig, repo_url: str, cache_dir: Path, *,
+                         as_of: datetime | None) -> ReadResult:
+    """:func:`~leviathan_lib.cycle.steps.read_backlog`, fetching with the forge's credentials; a forge
+    whose credentials cannot be had is a read error (``forge_state_unknown``), never an exception."""
+    git_env = None
+    if target.forge != "local":
+        try:
+            git_env = open_forge(target.forge, repo_url, target.forge_conn_id).git_push_env()
+        except ForgeError as exc:
+            return ReadResult(repo_url=repo_url, branch=target.target_branch, backlog_path=target.backlog_path,
+                              as_of=as_of, error=CycleError(code="forge_state_unknown", message=str(exc)))
+    return read_backlog(target, repo_url, cache_dir, as_of=as_of, git_env=git_env)

@@ -1,0 +1,72 @@
+"""The history window: the newest events and their ledger, or the full fold when the window cannot tell."""
+
+from datetime import UTC, datetime, timedelta
+
+from leviathan_lib.cycle import history as window
+from leviathan_lib.evidence.records import AttemptEvidence, CycleRecord, Ledger, LedgerAttempt
+
+T0 = datetime(2026, 2, 1, tzinfo=UTC)
+
+
+class Events:
+    """Stored events, oldest first, that count how they were read."""
+
+    def __init__(self, events):
+        self.events = events
+        self.reads: list[str] = []
+
+    def newest(self, limit):
+        self.reads.append(f"newest {limit}")
+        return list(reversed(self.events))[:limit]
+
+    def everything(self):
+        self.reads.append("everything")
+        return iter(self.events)
+
+
+def _record(i: int, *, ledger: bool = True, outcome: str = "failed") -> tuple[str, dict]:
+    at = T0 + timedelta(minutes=i)
+    attempt = AttemptEvidence(task_id="t", attempt=i + 1, task_hash="h", branch=f"agent/t/{i + 1}",
+                              backend="local", outcome=outcome, finished_at=at)
+    record = CycleRecord(target_id="x", dag_run_id=f"run-{i}", recorded_at=at, decision="run",
+                         stopped_reason=outcome, attempt=attempt)
+    if ledger:
+        previous = Ledger(attempts=[LedgerAttempt(task_id="t", outcome="failed", finished_at=T0)] * i)
+        record.ledger = previous.with_cycle(record)
+    return f"run-{i}", record.model_dump(mode="json")
+
+
+def test_a_live_cycle_reads_only_the_window_and_uses_the_newest_ledger():
+    events = Events([_record(i) for i in range(window.RECENT_EVENTS + 5)])
+    history, ledger = window.history_window(events, "run-new", None)
+    assert events.reads == [f"newest {window.RECENT_EVENTS}"]
+    assert len(history.cycles) == window.RECENT_EVENTS and len(ledger.attempts) == window.RECENT_EVENTS + 5
+
+
+def test_the_runs_own_record_is_left_out():
+    events = Events([_record(0), _record(1)])
+    _, ledger = window.history_window(events, "run-1", None)
+    assert len(ledger.attempts) == 1
+
+
+def test_a_short_history_without_ledgers_is_folded_from_the_window():
+    events = Events([_record(i, ledger=False) for i in range(3)])
+    _, ledger = window.history_window(events, "run-new", None)
+    assert events.reads == [f"newest {window.RECENT_EVENTS}"] and len(ledger.attempts) == 3
+
+
+def test_a_long_history_without_ledgers_or_a_replay_folds_everything():
+    events = Events([_record(i, ledger=False) for i in range(window.RECENT_EVENTS)])
+    _, ledger = window.history_window(events, "run-new", None)
+    assert events.reads == [f"newest {window.RECENT_EVENTS}", "everything"]
+    assert len(ledger.attempts) == window.RECENT_EVENTS
+    replay = Events([_record(i) for i in range(5)])
+    _, ledger = window.history_window(replay, "run-new", T0 + timedelta(minutes=1))
+    assert replay.reads == ["everything"] and len(ledger.attempts) == 2
+
+
+def test_an_unreadable_record_in_the_window_folds_everything_and_is_reported():
+    events = Events([_record(0), ("run-bad", {"target_id": "x", "decision": 7}), _record(1)])
+    history, ledger = window.history_window(events, "run-new", None)
+    assert events.reads == [f"newest {window.RECENT_EVENTS}", "everything"]
+    assert [u.run_id for u in history.unreadable] == ["run-bad"] and len(ledger.attempts) == 2

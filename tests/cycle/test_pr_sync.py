@@ -1,0 +1,77 @@
+"""PR state sync on a real local forge: open agent/ PRs, human merges and closes, own-PR filtering."""
+
+import shutil
+from datetime import UTC, datetime
+
+import pytest
+
+from leviathan_lib.core.guardrails import ClosedPR, OpenPR
+from leviathan_lib.cycle import pr_sync
+from leviathan_lib.evidence.records import AttemptEvidence, CycleRecord, History, LedgerPR, PrStateChange
+from leviathan_lib.forge import LocalForge
+from tests.test_forge_local import Target, open_pr, rev_parse_or_none
+
+
+@pytest.fixture
+def target(tmp_path) -> Target:
+    return Target(tmp_path)
+
+
+def _known(number: int, task_id: str, branch: str) -> LedgerPR:
+    return LedgerPR(number=number, task_id=task_id, branch=branch, task_hash=f"hash-{task_id}")
+
+
+def test_open_agent_prs_are_listed_with_the_task_their_branch_names(target):
+    forge = LocalForge(target.bare)
+    target.commit("agent/a/1", {"docs/a.md": "a\n"})
+    target.commit("feature/x", {"docs/x.md": "x\n"})
+    open_pr(forge, "agent/a/1")
+    open_pr(forge, "feature/x")
+    open_prs, changes = pr_sync.sync_pr_states(forge, [_known(1, "a", "agent/a/1")])
+    assert open_prs == [OpenPR(number=1, branch="agent/a/1", task_id="a")] and changes == []
+
+
+def test_a_closed_pr_loses_its_branch_and_a_merged_one_is_reported(target):
+    forge = LocalForge(target.bare)
+    target.commit("agent/a/1", {"docs/a.md": "a\n"})
+    target.commit("agent/b/1", {"docs/b.md": "b\n"})
+    open_pr(forge, "agent/a/1")
+    open_pr(forge, "agent/b/1")
+    forge.close_pr(1)
+    forge.merge(2)
+    open_prs, changes = pr_sync.sync_pr_states(forge, [_known(1, "a", "agent/a/1"), _known(2, "b", "agent/b/1")])
+    assert open_prs == []
+    assert changes == [
+        PrStateChange(number=1, task_id="a", branch="agent/a/1", state="closed", task_hash="hash-a",
+                      branch_deleted=True),
+        PrStateChange(number=2, task_id="b", branch="agent/b/1", state="merged", task_hash="hash-b"),
+    ]
+    assert rev_parse_or_none(target.bare, "refs/heads/agent/a/1") is None
+    assert rev_parse_or_none(target.bare, "refs/heads/agent/b/1") is not None
+    assert pr_sync.closed_by_humans(changes) == [ClosedPR(task_id="a", task_hash="hash-a")]
+
+
+def test_a_pr_the_forge_cannot_find_yet_is_left_for_the_next_cycle(target):
+    forge = LocalForge(target.bare)
+    open_prs, changes = pr_sync.sync_pr_states(forge, [_known(7, "a", "agent/a/1")])
+    assert open_prs == [] and changes == []
+
+
+def test_an_unreadable_forge_makes_the_open_prs_unknown(target):
+    forge = LocalForge(target.bare)
+    shutil.rmtree(target.bare)
+    assert pr_sync.sync_pr_states(forge, []) == (None, [])
+
+
+def test_replays_use_the_ledger_and_a_rerun_ignores_its_own_pr():
+    known = [_known(1, "a", "agent/a/1"), _known(2, "b", "agent/b/1")]
+    assert pr_sync.replayed_open_prs(known) == [OpenPR(number=1, branch="agent/a/1", task_id="a"),
+                                                OpenPR(number=2, branch="agent/b/1", task_id="b")]
+    own = CycleRecord(target_id="t", dag_run_id="run-1", recorded_at=datetime(2026, 1, 1, tzinfo=UTC),
+                      decision="run", stopped_reason="pr_opened",
+                      attempt=AttemptEvidence(task_id="a", attempt=1, task_hash="h", branch="agent/a/1",
+                                              backend="local"))
+    history = History(cycles=[own])
+    open_prs = pr_sync.replayed_open_prs(known)
+    assert pr_sync.without_own_prs(open_prs, history, "run-1") == [open_prs[1]]
+    assert pr_sync.without_own_prs(open_prs, history, "run-2") == open_prs
