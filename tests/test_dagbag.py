@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from leviathan_lib.core.schedule import offset
 from leviathan_lib.demo import create_demo_target
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +46,8 @@ def test_every_dag_has_tags_doc_and_retries(dagbag):
 def test_valid_target_dag_shape(dagbag):
     dag = dagbag.dags["leviathan__fine"]
     assert dag.max_active_runs == 1 and dag.catchup is False
-    assert dag.schedule == "*/5 * * * *"
+    # The default */5 gets the target's stable slot in the 5-minute interval (core/schedule.py).
+    assert dag.schedule == f"{offset('fine', 'minute', 5)}-59/5 * * * *"
     assert dag.task_dict["check_guardrails"].downstream_task_ids == {"run_worker", "skip"}
     assert dag.task_dict["run_worker"].downstream_task_ids == {"open_pull_request"}
     assert dag.task_dict["record_evidence"].upstream_task_ids == {"open_pull_request", "skip"}

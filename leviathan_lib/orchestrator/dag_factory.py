@@ -72,7 +72,7 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
     with DAG(
         dag_id=target.dag_id,
         description=f"Leviathan cycle for {target.target_id}: backlog task -> worker -> pull request",
-        schedule=target.schedule_cron,
+        schedule=target.effective_schedule,
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
