@@ -15,11 +15,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.metadata_db import MetadataDBError, PostgresDatabase, backend
+from tests.metadata_db import DB_ENV_KEYS, MetadataDBError, PostgresDatabase, backend
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -38,7 +39,7 @@ os.environ.update(
         "AIRFLOW__API__SECRET_KEY": "test-only-secret-key",
     }
 )
-for _key in ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"):
+for _key in DB_ENV_KEYS:
     os.environ.pop(_key, None)  # SQLite: airflow.cfg's file under AIRFLOW_HOME
 
 try:
@@ -48,6 +49,7 @@ except MetadataDBError as _exc:
 _DATABASE = PostgresDatabase.for_this_run() if BACKEND == "postgresql" else None
 if _DATABASE is not None:
     os.environ.update(_DATABASE.airflow_env())
+_EXTRA: list[PostgresDatabase] = []  # own_metadata_db's databases, dropped with the run's
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -69,12 +71,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Drop the run's database whatever the outcome (pytest calls this after failures and Ctrl-C too)."""
-    if _DATABASE is None:
-        return
-    try:
-        _DATABASE.drop()
-    except MetadataDBError as exc:
-        print(f"warning: could not drop the test database {_DATABASE.name}: {exc}", file=sys.stderr)
+    for database in [*_EXTRA, *([_DATABASE] if _DATABASE else [])]:
+        try:
+            database.drop()
+        except MetadataDBError as exc:
+            print(f"warning: could not drop the test database {database.name}: {exc}", file=sys.stderr)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -90,6 +91,23 @@ def airflow_db() -> Path:
     )
     assert migrated.returncode == 0, f"airflow db migrate failed:\n{migrated.stdout[-2000:]}{migrated.stderr[-3000:]}"
     return _HOME
+
+
+@pytest.fixture
+def own_metadata_db() -> Iterator[dict[str, str]]:
+    """A fresh, empty metadata DB for a test that runs a whole Airflow stack of its own (its env settings).
+
+    On SQLite that is the stack's own AIRFLOW_HOME file (nothing to set); on PostgreSQL another database
+    of this run, dropped after the test, so the stack's DAGs never reach the other tests' scheduler.
+    """
+    if _DATABASE is None:
+        yield {}
+        return
+    database = _DATABASE.derived(f"own{len(_EXTRA)}")
+    _EXTRA.append(database)
+    database.create()
+    yield database.airflow_env()
+    database.drop()
 
 
 @pytest.fixture

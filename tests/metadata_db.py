@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 BACKENDS = ("postgresql", "sqlite")
 DEFAULT_SERVER = "postgres@127.0.0.1:5432"
-#: The Airflow settings that name the metadata DB; test subprocesses that build their own env copy these.
+#: The Airflow settings that name the metadata DB.
 DB_ENV_KEYS = ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC")
 
 
@@ -42,6 +42,10 @@ class PostgresDatabase:
     def for_this_run(cls) -> PostgresDatabase:
         server = os.environ.get("LEVIATHAN_TEST_PG", DEFAULT_SERVER)
         return cls(server, f"leviathan_test_{os.getpid()}_{secrets.token_hex(3)}")
+
+    def derived(self, suffix: str) -> PostgresDatabase:
+        """Another database of this run, for a test that had a metadata DB of its own on SQLite."""
+        return PostgresDatabase(self.server, f"{self.name}_{suffix}")
 
     def airflow_env(self) -> dict[str, str]:
         """Airflow 3 opens a sync (psycopg2) and an async (asyncpg) engine: both point at this database."""
@@ -89,8 +93,3 @@ class PostgresDatabase:
                 cur.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
         finally:
             conn.close()
-
-
-def db_env() -> dict[str, str]:
-    """This run's metadata DB settings, for a test that builds a subprocess env from scratch."""
-    return {key: os.environ[key] for key in DB_ENV_KEYS if key in os.environ}

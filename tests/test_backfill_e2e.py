@@ -13,7 +13,6 @@ from leviathan_lib.demo import create_demo_target
 from leviathan_lib.demo.runner import Api, Stack, _environment, _wait
 from leviathan_lib.forge.local import LocalForge
 from leviathan_lib.git.runner import run_git
-from tests.metadata_db import db_env
 from tests.test_evidence import _dated_repo
 from tests.test_scheduler_e2e import _free_port
 
@@ -21,11 +20,11 @@ pytestmark = pytest.mark.scheduler
 DAG_ID = "leviathan__history"
 
 
-def test_backfill_replays_each_date_and_opens_nothing(tmp_path):
+def test_backfill_replays_each_date_and_opens_nothing(tmp_path, own_metadata_db):
     port = _free_port()
     demo = tmp_path / "stack"
     demo.mkdir()
-    env = {**_environment(demo, port), **db_env()}  # the run's metadata DB (PostgreSQL by default)
+    env = {**_environment(demo, port), **own_metadata_db}  # a fresh DB of its own (PostgreSQL by default)
     target_file = create_demo_target(demo, target_id="history", schedule="0 0 * * *")
     bare = demo / "repos" / "history.git"
     shutil.rmtree(bare)
