@@ -10,15 +10,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import BACKEND, ROOT
-from tests.metadata_db import DB_ENV_KEYS
+from tests.metadata_db import DB_ENV_KEYS, backend
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [
     pytest.mark.scheduler,  # slow: a child pytest, its own `airflow db migrate` and a cycle
-    pytest.mark.skipif(BACKEND == "sqlite", reason="the whole run is on SQLite already"),
+    pytest.mark.skipif(backend() == "sqlite", reason="the whole run is on SQLite already"),
 ]
 
 
