@@ -67,7 +67,7 @@ def test_the_file_name_need_not_be_the_target_id(targets_dir, monkeypatch, loads
     (targets_dir / "alpha2.yaml").write_text("target_id: alpha2\ntarget_repo_url: /srv/a2.git\n", encoding="utf-8")
     monkeypatch.setenv(CONTEXT, "leviathan__alpha")
     assert list(dag_factory.build_all(targets_dir)) == ["leviathan__alpha"]
-    assert sorted(loads) == ["alpha2.yaml", "prod-alpha.yaml"]  # only the files whose bytes hold the id
+    assert loads == ["prod-alpha.yaml"]  # only the file holding the id as a word (not alpha2's)
 
 
 @pytest.mark.parametrize("claim", ["target_id: t03", 'target_id: "t\\x303"'])
@@ -95,3 +95,11 @@ def test_the_task_runners_bundle_dagbag_gets_only_the_named_dag(targets_dir):
     out = subprocess.run([sys.executable, "-c", code, str(env_file), str(ROOT / "dags")], env=env,
                          capture_output=True, text=True, check=True, timeout=120)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"dags": ["leviathan__t42"], "errors": []}
+
+
+def test_a_short_id_does_not_make_every_file_a_candidate(targets_dir, monkeypatch, loads):
+    _targets(targets_dir, 20)
+    (targets_dir / "a.yaml").write_text("target_id: a\ntarget_repo_url: /srv/a.git\n", encoding="utf-8")
+    monkeypatch.setenv(CONTEXT, "leviathan__a")
+    assert list(dag_factory.build_all(targets_dir)) == ["leviathan__a"]
+    assert loads == ["a.yaml"]  # "a" occurs in every file, but as a word only in its own

@@ -179,25 +179,27 @@ def _task_target_id() -> str | None:
     return dag_id.removeprefix("leviathan__")
 
 
-def _may_claim(config_file: Path, target_id: str) -> bool:
-    """Whether the file can name ``target_id``: its bytes contain the id (or a backslash: a YAML escape)."""
+def _may_claim(config_file: Path, id_token: re.Pattern[bytes]) -> bool:
+    """Whether the file can name the target id: its bytes hold the id as a whole word, or a backslash (an
+    escape in a quoted YAML string could spell it); YAML cannot otherwise produce the id from other bytes."""
     try:
         data = config_file.read_bytes()
     except OSError:
         return False  # unreadable: a broken file, which claims no target_id
-    return target_id.encode() in data or b"\\" in data
+    return b"\\" in data or id_token.search(data) is not None
 
 
 def _build_one(files: list[Path], target_id: str) -> dict[str, DAG]:
     """Only the DAG a task process runs: one YAML parse and one DAG however many target files there are.
 
-    Every file is scanned for the id's bytes (microseconds each) and only those that contain it are
+    Every file's bytes are scanned for the id (microseconds each) and only those that hold it are
     parsed, so a second file claiming the id still refuses the DAG here, as in the DAG processor.
     """
     defaults = deployment_defaults()
+    id_token = re.compile(rb"(?<![a-z0-9_-])" + re.escape(target_id.encode()) + rb"(?![a-z0-9_-])")
     claims: list[tuple[Path, TargetConfig]] = []
     for config_file in files:
-        if not _may_claim(config_file, target_id):
+        if not _may_claim(config_file, id_token):
             continue
         try:
             target = _load(config_file, defaults)
