@@ -117,7 +117,7 @@ def write_static(path: Path, target_files: list[Path]) -> None:
         timeout = target.attempt_timeout_seconds
         parts.append(STATIC_DAG.format(
             index=index, asset_name=asset.name, asset_uri=asset.uri, config=target.model_dump(mode="json"),
-            dag_id=target.dag_id, schedule=target.schedule_cron, dagrun_timeout=timeout + 900,
+            dag_id=target.dag_id, schedule=target.effective_schedule, dagrun_timeout=timeout + 900,
             description=f"Leviathan cycle for {target.target_id}: backlog task -> worker -> pull request",
             tags=["leviathan", f"target:{target.target_id}", f"forge:{target.forge}"],
             doc=_doc(target, config_file), repo_url=target.repo_location(config_file), exec_timeout=timeout + 120,

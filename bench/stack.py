@@ -93,7 +93,8 @@ class _Airflow:
         for tid, schedule in targets.items():
             (target_dir / f"{tid}.yaml").write_text(
                 f"target_id: {tid}\ntarget_repo_url: {bare}\nautonomy_enabled: false\n"
-                f'schedule_cron: "{schedule}"\nforge: local\nworker_backend: local\n', encoding="utf-8")
+                f'schedule_cron: "{schedule}"\nschedule_jitter: false\nforge: local\nworker_backend: local\n',
+                encoding="utf-8")  # one cron for all, unspread: the herd benchmark 5 measures
         env = _environment(base, self.port)
         env.update(AIRFLOW__CORE__DAGS_FOLDER=str(dags), LEVIATHAN_TARGETS_DIR=str(target_dir),
                    AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5")

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # README command 2: install (first time, with the test extras), lint, then run the whole test suite.
-# Extra arguments go to pytest (e.g. scripts/test.sh -k guardrails).
+# The tests' Airflow metadata DB is PostgreSQL (a database per run on 127.0.0.1:5432, installed and started
+# here if missing); LEVIATHAN_TEST_DB=sqlite runs them on SQLite. Extra arguments go to pytest
+# (e.g. scripts/test.sh -k guardrails).
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/bootstrap.sh" test || exit $?
 "$root/scripts/tools.sh" || exit $?   # checkov, in its own venv (tests/test_k8s_docs.py runs it)
+"$root/scripts/postgres.sh" || exit $?   # the tests' metadata DB (LEVIATHAN_TEST_DB=sqlite: not needed)
 # promtool (Debian package "prometheus") checks the Spider's /metrics output in tests/test_spider.py.
 if ! command -v promtool >/dev/null 2>&1; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -21,11 +21,11 @@ pytestmark = pytest.mark.scheduler
 DAG_ID = names.dag_id("history")
 
 
-def test_backfill_replays_each_date_and_opens_nothing(tmp_path):
+def test_backfill_replays_each_date_and_opens_nothing(tmp_path, own_metadata_db):
     port = _free_port()
     demo = tmp_path / "stack"
     demo.mkdir()
-    env = _environment(demo, port)
+    env = {**_environment(demo, port), **own_metadata_db}  # a fresh DB of its own (PostgreSQL by default)
     target_file = create_demo_target(demo, target_id="history", schedule="0 0 * * *")
     bare = demo / "repos" / "history.git"
     shutil.rmtree(bare)

@@ -29,6 +29,7 @@ def _verdicts(record: dict) -> dict[str, list[str]]:
     return {t["id"]: t["reasons"] for t in record["tasks"]}
 
 
+@pytest.mark.sqlite_subset
 def test_demo_target_opens_one_pr_then_respects_the_open_pr_limit(tmp_path, targets_dir):
     target_file = create_demo_target(tmp_path, target_id="cycle_demo", targets_dir=targets_dir)
     bare = tmp_path / "repos" / "cycle_demo.git"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from leviathan_lib.core import names
+from leviathan_lib.core.schedule import offset
 from leviathan_lib.demo import create_demo_target
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +51,8 @@ def test_every_dag_has_tags_doc_and_retries(dagbag):
 def test_valid_target_dag_shape(dagbag):
     dag = dagbag.dags[names.dag_id("fine")]
     assert dag.max_active_runs == 1 and dag.catchup is False
-    assert dag.schedule == "*/5 * * * *"
+    # The default */5 gets the target's stable slot in the 5-minute interval (core/schedule.py).
+    assert dag.schedule == f"{offset('fine', 'minute', 5)}-59/5 * * * *"
     guard = dag.task_dict[names.TASK_CHECK_GUARDRAILS]
     assert guard.downstream_task_ids == {names.TASK_RUN_WORKER, names.TASK_SKIP}
     assert dag.task_dict[names.TASK_RUN_WORKER].downstream_task_ids == {names.TASK_OPEN_PULL_REQUEST}

@@ -80,5 +80,7 @@ def test_demo_opens_a_pr_through_the_real_scheduler_and_ctrl_c_stops_everything(
             break
         time.sleep(0.5)
     assert not _listening(port)
+    # The embedded demo keeps SQLite whatever the suite's backend: this test covers SQLite in every run.
+    assert (demo / "airflow" / "airflow.db").is_file()
     # The secrets the demo generated stay out of the repository and are private to the owner.
     assert (demo / "secrets.env").stat().st_mode & 0o077 == 0

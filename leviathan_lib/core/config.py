@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from leviathan_lib.core import names
+from leviathan_lib.core import names, schedule
 from leviathan_lib.core.errors import Problem, ValidationFailed
 from leviathan_lib.core.git_refs import check_branch_name
 from leviathan_lib.core.repo_url import RepoUrlError, parse_repo_url
@@ -75,6 +75,8 @@ class TargetConfig(BaseModel):
     max_attempts_per_task: PositiveInt = 2
     circuit_breaker_failures: PositiveInt = 2
     schedule_cron: str = "*/5 * * * *"
+    #: Spread targets sharing a ``*/n`` minute cron across the interval (core/schedule.py); false: exactly as written.
+    schedule_jitter: bool = True
     attempt_timeout_seconds: Annotated[int, Field(ge=1, le=86400)] = 900
     worker_image: str = "leviathan-worker:local"
     worker_namespace: str = "leviathan"
@@ -152,11 +154,7 @@ class TargetConfig(BaseModel):
     @field_validator("schedule_cron")
     @classmethod
     def _cron(cls, value: str) -> str:
-        from croniter import croniter
-
-        if not croniter.is_valid(value):
-            raise ValueError(f"not a valid cron expression: {value!r}")
-        return value
+        return schedule.check(value)
 
     @field_validator("max_running_attempts")
     @classmethod
@@ -168,6 +166,11 @@ class TargetConfig(BaseModel):
     @property
     def dag_id(self) -> str:
         return names.dag_id(self.target_id)
+
+    @property
+    def effective_schedule(self) -> str:
+        """The cron Airflow runs: ``H`` (and, with ``schedule_jitter``, ``*/n`` minutes) become this target's slot."""
+        return schedule.spread(self.schedule_cron, self.target_id, jitter=self.schedule_jitter)
 
     def repo_location(self, config_file: Path | None = None) -> str:
         """The repository URL, with a relative local path resolved against the target file's folder."""

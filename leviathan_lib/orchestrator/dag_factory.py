@@ -92,7 +92,7 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
     with DAG(
         dag_id=target.dag_id,
         description=f"Leviathan cycle for {target.target_id}: backlog task -> worker -> pull request",
-        schedule=target.schedule_cron,
+        schedule=target.effective_schedule,
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
@@ -169,24 +169,82 @@ def deployment_defaults() -> dict[str, str]:
     return {key: value for key, value in values.items() if value}
 
 
+def _load(config_file: Path, defaults: dict[str, str]) -> TargetConfig:
+    """A target file with the deployment defaults for the keys it leaves out (raises ValidationFailed)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        target = load_target(config_file)
+    unset = {k: v for k, v in defaults.items() if k not in target.model_fields_set}
+    if unset:
+        target = target.model_copy(update=unset)
+    for warning in caught:
+        log.warning("%s", warning.message)
+    return target
+
+
+def _task_target_id() -> str | None:
+    """The target whose task this process runs, or None (the DAG processor, ``dag.test()``, an error DAG).
+
+    The task runner parses the DAG file before every task and names the DAG in Airflow's parsing
+    context; the DAG processor does not.
+    """
+    from airflow.sdk import get_parsing_context
+
+    dag_id = get_parsing_context().dag_id or ""
+    if not dag_id.startswith("leviathan__") or dag_id.startswith("leviathan__invalid__"):
+        return None  # an error DAG (or a target_id starting "invalid__") is built the DAG processor's way
+    return dag_id.removeprefix("leviathan__")
+
+
+def _may_claim(config_file: Path, id_token: re.Pattern[bytes]) -> bool:
+    """Whether the file can name the target id: its bytes hold the id as a whole word, or a backslash (an
+    escape in a quoted YAML string could spell it); YAML cannot otherwise produce the id from other bytes."""
+    try:
+        data = config_file.read_bytes()
+    except OSError:
+        return False  # unreadable: a broken file, which claims no target_id
+    return b"\\" in data or id_token.search(data) is not None
+
+
+def _build_one(files: list[Path], target_id: str) -> dict[str, DAG]:
+    """Only the DAG a task process runs: one YAML parse and one DAG however many target files there are.
+
+    Every file's bytes are scanned for the id (microseconds each) and only those that hold it are
+    parsed, so a second file claiming the id still refuses the DAG here, as in the DAG processor.
+    """
+    defaults = deployment_defaults()
+    id_token = re.compile(rb"(?<![a-z0-9_-])" + re.escape(target_id.encode()) + rb"(?![a-z0-9_-])")
+    claims: list[tuple[Path, TargetConfig]] = []
+    for config_file in files:
+        if not _may_claim(config_file, id_token):
+            continue
+        try:
+            target = _load(config_file, defaults)
+        except ValidationFailed:
+            continue  # the DAG processor shows it as an error DAG; it is not this task's DAG
+        if target.target_id == target_id:
+            claims.append((config_file, target))
+    if len(claims) != 1:
+        return {}  # no such target, or a duplicate target_id: fail closed ("Dag not found")
+    config_file, target = claims[0]
+    return {target.dag_id: build_target_dag(target, config_file)}
+
+
 def build_all(directory: Path | None = None) -> dict[str, DAG]:
-    """All target DAGs (and error DAGs for broken files), keyed by dag_id.
+    """All target DAGs (and error DAGs for broken files), keyed by dag_id; in a task process only its DAG.
 
     Two files claiming one ``target_id`` are both refused: which one is meant is unknown (fail closed).
     """
+    config_files = target_files(directory or targets_dir())
+    wanted = _task_target_id()
+    if wanted is not None:
+        return _build_one(config_files, wanted)
     defaults = deployment_defaults()
     loaded: dict[str, list[tuple[Path, TargetConfig]]] = {}
     broken: dict[Path, list[str]] = {}
-    for config_file in target_files(directory or targets_dir()):
+    for config_file in config_files:
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                target = load_target(config_file)
-            unset = {k: v for k, v in defaults.items() if k not in target.model_fields_set}
-            if unset:
-                target = target.model_copy(update=unset)
-            for warning in caught:
-                log.warning("%s", warning.message)
+            target = _load(config_file, defaults)
             loaded.setdefault(target.target_id, []).append((config_file, target))
         except ValidationFailed as exc:
             broken[config_file] = [str(p) for p in exc.problems]
