@@ -12,9 +12,10 @@ import warnings
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, ValidationInfo, field_validator
 
 from leviathan_lib.core.errors import Problem, ValidationFailed
+from leviathan_lib.core.pricing import qualified, split_model
 from leviathan_lib.core.scope import ScopeViolation, path_segments
 from leviathan_lib.core.yamlsrc import field_name, line_of, load_yaml
 
@@ -26,6 +27,10 @@ DEPRECATED_KEYS = {
     "control_plane_url": "Airflow is the control plane; the value is ignored",
     "control_plane_token": "Airflow is the control plane; the value is ignored (and must not hold a secret)",
     "spider_url": "Spider is an Airflow plugin now; the value is ignored",
+}
+#: Keys of the Anthropic-only LLM executor: still honoured, warned about (docs/worker.md says what replaces them).
+LEGACY_KEYS = {
+    "llm_api_base_url": "put the API base URL in the host of the Airflow connection llm_conn_id",
 }
 
 #: scp-like git URLs (``git@github.com:org/repo.git``) are remote, never relative paths.
@@ -91,17 +96,30 @@ class TargetConfig(BaseModel):
     # Worker executors and the Kubernetes pod (see docs/worker.md).
     #: Executor of ready tasks that name no recipe: ``recipe`` (such tasks are invalid) or ``llm``.
     executor: Literal["recipe", "llm"] = "recipe"
+    #: ``<provider>:<model>`` as pydantic-ai names it (``anthropic:``, ``openai:``, ``azure:``, ``bedrock:``);
+    #: a bare name (deprecated) is an Anthropic model.
     llm_model: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}$")] = (
-        "claude-sonnet-4-5"
+        "anthropic:claude-sonnet-4-5"
     )
     llm_max_turns: Annotated[int, Field(ge=1, le=500)] = 30
     llm_max_tokens: Annotated[int, Field(ge=1, le=128_000)] = 4096
     llm_max_total_tokens: PositiveInt = 400_000
     llm_cost_cap_usd: Annotated[float, Field(gt=0, strict=False, allow_inf_nan=False)] = 2.0
-    llm_input_usd_per_mtok: Annotated[float, Field(ge=0, strict=False, allow_inf_nan=False)] = 3.0
-    llm_output_usd_per_mtok: Annotated[float, Field(ge=0, strict=False, allow_inf_nan=False)] = 15.0
+    #: Tool calls over the attempt, and in one model response.
+    llm_max_tool_calls: Annotated[int, Field(ge=1, le=10_000)] = 200
+    llm_max_tool_calls_per_turn: Annotated[int, Field(ge=1, le=100)] = 20
+    #: Seconds one model request may take (never more than what is left of the attempt), and retries of
+    #: a request that got a 429, a 5xx or a timeout.
+    llm_request_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = 120
+    llm_max_retries: Annotated[int, Field(ge=0, le=10)] = 4
+    #: Price overrides (USD per million tokens); unset, the price comes from leviathan_lib.core.pricing.
+    llm_input_usd_per_mtok: Annotated[float, Field(ge=0, strict=False, allow_inf_nan=False)] | None = None
+    llm_output_usd_per_mtok: Annotated[float, Field(ge=0, strict=False, allow_inf_nan=False)] | None = None
+    #: Model spend of this target over any 24 hours; once reached, cycles stop before the worker.
+    llm_daily_usd: Annotated[float, Field(gt=0, strict=False, allow_inf_nan=False)] | None = None
     llm_api_base_url: str | None = None
-    #: Airflow connection whose password is the model API key (local backend).
+    #: Airflow connection (type ``pydanticai``, from apache-airflow-providers-common-ai): host = API base URL,
+    #: password = API key. Optional for Bedrock, which uses the worker's AWS role.
     llm_conn_id: str = "leviathan_llm"
     #: Kubernetes Secret (in ``worker_namespace``) and key holding the model API key (kubernetes backend).
     llm_api_key_secret: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")] = (
@@ -127,6 +145,18 @@ class TargetConfig(BaseModel):
                 path_segments(item)
             except ScopeViolation as exc:
                 raise ValueError(f"unsafe path: {exc}") from None
+        return value
+
+    @field_validator("llm_model")
+    @classmethod
+    def _qualified_model(cls, value: str) -> str:
+        return qualified(value)
+
+    @field_validator("llm_output_usd_per_mtok")
+    @classmethod
+    def _both_prices(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if (value is None) != (info.data.get("llm_input_usd_per_mtok") is None):
+            raise ValueError("give both llm_input_usd_per_mtok and llm_output_usd_per_mtok, or neither")
         return value
 
     @field_validator("schedule_cron")
@@ -182,6 +212,13 @@ def parse_target(text: str, source: str) -> TargetConfig:
             stacklevel=2,
         )
         data.pop(key)
+    for key in sorted(LEGACY_KEYS.keys() & data.keys()):
+        warnings.warn(f"{source}: {key}: deprecated key, {LEGACY_KEYS[key]}", LeviathanDeprecationWarning,
+                      stacklevel=2)  # fmt: skip
+    model = data.get("llm_model")
+    if isinstance(model, str) and split_model(model)[0] is None:
+        warnings.warn(f"{source}: llm_model: a bare model name is deprecated; write 'anthropic:{model}'",
+                      LeviathanDeprecationWarning, stacklevel=2)  # fmt: skip
     bad_keys = [k for k in data if not isinstance(k, str)]
     if bad_keys:
         raise ValidationFailed([Problem(source, str(k), "keys must be strings") for k in bad_keys])

@@ -71,7 +71,7 @@ def run_attempt(spec: AttemptSpec, workspace: Path) -> AttemptResult:
         fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return failed_result("invalid_spec", f"task: {fields}", started_at=started)
     executor = spec.executor
-    api_key = ""
+    api_key, price = "", None
     if isinstance(executor, RecipeExecutorSpec) and task.recipe is not None and task.recipe != executor.recipe:
         return failed_result(
             "invalid_spec",
@@ -84,14 +84,12 @@ def run_attempt(spec: AttemptSpec, workspace: Path) -> AttemptResult:
                 "invalid_spec", f"task {task.id} names recipe {task.recipe!r} but the spec asks for the llm executor",
                 started_at=started,
             )  # fmt: skip
-        from leviathan_lib.worker.llm import API_KEY_ENV
+        from leviathan_lib.worker.llm import preflight
 
-        api_key = os.environ.get(API_KEY_ENV, "").strip()
-        if not api_key:
-            return failed_result(
-                "llm_no_api_key", f"the llm executor needs the model API key in ${API_KEY_ENV}; it is not set",
-                started_at=started,
-            )  # fmt: skip
+        checked = preflight(executor, os.environ)
+        if checked.failure:
+            return failed_result(checked.failure.code, checked.failure.message, started_at=started)
+        api_key, price = checked.api_key, checked.price
     scope = task_scope(task.allowed_paths, spec.allowed_path_prefixes)
     if not scope.prefixes:
         return failed_result(
@@ -125,7 +123,8 @@ def run_attempt(spec: AttemptSpec, workspace: Path) -> AttemptResult:
             from leviathan_lib.worker.llm_validate import baseline_backlog_problems
 
             baseline = baseline_backlog_problems(checkout, executor.backlog_path)
-            llm = run_llm(executor, task, scope, checkout, api_key=api_key,
+            assert price is not None  # preflight refused the attempt otherwise
+            llm = run_llm(executor, task, scope, checkout, api_key=api_key, price=price,
                           deadline=attempt_deadline(spec.timeout_seconds, clock))  # fmt: skip
             summary, usage, what = llm.executor_summary(), llm.usage(), f"the model {executor.model!r}"
             if llm.failure:
