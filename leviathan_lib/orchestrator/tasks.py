@@ -221,8 +221,9 @@ def _worker_source(target: TargetConfig, read) -> str:
     return str(git_dir_for(read.repo_url, paths.cache_dir()))
 
 
-def _attempt_spec(read: dict[str, Any], target: TargetConfig, plan):
-    """The attempt spec for ``plan``: the pinned commit, the task as read, the executor it needs."""
+def _attempt_spec(read: dict[str, Any], target: TargetConfig, plan, llm_conn=None):
+    """The attempt spec for ``plan``: the pinned commit, the task as read, the executor it needs (with the
+    model connection's host and region, from :func:`~leviathan_lib.orchestrator.llm_conn.read_llm_connection`)."""
     from leviathan_lib.core.backlog import parse_backlog
     from leviathan_lib.cycle.steps import ReadResult
     from leviathan_lib.worker.contract import AttemptSpec
@@ -235,20 +236,25 @@ def _attempt_spec(read: dict[str, Any], target: TargetConfig, plan):
         "spec_version": 1, "target_id": target.target_id, "repo_url": _worker_source(target, read_result),
         "commit_sha": read_result.commit_sha, "task": task_def.model_dump(mode="json"),
         "allowed_path_prefixes": target.allowed_path_prefixes,
-        "executor": executor_spec(target, task_def),
+        "executor": executor_spec(target, task_def, api_base_url=llm_conn.base_url if llm_conn else None,
+                                  region=llm_conn.region if llm_conn else None),
         "attempt": plan.attempt, "timeout_seconds": target.attempt_timeout_seconds,
     })
 
 
-def _model_api_key(target: TargetConfig) -> str | None:
-    """The model key from the Airflow connection ``llm_conn_id`` (its password); None when absent."""
-    from airflow.sdk import BaseHook
-
-    try:
-        return BaseHook.get_connection(target.llm_conn_id).password or None
-    except Exception as exc:  # a missing connection: the worker fails with llm_no_api_key
-        log.warning("no model API key: connection %s: %s", target.llm_conn_id, type(exc).__name__)
+def _llm_connection(target: TargetConfig, plan) -> Any:
+    """The model connection when the task runs on the model (None for recipes, or when it is missing)."""
+    if plan.recipe or target.executor != "llm":
         return None
+    from leviathan_lib.orchestrator.llm_conn import read_llm_connection
+
+    return read_llm_connection(target)
+
+
+def _llm_needs_connection(target: TargetConfig) -> bool:
+    from leviathan_lib.orchestrator.llm_conn import needs_connection
+
+    return needs_connection(target)
 
 
 def prepare_attempt(read: dict[str, Any], *, config: dict[str, Any]) -> None:
@@ -257,7 +263,8 @@ def prepare_attempt(read: dict[str, Any], *, config: dict[str, Any]) -> None:
 
     ti = get_current_context()["ti"]
     plan = _guardrails(ti).attempt
-    spec = _attempt_spec(read, _target(config), plan)
+    target = _target(config)
+    spec = _attempt_spec(read, target, plan, _llm_connection(target, plan))
     ti.xcom_push(key=SPEC_XCOM_KEY, value=spec.model_dump_json())
     ti.xcom_push(key=TASK_LABEL_XCOM_KEY, value=label_value(plan.task_id))
     ti.xcom_push(key="prepared_at", value=datetime.now(UTC).isoformat())
@@ -272,14 +279,22 @@ def run_worker(read: dict[str, Any], *, config: dict[str, Any]) -> None:
     ti = context["ti"]
     target = _target(config)
     plan = _guardrails(ti).attempt
-    spec = _attempt_spec(read, target, plan)
+    llm_conn = _llm_connection(target, plan)
+    spec = _attempt_spec(read, target, plan, llm_conn)
     started = datetime.now(UTC)
     log.info("attempt %s of task %s on branch %s (%s executor)", plan.attempt, plan.task_id, plan.branch,
              spec.executor.kind)
     from leviathan_lib.core import paths
 
-    key = _model_api_key(target) if spec.executor.kind == "llm" else None
-    result = run_local_worker(spec, workspace_root=paths.scratch_dir(), model_api_key=key)
+    if spec.executor.kind == "llm" and llm_conn is None and _llm_needs_connection(target):
+        from leviathan_lib.worker.contract import failed_result
+
+        result = failed_result("llm_connection_missing", f"the Airflow connection {target.llm_conn_id!r} "
+                               "(llm_conn_id) does not exist; create it (type pydanticai: host = API base URL, "
+                               "password = API key)", started_at=started)  # fmt: skip
+    else:
+        key = llm_conn.api_key if llm_conn else None
+        result = run_local_worker(spec, workspace_root=paths.scratch_dir(), model_api_key=key)
     ti.xcom_push(key="result", value={**result.model_dump(mode="json"), "attempt_started_at": started.isoformat()})
     if result.outcome != "succeeded":
         error = result.error

@@ -270,14 +270,14 @@ def _make_guard(wrapped: Model, state: _State) -> Model:
                 except _Stop:
                     raise
                 except retryable as exc:
+                    if tries >= spec.max_retries:
+                        raise _classify(exc, tries) from None
                     tries += 1
                     delay = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (tries - 1))
                     delay = max(delay, float(getattr(exc, "retry_after", None) or 0.0))
                     if time.monotonic() + delay >= state.deadline:
                         raise _Stop("timeout", f"the attempt deadline leaves no time to retry: {_describe(exc)}",
                                     "timed_out") from None  # fmt: skip
-                    if tries > spec.max_retries:
-                        raise _classify(exc, tries) from None
                     run.retries += 1
                     await asyncio.sleep(delay)
                 except (ModelAPIError, ModelConnectionError) as exc:
@@ -352,6 +352,8 @@ def _classify(exc: BaseException, tries: int) -> _Stop:
         return _Stop("llm_api_unreachable", f"the model API timed out{after}")
     if isinstance(exc, e.ModelConnectionError):
         return _Stop("llm_api_unreachable", f"cannot reach the model API: {_describe(exc)}")
+    if status is None:  # an answer without an HTTP error that could not be read as the API's JSON
+        return _Stop("llm_bad_response", f"the model API's answer could not be read: {_describe(exc)}")
     return _Stop("llm_api_error", f"the model API failed{after}: {_describe(exc)}")
 
 

@@ -27,7 +27,7 @@ PREPARE_TASK_ID = "prepare_attempt"
 SPEC_XCOM_KEY = "spec"
 TASK_LABEL_XCOM_KEY = "task_label"
 SPEC_ENV = "LEVIATHAN_ATTEMPT_SPEC"
-API_KEY_ENV = "ANTHROPIC_API_KEY"
+API_KEY_ENV = "LEVIATHAN_LLM_API_KEY"  # leviathan_lib.worker.llm reads it (kept import-light here)
 CLONE_TOKEN_ENV = "LEVIATHAN_GIT_READ_TOKEN"  # leviathan_lib.worker.workspace reads it (kept import-light here)
 WORKSPACE_MOUNT = "/workspace"
 #: The uid/gid of the image's ``leviathan`` user (k8s/worker/Dockerfile).
