@@ -304,6 +304,13 @@ def run_worker(read: dict[str, Any], *, config: dict[str, Any]) -> None:
     log.info("worker succeeded; changed paths: %s", ", ".join(result.changed_paths))
 
 
+def _usage_evidence(usage: dict[str, Any] | None) -> dict[str, Any]:
+    """The attempt evidence's model fields; the daily budget (``llm_daily_usd``) sums ``cost_usd``."""
+    if not usage:
+        return {}
+    return {"cost_usd": usage.get("cost_usd"), "model": usage.get("model"), "prompt_sha256": usage.get("prompt_sha256")}
+
+
 def _worker_result(ti) -> dict[str, Any] | None:
     """The worker's result: key ``result`` (local backend) or the pod's ``return_value`` (kubernetes)."""
     return ti.xcom_pull(task_ids="run_worker", key="result") or ti.xcom_pull(task_ids="run_worker")
@@ -372,6 +379,7 @@ def record_evidence(*, config: dict[str, Any], asset: Asset) -> dict[str, Any]:
                 "started_at": result.get("attempt_started_at") or result.get("started_at"),
                 "finished_at": result.get("finished_at"),
                 "error_code": error.get("code"), "error_message": error.get("message"),
+                **_usage_evidence(result.get("usage")),
             })
         else:
             prepared = ti.xcom_pull(task_ids="prepare_attempt", key="prepared_at")
