@@ -220,3 +220,16 @@ def test_review_feedback_reaches_the_prompt(tmp_path, target, monkeypatch):
     assert "## Review feedback" in prompt and feedback in prompt
     without, fake2 = run(tmp_path / "b", make_target_repo(tmp_path / "b"), "openai", finishing(), monkeypatch)
     assert "Review feedback" not in json.dumps(fake2.requests[0])
+
+
+def test_pydantic_ai_is_imported_only_when_the_llm_executor_runs():
+    import subprocess
+    import sys
+
+    modules = ["leviathan_lib.worker.llm", "leviathan_lib.worker.attempt", "leviathan_lib.worker.__main__",
+               "leviathan_lib.orchestrator.tasks", "leviathan_lib.orchestrator.llm_conn",
+               "leviathan_lib.orchestrator.dag_factory"]  # fmt: skip
+    code = (f"import sys, importlib; [importlib.import_module(m) for m in {modules!r}]; "
+            "print(sorted(m for m in ('pydantic_ai', 'openai', 'anthropic') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

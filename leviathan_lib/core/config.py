@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from leviathan_lib.core.errors import Problem, ValidationFailed
 from leviathan_lib.core.pricing import qualified, split_model
@@ -152,12 +152,11 @@ class TargetConfig(BaseModel):
     def _qualified_model(cls, value: str) -> str:
         return qualified(value)
 
-    @field_validator("llm_output_usd_per_mtok")
-    @classmethod
-    def _both_prices(cls, value: float | None, info: ValidationInfo) -> float | None:
-        if (value is None) != (info.data.get("llm_input_usd_per_mtok") is None):
+    @model_validator(mode="after")
+    def _both_prices(self) -> TargetConfig:
+        if (self.llm_input_usd_per_mtok is None) != (self.llm_output_usd_per_mtok is None):
             raise ValueError("give both llm_input_usd_per_mtok and llm_output_usd_per_mtok, or neither")
-        return value
+        return self
 
     @field_validator("schedule_cron")
     @classmethod
