@@ -163,12 +163,10 @@ def preflight(spec: LlmExecutorSpec, env: Mapping[str, str]) -> Preflight:
 
 
 def _sdk_check(provider: str) -> None:
-    if provider == "anthropic":
-        import anthropic  # noqa: F401
-    elif provider in ("openai", "azure"):
-        import openai  # noqa: F401
-    elif provider == "bedrock":
-        import boto3  # noqa: F401
+    """Raises ImportError when the provider's SDK is not installed (boto3 is only in the worker image)."""
+    import importlib
+
+    importlib.import_module({"anthropic": "anthropic", "openai": "openai", "azure": "openai"}.get(provider, "boto3"))
 
 
 def _build_model(spec: LlmExecutorSpec, api_key: str) -> tuple[Model, Any]:
@@ -475,18 +473,18 @@ class _Loop:
                         self._note({"turn": turn, "type": "tool_use", "tool": part.tool_name,
                                     "input": self.redact(raw or "")})  # fmt: skip
                 continue
-            for part in message.parts:
-                if not isinstance(part, BaseToolReturnPart):
+            for answer in message.parts:
+                if not isinstance(answer, BaseToolReturnPart):
                     continue
-                ok = part.outcome not in ERROR_OUTCOMES
-                text = _result_text(part)
-                self._note({"turn": turn, "type": "tool_result", "tool": part.tool_name, "ok": ok,
+                ok = answer.outcome not in ERROR_OUTCOMES
+                text = _result_text(answer)
+                self._note({"turn": turn, "type": "tool_result", "tool": answer.tool_name, "ok": ok,
                             "output": self.redact(text)})  # fmt: skip
                 if not ok and len(self.run.refusals) < REFUSALS_MAX:
-                    call = calls.get(part.tool_call_id)
+                    call = calls.get(answer.tool_call_id)
                     args = call.args_as_dict() if call is not None and _dict_args(call) else {}
                     path = args.get("path") if isinstance(args.get("path"), str) else None
-                    self.run.refusals.append({"turn": turn, "tool": part.tool_name,
+                    self.run.refusals.append({"turn": turn, "tool": answer.tool_name,
                                               "path": self.redact(path) if path else None,
                                               "reason": self.redact(text)})  # fmt: skip
 
@@ -509,7 +507,7 @@ def run_llm(spec: LlmExecutorSpec, task: Task, scope: Scope, checkout: Path, *, 
     """Let the model make the task's change in ``checkout``; see the module doc for the failure codes."""
     import pydantic_ai
 
-    pydantic_ai.BANNER_ENABLED = False  # type: ignore[attr-defined]  # a worker is never interactive
+    pydantic_ai.BANNER_ENABLED = False  # a worker is never interactive
     loop = _Loop(spec, task, scope, checkout, api_key=api_key, price=price, deadline=deadline)
     try:
         asyncio.run(loop._run())
