@@ -77,3 +77,15 @@ def test_bad_budget_values_name_their_field(keys, field):
     with pytest.raises(ValidationFailed) as exc:
         target(**keys)
     assert [p.field for p in exc.value.problems] == [field]
+
+
+def test_airflow_knows_the_pydanticai_connection_type_with_its_form():
+    """The model connection's type comes from apache-airflow-providers-common-ai: a form and a Test button."""
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    hook = manager.hooks["pydanticai"]
+    assert hook is not None and hook.hook_class_name.endswith("PydanticAIHook")
+    form = manager.field_behaviours["pydanticai"]
+    assert form["relabeling"] == {"password": "API Key"} and "host" not in form["hidden_fields"]
+    assert {"pydanticai_bedrock", "pydanticai_azure"} <= set(manager.hooks)

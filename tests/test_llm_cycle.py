@@ -104,3 +104,9 @@ def test_a_spent_daily_budget_stops_the_cycle_before_the_worker(tmp_path, target
     record = xcom(second, "record_evidence")
     assert states["run_worker"] == "skipped" and "llm_budget_exhausted" in record["reasons"], record
     assert len(fake.requests) == 2
+    # Spider's target state says so too.
+    from leviathan_lib.control import fleet
+
+    overview, _, _ = fleet.overview()
+    [state] = [t for t in overview.targets if t.target_id == "llm_budget"]
+    assert state.llm_budget_exhausted and state.llm_budget_detail.endswith("budget $0.50/day")
