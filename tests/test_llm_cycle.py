@@ -110,3 +110,14 @@ def test_a_spent_daily_budget_stops_the_cycle_before_the_worker(tmp_path, target
     overview, _, _ = fleet.overview()
     [state] = [t for t in overview.targets if t.target_id == "llm_budget"]
     assert state.llm_budget_exhausted and state.llm_budget_detail.endswith("budget $0.50/day")
+
+
+def test_a_connection_whose_host_is_not_a_url_fails_with_its_code(tmp_path, targets_dir, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_LLM_FAKE", json.dumps(
+        {"conn_type": "pydanticai", "host": "api.openai.com/v1", "password": API_KEY}))
+    target_file, bare = _target(tmp_path, targets_dir, "llm_badhost")
+    dag_run, states = run_cycle(target_file)
+    attempt = xcom(dag_run, "record_evidence")["attempt"]
+    assert states["run_worker"] == "failed" and attempt["error_code"] == "llm_connection_invalid"
+    assert "is not an http(s) URL" in attempt["error_message"] and API_KEY not in attempt["error_message"]
+    assert LocalForge(bare).list_open_prs() == []

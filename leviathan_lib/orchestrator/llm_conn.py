@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.pricing import split_model
@@ -24,6 +25,18 @@ class LlmConnection:
     base_url: str | None = None
     api_key: str | None = None
     region: str | None = None
+    #: Why the connection cannot be used (its host is not a plain http(s) URL); the attempt fails with it.
+    problem: str | None = None
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` cannot be the API base URL (it goes into the spec, so it must hold no credential)."""
+    parts = urlsplit(host)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"its host {host!r} is not an http(s) URL such as https://api.openai.com/v1"
+    if parts.username or parts.password or parts.query:
+        return "its host must not contain credentials or a query (put the key in the password)"
+    return None
 
 
 def needs_connection(target: TargetConfig) -> bool:
@@ -42,4 +55,8 @@ def read_llm_connection(target: TargetConfig) -> LlmConnection | None:
         return None
     extra = conn.extra_dejson if conn.extra else {}
     region = extra.get("region_name") if isinstance(extra.get("region_name"), str) else None
-    return LlmConnection(base_url=(conn.host or "").strip() or None, api_key=conn.password or None, region=region)
+    host = (conn.host or "").strip() or None
+    problem = host_problem(host) if host else None
+    if problem:
+        return LlmConnection(problem=f"the Airflow connection {target.llm_conn_id!r}: {problem}")
+    return LlmConnection(base_url=host, api_key=conn.password or None, region=region)

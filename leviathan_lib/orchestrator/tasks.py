@@ -292,6 +292,10 @@ def run_worker(read: dict[str, Any], *, config: dict[str, Any]) -> None:
         result = failed_result("llm_connection_missing", f"the Airflow connection {target.llm_conn_id!r} "
                                "(llm_conn_id) does not exist; create it (type pydanticai: host = API base URL, "
                                "password = API key)", started_at=started)  # fmt: skip
+    elif spec.executor.kind == "llm" and llm_conn is not None and llm_conn.problem:
+        from leviathan_lib.worker.contract import failed_result
+
+        result = failed_result("llm_connection_invalid", llm_conn.problem, started_at=started)
     else:
         key = llm_conn.api_key if llm_conn else None
         result = run_local_worker(spec, workspace_root=paths.scratch_dir(), model_api_key=key)
