@@ -233,3 +233,27 @@ def test_pydantic_ai_is_imported_only_when_the_llm_executor_runs():
             "print(sorted(m for m in ('pydantic_ai', 'openai', 'anthropic') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_azure_openai_speaks_chat_completions_at_the_connection_host(tmp_path, target, monkeypatch):
+    monkeypatch.setenv("LEVIATHAN_LLM_API_KEY", API_KEY)
+    fake = FakeOpenAI(finishing())
+    with FakeServer(fake) as url:
+        spec = spec_for(*target, "azure:my-gpt-deployment", url + "/v1", input_usd_per_mtok=2.5,
+                        output_usd_per_mtok=10.0)  # fmt: skip
+        result = run_attempt(spec, tmp_path / "ws")
+    assert result.outcome == "succeeded", result.error
+    assert fake.requests[0]["model"] == "my-gpt-deployment" and set(fake.api_keys) == {API_KEY}
+
+
+def test_bedrock_without_its_sdk_is_refused_before_cloning(tmp_path, target, monkeypatch):
+    import importlib.util
+
+    if importlib.util.find_spec("boto3") is not None:
+        pytest.skip("boto3 is installed here (it is in the worker image)")
+    monkeypatch.delenv("LEVIATHAN_LLM_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    spec = spec_for(*target, "bedrock:us.anthropic.claude-sonnet-4-5-20250929-v1:0", None)
+    result = run_attempt(spec, tmp_path / "ws")
+    assert result.error.code == "llm_provider_unavailable"  # and not llm_no_api_key: Bedrock needs none
+    assert "pydantic-ai-slim[bedrock]" in result.error.message and not (tmp_path / "ws").exists()

@@ -264,7 +264,11 @@ def prepare_attempt(read: dict[str, Any], *, config: dict[str, Any]) -> None:
     ti = get_current_context()["ti"]
     plan = _guardrails(ti).attempt
     target = _target(config)
-    spec = _attempt_spec(read, target, plan, _llm_connection(target, plan))
+    llm_conn = _llm_connection(target, plan)
+    if llm_conn is not None and llm_conn.problem:
+        # Never send the pod's key to the provider's default URL instead of the one the connection meant.
+        raise AirflowFailException(f"llm_connection_invalid: {llm_conn.problem}")
+    spec = _attempt_spec(read, target, plan, llm_conn)
     ti.xcom_push(key=SPEC_XCOM_KEY, value=spec.model_dump_json())
     ti.xcom_push(key=TASK_LABEL_XCOM_KEY, value=label_value(plan.task_id))
     ti.xcom_push(key="prepared_at", value=datetime.now(UTC).isoformat())
