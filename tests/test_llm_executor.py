@@ -308,8 +308,10 @@ def test_subprocess_worker_gets_only_the_model_key(tmp_path, target):
 
 
 def test_the_prompt_template_is_versioned_and_complete():
-    template = load_prompt("edit-v1")
-    for name in ("$task_id", "$title", "$description", "$acceptance_criteria", "$allowed_paths"):
-        assert name in template
-    assert not template.startswith("<!--")
+    for version in ("edit-v1", "edit-v2"):  # v1 stays, so earlier results can be reproduced
+        template = load_prompt(version)
+        for name in ("$task_id", "$title", "$description", "$acceptance_criteria", "$allowed_paths"):
+            assert name in template
+        assert not template.startswith("<!--")
+    assert "$review_feedback" in load_prompt("edit-v2")
     assert set(TOOL_NAMES) == {"list_files", "read_file", "search", "write_file", "finish"}
