@@ -164,7 +164,8 @@ class ErrorInfo(BaseModel):
     ``recipe_unknown``, ``recipe_failed``, ``diff_failed``, ``no_changes``, ``scope_violation``,
     ``patch_too_large``, ``patch_not_utf8``, ``internal_error``; from the LLM executor the ``llm_*`` codes
     of :mod:`leviathan_lib.worker.llm`. From a backend: ``timeout``,
-    ``worker_crashed``.
+    ``worker_crashed``; from ``run_worker`` before a worker starts: ``llm_connection_missing``,
+    ``llm_connection_invalid``.
     """
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
