@@ -32,7 +32,8 @@ BASE_TARGET = {
     "allowed_path_prefixes": [".leviathan/", "docs/"],
 }
 CYCLE_ORDER = [
-    "autonomy_disabled", "forge_state_unknown", "open_pr_limit", "circuit_breaker_open", "no_eligible_task",
+    "autonomy_disabled", "forge_state_unknown", "open_pr_limit", "circuit_breaker_open", "llm_budget_exhausted",
+    "no_eligible_task",
 ]
 
 
@@ -90,7 +91,8 @@ def test_scenario(scenario):
     if "order" in expect:
         assert [t["id"] for t in doc["tasks"]] == expect["order"]
     checks = {c["name"]: c for c in doc["checks"]}
-    assert list(checks) == ["autonomy", "forge_state", "open_prs", "circuit_breaker", "task_selection"]
+    budget = ["llm_budget"] if scenario.get("target", {}).get("llm_daily_usd") else []
+    assert list(checks) == ["autonomy", "forge_state", "open_prs", "circuit_breaker", *budget, "task_selection"]
     if "checks_failed" in expect:
         assert [n for n, c in checks.items() if not c["passed"]] == expect["checks_failed"]
     for name, detail in expect.get("detail", {}).items():
@@ -252,3 +254,30 @@ def test_state_defaults_and_null_forge():
     assert parse_state("{}", "s.json") == CycleState()
     assert CycleState().open_prs == [] and CycleState().autonomy_enabled is True
     assert parse_state('{"open_prs": null}', "s.json").open_prs is None
+
+
+def test_llm_daily_budget_stops_the_cycle_with_its_reason():
+    from datetime import UTC, datetime, timedelta
+
+    from leviathan_lib.core.config import TargetConfig
+    from leviathan_lib.core.guardrails import AttemptRecord
+
+    backlog = _backlog([{"id": "t1", "ready": True}])
+    now = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    target = TargetConfig(target_id="t", target_repo_url="/r", autonomy_enabled=True, executor="llm",
+                          llm_daily_usd=1.0)  # fmt: skip
+
+    def state(*costs_hours_ago):
+        return CycleState(now=now, attempts=[
+            AttemptRecord(task_id="t0", outcome="succeeded", finished_at=now - timedelta(hours=h), cost_usd=c)
+            for c, h in costs_hours_ago])  # fmt: skip
+
+    under = decide(target, backlog, state((0.6, 30), (0.5, 2)))  # the 30 h old one no longer counts
+    assert under.decision == "run"
+    assert [c for c in under.checks if c.name == "llm_budget"][0].detail.startswith("$0.5000 spent")
+    over = decide(target, backlog, state((0.6, 23), (0.5, 2)))
+    assert over.decision == "skip" and ReasonCode.LLM_BUDGET_EXHAUSTED in over.reasons
+    [check] = [c for c in over.checks if c.name == "llm_budget"]
+    assert not check.passed and check.detail == "$1.1000 spent on the model in the last 24 h, budget $1.00/day"
+    no_budget = TargetConfig(target_id="t", target_repo_url="/r", autonomy_enabled=True, executor="llm")
+    assert "llm_budget" not in {c.name for c in decide(no_budget, backlog, state((99.0, 1))).checks}

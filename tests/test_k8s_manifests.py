@@ -112,7 +112,11 @@ def test_cfn_least_privilege():
     assert "system:serviceaccount:${Namespace}:leviathan-worker" in worker["AssumeRolePolicyDocument"]
     actions = [a for p in worker["Policies"] for s in p["PolicyDocument"]["Statement"]
                for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
-    assert actions == ["secretsmanager:GetSecretValue", "kms:Decrypt"]
+    assert actions == ["secretsmanager:GetSecretValue", "kms:Decrypt", "bedrock:InvokeModel"]
+    [bedrock] = [s for p in worker["Policies"] for s in p["PolicyDocument"]["Statement"]
+                 if s["Action"] == "bedrock:InvokeModel"]  # fmt: skip
+    # Only the one model the stack names (and this account's inference profiles for it), never "*".
+    assert bedrock["Resource"] and all(r.endswith("${BedrockModelId}") for r in bedrock["Resource"])
     agent = resources["CloudWatchAgentRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]
     assert agent["Action"] == "cloudwatch:PutMetricData"
     assert agent["Condition"] == {"StringEquals": {"cloudwatch:namespace": "MetricNamespace"}}

@@ -101,7 +101,7 @@ def test_rendered_pod_keeps_the_invariants():
     assert all("emptyDir" in volumes[name] for name in ("workspace", "tmp", "xcom"))
     env = {e["name"]: e for e in base["env"]}
     assert env["LEVIATHAN_ATTEMPT_SPEC"]["value"] == '{"spec_version": 1}'
-    assert env["ANTHROPIC_API_KEY"] == {"name": "ANTHROPIC_API_KEY", "valueFrom": {"secretKeyRef": {
+    assert env["LEVIATHAN_LLM_API_KEY"] == {"name": "LEVIATHAN_LLM_API_KEY", "valueFrom": {"secretKeyRef": {
         "name": "leviathan-llm", "key": "anthropic-api-key", "optional": True}}}  # fmt: skip
     assert not any("TOKEN" in name or "GITHUB" in name for name in env)
     assert scan_text(yaml.safe_dump(manifest)) == []
@@ -116,7 +116,7 @@ def test_recipe_targets_get_no_model_key_and_settings_follow_the_target():
                         worker_resources={"cpu_limit": "2", "memory_limit": "2Gi"})  # fmt: skip
     op, manifest = render(target)
     base = base_container(manifest)
-    assert "ANTHROPIC_API_KEY" not in {e["name"] for e in base["env"]}
+    assert "LEVIATHAN_LLM_API_KEY" not in {e["name"] for e in base["env"]}
     assert base["image"] == "ghcr.io/acme/leviathan-worker:1.2.0" and "imagePullPolicy" not in base
     assert manifest["spec"]["activeDeadlineSeconds"] == 120 and op.execution_timeout.total_seconds() == 420
     assert manifest["spec"]["serviceAccountName"] == "worker-b"

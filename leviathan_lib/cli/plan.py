@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from leviathan_lib.core.backlog import Backlog, Task, parse_backlog
-from leviathan_lib.core.config import DEPRECATED_KEYS, TargetConfig, load_target, parse_target
+from leviathan_lib.core.config import DEPRECATED_KEYS, LEGACY_KEYS, TargetConfig, load_target, parse_target
 from leviathan_lib.core.errors import Problem, ValidationFailed
 from leviathan_lib.core.guardrails import CycleState, decide, parse_state
 from leviathan_lib.core.scope import ScopeViolation, path_segments
@@ -118,6 +118,8 @@ def _target_schema() -> dict[str, Any]:
     schema = TargetConfig.model_json_schema()
     for key, why in DEPRECATED_KEYS.items():
         schema["properties"][key] = {"deprecated": True, "description": f"Deprecated: {why}."}
+    for key, why in LEGACY_KEYS.items():  # still honoured
+        schema["properties"][key].update(deprecated=True, description=f"Deprecated: {why}.")
     return {"$schema": JSON_SCHEMA_DIALECT, "$id": "leviathan-target.schema.json", **schema}
 
 

@@ -85,6 +85,16 @@ def failure_streak(history: History) -> int:
     return streak(attempts, ledger.breaker_reset_at)
 
 
+def llm_budget(target: TargetConfig, history: History) -> Any:
+    """The guardrails' ``llm_budget`` check (None when the target has no daily model budget)."""
+    from leviathan_lib.core.guardrails import CycleState
+    from leviathan_lib.core.guardrails import llm_budget as check
+    from leviathan_lib.cycle.steps import guardrail_inputs
+
+    attempts, _ = guardrail_inputs(history.ledger())
+    return check(target, CycleState(attempts=attempts))
+
+
 def open_prs(history: History) -> list[dict[str, Any]]:
     """PRs Leviathan opened that no later cycle saw merged or closed."""
     return [pr.model_dump() for pr in history.ledger().open_prs]
@@ -108,6 +118,9 @@ class TargetState(BaseModel):
     unreadable_records: int = 0
     #: Where recipe steps run: ``bwrap``, ``pod`` or ``unsandboxed (opt-out)`` (the target file decides).
     sandbox: str = "bwrap"
+    #: ``llm_daily_usd`` against the model spend of the last 24 h (None: no daily budget).
+    llm_budget_exhausted: bool = False
+    llm_budget_detail: str | None = None
 
 
 class Overview(BaseModel):
@@ -128,6 +141,7 @@ def overview() -> tuple[Overview, dict[str, History], dict[str, TargetConfig]]:
         breaker_open = streak >= target.circuit_breaker_failures
         last = history.cycles[-1] if history.cycles else None
         dag_paused = paused.get(target.dag_id)
+        budget = llm_budget(target, history)
         states.append(TargetState(
             target_id=tid, dag_id=target.dag_id, target_flag=target.autonomy_enabled, dag_paused=dag_paused,
             breaker_open=breaker_open, consecutive_failures=streak,
@@ -137,5 +151,7 @@ def overview() -> tuple[Overview, dict[str, History], dict[str, TargetConfig]]:
             last_stopped_reason=last.stopped_reason if last else None, last_reasons=last.reasons if last else [],
             open_prs=open_prs(history), unreadable_records=len(history.unreadable),
             sandbox=mode_label(required_mode(target)),
+            llm_budget_exhausted=bool(budget and not budget.passed),
+            llm_budget_detail=budget.detail if budget else None,
         ))
     return Overview(global_enabled=enabled, global_detail=detail, targets=states), found, targets

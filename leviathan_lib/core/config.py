@@ -11,11 +11,12 @@ import warnings
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from leviathan_lib.core import names, schedule
 from leviathan_lib.core.errors import Problem, ValidationFailed
 from leviathan_lib.core.git_refs import check_branch_name
+from leviathan_lib.core.pricing import qualified, split_model
 from leviathan_lib.core.repo_url import RepoUrlError, parse_repo_url
 from leviathan_lib.core.scope import ScopeViolation, path_segments
 from leviathan_lib.core.yamlsrc import field_name, line_of, load_yaml
@@ -28,6 +29,10 @@ DEPRECATED_KEYS = {
     "control_plane_url": "Airflow is the control plane; the value is ignored",
     "control_plane_token": "Airflow is the control plane; the value is ignored (and must not hold a secret)",
     "spider_url": "Spider is an Airflow plugin now; the value is ignored",
+}
+#: Keys of the Anthropic-only LLM executor: still honoured, warned about (docs/worker.md says what replaces them).
+LEGACY_KEYS = {
+    "llm_api_base_url": "put the API base URL in the host of the Airflow connection llm_conn_id",
 }
 
 TargetId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
@@ -96,17 +101,30 @@ class TargetConfig(BaseModel):
     # Worker executors and the Kubernetes pod (see docs/worker.md).
     #: Executor of ready tasks that name no recipe: ``recipe`` (such tasks are invalid) or ``llm``.
     executor: Literal["recipe", "llm"] = "recipe"
+    #: ``<provider>:<model>`` as pydantic-ai names it (``anthropic:``, ``openai:``, ``azure:``, ``bedrock:``);
+    #: a bare name (deprecated) is an Anthropic model.
     llm_model: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}$")] = (
-        "claude-sonnet-4-5"
+        "anthropic:claude-sonnet-4-5"
     )
     llm_max_turns: Annotated[int, Field(ge=1, le=500)] = 30
     llm_max_tokens: Annotated[int, Field(ge=1, le=128_000)] = 4096
     llm_max_total_tokens: PositiveInt = 400_000
     llm_cost_cap_usd: Annotated[float, Field(gt=0, strict=False, allow_inf_nan=False)] = 2.0
-    llm_input_usd_per_mtok: Annotated[float, Field(ge=0, strict=False, allow_inf_nan=False)] = 3.0
-    llm_output_usd_per_mtok: Annotated[float, Field(ge=0, strict=False, allow_inf_nan=False)] = 15.0
+    #: Tool calls over the attempt, and in one model response.
+    llm_max_tool_calls: Annotated[int, Field(ge=1, le=10_000)] = 200
+    llm_max_tool_calls_per_turn: Annotated[int, Field(ge=1, le=100)] = 20
+    #: Seconds one model request may take (never more than what is left of the attempt), and retries of
+    #: a request that got a 429, a 5xx or a timeout.
+    llm_request_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = 120
+    llm_max_retries: Annotated[int, Field(ge=0, le=10)] = 4
+    #: Price overrides (USD per million tokens); unset, the price comes from leviathan_lib.core.pricing.
+    llm_input_usd_per_mtok: Annotated[float, Field(ge=0, strict=False, allow_inf_nan=False)] | None = None
+    llm_output_usd_per_mtok: Annotated[float, Field(ge=0, strict=False, allow_inf_nan=False)] | None = None
+    #: Model spend of this target over any 24 hours; once reached, cycles stop before the worker.
+    llm_daily_usd: Annotated[float, Field(gt=0, strict=False, allow_inf_nan=False)] | None = None
     llm_api_base_url: str | None = None
-    #: Airflow connection whose password is the model API key (local backend).
+    #: Airflow connection (type ``pydanticai``, from apache-airflow-providers-common-ai): host = API base URL,
+    #: password = API key. Optional for Bedrock, which uses the worker's AWS role.
     llm_conn_id: str = "leviathan_llm"
     #: Kubernetes Secret (in ``worker_namespace``) and key holding the model API key (kubernetes backend).
     llm_api_key_secret: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")] = (
@@ -150,6 +168,16 @@ class TargetConfig(BaseModel):
     @classmethod
     def _branch(cls, value: str) -> str:
         return check_branch_name(value)
+    @field_validator("llm_model")
+    @classmethod
+    def _qualified_model(cls, value: str) -> str:
+        return qualified(value)
+
+    @model_validator(mode="after")
+    def _both_prices(self) -> TargetConfig:
+        if (self.llm_input_usd_per_mtok is None) != (self.llm_output_usd_per_mtok is None):
+            raise ValueError("give both llm_input_usd_per_mtok and llm_output_usd_per_mtok, or neither")
+        return self
 
     @field_validator("schedule_cron")
     @classmethod
@@ -205,6 +233,13 @@ def parse_target(text: str, source: str) -> TargetConfig:
             stacklevel=2,
         )
         data.pop(key)
+    for key in sorted(LEGACY_KEYS.keys() & data.keys()):
+        warnings.warn(f"{source}: {key}: deprecated key, {LEGACY_KEYS[key]}", LeviathanDeprecationWarning,
+                      stacklevel=2)  # fmt: skip
+    model = data.get("llm_model")
+    if isinstance(model, str) and split_model(model)[0] is None:
+        warnings.warn(f"{source}: llm_model: a bare model name is deprecated; write 'anthropic:{model}'",
+                      LeviathanDeprecationWarning, stacklevel=2)  # fmt: skip
     bad_keys = [k for k in data if not isinstance(k, str)]
     if bad_keys:
         raise ValidationFailed([Problem(source, str(k), "keys must be strings") for k in bad_keys])

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cache
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
@@ -35,6 +35,8 @@ class ReasonCode(StrEnum):
     FORGE_STATE_UNKNOWN = "forge_state_unknown"
     OPEN_PR_LIMIT = "open_pr_limit"
     CIRCUIT_BREAKER_OPEN = "circuit_breaker_open"
+    #: The target's ``llm_daily_usd`` is spent (model cost of its attempts over the last 24 hours).
+    LLM_BUDGET_EXHAUSTED = "llm_budget_exhausted"
     NO_ELIGIBLE_TASK = "no_eligible_task"
     # Task level, in the order they are reported.
     NOT_READY = "not_ready"
@@ -67,6 +69,8 @@ class AttemptRecord(_State):
     task_id: str
     outcome: Literal["succeeded", "failed", "timed_out"]
     finished_at: AwareDatetime
+    #: Model cost of the attempt (0 for recipes), from its evidence.
+    cost_usd: Annotated[float, Field(ge=0, strict=False)] = 0.0
 
 
 class ClosedPR(_State):
@@ -88,6 +92,8 @@ class CycleState(_State):
     breaker_reset_at: AwareDatetime | None = None
     #: PRs closed without merge, oldest first; a task is retried only once its definition changes.
     closed_prs: list[ClosedPR] = Field(default_factory=list)
+    #: When the decision is made (the daily model budget counts back 24 hours from it); None: now.
+    now: AwareDatetime | None = None
 
 
 class Check(BaseModel):
@@ -187,9 +193,26 @@ def _breaker_rule(target: TargetConfig, state: CycleState) -> _RuleResult:
     return [check], None if check.passed else ReasonCode.CIRCUIT_BREAKER_OPEN
 
 
+def llm_budget(target: TargetConfig, state: CycleState) -> Check | None:
+    """The target's daily model budget (``llm_daily_usd``) against its attempts' cost over the last 24 h."""
+    if target.executor != "llm" or target.llm_daily_usd is None:
+        return None
+    since = (state.now or datetime.now(UTC)) - timedelta(hours=24)
+    spent = sum(a.cost_usd for a in state.attempts if a.finished_at > since)
+    return Check(name="llm_budget", passed=spent < target.llm_daily_usd,
+                 detail=f"${spent:.4f} spent on the model in the last 24 h, budget ${target.llm_daily_usd:.2f}/day")
+
+
+def _llm_budget_rule(target: TargetConfig, state: CycleState) -> _RuleResult:
+    budget = llm_budget(target, state)
+    if budget is None:
+        return [], None
+    return [budget], None if budget.passed else ReasonCode.LLM_BUDGET_EXHAUSTED
+
+
 #: The cycle-level rules, in the order they are reported.
 _CYCLE_RULES: tuple[Callable[[TargetConfig, CycleState], _RuleResult], ...] = (
-    _autonomy_rule, _forge_rule, _breaker_rule,
+    _autonomy_rule, _forge_rule, _breaker_rule, _llm_budget_rule,
 )
 
 

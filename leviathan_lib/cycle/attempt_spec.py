@@ -23,15 +23,17 @@ def worker_source(target: TargetConfig, read: ReadResult, cache_dir: Path) -> st
     return str(git_dir_for(read.repo_url, cache_dir))
 
 
-def attempt_spec(read: ReadResult, target: TargetConfig, plan: AttemptPlan, cache_dir: Path) -> AttemptSpec:
-    """The spec of attempt ``plan`` of a task of the backlog ``read`` pinned."""
+def attempt_spec(read: ReadResult, target: TargetConfig, plan: AttemptPlan, cache_dir: Path, *,
+                 api_base_url: str | None = None, region: str | None = None) -> AttemptSpec:
+    """The spec of attempt ``plan`` of a task of the backlog ``read`` pinned; ``api_base_url`` and ``region``
+    come from the model connection (llm executor)."""
     backlog, _ = parse_backlog(read.backlog_text or "", source=read.backlog_path)
     task_def = backlog.by_id()[plan.task_id]
     return AttemptSpec.model_validate({
         "spec_version": 1, "target_id": target.target_id, "repo_url": worker_source(target, read, cache_dir),
         "commit_sha": read.commit_sha, "task": task_def.model_dump(mode="json"),
         "allowed_path_prefixes": target.allowed_path_prefixes,
-        "executor": executor_spec(target, task_def),
+        "executor": executor_spec(target, task_def, api_base_url=api_base_url, region=region),
         "attempt": plan.attempt, "timeout_seconds": target.attempt_timeout_seconds,
         "sandbox": required_mode(target),
     })

@@ -29,6 +29,13 @@ def missing_result_outcome(prepared_at: str | None, timeout_seconds: int,
     return "failed", "worker_crashed", "run_worker left no result (see its task log)"
 
 
+def _usage_evidence(usage: dict[str, Any] | None) -> dict[str, Any]:
+    """The attempt evidence's model fields; the daily budget (``llm_daily_usd``) sums ``cost_usd``."""
+    if not usage:
+        return {}
+    return {"cost_usd": usage.get("cost_usd"), "model": usage.get("model"), "prompt_sha256": usage.get("prompt_sha256")}
+
+
 def attempt_evidence(
     target: TargetConfig, plan: AttemptPlan, *, result: dict[str, Any] | None, pr: dict[str, Any] | None,
     rejection: dict[str, Any] | None, prepared_at: str | None, now: datetime,
@@ -49,6 +56,7 @@ def attempt_evidence(
             "started_at": result.get("attempt_started_at") or result.get("started_at"),
             "finished_at": result.get("finished_at"),
             "error_code": error.get("code"), "error_message": error.get("message"),
+            **_usage_evidence(result.get("usage")),
         })
     else:
         attempt.outcome, attempt.error_code, attempt.error_message = missing_result_outcome(

@@ -175,8 +175,8 @@ def _executor_problem(task: Task, recipes: dict[str, Any], recipes_problem: str 
 
 def guardrail_inputs(ledger: Ledger) -> tuple[list[AttemptRecord], list[ClosedPR]]:
     """The ledger as the guardrails' typed inputs (attempts oldest first, closed PRs)."""
-    attempts = sorted((AttemptRecord(task_id=a.task_id, outcome=a.outcome, finished_at=a.finished_at)
-                       for a in ledger.attempts), key=lambda a: a.finished_at)
+    attempts = sorted((AttemptRecord(task_id=a.task_id, outcome=a.outcome, finished_at=a.finished_at,
+                                     cost_usd=a.cost_usd) for a in ledger.attempts), key=lambda a: a.finished_at)
     return attempts, [ClosedPR(task_id=c.task_id, task_hash=c.task_hash) for c in ledger.closed_prs]
 
 

@@ -50,6 +50,10 @@ class AttemptEvidence(BaseModel):
     pr_url: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    #: The model's usage (llm executor): what it cost, which model, which prompt template (sha256).
+    cost_usd: float | None = None
+    model: str | None = None
+    prompt_sha256: str | None = None
 
 
 class PrStateChange(BaseModel):
@@ -67,6 +71,7 @@ class LedgerAttempt(BaseModel):
     task_id: str
     outcome: Literal["succeeded", "failed", "timed_out"]
     finished_at: datetime
+    cost_usd: float = 0.0
 
 
 class LedgerPR(BaseModel):
@@ -109,7 +114,8 @@ class Ledger(BaseModel):
         if attempt is not None and attempt.outcome is not None:
             outcome = "failed" if attempt.outcome == "rejected_by_guardrail" else attempt.outcome
             attempts.append(LedgerAttempt(task_id=attempt.task_id, outcome=outcome,
-                                          finished_at=attempt.finished_at or record.recorded_at))
+                                          finished_at=attempt.finished_at or record.recorded_at,
+                                          cost_usd=attempt.cost_usd or 0.0))
             if attempt.pr_number is not None:
                 open_prs.append(LedgerPR(number=attempt.pr_number, task_id=attempt.task_id,
                                          branch=attempt.branch, task_hash=attempt.task_hash))

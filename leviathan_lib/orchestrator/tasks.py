@@ -143,24 +143,31 @@ def _planned(ti: Any) -> GuardrailResult:
     return guard
 
 
-def _attempt_spec(read: dict[str, Any], target: TargetConfig, guard: GuardrailResult) -> Any:
+def _attempt_spec(read: dict[str, Any], target: TargetConfig, guard: GuardrailResult, llm_conn: Any = None) -> Any:
+    """The attempt spec; the model connection (``orchestrator.llm_conn``) gives the llm executor its host."""
     from leviathan_lib.core import paths
     from leviathan_lib.cycle.attempt_spec import attempt_spec
     from leviathan_lib.cycle.steps import ReadResult
 
     assert guard.attempt is not None
-    return attempt_spec(ReadResult.model_validate(read), target, guard.attempt, paths.cache_dir())
+    return attempt_spec(ReadResult.model_validate(read), target, guard.attempt, paths.cache_dir(),
+                        api_base_url=llm_conn.base_url if llm_conn else None,
+                        region=llm_conn.region if llm_conn else None)
 
 
-def _model_api_key(target: TargetConfig) -> str | None:
-    """The model key from the Airflow connection ``llm_conn_id`` (its password); None when absent."""
-    from airflow.sdk import BaseHook
-
-    try:
-        return BaseHook.get_connection(target.llm_conn_id).password or None
-    except Exception as exc:  # a missing connection: the worker fails with llm_no_api_key
-        log.warning("no model API key: connection %s: %s", target.llm_conn_id, type(exc).__name__)
+def _llm_connection(target: TargetConfig, plan: Any) -> Any:
+    """The model connection when the task runs on the model (None for recipes, or when it is missing)."""
+    if plan.recipe or target.executor != "llm":
         return None
+    from leviathan_lib.orchestrator.llm_conn import read_llm_connection
+
+    return read_llm_connection(target)
+
+
+def _llm_needs_connection(target: TargetConfig) -> bool:
+    from leviathan_lib.orchestrator.llm_conn import needs_connection
+
+    return needs_connection(target)
 
 
 def prepare_attempt(read: dict[str, Any], *, config: dict[str, Any]) -> None:
@@ -171,7 +178,12 @@ def prepare_attempt(read: dict[str, Any], *, config: dict[str, Any]) -> None:
     guard = _planned(ti)
     plan = guard.attempt
     assert plan is not None
-    spec = _attempt_spec(read, _target(config), guard)
+    target = _target(config)
+    llm_conn = _llm_connection(target, plan)
+    if llm_conn is not None and llm_conn.problem:
+        # Never send the pod's key to the provider's default URL instead of the one the connection meant.
+        raise AirflowFailException(f"llm_connection_invalid: {llm_conn.problem}")
+    spec = _attempt_spec(read, target, guard, llm_conn)
     ti.xcom_push(key=XCOM_SPEC, value=spec.model_dump_json())
     ti.xcom_push(key=XCOM_TASK_LABEL, value=label_value(plan.task_id))
     ti.xcom_push(key=XCOM_PREPARED_AT, value=datetime.now(UTC).isoformat())
@@ -188,14 +200,23 @@ def run_worker(read: dict[str, Any], *, config: dict[str, Any]) -> None:
     guard = _planned(ti)
     plan = guard.attempt
     assert plan is not None
-    spec = _attempt_spec(read, target, guard)
+    llm_conn = _llm_connection(target, plan)
+    spec = _attempt_spec(read, target, guard, llm_conn)
     started = datetime.now(UTC)
     log.info("attempt %s of task %s on branch %s (%s executor)", plan.attempt, plan.task_id, plan.branch,
              spec.executor.kind)
-    key = _model_api_key(target) if spec.executor.kind == "llm" else None
     from leviathan_lib.cycle.untrusted import sanitize_result
+    from leviathan_lib.worker.contract import failed_result
 
-    result = sanitize_result(run_local_worker(spec, workspace_root=paths.scratch_dir(), model_api_key=key))
+    if spec.executor.kind == "llm" and llm_conn is None and _llm_needs_connection(target):
+        result = failed_result("llm_connection_missing", f"the Airflow connection {target.llm_conn_id!r} "
+                               "(llm_conn_id) does not exist; create it (type pydanticai: host = API base URL, "
+                               "password = API key)", started_at=started)  # fmt: skip
+    elif spec.executor.kind == "llm" and llm_conn is not None and llm_conn.problem:
+        result = failed_result("llm_connection_invalid", llm_conn.problem, started_at=started)
+    else:
+        key = llm_conn.api_key if llm_conn else None
+        result = sanitize_result(run_local_worker(spec, workspace_root=paths.scratch_dir(), model_api_key=key))
     ti.xcom_push(key=XCOM_RESULT, value={**result.model_dump(mode="json"), "attempt_started_at": started.isoformat()})
     if result.outcome != "succeeded":
         error = result.error

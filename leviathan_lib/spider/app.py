@@ -87,7 +87,8 @@ def _autonomy() -> dict[str, Any]:
                    "variable": fleet.GLOBAL_SWITCH_VARIABLE},
         "targets": [t.model_dump(mode="json", include={
             "target_id", "dag_id", "target_flag", "dag_paused", "breaker_open", "consecutive_failures",
-            "breaker_threshold", "effective_enabled"}) for t in overview.targets],
+            "breaker_threshold", "effective_enabled", "llm_budget_exhausted", "llm_budget_detail"})
+            for t in overview.targets],
     }
 
 

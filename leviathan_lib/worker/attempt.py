@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
@@ -32,6 +32,9 @@ from leviathan_lib.worker.workspace import FORBIDDEN_MODES, Changes, GitFailed, 
 #: The error code of an attempt whose recipe would have needed a sandbox this machine cannot build
 #: (the same string the guardrails stop a cycle with, before the worker).
 SANDBOX_UNAVAILABLE = ReasonCode.SANDBOX_UNAVAILABLE.value
+
+if TYPE_CHECKING:  # the llm executor (pydantic-ai) loads only when an attempt uses it
+    from leviathan_lib.worker.llm import Preflight
 
 
 def _recipes_text(checkout: Path, recipes_path: str) -> str:
@@ -65,8 +68,9 @@ class _Progress:
                              usage=self.usage)  # fmt: skip
 
 
-def _checked_task(spec: AttemptSpec) -> tuple[Task, str]:
-    """The task, and the model API key for the llm executor ("" for recipes); :class:`_Failed` if unusable."""
+def _checked_task(spec: AttemptSpec) -> tuple[Task, Preflight | None]:
+    """The task, and the llm executor's preflight (key and price; None for recipes); :class:`_Failed` if
+    either is unusable."""
     try:
         task = Task.model_validate(spec.task)
     except ValidationError as exc:
@@ -77,17 +81,17 @@ def _checked_task(spec: AttemptSpec) -> tuple[Task, str]:
         if task.recipe is not None and task.recipe != executor.recipe:
             raise _Failed("invalid_spec",
                           f"task {task.id} names recipe {task.recipe!r} but the spec asks for {executor.recipe!r}")
-        return task, ""
+        return task, None
     if task.recipe is not None:
         raise _Failed(
             "invalid_spec", f"task {task.id} names recipe {task.recipe!r} but the spec asks for the llm executor"
         )
-    from leviathan_lib.worker.llm import API_KEY_ENV
+    from leviathan_lib.worker.llm import preflight
 
-    api_key = os.environ.get(API_KEY_ENV, "").strip()
-    if not api_key:
-        raise _Failed("llm_no_api_key", f"the llm executor needs the model API key in ${API_KEY_ENV}; it is not set")
-    return task, api_key
+    checked = preflight(executor, os.environ)
+    if checked.failure:
+        raise _Failed(checked.failure.code, checked.failure.message)
+    return task, checked
 
 
 def _checked_sandbox(spec: AttemptSpec) -> None:
@@ -130,7 +134,7 @@ def _run_recipe_executor(
 
 
 def _run_executor(
-    spec: AttemptSpec, task: Task, scope: Scope, api_key: str, dirs: tuple[Path, Path], clock: float,
+    spec: AttemptSpec, task: Task, scope: Scope, llm_key: Preflight | None, dirs: tuple[Path, Path], clock: float,
     progress: _Progress,
 ) -> tuple[str, list[str]]:
     """Run the executor; what it was (for messages) and the backlog baseline (llm), or :class:`_Failed`."""
@@ -146,7 +150,8 @@ def _run_executor(
     from leviathan_lib.worker.llm_validate import baseline_backlog_problems
 
     baseline = baseline_backlog_problems(checkout, executor.backlog_path)
-    llm = run_llm(executor, task, scope, checkout, api_key=api_key,
+    assert llm_key is not None and llm_key.price is not None  # preflight refused the attempt otherwise
+    llm = run_llm(executor, task, scope, checkout, api_key=llm_key.api_key, price=llm_key.price,
                   deadline=attempt_deadline(spec.timeout_seconds, clock))  # fmt: skip
     progress.summary, progress.usage = llm.executor_summary(), llm.usage()
     if llm.failure:
@@ -187,7 +192,7 @@ def run_attempt(spec: AttemptSpec, workspace: Path) -> AttemptResult:
 
 
 def _attempt(spec: AttemptSpec, workspace: Path, progress: _Progress, clock: float) -> AttemptResult:
-    task, api_key = _checked_task(spec)
+    task, llm_key = _checked_task(spec)
     scope = task_scope(task.allowed_paths, spec.allowed_path_prefixes)
     if not scope.prefixes:
         raise _Failed("scope_violation",
@@ -204,7 +209,7 @@ def _attempt(spec: AttemptSpec, workspace: Path, progress: _Progress, clock: flo
         raise _Failed("clone_failed", str(exc)) from None
     progress.base = spec.commit_sha
 
-    what, baseline = _run_executor(spec, task, scope, api_key, (workspace, checkout), clock, progress)
+    what, baseline = _run_executor(spec, task, scope, llm_key, (workspace, checkout), clock, progress)
     try:
         changes = collect_changes(checkout, spec.commit_sha, home=home)
     except GitFailed as exc:

@@ -66,9 +66,11 @@ class RecipeExecutorSpec(BaseModel):
 class LlmExecutorSpec(BaseModel):
     """Let a model edit files through a bounded tool-use loop (:mod:`leviathan_lib.worker.llm`).
 
-    Prices are per million tokens and come from the target config, so the cost cap does not depend on
-    a price table baked into the worker. The API key is never part of the spec: the worker reads it
-    from ``ANTHROPIC_API_KEY``.
+    ``model`` is ``<provider>:<model>`` as pydantic-ai names it (a bare name is an Anthropic model).
+    Prices are per million tokens; the orchestrator fills them from :mod:`leviathan_lib.core.pricing` or
+    the target's override, and None means unknown (the attempt is refused: its cost cannot be bounded).
+    The API key is never part of the spec: the worker reads it from ``LEVIATHAN_LLM_API_KEY`` (or the
+    legacy ``ANTHROPIC_API_KEY``); Bedrock needs none (the worker's AWS role).
     """
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
@@ -81,10 +83,20 @@ class LlmExecutorSpec(BaseModel):
     #: Input plus output tokens over the whole attempt.
     max_total_tokens: Annotated[int, Field(ge=1)] = 400_000
     cost_cap_usd: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 2.0
-    input_usd_per_mtok: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 3.0
-    output_usd_per_mtok: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 15.0
+    input_usd_per_mtok: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    output_usd_per_mtok: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    #: Tool calls over the attempt, and in one model response.
+    max_tool_calls: Annotated[int, Field(ge=1, le=10_000)] = 200
+    max_tool_calls_per_turn: Annotated[int, Field(ge=1, le=100)] = 20
+    #: One request's timeout (capped by the attempt deadline) and retries on 429, 5xx and timeouts.
+    request_timeout_seconds: Annotated[float, Field(gt=0, le=3600, strict=False)] = 120.0
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 4
     api_base_url: str | None = None
-    prompt: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = "edit-v1"
+    #: AWS region of a Bedrock model (else the worker's ``AWS_REGION``).
+    region: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")] | None = None
+    prompt: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = "edit-v2"
+    #: A reviewer's feedback on the PR this attempt continues; rendered into the prompt when given.
+    review_feedback: Annotated[str, StringConstraints(max_length=20_000)] | None = None
     backlog_path: str = ".leviathan/backlog.yaml"
 
     @field_validator("backlog_path")
@@ -154,7 +166,8 @@ class ErrorInfo(BaseModel):
     ``recipe_unknown``, ``recipe_failed``, ``diff_failed``, ``no_changes``, ``scope_violation``,
     ``patch_too_large``, ``patch_not_utf8``, ``sandbox_unavailable``, ``internal_error``; from the LLM
     executor the ``llm_*`` codes of :mod:`leviathan_lib.worker.llm`. From a backend: ``timeout``,
-    ``worker_crashed``.
+    ``worker_crashed``; from ``run_worker`` before a worker starts: ``llm_connection_missing``,
+    ``llm_connection_invalid``.
     """
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
@@ -173,6 +186,9 @@ class Usage(BaseModel):
     input_tokens: Annotated[int, Field(ge=0)]
     output_tokens: Annotated[int, Field(ge=0)]
     cost_usd: Annotated[float, Field(ge=0, strict=False)]
+    #: Model requests (retries not counted) and the sha256 of the prompt template that produced them.
+    requests: Annotated[int, Field(ge=0)] = 0
+    prompt_sha256: str | None = None
 
 
 class AttemptResult(BaseModel):

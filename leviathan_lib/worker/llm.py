@@ -1,101 +1,68 @@
 """The LLM executor: a model edits the checkout through five bounded tools, and nothing else.
 
-The model never runs commands. It can list, read and search the repository and write whole files, and
-every write is checked against the task's scope (the same :func:`leviathan_lib.core.scope.task_scope` the
-guardrails use) before anything touches the disk; refused calls are answered with the reason and kept in
-the transcript as evidence. The loop stops with a precise error code when a limit is hit:
+pydantic-ai runs the model-agnostic tool loop (``anthropic:``, ``openai:`` — also any OpenAI-compatible
+server through its base URL —, ``azure:`` and ``bedrock:``). What Leviathan guarantees is around it:
+the tools of :mod:`leviathan_lib.worker.llm_tools` (the model never runs commands; every write is
+checked against the task's scope first; refused calls are answered with the reason and kept as
+evidence), one guard around every model request (:class:`_Guard`: deadline, retries with backoff, USD
+and token accounting), and a precise error code for every stop:
 
-``llm_no_api_key``, ``llm_auth_failed``, ``llm_api_error``, ``llm_api_unreachable``, ``llm_max_turns``,
-``llm_token_limit``, ``llm_cost_cap``, ``llm_tool_errors`` (too many refused or malformed calls in a row),
-``llm_validation_failed`` and ``timeout`` (outcome ``timed_out``).
+``llm_no_api_key``, ``llm_unknown_provider``, ``llm_provider_unavailable``, ``llm_price_unknown`` (checked
+before cloning); ``llm_auth_failed``, ``llm_unknown_model``, ``llm_rate_limited``, ``llm_quota_exceeded``,
+``llm_api_error``, ``llm_api_unreachable``, ``llm_bad_response``, ``llm_max_turns``, ``llm_token_limit``,
+``llm_cost_cap``, ``llm_tool_call_limit``, ``llm_tool_errors`` (too many turns of refused or malformed
+calls in a row), ``llm_validation_failed`` and ``timeout`` (outcome ``timed_out``).
 
-The transcript is redacted with the rules of :mod:`leviathan_lib.core.secrets_scan` and the API key itself,
-and cut to a size an XCom can carry.
+pydantic-ai and the provider SDKs are imported only here, and only when the llm executor runs.
+The transcript is redacted with :mod:`leviathan_lib.core.secrets_scan` and the API key, and bounded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-import os
-import string
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
-
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from typing import TYPE_CHECKING, Any
 
 from leviathan_lib.core.backlog import Task
-from leviathan_lib.core.errors import CodedError
-from leviathan_lib.core.scope import Scope, ScopeViolation, path_segments
-from leviathan_lib.core.secrets_scan import RULES
+from leviathan_lib.core.pricing import PROVIDERS, Price, cost_usd, price_of, split_model
+from leviathan_lib.core.scope import Scope
 from leviathan_lib.worker.contract import LlmExecutorSpec, Usage
+from leviathan_lib.worker.llm_tools import (
+    DESCRIPTIONS,
+    INPUTS,
+    Finish,
+    Redactor,
+    ToolRefused,
+    Tools,
+    load_prompt,
+    render_prompt,
+)
 from leviathan_lib.worker.llm_validate import baseline_backlog_problems, check_files
 
-API_KEY_ENV = "ANTHROPIC_API_KEY"
-#: Refused or malformed tool calls in a row before the attempt is given up.
+if TYPE_CHECKING:
+    from pydantic_ai.messages import ModelMessage, ModelResponse
+    from pydantic_ai.models import Model, ModelRequestParameters
+    from pydantic_ai.settings import ModelSettings
+
+API_KEY_ENV = "LEVIATHAN_LLM_API_KEY"
+#: What the Anthropic-only executor read; still honoured.
+LEGACY_API_KEY_ENV = "ANTHROPIC_API_KEY"
+#: Refused or malformed tool calls, turns in a row, before the attempt is given up.
 MAX_CONSECUTIVE_TOOL_ERRORS = 3
-MAX_READ_BYTES = 100_000
-MAX_WRITE_BYTES = 200_000
-MAX_LISTED = 500
-MAX_SEARCH_HITS = 100
-#: Characters kept of each transcript field, and entries kept in all.
-TRANSCRIPT_FIELD_CHARS = 500
 TRANSCRIPT_MAX_ENTRIES = 300
+REFUSALS_MAX = 100
 #: The worker ends the loop itself this long before the backend's hard timeout, to still write a result.
 DEADLINE_MARGIN_SECONDS = 10.0
-
-_Path = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
-
-
-class _Input(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
-
-
-class ListFiles(_Input):
-    path: str = ""
-
-
-class ReadFile(_Input):
-    path: _Path
-
-
-class Search(_Input):
-    pattern: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    path: str = ""
-
-
-class WriteFile(_Input):
-    path: _Path
-    content: str
-
-
-class Finish(_Input):
-    summary: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
-
-
-_INPUTS: dict[str, type[_Input]] = {
-    "list_files": ListFiles, "read_file": ReadFile, "search": Search, "write_file": WriteFile, "finish": Finish,
-}  # fmt: skip
-_DESCRIPTIONS = {
-    "list_files": "List the files under a directory of the repository ('' for the root), recursively.",
-    "read_file": "Read a UTF-8 text file of the repository.",
-    "search": "Find lines containing a literal string, in the files under a directory ('' for all).",
-    "write_file": "Create or replace a file with the complete new content. Only paths in the task's scope.",
-    "finish": "End the attempt with a short summary of the change for the reviewer.",
-}
-TOOLS: list[dict[str, Any]] = [
-    {"name": name, "description": _DESCRIPTIONS[name], "input_schema": model.model_json_schema()}
-    for name, model in _INPUTS.items()
-]
-
-
-class ToolRefused(CodedError):
-    """A tool call that is not carried out; the message goes back to the model."""
-
-    CODE = "tool_refused"
+#: Backoff of a retried request: 0.5 s, 1 s, 2 s ... capped, unless the provider says Retry-After.
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 30.0
+#: Providers that authenticate without a key: Bedrock uses the worker's AWS role (IRSA on EKS).
+KEYLESS = frozenset({"bedrock"})
 
 
 @dataclass
@@ -116,6 +83,8 @@ class LlmRun:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    retries: int = 0
+    tool_calls: int = 0
     transcript: list[dict[str, Any]] = field(default_factory=list)
     transcript_dropped: int = 0
     refusals: list[dict[str, Any]] = field(default_factory=list)
@@ -125,7 +94,8 @@ class LlmRun:
 
     def usage(self) -> Usage:
         return Usage(model=self.model, turns=self.turns, input_tokens=self.input_tokens,
-                     output_tokens=self.output_tokens, cost_usd=self.cost_usd)  # fmt: skip
+                     output_tokens=self.output_tokens, cost_usd=self.cost_usd, requests=self.turns,
+                     prompt_sha256=self.prompt_sha256)  # fmt: skip
 
     def executor_summary(self) -> dict[str, Any]:
         return {
@@ -134,6 +104,8 @@ class LlmRun:
             "prompt": self.prompt,
             "prompt_sha256": self.prompt_sha256,
             "turns": self.turns,
+            "retries": self.retries,
+            "tool_calls": self.tool_calls,
             "finished": self.summary is not None and self.failure is None,
             "summary": self.summary,
             "written_paths": self.written,
@@ -143,285 +115,95 @@ class LlmRun:
         }
 
 
-class Redactor:
-    """Replaces credential shapes (and the literal API key) with ``[REDACTED:<rule>]``."""
-
-    def __init__(self, *secrets: str) -> None:
-        self._secrets = [s for s in secrets if s]
-
-    def __call__(self, text: str, limit: int | None = TRANSCRIPT_FIELD_CHARS) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "[REDACTED:api_key]")
-        for rule in RULES:
-            text = rule.pattern.sub(f"[REDACTED:{rule.name}]", text)
-        if limit is not None and len(text) > limit:
-            text = text[:limit] + f"... [{len(text) - limit} more characters]"
-        return text
-
-
-def load_prompt(name: str) -> str:
-    """The versioned prompt template ``prompts/<name>.md``, without its leading comment."""
-    text = resources.files("leviathan_lib.worker").joinpath("prompts", f"{name}.md").read_text(encoding="utf-8")
-    if text.startswith("<!--"):
-        text = text.split("-->", 1)[1].lstrip("\n")
-    return text
-
-
-def render_prompt(template: str, task: Task, scope: Scope, spec: LlmExecutorSpec) -> str:
-    criteria = "\n".join(f"- {c}" for c in task.acceptance_criteria) or "- (none given)"
-    return string.Template(template).safe_substitute(
-        task_id=task.id,
-        title=task.title,
-        description=task.description.strip() or "(none given)",
-        acceptance_criteria=criteria,
-        allowed_paths=", ".join(f"`{'/'.join(p)}/`" for p in scope.prefixes),
-        backlog_path=spec.backlog_path,
-        max_turns=spec.max_turns,
-    )
-
-
-class Tools:
-    """The model's only access to the checkout. Paths are repository-relative and never leave it."""
-
-    def __init__(self, checkout: Path, scope: Scope) -> None:
-        self.checkout = checkout.resolve()
-        self.scope = scope
-        self.written: list[str] = []
-
-    def _resolve(self, path: str, *, root_ok: bool = False) -> tuple[str, Path]:
-        if root_ok and path.strip().strip("/.") == "":
-            return "", self.checkout
-        try:
-            parts = path_segments(path)
-        except ScopeViolation as exc:
-            raise ToolRefused(str(exc)) from None
-        target = self.checkout
-        for part in parts:
-            target = target / part
-            if target.is_symlink():
-                raise ToolRefused(f"{'/'.join(parts)!r} goes through a symlink")
-        return "/".join(parts), target
-
-    def _files(self, base: Path) -> list[Path]:
-        found = []
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = sorted(d for d in dirnames if d != ".git" and not (Path(dirpath) / d).is_symlink())
-            found += [Path(dirpath) / f for f in sorted(filenames) if not (Path(dirpath) / f).is_symlink()]
-        return found
-
-    def list_files(self, args: ListFiles) -> str:
-        name, base = self._resolve(args.path, root_ok=True)
-        if not base.is_dir():
-            raise ToolRefused(f"{name!r} is not a directory")
-        files = [p.relative_to(self.checkout).as_posix() for p in self._files(base)]
-        more = f"\n... and {len(files) - MAX_LISTED} more" if len(files) > MAX_LISTED else ""
-        return "\n".join(files[:MAX_LISTED]) + more if files else "(no files)"
-
-    def read_file(self, args: ReadFile) -> str:
-        name, file = self._resolve(args.path)
-        if not file.is_file():
-            raise ToolRefused(f"{name!r} is not a file")
-        data = file.read_bytes()
-        if len(data) > MAX_READ_BYTES:
-            raise ToolRefused(f"{name!r} has {len(data)} bytes; the limit is {MAX_READ_BYTES}")
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ToolRefused(f"{name!r} is not UTF-8 text") from None
-
-    def search(self, args: Search) -> str:
-        _, base = self._resolve(args.path, root_ok=True)
-        hits = []
-        for file in self._files(base) if base.is_dir() else []:
-            try:
-                lines = file.read_bytes()[:MAX_READ_BYTES].decode("utf-8").splitlines()
-            except UnicodeDecodeError:
-                continue
-            rel = file.relative_to(self.checkout).as_posix()
-            hits += [f"{rel}:{n}: {line[:200]}" for n, line in enumerate(lines, 1) if args.pattern in line]
-            if len(hits) >= MAX_SEARCH_HITS:
-                break
-        return "\n".join(hits[:MAX_SEARCH_HITS]) or "(no matches)"
-
-    def write_file(self, args: WriteFile) -> str:
-        reason = self.scope.check(args.path)
-        if reason:
-            raise ToolRefused(f"write refused: {reason}")
-        name, file = self._resolve(args.path)
-        data = args.content.encode("utf-8")
-        if len(data) > MAX_WRITE_BYTES:
-            raise ToolRefused(f"write refused: {len(data)} bytes; the limit is {MAX_WRITE_BYTES}")
-        if file.is_dir():
-            raise ToolRefused(f"write refused: {name!r} is a directory")
-        file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_bytes(data)
-        if name not in self.written:
-            self.written.append(name)
-        return f"wrote {name} ({len(data)} bytes)"
-
-
-class _Loop:
-    """One tool-use conversation; ``run`` fills ``self.run`` and never raises for model behaviour."""
-
-    def __init__(self, spec: LlmExecutorSpec, task: Task, scope: Scope, checkout: Path, api_key: str,
-                 deadline: float) -> None:  # fmt: skip
-        template = load_prompt(spec.prompt)
-        self.spec, self.api_key, self.deadline = spec, api_key, deadline
-        self.prompt = render_prompt(template, task, scope, spec)
-        self.tools = Tools(checkout, scope)
-        self.redact = Redactor(api_key)
-        self.backlog_baseline = baseline_backlog_problems(checkout, spec.backlog_path)
-        #: Problems of the last refused finish, while no other call has been made since.
-        self.validation_problems: list[str] = []
-        self.run = LlmRun(model=spec.model, prompt=spec.prompt,
-                          prompt_sha256=hashlib.sha256(template.encode()).hexdigest())  # fmt: skip
-
-    def note(self, entry: dict[str, Any]) -> None:
-        if len(self.run.transcript) < TRANSCRIPT_MAX_ENTRIES:
-            self.run.transcript.append(entry)
-        else:
-            self.run.transcript_dropped += 1
-
-    def fail(self, code: str, message: str, outcome: str = "failed") -> LlmRun:
-        self.run.failure = LlmFailure(code, self.redact(message, limit=2000), outcome)
-        self.run.written = list(self.tools.written)
-        return self.run
-
-    def _client(self):
-        import anthropic
-
-        return anthropic.Anthropic(api_key=self.api_key, base_url=self.spec.api_base_url, max_retries=2)
-
-    def _call(self, client, messages: list[dict[str, Any]]):
-        import anthropic
-
-        remaining = self.deadline - time.monotonic()
-        try:
-            return client.messages.create(
-                model=self.spec.model, max_tokens=self.spec.max_tokens, messages=messages, tools=TOOLS,
-                timeout=max(1.0, remaining),
-            )  # fmt: skip
-        except anthropic.APITimeoutError:
-            if time.monotonic() >= self.deadline:
-                raise _Stop("timeout", "the model did not answer before the attempt deadline", "timed_out") from None
-            raise _Stop("llm_api_unreachable", "the model API timed out") from None
-        except anthropic.APIConnectionError as exc:
-            raise _Stop("llm_api_unreachable", f"cannot reach the model API: {exc}") from None
-        except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as exc:
-            raise _Stop("llm_auth_failed", f"the model API refused the key (HTTP {exc.status_code})") from None
-        except anthropic.APIStatusError as exc:
-            raise _Stop("llm_api_error", f"the model API answered HTTP {exc.status_code}: {exc.message}") from None
-
-    def _account(self, response) -> None:
-        usage = response.usage
-        self.run.turns += 1
-        self.run.input_tokens += int(usage.input_tokens or 0)
-        self.run.output_tokens += int(usage.output_tokens or 0)
-        spec = self.spec
-        cost = (self.run.input_tokens * spec.input_usd_per_mtok + self.run.output_tokens * spec.output_usd_per_mtok)
-        self.run.cost_usd = round(cost / 1_000_000, 6)
-        self.note({"turn": self.run.turns, "type": "response", "stop_reason": response.stop_reason,
-                   "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens})  # fmt: skip
-        if self.run.cost_usd > spec.cost_cap_usd:
-            raise _Stop("llm_cost_cap", f"cost ${self.run.cost_usd:.4f} after {self.run.turns} turn(s) exceeds the "
-                        f"cap of ${spec.cost_cap_usd:.4f}")  # fmt: skip
-        total = self.run.input_tokens + self.run.output_tokens
-        if total > spec.max_total_tokens:
-            raise _Stop("llm_token_limit", f"{total} tokens after {self.run.turns} turn(s) exceed the limit of "
-                        f"{spec.max_total_tokens}")  # fmt: skip
-
-    def _tool(self, name: str, raw: Any) -> tuple[str, bool]:
-        """Run one tool call: (answer, ok). Finishing sets ``run.summary``."""
-        model = _INPUTS.get(name)
-        if model is None:
-            raise ToolRefused(f"unknown tool {name!r}; the tools are {', '.join(_INPUTS)}")
-        try:
-            args = model.model_validate(raw)
-        except ValidationError as exc:
-            detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors())
-            raise ToolRefused(f"malformed input for {name}: {detail}") from None
-        if isinstance(args, Finish):
-            if not self.tools.written:
-                raise ToolRefused("nothing was written; make the change with write_file before finishing")
-            problems = check_files(self.tools.checkout, self.tools.written, backlog_path=self.spec.backlog_path,
-                                   backlog_baseline=self.backlog_baseline)  # fmt: skip
-            if problems:
-                self.validation_problems = problems
-                raise ToolRefused("the changed files do not validate: " + "; ".join(problems))
-            self.run.summary = self.redact(args.summary, limit=None)
-            return "finished", True
-        return getattr(self.tools, name)(args), True
-
-    def loop(self) -> LlmRun:
-        client = self._client()
-        messages: list[dict[str, Any]] = [{"role": "user", "content": self.prompt}]
-        errors_in_row = 0
-        try:
-            while True:
-                if self.run.turns >= self.spec.max_turns:
-                    if self.validation_problems:
-                        raise _Stop("llm_validation_failed", "; ".join(self.validation_problems))
-                    raise _Stop("llm_max_turns", f"no finish after {self.spec.max_turns} turns")
-                if time.monotonic() >= self.deadline:
-                    raise _Stop("timeout", f"the attempt deadline passed after {self.run.turns} turn(s)", "timed_out")
-                response = self._call(client, messages)
-                self._account(response)
-                turn = self.run.turns
-                content, results = [], []
-                for block in response.content:
-                    if block.type == "text":
-                        content.append({"type": "text", "text": block.text})
-                        self.note({"turn": turn, "type": "text", "text": self.redact(block.text)})
-                    elif block.type == "tool_use":
-                        content.append({"type": "tool_use", "id": block.id, "name": block.name, "input": block.input})
-                        results.append(self._answer(turn, block))
-                messages.append({"role": "assistant", "content": content or [{"type": "text", "text": "(empty)"}]})
-                if self.run.summary is not None:
-                    self.run.written = list(self.tools.written)
-                    return self.run
-                if not results:
-                    messages.append({"role": "user", "content": "Use the tools to make the change, then call finish."})
-                    continue
-                messages.append({"role": "user", "content": results})
-                if all(r.get("is_error") for r in results):
-                    errors_in_row += 1
-                    if errors_in_row >= MAX_CONSECUTIVE_TOOL_ERRORS and self.validation_problems:
-                        raise _Stop("llm_validation_failed", "; ".join(self.validation_problems))
-                    if errors_in_row >= MAX_CONSECUTIVE_TOOL_ERRORS:
-                        raise _Stop("llm_tool_errors", f"{errors_in_row} turns in a row of refused or malformed "
-                                    "tool calls; last: " + results[-1]["content"])  # fmt: skip
-                else:
-                    errors_in_row = 0
-        except _Stop as stop:
-            return self.fail(stop.code, stop.message, stop.outcome)
-
-    def _answer(self, turn: int, block) -> dict[str, Any]:
-        raw = block.input
-        shown = json.dumps(raw, ensure_ascii=False) if not isinstance(raw, str) else raw
-        self.note({"turn": turn, "type": "tool_use", "tool": block.name, "input": self.redact(shown)})
-        self.validation_problems = []
-        try:
-            output, _ = self._tool(block.name, raw)
-            error = False
-        except ToolRefused as exc:
-            output, error = str(exc), True
-            path = raw.get("path") if isinstance(raw, dict) and isinstance(raw.get("path"), str) else None
-            self.run.refusals.append({"turn": turn, "tool": block.name, "path": self.redact(path) if path else None,
-                                      "reason": self.redact(output)})  # fmt: skip
-        except OSError as exc:
-            output, error = f"{block.name} failed: {exc.strerror or exc}", True
-        self.note({"turn": turn, "type": "tool_result", "tool": block.name, "ok": not error,
-                   "output": self.redact(output)})  # fmt: skip
-        answer: dict[str, Any] = {"type": "tool_result", "tool_use_id": block.id, "content": output}
-        if error:
-            answer["is_error"] = True
-        return answer
-
-
 class _Stop(Exception):
+    """Ends the run with an error code; raised from the guard or a tool, it propagates out of pydantic-ai."""
+
     def __init__(self, code: str, message: str, outcome: str = "failed") -> None:
         super().__init__(message)
         self.code, self.message, self.outcome = code, message, outcome
+
+
+@dataclass
+class Preflight:
+    """What the worker checks before cloning: the key it will use and the price it counts with."""
+
+    api_key: str
+    price: Price | None
+    failure: LlmFailure | None = None
+
+
+def preflight(spec: LlmExecutorSpec, env: Mapping[str, str]) -> Preflight:
+    """Refuse what cannot work before any clone: no key, an unknown provider, no price, no SDK."""
+    provider, _ = split_model(spec.model)
+    provider = provider or "anthropic"
+    api_key = (env.get(API_KEY_ENV) or env.get(LEGACY_API_KEY_ENV) or "").strip()
+    if provider not in PROVIDERS:
+        return Preflight(api_key, None, LlmFailure(
+            "llm_unknown_provider", f"model {spec.model!r}: unknown provider {provider!r}; use one of "
+            + ", ".join(f"'{p}:<model>'" for p in PROVIDERS)))  # fmt: skip
+    if spec.input_usd_per_mtok is not None and spec.output_usd_per_mtok is not None:
+        price: Price | None = Price(spec.input_usd_per_mtok, spec.output_usd_per_mtok)
+    else:
+        price = price_of(spec.model)
+    if price is None:
+        return Preflight(api_key, None, LlmFailure(
+            "llm_price_unknown", f"no price for {spec.model!r} in leviathan_lib/core/pricing.py: give the target "
+            "llm_input_usd_per_mtok and llm_output_usd_per_mtok, so its cost can be capped"))  # fmt: skip
+    if not api_key and provider not in KEYLESS and not (provider == "openai" and spec.api_base_url):
+        return Preflight(api_key, price, LlmFailure(
+            "llm_no_api_key", f"the llm executor needs the model API key in ${API_KEY_ENV} (the password of the "
+            "Airflow connection llm_conn_id, or the Kubernetes Secret llm_api_key_secret); it is not set"))  # fmt: skip
+    try:
+        _sdk_check(provider)
+    except ImportError as exc:
+        return Preflight(api_key, price, LlmFailure(
+            "llm_provider_unavailable", f"the worker has no SDK for {provider!r}: {exc.name or exc}; install "
+            f"pydantic-ai-slim[{provider}]"))  # fmt: skip
+    return Preflight(api_key, price)
+
+
+def _sdk_check(provider: str) -> None:
+    """Raises ImportError when the provider's SDK is not installed (boto3 is only in the worker image)."""
+    import importlib
+
+    importlib.import_module({"anthropic": "anthropic", "openai": "openai", "azure": "openai"}.get(provider, "boto3"))
+
+
+def _build_model(spec: LlmExecutorSpec, api_key: str) -> tuple[Model, Any]:
+    """The pydantic-ai model and its SDK client, with the SDK's own retries off: :class:`_Guard` retries."""
+    provider, name = split_model(spec.model)
+    base_url = spec.api_base_url
+    if provider in (None, "anthropic"):
+        from anthropic import AsyncAnthropic
+        from pydantic_ai.models.anthropic import AnthropicModel
+        from pydantic_ai.providers.anthropic import AnthropicProvider
+
+        client: Any = AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
+        return AnthropicModel(name, provider=AnthropicProvider(anthropic_client=client)), client
+    if provider == "openai":
+        from openai import AsyncOpenAI
+        from pydantic_ai.models.openai import OpenAIChatModel
+        from pydantic_ai.providers.openai import OpenAIProvider
+
+        # A self-hosted server (vLLM, Ollama) may take no key, but the SDK insists on one.
+        client = AsyncOpenAI(api_key=api_key or "none", base_url=base_url, max_retries=0)
+        return OpenAIChatModel(name, provider=OpenAIProvider(openai_client=client)), client
+    if provider == "azure":
+        from openai import AsyncOpenAI
+        from pydantic_ai.models.openai import OpenAIChatModel
+        from pydantic_ai.providers.openai import OpenAIProvider
+
+        if not base_url:
+            raise _Stop("llm_api_error", "azure: the connection's host must be the endpoint "
+                        "(https://<resource>.openai.azure.com/openai/v1)")  # fmt: skip
+        client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
+        return OpenAIChatModel(name, provider=OpenAIProvider(openai_client=client)), client
+    from pydantic_ai.models.bedrock import BedrockConverseModel
+    from pydantic_ai.providers.bedrock import BedrockProvider
+
+    bedrock = BedrockProvider(region_name=spec.region, base_url=base_url) if base_url else (
+        BedrockProvider(region_name=spec.region))  # fmt: skip
+    return BedrockConverseModel(name, provider=bedrock), None
 
 
 def attempt_deadline(timeout_seconds: int, started: float) -> float:
@@ -430,7 +212,309 @@ def attempt_deadline(timeout_seconds: int, started: float) -> float:
     return started + timeout_seconds - margin
 
 
-def run_llm(spec: LlmExecutorSpec, task: Task, scope: Scope, checkout: Path, *, api_key: str,
+def _wrapper_base() -> type:
+    from pydantic_ai.models.wrapper import WrapperModel
+
+    return WrapperModel
+
+
+class _State:
+    """The attempt's counters and evidence, shared by the guard, the tools and the finish check."""
+
+    def __init__(self, spec: LlmExecutorSpec, price: Price, deadline: float, run: LlmRun) -> None:
+        self.spec, self.price, self.deadline, self.run = spec, price, deadline, run
+        self.errors_in_row = 0
+        #: Problems of the last refused finish, while no other call has been made since.
+        self.validation_problems: list[str] = []
+
+    def stop_for_turns(self) -> _Stop:
+        if self.validation_problems:
+            return _Stop("llm_validation_failed", "; ".join(self.validation_problems))
+        return _Stop("llm_max_turns", f"no finish after {self.spec.max_turns} turns")
+
+
+def _make_guard(wrapped: Model, state: _State) -> Model:
+    """Wrap ``wrapped`` so that every request is bounded, retried, counted and priced."""
+    from pydantic_ai.exceptions import (
+        ModelAPIError,
+        ModelConnectionError,
+        ModelRateLimitError,
+        ModelServerError,
+        ModelTimeoutError,
+        ModelUnavailableError,
+    )
+    from pydantic_ai.messages import ERROR_OUTCOMES, BaseToolReturnPart, ModelRequest, ToolCallPart
+
+    retryable = (ModelRateLimitError, ModelServerError, ModelUnavailableError, ModelTimeoutError, TimeoutError)
+
+    class _Guard(_wrapper_base()):  # type: ignore[misc]
+        async def request(self, messages: list[ModelMessage], model_settings: ModelSettings | None,
+                          model_request_parameters: ModelRequestParameters) -> ModelResponse:  # fmt: skip
+            self._check_tool_streak(messages)
+            spec, run = state.spec, state.run
+            if run.turns >= spec.max_turns:
+                raise state.stop_for_turns()
+            tries = 0
+            while True:
+                remaining = state.deadline - time.monotonic()
+                if remaining <= 0:
+                    raise _Stop("timeout", f"the attempt deadline passed after {run.turns} turn(s)", "timed_out")
+                timeout = min(spec.request_timeout_seconds, remaining)
+                settings: dict[str, Any] = {**(model_settings or {}), "timeout": timeout, "max_tokens": spec.max_tokens}
+                try:
+                    response = await asyncio.wait_for(
+                        self.wrapped.request(messages, settings, model_request_parameters), timeout + 1.0)
+                    break
+                except _Stop:
+                    raise
+                except retryable as exc:
+                    if tries >= spec.max_retries:
+                        raise _classify(exc, tries) from None
+                    tries += 1
+                    delay = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (tries - 1))
+                    delay = max(delay, float(getattr(exc, "retry_after", None) or 0.0))
+                    if time.monotonic() + delay >= state.deadline:
+                        raise _Stop("timeout", f"the attempt deadline leaves no time to retry: {_describe(exc)}",
+                                    "timed_out") from None  # fmt: skip
+                    run.retries += 1
+                    await asyncio.sleep(delay)
+                except (ModelAPIError, ModelConnectionError) as exc:
+                    raise _classify(exc, tries) from None
+                except Exception as exc:  # noqa: BLE001 - what an SDK raises on a garbled answer
+                    raise _Stop("llm_bad_response", f"the model API's answer could not be read: {_describe(exc)}") \
+                        from None
+            self._account(response, [p for p in response.parts if isinstance(p, ToolCallPart)])
+            return response
+
+        def _check_tool_streak(self, messages: list[ModelMessage]) -> None:
+            last = messages[-1] if messages else None
+            results = [p for p in last.parts if isinstance(p, BaseToolReturnPart)] if isinstance(
+                last, ModelRequest) else []  # fmt: skip
+            if not results:
+                return
+            if all(p.outcome in ERROR_OUTCOMES for p in results):
+                state.errors_in_row += 1
+            else:
+                state.errors_in_row = 0
+            if state.errors_in_row >= MAX_CONSECUTIVE_TOOL_ERRORS:
+                if state.validation_problems:
+                    raise _Stop("llm_validation_failed", "; ".join(state.validation_problems))
+                raise _Stop("llm_tool_errors", f"{state.errors_in_row} turns in a row of refused or malformed "
+                            "tool calls; last: " + _result_text(results[-1]))  # fmt: skip
+
+        def _account(self, response: ModelResponse, calls: list[Any]) -> None:
+            spec, run = state.spec, state.run
+            run.turns += 1
+            run.input_tokens += int(response.usage.input_tokens or 0)
+            run.output_tokens += int(response.usage.output_tokens or 0)
+            run.cost_usd = cost_usd(state.price, run.input_tokens, run.output_tokens)
+            run.tool_calls += len(calls)
+            if run.cost_usd > spec.cost_cap_usd:
+                raise _Stop("llm_cost_cap", f"cost ${run.cost_usd:.4f} after {run.turns} turn(s) exceeds the cap "
+                            f"of ${spec.cost_cap_usd:.4f}")  # fmt: skip
+            total = run.input_tokens + run.output_tokens
+            if total > spec.max_total_tokens:
+                raise _Stop("llm_token_limit", f"{total} tokens after {run.turns} turn(s) exceed the limit of "
+                            f"{spec.max_total_tokens}")  # fmt: skip
+            if len(calls) > spec.max_tool_calls_per_turn:
+                raise _Stop("llm_tool_call_limit", f"{len(calls)} tool calls in turn {run.turns}; the limit is "
+                            f"{spec.max_tool_calls_per_turn} per turn")  # fmt: skip
+            if run.tool_calls > spec.max_tool_calls:
+                raise _Stop("llm_tool_call_limit", f"{run.tool_calls} tool calls after {run.turns} turn(s); the "
+                            f"limit is {spec.max_tool_calls}")  # fmt: skip
+
+    return _Guard(wrapped)
+
+
+def _describe(exc: BaseException) -> str:
+    status = getattr(exc, "status_code", None)
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"HTTP {status}: {text}" if status else f"{type(exc).__name__}: {text}"
+
+
+def _classify(exc: BaseException, tries: int) -> _Stop:
+    """The error code of a request that failed for good."""
+    from pydantic_ai import exceptions as e
+
+    after = f" (after {tries} retries)" if tries else ""
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, e.ModelAuthenticationError) or status in (401, 403):
+        return _Stop("llm_auth_failed", f"the model API refused the key (HTTP {status or 401})")
+    if isinstance(exc, e.ModelNotFoundError) or status == 404:
+        return _Stop("llm_unknown_model", f"the model API does not know the model: {_describe(exc)}")
+    if isinstance(exc, e.ModelQuotaExceededError):
+        return _Stop("llm_quota_exceeded", f"the account's quota is exhausted: {_describe(exc)}")
+    if isinstance(exc, e.ModelRateLimitError) or status == 429:
+        return _Stop("llm_rate_limited", f"the model API kept rate-limiting{after}: {_describe(exc)}")
+    if isinstance(exc, (e.ModelTimeoutError, TimeoutError)):
+        return _Stop("llm_api_unreachable", f"the model API timed out{after}")
+    if isinstance(exc, e.ModelConnectionError):
+        return _Stop("llm_api_unreachable", f"cannot reach the model API: {_describe(exc)}")
+    if status is None:  # an answer without an HTTP error that could not be read as the API's JSON
+        return _Stop("llm_bad_response", f"the model API's answer could not be read: {_describe(exc)}")
+    return _Stop("llm_api_error", f"the model API failed{after}: {_describe(exc)}")
+
+
+def _result_text(part: Any) -> str:
+    content = part.content
+    if isinstance(content, list):  # pydantic validation errors of the call's arguments
+        detail = "; ".join(f"{'.'.join(map(str, d.get('loc', ()))) or 'input'}: {d.get('msg')}"
+                           for d in content if isinstance(d, dict))  # fmt: skip
+        return f"malformed input for {part.tool_name}: {detail}"
+    text = content if isinstance(content, str) else json.dumps(content, default=str)
+    if part.outcome in ("failed", "retried") and text.lower().startswith("unknown tool"):
+        return "unknown tool: " + text
+    return text
+
+
+class _Loop:
+    """One attempt's conversation; ``run`` never raises for model behaviour."""
+
+    def __init__(self, spec: LlmExecutorSpec, task: Task, scope: Scope, checkout: Path, *, api_key: str,
+                 price: Price, deadline: float) -> None:  # fmt: skip
+        template = load_prompt(spec.prompt)
+        self.spec, self.api_key = spec, api_key
+        self.prompt = render_prompt(template, task, scope, spec)
+        self.tools = Tools(checkout, scope)
+        self.redact = Redactor(api_key)
+        self.backlog_baseline = baseline_backlog_problems(checkout, spec.backlog_path)
+        self.run = LlmRun(model=spec.model, prompt=spec.prompt,
+                          prompt_sha256=hashlib.sha256(template.encode()).hexdigest())  # fmt: skip
+        self.state = _State(spec, price, deadline, self.run)
+
+    def _agent(self, model: Model) -> Any:
+        from pydantic_ai import Agent, ModelRetry, Tool, ToolOutput
+
+        state, tools = self.state, self.tools
+
+        def bind(name: str) -> Tool[None]:
+            method = getattr(tools, name)
+
+            def call(args: Any) -> str:
+                state.validation_problems = []
+                try:
+                    return str(method(args))
+                except ToolRefused as exc:
+                    raise ModelRetry(str(exc)) from None
+                except OSError as exc:
+                    raise ModelRetry(f"{name} failed: {exc.strerror or exc}") from None
+
+            call.__annotations__ = {"args": INPUTS[name], "return": str}
+            return Tool(call, name=name, description=DESCRIPTIONS[name], takes_ctx=False)
+
+        def finish(summary: Finish) -> Finish:
+            if not tools.written:
+                raise ModelRetry("nothing was written; make the change with write_file before finishing")
+            problems = check_files(tools.checkout, tools.written, backlog_path=self.spec.backlog_path,
+                                   backlog_baseline=self.backlog_baseline)  # fmt: skip
+            if problems:
+                state.validation_problems = problems
+                raise ModelRetry("the changed files do not validate: " + "; ".join(problems))
+            return summary
+
+        unbounded = 10 * self.spec.max_turns  # the guard's streak and turn limits stop a run first
+        agent: Any = Agent(
+            model, output_type=ToolOutput(Finish, name="finish", description=DESCRIPTIONS["finish"]),
+            tools=[bind(n) for n in ("list_files", "read_file", "search", "write_file")],
+            retries={"tools": unbounded, "output": unbounded},
+        )  # fmt: skip
+        agent.output_validator(finish)
+        return agent
+
+    async def _run(self) -> None:
+        from pydantic_ai import capture_run_messages
+        from pydantic_ai.exceptions import UnexpectedModelBehavior, UsageLimitExceeded
+        from pydantic_ai.usage import UsageLimits
+
+        spec, run = self.spec, self.run
+        model, client = _build_model(spec, self.api_key)
+        agent = self._agent(_make_guard(model, self.state))
+        limits = UsageLimits(request_limit=spec.max_turns + 1, tool_calls_limit=spec.max_tool_calls + 1,
+                             total_tokens_limit=spec.max_total_tokens + 1)  # backstops of the guard's checks
+        messages: list[Any] = []
+        try:
+            with capture_run_messages() as messages:
+                remaining = max(0.0, self.state.deadline - time.monotonic())
+                result = await asyncio.wait_for(agent.run(self.prompt, usage_limits=limits), remaining + 2.0)
+            run.summary = self.redact(result.output.summary, limit=None)
+        except _Stop as stop:
+            run.failure = LlmFailure(stop.code, self.redact(stop.message, limit=2000), stop.outcome)
+        except TimeoutError:
+            run.failure = LlmFailure("timeout", f"the attempt deadline passed after {run.turns} turn(s)", "timed_out")
+        except UsageLimitExceeded as exc:
+            run.failure = LlmFailure("llm_max_turns" if run.turns >= spec.max_turns else "llm_tool_call_limit",
+                                     self.redact(str(exc)))  # fmt: skip
+        except UnexpectedModelBehavior as exc:
+            run.failure = LlmFailure("llm_bad_response", self.redact(f"the model misbehaved: {exc}", limit=2000))
+        finally:
+            if client is not None:
+                await client.close()
+            self._evidence(messages)
+            run.written = list(self.tools.written)
+
+    def _evidence(self, messages: list[ModelMessage]) -> None:
+        """Transcript and refusals from the conversation pydantic-ai kept, redacted and bounded."""
+        from pydantic_ai.messages import ERROR_OUTCOMES, BaseToolReturnPart, ModelResponse, TextPart, ToolCallPart
+
+        calls: dict[str, ToolCallPart] = {}
+        turn = 0
+        for message in messages:
+            if isinstance(message, ModelResponse):
+                turn += 1
+                usage = message.usage
+                self._note({"turn": turn, "type": "response", "finish_reason": message.finish_reason,
+                            "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens})  # fmt: skip
+                for part in message.parts:
+                    if isinstance(part, TextPart):
+                        self._note({"turn": turn, "type": "text", "text": self.redact(part.content)})
+                    elif isinstance(part, ToolCallPart):
+                        calls[part.tool_call_id] = part
+                        raw = part.args if isinstance(part.args, str) else json.dumps(part.args, ensure_ascii=False)
+                        self._note({"turn": turn, "type": "tool_use", "tool": part.tool_name,
+                                    "input": self.redact(raw or "")})  # fmt: skip
+                continue
+            for answer in message.parts:
+                if not isinstance(answer, BaseToolReturnPart):
+                    continue
+                ok = answer.outcome not in ERROR_OUTCOMES
+                text = _result_text(answer)
+                self._note({"turn": turn, "type": "tool_result", "tool": answer.tool_name, "ok": ok,
+                            "output": self.redact(text)})  # fmt: skip
+                if not ok and len(self.run.refusals) < REFUSALS_MAX:
+                    call = calls.get(answer.tool_call_id)
+                    args = call.args_as_dict() if call is not None and _dict_args(call) else {}
+                    path = args.get("path") if isinstance(args.get("path"), str) else None
+                    self.run.refusals.append({"turn": turn, "tool": answer.tool_name,
+                                              "path": self.redact(path) if path else None,
+                                              "reason": self.redact(text)})  # fmt: skip
+
+    def _note(self, entry: dict[str, Any]) -> None:
+        if len(self.run.transcript) < TRANSCRIPT_MAX_ENTRIES:
+            self.run.transcript.append(entry)
+        else:
+            self.run.transcript_dropped += 1
+
+
+def _dict_args(call: Any) -> bool:
+    try:
+        return isinstance(call.args_as_dict(), dict)
+    except Exception:  # noqa: BLE001 - arguments that are not JSON at all
+        return False
+
+
+def run_llm(spec: LlmExecutorSpec, task: Task, scope: Scope, checkout: Path, *, api_key: str, price: Price,
             deadline: float) -> LlmRun:  # fmt: skip
     """Let the model make the task's change in ``checkout``; see the module doc for the failure codes."""
-    return _Loop(spec, task, scope, checkout, api_key, deadline).loop()
+    import pydantic_ai
+
+    pydantic_ai.BANNER_ENABLED = False  # a worker is never interactive
+    loop = _Loop(spec, task, scope, checkout, api_key=api_key, price=price, deadline=deadline)
+    try:
+        asyncio.run(loop._run())
+    except _Stop as stop:  # raised while building the model
+        loop.run.failure = LlmFailure(stop.code, loop.redact(stop.message, limit=2000), stop.outcome)
+    return loop.run
+
+
+#: The tool names in the order the model is offered them (``finish`` is pydantic-ai's output tool).
+TOOL_NAMES = tuple(INPUTS)

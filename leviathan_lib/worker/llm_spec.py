@@ -11,13 +11,25 @@ from typing import Any
 
 from leviathan_lib.core.backlog import Task
 from leviathan_lib.core.config import TargetConfig
+from leviathan_lib.core.pricing import price_of
 
 
-def executor_spec(target: TargetConfig, task: Task) -> dict[str, Any]:
+def model_price(target: TargetConfig) -> tuple[float, float] | None:
+    """The target's price override, else the table's price of its model; None when neither knows it."""
+    if target.llm_input_usd_per_mtok is not None and target.llm_output_usd_per_mtok is not None:
+        return target.llm_input_usd_per_mtok, target.llm_output_usd_per_mtok
+    price = price_of(target.llm_model)
+    return (price.input_usd_per_mtok, price.output_usd_per_mtok) if price else None
+
+
+def executor_spec(target: TargetConfig, task: Task, *, api_base_url: str | None = None,
+                  region: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """The executor spec; ``api_base_url``/``region`` come from the Airflow connection ``llm_conn_id``."""
     if task.recipe:
         return {"kind": "recipe", "recipe": task.recipe, "recipes_path": target.recipes_path}
     if target.executor != "llm" or task.executor == "recipe":
         raise ValueError(f"task {task.id} names no recipe and the target {target.target_id} does not enable llm")
+    price = model_price(target)
     return {
         "kind": "llm",
         "model": target.llm_model,
@@ -25,8 +37,13 @@ def executor_spec(target: TargetConfig, task: Task) -> dict[str, Any]:
         "max_tokens": target.llm_max_tokens,
         "max_total_tokens": target.llm_max_total_tokens,
         "cost_cap_usd": float(target.llm_cost_cap_usd),
-        "input_usd_per_mtok": float(target.llm_input_usd_per_mtok),
-        "output_usd_per_mtok": float(target.llm_output_usd_per_mtok),
-        "api_base_url": target.llm_api_base_url,
+        "input_usd_per_mtok": float(price[0]) if price else None,
+        "output_usd_per_mtok": float(price[1]) if price else None,
+        "max_tool_calls": target.llm_max_tool_calls,
+        "max_tool_calls_per_turn": target.llm_max_tool_calls_per_turn,
+        "request_timeout_seconds": float(target.llm_request_timeout_seconds),
+        "max_retries": target.llm_max_retries,
+        "api_base_url": api_base_url or target.llm_api_base_url,
+        "region": region,
         "backlog_path": target.backlog_path,
     }

@@ -29,7 +29,7 @@ from leviathan_lib.core.names import TASK_PREPARE_ATTEMPT, TASK_RUN_WORKER, XCOM
 
 WORKER_COMMAND = ["python3", "-m", "leviathan_lib.worker"]
 SPEC_ENV = "LEVIATHAN_ATTEMPT_SPEC"
-API_KEY_ENV = "ANTHROPIC_API_KEY"
+API_KEY_ENV = "LEVIATHAN_LLM_API_KEY"  # leviathan_lib.worker.llm reads it (kept import-light here)
 CLONE_TOKEN_ENV = "LEVIATHAN_GIT_READ_TOKEN"  # leviathan_lib.worker.workspace reads it (kept import-light here)
 WORKSPACE_MOUNT = "/workspace"
 #: The uid/gid of the image's ``leviathan`` user (k8s/worker/Dockerfile).
