@@ -75,7 +75,7 @@ def _global_switch(name: str) -> tuple[bool, str]:
 
     try:
         raw = Variable.get(name, default=None)
-    except Exception as exc:  # the switch is unknown: fail closed
+    except Exception as exc:  # noqa: BLE001 — the switch is unknown: fail closed
         return False, f"cannot read Variable {name}: {type(exc).__name__}"
     return switch_state(raw)
 
@@ -158,7 +158,7 @@ def _model_api_key(target: TargetConfig) -> str | None:
 
     try:
         return BaseHook.get_connection(target.llm_conn_id).password or None
-    except Exception as exc:  # a missing connection: the worker fails with llm_no_api_key
+    except Exception as exc:  # noqa: BLE001 — a missing connection: the worker fails with llm_no_api_key
         log.warning("no model API key: connection %s: %s", target.llm_conn_id, type(exc).__name__)
         return None
 

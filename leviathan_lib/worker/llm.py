@@ -263,7 +263,7 @@ class Tools:
 class _Loop:
     """One tool-use conversation; ``run`` fills ``self.run`` and never raises for model behaviour."""
 
-    def __init__(self, spec: LlmExecutorSpec, task: Task, scope: Scope, checkout: Path, api_key: str,
+    def __init__(self, spec: LlmExecutorSpec, task: Task, scope: Scope, checkout: Path, api_key: str,  # noqa: PLR0917 — rewritten on pydantic-ai (issue 17)
                  deadline: float) -> None:  # fmt: skip
         template = load_prompt(spec.prompt)
         self.spec, self.api_key, self.deadline = spec, api_key, deadline
@@ -352,7 +352,7 @@ class _Loop:
             return "finished", True
         return getattr(self.tools, name)(args), True
 
-    def loop(self) -> LlmRun:
+    def loop(self) -> LlmRun:  # noqa: C901 — rewritten on pydantic-ai (issue 17)
         client = self._client()
         messages: list[dict[str, Any]] = [{"role": "user", "content": self.prompt}]
         errors_in_row = 0
