@@ -153,7 +153,7 @@ def main() -> int:
         try:
             key = {"idle": "idle_cycle", "many": "many_targets"}.get(name, name)
             results[key] = step()
-        except Exception as exc:  # one failed benchmark must not hide the others
+        except Exception as exc:  # noqa: BLE001 — one failed benchmark must not hide the others
             results.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"[-2000:]
         results.setdefault("seconds", {})[name] = round(time.monotonic() - start, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ fi
 cd "$root"
 .venv/bin/ruff check . || exit $?
 .venv/bin/lint-imports || exit $?   # the package's layers and boundaries (pyproject.toml)
+.venv/bin/mypy || exit $?   # the package's types ([tool.mypy] in pyproject.toml; the core is strict)
 .venv/bin/python -m pytest "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then

@@ -63,7 +63,8 @@ def _reference_problems(backlog: Backlog, raw_tasks: list[Any], text: str, sourc
     valid = backlog.by_id()
     problems = []
     for index, raw in enumerate(raw_tasks):
-        task = valid.get(raw.get("id")) if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+        raw_id = raw.get("id") if isinstance(raw, dict) else None
+        task = valid.get(raw_id) if isinstance(raw_id, str) else None
         if task is None:
             continue
         if task.ready and not task.allowed_paths:
@@ -71,7 +72,7 @@ def _reference_problems(backlog: Backlog, raw_tasks: list[Any], text: str, sourc
                             "can never run", line_of(text, ["tasks", index]))
             warnings.warn(str(where), UserWarning, stacklevel=2)
         for j, dep in enumerate(task.dependencies):
-            loc = ["tasks", index, "dependencies", j]
+            loc: list[str | int] = ["tasks", index, "dependencies", j]
             if dep == task.id:
                 problems.append(Problem(source, f"tasks[{index}].dependencies[{j}]",
                                         "a task cannot depend on itself", line_of(text, loc)))

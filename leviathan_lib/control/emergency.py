@@ -122,7 +122,7 @@ def stop(*, by: str, reason: str, wait_seconds: float = 0.0) -> StopReport:
     for namespace in sorted(namespaces):
         try:
             pods += delete_worker_pods(namespace)
-        except Exception as exc:  # report, do not hide: the operator must stop the pods another way
+        except Exception as exc:  # noqa: BLE001 — report, do not hide: the operator must stop the pods another way
             problem = f"could not delete worker pods in namespace {namespace}: {type(exc).__name__}: {exc}"
     deadline = time.monotonic() + wait_seconds
     state = activity()

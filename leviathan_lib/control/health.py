@@ -21,7 +21,7 @@ def health() -> tuple[bool, dict[str, Any]]:
             session.execute(text("SELECT 1"))
             beat = session.scalar(select(func.max(Job.latest_heartbeat)).where(
                 Job.job_type == "SchedulerJob", Job.state == "running"))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 — any DB failure is an unhealthy report, never a 500
         components["database"] = {"status": "unhealthy", "reason": f"metadata DB unreachable: {type(exc).__name__}"}
         return False, components
     components["database"] = {"status": "healthy"}
@@ -38,11 +38,12 @@ def health() -> tuple[bool, dict[str, Any]]:
     overview, _, _ = fleet.overview()
     targets = {}
     for target in overview.targets:
-        age = (now - target.last_cycle_at).total_seconds() if target.last_cycle_at else None
-        entry: dict[str, Any] = {"status": "healthy", "last_cycle_age_seconds": None if age is None else round(age, 1),
-                                 "dag_paused": target.dag_paused}
-        if target.dag_paused is False and age is not None and age > max_age:
-            entry.update(status="unhealthy", reason=f"running target's last cycle was {age:.0f}s ago (> {max_age}s)")
+        cycle_age = (now - target.last_cycle_at).total_seconds() if target.last_cycle_at else None
+        entry: dict[str, Any] = {"status": "healthy", "dag_paused": target.dag_paused,
+                                 "last_cycle_age_seconds": None if cycle_age is None else round(cycle_age, 1)}
+        if target.dag_paused is False and cycle_age is not None and cycle_age > max_age:
+            entry.update(status="unhealthy",
+                         reason=f"running target's last cycle was {cycle_age:.0f}s ago (> {max_age}s)")
         targets[target.target_id] = entry
     components["targets"] = targets
     healthy = all(c["status"] == "healthy" for c in (components["database"], components["scheduler"])) and all(

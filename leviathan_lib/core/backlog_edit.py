@@ -30,12 +30,17 @@ def _mapping_value(node: yaml.MappingNode, key: str) -> list[tuple[yaml.Node, ya
     return [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key]
 
 
-def _find_task(root: yaml.Node, task_id: str) -> yaml.MappingNode:
+def _tasks_node(root: yaml.Node | None) -> yaml.SequenceNode:
+    """The backlog's ``tasks:`` list (``root`` is None for an empty document)."""
     tasks = _mapping_value(root, "tasks") if isinstance(root, yaml.MappingNode) else []
     if len(tasks) != 1 or not isinstance(tasks[0][1], yaml.SequenceNode):
         raise ValueError("the backlog has no 'tasks:' list")
+    return tasks[0][1]
+
+
+def _find_task(tasks: yaml.SequenceNode, task_id: str) -> yaml.MappingNode:
     matches = []
-    for item in tasks[0][1].value:
+    for item in tasks.value:
         if not isinstance(item, yaml.MappingNode):
             continue
         ids = _mapping_value(item, "id")
@@ -96,8 +101,9 @@ def set_task_status(text: str, task_id: str, status: str) -> str:
         before = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ValueError(f"the backlog is not valid YAML: {exc}") from None
-    task = _find_task(root, task_id)
-    index = next(i for i, item in enumerate(_mapping_value(root, "tasks")[0][1].value) if item is task)
+    tasks = _tasks_node(root)
+    task = _find_task(tasks, task_id)
+    index = next(i for i, item in enumerate(tasks.value) if item is task)
     edited = _splice(text, task, status)
 
     # Fail closed: the splice must read back as the same data with exactly that status changed.

@@ -147,7 +147,7 @@ class TargetConfig(BaseModel):
 
     @field_validator("allowed_path_prefixes", "backlog_path", "recipes_path", "protected_paths")
     @classmethod
-    def _safe_paths(cls, value):
+    def _safe_paths(cls, value: str | list[str]) -> str | list[str]:
         for item in value if isinstance(value, list) else [value]:
             try:
                 path_segments(item)

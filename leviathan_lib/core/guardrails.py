@@ -218,6 +218,7 @@ _CYCLE_RULES: tuple[Callable[[TargetConfig, CycleState], _RuleResult], ...] = (
 
 def _task_reasons(
     task: Task,
+    *,
     in_scope: Callable[[str], bool],
     statuses: dict[str, str | None],
     attempts: Counter[str],
@@ -275,8 +276,8 @@ def _verdicts(
         while next_invalid < len(invalid) and invalid[next_invalid].index <= position + next_invalid:
             verdicts.append(_invalid_verdict(invalid[next_invalid]))
             next_invalid += 1
-        reasons = _task_reasons(task, in_scope, statuses, attempts, pr_tasks, target.max_attempts_per_task, closed,
-                                protected)
+        reasons = _task_reasons(task, in_scope=in_scope, statuses=statuses, attempts=attempts, pr_tasks=pr_tasks,
+                                max_attempts=target.max_attempts_per_task, closed=closed, protected=protected)
         verdicts.append(TaskVerdict(id=task.id, eligible=not reasons, reasons=reasons))
         key = (task.priority_rank, position)
         if not reasons and (best is None or key < best):

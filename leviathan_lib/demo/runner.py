@@ -134,7 +134,8 @@ class Stack:
     """The Airflow processes, each in its own process group so a stop reaches their children too."""
 
     def __init__(self, env: dict[str, str], logs: Path):
-        self.env, self.logs, self.procs = env, logs, {}
+        self.env, self.logs = env, logs
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -230,6 +231,49 @@ def summarize(record: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _trigger(api: Api) -> tuple[set[str], str]:
+    """Unpause and trigger the demo DAG: the ids of the runs that existed before, and the triggered run's."""
+    known = {r["dag_run_id"] for r in api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=1000")["dag_runs"]}
+    api.call("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
+    run_id: str = api.call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None})["dag_run_id"]
+    print(f"Unpaused and triggered {DAG_ID}: run {run_id}", flush=True)
+    return known, run_id
+
+
+def _new_runs_finished(api: Api, known: set[str], run_id: str) -> list[dict[str, Any]] | None:
+    """The runs not in ``known``, once all of them (``run_id`` among them) finished; None before."""
+    runs = api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=1000&order_by=run_after")["dag_runs"]
+    new = [r for r in runs if r["dag_run_id"] not in known]
+    done = all(r["state"] in ("success", "failed") for r in new) and any(r["dag_run_id"] == run_id for r in new)
+    return new if done else None
+
+
+def _report_runs(api: Api, runs: list[dict[str, Any]]) -> tuple[set[str], list[Any]]:
+    """Print each run's evidence summary; the runs' states and the numbers of the PRs they opened."""
+    states: set[str] = set()
+    opened: list[Any] = []
+    for dag_run in runs:
+        entry = api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{dag_run['dag_run_id']}/taskInstances"
+                                "/record_evidence/xcomEntries/return_value?deserialize=true")
+        record = entry["value"]
+        if isinstance(record, str):
+            record = json.loads(record)
+        states.add(dag_run["state"])
+        opened += [(record.get("attempt") or {}).get("pr_number")] if (record.get("attempt") or {}).get(
+            "pr_number") else []
+        print(f"\n== {dag_run['run_type']} run {dag_run['dag_run_id']}: {dag_run['state']}")
+        print("\n".join(summarize(record)))
+    return states, opened
+
+
+def _print_review(repo: Path, opened: list[Any]) -> None:
+    print("\nReview the pull request as a human would:")
+    print(f"  .venv/bin/leviathan forge list --repo {repo}")
+    number = opened[-1] if opened else 1
+    print(f"  .venv/bin/leviathan forge show --repo {repo} {number} --diff")
+    print(f"  .venv/bin/leviathan forge merge --repo {repo} {number}  (next cycle: the next task)")
+
+
 def run(args: argparse.Namespace) -> int:
     demo: Path = args.dir.resolve()
     if args.reset and demo.exists():
@@ -257,37 +301,11 @@ def run(args: argparse.Namespace) -> int:
         password = _wait("the admin password", lambda: _password(airflow_home), 60, stack)
         api.login("admin", password)
         _wait(f"DAG {DAG_ID} to be parsed", lambda: api.call("GET", f"/api/v2/dags/{DAG_ID}"), 180, stack)
-        known = {r["dag_run_id"] for r in api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=1000")["dag_runs"]}
-        api.call("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
-        run_id = api.call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None})["dag_run_id"]
-        print(f"Unpaused and triggered {DAG_ID}: run {run_id}", flush=True)
-
-        def new_runs_finished():
-            runs = api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=1000&order_by=run_after")["dag_runs"]
-            new = [r for r in runs if r["dag_run_id"] not in known]
-            done = all(r["state"] in ("success", "failed") for r in new) and any(
-                r["dag_run_id"] == run_id for r in new)
-            return new if done else None
-
+        known, run_id = _trigger(api)
         # Unpausing may also start the latest scheduled run: report every run this demo caused, in order.
-        runs = _wait(f"run {run_id} to finish", new_runs_finished, args.timeout, stack)
-        states, opened = set(), []
-        for dag_run in runs:
-            entry = api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{dag_run['dag_run_id']}/taskInstances"
-                                    "/record_evidence/xcomEntries/return_value?deserialize=true")
-            record = entry["value"]
-            if isinstance(record, str):
-                record = json.loads(record)
-            states.add(dag_run["state"])
-            opened += [(record.get("attempt") or {}).get("pr_number")] if (record.get("attempt") or {}).get(
-                "pr_number") else []
-            print(f"\n== {dag_run['run_type']} run {dag_run['dag_run_id']}: {dag_run['state']}")
-            print("\n".join(summarize(record)))
-        print("\nReview the pull request as a human would:")
-        print(f"  .venv/bin/leviathan forge list --repo {repo}")
-        number = opened[-1] if opened else 1
-        print(f"  .venv/bin/leviathan forge show --repo {repo} {number} --diff")
-        print(f"  .venv/bin/leviathan forge merge --repo {repo} {number}  (next cycle: the next task)")
+        runs = _wait(f"run {run_id} to finish", lambda: _new_runs_finished(api, known, run_id), args.timeout, stack)
+        states, opened = _report_runs(api, runs)
+        _print_review(repo, opened)
         print(f"\nAirflow UI: http://127.0.0.1:{args.port}  (login: admin / {password})")
         print(f"  DAG: http://127.0.0.1:{args.port}/dags/{DAG_ID}")
         if args.exit:

@@ -93,7 +93,7 @@ def _pod_specs(obj: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, 
 
 
 def _containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
-    found = []
+    found: list[dict[str, Any]] = []
     for key in ("initContainers", "containers", "ephemeralContainers"):
         found.extend(c for c in pod.get(key) or [] if isinstance(c, dict))
     return found
@@ -236,7 +236,9 @@ class _TolerantLoader(yaml.SafeLoader):
     """Safe loading that reads CloudFormation short-form tags (``!Sub``, ``!GetAtt``) as plain values."""
 
 
-def _any_tag(loader: yaml.SafeLoader, _suffix: str, node: yaml.Node) -> Any:
+def _any_tag(
+    loader: yaml.SafeLoader, _suffix: str, node: yaml.ScalarNode | yaml.SequenceNode | yaml.MappingNode
+) -> Any:
     if isinstance(node, yaml.MappingNode):
         return loader.construct_mapping(node)
     if isinstance(node, yaml.SequenceNode):

@@ -8,11 +8,11 @@ SDK) and as the ``record_evidence`` task's XCom.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-EVIDENCE_VERSION = 1
+EVIDENCE_VERSION: Final = 1
 
 Outcome = Literal["succeeded", "failed", "timed_out", "rejected_by_guardrail"]
 
@@ -231,12 +231,12 @@ def parse_records(extras: list[tuple[str | None, Any]]) -> History:
         kind = extra.get("kind") if isinstance(extra, dict) else None
         if kind == "autonomy_changed":
             continue  # the switch is read live from its Variable; these records are for the event stream
-        model = BreakerResetRecord if kind == "breaker_reset" else CycleRecord
         try:
-            record = model.model_validate(extra)
+            if kind == "breaker_reset":
+                history.resets.append(BreakerResetRecord.model_validate(extra))
+            else:
+                history.cycles.append(CycleRecord.model_validate(extra))
         except ValidationError as exc:
             problem = f"{exc.error_count()} validation error(s), first: {exc.errors()[0]['msg']}"
             history.unreadable.append(UnreadableRecord(run_id=run_id, problem=problem))
-            continue
-        (history.resets if kind == "breaker_reset" else history.cycles).append(record)
     return history

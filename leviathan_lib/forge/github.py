@@ -179,7 +179,7 @@ class GithubForge(Forge):
             client = GithubHook(github_conn_id=conn_id).get_conn()
             requester = client.requester
             token = requester.auth.token if requester.auth else None  # App auth mints its token here
-        except Exception as exc:  # the hook raises ValueError, AirflowNotFoundException, GithubException
+        except Exception as exc:  # noqa: BLE001 — the hook raises ValueError, AirflowNotFoundException, GithubException
             raise ForgeError(f"cannot use GitHub connection {conn_id!r} for {self.full_name}: "
                              f"{type(exc).__name__}: {exc}") from None
         if not token:

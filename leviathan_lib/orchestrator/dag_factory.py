@@ -13,7 +13,7 @@ import re
 import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Asset, TriggerRule, task
@@ -34,6 +34,9 @@ from leviathan_lib.core.names import (
     invalid_dag_id,
 )
 from leviathan_lib.evidence.records import evidence_asset_uri
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator, XComArg
 
 log = logging.getLogger(__name__)
 
@@ -106,26 +109,28 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
         read = task(task_id=TASK_READ_BACKLOG)(t.read_backlog)(config=config, repo_url=repo_url)
         kubernetes = target.worker_backend == "kubernetes"
         guard = task.branch(task_id=TASK_CHECK_GUARDRAILS, inlets=[asset])(t.check_guardrails)(
-            read, config=config, repo_url=repo_url, asset=asset, switch_variable=GLOBAL_SWITCH_VARIABLE,
+            read, config=config, repo_url=repo_url, asset=asset, switch_variable=GLOBAL_SWITCH_VARIABLE,  # type: ignore[arg-type]  # Airflow types a TaskFlow call with the raw parameters; an XComArg is resolved at run time
             run_task_id=TASK_PREPARE_ATTEMPT if kubernetes else TASK_RUN_WORKER,
         )
+        start: XComArg | BaseOperator
+        worker: XComArg | BaseOperator
         if kubernetes:
             from leviathan_lib.worker.backends.kubernetes import build_worker_operator  # cncf: k8s only
 
-            start = task(task_id=TASK_PREPARE_ATTEMPT, retries=0)(t.prepare_attempt)(read, config=config)
+            start = task(task_id=TASK_PREPARE_ATTEMPT, retries=0)(t.prepare_attempt)(read, config=config)  # type: ignore[arg-type]  # (see above)
             worker = build_worker_operator(target, result_filter=t.sanitize_pod_result)
             start >> worker
         else:
             worker = task(task_id=TASK_RUN_WORKER, retries=0, execution_timeout=timeout + timedelta(minutes=2))(
                 t.run_worker
-            )(read, config=config)
+            )(read, config=config)  # type: ignore[arg-type]  # (see above)
             start = worker
         skip = EmptyOperator(task_id=TASK_SKIP, doc_md="The guardrails decided not to run the worker this cycle.")
-        pr = task(task_id=TASK_OPEN_PULL_REQUEST)(t.open_pull_request)(read, config=config)
+        pr = task(task_id=TASK_OPEN_PULL_REQUEST)(t.open_pull_request)(read, config=config)  # type: ignore[arg-type]  # (see above)
         record = task(task_id=TASK_RECORD_EVIDENCE, outlets=[asset], trigger_rule=TriggerRule.ALL_DONE)(
             t.record_evidence
         )(config=config, asset=asset)
-        outcome = task(task_id=TASK_CYCLE_OUTCOME, retries=0)(t.cycle_outcome)(record)
+        outcome = task(task_id=TASK_CYCLE_OUTCOME, retries=0)(t.cycle_outcome)(record)  # type: ignore[arg-type]  # (see above)
         guard >> [start, skip]
         worker >> pr
         [pr, skip] >> record >> outcome

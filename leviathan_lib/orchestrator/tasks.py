@@ -75,7 +75,7 @@ def _global_switch(name: str) -> tuple[bool, str]:
 
     try:
         raw = Variable.get(name, default=None)
-    except Exception as exc:  # the switch is unknown: fail closed
+    except Exception as exc:  # noqa: BLE001 — the switch is unknown: fail closed
         return False, f"cannot read Variable {name}: {type(exc).__name__}"
     return switch_state(raw)
 

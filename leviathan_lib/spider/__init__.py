@@ -9,6 +9,7 @@ state), ``evidence``, ``core``; of Airflow only the API server's auth helpers (`
 from __future__ import annotations
 
 import importlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 URL_PREFIX = "/leviathan"
@@ -17,11 +18,13 @@ URL_PREFIX = "/leviathan"
 class LazyApp:
     """An ASGI app that builds ``module:factory()`` on its first request."""
 
-    def __init__(self, target: str):
-        self.target, self._app = target, None
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._app: Callable[[dict[str, Any], Any, Any], Awaitable[None]] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if self._app is None:
+        app = self._app
+        if app is None:
             module, _, factory = self.target.partition(":")
-            self._app = getattr(importlib.import_module(module), factory)()
-        await self._app(scope, receive, send)
+            app = self._app = getattr(importlib.import_module(module), factory)()
+        await app(scope, receive, send)

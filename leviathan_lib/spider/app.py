@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, status
@@ -96,11 +97,27 @@ def _sse(events: list[Any]) -> str:
     return "".join(f"id: {e.id}\nevent: {e.type}\ndata: {e.model_dump_json()}\n\n" for e in events)
 
 
-def create_app() -> FastAPI:
-    app = FastAPI(title="Leviathan Spider", description=__doc__.splitlines()[0], docs_url=None, redoc_url=None)
-    app.add_middleware(SecurityHeaders)
-    streams = Streams(MAX_STREAMS)
+async def _event_stream(request: Request, streams: Streams, cursor: int, limit: int) -> AsyncIterator[str]:
+    """Server-Sent Events after ``cursor`` until the client leaves or the stream's lifetime ends.
 
+    The caller counted this stream in ``streams``; it is uncounted when the stream ends, however it ends.
+    """
+    deadline = time.monotonic() + STREAM_SECONDS
+    try:
+        yield f"retry: {int(POLL_SECONDS * 1000)}\n\n"
+        while time.monotonic() < deadline and not await request.is_disconnected():
+            page = await run_in_threadpool(read_events, after=cursor, limit=limit)
+            if page:
+                cursor = page[-1].id
+                yield _sse(page)
+                continue
+            yield ": keep-alive\n\n"
+            await asyncio.sleep(POLL_SECONDS)
+    finally:
+        streams.count -= 1
+
+
+def _add_status_routes(app: FastAPI) -> None:
     @app.get("/health", summary="Component health; no authentication")
     def health() -> JSONResponse:
         healthy, components = stack_health()
@@ -114,10 +131,13 @@ def create_app() -> FastAPI:
         overview, histories, _ = fleet.overview()
         return Response(render(overview, histories), media_type=CONTENT_TYPE)
 
+
+def _add_event_routes(app: FastAPI, streams: Streams) -> None:
     @app.get("/events", summary="Events after an id: JSON lines, or Server-Sent Events")
     async def events(
         request: Request,
         user: GetUserDep,
+        *,
         after: Annotated[int, Query(ge=0, le=MAX_EVENT_ID)] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 500,
         accept: Annotated[str, Header()] = "",
@@ -132,27 +152,12 @@ def create_app() -> FastAPI:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "too many live event streams; retry later",
                                 headers={"Retry-After": "5"})
         streams.count += 1
-        cursor = max(after, last_event_id or 0)
-
-        async def stream():
-            nonlocal cursor
-            deadline = time.monotonic() + STREAM_SECONDS
-            try:
-                yield f"retry: {int(POLL_SECONDS * 1000)}\n\n"
-                while time.monotonic() < deadline and not await request.is_disconnected():
-                    page = await run_in_threadpool(read_events, after=cursor, limit=limit)
-                    if page:
-                        cursor = page[-1].id
-                        yield _sse(page)
-                        continue
-                    yield ": keep-alive\n\n"
-                    await asyncio.sleep(POLL_SECONDS)
-            finally:
-                streams.count -= 1
-
-        return StreamingResponse(stream(), media_type="text/event-stream",
+        stream = _event_stream(request, streams, max(after, last_event_id or 0), limit)
+        return StreamingResponse(stream, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
+
+def _add_autonomy_routes(app: FastAPI) -> None:
     @app.get("/autonomy", summary="Global switch and each target's effective state")
     def get_autonomy(user: GetUserDep) -> dict[str, Any]:
         return _autonomy()
@@ -177,6 +182,8 @@ def create_app() -> FastAPI:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         return {"changed": record.model_dump(mode="json"), **_autonomy()}
 
+
+def _add_ui_route(app: FastAPI) -> None:
     @app.get("/ui", response_class=HTMLResponse, summary="Operator page (linked from the Airflow UI)")
     def ui(user: GetUserDep) -> HTMLResponse:
         from leviathan_lib.spider.page import CSP, render_page
@@ -185,4 +192,13 @@ def create_app() -> FastAPI:
         return HTMLResponse(render_page(overview), headers={"Content-Security-Policy": CSP,
                                                             "X-Frame-Options": "SAMEORIGIN"})
 
+
+def create_app() -> FastAPI:
+    """The Spider app; each ``_add_*`` helper adds one group of routes."""
+    app = FastAPI(title="Leviathan Spider", description=__doc__.splitlines()[0], docs_url=None, redoc_url=None)
+    app.add_middleware(SecurityHeaders)
+    _add_status_routes(app)
+    _add_event_routes(app, Streams(MAX_STREAMS))
+    _add_autonomy_routes(app)
+    _add_ui_route(app)
     return app

@@ -134,11 +134,11 @@ def _run_recipe_executor(
 
 
 def _run_executor(
-    spec: AttemptSpec, task: Task, scope: Scope, llm_key: Preflight | None, dirs: tuple[Path, Path], clock: float,
+    spec: AttemptSpec, task: Task, scope: Scope, *, llm_key: Preflight | None, workspace: Path, checkout: Path,
+    clock: float,
     progress: _Progress,
 ) -> tuple[str, list[str]]:
     """Run the executor; what it was (for messages) and the backlog baseline (llm), or :class:`_Failed`."""
-    workspace, checkout = dirs
     executor = spec.executor
     if isinstance(executor, RecipeExecutorSpec):
         run = _run_recipe_executor(spec, executor, task, checkout, workspace)
@@ -209,7 +209,8 @@ def _attempt(spec: AttemptSpec, workspace: Path, progress: _Progress, clock: flo
         raise _Failed("clone_failed", str(exc)) from None
     progress.base = spec.commit_sha
 
-    what, baseline = _run_executor(spec, task, scope, llm_key, (workspace, checkout), clock, progress)
+    what, baseline = _run_executor(spec, task, scope, llm_key=llm_key, workspace=workspace, checkout=checkout,
+                                   clock=clock, progress=progress)
     try:
         changes = collect_changes(checkout, spec.commit_sha, home=home)
     except GitFailed as exc:

@@ -233,7 +233,7 @@ class _State:
         return _Stop("llm_max_turns", f"no finish after {self.spec.max_turns} turns")
 
 
-def _make_guard(wrapped: Model, state: _State) -> Model:
+def _make_guard(wrapped: Model, state: _State) -> Model:  # noqa: C901 — counts the nested _Guard methods (each small), kept in this closure so pydantic-ai loads lazily
     """Wrap ``wrapped`` so that every request is bounded, retried, counted and priced."""
     from pydantic_ai.exceptions import (
         ModelAPIError,

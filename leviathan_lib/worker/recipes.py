@@ -177,7 +177,7 @@ def step_env(
 
 
 def _run_step(
-    argv: list[str], cwd: Path, env: dict[str, str], logs: Path, index: int, sandbox: Sandbox | None
+    argv: list[str], *, cwd: Path, env: dict[str, str], logs: Path, index: int, sandbox: Sandbox | None
 ) -> StepRun:
     # Output goes to files, not pipes: a background process left behind by a step cannot block the worker.
     out_path, err_path = logs / f"step-{index}.out", logs / f"step-{index}.err"
@@ -218,7 +218,7 @@ def run_recipe(
     run = RecipeRun(name, sandbox=label)
     total = len(recipe.argvs)
     for index, argv in enumerate(recipe.argvs, start=1):
-        step = _run_step(argv, checkout, env, logs, index, sandbox)
+        step = _run_step(argv, cwd=checkout, env=env, logs=logs, index=index, sandbox=sandbox)
         run.steps.append(step)
         if step.error or step.exit_code != 0:
             why = step.error or f"exited with {step.exit_code}"

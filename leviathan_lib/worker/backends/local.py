@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -86,7 +87,7 @@ def _run_bounded(
     return proc.returncode if finished else None
 
 
-def _make_removable(func, path, _exc) -> None:
+def _make_removable(func: Callable[..., object], path: str, _exc: object) -> None:
     """rmtree error handler: a recipe may leave read-only directories; make them writable and retry."""
     parent = os.path.dirname(path)
     os.chmod(parent, os.stat(parent).st_mode | stat.S_IRWXU)
@@ -148,7 +149,9 @@ def run_local_worker(
             )
     finally:
         try:
-            handler = {"onexc" if sys.version_info >= (3, 12) else "onerror": _make_removable}
-            shutil.rmtree(base, **handler)
+            if sys.version_info >= (3, 12):
+                shutil.rmtree(base, onexc=_make_removable)
+            else:
+                shutil.rmtree(base, onerror=_make_removable)
         except OSError as exc:
             log.warning("could not remove the attempt workspace %s: %s", base, exc)
