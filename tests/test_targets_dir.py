@@ -40,8 +40,8 @@ def test_no_setting_is_an_error_naming_every_setting():
 
 def test_a_file_or_a_missing_folder_is_refused_with_the_path(tmp_path):
     (tmp_path / "file.yaml").write_text("x", encoding="utf-8")
-    for bad in (tmp_path / "file.yaml", tmp_path / "gone"):
-        with pytest.raises(TargetsDirError, match=rf"{TARGETS_DIR_ENV} is '{bad}': no such folder"):
+    for bad, found in ((tmp_path / "file.yaml", "not a folder"), (tmp_path / "gone", "no such folder")):
+        with pytest.raises(TargetsDirError, match=rf"{TARGETS_DIR_ENV} is '{bad}': {found}; set {TARGETS_DIR_ENV}"):
             locate_targets_dir(str(bad), "", None).check()
 
 

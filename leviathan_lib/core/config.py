@@ -242,7 +242,8 @@ class TargetsLocation:
         """Raise :class:`TargetsDirError` unless the folder exists and can be listed and read."""
         where = f"{self.setting} is {str(self.path)!r}"
         if not self.path.is_dir():
-            raise TargetsDirError(f"{where}: no such folder; set {self.setting} to the folder of target files")
+            found = "not a folder" if self.path.exists() else "no such folder"
+            raise TargetsDirError(f"{where}: {found}; set {self.setting} to the folder of target files")
         if not os.access(self.path, os.R_OK | os.X_OK):
             raise TargetsDirError(f"{where}: the folder cannot be read by this process (user {os.getuid()})")
 
