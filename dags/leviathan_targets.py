@@ -1,8 +1,4 @@
-"""Leviathan: one Airflow DAG per target file (``dags/targets/*.yaml`` or ``$LEVIATHAN_TARGETS_DIR``).
+# Leviathan's Airflow DAGs, one per target file in [leviathan] targets_dir (docs/install.md).
+from leviathan_lib.orchestrator.dags import targets_dags
 
-Thin on purpose: all logic lives in the ``leviathan_lib`` package; parsing reads only the target files.
-"""
-
-from leviathan_lib.orchestrator.dag_factory import build_all
-
-globals().update(build_all())
+targets_dags(globals())

@@ -88,7 +88,7 @@ def test_the_mermaid_diagram_is_the_contract():
     layer_edges = [e for e in edges if e[0] in ids]
     assert layer_edges == chain, "the layer subgraphs must be chained top to bottom, one edge each, in order"
     thin = {src: dst for src, dst in edges if src not in ids}
-    assert thin.keys() == {"dags_file", "plugins_file"}, "only the thin dags/ and plugins/ files sit on top"
+    assert thin.keys() == {"dags_file", "entry_points"}, "only the one-line DAG file and the entry points sit on top"
     assert all(dst in subpackages() for _, dst in edges if _ not in ids)
 
 

@@ -68,6 +68,14 @@ def test_rendered_chart_is_leviathans_deployment(env_render):
     assert ("Role", "airflow-pod-launcher-role") not in objects
     assert ("Job", "airflow-create-user") not in objects
     assert "plugins_folder = /opt/airflow/plugins" in cfg
+    # The target files: ConfigMap leviathan-targets at [leviathan] targets_dir in every pod that parses DAGs.
+    assert "targets_dir = /opt/airflow/leviathan/targets" in cfg
+    for name in ("airflow-scheduler", "airflow-dag-processor", "airflow-api-server"):
+        [pod] = [o["spec"]["template"]["spec"] for (kind, n), o in objects.items()
+                 if n == name and kind in ("Deployment", "StatefulSet")]
+        assert {"name": "leviathan-targets", "configMap": {"name": "leviathan-targets"}} in pod["volumes"], name
+        mounts = {m["mountPath"] for c in pod["containers"] for m in c.get("volumeMounts", [])}
+        assert "/opt/airflow/leviathan/targets" in mounts, name
     assert "statsd_on = True" in cfg
     assert "worker_namespace = leviathan" in cfg
     images = {c["image"] for o in objects.values() for pod, _ in invariants._pod_specs(o)

@@ -406,7 +406,7 @@ def test_metrics_can_be_made_public_by_configuration(monkeypatch, airflow_db):
 
 def test_the_plugin_module_is_cheap_to_import_in_task_processes():
     """Airflow imports plugins in every task process: the app, FastAPI security and prometheus stay out."""
-    code = ("import runpy, sys; runpy.run_path('plugins/leviathan_spider.py'); "
+    code = ("import sys, leviathan_lib.spider.plugin; "
             "print(sorted(m for m in ('prometheus_client', 'leviathan_lib.spider.app', 'statsd',"
             " 'airflow.api_fastapi.core_api.security') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

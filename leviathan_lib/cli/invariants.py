@@ -9,19 +9,22 @@ files or directories, allowlist not applied. Exit 0 when clean,
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from leviathan_lib.deploy import invariants
 
-_ROOT = Path(__file__).resolve().parents[2]
+#: The repository checked: $LEVIATHAN_HOME, else the current folder (the installed package holds no k8s/).
+_ROOT = Path(os.environ.get("LEVIATHAN_HOME") or ".")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("invariants", help="check k8s manifests, Helm values and the repo",
                                    description=__doc__)
     parser.add_argument("paths", nargs="*", type=Path, help="files or directories (default: the CI check)")
-    parser.add_argument("--root", type=Path, default=_ROOT, help="repository root (default: this checkout)")
+    parser.add_argument("--root", type=Path, default=_ROOT,
+                        help="repository root (default: $LEVIATHAN_HOME, else the current folder)")
     parser.add_argument("--chart", type=Path, default=None,
                         help="official Airflow chart directory (default: ROOT/../shared/specs/airflow-chart/chart)")
     parser.add_argument("--no-chart", action="store_true", help="do not render the chart")

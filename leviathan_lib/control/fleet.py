@@ -15,9 +15,10 @@ from pydantic import BaseModel, Field
 
 from leviathan_lib.control.evidence_db import MAX_PAGE, record_rows
 from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE, switch_state
-from leviathan_lib.core.config import TargetConfig, load_target, target_files
+from leviathan_lib.core.config import TargetConfig, TargetsDirError, load_target, target_files
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.evidence.records import History, parse_records
+from leviathan_lib.orchestrator.targets import targets_location
 from leviathan_lib.worker.sandbox import mode_label, required_mode
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,13 @@ MAX_ROWS = 200_000
 
 def configured_targets() -> dict[str, TargetConfig]:
     """Valid target files by target id; broken or duplicate files are left out (their DAG reports them)."""
+    try:
+        directory = targets_location().path
+    except TargetsDirError as exc:
+        log.warning("no configured targets: %s", exc.message)
+        return {}
     found: dict[str, list[TargetConfig]] = {}
-    for path in target_files():
+    for path in target_files(directory):
         try:
             target = load_target(path)
         except ValidationFailed:

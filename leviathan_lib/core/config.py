@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from leviathan_lib.core import names, schedule
-from leviathan_lib.core.errors import Problem, ValidationFailed
+from leviathan_lib.core.errors import CodedError, Problem, ValidationFailed
 from leviathan_lib.core.git_refs import check_branch_name
 from leviathan_lib.core.pricing import qualified, split_model
 from leviathan_lib.core.repo_url import RepoUrlError, parse_repo_url
 from leviathan_lib.core.scope import ScopeViolation, path_segments
 from leviathan_lib.core.yamlsrc import field_name, line_of, load_yaml
 
+#: Where the target files are, in precedence order (see :func:`locate_targets_dir`); there is no default.
 TARGETS_DIR_ENV = "LEVIATHAN_TARGETS_DIR"
-DEFAULT_TARGETS_DIR = Path(__file__).resolve().parents[2] / "dags" / "targets"
+TARGETS_DIR_OPTION = "[leviathan] targets_dir"
 
 #: Keys of the original control-plane design that Airflow replaces; accepted, warned about, unused.
 DEPRECATED_KEYS = {
@@ -258,12 +260,50 @@ def load_target(path: str | os.PathLike[str]) -> TargetConfig:
     return parse_target(text, str(path))
 
 
-def targets_dir() -> Path:
-    return Path(os.environ.get(TARGETS_DIR_ENV) or DEFAULT_TARGETS_DIR)
+class TargetsDirError(CodedError):
+    """The targets folder is not set, or is not a readable folder: the message names the setting to fix."""
+
+    CODE = "targets_dir_invalid"
 
 
-def target_files(directory: Path | None = None) -> list[Path]:
-    directory = directory or targets_dir()
+@dataclass(frozen=True)
+class TargetsLocation:
+    """The targets folder and the setting that named it (quoted in every error about it)."""
+
+    path: Path
+    setting: str
+
+    def check(self) -> None:
+        """Raise :class:`TargetsDirError` unless the folder exists and can be listed and read."""
+        where = f"{self.setting} is {str(self.path)!r}"
+        if not self.path.is_dir():
+            found = "not a folder" if self.path.exists() else "no such folder"
+            raise TargetsDirError(f"{where}: {found}; set {self.setting} to the folder of target files")
+        if not os.access(self.path, os.R_OK | os.X_OK):
+            raise TargetsDirError(f"{where}: the folder cannot be read by this process (user {os.getuid()})")
+
+
+def locate_targets_dir(env_value: str, option_value: str, base: Path | None) -> TargetsLocation:
+    """``$LEVIATHAN_TARGETS_DIR``, else ``[leviathan] targets_dir``; a relative path is taken from ``base``.
+
+    ``base`` is the DAG file's folder when the DAG file asks (MWAA and Composer ship targets in the DAGs
+    bucket next to it) and ``[core] dags_folder`` elsewhere. No default: a guess would be a checkout path.
+    """
+    for setting, value in ((TARGETS_DIR_ENV, env_value), (TARGETS_DIR_OPTION, option_value)):
+        if value.strip():
+            path = Path(value.strip()).expanduser()
+            if not path.is_absolute():
+                if base is None:
+                    raise TargetsDirError(f"{setting} is {value.strip()!r}: a relative path needs the DAG folder")
+                path = base / path
+            return TargetsLocation(path, setting)
+    raise TargetsDirError(
+        f"the targets folder is not set: set {TARGETS_DIR_OPTION} in airflow.cfg "
+        f"(or AIRFLOW__LEVIATHAN__TARGETS_DIR, or {TARGETS_DIR_ENV}) to the folder of target files"
+    )
+
+
+def target_files(directory: Path) -> list[Path]:
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())

@@ -26,7 +26,6 @@ from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.names import dag_id
 from leviathan_lib.demo import create_demo_target
 
-ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = dag_id("demo")
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
 
@@ -49,9 +48,28 @@ class DemoError(CodedError):
     CODE = "demo_failed"
 
 
+def checkout() -> Path:
+    """The source checkout the demo runs Airflow from (its ``airflow.cfg`` and ``dags/``).
+
+    ``$LEVIATHAN_HOME`` (scripts/demo.sh sets it), else the current folder: the installed package holds
+    no checkout, and the demo needs one (docs/install.md installs into an existing Airflow instead).
+    """
+    return Path(os.environ.get("LEVIATHAN_HOME") or Path.cwd()).resolve()
+
+
+def _checked_checkout() -> Path | None:
+    root = checkout()
+    if (root / "airflow.cfg").is_file() and (root / "dags").is_dir():
+        return root
+    print(f"error: {root} is not a Leviathan checkout (no airflow.cfg and dags/): run the demo from one, "
+          "or set LEVIATHAN_HOME to it", file=sys.stderr)
+    return None
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("demo", help="run the embedded demo on real Airflow (SQLite, local forge)")
-    parser.add_argument("--dir", type=Path, default=ROOT / ".demo", help="demo folder (default: .demo/)")
+    parser.add_argument("--dir", type=Path, default=checkout() / ".demo",
+                        help="demo folder (default: .demo/ of the checkout)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("LEVIATHAN_DEMO_PORT", "8080")))
     parser.add_argument("--reset", action="store_true", help="delete the demo folder first")
     parser.add_argument("--exit", action="store_true", help="stop Airflow after the first cycle instead of waiting")
@@ -96,8 +114,8 @@ def demo_variables(demo: Path, port: int) -> dict[str, str]:
     return {
         **_secrets(demo),
         "AIRFLOW_HOME": str(demo / "airflow"),
-        "AIRFLOW_CONFIG": str(ROOT / "airflow.cfg"),
-        "LEVIATHAN_HOME": str(ROOT),
+        "AIRFLOW_CONFIG": str(checkout() / "airflow.cfg"),
+        "LEVIATHAN_HOME": str(checkout()),
         "LEVIATHAN_TARGETS_DIR": str(demo / "targets"),
         "LEVIATHAN_STATE_DIR": str(demo / "state"),
         "AIRFLOW__API__PORT": str(port),
@@ -116,6 +134,8 @@ def _environment(demo: Path, port: int) -> dict[str, str]:
 
 def print_env(args: argparse.Namespace) -> int:
     """``leviathan demo env``: the demo's environment for a shell, so ``airflow`` and ``leviathan`` see it."""
+    if _checked_checkout() is None:
+        return 2
     variables = demo_variables(args.dir.resolve(), args.port)
     # The demo drops the caller's own AIRFLOW__* settings; so does the shell that evals this.
     for key in sorted(k for k in os.environ if k.startswith("AIRFLOW__") and k not in variables):
@@ -275,6 +295,8 @@ def _print_review(repo: Path, opened: list[Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if _checked_checkout() is None:
+        return 2
     demo: Path = args.dir.resolve()
     if args.reset and demo.exists():
         shutil.rmtree(demo)

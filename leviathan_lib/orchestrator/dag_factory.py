@@ -19,7 +19,7 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Asset, TriggerRule, task
 
 from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE
-from leviathan_lib.core.config import TargetConfig, load_target, target_files, targets_dir
+from leviathan_lib.core.config import TargetConfig, load_target, target_files
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.names import (
     TASK_CHECK_GUARDRAILS,
@@ -34,6 +34,7 @@ from leviathan_lib.core.names import (
     invalid_dag_id,
 )
 from leviathan_lib.evidence.records import evidence_asset_uri
+from leviathan_lib.orchestrator.targets import targets_location
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator, XComArg
@@ -240,7 +241,7 @@ def build_all(directory: Path | None = None) -> dict[str, DAG]:
 
     Two files claiming one ``target_id`` are both refused: which one is meant is unknown (fail closed).
     """
-    config_files = target_files(directory or targets_dir())
+    config_files = target_files(directory or targets_location().path)
     wanted = _task_target_id()
     if wanted is not None:
         return _build_one(config_files, wanted)

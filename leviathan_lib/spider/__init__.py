@@ -3,7 +3,8 @@
 The plugin class only holds a :class:`LazyApp`: Airflow imports plugins in every task process, and the
 FastAPI app (with the API server's security helpers and ``prometheus_client``) is only built when the
 API server first routes a request to it. May import: ``control`` (every read or change of Airflow
-state), ``evidence``, ``core``; of Airflow only the API server's auth helpers (``spider.auth``).
+state), ``orchestrator`` (the plugin registers its listeners), ``evidence``, ``core``; of Airflow only
+the API server's auth helpers (``spider.auth``) and the plugin base class (``spider.plugin``).
 """
 
 from __future__ import annotations

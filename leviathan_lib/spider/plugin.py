@@ -1,6 +1,7 @@
 """Leviathan's Airflow plugin: Spider under ``/leviathan`` on the API server, its UI link, and listeners.
 
-Thin and cheap to import (it is imported in every task process): the app is built on first use.
+Registered by the installed package's ``airflow.plugins`` entry point, so it loads with an empty plugins
+folder. Cheap to import (Airflow imports plugins in every task process): the app is built on first use.
 """
 
 from __future__ import annotations
