@@ -6,9 +6,9 @@
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/bootstrap.sh" test || exit $?
-"$root/scripts/tools.sh" || exit $?   # checkov, in its own venv (tests/test_k8s_docs.py runs it)
+"$root/scripts/tools.sh" || exit $?   # checkov, in its own venv (tests/deploy/test_docs_commands.py runs it)
 "$root/scripts/postgres.sh" || exit $?   # the tests' metadata DB (LEVIATHAN_TEST_DB=sqlite: not needed)
-# promtool (Debian package "prometheus") checks the Spider's /metrics output in tests/test_spider.py.
+# promtool (Debian package "prometheus") checks the Spider's /metrics output in tests/spider/test_app.py.
 if ! command -v promtool >/dev/null 2>&1; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "Installing promtool (Debian package prometheus) ..." >&2

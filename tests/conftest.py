@@ -3,7 +3,7 @@
 The metadata DB is PostgreSQL by default (a database created for this run and dropped at its end, see
 tests/metadata_db.py); ``LEVIATHAN_TEST_DB=sqlite`` runs the whole suite on SQLite under AIRFLOW_HOME
 instead, and the tests marked ``sqlite_subset`` also run on SQLite in a PostgreSQL run
-(tests/test_sqlite_subset.py). The environment is set before anything imports Airflow, so in-process
+(tests/e2e/test_sqlite_subset.py). The environment is set before anything imports Airflow, so in-process
 Airflow and every Airflow subprocess a test starts with ``os.environ`` use the same database. The
 project's own ``airflow.cfg`` is used, so the tests exercise the configuration the demo runs with.
 """

@@ -17,6 +17,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from leviathan_lib.core.backlog import Task
+from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.scope import Scope, ScopeViolation, path_segments
 from leviathan_lib.core.secrets_scan import RULES
 from leviathan_lib.worker.contract import LlmExecutorSpec
@@ -68,8 +69,10 @@ DESCRIPTIONS = {
     "finish": "End the attempt with a short summary of the change for the reviewer.",
 }
 
-class ToolRefused(Exception):
+class ToolRefused(CodedError):
     """A tool call that is not carried out; the message goes back to the model."""
+
+    CODE = "tool_refused"
 
 
 class Redactor:

@@ -9,7 +9,7 @@ from leviathan_lib.core.guardrails import ClosedPR, OpenPR
 from leviathan_lib.cycle import pr_sync
 from leviathan_lib.evidence.records import AttemptEvidence, CycleRecord, History, LedgerPR, PrStateChange
 from leviathan_lib.forge import LocalForge
-from tests.test_forge_local import Target, open_pr, rev_parse_or_none
+from tests.forge.test_local import Target, open_pr, rev_parse_or_none
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ import pytest
 from leviathan_lib.worker.backends.local import run_local_worker
 from leviathan_lib.worker.contract import AttemptResult, AttemptSpec
 from leviathan_lib.worker.sandbox import BWRAP_ENV, Sandbox, probe
-from tests.test_local_backend import wait_marked_gone
-from tests.test_worker import apply_on_fresh_clone, git, make_spec, make_target_repo
+from tests.worker.backends.test_local import wait_marked_gone
+from tests.worker.test_attempt import apply_on_fresh_clone, git, make_spec, make_target_repo
 
 PLANTED_NAME = "LEVIATHAN_PLANTED_FORGE_TOKEN"
 PLANTED = "ghp_" + "plantedforgetoken0000000000000000000"  # built at run time (repository secret scan)

@@ -13,7 +13,7 @@ from leviathan_lib.core import names
 from leviathan_lib.core.schedule import offset
 from leviathan_lib.demo import create_demo_target
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ import yaml
 
 from leviathan_lib.git.runner import git_env
 
-ROOT = Path(__file__).resolve().parent.parent
-ORIGINAL = Path(__file__).parent / "fixtures" / "original"
+ROOT = Path(__file__).resolve().parents[2]
+ORIGINAL = Path(__file__).resolve().parents[1] / "fixtures" / "original"
 BACKLOG = ORIGINAL / "backlog.yaml"
 # Tests use the same closed git environment as the code, with no user or global config.
 GIT_ENV = git_env({"HOME": "/nonexistent", "GIT_CONFIG_GLOBAL": os.devnull})

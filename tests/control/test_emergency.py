@@ -18,7 +18,7 @@ import pytest
 from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
 from tests.airflow_helpers import commit_file, run_cycle, xcom
-from tests.test_spider import ApiServer
+from tests.spider.test_app import ApiServer
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 

@@ -17,7 +17,7 @@ from leviathan_lib.worker.attempt import run_attempt
 from leviathan_lib.worker.contract import AttemptResult, AttemptSpec, ErrorInfo, result_from_json, utc_now
 from leviathan_lib.worker.recipes import parse_recipes
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GIT_ENV = {
     "PATH": os.environ.get("PATH", os.defpath),
     "HOME": "/nonexistent",

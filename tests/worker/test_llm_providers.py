@@ -20,7 +20,7 @@ from leviathan_lib.worker.contract import AttemptSpec
 from leviathan_lib.worker.llm_tools import MAX_WRITE_BYTES
 from tests.fake_anthropic import ApiError, FakeAnthropic, FakeServer, Garbage, Slow, Turn, text, tool
 from tests.fake_openai import FakeOpenAI
-from tests.test_worker import BACKLOG, apply_on_fresh_clone, git, make_target_repo
+from tests.worker.test_attempt import BACKLOG, apply_on_fresh_clone, git, make_target_repo
 
 API_KEY = "sk-test0000000000000000000000000000000000"
 GOOD_DOC = "# Quickstart\n\nInstall, then run `leviathan plan`.\n"

@@ -18,7 +18,7 @@ from leviathan_lib.core.names import TASK_CONFIG_ERROR, dag_id
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.orchestrator.dags import TARGETS_DIR_ERROR_DAG_ID
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DAG_FILE = ROOT / "dags" / "leviathan_targets.py"
 
 

@@ -19,7 +19,7 @@ from leviathan_lib.git.runner import init_bare, run_git
 from tests.airflow_helpers import commit_file, run_cycle, xcom
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def leviathan(*args: str) -> subprocess.CompletedProcess[str]:

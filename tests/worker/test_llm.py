@@ -14,7 +14,7 @@ from leviathan_lib.worker.contract import AttemptResult, AttemptSpec
 from leviathan_lib.worker.llm import TOOL_NAMES
 from leviathan_lib.worker.llm_tools import load_prompt
 from tests.fake_anthropic import ApiError, FakeAnthropic, FakeServer, Turn, text, tool
-from tests.test_worker import BACKLOG, apply_on_fresh_clone, git, make_target_repo
+from tests.worker.test_attempt import BACKLOG, apply_on_fresh_clone, git, make_target_repo
 
 API_KEY = "sk-ant-test0000000000000000000000000000"  # the shape of a real key, so redaction is exercised
 GOOD_DOC = "# Quickstart\n\nInstall, then run `leviathan plan`.\n"

@@ -1,6 +1,6 @@
 """SQLite stays covered in a PostgreSQL run: the ``sqlite_subset`` tests run again, on SQLite, in a child pytest.
 
-The embedded demo runs on SQLite whatever the suite's backend, so tests/test_scheduler_e2e.py (the demo
+The embedded demo runs on SQLite whatever the suite's backend, so tests/e2e/test_scheduler.py (the demo
 through the real scheduler) covers SQLite in every run; this adds a full ``dag.test()`` cycle.
 ``LEVIATHAN_TEST_DB=sqlite`` runs the whole suite on SQLite instead (and this test has nothing to add).
 """
@@ -16,7 +16,7 @@ import pytest
 
 from tests.metadata_db import DB_ENV_KEYS, backend
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [
     pytest.mark.scheduler,  # slow: a child pytest, its own `airflow db migrate` and a cycle

@@ -14,8 +14,8 @@ from leviathan_lib.demo import create_demo_target
 from leviathan_lib.demo.runner import Api, Stack, _environment, _wait
 from leviathan_lib.forge.local import LocalForge
 from leviathan_lib.git.runner import run_git
-from tests.test_evidence import _dated_repo
-from tests.test_scheduler_e2e import _free_port
+from tests.e2e.test_scheduler import _free_port
+from tests.evidence.test_records import _dated_repo
 
 pytestmark = pytest.mark.scheduler
 DAG_ID = names.dag_id("history")

@@ -410,5 +410,5 @@ def test_the_plugin_module_is_cheap_to_import_in_task_processes():
             "print(sorted(m for m in ('prometheus_client', 'leviathan_lib.spider.app', 'statsd',"
             " 'airflow.api_fastapi.core_api.security') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parent.parent)
+                         cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip().splitlines()[-1] == "[]"

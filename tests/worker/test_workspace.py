@@ -16,8 +16,8 @@ from leviathan_lib.worker.backends.kubernetes import CLONE_TOKEN_ENV
 from leviathan_lib.worker.workspace import CLONE_TOKEN_ENV as WORKER_CLONE_TOKEN_ENV
 from leviathan_lib.worker.workspace import GitFailed, clone_at, collect_changes
 from tests.fake_github import FakeGithub
-from tests.test_kpo import base_container, k8s_target, render
-from tests.test_worker import make_spec, make_target_repo
+from tests.worker.backends.test_kubernetes import base_container, k8s_target, render
+from tests.worker.test_attempt import make_spec, make_target_repo
 
 READ_TOKEN = "read-only-test-token-0123456789"
 

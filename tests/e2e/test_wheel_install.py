@@ -27,7 +27,7 @@ from leviathan_lib.forge.local import LocalForge
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DAG_FILE = ROOT / "dags" / "leviathan_targets.py"
 #: Never visible in the fresh environment: the checkout's editable install of this package.
 _HIDDEN = ("leviathan-", "leviathan_lib", "__editable__", "__editable___leviathan")

@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from leviathan_lib.worker.backends.local import run_local_worker, worker_env
-from tests.test_worker import make_spec, make_target_repo
+from tests.worker.test_attempt import make_spec, make_target_repo
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 
 from leviathan_lib.orchestrator import dag_factory
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONTEXT = "_AIRFLOW_PARSING_CONTEXT_DAG_ID"
 
 

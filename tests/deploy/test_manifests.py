@@ -99,7 +99,7 @@ def test_cfn_lint_catches_a_broken_template(tmp_path):
     assert result.returncode != 0 and "LogGrup" in result.stdout
 
 
-# cfn-lint and checkov on the real template run through docs/deploy.md (tests/test_k8s_docs.py).
+# cfn-lint and checkov on the real template run through docs/deploy.md (tests/deploy/test_docs_commands.py).
 
 
 def test_cfn_least_privilege():

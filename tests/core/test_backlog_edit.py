@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.backlog_edit import check_status_edit, set_task_status
 
-ORIGINAL = Path(__file__).parent / "fixtures" / "original" / "backlog.yaml"
+ORIGINAL = Path(__file__).resolve().parents[1] / "fixtures" / "original" / "backlog.yaml"
 
 STYLED = """\
 # Backlog — humans edit this file; Leviathan only sets a task's status in its PR.
@@ -63,6 +63,9 @@ def assert_only_status_changed(before: str, after: str, task_id: str, status: st
             0 if unchanged and before == after else 1
         )
     else:
+        # Compare lines without their endings: inserting after a last line that has no final newline
+        # must give that line one (the delivery's byte check accepts exactly this).
+        old, new = before.splitlines(), after.splitlines()
         assert len(new) == len(old) + 1
         inserted = next((i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b), len(old))
         assert new[:inserted] + new[inserted + 1 :] == old

@@ -28,9 +28,9 @@ from leviathan_lib.worker.backends.local import run_local_worker
 from leviathan_lib.worker.contract import AttemptSpec, result_from_json
 from leviathan_lib.worker.llm_spec import executor_spec
 from tests.fake_anthropic import FakeAnthropic, FakeServer, Turn, tool
-from tests.test_worker import BACKLOG, make_spec, make_target_repo
+from tests.worker.test_attempt import BACKLOG, make_spec, make_target_repo
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 API_KEY = "sk-ant-kpo000000000000000000000000000000"
 #: What the kubelet would resolve ``valueFrom.secretKeyRef`` to: the Secret exists only in the "cluster".
 CLUSTER_SECRETS = {("leviathan-llm", "anthropic-api-key"): API_KEY}

@@ -23,7 +23,7 @@ from leviathan_lib.core.guardrails import (
     sandbox_gate,
 )
 
-SCENARIOS = yaml.safe_load((Path(__file__).parent / "scenarios" / "guardrails.yaml").read_text())
+SCENARIOS = yaml.safe_load((Path(__file__).resolve().parents[1] / "scenarios" / "guardrails.yaml").read_text())
 TIMES = {f"T{i}": f"2025-01-0{i}T12:00:00+00:00" for i in range(1, 5)}
 BASE_TARGET = {
     "target_id": "demo",
@@ -100,7 +100,7 @@ def test_scenario(scenario):
 
 
 #: Decided after ``decide`` (by :func:`sandbox_gate`, on the worker's machine); tested below and in
-#: tests/worker/test_sandbox.py and tests/test_cycle_dag.py with the real bubblewrap.
+#: tests/worker/test_sandbox.py and tests/orchestrator/test_cycle_dag.py with the real bubblewrap.
 AFTER_DECIDE = {"sandbox_unavailable"}
 
 
