@@ -12,6 +12,7 @@ import pytest
 from leviathan_lib.core import names
 from leviathan_lib.core.schedule import offset
 from leviathan_lib.demo import create_demo_target
+from leviathan_lib.evidence.records import evidence_asset_uri
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,12 +54,20 @@ def test_valid_target_dag_shape(dagbag):
     assert dag.max_active_runs == 1 and dag.catchup is False
     # The default */5 gets the target's stable slot in the 5-minute interval (core/schedule.py).
     assert dag.schedule == f"{offset('fine', 'minute', 5)}-59/5 * * * *"
-    guard = dag.task_dict[names.TASK_CHECK_GUARDRAILS]
-    assert guard.downstream_task_ids == {names.TASK_RUN_WORKER, names.TASK_SKIP}
+    plan = dag.task_dict[names.TASK_PLAN]
+    assert plan.upstream_task_ids == set()
+    assert plan.downstream_task_ids == {names.TASK_RUN_WORKER, names.TASK_SKIP, names.TASK_CYCLE_OUTCOME}
+    assert dag.task_dict[names.TASK_SKIP].downstream_task_ids == set()  # an idle cycle ends at the EmptyOperator
     assert dag.task_dict[names.TASK_RUN_WORKER].downstream_task_ids == {names.TASK_OPEN_PULL_REQUEST}
     record = dag.task_dict[names.TASK_RECORD_EVIDENCE]
-    assert record.upstream_task_ids == {names.TASK_OPEN_PULL_REQUEST, names.TASK_SKIP}
-    assert dag.task_dict[names.TASK_RECORD_EVIDENCE].trigger_rule == "all_done"
+    assert record.upstream_task_ids == {names.TASK_OPEN_PULL_REQUEST}
+    assert record.trigger_rule == "none_skipped"  # after an attempt or a failed plan; never after a skip
+    outcome = dag.task_dict[names.TASK_CYCLE_OUTCOME]
+    assert outcome.upstream_task_ids == {names.TASK_PLAN, names.TASK_RECORD_EVIDENCE}
+    assert outcome.trigger_rule == "none_failed_min_one_success"
+    # plan emits through an alias (an event only for a skip); record_evidence through the asset itself.
+    assert [type(o).__name__ for o in plan.outlets] == ["AssetAlias"]
+    assert [o.uri for o in plan.inlets] == [o.uri for o in record.outlets] == [evidence_asset_uri("fine")]
     assert dag.task_dict[names.TASK_RUN_WORKER].retries == 0  # a retry would be a second, unrecorded attempt
 
 
@@ -102,7 +111,7 @@ def test_deployment_defaults_fill_only_keys_a_target_file_leaves_out(tmp_path, t
     dags = build_all(targets_dir)
 
     def effective(dag_id: str) -> dict:
-        return dags[dag_id].task_dict[names.TASK_READ_BACKLOG].op_kwargs["config"]
+        return dags[dag_id].task_dict[names.TASK_PLAN].op_kwargs["config"]
 
     assert effective(names.dag_id("plain"))["worker_image"] == "123.dkr.ecr.example/leviathan-worker:0.1.0"
     assert effective(names.dag_id("explicit"))["worker_image"] == "ghcr.io/acme/worker:2"
@@ -125,7 +134,7 @@ def test_target_values_are_escaped_in_the_dag_doc(tmp_path):
     doc = build_target_dag(target, tmp_path / "<b>t</b>.yaml").doc_md
     html = MarkdownIt("commonmark").enable("table").render(doc)
     assert "<img" not in html and "<script" not in html and "<a " not in html and "<b>" not in html
-    assert html.count("<code>") == 2  # only the template's own: `ready: true` and `record_evidence`
+    assert html.count("<code>") == 4  # only the template's own: `ready: true`, `record`, `plan`, `record_evidence`
     assert "<strong>b</strong>" not in html and html.count("<td>") == 10  # no cell split by a value
     # The values still read as written.
     assert "/srv/a`&lt;img/src=x/onerror=alert(1)&gt;`|[x](javascript:alert(1))&amp;amp;**b**.git" in html
