@@ -139,3 +139,47 @@ def test_target_values_are_escaped_in_the_dag_doc(tmp_path):
     # The values still read as written.
     assert "/srv/a`&lt;img/src=x/onerror=alert(1)&gt;`|[x](javascript:alert(1))&amp;amp;**b**.git" in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;.yaml" in html and "docs/, | cell |" in html
+
+
+def test_a_thousand_target_files_some_broken_parse_within_the_import_timeout(targets_dir, monkeypatch):
+    """1,000 target files, 20 of them broken four ways: one error DAG per broken file, every good one a DAG.
+
+    The parse's CPU time (not wall time: this machine is shared) must stay under the configured
+    ``[core] dagbag_import_timeout``; the DagBag's own wall-clock alarm is lifted so load cannot flake it.
+    """
+    import time
+
+    from airflow.configuration import conf
+    from airflow.dag_processing.dagbag import DagBag
+
+    timeout = conf.getint("core", "dagbag_import_timeout")
+    monkeypatch.setenv("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "900")
+
+    broken = {
+        "yaml": b"target_id: [unclosed\n",
+        "type": b"target_id: t\ntarget_repo_url: /r.git\nmax_open_prs: many\n",
+        "id": b"target_id: Not An Id\ntarget_repo_url: /r.git\n",
+        "utf8": b"target_id: t\ntarget_repo_url: /r\xff.git\n",
+    }
+    expected_errors = set()
+    for i in range(1000):
+        if i % 50 == 7:
+            kind = list(broken)[i // 50 % 4]
+            (targets_dir / f"bad{i:04d}.yaml").write_bytes(broken[kind])
+            expected_errors.add(names.invalid_dag_id(f"bad{i:04d}"))
+        else:
+            (targets_dir / f"t{i:04d}.yaml").write_text(
+                f"target_id: t{i:04d}\ntarget_repo_url: /srv/t{i:04d}.git\n", encoding="utf-8")
+    assert len(expected_errors) == 20
+
+    cpu = time.process_time()
+    dagbag = DagBag(dag_folder=str(ROOT / "dags"))
+    cpu = time.process_time() - cpu
+    assert dagbag.import_errors == {}
+    assert cpu < timeout, f"1,000 target files took {cpu:.1f} CPU-s to parse; the import timeout is {timeout} s"
+    errors = {d for d in dagbag.dags if d.startswith(names.INVALID_DAG_ID_PREFIX)}
+    assert errors == expected_errors
+    assert len(dagbag.dags) - len(errors) == 980
+    for dag_id in errors:
+        assert [t.task_id for t in dagbag.dags[dag_id].tasks] == [names.TASK_CONFIG_ERROR]
+        assert dagbag.dags[dag_id].doc_md.count("bad") >= 1  # names its file
