@@ -78,6 +78,27 @@ def test_demo_target_opens_one_pr_then_respects_the_open_pr_limit(tmp_path, targ
     assert record3["selected_task"] == "docs-changelog", record3
     assert _changed_files(bare, "agent/docs-changelog/1") == [".leviathan/backlog.yaml", "docs/changelog.md"]
 
+    # Exactly one evidence event per cycle, written by the task that wrote the record: record_evidence after
+    # an attempt, plan (through its alias outlet) on a skip; plan's success on the attempt path emits nothing.
+    assert _evidence_events("cycle_demo") == [
+        (dag_run.run_id, names.TASK_RECORD_EVIDENCE), (dag_run2.run_id, names.TASK_PLAN),
+        (dag_run3.run_id, names.TASK_RECORD_EVIDENCE)]
+
+
+def _evidence_events(target_id: str) -> list[tuple[str, str]]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from leviathan_lib.evidence.records import evidence_asset_uri
+
+    with create_session() as session:
+        rows = session.execute(
+            select(AssetEvent.source_run_id, AssetEvent.source_task_id)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetModel.uri == evidence_asset_uri(target_id)).order_by(AssetEvent.id))
+        return [tuple(row) for row in rows]
+
 
 def test_out_of_scope_task_never_reaches_the_worker(tmp_path, targets_dir):
     target_file = create_demo_target(tmp_path, target_id="cycle_scope", targets_dir=targets_dir)
