@@ -325,3 +325,27 @@ def test_a_protected_path_is_rejected_and_odd_file_names_are_inert_in_the_pr(tmp
     assert record["attempt"]["changed_paths"] == [".leviathan/backlog.yaml", name]
     [pr] = LocalForge(bare).list_prs()
     assert f"- `{name}`" in pr.body
+
+
+def test_a_plan_that_fails_still_leaves_exactly_one_record(tmp_path, targets_dir, monkeypatch):
+    """An unexpected error in plan (after its read): record_evidence writes the cycle's only record."""
+    from leviathan_lib.core.config import load_target
+    from leviathan_lib.cycle import check
+    from leviathan_lib.orchestrator.dag_factory import build_target_dag
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("forge exploded")
+
+    monkeypatch.setattr(check, "check_cycle", broken)
+    target_file = create_demo_target(tmp_path, target_id="cycle_planfail", targets_dir=targets_dir)
+    dag = build_target_dag(load_target(target_file), target_file)
+    dag.task_dict[names.TASK_PLAN].retries = 0  # no 30 s retry delay in the test
+    dag_run = dag.test()
+    states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+    assert dag_run.state == "failed"
+    assert states[names.TASK_PLAN] == "failed" and states[names.TASK_RECORD_EVIDENCE] == "success"
+    assert states[names.TASK_CYCLE_OUTCOME] == "upstream_failed"
+    record = evidence_record(dag_run)
+    assert record["decision"] == "error" and record["stopped_reason"] == "guardrails_failed"
+    assert _evidence_events("cycle_planfail") == [(dag_run.run_id, names.TASK_RECORD_EVIDENCE)]
+    assert LocalForge(tmp_path / "repos" / "cycle_planfail.git").list_prs() == []
