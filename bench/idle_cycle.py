@@ -40,9 +40,8 @@ def _isolate() -> Path:
 def main() -> dict:
     home = _isolate()
     sys.path.insert(0, str(ROOT))
-    from leviathan_lib.core import names
     from leviathan_lib.demo import create_demo_target
-    from tests.airflow_helpers import run_cycle, xcom
+    from tests.airflow_helpers import evidence_record, run_cycle
     from tests.fake_github import FakeGithub, connection_env
 
     with FakeGithub(TOKEN) as fake:
@@ -58,7 +57,7 @@ def main() -> dict:
         for n in range(2 + IDLE_CYCLES):
             api_before, git_before, budget = len(fake.requests), len(fake.git_requests), fake.rate_remaining
             dag_run, _ = run_cycle(target_file)
-            record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
+            record = evidence_record(dag_run)
             api = fake.requests[api_before:]
             git = fake.git_requests[git_before:]
             rows.append({

@@ -100,12 +100,18 @@ def table(results: dict[str, Any]) -> str:
     for row in results.get("history", []):
         lines.append(f"| guardrail path: history read | {row['events']} events | {_s(row['subject_s'])} "
                      f"| {_s(row['baseline_s'])} (0 events) | {_r(row)} | – "
-                     f"| check_guardrails task; parse_records alone {row['parse_records_s'] * 1e3:.0f} ms |")
+                     f"| plan task; parse_records alone {row['parse_records_s'] * 1e3:.0f} ms |")
     for row in results.get("cycle", []):
         ends = ", ".join(f"{d} {s['median']:.1f}" for d, s in row["to_run_end_s"].items())
         lines.append(f"| 4 cycle trigger → record_evidence | skip cycle | {_s(row['subject_s'])} "
                      f"| {_s(row['baseline_s'])} {row['baseline_dag']} | {_r(row)} | – "
                      f"| median trigger → run end: {ends} s |")
+    idle_cpu = results.get("idle_cpu")
+    if idle_cpu:
+        raw, net = idle_cpu["ratio_raw"], idle_cpu["ratio_net"]
+        lines.append(f"| 8b idle cycle CPU (whole stack) | skip cycle | {_s(idle_cpu['idle_cycle_cpu_s'], 1, 'CPU-s')} "
+                     f"| {_s(idle_cpu['floor_cpu_s'], 1, 'CPU-s')} one no-op @task | {raw['min']:.2f} / "
+                     f"{raw['median']:.2f} | ≤ 1.5 | net of background: {net['min']:.2f} / {net['median']:.2f} |")
     many = results.get("many_targets")
     if many:
         lag = many["start_lag_s"]
@@ -125,7 +131,7 @@ def table(results: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="~2-minute smoke run")
-    names = ["parse", "task_parse", "selection", "history", "cycle", "many", "idle"]
+    names = ["parse", "task_parse", "selection", "history", "cycle", "idle_cpu", "many", "idle"]
     parser.add_argument("--only", action="append", choices=names,
                         help="run only these benchmarks (repeatable)")
     args = parser.parse_args()
@@ -139,6 +145,7 @@ def main() -> int:
         ("selection", lambda: selection.run(args.quick)),
         ("history", lambda: history.run(args.quick)),
         ("cycle", lambda: stack.cycle_overhead(args.quick)),
+        ("idle_cpu", lambda: stack.idle_cpu(2 if args.quick else 5)),
         ("idle", idle_cycle),
     ]
     if not args.quick:

@@ -1,4 +1,4 @@
-"""Benchmarks 4 and 5 on the real stack: api-server + scheduler + dag-processor on SQLite (LocalExecutor).
+"""Benchmarks 4, 5 and 8(b) on the real stack: api-server + scheduler + dag-processor (LocalExecutor).
 
 4. Cycle overhead: trigger → ``record_evidence`` done for a no-op cycle (autonomy off → skip path),
    against DAGs of the same shape in the same dags folder: all-EmptyOperator (as the issue asks; the
@@ -6,6 +6,10 @@
    Python tasks on this executor). Runs alternate; timestamps are the server's (queued_at, end_date).
 5. Many targets: N targets with autonomy off on one cron; unpause them all, then for the runs of the
    first full interval report the lag ``start_date - run_after`` and whether each finished within it.
+8(b). Idle cycle at the floor: the CPU the whole stack (every process of api-server, scheduler with its
+   executor's task processes, dag-processor) spends on one idle Leviathan cycle (autonomy off: the
+   skip path) against one run of a DAG with a single no-op ``@task`` (the floor), runs alternating.
+   Reported raw and net of the stack's background rate measured over a quiet window.
 """
 
 from __future__ import annotations
@@ -23,9 +27,8 @@ from bench.common import PYTHON, ROOT, ratio, summary
 from leviathan_lib.core import names
 
 SHAPE = '''
-    guard >> [worker, skip]
-    worker >> pr
-    [pr, skip] >> record >> outcome
+    plan >> [worker, skip, outcome]
+    worker >> pr >> record >> outcome
 '''
 
 BASELINES = '''"""Baselines for bench/stack.py: the Leviathan cycle's shape with nothing in it (generated)."""
@@ -37,14 +40,12 @@ from airflow.sdk import DAG, TriggerRule, task
 
 with DAG(dag_id="bench_empty", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC), catchup=False,
          max_active_runs=1, is_paused_upon_creation=True):
-    read = EmptyOperator(task_id="read_backlog")
-    guard = EmptyOperator(task_id="check_guardrails")
+    plan = EmptyOperator(task_id="plan")
     worker = EmptyOperator(task_id="run_worker")
     skip = EmptyOperator(task_id="skip")
     pr = EmptyOperator(task_id="open_pull_request")
-    record = EmptyOperator(task_id="record_evidence", trigger_rule=TriggerRule.ALL_DONE)
-    outcome = EmptyOperator(task_id="cycle_outcome")
-    read >> guard
+    record = EmptyOperator(task_id="record_evidence", trigger_rule=TriggerRule.NONE_SKIPPED)
+    outcome = EmptyOperator(task_id="cycle_outcome", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
 ''' + SHAPE + '''
 
 def _noop(*args, **kwargs):
@@ -53,14 +54,18 @@ def _noop(*args, **kwargs):
 
 with DAG(dag_id="bench_noop", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC), catchup=False,
          max_active_runs=1, is_paused_upon_creation=True):
-    read = task(task_id="read_backlog")(_noop)()
-    guard = task.branch(task_id="check_guardrails")(lambda read: "skip")(read)
-    worker = task(task_id="run_worker")(_noop)(read)
+    plan = task.branch(task_id="plan")(lambda: ["skip"])()
+    worker = task(task_id="run_worker")(_noop)()
     skip = EmptyOperator(task_id="skip")
-    pr = task(task_id="open_pull_request")(_noop)(read)
-    record = task(task_id="record_evidence", trigger_rule=TriggerRule.ALL_DONE)(_noop)()
-    outcome = task(task_id="cycle_outcome")(_noop)(record)
-''' + SHAPE
+    pr = task(task_id="open_pull_request")(_noop)()
+    record = task(task_id="record_evidence", trigger_rule=TriggerRule.NONE_SKIPPED)(_noop)()
+    outcome = task(task_id="cycle_outcome", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(_noop)()
+''' + SHAPE + '''
+
+with DAG(dag_id="bench_floor", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC), catchup=False,
+         max_active_runs=1, is_paused_upon_creation=True):
+    task(task_id="noop")(_noop)()
+'''
 
 TERMINAL = ("success", "failed")
 
@@ -150,13 +155,36 @@ class _Airflow:
             raise RuntimeError(f"{dag_id} run {run_id} ended {run['state']}")
         tis = {t["task_id"]: t for t in self.api.call("GET", path + "/taskInstances")["task_instances"]}
         queued = _ts(run["queued_at"])
-        return {"to_record_s": _ts(tis[names.TASK_RECORD_EVIDENCE]["end_date"]) - queued,
+        # The record is written by record_evidence after an attempt, by plan on a skip.
+        writer = tis.get(names.TASK_RECORD_EVIDENCE)
+        if not writer or writer["state"] != "success":
+            writer = tis.get(names.TASK_PLAN) or writer
+        return {"to_record_s": _ts(writer["end_date"]) - queued if writer else float("nan"),
                 "to_end_s": _ts(run["end_date"]) - queued}
+
+    def cpu_seconds(self) -> float:
+        """CPU used so far by every process of the stack, reaped children included (psutil)."""
+        import psutil
+
+        total = 0.0
+        for proc in self.stack.procs.values():
+            try:
+                root = psutil.Process(proc.pid)
+                family = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+            for member in family:
+                try:
+                    t = member.cpu_times()
+                except psutil.NoSuchProcess:
+                    continue
+                total += t.user + t.system + t.children_user + t.children_system
+        return total
 
 
 def cycle_overhead(quick: bool) -> list[dict[str, Any]]:
     repeats = 1 if quick else 5
-    dag_ids = [names.dag_id("bench"), "bench_empty", "bench_noop"]
+    dag_ids = [names.dag_id("bench"), "bench_empty", "bench_noop"]  # bench_floor: see idle_cpu
     with tempfile.TemporaryDirectory(prefix="leviathan-bench-stack-") as tmp, \
             _Airflow(Path(tmp), {"bench_baselines.py": BASELINES}, {"bench": "0 0 1 1 *"}) as af:
         af.wait_dags(dag_ids, 240)
@@ -177,6 +205,43 @@ def cycle_overhead(quick: bool) -> list[dict[str, Any]]:
                      "ratio": ratio(subject, baseline),
                      "to_run_end_s": {d: summary([t["to_end_s"] for t in times[d]]) for d in dag_ids}})
     return rows
+
+
+def idle_cpu(repeats: int) -> dict[str, Any]:
+    """8(b): stack CPU per idle Leviathan cycle over stack CPU per one-no-op-task run (target <= 1.5)."""
+    subject_id, floor_id = names.dag_id("bench"), "bench_floor"
+    with tempfile.TemporaryDirectory(prefix="leviathan-bench-idle-") as tmp, \
+            _Airflow(Path(tmp), {"bench_baselines.py": BASELINES}, {"bench": "0 0 1 1 *"}) as af:
+        af.wait_dags([subject_id, floor_id], 240)
+        for dag_id in (subject_id, floor_id):
+            af.api.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        time.sleep(3)
+        af.wait_idle(subject_id, 300)
+        af.cycle(subject_id)  # warm-up: the first task processes pay cold caches
+        af.cycle(floor_id)
+        quiet_start, quiet_cpu = time.monotonic(), af.cpu_seconds()
+        time.sleep(20)
+        background = (af.cpu_seconds() - quiet_cpu) / (time.monotonic() - quiet_start)
+        raw: dict[str, list[float]] = {subject_id: [], floor_id: []}
+        net: dict[str, list[float]] = {subject_id: [], floor_id: []}
+        for i in range(repeats):
+            for dag_id in (subject_id, floor_id) if i % 2 == 0 else (floor_id, subject_id):
+                start, cpu = time.monotonic(), af.cpu_seconds()
+                af.cycle(dag_id)
+                time.sleep(2)  # let the executor reap the task processes and the scheduler settle
+                used, wall = af.cpu_seconds() - cpu, time.monotonic() - start
+                raw[dag_id].append(used)
+                net[dag_id].append(max(0.0, used - background * wall))
+        states = {t["task_id"]: t["state"] for t in af.api.call(
+            "GET", f"/api/v2/dags/{subject_id}/dagRuns/{af.runs(subject_id)[-1]['dag_run_id']}/taskInstances"
+        )["task_instances"]}
+    subject_raw, floor_raw = summary(raw[subject_id]), summary(raw[floor_id])
+    subject_net, floor_net = summary(net[subject_id]), summary(net[floor_id])
+    return {"bench": "idle_cpu", "repeats": repeats, "background_cpu_per_s": background,
+            "idle_cycle_task_states": states,
+            "idle_cycle_cpu_s": subject_raw, "floor_cpu_s": floor_raw, "ratio_raw": ratio(subject_raw, floor_raw),
+            "idle_cycle_net_cpu_s": subject_net, "floor_net_cpu_s": floor_net,
+            "ratio_net": ratio(subject_net, floor_net)}
 
 
 def many_targets(n: int, interval_minutes: int, timeout_s: float) -> dict[str, Any]:
@@ -208,3 +273,12 @@ def many_targets(n: int, interval_minutes: int, timeout_s: float) -> dict[str, A
             "runs_started": len(lags), "finished_within_interval": len(done),
             "start_lag_s": {"p50": pct(0.5), "p90": pct(0.9), "max": lags[-1] if lags else None},
             "observed_until_s_after_boundary": deadline - boundary}
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description="bench 8(b): idle-cycle CPU vs a one-no-op-task DAG")
+    parser.add_argument("--repeats", type=int, default=5)
+    print(json.dumps(idle_cpu(parser.parse_args().repeats), indent=2))

@@ -61,7 +61,7 @@ def run(quick: bool, many: int = 500) -> dict[str, Any]:
             write_targets(base / f"targets-{n}", n)
             envs[n] = airflow_env(base / "airflow", LEVIATHAN_TARGETS_DIR=str(base / f"targets-{n}"),
                                   _AIRFLOW_PARSING_CONTEXT_DAG_ID=DAG_ID,
-                                  _AIRFLOW_PARSING_CONTEXT_TASK_ID="check_guardrails")
+                                  _AIRFLOW_PARSING_CONTEXT_TASK_ID="plan")
         one, all_ = [], []
         for i in range(repeats):
             pair = [(envs[1], one), (envs[many], all_)]

@@ -31,6 +31,14 @@ def xcom(dag_run, task_id: str, key: str = names.XCOM_RETURN_VALUE) -> Any:
         return XComModel.deserialize_value(row) if row else None
 
 
+def evidence_record(dag_run) -> Any:
+    """The run's cycle record: the ``record`` XCom of ``plan`` (a skip) or of ``record_evidence`` (an attempt)."""
+    records = [xcom(dag_run, task_id, names.XCOM_RECORD) for task_id in (names.TASK_PLAN, names.TASK_RECORD_EVIDENCE)]
+    found = [r for r in records if r is not None]
+    assert len(found) <= 1, f"two tasks of run {dag_run.run_id} wrote a record"
+    return found[0] if found else None
+
+
 def commit_file(bare: Path, work: Path, path: str, text: str | None, message: str) -> None:
     """A human commits to the target's main branch (``text=None`` deletes the file)."""
     if not work.exists():

@@ -1,4 +1,4 @@
-"""Shared paths and helpers for the tests/test_k8s_*.py files (offline deployment validation)."""
+"""Shared paths and helpers for the tests/deploy/ files (offline deployment validation)."""
 
 from __future__ import annotations
 

@@ -44,13 +44,14 @@ def configured_targets() -> dict[str, TargetConfig]:
     return {tid: entries[0] for tid, entries in found.items() if len(entries) == 1}
 
 
-def histories(target_ids: set[str]) -> dict[str, History]:
+def read_histories(target_ids: set[str]) -> tuple[dict[str, History], bool]:
     """Every configured target's records, oldest first, read in bounded pages and parsed exactly as the
-    guardrails parse them (so an unreadable record here is one that holds the target's breaker open)."""
+    guardrails parse them (so an unreadable record here is one that holds the target's breaker open),
+    and whether the read stopped at ``MAX_ROWS`` (then the newest records are missing: never silent)."""
     rows: dict[str, list[tuple[str | None, Any]]] = {tid: [] for tid in target_ids}
-    after, seen = 0, 0
-    while seen < MAX_ROWS:
-        page = record_rows(after_row=after, limit=MAX_PAGE)
+    after, seen, truncated = 0, 0, False
+    while True:
+        page = record_rows(after_row=after, limit=min(MAX_PAGE, MAX_ROWS - seen))
         if not page:
             break
         for _row_id, _ts, run_id, extra in page:
@@ -58,7 +59,17 @@ def histories(target_ids: set[str]) -> dict[str, History]:
                 rows[extra["target_id"]].append((run_id, extra))
         seen += len(page)
         after = page[-1][0]
-    return {tid: parse_records(found) for tid, found in rows.items()}
+        if seen >= MAX_ROWS:
+            truncated = bool(record_rows(after_row=after, limit=1))
+            break
+    if truncated:
+        log.error("evidence read stopped at MAX_ROWS=%d rows: newer records are not in this view", MAX_ROWS)
+    return {tid: parse_records(found) for tid, found in rows.items()}, truncated
+
+
+def histories(target_ids: set[str]) -> dict[str, History]:
+    """:func:`read_histories` without the truncation flag (callers that report it use ``overview``)."""
+    return read_histories(target_ids)[0]
 
 
 def global_switch() -> tuple[bool, str]:
@@ -133,11 +144,13 @@ class Overview(BaseModel):
     global_enabled: bool
     global_detail: str
     targets: list[TargetState]
+    #: The evidence read stopped at ``MAX_ROWS``: counts and last cycles miss the newest records.
+    history_truncated: bool = False
 
 
 def overview() -> tuple[Overview, dict[str, History], dict[str, TargetConfig]]:
     targets = configured_targets()
-    found = histories(set(targets))
+    found, truncated = read_histories(set(targets))
     paused = paused_dags([t.dag_id for t in targets.values()])
     enabled, detail = global_switch()
     states = []
@@ -160,4 +173,5 @@ def overview() -> tuple[Overview, dict[str, History], dict[str, TargetConfig]]:
             llm_budget_exhausted=bool(budget and not budget.passed),
             llm_budget_detail=budget.detail if budget else None,
         ))
-    return Overview(global_enabled=enabled, global_detail=detail, targets=states), found, targets
+    overview = Overview(global_enabled=enabled, global_detail=detail, targets=states, history_truncated=truncated)
+    return overview, found, targets

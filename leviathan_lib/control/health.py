@@ -46,6 +46,9 @@ def health() -> tuple[bool, dict[str, Any]]:
                          reason=f"running target's last cycle was {cycle_age:.0f}s ago (> {max_age}s)")
         targets[target.target_id] = entry
     components["targets"] = targets
-    healthy = all(c["status"] == "healthy" for c in (components["database"], components["scheduler"])) and all(
+    components["evidence"] = {"status": "healthy"} if not overview.history_truncated else {
+        "status": "unhealthy", "reason": f"evidence read stopped at {fleet.MAX_ROWS} rows: newer records are missing"}
+    healthy = all(c["status"] == "healthy" for c in (components["database"], components["scheduler"],
+                                                    components["evidence"])) and all(
         t["status"] == "healthy" for t in targets.values())
     return healthy, components

@@ -1,6 +1,6 @@
 """The autonomy switch: the global Variable and each target's DAG pause flag, every change on the record.
 
-Both switches are read by the next cycle (the Variable by ``check_guardrails``, the pause flag by the
+Both switches are read by the next cycle (the Variable by ``plan``, the pause flag by the
 scheduler), so switching off is graceful: an attempt already running finishes, no new one starts.
 Every change is an ``AutonomyChangedRecord`` on the ``leviathan://autonomy`` asset (one asset for all
 switch changes, so the targets' evidence assets hold only what their guardrails parse).

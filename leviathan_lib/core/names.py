@@ -68,30 +68,38 @@ def dag_target_id(dag: str | None) -> str | None:
 
 # --- the cycle DAG's task ids --------------------------------------------------------------------------
 
-TASK_READ_BACKLOG: Final = "read_backlog"
-TASK_CHECK_GUARDRAILS: Final = "check_guardrails"
+#: Reads the backlog, checks the guardrails and branches; on a skip it also writes the cycle's evidence, so
+#: an idle cycle is this one task process (``skip`` is an EmptyOperator).
+TASK_PLAN: Final = "plan"
 #: Kubernetes backend only: builds the pod's spec before ``run_worker``.
 TASK_PREPARE_ATTEMPT: Final = "prepare_attempt"
 TASK_RUN_WORKER: Final = "run_worker"
+#: The plain-skip branch (nothing to do): an EmptyOperator, no task process.
 TASK_SKIP: Final = "skip"
 TASK_OPEN_PULL_REQUEST: Final = "open_pull_request"
+#: Writes the evidence of a cycle that attempted (or whose ``plan`` failed).
 TASK_RECORD_EVIDENCE: Final = "record_evidence"
+#: Fails the run of a cycle that hit an error (after an attempt, or directly after ``plan``'s error skip).
 TASK_CYCLE_OUTCOME: Final = "cycle_outcome"
 #: The single task of a broken target file's DAG.
 TASK_CONFIG_ERROR: Final = "config_error"
 
 #: Every task id a Leviathan DAG can have.
 TASK_IDS: Final = frozenset({
-    TASK_READ_BACKLOG, TASK_CHECK_GUARDRAILS, TASK_PREPARE_ATTEMPT, TASK_RUN_WORKER, TASK_SKIP,
+    TASK_PLAN, TASK_PREPARE_ATTEMPT, TASK_RUN_WORKER, TASK_SKIP,
     TASK_OPEN_PULL_REQUEST, TASK_RECORD_EVIDENCE, TASK_CYCLE_OUTCOME, TASK_CONFIG_ERROR,
 })
 
 # --- XCom keys -----------------------------------------------------------------------------------------
 
-#: Airflow's key for a task's return value (the read, the PR, the record; the pod's result).
+#: Airflow's key for a task's return value (the PR, the record; the pod's result).
 XCOM_RETURN_VALUE: Final = "return_value"
-#: ``check_guardrails``: the GuardrailResult.
+#: ``plan``: the ReadResult (the pinned commit and the backlog) the later tasks work on.
+XCOM_READ: Final = "read"
+#: ``plan``: the GuardrailResult.
 XCOM_GUARDRAILS: Final = "guardrails"
+#: The cycle's evidence record, pushed by whichever task wrote it (``plan`` on a skip, else ``record_evidence``).
+XCOM_RECORD: Final = "record"
 #: ``run_worker`` (local backend): the AttemptResult plus ``attempt_started_at``.
 XCOM_RESULT: Final = "result"
 #: ``open_pull_request``: why delivery was refused (``code``, ``message``).

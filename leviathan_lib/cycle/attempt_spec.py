@@ -15,7 +15,7 @@ from leviathan_lib.worker.sandbox import required_mode
 
 def worker_source(target: TargetConfig, read: ReadResult, cache_dir: Path) -> str:
     """Where the worker clones from. A local worker holds no credentials, so a forge that needs them
-    (GitHub) is read through the mirror ``read_backlog`` already fetched, which holds the pinned commit. A
+    (GitHub) is read through the mirror ``plan`` already fetched, which holds the pinned commit. A
     pod cannot see that mirror: it clones the repository itself, with the optional read-only token
     (``worker_clone_secret``)."""
     if target.forge == "local" or target.worker_backend == "kubernetes":

@@ -51,7 +51,7 @@ class CycleError(BaseModel):
 
 
 class ReadResult(BaseModel):
-    """XCom of ``read_backlog``: the pinned commit and the files read at it."""
+    """XCom ``read`` of ``plan``: the pinned commit and the files read at it."""
 
     repo_url: str
     branch: str
@@ -74,7 +74,7 @@ class AttemptPlan(BaseModel):
 
 
 class GuardrailResult(BaseModel):
-    """XCom of ``check_guardrails``."""
+    """XCom ``guardrails`` of ``plan``."""
 
     decision: Decision | None = None
     error: CycleError | None = None
@@ -270,12 +270,12 @@ def _stopped_early(read: ReadResult | None, guard: GuardrailResult | None,
                    failure: CycleError | None) -> CycleError | None:
     """Why the cycle stopped before a decision (a read error, a lost read, no guardrail decision)."""
     if read is None:
-        return failure or CycleError(code="read_failed", message="read_backlog left no result")
+        return failure or CycleError(code="read_failed", message="plan left no read")
     error = read.error or (guard.error if guard else None)
     if error:
         return error
     if guard is None or guard.decision is None:
-        return failure or CycleError(code="guardrails_failed", message="check_guardrails left no decision")
+        return failure or CycleError(code="guardrails_failed", message="plan left no decision")
     return None
 
 

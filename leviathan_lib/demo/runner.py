@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from leviathan_lib.core.errors import CodedError
-from leviathan_lib.core.names import dag_id
+from leviathan_lib.core.names import TASK_PLAN, TASK_RECORD_EVIDENCE, XCOM_RECORD, dag_id
 from leviathan_lib.demo import create_demo_target
 
 DAG_ID = dag_id("demo")
@@ -37,7 +37,7 @@ EXPLAIN = {
     "scope_violation": "its allowed_paths leave the target's allowed_path_prefixes",
     "attempts_exhausted": "max attempts reached",
     "pr_open_for_task": "already has an open pull request",
-    "invalid_task": "the task entry is invalid: see the check_guardrails task log",
+    "invalid_task": "the task entry is invalid: see the plan task log",
     "pr_closed_unchanged": "a human closed its PR; waits until its definition changes",
 }
 
@@ -199,6 +199,19 @@ class Api:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback only
             return json.loads(response.read() or b"null")
 
+    def cycle_record(self, dag: str, run_id: str) -> dict[str, Any]:
+        """A finished run's cycle record: the ``record`` XCom of ``record_evidence`` or, on a skip, of ``plan``."""
+        for task_id in (TASK_RECORD_EVIDENCE, TASK_PLAN):
+            path = f"/api/v2/dags/{dag}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{XCOM_RECORD}"
+            try:
+                value = self.call("GET", path + "?deserialize=true")["value"]
+            except urllib.error.HTTPError as exc:
+                if exc.code == 404:
+                    continue
+                raise
+            return value if isinstance(value, dict) else json.loads(value)
+        raise DemoError(f"run {run_id} of {dag} left no cycle record")
+
     def login(self, username: str, password: str) -> None:
         self.token = self.call("POST", "/auth/token", {"username": username, "password": password})["access_token"]
 
@@ -273,11 +286,7 @@ def _report_runs(api: Api, runs: list[dict[str, Any]]) -> tuple[set[str], list[A
     states: set[str] = set()
     opened: list[Any] = []
     for dag_run in runs:
-        entry = api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{dag_run['dag_run_id']}/taskInstances"
-                                "/record_evidence/xcomEntries/return_value?deserialize=true")
-        record = entry["value"]
-        if isinstance(record, str):
-            record = json.loads(record)
+        record = api.cycle_record(DAG_ID, dag_run["dag_run_id"])
         states.add(dag_run["state"])
         opened += [(record.get("attempt") or {}).get("pr_number")] if (record.get("attempt") or {}).get(
             "pr_number") else []

@@ -16,18 +16,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG, Asset, TriggerRule, task
+from airflow.sdk import DAG, Asset, AssetAlias, TriggerRule, task
 
 from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE
 from leviathan_lib.core.config import TargetConfig, load_target, target_files
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.names import (
-    TASK_CHECK_GUARDRAILS,
     TASK_CONFIG_ERROR,
     TASK_CYCLE_OUTCOME,
     TASK_OPEN_PULL_REQUEST,
+    TASK_PLAN,
     TASK_PREPARE_ATTEMPT,
-    TASK_READ_BACKLOG,
     TASK_RECORD_EVIDENCE,
     TASK_RUN_WORKER,
     TASK_SKIP,
@@ -48,6 +47,11 @@ DEFAULT_ARGS = {"owner": "leviathan", "retries": 2, "retry_delay": timedelta(sec
 def evidence_asset(target_id: str) -> Asset:
     return Asset(name=f"leviathan_evidence__{target_id}", uri=evidence_asset_uri(target_id),
                  group="leviathan")
+
+
+def evidence_alias(target_id: str) -> AssetAlias:
+    """``plan``'s outlet: through it ``plan`` emits the evidence event of a skip, and nothing when it attempts."""
+    return AssetAlias(name=f"leviathan_evidence_alias__{target_id}", group="leviathan")
 
 
 def _doc(target: TargetConfig, config_file: Path) -> str:
@@ -76,19 +80,25 @@ pull request on the **{md(target.forge)}** forge for human review. Leviathan nev
 {target.circuit_breaker_failures} |
 | attempt timeout | {target.attempt_timeout_seconds} s |
 
-Pause this DAG to switch this target off. Each run's evidence is the `record_evidence` XCom and an event
-on the asset {md(evidence_asset_uri(target.target_id))}.
+Pause this DAG to switch this target off. Each run's evidence is the `record` XCom (of `plan` on a skip, of
+`record_evidence` after an attempt) and an event on the asset {md(evidence_asset_uri(target.target_id))}.
 """
 
 
 def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
-    """The cycle DAG: read_backlog → check_guardrails → run_worker|skip → open_pull_request → evidence.
+    """The cycle DAG: plan → skip | run_worker → open_pull_request → record_evidence → cycle_outcome.
 
-    On the kubernetes backend ``run_worker`` is a pod, preceded by ``prepare_attempt`` that builds its spec.
+    ``plan`` (``@task.branch``) reads the backlog, checks the guardrails and, when it will not attempt,
+    writes the cycle's evidence itself: an idle cycle is one task process (``skip`` is an EmptyOperator,
+    the rest is skipped). An error skip branches straight to ``cycle_outcome``, which fails the run. On
+    the kubernetes backend ``run_worker`` is a pod, preceded by ``prepare_attempt`` that builds its spec.
+    ``record_evidence`` runs after an attempt or a failed ``plan`` (``none_skipped``), never after a skip,
+    so every cycle has exactly one record.
     """
     from leviathan_lib.orchestrator import tasks as t  # light: task bodies import their heavy modules lazily
 
     asset = evidence_asset(target.target_id)
+    alias = evidence_alias(target.target_id)
     repo_url = target.repo_location(config_file)
     timeout = timedelta(seconds=target.attempt_timeout_seconds)
     config: dict[str, Any] = target.model_dump(mode="json")
@@ -107,10 +117,9 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
         is_paused_upon_creation=True,
         params={},
     ) as dag:
-        read = task(task_id=TASK_READ_BACKLOG)(t.read_backlog)(config=config, repo_url=repo_url)
         kubernetes = target.worker_backend == "kubernetes"
-        guard = task.branch(task_id=TASK_CHECK_GUARDRAILS, inlets=[asset])(t.check_guardrails)(
-            read, config=config, repo_url=repo_url, asset=asset, switch_variable=GLOBAL_SWITCH_VARIABLE,  # type: ignore[arg-type]  # Airflow types a TaskFlow call with the raw parameters; an XComArg is resolved at run time
+        plan = task.branch(task_id=TASK_PLAN, inlets=[asset], outlets=[alias])(t.plan)(
+            config=config, repo_url=repo_url, asset=asset, alias=alias, switch_variable=GLOBAL_SWITCH_VARIABLE,
             run_task_id=TASK_PREPARE_ATTEMPT if kubernetes else TASK_RUN_WORKER,
         )
         start: XComArg | BaseOperator
@@ -118,23 +127,23 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
         if kubernetes:
             from leviathan_lib.worker.backends.kubernetes import build_worker_operator  # cncf: k8s only
 
-            start = task(task_id=TASK_PREPARE_ATTEMPT, retries=0)(t.prepare_attempt)(read, config=config)  # type: ignore[arg-type]  # (see above)
+            start = task(task_id=TASK_PREPARE_ATTEMPT, retries=0)(t.prepare_attempt)(config=config)
             worker = build_worker_operator(target, result_filter=t.sanitize_pod_result)
             start >> worker
         else:
             worker = task(task_id=TASK_RUN_WORKER, retries=0, execution_timeout=timeout + timedelta(minutes=2))(
                 t.run_worker
-            )(read, config=config)  # type: ignore[arg-type]  # (see above)
+            )(config=config)
             start = worker
         skip = EmptyOperator(task_id=TASK_SKIP, doc_md="The guardrails decided not to run the worker this cycle.")
-        pr = task(task_id=TASK_OPEN_PULL_REQUEST)(t.open_pull_request)(read, config=config)  # type: ignore[arg-type]  # (see above)
-        record = task(task_id=TASK_RECORD_EVIDENCE, outlets=[asset], trigger_rule=TriggerRule.ALL_DONE)(
+        pr = task(task_id=TASK_OPEN_PULL_REQUEST)(t.open_pull_request)(config=config)
+        record = task(task_id=TASK_RECORD_EVIDENCE, outlets=[asset], trigger_rule=TriggerRule.NONE_SKIPPED)(
             t.record_evidence
         )(config=config, asset=asset)
-        outcome = task(task_id=TASK_CYCLE_OUTCOME, retries=0)(t.cycle_outcome)(record)  # type: ignore[arg-type]  # (see above)
-        guard >> [start, skip]
-        worker >> pr
-        [pr, skip] >> record >> outcome
+        outcome = task(task_id=TASK_CYCLE_OUTCOME, retries=0,
+                       trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(t.cycle_outcome)()
+        plan >> [start, skip, outcome]
+        worker >> pr >> record >> outcome
     return dag
 
 

@@ -12,19 +12,22 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Asset, Variable, get_current_context
+from airflow.sdk import Asset, AssetAlias, Variable, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.names import (
-    TASK_CHECK_GUARDRAILS,
+    TASK_CYCLE_OUTCOME,
     TASK_OPEN_PULL_REQUEST,
+    TASK_PLAN,
     TASK_PREPARE_ATTEMPT,
-    TASK_READ_BACKLOG,
+    TASK_RECORD_EVIDENCE,
     TASK_RUN_WORKER,
     TASK_SKIP,
     XCOM_GUARDRAILS,
     XCOM_PREPARED_AT,
+    XCOM_READ,
+    XCOM_RECORD,
     XCOM_REJECTION,
     XCOM_RESULT,
     XCOM_SPEC,
@@ -32,10 +35,11 @@ from leviathan_lib.core.names import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from leviathan_lib.cycle.history import Event
-    from leviathan_lib.cycle.steps import GuardrailResult
+    from leviathan_lib.cycle.steps import CycleError, GuardrailResult, ReadResult
+    from leviathan_lib.evidence.records import AttemptEvidence
 
 log = logging.getLogger("leviathan")
 
@@ -49,13 +53,12 @@ def _run_type(dag_run: Any) -> str:
     return str(getattr(run_type, "value", run_type))
 
 
-def read_backlog(*, config: dict[str, Any], repo_url: str) -> dict[str, Any]:
+def _read(target: TargetConfig, repo_url: str, dag_run: Any) -> ReadResult:
+    """Pin a commit and read the backlog there (a replay reads it as it was at the run's logical date)."""
     from leviathan_lib.core import paths
     from leviathan_lib.cycle.read import read_with_forge_auth
     from leviathan_lib.cycle.replay import replay_time
 
-    target = _target(config)
-    dag_run = get_current_context()["dag_run"]
     as_of = replay_time(_run_type(dag_run), getattr(dag_run, "logical_date", None), datetime.now(UTC))
     if as_of:
         log.info("replay: reading the backlog as it was at %s; nothing will run or be pushed", as_of.isoformat())
@@ -66,7 +69,7 @@ def read_backlog(*, config: dict[str, Any], repo_url: str) -> dict[str, Any]:
         log.info("read %s at %s (%s)", result.backlog_path, result.commit_sha, result.branch)
         for problem in result.problems:
             log.warning("invalid backlog task (it will not run): %s", problem)
-    return result.model_dump(mode="json")
+    return result
 
 
 def _global_switch(name: str) -> tuple[bool, str]:
@@ -93,22 +96,38 @@ class _InletEvents:
         return ((e.source_run_id, e.extra) for e in self._events)
 
 
-def check_guardrails(read: dict[str, Any], *, config: dict[str, Any], repo_url: str, asset: Asset,
-                     switch_variable: str, run_task_id: str = TASK_RUN_WORKER) -> str:
+def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAlias, switch_variable: str,
+         run_task_id: str = TASK_RUN_WORKER) -> list[str]:
+    """Read, check, branch; a cycle that will not attempt is recorded here, so it costs this one process.
+
+    The record of a skip is emitted through ``alias`` (the task's only outlet): an alias outlet yields an
+    asset event only for what the task adds to it, so a ``plan`` that chose an attempt emits nothing and
+    ``record_evidence`` writes that cycle's single record. A skip for an error branches to
+    ``cycle_outcome``, which fails the run; a plain skip branches to the ``skip`` EmptyOperator.
+    """
     from leviathan_lib.cycle.check import check_cycle
     from leviathan_lib.cycle.history import history_window
-    from leviathan_lib.cycle.steps import ReadResult
+    from leviathan_lib.cycle.outcome import cycle_failure
 
     context = get_current_context()
-    run_id = context["run_id"]
-    read_result = ReadResult.model_validate(read)
-    history, ledger = history_window(_InletEvents(context["inlet_events"][asset]), run_id, read_result.as_of)
+    ti, run_id = context["ti"], context["run_id"]
+    target = _target(config)
+    read = _read(target, repo_url, context["dag_run"])
+    ti.xcom_push(key=XCOM_READ, value=read.model_dump(mode="json"))
+    history, ledger = history_window(_InletEvents(context["inlet_events"][asset]), run_id, read.as_of)
     enabled, switch_detail = _global_switch(switch_variable)
-    result = check_cycle(_target(config), read_result, history=history, ledger=ledger, run_id=run_id,
+    result = check_cycle(target, read, history=history, ledger=ledger, run_id=run_id,
                          repo_url=repo_url, global_autonomy=enabled)
-    _log_decision(result, read_result, switch_detail)
-    context["ti"].xcom_push(key=XCOM_GUARDRAILS, value=result.model_dump(mode="json"))
-    return run_task_id if result.attempt else TASK_SKIP
+    _log_decision(result, read, switch_detail)
+    ti.xcom_push(key=XCOM_GUARDRAILS, value=result.model_dump(mode="json"))
+    if result.attempt:
+        return [run_task_id, TASK_CYCLE_OUTCOME]  # cycle_outcome waits for record_evidence
+
+    def emit(payload: dict[str, Any]) -> None:
+        context["outlet_events"][alias].add(asset, extra=payload)
+
+    record = _write_record(target, read=read, guard=result, attempt=None, failure=None, emit=emit)
+    return [TASK_CYCLE_OUTCOME] if cycle_failure(record) else [TASK_SKIP]
 
 
 def _log_decision(result: GuardrailResult, read: Any, switch_detail: str) -> None:
@@ -131,26 +150,40 @@ def _log_decision(result: GuardrailResult, read: Any, switch_detail: str) -> Non
 def _guardrails(ti: Any) -> GuardrailResult | None:
     from leviathan_lib.cycle.steps import GuardrailResult
 
-    raw = ti.xcom_pull(task_ids=TASK_CHECK_GUARDRAILS, key=XCOM_GUARDRAILS)
+    raw = ti.xcom_pull(task_ids=TASK_PLAN, key=XCOM_GUARDRAILS)
     return GuardrailResult.model_validate(raw) if raw else None
+
+
+def _planned_read(ti: Any) -> ReadResult | None:
+    """The read ``plan`` pushed (None when ``plan`` failed before its read)."""
+    from leviathan_lib.cycle.steps import ReadResult
+
+    raw = ti.xcom_pull(task_ids=TASK_PLAN, key=XCOM_READ)
+    return ReadResult.model_validate(raw) if raw else None
+
+
+def _required_read(ti: Any) -> ReadResult:
+    read = _planned_read(ti)
+    if read is None:
+        raise AirflowFailException(f"{TASK_PLAN} left no read")
+    return read
 
 
 def _planned(ti: Any) -> GuardrailResult:
     """The guardrail result of a run that chose an attempt (the worker tasks run only then)."""
     guard = _guardrails(ti)
     if guard is None or guard.attempt is None:
-        raise AirflowFailException(f"{TASK_CHECK_GUARDRAILS} planned no attempt")
+        raise AirflowFailException(f"{TASK_PLAN} planned no attempt")
     return guard
 
 
-def _attempt_spec(read: dict[str, Any], target: TargetConfig, guard: GuardrailResult, llm_conn: Any = None) -> Any:
+def _attempt_spec(read: ReadResult, target: TargetConfig, guard: GuardrailResult, llm_conn: Any = None) -> Any:
     """The attempt spec; the model connection (``orchestrator.llm_conn``) gives the llm executor its host."""
     from leviathan_lib.core import paths
     from leviathan_lib.cycle.attempt_spec import attempt_spec
-    from leviathan_lib.cycle.steps import ReadResult
 
     assert guard.attempt is not None
-    return attempt_spec(ReadResult.model_validate(read), target, guard.attempt, paths.cache_dir(),
+    return attempt_spec(read, target, guard.attempt, paths.cache_dir(),
                         api_base_url=llm_conn.base_url if llm_conn else None,
                         region=llm_conn.region if llm_conn else None)
 
@@ -170,7 +203,7 @@ def _llm_needs_connection(target: TargetConfig) -> bool:
     return needs_connection(target)
 
 
-def prepare_attempt(read: dict[str, Any], *, config: dict[str, Any]) -> None:
+def prepare_attempt(*, config: dict[str, Any]) -> None:
     """Kubernetes backend: push the spec (and the task's label value) for the worker pod's templates."""
     from leviathan_lib.worker.backends.kubernetes import label_value
 
@@ -183,7 +216,7 @@ def prepare_attempt(read: dict[str, Any], *, config: dict[str, Any]) -> None:
     if llm_conn is not None and llm_conn.problem:
         # Never send the pod's key to the provider's default URL instead of the one the connection meant.
         raise AirflowFailException(f"llm_connection_invalid: {llm_conn.problem}")
-    spec = _attempt_spec(read, target, guard, llm_conn)
+    spec = _attempt_spec(_required_read(ti), target, guard, llm_conn)
     ti.xcom_push(key=XCOM_SPEC, value=spec.model_dump_json())
     ti.xcom_push(key=XCOM_TASK_LABEL, value=label_value(plan.task_id))
     ti.xcom_push(key=XCOM_PREPARED_AT, value=datetime.now(UTC).isoformat())
@@ -191,7 +224,7 @@ def prepare_attempt(read: dict[str, Any], *, config: dict[str, Any]) -> None:
              spec.executor.kind)
 
 
-def run_worker(read: dict[str, Any], *, config: dict[str, Any]) -> None:
+def run_worker(*, config: dict[str, Any]) -> None:
     from leviathan_lib.core import paths
     from leviathan_lib.worker.backends.local import run_local_worker
 
@@ -201,7 +234,7 @@ def run_worker(read: dict[str, Any], *, config: dict[str, Any]) -> None:
     plan = guard.attempt
     assert plan is not None
     llm_conn = _llm_connection(target, plan)
-    spec = _attempt_spec(read, target, guard, llm_conn)
+    spec = _attempt_spec(_required_read(ti), target, guard, llm_conn)
     started = datetime.now(UTC)
     log.info("attempt %s of task %s on branch %s (%s executor)", plan.attempt, plan.task_id, plan.branch,
              spec.executor.kind)
@@ -240,17 +273,16 @@ def _worker_result(ti: Any) -> dict[str, Any] | None:
     return result
 
 
-def open_pull_request(read: dict[str, Any], *, config: dict[str, Any]) -> dict[str, Any]:
+def open_pull_request(*, config: dict[str, Any]) -> dict[str, Any]:
     from leviathan_lib.core import paths
     from leviathan_lib.cycle.delivery import DeliveryRejected, deliver
-    from leviathan_lib.cycle.steps import ReadResult
     from leviathan_lib.forge import open_forge
     from leviathan_lib.worker.contract import AttemptResult
 
     context = get_current_context()
     ti = context["ti"]
     target = _target(config)
-    read_result = ReadResult.model_validate(read)
+    read_result = _required_read(ti)
     guard = _planned(ti)
     raw = _worker_result(ti) or {}
     result = AttemptResult.model_validate({k: v for k, v in raw.items() if k != "attempt_started_at"})
@@ -278,15 +310,38 @@ def open_pull_request(read: dict[str, Any], *, config: dict[str, Any]) -> dict[s
             "changed_paths": delivery.changed_paths}
 
 
+def _write_record(target: TargetConfig, *, read: ReadResult | None, guard: GuardrailResult | None,
+                  attempt: AttemptEvidence | None, failure: CycleError | None,
+                  emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Build the cycle's record, emit it as the evidence asset event and push it as the ``record`` XCom."""
+    from leviathan_lib.cycle.steps import build_record
+
+    context = get_current_context()
+    record = build_record(target, dag_run_id=context["run_id"], run_type=_run_type(context["dag_run"]),
+                          read=read, guard=guard, attempt=attempt, failure=failure)
+    payload = record.model_dump(mode="json")
+    emit(payload)
+    context["ti"].xcom_push(key=XCOM_RECORD, value=payload)
+    try:  # StatsD is best effort: it never fails the cycle
+        from leviathan_lib.orchestrator.metrics import emit_cycle_safely
+
+        emit_cycle_safely(record)
+    except Exception:
+        log.warning("could not emit Leviathan StatsD metrics", exc_info=True)
+    log.info("cycle evidence: decision=%s stopped=%s %s", record.decision, record.stopped_reason,
+             record.stopped_detail)
+    return payload
+
+
 def record_evidence(*, config: dict[str, Any], asset: Asset) -> dict[str, Any]:
+    """The record of a cycle that attempted, or whose ``plan`` failed (then with what it left, if anything)."""
     from leviathan_lib.cycle.outcome import attempt_evidence
-    from leviathan_lib.cycle.steps import CycleError, ReadResult, build_record
+    from leviathan_lib.cycle.steps import CycleError
 
     context = get_current_context()
     ti = context["ti"]
     target = _target(config)
-    raw_read = ti.xcom_pull(task_ids=TASK_READ_BACKLOG)
-    read = ReadResult.model_validate(raw_read) if raw_read else None
+    read = _planned_read(ti)
     guard = _guardrails(ti)
     attempt = None
     failure = None
@@ -299,26 +354,23 @@ def record_evidence(*, config: dict[str, Any], asset: Asset) -> dict[str, Any]:
             prepared_at=prepared_at, now=datetime.now(UTC),
         )
     elif guard is None and read is not None and not read.error:
-        failure = CycleError(code="guardrails_failed", message="check_guardrails failed (see its task log)")
-    record = build_record(target, dag_run_id=context["run_id"], run_type=_run_type(context["dag_run"]),
-                          read=read, guard=guard, attempt=attempt, failure=failure)
-    payload = record.model_dump(mode="json")
-    context["outlet_events"][asset].extra = payload
-    try:  # StatsD is best effort: it never fails the cycle
-        from leviathan_lib.orchestrator.metrics import emit_cycle_safely
+        failure = CycleError(code="guardrails_failed", message=f"{TASK_PLAN} failed (see its task log)")
 
-        emit_cycle_safely(record)
-    except Exception:
-        log.warning("could not emit Leviathan StatsD metrics", exc_info=True)
-    log.info("cycle evidence: decision=%s stopped=%s %s", record.decision, record.stopped_reason,
-             record.stopped_detail)
-    return payload
+    def emit(payload: dict[str, Any]) -> None:
+        context["outlet_events"][asset].extra = payload
+
+    return _write_record(target, read=read, guard=guard, attempt=attempt, failure=failure, emit=emit)
 
 
-def cycle_outcome(record: dict[str, Any]) -> str:
+def cycle_outcome() -> str:
     """Mark the run failed when the cycle hit an error, so alerts on failed runs fire; skips stay green."""
     from leviathan_lib.cycle.outcome import cycle_failure
 
+    ti = get_current_context()["ti"]
+    record = (ti.xcom_pull(task_ids=TASK_RECORD_EVIDENCE, key=XCOM_RECORD)
+              or ti.xcom_pull(task_ids=TASK_PLAN, key=XCOM_RECORD))
+    if not record:
+        raise AirflowFailException("the cycle left no evidence record")
     failure = cycle_failure(record)
     if failure:
         raise AirflowFailException(failure)

@@ -64,6 +64,9 @@ class EvidenceCollector:
                                          labels=["target_id"], unit="")
         yield GaugeMetricFamily("leviathan_autonomy_global_enabled", "1 if the global autonomy switch is on",
                                 value=int(self.overview.global_enabled))
+        yield GaugeMetricFamily("leviathan_evidence_history_truncated",
+                                "1 if the evidence read stopped at its row bound (the counters miss newer records)",
+                                value=int(self.overview.history_truncated))
         for state in self.overview.targets:
             tid = state.target_id
             history = self.histories[tid]

@@ -17,7 +17,7 @@ import pytest
 
 from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
-from tests.airflow_helpers import commit_file, run_cycle, xcom
+from tests.airflow_helpers import commit_file, evidence_record, run_cycle
 from tests.spider.test_app import ApiServer
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -91,7 +91,7 @@ def test_stop_ends_the_running_worker_pauses_switches_off_and_resume_restores(tm
         assert _paused(names.dag_id("estop"))
         # The next cycle (run by hand: the DAG is paused for the scheduler) starts no attempt.
         dag_run, states = run_cycle(target_file)
-        assert xcom(dag_run, names.TASK_RECORD_EVIDENCE)["reasons"] == ["autonomy_disabled"]
+        assert evidence_record(dag_run)["reasons"] == ["autonomy_disabled"]
         assert states[names.TASK_RUN_WORKER] == "skipped"
 
         unknown = leviathan("resume", "--reason", "fixed", "--target", "nope")

@@ -36,6 +36,6 @@ def test_dag_ids_and_their_target():
 
 
 def test_every_cycle_task_id_is_known():
-    assert {names.TASK_READ_BACKLOG, names.TASK_RUN_WORKER, names.TASK_SKIP, names.TASK_PREPARE_ATTEMPT,
+    assert {names.TASK_PLAN, names.TASK_RUN_WORKER, names.TASK_SKIP, names.TASK_PREPARE_ATTEMPT,
             names.TASK_CONFIG_ERROR} <= names.TASK_IDS
-    assert len(names.TASK_IDS) == 9
+    assert len(names.TASK_IDS) == 8

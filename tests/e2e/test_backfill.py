@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -62,9 +61,7 @@ def test_backfill_replays_each_date_and_opens_nothing(tmp_path, own_metadata_db)
         by_date = {}
         for run in runs:
             assert run["state"] == "success", run
-            entry = api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances"
-                                    "/record_evidence/xcomEntries/return_value?deserialize=true")
-            record = entry["value"] if isinstance(entry["value"], dict) else json.loads(entry["value"])
+            record = api.cycle_record(DAG_ID, run["dag_run_id"])
             assert record["replay"] is True and record["run_type"] == "backfill" and record["attempt"] is None
             by_date[run["logical_date"][:10]] = record["selected_task"]
     finally:

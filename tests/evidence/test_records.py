@@ -16,7 +16,7 @@ from leviathan_lib.core import names
 from leviathan_lib.demo import TEMPLATE, create_demo_target
 from leviathan_lib.forge.local import LocalForge
 from leviathan_lib.git.runner import init_bare, run_git
-from tests.airflow_helpers import commit_file, run_cycle, xcom
+from tests.airflow_helpers import commit_file, evidence_record, run_cycle
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +41,7 @@ def test_pr_lifecycle_sync_closed_merged_and_changed_definition(tmp_path, target
     run_cycle(target_file)  # PR #1: docs-quickstart
     forge.close_pr(1)  # the human says no
     dag_run, _ = run_cycle(target_file)
-    record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
+    record = evidence_record(dag_run)
     assert [(c["number"], c["state"], c["branch_deleted"]) for c in record["pr_sync"]] == [(1, "closed", True)]
     assert "agent/docs-quickstart/1" not in run_git(["--git-dir", str(bare), "branch", "--list"]).stdout
     assert _verdicts(record)["docs-quickstart"] == ["pr_closed_unchanged"]
@@ -53,7 +53,7 @@ def test_pr_lifecycle_sync_closed_merged_and_changed_definition(tmp_path, target
                 text.replace("install and run widgets in two minutes", "install and run widgets quickly"),
                 "reword the quickstart task")
     dag_run, _ = run_cycle(target_file)
-    record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
+    record = evidence_record(dag_run)
     assert [(c["number"], c["state"]) for c in record["pr_sync"]] == [(2, "merged")]
     # The definition changed, so the closed PR no longer blocks it: attempt 2 on a new branch.
     assert record["selected_task"] == "docs-quickstart"
@@ -120,7 +120,7 @@ def test_backfill_replays_the_backlog_as_it_was_and_matches_plan(tmp_path, targe
 
         dag_run = build_target_dag(load_target(target_file), target_file).test(logical_date=when)
         states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
-        record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
+        record = evidence_record(dag_run)
         assert record["replay"] is True and record["stopped_reason"] == "replay"
         assert record["decision"] == "run" and record["selected_task"] == expected
         assert record["attempt"] is None and states[names.TASK_RUN_WORKER] == "skipped"

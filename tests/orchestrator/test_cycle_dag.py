@@ -15,7 +15,7 @@ from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.forge.local import LocalForge
 from leviathan_lib.git.runner import run_git
-from tests.airflow_helpers import commit_file, run_cycle, xcom
+from tests.airflow_helpers import commit_file, evidence_record, run_cycle, xcom
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -38,7 +38,7 @@ def test_demo_target_opens_one_pr_then_respects_the_open_pr_limit(tmp_path, targ
     dag_run, states = run_cycle(target_file)
     assert dag_run.state == "success"
     assert states[names.TASK_RUN_WORKER] == "success" and states[names.TASK_SKIP] == "skipped"
-    record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
+    record = evidence_record(dag_run)
     assert record["decision"] == "run" and record["stopped_reason"] == "pr_opened"
     assert record["selected_task"] == "docs-quickstart"
     assert record["commit_sha"] == run_git(["--git-dir", str(bare), "rev-parse", "main"]).stdout.strip()
@@ -64,7 +64,9 @@ def test_demo_target_opens_one_pr_then_respects_the_open_pr_limit(tmp_path, targ
     dag_run2, states2 = run_cycle(target_file)
     assert dag_run2.state == "success"
     assert states2[names.TASK_RUN_WORKER] == "skipped" and states2[names.TASK_SKIP] == "success"
-    record2 = xcom(dag_run2, names.TASK_RECORD_EVIDENCE)
+    # An idle cycle is one task process: plan; everything after it but the EmptyOperator is skipped.
+    assert {t for t, s in states2.items() if s == "success"} == {names.TASK_PLAN, names.TASK_SKIP}
+    record2 = evidence_record(dag_run2)
     assert record2["decision"] == "skip" and record2["reasons"] == ["open_pr_limit"]
     assert record2["attempt"] is None
     assert len(forge.list_open_prs()) == 1
@@ -72,9 +74,30 @@ def test_demo_target_opens_one_pr_then_respects_the_open_pr_limit(tmp_path, targ
     # A human merges: the dependency is now completed, so the next cycle delivers the dependent task.
     forge.merge(1)
     dag_run3, _ = run_cycle(target_file)
-    record3 = xcom(dag_run3, names.TASK_RECORD_EVIDENCE)
+    record3 = evidence_record(dag_run3)
     assert record3["selected_task"] == "docs-changelog", record3
     assert _changed_files(bare, "agent/docs-changelog/1") == [".leviathan/backlog.yaml", "docs/changelog.md"]
+
+    # Exactly one evidence event per cycle, written by the task that wrote the record: record_evidence after
+    # an attempt, plan (through its alias outlet) on a skip; plan's success on the attempt path emits nothing.
+    assert _evidence_events("cycle_demo") == [
+        (dag_run.run_id, names.TASK_RECORD_EVIDENCE), (dag_run2.run_id, names.TASK_PLAN),
+        (dag_run3.run_id, names.TASK_RECORD_EVIDENCE)]
+
+
+def _evidence_events(target_id: str) -> list[tuple[str, str]]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from leviathan_lib.evidence.records import evidence_asset_uri
+
+    with create_session() as session:
+        rows = session.execute(
+            select(AssetEvent.source_run_id, AssetEvent.source_task_id)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetModel.uri == evidence_asset_uri(target_id)).order_by(AssetEvent.id))
+        return [tuple(row) for row in rows]
 
 
 def test_out_of_scope_task_never_reaches_the_worker(tmp_path, targets_dir):
@@ -88,7 +111,7 @@ def test_out_of_scope_task_never_reaches_the_worker(tmp_path, targets_dir):
 
     dag_run, states = run_cycle(target_file)
     assert states[names.TASK_RUN_WORKER] == "skipped" and states[names.TASK_OPEN_PULL_REQUEST] == "skipped"
-    record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
+    record = evidence_record(dag_run)
     assert record["reasons"] == ["no_eligible_task"]
     assert _verdicts(record)["ci-workflow"] == ["scope_violation"]
     assert LocalForge(bare).list_open_prs() == []
@@ -110,9 +133,11 @@ def test_bad_backlog_stops_before_the_worker_with_a_clear_reason(tmp_path, targe
 
     dag_run, states = run_cycle(target_file)
     assert dag_run.state == "failed"  # an operator must look: cycle_outcome fails the run
-    assert states[names.TASK_READ_BACKLOG] == "success" and states[names.TASK_RUN_WORKER] == "skipped"
-    assert states[names.TASK_RECORD_EVIDENCE] == "success" and states[names.TASK_CYCLE_OUTCOME] == "failed"
-    record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
+    # plan records the error skip itself and branches straight to cycle_outcome, which fails the run.
+    assert states[names.TASK_PLAN] == "success" and states[names.TASK_RUN_WORKER] == "skipped"
+    assert states[names.TASK_SKIP] == "skipped" and states[names.TASK_RECORD_EVIDENCE] == "skipped"
+    assert states[names.TASK_CYCLE_OUTCOME] == "failed"
+    record = evidence_record(dag_run)
     assert record["decision"] == "error" and record["reasons"] == [code]
     assert message in record["stopped_detail"]
     assert LocalForge(bare).list_open_prs() == []
@@ -126,7 +151,7 @@ def test_unknown_recipe_makes_the_task_invalid_and_another_task_runs(tmp_path, t
                 text.replace("recipe: write-quickstart", "recipe: no-such-recipe"), "typo in recipe")
 
     dag_run, _ = run_cycle(target_file)
-    record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
+    record = evidence_record(dag_run)
     assert _verdicts(record)["docs-quickstart"] == ["invalid_task"]
     assert record["selected_task"] == "docs-faq"
 
@@ -135,7 +160,7 @@ def test_unreachable_repository_fails_closed(tmp_path, targets_dir):
     target_file = create_demo_target(tmp_path, target_id="cycle_gone", targets_dir=targets_dir)
     run_git(["--git-dir", str(tmp_path / "repos" / "cycle_gone.git"), "update-ref", "-d", "refs/heads/main"])
     dag_run, states = run_cycle(target_file)
-    record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
+    record = evidence_record(dag_run)
     assert record["decision"] == "error" and record["reasons"] == ["repo_unreachable"]
     assert "branch 'main' not found" in record["stopped_detail"]
     assert states[names.TASK_RUN_WORKER] == "skipped" and dag_run.state == "failed"
@@ -149,7 +174,7 @@ def test_global_switch_off_skips_and_a_bad_switch_value_fails_closed(tmp_path, t
         for value in ("false", "maybe"):
             Variable.set("leviathan_autonomy_enabled", value)
             dag_run, states = run_cycle(target_file)
-            record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
+            record = evidence_record(dag_run)
             assert record["reasons"] == ["autonomy_disabled"], value
             assert states[names.TASK_RUN_WORKER] == "skipped"
     finally:
@@ -164,14 +189,14 @@ def test_worker_timeout_is_recorded_and_counts_toward_the_breaker(tmp_path, targ
 
     for attempt in (1, 2):
         dag_run, states = run_cycle(target_file)
-        record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
+        record = evidence_record(dag_run)
         assert states[names.TASK_RUN_WORKER] == "failed" and dag_run.state == "failed"
         assert record["attempt"]["outcome"] == "timed_out"
         assert record["attempt"]["branch"] == f"agent/docs-quickstart/{attempt}"
         assert record["stopped_reason"] == "timeout"
     # Two consecutive failures open the breaker (circuit_breaker_failures: 2); the worker is not run.
     dag_run, states = run_cycle(target_file)
-    record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
+    record = evidence_record(dag_run)
     assert "circuit_breaker_open" in record["reasons"] and states[names.TASK_RUN_WORKER] == "skipped"
     assert LocalForge(bare).list_open_prs() == []
 
@@ -181,7 +206,7 @@ def test_worker_timeout_is_recorded_and_counts_toward_the_breaker(tmp_path, targ
                            capture_output=True, text=True)
     assert reset.returncode == 0, reset.stderr
     dag_run, states = run_cycle(target_file)
-    record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
+    record = evidence_record(dag_run)
     assert "circuit_breaker_open" not in record["reasons"]
     assert _verdicts(record)["docs-quickstart"] == ["attempts_exhausted"]
     assert record["attempt"]["task_id"] == "docs-faq" and record["attempt"]["outcome"] == "timed_out"
@@ -211,9 +236,10 @@ def test_a_machine_without_the_sandbox_stops_recipes_and_the_opt_out_runs_them(t
 
     with caplog.at_level(logging.INFO, logger="leviathan"):
         dag_run, states = run_cycle(target_file)
-    assert states["run_worker"] == "skipped" and states["skip"] == "success"
-    assert dag_run.state == "failed"  # an operator must install bubblewrap: the run says so
-    record = xcom(dag_run, "record_evidence")
+    assert states["run_worker"] == "skipped" and states["skip"] == "skipped"
+    assert states["cycle_outcome"] == "failed"  # an operator must install bubblewrap: the run says so
+    assert dag_run.state == "failed"
+    record = evidence_record(dag_run)
     assert record["decision"] == "skip" and record["reasons"] == ["sandbox_unavailable"]
     assert record["stopped_reason"] == "sandbox_unavailable" and missing in record["stopped_detail"]
     assert record["attempt"] is None
@@ -224,7 +250,7 @@ def test_a_machine_without_the_sandbox_stops_recipes_and_the_opt_out_runs_them(t
     text = target_file.read_text() + "unsafe_allow_unsandboxed_recipes: true\n"
     target_file.write_text(text)
     dag_run, states = run_cycle(target_file)
-    record = xcom(dag_run, "record_evidence")
+    record = evidence_record(dag_run)
     assert states["run_worker"] == "success" and record["stopped_reason"] == "pr_opened"
     assert record["attempt"]["sandbox"] == "unsandboxed (opt-out)"
     sandbox_check = [c for c in record["checks"] if c["name"] == "sandbox"]
@@ -266,7 +292,7 @@ def test_a_secret_hidden_from_git_diff_never_reaches_xcom_evidence_or_a_pr(tmp_p
     target_file, bare = _hostile_target(tmp_path, targets_dir, "hostile_secret", script)
     dag_run, states = run_cycle(target_file)
     assert states["run_worker"] == "failed" and states["open_pull_request"] == "upstream_failed"
-    record = xcom(dag_run, "record_evidence")
+    record = evidence_record(dag_run)
     assert record["attempt"]["outcome"] == "failed" and record["attempt"]["error_code"] == "secret_detected"
     result = xcom(dag_run, "run_worker", "result")
     assert result["patch"] == "" and "[REDACTED:github_token]" in json.dumps(result["executor"])
@@ -284,7 +310,7 @@ def test_a_protected_path_is_rejected_and_odd_file_names_are_inert_in_the_pr(tmp
     target_file, bare = _hostile_target(tmp_path, targets_dir, "hostile_protected", workflow)
     dag_run, states = run_cycle(target_file)
     assert states["run_worker"] == "success" and states["open_pull_request"] == "failed"
-    record = xcom(dag_run, "record_evidence")
+    record = evidence_record(dag_run)
     assert record["attempt"]["outcome"] == "rejected_by_guardrail"
     assert record["attempt"]["error_code"] == "protected_path"
     assert record["attempt"]["changed_paths"] == ["docs/.github/workflows/ci.yml"]  # git's, not claimed
@@ -294,8 +320,32 @@ def test_a_protected_path_is_rejected_and_odd_file_names_are_inert_in_the_pr(tmp
     commit_file(bare, tmp_path / "work", ".leviathan/recipes/write_doc.py",
                 f"from pathlib import Path\nPath({name!r}).write_text('hi\\n')\n", "an odd file name")
     dag_run, states = run_cycle(target_file)
-    record = xcom(dag_run, "record_evidence")
+    record = evidence_record(dag_run)
     assert record["attempt"]["outcome"] == "succeeded" and record["attempt"]["pr_number"] == 1, record
     assert record["attempt"]["changed_paths"] == [".leviathan/backlog.yaml", name]
     [pr] = LocalForge(bare).list_prs()
     assert f"- `{name}`" in pr.body
+
+
+def test_a_plan_that_fails_still_leaves_exactly_one_record(tmp_path, targets_dir, monkeypatch):
+    """An unexpected error in plan (after its read): record_evidence writes the cycle's only record."""
+    from leviathan_lib.core.config import load_target
+    from leviathan_lib.cycle import check
+    from leviathan_lib.orchestrator.dag_factory import build_target_dag
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("forge exploded")
+
+    monkeypatch.setattr(check, "check_cycle", broken)
+    target_file = create_demo_target(tmp_path, target_id="cycle_planfail", targets_dir=targets_dir)
+    dag = build_target_dag(load_target(target_file), target_file)
+    dag.task_dict[names.TASK_PLAN].retries = 0  # no 30 s retry delay in the test
+    dag_run = dag.test()
+    states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+    assert dag_run.state == "failed"
+    assert states[names.TASK_PLAN] == "failed" and states[names.TASK_RECORD_EVIDENCE] == "success"
+    assert states[names.TASK_CYCLE_OUTCOME] == "upstream_failed"
+    record = evidence_record(dag_run)
+    assert record["decision"] == "error" and record["stopped_reason"] == "guardrails_failed"
+    assert _evidence_events("cycle_planfail") == [(dag_run.run_id, names.TASK_RECORD_EVIDENCE)]
+    assert LocalForge(tmp_path / "repos" / "cycle_planfail.git").list_prs() == []

@@ -12,6 +12,7 @@ import pytest
 from leviathan_lib.core import names
 from leviathan_lib.core.schedule import offset
 from leviathan_lib.demo import create_demo_target
+from leviathan_lib.evidence.records import evidence_asset_uri
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,12 +54,20 @@ def test_valid_target_dag_shape(dagbag):
     assert dag.max_active_runs == 1 and dag.catchup is False
     # The default */5 gets the target's stable slot in the 5-minute interval (core/schedule.py).
     assert dag.schedule == f"{offset('fine', 'minute', 5)}-59/5 * * * *"
-    guard = dag.task_dict[names.TASK_CHECK_GUARDRAILS]
-    assert guard.downstream_task_ids == {names.TASK_RUN_WORKER, names.TASK_SKIP}
+    plan = dag.task_dict[names.TASK_PLAN]
+    assert plan.upstream_task_ids == set()
+    assert plan.downstream_task_ids == {names.TASK_RUN_WORKER, names.TASK_SKIP, names.TASK_CYCLE_OUTCOME}
+    assert dag.task_dict[names.TASK_SKIP].downstream_task_ids == set()  # an idle cycle ends at the EmptyOperator
     assert dag.task_dict[names.TASK_RUN_WORKER].downstream_task_ids == {names.TASK_OPEN_PULL_REQUEST}
     record = dag.task_dict[names.TASK_RECORD_EVIDENCE]
-    assert record.upstream_task_ids == {names.TASK_OPEN_PULL_REQUEST, names.TASK_SKIP}
-    assert dag.task_dict[names.TASK_RECORD_EVIDENCE].trigger_rule == "all_done"
+    assert record.upstream_task_ids == {names.TASK_OPEN_PULL_REQUEST}
+    assert record.trigger_rule == "none_skipped"  # after an attempt or a failed plan; never after a skip
+    outcome = dag.task_dict[names.TASK_CYCLE_OUTCOME]
+    assert outcome.upstream_task_ids == {names.TASK_PLAN, names.TASK_RECORD_EVIDENCE}
+    assert outcome.trigger_rule == "none_failed_min_one_success"
+    # plan emits through an alias (an event only for a skip); record_evidence through the asset itself.
+    assert [type(o).__name__ for o in plan.outlets] == ["AssetAlias"]
+    assert [o.uri for o in plan.inlets] == [o.uri for o in record.outlets] == [evidence_asset_uri("fine")]
     assert dag.task_dict[names.TASK_RUN_WORKER].retries == 0  # a retry would be a second, unrecorded attempt
 
 
@@ -102,7 +111,7 @@ def test_deployment_defaults_fill_only_keys_a_target_file_leaves_out(tmp_path, t
     dags = build_all(targets_dir)
 
     def effective(dag_id: str) -> dict:
-        return dags[dag_id].task_dict[names.TASK_READ_BACKLOG].op_kwargs["config"]
+        return dags[dag_id].task_dict[names.TASK_PLAN].op_kwargs["config"]
 
     assert effective(names.dag_id("plain"))["worker_image"] == "123.dkr.ecr.example/leviathan-worker:0.1.0"
     assert effective(names.dag_id("explicit"))["worker_image"] == "ghcr.io/acme/worker:2"
@@ -125,8 +134,52 @@ def test_target_values_are_escaped_in_the_dag_doc(tmp_path):
     doc = build_target_dag(target, tmp_path / "<b>t</b>.yaml").doc_md
     html = MarkdownIt("commonmark").enable("table").render(doc)
     assert "<img" not in html and "<script" not in html and "<a " not in html and "<b>" not in html
-    assert html.count("<code>") == 2  # only the template's own: `ready: true` and `record_evidence`
+    assert html.count("<code>") == 4  # only the template's own: `ready: true`, `record`, `plan`, `record_evidence`
     assert "<strong>b</strong>" not in html and html.count("<td>") == 10  # no cell split by a value
     # The values still read as written.
     assert "/srv/a`&lt;img/src=x/onerror=alert(1)&gt;`|[x](javascript:alert(1))&amp;amp;**b**.git" in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;.yaml" in html and "docs/, | cell |" in html
+
+
+def test_a_thousand_target_files_some_broken_parse_within_the_import_timeout(targets_dir, monkeypatch):
+    """1,000 target files, 20 of them broken four ways: one error DAG per broken file, every good one a DAG.
+
+    The parse's CPU time (not wall time: this machine is shared) must stay under the configured
+    ``[core] dagbag_import_timeout``; the DagBag's own wall-clock alarm is lifted so load cannot flake it.
+    """
+    import time
+
+    from airflow.configuration import conf
+    from airflow.dag_processing.dagbag import DagBag
+
+    timeout = conf.getint("core", "dagbag_import_timeout")
+    monkeypatch.setenv("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "900")
+
+    broken = {
+        "yaml": b"target_id: [unclosed\n",
+        "type": b"target_id: t\ntarget_repo_url: /r.git\nmax_open_prs: many\n",
+        "id": b"target_id: Not An Id\ntarget_repo_url: /r.git\n",
+        "utf8": b"target_id: t\ntarget_repo_url: /r\xff.git\n",
+    }
+    expected_errors = set()
+    for i in range(1000):
+        if i % 50 == 7:
+            kind = list(broken)[i // 50 % 4]
+            (targets_dir / f"bad{i:04d}.yaml").write_bytes(broken[kind])
+            expected_errors.add(names.invalid_dag_id(f"bad{i:04d}"))
+        else:
+            (targets_dir / f"t{i:04d}.yaml").write_text(
+                f"target_id: t{i:04d}\ntarget_repo_url: /srv/t{i:04d}.git\n", encoding="utf-8")
+    assert len(expected_errors) == 20
+
+    cpu = time.process_time()
+    dagbag = DagBag(dag_folder=str(ROOT / "dags"))
+    cpu = time.process_time() - cpu
+    assert dagbag.import_errors == {}
+    assert cpu < timeout, f"1,000 target files took {cpu:.1f} CPU-s to parse; the import timeout is {timeout} s"
+    errors = {d for d in dagbag.dags if d.startswith(names.INVALID_DAG_ID_PREFIX)}
+    assert errors == expected_errors
+    assert len(dagbag.dags) - len(errors) == 980
+    for dag_id in errors:
+        assert [t.task_id for t in dagbag.dags[dag_id].tasks] == [names.TASK_CONFIG_ERROR]
+        assert dagbag.dags[dag_id].doc_md.count("bad") >= 1  # names its file

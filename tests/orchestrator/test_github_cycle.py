@@ -12,15 +12,14 @@ import pytest
 from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.git.runner import run_git
-from tests.airflow_helpers import run_cycle, xcom
+from tests.airflow_helpers import evidence_record, run_cycle, xcom
 from tests.fake_github import FakeGithub, connection_env
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
 TOKEN = "ghp_CycleSecret9876543210zyxwvuZYXWVU"
 SECRETS = [TOKEN, base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()]
-TASKS = [names.TASK_READ_BACKLOG, names.TASK_CHECK_GUARDRAILS, names.TASK_RUN_WORKER, names.TASK_OPEN_PULL_REQUEST,
-         names.TASK_RECORD_EVIDENCE]
+TASKS = [names.TASK_PLAN, names.TASK_RUN_WORKER, names.TASK_OPEN_PULL_REQUEST, names.TASK_RECORD_EVIDENCE]
 
 
 @pytest.fixture
@@ -40,7 +39,8 @@ def github_target(tmp_path, targets_dir, monkeypatch):
 
 
 def _all_xcoms(dag_run) -> str:
-    keys = [names.XCOM_RETURN_VALUE, names.XCOM_GUARDRAILS, names.XCOM_RESULT, names.XCOM_REJECTION]
+    keys = [names.XCOM_RETURN_VALUE, names.XCOM_READ, names.XCOM_GUARDRAILS, names.XCOM_RECORD, names.XCOM_RESULT,
+            names.XCOM_REJECTION]
     return json.dumps([xcom(dag_run, t, k) for t in TASKS for k in keys], default=str)
 
 
@@ -57,7 +57,7 @@ def test_cycle_opens_one_pr_then_idles_on_304s_and_leaks_no_token(github_target,
     fake, target_file, bare = github_target
     dag_run, states = run_cycle(target_file)
     assert dag_run.state == "success", states
-    record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
+    record = evidence_record(dag_run)
     assert record["stopped_reason"] == "pr_opened" and record["attempt"]["pr_number"] == 1
     pulls = fake.open_pulls("acme/widgets")
     assert [(p["number"], p["head"]["ref"], p["base"]["ref"]) for p in pulls] == \
@@ -74,7 +74,7 @@ def test_cycle_opens_one_pr_then_idles_on_304s_and_leaks_no_token(github_target,
     for _ in range(2):
         before, budget, git_before = len(fake.requests), fake.rate_remaining, len(fake.git_requests)
         dag_run2, states2 = run_cycle(target_file)
-        record2 = xcom(dag_run2, names.TASK_RECORD_EVIDENCE)
+        record2 = evidence_record(dag_run2)
         assert record2["reasons"] == ["open_pr_limit"] and states2[names.TASK_RUN_WORKER] == "skipped"
     idle = fake.requests[before:]
     assert idle and {(method, status) for method, _, status, _ in idle} == {("GET", 304)}, idle
@@ -98,7 +98,7 @@ def test_forge_errors_fail_the_cycle_closed_with_a_clear_reason(github_target, c
     fake, target_file, _ = github_target
     fake.repos["acme/widgets"].archived = True
     dag_run, states = run_cycle(target_file)
-    record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
+    record = evidence_record(dag_run)
     assert record["decision"] == "error" or "forge_state_unknown" in record["reasons"], record
     assert "forge_state_unknown" in record["reasons"]
     assert states[names.TASK_RUN_WORKER] == "skipped" and fake.api_calls("POST") == []
@@ -107,7 +107,7 @@ def test_forge_errors_fail_the_cycle_closed_with_a_clear_reason(github_target, c
     fake.repos["acme/widgets"].archived = False
     fake.token = "ghp_rotated_elsewhere"  # the connection's token is now wrong
     dag_run, states = run_cycle(target_file)
-    record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
+    record = evidence_record(dag_run)
     assert record["reasons"] == ["repo_unreachable"], record  # git's 401: the credentials were refused
     assert "acme/widgets.git" in record["stopped_detail"] and TOKEN not in record["stopped_detail"]
     assert states[names.TASK_RUN_WORKER] == "skipped" and fake.api_calls("POST") == []

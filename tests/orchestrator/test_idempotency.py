@@ -10,7 +10,7 @@ from leviathan_lib.demo import create_demo_target
 from leviathan_lib.forge.local import LocalForge
 from leviathan_lib.git.runner import run_git
 from leviathan_lib.orchestrator.dag_factory import build_target_dag
-from tests.airflow_helpers import xcom
+from tests.airflow_helpers import evidence_record
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -30,10 +30,9 @@ def _clear(dag_run, task_ids: list[str]) -> None:
 
 @pytest.mark.parametrize("cleared", [
     [names.TASK_OPEN_PULL_REQUEST, names.TASK_RECORD_EVIDENCE, names.TASK_CYCLE_OUTCOME],
-    [names.TASK_CHECK_GUARDRAILS, names.TASK_RUN_WORKER, names.TASK_SKIP, names.TASK_OPEN_PULL_REQUEST,
+    [names.TASK_RUN_WORKER, names.TASK_OPEN_PULL_REQUEST, names.TASK_RECORD_EVIDENCE, names.TASK_CYCLE_OUTCOME],
+    [names.TASK_PLAN, names.TASK_RUN_WORKER, names.TASK_SKIP, names.TASK_OPEN_PULL_REQUEST,
      names.TASK_RECORD_EVIDENCE, names.TASK_CYCLE_OUTCOME],
-    [names.TASK_READ_BACKLOG, names.TASK_CHECK_GUARDRAILS, names.TASK_RUN_WORKER, names.TASK_SKIP,
-     names.TASK_OPEN_PULL_REQUEST, names.TASK_RECORD_EVIDENCE, names.TASK_CYCLE_OUTCOME],
 ])
 def test_clearing_tasks_of_a_run_never_opens_a_second_pr(tmp_path, targets_dir, cleared):
     target_id = f"idem{len(cleared)}"  # evidence is per target: one target per case
@@ -41,13 +40,13 @@ def test_clearing_tasks_of_a_run_never_opens_a_second_pr(tmp_path, targets_dir, 
     bare = tmp_path / "repos" / f"{target_id}.git"
     dag = build_target_dag(load_target(target_file), target_file)
     first = dag.test()
-    assert xcom(first, names.TASK_RECORD_EVIDENCE)["attempt"]["pr_number"] == 1
+    assert evidence_record(first)["attempt"]["pr_number"] == 1
     head = run_git(["--git-dir", str(bare), "rev-parse", "agent/docs-quickstart/1"]).stdout
 
     _clear(first, cleared)
     again = dag.test(run_after=first.run_after, logical_date=first.logical_date)
     assert again.run_id == first.run_id and again.state == "success"
-    record = xcom(again, names.TASK_RECORD_EVIDENCE)
+    record = evidence_record(again)
     # The re-run is the same attempt: same branch, same PR, same commit; the forge holds one PR.
     assert record["attempt"]["branch"] == "agent/docs-quickstart/1"
     assert record["attempt"]["pr_number"] == 1

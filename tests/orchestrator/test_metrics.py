@@ -10,7 +10,7 @@ import pytest
 from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.orchestrator import metrics
-from tests.airflow_helpers import run_cycle, xcom
+from tests.airflow_helpers import evidence_record, run_cycle
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -63,7 +63,7 @@ def _names(lines: list[str]) -> dict[str, str]:
 def test_a_cycle_emits_cycle_attempt_duration_and_pr_metrics_with_airflows_prefix(tmp_path, targets_dir, statsd):
     target_file = create_demo_target(tmp_path, target_id="statsd_t", targets_dir=targets_dir)
     dag_run, _ = run_cycle(target_file)
-    assert xcom(dag_run, names.TASK_RECORD_EVIDENCE)["stopped_reason"] == "pr_opened"
+    assert evidence_record(dag_run)["stopped_reason"] == "pr_opened"
     run_cycle(target_file)  # skipped: open_pr_limit
     statsd.stopped.wait(0.5)
     lines = [line for line in statsd.lines if line.startswith("airflow.leviathan.")]
@@ -110,7 +110,7 @@ def test_cycles_run_when_the_statsd_agent_and_spider_are_down(tmp_path, targets_
         for _ in range(2):  # a second cycle too: ICMP "port unreachable" from the first must not break it
             dag_run, states = run_cycle(target_file)
             assert dag_run.state == "success", states
-        assert xcom(dag_run, names.TASK_RECORD_EVIDENCE)["reasons"] == ["open_pr_limit"]
+        assert evidence_record(dag_run)["reasons"] == ["open_pr_limit"]
     finally:
         metrics.reset()
 

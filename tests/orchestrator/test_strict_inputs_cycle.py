@@ -16,7 +16,7 @@ import pytest
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.forge.local import LocalForge
 from leviathan_lib.git.runner import run_git
-from tests.airflow_helpers import run_cycle, xcom
+from tests.airflow_helpers import evidence_record, run_cycle
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -50,7 +50,7 @@ def test_hostile_backlog_stops_the_cycle_at_read_time(tmp_path, targets_dir, cas
 
     started = time.monotonic()
     dag_run, states = run_cycle(target_file)
-    record = xcom(dag_run, "record_evidence")
+    record = evidence_record(dag_run)
     assert record["decision"] == "error" and record["reasons"] == ["backlog_invalid"], record
     assert record["stopped_detail"] == message
     assert states["run_worker"] == "skipped" and states["open_pull_request"] == "skipped"
@@ -71,7 +71,7 @@ def test_a_fifo_among_the_forge_records_fails_closed_without_running_the_worker(
     started = time.monotonic()
     dag_run, states = run_cycle(target_file)
     assert time.monotonic() - started < 120  # the guardrail check did not hang on the FIFO
-    record = xcom(dag_run, "record_evidence")
+    record = evidence_record(dag_run)
     assert record["decision"] == "skip" and record["reasons"] == ["forge_state_unknown"], record
     assert states["run_worker"] == "skipped" and states["open_pull_request"] == "skipped"
     assert record["attempt"] is None

@@ -47,7 +47,7 @@ def test_a_task_process_parses_one_of_fifty_target_files_and_builds_one_dag(targ
     dags = dag_factory.build_all(targets_dir)
     assert list(dags) == ["leviathan__t07"]
     assert loads == ["t07.yaml"]  # not the other 49, and no error DAG for broken.yaml
-    assert dags["leviathan__t07"].task_dict["read_backlog"].op_kwargs["config"]["target_repo_url"] == "/srv/t07.git"
+    assert dags["leviathan__t07"].task_dict["plan"].op_kwargs["config"]["target_repo_url"] == "/srv/t07.git"
 
 
 def test_the_dag_processor_still_builds_every_dag_and_error_dag(targets_dir, monkeypatch, loads):
@@ -91,7 +91,7 @@ def test_the_task_runners_bundle_dagbag_gets_only_the_named_dag(targets_dir):
         "print(json.dumps({'dags': sorted(bag.dags), 'errors': list(bag.import_errors)}))\n"
     )
     env_file = ROOT / "dags" / "leviathan_targets.py"
-    env = {**os.environ, CONTEXT: "leviathan__t42", "_AIRFLOW_PARSING_CONTEXT_TASK_ID": "read_backlog"}
+    env = {**os.environ, CONTEXT: "leviathan__t42", "_AIRFLOW_PARSING_CONTEXT_TASK_ID": "plan"}
     out = subprocess.run([sys.executable, "-c", code, str(env_file), str(ROOT / "dags")], env=env,
                          capture_output=True, text=True, check=True, timeout=120)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"dags": ["leviathan__t42"], "errors": []}

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.evidence.records import CycleRecord, evidence_asset_uri
-from tests.airflow_helpers import run_cycle, xcom
+from tests.airflow_helpers import evidence_record, run_cycle
 
 USERS = "admin:admin,viewer:viewer,op:op"
 
@@ -252,7 +252,7 @@ def test_switch_off_stops_the_next_attempt_and_is_on_the_record(tmp_path, target
     assert _variable() == "false"
 
     dag_run, states = run_cycle(target_file)  # the next cycle: no attempt starts
-    assert xcom(dag_run, names.TASK_RECORD_EVIDENCE)["reasons"] == ["autonomy_disabled"]
+    assert evidence_record(dag_run)["reasons"] == ["autonomy_disabled"]
     assert states[names.TASK_RUN_WORKER] == "skipped"
 
     changes = [e for e in _events(viewer, after) if e["type"] == "autonomy.changed"]
@@ -299,7 +299,7 @@ def test_metrics_parse_with_promtool_and_match_the_evidence(tmp_path, targets_di
     target_file = create_demo_target(tmp_path, target_id="spider_metrics", targets_dir=targets_dir)
     run1, _ = run_cycle(target_file)   # opens PR #1
     run2, _ = run_cycle(target_file)   # skipped: open_pr_limit
-    first, second = xcom(run1, names.TASK_RECORD_EVIDENCE), xcom(run2, names.TASK_RECORD_EVIDENCE)
+    first, second = evidence_record(run1), evidence_record(run2)
     assert first["stopped_reason"] == "pr_opened" and second["reasons"] == ["open_pr_limit"]
     # A record whose reason is not a known code (as a hostile backlog or a bug could leave) cannot create a label.
     injected = CycleRecord.model_validate({**second, "dag_run_id": "manual__injected",

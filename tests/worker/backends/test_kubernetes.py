@@ -228,9 +228,9 @@ def test_dag_runs_the_worker_as_a_pod_on_the_kubernetes_backend(tmp_path):
     worker, prepare = dag.task_dict[names.TASK_RUN_WORKER], dag.task_dict[names.TASK_PREPARE_ATTEMPT]
     assert isinstance(worker, KubernetesPodOperator)
     assert worker.upstream_task_ids == {names.TASK_PREPARE_ATTEMPT}
-    guard = dag.task_dict[names.TASK_CHECK_GUARDRAILS]
-    assert guard.downstream_task_ids == {names.TASK_PREPARE_ATTEMPT, names.TASK_SKIP}
-    assert prepare.upstream_task_ids >= {names.TASK_CHECK_GUARDRAILS}
+    plan = dag.task_dict[names.TASK_PLAN]
+    assert plan.downstream_task_ids == {names.TASK_PREPARE_ATTEMPT, names.TASK_SKIP, names.TASK_CYCLE_OUTCOME}
+    assert prepare.upstream_task_ids == {names.TASK_PLAN}
     assert dag.task_dict[names.TASK_OPEN_PULL_REQUEST].upstream_task_ids >= {names.TASK_RUN_WORKER}
 
 
