@@ -262,6 +262,16 @@ class FakeGithub:
             names = repo.labels.setdefault(number, [])
             names.extend(n for n in body["labels"] if n not in names)
             return 200, [dict(self._examples["label-items"][0], name=n) for n in names]
+        m = re.fullmatch(r"/git/ref/heads/(.+)", rest)
+        if m and method == "GET":
+            branch = unquote(m.group(1))
+            sha = self._branch_sha(repo, branch)
+            if sha is None:
+                return self._error(404, "Not Found")
+            data = copy.deepcopy(self._examples["git-ref"])
+            data.update(ref=f"refs/heads/{branch}", url=f"{self.url}/repos/{repo.full_name}/git/refs/heads/{branch}")
+            data["object"].update(sha=sha, type="commit")
+            return 200, data
         m = re.fullmatch(r"/git/refs/heads/(.+)", rest)
         if m and method == "DELETE":
             branch = unquote(m.group(1))
@@ -300,10 +310,10 @@ class FakeGithub:
         from openapi_core.testing import MockRequest, MockResponse
 
         kwargs: dict[str, Any] = {}
-        m = re.fullmatch(r"(/repos/[^/]+/[^/]+/git/refs)/(.+)", path)
-        if m:
+        m = re.fullmatch(r"/repos/[^/]+/[^/]+/git/(refs|ref)/(.+)", path)
+        if m:  # a ref holds slashes, which openapi-core's path templates do not match
             owner, repo = path.split("/")[2:4]
-            kwargs = {"path_pattern": "/repos/{owner}/{repo}/git/refs/{ref}",
+            kwargs = {"path_pattern": f"/repos/{{owner}}/{{repo}}/git/{m.group(1)}/{{ref}}",
                       "view_args": {"owner": owner, "repo": repo, "ref": unquote(m.group(2))}}
         request = MockRequest(SPEC_HOST, method.lower(), path, args={k: v[-1] for k, v in query.items()},
                               headers=headers, data=data or None,

@@ -54,7 +54,9 @@ def test_pr_lifecycle_sync_closed_merged_and_changed_definition(tmp_path, target
                 "reword the quickstart task")
     dag_run, _ = run_cycle(target_file)
     record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
-    assert [(c["number"], c["state"]) for c in record["pr_sync"]] == [(2, "merged")]
+    assert [(c["number"], c["state"], c["branch_deleted"]) for c in record["pr_sync"]] == [(2, "merged", True)]
+    # Only Leviathan pushed to the merged branch (its tip is the recorded push), so it is deleted.
+    assert "agent/docs-faq/1" not in run_git(["--git-dir", str(bare), "branch", "--list"]).stdout
     # The definition changed, so the closed PR no longer blocks it: attempt 2 on a new branch.
     assert record["selected_task"] == "docs-quickstart"
     assert record["attempt"]["branch"] == "agent/docs-quickstart/2" and record["attempt"]["pr_number"] == 3
@@ -62,7 +64,7 @@ def test_pr_lifecycle_sync_closed_merged_and_changed_definition(tmp_path, target
     events = read_events(target_id="sync", limit=1000)
     types = [e.type for e in events]
     assert types.count("cycle.started") == 3 and types.count("pr.created") == 3
-    assert "pr.closed" in types and "pr.merged" in types
+    assert "pr.closed" in types and "pr.merged" in types and types.count("branch.deleted") == 2
     assert [e.id for e in events] == sorted(e.id for e in events)
     # Resume from the middle: exactly the rest, in order.
     middle = events[len(events) // 2].id

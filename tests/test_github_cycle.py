@@ -12,7 +12,7 @@ import pytest
 from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.git.runner import run_git
-from tests.airflow_helpers import run_cycle, xcom
+from tests.airflow_helpers import human_push, run_cycle, xcom
 from tests.fake_github import FakeGithub, connection_env
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -111,3 +111,24 @@ def test_forge_errors_fail_the_cycle_closed_with_a_clear_reason(github_target, c
     assert record["reasons"] == ["repo_unreachable"], record  # git's 401: the credentials were refused
     assert "acme/widgets.git" in record["stopped_detail"] and TOKEN not in record["stopped_detail"]
     assert states[names.TASK_RUN_WORKER] == "skipped" and fake.api_calls("POST") == []
+
+
+def test_merged_branches_are_deleted_unless_a_human_pushed_to_them(github_target, tmp_path):
+    fake, target_file, bare = github_target
+    run_cycle(target_file)  # PR #1 on agent/docs-quickstart/1
+    edited = human_push(bare, tmp_path / "reviewer", "agent/docs-quickstart/1", "docs/extra.md", "mine\n")
+    fake.human_merge("acme/widgets", 1)
+    dag_run, _ = run_cycle(target_file)  # syncs #1, opens #2
+    record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
+    assert [(c["number"], c["state"], c["branch_deleted"], c["branch_kept"]) for c in record["pr_sync"]] == [
+        (1, "merged", False, "human_edited")]
+    assert run_git(["--git-dir", str(bare), "rev-parse", "agent/docs-quickstart/1"]).stdout.strip() == edited
+    assert record["attempt"]["pr_number"] == 2
+
+    fake.human_merge("acme/widgets", 2)
+    dag_run, _ = run_cycle(target_file)
+    record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
+    branch = record["pr_sync"][0]["branch"]
+    assert [(c["number"], c["state"], c["branch_deleted"]) for c in record["pr_sync"]] == [(2, "merged", True)]
+    assert ("DELETE", f"/repos/acme/widgets/git/refs/heads/{branch}", 204) in fake.api_calls("DELETE")
+    assert branch not in run_git(["--git-dir", str(bare), "branch", "--list"]).stdout

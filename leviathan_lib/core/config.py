@@ -87,6 +87,8 @@ class TargetConfig(BaseModel):
     #: Open PRs as drafts, and label them (GitHub; the local forge has neither).
     pr_draft: bool = False
     pr_labels: list[Annotated[str, StringConstraints(min_length=1, max_length=50)]] = Field(default_factory=list)
+    #: Delete the ``agent/`` branch of a merged PR (only when nobody but Leviathan pushed to it).
+    delete_merged_branches: bool = True
     worker_backend: Literal["local", "kubernetes"] = "local"
     backlog_path: str = ".leviathan/backlog.yaml"
     recipes_path: str = ".leviathan/recipes.yaml"

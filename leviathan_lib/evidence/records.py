@@ -48,6 +48,8 @@ class AttemptEvidence(BaseModel):
     changed_paths: list[str] = Field(default_factory=list)
     pr_number: int | None = None
     pr_url: str | None = None
+    #: The commit Leviathan pushed to ``branch``: a different branch tip later means someone else pushed.
+    pr_head_sha: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
@@ -61,6 +63,9 @@ class PrStateChange(BaseModel):
     state: Literal["merged", "closed"]
     task_hash: str | None = None
     branch_deleted: bool = False
+    #: Why the ``agent/`` branch was kept: ``human_edited`` (its tip is not the commit Leviathan pushed),
+    #: ``pushed_head_unknown`` (no recorded push to compare with) or ``delete_merged_branches_off``.
+    branch_kept: str | None = None
 
 
 class LedgerAttempt(BaseModel):
@@ -74,6 +79,8 @@ class LedgerPR(BaseModel):
     task_id: str
     branch: str
     task_hash: str
+    #: The commit Leviathan pushed (None in records from before it was recorded).
+    head_sha: str | None = None
 
 
 class LedgerClosed(BaseModel):
@@ -112,7 +119,8 @@ class Ledger(BaseModel):
                                           finished_at=attempt.finished_at or record.recorded_at))
             if attempt.pr_number is not None:
                 open_prs.append(LedgerPR(number=attempt.pr_number, task_id=attempt.task_id,
-                                         branch=attempt.branch, task_hash=attempt.task_hash))
+                                         branch=attempt.branch, task_hash=attempt.task_hash,
+                                         head_sha=attempt.pr_head_sha))
         return Ledger(attempts=attempts, open_prs=open_prs, closed_prs=closed,
                       breaker_reset_at=self.breaker_reset_at)
 

@@ -418,6 +418,18 @@ class GithubForge(Forge):
                 raise self._fail(labelled, "POST", labels_path, WRITE_PULLS)
         return _pull(data)
 
+    def branch_sha(self, branch: str) -> str | None:
+        path = f"/repos/{self.owner}/{self.repo}/git/ref/heads/{quote(branch, safe='/')}"
+        resp = self._send("GET", path)
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise self._fail(resp, "GET", path, READ_METADATA)
+        sha = (resp.json().get("object") or {}).get("sha")
+        if not isinstance(sha, str):
+            raise ForgeError(f"{self._where('GET', path)}: the answer names no commit")
+        return sha
+
     def _delete_branch(self, branch: str) -> None:
         if branch == self.default_branch():
             raise ValueError(f"refusing to delete {branch!r}: it is the default branch of {self.full_name}")

@@ -307,6 +307,9 @@ class LocalForge(Forge):
                 raise ForgeConflict(f"pull request #{number} is merged; it cannot be closed")
             return self._update(record, state="closed", closed_at=_now()).pull()
 
+    def branch_sha(self, branch: str) -> str | None:
+        return self._branch_sha(branch)
+
     def _delete_branch(self, branch: str) -> None:
         if branch == self.default_branch():
             raise ValueError(f"refusing to delete {branch!r}: it is the default branch of {self.path}")
