@@ -81,6 +81,10 @@ class Repo:
     archived: bool = False
     pulls: list[dict[str, Any]] = field(default_factory=list)
     labels: dict[int, list[str]] = field(default_factory=dict)
+    reviewers: dict[int, list[str]] = field(default_factory=dict)
+    assignees: dict[int, list[str]] = field(default_factory=dict)
+    #: Logins that may be asked to review (GitHub answers 422 for anyone else).
+    collaborators: set[str] = field(default_factory=lambda: {"octocat", "hubot"})
 
 
 class FakeGithub:
@@ -262,6 +266,28 @@ class FakeGithub:
             names = repo.labels.setdefault(number, [])
             names.extend(n for n in body["labels"] if n not in names)
             return 200, [dict(self._examples["label-items"][0], name=n) for n in names]
+        m = re.fullmatch(r"/pulls/(\d+)/requested_reviewers", rest)
+        if m and method == "POST":
+            number = int(m.group(1))
+            pr = next((p for p in repo.pulls if p["number"] == number), None)
+            if pr is None:
+                return self._error(404, "Not Found")
+            if set(body.get("reviewers", [])) - repo.collaborators:
+                return self._error(422, "Reviews may only be requested from collaborators.")
+            names = repo.reviewers.setdefault(number, [])
+            names.extend(n for n in body.get("reviewers", []) if n not in names)
+            return 201, self._pr_json(repo, pr, simple=True)
+        m = re.fullmatch(r"/issues/(\d+)/assignees", rest)
+        if m and method == "POST":
+            number = int(m.group(1))
+            if not any(p["number"] == number for p in repo.pulls):
+                return self._error(404, "Not Found")
+            names = repo.assignees.setdefault(number, [])
+            # GitHub silently ignores assignees without push access.
+            names.extend(n for n in body.get("assignees", []) if n not in names and n in repo.collaborators)
+            data = copy.deepcopy(self._examples["issue"])
+            data.update(number=number, url=f"{self.url}/repos/{repo.full_name}/issues/{number}")
+            return 201, data
         m = re.fullmatch(r"/git/ref/heads/(.+)", rest)
         if m and method == "GET":
             branch = unquote(m.group(1))

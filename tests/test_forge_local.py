@@ -445,3 +445,16 @@ def test_cli_errors_exit_2_without_traceback(tmp_path, target):
     assert no_repo.returncode == 2
     assert len(no_repo.stderr.strip().splitlines()) == 1 and "nope.git" in no_repo.stderr
     assert "Traceback" not in no_repo.stderr + no_pr.stderr
+
+
+def test_labels_reviewers_and_assignees_are_stored_and_shown(target):
+    forge = LocalForge(target.bare, labels=("leviathan",), reviewers=("alice", "bob"), assignees=("carol",))
+    target.commit("agent/t1/1", {"docs/a.md": "changed\n"})
+    pr = open_pr(forge, "agent/t1/1")
+    requests = LocalForge(target.bare).requests(pr.number)
+    assert (requests.labels, requests.reviewers, requests.assignees) == (["leviathan"], ["alice", "bob"], ["carol"])
+    shown = leviathan("forge", "show", "--repo", str(target.bare), "1")
+    assert shown.returncode == 0, shown.stderr
+    assert "reviewers: alice, bob" in shown.stdout and "assignees: carol" in shown.stdout
+    data = json.loads(leviathan("forge", "show", "--repo", str(target.bare), "1", "--json").stdout)
+    assert data["reviewers"] == ["alice", "bob"] and data["assignees"] == ["carol"]

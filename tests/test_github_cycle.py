@@ -33,7 +33,8 @@ def github_target(tmp_path, targets_dir, monkeypatch):
         url = fake.repo_url("acme/widgets")
         text = target_file.read_text().replace(f"target_repo_url: {bare}", f"target_repo_url: {url}")
         target_file.write_text(text.replace(
-            "forge: local", "forge: github\nforge_conn_id: github_test\npr_draft: true\npr_labels: [leviathan, docs]"))
+            "forge: local", "forge: github\nforge_conn_id: github_test\npr_draft: true\npr_labels: [leviathan, docs]"
+            "\npr_reviewers: [octocat]\npr_assignees: [hubot]"))
         monkeypatch.setenv("AIRFLOW_CONN_GITHUB_TEST", connection_env(fake))
         yield fake, target_file, bare
         assert fake.errors == [], "requests or responses outside the GitHub description"
@@ -67,8 +68,12 @@ def test_cycle_opens_one_pr_then_idles_on_304s_and_leaks_no_token(github_target,
     assert record["attempt"]["pr_url"] == f"{fake.url}/acme/widgets/pull/1"
     # Draft and labels come from the target file (pr_draft, pr_labels).
     assert pulls[0]["draft"] is True and fake.repos["acme/widgets"].labels[1] == ["leviathan", "docs"]
-    assert [path for _, path, _ in fake.api_calls("POST")] == [
-        "/repos/acme/widgets/pulls", "/repos/acme/widgets/issues/1/labels"]  # one PR, then its labels
+    # pr_reviewers and pr_assignees: requested and assigned on the new PR.
+    assert fake.repos["acme/widgets"].reviewers[1] == ["octocat"]
+    assert fake.repos["acme/widgets"].assignees[1] == ["hubot"]
+    assert [path for _, path, _ in fake.api_calls("POST")] == [  # one PR, then its labels and people
+        "/repos/acme/widgets/pulls", "/repos/acme/widgets/issues/1/labels",
+        "/repos/acme/widgets/pulls/1/requested_reviewers", "/repos/acme/widgets/issues/1/assignees"]
 
     # The open-PR list changed since cycle 1 polled it (one 200); after that, cycles are idle: only 304s.
     for _ in range(2):
@@ -78,7 +83,7 @@ def test_cycle_opens_one_pr_then_idles_on_304s_and_leaks_no_token(github_target,
         assert record2["reasons"] == ["open_pr_limit"] and states2[names.TASK_RUN_WORKER] == "skipped"
     idle = fake.requests[before:]
     assert idle and {(method, status) for method, _, status, _ in idle} == {("GET", 304)}, idle
-    assert fake.rate_remaining == budget and len(fake.api_calls("POST")) == 2  # nothing new since cycle 1
+    assert fake.rate_remaining == budget and len(fake.api_calls("POST")) == 4  # nothing new since cycle 1
     idle_git = fake.git_requests[git_before:]
     assert {path.rsplit("/", 1)[-1] for path, _, _ in idle_git} == {"refs", "git-upload-pack"}, idle_git
     assert sum(sent + received for _, sent, received in idle_git) < 4096, idle_git  # refs only, no pack

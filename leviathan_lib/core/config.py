@@ -58,6 +58,10 @@ class LeviathanDeprecationWarning(UserWarning):
 K8sName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")]
 
 
+#: A forge user name (GitHub's login rule: letters, digits and inner single hyphens, at most 39 characters).
+GithubLogin = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$", max_length=39)]
+
+
 class TargetConfig(BaseModel):
     """A validated target file. Strict: a string is never a boolean, a float never an int."""
 
@@ -87,6 +91,9 @@ class TargetConfig(BaseModel):
     #: Open PRs as drafts, and label them (GitHub; the local forge has neither).
     pr_draft: bool = False
     pr_labels: list[Annotated[str, StringConstraints(min_length=1, max_length=50)]] = Field(default_factory=list)
+    #: Asked to review / assigned to every new PR (forge logins; the local forge stores them in the record).
+    pr_reviewers: list[GithubLogin] = Field(default_factory=list, max_length=15)
+    pr_assignees: list[GithubLogin] = Field(default_factory=list, max_length=10)
     #: Delete the ``agent/`` branch of a merged PR (only when nobody but Leviathan pushed to it).
     delete_merged_branches: bool = True
     worker_backend: Literal["local", "kubernetes"] = "local"

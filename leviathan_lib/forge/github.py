@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -37,6 +38,8 @@ from leviathan_lib.forge.base import (
 )
 from leviathan_lib.git import urls
 from leviathan_lib.git.auth import basic_auth_value, extra_header_env
+
+log = logging.getLogger("leviathan")
 
 DEFAULT_CONN_ID = "github_default"
 API_VERSION = "2022-11-28"
@@ -161,6 +164,8 @@ class GithubForge(Forge):
         *,
         draft: bool = False,
         labels: tuple[str, ...] = (),
+        reviewers: tuple[str, ...] = (),
+        assignees: tuple[str, ...] = (),
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
@@ -173,6 +178,7 @@ class GithubForge(Forge):
         self._repo_url = repo_url
         self.conn_id = conn_id
         self.draft, self.labels = draft, tuple(labels)
+        self.reviewers, self.assignees = tuple(reviewers), tuple(assignees)
         self.retry = retry or RetryPolicy()
         self._sleep, self._clock = sleep, clock
         try:
@@ -416,7 +422,25 @@ class GithubForge(Forge):
             labelled = self._send("POST", labels_path, json_body={"labels": list(self.labels)})
             if labelled.status_code != 200:
                 raise self._fail(labelled, "POST", labels_path, WRITE_PULLS)
+        number = data["number"]
+        self._hand_over(f"/repos/{self.owner}/{self.repo}/pulls/{number}/requested_reviewers",
+                        {"reviewers": list(self.reviewers)}, "pr_reviewers")
+        self._hand_over(f"/repos/{self.owner}/{self.repo}/issues/{number}/assignees",
+                        {"assignees": list(self.assignees)}, "pr_assignees")
         return _pull(data)
+
+    def _hand_over(self, path: str, payload: dict[str, list[str]], key: str) -> None:
+        """Request reviewers or add assignees to a new PR. The PR stands without them, so a refusal (a
+        login that is no collaborator: 422) is logged, naming the target key, rather than failing delivery."""
+        if not any(payload.values()):
+            return
+        try:  # asking twice for the same people changes nothing, so retrying is safe
+            resp = self._send("POST", path, json_body=payload)
+        except ForgeError as exc:
+            log.warning("%s not applied: %s", key, exc)
+            return
+        if resp.status_code != 201:
+            log.warning("%s not applied: %s", key, self._fail(resp, "POST", path, WRITE_PULLS))
 
     def branch_sha(self, branch: str) -> str | None:
         path = f"/repos/{self.owner}/{self.repo}/git/ref/heads/{quote(branch, safe='/')}"

@@ -45,13 +45,24 @@ class Comment(BaseModel):
     created_at: datetime
 
 
+class Requests(BaseModel):
+    """Who and what a pull request was handed to when it was opened (``pr_labels``, ``pr_reviewers``, ...)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    labels: list[str] = Field(default_factory=list)
+    reviewers: list[str] = Field(default_factory=list)
+    assignees: list[str] = Field(default_factory=list)
+
+
 class _Record(PullRequest):
-    """What is stored on disk: the pull request plus its comments."""
+    """What is stored on disk: the pull request plus its comments and review requests."""
 
     comments: list[Comment] = Field(default_factory=list)
+    requests: Requests = Field(default_factory=Requests)
 
     def pull(self) -> PullRequest:
-        return PullRequest.model_validate(self.model_dump(exclude={"comments"}))
+        return PullRequest.model_validate(self.model_dump(exclude={"comments", "requests"}))
 
 
 def _read_regular_file(path: Path, limit: int) -> bytes:
@@ -106,8 +117,10 @@ def _repo_path(repo: str | Path) -> Path:
 class LocalForge(Forge):
     """A bare repository on disk acting as forge; also offers :meth:`merge` for the human reviewer."""
 
-    def __init__(self, repo: str | Path):
+    def __init__(self, repo: str | Path, *, labels: tuple[str, ...] = (), reviewers: tuple[str, ...] = (),
+                 assignees: tuple[str, ...] = ()):
         self.path = _repo_path(repo)
+        self._requests = Requests(labels=list(labels), reviewers=list(reviewers), assignees=list(assignees))
         if not self.path.is_dir():
             raise ForgeError(f"local forge repository {self.path} does not exist or is not a directory")
         if (self.path / ".git").exists():
@@ -264,6 +277,10 @@ class LocalForge(Forge):
     def comments(self, number: int) -> list[Comment]:
         return list(self._load(number).comments)
 
+    def requests(self, number: int) -> Requests:
+        """The labels, reviewers and assignees pull request ``number`` was opened with."""
+        return self._load(number).requests
+
     def create_pr(self, *, head: str, base: str, title: str, body: str) -> PullRequest:
         if not title.strip():
             raise ValueError("a pull request needs a title")
@@ -292,6 +309,7 @@ class LocalForge(Forge):
                 created_at=now,
                 updated_at=now,
                 head_sha=head_sha,
+                requests=self._requests,
             )
             self._write(record)
         return record.pull()
