@@ -101,6 +101,22 @@ def test_reviewers_and_assignees_are_handed_the_new_pr(gh):
     assert gh.repo.reviewers[pr.number] == ["octocat"] and gh.repo.assignees[pr.number] == ["hubot"]
 
 
+def test_writes_are_at_least_a_second_apart(gh):
+    now = [1000.0]
+
+    def sleep(seconds: float) -> None:
+        gh.sleeps.append(seconds)
+        now[0] += seconds
+
+    forge = GithubForge(gh.url, "github_test", labels=("leviathan",), reviewers=("octocat",), assignees=("hubot",),
+                        sleep=sleep, clock=lambda: now[0], cache_dir=gh.tmp / "etags")
+    gh.push_branch(forge, "agent/t1/1")
+    forge.create_pr(head="agent/t1/1", base="main", title="t", body="b")
+    # Four writes (the PR, labels, reviewers, assignees) on a clock that moves only while sleeping.
+    assert [m for m, _, _ in gh.fake.api_calls() if m != "GET"] == ["POST"] * 4
+    assert gh.sleeps == [1.0, 1.0, 1.0]
+
+
 def test_a_reviewer_the_forge_refuses_leaves_the_pr_standing(gh, caplog):
     forge = open_forge("github", gh.url, "github_test", reviewers=("stranger",))
     gh.push_branch(forge, "agent/t1/1")

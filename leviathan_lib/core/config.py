@@ -75,6 +75,8 @@ class TargetConfig(BaseModel):
     autonomy_enabled: bool = False
     allowed_path_prefixes: list[str] = Field(default_factory=lambda: [".leviathan/", "docs/"], min_length=1)
     max_open_prs: Annotated[int, Field(ge=0)] = 1
+    #: PRs Leviathan may open on this target in any hour (``pr_hourly_limit``).
+    max_prs_per_hour: Annotated[int, Field(ge=1, le=100)] = 2
     max_running_attempts: PositiveInt = 1
     max_attempts_per_task: PositiveInt = 2
     circuit_breaker_failures: PositiveInt = 2

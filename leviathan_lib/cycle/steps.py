@@ -189,6 +189,8 @@ def check_guardrails(
     attempts: list[AttemptRecord],
     breaker_reset_at: datetime | None,
     closed: list[ClosedPR] | None = None,
+    prs_opened_at: list[datetime] | None = None,
+    now: datetime | None = None,
 ) -> GuardrailResult:
     """Decide whether this cycle runs the worker, and on which task and attempt (never for a replay)."""
     if read.error:
@@ -197,7 +199,8 @@ def check_guardrails(
     backlog = apply_recipe_checks(backlog, read.recipes_text, target.recipes_path,
                                   llm_enabled=target.executor == "llm")
     state = CycleState(autonomy_enabled=global_autonomy, open_prs=open_prs, attempts=attempts,
-                       breaker_reset_at=breaker_reset_at, closed_prs=closed or [])
+                       breaker_reset_at=breaker_reset_at, closed_prs=closed or [],
+                       prs_opened_at=prs_opened_at or [], now=now)
     from leviathan_lib.cycle.protected import protected_for
 
     decision = check_sandbox(target, backlog, decide(target, backlog, state,

@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 EVIDENCE_VERSION = 1
+#: PR-opening times the ledger keeps: enough for the largest ``max_prs_per_hour``.
+RECENT_PRS = 100
 
 Outcome = Literal["succeeded", "failed", "timed_out", "rejected_by_guardrail"]
 
@@ -99,6 +101,8 @@ class Ledger(BaseModel):
     open_prs: list[LedgerPR] = Field(default_factory=list)
     closed_prs: list[LedgerClosed] = Field(default_factory=list)
     breaker_reset_at: datetime | None = None
+    #: When the newest PRs were opened (at most :data:`RECENT_PRS`, oldest first), for ``max_prs_per_hour``.
+    prs_opened_at: list[datetime] = Field(default_factory=list)
 
     def with_reset(self, reset_at: datetime | None) -> Ledger:
         if reset_at is None or (self.breaker_reset_at and self.breaker_reset_at >= reset_at):
@@ -112,6 +116,7 @@ class Ledger(BaseModel):
         closed = self.closed_prs + [LedgerClosed(task_id=c.task_id, task_hash=c.task_hash)
                                     for c in record.pr_sync if c.state == "closed" and c.task_hash]
         attempts = list(self.attempts)
+        opened = list(self.prs_opened_at)
         attempt = record.attempt
         if attempt is not None and attempt.outcome is not None:
             outcome = "failed" if attempt.outcome == "rejected_by_guardrail" else attempt.outcome
@@ -121,8 +126,9 @@ class Ledger(BaseModel):
                 open_prs.append(LedgerPR(number=attempt.pr_number, task_id=attempt.task_id,
                                          branch=attempt.branch, task_hash=attempt.task_hash,
                                          head_sha=attempt.pr_head_sha))
+                opened.append(attempt.finished_at or record.recorded_at)
         return Ledger(attempts=attempts, open_prs=open_prs, closed_prs=closed,
-                      breaker_reset_at=self.breaker_reset_at)
+                      breaker_reset_at=self.breaker_reset_at, prs_opened_at=opened[-RECENT_PRS:])
 
 
 class CycleRecord(BaseModel):

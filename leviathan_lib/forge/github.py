@@ -61,6 +61,8 @@ class RetryPolicy(BaseModel):
     backoff: float = Field(default=1.0, ge=0)
     #: GitHub's advice when a secondary rate limit names no wait: at least a minute.
     secondary_wait: float = Field(default=60.0, ge=0)
+    #: GitHub's guidance for content-creating requests: at least a second between writes per client.
+    write_interval: float = Field(default=1.0, ge=0)
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=20.0, gt=0)
 
@@ -210,6 +212,7 @@ class GithubForge(Forge):
         self._rate_reset: float | None = None
         self._repo_data: dict[str, Any] | None = None
         self._created_pr = False
+        self._last_write: float | None = None
         #: What this forge sent, for the idle-cycle budget: (method, path, status).
         self.calls: list[tuple[str, str, int]] = []
 
@@ -260,6 +263,8 @@ class GithubForge(Forge):
         slept = 0.0
         for attempt in range(1, self.retry.attempts + 1):
             slept += self._wait_for_primary_limit(method, path, slept)
+            if method != "GET":
+                self._space_writes()
             try:
                 resp = self._session.request(method, self.api + path, params=params, json=json_body,
                                              headers=headers, allow_redirects=False,
@@ -289,6 +294,16 @@ class GithubForge(Forge):
             slept += wait
             self._rate_remaining = None  # waited as told; the next answer says where the budget stands
         raise AssertionError("unreachable")  # the loop either returns or raises
+
+    def _space_writes(self) -> None:
+        """Sleep so writes (POST, PATCH, PUT, DELETE) of this client are ``write_interval`` apart."""
+        now = self._clock()
+        if self._last_write is not None:
+            wait = self._last_write + self.retry.write_interval - now
+            if wait > 0:
+                self._sleep(wait)
+                now += wait
+        self._last_write = now
 
     def _fail(self, resp: requests.Response, method: str, path: str, permission: str) -> ForgeError:
         """The error for an unexpected answer, naming the repository and what the token lacks."""
