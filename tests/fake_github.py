@@ -82,6 +82,7 @@ class Repo:
     pulls: list[dict[str, Any]] = field(default_factory=list)
     labels: dict[int, list[str]] = field(default_factory=dict)
     reviewers: dict[int, list[str]] = field(default_factory=dict)
+    comments: dict[int, list[str]] = field(default_factory=dict)
     assignees: dict[int, list[str]] = field(default_factory=dict)
     #: Logins that may be asked to review (GitHub answers 422 for anyone else).
     collaborators: set[str] = field(default_factory=lambda: {"octocat", "hubot"})
@@ -277,6 +278,15 @@ class FakeGithub:
             names = repo.reviewers.setdefault(number, [])
             names.extend(n for n in body.get("reviewers", []) if n not in names)
             return 201, self._pr_json(repo, pr, simple=True)
+        m = re.fullmatch(r"/issues/(\d+)/comments", rest)
+        if m and method == "POST":
+            number = int(m.group(1))
+            if not any(p["number"] == number for p in repo.pulls):
+                return self._error(404, "Not Found")
+            repo.comments.setdefault(number, []).append(body["body"])
+            data = copy.deepcopy(self._examples["issue-comment"])
+            data.update(body=body["body"], issue_url=f"{self.url}/repos/{repo.full_name}/issues/{number}")
+            return 201, data
         m = re.fullmatch(r"/issues/(\d+)/assignees", rest)
         if m and method == "POST":
             number = int(m.group(1))

@@ -101,6 +101,17 @@ def test_reviewers_and_assignees_are_handed_the_new_pr(gh):
     assert gh.repo.reviewers[pr.number] == ["octocat"] and gh.repo.assignees[pr.number] == ["hubot"]
 
 
+def test_comments_and_branch_tips(gh):
+    forge = gh.forge()
+    gh.push_branch(forge, "agent/t1/1")
+    pr = forge.create_pr(head="agent/t1/1", base="main", title="t", body="b")
+    forge.comment(pr.number, "Leviathan says hello once.")
+    assert gh.repo.comments[pr.number] == ["Leviathan says hello once."]
+    assert forge.branch_sha("agent/t1/1") == pr.head_sha and forge.branch_sha("agent/none/1") is None
+    with pytest.raises(ForgeError, match="404"):
+        forge.comment(99, "nobody reads this")
+
+
 def test_writes_are_at_least_a_second_apart(gh):
     now = [1000.0]
 

@@ -137,3 +137,22 @@ def test_merged_branches_are_deleted_unless_a_human_pushed_to_them(github_target
     assert [(c["number"], c["state"], c["branch_deleted"]) for c in record["pr_sync"]] == [(2, "merged", True)]
     assert ("DELETE", f"/repos/acme/widgets/git/refs/heads/{branch}", 204) in fake.api_calls("DELETE")
     assert branch not in run_git(["--git-dir", str(bare), "branch", "--list"]).stdout
+
+
+def test_an_open_pr_a_human_pushed_to_is_commented_on_once_and_left_alone(github_target, tmp_path):
+    from leviathan_lib.cycle.lifecycle import HUMAN_EDITED_COMMENT
+
+    fake, target_file, bare = github_target
+    run_cycle(target_file)  # PR #1
+    edited = human_push(bare, tmp_path / "reviewer", "agent/docs-quickstart/1", "docs/extra.md", "mine\n")
+    dag_run, _ = run_cycle(target_file)
+    record = xcom(dag_run, names.TASK_RECORD_EVIDENCE)
+    assert [(a["kind"], a["number"], a["head_sha"], a["commented"]) for a in record["lifecycle"]] == [
+        ("human_edited", 1, edited, True)]
+    assert record["ledger"]["open_prs"][0]["human_edited"] is True
+    assert fake.repos["acme/widgets"].comments[1] == [HUMAN_EDITED_COMMENT]
+    dag_run, _ = run_cycle(target_file)  # remembered: no second comment, the branch untouched
+    assert xcom(dag_run, names.TASK_RECORD_EVIDENCE)["lifecycle"] == []
+    assert fake.repos["acme/widgets"].comments[1] == [HUMAN_EDITED_COMMENT]
+    assert run_git(["--git-dir", str(bare), "rev-parse", "agent/docs-quickstart/1"]).stdout.strip() == edited
+    assert [p["state"] for p in fake.repos["acme/widgets"].pulls] == ["open"]

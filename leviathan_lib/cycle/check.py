@@ -14,7 +14,7 @@ from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import OpenPR
 from leviathan_lib.cycle import pr_sync
 from leviathan_lib.cycle.steps import CycleError, GuardrailResult, ReadResult, check_guardrails, guardrail_inputs
-from leviathan_lib.evidence.records import History, Ledger, PrStateChange
+from leviathan_lib.evidence.records import History, Ledger, LifecycleAction, PrStateChange
 
 log = logging.getLogger("leviathan")
 
@@ -40,13 +40,14 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
     if not read.error:
         read.error = history_error(history)
     changes: list[PrStateChange] = []
+    actions: list[LifecycleAction] = []
     open_prs: list[OpenPR] | None
     if read.error:
         open_prs = []
     elif read.as_of:
         open_prs = pr_sync.replayed_open_prs(ledger.open_prs)
     else:
-        found, changes = pr_sync.forge_state(target, repo_url, ledger.open_prs)
+        found, changes, actions = pr_sync.forge_state(target, repo_url, ledger.open_prs)
         open_prs = pr_sync.without_own_prs(found, history, run_id) if found is not None else None
     attempts, closed = guardrail_inputs(ledger)
     result = check_guardrails(
@@ -56,4 +57,5 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
     )
     result.ledger = ledger
     result.pr_sync = changes
+    result.lifecycle = actions
     return result

@@ -14,32 +14,36 @@ import logging
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import ClosedPR, OpenPR
 from leviathan_lib.core.names import AGENT_BRANCH_PREFIX, branch_task_id
-from leviathan_lib.cycle.lifecycle import settle_branch
-from leviathan_lib.evidence.records import History, LedgerPR, PrStateChange
+from leviathan_lib.cycle.lifecycle import notice_human_edits, settle_branch
+from leviathan_lib.evidence.records import History, LedgerPR, LifecycleAction, PrStateChange
 from leviathan_lib.forge import open_forge
-from leviathan_lib.forge.base import Forge, ForgeError
+from leviathan_lib.forge.base import Forge, ForgeError, PullRequest
 
 log = logging.getLogger("leviathan")
 
 
-def forge_state(target: TargetConfig, repo_url: str,
-                known: list[LedgerPR]) -> tuple[list[OpenPR] | None, list[PrStateChange]]:
-    """:func:`sync_pr_states` on the target's forge; None open PRs when the forge cannot be opened."""
+def forge_state(target: TargetConfig, repo_url: str, known: list[LedgerPR]
+                ) -> tuple[list[OpenPR] | None, list[PrStateChange], list[LifecycleAction]]:
+    """:func:`sync_pr_states` and the lifecycle of the still open PRs on the target's forge; None open PRs
+    when the forge cannot be opened or read."""
     try:
         forge = open_forge(target.forge, repo_url, target.forge_conn_id)
+        listed = forge.list_open_prs(head_prefix=AGENT_BRANCH_PREFIX)
     except ForgeError as exc:
         log.error("forge state unknown for %s: %s", target.target_id, exc)
-        return None, []
-    return sync_pr_states(forge, known, target_id=target.target_id,
-                          delete_merged=target.delete_merged_branches)
+        return None, [], []
+    open_prs, changes = sync_pr_states(forge, known, target_id=target.target_id,
+                                       delete_merged=target.delete_merged_branches, listed=listed)
+    return open_prs, changes, notice_human_edits(forge, listed, known)
 
 
-def sync_pr_states(forge: Forge, known: list[LedgerPR], *, target_id: str = "",
-                   delete_merged: bool = True) -> tuple[list[OpenPR] | None, list[PrStateChange]]:
-    """Open ``agent/`` PRs (None when unreadable) and the merges/closes of ``known`` PRs, deleting the
-    branches Leviathan alone pushed to. A PR whose state cannot be read yet is left for the next cycle."""
+def sync_pr_states(forge: Forge, known: list[LedgerPR], *, target_id: str = "", delete_merged: bool = True,
+                   listed: list[PullRequest] | None = None) -> tuple[list[OpenPR] | None, list[PrStateChange]]:
+    """Open ``agent/`` PRs (None when unreadable; ``listed`` if already read) and the merges/closes of
+    ``known`` PRs, deleting the branches Leviathan alone pushed to. A PR whose state cannot be read yet is
+    left for the next cycle."""
     try:
-        prs = forge.list_open_prs(head_prefix=AGENT_BRANCH_PREFIX)
+        prs = forge.list_open_prs(head_prefix=AGENT_BRANCH_PREFIX) if listed is None else listed
     except ForgeError as exc:
         log.error("forge state unknown for %s: %s", target_id, exc)
         return None, []

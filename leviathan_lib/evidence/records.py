@@ -70,6 +70,20 @@ class PrStateChange(BaseModel):
     branch_kept: str | None = None
 
 
+class LifecycleAction(BaseModel):
+    """Something Leviathan noticed about, or did to, one of its open PRs this cycle."""
+
+    #: ``human_edited``: the branch tip is not the commit Leviathan pushed; it is never rewritten,
+    #: closed or deleted by Leviathan again, and the PR gets one comment saying so.
+    kind: Literal["human_edited"]
+    number: int
+    task_id: str
+    branch: str
+    head_sha: str | None = None
+    commented: bool = False
+    detail: str = ""
+
+
 class LedgerAttempt(BaseModel):
     task_id: str
     outcome: Literal["succeeded", "failed", "timed_out"]
@@ -83,6 +97,8 @@ class LedgerPR(BaseModel):
     task_hash: str
     #: The commit Leviathan pushed (None in records from before it was recorded).
     head_sha: str | None = None
+    #: Someone else pushed to the branch and Leviathan has commented once about it (never again).
+    human_edited: bool = False
 
 
 class LedgerClosed(BaseModel):
@@ -112,7 +128,9 @@ class Ledger(BaseModel):
     def with_cycle(self, record: CycleRecord) -> Ledger:
         """Fold one cycle in: the PRs it saw merged or closed, then its own attempt and PR."""
         synced = {c.number for c in record.pr_sync}
-        open_prs = [p for p in self.open_prs if p.number not in synced]
+        edited = {a.number for a in record.lifecycle if a.kind == "human_edited" and a.commented}
+        open_prs = [p.model_copy(update={"human_edited": True}) if p.number in edited else p
+                    for p in self.open_prs if p.number not in synced]
         closed = self.closed_prs + [LedgerClosed(task_id=c.task_id, task_hash=c.task_hash)
                                     for c in record.pr_sync if c.state == "closed" and c.task_hash]
         attempts = list(self.attempts)
@@ -158,6 +176,7 @@ class CycleRecord(BaseModel):
     breaker_opened: bool = False
     logical_date: datetime | None = None
     pr_sync: list[PrStateChange] = Field(default_factory=list)
+    lifecycle: list[LifecycleAction] = Field(default_factory=list)
     #: History as of the end of this cycle (None when the cycle stopped before its guardrails).
     ledger: Ledger | None = None
 

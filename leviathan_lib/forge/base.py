@@ -98,6 +98,10 @@ class Forge(ABC):
         """
 
     @abstractmethod
+    def comment(self, number: int, body: str) -> None:
+        """Add a comment to pull request ``number`` (never retried blindly: a lost answer is a ForgeError)."""
+
+    @abstractmethod
     def branch_sha(self, branch: str) -> str | None:
         """The commit ``branch`` points at on the forge, or None when there is no such branch."""
 

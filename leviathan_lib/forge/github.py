@@ -457,6 +457,12 @@ class GithubForge(Forge):
         if resp.status_code != 201:
             log.warning("%s not applied: %s", key, self._fail(resp, "POST", path, WRITE_PULLS))
 
+    def comment(self, number: int, body: str) -> None:
+        path = f"/repos/{self.owner}/{self.repo}/issues/{number}/comments"
+        resp = self._send("POST", path, json_body={"body": body}, idempotent=False)
+        if resp.status_code != 201:
+            raise self._fail(resp, "POST", path, WRITE_PULLS)
+
     def branch_sha(self, branch: str) -> str | None:
         path = f"/repos/{self.owner}/{self.repo}/git/ref/heads/{quote(branch, safe='/')}"
         resp = self._send("GET", path)

@@ -36,6 +36,8 @@ from leviathan_lib.git.urls import RepoUrlError, parse_repo_url
 _RECORD_NAME = re.compile(r"^([1-9][0-9]*)\.json$")
 #: A record is a few KiB; anything larger is not one (and is never read whole into memory).
 MAX_RECORD_BYTES = 1 << 20
+#: Comments one record holds at most (Leviathan comments at most once per reason).
+MAX_COMMENTS = 100
 
 
 class Comment(BaseModel):
@@ -324,6 +326,13 @@ class LocalForge(Forge):
             if record.state == "merged":
                 raise ForgeConflict(f"pull request #{number} is merged; it cannot be closed")
             return self._update(record, state="closed", closed_at=_now()).pull()
+
+    def comment(self, number: int, body: str) -> None:
+        if len(self._load(number).comments) >= MAX_COMMENTS:
+            raise ForgeError(f"pull request #{number} in {self.path} already has {MAX_COMMENTS} comments")
+        with self._locked():
+            record = self._load(number)
+            self._update(record, comments=[*record.comments, Comment(body=body, created_at=_now())])
 
     def branch_sha(self, branch: str) -> str | None:
         return self._branch_sha(branch)
