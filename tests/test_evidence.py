@@ -35,6 +35,8 @@ def test_pr_lifecycle_sync_closed_merged_and_changed_definition(tmp_path, target
     from leviathan_lib.control.evidence_db import read_events
 
     target_file = create_demo_target(tmp_path, target_id="sync", targets_dir=targets_dir)
+    # Three PRs within minutes: above the default hourly limit, which is not what this test is about.
+    target_file.write_text(target_file.read_text().replace("max_open_prs: 1", "max_open_prs: 1\nmax_prs_per_hour: 10"))
     bare = tmp_path / "repos" / "sync.git"
     forge = LocalForge(bare)
 
@@ -83,6 +85,8 @@ def test_pr_lifecycle_sync_closed_merged_and_changed_definition(tmp_path, target
     table = leviathan("evidence", "--target", "sync")
     assert table.returncode == 0, table.stderr
     assert table.stdout.count("pr_opened") == 3
+    assert "LIFECYCLE" in table.stdout and "#1 closed branch deleted" in table.stdout
+    assert "#2 merged branch deleted" in table.stdout
     as_json = json.loads(leviathan("evidence", "--target", "sync", "--json", "--task", "docs-faq").stdout)
     assert [r["attempt"]["pr_number"] for r in as_json] == [2]
     one = json.loads(leviathan("evidence", "--cycle", dag_run.run_id, "--target", "sync").stdout)

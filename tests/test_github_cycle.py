@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -24,11 +25,15 @@ TASKS = [names.TASK_READ_BACKLOG, names.TASK_CHECK_GUARDRAILS, names.TASK_RUN_WO
 
 
 @pytest.fixture
-def github_target(tmp_path, targets_dir, monkeypatch):
-    """A demo target whose remote is the fake GitHub (``forge: github``, connection ``github_test``)."""
+def github_target(tmp_path, targets_dir, monkeypatch, request):
+    """A demo target whose remote is the fake GitHub (``forge: github``, connection ``github_test``).
+
+    Each test gets a target id of its own: the session's metadata DB keeps every target's evidence, and
+    one test's attempts and PRs (the hourly PR limit) must not decide another's cycles."""
+    target_id = "gh_" + hashlib.sha256(request.node.name.encode()).hexdigest()[:10]
     with FakeGithub(TOKEN) as fake:
-        target_file = create_demo_target(tmp_path, target_id="gh_cycle", targets_dir=targets_dir)
-        bare = tmp_path / "repos" / "gh_cycle.git"
+        target_file = create_demo_target(tmp_path, target_id=target_id, targets_dir=targets_dir)
+        bare = tmp_path / "repos" / f"{target_id}.git"
         fake.add_repo("acme/widgets", bare)
         url = fake.repo_url("acme/widgets")
         text = target_file.read_text().replace(f"target_repo_url: {bare}", f"target_repo_url: {url}")
