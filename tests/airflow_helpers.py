@@ -53,3 +53,17 @@ def commit_file(bare: Path, work: Path, path: str, text: str | None, message: st
     run_git(["add", "-A"], cwd=work)
     run_git(["commit", "--quiet", "-m", message], cwd=work)
     run_git(["push", "--quiet", "origin", "HEAD:main"], cwd=work)
+
+
+def human_push(bare: Path, work: Path, branch: str, path: str, text: str) -> str:
+    """A human commits ``path`` on top of ``branch`` (a PR's branch) and pushes; returns the new tip."""
+    if not work.exists():
+        run_git(["clone", "--quiet", str(bare), str(work)])
+    run_git(["fetch", "--quiet", "origin"], cwd=work)
+    run_git(["checkout", "--quiet", "-B", branch, f"origin/{branch}"], cwd=work)
+    (work / path).parent.mkdir(parents=True, exist_ok=True)
+    (work / path).write_text(text, encoding="utf-8")
+    run_git(["add", "-A"], cwd=work)
+    run_git(["commit", "--quiet", "-m", f"reviewer edits {path}"], cwd=work)
+    run_git(["push", "--quiet", "origin", f"HEAD:refs/heads/{branch}"], cwd=work)
+    return str(run_git(["rev-parse", "HEAD"], cwd=work).stdout.strip())

@@ -81,6 +81,11 @@ class Repo:
     archived: bool = False
     pulls: list[dict[str, Any]] = field(default_factory=list)
     labels: dict[int, list[str]] = field(default_factory=dict)
+    reviewers: dict[int, list[str]] = field(default_factory=dict)
+    comments: dict[int, list[str]] = field(default_factory=dict)
+    assignees: dict[int, list[str]] = field(default_factory=dict)
+    #: Logins that may be asked to review (GitHub answers 422 for anyone else).
+    collaborators: set[str] = field(default_factory=lambda: {"octocat", "hubot"})
 
 
 class FakeGithub:
@@ -262,6 +267,47 @@ class FakeGithub:
             names = repo.labels.setdefault(number, [])
             names.extend(n for n in body["labels"] if n not in names)
             return 200, [dict(self._examples["label-items"][0], name=n) for n in names]
+        m = re.fullmatch(r"/pulls/(\d+)/requested_reviewers", rest)
+        if m and method == "POST":
+            number = int(m.group(1))
+            pr = next((p for p in repo.pulls if p["number"] == number), None)
+            if pr is None:
+                return self._error(404, "Not Found")
+            if set(body.get("reviewers", [])) - repo.collaborators:
+                return self._error(422, "Reviews may only be requested from collaborators.")
+            names = repo.reviewers.setdefault(number, [])
+            names.extend(n for n in body.get("reviewers", []) if n not in names)
+            return 201, self._pr_json(repo, pr, simple=True)
+        m = re.fullmatch(r"/issues/(\d+)/comments", rest)
+        if m and method == "POST":
+            number = int(m.group(1))
+            if not any(p["number"] == number for p in repo.pulls):
+                return self._error(404, "Not Found")
+            repo.comments.setdefault(number, []).append(body["body"])
+            data = copy.deepcopy(self._examples["issue-comment"])
+            data.update(body=body["body"], issue_url=f"{self.url}/repos/{repo.full_name}/issues/{number}")
+            return 201, data
+        m = re.fullmatch(r"/issues/(\d+)/assignees", rest)
+        if m and method == "POST":
+            number = int(m.group(1))
+            if not any(p["number"] == number for p in repo.pulls):
+                return self._error(404, "Not Found")
+            names = repo.assignees.setdefault(number, [])
+            # GitHub silently ignores assignees without push access.
+            names.extend(n for n in body.get("assignees", []) if n not in names and n in repo.collaborators)
+            data = copy.deepcopy(self._examples["issue"])
+            data.update(number=number, url=f"{self.url}/repos/{repo.full_name}/issues/{number}")
+            return 201, data
+        m = re.fullmatch(r"/git/ref/heads/(.+)", rest)
+        if m and method == "GET":
+            branch = unquote(m.group(1))
+            sha = self._branch_sha(repo, branch)
+            if sha is None:
+                return self._error(404, "Not Found")
+            data = copy.deepcopy(self._examples["git-ref"])
+            data.update(ref=f"refs/heads/{branch}", url=f"{self.url}/repos/{repo.full_name}/git/refs/heads/{branch}")
+            data["object"].update(sha=sha, type="commit")
+            return 200, data
         m = re.fullmatch(r"/git/refs/heads/(.+)", rest)
         if m and method == "DELETE":
             branch = unquote(m.group(1))
@@ -300,10 +346,10 @@ class FakeGithub:
         from openapi_core.testing import MockRequest, MockResponse
 
         kwargs: dict[str, Any] = {}
-        m = re.fullmatch(r"(/repos/[^/]+/[^/]+/git/refs)/(.+)", path)
-        if m:
+        m = re.fullmatch(r"/repos/[^/]+/[^/]+/git/(refs|ref)/(.+)", path)
+        if m:  # a ref holds slashes, which openapi-core's path templates do not match
             owner, repo = path.split("/")[2:4]
-            kwargs = {"path_pattern": "/repos/{owner}/{repo}/git/refs/{ref}",
+            kwargs = {"path_pattern": f"/repos/{{owner}}/{{repo}}/git/{m.group(1)}/{{ref}}",
                       "view_args": {"owner": owner, "repo": repo, "ref": unquote(m.group(2))}}
         request = MockRequest(SPEC_HOST, method.lower(), path, args={k: v[-1] for k, v in query.items()},
                               headers=headers, data=data or None,

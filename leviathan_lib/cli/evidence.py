@@ -50,7 +50,20 @@ def _row(record: CycleRecord) -> dict[str, Any]:
         "attempt": f"{attempt.attempt} {attempt.outcome}" if attempt else "-",
         "pr": f"#{attempt.pr_number}" if attempt and attempt.pr_number else "-",
         "stopped": record.stopped_reason,
+        "lifecycle": _lifecycle(record),
     }
+
+
+def _lifecycle(record: CycleRecord) -> str:
+    """The PR lifecycle of one cycle in a few words: ``#1 merged branch deleted; #2 human_edited``."""
+    parts = []
+    for change in record.pr_sync:
+        branch = " branch deleted" if change.branch_deleted else f" branch kept ({change.branch_kept})" \
+            if change.branch_kept else ""
+        parts.append(f"#{change.number} {change.state}{branch}")
+    for action in record.lifecycle:
+        parts.append(f"#{action.number} {action.kind}" + ("" if action.commented else " (not commented yet)"))
+    return "; ".join(parts)
 
 
 def cmd_evidence(args: argparse.Namespace) -> int:
@@ -74,6 +87,8 @@ def cmd_evidence(args: argparse.Namespace) -> int:
         return 0
     rows = [_row(r) for r in records]
     columns = ["recorded_at", "run_id", "decision", "reasons", "task", "attempt", "pr", "stopped"]
+    if any(row["lifecycle"] for row in rows):  # only when a cycle saw a merge, close or human edit
+        columns.append("lifecycle")
     widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns}
     print("  ".join(c.upper().ljust(widths[c]) for c in columns))
     for row in rows:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from leviathan_lib.forge.base import ForgeConflict, ForgeError, PullRequest
-from leviathan_lib.forge.local import LocalForge
+from leviathan_lib.forge.local import LocalForge, Requests
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -76,7 +76,7 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _describe(pr: PullRequest) -> str:
+def _describe(pr: PullRequest, requests: Requests) -> str:
     lines = [
         f"#{pr.number} {pr.title}",
         f"state:   {pr.state}",
@@ -85,6 +85,10 @@ def _describe(pr: PullRequest) -> str:
         f"url:     {pr.url}",
         f"created: {_when(pr.created_at)} UTC   updated: {_when(pr.updated_at)} UTC",
     ]
+    for name, values in (("labels", requests.labels), ("reviewers", requests.reviewers),
+                         ("assignees", requests.assignees)):
+        if values:
+            lines.append(f"{name}: {', '.join(values)}")
     if pr.merged_at:
         lines.append(f"merged:  {_when(pr.merged_at)} UTC as {pr.merge_sha}")
     elif pr.closed_at:
@@ -96,15 +100,17 @@ def _show(args: argparse.Namespace) -> int:
     forge = LocalForge(args.repo)
     pr = forge.get_pr(args.number)
     comments = forge.comments(args.number)
+    requests = forge.requests(args.number)
     diff = forge.diff(args.number) if args.diff else None
     if args.json:
         data = pr.model_dump(mode="json")
         data["comments"] = [c.model_dump(mode="json") for c in comments]
+        data.update(requests.model_dump(mode="json"))
         if diff is not None:
             data["diff"] = diff
         print(json.dumps(data, indent=2))
         return 0
-    print(_describe(pr))
+    print(_describe(pr, requests))
     print()
     print(pr.body.rstrip() or "(no description)")
     for c in comments:

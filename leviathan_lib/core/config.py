@@ -65,6 +65,10 @@ class LeviathanDeprecationWarning(UserWarning):
 K8sName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")]
 
 
+#: A forge user name (GitHub's login rule: letters, digits and inner single hyphens, at most 39 characters).
+GithubLogin = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$", max_length=39)]
+
+
 class TargetConfig(BaseModel):
     """A validated target file. Strict: a string is never a boolean, a float never an int."""
 
@@ -78,6 +82,8 @@ class TargetConfig(BaseModel):
     autonomy_enabled: bool = False
     allowed_path_prefixes: list[str] = Field(default_factory=lambda: [".leviathan/", "docs/"], min_length=1)
     max_open_prs: Annotated[int, Field(ge=0)] = 1
+    #: PRs Leviathan may open on this target in any hour (``pr_hourly_limit``).
+    max_prs_per_hour: Annotated[int, Field(ge=1, le=100)] = 2
     max_running_attempts: PositiveInt = 1
     max_attempts_per_task: PositiveInt = 2
     circuit_breaker_failures: PositiveInt = 2
@@ -94,6 +100,11 @@ class TargetConfig(BaseModel):
     #: Open PRs as drafts, and label them (GitHub; the local forge has neither).
     pr_draft: bool = False
     pr_labels: list[Annotated[str, StringConstraints(min_length=1, max_length=50)]] = Field(default_factory=list)
+    #: Asked to review / assigned to every new PR (forge logins; the local forge stores them in the record).
+    pr_reviewers: list[GithubLogin] = Field(default_factory=list, max_length=15)
+    pr_assignees: list[GithubLogin] = Field(default_factory=list, max_length=10)
+    #: Delete the ``agent/`` branch of a merged PR (only when nobody but Leviathan pushed to it).
+    delete_merged_branches: bool = True
     worker_backend: Literal["local", "kubernetes"] = "local"
     backlog_path: str = ".leviathan/backlog.yaml"
     recipes_path: str = ".leviathan/recipes.yaml"

@@ -34,6 +34,8 @@ class ReasonCode(StrEnum):
     AUTONOMY_DISABLED = "autonomy_disabled"
     FORGE_STATE_UNKNOWN = "forge_state_unknown"
     OPEN_PR_LIMIT = "open_pr_limit"
+    #: ``max_prs_per_hour`` PRs were opened in the hour before now (like Renovate's prHourlyLimit).
+    PR_HOURLY_LIMIT = "pr_hourly_limit"
     CIRCUIT_BREAKER_OPEN = "circuit_breaker_open"
     #: The target's ``llm_daily_usd`` is spent (model cost of its attempts over the last 24 hours).
     LLM_BUDGET_EXHAUSTED = "llm_budget_exhausted"
@@ -92,7 +94,10 @@ class CycleState(_State):
     breaker_reset_at: AwareDatetime | None = None
     #: PRs closed without merge, oldest first; a task is retried only once its definition changes.
     closed_prs: list[ClosedPR] = Field(default_factory=list)
-    #: When the decision is made (the daily model budget counts back 24 hours from it); None: now.
+    #: When the decision is made: the daily model budget counts back 24 hours from it (None: the clock);
+    #: without it the hourly PR limit is not evaluated (its check says so).
+    #: When Leviathan opened its recent PRs (the evidence).
+    prs_opened_at: list[AwareDatetime] = Field(default_factory=list)
     now: AwareDatetime | None = None
 
 
@@ -184,6 +189,17 @@ def _forge_rule(target: TargetConfig, state: CycleState) -> _RuleResult:
         None if under_limit else ReasonCode.OPEN_PR_LIMIT
 
 
+def _hourly_rule(target: TargetConfig, state: CycleState) -> _RuleResult:
+    limit = target.max_prs_per_hour
+    if state.now is None:
+        return [Check(name="prs_per_hour", passed=True, detail=f"not evaluated (no time given), limit {limit}")], None
+    since = state.now - timedelta(hours=1)
+    recent = sum(1 for at in state.prs_opened_at if since < at <= state.now)
+    check = Check(name="prs_per_hour", passed=recent < limit,
+                  detail=f"{recent} PR(s) opened in the last hour, limit {limit}")
+    return [check], None if check.passed else ReasonCode.PR_HOURLY_LIMIT
+
+
 def _breaker_rule(target: TargetConfig, state: CycleState) -> _RuleResult:
     threshold = target.circuit_breaker_failures
     streak = failure_streak(state.attempts, state.breaker_reset_at)
@@ -212,7 +228,7 @@ def _llm_budget_rule(target: TargetConfig, state: CycleState) -> _RuleResult:
 
 #: The cycle-level rules, in the order they are reported.
 _CYCLE_RULES: tuple[Callable[[TargetConfig, CycleState], _RuleResult], ...] = (
-    _autonomy_rule, _forge_rule, _breaker_rule, _llm_budget_rule,
+    _autonomy_rule, _forge_rule, _hourly_rule, _breaker_rule, _llm_budget_rule,
 )
 
 

@@ -8,12 +8,13 @@ history stops the cycle; a replay never asks the forge) is testable without a sc
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import OpenPR
 from leviathan_lib.cycle import pr_sync
 from leviathan_lib.cycle.steps import CycleError, GuardrailResult, ReadResult, check_guardrails, guardrail_inputs
-from leviathan_lib.evidence.records import History, Ledger, PrStateChange
+from leviathan_lib.evidence.records import History, Ledger, LifecycleAction, PrStateChange
 
 log = logging.getLogger("leviathan")
 
@@ -31,24 +32,30 @@ def history_error(history: History) -> CycleError | None:
 
 
 def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, ledger: Ledger, run_id: str,
-                repo_url: str, global_autonomy: bool) -> GuardrailResult:
-    """The guardrail result of run ``run_id``, with the ledger it used and the PR states it synced."""
+                repo_url: str, global_autonomy: bool, now: datetime | None = None) -> GuardrailResult:
+    """The guardrail result of run ``run_id``, with the ledger it used and the PR states it synced.
+
+    ``now`` (default: the clock; a replay: its as-of time) is when the hourly PR limit is counted back from.
+    """
     if not read.error:
         read.error = history_error(history)
     changes: list[PrStateChange] = []
+    actions: list[LifecycleAction] = []
     open_prs: list[OpenPR] | None
     if read.error:
         open_prs = []
     elif read.as_of:
         open_prs = pr_sync.replayed_open_prs(ledger.open_prs)
     else:
-        found, changes = pr_sync.forge_state(target, repo_url, ledger.open_prs)
+        found, changes, actions = pr_sync.forge_state(target, repo_url, ledger.open_prs)
         open_prs = pr_sync.without_own_prs(found, history, run_id) if found is not None else None
     attempts, closed = guardrail_inputs(ledger)
     result = check_guardrails(
         target, read, global_autonomy=global_autonomy, open_prs=open_prs, attempts=attempts,
         breaker_reset_at=ledger.breaker_reset_at, closed=closed + pr_sync.closed_by_humans(changes),
+        prs_opened_at=ledger.prs_opened_at, now=read.as_of or now or datetime.now(UTC),
     )
     result.ledger = ledger
     result.pr_sync = changes
+    result.lifecycle = actions
     return result

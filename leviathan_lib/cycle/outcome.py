@@ -66,6 +66,7 @@ def attempt_evidence(
         attempt.error_code, attempt.error_message = rejection["code"], rejection["message"]
     elif pr:
         attempt.pr_number, attempt.pr_url = pr["number"], pr["url"]
+        attempt.pr_head_sha = pr.get("head_sha")
     elif attempt.outcome == "succeeded":
         attempt.outcome, attempt.error_code = "failed", "pr_not_opened"
         attempt.error_message = "open_pull_request did not finish (see its task log)"

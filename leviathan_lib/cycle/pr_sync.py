@@ -1,8 +1,10 @@
 """What the forge says about Leviathan's PRs: which are open, which humans merged or closed since.
 
-A PR a human closed without merging is a "no": its ``agent/`` branch is deleted and the task waits for a
-changed definition. A forge that cannot be read makes the open PRs unknown (None): the guardrails then
-fail closed. A re-run of a cycle ("clear") must not be stopped by the PR that same run already opened.
+A PR a human closed without merging is a "no": the task waits for a changed definition. The branches of
+closed and (unless ``delete_merged_branches`` is off) merged PRs are deleted when nobody but Leviathan
+pushed to them (:mod:`leviathan_lib.cycle.lifecycle`). A forge that cannot be read makes the open PRs
+unknown (None): the guardrails then fail closed. A re-run of a cycle ("clear") must not be stopped by the
+PR that same run already opened.
 """
 
 from __future__ import annotations
@@ -12,30 +14,36 @@ import logging
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import ClosedPR, OpenPR
 from leviathan_lib.core.names import AGENT_BRANCH_PREFIX, branch_task_id
-from leviathan_lib.evidence.records import History, LedgerPR, PrStateChange
+from leviathan_lib.cycle.lifecycle import notice_human_edits, settle_branch
+from leviathan_lib.evidence.records import History, LedgerPR, LifecycleAction, PrStateChange
 from leviathan_lib.forge import open_forge
-from leviathan_lib.forge.base import Forge, ForgeError
+from leviathan_lib.forge.base import Forge, ForgeError, PullRequest
 
 log = logging.getLogger("leviathan")
 
 
-def forge_state(target: TargetConfig, repo_url: str,
-                known: list[LedgerPR]) -> tuple[list[OpenPR] | None, list[PrStateChange]]:
-    """:func:`sync_pr_states` on the target's forge; None open PRs when the forge cannot be opened."""
+def forge_state(target: TargetConfig, repo_url: str, known: list[LedgerPR]
+                ) -> tuple[list[OpenPR] | None, list[PrStateChange], list[LifecycleAction]]:
+    """:func:`sync_pr_states` and the lifecycle of the still open PRs on the target's forge; None open PRs
+    when the forge cannot be opened or read."""
     try:
         forge = open_forge(target.forge, repo_url, target.forge_conn_id)
+        listed = forge.list_open_prs(head_prefix=AGENT_BRANCH_PREFIX)
     except ForgeError as exc:
         log.error("forge state unknown for %s: %s", target.target_id, exc)
-        return None, []
-    return sync_pr_states(forge, known, target_id=target.target_id)
+        return None, [], []
+    open_prs, changes = sync_pr_states(forge, known, target_id=target.target_id,
+                                       delete_merged=target.delete_merged_branches, listed=listed)
+    return open_prs, changes, notice_human_edits(forge, listed, known)
 
 
-def sync_pr_states(forge: Forge, known: list[LedgerPR], *,
-                   target_id: str = "") -> tuple[list[OpenPR] | None, list[PrStateChange]]:
-    """Open ``agent/`` PRs (None when unreadable) and the merges/closes of ``known`` PRs, deleting the
-    branches of closed ones. A PR whose state cannot be read yet is left for the next cycle."""
+def sync_pr_states(forge: Forge, known: list[LedgerPR], *, target_id: str = "", delete_merged: bool = True,
+                   listed: list[PullRequest] | None = None) -> tuple[list[OpenPR] | None, list[PrStateChange]]:
+    """Open ``agent/`` PRs (None when unreadable; ``listed`` if already read) and the merges/closes of
+    ``known`` PRs, deleting the branches Leviathan alone pushed to. A PR whose state cannot be read yet is
+    left for the next cycle."""
     try:
-        prs = forge.list_open_prs(head_prefix=AGENT_BRANCH_PREFIX)
+        prs = forge.list_open_prs(head_prefix=AGENT_BRANCH_PREFIX) if listed is None else listed
     except ForgeError as exc:
         log.error("forge state unknown for %s: %s", target_id, exc)
         return None, []
@@ -45,7 +53,7 @@ def sync_pr_states(forge: Forge, known: list[LedgerPR], *,
         if pr.number in open_numbers:
             continue
         try:
-            change = _state_change(forge, pr)
+            change = _state_change(forge, pr, delete_merged=delete_merged)
         except ForgeError as exc:
             log.warning("cannot sync PR #%s yet: %s", pr.number, exc)
             continue
@@ -55,17 +63,15 @@ def sync_pr_states(forge: Forge, known: list[LedgerPR], *,
     return [OpenPR(number=pr.number, branch=pr.head, task_id=branch_task_id(pr.head)) for pr in prs], changes
 
 
-def _state_change(forge: Forge, pr: LedgerPR) -> PrStateChange | None:
+def _state_change(forge: Forge, pr: LedgerPR, *, delete_merged: bool) -> PrStateChange | None:
     current = forge.get_pr(pr.number)
     if current.state == "open":
         return None
-    change = PrStateChange(number=pr.number, task_id=pr.task_id, branch=pr.branch, state=current.state,
-                           task_hash=pr.task_hash)
-    if current.state == "closed":
-        # The human said no: the agent/ branch goes; the task waits for a changed definition.
-        forge.delete_branch(pr.branch)
-        change.branch_deleted = True
-    return change
+    deleted, kept = settle_branch(forge, pr, current.state, delete_merged=delete_merged)
+    if kept:
+        log.info("PR #%s: branch %s kept (%s)", pr.number, pr.branch, kept)
+    return PrStateChange(number=pr.number, task_id=pr.task_id, branch=pr.branch, state=current.state,
+                         task_hash=pr.task_hash, branch_deleted=deleted, branch_kept=kept)
 
 
 def replayed_open_prs(known: list[LedgerPR]) -> list[OpenPR]:

@@ -33,6 +33,7 @@ from leviathan_lib.evidence.records import (
     CheckEvidence,
     CycleRecord,
     Ledger,
+    LifecycleAction,
     PrStateChange,
     TaskVerdictEvidence,
 )
@@ -83,6 +84,7 @@ class GuardrailResult(BaseModel):
     consecutive_failures: int = 0
     replay: bool = False
     pr_sync: list[PrStateChange] = Field(default_factory=list)
+    lifecycle: list[LifecycleAction] = Field(default_factory=list)
     #: The history the decision used (without this run); the record carries it forward with this cycle.
     ledger: Ledger = Field(default_factory=Ledger)
     #: Why each invalid task entry is invalid (backlog validation and recipe checks), for the task log.
@@ -189,6 +191,8 @@ def check_guardrails(
     attempts: list[AttemptRecord],
     breaker_reset_at: datetime | None,
     closed: list[ClosedPR] | None = None,
+    prs_opened_at: list[datetime] | None = None,
+    now: datetime | None = None,
 ) -> GuardrailResult:
     """Decide whether this cycle runs the worker, and on which task and attempt (never for a replay)."""
     if read.error:
@@ -197,7 +201,8 @@ def check_guardrails(
     backlog = apply_recipe_checks(backlog, read.recipes_text, target.recipes_path,
                                   llm_enabled=target.executor == "llm")
     state = CycleState(autonomy_enabled=global_autonomy, open_prs=open_prs, attempts=attempts,
-                       breaker_reset_at=breaker_reset_at, closed_prs=closed or [])
+                       breaker_reset_at=breaker_reset_at, closed_prs=closed or [],
+                       prs_opened_at=prs_opened_at or [], now=now)
     from leviathan_lib.cycle.protected import protected_for
 
     decision = check_sandbox(target, backlog, decide(target, backlog, state,
@@ -241,7 +246,7 @@ def build_record(
         target_id=target.target_id, dag_run_id=dag_run_id, run_type=run_type,
         recorded_at=datetime.now(UTC), decision="error", stopped_reason="incomplete",
         replay=bool(read and read.as_of), logical_date=read.as_of if read else None,
-        pr_sync=guard.pr_sync if guard else [],
+        pr_sync=guard.pr_sync if guard else [], lifecycle=guard.lifecycle if guard else [],
         repo_url=read.repo_url if read else None, branch=read.branch if read else None,
         commit_sha=read.commit_sha if read else None, attempt=attempt,
     )

@@ -19,7 +19,9 @@ EVENTS_PER_RECORD = 100
 
 EventType = Literal[
     "cycle.started", "guardrail.skipped", "attempt.created", "attempt.started", "attempt.succeeded",
-    "attempt.failed", "attempt.timed_out", "pr.created", "pr.merged", "pr.closed", "breaker.opened",
+    "attempt.failed", "attempt.timed_out", "pr.created", "pr.merged", "pr.closed", "branch.deleted", "branch.kept",
+    "pr.human_edited",
+    "breaker.opened",
     "breaker.reset", "autonomy.changed", "evidence.unreadable",
 ]
 
@@ -41,6 +43,13 @@ def _cycle_events(record: CycleRecord) -> list[tuple[str, datetime, dict[str, An
     ]
     for change in record.pr_sync:
         out.append((f"pr.{change.state}", at, change.model_dump(mode="json")))
+        branch = {"number": change.number, "task_id": change.task_id, "branch": change.branch}
+        if change.branch_deleted:
+            out.append(("branch.deleted", at, branch))
+        elif change.branch_kept:
+            out.append(("branch.kept", at, {**branch, "reason": change.branch_kept}))
+    for action in record.lifecycle:
+        out.append((f"pr.{action.kind}", at, action.model_dump(mode="json")))
     if record.decision != "run":
         out.append(("guardrail.skipped", at, {"reasons": record.reasons, "detail": record.stopped_detail}))
     attempt = record.attempt

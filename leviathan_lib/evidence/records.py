@@ -13,6 +13,8 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 EVIDENCE_VERSION: Final = 1
+#: PR-opening times the ledger keeps: enough for the largest ``max_prs_per_hour``.
+RECENT_PRS = 100
 
 Outcome = Literal["succeeded", "failed", "timed_out", "rejected_by_guardrail"]
 
@@ -48,6 +50,8 @@ class AttemptEvidence(BaseModel):
     changed_paths: list[str] = Field(default_factory=list)
     pr_number: int | None = None
     pr_url: str | None = None
+    #: The commit Leviathan pushed to ``branch``: a different branch tip later means someone else pushed.
+    pr_head_sha: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     #: The model's usage (llm executor): what it cost, which model, which prompt template (sha256).
@@ -65,6 +69,23 @@ class PrStateChange(BaseModel):
     state: Literal["merged", "closed"]
     task_hash: str | None = None
     branch_deleted: bool = False
+    #: Why the ``agent/`` branch was kept: ``human_edited`` (its tip is not the commit Leviathan pushed),
+    #: ``pushed_head_unknown`` (no recorded push to compare with) or ``delete_merged_branches_off``.
+    branch_kept: str | None = None
+
+
+class LifecycleAction(BaseModel):
+    """Something Leviathan noticed about, or did to, one of its open PRs this cycle."""
+
+    #: ``human_edited``: the branch tip is not the commit Leviathan pushed; it is never rewritten,
+    #: closed or deleted by Leviathan again, and the PR gets one comment saying so.
+    kind: Literal["human_edited"]
+    number: int
+    task_id: str
+    branch: str
+    head_sha: str | None = None
+    commented: bool = False
+    detail: str = ""
 
 
 class LedgerAttempt(BaseModel):
@@ -79,6 +100,10 @@ class LedgerPR(BaseModel):
     task_id: str
     branch: str
     task_hash: str
+    #: The commit Leviathan pushed (None in records from before it was recorded).
+    head_sha: str | None = None
+    #: Someone else pushed to the branch and Leviathan has commented once about it (never again).
+    human_edited: bool = False
 
 
 class LedgerClosed(BaseModel):
@@ -97,6 +122,8 @@ class Ledger(BaseModel):
     open_prs: list[LedgerPR] = Field(default_factory=list)
     closed_prs: list[LedgerClosed] = Field(default_factory=list)
     breaker_reset_at: datetime | None = None
+    #: When the newest PRs were opened (at most :data:`RECENT_PRS`, oldest first), for ``max_prs_per_hour``.
+    prs_opened_at: list[datetime] = Field(default_factory=list)
 
     def with_reset(self, reset_at: datetime | None) -> Ledger:
         if reset_at is None or (self.breaker_reset_at and self.breaker_reset_at >= reset_at):
@@ -106,10 +133,13 @@ class Ledger(BaseModel):
     def with_cycle(self, record: CycleRecord) -> Ledger:
         """Fold one cycle in: the PRs it saw merged or closed, then its own attempt and PR."""
         synced = {c.number for c in record.pr_sync}
-        open_prs = [p for p in self.open_prs if p.number not in synced]
+        edited = {a.number for a in record.lifecycle if a.kind == "human_edited" and a.commented}
+        open_prs = [p.model_copy(update={"human_edited": True}) if p.number in edited else p
+                    for p in self.open_prs if p.number not in synced]
         closed = self.closed_prs + [LedgerClosed(task_id=c.task_id, task_hash=c.task_hash)
                                     for c in record.pr_sync if c.state == "closed" and c.task_hash]
         attempts = list(self.attempts)
+        opened = list(self.prs_opened_at)
         attempt = record.attempt
         if attempt is not None and attempt.outcome is not None:
             outcome = "failed" if attempt.outcome == "rejected_by_guardrail" else attempt.outcome
@@ -118,9 +148,11 @@ class Ledger(BaseModel):
                                           cost_usd=attempt.cost_usd or 0.0))
             if attempt.pr_number is not None:
                 open_prs.append(LedgerPR(number=attempt.pr_number, task_id=attempt.task_id,
-                                         branch=attempt.branch, task_hash=attempt.task_hash))
+                                         branch=attempt.branch, task_hash=attempt.task_hash,
+                                         head_sha=attempt.pr_head_sha))
+                opened.append(attempt.finished_at or record.recorded_at)
         return Ledger(attempts=attempts, open_prs=open_prs, closed_prs=closed,
-                      breaker_reset_at=self.breaker_reset_at)
+                      breaker_reset_at=self.breaker_reset_at, prs_opened_at=opened[-RECENT_PRS:])
 
 
 class CycleRecord(BaseModel):
@@ -150,6 +182,7 @@ class CycleRecord(BaseModel):
     breaker_opened: bool = False
     logical_date: datetime | None = None
     pr_sync: list[PrStateChange] = Field(default_factory=list)
+    lifecycle: list[LifecycleAction] = Field(default_factory=list)
     #: History as of the end of this cycle (None when the cycle stopped before its guardrails).
     ledger: Ledger | None = None
 

@@ -30,17 +30,19 @@ __all__ = [
 
 
 def open_forge(
-    kind: str, repo_url: str, conn_id: str | None = None, *, draft: bool = False, labels: tuple[str, ...] = ()
+    kind: str, repo_url: str, conn_id: str | None = None, *, draft: bool = False, labels: tuple[str, ...] = (),
+    reviewers: tuple[str, ...] = (), assignees: tuple[str, ...] = (),
 ) -> Forge:
-    """The forge of a target (``TargetConfig.forge``).
+    """The forge of a target (``TargetConfig.forge``); new PRs get ``labels``, ``reviewers`` and ``assignees``.
 
     ``conn_id`` names the Airflow connection holding GitHub credentials (default ``github_default``);
     the local forge needs none. GitHub support is imported only when used, keeping DAG parsing light.
     """
     if kind == "local":
-        return LocalForge(repo_url)
+        return LocalForge(repo_url, labels=labels, reviewers=reviewers, assignees=assignees)
     if kind == "github":
         from leviathan_lib.forge.github import DEFAULT_CONN_ID, GithubForge
 
-        return GithubForge(repo_url, conn_id or DEFAULT_CONN_ID, draft=draft, labels=labels)
+        return GithubForge(repo_url, conn_id or DEFAULT_CONN_ID, draft=draft, labels=labels, reviewers=reviewers,
+                           assignees=assignees)
     raise ValueError(f"unknown forge kind {kind!r}: expected 'local' or 'github'")

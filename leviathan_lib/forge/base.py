@@ -97,6 +97,14 @@ class Forge(ABC):
         the forge only guarantees it never holds two open pull requests for one head.
         """
 
+    @abstractmethod
+    def comment(self, number: int, body: str) -> None:
+        """Add a comment to pull request ``number`` (never retried blindly: a lost answer is a ForgeError)."""
+
+    @abstractmethod
+    def branch_sha(self, branch: str) -> str | None:
+        """The commit ``branch`` points at on the forge, or None when there is no such branch."""
+
     def delete_branch(self, branch: str) -> None:
         """Delete an ``agent/…`` branch on the forge; anything else raises ValueError before any I/O."""
         self._delete_branch(require_agent_branch(branch))

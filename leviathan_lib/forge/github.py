@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -38,6 +39,8 @@ from leviathan_lib.forge.base import (
 from leviathan_lib.git import urls
 from leviathan_lib.git.auth import basic_auth_value, extra_header_env
 
+log = logging.getLogger("leviathan")
+
 DEFAULT_CONN_ID = "github_default"
 API_VERSION = "2022-11-28"
 
@@ -58,6 +61,8 @@ class RetryPolicy(BaseModel):
     backoff: float = Field(default=1.0, ge=0)
     #: GitHub's advice when a secondary rate limit names no wait: at least a minute.
     secondary_wait: float = Field(default=60.0, ge=0)
+    #: GitHub's guidance for content-creating requests: at least a second between writes per client.
+    write_interval: float = Field(default=1.0, ge=0)
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=20.0, gt=0)
 
@@ -154,13 +159,15 @@ def _mask(*values: str) -> None:
 class GithubForge(Forge):
     """One GitHub repository, with credentials from the Airflow connection ``conn_id``."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 — keyword-only PR options and test seams (clock, sleep, cache)
         self,
         repo_url: str,
         conn_id: str = DEFAULT_CONN_ID,
         *,
         draft: bool = False,
         labels: tuple[str, ...] = (),
+        reviewers: tuple[str, ...] = (),
+        assignees: tuple[str, ...] = (),
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
@@ -173,6 +180,7 @@ class GithubForge(Forge):
         self._repo_url = repo_url
         self.conn_id = conn_id
         self.draft, self.labels = draft, tuple(labels)
+        self.reviewers, self.assignees = tuple(reviewers), tuple(assignees)
         self.retry = retry or RetryPolicy()
         self._sleep, self._clock = sleep, clock
         try:
@@ -204,6 +212,7 @@ class GithubForge(Forge):
         self._rate_reset: float | None = None
         self._repo_data: dict[str, Any] | None = None
         self._created_pr = False
+        self._last_write: float | None = None
         #: What this forge sent, for the idle-cycle budget: (method, path, status).
         self.calls: list[tuple[str, str, int]] = []
 
@@ -254,6 +263,8 @@ class GithubForge(Forge):
         slept = 0.0
         for attempt in range(1, self.retry.attempts + 1):
             slept += self._wait_for_primary_limit(method, path, slept)
+            if method != "GET":
+                self._space_writes()
             try:
                 resp = self._session.request(method, self.api + path, params=params, json=json_body,
                                              headers=headers, allow_redirects=False,
@@ -283,6 +294,16 @@ class GithubForge(Forge):
             slept += wait
             self._rate_remaining = None  # waited as told; the next answer says where the budget stands
         raise AssertionError("unreachable")  # the loop either returns or raises
+
+    def _space_writes(self) -> None:
+        """Sleep so writes (POST, PATCH, PUT, DELETE) of this client are ``write_interval`` apart."""
+        now = self._clock()
+        if self._last_write is not None:
+            wait = self._last_write + self.retry.write_interval - now
+            if wait > 0:
+                self._sleep(wait)
+                now += wait
+        self._last_write = now
 
     def _fail(self, resp: requests.Response, method: str, path: str, permission: str) -> ForgeError:
         """The error for an unexpected answer, naming the repository and what the token lacks."""
@@ -416,7 +437,43 @@ class GithubForge(Forge):
             labelled = self._send("POST", labels_path, json_body={"labels": list(self.labels)})
             if labelled.status_code != 200:
                 raise self._fail(labelled, "POST", labels_path, WRITE_PULLS)
+        number = data["number"]
+        self._hand_over(f"/repos/{self.owner}/{self.repo}/pulls/{number}/requested_reviewers",
+                        {"reviewers": list(self.reviewers)}, "pr_reviewers")
+        self._hand_over(f"/repos/{self.owner}/{self.repo}/issues/{number}/assignees",
+                        {"assignees": list(self.assignees)}, "pr_assignees")
         return _pull(data)
+
+    def _hand_over(self, path: str, payload: dict[str, list[str]], key: str) -> None:
+        """Request reviewers or add assignees to a new PR. The PR stands without them, so a refusal (a
+        login that is no collaborator: 422) is logged, naming the target key, rather than failing delivery."""
+        if not any(payload.values()):
+            return
+        try:  # asking twice for the same people changes nothing, so retrying is safe
+            resp = self._send("POST", path, json_body=payload)
+        except ForgeError as exc:
+            log.warning("%s not applied: %s", key, exc)
+            return
+        if resp.status_code != 201:
+            log.warning("%s not applied: %s", key, self._fail(resp, "POST", path, WRITE_PULLS))
+
+    def comment(self, number: int, body: str) -> None:
+        path = f"/repos/{self.owner}/{self.repo}/issues/{number}/comments"
+        resp = self._send("POST", path, json_body={"body": body}, idempotent=False)
+        if resp.status_code != 201:
+            raise self._fail(resp, "POST", path, WRITE_PULLS)
+
+    def branch_sha(self, branch: str) -> str | None:
+        path = f"/repos/{self.owner}/{self.repo}/git/ref/heads/{quote(branch, safe='/')}"
+        resp = self._send("GET", path)
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise self._fail(resp, "GET", path, READ_METADATA)
+        sha = (resp.json().get("object") or {}).get("sha")
+        if not isinstance(sha, str):
+            raise ForgeError(f"{self._where('GET', path)}: the answer names no commit")
+        return sha
 
     def _delete_branch(self, branch: str) -> None:
         if branch == self.default_branch():

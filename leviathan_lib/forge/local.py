@@ -36,6 +36,8 @@ from leviathan_lib.git.urls import RepoUrlError, parse_repo_url
 _RECORD_NAME = re.compile(r"^([1-9][0-9]*)\.json$")
 #: A record is a few KiB; anything larger is not one (and is never read whole into memory).
 MAX_RECORD_BYTES = 1 << 20
+#: Comments one record holds at most (Leviathan comments at most once per reason).
+MAX_COMMENTS = 100
 
 
 class Comment(BaseModel):
@@ -45,13 +47,24 @@ class Comment(BaseModel):
     created_at: datetime
 
 
+class Requests(BaseModel):
+    """Who and what a pull request was handed to when it was opened (``pr_labels``, ``pr_reviewers``, ...)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    labels: list[str] = Field(default_factory=list)
+    reviewers: list[str] = Field(default_factory=list)
+    assignees: list[str] = Field(default_factory=list)
+
+
 class _Record(PullRequest):
-    """What is stored on disk: the pull request plus its comments."""
+    """What is stored on disk: the pull request plus its comments and review requests."""
 
     comments: list[Comment] = Field(default_factory=list)
+    requests: Requests = Field(default_factory=Requests)
 
     def pull(self) -> PullRequest:
-        return PullRequest.model_validate(self.model_dump(exclude={"comments"}))
+        return PullRequest.model_validate(self.model_dump(exclude={"comments", "requests"}))
 
 
 def _read_regular_file(path: Path, limit: int) -> bytes:
@@ -106,8 +119,10 @@ def _repo_path(repo: str | Path) -> Path:
 class LocalForge(Forge):
     """A bare repository on disk acting as forge; also offers :meth:`merge` for the human reviewer."""
 
-    def __init__(self, repo: str | Path):
+    def __init__(self, repo: str | Path, *, labels: tuple[str, ...] = (), reviewers: tuple[str, ...] = (),
+                 assignees: tuple[str, ...] = ()):
         self.path = _repo_path(repo)
+        self._requests = Requests(labels=list(labels), reviewers=list(reviewers), assignees=list(assignees))
         if not self.path.is_dir():
             raise ForgeError(f"local forge repository {self.path} does not exist or is not a directory")
         if (self.path / ".git").exists():
@@ -264,6 +279,10 @@ class LocalForge(Forge):
     def comments(self, number: int) -> list[Comment]:
         return list(self._load(number).comments)
 
+    def requests(self, number: int) -> Requests:
+        """The labels, reviewers and assignees pull request ``number`` was opened with."""
+        return self._load(number).requests
+
     def create_pr(self, *, head: str, base: str, title: str, body: str) -> PullRequest:
         if not title.strip():
             raise ValueError("a pull request needs a title")
@@ -292,6 +311,7 @@ class LocalForge(Forge):
                 created_at=now,
                 updated_at=now,
                 head_sha=head_sha,
+                requests=self._requests,
             )
             self._write(record)
         return record.pull()
@@ -306,6 +326,16 @@ class LocalForge(Forge):
             if record.state == "merged":
                 raise ForgeConflict(f"pull request #{number} is merged; it cannot be closed")
             return self._update(record, state="closed", closed_at=_now()).pull()
+
+    def comment(self, number: int, body: str) -> None:
+        if len(self._load(number).comments) >= MAX_COMMENTS:
+            raise ForgeError(f"pull request #{number} in {self.path} already has {MAX_COMMENTS} comments")
+        with self._locked():
+            record = self._load(number)
+            self._update(record, comments=[*record.comments, Comment(body=body, created_at=_now())])
+
+    def branch_sha(self, branch: str) -> str | None:
+        return self._branch_sha(branch)
 
     def _delete_branch(self, branch: str) -> None:
         if branch == self.default_branch():

@@ -291,7 +291,8 @@ def open_pull_request(*, config: dict[str, Any]) -> dict[str, Any]:
         detail = f"{error.code}: {error.message}" if error else "no error given"
         raise AirflowFailException(f"worker {result.outcome}: {detail}")
     forge = open_forge(target.forge, read_result.repo_url, target.forge_conn_id, draft=target.pr_draft,
-                       labels=tuple(target.pr_labels))
+                       labels=tuple(target.pr_labels), reviewers=tuple(target.pr_reviewers),
+                       assignees=tuple(target.pr_assignees))
     assert guard.attempt is not None and guard.decision is not None
     try:
         delivery = deliver(

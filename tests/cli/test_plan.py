@@ -219,8 +219,8 @@ def test_plan_original_backlog_with_autonomy_on_runs_the_docs_task(tmp_path):
     assert list(doc) == ["target_id", "decision", "task_id", "reasons", "checks", "tasks"]
     assert (doc["target_id"], doc["decision"], doc["task_id"], doc["reasons"]) == (
         "radix", "run", "docs-self-target", [])
-    assert [c["name"] for c in doc["checks"]] == ["autonomy", "forge_state", "open_prs", "circuit_breaker",
-                                                  "task_selection"]
+    assert [c["name"] for c in doc["checks"]] == ["autonomy", "forge_state", "open_prs", "prs_per_hour",
+                                                  "circuit_breaker", "task_selection"]
     assert all(c["passed"] for c in doc["checks"])
     assert result.stdout.startswith('{\n  "target_id": "radix"')  # indent 2
 

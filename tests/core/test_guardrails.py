@@ -32,7 +32,8 @@ BASE_TARGET = {
     "allowed_path_prefixes": [".leviathan/", "docs/"],
 }
 CYCLE_ORDER = [
-    "autonomy_disabled", "forge_state_unknown", "open_pr_limit", "circuit_breaker_open", "llm_budget_exhausted",
+    "autonomy_disabled", "forge_state_unknown", "open_pr_limit", "pr_hourly_limit", "circuit_breaker_open",
+    "llm_budget_exhausted",
     "no_eligible_task",
 ]
 
@@ -92,7 +93,8 @@ def test_scenario(scenario):
         assert [t["id"] for t in doc["tasks"]] == expect["order"]
     checks = {c["name"]: c for c in doc["checks"]}
     budget = ["llm_budget"] if scenario.get("target", {}).get("llm_daily_usd") else []
-    assert list(checks) == ["autonomy", "forge_state", "open_prs", "circuit_breaker", *budget, "task_selection"]
+    assert list(checks) == ["autonomy", "forge_state", "open_prs", "prs_per_hour", "circuit_breaker", *budget,
+                            "task_selection"]
     if "checks_failed" in expect:
         assert [n for n, c in checks.items() if not c["passed"]] == expect["checks_failed"]
     for name, detail in expect.get("detail", {}).items():
@@ -157,7 +159,7 @@ def test_breaker_detail_names_streak_reset_and_threshold():
                   for h in (1, 2)],
         breaker_reset_at=reset,
     )
-    check = decide(_target(), _backlog([]), state).checks[3]
+    check = decide(_target(), _backlog([]), state).checks[4]
     assert check.name == "circuit_breaker" and not check.passed
     assert check.detail == (
         "2 consecutive failed attempt(s) since reset at 2025-01-01T00:00:00+00:00, threshold 2"

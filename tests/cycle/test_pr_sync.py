@@ -17,8 +17,8 @@ def target(tmp_path) -> Target:
     return Target(tmp_path)
 
 
-def _known(number: int, task_id: str, branch: str) -> LedgerPR:
-    return LedgerPR(number=number, task_id=task_id, branch=branch, task_hash=f"hash-{task_id}")
+def _known(number: int, task_id: str, branch: str, head_sha: str | None = None) -> LedgerPR:
+    return LedgerPR(number=number, task_id=task_id, branch=branch, task_hash=f"hash-{task_id}", head_sha=head_sha)
 
 
 def test_open_agent_prs_are_listed_with_the_task_their_branch_names(target):
@@ -44,7 +44,9 @@ def test_a_closed_pr_loses_its_branch_and_a_merged_one_is_reported(target):
     assert changes == [
         PrStateChange(number=1, task_id="a", branch="agent/a/1", state="closed", task_hash="hash-a",
                       branch_deleted=True),
-        PrStateChange(number=2, task_id="b", branch="agent/b/1", state="merged", task_hash="hash-b"),
+        # No recorded push to compare the tip with (an old record): the merged branch is kept.
+        PrStateChange(number=2, task_id="b", branch="agent/b/1", state="merged", task_hash="hash-b",
+                      branch_kept="pushed_head_unknown"),
     ]
     assert rev_parse_or_none(target.bare, "refs/heads/agent/a/1") is None
     assert rev_parse_or_none(target.bare, "refs/heads/agent/b/1") is not None
@@ -75,3 +77,48 @@ def test_replays_use_the_ledger_and_a_rerun_ignores_its_own_pr():
     open_prs = pr_sync.replayed_open_prs(known)
     assert pr_sync.without_own_prs(open_prs, history, "run-1") == [open_prs[1]]
     assert pr_sync.without_own_prs(open_prs, history, "run-2") == open_prs
+
+
+def test_merged_branches_leviathan_alone_pushed_to_are_deleted(target):
+    forge = LocalForge(target.bare)
+    pushed = target.commit("agent/a/1", {"docs/a.md": "a\n"})
+    open_pr(forge, "agent/a/1")
+    forge.merge(1)
+    _, changes = pr_sync.sync_pr_states(forge, [_known(1, "a", "agent/a/1", pushed)])
+    assert changes == [PrStateChange(number=1, task_id="a", branch="agent/a/1", state="merged",
+                                     task_hash="hash-a", branch_deleted=True)]
+    assert rev_parse_or_none(target.bare, "refs/heads/agent/a/1") is None
+    assert rev_parse_or_none(target.bare, "refs/heads/main") is not None
+
+
+def test_merged_branches_are_kept_when_the_target_says_so(target):
+    forge = LocalForge(target.bare)
+    pushed = target.commit("agent/a/1", {"docs/a.md": "a\n"})
+    open_pr(forge, "agent/a/1")
+    forge.merge(1)
+    _, changes = pr_sync.sync_pr_states(forge, [_known(1, "a", "agent/a/1", pushed)], delete_merged=False)
+    assert [(c.branch_deleted, c.branch_kept) for c in changes] == [(False, "delete_merged_branches_off")]
+    assert rev_parse_or_none(target.bare, "refs/heads/agent/a/1") == pushed
+
+
+@pytest.mark.parametrize("human", ["merge", "close"])
+def test_a_branch_a_human_pushed_to_is_never_deleted(target, human):
+    forge = LocalForge(target.bare)
+    pushed = target.commit("agent/a/1", {"docs/a.md": "a\n"})
+    open_pr(forge, "agent/a/1")
+    edited = target.commit("agent/a/1", {"docs/a.md": "a, as the reviewer wants it\n"})
+    forge.merge(1) if human == "merge" else forge.close_pr(1)
+    _, changes = pr_sync.sync_pr_states(forge, [_known(1, "a", "agent/a/1", pushed)])
+    assert [(c.state, c.branch_deleted, c.branch_kept) for c in changes] == [
+        ("merged" if human == "merge" else "closed", False, "human_edited")]
+    assert rev_parse_or_none(target.bare, "refs/heads/agent/a/1") == edited
+
+
+def test_a_branch_deleted_by_hand_is_neither_deleted_nor_kept(target):
+    forge = LocalForge(target.bare)
+    pushed = target.commit("agent/a/1", {"docs/a.md": "a\n"})
+    open_pr(forge, "agent/a/1")
+    forge.merge(1)
+    forge.delete_branch("agent/a/1")
+    _, changes = pr_sync.sync_pr_states(forge, [_known(1, "a", "agent/a/1", pushed)])
+    assert [(c.state, c.branch_deleted, c.branch_kept) for c in changes] == [("merged", False, None)]

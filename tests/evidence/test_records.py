@@ -35,6 +35,8 @@ def test_pr_lifecycle_sync_closed_merged_and_changed_definition(tmp_path, target
     from leviathan_lib.control.evidence_db import read_events
 
     target_file = create_demo_target(tmp_path, target_id="sync", targets_dir=targets_dir)
+    # Three PRs within minutes: above the default hourly limit, which is not what this test is about.
+    target_file.write_text(target_file.read_text().replace("max_open_prs: 1", "max_open_prs: 1\nmax_prs_per_hour: 10"))
     bare = tmp_path / "repos" / "sync.git"
     forge = LocalForge(bare)
 
@@ -54,7 +56,9 @@ def test_pr_lifecycle_sync_closed_merged_and_changed_definition(tmp_path, target
                 "reword the quickstart task")
     dag_run, _ = run_cycle(target_file)
     record = evidence_record(dag_run)
-    assert [(c["number"], c["state"]) for c in record["pr_sync"]] == [(2, "merged")]
+    assert [(c["number"], c["state"], c["branch_deleted"]) for c in record["pr_sync"]] == [(2, "merged", True)]
+    # Only Leviathan pushed to the merged branch (its tip is the recorded push), so it is deleted.
+    assert "agent/docs-faq/1" not in run_git(["--git-dir", str(bare), "branch", "--list"]).stdout
     # The definition changed, so the closed PR no longer blocks it: attempt 2 on a new branch.
     assert record["selected_task"] == "docs-quickstart"
     assert record["attempt"]["branch"] == "agent/docs-quickstart/2" and record["attempt"]["pr_number"] == 3
@@ -62,7 +66,7 @@ def test_pr_lifecycle_sync_closed_merged_and_changed_definition(tmp_path, target
     events = read_events(target_id="sync", limit=1000)
     types = [e.type for e in events]
     assert types.count("cycle.started") == 3 and types.count("pr.created") == 3
-    assert "pr.closed" in types and "pr.merged" in types
+    assert "pr.closed" in types and "pr.merged" in types and types.count("branch.deleted") == 2
     assert [e.id for e in events] == sorted(e.id for e in events)
     # Resume from the middle: exactly the rest, in order.
     middle = events[len(events) // 2].id
@@ -81,6 +85,8 @@ def test_pr_lifecycle_sync_closed_merged_and_changed_definition(tmp_path, target
     table = leviathan("evidence", "--target", "sync")
     assert table.returncode == 0, table.stderr
     assert table.stdout.count("pr_opened") == 3
+    assert "LIFECYCLE" in table.stdout and "#1 closed branch deleted" in table.stdout
+    assert "#2 merged branch deleted" in table.stdout
     as_json = json.loads(leviathan("evidence", "--target", "sync", "--json", "--task", "docs-faq").stdout)
     assert [r["attempt"]["pr_number"] for r in as_json] == [2]
     one = json.loads(leviathan("evidence", "--cycle", dag_run.run_id, "--target", "sync").stdout)

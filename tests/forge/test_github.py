@@ -94,6 +94,49 @@ def test_draft_and_labels(gh):
     assert gh.fake.open_pulls(REPO)[0]["draft"] is True and gh.repo.labels[pr.number] == ["leviathan"]
 
 
+def test_reviewers_and_assignees_are_handed_the_new_pr(gh):
+    forge = open_forge("github", gh.url, "github_test", reviewers=("octocat",), assignees=("hubot",))
+    gh.push_branch(forge, "agent/t1/1")
+    pr = forge.create_pr(head="agent/t1/1", base="main", title="t", body="b")
+    assert gh.repo.reviewers[pr.number] == ["octocat"] and gh.repo.assignees[pr.number] == ["hubot"]
+
+
+def test_comments_and_branch_tips(gh):
+    forge = gh.forge()
+    gh.push_branch(forge, "agent/t1/1")
+    pr = forge.create_pr(head="agent/t1/1", base="main", title="t", body="b")
+    forge.comment(pr.number, "Leviathan says hello once.")
+    assert gh.repo.comments[pr.number] == ["Leviathan says hello once."]
+    assert forge.branch_sha("agent/t1/1") == pr.head_sha and forge.branch_sha("agent/none/1") is None
+    with pytest.raises(ForgeError, match="404"):
+        forge.comment(99, "nobody reads this")
+
+
+def test_writes_are_at_least_a_second_apart(gh):
+    now = [1000.0]
+
+    def sleep(seconds: float) -> None:
+        gh.sleeps.append(seconds)
+        now[0] += seconds
+
+    forge = GithubForge(gh.url, "github_test", labels=("leviathan",), reviewers=("octocat",), assignees=("hubot",),
+                        sleep=sleep, clock=lambda: now[0], cache_dir=gh.tmp / "etags")
+    gh.push_branch(forge, "agent/t1/1")
+    forge.create_pr(head="agent/t1/1", base="main", title="t", body="b")
+    # Four writes (the PR, labels, reviewers, assignees) on a clock that moves only while sleeping.
+    assert [m for m, _, _ in gh.fake.api_calls() if m != "GET"] == ["POST"] * 4
+    assert gh.sleeps == [1.0, 1.0, 1.0]
+
+
+def test_a_reviewer_the_forge_refuses_leaves_the_pr_standing(gh, caplog):
+    forge = open_forge("github", gh.url, "github_test", reviewers=("stranger",))
+    gh.push_branch(forge, "agent/t1/1")
+    pr = forge.create_pr(head="agent/t1/1", base="main", title="t", body="b")
+    assert pr.state == "open" and gh.repo.reviewers.get(pr.number) is None
+    assert "pr_reviewers not applied" in caplog.text and "422" in caplog.text
+    assert [p["number"] for p in gh.fake.open_pulls(REPO)] == [1]
+
+
 def test_idle_poll_is_conditional_and_costs_no_budget(gh):
     gh.forge().list_open_prs()
     budget = gh.fake.rate_remaining

@@ -321,8 +321,8 @@ def test_unreadable_records_fail_closed_through_the_guardrails(target, forge, ki
         assert "root:" not in str(info.value)  # nothing of the link's target is read or echoed
 
     config = parse_target(f"target_id: t\ntarget_repo_url: {target.bare}\nforge: local\n", "t.yaml")
-    open_prs, changes = forge_state(config, str(target.bare), [])
-    assert open_prs is None and changes == []
+    open_prs, changes, actions = forge_state(config, str(target.bare), [])
+    assert open_prs is None and changes == [] and actions == []
     backlog, _ = parse_backlog("tasks:\n  - {id: a, title: A, ready: true, allowed_paths: [docs/a.md]}\n")
     decision = decide(config, backlog, CycleState(open_prs=open_prs))
     assert decision.decision == "skip" and "forge_state_unknown" in decision.reasons
@@ -445,3 +445,16 @@ def test_cli_errors_exit_2_without_traceback(tmp_path, target):
     assert no_repo.returncode == 2
     assert len(no_repo.stderr.strip().splitlines()) == 1 and "nope.git" in no_repo.stderr
     assert "Traceback" not in no_repo.stderr + no_pr.stderr
+
+
+def test_labels_reviewers_and_assignees_are_stored_and_shown(target):
+    forge = LocalForge(target.bare, labels=("leviathan",), reviewers=("alice", "bob"), assignees=("carol",))
+    target.commit("agent/t1/1", {"docs/a.md": "changed\n"})
+    pr = open_pr(forge, "agent/t1/1")
+    requests = LocalForge(target.bare).requests(pr.number)
+    assert (requests.labels, requests.reviewers, requests.assignees) == (["leviathan"], ["alice", "bob"], ["carol"])
+    shown = leviathan("forge", "show", "--repo", str(target.bare), "1")
+    assert shown.returncode == 0, shown.stderr
+    assert "reviewers: alice, bob" in shown.stdout and "assignees: carol" in shown.stdout
+    data = json.loads(leviathan("forge", "show", "--repo", str(target.bare), "1", "--json").stdout)
+    assert data["reviewers"] == ["alice", "bob"] and data["assignees"] == ["carol"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.git.runner import run_git
-from tests.airflow_helpers import evidence_record, run_cycle, xcom
+from tests.airflow_helpers import evidence_record, human_push, run_cycle, xcom
 from tests.fake_github import FakeGithub, connection_env
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -23,16 +24,21 @@ TASKS = [names.TASK_PLAN, names.TASK_RUN_WORKER, names.TASK_OPEN_PULL_REQUEST, n
 
 
 @pytest.fixture
-def github_target(tmp_path, targets_dir, monkeypatch):
-    """A demo target whose remote is the fake GitHub (``forge: github``, connection ``github_test``)."""
+def github_target(tmp_path, targets_dir, monkeypatch, request):
+    """A demo target whose remote is the fake GitHub (``forge: github``, connection ``github_test``).
+
+    Each test gets a target id of its own: the session's metadata DB keeps every target's evidence, and
+    one test's attempts and PRs (the hourly PR limit) must not decide another's cycles."""
+    target_id = "gh_" + hashlib.sha256(request.node.name.encode()).hexdigest()[:10]
     with FakeGithub(TOKEN) as fake:
-        target_file = create_demo_target(tmp_path, target_id="gh_cycle", targets_dir=targets_dir)
-        bare = tmp_path / "repos" / "gh_cycle.git"
+        target_file = create_demo_target(tmp_path, target_id=target_id, targets_dir=targets_dir)
+        bare = tmp_path / "repos" / f"{target_id}.git"
         fake.add_repo("acme/widgets", bare)
         url = fake.repo_url("acme/widgets")
         text = target_file.read_text().replace(f"target_repo_url: {bare}", f"target_repo_url: {url}")
         target_file.write_text(text.replace(
-            "forge: local", "forge: github\nforge_conn_id: github_test\npr_draft: true\npr_labels: [leviathan, docs]"))
+            "forge: local", "forge: github\nforge_conn_id: github_test\npr_draft: true\npr_labels: [leviathan, docs]"
+            "\npr_reviewers: [octocat]\npr_assignees: [hubot]"))
         monkeypatch.setenv("AIRFLOW_CONN_GITHUB_TEST", connection_env(fake))
         yield fake, target_file, bare
         assert fake.errors == [], "requests or responses outside the GitHub description"
@@ -67,8 +73,12 @@ def test_cycle_opens_one_pr_then_idles_on_304s_and_leaks_no_token(github_target,
     assert record["attempt"]["pr_url"] == f"{fake.url}/acme/widgets/pull/1"
     # Draft and labels come from the target file (pr_draft, pr_labels).
     assert pulls[0]["draft"] is True and fake.repos["acme/widgets"].labels[1] == ["leviathan", "docs"]
-    assert [path for _, path, _ in fake.api_calls("POST")] == [
-        "/repos/acme/widgets/pulls", "/repos/acme/widgets/issues/1/labels"]  # one PR, then its labels
+    # pr_reviewers and pr_assignees: requested and assigned on the new PR.
+    assert fake.repos["acme/widgets"].reviewers[1] == ["octocat"]
+    assert fake.repos["acme/widgets"].assignees[1] == ["hubot"]
+    assert [path for _, path, _ in fake.api_calls("POST")] == [  # one PR, then its labels and people
+        "/repos/acme/widgets/pulls", "/repos/acme/widgets/issues/1/labels",
+        "/repos/acme/widgets/pulls/1/requested_reviewers", "/repos/acme/widgets/issues/1/assignees"]
 
     # The open-PR list changed since cycle 1 polled it (one 200); after that, cycles are idle: only 304s.
     for _ in range(2):
@@ -78,7 +88,7 @@ def test_cycle_opens_one_pr_then_idles_on_304s_and_leaks_no_token(github_target,
         assert record2["reasons"] == ["open_pr_limit"] and states2[names.TASK_RUN_WORKER] == "skipped"
     idle = fake.requests[before:]
     assert idle and {(method, status) for method, _, status, _ in idle} == {("GET", 304)}, idle
-    assert fake.rate_remaining == budget and len(fake.api_calls("POST")) == 2  # nothing new since cycle 1
+    assert fake.rate_remaining == budget and len(fake.api_calls("POST")) == 4  # nothing new since cycle 1
     idle_git = fake.git_requests[git_before:]
     assert {path.rsplit("/", 1)[-1] for path, _, _ in idle_git} == {"refs", "git-upload-pack"}, idle_git
     assert sum(sent + received for _, sent, received in idle_git) < 4096, idle_git  # refs only, no pack
@@ -111,3 +121,43 @@ def test_forge_errors_fail_the_cycle_closed_with_a_clear_reason(github_target, c
     assert record["reasons"] == ["repo_unreachable"], record  # git's 401: the credentials were refused
     assert "acme/widgets.git" in record["stopped_detail"] and TOKEN not in record["stopped_detail"]
     assert states[names.TASK_RUN_WORKER] == "skipped" and fake.api_calls("POST") == []
+
+
+def test_merged_branches_are_deleted_unless_a_human_pushed_to_them(github_target, tmp_path):
+    fake, target_file, bare = github_target
+    run_cycle(target_file)  # PR #1 on agent/docs-quickstart/1
+    edited = human_push(bare, tmp_path / "reviewer", "agent/docs-quickstart/1", "docs/extra.md", "mine\n")
+    fake.human_merge("acme/widgets", 1)
+    dag_run, _ = run_cycle(target_file)  # syncs #1, opens #2
+    record = evidence_record(dag_run)
+    assert [(c["number"], c["state"], c["branch_deleted"], c["branch_kept"]) for c in record["pr_sync"]] == [
+        (1, "merged", False, "human_edited")]
+    assert run_git(["--git-dir", str(bare), "rev-parse", "agent/docs-quickstart/1"]).stdout.strip() == edited
+    assert record["attempt"]["pr_number"] == 2
+
+    fake.human_merge("acme/widgets", 2)
+    dag_run, _ = run_cycle(target_file)
+    record = evidence_record(dag_run)
+    branch = record["pr_sync"][0]["branch"]
+    assert [(c["number"], c["state"], c["branch_deleted"]) for c in record["pr_sync"]] == [(2, "merged", True)]
+    assert ("DELETE", f"/repos/acme/widgets/git/refs/heads/{branch}", 204) in fake.api_calls("DELETE")
+    assert branch not in run_git(["--git-dir", str(bare), "branch", "--list"]).stdout
+
+
+def test_an_open_pr_a_human_pushed_to_is_commented_on_once_and_left_alone(github_target, tmp_path):
+    from leviathan_lib.cycle.lifecycle import HUMAN_EDITED_COMMENT
+
+    fake, target_file, bare = github_target
+    run_cycle(target_file)  # PR #1
+    edited = human_push(bare, tmp_path / "reviewer", "agent/docs-quickstart/1", "docs/extra.md", "mine\n")
+    dag_run, _ = run_cycle(target_file)
+    record = evidence_record(dag_run)
+    assert [(a["kind"], a["number"], a["head_sha"], a["commented"]) for a in record["lifecycle"]] == [
+        ("human_edited", 1, edited, True)]
+    assert record["ledger"]["open_prs"][0]["human_edited"] is True
+    assert fake.repos["acme/widgets"].comments[1] == [HUMAN_EDITED_COMMENT]
+    dag_run, _ = run_cycle(target_file)  # remembered: no second comment, the branch untouched
+    assert evidence_record(dag_run)["lifecycle"] == []
+    assert fake.repos["acme/widgets"].comments[1] == [HUMAN_EDITED_COMMENT]
+    assert run_git(["--git-dir", str(bare), "rev-parse", "agent/docs-quickstart/1"]).stdout.strip() == edited
+    assert [p["state"] for p in fake.repos["acme/widgets"].pulls] == ["open"]
