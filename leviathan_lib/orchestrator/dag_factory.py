@@ -151,25 +151,35 @@ def _safe_id(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", text)[:100] or "unnamed"
 
 
-def build_error_dag(config_file: Path, problems: list[str]) -> DAG:
-    """A paused, unscheduled DAG that shows a broken target file in the UI and fails with its problems."""
+def config_error_dag(dag_id: str, *, description: str, doc_md: str, problems: list[str]) -> DAG:
+    """A paused, unscheduled DAG that shows a configuration problem in the UI and fails with it when run."""
     from leviathan_lib.orchestrator import tasks as t
 
-    listing = "\n".join(f"- `{p}`" for p in problems)
     with DAG(
-        dag_id=invalid_dag_id(_safe_id(config_file.stem)),
-        description=f"INVALID target file {config_file.name}: this target does not run",
+        dag_id=dag_id,
+        description=description,
         schedule=None,
         start_date=START_DATE,
         catchup=False,
         default_args={**DEFAULT_ARGS, "retries": 0},
         tags=["leviathan", "config-error"],
-        doc_md=f"### Invalid Leviathan target file\n\n`{config_file}` cannot be used:\n\n{listing}\n\n"
-        "Fix the file (check it with `leviathan validate FILE`); this DAG disappears once it is valid.",
+        doc_md=doc_md,
         is_paused_upon_creation=True,
     ) as dag:
         task(task_id=TASK_CONFIG_ERROR, retries=0)(t.config_error)(problems=problems)
     return dag
+
+
+def build_error_dag(config_file: Path, problems: list[str]) -> DAG:
+    """The error DAG of a broken target file (its problems may quote the file: no backtick ends a code span)."""
+    listing = "\n".join("- `" + p.replace("`", "'") + "`" for p in problems)
+    return config_error_dag(
+        invalid_dag_id(_safe_id(config_file.stem)),
+        description=f"INVALID target file {config_file.name}: this target does not run",
+        doc_md=f"### Invalid Leviathan target file\n\n`{config_file}` cannot be used:\n\n{listing}\n\n"
+        "Fix the file (check it with `leviathan validate FILE`); this DAG disappears once it is valid.",
+        problems=problems,
+    )
 
 
 #: Target keys a deployment may default in airflow.cfg's ``[leviathan]`` section (Helm: ``config.leviathan``).

@@ -11,11 +11,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG
 
 from leviathan_lib.core.config import TargetsDirError
-from leviathan_lib.core.names import TASK_CONFIG_ERROR, invalid_dag_id
-from leviathan_lib.orchestrator.dag_factory import DEFAULT_ARGS, START_DATE, build_all
+from leviathan_lib.core.names import invalid_dag_id
+from leviathan_lib.orchestrator.dag_factory import build_all, config_error_dag
 from leviathan_lib.orchestrator.targets import targets_location
 
 log = logging.getLogger(__name__)
@@ -44,20 +44,11 @@ def targets_dags(namespace: dict[str, Any]) -> None:
 
 def build_targets_dir_error_dag(problem: str) -> DAG:
     """A paused, unscheduled DAG whose description and single failing task name the setting to fix."""
-    from leviathan_lib.orchestrator import tasks as t
-
     shown = problem.replace("`", "'")
-    with DAG(
-        dag_id=TARGETS_DIR_ERROR_DAG_ID,
+    return config_error_dag(
+        TARGETS_DIR_ERROR_DAG_ID,
         description="INVALID Leviathan targets folder: no target runs",
-        schedule=None,
-        start_date=START_DATE,
-        catchup=False,
-        default_args={**DEFAULT_ARGS, "retries": 0},
-        tags=["leviathan", "config-error"],
         doc_md=f"### Leviathan cannot read its targets folder\n\n`{shown}`\n\n"
         "See docs/install.md (the targets folder); this DAG disappears once the folder can be read.",
-        is_paused_upon_creation=True,
-    ) as dag:
-        task(task_id=TASK_CONFIG_ERROR, retries=0)(t.config_error)(problems=[problem])
-    return dag
+        problems=[problem],
+    )
