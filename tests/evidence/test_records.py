@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -154,11 +154,13 @@ def test_prune_keeps_what_the_guardrails_need(tmp_path, targets_dir):
         run_cycle(target_file)  # PR, then two open_pr_limit skips
     before = record_rows(target_id="prune")
     assert len(before) == 3
-    assert prune(older_than=__import__("datetime").timedelta(0), keep_attempts=1, dry_run=True) >= 1
-    prune(older_than=__import__("datetime").timedelta(0), keep_attempts=1)
+    # Nothing is newer than a day-old cutoff's reach: records younger than the cutoff are never touched.
+    assert prune(older_than=timedelta(days=1), keep_attempts=1) == 0
+    assert record_rows(target_id="prune") == before
+    assert prune(older_than=timedelta(0), keep_attempts=1, dry_run=True) >= 1
+    prune(older_than=timedelta(0), keep_attempts=1)
     after = record_rows(target_id="prune")
     kept = [extra for _, _, _, extra in after]
     # The attempt record (PR #1) and the newest record survive; the middle skip is gone.
     assert any(e.get("attempt") for e in kept) and after[-1][0] == before[-1][0]
     assert len(after) == 2
-    assert datetime.now(UTC)  # the clock is real: nothing newer than the cutoff was touched
