@@ -15,7 +15,7 @@ import yaml
 
 from leviathan_lib.forge.local import LocalForge
 from leviathan_lib.git.runner import run_git
-from tests.airflow_helpers import run_cycle, xcom
+from tests.airflow_helpers import evidence_record, run_cycle
 from tests.fake_anthropic import FakeServer, Turn, tool
 from tests.fake_openai import FakeOpenAI
 
@@ -64,7 +64,7 @@ def test_an_openai_compatible_model_opens_a_pr_through_the_dag(tmp_path, targets
             {"conn_type": "pydanticai", "host": f"{url}/v1", "password": API_KEY}))
         dag_run, states = run_cycle(target_file)
     assert dag_run.state == "success", states
-    record = xcom(dag_run, "record_evidence")
+    record = evidence_record(dag_run)
     assert record["stopped_reason"] == "pr_opened", record
     attempt = record["attempt"]
     assert attempt["outcome"] == "succeeded" and attempt["model"] == "openai:gpt-4o"
@@ -82,7 +82,7 @@ def test_a_missing_connection_fails_the_attempt_with_its_code_and_no_pr(tmp_path
     monkeypatch.delenv("AIRFLOW_CONN_LLM_FAKE", raising=False)
     target_file, bare = _target(tmp_path, targets_dir, "llm_noconn")
     dag_run, states = run_cycle(target_file)
-    record = xcom(dag_run, "record_evidence")
+    record = evidence_record(dag_run)
     assert states["run_worker"] == "failed"
     assert record["attempt"]["error_code"] == "llm_connection_missing"
     assert "llm_fake" in record["attempt"]["error_message"]
@@ -100,8 +100,8 @@ def test_a_spent_daily_budget_stops_the_cycle_before_the_worker(tmp_path, target
             {"conn_type": "pydanticai", "host": f"{url}/v1", "password": API_KEY}))
         first, _ = run_cycle(target_file)  # $0.75 of input tokens: over the day's budget afterwards
         second, states = run_cycle(target_file)
-    assert xcom(first, "record_evidence")["attempt"]["cost_usd"] >= 0.75
-    record = xcom(second, "record_evidence")
+    assert evidence_record(first)["attempt"]["cost_usd"] >= 0.75
+    record = evidence_record(second)
     assert states["run_worker"] == "skipped" and "llm_budget_exhausted" in record["reasons"], record
     assert len(fake.requests) == 2
     # Spider's target state says so too.
@@ -117,7 +117,7 @@ def test_a_connection_whose_host_is_not_a_url_fails_with_its_code(tmp_path, targ
         {"conn_type": "pydanticai", "host": "api.openai.com/v1", "password": API_KEY}))
     target_file, bare = _target(tmp_path, targets_dir, "llm_badhost")
     dag_run, states = run_cycle(target_file)
-    attempt = xcom(dag_run, "record_evidence")["attempt"]
+    attempt = evidence_record(dag_run)["attempt"]
     assert states["run_worker"] == "failed" and attempt["error_code"] == "llm_connection_invalid"
     assert "is not an http(s) URL" in attempt["error_message"] and API_KEY not in attempt["error_message"]
     assert LocalForge(bare).list_open_prs() == []
