@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.worker.attempt import run_attempt
 from leviathan_lib.worker.backends.local import run_local_worker
 from leviathan_lib.worker.contract import AttemptResult, AttemptSpec
@@ -15,6 +14,7 @@ from leviathan_lib.worker.llm import TOOL_NAMES
 from leviathan_lib.worker.llm_tools import load_prompt
 from tests.fake_anthropic import ApiError, FakeAnthropic, FakeServer, Turn, text, tool
 from tests.worker.test_attempt import BACKLOG, apply_on_fresh_clone, git, make_target_repo
+from tests.worker.test_llm_providers import spec_for
 
 API_KEY = "sk-ant-test0000000000000000000000000000"  # the shape of a real key, so redaction is exercised
 GOOD_DOC = "# Quickstart\n\nInstall, then run `leviathan plan`.\n"
@@ -26,17 +26,9 @@ def target(tmp_path: Path) -> tuple[Path, str]:
 
 
 def llm_spec(repo: Path, sha: str, base_url: str, **executor) -> AttemptSpec:
-    backlog, _ = parse_backlog(BACKLOG)
-    task = backlog.tasks[0].model_dump(mode="json")
-    task.update(recipe=None, executor="llm", description="Write docs/quickstart.md for new users.",
-                acceptance_criteria=["docs/quickstart.md explains the first command"])
-    return AttemptSpec.model_validate({
-        "spec_version": 1, "target_id": "demo", "repo_url": str(repo), "commit_sha": sha, "task": task,
-        "allowed_path_prefixes": [".leviathan/", "docs/"],
-        "executor": {"kind": "llm", "model": "claude-test", "api_base_url": base_url, "max_turns": 8,
-                     "input_usd_per_mtok": 3.0, "output_usd_per_mtok": 15.0, **executor},
-        "attempt": 1, "timeout_seconds": 60,
-    })  # fmt: skip
+    """The Anthropic-shaped spec these tests use: :func:`spec_for` with the model and prices they assume."""
+    return spec_for(repo, sha, "claude-test", base_url,
+                    **{"input_usd_per_mtok": 3.0, "output_usd_per_mtok": 15.0, **executor})
 
 
 def attempt(tmp_path: Path, target, fake: FakeAnthropic, monkeypatch, **executor) -> AttemptResult:
