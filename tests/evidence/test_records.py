@@ -154,8 +154,8 @@ def test_prune_keeps_what_the_guardrails_need(tmp_path, targets_dir):
         run_cycle(target_file)  # PR, then two open_pr_limit skips
     before = record_rows(target_id="prune")
     assert len(before) == 3
-    # Nothing is newer than a day-old cutoff's reach: records younger than the cutoff are never touched.
-    assert prune(older_than=timedelta(days=1), keep_attempts=1) == 0
+    # Records younger than the cutoff are never touched (other tests' older records may go).
+    prune(older_than=timedelta(days=1), keep_attempts=1)
     assert record_rows(target_id="prune") == before
     assert prune(older_than=timedelta(0), keep_attempts=1, dry_run=True) >= 1
     prune(older_than=timedelta(0), keep_attempts=1)
