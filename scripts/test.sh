@@ -15,6 +15,14 @@ if ! command -v promtool >/dev/null 2>&1; then
   $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
     --no-install-recommends prometheus >/dev/null || { echo "error: cannot install promtool" >&2; exit 2; }
 fi
+# chromium (Debian package) is the browser the Playwright tests drive (tests/spider/test_browser*.py);
+# Playwright never downloads a browser build here.
+if [ ! -x /usr/bin/chromium ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "Installing chromium (Debian package) for the browser tests ..." >&2
+  $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    --no-install-recommends chromium >/dev/null || { echo "error: cannot install chromium" >&2; exit 2; }
+fi
 cd "$root"
 .venv/bin/ruff check . || exit $?
 .venv/bin/lint-imports || exit $?   # the package's layers and boundaries (pyproject.toml)
