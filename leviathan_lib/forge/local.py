@@ -1,6 +1,7 @@
 """The embedded forge: a bare git repository on disk plus durable pull-request records beside it.
 
-Records live in ``<repo>/leviathan/pulls/<number>.json`` (git ignores unknown files in a git dir).
+Records live in ``<repo>/leviathan/pulls/<number>.json`` (git ignores unknown files in a git dir; issues
+are :mod:`leviathan_lib.forge.local_issues`).
 Every change happens under an exclusive ``flock`` on ``<repo>/leviathan/pulls.lock`` and every write is
 atomic (temp file, fsync, rename), so concurrent writers never share a number or a head, and a crash
 never leaves half a record. A record that cannot be read is an error naming the file, never skipped.
@@ -30,6 +31,7 @@ from leviathan_lib.forge.base import (
     PullRequestNotFound,
     PullState,
 )
+from leviathan_lib.forge.local_issues import LocalIssues
 from leviathan_lib.git.runner import GitError, run_git
 from leviathan_lib.git.urls import RepoUrlError, parse_repo_url
 
@@ -116,8 +118,11 @@ def _repo_path(repo: str | Path) -> Path:
     return Path(unquote(parsed.path) if parsed.kind == "file" else parsed.path).absolute()
 
 
-class LocalForge(Forge):
-    """A bare repository on disk acting as forge; also offers :meth:`merge` for the human reviewer."""
+class LocalForge(LocalIssues, Forge):
+    """A bare repository on disk acting as forge; also offers :meth:`merge` for the human reviewer.
+
+    Its issues (the dashboard) are :class:`~leviathan_lib.forge.local_issues.LocalIssues`.
+    """
 
     def __init__(self, repo: str | Path, *, labels: tuple[str, ...] = (), reviewers: tuple[str, ...] = (),
                  assignees: tuple[str, ...] = ()):

@@ -119,6 +119,8 @@ def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAli
     result = check_cycle(target, read, history=history, ledger=ledger, run_id=run_id,
                          repo_url=repo_url, global_autonomy=enabled)
     _log_decision(result, read, switch_detail)
+    result.dashboard = _dashboard(target, read, result, run_id=run_id, dag_run=context["dag_run"],
+                                  repo_url=repo_url)
     ti.xcom_push(key=XCOM_GUARDRAILS, value=result.model_dump(mode="json"))
     if result.attempt:
         return [run_task_id, TASK_CYCLE_OUTCOME]  # cycle_outcome waits for record_evidence
@@ -128,6 +130,19 @@ def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAli
 
     record = _write_record(target, read=read, guard=result, attempt=None, failure=None, emit=emit)
     return [TASK_CYCLE_OUTCOME] if cycle_failure(record) else [TASK_SKIP]
+
+
+def _dashboard(target: TargetConfig, read: ReadResult, result: GuardrailResult, *, run_id: str, dag_run: Any,
+               repo_url: str) -> Any:
+    """The dashboard issue, brought up to date once per cycle (``dashboard: true``); never fails the cycle."""
+    if not target.dashboard:
+        return None
+    from leviathan_lib.cycle.dashboard_sync import sync_dashboard
+    from leviathan_lib.forge import open_forge
+
+    written_at = getattr(dag_run, "run_after", None) or datetime.now(UTC)
+    return sync_dashboard(target, read, result, run_id=run_id, written_at=written_at,
+                          open_forge=lambda: open_forge(target.forge, repo_url, target.forge_conn_id))
 
 
 def _log_decision(result: GuardrailResult, read: Any, switch_detail: str) -> None:
