@@ -22,6 +22,8 @@ from pydantic import ValidationError
 from leviathan_lib.forge.base import ForgeError, Issue, IssueNotFound, IssueState
 
 _ISSUE_NAME = re.compile(r"^([1-9][0-9]*)\.json$")
+#: A deleted issue leaves ``<number>.deleted`` so its number is never given out again (as on GitHub).
+_TAKEN_NAME = re.compile(r"^([1-9][0-9]*)\.(json|deleted)$")
 #: A dashboard is at most 64 KiB of Markdown; a larger record is not one of Leviathan's.
 MAX_ISSUE_BYTES = 1 << 18
 #: Issue records one repository holds at most (Leviathan writes one per target; a few more by hand).
@@ -79,14 +81,14 @@ class LocalIssues:
             raise ForgeError(f"corrupt issue record {path}: it holds number {record.number}")
         return record
 
-    def _issue_numbers(self) -> list[int]:
+    def _issue_numbers(self, pattern: re.Pattern[str] = _ISSUE_NAME) -> list[int]:
         try:
             names = os.listdir(self._issues_dir)
         except FileNotFoundError:
             return []
         except OSError as exc:
             raise ForgeError(f"cannot list {self._issues_dir}: {exc}") from exc
-        return sorted(int(m.group(1)) for m in map(_ISSUE_NAME.match, names) if m)
+        return sorted({int(m.group(1)) for m in map(pattern.match, names) if m})
 
     def _write_issue(self, record: _IssueRecord) -> None:
         data = record.model_dump_json(indent=2).encode() + b"\n"
@@ -122,7 +124,7 @@ class LocalIssues:
         if not title.strip():
             raise ValueError("an issue needs a title")
         with self._issues_locked():
-            numbers = self._issue_numbers()
+            numbers = self._issue_numbers(_TAKEN_NAME)
             if len(numbers) >= MAX_ISSUES:
                 raise ForgeError(f"{self.path} already holds {MAX_ISSUES} issues")
             number = max(numbers, default=0) + 1
@@ -166,10 +168,10 @@ class LocalIssues:
         return record.issue()
 
     def delete_issue(self, number: int) -> None:
-        """A human (an admin, on GitHub) deletes an issue: its record goes."""
+        """A human (an admin, on GitHub) deletes an issue: its record goes, its number stays taken."""
         with self._issues_locked():
             self._read_issue(number)
             try:
-                self._issue_path(number).unlink()
+                os.replace(self._issue_path(number), self._issues_dir / f"{number}.deleted")
             except OSError as exc:
                 raise ForgeError(f"cannot delete {self._issue_path(number)}: {exc}") from exc
