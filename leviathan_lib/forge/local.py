@@ -69,7 +69,7 @@ class _Record(PullRequest):
         return PullRequest.model_validate(self.model_dump(exclude={"comments", "requests"}))
 
 
-def _read_regular_file(path: Path, limit: int) -> bytes:
+def _read_regular_file(path: Path, limit: int, what: str = "pull request record") -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes; anything else is a :class:`ForgeError`.
 
     Records sit in a directory other tools can write to, so a FIFO (which would block ``open``/``read``
@@ -82,22 +82,22 @@ def _read_regular_file(path: Path, limit: int) -> bytes:
         raise
     except OSError as exc:  # ELOOP: a symlink
         why = "it is a symbolic link" if os.path.islink(path) else str(exc)
-        raise ForgeError(f"cannot read pull request record {path}: {why}") from exc
+        raise ForgeError(f"cannot read {what} {path}: {why}") from exc
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise ForgeError(f"cannot read pull request record {path}: not a regular file")
+            raise ForgeError(f"cannot read {what} {path}: not a regular file")
         if info.st_size > limit:
-            raise ForgeError(f"cannot read pull request record {path}: {info.st_size} bytes, over {limit}")
+            raise ForgeError(f"cannot read {what} {path}: {info.st_size} bytes, over {limit}")
         chunks, size = [], 0
         while chunk := os.read(fd, min(65536, limit + 1 - size)):  # bounded even if the file grows
             chunks.append(chunk)
             size += len(chunk)
             if size > limit:
-                raise ForgeError(f"cannot read pull request record {path}: over {limit} bytes")
+                raise ForgeError(f"cannot read {what} {path}: over {limit} bytes")
         return b"".join(chunks)
     except OSError as exc:
-        raise ForgeError(f"cannot read pull request record {path}: {exc}") from exc
+        raise ForgeError(f"cannot read {what} {path}: {exc}") from exc
     finally:
         os.close(fd)
 

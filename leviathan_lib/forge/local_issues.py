@@ -70,7 +70,7 @@ class LocalIssues:
 
         path = self._issue_path(number)
         try:
-            record = _IssueRecord.model_validate_json(_read_regular_file(path, MAX_ISSUE_BYTES))
+            record = _IssueRecord.model_validate_json(_read_regular_file(path, MAX_ISSUE_BYTES, "issue record"))
         except FileNotFoundError:
             raise IssueNotFound(f"no issue #{number} in {self.path}") from None
         except ValidationError as exc:
