@@ -380,7 +380,8 @@ class FakeGithub:
 
     def _create_issue(self, repo: Repo, body: dict[str, Any]) -> tuple[int, Any]:
         if not str(body.get("title") or "").strip():
-            return self._error(422, "Validation Failed", [{"resource": "Issue", "field": "title", "code": "missing_field"}])
+            return self._error(422, "Validation Failed",
+                               [{"resource": "Issue", "field": "title", "code": "missing_field"}])
         numbers = [p["number"] for p in repo.pulls] + [i["number"] for i in repo.issues] + list(repo.deleted_issues)
         issue = {"number": max(numbers, default=0) + 1, "title": body["title"], "body": body.get("body"),
                  "state": "open", "created_at": _now(), "updated_at": _now(), "closed_at": None,

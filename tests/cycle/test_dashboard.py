@@ -35,14 +35,14 @@ def _target(dashboard: bool = True):
 
 
 def _backlog(titles: list[str], ready: bool = False) -> str:
-    tasks = "".join(f"  - id: task-{i}\n    title: '{t.replace(chr(39), chr(39) * 2)}'\n    ready: {str(ready).lower()}\n"
-                    f"    allowed_paths: [docs/{i}.md]\n" for i, t in enumerate(titles))
+    tasks = "".join(f"  - id: task-{i}\n    title: '{t.replace(chr(39), chr(39) * 2)}'\n"
+                    f"    ready: {str(ready).lower()}\n    allowed_paths: [docs/{i}.md]\n" for i, t in enumerate(titles))
     return f"tasks:\n{tasks}  - id: broken\n    title: 7\n"
 
 
 def _decided(target, titles: list[str]) -> tuple[ReadResult, GuardrailResult]:
-    read = ReadResult(repo_url="/tmp/t1.git", branch="main", commit_sha="a" * 40, backlog_path=".leviathan/backlog.yaml",
-                      backlog_text=_backlog(titles), recipes_text="recipes: {}\n")
+    read = ReadResult(repo_url="/tmp/t1.git", branch="main", commit_sha="a" * 40,
+                      backlog_path=".leviathan/backlog.yaml", backlog_text=_backlog(titles), recipes_text="recipes: {}\n")
     result = check_guardrails(target, read, global_autonomy=True, open_prs=[], attempts=[], breaker_reset_at=None,
                               now=NOW)
     assert result.decision is not None
