@@ -34,15 +34,17 @@ def _target(dashboard: bool = True):
                         "t1.yaml")
 
 
-def _backlog(titles: list[str], ready: bool = False) -> str:
+def _backlog(titles: list[str]) -> str:
+    """Not-ready tasks with these titles, and one invalid entry."""
     tasks = "".join(f"  - id: task-{i}\n    title: '{t.replace(chr(39), chr(39) * 2)}'\n"
-                    f"    ready: {str(ready).lower()}\n    allowed_paths: [docs/{i}.md]\n" for i, t in enumerate(titles))
+                    f"    ready: false\n    allowed_paths: [docs/{i}.md]\n" for i, t in enumerate(titles))
     return f"tasks:\n{tasks}  - id: broken\n    title: 7\n"
 
 
 def _decided(target, titles: list[str]) -> tuple[ReadResult, GuardrailResult]:
     read = ReadResult(repo_url="/tmp/t1.git", branch="main", commit_sha="a" * 40,
-                      backlog_path=".leviathan/backlog.yaml", backlog_text=_backlog(titles), recipes_text="recipes: {}\n")
+                      backlog_path=".leviathan/backlog.yaml", backlog_text=_backlog(titles),
+                      recipes_text="recipes: {}\n")
     result = check_guardrails(target, read, global_autonomy=True, open_prs=[], attempts=[], breaker_reset_at=None,
                               now=NOW)
     assert result.decision is not None
