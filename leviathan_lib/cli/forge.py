@@ -154,7 +154,7 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 
 def _issue_state(args: argparse.Namespace) -> int:
-    state = "closed" if args.forge_command == "close-issue" else "open"
-    issue = LocalForge(args.repo).set_issue_state(args.number, state)
+    issue = LocalForge(args.repo).set_issue_state(args.number, "closed" if args.forge_command == "close-issue"
+                                                  else "open")
     print(f"issue #{issue.number} is {issue.state}")
     return 0
