@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from markdown_it import MarkdownIt
 
+from leviathan_lib.cli.evidence import _row
 from leviathan_lib.core.config import parse_target
 from leviathan_lib.core.guardrails import ReasonCode
 from leviathan_lib.cycle.dashboard import EXPLAIN, MAX_BODY, MAX_TASKS, md, render
@@ -188,3 +189,4 @@ def test_the_ledger_keeps_the_newest_settled_prs_and_events_show_the_dashboard()
     events = events_from([(7, NOW, "r1", record.model_dump(mode="json"))])
     [dash] = [e for e in events if e.type.startswith("dashboard.")]
     assert dash.type == "dashboard.closed" and dash.data["number"] == 4
+    assert _row(failed)["lifecycle"] == "dashboard #4 update_failed (forge_error)"  # `leviathan evidence`
