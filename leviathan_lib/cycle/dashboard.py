@@ -93,10 +93,20 @@ def _decision(result: GuardrailResult) -> list[str]:
     return [f"**Skip**: {_explained([str(r) for r in decision.reasons])}"]
 
 
+def _summary(result: GuardrailResult) -> list[str]:
+    """The switch and the breaker in one line, before the table that details them."""
+    if result.decision is None:
+        return []
+    passed = {c.name: c.passed for c in result.decision.checks}
+    switch = "on" if passed.get("autonomy") else "off"
+    breaker = "closed" if passed.get("circuit_breaker", True) else "open (attempts stopped)"
+    return [f"Autonomy: **{switch}** · circuit breaker: **{breaker}**", ""]
+
+
 def _checks(result: GuardrailResult) -> list[str]:
     if result.decision is None:
         return []
-    lines = ["### Switch, breaker and limits", "", "| check | state | detail |", "|---|---|---|"]
+    lines = ["### Switch, breaker and limits", "", *_summary(result), "| check | state | detail |", "|---|---|---|"]
     for check in result.decision.checks:
         state = "pass" if check.passed else "**FAIL**"
         lines.append(f"| {md(check.name, 40)} | {state} | {md(check.detail, 300)} |")

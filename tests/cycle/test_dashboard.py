@@ -96,6 +96,12 @@ def test_the_content_hash_ignores_who_wrote_it_and_when_but_not_the_state():
     off = GuardrailResult.model_validate({**result.model_dump(), "decision": {
         **result.decision.model_dump(), "decision": "skip", "reasons": ["circuit_breaker_open"]}})
     assert render(target, read, off, run_id="r1", now=NOW, next_cycle=NOW).content_hash != first.content_hash
+    assert "Autonomy: **off** · circuit breaker: **closed**" in first.body
+    tripped = result.decision.model_copy(update={"checks": [
+        c.model_copy(update={"passed": False}) if c.name == "circuit_breaker" else c for c in result.decision.checks]})
+    body = render(target, read, result.model_copy(update={"decision": tripped}), run_id="r1", now=NOW,
+                  next_cycle=NOW).body
+    assert "circuit breaker: **open (attempts stopped)**" in body
 
 
 def test_a_huge_backlog_stays_under_githubs_body_limit():
