@@ -233,7 +233,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     run = secrets.token_hex(4)
     queue_a, queue_b, shared = f"machine-a-{run}", f"machine-b-{run}", f"shared-{run}"
     queues = {names.TASK_PLAN: queue_a, names.TASK_RUN_WORKER: queue_b, names.TASK_OPEN_PULL_REQUEST: shared,
-              names.TASK_RECORD_EVIDENCE: shared, "*": queue_a}
+              names.TASK_RECORD_EVIDENCE: shared, "*": shared}
     hooks = base / "hooks"
     hooks.mkdir()
     (hooks / "airflow_local_settings.py").write_text(LOCAL_SETTINGS.replace("{QUEUES!r}", repr(queues))
