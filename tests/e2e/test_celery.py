@@ -77,7 +77,6 @@ def _pause_after_pr():
     """Hang once right after the PR exists, on the targets named in LEVIATHAN_TEST_PAUSE, until the test
     writes ``<target>.resume`` next to the ``<target>.paused`` marker (or kills this machine)."""
     from leviathan_lib.forge.local import LocalForge
-from leviathan_lib.git.runner import run_git
 
     create_pr = LocalForge.create_pr
     folder = Path(os.environ["LEVIATHAN_TEST_PAUSE_DIR"])
@@ -433,7 +432,7 @@ def test_losing_the_metadata_db_mid_delivery_ends_in_a_retry_with_one_pr_and_one
     _admin(stack.database, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false',
            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %(db)s")
     (stack.base / f"{DB_LOSS}.resume").write_text("")
-    time.sleep(20)  # the task reports into an API server that has no database
+    time.sleep(15)  # the task reports into an API server that has no database (it fails within ~8 s)
     _admin(stack.database, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
     run = stack.finished(dag_id, run_id, timeout=240, check=stack.revive)
     assert run["state"] == "success"
