@@ -221,7 +221,8 @@ class FakeGithub:
         base, head = self._branch_sha(repo, pr["base"]["ref"]), self._branch_sha(repo, pr["head"]["ref"])
         if pr["state"] != "open" or base is None or head is None or repo.mergeable_unknown:
             return None, "unknown"
-        merged = subprocess.run(["git", "--git-dir", str(repo.bare), "merge-tree", "--write-tree", base, head],
+        merged = subprocess.run(["git", "--git-dir", str(repo.bare), "merge-tree", "--write-tree",
+                                 "--allow-unrelated-histories", base, head],
                                 capture_output=True, check=False)
         if merged.returncode:
             return False, "dirty"
