@@ -74,7 +74,7 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
         target, read, global_autonomy=global_autonomy, open_prs=open_prs, attempts=attempts,
         breaker_reset_at=ledger.breaker_reset_at, closed=closed + pr_sync.closed_by_humans(changes),
         prs_opened_at=ledger.prs_opened_at, now=read.as_of or now or datetime.now(UTC),
-        refresh=(review.refresh_task, review.refresh) if review.refresh and review.refresh_task else None,
+        continue_pr=(review.refresh_task, review.refresh) if review.refresh and review.refresh_task else None,
     )
     result.ledger = ledger
     result.pr_sync = changes

@@ -199,13 +199,14 @@ def check_guardrails(  # noqa: PLR0913 — keyword-only inputs the guardrails se
     closed: list[ClosedPR] | None = None,
     prs_opened_at: list[datetime] | None = None,
     now: datetime | None = None,
-    refresh: tuple[str, ContinuePr] | None = None,
+    continue_pr: tuple[str, ContinuePr] | None = None,
 ) -> GuardrailResult:
     """Decide whether this cycle runs the worker, and on which task and attempt (never for a replay).
 
-    ``refresh`` is an open PR of a task that conflicts with its base (:mod:`leviathan_lib.cycle.lifecycle`):
-    bringing it up to date comes before any new task, and needs the cycle-level rules that protect the
-    target (autonomy, a known forge, the breaker, the model budget), not the ones about opening PRs.
+    ``continue_pr`` is ``(task id, open PR)`` to deliver to instead of opening a PR: a PR that conflicts
+    with its base (:mod:`leviathan_lib.cycle.lifecycle`), or one a review sent back. It comes before any
+    new task, and needs the cycle-level rules that protect the target (autonomy, a known forge, the
+    breaker, the model budget), not the ones about opening PRs.
     """
     if read.error:
         return GuardrailResult(error=read.error)
@@ -218,8 +219,8 @@ def check_guardrails(  # noqa: PLR0913 — keyword-only inputs the guardrails se
     from leviathan_lib.cycle.protected import protected_for
 
     decision = decide(target, backlog, state, protected=protected_for(target, read.recipes_text))
-    if refresh is not None and state.open_prs is not None:
-        decision = refresh_decision(decision, backlog, *refresh)
+    if continue_pr is not None and state.open_prs is not None:
+        decision = continue_decision(decision, backlog, *continue_pr)
     decision = check_sandbox(target, backlog, decision)
     result = GuardrailResult(decision=decision, consecutive_failures=failure_streak(attempts, breaker_reset_at),
                              replay=read.as_of is not None,
@@ -227,34 +228,33 @@ def check_guardrails(  # noqa: PLR0913 — keyword-only inputs the guardrails se
     if decision.decision == "run" and decision.task_id and not result.replay:
         task = backlog.by_id()[decision.task_id]
         number = 1 + sum(1 for a in attempts if a.task_id == task.id)
-        cont = refresh[1] if refresh is not None and refresh[0] == task.id and _refreshing(decision) else None
+        cont = continue_pr[1] if continue_pr and continue_pr[0] == task.id and _continuing(decision) else None
         result.attempt = AttemptPlan(task_id=task.id, attempt=number,
                                      branch=cont.branch if cont else agent_branch(task.id, number),
                                      task_hash=task.definition_hash(), recipe=task.recipe or "", continue_pr=cont)
     return result
 
 
-#: Cycle-level reasons that stop a refresh too; the others are about opening new PRs.
-_REFRESH_BLOCKERS = frozenset({ReasonCode.AUTONOMY_DISABLED, ReasonCode.FORGE_STATE_UNKNOWN,
-                               ReasonCode.CIRCUIT_BREAKER_OPEN, ReasonCode.LLM_BUDGET_EXHAUSTED})
-_REFRESH_CHECK = "pr_refresh"
+#: Cycle-level reasons that stop an attempt on an open PR too; the others are about opening new PRs.
+_CONTINUE_BLOCKERS = frozenset({ReasonCode.AUTONOMY_DISABLED, ReasonCode.FORGE_STATE_UNKNOWN,
+                                ReasonCode.CIRCUIT_BREAKER_OPEN, ReasonCode.LLM_BUDGET_EXHAUSTED})
+CONTINUE_CHECK = "continue_pr"
 
 
-def _refreshing(decision: Decision) -> bool:
-    return any(c.name == _REFRESH_CHECK and c.passed for c in decision.checks)
+def _continuing(decision: Decision) -> bool:
+    return any(c.name == CONTINUE_CHECK and c.passed for c in decision.checks)
 
 
-def refresh_decision(decision: Decision, backlog: Backlog, task_id: str, cont: ContinuePr) -> Decision:
-    """The decision to bring PR ``cont`` of task ``task_id`` up to date instead of what ``decide`` chose,
+def continue_decision(decision: Decision, backlog: Backlog, task_id: str, cont: ContinuePr) -> Decision:
+    """The decision to deliver to open PR ``cont`` of task ``task_id`` instead of what ``decide`` chose,
     unless a rule protecting the target failed or the task can no longer run (then a failed check says so)."""
-    blockers = [r for r in decision.reasons if r in _REFRESH_BLOCKERS]
-    runnable = task_id in backlog.by_id()
-    detail = f"PR #{cont.number} ({cont.branch}) conflicts with its base"
-    if blockers or not runnable:
+    blockers = [r for r in decision.reasons if r in _CONTINUE_BLOCKERS]
+    detail = f"PR #{cont.number} ({cont.branch}): {cont.why}"
+    if blockers or task_id not in backlog.by_id():
         why = ", ".join(blockers) if blockers else f"task {task_id} cannot run (invalid)"
-        check = Check(name=_REFRESH_CHECK, passed=False, detail=f"{detail}; not brought up to date: {why}")
+        check = Check(name=CONTINUE_CHECK, passed=False, detail=f"{detail}; not attempted: {why}")
         return decision.model_copy(update={"checks": [*decision.checks, check]})
-    check = Check(name=_REFRESH_CHECK, passed=True, detail=f"{detail}: brought up to date on it")
+    check = Check(name=CONTINUE_CHECK, passed=True, detail=f"{detail}; this cycle's attempt delivers to it")
     return decision.model_copy(update={"decision": "run", "task_id": task_id, "reasons": [],
                                        "checks": [*decision.checks, check]})
 

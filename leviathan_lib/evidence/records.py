@@ -231,7 +231,8 @@ class CycleRecord(BaseModel):
     tasks: list[TaskVerdictEvidence] = Field(default_factory=list)
     selected_task: str | None = None
     attempt: AttemptEvidence | None = None
-    #: Stable code for why the cycle stopped: ``pr_opened``, a guardrail reason code, or an error code.
+    #: Stable code for why the cycle stopped: ``pr_opened``, ``pr_refreshed`` / ``pr_updated`` (an attempt
+    #: delivered to its open PR), a guardrail reason code, or an error code.
     stopped_reason: str
     stopped_detail: str = ""
     #: Backfill runs replay the guardrails on the backlog as it was at their logical date; nothing runs.

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from leviathan_lib.control.evidence_db import read_events
 from leviathan_lib.core import names
 from leviathan_lib.cycle.lifecycle import BRANCH_DELETED_COMMENT, HUMAN_EDITED_COMMENT, SUPERSEDED_COMMENT
 from leviathan_lib.demo import create_demo_target
@@ -15,6 +16,7 @@ from leviathan_lib.evidence.events import events_from
 from leviathan_lib.forge.local import LocalForge
 from leviathan_lib.git.runner import run_git
 from tests.airflow_helpers import commit_file, evidence_record, human_push, run_cycle
+from tests.evidence.test_records import leviathan
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -85,7 +87,7 @@ def test_a_conflicted_pr_is_brought_up_to_date_once_per_base_and_merges(tmp_path
     assert record["stopped_reason"] == "pr_refreshed" and states[names.TASK_OPEN_PULL_REQUEST] == "success"
     assert (attempt["continued_pr"], attempt["continue_why"], attempt["pr_number"], attempt["branch"]) == (
         1, "pr_conflicted", 1, BRANCH)
-    assert next(c for c in record["checks"] if c["name"] == "pr_refresh")["passed"] is True
+    assert next(c for c in record["checks"] if c["name"] == "continue_pr")["passed"] is True
     head = demo.tip(BRANCH)
     assert head == attempt["pr_head_sha"] != pushed and demo.git("rev-parse", f"{head}^") == base
     assert demo.open_prs() == [(1, BRANCH)] and demo.merges_cleanly(1)
@@ -102,6 +104,11 @@ def test_a_conflicted_pr_is_brought_up_to_date_once_per_base_and_merges(tmp_path
     commit_file(demo.bare, demo.work, "README.md", "# widgets\n\nNow with a tagline.\n", "unrelated change")
     behind, _ = demo.cycle()  # merely behind, merging cleanly: left alone (no rebase storm)
     assert behind["attempt"] is None and demo.tip(BRANCH) == head and demo.forge.mergeable(1) is True
+
+    table = leviathan("evidence", "--target", "refresh_local")  # `leviathan evidence` shows the refresh
+    assert table.returncode == 0 and "LIFECYCLE" in table.stdout and "#1 refreshed" in table.stdout, table.stderr
+    assert "pr_refreshed" in table.stdout
+    assert "pr.refreshed" in [e.type for e in read_events(target_id="refresh_local", limit=1000)]
 
     merged = demo.forge.merge(1)  # the human merges it: cleanly
     status = demo.git("show", f"{merged.merge_sha}:{BACKLOG}")
@@ -144,6 +151,7 @@ def test_a_changed_task_definition_supersedes_the_open_pr(tmp_path, targets_dir)
     assert [p["number"] for p in record["ledger"]["open_prs"]] == [2]
     later, _ = demo.cycle()
     assert later["lifecycle"] == [] and later["pr_sync"] == [] and demo.open_prs() == [(2, "agent/docs-quickstart/2")]
+    assert "#1 pr_superseded" in leviathan("evidence", "--target", "supersede_local").stdout
 
 
 def test_a_human_push_is_never_rewritten_even_when_the_base_conflicts(tmp_path, targets_dir):
