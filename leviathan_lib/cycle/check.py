@@ -65,7 +65,8 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
         open_prs = pr_sync.replayed_open_prs(ledger.open_prs)
     else:
         state = pr_sync.forge_state(target, repo_url, ledger.open_prs, hashes=task_hashes(read),
-                                    base_sha=read.commit_sha, refreshes=refresh_counts(ledger))
+                                    base_sha=read.commit_sha, refreshes=refresh_counts(ledger),
+                                    rerun=pr_sync.own_continued_attempt(history, run_id))
         changes, actions, review = state.changes, state.actions, state.review
         found = state.open_prs
         open_prs = pr_sync.without_own_prs(found, history, run_id) if found is not None else None
