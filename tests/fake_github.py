@@ -88,6 +88,8 @@ class Repo:
     issues: list[dict[str, Any]] = field(default_factory=list)
     #: Issue numbers an admin deleted (GitHub answers 410 Gone for them).
     deleted_issues: set[int] = field(default_factory=set)
+    #: GitHub has not computed ``mergeable`` yet (it answers null meanwhile).
+    mergeable_unknown: bool = False
     #: Logins that may be asked to review (GitHub answers 422 for anyone else).
     collaborators: set[str] = field(default_factory=lambda: {"octocat", "hubot"})
 
@@ -141,9 +143,22 @@ class FakeGithub:
         with self.lock:
             self.faults.append(Fault(method, path, status, body, dict(headers or {}), delay, times))
 
-    def human_merge(self, full_name: str, number: int) -> None:
-        pr = self._pr(self.repos[full_name.lower()], number)
-        sha = self._branch_sha(self.repos[full_name.lower()], pr["head"]["ref"])
+    def human_merge(self, full_name: str, number: int, *, into_base: bool = False) -> None:
+        """A human merges PR ``number``; ``into_base`` really merges it into its base branch (a merge commit,
+        git's own merge), raising AssertionError when it conflicts, as GitHub's merge button would refuse."""
+        repo = self.repos[full_name.lower()]
+        pr = self._pr(repo, number)
+        sha = self._branch_sha(repo, pr["head"]["ref"])
+        if into_base:
+            git = ["git", "--git-dir", str(repo.bare)]
+            base = self._branch_sha(repo, pr["base"]["ref"])
+            merged = subprocess.run([*git, "merge-tree", "--write-tree", base, sha], capture_output=True, text=True,
+                                    check=False)
+            assert merged.returncode == 0, f"PR #{number} does not merge cleanly: {merged.stdout}"
+            sha = subprocess.run([*git, "-c", "user.name=Human", "-c", "user.email=human@example.com", "commit-tree",
+                                  merged.stdout.split()[0], "-p", base, "-p", sha, "-m", f"Merge #{number}"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+            subprocess.run([*git, "update-ref", f"refs/heads/{pr['base']['ref']}", sha, base], check=True)
         pr.update(state="closed", merged_at=_now(), closed_at=_now(), merged=True, merge_commit_sha=sha,
                   updated_at=_now())
 
@@ -176,6 +191,15 @@ class FakeGithub:
 
     def open_pulls(self, full_name: str) -> list[dict[str, Any]]:
         return [p for p in self.repos[full_name.lower()].pulls if p["state"] == "open"]
+
+    def human_delete_branch(self, full_name: str, branch: str) -> None:
+        """Someone deletes ``branch`` on GitHub; GitHub closes the open PRs whose head it was."""
+        repo = self.repos[full_name.lower()]
+        subprocess.run(["git", "--git-dir", str(repo.bare), "update-ref", "-d", f"refs/heads/{branch}"],
+                       check=True, capture_output=True)
+        for pr in repo.pulls:
+            if pr["head"]["ref"] == branch and pr["state"] == "open":
+                pr.update(state="closed", closed_at=_now(), updated_at=_now())
 
     def api_calls(self, method: str | None = None) -> list[tuple[str, str, int]]:
         return [(m, p, s) for m, p, s, _ in self.requests if method is None or m == method]
@@ -230,7 +254,22 @@ class FakeGithub:
         data["labels"] = [dict(self._examples["label-items"][0], name=n) for n in repo.labels.get(pr["number"], [])]
         if not simple:
             data["merged"] = pr["merged_at"] is not None
+            data["mergeable"], data["mergeable_state"] = self._mergeable(repo, pr)
         return data
+
+    def _mergeable(self, repo: Repo, pr: dict[str, Any]) -> tuple[bool | None, str]:
+        """GitHub's ``mergeable``: git's own merge of the head into the base (None while "computing")."""
+        base, head = self._branch_sha(repo, pr["base"]["ref"]), self._branch_sha(repo, pr["head"]["ref"])
+        if pr["state"] != "open" or base is None or head is None or repo.mergeable_unknown:
+            return None, "unknown"
+        merged = subprocess.run(["git", "--git-dir", str(repo.bare), "merge-tree", "--write-tree",
+                                 "--allow-unrelated-histories", base, head],
+                                capture_output=True, check=False)
+        if merged.returncode:
+            return False, "dirty"
+        behind = subprocess.run(["git", "--git-dir", str(repo.bare), "merge-base", "--is-ancestor", base, head],
+                                capture_output=True, check=False)
+        return True, "clean" if behind.returncode == 0 else "behind"
 
     def _error(self, status: int, message: str, errors: list[dict[str, Any]] | None = None):
         body: dict[str, Any] = {"message": message, "documentation_url": "https://docs.github.com/rest",
@@ -287,6 +326,17 @@ class FakeGithub:
                 pr = self._pr(repo, int(m.group(1)))
             except KeyError:
                 return self._error(404, "Not Found")
+            return 200, self._pr_json(repo, pr, simple=False)
+        if m and method == "PATCH":
+            try:
+                pr = self._pr(repo, int(m.group(1)))
+            except KeyError:
+                return self._error(404, "Not Found")
+            if "body" in body:
+                pr["body"] = body["body"]
+            if body.get("state") == "closed" and pr["state"] == "open":
+                pr.update(state="closed", closed_at=_now())
+            pr["updated_at"] = _now()
             return 200, self._pr_json(repo, pr, simple=False)
         if rest == "/issues" and method == "GET":
             return 200, self._list_issues(repo, query)
