@@ -52,6 +52,11 @@ EXPLAIN: dict[str, str] = {
     ReasonCode.PR_CLOSED_UNCHANGED: "a human closed its pull request; change the task to have it tried again",
     ReasonCode.SANDBOX_UNAVAILABLE: "the recipe sandbox cannot be built on the worker machine",
     ReasonCode.PROTECTED_PATH: "its allowed_paths cover a path only humans change",
+    ReasonCode.HUMAN_EDITED: "someone else pushed to its PR branch: Leviathan never rewrites it",
+    ReasonCode.PR_BRANCH_DELETED: "its PR branch was deleted by hand: Leviathan leaves the PR alone",
+    ReasonCode.PR_CONFLICTED: "its PR conflicts with the base and is brought up to date",
+    ReasonCode.PR_REFRESH_LIMIT: "its PR conflicts with the base, but max_pr_refreshes refreshes were made",
+    ReasonCode.PR_SUPERSEDED: "its definition changed while its PR was open: the PR was closed as superseded",
 }
 
 
