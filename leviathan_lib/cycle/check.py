@@ -14,7 +14,7 @@ from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import OpenPR
 from leviathan_lib.cycle import pr_sync
 from leviathan_lib.cycle.steps import CycleError, GuardrailResult, ReadResult, check_guardrails, guardrail_inputs
-from leviathan_lib.evidence.records import History, Ledger, LifecycleAction, PrStateChange
+from leviathan_lib.evidence.records import History, Ledger, LifecycleAction, PrStateChange, Totals
 
 log = logging.getLogger("leviathan")
 
@@ -32,7 +32,8 @@ def history_error(history: History) -> CycleError | None:
 
 
 def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, ledger: Ledger, run_id: str,
-                repo_url: str, global_autonomy: bool, now: datetime | None = None) -> GuardrailResult:
+                repo_url: str, global_autonomy: bool, now: datetime | None = None,
+                totals: Totals | None = None) -> GuardrailResult:
     """The guardrail result of run ``run_id``, with the ledger it used and the PR states it synced.
 
     ``now`` (default: the clock; a replay: its as-of time) is when the hourly PR limit is counted back from.
@@ -54,8 +55,10 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
         target, read, global_autonomy=global_autonomy, open_prs=open_prs, attempts=attempts,
         breaker_reset_at=ledger.breaker_reset_at, closed=closed + pr_sync.closed_by_humans(changes),
         prs_opened_at=ledger.prs_opened_at, now=read.as_of or now or datetime.now(UTC),
+        attempt_counts=ledger.attempt_counts,
     )
     result.ledger = ledger
+    result.totals = totals
     result.pr_sync = changes
     result.lifecycle = actions
     return result

@@ -1,17 +1,19 @@
 """The history the guardrails decide on: a bounded window of evidence, or the whole fold when it must be.
 
-A live cycle reads only the newest events: the newest record's ledger summarises everything older, so a
-cycle's cost does not grow with the target's age. A replay, a window without any ledger (records older
-than the ledger) or a window with an unreadable record folds every event instead (fails closed).
+A live cycle reads only the newest events: the newest record's ledger summarises everything older and
+its totals count every earlier cycle, so a cycle's cost does not grow with the target's age. A replay,
+a window without any ledger (records older than the ledger) or a window with an unreadable record folds
+every event instead (fails closed); a window without totals (records older than the totals) reads every
+event once to count them, and every later record carries them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from leviathan_lib.evidence.records import History, Ledger, parse_records
+from leviathan_lib.evidence.records import History, Ledger, Totals, parse_records
 
 #: Newest evidence events read per cycle; the newest record's ledger summarises everything older.
 RECENT_EVENTS = 200
@@ -30,15 +32,28 @@ class EventSource(Protocol):
         """Every event, oldest first."""
 
 
-def history_window(events: EventSource, run_id: str, as_of: datetime | None) -> tuple[History, Ledger]:
-    """The history and the ledger (without run ``run_id``'s own record) the guardrails need."""
+class Window(NamedTuple):
+    """What the guardrails read: the records, the ledger and the totals before run ``run_id``."""
+
+    history: History
+    ledger: Ledger
+    totals: Totals | None
+
+
+def history_window(events: EventSource, run_id: str, as_of: datetime | None) -> Window:
+    """The history, the ledger and the running totals (without run ``run_id``'s own record)."""
     if as_of is None:
         recent = events.newest(RECENT_EVENTS)
         history = parse_records(list(reversed(recent)))
+        complete = len(recent) < RECENT_EVENTS
         ledger = history.latest_ledger(exclude_run_id=run_id)
+        if ledger is None and complete:
+            ledger = history.ledger(exclude_run_id=run_id)  # the whole history fits the window
+        totals = history.totals(exclude_run_id=run_id, complete=complete)
         if ledger is not None and not history.unreadable:
-            return history, ledger
-        if len(recent) < RECENT_EVENTS and not history.unreadable:
-            return history, history.ledger(exclude_run_id=run_id)  # the whole history fits the window
+            if totals is None:  # records from before the totals: count every event once
+                totals = parse_records(list(events.everything())).totals(exclude_run_id=run_id, complete=True)
+            return Window(history, ledger, totals)
     history = parse_records(list(events.everything()))
-    return history, history.ledger(exclude_run_id=run_id, until=as_of)
+    return Window(history, history.ledger(exclude_run_id=run_id, until=as_of),
+                  history.totals(exclude_run_id=run_id, complete=True))

@@ -36,6 +36,7 @@ from leviathan_lib.evidence.records import (
     LifecycleAction,
     PrStateChange,
     TaskVerdictEvidence,
+    Totals,
 )
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,8 @@ class GuardrailResult(BaseModel):
     lifecycle: list[LifecycleAction] = Field(default_factory=list)
     #: The history the decision used (without this run); the record carries it forward with this cycle.
     ledger: Ledger = Field(default_factory=Ledger)
+    #: The running totals before this cycle (None: unknown); the record adds itself and carries them.
+    totals: Totals | None = None
     #: Why each invalid task entry is invalid (backlog validation and recipe checks), for the task log.
     task_problems: list[str] = Field(default_factory=list)
 
@@ -176,13 +179,15 @@ def _executor_problem(task: Task, recipes: dict[str, Any], recipes_problem: str 
 
 
 def guardrail_inputs(ledger: Ledger) -> tuple[list[AttemptRecord], list[ClosedPR]]:
-    """The ledger as the guardrails' typed inputs (attempts oldest first, closed PRs)."""
+    """The ledger as the guardrails' typed inputs (its recent attempts oldest first, closed PRs); the
+    attempts per task are ``ledger.attempt_counts``."""
     attempts = sorted((AttemptRecord(task_id=a.task_id, outcome=a.outcome, finished_at=a.finished_at,
-                                     cost_usd=a.cost_usd) for a in ledger.attempts), key=lambda a: a.finished_at)
+                                     cost_usd=a.cost_usd) for a in ledger.recent_attempts),
+                      key=lambda a: a.finished_at)
     return attempts, [ClosedPR(task_id=c.task_id, task_hash=c.task_hash) for c in ledger.closed_prs]
 
 
-def check_guardrails(
+def check_guardrails(  # noqa: PLR0913 — one keyword per CycleState input the ledger gives
     target: TargetConfig,
     read: ReadResult,
     *,
@@ -193,6 +198,7 @@ def check_guardrails(
     closed: list[ClosedPR] | None = None,
     prs_opened_at: list[datetime] | None = None,
     now: datetime | None = None,
+    attempt_counts: dict[str, int] | None = None,
 ) -> GuardrailResult:
     """Decide whether this cycle runs the worker, and on which task and attempt (never for a replay)."""
     if read.error:
@@ -202,7 +208,7 @@ def check_guardrails(
                                   llm_enabled=target.executor == "llm")
     state = CycleState(autonomy_enabled=global_autonomy, open_prs=open_prs, attempts=attempts,
                        breaker_reset_at=breaker_reset_at, closed_prs=closed or [],
-                       prs_opened_at=prs_opened_at or [], now=now)
+                       prs_opened_at=prs_opened_at or [], now=now, attempt_counts=attempt_counts)
     from leviathan_lib.cycle.protected import protected_for
 
     decision = check_sandbox(target, backlog, decide(target, backlog, state,
@@ -212,7 +218,9 @@ def check_guardrails(
                              task_problems=[p for entry in backlog.invalid for p in entry.problems])
     if decision.decision == "run" and decision.task_id and not result.replay:
         task = backlog.by_id()[decision.task_id]
-        number = 1 + sum(1 for a in attempts if a.task_id == task.id)
+        earlier = (attempt_counts.get(task.id, 0) if attempt_counts is not None
+                   else sum(1 for a in attempts if a.task_id == task.id))
+        number = 1 + earlier
         result.attempt = AttemptPlan(task_id=task.id, attempt=number, branch=agent_branch(task.id, number),
                                      task_hash=task.definition_hash(), recipe=task.recipe or "")
     return result
@@ -253,7 +261,7 @@ def build_record(
     stop = _stopped_early(read, guard, failure)
     if stop is not None:
         record.reasons, record.stopped_reason, record.stopped_detail = [stop.code], stop.code, stop.message
-        return record
+        return _with_totals(record, guard)
     assert read is not None and guard is not None and guard.decision is not None  # _stopped_early checked
     decision = guard.decision
     record.decision = decision.decision
@@ -268,6 +276,13 @@ def build_record(
         record.breaker_opened = guard.consecutive_failures + 1 == target.circuit_breaker_failures
     if not guard.replay:
         record.ledger = guard.ledger.with_cycle(record)
+    return _with_totals(record, guard)
+
+
+def _with_totals(record: CycleRecord, guard: GuardrailResult | None) -> CycleRecord:
+    """Carry the running totals forward with this record counted (unknown totals stay unknown)."""
+    if guard is not None and guard.totals is not None:
+        record.totals = guard.totals.with_cycle(record)
     return record
 
 

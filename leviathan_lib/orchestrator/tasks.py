@@ -114,10 +114,10 @@ def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAli
     target = _target(config)
     read = _read(target, repo_url, context["dag_run"])
     ti.xcom_push(key=XCOM_READ, value=read.model_dump(mode="json"))
-    history, ledger = history_window(_InletEvents(context["inlet_events"][asset]), run_id, read.as_of)
+    window = history_window(_InletEvents(context["inlet_events"][asset]), run_id, read.as_of)
     enabled, switch_detail = _global_switch(switch_variable)
-    result = check_cycle(target, read, history=history, ledger=ledger, run_id=run_id,
-                         repo_url=repo_url, global_autonomy=enabled)
+    result = check_cycle(target, read, history=window.history, ledger=window.ledger, run_id=run_id,
+                         repo_url=repo_url, global_autonomy=enabled, totals=window.totals)
     _log_decision(result, read, switch_detail)
     ti.xcom_push(key=XCOM_GUARDRAILS, value=result.model_dump(mode="json"))
     if result.attempt:
