@@ -35,7 +35,7 @@ from pathlib import Path
 from airflow.models.asset import AssetEvent, AssetModel
 from airflow.models.taskinstance import TaskInstance
 from airflow.utils.session import create_session
-from sqlalchemy import insert, select, text
+from sqlalchemy import delete, insert, select, text
 from starlette.testclient import TestClient
 
 from leviathan_lib.core.config import load_target
@@ -58,6 +58,7 @@ def timed_window(*args, **kwargs):
 history_module.history_window = timed_window  # plan imports it from the module at call time
 
 def plan(name):
+    os.environ["LEVIATHAN_TARGETS_DIR"] = str(Path(files[name]).parent)
     read_seconds.clear()
     run = build_target_dag(load_target(Path(files[name])), Path(files[name])).test()  # fresh, as the tests do
     with create_session() as s:
@@ -66,23 +67,26 @@ def plan(name):
         return (ti.end_date - ti.start_date).total_seconds(), read_seconds[-1]
 
 def fill(name, n):
-    # The record the first real cycle wrote, made small (no verdicts), copied n - 1 times before it.
+    # The record the first real cycle wrote, made small (no verdicts), stands in for n older cycles,
+    # each with the totals a cycle would have carried; the real one is removed (it counted only itself).
     uri = evidence_asset_uri(name)
     with create_session() as s:
         asset_id = s.scalar(select(AssetModel.id).where(AssetModel.uri == uri))
-        newest = s.execute(select(AssetEvent.extra).where(AssetEvent.asset_id == asset_id)).scalar_one()
+        event_id, newest = s.execute(select(AssetEvent.id, AssetEvent.extra)
+                                     .where(AssetEvent.asset_id == asset_id)).one()
+        s.execute(delete(AssetEvent).where(AssetEvent.id == event_id))
     record = CycleRecord.model_validate(newest)
     base = datetime.now(UTC) - timedelta(days=30)
     totals = record.totals.model_copy(update={"since": base, "cycles": {}, "skips": {}})
     batch = []
-    for i in range(n - 1):
+    for i in range(n):
         at = base + timedelta(seconds=i)
         copy = record.model_copy(update={"dag_run_id": f"synthetic__{i}", "recorded_at": at, "tasks": [], "checks": []})
         totals = totals.with_cycle(copy)
         copy.totals = totals
         batch.append({"asset_id": asset_id, "extra": copy.model_dump(mode="json"), "source_dag_id": dag_ids[name],
                       "source_run_id": copy.dag_run_id, "source_task_id": "plan", "timestamp": at})
-        if len(batch) == 5000 or i == n - 2:
+        if len(batch) == 5000 or i == n - 1:
             with create_session() as s:
                 s.execute(insert(AssetEvent), batch)
             batch = []
@@ -96,7 +100,7 @@ counts = {name: fill(name, sizes[name]) for name in files}
 os.environ["AIRFLOW__LEVIATHAN__METRICS_PUBLIC"] = "True"
 client = TestClient(create_app())
 def metrics(name):
-    os.environ["LEVIATHAN_TARGETS_DIR"] = str(Path(files[name]).parent)
+    os.environ["LEVIATHAN_TARGETS_DIR"] = str(Path(files[name]).parent.parent / f"only_{name}")
     start = time.perf_counter()
     response = client.get("/metrics")
     seconds = time.perf_counter() - start
@@ -140,13 +144,15 @@ def run(quick: bool) -> list[dict[str, Any]]:
             home = base / "airflow"
             home.mkdir()
             files = {}
-            for name in sizes:
-                target_file = create_demo_target(base / name, target_id=name)
-                target_file.write_text(target_file.read_text().replace("autonomy_enabled: true",
-                                                                       "autonomy_enabled: false"))
+            for name in sizes:  # both in one folder: dag.test() re-parses the DAG file, which reads it
+                target_file = create_demo_target(base / name, target_id=name, targets_dir=base / "targets")
+                text = target_file.read_text().replace("autonomy_enabled: true", "autonomy_enabled: false")
+                target_file.write_text(text)
+                only = base / f"only_{name}"  # Spider sees one target at a time
+                only.mkdir()
+                (only / target_file.name).write_text(text)
                 files[name] = str(target_file)
-            env = airflow_env(home, LEVIATHAN_TARGETS_DIR=str(Path(files["small"]).parent),
-                              **database.airflow_env())
+            env = airflow_env(home, LEVIATHAN_TARGETS_DIR=str(base / "targets"), **database.airflow_env())
             subprocess.run([PYTHON, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True,
                            timeout=600)
             proc = subprocess.run([PYTHON, "-c", CHILD, json.dumps(files), json.dumps(sizes), str(repeats)],

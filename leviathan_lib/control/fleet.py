@@ -20,16 +20,12 @@ from leviathan_lib.control.evidence_db import newest_rows, record_rows
 from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE, switch_state
 from leviathan_lib.core.config import TargetConfig, TargetsDirError, load_target, target_files
 from leviathan_lib.core.errors import ValidationFailed
-from leviathan_lib.cycle.history import RECENT_EVENTS
+from leviathan_lib.cycle.history import NEWEST_EVENTS, RECENT_EVENTS
 from leviathan_lib.evidence.records import History, Ledger, Totals, parse_records
 from leviathan_lib.orchestrator.targets import targets_location
 from leviathan_lib.worker.sandbox import mode_label, required_mode
 
 log = logging.getLogger(__name__)
-
-#: Newest events read per target first: the newest cycle record (with its ledger and totals) is among
-#: them unless operators wrote many breaker resets or switch changes since.
-NEWEST_EVENTS = 16
 
 #: How far back :func:`read_evidence` had to read a target's events.
 ReadDepth = Literal["newest", "window", "full"]

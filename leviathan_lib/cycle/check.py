@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import OpenPR
 from leviathan_lib.cycle import pr_sync
+from leviathan_lib.cycle.history import HISTORY_UNREADABLE
 from leviathan_lib.cycle.steps import CycleError, GuardrailResult, ReadResult, check_guardrails, guardrail_inputs
 from leviathan_lib.evidence.records import History, Ledger, LifecycleAction, PrStateChange, Totals
 
@@ -26,7 +27,7 @@ def history_error(history: History) -> CycleError | None:
     for bad in history.unreadable:
         log.error("unreadable evidence record from run %s: %s", bad.run_id, bad.problem)
     return CycleError(
-        code="history_unreadable",
+        code=HISTORY_UNREADABLE,
         message=f"{len(history.unreadable)} evidence record(s) cannot be read; the breaker is treated as open",
     )
 
