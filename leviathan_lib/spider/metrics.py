@@ -78,11 +78,13 @@ class EvidenceCollector:
                 prs.add_metric([tid], totals.prs_opened)
                 if totals.since is not None:
                     since.add_metric([tid], totals.since.timestamp())
-                cumulative, buckets = 0, []
-                for bound, count in zip((*map(str, DURATION_BUCKETS), "+Inf"), totals.duration_counts, strict=True):
-                    cumulative += count
-                    buckets.append((bound, cumulative))
-                duration.add_metric([tid], buckets, totals.duration_sum)
+                if len(totals.duration_counts) == len(DURATION_BUCKETS) + 1:  # else counted on other buckets
+                    cumulative, buckets = 0, []
+                    for bound, count in zip((*map(str, DURATION_BUCKETS), "+Inf"), totals.duration_counts,
+                                            strict=True):
+                        cumulative += count
+                        buckets.append((bound, cumulative))
+                    duration.add_metric([tid], buckets, totals.duration_sum)
             unreadable.add_metric([tid], state.unreadable_records)
             open_prs.add_metric([tid], len(state.open_prs))
             breaker.add_metric([tid], int(state.breaker_open))
