@@ -76,11 +76,12 @@ def fill(name, n):
                                      .where(AssetEvent.asset_id == asset_id)).one()
         s.execute(delete(AssetEvent).where(AssetEvent.id == event_id))
     record = CycleRecord.model_validate(newest)
-    base = datetime.now(UTC) - timedelta(days=30)
+    step = timedelta(minutes=5)  # a */5 target: 100,000 events are about a year
+    base = datetime.now(UTC) - step * (n + 2)
     totals = record.totals.model_copy(update={"since": base, "cycles": {}, "skips": {}})
     batch = []
     for i in range(n):
-        at = base + timedelta(seconds=i)
+        at = base + step * i
         copy = record.model_copy(update={"dag_run_id": f"synthetic__{i}", "recorded_at": at, "tasks": [], "checks": []})
         totals = totals.with_cycle(copy)
         copy.totals = totals
