@@ -136,7 +136,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     from leviathan_lib.demo import create_demo_target
     from tests.metadata_db import PostgresDatabase
 
-    sizes, repeats = ({"small": 100, "large": 10_000}, 4) if quick else ({"small": 100, "large": 100_000}, 8)
+    sizes, repeats = ({"small": 100, "large": 10_000}, 4) if quick else ({"small": 100, "large": 100_000}, 16)
     database = PostgresDatabase.for_this_run()
     database.create()
     try:
