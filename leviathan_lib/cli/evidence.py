@@ -55,7 +55,8 @@ def _row(record: CycleRecord) -> dict[str, Any]:
 
 
 def _lifecycle(record: CycleRecord) -> str:
-    """The PR lifecycle of one cycle in a few words: ``#1 merged branch deleted; #2 human_edited``."""
+    """The PR lifecycle of one cycle in a few words: ``#1 merged branch deleted; #2 human_edited``, plus what
+    it did to the dashboard issue (``dashboard #3 updated``)."""
     parts = []
     for change in record.pr_sync:
         branch = " branch deleted" if change.branch_deleted else f" branch kept ({change.branch_kept})" \
@@ -63,6 +64,11 @@ def _lifecycle(record: CycleRecord) -> str:
         parts.append(f"#{change.number} {change.state}{branch}")
     for action in record.lifecycle:
         parts.append(f"#{action.number} {action.kind}" + ("" if action.commented else " (not commented yet)"))
+    dashboard = record.dashboard
+    if dashboard is not None:
+        what = dashboard.kind.removeprefix("dashboard_")
+        code = f" ({dashboard.error_code})" if dashboard.error_code else ""
+        parts.append(f"dashboard #{dashboard.number or '-'} {what}{code}")
     return "; ".join(parts)
 
 
@@ -87,7 +93,7 @@ def cmd_evidence(args: argparse.Namespace) -> int:
         return 0
     rows = [_row(r) for r in records]
     columns = ["recorded_at", "run_id", "decision", "reasons", "task", "attempt", "pr", "stopped"]
-    if any(row["lifecycle"] for row in rows):  # only when a cycle saw a merge, close or human edit
+    if any(row["lifecycle"] for row in rows):  # only when a cycle saw a merge, close, human edit or dashboard
         columns.append("lifecycle")
     widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns}
     print("  ".join(c.upper().ljust(widths[c]) for c in columns))

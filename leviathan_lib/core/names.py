@@ -110,3 +110,10 @@ XCOM_PREPARED_AT: Final = "prepared_at"
 XCOM_SPEC: Final = "spec"
 #: ``prepare_attempt``: the task id as a Kubernetes label value.
 XCOM_TASK_LABEL: Final = "task_label"
+
+
+# --- the dashboard issue -----------------------------------------------------------------------------
+
+#: The label of a target's dashboard issue: with its title, how Leviathan finds the issue it created when
+#: the answer to the create was lost (only people with triage access can label issues).
+DASHBOARD_LABEL: Final = "leviathan-dashboard"

@@ -32,6 +32,7 @@ from leviathan_lib.evidence.records import (
     AttemptEvidence,
     CheckEvidence,
     CycleRecord,
+    DashboardAction,
     Ledger,
     LifecycleAction,
     PrStateChange,
@@ -92,6 +93,8 @@ class GuardrailResult(BaseModel):
     totals: Totals | None = None
     #: Why each invalid task entry is invalid (backlog validation and recipe checks), for the task log.
     task_problems: list[str] = Field(default_factory=list)
+    #: What ``plan`` did to the dashboard issue (cycle/dashboard_sync.py); None when nothing changed.
+    dashboard: DashboardAction | None = None
 
 
 def read_backlog(
@@ -255,6 +258,7 @@ def build_record(
         recorded_at=datetime.now(UTC), decision="error", stopped_reason="incomplete",
         replay=bool(read and read.as_of), logical_date=read.as_of if read else None,
         pr_sync=guard.pr_sync if guard else [], lifecycle=guard.lifecycle if guard else [],
+        dashboard=guard.dashboard if guard else None,
         repo_url=read.repo_url if read else None, branch=read.branch if read else None,
         commit_sha=read.commit_sha if read else None, attempt=attempt,
     )

@@ -20,7 +20,7 @@ EVENTS_PER_RECORD = 100
 EventType = Literal[
     "cycle.started", "guardrail.skipped", "attempt.created", "attempt.started", "attempt.succeeded",
     "attempt.failed", "attempt.timed_out", "pr.created", "pr.merged", "pr.closed", "branch.deleted", "branch.kept",
-    "pr.human_edited",
+    "pr.human_edited", "dashboard.created", "dashboard.updated", "dashboard.closed", "dashboard.update_failed",
     "breaker.opened",
     "breaker.reset", "autonomy.changed", "evidence.unreadable",
 ]
@@ -50,6 +50,9 @@ def _cycle_events(record: CycleRecord) -> list[tuple[str, datetime, dict[str, An
             out.append(("branch.kept", at, {**branch, "reason": change.branch_kept}))
     for action in record.lifecycle:
         out.append((f"pr.{action.kind}", at, action.model_dump(mode="json")))
+    if record.dashboard is not None:
+        out.append((f"dashboard.{record.dashboard.kind.removeprefix('dashboard_')}", at,
+                    record.dashboard.model_dump(mode="json", exclude_defaults=True)))
     if record.decision != "run":
         out.append(("guardrail.skipped", at, {"reasons": record.reasons, "detail": record.stopped_detail}))
     attempt = record.attempt

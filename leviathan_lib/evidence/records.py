@@ -101,6 +101,60 @@ class LifecycleAction(BaseModel):
     detail: str = ""
 
 
+#: PRs humans merged or closed that the dashboard lists (the newest ones).
+RECENT_SETTLED_PRS = 20
+
+
+class DashboardAction(BaseModel):
+    """What this cycle did to the target's dashboard issue; absent when its content did not change.
+
+    ``dashboard_update_failed`` carries the forge's reason (``error_code``); the cycle decided anyway.
+    """
+
+    kind: Literal["dashboard_created", "dashboard_updated", "dashboard_closed", "dashboard_update_failed"]
+    number: int | None = None
+    #: The content (without the "as of" line) this action wrote or, for ``dashboard_closed``, left unwritten.
+    content_hash: str | None = None
+    #: sha256 of the whole body written; how an edit by someone else is noticed (the body is never parsed).
+    body_sha256: str | None = None
+    #: The body or title had been changed by someone else since Leviathan wrote it; it was overwritten.
+    overwrote_edit: bool = False
+    #: The issue this one replaces (it was deleted or is no issue any more).
+    replaced: int | None = None
+    error_code: str | None = None
+    detail: str = ""
+
+
+class SettledPR(BaseModel):
+    number: int
+    task_id: str
+    state: Literal["merged", "closed"]
+
+
+class DashboardState(BaseModel):
+    """The dashboard issue Leviathan writes (number, what it last wrote) and the PRs it lists as settled."""
+
+    number: int | None = None
+    content_hash: str | None = None
+    body_sha256: str | None = None
+    #: A human closed it: Leviathan does not write it again until a human reopens it.
+    closed: bool = False
+    settled_prs: list[SettledPR] = Field(default_factory=list)
+
+    def with_cycle(self, record: CycleRecord) -> DashboardState:
+        settled = self.settled_prs + [SettledPR(number=c.number, task_id=c.task_id, state=c.state)
+                                      for c in record.pr_sync]
+        state = self.model_copy(update={"settled_prs": settled[-RECENT_SETTLED_PRS:]})
+        action = record.dashboard
+        if action is None or action.kind == "dashboard_update_failed":
+            return state
+        update: dict[str, Any] = {"number": action.number, "content_hash": action.content_hash,
+                                  "closed": action.kind == "dashboard_closed"}
+        if action.body_sha256 is not None:
+            update["body_sha256"] = action.body_sha256
+        return state.model_copy(update=update)
+
+
 class LedgerAttempt(BaseModel):
     task_id: str
     outcome: Literal["succeeded", "failed", "timed_out"]
@@ -149,6 +203,7 @@ class Ledger(BaseModel):
     breaker_reset_at: datetime | None = None
     #: When the newest PRs were opened (at most :data:`RECENT_PRS`, oldest first), for ``max_prs_per_hour``.
     prs_opened_at: list[datetime] = Field(default_factory=list)
+    dashboard: DashboardState = Field(default_factory=DashboardState)
 
     @model_validator(mode="before")
     @classmethod
@@ -204,7 +259,8 @@ class Ledger(BaseModel):
                                          branch=attempt.branch, task_hash=attempt.task_hash,
                                          head_sha=attempt.pr_head_sha))
                 opened.append(attempt.finished_at or record.recorded_at)
-        return ledger.model_copy(update={"open_prs": open_prs, "prs_opened_at": opened[-RECENT_PRS:]})
+        return ledger.model_copy(update={"open_prs": open_prs, "prs_opened_at": opened[-RECENT_PRS:],
+                                         "dashboard": self.dashboard.with_cycle(record)})
 
 
 class Totals(BaseModel):
@@ -279,6 +335,7 @@ class CycleRecord(BaseModel):
     logical_date: datetime | None = None
     pr_sync: list[PrStateChange] = Field(default_factory=list)
     lifecycle: list[LifecycleAction] = Field(default_factory=list)
+    dashboard: DashboardAction | None = None
     #: History as of the end of this cycle (None when the cycle stopped before its guardrails).
     ledger: Ledger | None = None
     #: Running totals including this record (None: unknown, e.g. the cycle failed before reading history).
