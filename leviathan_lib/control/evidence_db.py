@@ -49,3 +49,45 @@ def read_events(*, after: int = 0, limit: int = 500, target_id: str | None = Non
         events.extend(e for e in events_from(rows) if e.id > after)
         after_row = rows[-1][0]
     return events[:limit]
+
+
+def newest_rows(target_ids: set[str], limit: int) -> dict[str, list[tuple[str | None, Any]]]:
+    """Each target's newest ``limit`` evidence events, newest first: ``target_id -> [(run_id, extra)]``.
+
+    One statement for all targets whatever the history's length: on PostgreSQL a LATERAL subquery per
+    evidence asset walks Airflow's ``idx_asset_id_timestamp`` (asset_id, timestamp) index backwards, so
+    it reads about ``limit`` rows per target; SQLite (the embedded demo) has no LATERAL and runs the same
+    index-served subquery once per target.
+    """
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select, true
+
+    from leviathan_lib.evidence.records import evidence_asset_uri
+
+    uris = {evidence_asset_uri(tid): tid for tid in target_ids}
+    found: dict[str, list[tuple[str | None, Any]]] = {tid: [] for tid in target_ids}
+    if not uris:
+        return found
+    limit = max(1, limit)
+
+    def newest(asset_id: Any) -> Any:
+        return (select(AssetEvent.id, AssetEvent.timestamp, AssetEvent.source_run_id, AssetEvent.extra)
+                .where(AssetEvent.asset_id == asset_id)
+                .order_by(AssetEvent.timestamp.desc(), AssetEvent.id.desc()).limit(limit))
+
+    rows: Any
+    with create_session() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            events = newest(AssetModel.id).correlate(AssetModel).lateral("newest")
+            rows = session.execute(
+                select(AssetModel.uri, events.c.source_run_id, events.c.extra)
+                .select_from(AssetModel).join(events, true()).where(AssetModel.uri.in_(uris))
+                .order_by(AssetModel.id, events.c.timestamp.desc(), events.c.id.desc())).all()
+        else:
+            assets = session.execute(select(AssetModel.id, AssetModel.uri).where(AssetModel.uri.in_(uris))).all()
+            rows = [(uri, run, extra) for asset_id, uri in assets
+                    for _id, _ts, run, extra in session.execute(newest(asset_id)).all()]
+    for uri, run_id, extra in rows:
+        found[uris[uri]].append((run_id, extra))
+    return found

@@ -3,28 +3,46 @@
 Everything is read from the metadata DB and the target files on every call, so each API-server
 replica (and each worker process of one) reports the same truth and nothing is cached in memory.
 Only configured target ids become keys: a record naming another target is ignored here.
+
+Evidence is read newest first, per target, through the ledger and the running totals the newest
+records carry (:func:`read_evidence`): a request costs the same with 100 or 100,000 events.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from leviathan_lib.control.evidence_db import MAX_PAGE, record_rows
+from leviathan_lib.control.evidence_db import newest_rows, record_rows
 from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE, switch_state
 from leviathan_lib.core.config import TargetConfig, TargetsDirError, load_target, target_files
 from leviathan_lib.core.errors import ValidationFailed
-from leviathan_lib.evidence.records import History, parse_records
+from leviathan_lib.cycle.history import NEWEST_EVENTS, RECENT_EVENTS
+from leviathan_lib.evidence.records import History, Ledger, Totals, parse_records
 from leviathan_lib.orchestrator.targets import targets_location
 from leviathan_lib.worker.sandbox import mode_label, required_mode
 
 log = logging.getLogger(__name__)
 
-#: Upper bound on evidence rows read per request (about a year of 5-minute cycles for a few targets).
-MAX_ROWS = 200_000
+#: How far back :func:`read_evidence` had to read a target's events.
+ReadDepth = Literal["newest", "window", "full"]
+
+
+class TargetEvidence(BaseModel):
+    """One target's evidence as the guardrails would see it, from its newest records."""
+
+    #: The records read, oldest first (the newest ones; every one only for ``read == "full"``).
+    history: History
+    ledger: Ledger
+    #: Running totals; None: unknown (the newest records are older than the totals; the next cycle
+    #: counts them).
+    totals: Totals | None
+    #: ``newest``: :data:`NEWEST_EVENTS` events; ``window``: the cycle's window (:data:`RECENT_EVENTS`);
+    #: ``full``: every event (records from before the ledger: cost grows with history until a cycle runs).
+    read: ReadDepth
 
 
 def configured_targets() -> dict[str, TargetConfig]:
@@ -44,32 +62,49 @@ def configured_targets() -> dict[str, TargetConfig]:
     return {tid: entries[0] for tid, entries in found.items() if len(entries) == 1}
 
 
-def read_histories(target_ids: set[str]) -> tuple[dict[str, History], bool]:
-    """Every configured target's records, oldest first, read in bounded pages and parsed exactly as the
-    guardrails parse them (so an unreadable record here is one that holds the target's breaker open),
-    and whether the read stopped at ``MAX_ROWS`` (then the newest records are missing: never silent)."""
-    rows: dict[str, list[tuple[str | None, Any]]] = {tid: [] for tid in target_ids}
-    after, seen, truncated = 0, 0, False
-    while True:
-        page = record_rows(after_row=after, limit=min(MAX_PAGE, MAX_ROWS - seen))
-        if not page:
+def _evidence(rows: list[tuple[str | None, Any]], complete: bool, read: ReadDepth) -> TargetEvidence | None:
+    """The evidence in ``rows`` (newest first), or None when they hold no ledger (read further back)."""
+    history = parse_records(list(reversed(rows)))
+    ledger = history.latest_ledger(exclude_run_id=None)
+    if ledger is None:
+        if not complete:
+            return None
+        ledger = history.ledger()
+    return TargetEvidence(history=history, ledger=ledger, totals=history.totals(complete=complete), read=read)
+
+
+def read_evidence(target_ids: set[str]) -> dict[str, TargetEvidence]:
+    """Each target's newest records, parsed exactly as the guardrails parse them: one statement for all
+    targets, a second (the cycle's window) only for targets whose newest events hold no ledger, and a
+    full read only for targets whose records all predate the ledger (then ``read == "full"``)."""
+    found: dict[str, TargetEvidence] = {}
+    pending = set(target_ids)
+    depths: tuple[tuple[int, ReadDepth], ...] = ((NEWEST_EVENTS, "newest"), (RECENT_EVENTS, "window"))
+    for limit, depth in depths:
+        if not pending:
             break
-        for _row_id, _ts, run_id, extra in page:
-            if isinstance(extra, dict) and extra.get("target_id") in rows:
-                rows[extra["target_id"]].append((run_id, extra))
-        seen += len(page)
-        after = page[-1][0]
-        if seen >= MAX_ROWS:
-            truncated = bool(record_rows(after_row=after, limit=1))
-            break
-    if truncated:
-        log.error("evidence read stopped at MAX_ROWS=%d rows: newer records are not in this view", MAX_ROWS)
-    return {tid: parse_records(found) for tid, found in rows.items()}, truncated
+        rows = newest_rows(pending, limit)
+        for tid in sorted(pending):
+            evidence = _evidence(rows[tid], len(rows[tid]) < limit, depth)
+            if evidence is not None:
+                found[tid] = evidence
+                pending.discard(tid)
+    for tid in sorted(pending):
+        log.warning("target %s: no evidence record carries a ledger; reading all of its records", tid)
+        every: list[tuple[str | None, Any]] = []
+        after = 0
+        while page := record_rows(after_row=after, target_id=tid):
+            every.extend((run_id, extra) for _id, _ts, run_id, extra in page)
+            after = page[-1][0]
+        evidence = _evidence(list(reversed(every)), True, "full")
+        assert evidence is not None  # a complete history always folds
+        found[tid] = evidence
+    return found
 
 
 def histories(target_ids: set[str]) -> dict[str, History]:
-    """:func:`read_histories` without the truncation flag (callers that report it use ``overview``)."""
-    return read_histories(target_ids)[0]
+    """The records :func:`read_evidence` read per target (the newest ones), oldest first."""
+    return {tid: evidence.history for tid, evidence in read_evidence(target_ids).items()}
 
 
 def global_switch() -> tuple[bool, str]:
@@ -92,29 +127,28 @@ def paused_dags(dag_ids: list[str]) -> dict[str, bool]:
         return {dag_id: bool(paused) for dag_id, paused in rows}
 
 
-def failure_streak(history: History) -> int:
+def failure_streak(ledger: Ledger) -> int:
     """Consecutive failed attempts since the last breaker reset, as the guardrails count them."""
     from leviathan_lib.core.guardrails import failure_streak as streak
     from leviathan_lib.cycle.steps import guardrail_inputs
 
-    ledger = history.ledger()
     attempts, _ = guardrail_inputs(ledger)
     return streak(attempts, ledger.breaker_reset_at)
 
 
-def llm_budget(target: TargetConfig, history: History) -> Any:
+def llm_budget(target: TargetConfig, ledger: Ledger) -> Any:
     """The guardrails' ``llm_budget`` check (None when the target has no daily model budget)."""
     from leviathan_lib.core.guardrails import CycleState
     from leviathan_lib.core.guardrails import llm_budget as check
     from leviathan_lib.cycle.steps import guardrail_inputs
 
-    attempts, _ = guardrail_inputs(history.ledger())
+    attempts, _ = guardrail_inputs(ledger)
     return check(target, CycleState(attempts=attempts))
 
 
-def open_prs(history: History) -> list[dict[str, Any]]:
+def open_prs(ledger: Ledger) -> list[dict[str, Any]]:
     """PRs Leviathan opened that no later cycle saw merged or closed."""
-    return [pr.model_dump() for pr in history.ledger().open_prs]
+    return [pr.model_dump() for pr in ledger.open_prs]
 
 
 class TargetState(BaseModel):
@@ -138,29 +172,32 @@ class TargetState(BaseModel):
     #: ``llm_daily_usd`` against the model spend of the last 24 h (None: no daily budget).
     llm_budget_exhausted: bool = False
     llm_budget_detail: str | None = None
+    #: Running totals from the newest records (None: unknown until the next cycle records them).
+    totals: Totals | None = None
+    #: How far back the evidence read went (see :class:`TargetEvidence`).
+    evidence_read: ReadDepth = "newest"
 
 
 class Overview(BaseModel):
     global_enabled: bool
     global_detail: str
     targets: list[TargetState]
-    #: The evidence read stopped at ``MAX_ROWS``: counts and last cycles miss the newest records.
-    history_truncated: bool = False
 
 
 def overview() -> tuple[Overview, dict[str, History], dict[str, TargetConfig]]:
     targets = configured_targets()
-    found, truncated = read_histories(set(targets))
+    found = read_evidence(set(targets))
     paused = paused_dags([t.dag_id for t in targets.values()])
     enabled, detail = global_switch()
     states = []
     for tid in sorted(targets):
-        target, history = targets[tid], found[tid]
-        streak = failure_streak(history)
+        target, evidence = targets[tid], found[tid]
+        history, ledger = evidence.history, evidence.ledger
+        streak = failure_streak(ledger)
         breaker_open = streak >= target.circuit_breaker_failures
         last = history.cycles[-1] if history.cycles else None
         dag_paused = paused.get(target.dag_id)
-        budget = llm_budget(target, history)
+        budget = llm_budget(target, ledger)
         states.append(TargetState(
             target_id=tid, dag_id=target.dag_id, target_flag=target.autonomy_enabled, dag_paused=dag_paused,
             breaker_open=breaker_open, consecutive_failures=streak,
@@ -168,10 +205,11 @@ def overview() -> tuple[Overview, dict[str, History], dict[str, TargetConfig]]:
             effective_enabled=enabled and target.autonomy_enabled and dag_paused is False and not breaker_open,
             last_cycle_at=last.recorded_at if last else None, last_decision=last.decision if last else None,
             last_stopped_reason=last.stopped_reason if last else None, last_reasons=last.reasons if last else [],
-            open_prs=open_prs(history), unreadable_records=len(history.unreadable),
+            open_prs=open_prs(ledger), unreadable_records=len(history.unreadable),
             sandbox=mode_label(required_mode(target)),
             llm_budget_exhausted=bool(budget and not budget.passed),
             llm_budget_detail=budget.detail if budget else None,
+            totals=evidence.totals, evidence_read=evidence.read,
         ))
-    overview = Overview(global_enabled=enabled, global_detail=detail, targets=states, history_truncated=truncated)
-    return overview, found, targets
+    overview = Overview(global_enabled=enabled, global_detail=detail, targets=states)
+    return overview, {tid: evidence.history for tid, evidence in found.items()}, targets

@@ -46,8 +46,13 @@ def health() -> tuple[bool, dict[str, Any]]:
                          reason=f"running target's last cycle was {cycle_age:.0f}s ago (> {max_age}s)")
         targets[target.target_id] = entry
     components["targets"] = targets
-    components["evidence"] = {"status": "healthy"} if not overview.history_truncated else {
-        "status": "unhealthy", "reason": f"evidence read stopped at {fleet.MAX_ROWS} rows: newer records are missing"}
+    # Read newest first through the ledger: nothing is capped. Unknown totals (records from before them,
+    # until the target's next cycle) and targets read in full (records from before the ledger) are named.
+    components["evidence"] = {
+        "status": "healthy",
+        "totals_unknown": [t.target_id for t in overview.targets if t.totals is None],
+        "read_in_full": [t.target_id for t in overview.targets if t.evidence_read == "full"],
+    }
     healthy = all(c["status"] == "healthy" for c in (components["database"], components["scheduler"],
                                                     components["evidence"])) and all(
         t["status"] == "healthy" for t in targets.values())

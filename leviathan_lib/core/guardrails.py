@@ -105,6 +105,9 @@ class CycleState(_State):
     open_prs: list[OpenPR] | None = Field(default_factory=list)
     #: Oldest first.
     attempts: list[AttemptRecord] = Field(default_factory=list)
+    #: Attempts per task over the whole history (the DAG: the evidence ledger's, which keeps only the
+    #: recent ``attempts``); None counts ``attempts``.
+    attempt_counts: dict[str, Annotated[int, Field(ge=0)]] | None = None
     breaker_reset_at: AwareDatetime | None = None
     #: PRs closed without merge, oldest first; a task is retried only once its definition changes.
     closed_prs: list[ClosedPR] = Field(default_factory=list)
@@ -292,7 +295,8 @@ def _verdicts(
     for entry in backlog.invalid:
         if entry.id and entry.id not in statuses:
             statuses[entry.id] = None  # exists, but its status cannot be trusted
-    attempts = Counter(a.task_id for a in state.attempts if not a.continued_pr)
+    attempts = (Counter(state.attempt_counts) if state.attempt_counts is not None
+                else Counter(a.task_id for a in state.attempts if not a.continued_pr))
     pr_tasks = {tid for pr in state.open_prs or [] if (tid := _pr_task_id(pr))}
     closed = {c.task_id: c.task_hash for c in state.closed_prs}  # the latest closure per task wins
 

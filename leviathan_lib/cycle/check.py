@@ -15,9 +15,10 @@ from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import OpenPR
 from leviathan_lib.cycle import pr_sync
+from leviathan_lib.cycle.history import HISTORY_UNREADABLE
 from leviathan_lib.cycle.lifecycle import Review
 from leviathan_lib.cycle.steps import CycleError, GuardrailResult, ReadResult, check_guardrails, guardrail_inputs
-from leviathan_lib.evidence.records import History, Ledger, LifecycleAction, PrStateChange
+from leviathan_lib.evidence.records import History, Ledger, LifecycleAction, PrStateChange, Totals
 
 log = logging.getLogger("leviathan")
 
@@ -29,7 +30,7 @@ def history_error(history: History) -> CycleError | None:
     for bad in history.unreadable:
         log.error("unreadable evidence record from run %s: %s", bad.run_id, bad.problem)
     return CycleError(
-        code="history_unreadable",
+        code=HISTORY_UNREADABLE,
         message=f"{len(history.unreadable)} evidence record(s) cannot be read; the breaker is treated as open",
     )
 
@@ -44,11 +45,12 @@ def task_hashes(read: ReadResult) -> dict[str, str]:
 
 def refresh_counts(ledger: Ledger) -> Counter[str]:
     """Refresh attempts (``pr_conflicted``) per task, whatever their outcome: ``max_pr_refreshes`` bounds them."""
-    return Counter(a.task_id for a in ledger.attempts if a.continue_why == "pr_conflicted")
+    return Counter(ledger.refresh_counts)
 
 
 def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, ledger: Ledger, run_id: str,
-                repo_url: str, global_autonomy: bool, now: datetime | None = None) -> GuardrailResult:
+                repo_url: str, global_autonomy: bool, now: datetime | None = None,
+                totals: Totals | None = None) -> GuardrailResult:
     """The guardrail result of run ``run_id``, with the ledger it used and the PR states it synced.
 
     ``now`` (default: the clock; a replay: its as-of time) is when the hourly PR limit is counted back from.
@@ -76,8 +78,10 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
         breaker_reset_at=ledger.breaker_reset_at, closed=closed + pr_sync.closed_by_humans(changes),
         prs_opened_at=ledger.prs_opened_at, now=read.as_of or now or datetime.now(UTC),
         continue_pr=(review.refresh_task, review.refresh) if review.refresh and review.refresh_task else None,
+        attempt_counts=ledger.attempt_counts, refresh_counts=ledger.refresh_counts,
     )
     result.ledger = ledger
+    result.totals = totals
     result.pr_sync = changes
     result.lifecycle = actions
     return result

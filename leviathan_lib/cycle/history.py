@@ -1,20 +1,29 @@
 """The history the guardrails decide on: a bounded window of evidence, or the whole fold when it must be.
 
-A live cycle reads only the newest events: the newest record's ledger summarises everything older, so a
-cycle's cost does not grow with the target's age. A replay, a window without any ledger (records older
-than the ledger) or a window with an unreadable record folds every event instead (fails closed).
+A live cycle reads only the newest events: the newest record's ledger summarises everything older and
+its totals count every earlier cycle, so a cycle's cost does not grow with the target's age. It reads
+:data:`NEWEST_EVENTS` first and the wider :data:`RECENT_EVENTS` only when those hold no ledger or no
+totals. A replay, a window without any ledger (records older than the ledger), a window with an
+unreadable record, or a newest cycle that stopped for one, folds every event instead (fails closed:
+until an operator removes the record, every cycle stops again). A window without totals (records older
+than the totals) reads every event once to count them; every later record carries them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from leviathan_lib.evidence.records import History, Ledger, parse_records
+from leviathan_lib.evidence.records import History, Ledger, Totals, parse_records
 
-#: Newest evidence events read per cycle; the newest record's ledger summarises everything older.
+#: Newest evidence events read first (the cycle and Spider): the newest cycle record is among them unless
+#: operators wrote many breaker resets or switch changes since.
+NEWEST_EVENTS = 16
+#: The wider window read when the newest events hold no ledger or totals.
 RECENT_EVENTS = 200
+#: The stop code of a cycle whose history holds a record that does not validate.
+HISTORY_UNREADABLE = "history_unreadable"
 
 #: One stored evidence event: the run that emitted it and its ``extra`` (the record).
 Event = tuple[str | None, Any]
@@ -30,15 +39,43 @@ class EventSource(Protocol):
         """Every event, oldest first."""
 
 
-def history_window(events: EventSource, run_id: str, as_of: datetime | None) -> tuple[History, Ledger]:
-    """The history and the ledger (without run ``run_id``'s own record) the guardrails need."""
+class Window(NamedTuple):
+    """What the guardrails read: the records, the ledger and the totals before run ``run_id``."""
+
+    history: History
+    ledger: Ledger
+    totals: Totals | None
+
+
+def _window(recent: list[Event], limit: int, run_id: str) -> Window | None:
+    """The window ``recent`` (newest first) gives, or None when it cannot tell (read further back)."""
+    history = parse_records(list(reversed(recent)))
+    complete = len(recent) < limit
+    newest = next((r for r in reversed(history.cycles) if r.dag_run_id != run_id), None)
+    if history.unreadable or (newest is not None and newest.stopped_reason == HISTORY_UNREADABLE):
+        return None
+    ledger = history.latest_ledger(exclude_run_id=run_id)
+    if ledger is None and complete:
+        ledger = history.ledger(exclude_run_id=run_id)  # the whole history fits the window
+    if ledger is None:
+        return None
+    return Window(history, ledger, history.totals(exclude_run_id=run_id, complete=complete))
+
+
+def history_window(events: EventSource, run_id: str, as_of: datetime | None) -> Window:
+    """The history, the ledger and the running totals (without run ``run_id``'s own record)."""
     if as_of is None:
-        recent = events.newest(RECENT_EVENTS)
-        history = parse_records(list(reversed(recent)))
-        ledger = history.latest_ledger(exclude_run_id=run_id)
-        if ledger is not None and not history.unreadable:
-            return history, ledger
-        if len(recent) < RECENT_EVENTS and not history.unreadable:
-            return history, history.ledger(exclude_run_id=run_id)  # the whole history fits the window
+        for limit in (NEWEST_EVENTS, RECENT_EVENTS):
+            recent = events.newest(limit)
+            window = _window(recent, limit, run_id)
+            if window is not None and window.totals is None and limit == RECENT_EVENTS:
+                # Records from before the totals: count every event once; every later record carries them.
+                counted = parse_records(list(events.everything())).totals(exclude_run_id=run_id, complete=True)
+                return window._replace(totals=counted)
+            if window is not None and window.totals is not None:
+                return window
+            if len(recent) < limit:
+                break  # the whole history was read: a wider window holds nothing more
     history = parse_records(list(events.everything()))
-    return history, history.ledger(exclude_run_id=run_id, until=as_of)
+    return Window(history, history.ledger(exclude_run_id=run_id, until=as_of),
+                  history.totals(exclude_run_id=run_id, complete=True))

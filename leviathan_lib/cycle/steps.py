@@ -39,6 +39,7 @@ from leviathan_lib.evidence.records import (
     LifecycleAction,
     PrStateChange,
     TaskVerdictEvidence,
+    Totals,
 )
 from leviathan_lib.worker.contract import ContinuePr
 
@@ -93,6 +94,8 @@ class GuardrailResult(BaseModel):
     lifecycle: list[LifecycleAction] = Field(default_factory=list)
     #: The history the decision used (without this run); the record carries it forward with this cycle.
     ledger: Ledger = Field(default_factory=Ledger)
+    #: The running totals before this cycle (None: unknown); the record adds itself and carries them.
+    totals: Totals | None = None
     #: Why each invalid task entry is invalid (backlog validation and recipe checks), for the task log.
     task_problems: list[str] = Field(default_factory=list)
     #: What ``plan`` did to the dashboard issue (cycle/dashboard_sync.py); None when nothing changed.
@@ -184,11 +187,19 @@ def _executor_problem(task: Task, recipes: dict[str, Any], recipes_problem: str 
 
 
 def guardrail_inputs(ledger: Ledger) -> tuple[list[AttemptRecord], list[ClosedPR]]:
-    """The ledger as the guardrails' typed inputs (attempts oldest first, closed PRs)."""
+    """The ledger as the guardrails' typed inputs (its recent attempts oldest first, closed PRs); the
+    attempts per task are ``ledger.attempt_counts``."""
     attempts = sorted((AttemptRecord(task_id=a.task_id, outcome=a.outcome, finished_at=a.finished_at,
                                      cost_usd=a.cost_usd, continued_pr=a.continued_pr is not None)
-                       for a in ledger.attempts), key=lambda a: a.finished_at)
+                       for a in ledger.recent_attempts), key=lambda a: a.finished_at)
     return attempts, [ClosedPR(task_id=c.task_id, task_hash=c.task_hash) for c in ledger.closed_prs]
+
+
+def _new_attempts(counts: dict[str, int] | None, refreshes: dict[str, int] | None) -> dict[str, int] | None:
+    """Attempts per task that count toward ``max_attempts_per_task``: refreshes of a conflicted PR do not."""
+    if counts is None:
+        return None
+    return {task: n - (refreshes or {}).get(task, 0) for task, n in counts.items()}
 
 
 def check_guardrails(  # noqa: PLR0913 — keyword-only inputs the guardrails see, each from its own source
@@ -203,6 +214,8 @@ def check_guardrails(  # noqa: PLR0913 — keyword-only inputs the guardrails se
     prs_opened_at: list[datetime] | None = None,
     now: datetime | None = None,
     continue_pr: tuple[str, ContinuePr] | None = None,
+    attempt_counts: dict[str, int] | None = None,
+    refresh_counts: dict[str, int] | None = None,
 ) -> GuardrailResult:
     """Decide whether this cycle runs the worker, and on which task and attempt (never for a replay).
 
@@ -218,7 +231,8 @@ def check_guardrails(  # noqa: PLR0913 — keyword-only inputs the guardrails se
                                   llm_enabled=target.executor == "llm")
     state = CycleState(autonomy_enabled=global_autonomy, open_prs=open_prs, attempts=attempts,
                        breaker_reset_at=breaker_reset_at, closed_prs=closed or [],
-                       prs_opened_at=prs_opened_at or [], now=now)
+                       prs_opened_at=prs_opened_at or [], now=now,
+                       attempt_counts=_new_attempts(attempt_counts, refresh_counts))
     from leviathan_lib.cycle.protected import protected_for
 
     decision = decide(target, backlog, state, protected=protected_for(target, read.recipes_text))
@@ -230,7 +244,9 @@ def check_guardrails(  # noqa: PLR0913 — keyword-only inputs the guardrails se
                              task_problems=[p for entry in backlog.invalid for p in entry.problems])
     if decision.decision == "run" and decision.task_id and not result.replay:
         task = backlog.by_id()[decision.task_id]
-        number = 1 + sum(1 for a in attempts if a.task_id == task.id)
+        earlier = (attempt_counts.get(task.id, 0) if attempt_counts is not None
+                   else sum(1 for a in attempts if a.task_id == task.id))
+        number = 1 + earlier
         cont = continue_pr[1] if continue_pr and continue_pr[0] == task.id and _continuing(decision) else None
         result.attempt = AttemptPlan(task_id=task.id, attempt=number,
                                      branch=cont.branch if cont else agent_branch(task.id, number),
@@ -298,7 +314,7 @@ def build_record(
     stop = _stopped_early(read, guard, failure)
     if stop is not None:
         record.reasons, record.stopped_reason, record.stopped_detail = [stop.code], stop.code, stop.message
-        return record
+        return _with_totals(record, guard)
     assert read is not None and guard is not None and guard.decision is not None  # _stopped_early checked
     decision = guard.decision
     record.decision = decision.decision
@@ -313,6 +329,13 @@ def build_record(
         record.breaker_opened = guard.consecutive_failures + 1 == target.circuit_breaker_failures
     if not guard.replay:
         record.ledger = guard.ledger.with_cycle(record)
+    return _with_totals(record, guard)
+
+
+def _with_totals(record: CycleRecord, guard: GuardrailResult | None) -> CycleRecord:
+    """Carry the running totals forward with this record counted (unknown totals stay unknown)."""
+    if guard is not None and guard.totals is not None:
+        record.totals = guard.totals.with_cycle(record)
     return record
 
 

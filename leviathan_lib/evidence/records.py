@@ -7,14 +7,27 @@ SDK) and as the ``record_evidence`` task's XCom.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from leviathan_lib.core.guardrails import ReasonCode
 
 EVIDENCE_VERSION: Final = 1
 #: PR-opening times the ledger keeps: enough for the largest ``max_prs_per_hour``.
 RECENT_PRS = 100
+#: Attempts the ledger keeps (the breaker's streak and the daily budget's window); beyond it the oldest goes,
+#: its cost moved onto the next one (which is newer: the budget over-counts, it never under-counts).
+RECENT_ATTEMPTS = 1000
+#: The daily model budget's window (``llm_daily_usd``).
+BUDGET_WINDOW = timedelta(hours=24)
+
+#: The fixed vocabularies running totals (and the metrics) count by; anything else counts as ``other``.
+DECISIONS = ("run", "skip", "error")
+REASONS = (*(code.value for code in ReasonCode), "other")
+OUTCOMES = ("succeeded", "failed", "timed_out", "rejected_by_guardrail", "other")
+DURATION_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
 
 Outcome = Literal["succeeded", "failed", "timed_out", "rejected_by_guardrail"]
 
@@ -190,42 +203,88 @@ class LedgerClosed(BaseModel):
     task_hash: str
 
 
+def _vocabulary(value: str | None, allowed: tuple[str, ...]) -> str:
+    return value if value in allowed else "other"
+
+
 class Ledger(BaseModel):
     """What the guardrails need from all earlier history, carried forward in every cycle record.
 
     The next cycle reads only the newest records instead of the whole history, so its cost does not grow
-    with the age of the target; retention can prune old records without changing any decision.
+    with the age of the target; retention can prune old records without changing any decision. Every
+    field is bounded: counts per task, the attempts the breaker and the daily budget still look at, the
+    PRs still open, the latest closure per task.
     """
 
-    attempts: list[LedgerAttempt] = Field(default_factory=list)
+    #: Attempts per task over the whole history (attempt numbers, ``max_attempts_per_task``).
+    attempt_counts: dict[str, int] = Field(default_factory=dict)
+    #: Of those, the refreshes of a conflicted PR (``max_pr_refreshes``; not counted by ``max_attempts_per_task``).
+    refresh_counts: dict[str, int] = Field(default_factory=dict)
+    #: Oldest first: the newest succeeded attempt and every later one (the breaker's failure streak), and
+    #: every attempt within :data:`BUDGET_WINDOW` of the newest (the daily model budget); at most
+    #: :data:`RECENT_ATTEMPTS`.
+    recent_attempts: list[LedgerAttempt] = Field(default_factory=list)
     open_prs: list[LedgerPR] = Field(default_factory=list)
+    #: The latest closure without merge per task (only the latest counts), in closing order.
     closed_prs: list[LedgerClosed] = Field(default_factory=list)
     breaker_reset_at: datetime | None = None
     #: When the newest PRs were opened (at most :data:`RECENT_PRS`, oldest first), for ``max_prs_per_hour``.
     prs_opened_at: list[datetime] = Field(default_factory=list)
     dashboard: DashboardState = Field(default_factory=DashboardState)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_attempt_list(cls, data: Any) -> Any:
+        """Records from before the bounded ledger carry every attempt ever (``attempts``): fold them."""
+        if not isinstance(data, dict) or "attempts" not in data:
+            return data
+        data = dict(data)
+        attempts = TypeAdapter(list[LedgerAttempt]).validate_python(data.pop("attempts"))
+        folded = Ledger.model_validate(data)
+        for attempt in attempts:
+            folded = folded.with_attempt(attempt)
+        return folded.model_dump()
+
     def with_reset(self, reset_at: datetime | None) -> Ledger:
         if reset_at is None or (self.breaker_reset_at and self.breaker_reset_at >= reset_at):
             return self
         return self.model_copy(update={"breaker_reset_at": reset_at})
+
+    def with_attempt(self, attempt: LedgerAttempt) -> Ledger:
+        """Count one finished attempt and keep only the attempts the breaker and the budget still need."""
+        counts = {**self.attempt_counts, attempt.task_id: self.attempt_counts.get(attempt.task_id, 0) + 1}
+        refreshes = self.refresh_counts
+        if attempt.continue_why == "pr_conflicted":
+            refreshes = {**refreshes, attempt.task_id: refreshes.get(attempt.task_id, 0) + 1}
+        recent = [*self.recent_attempts, attempt]
+        last_success = max((i for i, a in enumerate(recent) if a.outcome == "succeeded"), default=0)
+        window_start = max(a.finished_at for a in recent) - BUDGET_WINDOW
+        recent = [a for i, a in enumerate(recent) if i >= last_success or a.finished_at >= window_start]
+        while len(recent) > RECENT_ATTEMPTS:
+            dropped, after = recent[0], recent[1]
+            recent = [after.model_copy(update={"cost_usd": after.cost_usd + dropped.cost_usd}), *recent[2:]]
+        return self.model_copy(update={"attempt_counts": counts, "refresh_counts": refreshes,
+                                       "recent_attempts": recent})
 
     def with_cycle(self, record: CycleRecord) -> Ledger:
         """Fold one cycle in: the PRs it saw merged or closed, its lifecycle actions, then its own attempt and PR."""
         gone = {c.number for c in record.pr_sync} | {a.number for a in record.lifecycle
                                                      if a.kind == "pr_superseded" and a.closed}
         open_prs = [_after_actions(p, record.lifecycle) for p in self.open_prs if p.number not in gone]
-        closed = self.closed_prs + [LedgerClosed(task_id=c.task_id, task_hash=c.task_hash)
-                                    for c in record.pr_sync if c.state == "closed" and c.task_hash]
-        attempts = list(self.attempts)
+        closed = list(self.closed_prs)
+        for change in record.pr_sync:
+            if change.state == "closed" and change.task_hash:
+                closed = [c for c in closed if c.task_id != change.task_id]
+                closed.append(LedgerClosed(task_id=change.task_id, task_hash=change.task_hash))
+        ledger = self.model_copy(update={"open_prs": open_prs, "closed_prs": closed})
         opened = list(self.prs_opened_at)
         attempt = record.attempt
         if attempt is not None and attempt.outcome is not None:
             outcome = "failed" if attempt.outcome == "rejected_by_guardrail" else attempt.outcome
-            attempts.append(LedgerAttempt(task_id=attempt.task_id, outcome=outcome,
-                                          finished_at=attempt.finished_at or record.recorded_at,
-                                          cost_usd=attempt.cost_usd or 0.0, continued_pr=attempt.continued_pr,
-                                          continue_why=attempt.continue_why))
+            ledger = ledger.with_attempt(LedgerAttempt(
+                task_id=attempt.task_id, outcome=outcome, finished_at=attempt.finished_at or record.recorded_at,
+                cost_usd=attempt.cost_usd or 0.0, continued_pr=attempt.continued_pr,
+                continue_why=attempt.continue_why))
             if attempt.continued_pr is not None:
                 open_prs = [_after_continue(p, attempt, record.commit_sha) for p in open_prs]
             elif attempt.pr_number is not None:
@@ -233,9 +292,52 @@ class Ledger(BaseModel):
                                          branch=attempt.branch, task_hash=attempt.task_hash,
                                          head_sha=attempt.pr_head_sha, base_sha=record.commit_sha))
                 opened.append(attempt.finished_at or record.recorded_at)
-        return Ledger(attempts=attempts, open_prs=open_prs, closed_prs=closed,
-                      breaker_reset_at=self.breaker_reset_at, prs_opened_at=opened[-RECENT_PRS:],
-                      dashboard=self.dashboard.with_cycle(record))
+        return ledger.model_copy(update={"open_prs": open_prs, "prs_opened_at": opened[-RECENT_PRS:],
+                                         "dashboard": self.dashboard.with_cycle(record)})
+
+
+class Totals(BaseModel):
+    """Running totals over every cycle record since ``since``, carried forward in each record.
+
+    Spider's counters read them from the newest record instead of counting the whole history, so a
+    scrape costs the same at any age and retention pruning old records changes no counter. Keys are
+    the fixed vocabularies above (anything else is ``other``), so the totals stay bounded.
+    """
+
+    #: When the oldest record counted was recorded (None: no record yet): the counters count from here
+    #: (retention may have pruned older records before the totals were first computed).
+    since: datetime | None = None
+    cycles: dict[str, int] = Field(default_factory=dict)
+    #: Reason codes of cycles that did not run (one per reason).
+    skips: dict[str, int] = Field(default_factory=dict)
+    attempts: dict[str, int] = Field(default_factory=dict)
+    prs_opened: int = 0
+    #: Attempt durations per bucket of :data:`DURATION_BUCKETS` (not cumulative), the last one ``+Inf``.
+    duration_counts: list[int] = Field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
+    duration_sum: float = 0.0
+
+    def with_cycle(self, record: CycleRecord) -> Totals:
+        def add(counts: dict[str, int], key: str) -> dict[str, int]:
+            return {**counts, key: counts.get(key, 0) + 1}
+
+        update: dict[str, Any] = {"cycles": add(self.cycles, _vocabulary(record.decision, DECISIONS))}
+        if record.decision != "run":
+            skips = self.skips
+            for reason in record.reasons:
+                skips = add(skips, _vocabulary(reason, REASONS))
+            update["skips"] = skips
+        attempt = record.attempt
+        if attempt is not None:
+            update["attempts"] = add(self.attempts, _vocabulary(attempt.outcome, OUTCOMES))
+            update["prs_opened"] = self.prs_opened + (attempt.pr_number is not None)
+            if attempt.started_at and attempt.finished_at:
+                seconds = max(0.0, (attempt.finished_at - attempt.started_at).total_seconds())
+                bucket = next((i for i, bound in enumerate(DURATION_BUCKETS) if seconds <= bound),
+                              len(DURATION_BUCKETS))
+                counts = list(self.duration_counts)
+                counts[bucket] += 1
+                update.update(duration_counts=counts, duration_sum=self.duration_sum + seconds)
+        return self.model_copy(update=update)
 
 
 #: Base commits a ledger PR remembers (each is one base move; refreshes themselves are bounded lower).
@@ -301,6 +403,8 @@ class CycleRecord(BaseModel):
     dashboard: DashboardAction | None = None
     #: History as of the end of this cycle (None when the cycle stopped before its guardrails).
     ledger: Ledger | None = None
+    #: Running totals including this record (None: unknown, e.g. the cycle failed before reading history).
+    totals: Totals | None = None
 
 
 class BreakerResetRecord(BaseModel):
@@ -371,6 +475,23 @@ class History(BaseModel):
                 ledger = ledger.with_reset(reset.reset_at)
             return ledger
         return None
+
+    def totals(self, *, exclude_run_id: str | None = None, complete: bool = False) -> Totals | None:
+        """The running totals after every record here: the newest carried totals plus the records after
+        it; without any, a count of every record when this history is ``complete``, else None (unknown)."""
+        records = [r for r in self.cycles if r.dag_run_id != exclude_run_id]
+        start = next((i for i in range(len(records) - 1, -1, -1) if records[i].totals is not None), None)
+        if start is not None:
+            totals = records[start].totals
+            assert totals is not None  # found above
+            later = records[start + 1:]
+        elif complete:
+            totals, later = Totals(since=records[0].recorded_at if records else None), records
+        else:
+            return None
+        for record in later:
+            totals = totals.with_cycle(record)
+        return totals
 
 
 def parse_records(extras: list[tuple[str | None, Any]]) -> History:

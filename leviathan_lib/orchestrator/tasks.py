@@ -9,7 +9,7 @@ functions so DAG parsing stays cheap.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias, Variable, get_current_context
@@ -83,17 +83,36 @@ def _global_switch(name: str) -> tuple[bool, str]:
     return switch_state(raw)
 
 
-class _InletEvents:
-    """Airflow's inlet events of the evidence asset, as a :class:`~leviathan_lib.cycle.history.EventSource`."""
+#: Newest-events reads ask for events after now minus each of these first: Airflow's inlet-events query
+#: sorts by timestamp across a join, so PostgreSQL reads every event of the asset unless a lower bound
+#: narrows its (asset_id, timestamp) index range. A short window holds the newest events of an active
+#: target; the last read has no bound, so nothing is ever cut off.
+NEWEST_WITHIN = (timedelta(hours=2), timedelta(days=2), timedelta(days=30), None)
 
-    def __init__(self, events: Any) -> None:
-        self._events = events
+
+class _InletEvents:
+    """Airflow's inlet events of the evidence asset, as a :class:`~leviathan_lib.cycle.history.EventSource`.
+
+    Each read takes a fresh accessor (``inlet_events[asset]`` builds one): an accessor keeps the order,
+    limit and bounds of its last use, so a later full read on the same one would see only those events.
+    """
+
+    def __init__(self, accessors: Any, asset: Asset) -> None:
+        self._accessors, self._asset = accessors, asset
 
     def newest(self, limit: int) -> list[Event]:
-        return [(e.source_run_id, e.extra) for e in self._events.ascending(False).limit(limit)]
+        found: list[Any] = []
+        for within in NEWEST_WITHIN:
+            events = self._accessors[self._asset].ascending(False).limit(limit)
+            if within is not None:
+                events = events.after((datetime.now(UTC) - within).isoformat())
+            found = list(events)
+            if len(found) >= limit:
+                break
+        return [(e.source_run_id, e.extra) for e in found]
 
     def everything(self) -> Iterable[Event]:
-        return ((e.source_run_id, e.extra) for e in self._events)
+        return ((e.source_run_id, e.extra) for e in self._accessors[self._asset])
 
 
 def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAlias, switch_variable: str,
@@ -114,10 +133,10 @@ def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAli
     target = _target(config)
     read = _read(target, repo_url, context["dag_run"])
     ti.xcom_push(key=XCOM_READ, value=read.model_dump(mode="json"))
-    history, ledger = history_window(_InletEvents(context["inlet_events"][asset]), run_id, read.as_of)
+    window = history_window(_InletEvents(context["inlet_events"], asset), run_id, read.as_of)
     enabled, switch_detail = _global_switch(switch_variable)
-    result = check_cycle(target, read, history=history, ledger=ledger, run_id=run_id,
-                         repo_url=repo_url, global_autonomy=enabled)
+    result = check_cycle(target, read, history=window.history, ledger=window.ledger, run_id=run_id,
+                         repo_url=repo_url, global_autonomy=enabled, totals=window.totals)
     _log_decision(result, read, switch_detail)
     result.dashboard = _dashboard(target, read, result, run_id=run_id, dag_run=context["dag_run"],
                                   repo_url=repo_url)

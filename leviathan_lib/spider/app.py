@@ -128,8 +128,8 @@ def _add_status_routes(app: FastAPI) -> None:
     def metrics() -> Response:
         from leviathan_lib.spider.metrics import CONTENT_TYPE, render
 
-        overview, histories, _ = fleet.overview()
-        return Response(render(overview, histories), media_type=CONTENT_TYPE)
+        overview, _, _ = fleet.overview()
+        return Response(render(overview), media_type=CONTENT_TYPE)
 
 
 def _add_event_routes(app: FastAPI, streams: Streams) -> None:

@@ -1,9 +1,12 @@
 """``/leviathan/metrics``: Prometheus text computed from the evidence in the metadata DB on each scrape.
 
-Nothing is counted in process memory, so every API-server replica reports the same values. Label values
-come only from configured target ids and fixed vocabularies (decisions, :class:`ReasonCode`, attempt
-outcomes): a reason or outcome outside them is counted as ``other``, so neither a request nor a backlog
-can create a new time series.
+Nothing is counted in process memory, so every API-server replica reports the same values. The counters
+are the running totals the newest cycle record carries (:class:`~leviathan_lib.evidence.records.Totals`),
+so a scrape reads a few records per target at any history length and retention never lowers a counter.
+A target whose totals are unknown (its newest records predate them) has no counter samples and
+``leviathan_evidence_totals_known`` 0. Label values come only from configured target ids and fixed
+vocabularies (decisions, :class:`ReasonCode`, attempt outcomes): a reason or outcome outside them is
+counted as ``other``, so neither a request nor a backlog can create a new time series.
 """
 
 from __future__ import annotations
@@ -15,26 +18,18 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from leviathan_lib.control.fleet import Overview
-from leviathan_lib.core.guardrails import ReasonCode
-from leviathan_lib.evidence.records import History
+from leviathan_lib.evidence.records import DECISIONS, DURATION_BUCKETS, OUTCOMES, REASONS
 
 #: ``generate_latest`` writes the classic text format; say so (every Prometheus version reads it).
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
-DECISIONS = ("run", "skip", "error")
-REASONS = (*(code.value for code in ReasonCode), "other")
-OUTCOMES = ("succeeded", "failed", "timed_out", "rejected_by_guardrail", "other")
-DURATION_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
-
-
-def _label(value: str | None, allowed: tuple[str, ...]) -> str:
-    return value if value in allowed else "other"
+__all__ = ["CONTENT_TYPE", "DECISIONS", "DURATION_BUCKETS", "OUTCOMES", "REASONS", "EvidenceCollector", "render"]
 
 
 class EvidenceCollector:
-    """A one-shot collector over an :class:`Overview` and the histories it was computed from."""
+    """A one-shot collector over an :class:`Overview` (each target's state and running totals)."""
 
-    def __init__(self, overview: Overview, histories: dict[str, History]):
-        self.overview, self.histories = overview, histories
+    def __init__(self, overview: Overview):
+        self.overview = overview
 
     def collect(self) -> Iterator[Metric]:
         cycles = CounterMetricFamily("leviathan_cycles", "Cycles recorded, by decision",
@@ -64,35 +59,32 @@ class EvidenceCollector:
                                          labels=["target_id"], unit="")
         yield GaugeMetricFamily("leviathan_autonomy_global_enabled", "1 if the global autonomy switch is on",
                                 value=int(self.overview.global_enabled))
-        yield GaugeMetricFamily("leviathan_evidence_history_truncated",
-                                "1 if the evidence read stopped at its row bound (the counters miss newer records)",
-                                value=int(self.overview.history_truncated))
+        known = GaugeMetricFamily("leviathan_evidence_totals_known",
+                                  "1 if the counters are known (0: the newest records predate running totals)",
+                                  labels=["target_id"])
+        since = GaugeMetricFamily("leviathan_evidence_totals_since_timestamp_seconds",
+                                  "Unix time of the oldest record the counters count", labels=["target_id"])
         for state in self.overview.targets:
             tid = state.target_id
-            history = self.histories[tid]
-            by_decision = dict.fromkeys(DECISIONS, 0)
-            by_reason = dict.fromkeys(REASONS, 0)
-            by_outcome = dict.fromkeys(OUTCOMES, 0)
-            created = 0
-            durations: list[float] = []
-            for record in history.cycles:
-                by_decision[record.decision] += 1
-                if record.decision != "run":
-                    for reason in record.reasons:
-                        by_reason[_label(reason, REASONS)] += 1
-                attempt = record.attempt
-                if attempt is not None:
-                    by_outcome[_label(attempt.outcome, OUTCOMES)] += 1
-                    created += attempt.pr_number is not None
-                    if attempt.started_at and attempt.finished_at:
-                        durations.append(max(0.0, (attempt.finished_at - attempt.started_at).total_seconds()))
-            for decision, count in by_decision.items():
-                cycles.add_metric([tid, decision], count)
-            for reason, count in by_reason.items():
-                skips.add_metric([tid, reason], count)
-            for outcome, count in by_outcome.items():
-                attempts.add_metric([tid, outcome], count)
-            prs.add_metric([tid], created)
+            totals = state.totals
+            known.add_metric([tid], int(totals is not None))
+            if totals is not None:
+                for decision in DECISIONS:
+                    cycles.add_metric([tid, decision], totals.cycles.get(decision, 0))
+                for reason in REASONS:
+                    skips.add_metric([tid, reason], totals.skips.get(reason, 0))
+                for outcome in OUTCOMES:
+                    attempts.add_metric([tid, outcome], totals.attempts.get(outcome, 0))
+                prs.add_metric([tid], totals.prs_opened)
+                if totals.since is not None:
+                    since.add_metric([tid], totals.since.timestamp())
+                if len(totals.duration_counts) == len(DURATION_BUCKETS) + 1:  # else counted on other buckets
+                    cumulative, buckets = 0, []
+                    for bound, count in zip((*map(str, DURATION_BUCKETS), "+Inf"), totals.duration_counts,
+                                            strict=True):
+                        cumulative += count
+                        buckets.append((bound, cumulative))
+                    duration.add_metric([tid], buckets, totals.duration_sum)
             unreadable.add_metric([tid], state.unreadable_records)
             open_prs.add_metric([tid], len(state.open_prs))
             breaker.add_metric([tid], int(state.breaker_open))
@@ -102,14 +94,11 @@ class EvidenceCollector:
             effective.add_metric([tid], int(state.effective_enabled))
             if state.last_cycle_at is not None:
                 last.add_metric([tid], state.last_cycle_at.timestamp())
-            buckets = [(str(bound), sum(d <= bound for d in durations)) for bound in DURATION_BUCKETS]
-            buckets.append(("+Inf", len(durations)))
-            duration.add_metric([tid], buckets, sum(durations))
         yield from (cycles, skips, attempts, prs, unreadable, open_prs, breaker, streak, paused, flag, effective,
-                    last, duration)
+                    last, duration, known, since)
 
 
-def render(overview: Overview, histories: dict[str, History]) -> bytes:
+def render(overview: Overview) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(EvidenceCollector(overview, histories))
+    registry.register(EvidenceCollector(overview))
     return generate_latest(registry)

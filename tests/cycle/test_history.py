@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 from leviathan_lib.cycle import history as window
-from leviathan_lib.evidence.records import AttemptEvidence, CycleRecord, Ledger, LedgerAttempt
+from leviathan_lib.evidence.records import AttemptEvidence, CycleRecord, Ledger, LedgerAttempt, Totals
 
 T0 = datetime(2026, 2, 1, tzinfo=UTC)
 
@@ -31,42 +31,69 @@ def _record(i: int, *, ledger: bool = True, outcome: str = "failed") -> tuple[st
     record = CycleRecord(target_id="x", dag_run_id=f"run-{i}", recorded_at=at, decision="run",
                          stopped_reason=outcome, attempt=attempt)
     if ledger:
-        previous = Ledger(attempts=[LedgerAttempt(task_id="t", outcome="failed", finished_at=T0)] * i)
+        previous = Ledger(attempt_counts={"t": i} if i else {},
+                          recent_attempts=[LedgerAttempt(task_id="t", outcome="failed", finished_at=T0)] * i)
         record.ledger = previous.with_cycle(record)
+        record.totals = Totals(since=T0, cycles={"run": i}).with_cycle(record)
     return f"run-{i}", record.model_dump(mode="json")
 
 
 def test_a_live_cycle_reads_only_the_window_and_uses_the_newest_ledger():
     events = Events([_record(i) for i in range(window.RECENT_EVENTS + 5)])
-    history, ledger = window.history_window(events, "run-new", None)
-    assert events.reads == [f"newest {window.RECENT_EVENTS}"]
-    assert len(history.cycles) == window.RECENT_EVENTS and len(ledger.attempts) == window.RECENT_EVENTS + 5
+    history, ledger, totals = window.history_window(events, "run-new", None)
+    assert events.reads == [f"newest {window.NEWEST_EVENTS}"]
+    assert len(history.cycles) == window.NEWEST_EVENTS and ledger.attempt_counts == {"t": window.RECENT_EVENTS + 5}
+    assert totals is not None and totals.cycles == {"run": window.RECENT_EVENTS + 5}
 
 
 def test_the_runs_own_record_is_left_out():
     events = Events([_record(0), _record(1)])
-    _, ledger = window.history_window(events, "run-1", None)
-    assert len(ledger.attempts) == 1
+    _, ledger, totals = window.history_window(events, "run-1", None)
+    assert ledger.attempt_counts == {"t": 1} and totals is not None and totals.cycles == {"run": 1}
 
 
 def test_a_short_history_without_ledgers_is_folded_from_the_window():
     events = Events([_record(i, ledger=False) for i in range(3)])
-    _, ledger = window.history_window(events, "run-new", None)
-    assert events.reads == [f"newest {window.RECENT_EVENTS}"] and len(ledger.attempts) == 3
+    _, ledger, totals = window.history_window(events, "run-new", None)
+    assert events.reads == [f"newest {window.NEWEST_EVENTS}"] and ledger.attempt_counts == {"t": 3}
+    assert totals is not None and totals.cycles == {"run": 3} and totals.since == T0  # counted from the window
 
 
 def test_a_long_history_without_ledgers_or_a_replay_folds_everything():
     events = Events([_record(i, ledger=False) for i in range(window.RECENT_EVENTS)])
-    _, ledger = window.history_window(events, "run-new", None)
-    assert events.reads == [f"newest {window.RECENT_EVENTS}", "everything"]
-    assert len(ledger.attempts) == window.RECENT_EVENTS
+    _, ledger, _ = window.history_window(events, "run-new", None)
+    assert events.reads == [f"newest {window.NEWEST_EVENTS}", f"newest {window.RECENT_EVENTS}", "everything"]
+    assert ledger.attempt_counts == {"t": window.RECENT_EVENTS}
     replay = Events([_record(i) for i in range(5)])
-    _, ledger = window.history_window(replay, "run-new", T0 + timedelta(minutes=1))
-    assert replay.reads == ["everything"] and len(ledger.attempts) == 2
+    _, ledger, totals = window.history_window(replay, "run-new", T0 + timedelta(minutes=1))
+    assert replay.reads == ["everything"] and ledger.attempt_counts == {"t": 2}
+    assert totals is not None and totals.cycles == {"run": 5}  # a replay is one more record: it counts them all
 
 
 def test_an_unreadable_record_in_the_window_folds_everything_and_is_reported():
     events = Events([_record(0), ("run-bad", {"target_id": "x", "decision": 7}), _record(1)])
-    history, ledger = window.history_window(events, "run-new", None)
-    assert events.reads == [f"newest {window.RECENT_EVENTS}", "everything"]
-    assert [u.run_id for u in history.unreadable] == ["run-bad"] and len(ledger.attempts) == 2
+    history, ledger, _ = window.history_window(events, "run-new", None)
+    assert events.reads == [f"newest {window.NEWEST_EVENTS}", "everything"]
+    assert [u.run_id for u in history.unreadable] == ["run-bad"] and ledger.attempt_counts == {"t": 2}
+
+
+def test_while_the_newest_cycle_stopped_for_an_unreadable_record_every_cycle_reads_everything():
+    events = Events([_record(0), ("run-bad", {"target_id": "x", "decision": 7}),
+                     *[_record(i) for i in range(1, window.RECENT_EVENTS + 2)]])
+    run, stopped = _record(window.RECENT_EVENTS + 2)
+    events.events.append((run, {**stopped, "stopped_reason": window.HISTORY_UNREADABLE}))
+    history, _, _ = window.history_window(events, "run-new", None)
+    assert events.reads == [f"newest {window.NEWEST_EVENTS}", f"newest {window.RECENT_EVENTS}", "everything"]
+    assert [u.run_id for u in history.unreadable] == ["run-bad"]  # the cycle stops again: fail closed
+
+
+def test_a_window_with_a_ledger_but_no_totals_counts_every_record_once():
+    old = []
+    for i in range(window.RECENT_EVENTS + 3):
+        run, extra = _record(i)
+        old.append((run, {k: v for k, v in extra.items() if k != "totals"}))  # written before the totals
+    events = Events(old)
+    _, ledger, totals = window.history_window(events, "run-new", None)
+    assert events.reads == [f"newest {window.NEWEST_EVENTS}", f"newest {window.RECENT_EVENTS}", "everything"]
+    assert ledger.attempt_counts == {"t": window.RECENT_EVENTS + 3}
+    assert totals is not None and totals.cycles == {"run": window.RECENT_EVENTS + 3} and totals.since == T0

@@ -147,6 +147,7 @@ def test_backfill_replays_the_backlog_as_it_was_and_matches_plan(tmp_path, targe
 
 def test_prune_keeps_what_the_guardrails_need(tmp_path, targets_dir):
     from leviathan_lib.control.evidence_db import record_rows
+    from leviathan_lib.control.fleet import read_evidence
     from leviathan_lib.control.retention import prune
 
     target_file = create_demo_target(tmp_path, target_id="prune", targets_dir=targets_dir)
@@ -154,6 +155,8 @@ def test_prune_keeps_what_the_guardrails_need(tmp_path, targets_dir):
         run_cycle(target_file)  # PR, then two open_pr_limit skips
     before = record_rows(target_id="prune")
     assert len(before) == 3
+    evidence = read_evidence({"prune"})["prune"]
+    assert evidence.totals is not None and evidence.totals.cycles == {"run": 1, "skip": 2}
     # Records younger than the cutoff are never touched (other tests' older records may go).
     prune(older_than=timedelta(days=1), keep_attempts=1)
     assert record_rows(target_id="prune") == before
@@ -164,3 +167,6 @@ def test_prune_keeps_what_the_guardrails_need(tmp_path, targets_dir):
     # The attempt record (PR #1) and the newest record survive; the middle skip is gone.
     assert any(e.get("attempt") for e in kept) and after[-1][0] == before[-1][0]
     assert len(after) == 2
+    # Pruning changes no running total and nothing the guardrails know.
+    pruned = read_evidence({"prune"})["prune"]
+    assert (pruned.totals, pruned.ledger) == (evidence.totals, evidence.ledger)

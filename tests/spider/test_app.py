@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
-from leviathan_lib.evidence.records import CycleRecord, evidence_asset_uri
+from leviathan_lib.evidence.records import CycleRecord, Totals, evidence_asset_uri
 from tests.airflow_helpers import evidence_record, run_cycle
 
 USERS = "admin:admin,viewer:viewer,op:op"
@@ -304,6 +304,8 @@ def test_metrics_parse_with_promtool_and_match_the_evidence(tmp_path, targets_di
     # A record whose reason is not a known code (as a hostile backlog or a bug could leave) cannot create a label.
     injected = CycleRecord.model_validate({**second, "dag_run_id": "manual__injected",
                                            "reasons": ['x"} evil_metric 1', "open_pr_limit"]})
+    injected.totals = Totals.model_validate(second["totals"]).with_cycle(injected)  # as its cycle would count
+    injected.totals.skips['x"} evil_metric 1'] = 5  # a tampered key is not a label either
     _write_record(injected)
 
     response = viewer.get("/metrics")
@@ -327,6 +329,7 @@ def test_metrics_parse_with_promtool_and_match_the_evidence(tmp_path, targets_di
     assert value("leviathan_breaker_open") == 0
     assert value("leviathan_attempt_duration_seconds_count") == 1
     assert value("leviathan_last_cycle_timestamp_seconds") > 0
+    assert value("leviathan_evidence_totals_known") == 1
     assert samples[("leviathan_autonomy_global_enabled", ())] == 1
     assert "evil_metric" not in response.text
     # Only configured targets are labels (other tests' targets in the same DB are not).
