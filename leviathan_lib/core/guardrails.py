@@ -55,6 +55,19 @@ class ReasonCode(StrEnum):
     SANDBOX_UNAVAILABLE = "sandbox_unavailable"
     #: The task's allowed_paths cover a path only humans change (recipes, their scripts, .github/, ...).
     PROTECTED_PATH = "protected_path"
+    # Review feedback and comment commands on Leviathan's PRs (:mod:`leviathan_lib.core.commands`).
+    #: A comment starting with ``/leviathan`` that is not exactly ``/leviathan retry`` (junk after it).
+    COMMAND_MALFORMED = "command_malformed"
+    #: ``/leviathan <verb>`` with a verb Leviathan does not know.
+    COMMAND_UNKNOWN = "command_unknown"
+    #: ``/leviathan retry`` from a user without write permission: ignored and recorded.
+    COMMAND_NOT_PERMITTED = "command_not_permitted"
+    #: "Changes requested" from a user without write permission: ignored and recorded.
+    REVIEW_NOT_PERMITTED = "review_not_permitted"
+    #: A permitted request on a PR someone else pushed to: Leviathan never rewrites that branch.
+    FEEDBACK_HUMAN_EDITED = "feedback_human_edited"
+    #: A permitted request for a task with no attempts left under ``max_attempts_per_task``.
+    FEEDBACK_ATTEMPTS_EXHAUSTED = "feedback_attempts_exhausted"
 
 
 class _State(BaseModel):
