@@ -78,6 +78,8 @@ class OpenPR(_State):
     number: int
     branch: str
     task_id: str | None = None
+    #: The branch tip the forge reports (None when unknown, e.g. a replay).
+    head_sha: str | None = None
 
 
 class AttemptRecord(_State):
@@ -93,6 +95,14 @@ class ClosedPR(_State):
 
     task_id: str
     task_hash: str
+
+
+class Continuation(_State):
+    """A permitted request (changes requested, ``/leviathan retry``) on the open PR of a task: its next
+    attempt continues that PR instead of opening one, so the PR limits do not hold it back."""
+
+    task_id: str
+    number: int
 
 
 class CycleState(_State):
@@ -112,6 +122,8 @@ class CycleState(_State):
     #: When Leviathan opened its recent PRs (the evidence).
     prs_opened_at: list[AwareDatetime] = Field(default_factory=list)
     now: AwareDatetime | None = None
+    #: Open PRs whose task's next attempt continues them (review feedback); chosen before new work.
+    continuations: list[Continuation] = Field(default_factory=list)
 
 
 class Check(BaseModel):
@@ -292,13 +304,14 @@ def _verdicts(
         if entry.id and entry.id not in statuses:
             statuses[entry.id] = None  # exists, but its status cannot be trusted
     attempts = Counter(a.task_id for a in state.attempts)
-    pr_tasks = {tid for pr in state.open_prs or [] if (tid := _pr_task_id(pr))}
+    continuing = {c.task_id for c in state.continuations}
+    pr_tasks = {tid for pr in state.open_prs or [] if (tid := _pr_task_id(pr))} - continuing
     closed = {c.task_id: c.task_hash for c in state.closed_prs}  # the latest closure per task wins
 
     verdicts: list[TaskVerdict] = []
     invalid = sorted(backlog.invalid, key=lambda i: i.index)
     next_invalid = 0
-    best: tuple[int, int] | None = None
+    best: tuple[bool, int, int] | None = None
     chosen: Task | None = None
     for position, task in enumerate(backlog.tasks):
         # Interleave invalid entries at their backlog position so the report follows the file.
@@ -308,7 +321,7 @@ def _verdicts(
         reasons = _task_reasons(task, in_scope=in_scope, statuses=statuses, attempts=attempts, pr_tasks=pr_tasks,
                                 max_attempts=target.max_attempts_per_task, closed=closed, protected=protected)
         verdicts.append(TaskVerdict(id=task.id, eligible=not reasons, reasons=reasons))
-        key = (task.priority_rank, position)
+        key = (task.id not in continuing, task.priority_rank, position)
         if not reasons and (best is None or key < best):
             best, chosen = key, task
     verdicts.extend(_invalid_verdict(entry) for entry in invalid[next_invalid:])
@@ -325,6 +338,10 @@ def _selection_check(verdicts: list[TaskVerdict], chosen: Task | None) -> Check:
     return Check(name="task_selection", passed=True, detail=detail)
 
 
+#: Limits on opening PRs, which an attempt continuing an open PR does not do.
+_NEW_PR_LIMITS = frozenset({ReasonCode.OPEN_PR_LIMIT, ReasonCode.PR_HOURLY_LIMIT})
+
+
 def target_protected(target: TargetConfig, extra: tuple[str, ...] = ()) -> Protected:
     """What no attempt of ``target`` may change: the backlog, the recipes file, ``protected_paths``, ``extra``."""
     return Protected.of([target.backlog_path, target.recipes_path, *target.protected_paths, *extra])
@@ -339,12 +356,18 @@ def decide(
     """
     checks: list[Check] = []
     failed: list[ReasonCode] = []
+    verdicts, chosen = _verdicts(target, backlog, state, protected or target_protected(target))
+    continued = next((c for c in state.continuations if chosen and c.task_id == chosen.id), None)
     for rule in _CYCLE_RULES:
         found, reason = rule(target, state)
+        if continued is not None and reason in _NEW_PR_LIMITS:
+            found = [c.model_copy(update={"passed": True, "detail": f"{c.detail}; not binding: this attempt "
+                                                                    f"continues PR #{continued.number}"})
+                     if not c.passed and c.name != "forge_state" else c for c in found]
+            reason = None
         checks += found
         if reason is not None:
             failed.append(reason)
-    verdicts, chosen = _verdicts(target, backlog, state, protected or target_protected(target))
     checks.append(_selection_check(verdicts, chosen))
     if chosen is None and not failed:
         failed.append(ReasonCode.NO_ELIGIBLE_TASK)

@@ -8,13 +8,15 @@ history stops the cycle; a replay never asks the forge) is testable without a sc
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import UTC, datetime
 
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import OpenPR
-from leviathan_lib.cycle import pr_sync
+from leviathan_lib.cycle import feedback, pr_sync
 from leviathan_lib.cycle.steps import CycleError, GuardrailResult, ReadResult, check_guardrails, guardrail_inputs
 from leviathan_lib.evidence.records import History, Ledger, LifecycleAction, PrStateChange
+from leviathan_lib.worker.contract import ContinuePr
 
 log = logging.getLogger("leviathan")
 
@@ -50,10 +52,17 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
         found, changes, actions = pr_sync.forge_state(target, repo_url, ledger.open_prs)
         open_prs = pr_sync.without_own_prs(found, history, run_id) if found is not None else None
     attempts, closed = guardrail_inputs(ledger)
+    continuing: dict[str, ContinuePr] = {}
+    if open_prs:
+        servable, dropped = feedback.pending_requests(
+            ledger.open_prs, actions, {pr.number: pr.head_sha for pr in open_prs},
+            Counter(a.task_id for a in attempts), target.max_attempts_per_task)
+        actions = actions + dropped
+        continuing = feedback.continue_prs(ledger.open_prs, servable)
     result = check_guardrails(
         target, read, global_autonomy=global_autonomy, open_prs=open_prs, attempts=attempts,
         breaker_reset_at=ledger.breaker_reset_at, closed=closed + pr_sync.closed_by_humans(changes),
-        prs_opened_at=ledger.prs_opened_at, now=read.as_of or now or datetime.now(UTC),
+        prs_opened_at=ledger.prs_opened_at, now=read.as_of or now or datetime.now(UTC), continuing=continuing,
     )
     result.ledger = ledger
     result.pr_sync = changes

@@ -46,7 +46,9 @@ def attempt_evidence(
     attempt = AttemptEvidence(task_id=plan.task_id, attempt=plan.attempt, task_hash=plan.task_hash,
                               branch=plan.branch, backend=target.worker_backend,
                               image=target.worker_image if target.worker_backend == "kubernetes" else None,
-                              sandbox=mode_label(required_mode(target)) if plan.recipe else None)
+                              sandbox=mode_label(required_mode(target)) if plan.recipe else None,
+                              continued_pr=plan.continue_pr.number if plan.continue_pr else None,
+                              continue_why=plan.continue_pr.why if plan.continue_pr else None)
     if result:
         error = result.get("error") or {}
         attempt = attempt.model_validate({

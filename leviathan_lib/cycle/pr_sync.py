@@ -14,6 +14,7 @@ import logging
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import ClosedPR, OpenPR
 from leviathan_lib.core.names import AGENT_BRANCH_PREFIX, branch_task_id
+from leviathan_lib.cycle.feedback import read_feedback
 from leviathan_lib.cycle.lifecycle import notice_human_edits, settle_branch
 from leviathan_lib.evidence.records import History, LedgerPR, LifecycleAction, PrStateChange
 from leviathan_lib.forge import open_forge
@@ -24,8 +25,8 @@ log = logging.getLogger("leviathan")
 
 def forge_state(target: TargetConfig, repo_url: str, known: list[LedgerPR]
                 ) -> tuple[list[OpenPR] | None, list[PrStateChange], list[LifecycleAction]]:
-    """:func:`sync_pr_states` and the lifecycle of the still open PRs on the target's forge; None open PRs
-    when the forge cannot be opened or read."""
+    """:func:`sync_pr_states` and the lifecycle of the still open PRs on the target's forge (human edits,
+    review feedback); None open PRs when the forge cannot be opened or read."""
     try:
         forge = open_forge(target.forge, repo_url, target.forge_conn_id)
         listed = forge.list_open_prs(head_prefix=AGENT_BRANCH_PREFIX)
@@ -34,7 +35,7 @@ def forge_state(target: TargetConfig, repo_url: str, known: list[LedgerPR]
         return None, [], []
     open_prs, changes = sync_pr_states(forge, known, target_id=target.target_id,
                                        delete_merged=target.delete_merged_branches, listed=listed)
-    return open_prs, changes, notice_human_edits(forge, listed, known)
+    return open_prs, changes, notice_human_edits(forge, listed, known) + read_feedback(forge, listed, known)
 
 
 def sync_pr_states(forge: Forge, known: list[LedgerPR], *, target_id: str = "", delete_merged: bool = True,
@@ -60,7 +61,8 @@ def sync_pr_states(forge: Forge, known: list[LedgerPR], *, target_id: str = "", 
         if change is not None:
             changes.append(change)
             log.info("PR #%s (%s) was %s by a human", pr.number, pr.task_id, change.state)
-    return [OpenPR(number=pr.number, branch=pr.head, task_id=branch_task_id(pr.head)) for pr in prs], changes
+    return [OpenPR(number=pr.number, branch=pr.head, task_id=branch_task_id(pr.head), head_sha=pr.head_sha)
+            for pr in prs], changes
 
 
 def _state_change(forge: Forge, pr: LedgerPR, *, delete_merged: bool) -> PrStateChange | None:

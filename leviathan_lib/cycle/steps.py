@@ -27,6 +27,7 @@ from leviathan_lib.core.guardrails import (
     sandbox_gate,
 )
 from leviathan_lib.core.names import agent_branch
+from leviathan_lib.cycle.feedback import continuations
 from leviathan_lib.cycle.repo_reader import RepoUnreachable, read_at_branch, read_at_commit
 from leviathan_lib.evidence.records import (
     AttemptEvidence,
@@ -193,8 +194,13 @@ def check_guardrails(
     closed: list[ClosedPR] | None = None,
     prs_opened_at: list[datetime] | None = None,
     now: datetime | None = None,
+    continuing: dict[str, ContinuePr] | None = None,
 ) -> GuardrailResult:
-    """Decide whether this cycle runs the worker, and on which task and attempt (never for a replay)."""
+    """Decide whether this cycle runs the worker, and on which task and attempt (never for a replay).
+
+    ``continuing`` maps tasks to the open PR their next attempt continues (review feedback): such a task
+    is chosen first, and its attempt pushes to that PR's branch instead of opening one.
+    """
     if read.error:
         return GuardrailResult(error=read.error)
     backlog, _ = parse_backlog(read.backlog_text or "", source=read.backlog_path)
@@ -202,7 +208,8 @@ def check_guardrails(
                                   llm_enabled=target.executor == "llm")
     state = CycleState(autonomy_enabled=global_autonomy, open_prs=open_prs, attempts=attempts,
                        breaker_reset_at=breaker_reset_at, closed_prs=closed or [],
-                       prs_opened_at=prs_opened_at or [], now=now)
+                       prs_opened_at=prs_opened_at or [], now=now,
+                       continuations=continuations(continuing or {}))
     from leviathan_lib.cycle.protected import protected_for
 
     decision = check_sandbox(target, backlog, decide(target, backlog, state,
@@ -213,8 +220,10 @@ def check_guardrails(
     if decision.decision == "run" and decision.task_id and not result.replay:
         task = backlog.by_id()[decision.task_id]
         number = 1 + sum(1 for a in attempts if a.task_id == task.id)
-        result.attempt = AttemptPlan(task_id=task.id, attempt=number, branch=agent_branch(task.id, number),
-                                     task_hash=task.definition_hash(), recipe=task.recipe or "")
+        cont = (continuing or {}).get(task.id)
+        result.attempt = AttemptPlan(task_id=task.id, attempt=number,
+                                     branch=cont.branch if cont else agent_branch(task.id, number),
+                                     task_hash=task.definition_hash(), recipe=task.recipe or "", continue_pr=cont)
     return result
 
 

@@ -58,6 +58,9 @@ class AttemptEvidence(BaseModel):
     cost_usd: float | None = None
     model: str | None = None
     prompt_sha256: str | None = None
+    #: The open PR this attempt continued (review feedback) instead of opening one, and why.
+    continued_pr: int | None = None
+    continue_why: str | None = None
 
 
 class PrStateChange(BaseModel):
@@ -74,18 +77,34 @@ class PrStateChange(BaseModel):
     branch_kept: str | None = None
 
 
+#: Lifecycle kinds that are review feedback (:mod:`leviathan_lib.cycle.feedback`).
+FEEDBACK_KINDS = frozenset({"changes_requested", "retry_command", "feedback_ignored"})
+
+
 class LifecycleAction(BaseModel):
     """Something Leviathan noticed about, or did to, one of its open PRs this cycle."""
 
     #: ``human_edited``: the branch tip is not the commit Leviathan pushed; it is never rewritten,
     #: closed or deleted by Leviathan again, and the PR gets one comment saying so.
-    kind: Literal["human_edited"]
+    #: ``changes_requested`` / ``retry_command``: a user with write permission asked for another attempt
+    #: (it starts from the PR's branch); ``feedback_ignored``: a review or command not acted on (``reason``).
+    kind: Literal["human_edited", "changes_requested", "retry_command", "feedback_ignored"]
     number: int
     task_id: str
     branch: str
     head_sha: str | None = None
     commented: bool = False
     detail: str = ""
+    #: Feedback: who sent it, the stable reason it was ignored, and which review or comment it was.
+    author: str | None = None
+    reason: str | None = None
+    review_id: int | None = None
+    comment_id: int | None = None
+    #: Feedback: the newest review and comment ids decided on this PR by this cycle (never decided again).
+    seen_review_id: int | None = None
+    seen_comment_id: int | None = None
+    #: ``changes_requested``: the review text (redacted, at most 8 KB), untrusted data for the executor.
+    feedback: str | None = None
 
 
 class LedgerAttempt(BaseModel):
@@ -104,6 +123,23 @@ class LedgerPR(BaseModel):
     head_sha: str | None = None
     #: Someone else pushed to the branch and Leviathan has commented once about it (never again).
     human_edited: bool = False
+    #: The newest review and comment ids already decided (each is acted on at most once).
+    seen_review_id: int = 0
+    seen_comment_id: int = 0
+    #: A permitted request not yet served by an attempt (``changes_requested`` or ``retry_command``).
+    pending: LifecycleAction | None = None
+
+    def with_feedback(self, action: LifecycleAction) -> LedgerPR:
+        """Fold one feedback action of this PR in: advance what was seen, keep or drop the request."""
+        update: dict[str, Any] = {
+            "seen_review_id": max(self.seen_review_id, action.seen_review_id or 0),
+            "seen_comment_id": max(self.seen_comment_id, action.seen_comment_id or 0),
+        }
+        if action.kind in ("changes_requested", "retry_command"):
+            update["pending"] = action
+        elif action.reason in ("feedback_human_edited", "feedback_attempts_exhausted"):
+            update["pending"] = None
+        return self.model_copy(update=update)
 
 
 class LedgerClosed(BaseModel):
@@ -136,6 +172,7 @@ class Ledger(BaseModel):
         edited = {a.number for a in record.lifecycle if a.kind == "human_edited" and a.commented}
         open_prs = [p.model_copy(update={"human_edited": True}) if p.number in edited else p
                     for p in self.open_prs if p.number not in synced]
+        open_prs = [_fold_feedback(p, record) for p in open_prs]
         closed = self.closed_prs + [LedgerClosed(task_id=c.task_id, task_hash=c.task_hash)
                                     for c in record.pr_sync if c.state == "closed" and c.task_hash]
         attempts = list(self.attempts)
@@ -146,13 +183,24 @@ class Ledger(BaseModel):
             attempts.append(LedgerAttempt(task_id=attempt.task_id, outcome=outcome,
                                           finished_at=attempt.finished_at or record.recorded_at,
                                           cost_usd=attempt.cost_usd or 0.0))
-            if attempt.pr_number is not None:
+            if attempt.pr_number is not None and attempt.continued_pr is None:
                 open_prs.append(LedgerPR(number=attempt.pr_number, task_id=attempt.task_id,
                                          branch=attempt.branch, task_hash=attempt.task_hash,
                                          head_sha=attempt.pr_head_sha))
                 opened.append(attempt.finished_at or record.recorded_at)
         return Ledger(attempts=attempts, open_prs=open_prs, closed_prs=closed,
                       breaker_reset_at=self.breaker_reset_at, prs_opened_at=opened[-RECENT_PRS:])
+
+
+def _fold_feedback(pr: LedgerPR, record: CycleRecord) -> LedgerPR:
+    """This cycle's feedback on ``pr``; an attempt that continued it serves its pending request."""
+    for action in record.lifecycle:
+        if action.number == pr.number and action.kind in FEEDBACK_KINDS:
+            pr = pr.with_feedback(action)
+    attempt = record.attempt
+    if attempt is not None and attempt.outcome is not None and attempt.continued_pr == pr.number:
+        pr = pr.model_copy(update={"pending": None, "head_sha": attempt.pr_head_sha or pr.head_sha})
+    return pr
 
 
 class CycleRecord(BaseModel):
