@@ -84,6 +84,8 @@ class Repo:
     reviewers: dict[int, list[str]] = field(default_factory=dict)
     comments: dict[int, list[str]] = field(default_factory=dict)
     assignees: dict[int, list[str]] = field(default_factory=dict)
+    #: GitHub has not computed ``mergeable`` yet (it answers null meanwhile).
+    mergeable_unknown: bool = False
     #: Logins that may be asked to review (GitHub answers 422 for anyone else).
     collaborators: set[str] = field(default_factory=lambda: {"octocat", "hubot"})
     #: Repository permission per login (``collaborators/{username}/permission``); anyone else is a 404.
@@ -185,6 +187,15 @@ class FakeGithub:
     def open_pulls(self, full_name: str) -> list[dict[str, Any]]:
         return [p for p in self.repos[full_name.lower()].pulls if p["state"] == "open"]
 
+    def human_delete_branch(self, full_name: str, branch: str) -> None:
+        """Someone deletes ``branch`` on GitHub; GitHub closes the open PRs whose head it was."""
+        repo = self.repos[full_name.lower()]
+        subprocess.run(["git", "--git-dir", str(repo.bare), "update-ref", "-d", f"refs/heads/{branch}"],
+                       check=True, capture_output=True)
+        for pr in repo.pulls:
+            if pr["head"]["ref"] == branch and pr["state"] == "open":
+                pr.update(state="closed", closed_at=_now(), updated_at=_now())
+
     def api_calls(self, method: str | None = None) -> list[tuple[str, str, int]]:
         return [(m, p, s) for m, p, s, _ in self.requests if method is None or m == method]
 
@@ -238,6 +249,7 @@ class FakeGithub:
         data["labels"] = [dict(self._examples["label-items"][0], name=n) for n in repo.labels.get(pr["number"], [])]
         if not simple:
             data["merged"] = pr["merged_at"] is not None
+            data["mergeable"], data["mergeable_state"] = self._mergeable(repo, pr)
         return data
 
     def _comment_json(self, repo: Repo, number: int, comment: tuple[int, str, str, str]) -> dict[str, Any]:
@@ -254,6 +266,19 @@ class FakeGithub:
     def _page(items: list[dict[str, Any]], query: dict[str, str]) -> list[dict[str, Any]]:
         per_page, page = int(query.get("per_page", 30)), int(query.get("page", 1))
         return items[(page - 1) * per_page: page * per_page]
+
+    def _mergeable(self, repo: Repo, pr: dict[str, Any]) -> tuple[bool | None, str]:
+        """GitHub's ``mergeable``: git's own merge of the head into the base (None while "computing")."""
+        base, head = self._branch_sha(repo, pr["base"]["ref"]), self._branch_sha(repo, pr["head"]["ref"])
+        if pr["state"] != "open" or base is None or head is None or repo.mergeable_unknown:
+            return None, "unknown"
+        merged = subprocess.run(["git", "--git-dir", str(repo.bare), "merge-tree", "--write-tree", base, head],
+                                capture_output=True, check=False)
+        if merged.returncode:
+            return False, "dirty"
+        behind = subprocess.run(["git", "--git-dir", str(repo.bare), "merge-base", "--is-ancestor", base, head],
+                                capture_output=True, check=False)
+        return True, "clean" if behind.returncode == 0 else "behind"
 
     def _error(self, status: int, message: str, errors: list[dict[str, Any]] | None = None):
         body: dict[str, Any] = {"message": message, "documentation_url": "https://docs.github.com/rest",
@@ -309,6 +334,17 @@ class FakeGithub:
                 pr = self._pr(repo, int(m.group(1)))
             except KeyError:
                 return self._error(404, "Not Found")
+            return 200, self._pr_json(repo, pr, simple=False)
+        if m and method == "PATCH":
+            try:
+                pr = self._pr(repo, int(m.group(1)))
+            except KeyError:
+                return self._error(404, "Not Found")
+            if "body" in body:
+                pr["body"] = body["body"]
+            if body.get("state") == "closed" and pr["state"] == "open":
+                pr.update(state="closed", closed_at=_now())
+            pr["updated_at"] = _now()
             return 200, self._pr_json(repo, pr, simple=False)
         m = re.fullmatch(r"/issues/(\d+)/labels", rest)
         if m and method == "POST":

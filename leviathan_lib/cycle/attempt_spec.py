@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
-from leviathan_lib.cycle.repo_reader import git_dir_for
+from leviathan_lib.cycle.repo_reader import RepoUnreachable, fetch_branch, git_dir_for
 from leviathan_lib.cycle.steps import AttemptPlan, ReadResult
 from leviathan_lib.worker.contract import AttemptSpec
 from leviathan_lib.worker.llm_spec import executor_spec
 from leviathan_lib.worker.sandbox import required_mode
 
+log = logging.getLogger("leviathan")
 
-def worker_source(target: TargetConfig, read: ReadResult, cache_dir: Path) -> str:
+
+def worker_source(target: TargetConfig, read: ReadResult, cache_dir: Path, plan: AttemptPlan | None = None) -> str:
     """Where the worker clones from. A local worker holds no credentials, so a forge that needs them
-    (GitHub) is read through the mirror ``plan`` already fetched, which holds the pinned commit. A
-    pod cannot see that mirror: it clones the repository itself, with the optional read-only token
-    (``worker_clone_secret``)."""
+    (GitHub) is read through the mirror ``plan`` already fetched, which holds the pinned commit (and, for
+    an attempt that continues a PR's branch, that branch, fetched here). A pod cannot see that mirror: it
+    clones the repository itself, with the optional read-only token (``worker_clone_secret``)."""
     if target.forge == "local" or target.worker_backend == "kubernetes":
         return read.repo_url
+    cont = plan.continue_pr if plan else None
+    if cont is not None and cont.start == "branch":
+        from leviathan_lib.forge import open_forge
+        from leviathan_lib.forge.base import ForgeError
+
+        try:
+            env = open_forge(target.forge, read.repo_url, target.forge_conn_id).git_push_env()
+            fetch_branch(read.repo_url, cont.branch, cache_dir=cache_dir, env=env)
+        except (ForgeError, RepoUnreachable) as exc:  # the worker then fails with clone_failed, saying why
+            log.warning("cannot fetch %s for the attempt: %s", cont.branch, exc)
     return str(git_dir_for(read.repo_url, cache_dir))
 
 
@@ -30,10 +43,11 @@ def attempt_spec(read: ReadResult, target: TargetConfig, plan: AttemptPlan, cach
     backlog, _ = parse_backlog(read.backlog_text or "", source=read.backlog_path)
     task_def = backlog.by_id()[plan.task_id]
     return AttemptSpec.model_validate({
-        "spec_version": 1, "target_id": target.target_id, "repo_url": worker_source(target, read, cache_dir),
+        "spec_version": 1, "target_id": target.target_id, "repo_url": worker_source(target, read, cache_dir, plan),
         "commit_sha": read.commit_sha, "task": task_def.model_dump(mode="json"),
         "allowed_path_prefixes": target.allowed_path_prefixes,
         "executor": executor_spec(target, task_def, api_base_url=api_base_url, region=region),
         "attempt": plan.attempt, "timeout_seconds": target.attempt_timeout_seconds,
         "sandbox": required_mode(target),
+        "continue_pr": plan.continue_pr.model_dump() if plan.continue_pr else None,
     })

@@ -117,6 +117,23 @@ def read_at_branch(
                     data=read_bytes_at_commit(git_dir, sha, path))
 
 
+def fetch_branch(repo_url: str, branch: str, *, cache_dir: Path, env: dict[str, str] | None = None) -> None:
+    """Bring ``branch`` into the mirror of a remote repository (a local one already holds it); RepoUnreachable
+    if it cannot be fetched. An attempt that continues a PR's branch clones its head from the mirror."""
+    try:
+        remote_arg(repo_url)
+        branch_arg(branch)
+    except GitError as exc:
+        raise RepoUnreachable(exc.stderr) from None
+    git_dir = git_dir_for(repo_url, cache_dir)
+    if local_path(repo_url) is not None:
+        return
+    fetched = _git(["--git-dir", str(git_dir), "fetch", "--quiet", "--no-tags", "--", repo_url,
+                    f"+refs/heads/{branch}:refs/heads/{branch}"], env=env)
+    if fetched.returncode:
+        raise RepoUnreachable(f"cannot fetch {branch!r} from {repo_url}: {_tail(fetched.stderr)}")
+
+
 def read_bytes_at_commit(git_dir: Path, sha: str, path: str) -> bytes | None:
     """The file's exact bytes at ``sha`` (None if it does not exist there): decoding is the caller's."""
     # No "--": git then names a missing path plainly; the argument starts with a hex sha, never "-".

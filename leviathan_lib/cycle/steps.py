@@ -38,6 +38,7 @@ from leviathan_lib.evidence.records import (
     PrStateChange,
     TaskVerdictEvidence,
 )
+from leviathan_lib.worker.contract import ContinuePr
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ class AttemptPlan(BaseModel):
     branch: str
     task_hash: str
     recipe: str
+    #: The open PR this attempt delivers to (its ``branch`` is then ``continue_pr.branch``); None: a new PR.
+    continue_pr: ContinuePr | None = None
 
 
 class GuardrailResult(BaseModel):

@@ -99,6 +99,20 @@ class Forge(ABC):
         """
 
     @abstractmethod
+    def update_pr(self, number: int, *, body: str) -> PullRequest:
+        """Replace the body of Leviathan's open pull request ``number`` (after it pushed a new head)."""
+
+    @abstractmethod
+    def close_pr(self, number: int) -> PullRequest:
+        """Close pull request ``number`` without merging (a superseded attempt); its branch is kept.
+        Closing a closed pull request is a no-op; a merged one raises ForgeConflict."""
+
+    @abstractmethod
+    def mergeable(self, number: int) -> bool | None:
+        """Whether open pull request ``number`` merges into its base without conflicts; None while the forge
+        does not know yet (GitHub computes it in the background) or a branch is gone."""
+
+    @abstractmethod
     def comment(self, number: int, body: str) -> None:
         """Add a comment to pull request ``number`` (never retried blindly: a lost answer is a ForgeError)."""
 

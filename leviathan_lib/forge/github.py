@@ -468,6 +468,32 @@ class GithubForge(Forge):
         if resp.status_code != 201:
             log.warning("%s not applied: %s", key, self._fail(resp, "POST", path, WRITE_PULLS))
 
+    def _patch_pr(self, number: int, payload: dict[str, str]) -> PullRequest:
+        """PATCH a PR (setting a body or a state twice changes nothing, so 5xx and timeouts are retried)."""
+        path = f"/repos/{self.owner}/{self.repo}/pulls/{number}"
+        resp = self._send("PATCH", path, json_body=payload)
+        if resp.status_code == 404:
+            raise PullRequestNotFound(f"no pull request #{number} in {self.full_name}")
+        if resp.status_code != 200:
+            raise self._fail(resp, "PATCH", path, WRITE_PULLS)
+        return _pull(resp.json())
+
+    def update_pr(self, number: int, *, body: str) -> PullRequest:
+        return self._patch_pr(number, {"body": body})
+
+    def close_pr(self, number: int) -> PullRequest:
+        current = self.get_pr(number)
+        if current.state == "merged":
+            raise ForgeConflict(f"pull request #{number} on {self.full_name} is merged; it cannot be closed")
+        return current if current.state == "closed" else self._patch_pr(number, {"state": "closed"})
+
+    def mergeable(self, number: int) -> bool | None:
+        path = f"/repos/{self.owner}/{self.repo}/pulls/{number}"
+        missing = PullRequestNotFound(f"no pull request #{number} in {self.full_name}")
+        data = self._get(path, READ_PULLS, missing=missing)
+        value = data.get("mergeable")
+        return value if isinstance(value, bool) and data.get("state") == "open" else None
+
     def comment(self, number: int, body: str) -> None:
         path = f"/repos/{self.owner}/{self.repo}/issues/{number}/comments"
         resp = self._send("POST", path, json_body={"body": body}, idempotent=False)

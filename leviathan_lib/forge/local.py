@@ -351,9 +351,37 @@ class LocalForge(Forge):
             self._write(record)
         return record.pull()
 
+    def update_pr(self, number: int, *, body: str) -> PullRequest:
+        with self._locked():
+            record = self._refreshed(self._load(number))
+            if record.state != "open":
+                raise ForgeConflict(f"pull request #{number} is {record.state}; only open ones are updated")
+            return self._update(record, body=body).pull()
+
+    def mergeable(self, number: int) -> bool | None:
+        record = self._load(number)
+        base_sha, head_sha = self._branch_sha(record.base), self._branch_sha(record.head)
+        if record.state != "open" or base_sha is None or head_sha is None:
+            return None
+        return self._merge_tree(base_sha, head_sha)[0] == 0
+
+    def _merge_tree(self, base_sha: str, head_sha: str) -> tuple[int, list[str]]:
+        """``git merge-tree --write-tree`` of two commits: (0, [tree]) clean, (1, [tree, files...]) conflicts."""
+        try:
+            proc = run_git(
+                ["merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", base_sha, head_sha],
+                env={"GIT_DIR": str(self.path)},
+                check=False,
+            )
+        except GitError as exc:
+            raise ForgeError(f"{self.path}: {exc}") from exc
+        if proc.returncode not in (0, 1):
+            raise ForgeError(f"{self.path}: git merge-tree failed: {proc.stderr.strip()}")
+        return proc.returncode, proc.stdout.split("\0")
+
     def close_pr(self, number: int) -> PullRequest:
-        """Close without merging (``leviathan forge close``: the human's "no"); the head branch is kept.
-        Closing a closed pull request is a no-op."""
+        """Close without merging (``leviathan forge close``: the human's "no"; or Leviathan closing a superseded
+        attempt); the head branch is kept. Closing a closed pull request is a no-op."""
         with self._locked():
             record = self._refreshed(self._load(number))
             if record.state == "closed":
@@ -455,21 +483,11 @@ class LocalForge(Forge):
             if base_sha is None or head_sha is None:
                 missing = record.base if base_sha is None else record.head
                 raise ForgeError(f"{self.path}: branch {missing!r} of pull request #{number} is gone")
-            try:
-                proc = run_git(
-                    ["merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", base_sha, head_sha],
-                    env={"GIT_DIR": str(self.path)},
-                    check=False,
-                )
-            except GitError as exc:
-                raise ForgeError(f"{self.path}: {exc}") from exc
-            fields = proc.stdout.split("\0")
-            if proc.returncode == 1:
+            returncode, fields = self._merge_tree(base_sha, head_sha)
+            if returncode == 1:
                 files = sorted({f for f in fields[1:] if f})
                 listed = ", ".join(files) or "unknown files"
                 raise ForgeConflict(f"pull request #{number} conflicts with {record.base} in: {listed}")
-            if proc.returncode != 0:
-                raise ForgeError(f"{self.path}: git merge-tree failed: {proc.stderr.strip()}")
             tree = fields[0].strip()
             text = message or f"Merge pull request #{number} from {record.head}\n\n{record.title}\n"
             merge_sha = self._git("commit-tree", tree, "-p", base_sha, "-p", head_sha, "-m", text).strip()
