@@ -62,7 +62,16 @@ def _lifecycle(record: CycleRecord) -> str:
             if change.branch_kept else ""
         parts.append(f"#{change.number} {change.state}{branch}")
     for action in record.lifecycle:
-        parts.append(f"#{action.number} {action.kind}" + ("" if action.commented else " (not commented yet)"))
+        if action.kind == "human_edited":
+            parts.append(f"#{action.number} {action.kind}" + ("" if action.commented else " (not commented yet)"))
+        elif action.kind == "feedback_ignored":
+            parts.append(f"#{action.number} ignored {action.author} ({action.reason})")
+        else:  # changes_requested, retry_command: the next attempt continues the PR
+            parts.append(f"#{action.number} {action.kind} by {action.author}")
+    attempt = record.attempt
+    if attempt is not None and attempt.continued_pr is not None:
+        pushed = "pushed" if attempt.pr_number is not None else f"not pushed ({attempt.error_code})"
+        parts.append(f"#{attempt.continued_pr} continued ({attempt.continue_why}) {pushed}")
     return "; ".join(parts)
 
 
@@ -87,7 +96,7 @@ def cmd_evidence(args: argparse.Namespace) -> int:
         return 0
     rows = [_row(r) for r in records]
     columns = ["recorded_at", "run_id", "decision", "reasons", "task", "attempt", "pr", "stopped"]
-    if any(row["lifecycle"] for row in rows):  # only when a cycle saw a merge, close or human edit
+    if any(row["lifecycle"] for row in rows):  # only when a cycle saw a merge, close, human edit or feedback
         columns.append("lifecycle")
     widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns}
     print("  ".join(c.upper().ljust(widths[c]) for c in columns))

@@ -186,7 +186,7 @@ def guardrail_inputs(ledger: Ledger) -> tuple[list[AttemptRecord], list[ClosedPR
     return attempts, [ClosedPR(task_id=c.task_id, task_hash=c.task_hash) for c in ledger.closed_prs]
 
 
-def check_guardrails(
+def check_guardrails(  # noqa: PLR0913 — keyword-only inputs of one decision
     target: TargetConfig,
     read: ReadResult,
     *,
@@ -306,7 +306,7 @@ def _stopped(read: ReadResult, guard: GuardrailResult, decision: Decision, attem
         return (decision.reasons[0] if decision.reasons else "skipped",
                 "; ".join(c.detail for c in decision.checks if not c.passed))
     if attempt and attempt.pr_number is not None:
-        return "pr_opened", attempt.pr_url or ""
+        return "pr_continued" if attempt.continued_pr else "pr_opened", attempt.pr_url or ""
     if attempt and attempt.error_code:
         return attempt.error_code, attempt.error_message or ""
     if failure:

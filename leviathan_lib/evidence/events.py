@@ -20,7 +20,7 @@ EVENTS_PER_RECORD = 100
 EventType = Literal[
     "cycle.started", "guardrail.skipped", "attempt.created", "attempt.started", "attempt.succeeded",
     "attempt.failed", "attempt.timed_out", "pr.created", "pr.merged", "pr.closed", "branch.deleted", "branch.kept",
-    "pr.human_edited",
+    "pr.human_edited", "pr.changes_requested", "pr.retry_command", "pr.feedback_ignored", "pr.continued",
     "breaker.opened",
     "breaker.reset", "autonomy.changed", "evidence.unreadable",
 ]
@@ -63,8 +63,11 @@ def _cycle_events(record: CycleRecord) -> list[tuple[str, datetime, dict[str, An
             **ident, "outcome": outcome, "error_code": attempt.error_code, "changed_paths": attempt.changed_paths,
         }))
         if attempt.pr_number is not None:
-            out.append(("pr.created", attempt.finished_at or at,
-                        {**ident, "number": attempt.pr_number, "url": attempt.pr_url}))
+            kind, extra = "pr.created", {}
+            if attempt.continued_pr is not None:  # pushed to the open PR instead of opening one
+                kind, extra = "pr.continued", {"why": attempt.continue_why, "head_sha": attempt.pr_head_sha}
+            out.append((kind, attempt.finished_at or at,
+                        {**ident, "number": attempt.pr_number, "url": attempt.pr_url, **extra}))
     if record.breaker_opened:
         out.append(("breaker.opened", at, {"after_task": attempt.task_id if attempt else None}))
     return out
