@@ -14,6 +14,9 @@ from leviathan_lib.demo import create_demo_target
 from leviathan_lib.forge.local import LocalForge
 from leviathan_lib.git.runner import run_git
 from tests.airflow_helpers import evidence_record, human_push, run_cycle
+from tests.orchestrator.test_github_cycle import github_target
+
+__all__ = ["github_target"]  # the fixture
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -120,3 +123,32 @@ def test_feedback_on_a_branch_a_human_pushed_to_is_never_served(tmp_path, target
         ("human_edited", None), ("changes_requested", None), ("feedback_ignored", "feedback_human_edited")]
     assert record["attempt"] is None and states[names.TASK_RUN_WORKER] == "skipped"
     assert forge.get_pr(1).head_sha == tip
+
+
+def test_on_github_changes_requested_continue_the_same_pr_and_readers_are_ignored(github_target):
+    fake, target_file, bare = github_target
+    first, _ = run_cycle(target_file)
+    assert evidence_record(first)["attempt"]["pr_number"] == 1
+    first_head = fake.open_pulls("acme/widgets")[0]["head"]["sha"]
+    fake.repos["acme/widgets"].user_permissions["reader"] = "read"
+    fake.human_comment("acme/widgets", 1, "reader", "/leviathan retry")
+    fake.human_comment("acme/widgets", 1, "stranger", "/leviathan retry")
+    fake.human_review("acme/widgets", 1, "octocat", "CHANGES_REQUESTED", "Say which port it listens on.")
+
+    dag_run, states = run_cycle(target_file)
+    assert dag_run.state == "success", states
+    record = evidence_record(dag_run)
+    assert _kinds(record) == [("feedback_ignored", "reader", "command_not_permitted"),
+                              ("feedback_ignored", "stranger", "command_not_permitted"),
+                              ("changes_requested", "octocat", None)]
+    assert record["attempt"]["continued_pr"] == 1 and record["stopped_reason"] == "pr_continued"
+    [pull] = fake.open_pulls("acme/widgets")
+    assert (pull["number"], pull["head"]["ref"]) == (1, BRANCH)
+    head = run_git(["--git-dir", str(bare), "rev-parse", BRANCH]).stdout.strip()
+    assert run_git(["--git-dir", str(bare), "rev-parse", f"{head}^"]).stdout.strip() == first_head
+    page = run_git(["--git-dir", str(bare), "show", f"{head}:docs/quickstart.md"]).stdout
+    assert "> Say which port it listens on." in page
+    assert [p for m, p, _ in fake.api_calls("POST") if p.endswith("/pulls")] == ["/repos/acme/widgets/pulls"]
+
+    again, _ = run_cycle(target_file)
+    assert evidence_record(again)["lifecycle"] == [] and evidence_record(again)["attempt"] is None
