@@ -82,8 +82,10 @@ def replayed_open_prs(known: list[LedgerPR]) -> list[OpenPR]:
 
 
 def without_own_prs(open_prs: list[OpenPR], history: History, run_id: str) -> list[OpenPR]:
-    """Leave out the PRs run ``run_id`` itself opened (on the branch of its own recorded attempt)."""
-    own = {r.attempt.branch for r in history.cycles if r.dag_run_id == run_id and r.attempt}
+    """Leave out the PRs run ``run_id`` itself opened (on the branch of its own recorded attempt); a PR it
+    only continued stays, so the rerun never opens a second PR for that task."""
+    own = {r.attempt.branch for r in history.cycles
+           if r.dag_run_id == run_id and r.attempt and r.attempt.continued_pr is None}  # continued: not its own
     if not own:
         return open_prs
     return [pr for pr in open_prs if pr.branch not in own]
