@@ -147,9 +147,22 @@ class FakeGithub:
         with self.lock:
             self.faults.append(Fault(method, path, status, body, dict(headers or {}), delay, times))
 
-    def human_merge(self, full_name: str, number: int) -> None:
-        pr = self._pr(self.repos[full_name.lower()], number)
-        sha = self._branch_sha(self.repos[full_name.lower()], pr["head"]["ref"])
+    def human_merge(self, full_name: str, number: int, *, into_base: bool = False) -> None:
+        """A human merges PR ``number``; ``into_base`` really merges it into its base branch (a merge commit,
+        git's own merge), raising AssertionError when it conflicts, as GitHub's merge button would refuse."""
+        repo = self.repos[full_name.lower()]
+        pr = self._pr(repo, number)
+        sha = self._branch_sha(repo, pr["head"]["ref"])
+        if into_base:
+            git = ["git", "--git-dir", str(repo.bare)]
+            base = self._branch_sha(repo, pr["base"]["ref"])
+            merged = subprocess.run([*git, "merge-tree", "--write-tree", base, sha], capture_output=True, text=True,
+                                    check=False)
+            assert merged.returncode == 0, f"PR #{number} does not merge cleanly: {merged.stdout}"
+            sha = subprocess.run([*git, "-c", "user.name=Human", "-c", "user.email=human@example.com", "commit-tree",
+                                  merged.stdout.split()[0], "-p", base, "-p", sha, "-m", f"Merge #{number}"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+            subprocess.run([*git, "update-ref", f"refs/heads/{pr['base']['ref']}", sha, base], check=True)
         pr.update(state="closed", merged_at=_now(), closed_at=_now(), merged=True, merge_commit_sha=sha,
                   updated_at=_now())
 
@@ -272,7 +285,8 @@ class FakeGithub:
         base, head = self._branch_sha(repo, pr["base"]["ref"]), self._branch_sha(repo, pr["head"]["ref"])
         if pr["state"] != "open" or base is None or head is None or repo.mergeable_unknown:
             return None, "unknown"
-        merged = subprocess.run(["git", "--git-dir", str(repo.bare), "merge-tree", "--write-tree", base, head],
+        merged = subprocess.run(["git", "--git-dir", str(repo.bare), "merge-tree", "--write-tree",
+                                 "--allow-unrelated-histories", base, head],
                                 capture_output=True, check=False)
         if merged.returncode:
             return False, "dirty"

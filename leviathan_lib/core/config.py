@@ -86,6 +86,8 @@ class TargetConfig(BaseModel):
     max_prs_per_hour: Annotated[int, Field(ge=1, le=100)] = 2
     max_running_attempts: PositiveInt = 1
     max_attempts_per_task: PositiveInt = 2
+    #: Times a conflicted PR of one task is brought up to date on its new base (``pr_refresh_limit``).
+    max_pr_refreshes: Annotated[int, Field(ge=0, le=20)] = 2
     circuit_breaker_failures: PositiveInt = 2
     schedule_cron: str = "*/5 * * * *"
     #: Spread targets sharing a ``*/n`` minute cron across the interval (core/schedule.py); false: exactly as written.

@@ -55,6 +55,17 @@ class ReasonCode(StrEnum):
     SANDBOX_UNAVAILABLE = "sandbox_unavailable"
     #: The task's allowed_paths cover a path only humans change (recipes, their scripts, .github/, ...).
     PROTECTED_PATH = "protected_path"
+    # PR lifecycle, decided by the PR sync of ``plan`` (:mod:`leviathan_lib.cycle.lifecycle`), never by ``decide``.
+    #: Someone other than Leviathan pushed to the PR's branch: never rewritten, closed or deleted again.
+    HUMAN_EDITED = "human_edited"
+    #: The open PR's branch was deleted by hand: Leviathan leaves the PR alone.
+    PR_BRANCH_DELETED = "pr_branch_deleted"
+    #: The open PR conflicts with its base: it is brought up to date (the refresh attempt's ``why``).
+    PR_CONFLICTED = "pr_conflicted"
+    #: The PR conflicts again but its task's refreshes reached ``max_pr_refreshes``.
+    PR_REFRESH_LIMIT = "pr_refresh_limit"
+    #: The task's definition changed while its PR was open: the PR was closed, the task runs again.
+    PR_SUPERSEDED = "pr_superseded"
     # Review feedback and comment commands on Leviathan's PRs (:mod:`leviathan_lib.core.commands`).
     #: A comment starting with ``/leviathan`` that is not exactly ``/leviathan retry`` (junk after it).
     COMMAND_MALFORMED = "command_malformed"
@@ -88,6 +99,10 @@ class AttemptRecord(_State):
     finished_at: AwareDatetime
     #: Model cost of the attempt (0 for recipes), from its evidence.
     cost_usd: Annotated[float, Field(ge=0, strict=False)] = 0.0
+    #: The attempt brought its open PR up to date (a refresh): it counts for the breaker and the budget, not
+    #: toward ``max_attempts_per_task`` (refreshes have their own bound, ``max_pr_refreshes``). An attempt
+    #: for review feedback is not one: it is the task's next attempt and counts like any other.
+    continued_pr: bool = False
 
 
 class ClosedPR(_State):
@@ -95,14 +110,6 @@ class ClosedPR(_State):
 
     task_id: str
     task_hash: str
-
-
-class Continuation(_State):
-    """A permitted request (changes requested, ``/leviathan retry``) on the open PR of a task: its next
-    attempt continues that PR instead of opening one, so the PR limits do not hold it back."""
-
-    task_id: str
-    number: int
 
 
 class CycleState(_State):
@@ -122,8 +129,6 @@ class CycleState(_State):
     #: When Leviathan opened its recent PRs (the evidence).
     prs_opened_at: list[AwareDatetime] = Field(default_factory=list)
     now: AwareDatetime | None = None
-    #: Open PRs whose task's next attempt continues them (review feedback); chosen before new work.
-    continuations: list[Continuation] = Field(default_factory=list)
 
 
 class Check(BaseModel):
@@ -303,15 +308,14 @@ def _verdicts(
     for entry in backlog.invalid:
         if entry.id and entry.id not in statuses:
             statuses[entry.id] = None  # exists, but its status cannot be trusted
-    attempts = Counter(a.task_id for a in state.attempts)
-    continuing = {c.task_id for c in state.continuations}
-    pr_tasks = {tid for pr in state.open_prs or [] if (tid := _pr_task_id(pr))} - continuing
+    attempts = Counter(a.task_id for a in state.attempts if not a.continued_pr)
+    pr_tasks = {tid for pr in state.open_prs or [] if (tid := _pr_task_id(pr))}
     closed = {c.task_id: c.task_hash for c in state.closed_prs}  # the latest closure per task wins
 
     verdicts: list[TaskVerdict] = []
     invalid = sorted(backlog.invalid, key=lambda i: i.index)
     next_invalid = 0
-    best: tuple[bool, int, int] | None = None
+    best: tuple[int, int] | None = None
     chosen: Task | None = None
     for position, task in enumerate(backlog.tasks):
         # Interleave invalid entries at their backlog position so the report follows the file.
@@ -321,7 +325,7 @@ def _verdicts(
         reasons = _task_reasons(task, in_scope=in_scope, statuses=statuses, attempts=attempts, pr_tasks=pr_tasks,
                                 max_attempts=target.max_attempts_per_task, closed=closed, protected=protected)
         verdicts.append(TaskVerdict(id=task.id, eligible=not reasons, reasons=reasons))
-        key = (task.id not in continuing, task.priority_rank, position)
+        key = (task.priority_rank, position)
         if not reasons and (best is None or key < best):
             best, chosen = key, task
     verdicts.extend(_invalid_verdict(entry) for entry in invalid[next_invalid:])
@@ -338,10 +342,6 @@ def _selection_check(verdicts: list[TaskVerdict], chosen: Task | None) -> Check:
     return Check(name="task_selection", passed=True, detail=detail)
 
 
-#: Limits on opening PRs, which an attempt continuing an open PR does not do.
-_NEW_PR_LIMITS = frozenset({ReasonCode.OPEN_PR_LIMIT, ReasonCode.PR_HOURLY_LIMIT})
-
-
 def target_protected(target: TargetConfig, extra: tuple[str, ...] = ()) -> Protected:
     """What no attempt of ``target`` may change: the backlog, the recipes file, ``protected_paths``, ``extra``."""
     return Protected.of([target.backlog_path, target.recipes_path, *target.protected_paths, *extra])
@@ -356,18 +356,12 @@ def decide(
     """
     checks: list[Check] = []
     failed: list[ReasonCode] = []
-    verdicts, chosen = _verdicts(target, backlog, state, protected or target_protected(target))
-    continued = next((c for c in state.continuations if chosen and c.task_id == chosen.id), None)
     for rule in _CYCLE_RULES:
         found, reason = rule(target, state)
-        if continued is not None and reason in _NEW_PR_LIMITS:
-            found = [c.model_copy(update={"passed": True, "detail": f"{c.detail}; not binding: this attempt "
-                                                                    f"continues PR #{continued.number}"})
-                     if not c.passed and c.name != "forge_state" else c for c in found]
-            reason = None
         checks += found
         if reason is not None:
             failed.append(reason)
+    verdicts, chosen = _verdicts(target, backlog, state, protected or target_protected(target))
     checks.append(_selection_check(verdicts, chosen))
     if chosen is None and not failed:
         failed.append(ReasonCode.NO_ELIGIBLE_TASK)

@@ -14,7 +14,7 @@ import logging
 from collections import Counter
 
 from leviathan_lib.core.commands import Request, Seen, authors_to_check, decide_feedback
-from leviathan_lib.core.guardrails import Continuation, ReasonCode
+from leviathan_lib.core.guardrails import ReasonCode
 from leviathan_lib.evidence.records import LedgerPR, LifecycleAction
 from leviathan_lib.forge.base import Forge, ForgeError, PullRequest
 from leviathan_lib.worker.contract import ContinuePr
@@ -113,7 +113,3 @@ def continue_prs(known: list[LedgerPR], servable: dict[int, LifecycleAction]) ->
                                      why=request.kind, feedback=request.feedback)
     return out
 
-
-def continuations(continuing: dict[str, ContinuePr]) -> list[Continuation]:
-    """The guardrails' view of :func:`continue_prs`: which task continues which PR."""
-    return [Continuation(task_id=task_id, number=cont.number) for task_id, cont in continuing.items()]

@@ -10,12 +10,15 @@ PR that same run already opened.
 from __future__ import annotations
 
 import logging
+from collections import Counter
+
+from pydantic import BaseModel, Field
 
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import ClosedPR, OpenPR
 from leviathan_lib.core.names import AGENT_BRANCH_PREFIX, branch_task_id
 from leviathan_lib.cycle.feedback import read_feedback
-from leviathan_lib.cycle.lifecycle import notice_human_edits, settle_branch
+from leviathan_lib.cycle.lifecycle import Review, notice_human_edits, review_open_prs, settle_branch
 from leviathan_lib.evidence.records import History, LedgerPR, LifecycleAction, PrStateChange
 from leviathan_lib.forge import open_forge
 from leviathan_lib.forge.base import Forge, ForgeError, PullRequest
@@ -23,19 +26,39 @@ from leviathan_lib.forge.base import Forge, ForgeError, PullRequest
 log = logging.getLogger("leviathan")
 
 
-def forge_state(target: TargetConfig, repo_url: str, known: list[LedgerPR]
-                ) -> tuple[list[OpenPR] | None, list[PrStateChange], list[LifecycleAction]]:
-    """:func:`sync_pr_states` and the lifecycle of the still open PRs on the target's forge (human edits,
-    review feedback); None open PRs when the forge cannot be opened or read."""
+class ForgeState(BaseModel):
+    """What the forge said about Leviathan's PRs this cycle, and what the lifecycle did and plans."""
+
+    #: Open ``agent/`` PRs without those closed as superseded this cycle; None when the forge is unknown.
+    open_prs: list[OpenPR] | None
+    changes: list[PrStateChange] = Field(default_factory=list)
+    actions: list[LifecycleAction] = Field(default_factory=list)
+    review: Review = Field(default_factory=Review)
+
+
+def forge_state(target: TargetConfig, repo_url: str, known: list[LedgerPR], *, hashes: dict[str, str] | None = None,
+                base_sha: str | None = None, refreshes: Counter[str] | None = None) -> ForgeState:
+    """:func:`sync_pr_states` and the lifecycle of the still open PRs on the target's forge (human edits, then
+    superseded and conflicted PRs given the backlog's task ``hashes`` at ``base_sha``, then review feedback);
+    None open PRs when the forge cannot be opened or read."""
     try:
         forge = open_forge(target.forge, repo_url, target.forge_conn_id)
         listed = forge.list_open_prs(head_prefix=AGENT_BRANCH_PREFIX)
     except ForgeError as exc:
         log.error("forge state unknown for %s: %s", target.target_id, exc)
-        return None, [], []
+        return ForgeState(open_prs=None)
     open_prs, changes = sync_pr_states(forge, known, target_id=target.target_id,
                                        delete_merged=target.delete_merged_branches, listed=listed)
-    return open_prs, changes, notice_human_edits(forge, listed, known) + read_feedback(forge, listed, known)
+    actions = notice_human_edits(forge, listed, known)
+    review = Review()
+    if hashes is not None:
+        review = review_open_prs(forge, listed, known, hashes=hashes, base_sha=base_sha,
+                                 refreshes=refreshes or Counter(), max_refreshes=target.max_pr_refreshes)
+    if open_prs is not None:
+        open_prs = [pr for pr in open_prs if pr.number not in review.closed]
+    still_open = [pr for pr in known if pr.number not in review.closed]
+    actions += review.actions + read_feedback(forge, listed, still_open)
+    return ForgeState(open_prs=open_prs, changes=changes, actions=actions, review=review)
 
 
 def sync_pr_states(forge: Forge, known: list[LedgerPR], *, target_id: str = "", delete_merged: bool = True,

@@ -18,16 +18,17 @@ from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.guardrails import (
     AttemptRecord,
+    Check,
     ClosedPR,
     CycleState,
     Decision,
     OpenPR,
+    ReasonCode,
     decide,
     failure_streak,
     sandbox_gate,
 )
 from leviathan_lib.core.names import agent_branch
-from leviathan_lib.cycle.feedback import continuations
 from leviathan_lib.cycle.repo_reader import RepoUnreachable, read_at_branch, read_at_commit
 from leviathan_lib.evidence.records import (
     AttemptEvidence,
@@ -182,11 +183,12 @@ def _executor_problem(task: Task, recipes: dict[str, Any], recipes_problem: str 
 def guardrail_inputs(ledger: Ledger) -> tuple[list[AttemptRecord], list[ClosedPR]]:
     """The ledger as the guardrails' typed inputs (attempts oldest first, closed PRs)."""
     attempts = sorted((AttemptRecord(task_id=a.task_id, outcome=a.outcome, finished_at=a.finished_at,
-                                     cost_usd=a.cost_usd) for a in ledger.attempts), key=lambda a: a.finished_at)
+                                     cost_usd=a.cost_usd, continued_pr=a.continued_pr is not None)
+                       for a in ledger.attempts), key=lambda a: a.finished_at)
     return attempts, [ClosedPR(task_id=c.task_id, task_hash=c.task_hash) for c in ledger.closed_prs]
 
 
-def check_guardrails(  # noqa: PLR0913 — keyword-only inputs of one decision
+def check_guardrails(  # noqa: PLR0913 — keyword-only inputs the guardrails see, each from its own source
     target: TargetConfig,
     read: ReadResult,
     *,
@@ -197,12 +199,14 @@ def check_guardrails(  # noqa: PLR0913 — keyword-only inputs of one decision
     closed: list[ClosedPR] | None = None,
     prs_opened_at: list[datetime] | None = None,
     now: datetime | None = None,
-    continuing: dict[str, ContinuePr] | None = None,
+    continue_pr: tuple[str, ContinuePr] | None = None,
 ) -> GuardrailResult:
     """Decide whether this cycle runs the worker, and on which task and attempt (never for a replay).
 
-    ``continuing`` maps tasks to the open PR their next attempt continues (review feedback): such a task
-    is chosen first, and its attempt pushes to that PR's branch instead of opening one.
+    ``continue_pr`` is ``(task id, open PR)`` to deliver to instead of opening a PR: a PR that conflicts
+    with its base (:mod:`leviathan_lib.cycle.lifecycle`), or one a review sent back. It comes before any
+    new task, and needs the cycle-level rules that protect the target (autonomy, a known forge, the
+    breaker, the model budget), not the ones about opening PRs.
     """
     if read.error:
         return GuardrailResult(error=read.error)
@@ -211,23 +215,55 @@ def check_guardrails(  # noqa: PLR0913 — keyword-only inputs of one decision
                                   llm_enabled=target.executor == "llm")
     state = CycleState(autonomy_enabled=global_autonomy, open_prs=open_prs, attempts=attempts,
                        breaker_reset_at=breaker_reset_at, closed_prs=closed or [],
-                       prs_opened_at=prs_opened_at or [], now=now,
-                       continuations=continuations(continuing or {}))
+                       prs_opened_at=prs_opened_at or [], now=now)
     from leviathan_lib.cycle.protected import protected_for
 
-    decision = check_sandbox(target, backlog, decide(target, backlog, state,
-                                                     protected=protected_for(target, read.recipes_text)))
+    decision = decide(target, backlog, state, protected=protected_for(target, read.recipes_text))
+    if continue_pr is not None and state.open_prs is not None:
+        decision = continue_decision(decision, backlog, *continue_pr)
+    decision = check_sandbox(target, backlog, decision)
     result = GuardrailResult(decision=decision, consecutive_failures=failure_streak(attempts, breaker_reset_at),
                              replay=read.as_of is not None,
                              task_problems=[p for entry in backlog.invalid for p in entry.problems])
     if decision.decision == "run" and decision.task_id and not result.replay:
         task = backlog.by_id()[decision.task_id]
         number = 1 + sum(1 for a in attempts if a.task_id == task.id)
-        cont = (continuing or {}).get(task.id)
+        cont = continue_pr[1] if continue_pr and continue_pr[0] == task.id and _continuing(decision) else None
         result.attempt = AttemptPlan(task_id=task.id, attempt=number,
                                      branch=cont.branch if cont else agent_branch(task.id, number),
                                      task_hash=task.definition_hash(), recipe=task.recipe or "", continue_pr=cont)
     return result
+
+
+#: Cycle-level reasons that stop an attempt on an open PR too; the others are about opening new PRs.
+_CONTINUE_BLOCKERS = frozenset({ReasonCode.AUTONOMY_DISABLED, ReasonCode.FORGE_STATE_UNKNOWN,
+                                ReasonCode.CIRCUIT_BREAKER_OPEN, ReasonCode.LLM_BUDGET_EXHAUSTED})
+CONTINUE_CHECK = "continue_pr"
+#: Why an attempt continues a PR for review feedback (:mod:`leviathan_lib.cycle.feedback`).
+FEEDBACK_WHYS = frozenset({"changes_requested", "retry_command"})
+
+
+def _continuing(decision: Decision) -> bool:
+    return any(c.name == CONTINUE_CHECK and c.passed for c in decision.checks)
+
+
+def continue_decision(decision: Decision, backlog: Backlog, task_id: str, cont: ContinuePr) -> Decision:
+    """The decision to deliver to open PR ``cont`` of task ``task_id`` instead of what ``decide`` chose,
+    unless a rule protecting the target failed or the task can no longer run (then a failed check says so).
+    Review feedback is the task's next attempt, so every task rule but its own open PR applies too
+    (``ready``, status, scope, ``max_attempts_per_task``)."""
+    blockers = [r for r in decision.reasons if r in _CONTINUE_BLOCKERS]
+    if cont.why in FEEDBACK_WHYS:  # the task's next attempt: it must still be one the backlog allows
+        verdict = next((v for v in decision.tasks if v.id == task_id), None)
+        blockers += [r for r in (verdict.reasons if verdict else []) if r != ReasonCode.PR_OPEN_FOR_TASK]
+    detail = f"PR #{cont.number} ({cont.branch}): {cont.why}"
+    if blockers or task_id not in backlog.by_id():
+        why = ", ".join(blockers) if blockers else f"task {task_id} cannot run (invalid)"
+        check = Check(name=CONTINUE_CHECK, passed=False, detail=f"{detail}; not attempted: {why}")
+        return decision.model_copy(update={"checks": [*decision.checks, check]})
+    check = Check(name=CONTINUE_CHECK, passed=True, detail=f"{detail}; this cycle's attempt delivers to it")
+    return decision.model_copy(update={"decision": "run", "task_id": task_id, "reasons": [],
+                                       "checks": [*decision.checks, check]})
 
 
 def check_sandbox(target: TargetConfig, backlog: Backlog, decision: Decision) -> Decision:
@@ -306,7 +342,10 @@ def _stopped(read: ReadResult, guard: GuardrailResult, decision: Decision, attem
         return (decision.reasons[0] if decision.reasons else "skipped",
                 "; ".join(c.detail for c in decision.checks if not c.passed))
     if attempt and attempt.pr_number is not None:
-        return "pr_continued" if attempt.continued_pr else "pr_opened", attempt.pr_url or ""
+        if attempt.continued_pr is not None:  # delivered to the open PR: brought up to date, or updated
+            why = "pr_refreshed" if attempt.continue_why == "pr_conflicted" else "pr_updated"
+            return why, " ".join(filter(None, [attempt.pr_url or "", attempt.delivery_note]))
+        return "pr_opened", attempt.pr_url or ""
     if attempt and attempt.error_code:
         return attempt.error_code, attempt.error_message or ""
     if failure:

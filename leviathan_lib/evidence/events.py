@@ -20,7 +20,8 @@ EVENTS_PER_RECORD = 100
 EventType = Literal[
     "cycle.started", "guardrail.skipped", "attempt.created", "attempt.started", "attempt.succeeded",
     "attempt.failed", "attempt.timed_out", "pr.created", "pr.merged", "pr.closed", "branch.deleted", "branch.kept",
-    "pr.human_edited", "pr.changes_requested", "pr.retry_command", "pr.feedback_ignored", "pr.continued",
+    "pr.human_edited", "pr.branch_deleted", "pr.superseded", "pr.refresh_limit", "pr.refreshed", "pr.updated",
+    "pr.changes_requested", "pr.retry_command", "pr.feedback_ignored",
     "breaker.opened",
     "breaker.reset", "autonomy.changed", "evidence.unreadable",
 ]
@@ -48,8 +49,8 @@ def _cycle_events(record: CycleRecord) -> list[tuple[str, datetime, dict[str, An
             out.append(("branch.deleted", at, branch))
         elif change.branch_kept:
             out.append(("branch.kept", at, {**branch, "reason": change.branch_kept}))
-    for action in record.lifecycle:
-        out.append((f"pr.{action.kind}", at, action.model_dump(mode="json")))
+    for action in record.lifecycle:  # kinds are reason codes: pr_superseded -> pr.superseded
+        out.append((f"pr.{action.kind.removeprefix('pr_')}", at, action.model_dump(mode="json")))
     if record.decision != "run":
         out.append(("guardrail.skipped", at, {"reasons": record.reasons, "detail": record.stopped_detail}))
     attempt = record.attempt
@@ -63,11 +64,12 @@ def _cycle_events(record: CycleRecord) -> list[tuple[str, datetime, dict[str, An
             **ident, "outcome": outcome, "error_code": attempt.error_code, "changed_paths": attempt.changed_paths,
         }))
         if attempt.pr_number is not None:
-            kind, extra = "pr.created", {}
-            if attempt.continued_pr is not None:  # pushed to the open PR instead of opening one
-                kind, extra = "pr.continued", {"why": attempt.continue_why, "head_sha": attempt.pr_head_sha}
+            # An attempt that delivered to its open PR brought it up to date (a conflict) or updated it.
+            kind = "pr.created" if attempt.continued_pr is None else \
+                "pr.refreshed" if attempt.continue_why == "pr_conflicted" else "pr.updated"
             out.append((kind, attempt.finished_at or at,
-                        {**ident, "number": attempt.pr_number, "url": attempt.pr_url, **extra}))
+                        {**ident, "number": attempt.pr_number, "url": attempt.pr_url, "head_sha": attempt.pr_head_sha,
+                         "why": attempt.continue_why, "note": attempt.delivery_note}))
     if record.breaker_opened:
         out.append(("breaker.opened", at, {"after_task": attempt.task_id if attempt else None}))
     return out

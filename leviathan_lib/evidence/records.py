@@ -58,9 +58,13 @@ class AttemptEvidence(BaseModel):
     cost_usd: float | None = None
     model: str | None = None
     prompt_sha256: str | None = None
-    #: The open PR this attempt continued (review feedback) instead of opening one, and why.
+    #: The open PR this attempt delivered to instead of opening one (``continue_pr``), why (``pr_conflicted``,
+    #: ``changes_requested``, ...) and where the worker started (``base`` or ``branch``).
     continued_pr: int | None = None
     continue_why: str | None = None
+    continue_start: Literal["base", "branch"] | None = None
+    #: What went wrong after the push (``pr_body_not_updated: ...``): the PR holds ``pr_head_sha`` regardless.
+    delivery_note: str = ""
 
 
 class PrStateChange(BaseModel):
@@ -77,23 +81,32 @@ class PrStateChange(BaseModel):
     branch_kept: str | None = None
 
 
+LifecycleKind = Literal["human_edited", "pr_branch_deleted", "pr_superseded", "pr_refresh_limit",
+                        "changes_requested", "retry_command", "feedback_ignored"]
 #: Lifecycle kinds that are review feedback (:mod:`leviathan_lib.cycle.feedback`).
 FEEDBACK_KINDS = frozenset({"changes_requested", "retry_command", "feedback_ignored"})
 
 
 class LifecycleAction(BaseModel):
-    """Something Leviathan noticed about, or did to, one of its open PRs this cycle."""
+    """Something Leviathan noticed about, or did to, one of its open PRs this cycle (kinds are reason codes).
 
-    #: ``human_edited``: the branch tip is not the commit Leviathan pushed; it is never rewritten,
-    #: closed or deleted by Leviathan again, and the PR gets one comment saying so.
-    #: ``changes_requested`` / ``retry_command``: a user with write permission asked for another attempt
-    #: (it starts from the PR's branch); ``feedback_ignored``: a review or command not acted on (``reason``).
-    kind: Literal["human_edited", "changes_requested", "retry_command", "feedback_ignored"]
+    ``human_edited``: the branch tip is not the commit Leviathan pushed; ``pr_branch_deleted``: the branch is
+    gone. Either way the PR is never rewritten, closed or deleted by Leviathan again and gets one comment.
+    ``pr_superseded``: the task's definition changed; the PR was closed (``closed``) with a comment and the
+    task runs again. ``pr_refresh_limit``: the PR conflicts with base ``base_sha`` but its task's refreshes
+    reached ``max_pr_refreshes``. (A refresh itself is the cycle's attempt, ``attempt.continued_pr``.)
+    ``changes_requested`` / ``retry_command``: a user with write permission asked for another attempt (it
+    starts from the PR's branch); ``feedback_ignored``: a review or command not acted on (``reason``).
+    """
+
+    kind: LifecycleKind
     number: int
     task_id: str
     branch: str
     head_sha: str | None = None
+    base_sha: str | None = None
     commented: bool = False
+    closed: bool = False
     detail: str = ""
     #: Feedback: who sent it, the stable reason it was ignored, and which review or comment it was.
     author: str | None = None
@@ -112,6 +125,9 @@ class LedgerAttempt(BaseModel):
     outcome: Literal["succeeded", "failed", "timed_out"]
     finished_at: datetime
     cost_usd: float = 0.0
+    #: The attempt delivered to this open PR (``continue_pr``) and why; it is no new attempt at the task.
+    continued_pr: int | None = None
+    continue_why: str | None = None
 
 
 class LedgerPR(BaseModel):
@@ -121,8 +137,13 @@ class LedgerPR(BaseModel):
     task_hash: str
     #: The commit Leviathan pushed (None in records from before it was recorded).
     head_sha: str | None = None
-    #: Someone else pushed to the branch and Leviathan has commented once about it (never again).
+    #: Someone else pushed to (or deleted) the branch and Leviathan has commented once about it (never again).
     human_edited: bool = False
+    #: The base commit the pushed head was built on (None in records from before it was recorded).
+    base_sha: str | None = None
+    #: Base commits this PR's conflict was handled at (a refresh, or the refresh limit), newest last: at most
+    #: one refresh per base commit.
+    conflict_bases: list[str] = Field(default_factory=list)
     #: The newest review and comment ids already decided (each is acted on at most once).
     seen_review_id: int = 0
     seen_comment_id: int = 0
@@ -167,12 +188,10 @@ class Ledger(BaseModel):
         return self.model_copy(update={"breaker_reset_at": reset_at})
 
     def with_cycle(self, record: CycleRecord) -> Ledger:
-        """Fold one cycle in: the PRs it saw merged or closed, then its own attempt and PR."""
-        synced = {c.number for c in record.pr_sync}
-        edited = {a.number for a in record.lifecycle if a.kind == "human_edited" and a.commented}
-        open_prs = [p.model_copy(update={"human_edited": True}) if p.number in edited else p
-                    for p in self.open_prs if p.number not in synced]
-        open_prs = [_fold_feedback(p, record) for p in open_prs]
+        """Fold one cycle in: the PRs it saw merged or closed, its lifecycle actions, then its own attempt and PR."""
+        gone = {c.number for c in record.pr_sync} | {a.number for a in record.lifecycle
+                                                     if a.kind == "pr_superseded" and a.closed}
+        open_prs = [_after_actions(p, record.lifecycle) for p in self.open_prs if p.number not in gone]
         closed = self.closed_prs + [LedgerClosed(task_id=c.task_id, task_hash=c.task_hash)
                                     for c in record.pr_sync if c.state == "closed" and c.task_hash]
         attempts = list(self.attempts)
@@ -182,25 +201,54 @@ class Ledger(BaseModel):
             outcome = "failed" if attempt.outcome == "rejected_by_guardrail" else attempt.outcome
             attempts.append(LedgerAttempt(task_id=attempt.task_id, outcome=outcome,
                                           finished_at=attempt.finished_at or record.recorded_at,
-                                          cost_usd=attempt.cost_usd or 0.0))
-            if attempt.pr_number is not None and attempt.continued_pr is None:
+                                          cost_usd=attempt.cost_usd or 0.0, continued_pr=attempt.continued_pr,
+                                          continue_why=attempt.continue_why))
+            if attempt.continued_pr is not None:
+                open_prs = [_after_continue(p, attempt, record.commit_sha) for p in open_prs]
+            elif attempt.pr_number is not None:
                 open_prs.append(LedgerPR(number=attempt.pr_number, task_id=attempt.task_id,
                                          branch=attempt.branch, task_hash=attempt.task_hash,
-                                         head_sha=attempt.pr_head_sha))
+                                         head_sha=attempt.pr_head_sha, base_sha=record.commit_sha))
                 opened.append(attempt.finished_at or record.recorded_at)
         return Ledger(attempts=attempts, open_prs=open_prs, closed_prs=closed,
                       breaker_reset_at=self.breaker_reset_at, prs_opened_at=opened[-RECENT_PRS:])
 
 
-def _fold_feedback(pr: LedgerPR, record: CycleRecord) -> LedgerPR:
-    """This cycle's feedback on ``pr``; an attempt that continued it serves its pending request."""
-    for action in record.lifecycle:
+#: Base commits a ledger PR remembers (each is one base move; refreshes themselves are bounded lower).
+MAX_CONFLICT_BASES = 20
+
+
+def _after_actions(pr: LedgerPR, actions: list[LifecycleAction]) -> LedgerPR:
+    """A still open PR after this cycle's lifecycle actions on it (a comment made, a refresh limit noted)."""
+    update: dict[str, Any] = {}
+    for action in actions:
+        if action.number != pr.number:
+            continue
+        if action.kind in ("human_edited", "pr_branch_deleted") and action.commented:
+            update["human_edited"] = True
+        if action.kind == "pr_refresh_limit" and action.base_sha:
+            update["conflict_bases"] = [*pr.conflict_bases, action.base_sha][-MAX_CONFLICT_BASES:]
+    pr = pr.model_copy(update=update) if update else pr
+    for action in actions:
         if action.number == pr.number and action.kind in FEEDBACK_KINDS:
             pr = pr.with_feedback(action)
-    attempt = record.attempt
-    if attempt is not None and attempt.outcome is not None and attempt.continued_pr == pr.number:
-        pr = pr.model_copy(update={"pending": None, "head_sha": attempt.pr_head_sha or pr.head_sha})
     return pr
+
+
+def _after_continue(pr: LedgerPR, attempt: AttemptEvidence, base_sha: str | None) -> LedgerPR:
+    """The PR an attempt continued: its new head once pushed; a refresh's base is spent either way."""
+    if pr.number != attempt.continued_pr:
+        return pr
+    update: dict[str, Any] = {}
+    if attempt.pr_number is not None and attempt.pr_head_sha:
+        update["head_sha"] = attempt.pr_head_sha
+        if attempt.continue_start == "base":
+            update["base_sha"] = base_sha
+    if attempt.continue_why == "pr_conflicted" and base_sha:
+        update["conflict_bases"] = [*pr.conflict_bases, base_sha][-MAX_CONFLICT_BASES:]
+    if attempt.continue_why in ("changes_requested", "retry_command"):  # the request is served
+        update["pending"] = None
+    return pr.model_copy(update=update)
 
 
 class CycleRecord(BaseModel):
@@ -221,7 +269,8 @@ class CycleRecord(BaseModel):
     tasks: list[TaskVerdictEvidence] = Field(default_factory=list)
     selected_task: str | None = None
     attempt: AttemptEvidence | None = None
-    #: Stable code for why the cycle stopped: ``pr_opened``, a guardrail reason code, or an error code.
+    #: Stable code for why the cycle stopped: ``pr_opened``, ``pr_refreshed`` / ``pr_updated`` (an attempt
+    #: delivered to its open PR), a guardrail reason code, or an error code.
     stopped_reason: str
     stopped_detail: str = ""
     #: Backfill runs replay the guardrails on the backlog as it was at their logical date; nothing runs.

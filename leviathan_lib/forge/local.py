@@ -363,13 +363,15 @@ class LocalForge(Forge):
         base_sha, head_sha = self._branch_sha(record.base), self._branch_sha(record.head)
         if record.state != "open" or base_sha is None or head_sha is None:
             return None
-        return self._merge_tree(base_sha, head_sha)[0] == 0
+        # A base force-pushed to a history of its own has no merge base: every differing file conflicts.
+        return self._merge_tree(base_sha, head_sha, unrelated=True)[0] == 0
 
-    def _merge_tree(self, base_sha: str, head_sha: str) -> tuple[int, list[str]]:
+    def _merge_tree(self, base_sha: str, head_sha: str, *, unrelated: bool = False) -> tuple[int, list[str]]:
         """``git merge-tree --write-tree`` of two commits: (0, [tree]) clean, (1, [tree, files...]) conflicts."""
+        extra = ["--allow-unrelated-histories"] if unrelated else []
         try:
             proc = run_git(
-                ["merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", base_sha, head_sha],
+                ["merge-tree", "--write-tree", *extra, "--name-only", "--no-messages", "-z", base_sha, head_sha],
                 env={"GIT_DIR": str(self.path)},
                 check=False,
             )

@@ -307,8 +307,10 @@ def open_pull_request(*, config: dict[str, Any]) -> dict[str, Any]:
         raise AirflowFailException(f"delivery rejected: {exc.code}: {exc}") from None
     pr = delivery.pr
     log.info("pull request #%s %s (%s -> %s)", pr.number, pr.url, pr.head, pr.base)
+    if delivery.note:
+        log.warning("PR #%s: %s", pr.number, delivery.note)
     return {"number": pr.number, "url": pr.url, "branch": pr.head, "head_sha": pr.head_sha,
-            "changed_paths": delivery.changed_paths}
+            "changed_paths": delivery.changed_paths, "note": delivery.note}
 
 
 def _write_record(target: TargetConfig, *, read: ReadResult | None, guard: GuardrailResult | None,

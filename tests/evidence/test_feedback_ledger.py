@@ -53,7 +53,7 @@ def test_feedback_and_continuations_are_events():
     events = events_from([(1, T, "r", record.model_dump(mode="json"))])
     types = [e.type for e in events]
     assert "pr.retry_command" in types and "pr.feedback_ignored" in types and "pr.created" not in types
-    continued = next(e for e in events if e.type == "pr.continued")
+    continued = next(e for e in events if e.type == "pr.updated")
     assert continued.data["number"] == 1 and continued.data["why"] == "retry_command"
     ignored = next(e for e in events if e.type == "pr.feedback_ignored")
     assert (ignored.data["author"], ignored.data["reason"]) == ("bob", "command_malformed")

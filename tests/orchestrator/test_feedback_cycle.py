@@ -55,7 +55,7 @@ def test_changes_requested_continue_the_same_pr_from_its_branch_once(tmp_path, t
     attempt = record["attempt"]
     assert (attempt["attempt"], attempt["branch"], attempt["continued_pr"], attempt["continue_why"]) == (
         2, BRANCH, 1, "changes_requested")
-    assert record["stopped_reason"] == "pr_continued" and attempt["pr_number"] == 1
+    assert record["stopped_reason"] == "pr_updated" and attempt["pr_number"] == 1
     [pr] = forge.list_prs()  # the same PR, still the only one
     assert (pr.number, pr.state, pr.head) == (1, "open", BRANCH)
     # The new commit sits on top of Leviathan's first one (a fast-forward), and the recipe saw the text.
@@ -141,7 +141,7 @@ def test_on_github_changes_requested_continue_the_same_pr_and_readers_are_ignore
     assert _kinds(record) == [("feedback_ignored", "reader", "command_not_permitted"),
                               ("feedback_ignored", "stranger", "command_not_permitted"),
                               ("changes_requested", "octocat", None)]
-    assert record["attempt"]["continued_pr"] == 1 and record["stopped_reason"] == "pr_continued"
+    assert record["attempt"]["continued_pr"] == 1 and record["stopped_reason"] == "pr_updated"
     [pull] = fake.open_pulls("acme/widgets")
     assert (pull["number"], pull["head"]["ref"]) == (1, BRANCH)
     head = run_git(["--git-dir", str(bare), "rev-parse", BRANCH]).stdout.strip()

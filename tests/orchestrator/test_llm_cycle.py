@@ -147,7 +147,7 @@ def test_review_feedback_reaches_the_model_as_delimited_untrusted_data(tmp_path,
         second, states = run_cycle(target_file)
     assert second.state == "success", states
     record = evidence_record(second)
-    assert record["stopped_reason"] == "pr_continued" and record["attempt"]["continued_pr"] == 1
+    assert record["stopped_reason"] == "pr_updated" and record["attempt"]["continued_pr"] == 1
 
     def prompt(request):
         content = request["messages"][0]["content"]
