@@ -181,9 +181,10 @@ def _executor_problem(task: Task, recipes: dict[str, Any], recipes_problem: str 
 
 
 def guardrail_inputs(ledger: Ledger) -> tuple[list[AttemptRecord], list[ClosedPR]]:
-    """The ledger as the guardrails' typed inputs (attempts oldest first, closed PRs)."""
+    """The ledger as the guardrails' typed inputs (attempts oldest first, closed PRs). Only a refresh is a
+    ``continued_pr`` attempt for them: a review-feedback attempt is the task's next attempt like any other."""
     attempts = sorted((AttemptRecord(task_id=a.task_id, outcome=a.outcome, finished_at=a.finished_at,
-                                     cost_usd=a.cost_usd, continued_pr=a.continued_pr is not None)
+                                     cost_usd=a.cost_usd, continued_pr=a.continue_why == REFRESH_WHY)
                        for a in ledger.attempts), key=lambda a: a.finished_at)
     return attempts, [ClosedPR(task_id=c.task_id, task_hash=c.task_hash) for c in ledger.closed_prs]
 
@@ -235,6 +236,8 @@ def check_guardrails(  # noqa: PLR0913 — keyword-only inputs the guardrails se
     return result
 
 
+#: Why a refresh continues its PR (:mod:`leviathan_lib.cycle.lifecycle`); it has its own bound.
+REFRESH_WHY = "pr_conflicted"
 #: Cycle-level reasons that stop an attempt on an open PR too; the others are about opening new PRs.
 _CONTINUE_BLOCKERS = frozenset({ReasonCode.AUTONOMY_DISABLED, ReasonCode.FORGE_STATE_UNKNOWN,
                                 ReasonCode.CIRCUIT_BREAKER_OPEN, ReasonCode.LLM_BUDGET_EXHAUSTED})
