@@ -21,7 +21,8 @@ from leviathan_lib.worker.contract import ContinuePr
 
 log = logging.getLogger("leviathan")
 
-#: Distinct authors whose permission is asked per PR per cycle at most (the rest wait for a later cycle).
+#: Distinct authors whose permission is asked per PR per cycle at most (any others count as unknown: not
+#: permitted, recorded).
 MAX_AUTHORS = 20
 
 
