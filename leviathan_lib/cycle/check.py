@@ -58,14 +58,18 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
     changes: list[PrStateChange] = []
     actions: list[LifecycleAction] = []
     review = Review()
+    own_heads: dict[int, str] = {}
     open_prs: list[OpenPR] | None
     if read.error:
         open_prs = []
     elif read.as_of:
         open_prs = pr_sync.replayed_open_prs(ledger.open_prs)
     else:
+        rerun = pr_sync.own_continued_attempt(history, run_id)
+        if rerun is not None and rerun.continued_pr is not None and rerun.pr_head_sha:
+            own_heads[rerun.continued_pr] = rerun.pr_head_sha
         state = pr_sync.forge_state(target, repo_url, ledger.open_prs, hashes=task_hashes(read),
-                                    base_sha=read.commit_sha, refreshes=refresh_counts(ledger))
+                                    base_sha=read.commit_sha, refreshes=refresh_counts(ledger), rerun=rerun)
         changes, actions, review = state.changes, state.actions, state.review
         found = state.open_prs
         open_prs = pr_sync.without_own_prs(found, history, run_id) if found is not None else None
@@ -74,7 +78,8 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
     if open_prs:
         servable, dropped = feedback.pending_requests(
             ledger.open_prs, actions, {pr.number: pr.head_sha for pr in open_prs},
-            Counter(a.task_id for a in attempts if not a.continued_pr), target.max_attempts_per_task)
+            Counter(a.task_id for a in attempts if not a.continued_pr), target.max_attempts_per_task,
+            own_heads=own_heads)
         actions = actions + dropped
         # A conflicted PR is brought up to date first; review feedback waits (pending) for the next cycle.
         continue_pr = continue_pr or next(iter(feedback.continue_prs(ledger.open_prs, servable).items()), None)

@@ -153,15 +153,17 @@ def deliver(
         run_git(["init", "--quiet", "--bare", str(path)])
         repo = _Repo(path, {"GIT_INDEX_FILE": str(Path(tmp) / "index"),
                             "GIT_AUTHOR_DATE": commit_date.isoformat(), "GIT_COMMITTER_DATE": commit_date.isoformat()})
-        wanted = start if cont is None or cont.start == "base" else f"refs/heads/{cont.branch}"
+        on_branch = cont is not None and cont.start == "branch"
+        # On the branch: its tip and the parent, which is the start again when a rerun finds its own commit.
+        wanted, depth = (f"refs/heads/{cont.branch}", "2") if cont is not None and on_branch else (start, "1")
         try:
-            run_git(["fetch", "--quiet", "--no-tags", "--depth", "1", "--", read.repo_url, wanted], cwd=path,
+            run_git(["fetch", "--quiet", "--no-tags", "--depth", depth, "--", read.repo_url, wanted], cwd=path,
                     env=forge.git_push_env())
         except GitError as exc:
             if cont is None:
                 raise
             raise _lease_problem(forge, cont, f"cannot fetch {cont.branch}: {redact_text(exc.stderr)}") from None
-        if cont is not None and cont.start == "branch" and repo.git(["rev-parse", "FETCH_HEAD"]) != start:
+        if cont is not None and on_branch and start not in _tip_and_parent(repo):
             raise _lease_problem(forge, cont, "the branch moved after the attempt started")
         built = _build(target, read, plan, result, repo, start=start, run_id=run_id,
                        evidence_summary=evidence_summary)
@@ -224,6 +226,12 @@ def _build(target: TargetConfig, read: ReadResult, plan: AttemptPlan, result: At
                           evidence=evidence_summary, note=status_note, head_sha=head_sha)
     _scan_pr_text(title, body)
     return _Built(head_sha=head_sha, changed_paths=delivered, title=title, body=body)
+
+
+def _tip_and_parent(repo: _Repo) -> tuple[str, ...]:
+    """The fetched tip and its first parent (none for a root commit)."""
+    out = repo.git(["rev-list", "--max-count=1", "--parents", "FETCH_HEAD", "--"]).split()
+    return tuple(out[:2])
 
 
 def _lease_problem(forge: Forge, cont: ContinuePr, detail: str) -> DeliveryRejected:

@@ -68,11 +68,13 @@ def _request_action(request: Request, common: dict[str, object]) -> LifecycleAct
 
 
 def pending_requests(known: list[LedgerPR], actions: list[LifecycleAction], heads: dict[int, str | None],
-                     attempts: Counter[str], max_attempts: int
+                     attempts: Counter[str], max_attempts: int, *, own_heads: dict[int, str] | None = None
                      ) -> tuple[dict[int, LifecycleAction], list[LifecycleAction]]:
     """The requests an attempt may serve now (by PR number) and the ones dropped, with a reason code.
 
-    ``heads`` maps the open PRs to their branch tips now; ``actions`` are this cycle's lifecycle actions.
+    ``heads`` maps the open PRs to their branch tips now; ``actions`` are this cycle's lifecycle actions;
+    ``own_heads`` what this very run already pushed (a "clear" re-plans its own attempt, which is no human's
+    push: delivery then finds its commit already there).
     A request on a branch whose tip is not what Leviathan pushed (someone else pushed: never rewritten), or
     for a task with no attempts left, is dropped and recorded; the ledger then forgets it.
     """
@@ -89,7 +91,8 @@ def pending_requests(known: list[LedgerPR], actions: list[LifecycleAction], head
         if request is None:
             continue
         reason = None
-        if pr.human_edited or pr.head_sha is None or heads[pr.number] != pr.head_sha:
+        if pr.human_edited or pr.head_sha is None or heads[pr.number] not in (
+                pr.head_sha, (own_heads or {}).get(pr.number)):
             reason = ReasonCode.FEEDBACK_HUMAN_EDITED
         elif attempts[pr.task_id] >= max_attempts:
             reason = ReasonCode.FEEDBACK_ATTEMPTS_EXHAUSTED

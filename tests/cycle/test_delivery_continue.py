@@ -89,6 +89,18 @@ def test_start_branch_adds_a_fast_forward_commit_on_the_prs_head(opened):
     changed = run_git(["--git-dir", str(forge.path), "diff", "--name-only", pr.head_sha, head]).stdout.split()
     assert changed == ["docs/quickstart.md"]
     assert forge.get_pr(1).body == pr.body  # the review flow owns what a commit on top says
+    rerun = _deliver(target, read, cont_plan, _forged(result, patch, ["docs/quickstart.md"]), forge, tmp)
+    assert rerun.head_sha == head == _tip(forge, pr.head)  # a "clear" finds its own commit on top
+
+
+def test_start_branch_never_builds_on_a_branch_someone_else_moved(opened):
+    target, read, plan, result, forge, tmp, pr = opened
+    cont_plan = _continued(plan, pr, start="branch", why="changes_requested")
+    patch = _branch_patch(forge, tmp, pr.head)
+    edited = human_push(forge.path, tmp / "reviewer", pr.head, "docs/extra.md", "mine\n")
+    with pytest.raises(DeliveryRejected) as exc:
+        _deliver(target, read, cont_plan, _forged(result, patch, ["docs/quickstart.md"]), forge, tmp)
+    assert exc.value.code == "human_edited" and _tip(forge, pr.head) == edited
 
 
 def test_a_push_someone_made_in_between_is_never_overwritten(opened):

@@ -119,3 +119,27 @@ def test_a_pr_branch_deleted_on_github_closes_the_pr_and_opens_no_other(github_t
     assert verdicts["docs-quickstart"] == ["pr_closed_unchanged"]
     assert record["attempt"]["task_id"] != "docs-quickstart"  # another task's PR, never a duplicate of #1
     assert [p["head"]["ref"] for p in fake.open_pulls(REPO)] == ["agent/docs-faq/1"]
+
+
+def test_a_base_that_moves_without_conflict_leaves_the_pr_alone(github_target, tmp_path):  # noqa: F811
+    fake, target_file, bare = github_target
+    _cycle(target_file)
+    pushed = _git(bare, "rev-parse", BRANCH)
+    commit_file(bare, tmp_path / "human", "README.md", "# widgets\n\nNow with a tagline.\n", "unrelated change")
+    for _ in range(2):
+        record = _cycle(target_file)
+        assert record["attempt"] is None and record["lifecycle"] == [] and record["reasons"] == ["open_pr_limit"]
+    assert _git(bare, "rev-parse", BRANCH) == pushed and fake.api_calls("PATCH") == []
+    assert fake.repos[REPO].pulls[0]["head"]["sha"] == pushed
+    fake.human_merge(REPO, 1, into_base=True)  # behind, and still merges cleanly
+
+
+def test_a_deleted_base_branch_stops_the_cycle_with_a_reason_code(github_target, tmp_path):  # noqa: F811
+    fake, target_file, bare = github_target
+    _cycle(target_file)
+    _git(bare, "symbolic-ref", "HEAD", f"refs/heads/{BRANCH}")
+    _git(bare, "update-ref", "-d", "refs/heads/main")
+    record = _cycle(target_file)
+    assert record["stopped_reason"] == "repo_unreachable" and "main" in record["stopped_detail"]
+    assert "Traceback" not in record["stopped_detail"] and _open(fake) == [(1, BRANCH)]
+    assert _posts(fake, f"/repos/{REPO}/pulls") == 1

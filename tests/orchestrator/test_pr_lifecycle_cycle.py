@@ -230,3 +230,26 @@ def test_a_push_between_plan_and_delivery_is_human_edited_and_nothing_is_rewritt
     later, _ = demo.cycle()  # the human's push is noticed and commented on once; never refreshed
     assert [a["kind"] for a in later["lifecycle"]] == ["human_edited"] and later["attempt"] is None
     assert demo.tip(BRANCH) == pushed[0]
+
+
+def test_clearing_a_refresh_run_repeats_the_same_refresh_and_nothing_else(tmp_path, targets_dir):
+    from leviathan_lib.core.config import load_target
+    from leviathan_lib.orchestrator.dag_factory import build_target_dag
+    from tests.orchestrator.test_idempotency import _clear
+
+    demo = Demo(tmp_path, targets_dir, "refresh_clear")
+    demo.cycle()
+    demo.conflict()
+    dag = build_target_dag(load_target(demo.target_file), demo.target_file)
+    first = dag.test()
+    assert evidence_record(first)["stopped_reason"] == "pr_refreshed"
+    head = demo.tip(BRANCH)
+    _clear(first, [names.TASK_PLAN, names.TASK_RUN_WORKER, names.TASK_SKIP, names.TASK_OPEN_PULL_REQUEST,
+                   names.TASK_RECORD_EVIDENCE, names.TASK_CYCLE_OUTCOME])
+    again = dag.test(run_after=first.run_after, logical_date=first.logical_date)
+    record = evidence_record(again)
+    assert again.run_id == first.run_id and record["stopped_reason"] == "pr_refreshed", record["stopped_detail"]
+    assert record["lifecycle"] == [] and record["attempt"]["pr_head_sha"] == head == demo.tip(BRANCH)
+    assert demo.open_prs() == [(1, BRANCH)] and demo.forge.comments(1) == []
+    later, _ = demo.cycle()  # the ledger carries the refreshed head: no human edit is imagined
+    assert later["lifecycle"] == [] and later["attempt"] is None
