@@ -156,3 +156,26 @@ def test_on_github_changes_requested_continue_the_same_pr_and_readers_are_ignore
 
     again, _ = run_cycle(target_file)
     assert evidence_record(again)["lifecycle"] == [] and evidence_record(again)["attempt"] is None
+
+
+def test_clearing_a_feedback_run_repeats_the_same_attempt_and_nothing_else(tmp_path, targets_dir):
+    from leviathan_lib.core.config import load_target
+    from leviathan_lib.orchestrator.dag_factory import build_target_dag
+    from tests.orchestrator.test_idempotency import _clear
+
+    target_file, bare, forge = _setup(tmp_path, targets_dir, "fb_clear")
+    _forge("review", "--repo", str(bare), "1", "--as", "alice", "--request-changes", "--body", "More detail.")
+    dag = build_target_dag(load_target(target_file), target_file)
+    first = dag.test()
+    assert evidence_record(first)["stopped_reason"] == "pr_updated"
+    head = forge.get_pr(1).head_sha
+    _clear(first, [names.TASK_PLAN, names.TASK_RUN_WORKER, names.TASK_SKIP, names.TASK_OPEN_PULL_REQUEST,
+                   names.TASK_RECORD_EVIDENCE, names.TASK_CYCLE_OUTCOME])
+    again = dag.test(run_after=first.run_after, logical_date=first.logical_date)
+    record = evidence_record(again)
+    assert again.run_id == first.run_id and record["stopped_reason"] == "pr_updated", record["stopped_detail"]
+    assert _kinds(record) == [("changes_requested", "alice", None)]
+    assert record["attempt"]["pr_head_sha"] == head == forge.get_pr(1).head_sha
+    assert [p.number for p in forge.list_prs()] == [1] and [c.author for c in forge.list_comments(1)] == []
+    later, _ = run_cycle(target_file)  # the review was served: never again, and no human edit is imagined
+    assert evidence_record(later)["lifecycle"] == [] and evidence_record(later)["attempt"] is None
