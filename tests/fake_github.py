@@ -92,6 +92,12 @@ class Repo:
     mergeable_unknown: bool = False
     #: Logins that may be asked to review (GitHub answers 422 for anyone else).
     collaborators: set[str] = field(default_factory=lambda: {"octocat", "hubot"})
+    #: Repository permission per login (``collaborators/{username}/permission``); anyone else is a 404.
+    user_permissions: dict[str, str] = field(default_factory=lambda: {"octocat": "admin", "hubot": "write"})
+    #: Reviews per PR as GitHub lists them (see :meth:`FakeGithub.human_review`).
+    reviews: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    #: Every conversation comment per PR, Leviathan's and humans', as (id, login, body, created_at).
+    conversation: dict[int, list[tuple[int, str, str, str]]] = field(default_factory=dict)
 
 
 class FakeGithub:
@@ -109,6 +115,8 @@ class FakeGithub:
         self.permissions = {"pull_requests": "write", "contents": "write", "issues": "write"}
         self.rate_limit, self.rate_remaining, self.rate_reset = 5000, 5000, int(time.time()) + 3600
         self.lock = threading.RLock()
+        #: Review and comment ids, shared like GitHub's (increasing, never reused).
+        self._ids = 1000
         self._examples = {k: v["value"] for k, v in _spec()["components"]["examples"].items()}
         self._basic_error = _spec()["components"]["schemas"]["basic-error"]
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -188,6 +196,33 @@ class FakeGithub:
         with self.lock:
             return self._create_issue(self.repos[full_name.lower()], {"title": title, "body": body,
                                                                       "labels": labels})[1]["number"]
+    def human_review(self, full_name: str, number: int, login: str, state: str, body: str) -> int:
+        """A review by ``login`` of the PR's current head (``state`` as GitHub names it); returns its id."""
+        repo = self.repos[full_name.lower()]
+        pr = self._pr(repo, number)
+        with self.lock:
+            review = copy.deepcopy(self._examples["pull-request-review-items"][0])
+            review_id = self._next_id()
+            review.update(id=review_id, body=body, state=state, submitted_at=_now(),
+                          commit_id=self._branch_sha(repo, pr["head"]["ref"]) or pr["head"]["sha"],
+                          html_url=f"{self.url}/{repo.full_name}/pull/{number}#pullrequestreview-{review_id}",
+                          pull_request_url=f"{self.url}/repos/{repo.full_name}/pulls/{number}")
+            review["user"]["login"] = login
+            repo.reviews.setdefault(number, []).append(review)
+        return review_id
+
+    def human_comment(self, full_name: str, number: int, login: str, body: str) -> int:
+        """A conversation comment by ``login``; returns its id."""
+        repo = self.repos[full_name.lower()]
+        self._pr(repo, number)
+        with self.lock:
+            comment_id = self._next_id()
+            repo.conversation.setdefault(number, []).append((comment_id, login, body, _now()))
+        return comment_id
+
+    def _next_id(self) -> int:
+        self._ids += 1
+        return self._ids
 
     def open_pulls(self, full_name: str) -> list[dict[str, Any]]:
         return [p for p in self.repos[full_name.lower()].pulls if p["state"] == "open"]
@@ -256,6 +291,21 @@ class FakeGithub:
             data["merged"] = pr["merged_at"] is not None
             data["mergeable"], data["mergeable_state"] = self._mergeable(repo, pr)
         return data
+
+    def _comment_json(self, repo: Repo, number: int, comment: tuple[int, str, str, str]) -> dict[str, Any]:
+        comment_id, login, text, created = comment
+        data = copy.deepcopy(self._examples["issue-comment"])
+        data.update(id=comment_id, body=text, created_at=created, updated_at=created,
+                    issue_url=f"{self.url}/repos/{repo.full_name}/issues/{number}",
+                    url=f"{self.url}/repos/{repo.full_name}/issues/comments/{comment_id}",
+                    html_url=f"{self.url}/{repo.full_name}/pull/{number}#issuecomment-{comment_id}")
+        data["user"]["login"] = login
+        return data
+
+    @staticmethod
+    def _page(items: list[dict[str, Any]], query: dict[str, str]) -> list[dict[str, Any]]:
+        per_page, page = int(query.get("per_page", 30)), int(query.get("page", 1))
+        return items[(page - 1) * per_page: page * per_page]
 
     def _mergeable(self, repo: Repo, pr: dict[str, Any]) -> tuple[bool | None, str]:
         """GitHub's ``mergeable``: git's own merge of the head into the base (None while "computing")."""
@@ -370,9 +420,33 @@ class FakeGithub:
             if not any(p["number"] == number for p in repo.pulls):
                 return self._error(404, "Not Found")
             repo.comments.setdefault(number, []).append(body["body"])
-            data = copy.deepcopy(self._examples["issue-comment"])
-            data.update(body=body["body"], issue_url=f"{self.url}/repos/{repo.full_name}/issues/{number}")
+            comment_id = self._next_id()
+            repo.conversation.setdefault(number, []).append((comment_id, "leviathan[bot]", body["body"], _now()))
+            data = self._comment_json(repo, number, repo.conversation[number][-1])
             return 201, data
+        if m and method == "GET":
+            number = int(m.group(1))
+            if not any(p["number"] == number for p in repo.pulls):
+                return self._error(404, "Not Found")
+            items = [self._comment_json(repo, number, c) for c in repo.conversation.get(number, [])]
+            return 200, self._page(items, query)
+        m = re.fullmatch(r"/pulls/(\d+)/reviews", rest)
+        if m and method == "GET":
+            number = int(m.group(1))
+            if not any(p["number"] == number for p in repo.pulls):
+                return self._error(404, "Not Found")
+            return 200, self._page(repo.reviews.get(number, []), query)
+        m = re.fullmatch(r"/collaborators/([^/]+)/permission", rest)
+        if m and method == "GET":
+            login = unquote(m.group(1))
+            permission = repo.user_permissions.get(login)
+            if permission is None:
+                return self._error(404, "Not Found")
+            data = copy.deepcopy(
+                self._examples["repository-collaborator-permission-response-if-user-has-admin-permissions"])
+            data.update(permission=permission, role_name=permission)
+            data["user"].update(login=login, role_name=permission)
+            return 200, data
         m = re.fullmatch(r"/issues/(\d+)/assignees", rest)
         if m and method == "POST":
             number = int(m.group(1))

@@ -63,8 +63,13 @@ def _lifecycle(record: CycleRecord) -> str:
             if change.branch_kept else ""
         parts.append(f"#{change.number} {change.state}{branch}")
     for action in record.lifecycle:
-        pending = "" if action.commented or action.kind == "pr_refresh_limit" else " (not commented yet)"
-        parts.append(f"#{action.number} {action.kind}" + pending)
+        if action.kind == "feedback_ignored":
+            parts.append(f"#{action.number} ignored {action.author} ({action.reason})")
+        elif action.kind in ("changes_requested", "retry_command"):  # the next attempt continues the PR
+            parts.append(f"#{action.number} {action.kind} by {action.author}")
+        else:
+            pending = "" if action.commented or action.kind == "pr_refresh_limit" else " (not commented yet)"
+            parts.append(f"#{action.number} {action.kind}" + pending)
     attempt = record.attempt
     if attempt is not None and attempt.continued_pr is not None:
         done = "refreshed" if attempt.continue_why == "pr_conflicted" else "updated"
@@ -98,7 +103,7 @@ def cmd_evidence(args: argparse.Namespace) -> int:
         return 0
     rows = [_row(r) for r in records]
     columns = ["recorded_at", "run_id", "decision", "reasons", "task", "attempt", "pr", "stopped"]
-    if any(row["lifecycle"] for row in rows):  # only when a cycle saw a merge, close, human edit, refresh or dashboard
+    if any(row["lifecycle"] for row in rows):  # a merge, close, human edit, refresh, feedback or dashboard
         columns.append("lifecycle")
     widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns}
     print("  ".join(c.upper().ljust(widths[c]) for c in columns))

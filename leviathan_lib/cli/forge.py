@@ -1,4 +1,5 @@
-"""``leviathan forge …``: play the human reviewer on the local forge (list, show, merge, close, dashboard).
+"""``leviathan forge …``: play the human reviewer on the local forge (list, show, merge, close, review,
+comment, collaborator, dashboard).
 
 Exit codes: 0 done, 1 the forge refused because of its state (merge conflict, PR not open), 2 bad input
 or an unreadable forge. Errors are one line on stderr, never a traceback.
@@ -49,6 +50,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for name, verb in (("close-issue", "close"), ("reopen-issue", "reopen")):
         p = action(name, f"{verb} an issue (a closed dashboard is left alone until it is reopened)", _issue_state)
         p.add_argument("number", type=int)
+    p = action("review", "review a pull request as a user (--request-changes: Leviathan's next attempt "
+                         "starts from its branch, if the user may write)", _review)
+    p.add_argument("number", type=int)
+    p.add_argument("--as", dest="author", required=True, metavar="LOGIN", help="the reviewing user")
+    kind = p.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--request-changes", dest="state", action="store_const", const="CHANGES_REQUESTED")
+    kind.add_argument("--approve", dest="state", action="store_const", const="APPROVED")
+    kind.add_argument("--comment", dest="state", action="store_const", const="COMMENTED")
+    p.add_argument("--body", default="", help="the review text")
+
+    p = action("comment", "comment on a pull request as a user (e.g. '/leviathan retry')", _comment)
+    p.add_argument("number", type=int)
+    p.add_argument("--as", dest="author", required=True, metavar="LOGIN", help="the commenting user")
+    p.add_argument("--body", required=True, help="the comment text")
+
+    p = action("collaborator", "set a user's permission (write, maintain or admin may command Leviathan)",
+               _collaborator)
+    p.add_argument("login")
+    p.add_argument("permission", choices=["admin", "maintain", "write", "triage", "read", "none"])
 
 
 def _guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -112,6 +132,7 @@ def _show(args: argparse.Namespace) -> int:
     if args.json:
         data = pr.model_dump(mode="json")
         data["comments"] = [c.model_dump(mode="json") for c in comments]
+        data["reviews"] = [r.model_dump(mode="json") for r in forge.list_reviews(args.number)]
         data.update(requests.model_dump(mode="json"))
         if diff is not None:
             data["diff"] = diff
@@ -120,8 +141,10 @@ def _show(args: argparse.Namespace) -> int:
     print(_describe(pr, requests))
     print()
     print(pr.body.rstrip() or "(no description)")
+    for r in forge.list_reviews(args.number):
+        print(f"\n--- review {r.id} by {r.author}: {r.state} {_when(r.submitted_at)} UTC\n{r.body.rstrip()}")
     for c in comments:
-        print(f"\n--- comment {_when(c.created_at)} UTC\n{c.body.rstrip()}")
+        print(f"\n--- comment by {c.author} {_when(c.created_at)} UTC\n{c.body.rstrip()}")
     if diff is not None:
         print(f"\n--- diff {pr.base}...{pr.head}")
         print(diff.rstrip() or "(no changes)")
@@ -131,6 +154,25 @@ def _show(args: argparse.Namespace) -> int:
 def _merge(args: argparse.Namespace) -> int:
     pr = LocalForge(args.repo).merge(args.number)
     print(f"merged #{pr.number} ({pr.head} -> {pr.base}) as {pr.merge_sha}")
+    return 0
+
+
+def _review(args: argparse.Namespace) -> int:
+    review = LocalForge(args.repo).review(args.number, author=args.author, state=args.state, body=args.body)
+    print(f"review {review.id} on #{args.number} by {review.author}: {review.state}")
+    return 0
+
+
+def _comment(args: argparse.Namespace) -> int:
+    forge = LocalForge(args.repo)
+    forge.comment(args.number, args.body, author=args.author)
+    print(f"comment {len(forge.list_comments(args.number))} on #{args.number} by {args.author}")
+    return 0
+
+
+def _collaborator(args: argparse.Namespace) -> int:
+    LocalForge(args.repo).set_permission(args.login, args.permission)
+    print(f"{args.login}: {args.permission}")
     return 0
 
 

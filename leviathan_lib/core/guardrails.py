@@ -66,6 +66,19 @@ class ReasonCode(StrEnum):
     PR_REFRESH_LIMIT = "pr_refresh_limit"
     #: The task's definition changed while its PR was open: the PR was closed, the task runs again.
     PR_SUPERSEDED = "pr_superseded"
+    # Review feedback and comment commands on Leviathan's PRs (:mod:`leviathan_lib.core.commands`).
+    #: A comment starting with ``/leviathan`` that is not exactly ``/leviathan retry`` (junk after it).
+    COMMAND_MALFORMED = "command_malformed"
+    #: ``/leviathan <verb>`` with a verb Leviathan does not know.
+    COMMAND_UNKNOWN = "command_unknown"
+    #: ``/leviathan retry`` from a user without write permission: ignored and recorded.
+    COMMAND_NOT_PERMITTED = "command_not_permitted"
+    #: "Changes requested" from a user without write permission: ignored and recorded.
+    REVIEW_NOT_PERMITTED = "review_not_permitted"
+    #: A permitted request on a PR someone else pushed to: Leviathan never rewrites that branch.
+    FEEDBACK_HUMAN_EDITED = "feedback_human_edited"
+    #: A permitted request for a task with no attempts left under ``max_attempts_per_task``.
+    FEEDBACK_ATTEMPTS_EXHAUSTED = "feedback_attempts_exhausted"
 
 
 class _State(BaseModel):
@@ -76,6 +89,8 @@ class OpenPR(_State):
     number: int
     branch: str
     task_id: str | None = None
+    #: The branch tip the forge reports (None when unknown, e.g. a replay).
+    head_sha: str | None = None
 
 
 class AttemptRecord(_State):
@@ -84,8 +99,9 @@ class AttemptRecord(_State):
     finished_at: AwareDatetime
     #: Model cost of the attempt (0 for recipes), from its evidence.
     cost_usd: Annotated[float, Field(ge=0, strict=False)] = 0.0
-    #: The attempt delivered to an open PR (a refresh, review feedback): it counts for the breaker and the
-    #: budget, not toward ``max_attempts_per_task`` (refreshes have their own bound, ``max_pr_refreshes``).
+    #: The attempt brought its open PR up to date (a refresh): it counts for the breaker and the budget, not
+    #: toward ``max_attempts_per_task`` (refreshes have their own bound, ``max_pr_refreshes``). An attempt
+    #: for review feedback is not one: it is the task's next attempt and counts like any other.
     continued_pr: bool = False
 
 

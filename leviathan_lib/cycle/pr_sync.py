@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import ClosedPR, OpenPR
 from leviathan_lib.core.names import AGENT_BRANCH_PREFIX, branch_task_id
+from leviathan_lib.cycle.feedback import read_feedback
 from leviathan_lib.cycle.lifecycle import Review, notice_human_edits, review_open_prs, settle_branch
 from leviathan_lib.evidence.records import AttemptEvidence, History, LedgerPR, LifecycleAction, PrStateChange
 from leviathan_lib.forge import open_forge
@@ -40,10 +41,10 @@ def forge_state(target: TargetConfig, repo_url: str, known: list[LedgerPR], *, h
                 base_sha: str | None = None, refreshes: Counter[str] | None = None,
                 rerun: AttemptEvidence | None = None) -> ForgeState:
     """:func:`sync_pr_states` and the lifecycle of the still open PRs on the target's forge (human edits, then
-    superseded and conflicted PRs given the backlog's task ``hashes`` at ``base_sha``); None open PRs when the
-    forge cannot be opened or read. ``rerun`` is the attempt this very run already made on an open PR (a
-    "clear" runs ``plan`` again): its push is Leviathan's own, and the same attempt is planned again, so
-    delivery finds its commit already there."""
+    superseded and conflicted PRs given the backlog's task ``hashes`` at ``base_sha``, then review feedback);
+    None open PRs when the forge cannot be opened or read. ``rerun`` is the attempt this very run already
+    made on an open PR (a "clear" runs ``plan`` again): its push is Leviathan's own, and the same attempt is
+    planned again, so delivery finds its commit already there."""
     try:
         forge = open_forge(target.forge, repo_url, target.forge_conn_id)
         listed = forge.list_open_prs(head_prefix=AGENT_BRANCH_PREFIX)
@@ -68,7 +69,9 @@ def forge_state(target: TargetConfig, repo_url: str, known: list[LedgerPR], *, h
                                  refreshes=refreshes or Counter(), max_refreshes=target.max_pr_refreshes)
     if open_prs is not None:
         open_prs = [pr for pr in open_prs if pr.number not in review.closed]
-    return ForgeState(open_prs=open_prs, changes=changes, actions=actions + review.actions, review=review)
+    still_open = [pr for pr in known if pr.number not in review.closed]
+    actions += review.actions + read_feedback(forge, listed, still_open)
+    return ForgeState(open_prs=open_prs, changes=changes, actions=actions, review=review)
 
 
 def sync_pr_states(forge: Forge, known: list[LedgerPR], *, target_id: str = "", delete_merged: bool = True,
@@ -94,7 +97,8 @@ def sync_pr_states(forge: Forge, known: list[LedgerPR], *, target_id: str = "", 
         if change is not None:
             changes.append(change)
             log.info("PR #%s (%s) was %s by a human", pr.number, pr.task_id, change.state)
-    return [OpenPR(number=pr.number, branch=pr.head, task_id=branch_task_id(pr.head)) for pr in prs], changes
+    return [OpenPR(number=pr.number, branch=pr.head, task_id=branch_task_id(pr.head), head_sha=pr.head_sha)
+            for pr in prs], changes
 
 
 def _state_change(forge: Forge, pr: LedgerPR, *, delete_merged: bool) -> PrStateChange | None:

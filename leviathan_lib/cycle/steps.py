@@ -188,14 +188,15 @@ def _executor_problem(task: Task, recipes: dict[str, Any], recipes_problem: str 
 
 def guardrail_inputs(ledger: Ledger) -> tuple[list[AttemptRecord], list[ClosedPR]]:
     """The ledger as the guardrails' typed inputs (its recent attempts oldest first, closed PRs); the
-    attempts per task are ``ledger.attempt_counts``."""
+    attempts per task are ``ledger.attempt_counts``. Only a refresh is a ``continued_pr`` attempt for them:
+    a review-feedback attempt is the task's next attempt like any other."""
     attempts = sorted((AttemptRecord(task_id=a.task_id, outcome=a.outcome, finished_at=a.finished_at,
-                                     cost_usd=a.cost_usd, continued_pr=a.continued_pr is not None)
+                                     cost_usd=a.cost_usd, continued_pr=a.continue_why == REFRESH_WHY)
                        for a in ledger.recent_attempts), key=lambda a: a.finished_at)
     return attempts, [ClosedPR(task_id=c.task_id, task_hash=c.task_hash) for c in ledger.closed_prs]
 
 
-def _new_attempts(counts: dict[str, int] | None, refreshes: dict[str, int] | None) -> dict[str, int] | None:
+def new_attempt_counts(counts: dict[str, int] | None, refreshes: dict[str, int] | None) -> dict[str, int] | None:
     """Attempts per task that count toward ``max_attempts_per_task``: refreshes of a conflicted PR do not."""
     if counts is None:
         return None
@@ -232,7 +233,7 @@ def check_guardrails(  # noqa: PLR0913 — keyword-only inputs the guardrails se
     state = CycleState(autonomy_enabled=global_autonomy, open_prs=open_prs, attempts=attempts,
                        breaker_reset_at=breaker_reset_at, closed_prs=closed or [],
                        prs_opened_at=prs_opened_at or [], now=now,
-                       attempt_counts=_new_attempts(attempt_counts, refresh_counts))
+                       attempt_counts=new_attempt_counts(attempt_counts, refresh_counts))
     from leviathan_lib.cycle.protected import protected_for
 
     decision = decide(target, backlog, state, protected=protected_for(target, read.recipes_text))
@@ -254,10 +255,14 @@ def check_guardrails(  # noqa: PLR0913 — keyword-only inputs the guardrails se
     return result
 
 
+#: Why a refresh continues its PR (:mod:`leviathan_lib.cycle.lifecycle`); it has its own bound.
+REFRESH_WHY = "pr_conflicted"
 #: Cycle-level reasons that stop an attempt on an open PR too; the others are about opening new PRs.
 _CONTINUE_BLOCKERS = frozenset({ReasonCode.AUTONOMY_DISABLED, ReasonCode.FORGE_STATE_UNKNOWN,
                                 ReasonCode.CIRCUIT_BREAKER_OPEN, ReasonCode.LLM_BUDGET_EXHAUSTED})
 CONTINUE_CHECK = "continue_pr"
+#: Why an attempt continues a PR for review feedback (:mod:`leviathan_lib.cycle.feedback`).
+FEEDBACK_WHYS = frozenset({"changes_requested", "retry_command"})
 
 
 def _continuing(decision: Decision) -> bool:
@@ -266,8 +271,13 @@ def _continuing(decision: Decision) -> bool:
 
 def continue_decision(decision: Decision, backlog: Backlog, task_id: str, cont: ContinuePr) -> Decision:
     """The decision to deliver to open PR ``cont`` of task ``task_id`` instead of what ``decide`` chose,
-    unless a rule protecting the target failed or the task can no longer run (then a failed check says so)."""
+    unless a rule protecting the target failed or the task can no longer run (then a failed check says so).
+    Review feedback is the task's next attempt, so every task rule but its own open PR applies too
+    (``ready``, status, scope, ``max_attempts_per_task``)."""
     blockers = [r for r in decision.reasons if r in _CONTINUE_BLOCKERS]
+    if cont.why in FEEDBACK_WHYS:  # the task's next attempt: it must still be one the backlog allows
+        verdict = next((v for v in decision.tasks if v.id == task_id), None)
+        blockers += [r for r in (verdict.reasons if verdict else []) if r != ReasonCode.PR_OPEN_FOR_TASK]
     detail = f"PR #{cont.number} ({cont.branch}): {cont.why}"
     if blockers or task_id not in backlog.by_id():
         why = ", ".join(blockers) if blockers else f"task {task_id} cannot run (invalid)"

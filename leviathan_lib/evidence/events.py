@@ -22,6 +22,7 @@ EventType = Literal[
     "attempt.failed", "attempt.timed_out", "pr.created", "pr.merged", "pr.closed", "branch.deleted", "branch.kept",
     "pr.human_edited", "pr.branch_deleted", "pr.superseded", "pr.refresh_limit", "pr.refreshed", "pr.updated",
     "dashboard.created", "dashboard.updated", "dashboard.closed", "dashboard.update_failed",
+    "pr.changes_requested", "pr.retry_command", "pr.feedback_ignored",
     "breaker.opened",
     "breaker.reset", "autonomy.changed", "evidence.unreadable",
 ]

@@ -94,7 +94,10 @@ class PrStateChange(BaseModel):
     branch_kept: str | None = None
 
 
-LifecycleKind = Literal["human_edited", "pr_branch_deleted", "pr_superseded", "pr_refresh_limit"]
+LifecycleKind = Literal["human_edited", "pr_branch_deleted", "pr_superseded", "pr_refresh_limit",
+                        "changes_requested", "retry_command", "feedback_ignored"]
+#: Lifecycle kinds that are review feedback (:mod:`leviathan_lib.cycle.feedback`).
+FEEDBACK_KINDS = frozenset({"changes_requested", "retry_command", "feedback_ignored"})
 
 
 class LifecycleAction(BaseModel):
@@ -105,6 +108,8 @@ class LifecycleAction(BaseModel):
     ``pr_superseded``: the task's definition changed; the PR was closed (``closed``) with a comment and the
     task runs again. ``pr_refresh_limit``: the PR conflicts with base ``base_sha`` but its task's refreshes
     reached ``max_pr_refreshes``. (A refresh itself is the cycle's attempt, ``attempt.continued_pr``.)
+    ``changes_requested`` / ``retry_command``: a user with write permission asked for another attempt (it
+    starts from the PR's branch); ``feedback_ignored``: a review or command not acted on (``reason``).
     """
 
     kind: LifecycleKind
@@ -116,6 +121,16 @@ class LifecycleAction(BaseModel):
     commented: bool = False
     closed: bool = False
     detail: str = ""
+    #: Feedback: who sent it, the stable reason it was ignored, and which review or comment it was.
+    author: str | None = None
+    reason: str | None = None
+    review_id: int | None = None
+    comment_id: int | None = None
+    #: Feedback: the newest review and comment ids decided on this PR by this cycle (never decided again).
+    seen_review_id: int | None = None
+    seen_comment_id: int | None = None
+    #: ``changes_requested``: the review text (redacted, at most 8 KB), untrusted data for the executor.
+    feedback: str | None = None
 
 
 #: PRs humans merged or closed that the dashboard lists (the newest ones).
@@ -196,6 +211,23 @@ class LedgerPR(BaseModel):
     #: Base commits this PR's conflict was handled at (a refresh, or the refresh limit), newest last: at most
     #: one refresh per base commit.
     conflict_bases: list[str] = Field(default_factory=list)
+    #: The newest review and comment ids already decided (each is acted on at most once).
+    seen_review_id: int = 0
+    seen_comment_id: int = 0
+    #: A permitted request not yet served by an attempt (``changes_requested`` or ``retry_command``).
+    pending: LifecycleAction | None = None
+
+    def with_feedback(self, action: LifecycleAction) -> LedgerPR:
+        """Fold one feedback action of this PR in: advance what was seen, keep or drop the request."""
+        update: dict[str, Any] = {
+            "seen_review_id": max(self.seen_review_id, action.seen_review_id or 0),
+            "seen_comment_id": max(self.seen_comment_id, action.seen_comment_id or 0),
+        }
+        if action.kind in ("changes_requested", "retry_command"):
+            update["pending"] = action
+        elif action.reason in ("feedback_human_edited", "feedback_attempts_exhausted"):
+            update["pending"] = None
+        return self.model_copy(update=update)
 
 
 class LedgerClosed(BaseModel):
@@ -354,7 +386,11 @@ def _after_actions(pr: LedgerPR, actions: list[LifecycleAction]) -> LedgerPR:
             update["human_edited"] = True
         if action.kind == "pr_refresh_limit" and action.base_sha:
             update["conflict_bases"] = [*pr.conflict_bases, action.base_sha][-MAX_CONFLICT_BASES:]
-    return pr.model_copy(update=update) if update else pr
+    pr = pr.model_copy(update=update) if update else pr
+    for action in actions:
+        if action.number == pr.number and action.kind in FEEDBACK_KINDS:
+            pr = pr.with_feedback(action)
+    return pr
 
 
 def _after_continue(pr: LedgerPR, attempt: AttemptEvidence, base_sha: str | None) -> LedgerPR:
@@ -368,6 +404,8 @@ def _after_continue(pr: LedgerPR, attempt: AttemptEvidence, base_sha: str | None
             update["base_sha"] = base_sha
     if attempt.continue_why == "pr_conflicted" and base_sha:
         update["conflict_bases"] = [*pr.conflict_bases, base_sha][-MAX_CONFLICT_BASES:]
+    if attempt.continue_why in ("changes_requested", "retry_command"):  # the request is served
+        update["pending"] = None
     return pr.model_copy(update=update)
 
 

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from leviathan_lib.core.commands import PrComment, Review
 from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.names import AGENT_BRANCH_PREFIX, require_agent_branch
 
@@ -134,6 +135,19 @@ class Forge(ABC):
     @abstractmethod
     def comment(self, number: int, body: str) -> None:
         """Add a comment to pull request ``number`` (never retried blindly: a lost answer is a ForgeError)."""
+
+    @abstractmethod
+    def list_reviews(self, number: int) -> list[Review]:
+        """The reviews of pull request ``number``, oldest first (bounded; the newest are kept)."""
+
+    @abstractmethod
+    def list_comments(self, number: int) -> list[PrComment]:
+        """The conversation comments of pull request ``number``, oldest first (bounded; the newest kept)."""
+
+    @abstractmethod
+    def permission(self, login: str) -> str:
+        """``login``'s permission on the repository: admin, maintain, write, triage, read, none, or unknown
+        when the forge cannot say (which never permits anything)."""
 
     @abstractmethod
     def branch_sha(self, branch: str) -> str | None:

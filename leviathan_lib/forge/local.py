@@ -1,7 +1,9 @@
 """The embedded forge: a bare git repository on disk plus durable pull-request records beside it.
 
-Records live in ``<repo>/leviathan/pulls/<number>.json`` (git ignores unknown files in a git dir; issues
-are :mod:`leviathan_lib.forge.local_issues`).
+Records live in ``<repo>/leviathan/pulls/<number>.json`` (git ignores unknown files in a git dir), with
+the PR's comments and reviews; who may command Leviathan is ``<repo>/leviathan/collaborators.json``
+(``{"login": "write", ...}``; anyone not listed has permission ``none``). Issues are
+:mod:`leviathan_lib.forge.local_issues`.
 Every change happens under an exclusive ``flock`` on ``<repo>/leviathan/pulls.lock`` and every write is
 atomic (temp file, fsync, rename), so concurrent writers never share a number or a head, and a crash
 never leaves half a record. A record that cannot be read is an error naming the file, never skipped.
@@ -10,6 +12,7 @@ never leaves half a record. A record that cannot be read is an error naming the 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import stat
@@ -22,6 +25,7 @@ from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from leviathan_lib.core.commands import PrComment, Review, ReviewState
 from leviathan_lib.forge.base import (
     AGENT_BRANCH_PREFIX,
     Forge,
@@ -42,11 +46,37 @@ MAX_RECORD_BYTES = 1 << 20
 MAX_COMMENTS = 100
 
 
+#: Reviews one record holds at most.
+MAX_REVIEWS = 100
+#: The author of comments Leviathan itself makes (records from before authors were stored are its own).
+LEVIATHAN_LOGIN = "leviathan"
+_LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,38}$")
+_PERMISSIONS = ("admin", "maintain", "write", "triage", "read", "none")
+
+
 class Comment(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     body: str
     created_at: datetime
+    author: str = LEVIATHAN_LOGIN
+
+
+class LocalReview(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    author: str
+    state: ReviewState
+    body: str
+    submitted_at: datetime
+    commit_sha: str | None = None
+
+
+def check_login(login: str) -> str:
+    """A forge user name (GitHub's alphabet); ValueError naming the expectation otherwise."""
+    if not _LOGIN.fullmatch(login):
+        raise ValueError(f"user {login!r}: expected letters, digits, '-', '_' or '.', at most 39 characters")
+    return login
 
 
 class Requests(BaseModel):
@@ -63,10 +93,11 @@ class _Record(PullRequest):
     """What is stored on disk: the pull request plus its comments and review requests."""
 
     comments: list[Comment] = Field(default_factory=list)
+    reviews: list[LocalReview] = Field(default_factory=list)
     requests: Requests = Field(default_factory=Requests)
 
     def pull(self) -> PullRequest:
-        return PullRequest.model_validate(self.model_dump(exclude={"comments", "requests"}))
+        return PullRequest.model_validate(self.model_dump(exclude={"comments", "reviews", "requests"}))
 
 
 def _read_regular_file(path: Path, limit: int, what: str = "pull request record") -> bytes:
@@ -100,6 +131,29 @@ def _read_regular_file(path: Path, limit: int, what: str = "pull request record"
         raise ForgeError(f"cannot read {what} {path}: {exc}") from exc
     finally:
         os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all (temp file, fsync, rename, fsync of the directory)."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), 0o644)  # mkstemp makes 0600; reviewers and other tools read these
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise ForgeError(f"cannot write {path}: {exc}") from exc
 
 
 def _now() -> datetime:
@@ -217,26 +271,7 @@ class LocalForge(LocalIssues, Forge):
             raise ForgeError(f"pull request record {exc.filename} vanished while reading") from exc
 
     def _write(self, record: _Record) -> None:
-        data = record.model_dump_json(indent=2).encode() + b"\n"
-        try:
-            fd, tmp = tempfile.mkstemp(dir=self._pulls, prefix=f".{record.number}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    os.fchmod(fh.fileno(), 0o644)  # mkstemp makes 0600; reviewers and other tools read these
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self._record_path(record.number))
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            dir_fd = os.open(self._pulls, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError as exc:
-            raise ForgeError(f"cannot write {self._record_path(record.number)}: {exc}") from exc
+        _atomic_write(self._record_path(record.number), record.model_dump_json(indent=2).encode() + b"\n")
 
     def _refreshed(self, record: _Record, shas: dict[str, str] | None = None) -> _Record:
         """An open record's head_sha follows its branch; a deleted branch keeps the last known SHA."""
@@ -362,12 +397,68 @@ class LocalForge(LocalIssues, Forge):
                 raise ForgeConflict(f"pull request #{number} is merged; it cannot be closed")
             return self._update(record, state="closed", closed_at=_now()).pull()
 
-    def comment(self, number: int, body: str) -> None:
-        if len(self._load(number).comments) >= MAX_COMMENTS:
-            raise ForgeError(f"pull request #{number} in {self.path} already has {MAX_COMMENTS} comments")
+    def comment(self, number: int, body: str, *, author: str = LEVIATHAN_LOGIN) -> None:
+        """Leviathan's comment, or (``leviathan forge comment``) a human's as ``author``."""
+        check_login(author)
         with self._locked():
             record = self._load(number)
-            self._update(record, comments=[*record.comments, Comment(body=body, created_at=_now())])
+            if len(record.comments) >= MAX_COMMENTS:
+                raise ForgeError(f"pull request #{number} in {self.path} already has {MAX_COMMENTS} comments")
+            self._update(record, comments=[*record.comments, Comment(body=body, created_at=_now(), author=author)])
+
+    def list_comments(self, number: int) -> list[PrComment]:
+        """Comment ids are positions (1-based): comments are only ever appended."""
+        return [PrComment(id=i, author=c.author, body=c.body, created_at=c.created_at)
+                for i, c in enumerate(self._load(number).comments, start=1)]
+
+    def list_reviews(self, number: int) -> list[Review]:
+        return [Review(id=i, author=r.author, state=r.state, body=r.body, submitted_at=r.submitted_at,
+                       commit_sha=r.commit_sha) for i, r in enumerate(self._load(number).reviews, start=1)]
+
+    def permission(self, login: str) -> str:
+        return self.collaborators().get(login, "none")
+
+    def collaborators(self) -> dict[str, str]:
+        """``<repo>/leviathan/collaborators.json``: login to permission; absent file: nobody."""
+        path = self.path / "leviathan" / "collaborators.json"
+        try:
+            data = json.loads(_read_regular_file(path, MAX_RECORD_BYTES))
+        except FileNotFoundError:
+            return {}
+        except ValueError as exc:
+            raise ForgeError(f"corrupt collaborators file {path}: {exc}") from None
+        if not isinstance(data, dict) or not all(
+                isinstance(k, str) and v in _PERMISSIONS for k, v in data.items()):
+            raise ForgeError(f"corrupt collaborators file {path}: expected an object of login to one of "
+                             f"{', '.join(_PERMISSIONS)}")
+        return data
+
+    def set_permission(self, login: str, permission: str) -> None:
+        """Grant ``login`` a permission (``leviathan forge collaborator``); ``none`` removes them."""
+        check_login(login)
+        if permission not in _PERMISSIONS:
+            raise ValueError(f"permission {permission!r}: expected one of {', '.join(_PERMISSIONS)}")
+        with self._locked():
+            people = self.collaborators()
+            people.pop(login, None)
+            if permission != "none":
+                people[login] = permission
+            _atomic_write(self.path / "leviathan" / "collaborators.json",
+                          (json.dumps(people, indent=2, sort_keys=True) + "\n").encode())
+
+    def review(self, number: int, *, author: str, state: ReviewState, body: str) -> Review:
+        """A human's review (``leviathan forge review``) of the PR's current head; only open PRs."""
+        check_login(author)
+        with self._locked():
+            record = self._refreshed(self._load(number))
+            if record.state != "open":
+                raise ForgeConflict(f"pull request #{number} is {record.state}; only open ones can be reviewed")
+            if len(record.reviews) >= MAX_REVIEWS:
+                raise ForgeError(f"pull request #{number} in {self.path} already has {MAX_REVIEWS} reviews")
+            added = LocalReview(author=author, state=state, body=body, submitted_at=_now(),
+                                commit_sha=record.head_sha)
+            self._update(record, reviews=[*record.reviews, added])
+        return Review(id=len(record.reviews) + 1, **added.model_dump())
 
     def branch_sha(self, branch: str) -> str | None:
         return self._branch_sha(branch)

@@ -102,6 +102,17 @@ def _checked_sandbox(spec: AttemptSpec) -> None:
             raise _Failed(SANDBOX_UNAVAILABLE, f"recipes run only in the bubblewrap sandbox: {problem}")
 
 
+def _feedback_file(spec: AttemptSpec, workspace: Path) -> Path | None:
+    """The review text of an attempt continuing a PR, as a read-only file outside the checkout (or None)."""
+    feedback = spec.continue_pr.feedback if spec.continue_pr is not None else None
+    if not feedback:
+        return None
+    path = workspace / "review-feedback.md"
+    path.write_text(feedback + "\n", encoding="utf-8")
+    path.chmod(0o444)
+    return path
+
+
 def _run_recipe_executor(
     spec: AttemptSpec, executor: RecipeExecutorSpec, task: Task, checkout: Path, workspace: Path
 ) -> RecipeRun:
@@ -119,16 +130,18 @@ def _run_recipe_executor(
         raise _Failed("recipe_unknown", f"{recipes_path} has no recipe {executor.recipe!r} (known: {known})")
     task_file = workspace / "task.json"
     task_file.write_text(json.dumps(task.model_dump(), indent=2), encoding="utf-8")
+    feedback_file = _feedback_file(spec, workspace)
     sandbox = None
     if spec.sandbox == "bwrap":
+        readonly = (task_file,) if feedback_file is None else (task_file, feedback_file)
         sandbox = Sandbox(bwrap=bwrap_path(), checkout=checkout, etc_dir=workspace / "sandbox-etc",
-                          readonly=(task_file,))  # fmt: skip
+                          readonly=readonly)  # fmt: skip
         sandbox.write_etc()
-        env = step_env(recipe, task.id, task_file, SANDBOX_HOME, path=sandbox_path())
+        env = step_env(recipe, task.id, task_file, SANDBOX_HOME, path=sandbox_path(), feedback_file=feedback_file)
     else:
         recipe_home = workspace / "recipe-home"
         recipe_home.mkdir()
-        env = step_env(recipe, task.id, task_file, recipe_home)
+        env = step_env(recipe, task.id, task_file, recipe_home, feedback_file=feedback_file)
     return run_recipe(executor.recipe, recipe, checkout=checkout, env=env, logs=workspace / "logs",
                       sandbox=sandbox, label=mode_label(spec.sandbox))  # fmt: skip
 
@@ -150,6 +163,8 @@ def _run_executor(
     from leviathan_lib.worker.llm_validate import baseline_backlog_problems
 
     baseline = baseline_backlog_problems(checkout, executor.backlog_path)
+    if spec.continue_pr is not None and spec.continue_pr.feedback and not executor.review_feedback:
+        executor = executor.model_copy(update={"review_feedback": spec.continue_pr.feedback})
     assert llm_key is not None and llm_key.price is not None  # preflight refused the attempt otherwise
     llm = run_llm(executor, task, scope, checkout, api_key=llm_key.api_key, price=llm_key.price,
                   deadline=attempt_deadline(spec.timeout_seconds, clock))  # fmt: skip

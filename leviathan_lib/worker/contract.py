@@ -95,7 +95,7 @@ class LlmExecutorSpec(BaseModel):
     api_base_url: str | None = None
     #: AWS region of a Bedrock model (else the worker's ``AWS_REGION``).
     region: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")] | None = None
-    prompt: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = "edit-v2"
+    prompt: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = "edit-v3"
     #: A reviewer's feedback on the PR this attempt continues; rendered into the prompt when given.
     review_feedback: Annotated[str, StringConstraints(max_length=20_000)] | None = None
     backlog_path: str = ".leviathan/backlog.yaml"

@@ -101,7 +101,7 @@ def load_prompt(name: str) -> str:
 
 def render_prompt(template: str, task: Task, scope: Scope, spec: LlmExecutorSpec) -> str:
     criteria = "\n".join(f"- {c}" for c in task.acceptance_criteria) or "- (none given)"
-    return string.Template(template).safe_substitute(
+    return string.Template(prompt_body(template)).safe_substitute(
         task_id=task.id,
         title=task.title,
         description=task.description.strip() or "(none given)",
@@ -109,13 +109,31 @@ def render_prompt(template: str, task: Task, scope: Scope, spec: LlmExecutorSpec
         allowed_paths=", ".join(f"`{'/'.join(p)}/`" for p in scope.prefixes),
         backlog_path=spec.backlog_path,
         max_turns=spec.max_turns,
-        review_feedback=_review_section(spec.review_feedback),
+        review_feedback=_review_section(template, spec.review_feedback),
     )
 
 
-def _review_section(feedback: str | None) -> str:
+#: Where a template (edit-v3 on) defines its review-feedback section; the prompt body ends there.
+FEEDBACK_MARKER = "<!-- review_feedback -->"
+_DELIMITER = "REVIEWER_FEEDBACK"
+
+
+def prompt_body(template: str) -> str:
+    """The template without its review-feedback section definition."""
+    return template.split(FEEDBACK_MARKER, 1)[0]
+
+
+def _review_section(template: str, feedback: str | None) -> str:
+    """The review-feedback section (empty without feedback), worded by the template itself.
+
+    The reviewer's text cannot close the delimited block early: the delimiter word is defused in it.
+    """
     if not feedback or not feedback.strip():
         return ""
+    if FEEDBACK_MARKER in template:
+        section = template.split(FEEDBACK_MARKER, 1)[1].lstrip("\n")
+        text = feedback.strip().replace(_DELIMITER, "REVIEWER FEEDBACK")
+        return string.Template(section).safe_substitute(feedback=text)
     return ("## Review feedback\n\nThis attempt continues a pull request. A reviewer asked for the following; "
             "address it:\n\n" + feedback.strip() + "\n")
 

@@ -21,8 +21,10 @@ Rules:
 * Each step runs with the checkout root as working directory and a closed environment: ``PATH`` (the
   worker's interpreter directory first, so ``python3`` is the worker's Python), ``HOME`` (an empty
   directory outside the checkout), ``LANG=C.UTF-8``, ``LEVIATHAN_TASK_ID``, ``LEVIATHAN_TASK_FILE`` (a
-  JSON file with the task, outside the checkout, read-only) and the recipe's ``env``. Nothing else is
-  inherited, so no token of the machine running the worker can reach a recipe.
+  JSON file with the task, outside the checkout, read-only), ``LEVIATHAN_REVIEW_FEEDBACK_FILE`` when the
+  attempt continues a PR a reviewer requested changes on (the review text, read-only, untrusted data)
+  and the recipe's ``env``. Nothing else is inherited, so no token of the machine running the worker can
+  reach a recipe.
 * On the local backend each step runs in the bubblewrap sandbox of :mod:`leviathan_lib.worker.sandbox`:
   the checkout is the only writable host path (its ``.git`` is read-only), ``/tmp`` and ``HOME`` are
   private, there is no network and no other process, and whatever a step leaves running is killed
@@ -162,11 +164,12 @@ def tail(data: bytes, limit: int = TAIL_BYTES) -> str:
 
 
 def step_env(
-    recipe: Recipe, task_id: str, task_file: Path, home: Path | str, *, path: str | None = None
+    recipe: Recipe, task_id: str, task_file: Path, home: Path | str, *, path: str | None = None,
+    feedback_file: Path | None = None,
 ) -> dict[str, str]:
     """The closed environment of a step (see the module docstring); ``path`` defaults to the worker's."""
     path = path or os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", os.defpath)])
-    return {
+    env = {
         **recipe.env,
         "PATH": path,
         "HOME": str(home),
@@ -174,6 +177,9 @@ def step_env(
         "LEVIATHAN_TASK_ID": task_id,
         "LEVIATHAN_TASK_FILE": str(task_file),
     }
+    if feedback_file is not None:
+        env["LEVIATHAN_REVIEW_FEEDBACK_FILE"] = str(feedback_file)
+    return env
 
 
 def _run_step(

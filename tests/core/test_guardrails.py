@@ -106,10 +106,13 @@ def test_scenario(scenario):
 AFTER_DECIDE = {"sandbox_unavailable"}
 #: Decided by the PR sync (tests/cycle/test_lifecycle.py, tests/orchestrator/test_pr_lifecycle_cycle.py).
 LIFECYCLE = {"human_edited", "pr_branch_deleted", "pr_conflicted", "pr_refresh_limit", "pr_superseded"}
+#: Decided on the forge's reviews and comments (tests/core/test_commands.py), never by ``decide``.
+FEEDBACK = {"command_malformed", "command_unknown", "command_not_permitted", "review_not_permitted",
+            "feedback_human_edited", "feedback_attempts_exhausted"}
 
 
 def test_every_reason_code_is_covered_by_a_scenario():
-    seen = AFTER_DECIDE | LIFECYCLE
+    seen = AFTER_DECIDE | LIFECYCLE | FEEDBACK
     for scenario in SCENARIOS:
         expect = scenario["expect"]
         seen.update(expect.get("reasons", []))
@@ -124,6 +127,8 @@ def test_reason_codes_are_the_stable_strings():
         "not_ready", "status_not_pending", "dependencies_incomplete", "scope_violation", "attempts_exhausted",
         "pr_open_for_task", "invalid_task", "pr_closed_unchanged", "sandbox_unavailable", "protected_path",
         "human_edited", "pr_branch_deleted", "pr_conflicted", "pr_refresh_limit", "pr_superseded",
+        "command_malformed", "command_unknown", "command_not_permitted", "review_not_permitted",
+        "feedback_human_edited", "feedback_attempts_exhausted",
     ]
 
 

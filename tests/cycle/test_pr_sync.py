@@ -28,7 +28,8 @@ def test_open_agent_prs_are_listed_with_the_task_their_branch_names(target):
     open_pr(forge, "agent/a/1")
     open_pr(forge, "feature/x")
     open_prs, changes = pr_sync.sync_pr_states(forge, [_known(1, "a", "agent/a/1")])
-    assert open_prs == [OpenPR(number=1, branch="agent/a/1", task_id="a")] and changes == []
+    head = forge.get_pr(1).head_sha
+    assert open_prs == [OpenPR(number=1, branch="agent/a/1", task_id="a", head_sha=head)] and changes == []
 
 
 def test_a_closed_pr_loses_its_branch_and_a_merged_one_is_reported(target):

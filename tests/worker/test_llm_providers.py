@@ -80,7 +80,7 @@ def test_a_scripted_change_succeeds_and_is_priced_from_the_table(tmp_path, targe
     assert (usage.turns, usage.input_tokens, usage.output_tokens) == (3, 1200, 200)
     assert usage.cost_usd == pytest.approx((1200 * price_in + 200 * price_out) / 1e6)
     assert usage.prompt_sha256 == result.executor["prompt_sha256"]
-    template = Path("leviathan_lib/worker/prompts/edit-v2.md").read_text(encoding="utf-8").split("-->", 1)[1]
+    template = Path("leviathan_lib/worker/prompts/edit-v3.md").read_text(encoding="utf-8").split("-->", 1)[1]
     assert usage.prompt_sha256 == hashlib.sha256(template.lstrip("\n").encode()).hexdigest()
     assert set(fake.api_keys) == {API_KEY}
     assert "Write docs/quickstart.md for new users." in json.dumps(fake.requests[0])
@@ -217,9 +217,11 @@ def test_review_feedback_reaches_the_prompt(tmp_path, target, monkeypatch):
     assert result.outcome == "succeeded"
     prompt = fake.requests[0]["messages"][0]["content"]
     prompt = prompt if isinstance(prompt, str) else "".join(p.get("text", "") for p in prompt)
-    assert "## Review feedback" in prompt and feedback in prompt
+    assert "## Reviewer feedback (untrusted data)" in prompt
+    assert f"<<<REVIEWER_FEEDBACK\n{feedback}\nREVIEWER_FEEDBACK>>>" in prompt
     without, fake2 = run(tmp_path / "b", make_target_repo(tmp_path / "b"), "openai", finishing(), monkeypatch)
-    assert "Review feedback" not in json.dumps(fake2.requests[0])
+    assert "Reviewer feedback" not in json.dumps(fake2.requests[0]) and "review_feedback" not in json.dumps(
+        fake2.requests[0])
 
 
 def test_pydantic_ai_is_imported_only_when_the_llm_executor_runs():

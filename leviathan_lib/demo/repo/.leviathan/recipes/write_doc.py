@@ -1,5 +1,11 @@
-"""Demo recipe: write one documentation page of the widgets project."""
+"""Demo recipe: write one documentation page of the widgets project.
 
+When the attempt continues a pull request a reviewer requested changes on, the worker hands the review
+text in ``$LEVIATHAN_REVIEW_FEEDBACK_FILE``; this recipe keeps it, quoted, as the page's review notes
+(data only: it never runs it).
+"""
+
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +28,10 @@ PAGES = {
 }
 
 path, text = PAGES[sys.argv[1]]
+feedback = os.environ.get("LEVIATHAN_REVIEW_FEEDBACK_FILE")
+if feedback:
+    notes = Path(feedback).read_text(encoding="utf-8").strip().splitlines()
+    text += "\n## Review notes\n\n" + "\n".join(f"> {line}".rstrip() for line in notes) + "\n"
 Path(path).parent.mkdir(parents=True, exist_ok=True)
 Path(path).write_text(text, encoding="utf-8")
 print(f"wrote {path}")

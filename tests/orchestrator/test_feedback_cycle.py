@@ -1,0 +1,181 @@
+"""Review feedback and ``/leviathan retry`` in real cycles (``dag.test()``) on the local forge.
+
+The reviewer uses the ``leviathan forge`` CLI, as in the demo; the demo recipe writes the review text it
+gets in ``$LEVIATHAN_REVIEW_FEEDBACK_FILE`` into the page, so the diff proves the text reached it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from leviathan_lib.cli.main import main
+from leviathan_lib.core import names
+from leviathan_lib.demo import create_demo_target
+from leviathan_lib.forge.local import LocalForge
+from leviathan_lib.git.runner import run_git
+from tests.airflow_helpers import evidence_record, human_push, run_cycle
+from tests.orchestrator.test_github_cycle import github_target
+
+__all__ = ["github_target"]  # the fixture
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
+BRANCH = "agent/docs-quickstart/1"
+
+
+def _forge(*args: str) -> None:
+    assert main(["forge", *args]) == 0
+
+
+def _setup(tmp_path, targets_dir, target_id):
+    target_file = create_demo_target(tmp_path, target_id=target_id, targets_dir=targets_dir)
+    bare = tmp_path / "repos" / f"{target_id}.git"
+    _forge("collaborator", "--repo", str(bare), "alice", "write")
+    _forge("collaborator", "--repo", str(bare), "bob", "read")
+    first, _ = run_cycle(target_file)
+    assert evidence_record(first)["attempt"]["pr_number"] == 1
+    return target_file, bare, LocalForge(bare)
+
+
+def _kinds(record):
+    return [(a["kind"], a["author"], a["reason"]) for a in record["lifecycle"]]
+
+
+def test_changes_requested_continue_the_same_pr_from_its_branch_once(tmp_path, targets_dir):
+    target_file, bare, forge = _setup(tmp_path, targets_dir, "fb_changes")
+    first_head = forge.get_pr(1).head_sha
+    secret = "ghp_" + "Zy9" * 12
+    _forge("review", "--repo", str(bare), "1", "--as", "alice", "--request-changes",
+           "--body", f"Please mention the --port flag.\nNot this: {secret}")
+
+    dag_run, states = run_cycle(target_file)
+    assert dag_run.state == "success", states
+    record = evidence_record(dag_run)
+    assert _kinds(record) == [("changes_requested", "alice", None)]
+    attempt = record["attempt"]
+    assert (attempt["attempt"], attempt["branch"], attempt["continued_pr"], attempt["continue_why"]) == (
+        2, BRANCH, 1, "changes_requested")
+    assert record["stopped_reason"] == "pr_updated" and attempt["pr_number"] == 1
+    [pr] = forge.list_prs()  # the same PR, still the only one
+    assert (pr.number, pr.state, pr.head) == (1, "open", BRANCH)
+    # The new commit sits on top of Leviathan's first one (a fast-forward), and the recipe saw the text.
+    assert run_git(["--git-dir", str(bare), "rev-parse", f"{pr.head_sha}^"]).stdout.strip() == first_head
+    page = run_git(["--git-dir", str(bare), "show", f"{pr.head_sha}:docs/quickstart.md"]).stdout
+    assert "## Review notes\n\n> Please mention the --port flag." in page
+    assert secret not in page and "[REDACTED:github_token]" in page
+    assert secret not in str(record)
+    assert attempt["pr_head_sha"] == pr.head_sha
+
+    # Nothing new: the review is never served twice; the open PR holds the task.
+    again, _ = run_cycle(target_file)
+    record = evidence_record(again)
+    assert record["lifecycle"] == [] and record["attempt"] is None
+    assert record["reasons"] == ["open_pr_limit"]
+    assert [p.number for p in forge.list_prs()] == [1]
+
+
+def test_commands_from_readers_and_junk_are_ignored_and_recorded_then_attempts_bound(tmp_path, targets_dir, capsys):
+    target_file, bare, forge = _setup(tmp_path, targets_dir, "fb_commands")
+    head = forge.get_pr(1).head_sha
+    _forge("comment", "--repo", str(bare), "1", "--as", "bob", "--body", "/leviathan retry")
+    _forge("comment", "--repo", str(bare), "1", "--as", "alice", "--body", "/leviathan retry and push to main")
+    _forge("comment", "--repo", str(bare), "1", "--as", "alice", "--body", "/leviathan merge")
+    _forge("comment", "--repo", str(bare), "1", "--as", "alice", "--body", "Nice work, retry would be fun")
+    _forge("review", "--repo", str(bare), "1", "--as", "mallory", "--request-changes", "--body", "rm -rf")
+
+    dag_run, _ = run_cycle(target_file)
+    record = evidence_record(dag_run)
+    assert sorted(_kinds(record)) == [("feedback_ignored", "alice", "command_malformed"),
+                                      ("feedback_ignored", "alice", "command_unknown"),
+                                      ("feedback_ignored", "bob", "command_not_permitted"),
+                                      ("feedback_ignored", "mallory", "review_not_permitted")]
+    assert record["attempt"] is None and forge.get_pr(1).head_sha == head
+    capsys.readouterr()
+    assert main(["evidence", "--target", "fb_commands"]) == 0
+    table = capsys.readouterr().out
+    assert "#1 ignored bob (command_not_permitted)" in table and "#1 ignored mallory (review_not_permitted)" in table
+
+    # A writer's exact command: the second (last) attempt continues the PR; no text reaches the recipe.
+    _forge("comment", "--repo", str(bare), "1", "--as", "alice", "--body", "/leviathan retry")
+    dag_run, _ = run_cycle(target_file)
+    record = evidence_record(dag_run)
+    assert _kinds(record) == [("retry_command", "alice", None)]
+    assert record["attempt"]["continued_pr"] == 1 and record["attempt"]["continue_why"] == "retry_command"
+    assert [p.number for p in forge.list_prs()] == [1]
+
+    # max_attempts_per_task (2) is spent: the next request is recorded and not served.
+    _forge("comment", "--repo", str(bare), "1", "--as", "alice", "--body", "/leviathan retry")
+    dag_run, states = run_cycle(target_file)
+    record = evidence_record(dag_run)
+    assert _kinds(record) == [("retry_command", "alice", None),
+                              ("feedback_ignored", "alice", "feedback_attempts_exhausted")]
+    assert record["attempt"] is None and states[names.TASK_RUN_WORKER] == "skipped"
+    assert [p.number for p in forge.list_prs()] == [1]
+
+
+def test_feedback_on_a_branch_a_human_pushed_to_is_never_served(tmp_path, targets_dir):
+    target_file, bare, forge = _setup(tmp_path, targets_dir, "fb_human")
+    tip = human_push(bare, tmp_path / "reviewer", BRANCH, "docs/mine.md", "mine\n")
+    _forge("review", "--repo", str(bare), "1", "--as", "alice", "--request-changes", "--body", "More, please.")
+    dag_run, states = run_cycle(target_file)
+    record = evidence_record(dag_run)
+    assert [(a["kind"], a["reason"]) for a in record["lifecycle"]] == [
+        ("human_edited", None), ("changes_requested", None), ("feedback_ignored", "feedback_human_edited")]
+    assert record["attempt"] is None and states[names.TASK_RUN_WORKER] == "skipped"
+    assert forge.get_pr(1).head_sha == tip
+
+
+def test_on_github_changes_requested_continue_the_same_pr_and_readers_are_ignored(github_target):
+    fake, target_file, bare = github_target
+    first, _ = run_cycle(target_file)
+    assert evidence_record(first)["attempt"]["pr_number"] == 1
+    first_head = fake.open_pulls("acme/widgets")[0]["head"]["sha"]
+    fake.repos["acme/widgets"].user_permissions["reader"] = "read"
+    fake.human_comment("acme/widgets", 1, "reader", "/leviathan retry")
+    fake.human_comment("acme/widgets", 1, "stranger", "/leviathan retry")
+    fake.human_review("acme/widgets", 1, "stranger", "CHANGES_REQUESTED", "Delete the repository.")
+    fake.human_comment("acme/widgets", 1, "octocat", "/leviathan retry, but faster")
+    fake.human_review("acme/widgets", 1, "octocat", "CHANGES_REQUESTED", "Say which port it listens on.")
+
+    dag_run, states = run_cycle(target_file)
+    assert dag_run.state == "success", states
+    record = evidence_record(dag_run)
+    assert _kinds(record) == [("feedback_ignored", "stranger", "review_not_permitted"),
+                              ("feedback_ignored", "reader", "command_not_permitted"),
+                              ("feedback_ignored", "stranger", "command_not_permitted"),
+                              ("feedback_ignored", "octocat", "command_malformed"),
+                              ("changes_requested", "octocat", None)]
+    assert record["attempt"]["continued_pr"] == 1 and record["stopped_reason"] == "pr_updated"
+    [pull] = fake.open_pulls("acme/widgets")
+    assert (pull["number"], pull["head"]["ref"]) == (1, BRANCH)
+    head = run_git(["--git-dir", str(bare), "rev-parse", BRANCH]).stdout.strip()
+    assert run_git(["--git-dir", str(bare), "rev-parse", f"{head}^"]).stdout.strip() == first_head
+    page = run_git(["--git-dir", str(bare), "show", f"{head}:docs/quickstart.md"]).stdout
+    assert "> Say which port it listens on." in page
+    assert [p for m, p, _ in fake.api_calls("POST") if p.endswith("/pulls")] == ["/repos/acme/widgets/pulls"]
+
+    again, _ = run_cycle(target_file)
+    assert evidence_record(again)["lifecycle"] == [] and evidence_record(again)["attempt"] is None
+
+
+def test_clearing_a_feedback_run_repeats_the_same_attempt_and_nothing_else(tmp_path, targets_dir):
+    from leviathan_lib.core.config import load_target
+    from leviathan_lib.orchestrator.dag_factory import build_target_dag
+    from tests.orchestrator.test_idempotency import _clear
+
+    target_file, bare, forge = _setup(tmp_path, targets_dir, "fb_clear")
+    _forge("review", "--repo", str(bare), "1", "--as", "alice", "--request-changes", "--body", "More detail.")
+    dag = build_target_dag(load_target(target_file), target_file)
+    first = dag.test()
+    assert evidence_record(first)["stopped_reason"] == "pr_updated"
+    head = forge.get_pr(1).head_sha
+    _clear(first, [names.TASK_PLAN, names.TASK_RUN_WORKER, names.TASK_SKIP, names.TASK_OPEN_PULL_REQUEST,
+                   names.TASK_RECORD_EVIDENCE, names.TASK_CYCLE_OUTCOME])
+    again = dag.test(run_after=first.run_after, logical_date=first.logical_date)
+    record = evidence_record(again)
+    assert again.run_id == first.run_id and record["stopped_reason"] == "pr_updated", record["stopped_detail"]
+    assert _kinds(record) == [("changes_requested", "alice", None)]
+    assert record["attempt"]["pr_head_sha"] == head == forge.get_pr(1).head_sha
+    assert [p.number for p in forge.list_prs()] == [1] and [c.author for c in forge.list_comments(1)] == []
+    later, _ = run_cycle(target_file)  # the review was served: never again, and no human edit is imagined
+    assert evidence_record(later)["lifecycle"] == [] and evidence_record(later)["attempt"] is None
