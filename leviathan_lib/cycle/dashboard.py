@@ -57,6 +57,12 @@ EXPLAIN: dict[str, str] = {
     ReasonCode.PR_CONFLICTED: "its PR conflicts with the base and is brought up to date",
     ReasonCode.PR_REFRESH_LIMIT: "its PR conflicts with the base, but max_pr_refreshes refreshes were made",
     ReasonCode.PR_SUPERSEDED: "its definition changed while its PR was open: the PR was closed as superseded",
+    ReasonCode.COMMAND_MALFORMED: "a /leviathan comment was not exactly a known command: ignored",
+    ReasonCode.COMMAND_UNKNOWN: "a /leviathan comment named an unknown command: ignored",
+    ReasonCode.COMMAND_NOT_PERMITTED: "/leviathan retry from a user without write permission: ignored",
+    ReasonCode.REVIEW_NOT_PERMITTED: "changes requested by a user without write permission: ignored",
+    ReasonCode.FEEDBACK_HUMAN_EDITED: "review feedback on a PR someone else pushed to: nothing is pushed",
+    ReasonCode.FEEDBACK_ATTEMPTS_EXHAUSTED: "review feedback, but the task used max_attempts_per_task attempts",
 }
 
 

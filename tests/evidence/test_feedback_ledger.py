@@ -37,7 +37,7 @@ def test_a_request_is_pending_until_an_attempt_continues_the_pr_and_seen_ids_nev
     ledger = ledger.with_cycle(_record(attempt=attempt))
     [pr] = ledger.open_prs  # the same PR, not a second entry
     assert (pr.pending, pr.head_sha, pr.seen_review_id) == (None, "2" * 40, 7)
-    assert len(ledger.attempts) == 1 and ledger.prs_opened_at == []  # counted; not a new PR
+    assert ledger.attempt_counts == {"a": 1} and ledger.refresh_counts == {} and ledger.prs_opened_at == []  # counted
     dropped = _action("feedback_ignored", reason="feedback_attempts_exhausted", author="alice",
                       seen_review_id=5, seen_comment_id=9)
     pr = LedgerPR(**{**PR.model_dump(), "pending": request.model_dump(), "seen_review_id": 7}).with_feedback(dropped)
