@@ -186,7 +186,8 @@ def test_bad_input_pages_render_and_say_what_is_unknown(tmp_path, targets_dir, v
     page = viewer.get("/ui/targets/view_fresh")
     assert page.status_code == 200
     assert "Backlog verdicts unknown: repo_unreachable" in page.text
-    assert "The last cycle's verdicts" in page.text and 'data-task="docs-quickstart"' in page.text  # what the last cycle recorded is still shown
+    # What the last cycle recorded is still shown.
+    assert "The last cycle's verdicts" in page.text and 'data-task="docs-quickstart"' in page.text
     assert viewer.get("/ui/targets/view_fresh/prs/1").status_code == 404
     assert "unknown: the forge cannot be read" in viewer.get("/ui/targets/view_fresh/prs/1").text
 
