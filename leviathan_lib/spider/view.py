@@ -46,6 +46,7 @@ TARGET_ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _TEMPLATES = files("leviathan_lib.spider") / "templates"
 STYLE = (_TEMPLATES / "view.css").read_text(encoding="utf-8")
 SCRIPT = (_TEMPLATES / "view.js").read_text(encoding="utf-8")
+ICON = (_TEMPLATES / "icon.svg").read_text(encoding="utf-8")
 
 
 def _hash(text: str) -> str:
@@ -55,7 +56,9 @@ def _hash(text: str) -> str:
 #: Only this module's style and script run; forms post only here; only the Airflow UI (same origin) frames it.
 CSP = (f"default-src 'none'; style-src 'sha256-{_hash(STYLE)}'; script-src 'sha256-{_hash(SCRIPT)}'; "
        "img-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'self'")
-HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "SAMEORIGIN"}
+#: ``same-origin``, not the API's ``no-referrer``: under no-referrer Chromium sends ``Origin: null`` with a form
+#: POST, which the same-origin check must refuse. Links to other sites still carry no referrer.
+HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "SAMEORIGIN", "Referrer-Policy": "same-origin"}
 
 #: What each stable reason code means, for people (every ReasonCode has one: tests check it).
 REASON_TEXT = {
@@ -254,6 +257,10 @@ def _target_context(target: Any, config_path: Path, days: int, page: int) -> dic
 
 
 def _add_pages(app: FastAPI) -> None:
+    @app.get("/ui/icon.svg", summary="The nav icon (public: it is the same for everyone)")
+    def icon() -> Response:
+        return Response(ICON, media_type="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})
+
     @app.get("/ui", response_class=HTMLResponse, summary="The Leviathan view: the fleet")
     def fleet_page(request: Request, *, user: GetUserDep, credentials: BearerCredentials,
                    done: str | None = None) -> HTMLResponse:
