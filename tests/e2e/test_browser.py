@@ -153,6 +153,8 @@ def test_admin_switches_autonomy_off_and_it_takes_effect(server, browser, demo, 
     records.wait_for()
     assert "autonomy_disabled" in records.inner_text()
     assert "global switch off by admin: incident 42: stop everything" in records.inner_text()
+    frame.locator("#state-h").scroll_into_view_if_needed()
+    _shot(page, "view-target-admin", full_page=False)
     # Switch it back on from the page, too.
     frame.get_by_role("link", name="Fleet").click()
     frame.get_by_role("button", name="Switch autonomy ON").wait_for()  # the fleet page, loaded

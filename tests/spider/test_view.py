@@ -264,3 +264,16 @@ def test_fleet_page_escapes_every_value_from_records_and_files():
     # switch detail, user, decision, stopped reason, budget, the PR's task, the broken file's name and problem
     assert page.count(ESCAPED) == 8
     assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;&#39;&#34;&amp;</td>") == 1  # the file's problem
+
+
+def test_pr_links_go_to_the_forge_or_to_the_view_s_own_page():
+    from leviathan_lib.control.target_view import pr_link
+    from leviathan_lib.core.config import TargetConfig
+
+    github = TargetConfig.model_validate({"target_id": "g", "target_repo_url": "https://github.com/acme/shop.git",
+                                          "forge": "github"})
+    local = TargetConfig.model_validate({"target_id": "l", "target_repo_url": "/r.git"})
+    assert pr_link(github, 5, None) == "https://github.com/acme/shop/pull/5"
+    assert pr_link(github, 5, "https://github.com/acme/shop/pull/5") == "https://github.com/acme/shop/pull/5"
+    assert pr_link(local, 5, "file:///r.git#pull/5") is None  # a browser cannot open file://: the view's page
+    assert pr_link(github, 5, "javascript:alert(1)") == "https://github.com/acme/shop/pull/5"
