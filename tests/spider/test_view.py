@@ -277,3 +277,20 @@ def test_pr_links_go_to_the_forge_or_to_the_view_s_own_page():
     assert pr_link(github, 5, "https://github.com/acme/shop/pull/5") == "https://github.com/acme/shop/pull/5"
     assert pr_link(local, 5, "file:///r.git#pull/5") is None  # a browser cannot open file://: the view's page
     assert pr_link(github, 5, "javascript:alert(1)") == "https://github.com/acme/shop/pull/5"
+
+
+def test_a_merged_pr_shows_its_lead_time_and_counts_in_the_charts(tmp_path, targets_dir, viewer):
+    from leviathan_lib.forge.local import LocalForge
+
+    target_file = create_demo_target(tmp_path, target_id="view_merge", targets_dir=targets_dir)
+    run_cycle(target_file)  # PR #1 for docs-quickstart
+    LocalForge(tmp_path / "repos" / "view_merge.git").merge(1)  # a human merges it
+    second, _ = run_cycle(target_file)  # sees #1 merged, opens #2 for the next task
+    assert [c["state"] for c in evidence_record(second)["pr_sync"]] == ["merged"]
+    page = viewer.get("/ui/targets/view_merge?days=30").text
+    prs = re.search(r'<table id="prs">.*?</table>', page, re.S).group(0)
+    first_row = re.search(r"<tr><td><a class=\"pr\"[^>]*>#1</a>.*?</tr>", prs, re.S).group(0)
+    assert "merged" in first_row and re.search(r"\d+\.\d+ h", first_row)
+    assert re.search(r'aria-label="Lead time from ready to merged per PR, last 30 days: #1 docs-quickstart [\d.]+ h"',
+                     page)
+    assert re.search(r'aria-label="PRs opened, merged and closed[^"]*opened 2, merged 1, closed 0"', page)
