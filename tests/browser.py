@@ -22,7 +22,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 #: Longest wait for any page load, selector or navigation (the API server is local, but the machine is busy).
 TIMEOUT_MS = 30_000
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+#: Mark browser test modules with this (``pytestmark = [pytest.mark.browser, needs_chromium]``).
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
 
 
 @contextmanager

@@ -18,9 +18,9 @@ from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
 from tests.airflow_helpers import evidence_record, run_cycle
 from tests.api_server import ApiServer
-from tests.browser import chromium, leviathan_frame, login, new_page
+from tests.browser import chromium, leviathan_frame, login, needs_chromium, new_page
 
-pytestmark = [pytest.mark.browser]
+pytestmark = [pytest.mark.browser, needs_chromium]
 TARGET = "shop"
 SHOTS = os.environ.get("LEVIATHAN_SCREENSHOTS")
 
