@@ -217,6 +217,9 @@ def test_viewer_is_refused_and_csrf_is_required(tmp_path, targets_dir, admin, vi
     page = admin.get("/ui?done=autonomy-off").text
     assert "Global autonomy switched OFF" in page and "Switch autonomy ON" in page
     assert admin.get(f"/ui?done={EVIL}").text.count("<script") == 1  # only fixed notices are shown
+    bad = admin.post("/ui/targets/Bad..Id/pause", data=body, headers=SAME_ORIGIN)
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("text/html")
+    assert admin.post("/ui/targets/not_configured/pause", data=body, headers=SAME_ORIGIN).status_code == 404
 
 
 def test_admin_pauses_resumes_and_resets_on_the_record(tmp_path, targets_dir, admin, viewer):
