@@ -339,7 +339,7 @@ def backlog_view(target: TargetConfig, config_path: Path, ledger: Ledger | None,
     try:
         view = future.result(timeout=timeout)
     except concurrent.futures.TimeoutError:
-        view = BacklogView(unknown=f"reading the backlog took longer than {timeout:.0f}s (the repository may be "
+        view = BacklogView(unknown=f"reading the backlog took longer than {timeout:g}s (the repository may be "
                                    "slow or unreachable)")
     except Exception as exc:  # noqa: BLE001 — any failure of the read is shown as unknown, never a 500
         log.warning("backlog view of %s failed: %s", target.target_id, exc)
