@@ -16,7 +16,7 @@ if ! command -v promtool >/dev/null 2>&1; then
   $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
     --no-install-recommends prometheus >/dev/null || { echo "error: cannot install promtool" >&2; exit 2; }
 fi
-# chromium (Debian package) is the browser the Playwright tests drive (tests/spider/test_browser*.py);
+# chromium (Debian package) is the browser the Playwright tests drive (tests/e2e/test_browser.py, tests/browser.py);
 # Playwright never downloads a browser build here.
 if [ ! -x /usr/bin/chromium ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -339,6 +339,8 @@ def run(args: argparse.Namespace) -> int:
         _print_review(repo, opened)
         print(f"\nAirflow UI: http://127.0.0.1:{args.port}  (login: admin / {password})")
         print(f"  DAG: http://127.0.0.1:{args.port}/dags/{DAG_ID}")
+        print(f"  Leviathan view (is it on, why not my task, what it did, stop it): "
+              f"http://127.0.0.1:{args.port}/plugin/leviathan/leviathan/ui/targets/demo")
         if args.exit:
             return 0 if states == {"success"} else 1
         print("\nAirflow keeps running (the DAG runs every 5 minutes). Press Ctrl-C to stop everything.", flush=True)

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,6 +26,7 @@ from leviathan_lib.control import fleet, switch
 from leviathan_lib.control.evidence_db import MAX_PAGE, read_events
 from leviathan_lib.control.health import health as stack_health
 from leviathan_lib.spider.auth import AdminUser, GetUserDep, metrics_access, username
+from leviathan_lib.spider.view import add_view
 
 #: Largest accepted event id (asset event ids times 100 stay far below this).
 MAX_EVENT_ID = 2**62
@@ -183,16 +184,6 @@ def _add_autonomy_routes(app: FastAPI) -> None:
         return {"changed": record.model_dump(mode="json"), **_autonomy()}
 
 
-def _add_ui_route(app: FastAPI) -> None:
-    @app.get("/ui", response_class=HTMLResponse, summary="Operator page (linked from the Airflow UI)")
-    def ui(user: GetUserDep) -> HTMLResponse:
-        from leviathan_lib.spider.page import CSP, render_page
-
-        overview, _, _ = fleet.overview()
-        return HTMLResponse(render_page(overview), headers={"Content-Security-Policy": CSP,
-                                                            "X-Frame-Options": "SAMEORIGIN"})
-
-
 def create_app() -> FastAPI:
     """The Spider app; each ``_add_*`` helper adds one group of routes."""
     app = FastAPI(title="Leviathan Spider", description=__doc__.splitlines()[0], docs_url=None, redoc_url=None)
@@ -200,5 +191,5 @@ def create_app() -> FastAPI:
     _add_status_routes(app)
     _add_event_routes(app, Streams(MAX_STREAMS))
     _add_autonomy_routes(app)
-    _add_ui_route(app)
+    add_view(app)  # the HTML pages under /ui (spider.view)
     return app

@@ -8,10 +8,15 @@ for the auth managers Leviathan supports, and any other user is refused (fail cl
 A change authenticated by the Airflow UI's session cookie must also come from the same origin: a browser
 sends that cookie with requests other sites trigger, so the cookie alone does not show the user meant it.
 A bearer token is never sent implicitly, so token callers (scripts, the CLI) need no Origin.
+
+The view's HTML forms also carry a CSRF token (:func:`csrf_token`): an HMAC, under ``[api] secret_key``, of
+the credential that authenticated the page, so it is bound to that login and useless to anyone else.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -88,3 +93,33 @@ async def metrics_access(request: Request, credentials: BearerCredentials) -> No
 
 
 AdminUser = Annotated[Any, Depends(require_admin)]
+
+#: The hidden form field that carries :func:`csrf_token`.
+CSRF_FIELD = "csrf_token"
+
+
+def _credential(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
+    """What authenticated this request: the bearer token, else the Airflow UI's ``_token`` cookie."""
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        return credentials.credentials
+    return request.cookies.get("_token", "")
+
+
+def _secret() -> bytes:
+    from airflow.configuration import conf
+
+    return (conf.get("api", "secret_key", fallback="") or "").encode()
+
+
+def csrf_token(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
+    """The form token for this login ("" when there is no secret key or credential: every form is refused)."""
+    secret, credential = _secret(), _credential(request, credentials)
+    if not secret or not credential:
+        return ""
+    return hmac.new(secret, b"leviathan-view-csrf\0" + credential.encode(), hashlib.sha256).hexdigest()
+
+
+def require_csrf(request: Request, credentials: HTTPAuthorizationCredentials | None, submitted: str) -> None:
+    expected = csrf_token(request, credentials)
+    if not expected or not hmac.compare_digest(expected, submitted or ""):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or invalid CSRF token: reload the page and retry")

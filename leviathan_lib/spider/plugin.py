@@ -16,6 +16,8 @@ class LeviathanSpiderPlugin(AirflowPlugin):
     name = "leviathan_spider"
     fastapi_apps = [{"app": LazyApp("leviathan_lib.spider.app:create_app"), "url_prefix": URL_PREFIX,
                      "name": "Leviathan Spider"}]
+    #: A top-level nav entry; the view renders inside the Airflow shell (an iframe under /plugin/leviathan).
     external_views = [{"name": "Leviathan", "href": f"{URL_PREFIX}/ui", "destination": "nav",
-                       "url_route": "leviathan", "category": "browse"}]
+                       "url_route": "leviathan", "nav_top_level": True, "icon": f"{URL_PREFIX}/ui/icon.svg",
+                       "icon_dark_mode": f"{URL_PREFIX}/ui/icon.svg"}]
     listeners = [listeners]

@@ -283,7 +283,8 @@ def test_unsandboxed_the_same_recipe_writes_home_mirror_and_git_hooks(tmp_path, 
 def test_spider_shows_where_each_target_runs_its_recipes():
     from leviathan_lib.control.fleet import Overview, TargetState
     from leviathan_lib.core.config import TargetConfig
-    from leviathan_lib.spider.page import render_page
+    from leviathan_lib.evidence.records import History
+    from leviathan_lib.spider.view import Viewer, render_fleet
     from leviathan_lib.worker.sandbox import mode_label, required_mode
 
     def state(target_id: str, **config) -> TargetState:
@@ -292,14 +293,18 @@ def test_spider_shows_where_each_target_runs_its_recipes():
                            breaker_open=False, consecutive_failures=0, breaker_threshold=2, effective_enabled=True,
                            sandbox=mode_label(required_mode(target)))  # fmt: skip
 
-    page = render_page(Overview(global_enabled=True, global_detail="on", targets=[
-        state("safe"), state("risky", unsafe_allow_unsandboxed_recipes=True),
-        state("pod", worker_backend="kubernetes")]))  # fmt: skip
-    rows = {row.split("</a>")[0].rsplit(">", 1)[-1]: row for row in page.split("<tr>")[2:]}
-    assert rows["safe"].endswith("<td>bwrap</td></tr>\n")
-    assert "<strong class='unsandboxed'>UNSANDBOXED (opt-out)</strong>" in rows["risky"]
+    configs = {"safe": {}, "risky": {"unsafe_allow_unsandboxed_recipes": True},
+               "pod": {"worker_backend": "kubernetes"}}
+    targets = {tid: TargetConfig.model_validate({"target_id": tid, "target_repo_url": "/r.git", **c})
+               for tid, c in configs.items()}
+    overview = Overview(global_enabled=True, global_detail="on", targets=[state(t, **c) for t, c in configs.items()])
+    page = render_fleet(Viewer("v", False, ""), overview, {t: History() for t in configs}, targets, next_runs={},
+                        files_found=[])
+    rows = {tid: page.split(f'<tr data-target="{tid}">')[1].split("</tr>")[0] for tid in configs}
+    assert rows["safe"].endswith("<td>bwrap</td>")
+    assert '<strong class="badge no">UNSANDBOXED (opt-out)</strong>' in rows["risky"]
     assert "<td>pod</td>" in rows["pod"] and "UNSANDBOXED" not in rows["safe"] + rows["pod"]
-    assert "<th>sandbox</th>" in page
+    assert "<th>Sandbox</th>" in page
 
 
 def test_the_opt_out_is_a_strict_boolean_and_off_by_default():

@@ -1,0 +1,380 @@
+"""What the Leviathan view shows about one target, read from Airflow's state and the target's repository.
+
+Every read is bounded: the evidence of a chosen period, newest first and at most :data:`MAX_PERIOD_ROWS`
+records (``truncated`` says when the bound was hit); the backlog at the branch tip is read with the same
+engine as ``leviathan plan`` (:func:`leviathan_lib.cycle.steps.check_guardrails` on the ledger the newest
+record carries) in a worker thread given :data:`BACKLOG_SECONDS`. Whatever cannot be read is returned as
+``unknown: <reason>`` text, never raised: the page always renders. The forge's API is never called here
+(PR states are the ones cycles recorded); only a local forge's PR record is opened, for its PR page.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import re
+import tempfile
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from leviathan_lib.control.switch import AUTONOMY_ASSET_URI
+from leviathan_lib.core.config import TargetConfig, TargetsDirError, load_target, target_files
+from leviathan_lib.core.errors import ValidationFailed
+from leviathan_lib.core.repo_url import parse_repo_url
+from leviathan_lib.core.secrets_scan import redact_text
+from leviathan_lib.evidence.records import CycleRecord, History, Ledger, evidence_asset_uri, parse_records
+from leviathan_lib.orchestrator.targets import targets_location
+
+log = logging.getLogger(__name__)
+
+#: Newest records read for one target's period (about 70 days of 5-minute cycles).
+MAX_PERIOD_ROWS = 20_000
+#: Switch changes read for one target's period (global and this target's).
+MAX_SWITCH_ROWS = 500
+#: Longest the page waits for the backlog at the branch tip (clone or fetch, then parse).
+BACKLOG_SECONDS = 20.0
+PERIODS = (7, 30, 90)
+PAGE_SIZE = 50
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+#: Largest local-forge PR diff shown on its page.
+MAX_DIFF_CHARS = 200_000
+
+
+class TargetFile(BaseModel):
+    """A target file in the targets folder: its config, or why it cannot be used."""
+
+    name: str
+    path: str
+    target: TargetConfig | None = None
+    problem: str | None = None
+
+
+def target_files_found() -> tuple[list[TargetFile], str | None]:
+    """Every target file (valid or not, duplicates flagged) and a problem with the folder itself."""
+    try:
+        directory = targets_location().path
+    except TargetsDirError as exc:
+        return [], f"targets folder unknown: {exc.message}"
+    found: list[TargetFile] = []
+    for path in target_files(directory):
+        try:
+            found.append(TargetFile(name=path.name, path=str(path), target=load_target(path)))
+        except ValidationFailed as exc:
+            found.append(TargetFile(name=path.name, path=str(path),
+                                    problem="; ".join(str(p) for p in exc.problems)[:2000]))
+    ids: dict[str, int] = {}
+    for entry in found:
+        if entry.target:
+            ids[entry.target.target_id] = ids.get(entry.target.target_id, 0) + 1
+    for entry in found:
+        if entry.target and ids[entry.target.target_id] > 1:
+            entry.problem = f"target_id {entry.target.target_id!r} is used by more than one file: none of them runs"
+            entry.target = None
+    return found, None
+
+
+def next_runs(dag_ids: list[str]) -> dict[str, datetime | None]:
+    """When the scheduler will next create each DAG's run (absent: the DAG was never parsed)."""
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    if not dag_ids:
+        return {}
+    with create_session() as session:
+        rows = session.execute(select(DagModel.dag_id, DagModel.next_dagrun_create_after)
+                               .where(DagModel.dag_id.in_(dag_ids)))
+        return {dag_id: when for dag_id, when in rows}
+
+
+def _rows_newest_first(uri: str, since: datetime, limit: int) -> list[tuple[int, datetime, str | None, Any]]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    query = (
+        select(AssetEvent.id, AssetEvent.timestamp, AssetEvent.source_run_id, AssetEvent.extra)
+        .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+        .where(AssetModel.uri == uri, AssetEvent.timestamp >= since)
+        .order_by(AssetEvent.id.desc())
+        .limit(limit)
+    )
+    with create_session() as session:
+        return [tuple(row) for row in session.execute(query).all()]
+
+
+class RecordRow(BaseModel):
+    """One evidence record (or switch change) as the view lists it, newest first."""
+
+    row_id: int
+    at: datetime
+    kind: Literal["cycle", "breaker_reset", "autonomy_changed", "unreadable"]
+    run_id: str | None = None
+    decision: str | None = None
+    stopped_reason: str | None = None
+    detail: str = ""
+    reasons: list[str] = Field(default_factory=list)
+    selected_task: str | None = None
+    replay: bool = False
+
+
+class AttemptRow(BaseModel):
+    run_id: str
+    task_id: str
+    attempt: int
+    outcome: str | None
+    error: str | None = None
+    branch: str
+    pr_number: int | None = None
+    pr_url: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class PrRow(BaseModel):
+    number: int
+    task_id: str
+    branch: str
+    state: Literal["open", "merged", "closed"]
+    url: str | None = None
+    opened_at: datetime | None = None
+    closed_at: datetime | None = None
+    #: From the first cycle of the period that saw the task ready to the cycle that saw the PR merged.
+    lead_time_hours: float | None = None
+
+
+class Series(BaseModel):
+    """Per-day counts over the period, oldest day first, for the charts."""
+
+    days: list[date]
+    cycles: dict[str, list[int]]
+    attempts: dict[str, list[int]]
+    prs: dict[str, list[int]]
+
+
+class Activity(BaseModel):
+    records: list[RecordRow]
+    attempts: list[AttemptRow]
+    prs: list[PrRow]
+    series: Series
+    unreadable: int
+    truncated: bool
+    ledger: Ledger | None
+    history: History
+
+
+def _unreadable_problem(extra: Any) -> str | None:
+    """Why a row cannot be read as a record (None: it can)."""
+    history = parse_records([(None, extra)])
+    return history.unreadable[0].problem if history.unreadable else None
+
+
+def _record_row(row_id: int, ts: datetime, run_id: str | None, extra: Any) -> RecordRow:
+    at = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    problem = _unreadable_problem(extra)
+    if problem is not None:
+        return RecordRow(row_id=row_id, at=at, kind="unreadable", run_id=run_id, detail=problem)
+    kind = extra.get("kind")
+    if kind == "breaker_reset":
+        return RecordRow(row_id=row_id, at=at, kind="breaker_reset",
+                         detail=f"breaker reset by {extra.get('by')}: {extra.get('reason')}")
+    if kind == "autonomy_changed":
+        scope = "global switch" if extra.get("target_id") is None else "target"
+        state = "on" if extra.get("enabled") else "off"
+        return RecordRow(row_id=row_id, at=at, kind="autonomy_changed",
+                         detail=f"{scope} {state} by {extra.get('by')}: {extra.get('reason')}")
+    record = CycleRecord.model_validate(extra)
+    return RecordRow(row_id=row_id, at=record.recorded_at, kind="cycle", run_id=record.dag_run_id,
+                     decision=record.decision, stopped_reason=record.stopped_reason,
+                     detail=record.stopped_detail, reasons=record.reasons, selected_task=record.selected_task,
+                     replay=record.replay)
+
+
+def pr_link(target: TargetConfig, number: int, recorded: str | None) -> str | None:
+    """Where a person can open a PR: the forge's page (https), else None (a local forge: the view's own page)."""
+    if recorded and recorded.startswith("https://"):
+        return recorded
+    if target.forge == "github":
+        try:
+            parsed = parse_repo_url(target.target_repo_url)
+        except ValueError:
+            return None
+        if parsed.kind == "https" and parsed.host and parsed.path.strip("/"):
+            return f"https://{parsed.host}/{parsed.path.strip('/').removesuffix('.git')}/pull/{number}"
+    return None
+
+
+def _series(cycles: list[CycleRecord], prs: list[PrRow], days: int, today: date) -> Series:
+    first = today - timedelta(days=days - 1)
+    index = {first + timedelta(days=i): i for i in range(days)}
+    counts: dict[str, dict[str, list[int]]] = {
+        "cycles": {k: [0] * days for k in ("run", "skip", "error")},
+        "attempts": {k: [0] * days for k in ("succeeded", "failed", "timed_out", "rejected_by_guardrail")},
+        "prs": {k: [0] * days for k in ("opened", "merged", "closed")},
+    }
+    for record in cycles:
+        day = index.get(record.recorded_at.astimezone(UTC).date())
+        if day is None:
+            continue
+        counts["cycles"][record.decision][day] += 1
+        outcome = record.attempt.outcome if record.attempt else None
+        if outcome in counts["attempts"]:
+            counts["attempts"][outcome][day] += 1
+    for pr in prs:
+        for key, when in (("opened", pr.opened_at), (pr.state, pr.closed_at)):
+            slot = index.get(when.astimezone(UTC).date()) if when else None
+            if slot is not None and key in counts["prs"]:
+                counts["prs"][key][slot] += 1
+    return Series(days=list(index), **counts)
+
+
+def _prs(target: TargetConfig, cycles: list[CycleRecord]) -> list[PrRow]:
+    """PRs opened or closed in the period (oldest cycle first in ``cycles``), newest first."""
+    ready_since: dict[str, datetime] = {}
+    prs: dict[int, PrRow] = {}
+    for record in cycles:
+        for verdict in record.tasks:
+            ready_since.setdefault(verdict.id, record.recorded_at)
+        attempt = record.attempt
+        if attempt and attempt.pr_number is not None:
+            prs[attempt.pr_number] = PrRow(number=attempt.pr_number, task_id=attempt.task_id, branch=attempt.branch,
+                                           state="open", url=pr_link(target, attempt.pr_number, attempt.pr_url),
+                                           opened_at=attempt.finished_at or record.recorded_at)
+        for change in record.pr_sync:
+            pr = prs.get(change.number) or PrRow(number=change.number, task_id=change.task_id, branch=change.branch,
+                                                 state="open", url=pr_link(target, change.number, None))
+            pr.state, pr.closed_at = change.state, record.recorded_at
+            since = ready_since.get(change.task_id)
+            if change.state == "merged" and since is not None:
+                pr.lead_time_hours = round((record.recorded_at - since).total_seconds() / 3600, 2)
+            prs[change.number] = pr
+    return sorted(prs.values(), key=lambda p: p.number, reverse=True)
+
+
+def activity(target: TargetConfig, *, days: int, now: datetime | None = None) -> Activity:
+    """The target's evidence and switch changes of the last ``days`` days, bounded and newest first."""
+    now = now or datetime.now(UTC)
+    since = now - timedelta(days=days)
+    rows = _rows_newest_first(evidence_asset_uri(target.target_id), since, MAX_PERIOD_ROWS + 1)
+    truncated = len(rows) > MAX_PERIOD_ROWS
+    rows = rows[:MAX_PERIOD_ROWS]
+    switches = [r for r in _rows_newest_first(AUTONOMY_ASSET_URI, since, MAX_SWITCH_ROWS)
+                if isinstance(r[3], dict) and r[3].get("target_id") in (None, target.target_id)]
+    history = parse_records([(run_id, extra) for _, _, run_id, extra in reversed(rows)])
+    records = sorted((_record_row(*row) for row in rows + switches), key=lambda r: r.at, reverse=True)
+    cycles = [c for c in history.cycles if not c.replay]
+    attempts = [AttemptRow(run_id=c.dag_run_id, task_id=c.attempt.task_id, attempt=c.attempt.attempt,
+                           outcome=c.attempt.outcome, branch=c.attempt.branch, pr_number=c.attempt.pr_number,
+                           pr_url=pr_link(target, c.attempt.pr_number, c.attempt.pr_url) if c.attempt.pr_number
+                           else None, started_at=c.attempt.started_at, finished_at=c.attempt.finished_at,
+                           error=" ".join(filter(None, (c.attempt.error_code, c.attempt.error_message))) or None)
+                for c in reversed(cycles) if c.attempt is not None]
+    prs = _prs(target, cycles)
+    ledger = history.latest_ledger(exclude_run_id=None)
+    return Activity(records=records, attempts=attempts, prs=prs, series=_series(cycles, prs, days, now.date()),
+                    unreadable=len(history.unreadable), truncated=truncated, ledger=ledger, history=history)
+
+
+class BacklogView(BaseModel):
+    """The backlog at the branch tip and the guardrails' verdict on each task, or why it is unknown."""
+
+    unknown: str | None = None
+    commit_sha: str | None = None
+    source: str = ""
+    decision: str | None = None
+    selected_task: str | None = None
+    reasons: list[str] = Field(default_factory=list)
+    checks: list[dict[str, Any]] = Field(default_factory=list)
+    tasks: list[dict[str, Any]] = Field(default_factory=list)
+    problems: list[str] = Field(default_factory=list)
+
+
+def _verdicts(target: TargetConfig, config_path: Path, ledger: Ledger, global_autonomy: bool) -> BacklogView:
+    from leviathan_lib.core.backlog import parse_backlog
+    from leviathan_lib.cycle.pr_sync import replayed_open_prs
+    from leviathan_lib.cycle.steps import check_guardrails, guardrail_inputs, read_backlog
+
+    url = target.repo_location(config_path)
+    with tempfile.TemporaryDirectory(prefix="leviathan-view-") as cache:
+        read = read_backlog(target, url, Path(cache))
+    view = BacklogView(commit_sha=read.commit_sha, source=f"{target.target_branch}:{target.backlog_path}",
+                       problems=read.problems)
+    if read.error:
+        view.unknown = f"{read.error.code}: {read.error.message}"
+        return view
+    attempts, closed = guardrail_inputs(ledger)
+    result = check_guardrails(target, read, global_autonomy=global_autonomy,
+                              open_prs=replayed_open_prs(ledger.open_prs), attempts=attempts,
+                              breaker_reset_at=ledger.breaker_reset_at, closed=closed,
+                              prs_opened_at=ledger.prs_opened_at, now=datetime.now(UTC))
+    if result.error or result.decision is None:
+        view.unknown = f"{result.error.code}: {result.error.message}" if result.error else "no decision"
+        return view
+    backlog, _ = parse_backlog(read.backlog_text or "", source=target.backlog_path)
+    titles = {t.id: t for t in backlog.tasks}
+    decision = result.decision
+    view.decision, view.selected_task = decision.decision, decision.task_id
+    view.reasons = [str(r) for r in decision.reasons]
+    view.checks = [c.model_dump() for c in decision.checks]
+    view.problems = view.problems or result.task_problems
+    view.tasks = [{"id": v.id, "eligible": v.eligible, "reasons": [str(r) for r in v.reasons],
+                   "title": titles[v.id].title if v.id in titles else "",
+                   "status": titles[v.id].status if v.id in titles else None} for v in decision.tasks]
+    return view
+
+
+def redact(text: str) -> str:
+    """No credential in a URL or a token shape reaches the page."""
+    return redact_text(_URL_USERINFO.sub("***@", text))
+
+
+def backlog_view(target: TargetConfig, config_path: Path, ledger: Ledger | None, *, global_autonomy: bool,
+                 timeout: float = BACKLOG_SECONDS) -> BacklogView:
+    """:func:`_verdicts` within ``timeout`` seconds; a failure or a timeout is ``unknown: <reason>``."""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="leviathan-view-backlog")
+    future = pool.submit(_verdicts, target, config_path, ledger or Ledger(), global_autonomy)
+    try:
+        view = future.result(timeout=timeout)
+    except concurrent.futures.TimeoutError:
+        view = BacklogView(unknown=f"reading the backlog took longer than {timeout:g}s (the repository may be "
+                                   "slow or unreachable)")
+    except Exception as exc:  # noqa: BLE001 — any failure of the read is shown as unknown, never a 500
+        log.warning("backlog view of %s failed: %s", target.target_id, exc)
+        view = BacklogView(unknown=f"{type(exc).__name__}: {exc}")
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    if view.unknown:
+        view.unknown = redact(view.unknown)
+    return view
+
+
+class LocalPr(BaseModel):
+    title: str
+    body: str
+    state: str
+    head: str
+    base: str
+    created_at: datetime
+    diff: str
+    diff_truncated: bool = False
+
+
+def local_pr(target: TargetConfig, config_path: Path, number: int) -> tuple[LocalPr | None, str | None]:
+    """A local forge's PR record and diff, or why it cannot be read."""
+    from leviathan_lib.forge import open_forge
+    from leviathan_lib.forge.base import ForgeError
+
+    if target.forge != "local":
+        return None, f"target {target.target_id!r} uses the {target.forge} forge: open the PR there"
+    try:
+        forge = open_forge("local", target.repo_location(config_path))
+        pr = forge.get_pr(number)
+        diff = forge.diff(number)  # type: ignore[attr-defined]
+    except (ForgeError, OSError, ValueError) as exc:
+        return None, f"unknown: the forge cannot be read: {redact(str(exc))}"
+    return LocalPr(title=pr.title, body=pr.body, state=pr.state, head=pr.head, base=pr.base,
+                   created_at=pr.created_at, diff=diff[:MAX_DIFF_CHARS],
+                   diff_truncated=len(diff) > MAX_DIFF_CHARS), None
