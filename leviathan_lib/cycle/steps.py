@@ -29,6 +29,7 @@ from leviathan_lib.core.guardrails import (
 from leviathan_lib.core.names import agent_branch
 from leviathan_lib.cycle.repo_reader import RepoUnreachable, read_at_branch, read_at_commit
 from leviathan_lib.evidence.records import (
+    ApprovalEvidence,
     AttemptEvidence,
     CheckEvidence,
     CycleRecord,
@@ -176,10 +177,12 @@ def _executor_problem(task: Task, recipes: dict[str, Any], recipes_problem: str 
 
 
 def guardrail_inputs(ledger: Ledger) -> tuple[list[AttemptRecord], list[ClosedPR]]:
-    """The ledger as the guardrails' typed inputs (attempts oldest first, closed PRs)."""
+    """The ledger as the guardrails' typed inputs (attempts oldest first; closed PRs, then human rejections)."""
     attempts = sorted((AttemptRecord(task_id=a.task_id, outcome=a.outcome, finished_at=a.finished_at,
                                      cost_usd=a.cost_usd) for a in ledger.attempts), key=lambda a: a.finished_at)
-    return attempts, [ClosedPR(task_id=c.task_id, task_hash=c.task_hash) for c in ledger.closed_prs]
+    closed = [ClosedPR(task_id=c.task_id, task_hash=c.task_hash) for c in ledger.closed_prs]
+    rejected = [ClosedPR(task_id=c.task_id, task_hash=c.task_hash, by_human_gate=True) for c in ledger.rejected]
+    return attempts, closed + rejected
 
 
 def check_guardrails(
@@ -240,6 +243,7 @@ def build_record(
     guard: GuardrailResult | None,
     attempt: AttemptEvidence | None,
     failure: CycleError | None = None,
+    approval: ApprovalEvidence | None = None,
 ) -> CycleRecord:
     """Assemble the cycle record from whatever the earlier tasks left (any of them may be missing)."""
     record = CycleRecord(
@@ -248,7 +252,7 @@ def build_record(
         replay=bool(read and read.as_of), logical_date=read.as_of if read else None,
         pr_sync=guard.pr_sync if guard else [], lifecycle=guard.lifecycle if guard else [],
         repo_url=read.repo_url if read else None, branch=read.branch if read else None,
-        commit_sha=read.commit_sha if read else None, attempt=attempt,
+        commit_sha=read.commit_sha if read else None, attempt=attempt, approval=approval,
     )
     stop = _stopped_early(read, guard, failure)
     if stop is not None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from leviathan_lib.core.errors import CodedError
-from leviathan_lib.core.names import TASK_PLAN, TASK_RECORD_EVIDENCE, XCOM_RECORD, dag_id
+from leviathan_lib.core.names import RECORD_TASK_IDS, XCOM_RECORD, dag_id
 from leviathan_lib.demo import create_demo_target
 
 DAG_ID = dag_id("demo")
@@ -39,6 +39,7 @@ EXPLAIN = {
     "pr_open_for_task": "already has an open pull request",
     "invalid_task": "the task entry is invalid: see the plan task log",
     "pr_closed_unchanged": "a human closed its PR; waits until its definition changes",
+    "rejected_by_human": "a human rejected it at the approval gate; waits until its definition changes",
 }
 
 
@@ -200,8 +201,8 @@ class Api:
             return json.loads(response.read() or b"null")
 
     def cycle_record(self, dag: str, run_id: str) -> dict[str, Any]:
-        """A finished run's cycle record: the ``record`` XCom of ``record_evidence`` or, on a skip, of ``plan``."""
-        for task_id in (TASK_RECORD_EVIDENCE, TASK_PLAN):
+        """A finished run's cycle record: the ``record`` XCom of ``record_evidence``, ``plan`` (a skip) or a gate."""
+        for task_id in RECORD_TASK_IDS:
             path = f"/api/v2/dags/{dag}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{XCOM_RECORD}"
             try:
                 value = self.call("GET", path + "?deserialize=true")["value"]

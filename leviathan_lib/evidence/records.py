@@ -16,7 +16,7 @@ EVIDENCE_VERSION: Final = 1
 #: PR-opening times the ledger keeps: enough for the largest ``max_prs_per_hour``.
 RECENT_PRS = 100
 
-Outcome = Literal["succeeded", "failed", "timed_out", "rejected_by_guardrail"]
+Outcome = Literal["succeeded", "failed", "timed_out", "rejected_by_guardrail", "rejected_by_human"]
 
 
 def evidence_asset_uri(target_id: str) -> str:
@@ -58,6 +58,23 @@ class AttemptEvidence(BaseModel):
     cost_usd: float | None = None
     model: str | None = None
     prompt_sha256: str | None = None
+
+
+class ApprovalEvidence(BaseModel):
+    """A human approval gate's decision (``approval: plan | pull_request``): what was asked, who answered, when."""
+
+    gate: Literal["plan", "pull_request"]
+    task_id: str
+    task_hash: str
+    choice: Literal["approved", "rejected"]
+    #: ``human``: someone answered; ``timeout``: nobody did within ``approval_timeout_seconds`` (a rejection).
+    reason: Literal["human", "timeout"]
+    #: The Airflow user id and name of whoever answered (None on a timeout).
+    by: str | None = None
+    by_name: str | None = None
+    at: datetime | None = None
+    #: Who was allowed to answer (``approval_assignees``; empty: anyone with access to the DAG's actions).
+    assignees: list[str] = Field(default_factory=list)
 
 
 class PrStateChange(BaseModel):
@@ -121,6 +138,8 @@ class Ledger(BaseModel):
     attempts: list[LedgerAttempt] = Field(default_factory=list)
     open_prs: list[LedgerPR] = Field(default_factory=list)
     closed_prs: list[LedgerClosed] = Field(default_factory=list)
+    #: Attempts a human rejected at an approval gate: like a closed PR, the task waits for a new definition.
+    rejected: list[LedgerClosed] = Field(default_factory=list)
     breaker_reset_at: datetime | None = None
     #: When the newest PRs were opened (at most :data:`RECENT_PRS`, oldest first), for ``max_prs_per_hour``.
     prs_opened_at: list[datetime] = Field(default_factory=list)
@@ -138,11 +157,16 @@ class Ledger(BaseModel):
                     for p in self.open_prs if p.number not in synced]
         closed = self.closed_prs + [LedgerClosed(task_id=c.task_id, task_hash=c.task_hash)
                                     for c in record.pr_sync if c.state == "closed" and c.task_hash]
+        rejected = list(self.rejected)
+        if record.approval is not None and record.approval.choice == "rejected":
+            rejected.append(LedgerClosed(task_id=record.approval.task_id, task_hash=record.approval.task_hash))
         attempts = list(self.attempts)
         opened = list(self.prs_opened_at)
         attempt = record.attempt
         if attempt is not None and attempt.outcome is not None:
-            outcome = "failed" if attempt.outcome == "rejected_by_guardrail" else attempt.outcome
+            # A human rejection is no failure of the worker: it neither opens the breaker nor resets it.
+            outcome = {"rejected_by_guardrail": "failed", "rejected_by_human": "succeeded"}.get(
+                attempt.outcome, attempt.outcome)
             attempts.append(LedgerAttempt(task_id=attempt.task_id, outcome=outcome,
                                           finished_at=attempt.finished_at or record.recorded_at,
                                           cost_usd=attempt.cost_usd or 0.0))
@@ -151,7 +175,7 @@ class Ledger(BaseModel):
                                          branch=attempt.branch, task_hash=attempt.task_hash,
                                          head_sha=attempt.pr_head_sha))
                 opened.append(attempt.finished_at or record.recorded_at)
-        return Ledger(attempts=attempts, open_prs=open_prs, closed_prs=closed,
+        return Ledger(attempts=attempts, open_prs=open_prs, closed_prs=closed, rejected=rejected,
                       breaker_reset_at=self.breaker_reset_at, prs_opened_at=opened[-RECENT_PRS:])
 
 
@@ -183,6 +207,8 @@ class CycleRecord(BaseModel):
     logical_date: datetime | None = None
     pr_sync: list[PrStateChange] = Field(default_factory=list)
     lifecycle: list[LifecycleAction] = Field(default_factory=list)
+    #: The approval gate's decision, when the target has one and the cycle reached it.
+    approval: ApprovalEvidence | None = None
     #: History as of the end of this cycle (None when the cycle stopped before its guardrails).
     ledger: Ledger | None = None
 
