@@ -50,14 +50,15 @@ class ReasonCode(StrEnum):
     INVALID_TASK = "invalid_task"
     #: A human closed this task's PR without merging; it waits until its definition changes.
     PR_CLOSED_UNCHANGED = "pr_closed_unchanged"
-    #: A human rejected this task at its approval gate (or nobody answered in time); it waits until its
-    #: definition changes, like a closed PR.
-    REJECTED_BY_HUMAN = "rejected_by_human"
     # Decided after the rules above, from the machine the worker runs on (see :func:`sandbox_gate`).
     #: The recipe would need the OS sandbox (bubblewrap) and this machine cannot build it: fail closed.
     SANDBOX_UNAVAILABLE = "sandbox_unavailable"
     #: The task's allowed_paths cover a path only humans change (recipes, their scripts, .github/, ...).
     PROTECTED_PATH = "protected_path"
+    # Task level again (newer than the codes above; the order of existing codes is stable).
+    #: A human rejected this task at its approval gate (or nobody answered in time); it waits until its
+    #: definition changes, like a closed PR.
+    REJECTED_BY_HUMAN = "rejected_by_human"
 
 
 class _State(BaseModel):

@@ -121,6 +121,7 @@ def test_reason_codes_are_the_stable_strings():
         *CYCLE_ORDER,
         "not_ready", "status_not_pending", "dependencies_incomplete", "scope_violation", "attempts_exhausted",
         "pr_open_for_task", "invalid_task", "pr_closed_unchanged", "sandbox_unavailable", "protected_path",
+        "rejected_by_human",
     ]
 
 
