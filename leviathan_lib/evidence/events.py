@@ -21,6 +21,7 @@ EventType = Literal[
     "cycle.started", "guardrail.skipped", "attempt.created", "attempt.started", "attempt.succeeded",
     "attempt.failed", "attempt.timed_out", "pr.created", "pr.merged", "pr.closed", "branch.deleted", "branch.kept",
     "pr.human_edited",
+    "attempt.rejected", "approval.approved", "approval.rejected",
     "breaker.opened",
     "breaker.reset", "autonomy.changed", "evidence.unreadable",
 ]
@@ -58,13 +59,17 @@ def _cycle_events(record: CycleRecord) -> list[tuple[str, datetime, dict[str, An
         out.append(("attempt.created", at, {**ident, "task_hash": attempt.task_hash, "backend": attempt.backend}))
         out.append(("attempt.started", attempt.started_at or at, ident))
         outcome = attempt.outcome or "failed"
-        kind = {"succeeded": "attempt.succeeded", "timed_out": "attempt.timed_out"}.get(outcome, "attempt.failed")
+        kind = {"succeeded": "attempt.succeeded", "timed_out": "attempt.timed_out",
+                "rejected_by_human": "attempt.rejected"}.get(outcome, "attempt.failed")
         out.append((kind, attempt.finished_at or at, {
             **ident, "outcome": outcome, "error_code": attempt.error_code, "changed_paths": attempt.changed_paths,
         }))
         if attempt.pr_number is not None:
             out.append(("pr.created", attempt.finished_at or at,
                         {**ident, "number": attempt.pr_number, "url": attempt.pr_url}))
+    if record.approval is not None:
+        decided = record.approval
+        out.append((f"approval.{decided.choice}", decided.at or at, decided.model_dump(mode="json")))
     if record.breaker_opened:
         out.append(("breaker.opened", at, {"after_task": attempt.task_id if attempt else None}))
     return out

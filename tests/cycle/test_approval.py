@@ -89,3 +89,23 @@ def test_invalid_approval_settings_are_clear_errors(text, problem):
     with pytest.raises(ValidationFailed) as caught:
         parse_target("target_id: t\ntarget_repo_url: /r.git\n" + text, "t.yaml")
     assert problem in str(caught.value), str(caught.value)
+
+
+def test_the_decision_is_an_event_and_a_rejected_diff_is_no_failure():
+    from leviathan_lib.evidence.events import events_from
+    from leviathan_lib.evidence.records import AttemptEvidence
+
+    at = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    no = approval.decision("pull_request", TARGET, PLAN, {"chosen_options": ["Reject"], "responded_at": at,
+                                                         "responded_by_user": {"id": "alice", "name": "alice"}})
+    attempt = approval.rejected_attempt(AttemptEvidence(task_id="docs-a", attempt=1, task_hash="h1",
+                                                        branch="agent/docs-a/1", backend="local",
+                                                        outcome="succeeded"), no)
+    record = CycleRecord(target_id="t", dag_run_id="r1", recorded_at=at, decision="run", attempt=attempt,
+                         stopped_reason="rejected_by_human", approval=no)
+    events = events_from([(1, at, "r1", record.model_dump(mode="json"))])
+    types = [e.type for e in events]
+    assert "attempt.rejected" in types and "attempt.failed" not in types
+    [decided] = [e for e in events if e.type == "approval.rejected"]
+    assert decided.data["by"] == "alice" and decided.data["gate"] == "pull_request"
+    assert Ledger().with_cycle(record).attempts[0].outcome == "succeeded"  # the breaker does not count it
