@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # README command 2: install (first time, with the test extras), lint, then run the whole test suite.
 # The tests' Airflow metadata DB is PostgreSQL (a database per run on 127.0.0.1:5432, installed and started
-# here if missing); LEVIATHAN_TEST_DB=sqlite runs them on SQLite. Extra arguments go to pytest
-# (e.g. scripts/test.sh -k guardrails).
+# here if missing), the Celery test's broker Redis (127.0.0.1:6379, likewise); LEVIATHAN_TEST_DB=sqlite runs
+# them on SQLite. Extra arguments go to pytest (e.g. scripts/test.sh -k guardrails).
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/bootstrap.sh" test || exit $?
 "$root/scripts/tools.sh" || exit $?   # checkov, in its own venv (tests/deploy/test_docs_commands.py runs it)
 "$root/scripts/postgres.sh" || exit $?   # the tests' metadata DB (LEVIATHAN_TEST_DB=sqlite: not needed)
+"$root/scripts/redis.sh" || exit $?   # the Celery broker of tests/e2e/test_celery.py (127.0.0.1:6379)
 # promtool (Debian package "prometheus") checks the Spider's /metrics output in tests/spider/test_app.py.
 if ! command -v promtool >/dev/null 2>&1; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -84,6 +84,12 @@ class Repo:
     reviewers: dict[int, list[str]] = field(default_factory=dict)
     comments: dict[int, list[str]] = field(default_factory=dict)
     assignees: dict[int, list[str]] = field(default_factory=dict)
+    #: Issues (not PRs), as stored by the issues endpoints; numbers are shared with ``pulls`` like on GitHub.
+    issues: list[dict[str, Any]] = field(default_factory=list)
+    #: Issue numbers an admin deleted (GitHub answers 410 Gone for them).
+    deleted_issues: set[int] = field(default_factory=set)
+    #: GitHub has not computed ``mergeable`` yet (it answers null meanwhile).
+    mergeable_unknown: bool = False
     #: Logins that may be asked to review (GitHub answers 422 for anyone else).
     collaborators: set[str] = field(default_factory=lambda: {"octocat", "hubot"})
 
@@ -100,7 +106,7 @@ class FakeGithub:
         self.requests: list[tuple[str, str, int, dict[str, str]]] = []
         #: git smart-HTTP exchanges as (path, bytes in, bytes out).
         self.git_requests: list[tuple[str, int, int]] = []
-        self.permissions = {"pull_requests": "write", "contents": "write"}
+        self.permissions = {"pull_requests": "write", "contents": "write", "issues": "write"}
         self.rate_limit, self.rate_remaining, self.rate_reset = 5000, 5000, int(time.time()) + 3600
         self.lock = threading.RLock()
         self._examples = {k: v["value"] for k, v in _spec()["components"]["examples"].items()}
@@ -137,17 +143,63 @@ class FakeGithub:
         with self.lock:
             self.faults.append(Fault(method, path, status, body, dict(headers or {}), delay, times))
 
-    def human_merge(self, full_name: str, number: int) -> None:
-        pr = self._pr(self.repos[full_name.lower()], number)
-        sha = self._branch_sha(self.repos[full_name.lower()], pr["head"]["ref"])
+    def human_merge(self, full_name: str, number: int, *, into_base: bool = False) -> None:
+        """A human merges PR ``number``; ``into_base`` really merges it into its base branch (a merge commit,
+        git's own merge), raising AssertionError when it conflicts, as GitHub's merge button would refuse."""
+        repo = self.repos[full_name.lower()]
+        pr = self._pr(repo, number)
+        sha = self._branch_sha(repo, pr["head"]["ref"])
+        if into_base:
+            git = ["git", "--git-dir", str(repo.bare)]
+            base = self._branch_sha(repo, pr["base"]["ref"])
+            merged = subprocess.run([*git, "merge-tree", "--write-tree", base, sha], capture_output=True, text=True,
+                                    check=False)
+            assert merged.returncode == 0, f"PR #{number} does not merge cleanly: {merged.stdout}"
+            sha = subprocess.run([*git, "-c", "user.name=Human", "-c", "user.email=human@example.com", "commit-tree",
+                                  merged.stdout.split()[0], "-p", base, "-p", sha, "-m", f"Merge #{number}"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+            subprocess.run([*git, "update-ref", f"refs/heads/{pr['base']['ref']}", sha, base], check=True)
         pr.update(state="closed", merged_at=_now(), closed_at=_now(), merged=True, merge_commit_sha=sha,
                   updated_at=_now())
 
     def human_close(self, full_name: str, number: int) -> None:
         self._pr(self.repos[full_name.lower()], number).update(state="closed", closed_at=_now(), updated_at=_now())
 
+    # -- issues: what humans do to them ------------------------------------------------------------------
+
+    def issue(self, full_name: str, number: int) -> dict[str, Any]:
+        return next(i for i in self.repos[full_name.lower()].issues if i["number"] == number)
+
+    def human_edit_issue(self, full_name: str, number: int, body: str) -> None:
+        self.issue(full_name, number).update(body=body, updated_at=_now())
+
+    def human_close_issue(self, full_name: str, number: int) -> None:
+        self.issue(full_name, number).update(state="closed", closed_at=_now(), updated_at=_now())
+
+    def human_reopen_issue(self, full_name: str, number: int) -> None:
+        self.issue(full_name, number).update(state="open", closed_at=None, updated_at=_now())
+
+    def human_delete_issue(self, full_name: str, number: int) -> None:
+        repo = self.repos[full_name.lower()]
+        repo.issues = [i for i in repo.issues if i["number"] != number]
+        repo.deleted_issues.add(number)
+
+    def human_create_issue(self, full_name: str, title: str, body: str, labels: list[str]) -> int:
+        with self.lock:
+            return self._create_issue(self.repos[full_name.lower()], {"title": title, "body": body,
+                                                                      "labels": labels})[1]["number"]
+
     def open_pulls(self, full_name: str) -> list[dict[str, Any]]:
         return [p for p in self.repos[full_name.lower()].pulls if p["state"] == "open"]
+
+    def human_delete_branch(self, full_name: str, branch: str) -> None:
+        """Someone deletes ``branch`` on GitHub; GitHub closes the open PRs whose head it was."""
+        repo = self.repos[full_name.lower()]
+        subprocess.run(["git", "--git-dir", str(repo.bare), "update-ref", "-d", f"refs/heads/{branch}"],
+                       check=True, capture_output=True)
+        for pr in repo.pulls:
+            if pr["head"]["ref"] == branch and pr["state"] == "open":
+                pr.update(state="closed", closed_at=_now(), updated_at=_now())
 
     def api_calls(self, method: str | None = None) -> list[tuple[str, str, int]]:
         return [(m, p, s) for m, p, s, _ in self.requests if method is None or m == method]
@@ -202,7 +254,22 @@ class FakeGithub:
         data["labels"] = [dict(self._examples["label-items"][0], name=n) for n in repo.labels.get(pr["number"], [])]
         if not simple:
             data["merged"] = pr["merged_at"] is not None
+            data["mergeable"], data["mergeable_state"] = self._mergeable(repo, pr)
         return data
+
+    def _mergeable(self, repo: Repo, pr: dict[str, Any]) -> tuple[bool | None, str]:
+        """GitHub's ``mergeable``: git's own merge of the head into the base (None while "computing")."""
+        base, head = self._branch_sha(repo, pr["base"]["ref"]), self._branch_sha(repo, pr["head"]["ref"])
+        if pr["state"] != "open" or base is None or head is None or repo.mergeable_unknown:
+            return None, "unknown"
+        merged = subprocess.run(["git", "--git-dir", str(repo.bare), "merge-tree", "--write-tree",
+                                 "--allow-unrelated-histories", base, head],
+                                capture_output=True, check=False)
+        if merged.returncode:
+            return False, "dirty"
+        behind = subprocess.run(["git", "--git-dir", str(repo.bare), "merge-base", "--is-ancestor", base, head],
+                                capture_output=True, check=False)
+        return True, "clean" if behind.returncode == 0 else "behind"
 
     def _error(self, status: int, message: str, errors: list[dict[str, Any]] | None = None):
         body: dict[str, Any] = {"message": message, "documentation_url": "https://docs.github.com/rest",
@@ -233,7 +300,8 @@ class FakeGithub:
         write = method != "GET"
         if write and repo.archived:
             return (*self._error(403, "Repository was archived so is read-only."), extra)
-        needed = "contents" if rest.startswith("/git/") else "pull_requests"
+        needed = "contents" if rest.startswith("/git/") else "issues" if re.fullmatch(r"/issues(/\d+)?", rest) \
+            else "pull_requests"
         if write and self.permissions.get(needed) != "write":
             return (*self._error(403, "Resource not accessible by personal access token"), extra)
         with self.lock:
@@ -259,6 +327,24 @@ class FakeGithub:
             except KeyError:
                 return self._error(404, "Not Found")
             return 200, self._pr_json(repo, pr, simple=False)
+        if m and method == "PATCH":
+            try:
+                pr = self._pr(repo, int(m.group(1)))
+            except KeyError:
+                return self._error(404, "Not Found")
+            if "body" in body:
+                pr["body"] = body["body"]
+            if body.get("state") == "closed" and pr["state"] == "open":
+                pr.update(state="closed", closed_at=_now())
+            pr["updated_at"] = _now()
+            return 200, self._pr_json(repo, pr, simple=False)
+        if rest == "/issues" and method == "GET":
+            return 200, self._list_issues(repo, query)
+        if rest == "/issues" and method == "POST":
+            return self._create_issue(repo, body)
+        m = re.fullmatch(r"/issues/(\d+)", rest)
+        if m and method in ("GET", "PATCH"):
+            return self._issue_call(repo, method, int(m.group(1)), body)
         m = re.fullmatch(r"/issues/(\d+)/labels", rest)
         if m and method == "POST":
             number = int(m.group(1))
@@ -318,6 +404,52 @@ class FakeGithub:
             return 204, None
         return self._error(404, "Not Found")
 
+    def _issue_json(self, repo: Repo, issue: dict[str, Any]) -> dict[str, Any]:
+        data = copy.deepcopy(self._examples["issue"])
+        for key in ("number", "title", "body", "state", "created_at", "updated_at", "closed_at"):
+            data[key] = issue[key]
+        base = f"{self.url}/repos/{repo.full_name}/issues/{issue['number']}"
+        data.update(url=base, html_url=f"{self.url}/{repo.full_name}/issues/{issue['number']}",
+                    repository_url=f"{self.url}/repos/{repo.full_name}", comments_url=f"{base}/comments",
+                    events_url=f"{base}/events", labels_url=base + "/labels{/name}", comments=0,
+                    assignee=None, assignees=[], milestone=None, pull_request=None, closed_by=None)
+        for key in ("pull_request", "closed_by", "state_reason"):
+            data.pop(key, None)
+        if issue["state"] == "closed":
+            data["state_reason"] = "completed"
+        data["labels"] = [dict(self._examples["label-items"][0], name=n) for n in issue["labels"]]
+        return data
+
+    def _list_issues(self, repo: Repo, query: dict[str, str]) -> list[dict[str, Any]]:
+        state = query.get("state", "open")
+        wanted = [n for n in query.get("labels", "").split(",") if n]
+        issues = [i for i in repo.issues if (state == "all" or i["state"] == state)
+                  and all(n in i["labels"] for n in wanted)]
+        issues.sort(key=lambda i: i["number"], reverse=query.get("direction", "desc") == "desc")
+        return [self._issue_json(repo, i) for i in issues[: int(query.get("per_page", 30))]]
+
+    def _create_issue(self, repo: Repo, body: dict[str, Any]) -> tuple[int, Any]:
+        if not str(body.get("title") or "").strip():
+            return self._error(422, "Validation Failed",
+                               [{"resource": "Issue", "field": "title", "code": "missing_field"}])
+        numbers = [p["number"] for p in repo.pulls] + [i["number"] for i in repo.issues] + list(repo.deleted_issues)
+        issue = {"number": max(numbers, default=0) + 1, "title": body["title"], "body": body.get("body"),
+                 "state": "open", "created_at": _now(), "updated_at": _now(), "closed_at": None,
+                 "labels": [str(n) for n in body.get("labels") or []]}
+        repo.issues.append(issue)
+        return 201, self._issue_json(repo, issue)
+
+    def _issue_call(self, repo: Repo, method: str, number: int, body: Any) -> tuple[int, Any]:
+        if number in repo.deleted_issues:
+            return self._error(410, "This issue was deleted")
+        issue = next((i for i in repo.issues if i["number"] == number), None)
+        if issue is None:
+            return self._error(404, "Not Found")
+        if method == "PATCH":
+            issue.update({k: v for k, v in (body or {}).items() if k in ("title", "body", "state")},
+                         updated_at=_now())
+        return 200, self._issue_json(repo, issue)
+
     def _create_pull(self, repo: Repo, body: dict[str, Any]) -> tuple[int, Any]:
         head, base = body.get("head", ""), body.get("base", "")
         head_sha, base_sha = self._branch_sha(repo, head), self._branch_sha(repo, base)
@@ -330,7 +462,8 @@ class FakeGithub:
             return self._error(422, "Validation Failed", [{"resource": "PullRequest", "code": "custom",
                                                            "message": f"A pull request already exists for "
                                                                       f"{owner}:{head}."}])
-        number = max((p["number"] for p in repo.pulls), default=0) + 1
+        taken = [p["number"] for p in repo.pulls] + [i["number"] for i in repo.issues] + list(repo.deleted_issues)
+        number = max(taken, default=0) + 1
         pr = {"number": number, "title": body["title"], "body": body.get("body"), "state": "open",
               "created_at": _now(), "updated_at": _now(), "closed_at": None, "merged_at": None,
               "merge_commit_sha": None, "draft": bool(body.get("draft")),

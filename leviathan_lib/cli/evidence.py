@@ -55,14 +55,25 @@ def _row(record: CycleRecord) -> dict[str, Any]:
 
 
 def _lifecycle(record: CycleRecord) -> str:
-    """The PR lifecycle of one cycle in a few words: ``#1 merged branch deleted; #2 human_edited``."""
+    """The PR lifecycle of one cycle in a few words: ``#1 merged branch deleted; #2 human_edited``, plus what
+    it did to the dashboard issue (``dashboard #3 updated``)."""
     parts = []
     for change in record.pr_sync:
         branch = " branch deleted" if change.branch_deleted else f" branch kept ({change.branch_kept})" \
             if change.branch_kept else ""
         parts.append(f"#{change.number} {change.state}{branch}")
     for action in record.lifecycle:
-        parts.append(f"#{action.number} {action.kind}" + ("" if action.commented else " (not commented yet)"))
+        pending = "" if action.commented or action.kind == "pr_refresh_limit" else " (not commented yet)"
+        parts.append(f"#{action.number} {action.kind}" + pending)
+    attempt = record.attempt
+    if attempt is not None and attempt.continued_pr is not None:
+        done = "refreshed" if attempt.continue_why == "pr_conflicted" else "updated"
+        parts.append(f"#{attempt.continued_pr} {done if attempt.pr_number else f'not {done}'}")
+    dashboard = record.dashboard
+    if dashboard is not None:
+        what = dashboard.kind.removeprefix("dashboard_")
+        code = f" ({dashboard.error_code})" if dashboard.error_code else ""
+        parts.append(f"dashboard #{dashboard.number or '-'} {what}{code}")
     return "; ".join(parts)
 
 
@@ -87,7 +98,7 @@ def cmd_evidence(args: argparse.Namespace) -> int:
         return 0
     rows = [_row(r) for r in records]
     columns = ["recorded_at", "run_id", "decision", "reasons", "task", "attempt", "pr", "stopped"]
-    if any(row["lifecycle"] for row in rows):  # only when a cycle saw a merge, close or human edit
+    if any(row["lifecycle"] for row in rows):  # only when a cycle saw a merge, close, human edit, refresh or dashboard
         columns.append("lifecycle")
     widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns}
     print("  ".join(c.upper().ljust(widths[c]) for c in columns))

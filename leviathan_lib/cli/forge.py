@@ -1,4 +1,4 @@
-"""``leviathan forge …``: play the human reviewer on the local forge (list, show, merge, close).
+"""``leviathan forge …``: play the human reviewer on the local forge (list, show, merge, close, dashboard).
 
 Exit codes: 0 done, 1 the forge refused because of its state (merge conflict, PR not open), 2 bad input
 or an unreadable forge. Errors are one line on stderr, never a traceback.
@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 
+from leviathan_lib.core.names import DASHBOARD_LABEL
 from leviathan_lib.forge.base import ForgeConflict, ForgeError, PullRequest
 from leviathan_lib.forge.local import LocalForge, Requests
 
@@ -42,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = action("close", "close a pull request without merging", _close)
     p.add_argument("number", type=int)
+
+    p = action("dashboard", "print the dashboard issue(s) Leviathan keeps (target key dashboard: true)", _dashboard)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    for name, verb in (("close-issue", "close"), ("reopen-issue", "reopen")):
+        p = action(name, f"{verb} an issue (a closed dashboard is left alone until it is reopened)", _issue_state)
+        p.add_argument("number", type=int)
 
 
 def _guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -130,4 +137,24 @@ def _merge(args: argparse.Namespace) -> int:
 def _close(args: argparse.Namespace) -> int:
     pr = LocalForge(args.repo).close_pr(args.number)
     print(f"closed #{pr.number} ({pr.head}); the branch is kept")
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    issues = [i for i in LocalForge(args.repo).list_issues() if DASHBOARD_LABEL in i.labels]
+    if args.json:
+        print(json.dumps([i.model_dump(mode="json") for i in issues], indent=2))
+        return 0
+    if not issues:
+        print("no dashboard issue (set dashboard: true on the target; the next cycle writes it)")
+        return 0
+    for issue in issues:
+        print(f"#{issue.number} [{issue.state}] {issue.title}\n\n{issue.body.rstrip()}\n")
+    return 0
+
+
+def _issue_state(args: argparse.Namespace) -> int:
+    issue = LocalForge(args.repo).set_issue_state(args.number, "closed" if args.forge_command == "close-issue"
+                                                  else "open")
+    print(f"issue #{issue.number} is {issue.state}")
     return 0

@@ -89,6 +89,8 @@ class TargetConfig(BaseModel):
     max_prs_per_hour: Annotated[int, Field(ge=1, le=100)] = 2
     max_running_attempts: PositiveInt = 1
     max_attempts_per_task: PositiveInt = 2
+    #: Times a conflicted PR of one task is brought up to date on its new base (``pr_refresh_limit``).
+    max_pr_refreshes: Annotated[int, Field(ge=0, le=20)] = 2
     circuit_breaker_failures: PositiveInt = 2
     schedule_cron: str = "*/5 * * * *"
     #: Spread targets sharing a ``*/n`` minute cron across the interval (core/schedule.py); false: exactly as written.
@@ -108,6 +110,11 @@ class TargetConfig(BaseModel):
     pr_assignees: list[GithubLogin] = Field(default_factory=list, max_length=10)
     #: Delete the ``agent/`` branch of a merged PR (only when nobody but Leviathan pushed to it).
     delete_merged_branches: bool = True
+    #: Keep one forge issue listing every task's eligibility and reasons, the PRs, breaker and switch
+    #: (docs/pull-requests.md "Dashboard"); its title defaults to "Leviathan dashboard: <target_id>".
+    dashboard: bool = False
+    dashboard_title: Annotated[str, StringConstraints(min_length=1, max_length=200,
+                                                      pattern=r"^[^\x00-\x1f\x7f]+$")] | None = None
     worker_backend: Literal["local", "kubernetes"] = "local"
     backlog_path: str = ".leviathan/backlog.yaml"
     recipes_path: str = ".leviathan/recipes.yaml"
@@ -228,6 +235,10 @@ class TargetConfig(BaseModel):
     def effective_schedule(self) -> str:
         """The cron Airflow runs: ``H`` (and, with ``schedule_jitter``, ``*/n`` minutes) become this target's slot."""
         return schedule.spread(self.schedule_cron, self.target_id, jitter=self.schedule_jitter)
+
+    @property
+    def dashboard_issue_title(self) -> str:
+        return self.dashboard_title or f"Leviathan dashboard: {self.target_id}"
 
     def repo_location(self, config_file: Path | None = None) -> str:
         """The repository URL, with a relative local path resolved against the target file's folder."""

@@ -55,7 +55,18 @@ class ReasonCode(StrEnum):
     SANDBOX_UNAVAILABLE = "sandbox_unavailable"
     #: The task's allowed_paths cover a path only humans change (recipes, their scripts, .github/, ...).
     PROTECTED_PATH = "protected_path"
-    # Task level again (newer than the codes above; the order of existing codes is stable).
+    # PR lifecycle, decided by the PR sync of ``plan`` (:mod:`leviathan_lib.cycle.lifecycle`), never by ``decide``.
+    #: Someone other than Leviathan pushed to the PR's branch: never rewritten, closed or deleted again.
+    HUMAN_EDITED = "human_edited"
+    #: The open PR's branch was deleted by hand: Leviathan leaves the PR alone.
+    PR_BRANCH_DELETED = "pr_branch_deleted"
+    #: The open PR conflicts with its base: it is brought up to date (the refresh attempt's ``why``).
+    PR_CONFLICTED = "pr_conflicted"
+    #: The PR conflicts again but its task's refreshes reached ``max_pr_refreshes``.
+    PR_REFRESH_LIMIT = "pr_refresh_limit"
+    #: The task's definition changed while its PR was open: the PR was closed, the task runs again.
+    PR_SUPERSEDED = "pr_superseded"
+    # Task level, newer than the codes above (the order of existing codes is stable).
     #: A human rejected this task at its approval gate (or nobody answered in time); it waits until its
     #: definition changes, like a closed PR.
     REJECTED_BY_HUMAN = "rejected_by_human"
@@ -77,6 +88,9 @@ class AttemptRecord(_State):
     finished_at: AwareDatetime
     #: Model cost of the attempt (0 for recipes), from its evidence.
     cost_usd: Annotated[float, Field(ge=0, strict=False)] = 0.0
+    #: The attempt delivered to an open PR (a refresh, review feedback): it counts for the breaker and the
+    #: budget, not toward ``max_attempts_per_task`` (refreshes have their own bound, ``max_pr_refreshes``).
+    continued_pr: bool = False
 
 
 class ClosedPR(_State):
@@ -287,7 +301,7 @@ def _verdicts(
     for entry in backlog.invalid:
         if entry.id and entry.id not in statuses:
             statuses[entry.id] = None  # exists, but its status cannot be trusted
-    attempts = Counter(a.task_id for a in state.attempts)
+    attempts = Counter(a.task_id for a in state.attempts if not a.continued_pr)
     pr_tasks = {tid for pr in state.open_prs or [] if (tid := _pr_task_id(pr))}
     # The latest closure (rejection) per task wins.
     closed = {c.task_id: c.task_hash for c in state.closed_prs if not c.by_human_gate}

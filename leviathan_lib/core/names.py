@@ -120,3 +120,10 @@ XCOM_SPEC: Final = "spec"
 XCOM_TASK_LABEL: Final = "task_label"
 #: An approval gate: the human decision (ApprovalEvidence: choice, who, when).
 XCOM_APPROVAL: Final = "approval"
+
+
+# --- the dashboard issue -----------------------------------------------------------------------------
+
+#: The label of a target's dashboard issue: with its title, how Leviathan finds the issue it created when
+#: the answer to the create was lost (only people with triage access can label issues).
+DASHBOARD_LABEL: Final = "leviathan-dashboard"

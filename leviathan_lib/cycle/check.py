@@ -8,11 +8,14 @@ history stops the cycle; a replay never asks the forge) is testable without a sc
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import UTC, datetime
 
+from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import OpenPR
 from leviathan_lib.cycle import pr_sync
+from leviathan_lib.cycle.lifecycle import Review
 from leviathan_lib.cycle.steps import CycleError, GuardrailResult, ReadResult, check_guardrails, guardrail_inputs
 from leviathan_lib.evidence.records import History, Ledger, LifecycleAction, PrStateChange
 
@@ -31,6 +34,19 @@ def history_error(history: History) -> CycleError | None:
     )
 
 
+def task_hashes(read: ReadResult) -> dict[str, str]:
+    """The definition hash of every valid task of the backlog read at the pinned commit."""
+    if read.error or read.backlog_text is None:
+        return {}
+    backlog, _ = parse_backlog(read.backlog_text, source=read.backlog_path)
+    return {task.id: task.definition_hash() for task in backlog.tasks}
+
+
+def refresh_counts(ledger: Ledger) -> Counter[str]:
+    """Refresh attempts (``pr_conflicted``) per task, whatever their outcome: ``max_pr_refreshes`` bounds them."""
+    return Counter(a.task_id for a in ledger.attempts if a.continue_why == "pr_conflicted")
+
+
 def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, ledger: Ledger, run_id: str,
                 repo_url: str, global_autonomy: bool, now: datetime | None = None) -> GuardrailResult:
     """The guardrail result of run ``run_id``, with the ledger it used and the PR states it synced.
@@ -41,19 +57,25 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
         read.error = history_error(history)
     changes: list[PrStateChange] = []
     actions: list[LifecycleAction] = []
+    review = Review()
     open_prs: list[OpenPR] | None
     if read.error:
         open_prs = []
     elif read.as_of:
         open_prs = pr_sync.replayed_open_prs(ledger.open_prs)
     else:
-        found, changes, actions = pr_sync.forge_state(target, repo_url, ledger.open_prs)
+        state = pr_sync.forge_state(target, repo_url, ledger.open_prs, hashes=task_hashes(read),
+                                    base_sha=read.commit_sha, refreshes=refresh_counts(ledger),
+                                    rerun=pr_sync.own_continued_attempt(history, run_id))
+        changes, actions, review = state.changes, state.actions, state.review
+        found = state.open_prs
         open_prs = pr_sync.without_own_prs(found, history, run_id) if found is not None else None
     attempts, closed = guardrail_inputs(ledger)
     result = check_guardrails(
         target, read, global_autonomy=global_autonomy, open_prs=open_prs, attempts=attempts,
         breaker_reset_at=ledger.breaker_reset_at, closed=closed + pr_sync.closed_by_humans(changes),
         prs_opened_at=ledger.prs_opened_at, now=read.as_of or now or datetime.now(UTC),
+        continue_pr=(review.refresh_task, review.refresh) if review.refresh and review.refresh_task else None,
     )
     result.ledger = ledger
     result.pr_sync = changes

@@ -30,9 +30,14 @@ from leviathan_lib.cycle.pr_body import render_pr_body
 from leviathan_lib.cycle.protected import protected_for
 from leviathan_lib.cycle.steps import DELIVERED_STATUS, AttemptPlan, ReadResult
 from leviathan_lib.cycle.untrusted import patch_problem
-from leviathan_lib.forge.base import Forge, PullRequest
+from leviathan_lib.forge.base import Forge, ForgeError, PullRequest
 from leviathan_lib.git.runner import GitError, run_git
-from leviathan_lib.worker.contract import AttemptResult
+from leviathan_lib.worker.contract import AttemptResult, ContinuePr
+
+#: Stable codes of a delivery to an open PR (see :class:`~leviathan_lib.core.guardrails.ReasonCode`).
+HUMAN_EDITED = "human_edited"
+PR_BRANCH_DELETED = "pr_branch_deleted"
+PR_BODY_NOT_UPDATED = "pr_body_not_updated"
 
 #: The one piece of ``git apply``'s error worth keeping: which file and line did not apply.
 _APPLY_FAILED = re.compile(r"patch failed: (.+):(\d+)$", re.MULTILINE)
@@ -54,6 +59,8 @@ class Delivery(BaseModel):
 
     pr: PullRequest
     changed_paths: list[str]
+    #: What went wrong after the push (``pr_body_not_updated: ...``); the PR holds the pushed head regardless.
+    note: str = ""
 
 
 class _Repo:
@@ -107,6 +114,15 @@ def _scan_pr_text(title: str, body: str) -> None:
             raise DeliveryRejected("secret_detected", f"the PR {what} holds possible secrets ({', '.join(rules)})")
 
 
+class _Built(BaseModel):
+    """The commit delivery made, and what the PR shows for it."""
+
+    head_sha: str
+    changed_paths: list[str]
+    title: str
+    body: str
+
+
 def deliver(
     target: TargetConfig,
     read: ReadResult,
@@ -119,64 +135,146 @@ def deliver(
     evidence_summary: dict[str, Any],
     scratch_dir: Path | None = None,
 ) -> Delivery:
-    """Push ``plan.branch`` and open (or find) its PR. Idempotent: a rerun returns the same PR."""
+    """Push ``plan.branch`` and open (or find) its PR, or deliver to the open PR the plan continues.
+    Idempotent: a rerun returns the same PR."""
     if not plan.branch.startswith(AGENT_BRANCH_PREFIX):
         raise DeliveryRejected("branch_not_agent", f"refusing to push to {plan.branch!r}")
+    cont = plan.continue_pr
+    if cont is not None and cont.branch != plan.branch:
+        raise DeliveryRejected("branch_not_agent", f"the plan's branch {plan.branch!r} is not {cont.branch!r}")
     problem = patch_problem(result.patch)
     if problem:
         raise DeliveryRejected(*problem)
-    backlog, _ = parse_backlog(read.backlog_text or "", source=read.backlog_path)
-    task = backlog.by_id()[plan.task_id]
-    scope = task_scope(task.allowed_paths, target.allowed_path_prefixes)
-    base = read.commit_sha or ""
+    # The worker's patch is against the pinned commit, or the PR's head when it continued the branch.
+    start = cont.head_sha if cont is not None and cont.start == "branch" else read.commit_sha or ""
 
     with tempfile.TemporaryDirectory(prefix="leviathan-pr-", dir=scratch_dir) as tmp:
         path = Path(tmp) / "repo.git"
         run_git(["init", "--quiet", "--bare", str(path)])
         repo = _Repo(path, {"GIT_INDEX_FILE": str(Path(tmp) / "index"),
                             "GIT_AUTHOR_DATE": commit_date.isoformat(), "GIT_COMMITTER_DATE": commit_date.isoformat()})
-        run_git(["fetch", "--quiet", "--no-tags", "--depth", "1", "--", read.repo_url, base], cwd=path,
-                env=forge.git_push_env())
-        worker_tree = _apply(repo, base, result.patch)
-        real = [redact_text(p) for p in changed_paths(path, base, worker_tree)]
-        protected = protected_for(target, read.recipes_text)
-        violations = check_final_diff(path, base, worker_tree, scope, protected=protected,
-                                      backlog_path=read.backlog_path)
-        if violations:
-            detail = "; ".join(f"{v.code}: {v.path or ''} {v.detail}".strip() for v in violations)
-            raise DeliveryRejected(violations[0].code, f"final diff rejected: {detail}", real)
-
-        status_note = ""
-        pinned_backlog = None
-        if Scope.of(target.allowed_path_prefixes).contains(read.backlog_path):
-            pinned_backlog = _set_status(repo, base, read.backlog_path, task.id)
-        else:
-            status_note = f"{read.backlog_path} is outside allowed_path_prefixes, so its status was not edited."
-        tree = repo.git(["write-tree"])
-        message = (f"{task.title}\n\nLeviathan-Task: {task.id}\nLeviathan-Attempt: {plan.attempt}\n"
-                   f"Leviathan-Run: {run_id}\n")
-        head_sha = repo.git(["commit-tree", tree, "-p", base, "-F", "-"], input=message)
-        # What is pushed: the worker's paths plus, at most, Leviathan's own one-line status edit.
-        delivered = changed_paths(path, base, head_sha)
-        if pinned_backlog is not None:
-            try:
-                check_status_edit(pinned_backlog, repo.blob(f"{head_sha}:{read.backlog_path}"), task.id,
-                                  DELIVERED_STATUS)
-            except ValueError as exc:
-                raise DeliveryRejected("backlog_edited", f"{read.backlog_path}: {exc}", real) from None
-        if set(delivered) - set(real) - {read.backlog_path}:
-            raise DeliveryRejected("backlog_edited", "the delivered commit changes more than the checked tree", real)
-
-        title = f"[leviathan] {task.title}"
-        worker_paths = [p for p in delivered if p != read.backlog_path]
-        body = render_pr_body(task=task, plan=plan, read=read, changed_paths=worker_paths, run_id=run_id,
-                              evidence=evidence_summary, note=status_note, head_sha=head_sha)
-        _scan_pr_text(title, body)
+        on_branch = cont is not None and cont.start == "branch"
+        # On the branch: its tip and the parent, which is the start again when a rerun finds its own commit.
+        wanted, depth = (f"refs/heads/{cont.branch}", "2") if cont is not None and on_branch else (start, "1")
+        try:
+            run_git(["fetch", "--quiet", "--no-tags", "--depth", depth, "--", read.repo_url, wanted], cwd=path,
+                    env=forge.git_push_env())
+        except GitError as exc:
+            if cont is None:
+                raise
+            raise _lease_problem(forge, cont, f"cannot fetch {cont.branch}: {redact_text(exc.stderr)}") from None
+        if cont is not None and on_branch and start not in _tip_and_parent(repo):
+            raise _lease_problem(forge, cont, "the branch moved after the attempt started")
+        built = _build(target, read, plan, result, repo, start=start, run_id=run_id,
+                       evidence_summary=evidence_summary)
+        if cont is not None:
+            return _deliver_to_open_pr(forge, read, cont, built, path)
         existing = forge.find_pr_by_head(plan.branch)
         if existing is not None:
-            return Delivery(pr=existing, changed_paths=delivered)
-        run_git(["push", "--quiet", "--porcelain", "--", read.repo_url, f"+{head_sha}:refs/heads/{plan.branch}"],
-                cwd=path, env=forge.git_push_env())
+            return Delivery(pr=existing, changed_paths=built.changed_paths)
+        run_git(["push", "--quiet", "--porcelain", "--", read.repo_url,
+                 f"+{built.head_sha}:refs/heads/{plan.branch}"], cwd=path, env=forge.git_push_env())
 
-    pr = forge.create_pr(head=plan.branch, base=target.target_branch, title=title, body=body)
-    return Delivery(pr=pr, changed_paths=delivered)
+    pr = forge.create_pr(head=plan.branch, base=target.target_branch, title=built.title, body=built.body)
+    return Delivery(pr=pr, changed_paths=built.changed_paths)
+
+
+def _build(target: TargetConfig, read: ReadResult, plan: AttemptPlan, result: AttemptResult, repo: _Repo, *,
+           start: str, run_id: str, evidence_summary: dict[str, Any]) -> _Built:
+    """Apply the patch on ``start``, check the final diff, add the status edit, commit (objects only)."""
+    backlog, _ = parse_backlog(read.backlog_text or "", source=read.backlog_path)
+    task = backlog.by_id()[plan.task_id]
+    scope = task_scope(task.allowed_paths, target.allowed_path_prefixes)
+    worker_tree = _apply(repo, start, result.patch)
+    real = [redact_text(p) for p in changed_paths(repo.path, start, worker_tree)]
+    protected = protected_for(target, read.recipes_text)
+    violations = check_final_diff(repo.path, start, worker_tree, scope, protected=protected,
+                                  backlog_path=read.backlog_path)
+    if violations:
+        detail = "; ".join(f"{v.code}: {v.path or ''} {v.detail}".strip() for v in violations)
+        raise DeliveryRejected(violations[0].code, f"final diff rejected: {detail}", real)
+
+    status_note = ""
+    pinned_backlog = None
+    on_branch = plan.continue_pr is not None and plan.continue_pr.start == "branch"
+    if on_branch:
+        status_note = f"the status in {read.backlog_path} was set by the PR's first commit."
+    elif Scope.of(target.allowed_path_prefixes).contains(read.backlog_path):
+        pinned_backlog = _set_status(repo, start, read.backlog_path, task.id)
+    else:
+        status_note = f"{read.backlog_path} is outside allowed_path_prefixes, so its status was not edited."
+    tree = repo.git(["write-tree"])
+    message = (f"{task.title}\n\nLeviathan-Task: {task.id}\nLeviathan-Attempt: {plan.attempt}\n"
+               f"Leviathan-Run: {run_id}\n")
+    if plan.continue_pr is not None:
+        message += f"Leviathan-Continues: #{plan.continue_pr.number} ({plan.continue_pr.why})\n"
+    head_sha = repo.git(["commit-tree", tree, "-p", start, "-F", "-"], input=message)
+    # What is pushed: the worker's paths plus, at most, Leviathan's own one-line status edit.
+    delivered = changed_paths(repo.path, start, head_sha)
+    if pinned_backlog is not None:
+        try:
+            check_status_edit(pinned_backlog, repo.blob(f"{head_sha}:{read.backlog_path}"), task.id,
+                              DELIVERED_STATUS)
+        except ValueError as exc:
+            raise DeliveryRejected("backlog_edited", f"{read.backlog_path}: {exc}", real) from None
+    if set(delivered) - set(real) - {read.backlog_path}:
+        raise DeliveryRejected("backlog_edited", "the delivered commit changes more than the checked tree", real)
+
+    title = f"[leviathan] {task.title}"
+    worker_paths = [p for p in delivered if p != read.backlog_path]
+    body = render_pr_body(task=task, plan=plan, read=read, changed_paths=worker_paths, run_id=run_id,
+                          evidence=evidence_summary, note=status_note, head_sha=head_sha)
+    _scan_pr_text(title, body)
+    return _Built(head_sha=head_sha, changed_paths=delivered, title=title, body=body)
+
+
+def _tip_and_parent(repo: _Repo) -> tuple[str, ...]:
+    """The fetched tip and its first parent (none for a root commit)."""
+    out = repo.git(["rev-list", "--max-count=1", "--parents", "FETCH_HEAD", "--"]).split()
+    return tuple(out[:2])
+
+
+def _lease_problem(forge: Forge, cont: ContinuePr, detail: str) -> DeliveryRejected:
+    """Why the PR's branch may not be pushed to: someone else pushed to it, or deleted it, or the forge failed."""
+    try:
+        tip = forge.branch_sha(cont.branch)
+    except ForgeError as exc:
+        return DeliveryRejected("forge_error", f"{detail}; the branch cannot be read: {exc}")
+    if tip is None:
+        return DeliveryRejected(PR_BRANCH_DELETED, f"{cont.branch} was deleted; Leviathan leaves PR #{cont.number} "
+                                                   "alone")
+    if tip != cont.head_sha:
+        return DeliveryRejected(HUMAN_EDITED, f"someone else pushed {tip} to {cont.branch} (Leviathan pushed "
+                                              f"{cont.head_sha}); nothing was rewritten")
+    return DeliveryRejected("push_failed", detail)
+
+
+def _deliver_to_open_pr(forge: Forge, read: ReadResult, cont: ContinuePr, built: _Built, repo: Path) -> Delivery:
+    """Push to the branch of the open PR ``cont`` with a lease on Leviathan's last push, then refresh its body.
+
+    The lease is git's own (``--force-with-lease=<branch>:<head>``, checked by the receiving side under its
+    ref lock), so a push someone made in between is never overwritten. With ``start: branch`` the new
+    commit's parent is that head: a fast-forward. A rerun finds its own commit already there.
+    """
+    try:
+        pr = forge.get_pr(cont.number)
+    except ForgeError as exc:
+        raise DeliveryRejected("forge_error", f"PR #{cont.number} cannot be read: {exc}") from None
+    if pr.state != "open" or pr.head != cont.branch:
+        raise DeliveryRejected("pr_not_open", f"PR #{cont.number} is {pr.state} (head {pr.head}); "
+                                              "Leviathan opens no other PR for it")
+    ref = f"refs/heads/{cont.branch}"
+    if pr.head_sha != built.head_sha:
+        try:
+            run_git(["push", "--quiet", "--porcelain", f"--force-with-lease={ref}:{cont.head_sha}", "--",
+                     read.repo_url, f"{built.head_sha}:{ref}"], cwd=repo, env=forge.git_push_env())
+        except GitError as exc:
+            raise _lease_problem(forge, cont, f"push to {cont.branch} failed: {redact_text(exc.stderr)}") from None
+    note = ""
+    if cont.start == "base":  # the body describes the new head; a commit on top leaves it to the review
+        try:
+            pr = forge.update_pr(cont.number, body=built.body)
+        except ForgeError as exc:  # pushed all the same: the evidence records the new head and why
+            note = f"{PR_BODY_NOT_UPDATED}: {exc}"
+    pr = pr.model_copy(update={"head_sha": built.head_sha})
+    return Delivery(pr=pr, changed_paths=built.changed_paths, note=note)

@@ -47,6 +47,9 @@ def attempt_evidence(
                               branch=plan.branch, backend=target.worker_backend,
                               image=target.worker_image if target.worker_backend == "kubernetes" else None,
                               sandbox=mode_label(required_mode(target)) if plan.recipe else None)
+    if plan.continue_pr is not None:
+        attempt.continued_pr, attempt.continue_why = plan.continue_pr.number, plan.continue_pr.why
+        attempt.continue_start = plan.continue_pr.start
     if result:
         error = result.get("error") or {}
         attempt = attempt.model_validate({
@@ -67,6 +70,7 @@ def attempt_evidence(
     elif pr:
         attempt.pr_number, attempt.pr_url = pr["number"], pr["url"]
         attempt.pr_head_sha = pr.get("head_sha")
+        attempt.delivery_note = pr.get("note") or ""
     elif attempt.outcome == "succeeded":
         attempt.outcome, attempt.error_code = "failed", "pr_not_opened"
         attempt.error_message = "open_pull_request did not finish (see its task log)"

@@ -10,31 +10,65 @@ PR that same run already opened.
 from __future__ import annotations
 
 import logging
+from collections import Counter
+
+from pydantic import BaseModel, Field
 
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import ClosedPR, OpenPR
 from leviathan_lib.core.names import AGENT_BRANCH_PREFIX, branch_task_id
-from leviathan_lib.cycle.lifecycle import notice_human_edits, settle_branch
-from leviathan_lib.evidence.records import History, LedgerPR, LifecycleAction, PrStateChange
+from leviathan_lib.cycle.lifecycle import Review, notice_human_edits, review_open_prs, settle_branch
+from leviathan_lib.evidence.records import AttemptEvidence, History, LedgerPR, LifecycleAction, PrStateChange
 from leviathan_lib.forge import open_forge
 from leviathan_lib.forge.base import Forge, ForgeError, PullRequest
+from leviathan_lib.worker.contract import ContinuePr
 
 log = logging.getLogger("leviathan")
 
 
-def forge_state(target: TargetConfig, repo_url: str, known: list[LedgerPR]
-                ) -> tuple[list[OpenPR] | None, list[PrStateChange], list[LifecycleAction]]:
-    """:func:`sync_pr_states` and the lifecycle of the still open PRs on the target's forge; None open PRs
-    when the forge cannot be opened or read."""
+class ForgeState(BaseModel):
+    """What the forge said about Leviathan's PRs this cycle, and what the lifecycle did and plans."""
+
+    #: Open ``agent/`` PRs without those closed as superseded this cycle; None when the forge is unknown.
+    open_prs: list[OpenPR] | None
+    changes: list[PrStateChange] = Field(default_factory=list)
+    actions: list[LifecycleAction] = Field(default_factory=list)
+    review: Review = Field(default_factory=Review)
+
+
+def forge_state(target: TargetConfig, repo_url: str, known: list[LedgerPR], *, hashes: dict[str, str] | None = None,
+                base_sha: str | None = None, refreshes: Counter[str] | None = None,
+                rerun: AttemptEvidence | None = None) -> ForgeState:
+    """:func:`sync_pr_states` and the lifecycle of the still open PRs on the target's forge (human edits, then
+    superseded and conflicted PRs given the backlog's task ``hashes`` at ``base_sha``); None open PRs when the
+    forge cannot be opened or read. ``rerun`` is the attempt this very run already made on an open PR (a
+    "clear" runs ``plan`` again): its push is Leviathan's own, and the same attempt is planned again, so
+    delivery finds its commit already there."""
     try:
         forge = open_forge(target.forge, repo_url, target.forge_conn_id)
         listed = forge.list_open_prs(head_prefix=AGENT_BRANCH_PREFIX)
     except ForgeError as exc:
         log.error("forge state unknown for %s: %s", target.target_id, exc)
-        return None, [], []
+        return ForgeState(open_prs=None)
     open_prs, changes = sync_pr_states(forge, known, target_id=target.target_id,
                                        delete_merged=target.delete_merged_branches, listed=listed)
-    return open_prs, changes, notice_human_edits(forge, listed, known)
+    lease = {pr.number: pr for pr in known}
+    if rerun is not None and rerun.pr_head_sha:  # what this run pushed is not a human's push
+        known = [pr.model_copy(update={"head_sha": rerun.pr_head_sha}) if pr.number == rerun.continued_pr else pr
+                 for pr in known]
+    actions = notice_human_edits(forge, listed, known)
+    review = Review()
+    before = lease.get(rerun.continued_pr) if rerun is not None and rerun.continued_pr is not None else None
+    if rerun is not None and rerun.continue_start == "base" and before is not None and before.head_sha:
+        review = Review(refresh=ContinuePr(number=before.number, branch=before.branch, head_sha=before.head_sha,
+                                           start="base", why=rerun.continue_why or "pr_conflicted"),
+                        refresh_task=before.task_id)
+    elif hashes is not None:
+        review = review_open_prs(forge, listed, known, hashes=hashes, base_sha=base_sha,
+                                 refreshes=refreshes or Counter(), max_refreshes=target.max_pr_refreshes)
+    if open_prs is not None:
+        open_prs = [pr for pr in open_prs if pr.number not in review.closed]
+    return ForgeState(open_prs=open_prs, changes=changes, actions=actions + review.actions, review=review)
 
 
 def sync_pr_states(forge: Forge, known: list[LedgerPR], *, target_id: str = "", delete_merged: bool = True,
@@ -74,6 +108,14 @@ def _state_change(forge: Forge, pr: LedgerPR, *, delete_merged: bool) -> PrState
                          task_hash=pr.task_hash, branch_deleted=deleted, branch_kept=kept)
 
 
+def own_continued_attempt(history: History, run_id: str) -> AttemptEvidence | None:
+    """The attempt run ``run_id`` itself already made on an open PR, if any (its record exists on a "clear")."""
+    for record in history.cycles:
+        if record.dag_run_id == run_id and record.attempt and record.attempt.continued_pr is not None:
+            return record.attempt
+    return None
+
+
 def replayed_open_prs(known: list[LedgerPR]) -> list[OpenPR]:
     """A replay does not ask the forge: the PRs the ledger held open then."""
     return [OpenPR(number=pr.number, branch=pr.branch, task_id=pr.task_id) for pr in known]
@@ -81,7 +123,8 @@ def replayed_open_prs(known: list[LedgerPR]) -> list[OpenPR]:
 
 def without_own_prs(open_prs: list[OpenPR], history: History, run_id: str) -> list[OpenPR]:
     """Leave out the PRs run ``run_id`` itself opened (on the branch of its own recorded attempt)."""
-    own = {r.attempt.branch for r in history.cycles if r.dag_run_id == run_id and r.attempt}
+    own = {r.attempt.branch for r in history.cycles
+           if r.dag_run_id == run_id and r.attempt and r.attempt.continued_pr is None}
     if not own:
         return open_prs
     return [pr for pr in open_prs if pr.branch not in own]

@@ -11,15 +11,20 @@ from leviathan_lib.forge import open_forge
 from leviathan_lib.forge.base import ForgeError
 
 
+def forge_git_env(target: TargetConfig, repo_url: str) -> dict[str, str] | None:
+    """The forge's git credentials as environment (None for the local forge); ForgeError without them."""
+    if target.forge == "local":
+        return None
+    return open_forge(target.forge, repo_url, target.forge_conn_id).git_push_env()
+
+
 def read_with_forge_auth(target: TargetConfig, repo_url: str, cache_dir: Path, *,
                          as_of: datetime | None) -> ReadResult:
     """:func:`~leviathan_lib.cycle.steps.read_backlog`, fetching with the forge's credentials; a forge
     whose credentials cannot be had is a read error (``forge_state_unknown``), never an exception."""
-    git_env = None
-    if target.forge != "local":
-        try:
-            git_env = open_forge(target.forge, repo_url, target.forge_conn_id).git_push_env()
-        except ForgeError as exc:
-            return ReadResult(repo_url=repo_url, branch=target.target_branch, backlog_path=target.backlog_path,
-                              as_of=as_of, error=CycleError(code="forge_state_unknown", message=str(exc)))
+    try:
+        git_env = forge_git_env(target, repo_url)
+    except ForgeError as exc:
+        return ReadResult(repo_url=repo_url, branch=target.target_branch, backlog_path=target.backlog_path,
+                          as_of=as_of, error=CycleError(code="forge_state_unknown", message=str(exc)))
     return read_backlog(target, repo_url, cache_dir, as_of=as_of, git_env=git_env)

@@ -9,6 +9,7 @@ prefix, and a mirror's config is reset before each use so nothing planted in it 
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 from datetime import datetime
 from pathlib import Path
@@ -78,6 +79,49 @@ def git_dir_for(repo_url: str, cache_dir: Path) -> Path:
     return mirror
 
 
+#: Where :func:`fetch_commit` keeps a pinned commit reachable (a clone of the mirror copies branches only).
+PINNED_REF_PREFIX = "refs/heads/leviathan-pinned/"
+#: Pinned refs a mirror keeps (newest first): enough for overlapping attempts, bounded over time.
+PINNED_REFS_KEPT = 8
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+def fetch_commit(repo_url: str, commit_sha: str, cache_dir: Path, *, env: dict[str, str] | None = None) -> Path:
+    """This machine's git directory holding ``commit_sha`` of ``repo_url``, fetched and verified here.
+
+    A task never relies on a mirror an earlier task fetched: that task may have run on another machine
+    (a Celery worker, a pod). The pinned commit is fetched by its id into a ref of its own, and git
+    must then resolve exactly that commit; RepoUnreachable otherwise.
+    """
+    if not _SHA.match(commit_sha):
+        raise RepoUnreachable(f"not a pinned commit id: {commit_sha[:50]!r}")
+    try:
+        remote_arg(repo_url)
+    except GitError as exc:
+        raise RepoUnreachable(exc.stderr) from None
+    git_dir = git_dir_for(repo_url, cache_dir)
+    if local_path(repo_url) is None:
+        ref = PINNED_REF_PREFIX + commit_sha
+        fetched = _git(["--git-dir", str(git_dir), "fetch", "--quiet", "--no-tags", "--depth", "1",
+                        "--", repo_url, f"+{commit_sha}:{ref}"], env=env)
+        if fetched.returncode:
+            raise RepoUnreachable(f"cannot fetch commit {commit_sha[:12]} from {repo_url}: {_tail(fetched.stderr)}")
+        _prune_pinned(git_dir, keep=ref)
+    got = _git(["--git-dir", str(git_dir), "rev-parse", "--verify", "--quiet", f"{commit_sha}^{{commit}}"])
+    if got.returncode or got.stdout.strip() != commit_sha:
+        raise RepoUnreachable(f"{repo_url} has no commit {commit_sha[:12]}")
+    return git_dir
+
+
+def _prune_pinned(git_dir: Path, *, keep: str) -> None:
+    """Drop all but the newest pinned refs (never ``keep``, the one just fetched)."""
+    listed = _git(["--git-dir", str(git_dir), "for-each-ref", "--sort=-committerdate", "--format=%(refname)",
+                   PINNED_REF_PREFIX])
+    others = [ref for ref in listed.stdout.split() if ref != keep]
+    for ref in others[PINNED_REFS_KEPT - 1:]:
+        _git(["--git-dir", str(git_dir), "update-ref", "-d", ref])
+
+
 def read_at_branch(
     repo_url: str, branch: str, path: str, *, cache_dir: Path, as_of: datetime | None = None,
     env: dict[str, str] | None = None,
@@ -115,6 +159,23 @@ def read_at_branch(
     sha = tip.stdout.strip()
     return Snapshot(repo_url=repo_url, branch=branch, commit_sha=sha, path=path,
                     data=read_bytes_at_commit(git_dir, sha, path))
+
+
+def fetch_branch(repo_url: str, branch: str, *, cache_dir: Path, env: dict[str, str] | None = None) -> None:
+    """Bring ``branch`` into the mirror of a remote repository (a local one already holds it); RepoUnreachable
+    if it cannot be fetched. An attempt that continues a PR's branch clones its head from the mirror."""
+    try:
+        remote_arg(repo_url)
+        branch_arg(branch)
+    except GitError as exc:
+        raise RepoUnreachable(exc.stderr) from None
+    git_dir = git_dir_for(repo_url, cache_dir)
+    if local_path(repo_url) is not None:
+        return
+    fetched = _git(["--git-dir", str(git_dir), "fetch", "--quiet", "--no-tags", "--", repo_url,
+                    f"+refs/heads/{branch}:refs/heads/{branch}"], env=env)
+    if fetched.returncode:
+        raise RepoUnreachable(f"cannot fetch {branch!r} from {repo_url}: {_tail(fetched.stderr)}")
 
 
 def read_bytes_at_commit(git_dir: Path, sha: str, path: str) -> bytes | None:

@@ -18,10 +18,12 @@ from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.guardrails import (
     AttemptRecord,
+    Check,
     ClosedPR,
     CycleState,
     Decision,
     OpenPR,
+    ReasonCode,
     decide,
     failure_streak,
     sandbox_gate,
@@ -33,11 +35,13 @@ from leviathan_lib.evidence.records import (
     AttemptEvidence,
     CheckEvidence,
     CycleRecord,
+    DashboardAction,
     Ledger,
     LifecycleAction,
     PrStateChange,
     TaskVerdictEvidence,
 )
+from leviathan_lib.worker.contract import ContinuePr
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,8 @@ class AttemptPlan(BaseModel):
     branch: str
     task_hash: str
     recipe: str
+    #: The open PR this attempt delivers to (its ``branch`` is then ``continue_pr.branch``); None: a new PR.
+    continue_pr: ContinuePr | None = None
 
 
 class GuardrailResult(BaseModel):
@@ -90,6 +96,8 @@ class GuardrailResult(BaseModel):
     ledger: Ledger = Field(default_factory=Ledger)
     #: Why each invalid task entry is invalid (backlog validation and recipe checks), for the task log.
     task_problems: list[str] = Field(default_factory=list)
+    #: What ``plan`` did to the dashboard issue (cycle/dashboard_sync.py); None when nothing changed.
+    dashboard: DashboardAction | None = None
 
 
 def read_backlog(
@@ -179,13 +187,14 @@ def _executor_problem(task: Task, recipes: dict[str, Any], recipes_problem: str 
 def guardrail_inputs(ledger: Ledger) -> tuple[list[AttemptRecord], list[ClosedPR]]:
     """The ledger as the guardrails' typed inputs (attempts oldest first; closed PRs, then human rejections)."""
     attempts = sorted((AttemptRecord(task_id=a.task_id, outcome=a.outcome, finished_at=a.finished_at,
-                                     cost_usd=a.cost_usd) for a in ledger.attempts), key=lambda a: a.finished_at)
+                                     cost_usd=a.cost_usd, continued_pr=a.continued_pr is not None)
+                       for a in ledger.attempts), key=lambda a: a.finished_at)
     closed = [ClosedPR(task_id=c.task_id, task_hash=c.task_hash) for c in ledger.closed_prs]
     rejected = [ClosedPR(task_id=c.task_id, task_hash=c.task_hash, by_human_gate=True) for c in ledger.rejected]
     return attempts, closed + rejected
 
 
-def check_guardrails(
+def check_guardrails(  # noqa: PLR0913 — keyword-only inputs the guardrails see, each from its own source
     target: TargetConfig,
     read: ReadResult,
     *,
@@ -196,8 +205,15 @@ def check_guardrails(
     closed: list[ClosedPR] | None = None,
     prs_opened_at: list[datetime] | None = None,
     now: datetime | None = None,
+    continue_pr: tuple[str, ContinuePr] | None = None,
 ) -> GuardrailResult:
-    """Decide whether this cycle runs the worker, and on which task and attempt (never for a replay)."""
+    """Decide whether this cycle runs the worker, and on which task and attempt (never for a replay).
+
+    ``continue_pr`` is ``(task id, open PR)`` to deliver to instead of opening a PR: a PR that conflicts
+    with its base (:mod:`leviathan_lib.cycle.lifecycle`), or one a review sent back. It comes before any
+    new task, and needs the cycle-level rules that protect the target (autonomy, a known forge, the
+    breaker, the model budget), not the ones about opening PRs.
+    """
     if read.error:
         return GuardrailResult(error=read.error)
     backlog, _ = parse_backlog(read.backlog_text or "", source=read.backlog_path)
@@ -208,17 +224,45 @@ def check_guardrails(
                        prs_opened_at=prs_opened_at or [], now=now)
     from leviathan_lib.cycle.protected import protected_for
 
-    decision = check_sandbox(target, backlog, decide(target, backlog, state,
-                                                     protected=protected_for(target, read.recipes_text)))
+    decision = decide(target, backlog, state, protected=protected_for(target, read.recipes_text))
+    if continue_pr is not None and state.open_prs is not None:
+        decision = continue_decision(decision, backlog, *continue_pr)
+    decision = check_sandbox(target, backlog, decision)
     result = GuardrailResult(decision=decision, consecutive_failures=failure_streak(attempts, breaker_reset_at),
                              replay=read.as_of is not None,
                              task_problems=[p for entry in backlog.invalid for p in entry.problems])
     if decision.decision == "run" and decision.task_id and not result.replay:
         task = backlog.by_id()[decision.task_id]
         number = 1 + sum(1 for a in attempts if a.task_id == task.id)
-        result.attempt = AttemptPlan(task_id=task.id, attempt=number, branch=agent_branch(task.id, number),
-                                     task_hash=task.definition_hash(), recipe=task.recipe or "")
+        cont = continue_pr[1] if continue_pr and continue_pr[0] == task.id and _continuing(decision) else None
+        result.attempt = AttemptPlan(task_id=task.id, attempt=number,
+                                     branch=cont.branch if cont else agent_branch(task.id, number),
+                                     task_hash=task.definition_hash(), recipe=task.recipe or "", continue_pr=cont)
     return result
+
+
+#: Cycle-level reasons that stop an attempt on an open PR too; the others are about opening new PRs.
+_CONTINUE_BLOCKERS = frozenset({ReasonCode.AUTONOMY_DISABLED, ReasonCode.FORGE_STATE_UNKNOWN,
+                                ReasonCode.CIRCUIT_BREAKER_OPEN, ReasonCode.LLM_BUDGET_EXHAUSTED})
+CONTINUE_CHECK = "continue_pr"
+
+
+def _continuing(decision: Decision) -> bool:
+    return any(c.name == CONTINUE_CHECK and c.passed for c in decision.checks)
+
+
+def continue_decision(decision: Decision, backlog: Backlog, task_id: str, cont: ContinuePr) -> Decision:
+    """The decision to deliver to open PR ``cont`` of task ``task_id`` instead of what ``decide`` chose,
+    unless a rule protecting the target failed or the task can no longer run (then a failed check says so)."""
+    blockers = [r for r in decision.reasons if r in _CONTINUE_BLOCKERS]
+    detail = f"PR #{cont.number} ({cont.branch}): {cont.why}"
+    if blockers or task_id not in backlog.by_id():
+        why = ", ".join(blockers) if blockers else f"task {task_id} cannot run (invalid)"
+        check = Check(name=CONTINUE_CHECK, passed=False, detail=f"{detail}; not attempted: {why}")
+        return decision.model_copy(update={"checks": [*decision.checks, check]})
+    check = Check(name=CONTINUE_CHECK, passed=True, detail=f"{detail}; this cycle's attempt delivers to it")
+    return decision.model_copy(update={"decision": "run", "task_id": task_id, "reasons": [],
+                                       "checks": [*decision.checks, check]})
 
 
 def check_sandbox(target: TargetConfig, backlog: Backlog, decision: Decision) -> Decision:
@@ -251,6 +295,7 @@ def build_record(
         recorded_at=datetime.now(UTC), decision="error", stopped_reason="incomplete",
         replay=bool(read and read.as_of), logical_date=read.as_of if read else None,
         pr_sync=guard.pr_sync if guard else [], lifecycle=guard.lifecycle if guard else [],
+        dashboard=guard.dashboard if guard else None,
         repo_url=read.repo_url if read else None, branch=read.branch if read else None,
         commit_sha=read.commit_sha if read else None, attempt=attempt, approval=approval,
     )
@@ -298,6 +343,9 @@ def _stopped(read: ReadResult, guard: GuardrailResult, decision: Decision, attem
         return (decision.reasons[0] if decision.reasons else "skipped",
                 "; ".join(c.detail for c in decision.checks if not c.passed))
     if attempt and attempt.pr_number is not None:
+        if attempt.continued_pr is not None:  # delivered to the open PR: brought up to date, or updated
+            why = "pr_refreshed" if attempt.continue_why == "pr_conflicted" else "pr_updated"
+            return why, " ".join(filter(None, [attempt.pr_url or "", attempt.delivery_note]))
         return "pr_opened", attempt.pr_url or ""
     if attempt and attempt.error_code:
         return attempt.error_code, attempt.error_message or ""

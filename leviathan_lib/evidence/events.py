@@ -20,7 +20,8 @@ EVENTS_PER_RECORD = 100
 EventType = Literal[
     "cycle.started", "guardrail.skipped", "attempt.created", "attempt.started", "attempt.succeeded",
     "attempt.failed", "attempt.timed_out", "pr.created", "pr.merged", "pr.closed", "branch.deleted", "branch.kept",
-    "pr.human_edited",
+    "pr.human_edited", "pr.branch_deleted", "pr.superseded", "pr.refresh_limit", "pr.refreshed", "pr.updated",
+    "dashboard.created", "dashboard.updated", "dashboard.closed", "dashboard.update_failed",
     "attempt.rejected", "approval.approved", "approval.rejected",
     "breaker.opened",
     "breaker.reset", "autonomy.changed", "evidence.unreadable",
@@ -49,8 +50,11 @@ def _cycle_events(record: CycleRecord) -> list[tuple[str, datetime, dict[str, An
             out.append(("branch.deleted", at, branch))
         elif change.branch_kept:
             out.append(("branch.kept", at, {**branch, "reason": change.branch_kept}))
-    for action in record.lifecycle:
-        out.append((f"pr.{action.kind}", at, action.model_dump(mode="json")))
+    for action in record.lifecycle:  # kinds are reason codes: pr_superseded -> pr.superseded
+        out.append((f"pr.{action.kind.removeprefix('pr_')}", at, action.model_dump(mode="json")))
+    if record.dashboard is not None:
+        out.append((f"dashboard.{record.dashboard.kind.removeprefix('dashboard_')}", at,
+                    record.dashboard.model_dump(mode="json", exclude_defaults=True)))
     if record.decision != "run":
         out.append(("guardrail.skipped", at, {"reasons": record.reasons, "detail": record.stopped_detail}))
     attempt = record.attempt
@@ -65,8 +69,12 @@ def _cycle_events(record: CycleRecord) -> list[tuple[str, datetime, dict[str, An
             **ident, "outcome": outcome, "error_code": attempt.error_code, "changed_paths": attempt.changed_paths,
         }))
         if attempt.pr_number is not None:
-            out.append(("pr.created", attempt.finished_at or at,
-                        {**ident, "number": attempt.pr_number, "url": attempt.pr_url}))
+            # An attempt that delivered to its open PR brought it up to date (a conflict) or updated it.
+            kind = "pr.created" if attempt.continued_pr is None else \
+                "pr.refreshed" if attempt.continue_why == "pr_conflicted" else "pr.updated"
+            out.append((kind, attempt.finished_at or at,
+                        {**ident, "number": attempt.pr_number, "url": attempt.pr_url, "head_sha": attempt.pr_head_sha,
+                         "why": attempt.continue_why, "note": attempt.delivery_note}))
     if record.approval is not None:
         decided = record.approval
         out.append((f"approval.{decided.choice}", decided.at or at, decided.model_dump(mode="json")))

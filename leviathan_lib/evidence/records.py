@@ -58,6 +58,13 @@ class AttemptEvidence(BaseModel):
     cost_usd: float | None = None
     model: str | None = None
     prompt_sha256: str | None = None
+    #: The open PR this attempt delivered to instead of opening one (``continue_pr``), why (``pr_conflicted``,
+    #: ``changes_requested``, ...) and where the worker started (``base`` or ``branch``).
+    continued_pr: int | None = None
+    continue_why: str | None = None
+    continue_start: Literal["base", "branch"] | None = None
+    #: What went wrong after the push (``pr_body_not_updated: ...``): the PR holds ``pr_head_sha`` regardless.
+    delivery_note: str = ""
 
 
 class ApprovalEvidence(BaseModel):
@@ -91,18 +98,82 @@ class PrStateChange(BaseModel):
     branch_kept: str | None = None
 
 
-class LifecycleAction(BaseModel):
-    """Something Leviathan noticed about, or did to, one of its open PRs this cycle."""
+LifecycleKind = Literal["human_edited", "pr_branch_deleted", "pr_superseded", "pr_refresh_limit"]
 
-    #: ``human_edited``: the branch tip is not the commit Leviathan pushed; it is never rewritten,
-    #: closed or deleted by Leviathan again, and the PR gets one comment saying so.
-    kind: Literal["human_edited"]
+
+class LifecycleAction(BaseModel):
+    """Something Leviathan noticed about, or did to, one of its open PRs this cycle (kinds are reason codes).
+
+    ``human_edited``: the branch tip is not the commit Leviathan pushed; ``pr_branch_deleted``: the branch is
+    gone. Either way the PR is never rewritten, closed or deleted by Leviathan again and gets one comment.
+    ``pr_superseded``: the task's definition changed; the PR was closed (``closed``) with a comment and the
+    task runs again. ``pr_refresh_limit``: the PR conflicts with base ``base_sha`` but its task's refreshes
+    reached ``max_pr_refreshes``. (A refresh itself is the cycle's attempt, ``attempt.continued_pr``.)
+    """
+
+    kind: LifecycleKind
     number: int
     task_id: str
     branch: str
     head_sha: str | None = None
+    base_sha: str | None = None
     commented: bool = False
+    closed: bool = False
     detail: str = ""
+
+
+#: PRs humans merged or closed that the dashboard lists (the newest ones).
+RECENT_SETTLED_PRS = 20
+
+
+class DashboardAction(BaseModel):
+    """What this cycle did to the target's dashboard issue; absent when its content did not change.
+
+    ``dashboard_update_failed`` carries the forge's reason (``error_code``); the cycle decided anyway.
+    """
+
+    kind: Literal["dashboard_created", "dashboard_updated", "dashboard_closed", "dashboard_update_failed"]
+    number: int | None = None
+    #: The content (without the "as of" line) this action wrote or, for ``dashboard_closed``, left unwritten.
+    content_hash: str | None = None
+    #: sha256 of the whole body written; how an edit by someone else is noticed (the body is never parsed).
+    body_sha256: str | None = None
+    #: The body or title had been changed by someone else since Leviathan wrote it; it was overwritten.
+    overwrote_edit: bool = False
+    #: The issue this one replaces (it was deleted or is no issue any more).
+    replaced: int | None = None
+    error_code: str | None = None
+    detail: str = ""
+
+
+class SettledPR(BaseModel):
+    number: int
+    task_id: str
+    state: Literal["merged", "closed"]
+
+
+class DashboardState(BaseModel):
+    """The dashboard issue Leviathan writes (number, what it last wrote) and the PRs it lists as settled."""
+
+    number: int | None = None
+    content_hash: str | None = None
+    body_sha256: str | None = None
+    #: A human closed it: Leviathan does not write it again until a human reopens it.
+    closed: bool = False
+    settled_prs: list[SettledPR] = Field(default_factory=list)
+
+    def with_cycle(self, record: CycleRecord) -> DashboardState:
+        settled = self.settled_prs + [SettledPR(number=c.number, task_id=c.task_id, state=c.state)
+                                      for c in record.pr_sync]
+        state = self.model_copy(update={"settled_prs": settled[-RECENT_SETTLED_PRS:]})
+        action = record.dashboard
+        if action is None or action.kind == "dashboard_update_failed":
+            return state
+        update: dict[str, Any] = {"number": action.number, "content_hash": action.content_hash,
+                                  "closed": action.kind == "dashboard_closed"}
+        if action.body_sha256 is not None:
+            update["body_sha256"] = action.body_sha256
+        return state.model_copy(update=update)
 
 
 class LedgerAttempt(BaseModel):
@@ -110,6 +181,9 @@ class LedgerAttempt(BaseModel):
     outcome: Literal["succeeded", "failed", "timed_out"]
     finished_at: datetime
     cost_usd: float = 0.0
+    #: The attempt delivered to this open PR (``continue_pr``) and why; it is no new attempt at the task.
+    continued_pr: int | None = None
+    continue_why: str | None = None
 
 
 class LedgerPR(BaseModel):
@@ -119,8 +193,13 @@ class LedgerPR(BaseModel):
     task_hash: str
     #: The commit Leviathan pushed (None in records from before it was recorded).
     head_sha: str | None = None
-    #: Someone else pushed to the branch and Leviathan has commented once about it (never again).
+    #: Someone else pushed to (or deleted) the branch and Leviathan has commented once about it (never again).
     human_edited: bool = False
+    #: The base commit the pushed head was built on (None in records from before it was recorded).
+    base_sha: str | None = None
+    #: Base commits this PR's conflict was handled at (a refresh, or the refresh limit), newest last: at most
+    #: one refresh per base commit.
+    conflict_bases: list[str] = Field(default_factory=list)
 
 
 class LedgerClosed(BaseModel):
@@ -143,6 +222,7 @@ class Ledger(BaseModel):
     breaker_reset_at: datetime | None = None
     #: When the newest PRs were opened (at most :data:`RECENT_PRS`, oldest first), for ``max_prs_per_hour``.
     prs_opened_at: list[datetime] = Field(default_factory=list)
+    dashboard: DashboardState = Field(default_factory=DashboardState)
 
     def with_reset(self, reset_at: datetime | None) -> Ledger:
         if reset_at is None or (self.breaker_reset_at and self.breaker_reset_at >= reset_at):
@@ -150,11 +230,10 @@ class Ledger(BaseModel):
         return self.model_copy(update={"breaker_reset_at": reset_at})
 
     def with_cycle(self, record: CycleRecord) -> Ledger:
-        """Fold one cycle in: the PRs it saw merged or closed, then its own attempt and PR."""
-        synced = {c.number for c in record.pr_sync}
-        edited = {a.number for a in record.lifecycle if a.kind == "human_edited" and a.commented}
-        open_prs = [p.model_copy(update={"human_edited": True}) if p.number in edited else p
-                    for p in self.open_prs if p.number not in synced]
+        """Fold one cycle in: the PRs it saw merged or closed, its lifecycle actions, then its own attempt and PR."""
+        gone = {c.number for c in record.pr_sync} | {a.number for a in record.lifecycle
+                                                     if a.kind == "pr_superseded" and a.closed}
+        open_prs = [_after_actions(p, record.lifecycle) for p in self.open_prs if p.number not in gone]
         closed = self.closed_prs + [LedgerClosed(task_id=c.task_id, task_hash=c.task_hash)
                                     for c in record.pr_sync if c.state == "closed" and c.task_hash]
         rejected = list(self.rejected)
@@ -169,14 +248,49 @@ class Ledger(BaseModel):
                 attempt.outcome, attempt.outcome)
             attempts.append(LedgerAttempt(task_id=attempt.task_id, outcome=outcome,
                                           finished_at=attempt.finished_at or record.recorded_at,
-                                          cost_usd=attempt.cost_usd or 0.0))
-            if attempt.pr_number is not None:
+                                          cost_usd=attempt.cost_usd or 0.0, continued_pr=attempt.continued_pr,
+                                          continue_why=attempt.continue_why))
+            if attempt.continued_pr is not None:
+                open_prs = [_after_continue(p, attempt, record.commit_sha) for p in open_prs]
+            elif attempt.pr_number is not None:
                 open_prs.append(LedgerPR(number=attempt.pr_number, task_id=attempt.task_id,
                                          branch=attempt.branch, task_hash=attempt.task_hash,
-                                         head_sha=attempt.pr_head_sha))
+                                         head_sha=attempt.pr_head_sha, base_sha=record.commit_sha))
                 opened.append(attempt.finished_at or record.recorded_at)
         return Ledger(attempts=attempts, open_prs=open_prs, closed_prs=closed, rejected=rejected,
-                      breaker_reset_at=self.breaker_reset_at, prs_opened_at=opened[-RECENT_PRS:])
+                      breaker_reset_at=self.breaker_reset_at, prs_opened_at=opened[-RECENT_PRS:],
+                      dashboard=self.dashboard.with_cycle(record))
+
+
+#: Base commits a ledger PR remembers (each is one base move; refreshes themselves are bounded lower).
+MAX_CONFLICT_BASES = 20
+
+
+def _after_actions(pr: LedgerPR, actions: list[LifecycleAction]) -> LedgerPR:
+    """A still open PR after this cycle's lifecycle actions on it (a comment made, a refresh limit noted)."""
+    update: dict[str, Any] = {}
+    for action in actions:
+        if action.number != pr.number:
+            continue
+        if action.kind in ("human_edited", "pr_branch_deleted") and action.commented:
+            update["human_edited"] = True
+        if action.kind == "pr_refresh_limit" and action.base_sha:
+            update["conflict_bases"] = [*pr.conflict_bases, action.base_sha][-MAX_CONFLICT_BASES:]
+    return pr.model_copy(update=update) if update else pr
+
+
+def _after_continue(pr: LedgerPR, attempt: AttemptEvidence, base_sha: str | None) -> LedgerPR:
+    """The PR an attempt continued: its new head once pushed; a refresh's base is spent either way."""
+    if pr.number != attempt.continued_pr:
+        return pr
+    update: dict[str, Any] = {}
+    if attempt.pr_number is not None and attempt.pr_head_sha:
+        update["head_sha"] = attempt.pr_head_sha
+        if attempt.continue_start == "base":
+            update["base_sha"] = base_sha
+    if attempt.continue_why == "pr_conflicted" and base_sha:
+        update["conflict_bases"] = [*pr.conflict_bases, base_sha][-MAX_CONFLICT_BASES:]
+    return pr.model_copy(update=update)
 
 
 class CycleRecord(BaseModel):
@@ -197,7 +311,8 @@ class CycleRecord(BaseModel):
     tasks: list[TaskVerdictEvidence] = Field(default_factory=list)
     selected_task: str | None = None
     attempt: AttemptEvidence | None = None
-    #: Stable code for why the cycle stopped: ``pr_opened``, a guardrail reason code, or an error code.
+    #: Stable code for why the cycle stopped: ``pr_opened``, ``pr_refreshed`` / ``pr_updated`` (an attempt
+    #: delivered to its open PR), a guardrail reason code, or an error code.
     stopped_reason: str
     stopped_detail: str = ""
     #: Backfill runs replay the guardrails on the backlog as it was at their logical date; nothing runs.
@@ -209,6 +324,7 @@ class CycleRecord(BaseModel):
     lifecycle: list[LifecycleAction] = Field(default_factory=list)
     #: The approval gate's decision, when the target has one and the cycle reached it.
     approval: ApprovalEvidence | None = None
+    dashboard: DashboardAction | None = None
     #: History as of the end of this cycle (None when the cycle stopped before its guardrails).
     ledger: Ledger | None = None
 

@@ -15,6 +15,7 @@ from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.names import AGENT_BRANCH_PREFIX, require_agent_branch
 
 PullState = Literal["open", "merged", "closed"]
+IssueState = Literal["open", "closed"]
 
 
 class ForgeError(CodedError):
@@ -33,6 +34,25 @@ class PullRequestNotFound(ForgeError):
     """No pull request with that number."""
 
     CODE = "pr_not_found"
+
+
+class IssueNotFound(ForgeError):
+    """No issue with that number (never created, deleted, or transferred away)."""
+
+    CODE = "issue_not_found"
+
+
+class Issue(BaseModel):
+    """An issue as any forge reports it (Leviathan's only issue is a target's dashboard)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    number: int
+    title: str
+    body: str
+    state: IssueState
+    url: str
+    labels: tuple[str, ...] = ()
 
 
 class PullRequest(BaseModel):
@@ -98,6 +118,20 @@ class Forge(ABC):
         """
 
     @abstractmethod
+    def update_pr(self, number: int, *, body: str) -> PullRequest:
+        """Replace the body of Leviathan's open pull request ``number`` (after it pushed a new head)."""
+
+    @abstractmethod
+    def close_pr(self, number: int) -> PullRequest:
+        """Close pull request ``number`` without merging (a superseded attempt); its branch is kept.
+        Closing a closed pull request is a no-op; a merged one raises ForgeConflict."""
+
+    @abstractmethod
+    def mergeable(self, number: int) -> bool | None:
+        """Whether open pull request ``number`` merges into its base without conflicts; None while the forge
+        does not know yet (GitHub computes it in the background) or a branch is gone."""
+
+    @abstractmethod
     def comment(self, number: int, body: str) -> None:
         """Add a comment to pull request ``number`` (never retried blindly: a lost answer is a ForgeError)."""
 
@@ -116,3 +150,24 @@ class Forge(ABC):
     @abstractmethod
     def git_push_env(self) -> dict[str, str]:
         """Extra environment for ``git push``/``fetch`` against :attr:`repo_url` (credentials live here)."""
+
+    # -- issues (the dashboard, cycle/dashboard_sync.py) ----------------------------------------------------
+
+    @abstractmethod
+    def create_issue(self, *, title: str, body: str, label: str) -> Issue:
+        """Open an issue labelled ``label``. Not idempotent: the caller first looks with :meth:`find_issue`."""
+
+    @abstractmethod
+    def get_issue(self, number: int) -> Issue:
+        """Raises IssueNotFound if there is no such issue (any more)."""
+
+    @abstractmethod
+    def update_issue(self, number: int, *, title: str, body: str) -> Issue:
+        """Replace an issue's title and body; its state (open or closed) is left as it is."""
+
+    @abstractmethod
+    def find_issue(self, *, title: str, label: str) -> Issue | None:
+        """The oldest OPEN issue (not a pull request) titled ``title`` and labelled ``label``, or None.
+
+        Labels can only be set by people with triage access, so a stranger's issue is never adopted.
+        """

@@ -33,6 +33,8 @@ from leviathan_lib.forge.base import (
     Forge,
     ForgeConflict,
     ForgeError,
+    Issue,
+    IssueNotFound,
     PullRequest,
     PullRequestNotFound,
 )
@@ -49,6 +51,8 @@ READ_METADATA = "Metadata: read"
 READ_PULLS = "Pull requests: read"
 WRITE_PULLS = "Pull requests: write"
 WRITE_CONTENTS = "Contents: write"
+READ_ISSUES = "Issues: read"
+WRITE_ISSUES = "Issues: write"
 
 
 class RetryPolicy(BaseModel):
@@ -457,6 +461,32 @@ class GithubForge(Forge):
         if resp.status_code != 201:
             log.warning("%s not applied: %s", key, self._fail(resp, "POST", path, WRITE_PULLS))
 
+    def _patch_pr(self, number: int, payload: dict[str, str]) -> PullRequest:
+        """PATCH a PR (setting a body or a state twice changes nothing, so 5xx and timeouts are retried)."""
+        path = f"/repos/{self.owner}/{self.repo}/pulls/{number}"
+        resp = self._send("PATCH", path, json_body=payload)
+        if resp.status_code == 404:
+            raise PullRequestNotFound(f"no pull request #{number} in {self.full_name}")
+        if resp.status_code != 200:
+            raise self._fail(resp, "PATCH", path, WRITE_PULLS)
+        return _pull(resp.json())
+
+    def update_pr(self, number: int, *, body: str) -> PullRequest:
+        return self._patch_pr(number, {"body": body})
+
+    def close_pr(self, number: int) -> PullRequest:
+        current = self.get_pr(number)
+        if current.state == "merged":
+            raise ForgeConflict(f"pull request #{number} on {self.full_name} is merged; it cannot be closed")
+        return current if current.state == "closed" else self._patch_pr(number, {"state": "closed"})
+
+    def mergeable(self, number: int) -> bool | None:
+        path = f"/repos/{self.owner}/{self.repo}/pulls/{number}"
+        missing = PullRequestNotFound(f"no pull request #{number} in {self.full_name}")
+        data = self._get(path, READ_PULLS, missing=missing)
+        value = data.get("mergeable")
+        return value if isinstance(value, bool) and data.get("state") == "open" else None
+
     def comment(self, number: int, body: str) -> None:
         path = f"/repos/{self.owner}/{self.repo}/issues/{number}/comments"
         resp = self._send("POST", path, json_body={"body": body}, idempotent=False)
@@ -483,3 +513,55 @@ class GithubForge(Forge):
         if resp.status_code == 204 or (resp.status_code == 422 and "does not exist" in _message(resp)):
             return
         raise self._fail(resp, "DELETE", path, WRITE_CONTENTS)
+
+    # -- issues (the dashboard) ------------------------------------------------------------------------
+
+    def create_issue(self, *, title: str, body: str, label: str) -> Issue:
+        """One POST, never retried blindly: a lost answer is answered by looking for the issue it made."""
+        path = f"/repos/{self.owner}/{self.repo}/issues"
+        try:
+            resp = self._send("POST", path, json_body={"title": title, "body": body, "labels": [label]},
+                              idempotent=False)
+        except _OutcomeUnknown as exc:
+            found = self.find_issue(title=title, label=label)
+            if found is not None:
+                return found
+            raise ForgeError(f"{exc}; no such issue exists yet, the next cycle looks again before creating") from None
+        if resp.status_code != 201:
+            raise self._fail(resp, "POST", path, WRITE_ISSUES)
+        return _issue(resp.json())
+
+    def _issue_answer(self, resp: requests.Response, method: str, path: str, number: int, permission: str) -> Issue:
+        if resp.status_code in (404, 410):  # 410: deleted (or issues turned off)
+            raise IssueNotFound(f"no issue #{number} in {self.full_name} ({resp.status_code} {_message(resp)})")
+        if resp.status_code != 200:
+            raise self._fail(resp, method, path, permission)
+        data = resp.json()
+        if data.get("pull_request"):
+            raise IssueNotFound(f"#{number} in {self.full_name} is a pull request, not an issue")
+        return _issue(data)
+
+    def get_issue(self, number: int) -> Issue:
+        path = f"/repos/{self.owner}/{self.repo}/issues/{number}"
+        return self._issue_answer(self._send("GET", path), "GET", path, number, READ_ISSUES)
+
+    def update_issue(self, number: int, *, title: str, body: str) -> Issue:
+        path = f"/repos/{self.owner}/{self.repo}/issues/{number}"
+        # Sending the same title and body twice changes nothing, so a lost answer may be retried.
+        resp = self._send("PATCH", path, json_body={"title": title, "body": body})
+        return self._issue_answer(resp, "PATCH", path, number, WRITE_ISSUES)
+
+    def find_issue(self, *, title: str, label: str) -> Issue | None:
+        path = f"/repos/{self.owner}/{self.repo}/issues"
+        items = self._get(path, READ_ISSUES, {"state": "open", "labels": label, "sort": "created",
+                                              "direction": "asc", "per_page": 100})
+        for data in items:
+            if not data.get("pull_request") and data.get("title") == title:
+                return _issue(data)
+        return None
+
+
+def _issue(data: dict[str, Any]) -> Issue:
+    labels = tuple(str(lab.get("name")) if isinstance(lab, dict) else str(lab) for lab in data.get("labels") or [])
+    return Issue(number=data["number"], title=data["title"], body=data.get("body") or "",
+                 state="open" if data["state"] == "open" else "closed", url=data["html_url"], labels=labels)

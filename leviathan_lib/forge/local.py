@@ -1,6 +1,7 @@
 """The embedded forge: a bare git repository on disk plus durable pull-request records beside it.
 
-Records live in ``<repo>/leviathan/pulls/<number>.json`` (git ignores unknown files in a git dir).
+Records live in ``<repo>/leviathan/pulls/<number>.json`` (git ignores unknown files in a git dir; issues
+are :mod:`leviathan_lib.forge.local_issues`).
 Every change happens under an exclusive ``flock`` on ``<repo>/leviathan/pulls.lock`` and every write is
 atomic (temp file, fsync, rename), so concurrent writers never share a number or a head, and a crash
 never leaves half a record. A record that cannot be read is an error naming the file, never skipped.
@@ -30,6 +31,7 @@ from leviathan_lib.forge.base import (
     PullRequestNotFound,
     PullState,
 )
+from leviathan_lib.forge.local_issues import LocalIssues
 from leviathan_lib.git.runner import GitError, run_git
 from leviathan_lib.git.urls import RepoUrlError, parse_repo_url
 
@@ -67,7 +69,7 @@ class _Record(PullRequest):
         return PullRequest.model_validate(self.model_dump(exclude={"comments", "requests"}))
 
 
-def _read_regular_file(path: Path, limit: int) -> bytes:
+def _read_regular_file(path: Path, limit: int, what: str = "pull request record") -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes; anything else is a :class:`ForgeError`.
 
     Records sit in a directory other tools can write to, so a FIFO (which would block ``open``/``read``
@@ -80,22 +82,22 @@ def _read_regular_file(path: Path, limit: int) -> bytes:
         raise
     except OSError as exc:  # ELOOP: a symlink
         why = "it is a symbolic link" if os.path.islink(path) else str(exc)
-        raise ForgeError(f"cannot read pull request record {path}: {why}") from exc
+        raise ForgeError(f"cannot read {what} {path}: {why}") from exc
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise ForgeError(f"cannot read pull request record {path}: not a regular file")
+            raise ForgeError(f"cannot read {what} {path}: not a regular file")
         if info.st_size > limit:
-            raise ForgeError(f"cannot read pull request record {path}: {info.st_size} bytes, over {limit}")
+            raise ForgeError(f"cannot read {what} {path}: {info.st_size} bytes, over {limit}")
         chunks, size = [], 0
         while chunk := os.read(fd, min(65536, limit + 1 - size)):  # bounded even if the file grows
             chunks.append(chunk)
             size += len(chunk)
             if size > limit:
-                raise ForgeError(f"cannot read pull request record {path}: over {limit} bytes")
+                raise ForgeError(f"cannot read {what} {path}: over {limit} bytes")
         return b"".join(chunks)
     except OSError as exc:
-        raise ForgeError(f"cannot read pull request record {path}: {exc}") from exc
+        raise ForgeError(f"cannot read {what} {path}: {exc}") from exc
     finally:
         os.close(fd)
 
@@ -116,8 +118,11 @@ def _repo_path(repo: str | Path) -> Path:
     return Path(unquote(parsed.path) if parsed.kind == "file" else parsed.path).absolute()
 
 
-class LocalForge(Forge):
-    """A bare repository on disk acting as forge; also offers :meth:`merge` for the human reviewer."""
+class LocalForge(LocalIssues, Forge):
+    """A bare repository on disk acting as forge; also offers :meth:`merge` for the human reviewer.
+
+    Its issues (the dashboard) are :class:`~leviathan_lib.forge.local_issues.LocalIssues`.
+    """
 
     def __init__(self, repo: str | Path, *, labels: tuple[str, ...] = (), reviewers: tuple[str, ...] = (),
                  assignees: tuple[str, ...] = ()):
@@ -316,9 +321,39 @@ class LocalForge(Forge):
             self._write(record)
         return record.pull()
 
+    def update_pr(self, number: int, *, body: str) -> PullRequest:
+        with self._locked():
+            record = self._refreshed(self._load(number))
+            if record.state != "open":
+                raise ForgeConflict(f"pull request #{number} is {record.state}; only open ones are updated")
+            return self._update(record, body=body).pull()
+
+    def mergeable(self, number: int) -> bool | None:
+        record = self._load(number)
+        base_sha, head_sha = self._branch_sha(record.base), self._branch_sha(record.head)
+        if record.state != "open" or base_sha is None or head_sha is None:
+            return None
+        # A base force-pushed to a history of its own has no merge base: every differing file conflicts.
+        return self._merge_tree(base_sha, head_sha, unrelated=True)[0] == 0
+
+    def _merge_tree(self, base_sha: str, head_sha: str, *, unrelated: bool = False) -> tuple[int, list[str]]:
+        """``git merge-tree --write-tree`` of two commits: (0, [tree]) clean, (1, [tree, files...]) conflicts."""
+        extra = ["--allow-unrelated-histories"] if unrelated else []
+        try:
+            proc = run_git(
+                ["merge-tree", "--write-tree", *extra, "--name-only", "--no-messages", "-z", base_sha, head_sha],
+                env={"GIT_DIR": str(self.path)},
+                check=False,
+            )
+        except GitError as exc:
+            raise ForgeError(f"{self.path}: {exc}") from exc
+        if proc.returncode not in (0, 1):
+            raise ForgeError(f"{self.path}: git merge-tree failed: {proc.stderr.strip()}")
+        return proc.returncode, proc.stdout.split("\0")
+
     def close_pr(self, number: int) -> PullRequest:
-        """Close without merging (``leviathan forge close``: the human's "no"); the head branch is kept.
-        Closing a closed pull request is a no-op."""
+        """Close without merging (``leviathan forge close``: the human's "no"; or Leviathan closing a superseded
+        attempt); the head branch is kept. Closing a closed pull request is a no-op."""
         with self._locked():
             record = self._refreshed(self._load(number))
             if record.state == "closed":
@@ -364,21 +399,11 @@ class LocalForge(Forge):
             if base_sha is None or head_sha is None:
                 missing = record.base if base_sha is None else record.head
                 raise ForgeError(f"{self.path}: branch {missing!r} of pull request #{number} is gone")
-            try:
-                proc = run_git(
-                    ["merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", base_sha, head_sha],
-                    env={"GIT_DIR": str(self.path)},
-                    check=False,
-                )
-            except GitError as exc:
-                raise ForgeError(f"{self.path}: {exc}") from exc
-            fields = proc.stdout.split("\0")
-            if proc.returncode == 1:
+            returncode, fields = self._merge_tree(base_sha, head_sha)
+            if returncode == 1:
                 files = sorted({f for f in fields[1:] if f})
                 listed = ", ".join(files) or "unknown files"
                 raise ForgeConflict(f"pull request #{number} conflicts with {record.base} in: {listed}")
-            if proc.returncode != 0:
-                raise ForgeError(f"{self.path}: git merge-tree failed: {proc.stderr.strip()}")
             tree = fields[0].strip()
             text = message or f"Merge pull request #{number} from {record.head}\n\n{record.title}\n"
             merge_sha = self._git("commit-tree", tree, "-p", base_sha, "-p", head_sha, "-m", text).strip()

@@ -122,6 +122,8 @@ def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAli
     result = check_cycle(target, read, history=history, ledger=ledger, run_id=run_id,
                          repo_url=repo_url, global_autonomy=enabled)
     _log_decision(result, read, switch_detail)
+    result.dashboard = _dashboard(target, read, result, run_id=run_id, dag_run=context["dag_run"],
+                                  repo_url=repo_url)
     ti.xcom_push(key=XCOM_GUARDRAILS, value=result.model_dump(mode="json"))
     if result.attempt:
         return [run_task_id, TASK_CYCLE_OUTCOME]  # cycle_outcome waits for record_evidence
@@ -131,6 +133,19 @@ def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAli
 
     record = _write_record(target, read=read, guard=result, attempt=None, failure=None, emit=emit)
     return [TASK_CYCLE_OUTCOME] if cycle_failure(record) else [TASK_SKIP]
+
+
+def _dashboard(target: TargetConfig, read: ReadResult, result: GuardrailResult, *, run_id: str, dag_run: Any,
+               repo_url: str) -> Any:
+    """The dashboard issue, brought up to date once per cycle (``dashboard: true``); never fails the cycle."""
+    if not target.dashboard:
+        return None
+    from leviathan_lib.cycle.dashboard_sync import sync_dashboard
+    from leviathan_lib.forge import open_forge
+
+    written_at = getattr(dag_run, "run_after", None) or datetime.now(UTC)
+    return sync_dashboard(target, read, result, run_id=run_id, written_at=written_at,
+                          open_forge=lambda: open_forge(target.forge, repo_url, target.forge_conn_id))
 
 
 def _log_decision(result: GuardrailResult, read: Any, switch_detail: str) -> None:
@@ -180,7 +195,8 @@ def _planned(ti: Any) -> GuardrailResult:
     return guard
 
 
-def _attempt_spec(read: ReadResult, target: TargetConfig, guard: GuardrailResult, llm_conn: Any = None) -> Any:
+def _attempt_spec(read: ReadResult, target: TargetConfig, guard: GuardrailResult, llm_conn: Any = None, *,
+                  git_env: dict[str, str] | None = None) -> Any:
     """The attempt spec; the model connection (``orchestrator.llm_conn``) gives the llm executor its host."""
     from leviathan_lib.core import paths
     from leviathan_lib.cycle.attempt_spec import attempt_spec
@@ -188,7 +204,23 @@ def _attempt_spec(read: ReadResult, target: TargetConfig, guard: GuardrailResult
     assert guard.attempt is not None
     return attempt_spec(read, target, guard.attempt, paths.cache_dir(),
                         api_base_url=llm_conn.base_url if llm_conn else None,
-                        region=llm_conn.region if llm_conn else None)
+                        region=llm_conn.region if llm_conn else None, git_env=git_env)
+
+
+def _local_attempt_spec(read: ReadResult, target: TargetConfig, guard: GuardrailResult, llm_conn: Any,
+                        started: datetime) -> tuple[Any, Any]:
+    """The local backend's spec, or the failed result of a pinned commit this machine cannot fetch."""
+    from leviathan_lib.cycle.read import forge_git_env
+    from leviathan_lib.cycle.repo_reader import RepoUnreachable
+    from leviathan_lib.forge.base import ForgeError
+    from leviathan_lib.worker.contract import failed_result
+
+    try:
+        git_env = None if target.forge == "local" else forge_git_env(target, read.repo_url)
+        return _attempt_spec(read, target, guard, llm_conn, git_env=git_env), None
+    except (RepoUnreachable, ForgeError) as exc:
+        return None, failed_result("clone_failed", f"cannot fetch the pinned commit on this machine: {exc}",
+                                   started_at=started)
 
 
 def _llm_connection(target: TargetConfig, plan: Any) -> Any:
@@ -228,31 +260,19 @@ def prepare_attempt(*, config: dict[str, Any]) -> None:
 
 
 def run_worker(*, config: dict[str, Any]) -> None:
-    from leviathan_lib.core import paths
-    from leviathan_lib.worker.backends.local import run_local_worker
-
+    """Local backend: run the attempt on this machine, from a pinned commit this task fetched itself."""
     ti = get_current_context()["ti"]
     target = _target(config)
     guard = _planned(ti)
     plan = guard.attempt
     assert plan is not None
     llm_conn = _llm_connection(target, plan)
-    spec = _attempt_spec(_required_read(ti), target, guard, llm_conn)
     started = datetime.now(UTC)
-    log.info("attempt %s of task %s on branch %s (%s executor)", plan.attempt, plan.task_id, plan.branch,
-             spec.executor.kind)
-    from leviathan_lib.cycle.untrusted import sanitize_result
-    from leviathan_lib.worker.contract import failed_result
-
-    if spec.executor.kind == "llm" and llm_conn is None and _llm_needs_connection(target):
-        result = failed_result("llm_connection_missing", f"the Airflow connection {target.llm_conn_id!r} "
-                               "(llm_conn_id) does not exist; create it (type pydanticai: host = API base URL, "
-                               "password = API key)", started_at=started)  # fmt: skip
-    elif spec.executor.kind == "llm" and llm_conn is not None and llm_conn.problem:
-        result = failed_result("llm_connection_invalid", llm_conn.problem, started_at=started)
-    else:
-        key = llm_conn.api_key if llm_conn else None
-        result = sanitize_result(run_local_worker(spec, workspace_root=paths.scratch_dir(), model_api_key=key))
+    spec, failed = _local_attempt_spec(_required_read(ti), target, guard, llm_conn, started)
+    if spec is not None:
+        log.info("attempt %s of task %s on branch %s (%s executor)", plan.attempt, plan.task_id, plan.branch,
+                 spec.executor.kind)
+    result = failed or _run_local(spec, target, llm_conn, started)
     ti.xcom_push(key=XCOM_RESULT, value={**result.model_dump(mode="json"), "attempt_started_at": started.isoformat()})
     if result.outcome != "succeeded":
         error = result.error
@@ -260,6 +280,22 @@ def run_worker(*, config: dict[str, Any]) -> None:
             f"worker {result.outcome}: {error.code if error else 'unknown'}: {error.message if error else ''}"
         )
     log.info("worker succeeded; changed paths: %s", ", ".join(result.changed_paths))
+
+
+def _run_local(spec: Any, target: TargetConfig, llm_conn: Any, started: datetime) -> Any:
+    from leviathan_lib.core import paths
+    from leviathan_lib.cycle.untrusted import sanitize_result
+    from leviathan_lib.worker.backends.local import run_local_worker
+    from leviathan_lib.worker.contract import failed_result
+
+    if spec.executor.kind == "llm" and llm_conn is None and _llm_needs_connection(target):
+        return failed_result("llm_connection_missing", f"the Airflow connection {target.llm_conn_id!r} "
+                             "(llm_conn_id) does not exist; create it (type pydanticai: host = API base URL, "
+                             "password = API key)", started_at=started)  # fmt: skip
+    if spec.executor.kind == "llm" and llm_conn is not None and llm_conn.problem:
+        return failed_result("llm_connection_invalid", llm_conn.problem, started_at=started)
+    key = llm_conn.api_key if llm_conn else None
+    return sanitize_result(run_local_worker(spec, workspace_root=paths.scratch_dir(), model_api_key=key))
 
 
 def sanitize_pod_result(raw: Any) -> dict[str, Any]:
@@ -310,8 +346,10 @@ def open_pull_request(*, config: dict[str, Any]) -> dict[str, Any]:
         raise AirflowFailException(f"delivery rejected: {exc.code}: {exc}") from None
     pr = delivery.pr
     log.info("pull request #%s %s (%s -> %s)", pr.number, pr.url, pr.head, pr.base)
+    if delivery.note:
+        log.warning("PR #%s: %s", pr.number, delivery.note)
     return {"number": pr.number, "url": pr.url, "branch": pr.head, "head_sha": pr.head_sha,
-            "changed_paths": delivery.changed_paths}
+            "changed_paths": delivery.changed_paths, "note": delivery.note}
 
 
 def _write_record(target: TargetConfig, *, read: ReadResult | None, guard: GuardrailResult | None,

@@ -203,16 +203,17 @@ def _attempt(spec: AttemptSpec, workspace: Path, progress: _Progress, clock: flo
         raise _Failed("invalid_spec", f"workspace {workspace} is not empty")
     home, checkout = workspace / "home", workspace / "checkout"
     home.mkdir()  # the trusted git's HOME; a recipe never sees it
+    start = spec.start_sha  # the pinned commit, or the PR's head when the attempt continues its branch
     try:
-        clone_at(spec.repo_url, spec.commit_sha, checkout, home=home)
+        clone_at(spec.repo_url, start, checkout, home=home)
     except GitFailed as exc:
         raise _Failed("clone_failed", str(exc)) from None
-    progress.base = spec.commit_sha
+    progress.base = start
 
     what, baseline = _run_executor(spec, task, scope, llm_key=llm_key, workspace=workspace, checkout=checkout,
                                    clock=clock, progress=progress)
     try:
-        changes = collect_changes(checkout, spec.commit_sha, home=home)
+        changes = collect_changes(checkout, start, home=home)
     except GitFailed as exc:
         raise _Failed("diff_failed", str(exc)) from None
     progress.paths = changes.paths
@@ -226,7 +227,7 @@ def _attempt(spec: AttemptSpec, workspace: Path, progress: _Progress, clock: flo
         result_version=1,
         outcome="succeeded",
         error=None,
-        base_sha=spec.commit_sha,
+        base_sha=start,
         changed_paths=changes.paths,
         patch=patch,
         executor=progress.summary,

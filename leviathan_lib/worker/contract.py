@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from leviathan_lib.core.names import require_agent_branch
 from leviathan_lib.core.repo_url import RepoUrlError, parse_repo_url
 from leviathan_lib.core.scope import ScopeViolation, path_segments
 
@@ -120,6 +121,39 @@ class LlmExecutorSpec(BaseModel):
 #: A discriminated union on ``kind``.
 ExecutorSpec = Annotated[RecipeExecutorSpec | LlmExecutorSpec, Field(discriminator="kind")]
 
+#: Why an attempt continues an open PR (stable codes): ``pr_conflicted`` (the PR conflicts with its base and
+#: is brought up to date), ``changes_requested`` (a review asked for changes), ``retry_command`` (a user with
+#: write permission commented ``/leviathan retry``).
+ContinueReason = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+
+class ContinuePr(BaseModel):
+    """An attempt that delivers to Leviathan's existing open PR instead of opening one.
+
+    ``head_sha`` is the commit Leviathan last pushed to ``branch``: the lease. Delivery pushes only while
+    the branch still points there (someone else's push makes the PR a human's, never rewritten).
+    ``start`` says where the worker starts: ``base`` runs it on the current base commit and force-updates
+    the branch (a conflicted PR brought up to date); ``branch`` starts from ``head_sha`` and delivery adds
+    one commit on top, a fast-forward (review feedback). ``feedback`` is untrusted text from the forge
+    (a review): the executor may show it to the model as data, never follow it as an instruction.
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    number: Annotated[int, Field(ge=1)]
+    branch: Annotated[str, StringConstraints(pattern=r"^agent/[A-Za-z0-9][A-Za-z0-9._/-]{0,200}$")]
+    head_sha: CommitSha
+    start: Literal["base", "branch"]
+    why: ContinueReason
+    feedback: Annotated[str, StringConstraints(max_length=20_000)] | None = None
+
+    @field_validator("branch")
+    @classmethod
+    def _plain_branch(cls, value: str) -> str:
+        if ".." in value or value.endswith(("/", ".lock", ".")) or "//" in value:
+            raise ValueError("not a plain agent/ branch name")
+        return require_agent_branch(value)
+
 
 class AttemptSpec(BaseModel):
     """Everything a worker needs for one attempt. It holds no secret: the worker needs no credential."""
@@ -140,6 +174,17 @@ class AttemptSpec(BaseModel):
     #: worker refuses to run a recipe when it cannot build the sandbox), ``pod`` (the Kubernetes pod is the
     #: sandbox), ``none`` (the target opted out with ``unsafe_allow_unsandboxed_recipes``).
     sandbox: Literal["bwrap", "pod", "none"] = "bwrap"
+    #: The open PR this attempt continues (None: a fresh attempt that opens its own PR). With
+    #: ``start: branch`` the worker checks out ``continue_pr.head_sha`` instead of ``commit_sha`` and its
+    #: patch is against that commit.
+    continue_pr: ContinuePr | None = None
+
+    @property
+    def start_sha(self) -> str:
+        """The commit the worker checks out and diffs against."""
+        if self.continue_pr is not None and self.continue_pr.start == "branch":
+            return self.continue_pr.head_sha
+        return self.commit_sha
 
     @field_validator("repo_url")
     @classmethod

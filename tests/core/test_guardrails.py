@@ -104,10 +104,12 @@ def test_scenario(scenario):
 #: Decided after ``decide`` (by :func:`sandbox_gate`, on the worker's machine); tested below and in
 #: tests/worker/test_sandbox.py and tests/orchestrator/test_cycle_dag.py with the real bubblewrap.
 AFTER_DECIDE = {"sandbox_unavailable"}
+#: Decided by the PR sync (tests/cycle/test_lifecycle.py, tests/orchestrator/test_pr_lifecycle_cycle.py).
+LIFECYCLE = {"human_edited", "pr_branch_deleted", "pr_conflicted", "pr_refresh_limit", "pr_superseded"}
 
 
 def test_every_reason_code_is_covered_by_a_scenario():
-    seen = set(AFTER_DECIDE)
+    seen = AFTER_DECIDE | LIFECYCLE
     for scenario in SCENARIOS:
         expect = scenario["expect"]
         seen.update(expect.get("reasons", []))
@@ -121,6 +123,7 @@ def test_reason_codes_are_the_stable_strings():
         *CYCLE_ORDER,
         "not_ready", "status_not_pending", "dependencies_incomplete", "scope_violation", "attempts_exhausted",
         "pr_open_for_task", "invalid_task", "pr_closed_unchanged", "sandbox_unavailable", "protected_path",
+        "human_edited", "pr_branch_deleted", "pr_conflicted", "pr_refresh_limit", "pr_superseded",
         "rejected_by_human",
     ]
 

@@ -60,3 +60,52 @@ def test_old_ledgers_without_a_pushed_sha_notice_nothing(target):
     target.commit("agent/a/1", {"docs/a.md": "edited\n"})
     known = [LedgerPR(number=1, task_id="a", branch="agent/a/1", task_hash="h")]
     assert lifecycle.notice_human_edits(forge, forge.list_open_prs(), known) == []
+
+
+def _review(forge, known, hashes, base_sha=None, refreshes=0, max_refreshes=2):
+    from collections import Counter
+
+    return lifecycle.review_open_prs(forge, forge.list_open_prs(), known, hashes=hashes, base_sha=base_sha,
+                                     refreshes=Counter({"a": refreshes}), max_refreshes=max_refreshes)
+
+
+def test_a_superseded_pr_the_forge_will_not_close_stays_open_and_blocks_its_task(target, monkeypatch):
+    forge = LocalForge(target.bare)
+    pushed = target.commit("agent/a/1", {"docs/a.md": "a\n"})
+    open_pr(forge, "agent/a/1")
+    known = [LedgerPR(number=1, task_id="a", branch="agent/a/1", task_hash="old", head_sha=pushed)]
+
+    def refuse(number):
+        raise local.ForgeError("the forge is down")
+
+    monkeypatch.setattr(forge, "close_pr", refuse)
+    review = _review(forge, known, {"a": "new"})
+    assert [(a.kind, a.closed, a.commented, a.detail) for a in review.actions] == [
+        ("pr_superseded", False, False, "forge_error: could not close")]
+    assert review.closed == [] and forge.get_pr(1).state == "open" and forge.comments(1) == []
+    monkeypatch.undo()
+    review = _review(forge, known, {"a": "new"})  # next cycle: closed, commented, its branch deleted
+    assert review.closed == [1] and forge.get_pr(1).state == "closed" and forge.branch_sha("agent/a/1") is None
+    assert [c.body for c in forge.comments(1)] == [lifecycle.SUPERSEDED_COMMENT]
+
+
+def test_conflicts_are_checked_only_when_the_base_moved_and_refreshed_within_the_bound(target):
+    forge = LocalForge(target.bare)
+    pushed = target.commit("agent/a/1", {"docs/a.md": "one\nTWO\nthree\n"})
+    open_pr(forge, "agent/a/1")
+    built_on = target.commit("main", {"README.md": "moved, no conflict\n"}) + "^"
+    known = [LedgerPR(number=1, task_id="a", branch="agent/a/1", task_hash="h", head_sha=pushed,
+                      base_sha=built_on)]
+    clean = target.commit("main", {"README.md": "moved again\n"})
+    assert _review(forge, known, {"a": "h"}, base_sha=clean).refresh is None  # merely behind
+    conflicted = target.commit("main", {"docs/a.md": "one\n2\nthree\n"})
+    review = _review(forge, known, {"a": "h"}, base_sha=conflicted)
+    assert review.refresh is not None and review.refresh_task == "a"
+    assert (review.refresh.number, review.refresh.head_sha, review.refresh.start, review.refresh.why) == (
+        1, pushed, "base", "pr_conflicted")
+    spent = [known[0].model_copy(update={"conflict_bases": [conflicted]})]
+    assert _review(forge, spent, {"a": "h"}, base_sha=conflicted) == lifecycle.Review()  # once per base
+    limited = _review(forge, known, {"a": "h"}, base_sha=conflicted, refreshes=2)
+    assert limited.refresh is None and [(a.kind, a.base_sha) for a in limited.actions] == [
+        ("pr_refresh_limit", conflicted)]
+    assert _review(forge, known, {}, base_sha=conflicted) == lifecycle.Review()  # the task left the backlog

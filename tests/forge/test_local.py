@@ -321,8 +321,9 @@ def test_unreadable_records_fail_closed_through_the_guardrails(target, forge, ki
         assert "root:" not in str(info.value)  # nothing of the link's target is read or echoed
 
     config = parse_target(f"target_id: t\ntarget_repo_url: {target.bare}\nforge: local\n", "t.yaml")
-    open_prs, changes, actions = forge_state(config, str(target.bare), [])
-    assert open_prs is None and changes == [] and actions == []
+    state = forge_state(config, str(target.bare), [])
+    open_prs = state.open_prs
+    assert open_prs is None and state.changes == [] and state.actions == [] and state.review.refresh is None
     backlog, _ = parse_backlog("tasks:\n  - {id: a, title: A, ready: true, allowed_paths: [docs/a.md]}\n")
     decision = decide(config, backlog, CycleState(open_prs=open_prs))
     assert decision.decision == "skip" and "forge_state_unknown" in decision.reasons

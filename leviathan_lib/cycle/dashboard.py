@@ -1,0 +1,192 @@
+"""The dashboard issue's Markdown: why each task did or did not run, from the cycle's own decision.
+
+Pure: it renders the :class:`~leviathan_lib.cycle.steps.GuardrailResult` the ``plan`` task just computed
+(the same ``decide`` that ``leviathan plan`` runs), the ledger's PRs and the schedule. Two parts: the
+*content*, whose hash decides whether the issue is written at all, and a footer (which cycle wrote it,
+the next cycle) that is not hashed, so an unchanged state never rewrites the issue (Renovate's
+Dependency Dashboard is disliked for exactly that noise).
+
+Everything taken from the backlog, the target file or the forge is untrusted text: it is escaped so it
+cannot open a link, an image, HTML, a code span or a table cell, and cannot @mention anyone or
+cross-reference an issue (a zero-width space follows every ``@`` and every ``#`` before a digit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from leviathan_lib.core.backlog import parse_backlog
+from leviathan_lib.core.config import TargetConfig
+from leviathan_lib.core.guardrails import ReasonCode
+from leviathan_lib.cycle.steps import GuardrailResult, ReadResult
+from leviathan_lib.evidence.records import Ledger, SettledPR
+
+#: Bounds, so any backlog fits GitHub's 65 536-character issue body.
+MAX_TASKS = 200
+MAX_TEXT = 120
+MAX_PROBLEMS = 30
+MAX_BODY = 60_000
+
+ZWSP = "\u200b"
+
+#: What each reason code means for the repo owner (the codes themselves are in core/guardrails.py).
+EXPLAIN: dict[str, str] = {
+    ReasonCode.AUTONOMY_DISABLED: "autonomy is off (the target's autonomy_enabled, or the global switch)",
+    ReasonCode.FORGE_STATE_UNKNOWN: "the forge could not be read, so the open PRs are unknown (fails closed)",
+    ReasonCode.OPEN_PR_LIMIT: "max_open_prs Leviathan PRs are open: review, merge or close one",
+    ReasonCode.PR_HOURLY_LIMIT: "max_prs_per_hour PRs were opened in the last hour",
+    ReasonCode.CIRCUIT_BREAKER_OPEN: "attempts failed too often in a row; fix the cause, then leviathan breaker reset",
+    ReasonCode.LLM_BUDGET_EXHAUSTED: "the model budget llm_daily_usd of the last 24 hours is spent",
+    ReasonCode.NO_ELIGIBLE_TASK: "no task passes every task rule",
+    ReasonCode.NOT_READY: "not marked ready: true (only a human does that)",
+    ReasonCode.STATUS_NOT_PENDING: "its status is not pending",
+    ReasonCode.DEPENDENCIES_INCOMPLETE: "a task it depends on is not completed",
+    ReasonCode.SCOPE_VIOLATION: "its allowed_paths are missing or leave the target's allowed_path_prefixes",
+    ReasonCode.ATTEMPTS_EXHAUSTED: "it was attempted max_attempts_per_task times",
+    ReasonCode.PR_OPEN_FOR_TASK: "its pull request is open, waiting for review",
+    ReasonCode.INVALID_TASK: "the backlog entry is invalid (see Invalid entries)",
+    ReasonCode.PR_CLOSED_UNCHANGED: "a human closed its pull request; change the task to have it tried again",
+    ReasonCode.SANDBOX_UNAVAILABLE: "the recipe sandbox cannot be built on the worker machine",
+    ReasonCode.PROTECTED_PATH: "its allowed_paths cover a path only humans change",
+}
+
+
+class Dashboard(BaseModel):
+    title: str
+    content: str
+    content_hash: str
+    body: str
+    body_sha256: str
+
+
+def md(value: object, limit: int = MAX_TEXT) -> str:
+    """``value`` as inert Markdown text: one line, at most ``limit`` characters, every ASCII punctuation
+    character backslash-escaped, no bidi controls, and no mention, issue reference or autolink."""
+    text = re.sub(r"[\x00-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200b-\u200f\ufeff]", " ", str(value))
+    text = re.sub(r"\s+", " ", text).strip()
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    text = re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", text)
+    text = text.replace("\\@", "\\@" + ZWSP)  # @user, @org/team, user@example.com
+    text = re.sub(r"\\#(?=[0-9])", "\\#" + ZWSP, text)  # #12, owner/repo#12, GH-12 is harmless
+    text = text.replace("\\:\\/\\/", "\\:" + ZWSP + "\\/\\/")  # scheme://
+    return re.sub(r"(?i)\bwww(?=\\\.)", lambda m: m.group(0) + ZWSP, text)  # www.
+
+
+def _explained(codes: list[str]) -> str:
+    return "; ".join(f"`{code}`: {EXPLAIN.get(code, 'see the cycle evidence')}" for code in codes)
+
+
+def _decision(result: GuardrailResult) -> list[str]:
+    if result.decision is None:
+        error = result.error
+        code, message = (error.code, error.message) if error else ("incomplete", "no decision")
+        return [f"**Stopped before the guardrails** (`{md(code, 60)}`): {md(message, 500)}"]
+    decision = result.decision
+    if decision.decision == "run" and result.attempt:
+        plan = result.attempt
+        return [f"**Run**: task {md(plan.task_id)}, attempt {plan.attempt} on branch {md(plan.branch)}"]
+    return [f"**Skip**: {_explained([str(r) for r in decision.reasons])}"]
+
+
+def _summary(result: GuardrailResult) -> list[str]:
+    """The switch and the breaker in one line, before the table that details them."""
+    if result.decision is None:
+        return []
+    passed = {c.name: c.passed for c in result.decision.checks}
+    switch = "on" if passed.get("autonomy") else "off"
+    breaker = "closed" if passed.get("circuit_breaker", True) else "open (attempts stopped)"
+    return [f"Autonomy: **{switch}** · circuit breaker: **{breaker}**", ""]
+
+
+def _checks(result: GuardrailResult) -> list[str]:
+    if result.decision is None:
+        return []
+    lines = ["### Switch, breaker and limits", "", *_summary(result), "| check | state | detail |", "|---|---|---|"]
+    for check in result.decision.checks:
+        state = "pass" if check.passed else "**FAIL**"
+        lines.append(f"| {md(check.name, 40)} | {state} | {md(check.detail, 300)} |")
+    return [*lines, ""]
+
+
+def _tasks(read: ReadResult, result: GuardrailResult) -> list[str]:
+    if result.decision is None:
+        return []
+    backlog, _ = parse_backlog(read.backlog_text or "", source=read.backlog_path)
+    titles = {t.id: t.title for t in backlog.tasks}
+    verdicts = result.decision.tasks
+    selected = result.attempt.task_id if result.attempt else None
+    blocked = [str(r) for r in result.decision.reasons]
+    lines = [f"### Tasks ({len(verdicts)})", "", "| task | title | runs? | why |", "|---|---|---|---|"]
+    for verdict in verdicts[:MAX_TASKS]:
+        if verdict.id == selected:
+            state, why = "**selected**", "eligible; the highest priority, attempted this cycle"
+        elif verdict.eligible and blocked:
+            state, why = "eligible", "but the cycle did not run: " + ", ".join(f"`{c}`" for c in blocked)
+        elif verdict.eligible:
+            state, why = "eligible", "waiting: one task per cycle, by priority then backlog order"
+        else:
+            state, why = "no", _explained([str(r) for r in verdict.reasons])
+        lines.append(f"| {md(verdict.id)} | {md(titles.get(verdict.id, ''))} | {state} | {why} |")
+    if len(verdicts) > MAX_TASKS:
+        lines.append(f"| … | {len(verdicts) - MAX_TASKS} more task(s) not shown | | |")
+    lines.append("")
+    if result.task_problems:
+        lines += ["**Invalid entries** (they never run until fixed):", ""]
+        lines += [f"- {md(p, 300)}" for p in result.task_problems[:MAX_PROBLEMS]]
+        if len(result.task_problems) > MAX_PROBLEMS:
+            lines.append(f"- … {len(result.task_problems) - MAX_PROBLEMS} more")
+        lines.append("")
+    return lines
+
+
+def _pulls(ledger: Ledger, result: GuardrailResult) -> list[str]:
+    synced = {c.number for c in result.pr_sync}
+    open_prs = [p for p in ledger.open_prs if p.number not in synced]
+    settled = (ledger.dashboard.settled_prs + [SettledPR(number=c.number, task_id=c.task_id, state=c.state)
+                                               for c in result.pr_sync])[-10:]
+    lines = ["### Pull requests", ""]
+    if open_prs:
+        lines += [f"- open: #{p.number} task {md(p.task_id)} on {md(p.branch)}"
+                  + (" (a human pushed to it: Leviathan leaves it alone)" if p.human_edited else "")
+                  for p in open_prs]
+    else:
+        lines.append("- open: none")
+    lines += [f"- {s.state}: #{s.number} task {md(s.task_id)}" for s in reversed(settled)]
+    return [*lines, ""]
+
+
+HEADER = (
+    "> **Written by Leviathan.** It rewrites this issue whenever what it shows changes, and reads nothing "
+    "from it: edits here are overwritten and change nothing. Close the issue to stop the updates "
+    "(Leviathan never reopens it); reopen it to resume them."
+)
+
+
+def render(target: TargetConfig, read: ReadResult, result: GuardrailResult, *, run_id: str, now: datetime,
+           next_cycle: datetime | None) -> Dashboard:
+    """The dashboard for this cycle's decision; ``next_cycle`` None means the schedule gives no time."""
+    ledger = result.ledger
+    lines = [
+        HEADER, "",
+        f"Target {md(target.target_id)}: {md(target.backlog_path)} on branch {md(target.target_branch)}, "
+        f"schedule {md(target.effective_schedule, 60)} (UTC).", "",
+        "### Decision", "", *_decision(result), "",
+        *_checks(result), *_tasks(read, result), *_pulls(ledger, result),
+    ]
+    content = "\n".join(lines)
+    if len(content) > MAX_BODY:
+        content = content[: content.rfind("\n", 0, MAX_BODY)] + "\n\n… (cut: the backlog is too large to show)"
+    content_hash = hashlib.sha256(content.encode()).hexdigest()[:16]
+    commit = md(read.commit_sha[:12]) if read.commit_sha else "unknown"
+    upcoming = f"{next_cycle:%Y-%m-%d %H:%M} UTC" if next_cycle else "unknown"
+    footer = (f"---\nLast changed by cycle {md(run_id, 200)} at {now:%Y-%m-%d %H:%M} UTC (backlog commit {commit}); "
+              f"the next cycle after it was due {upcoming}. Cycles that find the same state leave this issue "
+              f"as it is. Content {content_hash}.")
+    body = f"{content}\n{footer}\n"
+    return Dashboard(title=target.dashboard_issue_title, content=content, content_hash=content_hash, body=body,
+                     body_sha256=hashlib.sha256(body.encode()).hexdigest())
