@@ -82,18 +82,10 @@ pull request on the **{md(target.forge)}** forge for human review. Leviathan nev
 | max open PRs / attempts per task / breaker | {target.max_open_prs} / {target.max_attempts_per_task} / \
 {target.circuit_breaker_failures} |
 | attempt timeout | {target.attempt_timeout_seconds} s |
-| approval gate (docs/approval.md) | {md(target.approval)}{_gate_note(target, md)} |
 
 Pause this DAG to switch this target off. Each run's evidence is the `record` XCom (of `plan` on a skip, of
 `record_evidence` after an attempt) and an event on the asset {md(evidence_asset_uri(target.target_id))}.
 """
-
-
-def _gate_note(target: TargetConfig, md: Any) -> str:
-    if target.approval == "none":
-        return ""
-    who = ", ".join(md(user) for user in target.approval_assignees) or "any user allowed to answer"
-    return f": answered by {who} in Browse → Required Actions within {target.approval_timeout_seconds} s, else rejected"
 
 
 def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
