@@ -50,7 +50,9 @@ def test_a_cycle_past_its_deadline_reaches_the_configured_notifier(tmp_path, own
         # Airflow's own count of the miss, from the scheduler, next to Leviathan's.
         assert any(line.startswith("airflow.deadline_alerts.deadline_missed") for line in statsd.lines)
         time.sleep(1)
-        assert statsd.lines.count(metric) == 1  # one alert per run
+        # Unpausing also starts the scheduled run; each run is reported at most once.
+        runs = api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100")["dag_runs"]
+        assert 1 <= statsd.lines.count(metric) <= len(runs), (statsd.lines.count(metric), len(runs))
     finally:
         stack.stop()
         statsd.close()
