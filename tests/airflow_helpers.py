@@ -32,8 +32,9 @@ def xcom(dag_run, task_id: str, key: str = names.XCOM_RETURN_VALUE) -> Any:
 
 
 def evidence_record(dag_run) -> Any:
-    """The run's cycle record: the ``record`` XCom of ``plan`` (a skip) or of ``record_evidence`` (an attempt)."""
-    records = [xcom(dag_run, task_id, names.XCOM_RECORD) for task_id in (names.TASK_PLAN, names.TASK_RECORD_EVIDENCE)]
+    """The run's cycle record: the ``record`` XCom of ``plan`` (a skip), of ``record_evidence`` (an attempt) or
+    of an approval gate (a rejection)."""
+    records = [xcom(dag_run, task_id, names.XCOM_RECORD) for task_id in names.RECORD_TASK_IDS]
     found = [r for r in records if r is not None]
     assert len(found) <= 1, f"two tasks of run {dag_run.run_id} wrote a record"
     return found[0] if found else None

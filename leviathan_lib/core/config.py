@@ -61,6 +61,9 @@ class LeviathanDeprecationWarning(UserWarning):
     """A target key that is accepted but no longer used."""
 
 
+#: An Airflow user id as the auth manager gives it (SimpleAuthManager: the user name).
+AirflowUserId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")]
+
 #: A Kubernetes object name (DNS subdomain).
 K8sName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")]
 
@@ -161,6 +164,13 @@ class TargetConfig(BaseModel):
     #: Never a forge write credential: pushing happens in ``open_pull_request``, outside the pod.
     worker_clone_secret: K8sName | None = None
     worker_clone_secret_key: Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]{1,253}$")] = "token"
+    #: A human approval gate (docs/approval.md): ``plan`` waits after the guardrails chose a task, before the
+    #: worker; ``pull_request`` waits after the worker, before anything is pushed. ``none``: no gate.
+    approval: Literal["none", "plan", "pull_request"] = "none"
+    #: Airflow user ids who may answer the gate (empty: anyone allowed to answer this DAG's required actions).
+    approval_assignees: list[AirflowUserId] = Field(default_factory=list, max_length=50)
+    #: Seconds the gate waits for an answer; then it rejects (nobody answered).
+    approval_timeout_seconds: Annotated[int, Field(ge=1, le=30 * 86400)] = 86400
     #: UNSAFE. Run recipes on the local backend WITHOUT the bubblewrap sandbox when it cannot be built
     #: (recipe code can then read every secret of the Airflow worker). Off: the cycle stops instead.
     unsafe_allow_unsandboxed_recipes: bool = False
@@ -197,6 +207,12 @@ class TargetConfig(BaseModel):
     def _both_prices(self) -> TargetConfig:
         if (self.llm_input_usd_per_mtok is None) != (self.llm_output_usd_per_mtok is None):
             raise ValueError("give both llm_input_usd_per_mtok and llm_output_usd_per_mtok, or neither")
+        return self
+
+    @model_validator(mode="after")
+    def _assignees_need_a_gate(self) -> TargetConfig:
+        if self.approval_assignees and self.approval == "none":
+            raise ValueError("approval_assignees needs a gate: set approval to plan or pull_request")
         return self
 
     @field_validator("schedule_cron")

@@ -79,6 +79,10 @@ class ReasonCode(StrEnum):
     FEEDBACK_HUMAN_EDITED = "feedback_human_edited"
     #: A permitted request for a task with no attempts left under ``max_attempts_per_task``.
     FEEDBACK_ATTEMPTS_EXHAUSTED = "feedback_attempts_exhausted"
+    # Task level, newer than the codes above (the order of existing codes is stable).
+    #: A human rejected this task at its approval gate (or nobody answered in time); it waits until its
+    #: definition changes, like a closed PR.
+    REJECTED_BY_HUMAN = "rejected_by_human"
 
 
 class _State(BaseModel):
@@ -106,10 +110,12 @@ class AttemptRecord(_State):
 
 
 class ClosedPR(_State):
-    """A PR a human closed without merging: the task definition (hash) it delivered."""
+    """A PR a human closed without merging, or an attempt a human rejected at its approval gate
+    (``by_human_gate``): the task definition (hash) it delivered."""
 
     task_id: str
     task_hash: str
+    by_human_gate: bool = False
 
 
 class CycleState(_State):
@@ -274,6 +280,7 @@ def _task_reasons(
     pr_tasks: set[str],
     max_attempts: int,
     closed: dict[str, str],
+    rejected: dict[str, str],
     protected: Protected,
 ) -> list[ReasonCode]:
     reasons = []
@@ -293,6 +300,8 @@ def _task_reasons(
         reasons.append(ReasonCode.PR_OPEN_FOR_TASK)
     if task.id in closed and closed[task.id] == task.definition_hash():
         reasons.append(ReasonCode.PR_CLOSED_UNCHANGED)
+    if task.id in rejected and rejected[task.id] == task.definition_hash():
+        reasons.append(ReasonCode.REJECTED_BY_HUMAN)
     return reasons
 
 
@@ -314,7 +323,9 @@ def _verdicts(
     attempts = (Counter(state.attempt_counts) if state.attempt_counts is not None
                 else Counter(a.task_id for a in state.attempts if not a.continued_pr))
     pr_tasks = {tid for pr in state.open_prs or [] if (tid := _pr_task_id(pr))}
-    closed = {c.task_id: c.task_hash for c in state.closed_prs}  # the latest closure per task wins
+    # The latest closure (rejection) per task wins.
+    closed = {c.task_id: c.task_hash for c in state.closed_prs if not c.by_human_gate}
+    rejected = {c.task_id: c.task_hash for c in state.closed_prs if c.by_human_gate}
 
     verdicts: list[TaskVerdict] = []
     invalid = sorted(backlog.invalid, key=lambda i: i.index)
@@ -327,7 +338,8 @@ def _verdicts(
             verdicts.append(_invalid_verdict(invalid[next_invalid]))
             next_invalid += 1
         reasons = _task_reasons(task, in_scope=in_scope, statuses=statuses, attempts=attempts, pr_tasks=pr_tasks,
-                                max_attempts=target.max_attempts_per_task, closed=closed, protected=protected)
+                                max_attempts=target.max_attempts_per_task, closed=closed, rejected=rejected,
+                                protected=protected)
         verdicts.append(TaskVerdict(id=task.id, eligible=not reasons, reasons=reasons))
         key = (task.priority_rank, position)
         if not reasons and (best is None or key < best):

@@ -83,12 +83,20 @@ TASK_RECORD_EVIDENCE: Final = "record_evidence"
 TASK_CYCLE_OUTCOME: Final = "cycle_outcome"
 #: The single task of a broken target file's DAG.
 TASK_CONFIG_ERROR: Final = "config_error"
+#: ``approval: plan``: a human approves the selected task and its plan before the worker runs.
+TASK_APPROVE_PLAN: Final = "approve_plan"
+#: ``approval: pull_request``: a human approves the final diff before anything is pushed.
+TASK_APPROVE_PULL_REQUEST: Final = "approve_pull_request"
 
 #: Every task id a Leviathan DAG can have.
 TASK_IDS: Final = frozenset({
     TASK_PLAN, TASK_PREPARE_ATTEMPT, TASK_RUN_WORKER, TASK_SKIP,
     TASK_OPEN_PULL_REQUEST, TASK_RECORD_EVIDENCE, TASK_CYCLE_OUTCOME, TASK_CONFIG_ERROR,
+    TASK_APPROVE_PLAN, TASK_APPROVE_PULL_REQUEST,
 })
+#: The tasks that may write a cycle's one record: ``record_evidence`` after an attempt, ``plan`` on a skip,
+#: an approval gate on a rejection.
+RECORD_TASK_IDS: Final = (TASK_RECORD_EVIDENCE, TASK_PLAN, TASK_APPROVE_PLAN, TASK_APPROVE_PULL_REQUEST)
 
 # --- XCom keys -----------------------------------------------------------------------------------------
 
@@ -110,6 +118,8 @@ XCOM_PREPARED_AT: Final = "prepared_at"
 XCOM_SPEC: Final = "spec"
 #: ``prepare_attempt``: the task id as a Kubernetes label value.
 XCOM_TASK_LABEL: Final = "task_label"
+#: An approval gate: the human decision (ApprovalEvidence: choice, who, when).
+XCOM_APPROVAL: Final = "approval"
 
 
 # --- the dashboard issue -----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
-from leviathan_lib.core.guardrails import ReasonCode
+from leviathan_lib.core.reasons import explain
 from leviathan_lib.cycle.steps import GuardrailResult, ReadResult
 from leviathan_lib.evidence.records import Ledger, SettledPR
 
@@ -34,36 +34,6 @@ MAX_BODY = 60_000
 ZWSP = "\u200b"
 
 #: What each reason code means for the repo owner (the codes themselves are in core/guardrails.py).
-EXPLAIN: dict[str, str] = {
-    ReasonCode.AUTONOMY_DISABLED: "autonomy is off (the target's autonomy_enabled, or the global switch)",
-    ReasonCode.FORGE_STATE_UNKNOWN: "the forge could not be read, so the open PRs are unknown (fails closed)",
-    ReasonCode.OPEN_PR_LIMIT: "max_open_prs Leviathan PRs are open: review, merge or close one",
-    ReasonCode.PR_HOURLY_LIMIT: "max_prs_per_hour PRs were opened in the last hour",
-    ReasonCode.CIRCUIT_BREAKER_OPEN: "attempts failed too often in a row; fix the cause, then leviathan breaker reset",
-    ReasonCode.LLM_BUDGET_EXHAUSTED: "the model budget llm_daily_usd of the last 24 hours is spent",
-    ReasonCode.NO_ELIGIBLE_TASK: "no task passes every task rule",
-    ReasonCode.NOT_READY: "not marked ready: true (only a human does that)",
-    ReasonCode.STATUS_NOT_PENDING: "its status is not pending",
-    ReasonCode.DEPENDENCIES_INCOMPLETE: "a task it depends on is not completed",
-    ReasonCode.SCOPE_VIOLATION: "its allowed_paths are missing or leave the target's allowed_path_prefixes",
-    ReasonCode.ATTEMPTS_EXHAUSTED: "it was attempted max_attempts_per_task times",
-    ReasonCode.PR_OPEN_FOR_TASK: "its pull request is open, waiting for review",
-    ReasonCode.INVALID_TASK: "the backlog entry is invalid (see Invalid entries)",
-    ReasonCode.PR_CLOSED_UNCHANGED: "a human closed its pull request; change the task to have it tried again",
-    ReasonCode.SANDBOX_UNAVAILABLE: "the recipe sandbox cannot be built on the worker machine",
-    ReasonCode.PROTECTED_PATH: "its allowed_paths cover a path only humans change",
-    ReasonCode.HUMAN_EDITED: "someone else pushed to its PR branch: Leviathan never rewrites it",
-    ReasonCode.PR_BRANCH_DELETED: "its PR branch was deleted by hand: Leviathan leaves the PR alone",
-    ReasonCode.PR_CONFLICTED: "its PR conflicts with the base and is brought up to date",
-    ReasonCode.PR_REFRESH_LIMIT: "its PR conflicts with the base, but max_pr_refreshes refreshes were made",
-    ReasonCode.PR_SUPERSEDED: "its definition changed while its PR was open: the PR was closed as superseded",
-    ReasonCode.COMMAND_MALFORMED: "a /leviathan comment was not exactly a known command: ignored",
-    ReasonCode.COMMAND_UNKNOWN: "a /leviathan comment named an unknown command: ignored",
-    ReasonCode.COMMAND_NOT_PERMITTED: "/leviathan retry from a user without write permission: ignored",
-    ReasonCode.REVIEW_NOT_PERMITTED: "changes requested by a user without write permission: ignored",
-    ReasonCode.FEEDBACK_HUMAN_EDITED: "review feedback on a PR someone else pushed to: nothing is pushed",
-    ReasonCode.FEEDBACK_ATTEMPTS_EXHAUSTED: "review feedback, but the task used max_attempts_per_task attempts",
-}
 
 
 class Dashboard(BaseModel):
@@ -89,7 +59,7 @@ def md(value: object, limit: int = MAX_TEXT) -> str:
 
 
 def _explained(codes: list[str]) -> str:
-    return "; ".join(f"`{code}`: {EXPLAIN.get(code, 'see the cycle evidence')}" for code in codes)
+    return "; ".join(f"`{code}`: {explain(code)}" for code in codes)
 
 
 def _decision(result: GuardrailResult) -> list[str]:

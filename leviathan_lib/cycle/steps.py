@@ -31,6 +31,7 @@ from leviathan_lib.core.guardrails import (
 from leviathan_lib.core.names import agent_branch
 from leviathan_lib.cycle.repo_reader import RepoUnreachable, read_at_branch, read_at_commit
 from leviathan_lib.evidence.records import (
+    ApprovalEvidence,
     AttemptEvidence,
     CheckEvidence,
     CycleRecord,
@@ -187,13 +188,15 @@ def _executor_problem(task: Task, recipes: dict[str, Any], recipes_problem: str 
 
 
 def guardrail_inputs(ledger: Ledger) -> tuple[list[AttemptRecord], list[ClosedPR]]:
-    """The ledger as the guardrails' typed inputs (its recent attempts oldest first, closed PRs); the
-    attempts per task are ``ledger.attempt_counts``. Only a refresh is a ``continued_pr`` attempt for them:
-    a review-feedback attempt is the task's next attempt like any other."""
+    """The ledger as the guardrails' typed inputs (its recent attempts oldest first; closed PRs, then human
+    rejections); the attempts per task are ``ledger.attempt_counts``. Only a refresh is a ``continued_pr``
+    attempt for them: a review-feedback attempt is the task's next attempt like any other."""
     attempts = sorted((AttemptRecord(task_id=a.task_id, outcome=a.outcome, finished_at=a.finished_at,
                                      cost_usd=a.cost_usd, continued_pr=a.continue_why == REFRESH_WHY)
                        for a in ledger.recent_attempts), key=lambda a: a.finished_at)
-    return attempts, [ClosedPR(task_id=c.task_id, task_hash=c.task_hash) for c in ledger.closed_prs]
+    closed = [ClosedPR(task_id=c.task_id, task_hash=c.task_hash) for c in ledger.closed_prs]
+    rejected = [ClosedPR(task_id=c.task_id, task_hash=c.task_hash, by_human_gate=True) for c in ledger.rejected]
+    return attempts, closed + rejected
 
 
 def new_attempt_counts(counts: dict[str, int] | None, refreshes: dict[str, int] | None) -> dict[str, int] | None:
@@ -310,6 +313,7 @@ def build_record(
     guard: GuardrailResult | None,
     attempt: AttemptEvidence | None,
     failure: CycleError | None = None,
+    approval: ApprovalEvidence | None = None,
 ) -> CycleRecord:
     """Assemble the cycle record from whatever the earlier tasks left (any of them may be missing)."""
     record = CycleRecord(
@@ -319,7 +323,7 @@ def build_record(
         pr_sync=guard.pr_sync if guard else [], lifecycle=guard.lifecycle if guard else [],
         dashboard=guard.dashboard if guard else None,
         repo_url=read.repo_url if read else None, branch=read.branch if read else None,
-        commit_sha=read.commit_sha if read else None, attempt=attempt,
+        commit_sha=read.commit_sha if read else None, attempt=attempt, approval=approval,
     )
     stop = _stopped_early(read, guard, failure)
     if stop is not None:

@@ -23,23 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from leviathan_lib.core.errors import CodedError
-from leviathan_lib.core.names import TASK_PLAN, TASK_RECORD_EVIDENCE, XCOM_RECORD, dag_id
+from leviathan_lib.core.names import RECORD_TASK_IDS, XCOM_RECORD, dag_id
+from leviathan_lib.core.reasons import explain
 from leviathan_lib.demo import create_demo_target
 
 DAG_ID = dag_id("demo")
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
 
-#: Plain-words explanations of the task-level reason codes, for the demo's summary.
-EXPLAIN = {
-    "not_ready": "not marked ready: true by a human",
-    "status_not_pending": "status is not pending: already delivered or in progress",
-    "dependencies_incomplete": "depends on a task that is not completed yet",
-    "scope_violation": "its allowed_paths leave the target's allowed_path_prefixes",
-    "attempts_exhausted": "max attempts reached",
-    "pr_open_for_task": "already has an open pull request",
-    "invalid_task": "the task entry is invalid: see the plan task log",
-    "pr_closed_unchanged": "a human closed its PR; waits until its definition changes",
-}
 
 
 class DemoError(CodedError):
@@ -200,8 +190,8 @@ class Api:
             return json.loads(response.read() or b"null")
 
     def cycle_record(self, dag: str, run_id: str) -> dict[str, Any]:
-        """A finished run's cycle record: the ``record`` XCom of ``record_evidence`` or, on a skip, of ``plan``."""
-        for task_id in (TASK_RECORD_EVIDENCE, TASK_PLAN):
+        """A finished run's cycle record: the ``record`` XCom of ``record_evidence``, ``plan`` (a skip) or a gate."""
+        for task_id in RECORD_TASK_IDS:
             path = f"/api/v2/dags/{dag}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{XCOM_RECORD}"
             try:
                 value = self.call("GET", path + "?deserialize=true")["value"]
@@ -256,7 +246,7 @@ def summarize(record: dict[str, Any]) -> list[str]:
             else:
                 lines.append(f"  task {verdict['id']}: eligible")
         else:
-            why = "; ".join(EXPLAIN.get(r, r) for r in verdict["reasons"])
+            why = "; ".join(explain(r) for r in verdict["reasons"])
             lines.append(f"  task {verdict['id']}: skipped: {', '.join(verdict['reasons'])} ({why})")
     if record["stopped_reason"] == "open_pr_limit":
         lines.append("The previous run's PR is still open (max_open_prs: 1): merge or close it to let the next "

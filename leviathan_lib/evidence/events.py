@@ -23,6 +23,7 @@ EventType = Literal[
     "pr.human_edited", "pr.branch_deleted", "pr.superseded", "pr.refresh_limit", "pr.refreshed", "pr.updated",
     "dashboard.created", "dashboard.updated", "dashboard.closed", "dashboard.update_failed",
     "pr.changes_requested", "pr.retry_command", "pr.feedback_ignored",
+    "attempt.rejected", "approval.approved", "approval.rejected",
     "breaker.opened",
     "breaker.reset", "autonomy.changed", "evidence.unreadable",
 ]
@@ -63,7 +64,8 @@ def _cycle_events(record: CycleRecord) -> list[tuple[str, datetime, dict[str, An
         out.append(("attempt.created", at, {**ident, "task_hash": attempt.task_hash, "backend": attempt.backend}))
         out.append(("attempt.started", attempt.started_at or at, ident))
         outcome = attempt.outcome or "failed"
-        kind = {"succeeded": "attempt.succeeded", "timed_out": "attempt.timed_out"}.get(outcome, "attempt.failed")
+        kind = {"succeeded": "attempt.succeeded", "timed_out": "attempt.timed_out",
+                "rejected_by_human": "attempt.rejected"}.get(outcome, "attempt.failed")
         out.append((kind, attempt.finished_at or at, {
             **ident, "outcome": outcome, "error_code": attempt.error_code, "changed_paths": attempt.changed_paths,
         }))
@@ -74,6 +76,9 @@ def _cycle_events(record: CycleRecord) -> list[tuple[str, datetime, dict[str, An
             out.append((kind, attempt.finished_at or at,
                         {**ident, "number": attempt.pr_number, "url": attempt.pr_url, "head_sha": attempt.pr_head_sha,
                          "why": attempt.continue_why, "note": attempt.delivery_note}))
+    if record.approval is not None:
+        decided = record.approval
+        out.append((f"approval.{decided.choice}", decided.at or at, decided.model_dump(mode="json")))
     if record.breaker_opened:
         out.append(("breaker.opened", at, {"after_task": attempt.task_id if attempt else None}))
     return out

@@ -26,10 +26,10 @@ BUDGET_WINDOW = timedelta(hours=24)
 #: The fixed vocabularies running totals (and the metrics) count by; anything else counts as ``other``.
 DECISIONS = ("run", "skip", "error")
 REASONS = (*(code.value for code in ReasonCode), "other")
-OUTCOMES = ("succeeded", "failed", "timed_out", "rejected_by_guardrail", "other")
+OUTCOMES = ("succeeded", "failed", "timed_out", "rejected_by_guardrail", "rejected_by_human", "other")
 DURATION_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
 
-Outcome = Literal["succeeded", "failed", "timed_out", "rejected_by_guardrail"]
+Outcome = Literal["succeeded", "failed", "timed_out", "rejected_by_guardrail", "rejected_by_human"]
 
 
 def evidence_asset_uri(target_id: str) -> str:
@@ -78,6 +78,23 @@ class AttemptEvidence(BaseModel):
     continue_start: Literal["base", "branch"] | None = None
     #: What went wrong after the push (``pr_body_not_updated: ...``): the PR holds ``pr_head_sha`` regardless.
     delivery_note: str = ""
+
+
+class ApprovalEvidence(BaseModel):
+    """A human approval gate's decision (``approval: plan | pull_request``): what was asked, who answered, when."""
+
+    gate: Literal["plan", "pull_request"]
+    task_id: str
+    task_hash: str
+    choice: Literal["approved", "rejected"]
+    #: ``human``: someone answered; ``timeout``: nobody did within ``approval_timeout_seconds`` (a rejection).
+    reason: Literal["human", "timeout"]
+    #: The Airflow user id and name of whoever answered (None on a timeout).
+    by: str | None = None
+    by_name: str | None = None
+    at: datetime | None = None
+    #: Who was allowed to answer (``approval_assignees``; empty: anyone with access to the DAG's actions).
+    assignees: list[str] = Field(default_factory=list)
 
 
 class PrStateChange(BaseModel):
@@ -259,6 +276,8 @@ class Ledger(BaseModel):
     open_prs: list[LedgerPR] = Field(default_factory=list)
     #: The latest closure without merge per task (only the latest counts), in closing order.
     closed_prs: list[LedgerClosed] = Field(default_factory=list)
+    #: Attempts a human rejected at an approval gate: like a closed PR, the task waits for a new definition.
+    rejected: list[LedgerClosed] = Field(default_factory=list)
     breaker_reset_at: datetime | None = None
     #: When the newest PRs were opened (at most :data:`RECENT_PRS`, oldest first), for ``max_prs_per_hour``.
     prs_opened_at: list[datetime] = Field(default_factory=list)
@@ -308,11 +327,17 @@ class Ledger(BaseModel):
             if change.state == "closed" and change.task_hash:
                 closed = [c for c in closed if c.task_id != change.task_id]
                 closed.append(LedgerClosed(task_id=change.task_id, task_hash=change.task_hash))
-        ledger = self.model_copy(update={"open_prs": open_prs, "closed_prs": closed})
+        rejected = list(self.rejected)
+        if record.approval is not None and record.approval.choice == "rejected":  # the latest per task counts
+            rejected = [c for c in rejected if c.task_id != record.approval.task_id]
+            rejected.append(LedgerClosed(task_id=record.approval.task_id, task_hash=record.approval.task_hash))
+        ledger = self.model_copy(update={"open_prs": open_prs, "closed_prs": closed, "rejected": rejected})
         opened = list(self.prs_opened_at)
         attempt = record.attempt
         if attempt is not None and attempt.outcome is not None:
-            outcome = "failed" if attempt.outcome == "rejected_by_guardrail" else attempt.outcome
+            # A human rejection is no failure of the worker: it neither opens the breaker nor resets it.
+            outcome = {"rejected_by_guardrail": "failed", "rejected_by_human": "succeeded"}.get(
+                attempt.outcome, attempt.outcome)
             ledger = ledger.with_attempt(LedgerAttempt(
                 task_id=attempt.task_id, outcome=outcome, finished_at=attempt.finished_at or record.recorded_at,
                 cost_usd=attempt.cost_usd or 0.0, continued_pr=attempt.continued_pr,
@@ -438,6 +463,8 @@ class CycleRecord(BaseModel):
     logical_date: datetime | None = None
     pr_sync: list[PrStateChange] = Field(default_factory=list)
     lifecycle: list[LifecycleAction] = Field(default_factory=list)
+    #: The approval gate's decision, when the target has one and the cycle reached it.
+    approval: ApprovalEvidence | None = None
     dashboard: DashboardAction | None = None
     #: History as of the end of this cycle (None when the cycle stopped before its guardrails).
     ledger: Ledger | None = None

@@ -17,11 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Asset, AssetAlias, TriggerRule, task
+from airflow.sdk.definitions.deadline import DeadlineAlert
 
 from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE
 from leviathan_lib.core.config import TargetConfig, load_target, target_files
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.names import (
+    TASK_APPROVE_PLAN,
+    TASK_APPROVE_PULL_REQUEST,
     TASK_CONFIG_ERROR,
     TASK_CYCLE_OUTCOME,
     TASK_OPEN_PULL_REQUEST,
@@ -101,6 +104,7 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
     alias = evidence_alias(target.target_id)
     repo_url = target.repo_location(config_file)
     timeout = timedelta(seconds=target.attempt_timeout_seconds)
+    waits = timedelta(seconds=target.approval_timeout_seconds if target.approval != "none" else 0)
     config: dict[str, Any] = target.model_dump(mode="json")
 
     with DAG(
@@ -110,7 +114,8 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
-        dagrun_timeout=timeout + timedelta(minutes=15),
+        dagrun_timeout=timeout + waits + timedelta(minutes=15),
+        deadline=cycle_deadline(target, timeout + waits),
         default_args=DEFAULT_ARGS,
         tags=["leviathan", f"target:{target.target_id}", f"forge:{target.forge}"],
         doc_md=_doc(target, config_file),
@@ -118,9 +123,10 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
         params={},
     ) as dag:
         kubernetes = target.worker_backend == "kubernetes"
+        first = TASK_PREPARE_ATTEMPT if kubernetes else TASK_RUN_WORKER
         plan = task.branch(task_id=TASK_PLAN, inlets=[asset], outlets=[alias])(t.plan)(
             config=config, repo_url=repo_url, asset=asset, alias=alias, switch_variable=GLOBAL_SWITCH_VARIABLE,
-            run_task_id=TASK_PREPARE_ATTEMPT if kubernetes else TASK_RUN_WORKER,
+            run_task_id=TASK_APPROVE_PLAN if target.approval == "plan" else first,
         )
         start: XComArg | BaseOperator
         worker: XComArg | BaseOperator
@@ -142,9 +148,57 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
         )(config=config, asset=asset)
         outcome = task(task_id=TASK_CYCLE_OUTCOME, retries=0,
                        trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(t.cycle_outcome)()
-        plan >> [start, skip, outcome]
-        worker >> pr >> record >> outcome
+        pr >> record >> outcome
+        if target.approval == "none":
+            plan >> [start, skip, outcome]
+            worker >> pr
+            return dag
+        gate = _approval_gate(target, asset, alias, first)
+        gate >> outcome
+        if target.approval == "plan":
+            plan >> [gate, skip, outcome]
+            gate >> start
+            worker >> pr
+        else:
+            plan >> [start, skip, outcome]
+            worker >> gate >> pr
     return dag
+
+
+def _approval_gate(target: TargetConfig, asset: Asset, alias: AssetAlias, first: str) -> BaseOperator:
+    """The target's approval gate: after ``plan`` (it skips ``first`` on a rejection) or before the push."""
+    from leviathan_lib.orchestrator.approval import ApprovalGate  # the HITL operator: gated targets only
+
+    if target.approval == "plan":
+        return ApprovalGate(task_id=TASK_APPROVE_PLAN, gate="plan", target=target, asset=asset, alias=alias,
+                            skip_on_reject=[first])
+    return ApprovalGate(task_id=TASK_APPROVE_PULL_REQUEST, gate="pull_request", target=target, asset=asset,
+                        alias=alias, skip_on_reject=[TASK_OPEN_PULL_REQUEST])
+
+
+def cycle_deadline(target: TargetConfig, expected: timedelta) -> DeadlineAlert | None:
+    """An alert for a cycle that runs past its expected time, when ``[leviathan] deadline_notifier`` names
+    where to send it (None otherwise).
+
+    Expected: the attempt (and approval) timeout plus ``[leviathan] deadline_margin_seconds``, counted from
+    when the run was queued. The scheduler evaluates it; the callback runs on the executor and hands the
+    alert to the notifier. Opt-in, because Airflow 3.3.2's ``dag.test()`` cannot finish a DAG with a deadline.
+    """
+    from airflow.configuration import conf
+    from airflow.sdk.definitions.callback import SyncCallback
+    from airflow.sdk.definitions.deadline import DeadlineReference
+
+    from leviathan_lib.orchestrator.deadline import DEFAULT_MARGIN_SECONDS, deadline_missed
+
+    if not conf.get("leviathan", "deadline_notifier", fallback="").strip():
+        return None
+    margin = conf.getint("leviathan", "deadline_margin_seconds", fallback=DEFAULT_MARGIN_SECONDS)
+    interval = expected + timedelta(seconds=max(0, margin))
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=interval, name="leviathan_cycle_overrun",
+        callback=SyncCallback(deadline_missed, kwargs={"target_id": target.target_id,
+                                                       "expected_seconds": int(interval.total_seconds())}),
+    )
 
 
 def _safe_id(text: str) -> str:

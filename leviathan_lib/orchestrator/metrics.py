@@ -15,7 +15,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 DECISIONS = frozenset({"run", "skip", "error"})
-OUTCOMES = frozenset({"succeeded", "failed", "timed_out", "rejected_by_guardrail"})
+OUTCOMES = frozenset({"succeeded", "failed", "timed_out", "rejected_by_guardrail", "rejected_by_human"})
 
 
 @functools.cache

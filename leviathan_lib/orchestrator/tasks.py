@@ -17,13 +17,16 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.names import (
+    RECORD_TASK_IDS,
+    TASK_APPROVE_PLAN,
+    TASK_APPROVE_PULL_REQUEST,
     TASK_CYCLE_OUTCOME,
     TASK_OPEN_PULL_REQUEST,
     TASK_PLAN,
     TASK_PREPARE_ATTEMPT,
-    TASK_RECORD_EVIDENCE,
     TASK_RUN_WORKER,
     TASK_SKIP,
+    XCOM_APPROVAL,
     XCOM_GUARDRAILS,
     XCOM_PREPARED_AT,
     XCOM_READ,
@@ -39,7 +42,7 @@ if TYPE_CHECKING:
 
     from leviathan_lib.cycle.history import Event
     from leviathan_lib.cycle.steps import CycleError, GuardrailResult, ReadResult
-    from leviathan_lib.evidence.records import AttemptEvidence
+    from leviathan_lib.evidence.records import ApprovalEvidence, AttemptEvidence
 
 log = logging.getLogger("leviathan")
 
@@ -370,13 +373,13 @@ def open_pull_request(*, config: dict[str, Any]) -> dict[str, Any]:
 
 def _write_record(target: TargetConfig, *, read: ReadResult | None, guard: GuardrailResult | None,
                   attempt: AttemptEvidence | None, failure: CycleError | None,
-                  emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+                  emit: Callable[[dict[str, Any]], None], approval: ApprovalEvidence | None = None) -> dict[str, Any]:
     """Build the cycle's record, emit it as the evidence asset event and push it as the ``record`` XCom."""
     from leviathan_lib.cycle.steps import build_record
 
     context = get_current_context()
     record = build_record(target, dag_run_id=context["run_id"], run_type=_run_type(context["dag_run"]),
-                          read=read, guard=guard, attempt=attempt, failure=failure)
+                          read=read, guard=guard, attempt=attempt, failure=failure, approval=approval)
     payload = record.model_dump(mode="json")
     emit(payload)
     context["ti"].xcom_push(key=XCOM_RECORD, value=payload)
@@ -417,7 +420,19 @@ def record_evidence(*, config: dict[str, Any], asset: Asset) -> dict[str, Any]:
     def emit(payload: dict[str, Any]) -> None:
         context["outlet_events"][asset].extra = payload
 
-    return _write_record(target, read=read, guard=guard, attempt=attempt, failure=failure, emit=emit)
+    return _write_record(target, read=read, guard=guard, attempt=attempt, failure=failure, emit=emit,
+                         approval=_approval(ti))
+
+
+def _approval(ti: Any) -> ApprovalEvidence | None:
+    """The approval gate's decision, when the target has a gate and the cycle reached it."""
+    from leviathan_lib.evidence.records import ApprovalEvidence
+
+    for gate in (TASK_APPROVE_PLAN, TASK_APPROVE_PULL_REQUEST):
+        raw = ti.xcom_pull(task_ids=gate, key=XCOM_APPROVAL)
+        if raw:
+            return ApprovalEvidence.model_validate(raw)
+    return None
 
 
 def cycle_outcome() -> str:
@@ -425,8 +440,8 @@ def cycle_outcome() -> str:
     from leviathan_lib.cycle.outcome import cycle_failure
 
     ti = get_current_context()["ti"]
-    record = (ti.xcom_pull(task_ids=TASK_RECORD_EVIDENCE, key=XCOM_RECORD)
-              or ti.xcom_pull(task_ids=TASK_PLAN, key=XCOM_RECORD))
+    record = next((found for task_id in RECORD_TASK_IDS if (found := ti.xcom_pull(task_ids=task_id, key=XCOM_RECORD))),
+                  None)
     if not record:
         raise AirflowFailException("the cycle left no evidence record")
     failure = cycle_failure(record)

@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from leviathan_lib.control import breaker, fleet, switch, target_view
 from leviathan_lib.core.errors import CodedError
-from leviathan_lib.core.guardrails import ReasonCode
+from leviathan_lib.core.reasons import EXPLAIN
 from leviathan_lib.spider import URL_PREFIX
 from leviathan_lib.spider.auth import AdminUser, BearerCredentials, GetUserDep, csrf_token, is_admin, require_csrf
 from leviathan_lib.spider.auth import username as user_name
@@ -62,27 +62,7 @@ CSP = (f"default-src 'none'; style-src 'sha256-{_hash(STYLE)}'; script-src 'sha2
 #: POST, which the same-origin check must refuse. Links to other sites still carry no referrer.
 HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "SAMEORIGIN", "Referrer-Policy": "same-origin"}
 
-#: What each stable reason code means, for people (every ReasonCode has one: tests check it).
-REASON_TEXT = {
-    ReasonCode.AUTONOMY_DISABLED: "the global autonomy switch is off",
-    ReasonCode.FORGE_STATE_UNKNOWN: "the forge could not be read, so open PRs are unknown",
-    ReasonCode.OPEN_PR_LIMIT: "as many Leviathan PRs are open as max_open_prs allows: merge or close one",
-    ReasonCode.PR_HOURLY_LIMIT: "max_prs_per_hour PRs were opened in the last hour",
-    ReasonCode.CIRCUIT_BREAKER_OPEN: "too many failed attempts in a row: an admin must reset the breaker",
-    ReasonCode.LLM_BUDGET_EXHAUSTED: "the daily model budget (llm_daily_usd) is spent",
-    ReasonCode.NO_ELIGIBLE_TASK: "no task in the backlog may run now (see each task)",
-    ReasonCode.NOT_READY: "not marked ready: true by a human",
-    ReasonCode.STATUS_NOT_PENDING: "status is not pending: already delivered or in progress",
-    ReasonCode.DEPENDENCIES_INCOMPLETE: "depends on a task that is not completed yet",
-    ReasonCode.SCOPE_VIOLATION: "allowed_paths reach outside the target's scope",
-    ReasonCode.ATTEMPTS_EXHAUSTED: "max_attempts_per_task attempts already failed",
-    ReasonCode.PR_OPEN_FOR_TASK: "a Leviathan PR for this task is already open",
-    ReasonCode.INVALID_TASK: "the task entry is invalid (see the problems below)",
-    ReasonCode.PR_CLOSED_UNCHANGED: "a human closed its PR; it waits until the task definition changes",
-    ReasonCode.SANDBOX_UNAVAILABLE: "the recipe sandbox (bubblewrap) cannot be built on this machine",
-    ReasonCode.PROTECTED_PATH: "allowed_paths cover a path only humans change",
-}
-REASON_TEXT_BY_CODE = {str(code): text for code, text in REASON_TEXT.items()}
+REASON_TEXT_BY_CODE = {str(code): text for code, text in EXPLAIN.items()}
 
 #: The only messages a redirect can show (``?done=`` is a key here, never text from the request).
 NOTICES = {

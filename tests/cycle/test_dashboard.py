@@ -9,8 +9,7 @@ from markdown_it import MarkdownIt
 
 from leviathan_lib.cli.evidence import _row
 from leviathan_lib.core.config import parse_target
-from leviathan_lib.core.guardrails import ReasonCode
-from leviathan_lib.cycle.dashboard import EXPLAIN, MAX_BODY, MAX_TASKS, md, render
+from leviathan_lib.cycle.dashboard import MAX_BODY, MAX_TASKS, md, render
 from leviathan_lib.cycle.dashboard_sync import next_cycle, sync_dashboard
 from leviathan_lib.cycle.steps import CycleError, GuardrailResult, ReadResult, check_guardrails
 from leviathan_lib.evidence.events import events_from
@@ -77,10 +76,6 @@ def test_md_escapes_every_markdown_character_and_bounds_length():
     assert md("a*b_c`d~e|f<g>h[i]j(k)l!m#n\\o") == "a\\*b\\_c\\`d\\~e\\|f\\<g\\>h\\[i\\]j\\(k\\)l\\!m\\#n\\\\o"
     assert md("line one\nline two\r\n\tend") == "line one line two end"
     assert md("x" * 500, limit=10) == "x" * 9 + "…"
-
-
-def test_every_reason_code_is_explained():
-    assert set(EXPLAIN) == set(ReasonCode)
 
 
 def test_the_content_hash_ignores_who_wrote_it_and_when_but_not_the_state():

@@ -183,3 +183,41 @@ def test_a_thousand_target_files_some_broken_parse_within_the_import_timeout(tar
     for dag_id in errors:
         assert [t.task_id for t in dagbag.dags[dag_id].tasks] == [names.TASK_CONFIG_ERROR]
         assert dagbag.dags[dag_id].doc_md.count("bad") >= 1  # names its file
+
+
+def _gate_dag(tmp_path, approval: str):
+    from leviathan_lib.core.config import parse_target
+    from leviathan_lib.orchestrator.dag_factory import build_target_dag
+
+    text = f"target_id: gated\ntarget_repo_url: /r.git\napproval: {approval}\napproval_timeout_seconds: 3600\n"
+    return build_target_dag(parse_target(text, "gated.yaml"), tmp_path / "gated.yaml")
+
+
+def test_approval_none_keeps_the_graph_and_a_gate_sits_where_it_is_asked_for(tmp_path):
+    plain = _gate_dag(tmp_path, "none")
+    assert not {names.TASK_APPROVE_PLAN, names.TASK_APPROVE_PULL_REQUEST} & set(plain.task_dict)
+    assert plain.task_dict[names.TASK_PLAN].downstream_task_ids == {names.TASK_RUN_WORKER, names.TASK_SKIP,
+                                                                    names.TASK_CYCLE_OUTCOME}
+    plan = _gate_dag(tmp_path, "plan")
+    gate = plan.task_dict[names.TASK_APPROVE_PLAN]
+    assert type(gate).__name__ == "ApprovalGate" and gate.retries == 0
+    assert plan.task_dict[names.TASK_PLAN].downstream_task_ids == {names.TASK_APPROVE_PLAN, names.TASK_SKIP,
+                                                                   names.TASK_CYCLE_OUTCOME}
+    assert gate.downstream_task_ids == {names.TASK_RUN_WORKER, names.TASK_CYCLE_OUTCOME}
+    assert gate.defaults == ["Reject"] and gate.response_timeout.total_seconds() == 3600
+    assert [type(o).__name__ for o in gate.outlets] == ["AssetAlias"]  # an event only for a rejection
+    assert plain.dagrun_timeout.total_seconds() + 3600 == plan.dagrun_timeout.total_seconds()
+    pr = _gate_dag(tmp_path, "pull_request")
+    assert pr.task_dict[names.TASK_RUN_WORKER].downstream_task_ids == {names.TASK_APPROVE_PULL_REQUEST}
+    assert pr.task_dict[names.TASK_APPROVE_PULL_REQUEST].downstream_task_ids == {
+        names.TASK_OPEN_PULL_REQUEST, names.TASK_CYCLE_OUTCOME}
+
+
+def test_a_deadline_alert_only_when_a_notifier_is_configured(tmp_path, monkeypatch):
+    assert not _gate_dag(tmp_path, "none").deadline
+    monkeypatch.setenv("AIRFLOW__LEVIATHAN__DEADLINE_NOTIFIER", "leviathan_lib.orchestrator.deadline.DeadlineNotifier")
+    monkeypatch.setenv("AIRFLOW__LEVIATHAN__DEADLINE_MARGIN_SECONDS", "60")
+    [alert] = _gate_dag(tmp_path, "plan").deadline
+    assert alert.interval.total_seconds() == 900 + 3600 + 60  # attempt + approval timeout + margin
+    assert alert.callback.path == "leviathan_lib.orchestrator.deadline.deadline_missed"
+    assert alert.callback.kwargs == {"target_id": "gated", "expected_seconds": 4560}

@@ -16,7 +16,6 @@ import pytest
 from starlette.testclient import TestClient
 
 from leviathan_lib.core import names
-from leviathan_lib.core.guardrails import ReasonCode
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.evidence.records import evidence_asset_uri
 from tests.airflow_helpers import commit_file, evidence_record, run_cycle
@@ -99,12 +98,6 @@ def _hostile_backlog(repo: Path, work: Path) -> None:
     title: "later <b>bold</b>"
     ready: false
 """, "hostile titles")
-
-
-def test_every_reason_code_is_explained():
-    from leviathan_lib.spider.view import REASON_TEXT
-
-    assert set(REASON_TEXT) == set(ReasonCode)
 
 
 def test_csp_allows_only_the_view_s_own_style_and_script(viewer, targets_dir):
