@@ -65,7 +65,9 @@ class PrivatePostgres:
 
     def restart(self) -> None:
         """A fast restart: open connections are cut, as in a failover or a crash-restart."""
-        self._run(_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "restart")
+        # -l again: without it the server writes to pg_ctl's stdout and holds our pipe open.
+        self._run(_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.data / "server.log"), "-m", "fast", "-w",
+                  "-t", "60", "restart")
 
     def cpu_seconds(self) -> float:
         """CPU of the server and its backends so far (the database's share of a fleet's cost)."""
