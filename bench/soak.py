@@ -153,15 +153,16 @@ def _targets(base: Path, fake: Any, n: int, deliveries: int) -> dict[str, Path]:
     return repos
 
 
-def _evidence_check(stack: FleetStack) -> dict[str, Any]:
-    """One evidence record per finished run: counted in the database, each record validated."""
+def _evidence_check(stack: FleetStack, due_before: float) -> dict[str, Any]:
+    """One evidence record per finished run due before ``due_before``: counted in the database, each record
+    validated."""
     from leviathan_lib.evidence.records import CycleRecord
 
     conn = stack.pg.connect(stack.db)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT dag_id, run_id, state, start_date, end_date FROM dag_run "
-                        "WHERE dag_id LIKE 'leviathan\\_\\_%%'")
+                        "WHERE dag_id LIKE 'leviathan\\_\\_%%' AND run_after < to_timestamp(%s)", (due_before,))
             runs = cur.fetchall()
             cur.execute("SELECT e.source_dag_id, e.source_run_id, e.extra FROM asset_event e "
                         "JOIN asset a ON a.id = e.asset_id WHERE a.uri LIKE 'leviathan://targets/%%/evidence'")
@@ -173,6 +174,8 @@ def _evidence_check(stack: FleetStack) -> dict[str, Any]:
             retried = cur.fetchone()[0]
     finally:
         conn.close()
+    judged = {(d, r) for d, r, *_ in runs}
+    events = [e for e in events if (e[0], e[1]) in judged]
     per_run = Counter((dag, run) for dag, run, _ in events)
     invalid, reasons = 0, Counter()
     for _, _, extra in events:
@@ -218,17 +221,20 @@ def soak(minutes: float, n: int, deliveries: int, scheduler_every: float, merge_
             chaos.join(timeout=120)
             with fake.lock:
                 fake.faults.clear()
-            # Drain: pause everything, then wait for what is running to finish (bounded by the DAG timeout).
-            stack.call("PATCH", "/api/v2/dags?dag_id_pattern=leviathan__%25", {"is_paused": True})
+            # Drain: the runs due before now must all end (bounded by the DAG timeout); later ones are not
+            # judged. Pausing instead would freeze the running ones (a paused DAG's tasks are not scheduled).
+            drain_from = time.time()
             drain_deadline = time.monotonic() + 900
             while time.monotonic() < drain_deadline:
-                active = [r for r in stack.all_runs() if r["state"] in ("running", "queued")]
+                active = [r for r in stack.all_runs() if r["state"] in ("running", "queued")
+                          and r.get("run_after") and iso_ts(r["run_after"]) < drain_from]
                 if not active:
                     break
                 time.sleep(10)
+            stack.call("PATCH", "/api/v2/dags?dag_id_pattern=leviathan__%25", {"is_paused": True})
             reviewer.stop_flag.set()
             reviewer.join(timeout=30)
-            evidence = _evidence_check(stack)
+            evidence = _evidence_check(stack, drain_from)
             stuck_after_s = (300 + 15 * 60)  # attempt_timeout_seconds + the factory's 15-minute margin
             now = time.time()
             stuck = [f"{d}/{r}" for d, r, state, start, _ in evidence.pop("runs")
@@ -242,7 +248,8 @@ def soak(minutes: float, n: int, deliveries: int, scheduler_every: float, merge_
         statuses = Counter(s for _, _, s, _ in fake.requests)
         return {
             "bench": "soak", "minutes": minutes, "targets": n, "delivering_targets": deliveries,
-            "started_at": started, "chaos": chaos.log, "chaos_errors": chaos.errors, "restarts": restarts,
+            "started_at": started, "judged_runs_due_before": drain_from,
+            "chaos": chaos.log, "chaos_errors": chaos.errors, "restarts": restarts,
             "github_requests": len(fake.requests), "github_by_status": {str(k): v for k, v in statuses.items()},
             "github_spec_errors": fake.errors[:20], "prs_opened": len(pulls),
             "prs_merged_by_reviewer": reviewer.merged, "reviewer_errors": reviewer.errors[:20],
