@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG, Asset, AssetAlias, TriggerRule, task
+from airflow.sdk import DAG, Asset, AssetAlias, TriggerRule, literal, task
 
 from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE
 from leviathan_lib.core.config import TargetConfig, load_target, target_files
@@ -99,9 +99,11 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
 
     asset = evidence_asset(target.target_id)
     alias = evidence_alias(target.target_id)
-    repo_url = target.repo_location(config_file)
+    repo_url: Any = literal(target.repo_location(config_file))
     timeout = timedelta(seconds=target.attempt_timeout_seconds)
-    config: dict[str, Any] = target.model_dump(mode="json")
+    # Literal: the target file's strings are never Jinja templates (no "{{ conn... }}" in a PR label), and
+    # the task runner need not compile each of them as one before every task.
+    config: Any = literal(target.model_dump(mode="json"))
 
     with DAG(
         dag_id=target.dag_id,
