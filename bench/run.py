@@ -108,9 +108,10 @@ def table(results: dict[str, Any]) -> str:
                      f"| {_s(row['baseline_s'])} {row['baseline_dag']} | {_r(row)} | – "
                      f"| median trigger → run end: {ends} s |")
     idle_cpu = results.get("idle_cpu")
-    if idle_cpu:
-        raw, net = idle_cpu["ratio_raw"], idle_cpu["ratio_net"]
-        lines.append(f"| 8b idle cycle CPU (whole stack) | skip cycle | {_s(idle_cpu['idle_cycle_cpu_s'], 1, 'CPU-s')} "
+    for subject in (v for v in (idle_cpu or {}).values() if isinstance(v, dict) and "ratio_raw" in v):
+        raw, net = subject["ratio_raw"], subject["ratio_net"]
+        lines.append(f"| 8b idle cycle CPU (whole stack) | {subject['idle_because']} "
+                     f"| {_s(subject['idle_cycle_cpu_s'], 1, 'CPU-s')} "
                      f"| {_s(idle_cpu['floor_cpu_s'], 1, 'CPU-s')} one no-op @task | {raw['min']:.2f} / "
                      f"{raw['median']:.2f} | ≤ 1.5 | net of background: {net['min']:.2f} / {net['median']:.2f} |")
     many = results.get("many_targets")

@@ -7,13 +7,20 @@
 5. Many targets: N targets with autonomy off on one cron; unpause them all, then for the runs of the
    first full interval report the lag ``start_date - run_after`` and whether each finished within it.
 8(b). Idle cycle at the floor: the CPU the whole stack (every process of api-server, scheduler with its
-   executor's task processes, dag-processor) spends on one idle Leviathan cycle (autonomy off: the
-   skip path) against one run of a DAG with a single no-op ``@task`` (the floor), runs alternating.
-   Reported raw and net of the stack's background rate measured over a quiet window.
+   executor's task processes, dag-processor) spends on one idle Leviathan cycle against one run of a DAG
+   with a single no-op ``@task`` (the floor), runs alternating. Two idle cycles: autonomy off, and the
+   open-PR limit reached (a PR of the target open on the local forge: production's common idle case).
+   Reported raw and net of the stack's background rate measured over a quiet window, per component too.
+
+The stack runs on SQLite (the embedded default) or, with ``--db postgresql``, on a PostgreSQL database
+of its own (``tests/metadata_db.py``: created for the run, dropped after). Its processes write and use
+bytecode caches (under the run's folder) as an installed package does, whatever the caller's
+``PYTHONDONTWRITEBYTECODE``: a task process forked without them compiles Leviathan's sources every time.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -83,7 +90,10 @@ def _ts(text: str) -> float:
 class _Airflow:
     """A real stack on a throw-away folder, with a dags folder of our own."""
 
-    def __init__(self, base: Path, dag_files: dict[str, str], targets: dict[str, str]):
+    def __init__(self, base: Path, dag_files: dict[str, str], targets: dict[str, str], db: str = "sqlite",
+                 own_repo: dict[str, str] | None = None):
+        """``targets``: target id → cron, autonomy off, on one shared repository; ``own_repo``: target id →
+        extra target-file lines, for targets with a repository (and so a local forge) of their own."""
         from leviathan_lib.demo import create_demo_repo
         from leviathan_lib.demo.runner import Api, Stack, _environment
 
@@ -96,13 +106,27 @@ class _Airflow:
             (dags / name).write_text(text, encoding="utf-8")
         bare = create_demo_repo(base / "repos" / "bench.git")
         for tid, schedule in targets.items():
+            extra, repo = "autonomy_enabled: false\n", bare
+            if own_repo and tid in own_repo:
+                extra, repo = own_repo[tid], create_demo_repo(base / "repos" / f"{tid}.git")
             (target_dir / f"{tid}.yaml").write_text(
-                f"target_id: {tid}\ntarget_repo_url: {bare}\nautonomy_enabled: false\n"
+                f"target_id: {tid}\ntarget_repo_url: {repo}\n{extra}"
                 f'schedule_cron: "{schedule}"\nschedule_jitter: false\nforge: local\nworker_backend: local\n',
                 encoding="utf-8")  # one cron for all, unspread: the herd benchmark 5 measures
+        self.repos = base / "repos"
         env = _environment(base, self.port)
         env.update(AIRFLOW__CORE__DAGS_FOLDER=str(dags), LEVIATHAN_TARGETS_DIR=str(target_dir),
-                   AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5")
+                   AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5", PYTHONPYCACHEPREFIX=str(base / "pycache"))
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        self.database = None
+        if db == "postgresql":
+            from tests.metadata_db import PostgresDatabase
+
+            self.database = PostgresDatabase.for_this_run()
+            self.database.create()
+            env.update(self.database.airflow_env())
+        elif db != "sqlite":
+            raise ValueError(f"--db {db!r}: expected sqlite or postgresql")
         subprocess.run([PYTHON, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True,
                        timeout=300)
         self.base, self.env = base, env
@@ -124,6 +148,8 @@ class _Airflow:
 
     def __exit__(self, *exc) -> None:
         self.stack.stop()
+        if self.database is not None:
+            self.database.drop()
 
     def wait_dags(self, dag_ids: list[str], timeout: float) -> None:
         from leviathan_lib.demo.runner import _wait
@@ -164,22 +190,28 @@ class _Airflow:
 
     def cpu_seconds(self) -> float:
         """CPU used so far by every process of the stack, reaped children included (psutil)."""
+        return sum(self.cpu_by_component().values())
+
+    def cpu_by_component(self) -> dict[str, float]:
+        """CPU used so far by each component's processes (a scheduler's include its task processes)."""
         import psutil
 
-        total = 0.0
-        for proc in self.stack.procs.values():
+        totals = {}
+        for name, proc in self.stack.procs.items():
+            total = 0.0
             try:
                 root = psutil.Process(proc.pid)
                 family = [root, *root.children(recursive=True)]
             except psutil.NoSuchProcess:
-                continue
+                family = []
             for member in family:
                 try:
                     t = member.cpu_times()
                 except psutil.NoSuchProcess:
                     continue
                 total += t.user + t.system + t.children_user + t.children_system
-        return total
+            totals[name] = total
+        return totals
 
 
 def cycle_overhead(quick: bool) -> list[dict[str, Any]]:
@@ -207,41 +239,80 @@ def cycle_overhead(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def idle_cpu(repeats: int) -> dict[str, Any]:
+#: The idle cycles 8(b) measures: target id → what keeps it idle (its target-file lines, on its own repo).
+IDLE_TARGETS = {
+    "bench": ("autonomy off", "autonomy_enabled: false\n"),
+    "benchpr": ("open-PR limit reached", "autonomy_enabled: true\nmax_open_prs: 1\n"),
+}
+
+
+def _open_agent_pr(repo: Path) -> None:
+    """One open ``agent/`` PR on the local forge of ``repo``: with ``max_open_prs: 1`` the limit is reached."""
+    from leviathan_lib.forge.local import LocalForge
+    from leviathan_lib.git.runner import run_git
+
+    run_git(["--git-dir", str(repo), "update-ref", "refs/heads/agent/bench-1", "refs/heads/main"])
+    LocalForge(repo).create_pr(head="agent/bench-1", base="main", title="bench: an open PR",
+                               body="Keeps the target's open-PR limit reached.")
+
+
+def idle_cpu(repeats: int, db: str = "sqlite") -> dict[str, Any]:
     """8(b): stack CPU per idle Leviathan cycle over stack CPU per one-no-op-task run (target <= 1.5)."""
-    subject_id, floor_id = names.dag_id("bench"), "bench_floor"
+    subjects = {names.dag_id(t): label for t, (label, _) in IDLE_TARGETS.items()}
+    floor_id = "bench_floor"
+    dag_ids = [*subjects, floor_id]
     with tempfile.TemporaryDirectory(prefix="leviathan-bench-idle-") as tmp, \
-            _Airflow(Path(tmp), {"bench_baselines.py": BASELINES}, {"bench": "0 0 1 1 *"}) as af:
-        af.wait_dags([subject_id, floor_id], 240)
-        for dag_id in (subject_id, floor_id):
+            _Airflow(Path(tmp), {"bench_baselines.py": BASELINES}, dict.fromkeys(IDLE_TARGETS, "0 0 1 1 *"), db=db,
+                     own_repo={t: extra for t, (_, extra) in IDLE_TARGETS.items()}) as af:
+        _open_agent_pr(af.repos / "benchpr.git")
+        af.wait_dags(dag_ids, 240)
+        for dag_id in dag_ids:
             af.api.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
         time.sleep(3)
-        af.wait_idle(subject_id, 300)
-        af.cycle(subject_id)  # warm-up: the first task processes pay cold caches
-        af.cycle(floor_id)
+        for dag_id in subjects:
+            af.wait_idle(dag_id, 300)
+        for dag_id in dag_ids:
+            af.cycle(dag_id)  # warm-up: the first task processes pay cold caches and write bytecode
+        load = os.getloadavg()
         quiet_start, quiet_cpu = time.monotonic(), af.cpu_seconds()
         time.sleep(20)
         background = (af.cpu_seconds() - quiet_cpu) / (time.monotonic() - quiet_start)
-        raw: dict[str, list[float]] = {subject_id: [], floor_id: []}
-        net: dict[str, list[float]] = {subject_id: [], floor_id: []}
+        raw: dict[str, list[float]] = {d: [] for d in dag_ids}
+        net: dict[str, list[float]] = {d: [] for d in dag_ids}
+        parts: dict[str, list[dict[str, float]]] = {d: [] for d in dag_ids}
         for i in range(repeats):
-            for dag_id in (subject_id, floor_id) if i % 2 == 0 else (floor_id, subject_id):
-                start, cpu = time.monotonic(), af.cpu_seconds()
+            for dag_id in dag_ids if i % 2 == 0 else list(reversed(dag_ids)):
+                start, cpu = time.monotonic(), af.cpu_by_component()
                 af.cycle(dag_id)
                 time.sleep(2)  # let the executor reap the task processes and the scheduler settle
-                used, wall = af.cpu_seconds() - cpu, time.monotonic() - start
+                after, wall = af.cpu_by_component(), time.monotonic() - start
+                used = sum(after.values()) - sum(cpu.values())
                 raw[dag_id].append(used)
                 net[dag_id].append(max(0.0, used - background * wall))
-        states = {t["task_id"]: t["state"] for t in af.api.call(
-            "GET", f"/api/v2/dags/{subject_id}/dagRuns/{af.runs(subject_id)[-1]['dag_run_id']}/taskInstances"
-        )["task_instances"]}
-    subject_raw, floor_raw = summary(raw[subject_id]), summary(raw[floor_id])
-    subject_net, floor_net = summary(net[subject_id]), summary(net[floor_id])
-    return {"bench": "idle_cpu", "repeats": repeats, "background_cpu_per_s": background,
-            "idle_cycle_task_states": states,
-            "idle_cycle_cpu_s": subject_raw, "floor_cpu_s": floor_raw, "ratio_raw": ratio(subject_raw, floor_raw),
-            "idle_cycle_net_cpu_s": subject_net, "floor_net_cpu_s": floor_net,
-            "ratio_net": ratio(subject_net, floor_net)}
+                parts[dag_id].append({k: round(after[k] - cpu.get(k, 0.0), 3) for k in after})
+        checked = {}
+        for dag_id in subjects:  # what each idle cycle decided (the plan task's record), after measuring
+            run = af.runs(dag_id)[-1]
+            states = {t["task_id"]: t["state"] for t in af.api.call(
+                "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]}
+            record = af.api.cycle_record(dag_id, run["dag_run_id"])
+            checked[dag_id] = {"task_states": states, "stopped_reason": record["stopped_reason"]}
+            if states.get(names.TASK_SKIP) != "success":
+                raise RuntimeError(f"{dag_id} did not skip: {states} {record['stopped_reason']}")
+    def run_bound(dag_id: str) -> dict[str, Any]:  # the dag-processor re-parses on its own clock, not per run
+        return summary([p["api-server"] + p["scheduler"] for p in parts[dag_id]])
+
+    floor_raw, floor_net = summary(raw[floor_id]), summary(net[floor_id])
+    result: dict[str, Any] = {"bench": "idle_cpu", "db": db, "repeats": repeats, "load_average_at_start": load,
+                              "background_cpu_per_s": background, "floor_cpu_s": floor_raw,
+                              "floor_net_cpu_s": floor_net, "floor_cpu_by_component": parts[floor_id]}
+    for dag_id, label in subjects.items():
+        subject_raw, subject_net = summary(raw[dag_id]), summary(net[dag_id])
+        result[dag_id] = {"idle_because": label, **checked[dag_id], "idle_cycle_cpu_s": subject_raw,
+                          "ratio_raw": ratio(subject_raw, floor_raw), "idle_cycle_net_cpu_s": subject_net,
+                          "ratio_net": ratio(subject_net, floor_net), "cpu_by_component": parts[dag_id],
+                          "ratio_scheduler_and_api_server": ratio(run_bound(dag_id), run_bound(floor_id))}
+    return result
 
 
 def many_targets(n: int, interval_minutes: int, timeout_s: float) -> dict[str, Any]:
@@ -281,4 +352,7 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description="bench 8(b): idle-cycle CPU vs a one-no-op-task DAG")
     parser.add_argument("--repeats", type=int, default=5)
-    print(json.dumps(idle_cpu(parser.parse_args().repeats), indent=2))
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="metadata DB: SQLite (the embedded default) or a PostgreSQL database of the run's own")
+    args = parser.parse_args()
+    print(json.dumps(idle_cpu(args.repeats, args.db), indent=2))

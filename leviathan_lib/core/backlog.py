@@ -55,6 +55,8 @@ def _ref_safe(name: str) -> str:
 
 #: Task ids become branch names (``agent/<id>/<attempt>``), so they must be git-ref safe.
 TaskId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"), AfterValidator(_ref_safe)]
+#: Recipe names share the task-id alphabet so they are safe in logs, branch names and file names.
+RecipeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
 PRIORITY_RANK = {"high": 0, "medium": 1, "low": 2}
 PENDING_STATUSES = {None, "pending"}
 DONE_STATUSES = {"completed", "done"}

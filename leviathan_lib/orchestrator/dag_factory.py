@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG, Asset, AssetAlias, TriggerRule, task
+from airflow.sdk import DAG, Asset, AssetAlias, TriggerRule, literal, task
 from airflow.sdk.definitions.deadline import DeadlineAlert
 
 from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE
@@ -102,10 +102,12 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
 
     asset = evidence_asset(target.target_id)
     alias = evidence_alias(target.target_id)
-    repo_url = target.repo_location(config_file)
+    repo_url: Any = literal(target.repo_location(config_file))
     timeout = timedelta(seconds=target.attempt_timeout_seconds)
     waits = timedelta(seconds=target.approval_timeout_seconds if target.approval != "none" else 0)
-    config: dict[str, Any] = target.model_dump(mode="json")
+    # Literal: the target file's strings are never Jinja templates (no "{{ conn... }}" in a PR label), and
+    # the task runner need not compile each of them as one before every task.
+    config: Any = literal(target.model_dump(mode="json"))
 
     with DAG(
         dag_id=target.dag_id,

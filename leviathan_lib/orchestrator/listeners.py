@@ -4,10 +4,15 @@ They run inside the scheduler and every task process, so they must be cheap and 
 each hook only formats a counter name from fixed parts and sends one UDP datagram (or nothing when
 StatsD is off). If the StatsD agent, Spider or any event consumer is down, the datagram is lost and
 the cycle goes on. The durable event stream is the evidence in the metadata DB, not this.
+
+``on_starting`` in an Airflow job (scheduler, dag-processor, triggerer; never in a task process) imports
+what an idle cycle's ``plan`` runs, once, before the scheduler forks its LocalExecutor workers: every task
+process forked from them starts with those modules (copy-on-write) instead of importing them again.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 from typing import Any
@@ -20,6 +25,32 @@ log = logging.getLogger(__name__)
 
 #: Only ids that are safe as a StatsD name segment become one.
 TARGET_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+#: The Airflow-free modules of an idle cycle (no I/O at import); Airflow's own are left to Airflow.
+PRELOAD = (
+    "leviathan_lib.cycle.check",
+    "leviathan_lib.cycle.history",
+    "leviathan_lib.cycle.outcome",
+    "leviathan_lib.cycle.read",
+    "leviathan_lib.cycle.replay",
+    "leviathan_lib.cycle.protected",
+    "leviathan_lib.core.autonomy",
+    "leviathan_lib.core.paths",
+    "leviathan_lib.worker.recipes",
+)
+
+
+@hookimpl
+def on_starting(component: Any) -> None:
+    """In a job process only (a task process's component is the task runner's marker): preload."""
+    if type(component).__name__ != "Job":
+        return
+    try:
+        for name in PRELOAD:
+            importlib.import_module(name)
+    except Exception:  # the task process imports what is missing; never break the scheduler
+        log.warning("Leviathan could not preload its cycle modules", exc_info=True)
 
 
 def _target(dag_id: str | None) -> str | None:

@@ -126,6 +126,8 @@ def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAli
     asset event only for what the task adds to it, so a ``plan`` that chose an attempt emits nothing and
     ``record_evidence`` writes that cycle's single record. A skip for an error branches to
     ``cycle_outcome``, which fails the run; a plain skip branches to the ``skip`` EmptyOperator.
+    A skip pushes one XCom (the record); the read and the guardrail result are pushed for the tasks that
+    use them: the attempt's, and ``record_evidence`` when ``plan`` fails after its read.
     """
     from leviathan_lib.cycle.check import check_cycle
     from leviathan_lib.cycle.history import history_window
@@ -135,22 +137,27 @@ def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAli
     ti, run_id = context["ti"], context["run_id"]
     target = _target(config)
     read = _read(target, repo_url, context["dag_run"])
-    ti.xcom_push(key=XCOM_READ, value=read.model_dump(mode="json"))
-    window = history_window(_InletEvents(context["inlet_events"], asset), run_id, read.as_of)
-    enabled, switch_detail = _global_switch(switch_variable)
-    result = check_cycle(target, read, history=window.history, ledger=window.ledger, run_id=run_id,
-                         repo_url=repo_url, global_autonomy=enabled, totals=window.totals)
-    _log_decision(result, read, switch_detail)
-    result.dashboard = _dashboard(target, read, result, run_id=run_id, dag_run=context["dag_run"],
-                                  repo_url=repo_url)
-    ti.xcom_push(key=XCOM_GUARDRAILS, value=result.model_dump(mode="json"))
-    if result.attempt:
-        return [run_task_id, TASK_CYCLE_OUTCOME]  # cycle_outcome waits for record_evidence
+    read_xcom = read.model_dump(mode="json")  # as read: check_cycle may add the history's error to it
+    result: GuardrailResult | None = None
+    try:
+        window = history_window(_InletEvents(context["inlet_events"], asset), run_id, read.as_of)
+        enabled, switch_detail = _global_switch(switch_variable)
+        result = check_cycle(target, read, history=window.history, ledger=window.ledger, run_id=run_id,
+                             repo_url=repo_url, global_autonomy=enabled, totals=window.totals)
+        _log_decision(result, read, switch_detail)
+        result.dashboard = _dashboard(target, read, result, run_id=run_id, dag_run=context["dag_run"],
+                                      repo_url=repo_url)
+        if result.attempt:
+            _push_plan(ti, read_xcom, result)
+            return [run_task_id, TASK_CYCLE_OUTCOME]  # cycle_outcome waits for record_evidence
 
-    def emit(payload: dict[str, Any]) -> None:
-        context["outlet_events"][alias].add(asset, extra=payload)
+        def emit(payload: dict[str, Any]) -> None:
+            context["outlet_events"][alias].add(asset, extra=payload)
 
-    record = _write_record(target, read=read, guard=result, attempt=None, failure=None, emit=emit)
+        record = _write_record(target, read=read, guard=result, attempt=None, failure=None, emit=emit)
+    except BaseException:  # a timeout too
+        _push_plan(ti, read_xcom, result)  # record_evidence records the failure with what plan had
+        raise
     return [TASK_CYCLE_OUTCOME] if cycle_failure(record) else [TASK_SKIP]
 
 
@@ -165,6 +172,12 @@ def _dashboard(target: TargetConfig, read: ReadResult, result: GuardrailResult, 
     written_at = getattr(dag_run, "run_after", None) or datetime.now(UTC)
     return sync_dashboard(target, read, result, run_id=run_id, written_at=written_at,
                           open_forge=lambda: open_forge(target.forge, repo_url, target.forge_conn_id))
+
+
+def _push_plan(ti: Any, read_xcom: dict[str, Any], result: GuardrailResult | None) -> None:
+    ti.xcom_push(key=XCOM_READ, value=read_xcom)
+    if result is not None:
+        ti.xcom_push(key=XCOM_GUARDRAILS, value=result.model_dump(mode="json"))
 
 
 def _log_decision(result: GuardrailResult, read: Any, switch_detail: str) -> None:

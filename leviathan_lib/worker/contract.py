@@ -23,12 +23,11 @@ from pydantic import (
     model_validator,
 )
 
+from leviathan_lib.core.backlog import RecipeName
 from leviathan_lib.core.names import require_agent_branch
 from leviathan_lib.core.repo_url import RepoUrlError, parse_repo_url
 from leviathan_lib.core.scope import ScopeViolation, path_segments
 
-#: Recipe names share the task-id alphabet so they are safe in logs, branch names and file names.
-RecipeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
 CommitSha = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{40}$")]
 #: Timestamps accept ISO 8601 strings even in strict mode: a result read back from an XCom is a dict.
 Timestamp = Annotated[AwareDatetime, Field(strict=False)]

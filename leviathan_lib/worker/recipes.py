@@ -45,14 +45,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from leviathan_lib.core.backlog import RecipeName
 from leviathan_lib.core.errors import Problem, ValidationFailed
 from leviathan_lib.core.yamlsrc import field_name, line_of, load_yaml
-from leviathan_lib.worker.contract import RecipeName
-from leviathan_lib.worker.sandbox import Sandbox
+
+if TYPE_CHECKING:  # plan checks recipes without importing the sandbox
+    from leviathan_lib.worker.sandbox import Sandbox
 
 #: Bytes of each stream kept in the result: enough to diagnose, small enough for an XCom.
 TAIL_BYTES = 4096

@@ -111,7 +111,7 @@ def test_deployment_defaults_fill_only_keys_a_target_file_leaves_out(tmp_path, t
     dags = build_all(targets_dir)
 
     def effective(dag_id: str) -> dict:
-        return dags[dag_id].task_dict[names.TASK_PLAN].op_kwargs["config"]
+        return dags[dag_id].task_dict[names.TASK_PLAN].op_kwargs["config"].value
 
     assert effective(names.dag_id("plain"))["worker_image"] == "123.dkr.ecr.example/leviathan-worker:0.1.0"
     assert effective(names.dag_id("explicit"))["worker_image"] == "ghcr.io/acme/worker:2"
@@ -139,6 +139,25 @@ def test_target_values_are_escaped_in_the_dag_doc(tmp_path):
     # The values still read as written.
     assert "/srv/a`&lt;img/src=x/onerror=alert(1)&gt;`|[x](javascript:alert(1))&amp;amp;**b**.git" in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;.yaml" in html and "docs/, | cell |" in html
+
+
+def test_target_values_are_never_jinja_templates(tmp_path):
+    """A target file's strings reach the tasks as written: the task runner renders op_kwargs before every
+    task, and a label like ``{{ conn... }}`` must not pull a connection's secret into a pull request."""
+    from leviathan_lib.core.config import parse_target
+    from leviathan_lib.orchestrator.dag_factory import build_target_dag
+
+    template = "{{ conn.github_default.password }}{{ 6 * 7 }}"
+    text = f"target_id: jinja\ntarget_repo_url: /srv/{{{{x}}}}.git\npr_labels: [{json.dumps(template)}]\n"
+    target = parse_target(text, "t.yaml")
+    dag = build_target_dag(target, tmp_path / "t.yaml")
+    for task in dag.task_dict.values():
+        if "config" not in getattr(task, "op_kwargs", {}):
+            continue
+        rendered = task.render_template(task.op_kwargs, {"conn": None})
+        assert rendered["config"]["pr_labels"] == [template], task.task_id
+    plan = dag.task_dict[names.TASK_PLAN]
+    assert plan.render_template(plan.op_kwargs, {"x": "y"})["repo_url"] == "/srv/{{x}}.git"
 
 
 def test_a_thousand_target_files_some_broken_parse_within_the_import_timeout(targets_dir, monkeypatch):
