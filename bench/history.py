@@ -40,7 +40,8 @@ from starlette.testclient import TestClient
 
 from leviathan_lib.core.config import load_target
 from leviathan_lib.cycle import history as history_module
-from leviathan_lib.evidence.records import CycleRecord, evidence_asset_uri
+from leviathan_lib.core.names import evidence_asset_uri
+from leviathan_lib.evidence.records import CycleRecord
 from leviathan_lib.orchestrator.dag_factory import build_target_dag
 from leviathan_lib.spider.app import create_app
 

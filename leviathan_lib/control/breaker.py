@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from leviathan_lib.core.errors import Problem, ValidationFailed
-from leviathan_lib.evidence.records import BreakerResetRecord, evidence_asset_uri
+from leviathan_lib.core.names import evidence_asset_uri
+from leviathan_lib.evidence.records import BreakerResetRecord
 
 
 def reset_breaker(target_id: str, *, by: str, reason: str) -> BreakerResetRecord:

@@ -63,7 +63,7 @@ def newest_rows(target_ids: set[str], limit: int) -> dict[str, list[tuple[str | 
     from airflow.utils.session import create_session
     from sqlalchemy import select, true
 
-    from leviathan_lib.evidence.records import evidence_asset_uri
+    from leviathan_lib.core.names import evidence_asset_uri
 
     uris = {evidence_asset_uri(tid): tid for tid in target_ids}
     found: dict[str, list[tuple[str | None, Any]]] = {tid: [] for tid in target_ids}

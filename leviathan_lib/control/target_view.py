@@ -23,9 +23,10 @@ from pydantic import BaseModel, Field
 from leviathan_lib.control.switch import AUTONOMY_ASSET_URI
 from leviathan_lib.core.config import TargetConfig, TargetsDirError, load_target, target_files
 from leviathan_lib.core.errors import ValidationFailed
+from leviathan_lib.core.names import evidence_asset_uri
 from leviathan_lib.core.repo_url import parse_repo_url
 from leviathan_lib.core.secrets_scan import redact_text
-from leviathan_lib.evidence.records import CycleRecord, History, Ledger, evidence_asset_uri, parse_records
+from leviathan_lib.evidence.records import CycleRecord, History, Ledger, parse_records
 from leviathan_lib.orchestrator.targets import targets_location
 
 log = logging.getLogger(__name__)

@@ -127,3 +127,8 @@ XCOM_APPROVAL: Final = "approval"
 #: The label of a target's dashboard issue: with its title, how Leviathan finds the issue it created when
 #: the answer to the create was lost (only people with triage access can label issues).
 DASHBOARD_LABEL: Final = "leviathan-dashboard"
+
+
+def evidence_asset_uri(target_id: str) -> str:
+    """The asset a target's evidence records are events of (the DAG's outlet, every history read)."""
+    return f"leviathan://targets/{target_id}/evidence"

@@ -32,10 +32,6 @@ DURATION_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0
 Outcome = Literal["succeeded", "failed", "timed_out", "rejected_by_guardrail", "rejected_by_human"]
 
 
-def evidence_asset_uri(target_id: str) -> str:
-    return f"leviathan://targets/{target_id}/evidence"
-
-
 class CheckEvidence(BaseModel):
     name: str
     passed: bool

@@ -33,9 +33,9 @@ from leviathan_lib.core.names import (
     TASK_RECORD_EVIDENCE,
     TASK_RUN_WORKER,
     TASK_SKIP,
+    evidence_asset_uri,
     invalid_dag_id,
 )
-from leviathan_lib.evidence.records import evidence_asset_uri
 from leviathan_lib.orchestrator.targets import targets_location
 
 if TYPE_CHECKING:

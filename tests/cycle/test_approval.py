@@ -108,4 +108,4 @@ def test_the_decision_is_an_event_and_a_rejected_diff_is_no_failure():
     assert "attempt.rejected" in types and "attempt.failed" not in types
     [decided] = [e for e in events if e.type == "approval.rejected"]
     assert decided.data["by"] == "alice" and decided.data["gate"] == "pull_request"
-    assert Ledger().with_cycle(record).attempts[0].outcome == "succeeded"  # the breaker does not count it
+    assert Ledger().with_cycle(record).recent_attempts[0].outcome == "succeeded"  # the breaker does not count it

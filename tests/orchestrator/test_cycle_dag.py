@@ -90,7 +90,7 @@ def _evidence_events(target_id: str) -> list[tuple[str, str]]:
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    from leviathan_lib.evidence.records import evidence_asset_uri
+    from leviathan_lib.core.names import evidence_asset_uri
 
     with create_session() as session:
         rows = session.execute(

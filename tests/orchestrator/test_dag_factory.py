@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from leviathan_lib.core import names
+from leviathan_lib.core.names import evidence_asset_uri
 from leviathan_lib.core.schedule import offset
 from leviathan_lib.demo import create_demo_target
-from leviathan_lib.evidence.records import evidence_asset_uri
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,8 +12,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from leviathan_lib.core import names
+from leviathan_lib.core.names import evidence_asset_uri
 from leviathan_lib.demo import create_demo_target
-from leviathan_lib.evidence.records import CycleRecord, Totals, evidence_asset_uri
+from leviathan_lib.evidence.records import CycleRecord, Totals
 from tests.airflow_helpers import evidence_record, run_cycle
 from tests.api_server import ApiServer
 

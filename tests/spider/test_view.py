@@ -16,8 +16,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from leviathan_lib.core import names
+from leviathan_lib.core.names import evidence_asset_uri
 from leviathan_lib.demo import create_demo_target
-from leviathan_lib.evidence.records import evidence_asset_uri
 from tests.airflow_helpers import commit_file, evidence_record, run_cycle
 
 EVIL = "<script>alert(1)</script>'\"&"
