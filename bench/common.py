@@ -61,3 +61,22 @@ def airflow_env(home: Path, **extra: str) -> dict[str, str]:
         PATH=f"{Path(PYTHON).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         **extra,
     )
+
+
+def family_cpu_seconds(pid: int) -> float:
+    """CPU a process and its descendants used so far, reaped children included (0 once it is gone)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        family = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for member in family:
+        try:
+            t = member.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import PYTHON, ROOT
+from bench.common import PYTHON, ROOT, family_cpu_seconds
 from bench.pg import PrivatePostgres, free_port
 
 #: The fleet settings measured here (docs/performance.md, "Production settings").
@@ -177,19 +177,4 @@ class FleetStack:
 
     def cpu_seconds(self) -> float:
         """CPU used so far by every process of the stack, reaped children included (psutil)."""
-        import psutil
-
-        total = 0.0
-        for proc in self.procs.values():
-            try:
-                root = psutil.Process(proc.pid)
-                family = [root, *root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                continue
-            for member in family:
-                try:
-                    t = member.cpu_times()
-                except psutil.NoSuchProcess:
-                    continue
-                total += t.user + t.system + t.children_user + t.children_system
-        return total
+        return sum(family_cpu_seconds(proc.pid) for proc in self.procs.values())

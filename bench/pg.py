@@ -15,6 +15,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from bench.common import family_cpu_seconds
+
 
 def _bin(name: str) -> str:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
@@ -71,22 +73,11 @@ class PrivatePostgres:
 
     def cpu_seconds(self) -> float:
         """CPU of the server and its backends so far (the database's share of a fleet's cost)."""
-        import psutil
-
         try:
             pid = int((self.data / "postmaster.pid").read_text().split()[0])
-            root = psutil.Process(pid)
-            family = [root, *root.children(recursive=True)]
-        except (OSError, ValueError, IndexError, psutil.Error):
+        except (OSError, ValueError, IndexError):
             return 0.0
-        total = 0.0
-        for member in family:
-            try:
-                t = member.cpu_times()
-            except psutil.Error:
-                continue
-            total += t.user + t.system + t.children_user + t.children_system
-        return total
+        return family_cpu_seconds(pid)
 
     def create_database(self, name: str) -> None:
         import psycopg2

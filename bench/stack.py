@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import PYTHON, ROOT, ratio, summary
+from bench.common import PYTHON, ROOT, family_cpu_seconds, ratio, summary
 from leviathan_lib.core import names
 
 SHAPE = '''
@@ -194,24 +194,7 @@ class _Airflow:
 
     def cpu_by_component(self) -> dict[str, float]:
         """CPU used so far by each component's processes (a scheduler's include its task processes)."""
-        import psutil
-
-        totals = {}
-        for name, proc in self.stack.procs.items():
-            total = 0.0
-            try:
-                root = psutil.Process(proc.pid)
-                family = [root, *root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                family = []
-            for member in family:
-                try:
-                    t = member.cpu_times()
-                except psutil.NoSuchProcess:
-                    continue
-                total += t.user + t.system + t.children_user + t.children_system
-            totals[name] = total
-        return totals
+        return {name: family_cpu_seconds(proc.pid) for name, proc in self.stack.procs.items()}
 
 
 def cycle_overhead(quick: bool) -> list[dict[str, Any]]:

@@ -16,7 +16,6 @@ import json
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -35,7 +34,7 @@ from leviathan_lib.forge.base import (
     PullRequestNotFound,
     PullState,
 )
-from leviathan_lib.forge.local_issues import LocalIssues
+from leviathan_lib.forge.local_issues import LocalIssues, atomic_write
 from leviathan_lib.git.runner import GitError, run_git
 from leviathan_lib.git.urls import RepoUrlError, parse_repo_url
 
@@ -131,29 +130,6 @@ def _read_regular_file(path: Path, limit: int, what: str = "pull request record"
         raise ForgeError(f"cannot read {what} {path}: {exc}") from exc
     finally:
         os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all (temp file, fsync, rename, fsync of the directory)."""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                os.fchmod(fh.fileno(), 0o644)  # mkstemp makes 0600; reviewers and other tools read these
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError as exc:
-        raise ForgeError(f"cannot write {path}: {exc}") from exc
 
 
 def _now() -> datetime:
@@ -271,7 +247,7 @@ class LocalForge(LocalIssues, Forge):
             raise ForgeError(f"pull request record {exc.filename} vanished while reading") from exc
 
     def _write(self, record: _Record) -> None:
-        _atomic_write(self._record_path(record.number), record.model_dump_json(indent=2).encode() + b"\n")
+        atomic_write(self._record_path(record.number), record.model_dump_json(indent=2).encode() + b"\n")
 
     def _refreshed(self, record: _Record, shas: dict[str, str] | None = None) -> _Record:
         """An open record's head_sha follows its branch; a deleted branch keeps the last known SHA."""
@@ -443,7 +419,7 @@ class LocalForge(LocalIssues, Forge):
             people.pop(login, None)
             if permission != "none":
                 people[login] = permission
-            _atomic_write(self.path / "leviathan" / "collaborators.json",
+            atomic_write(self.path / "leviathan" / "collaborators.json",
                           (json.dumps(people, indent=2, sort_keys=True) + "\n").encode())
 
     def review(self, number: int, *, author: str, state: ReviewState, body: str) -> Review:

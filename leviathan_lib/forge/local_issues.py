@@ -39,6 +39,30 @@ class _IssueRecord(Issue):
         return Issue.model_validate(self.model_dump(include=set(Issue.model_fields)))
 
 
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all (temp file, fsync, rename, fsync of the directory)."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), 0o644)  # mkstemp makes 0600; reviewers and other tools read these
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise ForgeError(f"cannot write {path}: {exc}") from exc
+
+
+
 class LocalIssues:
     """The issue half of :class:`~leviathan_lib.forge.local.LocalForge` (which supplies ``path``)."""
 
@@ -94,26 +118,7 @@ class LocalIssues:
         data = record.model_dump_json(indent=2).encode() + b"\n"
         if len(data) > MAX_ISSUE_BYTES:
             raise ForgeError(f"issue #{record.number} would be {len(data)} bytes, over {MAX_ISSUE_BYTES}")
-        target = self._issue_path(record.number)
-        try:
-            fd, tmp = tempfile.mkstemp(dir=self._issues_dir, prefix=f".{record.number}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    os.fchmod(fh.fileno(), 0o644)
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            dir_fd = os.open(self._issues_dir, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError as exc:
-            raise ForgeError(f"cannot write {target}: {exc}") from exc
+        atomic_write(self._issue_path(record.number), data)
 
     def issue_url(self, number: int) -> str:
         return f"{self.path.as_uri()}#issue/{number}"
