@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from leviathan_lib.control import fleet
+from leviathan_lib.core.names import evidence_asset_uri
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.evidence.records import (
     AttemptEvidence,
@@ -22,7 +23,6 @@ from leviathan_lib.evidence.records import (
     CycleRecord,
     Ledger,
     Totals,
-    evidence_asset_uri,
 )
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
