@@ -18,7 +18,7 @@ EXPLAIN: Final[dict[ReasonCode, str]] = {
     ReasonCode.CIRCUIT_BREAKER_OPEN: "attempts failed too often in a row: fix the cause, then reset the breaker",
     ReasonCode.LLM_BUDGET_EXHAUSTED: "the model budget llm_daily_usd of the last 24 hours is spent",
     ReasonCode.NO_ELIGIBLE_TASK: "no task in the backlog may run now (see each task)",
-    ReasonCode.NOT_READY: "not marked ready: true by a human (only a human does that)",
+    ReasonCode.NOT_READY: "not marked ready: true by a human",
     ReasonCode.STATUS_NOT_PENDING: "its status is not pending: already delivered or in progress",
     ReasonCode.DEPENDENCIES_INCOMPLETE: "depends on a task that is not completed yet",
     ReasonCode.SCOPE_VIOLATION: "its allowed_paths are missing or leave the target's allowed_path_prefixes",
