@@ -68,14 +68,12 @@ def dag_target_id(dag: str | None) -> str | None:
 
 # --- the cycle DAG's task ids --------------------------------------------------------------------------
 
-#: Reads the backlog, checks the guardrails and branches; on a skip it also writes the cycle's evidence, so
-#: an idle cycle is this one task process (``skip`` is an EmptyOperator).
+#: Reads the backlog, checks the guardrails and branches; on a skip it also writes the cycle's evidence and
+#: skips every other task, so an idle cycle is this one task process.
 TASK_PLAN: Final = "plan"
 #: Kubernetes backend only: builds the pod's spec before ``run_worker``.
 TASK_PREPARE_ATTEMPT: Final = "prepare_attempt"
 TASK_RUN_WORKER: Final = "run_worker"
-#: The plain-skip branch (nothing to do): an EmptyOperator, no task process.
-TASK_SKIP: Final = "skip"
 TASK_OPEN_PULL_REQUEST: Final = "open_pull_request"
 #: Writes the evidence of a cycle that attempted (or whose ``plan`` failed).
 TASK_RECORD_EVIDENCE: Final = "record_evidence"
@@ -90,7 +88,7 @@ TASK_APPROVE_PULL_REQUEST: Final = "approve_pull_request"
 
 #: Every task id a Leviathan DAG can have.
 TASK_IDS: Final = frozenset({
-    TASK_PLAN, TASK_PREPARE_ATTEMPT, TASK_RUN_WORKER, TASK_SKIP,
+    TASK_PLAN, TASK_PREPARE_ATTEMPT, TASK_RUN_WORKER,
     TASK_OPEN_PULL_REQUEST, TASK_RECORD_EVIDENCE, TASK_CYCLE_OUTCOME, TASK_CONFIG_ERROR,
     TASK_APPROVE_PLAN, TASK_APPROVE_PULL_REQUEST,
 })

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Asset, AssetAlias, TriggerRule, literal, task
 from airflow.sdk.definitions.deadline import DeadlineAlert
 
@@ -32,7 +31,6 @@ from leviathan_lib.core.names import (
     TASK_PREPARE_ATTEMPT,
     TASK_RECORD_EVIDENCE,
     TASK_RUN_WORKER,
-    TASK_SKIP,
     evidence_asset_uri,
     invalid_dag_id,
 )
@@ -89,14 +87,16 @@ Pause this DAG to switch this target off. Each run's evidence is the `record` XC
 
 
 def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
-    """The cycle DAG: plan → skip | run_worker → open_pull_request → record_evidence → cycle_outcome.
+    """The cycle DAG: plan → run_worker → open_pull_request → record_evidence → cycle_outcome.
 
     ``plan`` (``@task.branch``) reads the backlog, checks the guardrails and, when it will not attempt,
-    writes the cycle's evidence itself: an idle cycle is one task process (``skip`` is an EmptyOperator,
-    the rest is skipped). An error skip branches straight to ``cycle_outcome``, which fails the run. On
-    the kubernetes backend ``run_worker`` is a pod, preceded by ``prepare_attempt`` that builds its spec.
-    ``record_evidence`` runs after an attempt or a failed ``plan`` (``none_skipped``), never after a skip,
-    so every cycle has exactly one record.
+    writes the cycle's evidence itself. Every other task is also directly downstream of ``plan``, so on a
+    plain skip ``plan`` follows nothing and skips them all in one call: an idle cycle is one task process
+    and leaves the scheduler nothing to evaluate, like a one-task DAG. Following ``run_worker`` follows
+    everything after it (Airflow follows a followed task's descendants). An error skip follows only
+    ``cycle_outcome``, which fails the run. On the kubernetes backend ``run_worker`` is a pod, preceded by
+    ``prepare_attempt`` that builds its spec. ``record_evidence`` runs after an attempt or a failed ``plan``
+    (``none_skipped``), never after a skip, so every cycle has exactly one record.
     """
     from leviathan_lib.orchestrator import tasks as t  # light: task bodies import their heavy modules lazily
 
@@ -143,7 +143,6 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
                 t.run_worker
             )(config=config)
             start = worker
-        skip = EmptyOperator(task_id=TASK_SKIP, doc_md="The guardrails decided not to run the worker this cycle.")
         pr = task(task_id=TASK_OPEN_PULL_REQUEST)(t.open_pull_request)(config=config)
         record = task(task_id=TASK_RECORD_EVIDENCE, outlets=[asset], trigger_rule=TriggerRule.NONE_SKIPPED)(
             t.record_evidence
@@ -152,18 +151,16 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
                        trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(t.cycle_outcome)()
         pr >> record >> outcome
         if target.approval == "none":
-            plan >> [start, skip, outcome]
-            worker >> pr
-            return dag
-        gate = _approval_gate(target, asset, alias, first)
-        gate >> outcome
-        if target.approval == "plan":
-            plan >> [gate, skip, outcome]
-            gate >> start
             worker >> pr
         else:
-            plan >> [start, skip, outcome]
-            worker >> gate >> pr
+            gate = _approval_gate(target, asset, alias, first)
+            gate >> outcome
+            if target.approval == "plan":
+                gate >> start
+                worker >> pr
+            else:
+                worker >> gate >> pr
+        plan >> [t for t in dag.tasks if t.task_id != TASK_PLAN]  # one skip call skips them all
     return dag
 
 

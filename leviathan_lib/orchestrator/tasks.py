@@ -25,7 +25,6 @@ from leviathan_lib.core.names import (
     TASK_PLAN,
     TASK_PREPARE_ATTEMPT,
     TASK_RUN_WORKER,
-    TASK_SKIP,
     XCOM_APPROVAL,
     XCOM_GUARDRAILS,
     XCOM_PREPARED_AT,
@@ -125,7 +124,7 @@ def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAli
     The record of a skip is emitted through ``alias`` (the task's only outlet): an alias outlet yields an
     asset event only for what the task adds to it, so a ``plan`` that chose an attempt emits nothing and
     ``record_evidence`` writes that cycle's single record. A skip for an error branches to
-    ``cycle_outcome``, which fails the run; a plain skip branches to the ``skip`` EmptyOperator.
+    ``cycle_outcome``, which fails the run; a plain skip follows nothing (every other task is skipped).
     A skip pushes one XCom (the record); the read and the guardrail result are pushed for the tasks that
     use them: the attempt's, and ``record_evidence`` when ``plan`` fails after its read.
     """
@@ -149,7 +148,7 @@ def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAli
                                       repo_url=repo_url)
         if result.attempt:
             _push_plan(ti, read_xcom, result)
-            return [run_task_id, TASK_CYCLE_OUTCOME]  # cycle_outcome waits for record_evidence
+            return [run_task_id]  # and every task after it: Airflow follows its descendants
 
         def emit(payload: dict[str, Any]) -> None:
             context["outlet_events"][alias].add(asset, extra=payload)
@@ -158,7 +157,7 @@ def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAli
     except BaseException:  # a timeout too
         _push_plan(ti, read_xcom, result)  # record_evidence records the failure with what plan had
         raise
-    return [TASK_CYCLE_OUTCOME] if cycle_failure(record) else [TASK_SKIP]
+    return [TASK_CYCLE_OUTCOME] if cycle_failure(record) else []
 
 
 def _dashboard(target: TargetConfig, read: ReadResult, result: GuardrailResult, *, run_id: str, dag_run: Any,

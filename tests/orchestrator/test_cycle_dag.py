@@ -37,7 +37,7 @@ def test_demo_target_opens_one_pr_then_respects_the_open_pr_limit(tmp_path, targ
 
     dag_run, states = run_cycle(target_file)
     assert dag_run.state == "success"
-    assert states[names.TASK_RUN_WORKER] == "success" and states[names.TASK_SKIP] == "skipped"
+    assert set(states.values()) == {"success"} and names.TASK_RECORD_EVIDENCE in states
     record = evidence_record(dag_run)
     assert record["decision"] == "run" and record["stopped_reason"] == "pr_opened"
     assert record["selected_task"] == "docs-quickstart"
@@ -63,9 +63,9 @@ def test_demo_target_opens_one_pr_then_respects_the_open_pr_limit(tmp_path, targ
     # Next cycle: the open PR limit (DEV: 1) stops it before the worker.
     dag_run2, states2 = run_cycle(target_file)
     assert dag_run2.state == "success"
-    assert states2[names.TASK_RUN_WORKER] == "skipped" and states2[names.TASK_SKIP] == "success"
-    # An idle cycle is one task process: plan; everything after it but the EmptyOperator is skipped.
-    assert {t for t, s in states2.items() if s == "success"} == {names.TASK_PLAN, names.TASK_SKIP}
+    # An idle cycle is one task process: plan; it skipped every other task itself.
+    assert {t for t, s in states2.items() if s == "success"} == {names.TASK_PLAN}
+    assert set(states2.values()) == {"success", "skipped"}
     record2 = evidence_record(dag_run2)
     assert record2["decision"] == "skip" and record2["reasons"] == ["open_pr_limit"]
     assert record2["attempt"] is None
@@ -135,7 +135,7 @@ def test_bad_backlog_stops_before_the_worker_with_a_clear_reason(tmp_path, targe
     assert dag_run.state == "failed"  # an operator must look: cycle_outcome fails the run
     # plan records the error skip itself and branches straight to cycle_outcome, which fails the run.
     assert states[names.TASK_PLAN] == "success" and states[names.TASK_RUN_WORKER] == "skipped"
-    assert states[names.TASK_SKIP] == "skipped" and states[names.TASK_RECORD_EVIDENCE] == "skipped"
+    assert states[names.TASK_RECORD_EVIDENCE] == "skipped" and states[names.TASK_OPEN_PULL_REQUEST] == "skipped"
     assert states[names.TASK_CYCLE_OUTCOME] == "failed"
     record = evidence_record(dag_run)
     assert record["decision"] == "error" and record["reasons"] == [code]
@@ -236,7 +236,7 @@ def test_a_machine_without_the_sandbox_stops_recipes_and_the_opt_out_runs_them(t
 
     with caplog.at_level(logging.INFO, logger="leviathan"):
         dag_run, states = run_cycle(target_file)
-    assert states["run_worker"] == "skipped" and states["skip"] == "skipped"
+    assert states["run_worker"] == "skipped" and states["record_evidence"] == "skipped"
     assert states["cycle_outcome"] == "failed"  # an operator must install bubblewrap: the run says so
     assert dag_run.state == "failed"
     record = evidence_record(dag_run)

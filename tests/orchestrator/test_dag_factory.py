@@ -56,11 +56,12 @@ def test_valid_target_dag_shape(dagbag):
     assert dag.schedule == f"{offset('fine', 'minute', 5)}-59/5 * * * *"
     plan = dag.task_dict[names.TASK_PLAN]
     assert plan.upstream_task_ids == set()
-    assert plan.downstream_task_ids == {names.TASK_RUN_WORKER, names.TASK_SKIP, names.TASK_CYCLE_OUTCOME}
-    assert dag.task_dict[names.TASK_SKIP].downstream_task_ids == set()  # an idle cycle ends at the EmptyOperator
+    # Every task hangs from plan too, so a skip skips them all in one call (no cascade for the scheduler).
+    assert plan.downstream_task_ids == set(dag.task_dict) - {names.TASK_PLAN}
+    assert not any(type(t).__name__ == "EmptyOperator" for t in dag.tasks)
     assert dag.task_dict[names.TASK_RUN_WORKER].downstream_task_ids == {names.TASK_OPEN_PULL_REQUEST}
     record = dag.task_dict[names.TASK_RECORD_EVIDENCE]
-    assert record.upstream_task_ids == {names.TASK_OPEN_PULL_REQUEST}
+    assert record.upstream_task_ids == {names.TASK_PLAN, names.TASK_OPEN_PULL_REQUEST}
     assert record.trigger_rule == "none_skipped"  # after an attempt or a failed plan; never after a skip
     outcome = dag.task_dict[names.TASK_CYCLE_OUTCOME]
     assert outcome.upstream_task_ids == {names.TASK_PLAN, names.TASK_RECORD_EVIDENCE}
@@ -215,13 +216,13 @@ def _gate_dag(tmp_path, approval: str):
 def test_approval_none_keeps_the_graph_and_a_gate_sits_where_it_is_asked_for(tmp_path):
     plain = _gate_dag(tmp_path, "none")
     assert not {names.TASK_APPROVE_PLAN, names.TASK_APPROVE_PULL_REQUEST} & set(plain.task_dict)
-    assert plain.task_dict[names.TASK_PLAN].downstream_task_ids == {names.TASK_RUN_WORKER, names.TASK_SKIP,
-                                                                    names.TASK_CYCLE_OUTCOME}
+    assert plain.task_dict[names.TASK_PLAN].downstream_task_ids == {
+        names.TASK_RUN_WORKER, names.TASK_OPEN_PULL_REQUEST, names.TASK_RECORD_EVIDENCE, names.TASK_CYCLE_OUTCOME}
     plan = _gate_dag(tmp_path, "plan")
     gate = plan.task_dict[names.TASK_APPROVE_PLAN]
     assert type(gate).__name__ == "ApprovalGate" and gate.retries == 0
-    assert plan.task_dict[names.TASK_PLAN].downstream_task_ids == {names.TASK_APPROVE_PLAN, names.TASK_SKIP,
-                                                                   names.TASK_CYCLE_OUTCOME}
+    assert plan.task_dict[names.TASK_PLAN].downstream_task_ids == set(plan.task_dict) - {names.TASK_PLAN}
+    assert plan.task_dict[names.TASK_RUN_WORKER].upstream_task_ids == {names.TASK_PLAN, names.TASK_APPROVE_PLAN}
     assert gate.downstream_task_ids == {names.TASK_RUN_WORKER, names.TASK_CYCLE_OUTCOME}
     assert gate.defaults == ["Reject"] and gate.response_timeout.total_seconds() == 3600
     assert [type(o).__name__ for o in gate.outlets] == ["AssetAlias"]  # an event only for a rejection
