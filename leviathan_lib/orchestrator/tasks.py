@@ -87,9 +87,10 @@ def _global_switch(name: str) -> tuple[bool, str]:
 
 #: Newest-events reads ask for events after now minus each of these first: Airflow's inlet-events query
 #: sorts by timestamp across a join, so PostgreSQL reads every event of the asset unless a lower bound
-#: narrows its (asset_id, timestamp) index range. A short window holds the newest events of an active
-#: target; the last read has no bound, so nothing is ever cut off.
-NEWEST_WITHIN = (timedelta(hours=2), timedelta(days=2), timedelta(days=30), None)
+#: narrows its (asset_id, timestamp) index range. The history asks for the last
+#: :data:`~leviathan_lib.cycle.history.NEWEST_WITHIN` before any of these; the last read has no bound, so
+#: nothing is ever cut off.
+WIDENING = (timedelta(days=2), timedelta(days=30), None)
 
 
 class _InletEvents:
@@ -103,15 +104,21 @@ class _InletEvents:
         self._accessors, self._asset = accessors, asset
 
     def newest(self, limit: int) -> list[Event]:
-        found: list[Any] = []
-        for within in NEWEST_WITHIN:
-            events = self._accessors[self._asset].ascending(False).limit(limit)
-            if within is not None:
-                events = events.after((datetime.now(UTC) - within).isoformat())
-            found = list(events)
+        found: list[Event] = []
+        for within in WIDENING:
+            found = self.recent(limit, within) if within is not None else self._read(limit, None)
             if len(found) >= limit:
                 break
-        return [(e.source_run_id, e.extra) for e in found]
+        return found
+
+    def recent(self, limit: int, within: timedelta) -> list[Event]:
+        return self._read(limit, datetime.now(UTC) - within)
+
+    def _read(self, limit: int, after: datetime | None) -> list[Event]:
+        events = self._accessors[self._asset].ascending(False).limit(limit)
+        if after is not None:
+            events = events.after(after.isoformat())
+        return [(e.source_run_id, e.extra) for e in events]
 
     def everything(self) -> Iterable[Event]:
         return ((e.source_run_id, e.extra) for e in self._accessors[self._asset])

@@ -11,13 +11,19 @@ T0 = datetime(2026, 2, 1, tzinfo=UTC)
 class Events:
     """Stored events, oldest first, that count how they were read."""
 
-    def __init__(self, events):
-        self.events = events
+    def __init__(self, events, *, now=None):
+        self.events, self.now = events, now  # now: the clock of recent(); None: every event is recent
         self.reads: list[str] = []
 
     def newest(self, limit):
         self.reads.append(f"newest {limit}")
         return list(reversed(self.events))[:limit]
+
+    def recent(self, limit, within):
+        self.reads.append(f"recent {limit}")
+        after = self.now - within if self.now else None
+        return [e for e in reversed(self.events)
+                if after is None or datetime.fromisoformat(e[1].get("recorded_at") or e[1]["reset_at"]) >= after][:limit]
 
     def everything(self):
         self.reads.append("everything")
@@ -41,7 +47,7 @@ def _record(i: int, *, ledger: bool = True, outcome: str = "failed") -> tuple[st
 def test_a_live_cycle_reads_only_the_window_and_uses_the_newest_ledger():
     events = Events([_record(i) for i in range(window.RECENT_EVENTS + 5)])
     history, ledger, totals = window.history_window(events, "run-new", None)
-    assert events.reads == [f"newest {window.NEWEST_EVENTS}"]
+    assert events.reads == [f"recent {window.NEWEST_EVENTS}"]
     assert len(history.cycles) == window.NEWEST_EVENTS and ledger.attempt_counts == {"t": window.RECENT_EVENTS + 5}
     assert totals is not None and totals.cycles == {"run": window.RECENT_EVENTS + 5}
 
@@ -55,14 +61,14 @@ def test_the_runs_own_record_is_left_out():
 def test_a_short_history_without_ledgers_is_folded_from_the_window():
     events = Events([_record(i, ledger=False) for i in range(3)])
     _, ledger, totals = window.history_window(events, "run-new", None)
-    assert events.reads == [f"newest {window.NEWEST_EVENTS}"] and ledger.attempt_counts == {"t": 3}
+    assert events.reads == [f"recent {window.NEWEST_EVENTS}", f"newest {window.NEWEST_EVENTS}"] and ledger.attempt_counts == {"t": 3}
     assert totals is not None and totals.cycles == {"run": 3} and totals.since == T0  # counted from the window
 
 
 def test_a_long_history_without_ledgers_or_a_replay_folds_everything():
     events = Events([_record(i, ledger=False) for i in range(window.RECENT_EVENTS)])
     _, ledger, _ = window.history_window(events, "run-new", None)
-    assert events.reads == [f"newest {window.NEWEST_EVENTS}", f"newest {window.RECENT_EVENTS}", "everything"]
+    assert events.reads == [f"recent {window.NEWEST_EVENTS}", f"newest {window.RECENT_EVENTS}", "everything"]
     assert ledger.attempt_counts == {"t": window.RECENT_EVENTS}
     replay = Events([_record(i) for i in range(5)])
     _, ledger, totals = window.history_window(replay, "run-new", T0 + timedelta(minutes=1))
@@ -73,7 +79,7 @@ def test_a_long_history_without_ledgers_or_a_replay_folds_everything():
 def test_an_unreadable_record_in_the_window_folds_everything_and_is_reported():
     events = Events([_record(0), ("run-bad", {"target_id": "x", "decision": 7}), _record(1)])
     history, ledger, _ = window.history_window(events, "run-new", None)
-    assert events.reads == [f"newest {window.NEWEST_EVENTS}", "everything"]
+    assert events.reads == [f"recent {window.NEWEST_EVENTS}", f"newest {window.NEWEST_EVENTS}", "everything"]
     assert [u.run_id for u in history.unreadable] == ["run-bad"] and ledger.attempt_counts == {"t": 2}
 
 
@@ -83,7 +89,7 @@ def test_while_the_newest_cycle_stopped_for_an_unreadable_record_every_cycle_rea
     run, stopped = _record(window.RECENT_EVENTS + 2)
     events.events.append((run, {**stopped, "stopped_reason": window.HISTORY_UNREADABLE}))
     history, _, _ = window.history_window(events, "run-new", None)
-    assert events.reads == [f"newest {window.NEWEST_EVENTS}", f"newest {window.RECENT_EVENTS}", "everything"]
+    assert events.reads == [f"recent {window.NEWEST_EVENTS}", f"newest {window.RECENT_EVENTS}", "everything"]
     assert [u.run_id for u in history.unreadable] == ["run-bad"]  # the cycle stops again: fail closed
 
 
@@ -94,6 +100,33 @@ def test_a_window_with_a_ledger_but_no_totals_counts_every_record_once():
         old.append((run, {k: v for k, v in extra.items() if k != "totals"}))  # written before the totals
     events = Events(old)
     _, ledger, totals = window.history_window(events, "run-new", None)
-    assert events.reads == [f"newest {window.NEWEST_EVENTS}", f"newest {window.RECENT_EVENTS}", "everything"]
+    assert events.reads == [f"recent {window.NEWEST_EVENTS}", f"newest {window.RECENT_EVENTS}", "everything"]
     assert ledger.attempt_counts == {"t": window.RECENT_EVENTS + 3}
     assert totals is not None and totals.cycles == {"run": window.RECENT_EVENTS + 3} and totals.since == T0
+
+
+def test_a_target_that_ran_lately_is_read_in_one_request_however_young_or_old():
+    now = T0 + timedelta(minutes=10)
+    for count in (3, window.RECENT_EVENTS + 5):
+        events = Events([_record(i) for i in range(count)], now=now + timedelta(minutes=count))
+        _, ledger, totals = window.history_window(events, "run-new", None)
+        assert events.reads == [f"recent {window.NEWEST_EVENTS}"]
+        assert ledger.attempt_counts == {"t": count} and totals is not None and totals.cycles == {"run": count}
+
+
+def test_a_target_idle_for_longer_than_the_recent_window_reads_the_newest_events_and_decides_the_same():
+    records = [_record(i) for i in range(5)]
+    stale = Events(records, now=T0 + window.NEWEST_WITHIN + timedelta(hours=1))  # nothing recent
+    fresh = Events(records)
+    assert window.history_window(stale, "run-new", None) == window.history_window(fresh, "run-new", None)
+    assert stale.reads == [f"recent {window.NEWEST_EVENTS}", f"newest {window.NEWEST_EVENTS}"]
+
+
+def test_a_recent_window_without_the_newest_record_reads_further_back():
+    # Operator events are newer than the last record: the recent window holds no ledger, so it reads on.
+    events = Events([_record(i) for i in range(3)], now=T0 + window.NEWEST_WITHIN + timedelta(hours=1))
+    events.events.append((None, {"kind": "breaker_reset", "target_id": "x", "reset_at": events.now.isoformat(),
+                                 "by": "ops", "reason": "fixed"}))
+    _, ledger, _ = window.history_window(events, "run-new", None)
+    assert events.reads == [f"recent {window.NEWEST_EVENTS}", f"newest {window.NEWEST_EVENTS}"]
+    assert ledger.attempt_counts == {"t": 3}

@@ -63,7 +63,15 @@ def test_a_sparse_history_widens_the_window_until_unbounded_and_loses_nothing(so
     now = datetime.now(UTC)
     events, supervisor = source([now - timedelta(days=400), now - timedelta(days=40), now - timedelta(hours=1)])
     assert [run for run, _ in events.newest(16)] == ["r2", "r1", "r0"]
-    assert [after is None for _, _, after in supervisor.asked] == [False, False, False, True]
+    assert [after is None for _, _, after in supervisor.asked] == [False, False, True]  # 2 days, 30 days, all
+
+
+def test_recent_events_are_the_newest_within_the_age_asked_for(source):
+    now = datetime.now(UTC)
+    events, supervisor = source([now - timedelta(days=3), now - timedelta(minutes=90), now - timedelta(minutes=5)])
+    assert [run for run, _ in events.recent(16, timedelta(hours=2))] == ["r2", "r1"]
+    (ascending, limit, after), = supervisor.asked
+    assert (ascending, limit) == (False, 16) and now - timedelta(hours=2) <= after <= datetime.now(UTC)
 
 
 def test_a_full_read_after_a_newest_read_sees_every_event_oldest_first(source):
