@@ -32,12 +32,19 @@ def xcom(dag_run, task_id: str, key: str = names.XCOM_RETURN_VALUE) -> Any:
 
 
 def evidence_record(dag_run) -> Any:
-    """The run's cycle record: the ``record`` XCom of ``plan`` (a skip), of ``record_evidence`` (an attempt) or
-    of an approval gate (a rejection)."""
-    records = [xcom(dag_run, task_id, names.XCOM_RECORD) for task_id in names.RECORD_TASK_IDS]
-    found = [r for r in records if r is not None]
-    assert len(found) <= 1, f"two tasks of run {dag_run.run_id} wrote a record"
-    return found[0] if found else None
+    """The run's cycle record: its event on the target's evidence asset (of ``plan`` on a skip, of
+    ``record_evidence`` after an attempt, of an approval gate on a rejection), None when it left none."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    uri = names.evidence_asset_uri(names.dag_target_id(dag_run.dag_id) or "")
+    with create_session() as session:  # newest first: a cleared run that ran again records again
+        return session.scalars(
+            select(AssetEvent.extra).join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetEvent.source_dag_id == dag_run.dag_id, AssetEvent.source_run_id == dag_run.run_id,
+                   AssetModel.uri == uri).order_by(AssetEvent.timestamp.desc(), AssetEvent.id.desc()).limit(1)
+        ).first()
 
 
 def commit_file(bare: Path, work: Path, path: str, text: str | None, message: str) -> None:

@@ -104,7 +104,8 @@ XCOM_RETURN_VALUE: Final = "return_value"
 XCOM_READ: Final = "read"
 #: ``plan``: the GuardrailResult.
 XCOM_GUARDRAILS: Final = "guardrails"
-#: The cycle's evidence record, pushed by whichever task wrote it (``plan`` on a skip, else ``record_evidence``).
+#: The cycle's evidence record for ``cycle_outcome``: pushed by ``record_evidence``, an approval gate's
+#: rejection and ``plan``'s error skip; a plain skip's record is only its asset event.
 XCOM_RECORD: Final = "record"
 #: ``run_worker`` (local backend): the AttemptResult plus ``attempt_started_at``.
 XCOM_RESULT: Final = "result"

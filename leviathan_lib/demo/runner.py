@@ -18,12 +18,13 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from leviathan_lib.core.errors import CodedError
-from leviathan_lib.core.names import RECORD_TASK_IDS, XCOM_RECORD, dag_id
+from leviathan_lib.core.names import dag_id, dag_target_id, evidence_asset_uri
 from leviathan_lib.core.reasons import explain
 from leviathan_lib.demo import create_demo_target
 
@@ -190,17 +191,15 @@ class Api:
             return json.loads(response.read() or b"null")
 
     def cycle_record(self, dag: str, run_id: str) -> dict[str, Any]:
-        """A finished run's cycle record: the ``record`` XCom of ``record_evidence``, ``plan`` (a skip) or a gate."""
-        for task_id in RECORD_TASK_IDS:
-            path = f"/api/v2/dags/{dag}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{XCOM_RECORD}"
-            try:
-                value = self.call("GET", path + "?deserialize=true")["value"]
-            except urllib.error.HTTPError as exc:
-                if exc.code == 404:
-                    continue
-                raise
-            return value if isinstance(value, dict) else json.loads(value)
-        raise DemoError(f"run {run_id} of {dag} left no cycle record")
+        """A finished run's cycle record: its event on the target's evidence asset (``plan`` wrote it on a
+        skip, ``record_evidence`` after an attempt, an approval gate on a rejection)."""
+        query = urllib.parse.urlencode({"source_dag_id": dag, "source_run_id": run_id, "limit": 100})
+        uri = evidence_asset_uri(dag_target_id(dag) or "")
+        found = [e["extra"] for e in self.call("GET", f"/api/v2/assets/events?{query}")["asset_events"]
+                 if e["uri"] == uri]
+        if len(found) != 1:
+            raise DemoError(f"run {run_id} of {dag} left {len(found)} cycle records, expected one")
+        return found[0]
 
     def login(self, username: str, password: str) -> None:
         self.token = self.call("POST", "/auth/token", {"username": username, "password": password})["access_token"]

@@ -81,8 +81,8 @@ pull request on the **{md(target.forge)}** forge for human review. Leviathan nev
 {target.circuit_breaker_failures} |
 | attempt timeout | {target.attempt_timeout_seconds} s |
 
-Pause this DAG to switch this target off. Each run's evidence is the `record` XCom (of `plan` on a skip, of
-`record_evidence` after an attempt) and an event on the asset {md(evidence_asset_uri(target.target_id))}.
+Pause this DAG to switch this target off. Each run's evidence is one event on the asset
+{md(evidence_asset_uri(target.target_id))} (written by `plan` on a skip, by `record_evidence` after an attempt).
 """
 
 

@@ -132,8 +132,9 @@ def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAli
     asset event only for what the task adds to it, so a ``plan`` that chose an attempt emits nothing and
     ``record_evidence`` writes that cycle's single record. A skip for an error branches to
     ``cycle_outcome``, which fails the run; a plain skip follows nothing (every other task is skipped).
-    A skip pushes one XCom (the record); the read and the guardrail result are pushed for the tasks that
-    use them: the attempt's, and ``record_evidence`` when ``plan`` fails after its read.
+    A plain skip pushes no XCom of its own (its record is the asset event), an error skip the record for
+    ``cycle_outcome``; the read and the guardrail result are pushed for the tasks that use them: the
+    attempt's, and ``record_evidence`` when ``plan`` fails after its read.
     """
     from leviathan_lib.cycle.check import check_cycle
     from leviathan_lib.cycle.history import history_window
@@ -160,11 +161,14 @@ def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAli
         def emit(payload: dict[str, Any]) -> None:
             context["outlet_events"][alias].add(asset, extra=payload)
 
-        record = _write_record(target, read=read, guard=result, attempt=None, failure=None, emit=emit)
+        record = _write_record(target, read=read, guard=result, attempt=None, failure=None, emit=emit, xcom=False)
     except BaseException:  # a timeout too
         _push_plan(ti, read_xcom, result)  # record_evidence records the failure with what plan had
         raise
-    return [TASK_CYCLE_OUTCOME] if cycle_failure(record) else []
+    if cycle_failure(record):
+        ti.xcom_push(key=XCOM_RECORD, value=record)  # for cycle_outcome, which fails the run with its reason
+        return [TASK_CYCLE_OUTCOME]
+    return []
 
 
 def _dashboard(target: TargetConfig, read: ReadResult, result: GuardrailResult, *, run_id: str, dag_run: Any,
@@ -392,8 +396,10 @@ def open_pull_request(*, config: dict[str, Any]) -> dict[str, Any]:
 
 def _write_record(target: TargetConfig, *, read: ReadResult | None, guard: GuardrailResult | None,
                   attempt: AttemptEvidence | None, failure: CycleError | None,
-                  emit: Callable[[dict[str, Any]], None], approval: ApprovalEvidence | None = None) -> dict[str, Any]:
-    """Build the cycle's record, emit it as the evidence asset event and push it as the ``record`` XCom."""
+                  emit: Callable[[dict[str, Any]], None], approval: ApprovalEvidence | None = None,
+                  xcom: bool = True) -> dict[str, Any]:
+    """Build the cycle's record, emit it as the evidence asset event and (``xcom``) push it as the ``record``
+    XCom for ``cycle_outcome``."""
     from leviathan_lib.cycle.steps import build_record
 
     context = get_current_context()
@@ -401,7 +407,8 @@ def _write_record(target: TargetConfig, *, read: ReadResult | None, guard: Guard
                           read=read, guard=guard, attempt=attempt, failure=failure, approval=approval)
     payload = record.model_dump(mode="json")
     emit(payload)
-    context["ti"].xcom_push(key=XCOM_RECORD, value=payload)
+    if xcom:
+        context["ti"].xcom_push(key=XCOM_RECORD, value=payload)
     try:  # StatsD is best effort: it never fails the cycle
         from leviathan_lib.orchestrator.metrics import emit_cycle_safely
 

@@ -22,8 +22,10 @@ class Events:
     def recent(self, limit, within):
         self.reads.append(f"recent {limit}")
         after = self.now - within if self.now else None
-        return [e for e in reversed(self.events)
-                if after is None or datetime.fromisoformat(e[1].get("recorded_at") or e[1]["reset_at"]) >= after][:limit]
+        def at(extra):
+            return datetime.fromisoformat(extra.get("recorded_at") or extra["reset_at"])
+
+        return [e for e in reversed(self.events) if after is None or at(e[1]) >= after][:limit]
 
     def everything(self):
         self.reads.append("everything")
@@ -61,7 +63,8 @@ def test_the_runs_own_record_is_left_out():
 def test_a_short_history_without_ledgers_is_folded_from_the_window():
     events = Events([_record(i, ledger=False) for i in range(3)])
     _, ledger, totals = window.history_window(events, "run-new", None)
-    assert events.reads == [f"recent {window.NEWEST_EVENTS}", f"newest {window.NEWEST_EVENTS}"] and ledger.attempt_counts == {"t": 3}
+    assert events.reads == [f"recent {window.NEWEST_EVENTS}", f"newest {window.NEWEST_EVENTS}"]
+    assert ledger.attempt_counts == {"t": 3}
     assert totals is not None and totals.cycles == {"run": 3} and totals.since == T0  # counted from the window
 
 
