@@ -49,8 +49,7 @@ STATIC_HEADER = '''\
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG, Asset, TriggerRule, task
+from airflow.sdk import DAG, Asset, AssetAlias, TriggerRule, literal, task
 
 from leviathan_lib.orchestrator import tasks as t
 
@@ -60,7 +59,9 @@ DEFAULT_ARGS = {{"owner": "leviathan", "retries": 2, "retry_delay": timedelta(se
 
 STATIC_DAG = '''
 asset = Asset(name={asset_name!r}, uri={asset_uri!r}, group="leviathan")
-config = {config!r}
+alias = AssetAlias(name={alias_name!r}, group="leviathan")
+config = literal({config!r})
+repo_url = literal({repo_url!r})
 with DAG(
     dag_id={dag_id!r},
     description={description!r},
@@ -69,29 +70,30 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(seconds={dagrun_timeout}),
+    deadline=None,
     default_args=DEFAULT_ARGS,
     tags={tags!r},
     doc_md={doc!r},
     is_paused_upon_creation=True,
     params={{}},
 ) as dag_{index}:
-    read = task(task_id="read_backlog")(t.read_backlog)(config=config, repo_url={repo_url!r})
-    guard = task.branch(task_id="check_guardrails", inlets=[asset])(t.check_guardrails)(
-        read, config=config, repo_url={repo_url!r}, asset=asset, switch_variable="leviathan_autonomy_enabled",
+    plan = task.branch(task_id="plan", inlets=[asset], outlets=[alias])(t.plan)(
+        config=config, repo_url=repo_url, asset=asset, alias=alias, switch_variable="leviathan_autonomy_enabled",
         run_task_id="run_worker",
     )
     worker = task(task_id="run_worker", retries=0, execution_timeout=timedelta(seconds={exec_timeout}))(
         t.run_worker
-    )(read, config=config)
-    skip = EmptyOperator(task_id="skip", doc_md="The guardrails decided not to run the worker this cycle.")
-    pr = task(task_id="open_pull_request")(t.open_pull_request)(read, config=config)
-    record = task(task_id="record_evidence", outlets=[asset], trigger_rule=TriggerRule.ALL_DONE)(
+    )(config=config)
+    pr = task(task_id="open_pull_request")(t.open_pull_request)(config=config)
+    record = task(task_id="record_evidence", outlets=[asset], trigger_rule=TriggerRule.NONE_SKIPPED)(
         t.record_evidence
     )(config=config, asset=asset)
-    outcome = task(task_id="cycle_outcome", retries=0)(t.cycle_outcome)(record)
-    guard >> [worker, skip]
+    outcome = task(task_id="cycle_outcome", retries=0, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(
+        t.cycle_outcome
+    )()
+    pr >> record >> outcome
     worker >> pr
-    [pr, skip] >> record >> outcome
+    plan >> [worker, pr, record, outcome]
 '''
 
 
@@ -108,7 +110,7 @@ def write_targets(directory: Path, n: int) -> list[Path]:
 def write_static(path: Path, target_files: list[Path]) -> None:
     """The baseline DAG file: what build_target_dag produces for each target, as literals."""
     from leviathan_lib.core.config import load_target
-    from leviathan_lib.orchestrator.dag_factory import _doc, evidence_asset
+    from leviathan_lib.orchestrator.dag_factory import _doc, evidence_alias, evidence_asset
 
     parts = [STATIC_HEADER.format(n=len(target_files))]
     for index, config_file in enumerate(target_files):
@@ -116,7 +118,8 @@ def write_static(path: Path, target_files: list[Path]) -> None:
         asset = evidence_asset(target.target_id)
         timeout = target.attempt_timeout_seconds
         parts.append(STATIC_DAG.format(
-            index=index, asset_name=asset.name, asset_uri=asset.uri, config=target.model_dump(mode="json"),
+            index=index, asset_name=asset.name, asset_uri=asset.uri, alias_name=evidence_alias(target.target_id).name,
+            config=target.model_dump(mode="json"),
             dag_id=target.dag_id, schedule=target.effective_schedule, dagrun_timeout=timeout + 900,
             description=f"Leviathan cycle for {target.target_id}: backlog task -> worker -> pull request",
             tags=["leviathan", f"target:{target.target_id}", f"forge:{target.forge}"],

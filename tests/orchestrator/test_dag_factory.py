@@ -135,7 +135,7 @@ def test_target_values_are_escaped_in_the_dag_doc(tmp_path):
     doc = build_target_dag(target, tmp_path / "<b>t</b>.yaml").doc_md
     html = MarkdownIt("commonmark").enable("table").render(doc)
     assert "<img" not in html and "<script" not in html and "<a " not in html and "<b>" not in html
-    assert html.count("<code>") == 4  # only the template's own: `ready: true`, `record`, `plan`, `record_evidence`
+    assert html.count("<code>") == 3  # only the template's own: `ready: true`, `plan`, `record_evidence`
     assert "<strong>b</strong>" not in html and html.count("<td>") == 10  # no cell split by a value
     # The values still read as written.
     assert "/srv/a`&lt;img/src=x/onerror=alert(1)&gt;`|[x](javascript:alert(1))&amp;amp;**b**.git" in html
