@@ -56,7 +56,7 @@ def airflow_env(home: Path, **extra: str) -> dict[str, str]:
         AIRFLOW_CONFIG=str(ROOT / "airflow.cfg"),
         LEVIATHAN_HOME=str(ROOT),
         LEVIATHAN_STATE_DIR=str(home / "leviathan"),
-        AIRFLOW__API_AUTH__JWT_SECRET="bench-only-jwt-secret-not-used-elsewhere",
+        AIRFLOW__API_AUTH__JWT_SECRET="bench-only-jwt-secret-not-used-elsewhere-64-bytes-long-for-hs512",
         AIRFLOW__API__SECRET_KEY="bench-only-secret-key",
         PATH=f"{Path(PYTHON).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         **extra,

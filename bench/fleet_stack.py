@@ -67,7 +67,7 @@ class FleetStack:
             LEVIATHAN_STATE_DIR=str(base / "state"),
             AIRFLOW__CORE__DAGS_FOLDER=str(self.dags), AIRFLOW__API__PORT=str(self.port),
             AIRFLOW__API__BASE_URL=url, AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{url}/execution/",
-            AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_hex(16), AIRFLOW__API__SECRET_KEY=secrets.token_hex(16),
+            AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_hex(32), AIRFLOW__API__SECRET_KEY=secrets.token_hex(16),
             PATH=f"{Path(PYTHON).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             **FLEET_SETTINGS, **(extra_env or {}),
         )

@@ -88,7 +88,7 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"| 2 idle cycle (bench/idle_cycle.py) | 1 target | see JSON | | | at the floor "
                      f"| `{json.dumps(idle.get('result', idle))[:300]}` |")
     else:
-        lines.append("| 2 idle cycle | – | not run (not asked for with --only, or bench/idle_cycle.py absent) | | | | |")
+        lines.append("| 2 idle cycle | – | not run (not asked for, or bench/idle_cycle.py absent) | | | | |")
     for row in results.get("selection", []):
         ok = row["ratio"]["median"] <= SELECTION_GOAL
         goal = f"≤ {SELECTION_GOAL}" + (" **met**" if ok else " **missed**")

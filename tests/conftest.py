@@ -35,7 +35,7 @@ os.environ.update(
         "LEVIATHAN_HOME": str(ROOT),
         "LEVIATHAN_TARGETS_DIR": str(_TARGETS),
         "LEVIATHAN_STATE_DIR": str(_HOME / "leviathan"),
-        "AIRFLOW__API_AUTH__JWT_SECRET": "test-only-jwt-secret-not-used-outside-tests",
+        "AIRFLOW__API_AUTH__JWT_SECRET": "test-only-jwt-secret-not-used-outside-tests-64-bytes-long-hs-512",
         "AIRFLOW__API__SECRET_KEY": "test-only-secret-key",
     }
 )

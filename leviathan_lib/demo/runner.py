@@ -86,7 +86,7 @@ def _secrets(demo: Path) -> dict[str, str]:
 
         demo.mkdir(parents=True, exist_ok=True)
         secrets_file.write_text(
-            f"AIRFLOW__API_AUTH__JWT_SECRET={secrets.token_urlsafe(32)}\n"
+            f"AIRFLOW__API_AUTH__JWT_SECRET={secrets.token_urlsafe(64)}\n"  # HS512: at least 64 bytes
             f"AIRFLOW__API__SECRET_KEY={secrets.token_urlsafe(32)}\n"
             f"AIRFLOW__CORE__FERNET_KEY={Fernet.generate_key().decode()}\n",
             encoding="utf-8",

@@ -6,8 +6,9 @@ StatsD is off). If the StatsD agent, Spider or any event consumer is down, the d
 the cycle goes on. The durable event stream is the evidence in the metadata DB, not this.
 
 ``on_starting`` in an Airflow job (scheduler, dag-processor, triggerer; never in a task process) imports
-what an idle cycle's ``plan`` runs, once, before the scheduler forks its LocalExecutor workers: every task
-process forked from them starts with those modules (copy-on-write) instead of importing them again.
+what a task process needs to parse a Leviathan DAG file and run an idle cycle's ``plan``, once, before the
+scheduler forks its LocalExecutor workers: every task process forked from them starts with those modules
+(copy-on-write) instead of importing them again.
 """
 
 from __future__ import annotations
@@ -27,8 +28,13 @@ log = logging.getLogger(__name__)
 TARGET_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
-#: The Airflow-free modules of an idle cycle (no I/O at import); Airflow's own are left to Airflow.
+#: What a task process imports to parse the DAG file and run an idle cycle's ``plan`` (no I/O at import):
+#: the Task SDK's decorators and Leviathan's DAG factory (the parse), then the Airflow-free cycle modules.
 PRELOAD = (
+    "airflow.sdk.definitions.decorators",
+    "airflow.providers.standard.decorators.python",
+    "leviathan_lib.orchestrator.dag_factory",
+    "leviathan_lib.orchestrator.tasks",
     "leviathan_lib.cycle.check",
     "leviathan_lib.cycle.history",
     "leviathan_lib.cycle.outcome",

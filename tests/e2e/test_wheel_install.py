@@ -114,7 +114,7 @@ def deployment(venv, tmp_path_factory) -> tuple[dict[str, str], Path, Path]:
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=60",
         "AIRFLOW__LEVIATHAN__TARGETS_DIR": "targets",  # relative: next to the DAG file
-        "AIRFLOW__API_AUTH__JWT_SECRET": "test-only-jwt-secret-not-used-outside-tests",
+        "AIRFLOW__API_AUTH__JWT_SECRET": "test-only-jwt-secret-not-used-outside-tests-64-bytes-long-hs-512",
         "LEVIATHAN_STATE_DIR": str(top / "state"),
     }
     python = str(venv / "bin" / "python")
