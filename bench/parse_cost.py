@@ -49,7 +49,7 @@ STATIC_HEADER = '''\
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import DAG, Asset, AssetAlias, TriggerRule, literal, task
+from airflow.sdk import DAG, Asset, AssetAlias, TriggerRule, task
 
 from leviathan_lib.orchestrator import tasks as t
 
@@ -60,8 +60,8 @@ DEFAULT_ARGS = {{"owner": "leviathan", "retries": 2, "retry_delay": timedelta(se
 STATIC_DAG = '''
 asset = Asset(name={asset_name!r}, uri={asset_uri!r}, group="leviathan")
 alias = AssetAlias(name={alias_name!r}, group="leviathan")
-config = literal({config!r})
-repo_url = literal({repo_url!r})
+config = {config!r}
+repo_url = {repo_url!r}
 with DAG(
     dag_id={dag_id!r},
     description={description!r},
@@ -94,6 +94,8 @@ with DAG(
     pr >> record >> outcome
     worker >> pr
     plan >> [worker, pr, record, outcome]
+for operator in dag_{index}.tasks:
+    operator.template_fields = ()
 '''
 
 

@@ -13,9 +13,10 @@ import re
 import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from airflow.sdk import DAG, Asset, AssetAlias, TriggerRule, literal, task
+from airflow.sdk import DAG, Asset, AssetAlias, TriggerRule, task
+from airflow.sdk.bases.decorator import DecoratedOperator
 from airflow.sdk.definitions.deadline import DeadlineAlert
 
 from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE
@@ -102,12 +103,10 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
 
     asset = evidence_asset(target.target_id)
     alias = evidence_alias(target.target_id)
-    repo_url: Any = literal(target.repo_location(config_file))
+    repo_url = target.repo_location(config_file)
     timeout = timedelta(seconds=target.attempt_timeout_seconds)
     waits = timedelta(seconds=target.approval_timeout_seconds if target.approval != "none" else 0)
-    # Literal: the target file's strings are never Jinja templates (no "{{ conn... }}" in a PR label), and
-    # the task runner need not compile each of them as one before every task.
-    config: Any = literal(target.model_dump(mode="json"))
+    config = target.model_dump(mode="json")
 
     with DAG(
         dag_id=target.dag_id,
@@ -161,6 +160,12 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
             else:
                 worker >> gate >> pr
         plan >> [t for t in dag.tasks if t.task_id != TASK_PLAN]  # one skip call skips them all
+        for operator in dag.tasks:
+            if isinstance(operator, DecoratedOperator):  # Leviathan's @task bodies, not the pod or the gate
+                # No templated arguments: the target file's strings are never Jinja templates (no
+                # "{{ conn... }}" in a PR label rendered into a secret), and the task runner has nothing to
+                # render, serialize and store as rendered fields before each task (an Execution API call).
+                operator.template_fields = ()
     return dag
 
 

@@ -112,7 +112,7 @@ def test_deployment_defaults_fill_only_keys_a_target_file_leaves_out(tmp_path, t
     dags = build_all(targets_dir)
 
     def effective(dag_id: str) -> dict:
-        return dags[dag_id].task_dict[names.TASK_PLAN].op_kwargs["config"].value
+        return dags[dag_id].task_dict[names.TASK_PLAN].op_kwargs["config"]
 
     assert effective(names.dag_id("plain"))["worker_image"] == "123.dkr.ecr.example/leviathan-worker:0.1.0"
     assert effective(names.dag_id("explicit"))["worker_image"] == "ghcr.io/acme/worker:2"
@@ -143,8 +143,9 @@ def test_target_values_are_escaped_in_the_dag_doc(tmp_path):
 
 
 def test_target_values_are_never_jinja_templates(tmp_path):
-    """A target file's strings reach the tasks as written: the task runner renders op_kwargs before every
-    task, and a label like ``{{ conn... }}`` must not pull a connection's secret into a pull request."""
+    """A target file's strings reach the tasks as written: the task runner renders a task's template fields
+    before it runs, and a label like ``{{ conn... }}`` must not pull a connection's secret into a pull
+    request. Leviathan's tasks have none, so nothing is rendered (or stored as rendered fields)."""
     from leviathan_lib.core.config import parse_target
     from leviathan_lib.orchestrator.dag_factory import build_target_dag
 
@@ -152,13 +153,14 @@ def test_target_values_are_never_jinja_templates(tmp_path):
     text = f"target_id: jinja\ntarget_repo_url: /srv/{{{{x}}}}.git\npr_labels: [{json.dumps(template)}]\n"
     target = parse_target(text, "t.yaml")
     dag = build_target_dag(target, tmp_path / "t.yaml")
-    for task in dag.task_dict.values():
-        if "config" not in getattr(task, "op_kwargs", {}):
-            continue
-        rendered = task.render_template(task.op_kwargs, {"conn": None})
-        assert rendered["config"]["pr_labels"] == [template], task.task_id
-    plan = dag.task_dict[names.TASK_PLAN]
-    assert plan.render_template(plan.op_kwargs, {"x": "y"})["repo_url"] == "/srv/{{x}}.git"
+    with_config = [t for t in dag.task_dict.values() if "config" in getattr(t, "op_kwargs", {})]
+    assert {t.task_id for t in with_config} >= {names.TASK_PLAN, names.TASK_RUN_WORKER, names.TASK_RECORD_EVIDENCE}
+    for task in with_config:
+        assert task.template_fields == (), task.task_id
+        task.render_template_fields({"conn": None, "x": "y"})  # what the task runner does before execute
+        assert task.op_kwargs["config"]["pr_labels"] == [template], task.task_id
+    assert dag.task_dict[names.TASK_PLAN].op_kwargs["repo_url"] == "/srv/{{x}}.git"
+    assert [t.task_id for t in dag.tasks if t.template_fields] == []
 
 
 def test_a_thousand_target_files_some_broken_parse_within_the_import_timeout(targets_dir, monkeypatch):

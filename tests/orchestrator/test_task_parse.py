@@ -47,7 +47,7 @@ def test_a_task_process_parses_one_of_fifty_target_files_and_builds_one_dag(targ
     dags = dag_factory.build_all(targets_dir)
     assert list(dags) == ["leviathan__t07"]
     assert loads == ["t07.yaml"]  # not the other 49, and no error DAG for broken.yaml
-    assert dags["leviathan__t07"].task_dict["plan"].op_kwargs["config"].value["target_repo_url"] == "/srv/t07.git"
+    assert dags["leviathan__t07"].task_dict["plan"].op_kwargs["config"]["target_repo_url"] == "/srv/t07.git"
 
 
 def test_the_dag_processor_still_builds_every_dag_and_error_dag(targets_dir, monkeypatch, loads):
