@@ -49,6 +49,7 @@ STATIC_HEADER = '''\
 
 from datetime import UTC, datetime, timedelta
 
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Asset, AssetAlias, TriggerRule, task
 
 from leviathan_lib.orchestrator import tasks as t
@@ -84,6 +85,7 @@ with DAG(
     worker = task(task_id="run_worker", retries=0, execution_timeout=timedelta(seconds={exec_timeout}))(
         t.run_worker
     )(config=config)
+    EmptyOperator(task_id="skip", doc_md="The guardrails decided not to run the worker this cycle.")
     pr = task(task_id="open_pull_request")(t.open_pull_request)(config=config)
     record = task(task_id="record_evidence", outlets=[asset], trigger_rule=TriggerRule.NONE_SKIPPED)(
         t.record_evidence
@@ -93,9 +95,10 @@ with DAG(
     )()
     pr >> record >> outcome
     worker >> pr
-    plan >> [worker, pr, record, outcome]
+    plan >> [t for t in dag_{index}.tasks if t.task_id != "plan"]
 for operator in dag_{index}.tasks:
-    operator.template_fields = ()
+    if operator.task_id != "skip":
+        operator.template_fields = ()
 '''
 
 

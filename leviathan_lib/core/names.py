@@ -69,11 +69,14 @@ def dag_target_id(dag: str | None) -> str | None:
 # --- the cycle DAG's task ids --------------------------------------------------------------------------
 
 #: Reads the backlog, checks the guardrails and branches; on a skip it also writes the cycle's evidence and
-#: skips every other task, so an idle cycle is this one task process.
+#: skips every other task but ``skip``, so an idle cycle is this one task process.
 TASK_PLAN: Final = "plan"
 #: Kubernetes backend only: builds the pod's spec before ``run_worker``.
 TASK_PREPARE_ATTEMPT: Final = "prepare_attempt"
 TASK_RUN_WORKER: Final = "run_worker"
+#: The plain-skip branch: an EmptyOperator leaf (no task process) that turns the run red if ``plan`` ends
+#: failed after it skipped the rest (e.g. Airflow could not store its success and asset event).
+TASK_SKIP: Final = "skip"
 TASK_OPEN_PULL_REQUEST: Final = "open_pull_request"
 #: Writes the evidence of a cycle that attempted (or whose ``plan`` failed).
 TASK_RECORD_EVIDENCE: Final = "record_evidence"
@@ -88,7 +91,7 @@ TASK_APPROVE_PULL_REQUEST: Final = "approve_pull_request"
 
 #: Every task id a Leviathan DAG can have.
 TASK_IDS: Final = frozenset({
-    TASK_PLAN, TASK_PREPARE_ATTEMPT, TASK_RUN_WORKER,
+    TASK_PLAN, TASK_PREPARE_ATTEMPT, TASK_RUN_WORKER, TASK_SKIP,
     TASK_OPEN_PULL_REQUEST, TASK_RECORD_EVIDENCE, TASK_CYCLE_OUTCOME, TASK_CONFIG_ERROR,
     TASK_APPROVE_PLAN, TASK_APPROVE_PULL_REQUEST,
 })

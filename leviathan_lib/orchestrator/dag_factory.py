@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Asset, AssetAlias, TriggerRule, task
 from airflow.sdk.bases.decorator import DecoratedOperator
 from airflow.sdk.definitions.deadline import DeadlineAlert
@@ -32,6 +33,7 @@ from leviathan_lib.core.names import (
     TASK_PREPARE_ATTEMPT,
     TASK_RECORD_EVIDENCE,
     TASK_RUN_WORKER,
+    TASK_SKIP,
     evidence_asset_uri,
     invalid_dag_id,
 )
@@ -92,9 +94,12 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
 
     ``plan`` (``@task.branch``) reads the backlog, checks the guardrails and, when it will not attempt,
     writes the cycle's evidence itself. Every other task is also directly downstream of ``plan``, so on a
-    plain skip ``plan`` follows nothing and skips them all in one call: an idle cycle is one task process
-    and leaves the scheduler nothing to evaluate, like a one-task DAG. Following ``run_worker`` follows
-    everything after it (Airflow follows a followed task's descendants). An error skip follows only
+    plain skip ``plan`` follows only ``skip`` and skips all the others in one call: an idle cycle is one
+    task process, and the scheduler only completes the EmptyOperator (no trigger-rule cascade). ``skip``
+    is a leaf so that a ``plan`` that ends failed after it skipped the rest (Airflow could not store its
+    success, e.g. a database error in the final state call) fails the run instead of leaving it green
+    without a record. Following ``run_worker`` follows everything after it (Airflow follows a followed
+    task's descendants). An error skip follows only
     ``cycle_outcome``, which fails the run. On the kubernetes backend ``run_worker`` is a pod, preceded by
     ``prepare_attempt`` that builds its spec. ``record_evidence`` runs after an attempt or a failed ``plan``
     (``none_skipped``), never after a skip, so every cycle has exactly one record.
@@ -142,6 +147,7 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
                 t.run_worker
             )(config=config)
             start = worker
+        EmptyOperator(task_id=TASK_SKIP, doc_md="The guardrails decided not to run the worker this cycle.")
         pr = task(task_id=TASK_OPEN_PULL_REQUEST)(t.open_pull_request)(config=config)
         record = task(task_id=TASK_RECORD_EVIDENCE, outlets=[asset], trigger_rule=TriggerRule.NONE_SKIPPED)(
             t.record_evidence

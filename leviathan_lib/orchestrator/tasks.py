@@ -25,6 +25,7 @@ from leviathan_lib.core.names import (
     TASK_PLAN,
     TASK_PREPARE_ATTEMPT,
     TASK_RUN_WORKER,
+    TASK_SKIP,
     XCOM_APPROVAL,
     XCOM_GUARDRAILS,
     XCOM_PREPARED_AT,
@@ -131,7 +132,7 @@ def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAli
     The record of a skip is emitted through ``alias`` (the task's only outlet): an alias outlet yields an
     asset event only for what the task adds to it, so a ``plan`` that chose an attempt emits nothing and
     ``record_evidence`` writes that cycle's single record. A skip for an error branches to
-    ``cycle_outcome``, which fails the run; a plain skip follows nothing (every other task is skipped).
+    ``cycle_outcome``, which fails the run; a plain skip follows only the ``skip`` EmptyOperator.
     A plain skip pushes no XCom of its own (its record is the asset event), an error skip the record for
     ``cycle_outcome``; the read and the guardrail result are pushed for the tasks that use them: the
     attempt's, and ``record_evidence`` when ``plan`` fails after its read.
@@ -168,7 +169,7 @@ def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAli
     if cycle_failure(record):
         ti.xcom_push(key=XCOM_RECORD, value=record)  # for cycle_outcome, which fails the run with its reason
         return [TASK_CYCLE_OUTCOME]
-    return []
+    return [TASK_SKIP]
 
 
 def _dashboard(target: TargetConfig, read: ReadResult, result: GuardrailResult, *, run_id: str, dag_run: Any,

@@ -36,7 +36,7 @@ def test_dag_ids_and_their_target():
 
 
 def test_every_cycle_task_id_is_known():
-    assert {names.TASK_PLAN, names.TASK_RUN_WORKER, names.TASK_PREPARE_ATTEMPT,
+    assert {names.TASK_PLAN, names.TASK_RUN_WORKER, names.TASK_SKIP, names.TASK_PREPARE_ATTEMPT,
             names.TASK_CONFIG_ERROR, names.TASK_APPROVE_PLAN, names.TASK_APPROVE_PULL_REQUEST} <= names.TASK_IDS
-    assert len(names.TASK_IDS) == 9
+    assert len(names.TASK_IDS) == 10
     assert set(names.RECORD_TASK_IDS) <= names.TASK_IDS

@@ -37,7 +37,8 @@ def test_demo_target_opens_one_pr_then_respects_the_open_pr_limit(tmp_path, targ
 
     dag_run, states = run_cycle(target_file)
     assert dag_run.state == "success"
-    assert set(states.values()) == {"success"} and names.TASK_RECORD_EVIDENCE in states
+    assert states[names.TASK_SKIP] == "skipped" and names.TASK_RECORD_EVIDENCE in states
+    assert {s for t, s in states.items() if t != names.TASK_SKIP} == {"success"}
     record = evidence_record(dag_run)
     assert record["decision"] == "run" and record["stopped_reason"] == "pr_opened"
     assert record["selected_task"] == "docs-quickstart"
@@ -63,8 +64,8 @@ def test_demo_target_opens_one_pr_then_respects_the_open_pr_limit(tmp_path, targ
     # Next cycle: the open PR limit (DEV: 1) stops it before the worker.
     dag_run2, states2 = run_cycle(target_file)
     assert dag_run2.state == "success"
-    # An idle cycle is one task process: plan; it skipped every other task itself.
-    assert {t for t, s in states2.items() if s == "success"} == {names.TASK_PLAN}
+    # An idle cycle is one task process: plan; it skipped every other task itself but the EmptyOperator.
+    assert {t for t, s in states2.items() if s == "success"} == {names.TASK_PLAN, names.TASK_SKIP}
     assert set(states2.values()) == {"success", "skipped"}
     record2 = evidence_record(dag_run2)
     assert record2["decision"] == "skip" and record2["reasons"] == ["open_pr_limit"]

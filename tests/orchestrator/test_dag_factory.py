@@ -56,9 +56,12 @@ def test_valid_target_dag_shape(dagbag):
     assert dag.schedule == f"{offset('fine', 'minute', 5)}-59/5 * * * *"
     plan = dag.task_dict[names.TASK_PLAN]
     assert plan.upstream_task_ids == set()
-    # Every task hangs from plan too, so a skip skips them all in one call (no cascade for the scheduler).
+    # Every task hangs from plan too, so a skip skips them all but `skip` in one call (no cascade for the
+    # scheduler); `skip` is a leaf on plan alone: a plan that ends failed after skipping fails the run.
     assert plan.downstream_task_ids == set(dag.task_dict) - {names.TASK_PLAN}
-    assert not any(type(t).__name__ == "EmptyOperator" for t in dag.tasks)
+    skip = dag.task_dict[names.TASK_SKIP]
+    assert type(skip).__name__ == "EmptyOperator" and skip.upstream_task_ids == {names.TASK_PLAN}
+    assert skip.downstream_task_ids == set() and skip.trigger_rule == "all_success"
     assert dag.task_dict[names.TASK_RUN_WORKER].downstream_task_ids == {names.TASK_OPEN_PULL_REQUEST}
     record = dag.task_dict[names.TASK_RECORD_EVIDENCE]
     assert record.upstream_task_ids == {names.TASK_PLAN, names.TASK_OPEN_PULL_REQUEST}
@@ -219,7 +222,8 @@ def test_approval_none_keeps_the_graph_and_a_gate_sits_where_it_is_asked_for(tmp
     plain = _gate_dag(tmp_path, "none")
     assert not {names.TASK_APPROVE_PLAN, names.TASK_APPROVE_PULL_REQUEST} & set(plain.task_dict)
     assert plain.task_dict[names.TASK_PLAN].downstream_task_ids == {
-        names.TASK_RUN_WORKER, names.TASK_OPEN_PULL_REQUEST, names.TASK_RECORD_EVIDENCE, names.TASK_CYCLE_OUTCOME}
+        names.TASK_RUN_WORKER, names.TASK_SKIP, names.TASK_OPEN_PULL_REQUEST, names.TASK_RECORD_EVIDENCE,
+        names.TASK_CYCLE_OUTCOME}
     plan = _gate_dag(tmp_path, "plan")
     gate = plan.task_dict[names.TASK_APPROVE_PLAN]
     assert type(gate).__name__ == "ApprovalGate" and gate.retries == 0

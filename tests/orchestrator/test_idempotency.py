@@ -31,7 +31,7 @@ def _clear(dag_run, task_ids: list[str]) -> None:
 @pytest.mark.parametrize("cleared", [
     [names.TASK_OPEN_PULL_REQUEST, names.TASK_RECORD_EVIDENCE, names.TASK_CYCLE_OUTCOME],
     [names.TASK_RUN_WORKER, names.TASK_OPEN_PULL_REQUEST, names.TASK_RECORD_EVIDENCE, names.TASK_CYCLE_OUTCOME],
-    [names.TASK_PLAN, names.TASK_RUN_WORKER, names.TASK_OPEN_PULL_REQUEST,
+    [names.TASK_PLAN, names.TASK_RUN_WORKER, names.TASK_SKIP, names.TASK_OPEN_PULL_REQUEST,
      names.TASK_RECORD_EVIDENCE, names.TASK_CYCLE_OUTCOME],
 ])
 def test_clearing_tasks_of_a_run_never_opens_a_second_pr(tmp_path, targets_dir, cleared):

@@ -244,7 +244,7 @@ def test_clearing_a_refresh_run_repeats_the_same_refresh_and_nothing_else(tmp_pa
     first = dag.test()
     assert evidence_record(first)["stopped_reason"] == "pr_refreshed"
     head = demo.tip(BRANCH)
-    _clear(first, [names.TASK_PLAN, names.TASK_RUN_WORKER, names.TASK_OPEN_PULL_REQUEST,
+    _clear(first, [names.TASK_PLAN, names.TASK_RUN_WORKER, names.TASK_SKIP, names.TASK_OPEN_PULL_REQUEST,
                    names.TASK_RECORD_EVIDENCE, names.TASK_CYCLE_OUTCOME])
     again = dag.test(run_after=first.run_after, logical_date=first.logical_date)
     record = evidence_record(again)
