@@ -130,7 +130,10 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
     ) as dag:
         kubernetes = target.worker_backend == "kubernetes"
         first = TASK_PREPARE_ATTEMPT if kubernetes else TASK_RUN_WORKER
-        plan = task.branch(task_id=TASK_PLAN, inlets=[asset], outlets=[alias])(t.plan)(
+        # One plan per target at a time, across every run (a backfill's replays and a scheduled run too):
+        # the guardrails decide on one history, and two first events through the alias at once hit a
+        # unique-key race in Airflow's alias bookkeeping (the second plan would end failed).
+        plan = task.branch(task_id=TASK_PLAN, inlets=[asset], outlets=[alias], max_active_tis_per_dag=1)(t.plan)(
             config=config, repo_url=repo_url, asset=asset, alias=alias, switch_variable=GLOBAL_SWITCH_VARIABLE,
             run_task_id=TASK_APPROVE_PLAN if target.approval == "plan" else first,
         )

@@ -59,6 +59,7 @@ def test_valid_target_dag_shape(dagbag):
     # Every task hangs from plan too, so a skip skips them all but `skip` in one call (no cascade for the
     # scheduler); `skip` is a leaf on plan alone: a plan that ends failed after skipping fails the run.
     assert plan.downstream_task_ids == set(dag.task_dict) - {names.TASK_PLAN}
+    assert plan.max_active_tis_per_dag == 1  # one plan per target at a time, backfill replays included
     skip = dag.task_dict[names.TASK_SKIP]
     assert type(skip).__name__ == "EmptyOperator" and skip.upstream_task_ids == {names.TASK_PLAN}
     assert skip.downstream_task_ids == set() and skip.trigger_rule == "all_success"
