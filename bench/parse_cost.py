@@ -78,7 +78,8 @@ with DAG(
     is_paused_upon_creation=True,
     params={{}},
 ) as dag_{index}:
-    plan = task.branch(task_id="plan", inlets=[asset], outlets=[alias], max_active_tis_per_dag=1)(t.plan)(
+    plan = task.branch(task_id="plan", inlets=[asset], outlets=[alias], max_active_tis_per_dag=1,
+                       do_xcom_push=False)(t.plan)(
         config=config, repo_url=repo_url, asset=asset, alias=alias, switch_variable="leviathan_autonomy_enabled",
         run_task_id="run_worker",
     )

@@ -132,8 +132,11 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
         first = TASK_PREPARE_ATTEMPT if kubernetes else TASK_RUN_WORKER
         # One plan per target at a time, across every run (a backfill's replays and a scheduled run too):
         # the guardrails decide on one history, and two first events through the alias at once hit a
-        # unique-key race in Airflow's alias bookkeeping (the second plan would end failed).
-        plan = task.branch(task_id=TASK_PLAN, inlets=[asset], outlets=[alias], max_active_tis_per_dag=1)(t.plan)(
+        # unique-key race in Airflow's alias bookkeeping (the second plan would end failed). No return_value
+        # XCom: nothing reads the branch list (Airflow keeps what it followed in its own XCom), and an idle
+        # cycle saves the write.
+        plan = task.branch(task_id=TASK_PLAN, inlets=[asset], outlets=[alias], max_active_tis_per_dag=1,
+                           do_xcom_push=False)(t.plan)(
             config=config, repo_url=repo_url, asset=asset, alias=alias, switch_variable=GLOBAL_SWITCH_VARIABLE,
             run_task_id=TASK_APPROVE_PLAN if target.approval == "plan" else first,
         )

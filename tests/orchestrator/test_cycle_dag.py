@@ -67,6 +67,8 @@ def test_demo_target_opens_one_pr_then_respects_the_open_pr_limit(tmp_path, targ
     # An idle cycle is one task process: plan; it skipped every other task itself but the EmptyOperator.
     assert {t for t, s in states2.items() if s == "success"} == {names.TASK_PLAN, names.TASK_SKIP}
     assert set(states2.values()) == {"success", "skipped"}
+    # ... and stores one XCom row: Airflow's own note of the branch it followed (the record is the event).
+    assert _xcom_keys(dag_run2) == [(names.TASK_PLAN, "skipmixin_key")]
     record2 = evidence_record(dag_run2)
     assert record2["decision"] == "skip" and record2["reasons"] == ["open_pr_limit"]
     assert record2["attempt"] is None
@@ -271,6 +273,15 @@ def _hostile_target(tmp_path, targets_dir, target_id: str, script: str) -> tuple
                 text.replace('      - "docs/quickstart.md"', '      - "docs/"', 1), "the quickstart may use docs/")
     commit_file(bare, tmp_path / "work", ".leviathan/recipes/write_doc.py", script, "a hostile recipe")
     return target_file, bare
+
+
+def _xcom_keys(dag_run) -> list[tuple[str, str]]:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id)).all()
+        return sorted((row.task_id, row.key) for row in rows)
 
 
 def _all_xcoms(dag_run) -> str:

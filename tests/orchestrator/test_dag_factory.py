@@ -60,6 +60,7 @@ def test_valid_target_dag_shape(dagbag):
     # scheduler); `skip` is a leaf on plan alone: a plan that ends failed after skipping fails the run.
     assert plan.downstream_task_ids == set(dag.task_dict) - {names.TASK_PLAN}
     assert plan.max_active_tis_per_dag == 1  # one plan per target at a time, backfill replays included
+    assert plan.do_xcom_push is False  # nothing reads the branch list; an idle cycle writes one XCom fewer
     skip = dag.task_dict[names.TASK_SKIP]
     assert type(skip).__name__ == "EmptyOperator" and skip.upstream_task_ids == {names.TASK_PLAN}
     assert skip.downstream_task_ids == set() and skip.trigger_rule == "all_success"
