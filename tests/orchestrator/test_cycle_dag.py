@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -275,22 +276,22 @@ def _hostile_target(tmp_path, targets_dir, target_id: str, script: str) -> tuple
     return target_file, bare
 
 
-def _xcom_keys(dag_run) -> list[tuple[str, str]]:
+def _xcoms(dag_run) -> list[tuple[str, str, Any]]:
+    """The run's XCom rows: (task id, key, value)."""
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     with create_session() as session:
         rows = session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id)).all()
-        return sorted((row.task_id, row.key) for row in rows)
+        return [(row.task_id, row.key, XComModel.deserialize_value(row)) for row in rows]
+
+
+def _xcom_keys(dag_run) -> list[tuple[str, str]]:
+    return sorted((task_id, key) for task_id, key, _ in _xcoms(dag_run))
 
 
 def _all_xcoms(dag_run) -> str:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        rows = session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id)).all()
-        return json.dumps([XComModel.deserialize_value(row) for row in rows], default=str)
+    return json.dumps([value for _, _, value in _xcoms(dag_run)], default=str)
 
 
 def test_a_secret_hidden_from_git_diff_never_reaches_xcom_evidence_or_a_pr(tmp_path, targets_dir):
