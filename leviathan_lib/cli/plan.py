@@ -12,16 +12,17 @@ import re
 import sys
 import tempfile
 import warnings
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from leviathan_lib.core.backlog import Backlog, Task, parse_backlog
 from leviathan_lib.core.config import DEPRECATED_KEYS, LEGACY_KEYS, TargetConfig, load_target, parse_target
 from leviathan_lib.core.errors import Problem, ValidationFailed
-from leviathan_lib.core.guardrails import CycleState, decide, parse_state
+from leviathan_lib.core.guardrails import parse_state
 from leviathan_lib.core.scope import ScopeViolation, path_segments
 from leviathan_lib.core.yamlsrc import decode_utf8, line_of, load_yaml
-from leviathan_lib.cycle.steps import apply_recipe_checks, check_sandbox, read_backlog
+from leviathan_lib.cycle.decision import DecisionInputs, PlanState, build_decision
+from leviathan_lib.cycle.steps import ReadResult, read_backlog
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
@@ -150,10 +151,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _backlog_from_repo(target: TargetConfig, config_path: Path) -> tuple[str, str, str | None]:
-    """Backlog and recipes text at the tip of the target branch (as the DAG reads them), and a source name."""
+def _from_repo(target: TargetConfig, config_path: Path) -> ReadResult:
+    """The read the DAG makes: backlog and recipes at the tip of the target branch."""
     url = target.repo_location(config_path)
-    source = _redact(f"{url}@{target.target_branch}:{target.backlog_path}")
     with tempfile.TemporaryDirectory(prefix="leviathan-plan-") as cache:
         read = read_backlog(target, url, Path(cache))
     if read.error and read.error.code == "repo_unreachable":
@@ -163,11 +163,37 @@ def _backlog_from_repo(target: TargetConfig, config_path: Path) -> tuple[str, st
         where = _redact(f"{url}@{target.target_branch}")
         raise ValidationFailed([Problem(where, "", read.error.message)])
     if read.backlog_text is None:
+        source = _redact(f"{url}@{target.target_branch}:{target.backlog_path}")
         raise ValidationFailed([Problem(source, "", f"no backlog at commit {(read.commit_sha or '')[:12]}")])
-    return read.backlog_text, source, read.recipes_text
+    return read
+
+
+def _recipes_file(args: argparse.Namespace, target: TargetConfig) -> Path | None:
+    """``--recipes``, else the recipes file beside ``--backlog`` (a checkout's ``.leviathan/``), else None."""
+    if args.recipes:
+        return Path(args.recipes)
+    beside = Path(args.backlog).parent / PurePosixPath(target.recipes_path).name
+    if beside.is_file():
+        print(f"note: recipes read from {beside} (beside the backlog; --recipes FILE to choose)", file=sys.stderr)
+        return beside
+    print(f"note: no --recipes and no {beside.name} beside the backlog: judged as the DAG judges a repository "
+          "without a recipes file (a task naming a recipe is invalid_task)", file=sys.stderr)
+    return None
+
+
+def _from_files(args: argparse.Namespace, target: TargetConfig) -> ReadResult:
+    """The read of ``--backlog`` (and the recipes), as if the DAG had pinned a commit holding them."""
+    text = _read(Path(args.backlog))
+    _, task_problems = parse_backlog(text, args.backlog)  # a file-level problem raises: exit 2, as the DAG stops
+    for problem in task_problems:
+        print(f"warning: {problem} (task reported as invalid_task)", file=sys.stderr)
+    recipes = _recipes_file(args, target)
+    return ReadResult(repo_url=args.backlog, branch=target.target_branch, backlog_path=args.backlog,
+                      backlog_text=text, recipes_text=_read(recipes) if recipes else None)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    """The decision the DAG's ``plan`` would make on these files and this state (one builder for both)."""
     config_path = Path(args.config)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -175,22 +201,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
             target = load_target(config_path)
         finally:
             _print_warnings(caught)
-    check_recipes = bool(args.recipes) or not args.backlog
-    recipes_text = _read(Path(args.recipes)) if args.recipes else None
-    if args.backlog:
-        text, source = _read(Path(args.backlog)), args.backlog
-    else:
-        text, source, recipes_text = _backlog_from_repo(target, config_path)
-    backlog, task_problems = parse_backlog(text, source)
-    for problem in task_problems:
-        print(f"warning: {problem} (task reported as invalid_task)", file=sys.stderr)
-    if check_recipes:
-        # As the DAG does: a ready task whose recipe is missing or unknown never reaches the worker.
-        backlog = apply_recipe_checks(backlog, recipes_text, args.recipes or target.recipes_path,
-                                      llm_enabled=target.executor == "llm")
-    state = parse_state(_read(Path(args.state)), args.state) if args.state else CycleState()
-    decision = check_sandbox(target, backlog, decide(target, backlog, state))  # on this machine, as the DAG
-    text = decision.model_dump_json(indent=2)  # pydantic-core: ~6x json.dumps(indent=)
+    read = _from_files(args, target) if args.backlog else _from_repo(target, config_path)
+    state = parse_state(_read(Path(args.state)), args.state, PlanState) if args.state else PlanState()
+    result = build_decision(DecisionInputs(
+        target=target, read=read, state=state,
+        refresh_counts=state.refresh_counts, continue_request=state.continue_pr))
+    for problem in result.task_problems:
+        if not args.backlog:  # from --backlog they were printed with their lines already
+            print(f"warning: {problem} (task reported as invalid_task)", file=sys.stderr)
+    assert result.decision is not None  # the read raised on every error
+    text = result.decision.model_dump_json(indent=2)  # pydantic-core: ~6x json.dumps(indent=)
     if not text.isascii():  # keep json.dumps' \\u escapes, so the output is byte-for-byte what it always was
         text = json.dumps(json.loads(text), indent=2)
     print(text)
@@ -215,7 +235,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     plan.add_argument("--backlog", metavar="BACKLOG.yaml",
                       help="backlog file (default: read it from the target repository's branch tip)")
     plan.add_argument("--recipes", metavar="RECIPES.yaml",
-                      help="also check each ready task's recipe against this file (always done without --backlog)")
+                      help="the recipes file with --backlog (default: the one beside the backlog, if any)")
     plan.add_argument("--state", metavar="STATE.json",
-                      help="open PRs, attempts, global switch (default: none open, no attempts, switch on)")
+                      help="open PRs, attempts, global switch, an open PR to continue (default: none open, "
+                           "no attempts, switch on)")
     plan.set_defaults(func=cmd_plan)

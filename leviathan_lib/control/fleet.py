@@ -130,7 +130,7 @@ def paused_dags(dag_ids: list[str]) -> dict[str, bool]:
 def failure_streak(ledger: Ledger) -> int:
     """Consecutive failed attempts since the last breaker reset, as the guardrails count them."""
     from leviathan_lib.core.guardrails import failure_streak as streak
-    from leviathan_lib.cycle.steps import guardrail_inputs
+    from leviathan_lib.cycle.decision import guardrail_inputs
 
     attempts, _ = guardrail_inputs(ledger)
     return streak(attempts, ledger.breaker_reset_at)
@@ -140,7 +140,7 @@ def llm_budget(target: TargetConfig, ledger: Ledger) -> Any:
     """The guardrails' ``llm_budget`` check (None when the target has no daily model budget)."""
     from leviathan_lib.core.guardrails import CycleState
     from leviathan_lib.core.guardrails import llm_budget as check
-    from leviathan_lib.cycle.steps import guardrail_inputs
+    from leviathan_lib.cycle.decision import guardrail_inputs
 
     attempts, _ = guardrail_inputs(ledger)
     return check(target, CycleState(attempts=attempts))

@@ -1,9 +1,10 @@
 """What the Leviathan view shows about one target, read from Airflow's state and the target's repository.
 
 Every read is bounded: the evidence of a chosen period, newest first and at most :data:`MAX_PERIOD_ROWS`
-records (``truncated`` says when the bound was hit); the backlog at the branch tip is read with the same
-engine as ``leviathan plan`` (:func:`leviathan_lib.cycle.steps.check_guardrails` on the ledger the newest
-record carries) in a worker thread given :data:`BACKLOG_SECONDS`. Whatever cannot be read is returned as
+records (``truncated`` says when the bound was hit); the backlog is read at the commit the newest cycle
+pinned, once per commit (:func:`texts_at_commit`), and judged by the one decision builder
+(:func:`leviathan_lib.cycle.decision.build_decision`) on the ledger that record carries, in a worker
+thread given :data:`BACKLOG_SECONDS`. Whatever cannot be read is returned as
 ``unknown: <reason>`` text, never raised: the page always renders. The forge's API is never called here
 (PR states are the ones cycles recorded); only a local forge's PR record is opened, for its PR page.
 """
@@ -13,7 +14,8 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import re
-import tempfile
+import threading
+from collections import OrderedDict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -21,13 +23,24 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from leviathan_lib.control.switch import AUTONOMY_ASSET_URI
+from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig, TargetsDirError, load_target, target_files
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.names import evidence_asset_uri
 from leviathan_lib.core.repo_url import parse_repo_url
 from leviathan_lib.core.secrets_scan import redact_text
+from leviathan_lib.cycle.decision import (
+    DecisionInputs,
+    SandboxSeen,
+    build_decision,
+    ledger_open_prs,
+    state_from_ledger,
+)
+from leviathan_lib.cycle.repo_reader import RepoUnreachable
+from leviathan_lib.cycle.steps import ContinueRequest, CycleError, ReadResult
 from leviathan_lib.evidence.records import CycleRecord, History, Ledger, parse_records
 from leviathan_lib.orchestrator.targets import targets_location
+from leviathan_lib.worker.contract import ContinuePr
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +48,7 @@ log = logging.getLogger(__name__)
 MAX_PERIOD_ROWS = 20_000
 #: Switch changes read for one target's period (global and this target's).
 MAX_SWITCH_ROWS = 500
-#: Longest the page waits for the backlog at the branch tip (clone or fetch, then parse).
+#: Longest the page waits for the backlog at the newest cycle's commit (a fetch the first time, then parse).
 BACKLOG_SECONDS = 20.0
 PERIODS = (7, 30, 90)
 PAGE_SIZE = 50
@@ -293,34 +306,100 @@ class BacklogView(BaseModel):
     problems: list[str] = Field(default_factory=list)
 
 
-def _verdicts(target: TargetConfig, config_path: Path, ledger: Ledger, global_autonomy: bool) -> BacklogView:
-    from leviathan_lib.core.backlog import parse_backlog
-    from leviathan_lib.cycle.pr_sync import replayed_open_prs
-    from leviathan_lib.cycle.steps import check_guardrails, guardrail_inputs, read_backlog
+#: Backlog and recipes texts read at one commit, newest use last: (repo, sha, backlog, recipes) → texts.
+_AT_COMMIT: OrderedDict[tuple[str, str, str, str], tuple[str | None, str | None]] = OrderedDict()
+#: Commits kept in :data:`_AT_COMMIT` (per API-server process).
+AT_COMMIT_KEPT = 64
+_AT_COMMIT_LOCK = threading.Lock()
 
+
+def texts_at_commit(target: TargetConfig, repo_url: str, commit_sha: str) -> tuple[str | None, str | None]:
+    """The backlog and recipes at a pinned commit, read once per commit per process: from the repository
+    itself when local, else from this machine's mirror, fetched only when the commit is not there yet."""
+    from leviathan_lib.core import paths
+    from leviathan_lib.cycle.repo_reader import read_at_commit, readable_commit
+
+    key = (repo_url, commit_sha, target.backlog_path, target.recipes_path)
+    with _AT_COMMIT_LOCK:
+        if key in _AT_COMMIT:
+            _AT_COMMIT.move_to_end(key)
+            return _AT_COMMIT[key]
+    git_dir = readable_commit(repo_url, commit_sha, paths.cache_dir())
+    texts = (read_at_commit(git_dir, commit_sha, target.backlog_path),
+             read_at_commit(git_dir, commit_sha, target.recipes_path))
+    with _AT_COMMIT_LOCK:
+        _AT_COMMIT[key] = texts
+        while len(_AT_COMMIT) > AT_COMMIT_KEPT:
+            _AT_COMMIT.popitem(last=False)
+    return texts
+
+
+def _newest_cycle(history: History) -> CycleRecord | None:
+    """The newest cycle that acted (never a replay) and pinned a commit."""
+    return next((c for c in reversed(history.cycles) if not c.replay and c.commit_sha), None)
+
+
+def _sandbox_seen(record: CycleRecord) -> SandboxSeen | None:
+    """The sandbox check the newest cycle's worker machine made (None: it made none; probe here)."""
+    check = next((c for c in record.checks if c.name == "sandbox"), None)
+    if check is None:
+        return None
+    return SandboxSeen(problem=None if check.passed else check.detail,
+                       label=check.detail.removeprefix("recipe steps run in: ") if check.passed else "bwrap")
+
+
+def _continue_request(record: CycleRecord) -> ContinueRequest | None:
+    pending = record.continue_request
+    if pending is None:
+        return None
+    return ContinueRequest(task_id=pending.task_id, pr=ContinuePr(
+        number=pending.number, branch=pending.branch, head_sha=pending.head_sha, start=pending.start,
+        why=pending.why))
+
+
+def decision_inputs(target: TargetConfig, config_path: Path, history: History, ledger: Ledger, *,
+                    global_autonomy: bool, now: datetime) -> DecisionInputs | str:
+    """What a cycle starting now would decide on, as far as the evidence tells: the backlog at the commit the
+    newest cycle pinned, its ledger, the PR it meant to continue and its sandbox check; or why it is unknown."""
+    newest = _newest_cycle(history)
+    if newest is None or newest.commit_sha is None:
+        return "no cycle has pinned a commit yet: the backlog is read at the commit the next cycle pins"
     url = target.repo_location(config_path)
-    with tempfile.TemporaryDirectory(prefix="leviathan-view-") as cache:
-        read = read_backlog(target, url, Path(cache))
-    view = BacklogView(commit_sha=read.commit_sha, source=f"{target.target_branch}:{target.backlog_path}",
-                       problems=read.problems)
-    if read.error:
-        view.unknown = f"{read.error.code}: {read.error.message}"
-        return view
-    attempts, closed = guardrail_inputs(ledger)
-    result = check_guardrails(target, read, global_autonomy=global_autonomy,
-                              open_prs=replayed_open_prs(ledger.open_prs), attempts=attempts,
-                              breaker_reset_at=ledger.breaker_reset_at, closed=closed,
-                              prs_opened_at=ledger.prs_opened_at, now=datetime.now(UTC))
+    read = ReadResult(repo_url=url, branch=target.target_branch, backlog_path=target.backlog_path,
+                      commit_sha=newest.commit_sha)
+    try:
+        read.backlog_text, read.recipes_text = texts_at_commit(target, url, newest.commit_sha)
+    except ValidationFailed as exc:
+        read.error = CycleError(code="backlog_invalid", message="; ".join(str(p) for p in exc.problems))
+    except RepoUnreachable as exc:
+        read.error = CycleError(code=exc.code, message=exc.message)
+    if read.backlog_text is None and read.error is None:
+        read.error = CycleError(code="backlog_missing", message=f"{target.backlog_path} does not exist at "
+                                                                f"{newest.commit_sha[:12]}")
+    state = state_from_ledger(ledger, global_autonomy=global_autonomy, now=now, open_prs=ledger_open_prs(ledger))
+    return DecisionInputs(target=target, read=read, state=state, refresh_counts=ledger.refresh_counts,
+                          continue_request=_continue_request(newest), sandbox=_sandbox_seen(newest))
+
+
+def _verdicts(target: TargetConfig, config_path: Path, history: History, ledger: Ledger,
+              global_autonomy: bool) -> BacklogView:
+    inputs = decision_inputs(target, config_path, history, ledger, global_autonomy=global_autonomy,
+                             now=datetime.now(UTC))
+    if isinstance(inputs, str):
+        return BacklogView(unknown=inputs)
+    read = inputs.read
+    view = BacklogView(commit_sha=read.commit_sha, source=f"{target.target_branch}:{target.backlog_path}")
+    result = build_decision(inputs)
     if result.error or result.decision is None:
         view.unknown = f"{result.error.code}: {result.error.message}" if result.error else "no decision"
         return view
-    backlog, _ = parse_backlog(read.backlog_text or "", source=target.backlog_path)
+    backlog, problems = parse_backlog(read.backlog_text or "", source=target.backlog_path)
     titles = {t.id: t for t in backlog.tasks}
     decision = result.decision
     view.decision, view.selected_task = decision.decision, decision.task_id
     view.reasons = [str(r) for r in decision.reasons]
     view.checks = [c.model_dump() for c in decision.checks]
-    view.problems = view.problems or result.task_problems
+    view.problems = [str(p) for p in problems] or result.task_problems
     view.tasks = [{"id": v.id, "eligible": v.eligible, "reasons": [str(r) for r in v.reasons],
                    "title": titles[v.id].title if v.id in titles else "",
                    "status": titles[v.id].status if v.id in titles else None} for v in decision.tasks]
@@ -332,11 +411,11 @@ def redact(text: str) -> str:
     return redact_text(_URL_USERINFO.sub("***@", text))
 
 
-def backlog_view(target: TargetConfig, config_path: Path, ledger: Ledger | None, *, global_autonomy: bool,
-                 timeout: float = BACKLOG_SECONDS) -> BacklogView:
+def backlog_view(target: TargetConfig, config_path: Path, history: History, ledger: Ledger | None, *,
+                 global_autonomy: bool, timeout: float = BACKLOG_SECONDS) -> BacklogView:
     """:func:`_verdicts` within ``timeout`` seconds; a failure or a timeout is ``unknown: <reason>``."""
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="leviathan-view-backlog")
-    future = pool.submit(_verdicts, target, config_path, ledger or Ledger(), global_autonomy)
+    future = pool.submit(_verdicts, target, config_path, history, ledger or Ledger(), global_autonomy)
     try:
         view = future.result(timeout=timeout)
     except concurrent.futures.TimeoutError:

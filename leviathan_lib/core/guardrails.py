@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cache
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
@@ -140,6 +140,9 @@ class CycleState(_State):
     now: AwareDatetime | None = None
 
 
+_S = TypeVar("_S", bound=CycleState)
+
+
 class Check(BaseModel):
     name: str
     passed: bool
@@ -163,8 +166,9 @@ class Decision(BaseModel):
     tasks: list[TaskVerdict]
 
 
-def parse_state(text: str, source: str) -> CycleState:
-    """Parse a STATE.json document strictly (a string is never a boolean, timestamps need a zone)."""
+def parse_state(text: str, source: str, model: type[_S]) -> _S:
+    """Parse a STATE.json document into ``model`` strictly (a string is never a boolean, timestamps need a
+    zone)."""
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
@@ -173,7 +177,7 @@ def parse_state(text: str, source: str) -> CycleState:
     if not isinstance(data, dict):
         raise ValidationFailed([Problem(source, "", f"expected a JSON object, got {type(data).__name__}")])
     try:
-        return CycleState.model_validate_json(text, strict=True)
+        return model.model_validate_json(text, strict=True)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

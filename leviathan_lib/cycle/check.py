@@ -15,16 +15,17 @@ from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import OpenPR
 from leviathan_lib.cycle import feedback, pr_sync
+from leviathan_lib.cycle.decision import (
+    ContinueRequest,
+    DecisionInputs,
+    build_decision,
+    ledger_open_prs,
+    net_attempt_counts,
+    state_from_ledger,
+)
 from leviathan_lib.cycle.history import HISTORY_UNREADABLE
 from leviathan_lib.cycle.lifecycle import Review
-from leviathan_lib.cycle.steps import (
-    CycleError,
-    GuardrailResult,
-    ReadResult,
-    check_guardrails,
-    guardrail_inputs,
-    new_attempt_counts,
-)
+from leviathan_lib.cycle.steps import CycleError, GuardrailResult, ReadResult
 from leviathan_lib.evidence.records import History, Ledger, LifecycleAction, PrStateChange, Totals
 
 log = logging.getLogger("leviathan")
@@ -72,32 +73,30 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
     if read.error:
         open_prs = []
     elif read.as_of:
-        open_prs = pr_sync.replayed_open_prs(ledger.open_prs)
+        open_prs = ledger_open_prs(ledger)
     else:
         rerun = pr_sync.own_continued_attempt(history, run_id)
         if rerun is not None and rerun.continued_pr is not None and rerun.pr_head_sha:
             own_heads[rerun.continued_pr] = rerun.pr_head_sha
-        state = pr_sync.forge_state(target, repo_url, ledger.open_prs, hashes=task_hashes(read),
+        forge = pr_sync.forge_state(target, repo_url, ledger.open_prs, hashes=task_hashes(read),
                                     base_sha=read.commit_sha, refreshes=refresh_counts(ledger), rerun=rerun)
-        changes, actions, review = state.changes, state.actions, state.review
-        found = state.open_prs
+        changes, actions, review = forge.changes, forge.actions, forge.review
+        found = forge.open_prs
         open_prs = pr_sync.without_own_prs(found, history, run_id) if found is not None else None
-    attempts, closed = guardrail_inputs(ledger)
     continue_pr = (review.refresh_task, review.refresh) if review.refresh and review.refresh_task else None
     if open_prs:
         servable, dropped = feedback.pending_requests(
             ledger.open_prs, actions, {pr.number: pr.head_sha for pr in open_prs},
-            Counter(new_attempt_counts(ledger.attempt_counts, ledger.refresh_counts)), target.max_attempts_per_task,
+            Counter(net_attempt_counts(ledger.attempt_counts, ledger.refresh_counts)), target.max_attempts_per_task,
             own_heads=own_heads)
         actions = actions + dropped
         # A conflicted PR is brought up to date first; review feedback waits (pending) for the next cycle.
         continue_pr = continue_pr or next(iter(feedback.continue_prs(ledger.open_prs, servable).items()), None)
-    result = check_guardrails(
-        target, read, global_autonomy=global_autonomy, open_prs=open_prs, attempts=attempts,
-        breaker_reset_at=ledger.breaker_reset_at, closed=closed + pr_sync.closed_by_humans(changes),
-        prs_opened_at=ledger.prs_opened_at, now=read.as_of or now or datetime.now(UTC), continue_pr=continue_pr,
-        attempt_counts=ledger.attempt_counts, refresh_counts=ledger.refresh_counts,
-    )
+    state = state_from_ledger(ledger, global_autonomy=global_autonomy, now=read.as_of or now or datetime.now(UTC),
+                              open_prs=open_prs, closed=pr_sync.closed_by_humans(changes))
+    result = build_decision(DecisionInputs(
+        target=target, read=read, state=state, refresh_counts=ledger.refresh_counts,
+        continue_request=ContinueRequest(task_id=continue_pr[0], pr=continue_pr[1]) if continue_pr else None))
     result.ledger = ledger
     result.totals = totals
     result.pr_sync = changes

@@ -120,11 +120,6 @@ def own_continued_attempt(history: History, run_id: str) -> AttemptEvidence | No
     return None
 
 
-def replayed_open_prs(known: list[LedgerPR]) -> list[OpenPR]:
-    """A replay does not ask the forge: the PRs the ledger held open then."""
-    return [OpenPR(number=pr.number, branch=pr.branch, task_id=pr.task_id) for pr in known]
-
-
 def without_own_prs(open_prs: list[OpenPR], history: History, run_id: str) -> list[OpenPR]:
     """Leave out the PRs run ``run_id`` itself opened (on the branch of its own recorded attempt)."""
     own = {r.attempt.branch for r in history.cycles

@@ -113,6 +113,17 @@ def fetch_commit(repo_url: str, commit_sha: str, cache_dir: Path, *, env: dict[s
     return git_dir
 
 
+def readable_commit(repo_url: str, commit_sha: str, cache_dir: Path) -> Path:
+    """A git directory holding ``commit_sha``: the repository itself when local, else this machine's mirror,
+    fetched only when it does not hold the commit yet (a reader that looks again at a commit costs no fetch)."""
+    if local_path(repo_url) is None and _SHA.match(commit_sha):
+        mirror = git_dir_for(repo_url, cache_dir)
+        have = _git(["--git-dir", str(mirror), "cat-file", "-e", f"{commit_sha}^{{commit}}"])
+        if have.returncode == 0:
+            return mirror
+    return fetch_commit(repo_url, commit_sha, cache_dir)
+
+
 def _prune_pinned(git_dir: Path, *, keep: str) -> None:
     """Drop all but the newest pinned refs (never ``keep``, the one just fetched)."""
     listed = _git(["--git-dir", str(git_dir), "for-each-ref", "--sort=-committerdate", "--format=%(refname)",

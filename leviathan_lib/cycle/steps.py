@@ -11,29 +11,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from leviathan_lib.core.backlog import Backlog, InvalidTask, Task, parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.guardrails import (
-    AttemptRecord,
-    Check,
-    ClosedPR,
-    CycleState,
     Decision,
-    OpenPR,
-    ReasonCode,
-    decide,
-    failure_streak,
-    sandbox_gate,
 )
-from leviathan_lib.core.names import agent_branch
 from leviathan_lib.cycle.repo_reader import RepoUnreachable, read_at_branch, read_at_commit
 from leviathan_lib.evidence.records import (
     ApprovalEvidence,
     AttemptEvidence,
     CheckEvidence,
+    ContinueRequestEvidence,
     CycleRecord,
     DashboardAction,
     Ledger,
@@ -82,6 +73,16 @@ class AttemptPlan(BaseModel):
     continue_pr: ContinuePr | None = None
 
 
+class ContinueRequest(BaseModel):
+    """An open PR of task ``task_id`` this cycle should deliver to instead of opening one: a conflicted PR
+    brought up to date, or a PR a review sent back (see :func:`leviathan_lib.cycle.decision.continue_decision`)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    task_id: str
+    pr: ContinuePr
+
+
 class GuardrailResult(BaseModel):
     """XCom ``guardrails`` of ``plan``."""
 
@@ -101,6 +102,8 @@ class GuardrailResult(BaseModel):
     task_problems: list[str] = Field(default_factory=list)
     #: What ``plan`` did to the dashboard issue (cycle/dashboard_sync.py); None when nothing changed.
     dashboard: DashboardAction | None = None
+    #: The open PR the decision considered delivering to (recorded without its feedback text).
+    continue_request: ContinueRequest | None = None
 
 
 def read_backlog(
@@ -187,123 +190,6 @@ def _executor_problem(task: Task, recipes: dict[str, Any], recipes_problem: str 
     return None
 
 
-def guardrail_inputs(ledger: Ledger) -> tuple[list[AttemptRecord], list[ClosedPR]]:
-    """The ledger as the guardrails' typed inputs (its recent attempts oldest first; closed PRs, then human
-    rejections); the attempts per task are ``ledger.attempt_counts``. Only a refresh is a ``continued_pr``
-    attempt for them: a review-feedback attempt is the task's next attempt like any other."""
-    attempts = sorted((AttemptRecord(task_id=a.task_id, outcome=a.outcome, finished_at=a.finished_at,
-                                     cost_usd=a.cost_usd, continued_pr=a.continue_why == REFRESH_WHY)
-                       for a in ledger.recent_attempts), key=lambda a: a.finished_at)
-    closed = [ClosedPR(task_id=c.task_id, task_hash=c.task_hash) for c in ledger.closed_prs]
-    rejected = [ClosedPR(task_id=c.task_id, task_hash=c.task_hash, by_human_gate=True) for c in ledger.rejected]
-    return attempts, closed + rejected
-
-
-def new_attempt_counts(counts: dict[str, int] | None, refreshes: dict[str, int] | None) -> dict[str, int] | None:
-    """Attempts per task that count toward ``max_attempts_per_task``: refreshes of a conflicted PR do not."""
-    if counts is None:
-        return None
-    return {task: n - (refreshes or {}).get(task, 0) for task, n in counts.items()}
-
-
-def check_guardrails(  # noqa: PLR0913 — keyword-only inputs the guardrails see, each from its own source
-    target: TargetConfig,
-    read: ReadResult,
-    *,
-    global_autonomy: bool,
-    open_prs: list[OpenPR] | None,
-    attempts: list[AttemptRecord],
-    breaker_reset_at: datetime | None,
-    closed: list[ClosedPR] | None = None,
-    prs_opened_at: list[datetime] | None = None,
-    now: datetime | None = None,
-    continue_pr: tuple[str, ContinuePr] | None = None,
-    attempt_counts: dict[str, int] | None = None,
-    refresh_counts: dict[str, int] | None = None,
-) -> GuardrailResult:
-    """Decide whether this cycle runs the worker, and on which task and attempt (never for a replay).
-
-    ``continue_pr`` is ``(task id, open PR)`` to deliver to instead of opening a PR: a PR that conflicts
-    with its base (:mod:`leviathan_lib.cycle.lifecycle`), or one a review sent back. It comes before any
-    new task, and needs the cycle-level rules that protect the target (autonomy, a known forge, the
-    breaker, the model budget), not the ones about opening PRs.
-    """
-    if read.error:
-        return GuardrailResult(error=read.error)
-    backlog, _ = parse_backlog(read.backlog_text or "", source=read.backlog_path)
-    backlog = apply_recipe_checks(backlog, read.recipes_text, target.recipes_path,
-                                  llm_enabled=target.executor == "llm")
-    state = CycleState(autonomy_enabled=global_autonomy, open_prs=open_prs, attempts=attempts,
-                       breaker_reset_at=breaker_reset_at, closed_prs=closed or [],
-                       prs_opened_at=prs_opened_at or [], now=now,
-                       attempt_counts=new_attempt_counts(attempt_counts, refresh_counts))
-    from leviathan_lib.cycle.protected import protected_for
-
-    decision = decide(target, backlog, state, protected=protected_for(target, read.recipes_text))
-    if continue_pr is not None and state.open_prs is not None:
-        decision = continue_decision(decision, backlog, *continue_pr)
-    decision = check_sandbox(target, backlog, decision)
-    result = GuardrailResult(decision=decision, consecutive_failures=failure_streak(attempts, breaker_reset_at),
-                             replay=read.as_of is not None,
-                             task_problems=[p for entry in backlog.invalid for p in entry.problems])
-    if decision.decision == "run" and decision.task_id and not result.replay:
-        task = backlog.by_id()[decision.task_id]
-        earlier = (attempt_counts.get(task.id, 0) if attempt_counts is not None
-                   else sum(1 for a in attempts if a.task_id == task.id))
-        number = 1 + earlier
-        cont = continue_pr[1] if continue_pr and continue_pr[0] == task.id and _continuing(decision) else None
-        result.attempt = AttemptPlan(task_id=task.id, attempt=number,
-                                     branch=cont.branch if cont else agent_branch(task.id, number),
-                                     task_hash=task.definition_hash(), recipe=task.recipe or "", continue_pr=cont)
-    return result
-
-
-#: Why a refresh continues its PR (:mod:`leviathan_lib.cycle.lifecycle`); it has its own bound.
-REFRESH_WHY = "pr_conflicted"
-#: Cycle-level reasons that stop an attempt on an open PR too; the others are about opening new PRs.
-_CONTINUE_BLOCKERS = frozenset({ReasonCode.AUTONOMY_DISABLED, ReasonCode.FORGE_STATE_UNKNOWN,
-                                ReasonCode.CIRCUIT_BREAKER_OPEN, ReasonCode.LLM_BUDGET_EXHAUSTED})
-CONTINUE_CHECK = "continue_pr"
-#: Why an attempt continues a PR for review feedback (:mod:`leviathan_lib.cycle.feedback`).
-FEEDBACK_WHYS = frozenset({"changes_requested", "retry_command"})
-
-
-def _continuing(decision: Decision) -> bool:
-    return any(c.name == CONTINUE_CHECK and c.passed for c in decision.checks)
-
-
-def continue_decision(decision: Decision, backlog: Backlog, task_id: str, cont: ContinuePr) -> Decision:
-    """The decision to deliver to open PR ``cont`` of task ``task_id`` instead of what ``decide`` chose,
-    unless a rule protecting the target failed or the task can no longer run (then a failed check says so).
-    Review feedback is the task's next attempt, so every task rule but its own open PR applies too
-    (``ready``, status, scope, ``max_attempts_per_task``)."""
-    blockers = [r for r in decision.reasons if r in _CONTINUE_BLOCKERS]
-    if cont.why in FEEDBACK_WHYS:  # the task's next attempt: it must still be one the backlog allows
-        verdict = next((v for v in decision.tasks if v.id == task_id), None)
-        blockers += [r for r in (verdict.reasons if verdict else []) if r != ReasonCode.PR_OPEN_FOR_TASK]
-    detail = f"PR #{cont.number} ({cont.branch}): {cont.why}"
-    if blockers or task_id not in backlog.by_id():
-        why = ", ".join(blockers) if blockers else f"task {task_id} cannot run (invalid)"
-        check = Check(name=CONTINUE_CHECK, passed=False, detail=f"{detail}; not attempted: {why}")
-        return decision.model_copy(update={"checks": [*decision.checks, check]})
-    check = Check(name=CONTINUE_CHECK, passed=True, detail=f"{detail}; this cycle's attempt delivers to it")
-    return decision.model_copy(update={"decision": "run", "task_id": task_id, "reasons": [],
-                                       "checks": [*decision.checks, check]})
-
-
-def check_sandbox(target: TargetConfig, backlog: Backlog, decision: Decision) -> Decision:
-    """A run of a recipe task needs its sandbox: probe bubblewrap on this machine first (fail closed).
-
-    The LLM executor runs no recipe code, and a Kubernetes pod is its own sandbox: neither probes.
-    """
-    if decision.decision != "run" or decision.task_id is None or not backlog.by_id()[decision.task_id].recipe:
-        return decision
-    from leviathan_lib.worker.sandbox import mode_label, probe, required_mode
-
-    mode = required_mode(target)
-    return sandbox_gate(decision, probe() if mode == "bwrap" else None, label=mode_label(mode))
-
-
 def build_record(
     target: TargetConfig,
     *,
@@ -336,6 +222,11 @@ def build_record(
     record.checks = [CheckEvidence.model_validate(c.model_dump()) for c in decision.checks]
     record.tasks = [TaskVerdictEvidence.model_validate(t.model_dump(mode="json")) for t in decision.tasks]
     record.selected_task = decision.task_id
+    if guard.continue_request is not None:
+        pr = guard.continue_request.pr
+        record.continue_request = ContinueRequestEvidence(task_id=guard.continue_request.task_id, number=pr.number,
+                                                          branch=pr.branch, head_sha=pr.head_sha, start=pr.start,
+                                                          why=pr.why)
     stopped = _stopped(read, guard, decision, attempt, failure)
     if stopped is not None:
         record.stopped_reason, record.stopped_detail = stopped

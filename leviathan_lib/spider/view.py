@@ -35,6 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from leviathan_lib.control import breaker, fleet, switch, target_view
 from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.reasons import EXPLAIN
+from leviathan_lib.evidence.records import History
 from leviathan_lib.spider import URL_PREFIX
 from leviathan_lib.spider.auth import AdminUser, BearerCredentials, GetUserDep, csrf_token, is_admin, require_csrf
 from leviathan_lib.spider.auth import username as user_name
@@ -232,8 +233,8 @@ def _target_context(target: Any, config_path: Path, days: int, page: int) -> dic
     start = (page - 1) * target_view.PAGE_SIZE
     context.update(records=records[start:start + target_view.PAGE_SIZE], page=page,
                    has_more=len(records) > start + target_view.PAGE_SIZE)
-    context["backlog"] = target_view.backlog_view(target, config_path, activity.ledger if activity else None,
-                                                  global_autonomy=global_enabled)
+    context["backlog"] = target_view.backlog_view(target, config_path, activity.history if activity else History(),
+                                                  activity.ledger if activity else None, global_autonomy=global_enabled)
     context["last_verdicts"] = _last_verdicts(activity) if context["backlog"].unknown else None
     return context
 

@@ -200,12 +200,14 @@ def plan_doc(result: subprocess.CompletedProcess[str]) -> dict:
 
 
 def test_plan_original_files_autonomy_missing_means_off():
-    doc = plan_doc(leviathan("plan", "--config", ORIGINAL / "dev.yaml", "--backlog", BACKLOG))
+    result = leviathan("plan", "--config", ORIGINAL / "dev.yaml", "--backlog", BACKLOG)
+    doc = plan_doc(result)
     assert doc["decision"] == "skip" and doc["task_id"] is None
     assert doc["reasons"] == ["autonomy_disabled"]
+    # As the DAG judges them: the ready tasks name no recipe and the target's executor is 'recipe'.
     assert {t["id"]: t["reasons"] for t in doc["tasks"]} == {
-        "docs-self-target": [],
-        "readme-autonomy-badge": ["scope_violation"],
+        "docs-self-target": ["invalid_task"],
+        "readme-autonomy-badge": ["invalid_task"],
         "docs-architecture": ["not_ready", "dependencies_incomplete"],
         "docs-runbook": ["not_ready", "dependencies_incomplete"],
         "leviathan-task-template": ["not_ready", "dependencies_incomplete"],
@@ -213,7 +215,7 @@ def test_plan_original_files_autonomy_missing_means_off():
 
 
 def test_plan_original_backlog_with_autonomy_on_runs_the_docs_task(tmp_path):
-    target = dev_target(tmp_path, autonomy_enabled=True)
+    target = dev_target(tmp_path, autonomy_enabled=True, executor="llm")
     result = leviathan("plan", "--config", target, "--backlog", ORIGINAL / "backlog.yaml")
     doc = plan_doc(result)
     assert list(doc) == ["target_id", "decision", "task_id", "reasons", "checks", "tasks"]
@@ -226,7 +228,7 @@ def test_plan_original_backlog_with_autonomy_on_runs_the_docs_task(tmp_path):
 
 
 def test_plan_with_state_file(tmp_path):
-    target = dev_target(tmp_path, autonomy_enabled=True)
+    target = dev_target(tmp_path, autonomy_enabled=True, executor="llm")
     state = write(tmp_path / "state.json", json.dumps({
         "autonomy_enabled": True,
         "open_prs": [{"number": 12, "branch": "agent/docs-self-target/1", "task_id": "docs-self-target"}],
@@ -268,7 +270,7 @@ def test_plan_rejects_bad_state_naming_file_and_field(tmp_path, state, field):
 
 
 def test_plan_reports_invalid_tasks_instead_of_failing(tmp_path):
-    target = dev_target(tmp_path, autonomy_enabled=True)
+    target = dev_target(tmp_path, autonomy_enabled=True, executor="llm")
     backlog = write(tmp_path / "b.yaml", {"tasks": [
         {"id": "broken", "title": "B", "ready": "true", "allowed_paths": ["docs/a.md"]},
         {"title": "no id"},

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 from leviathan_lib.control import target_view
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.demo import create_demo_target
+from leviathan_lib.evidence.records import CycleRecord, History
 
 
 def test_every_target_file_is_listed_with_why_it_cannot_be_used(tmp_path, targets_dir):
@@ -27,14 +29,17 @@ def test_a_slow_backlog_read_is_unknown_within_its_time_bound(tmp_path, monkeypa
     target = TargetConfig.model_validate({"target_id": "slow", "target_repo_url": "/r.git"})
     monkeypatch.setattr(target_view, "_verdicts", lambda *args: time.sleep(3))  # a hung clone
     started = time.monotonic()
-    view = target_view.backlog_view(target, tmp_path / "slow.yaml", None, global_autonomy=True, timeout=0.5)
+    view = target_view.backlog_view(target, tmp_path / "slow.yaml", History(), None, global_autonomy=True, timeout=0.5)
     assert time.monotonic() - started < 2
     assert view.unknown == "reading the backlog took longer than 0.5s (the repository may be slow or unreachable)"
 
 
 def test_a_missing_repository_is_unknown_with_its_reason_and_no_credentials(tmp_path):
     target = TargetConfig.model_validate({"target_id": "gone", "target_repo_url": str(tmp_path / "gone.git")})
-    view = target_view.backlog_view(target, tmp_path / "gone.yaml", None, global_autonomy=True)
+    pinned = CycleRecord(target_id="gone", dag_run_id="r1", recorded_at=datetime.now(UTC), decision="skip",
+                         stopped_reason="no_eligible_task", commit_sha="a" * 40)
+    view = target_view.backlog_view(target, tmp_path / "gone.yaml", History(cycles=[pinned]), None,
+                                    global_autonomy=True)
     assert view.unknown.startswith("repo_unreachable: ") and view.tasks == []
     assert target_view.redact("cannot fetch https://user:ghp_" + "x" * 36 + "@github.com/a/b") == (
         "cannot fetch https://***@github.com/a/b")

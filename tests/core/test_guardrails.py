@@ -65,7 +65,7 @@ def _state(raw: dict[str, Any] | None, backlog: Backlog | None = None) -> CycleS
     # closed_prs entries name "HASH:<id>" for the definition hash of that task as the scenario defines it.
     for task in backlog.tasks if backlog else []:
         text = text.replace(f'"HASH:{task.id}"', f'"{task.definition_hash()}"')
-    return parse_state(text, "state.json")
+    return parse_state(text, "state.json", CycleState)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s["name"] for s in SCENARIOS])
@@ -248,7 +248,7 @@ def test_ten_thousand_tasks_with_long_dependency_chains_decide_correctly():
 )
 def test_state_parser_is_strict(text, field):
     with pytest.raises(ValidationFailed) as exc:
-        parse_state(text, "state.json")
+        parse_state(text, "state.json", CycleState)
     assert [p.field for p in exc.value.problems] == [field]
     assert all(p.file == "state.json" for p in exc.value.problems)
 
@@ -257,14 +257,14 @@ def test_state_parser_is_strict(text, field):
                                               ("", "invalid JSON"), ("null", "expected a JSON object")])
 def test_state_parser_file_level_errors(text, message):
     with pytest.raises(ValidationFailed) as exc:
-        parse_state(text, "state.json")
+        parse_state(text, "state.json", CycleState)
     assert message in str(exc.value)
 
 
 def test_state_defaults_and_null_forge():
-    assert parse_state("{}", "s.json") == CycleState()
+    assert parse_state("{}", "s.json", CycleState) == CycleState()
     assert CycleState().open_prs == [] and CycleState().autonomy_enabled is True
-    assert parse_state('{"open_prs": null}', "s.json").open_prs is None
+    assert parse_state('{"open_prs": null}', "s.json", CycleState).open_prs is None
 
 
 def test_llm_daily_budget_stops_the_cycle_with_its_reason():

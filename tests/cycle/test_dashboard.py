@@ -9,9 +9,11 @@ from markdown_it import MarkdownIt
 
 from leviathan_lib.cli.evidence import _row
 from leviathan_lib.core.config import parse_target
+from leviathan_lib.core.guardrails import CycleState
 from leviathan_lib.cycle.dashboard import MAX_BODY, MAX_TASKS, md, render
 from leviathan_lib.cycle.dashboard_sync import next_cycle, sync_dashboard
-from leviathan_lib.cycle.steps import CycleError, GuardrailResult, ReadResult, check_guardrails
+from leviathan_lib.cycle.decision import DecisionInputs, build_decision
+from leviathan_lib.cycle.steps import CycleError, GuardrailResult, ReadResult
 from leviathan_lib.evidence.events import events_from
 from leviathan_lib.evidence.records import CycleRecord, DashboardAction, DashboardState, Ledger, PrStateChange
 from leviathan_lib.forge import ForgeError, LocalForge
@@ -45,8 +47,7 @@ def _decided(target, titles: list[str]) -> tuple[ReadResult, GuardrailResult]:
     read = ReadResult(repo_url="/tmp/t1.git", branch="main", commit_sha="a" * 40,
                       backlog_path=".leviathan/backlog.yaml", backlog_text=_backlog(titles),
                       recipes_text="recipes: {}\n")
-    result = check_guardrails(target, read, global_autonomy=True, open_prs=[], attempts=[], breaker_reset_at=None,
-                              now=NOW)
+    result = build_decision(DecisionInputs(target=target, read=read, state=CycleState(now=NOW)))
     assert result.decision is not None
     return read, result
 

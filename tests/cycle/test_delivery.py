@@ -8,6 +8,7 @@ import pytest
 
 from leviathan_lib.core.config import load_target
 from leviathan_lib.cycle import steps as cycle
+from leviathan_lib.cycle.decision import DecisionInputs, build_decision
 from leviathan_lib.cycle.delivery import DeliveryRejected, deliver
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.forge.local import LocalForge
@@ -29,8 +30,7 @@ def _prepare(tmp_path, backlog_edit=None):
     target = load_target(target_file)
     repo_url = target.repo_location(target_file)
     read = cycle.read_backlog(target, repo_url, tmp_path / "cache")
-    guard = cycle.check_guardrails(target, read, global_autonomy=True, open_prs=[], attempts=[],
-                                   breaker_reset_at=None)
+    guard = build_decision(DecisionInputs(target=target, read=read))
     plan = guard.attempt
     backlog, _ = cycle.parse_backlog(read.backlog_text, read.backlog_path)
     spec = AttemptSpec.model_validate({
@@ -276,8 +276,7 @@ def test_the_recipes_and_their_scripts_are_protected_even_under_an_allowed_prefi
         return text.replace('      - "docs/quickstart.md"', '      - "docs/quickstart.md"\n      - ".leviathan/"', 1)
 
     target, read, plan, result, forge, tmp_path = _prepare(tmp_path, leviathan_in_scope)
-    guard = cycle.check_guardrails(target, read, global_autonomy=True, open_prs=[], attempts=[],
-                                   breaker_reset_at=None)
+    guard = build_decision(DecisionInputs(target=target, read=read))
     verdicts = {v.id: v.reasons for v in guard.decision.tasks}
     assert verdicts["docs-quickstart"] == ["protected_path"]  # the task itself is not run
     patch = _craft(forge, tmp_path, _write(path, "recipes: {}\n"))

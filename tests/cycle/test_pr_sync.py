@@ -7,7 +7,8 @@ import pytest
 
 from leviathan_lib.core.guardrails import ClosedPR, OpenPR
 from leviathan_lib.cycle import pr_sync
-from leviathan_lib.evidence.records import AttemptEvidence, CycleRecord, History, LedgerPR, PrStateChange
+from leviathan_lib.cycle.decision import ledger_open_prs
+from leviathan_lib.evidence.records import AttemptEvidence, CycleRecord, History, Ledger, LedgerPR, PrStateChange
 from leviathan_lib.forge import LocalForge
 from tests.forge.test_local import Target, open_pr, rev_parse_or_none
 
@@ -68,14 +69,14 @@ def test_an_unreadable_forge_makes_the_open_prs_unknown(target):
 
 def test_replays_use_the_ledger_and_a_rerun_ignores_its_own_pr():
     known = [_known(1, "a", "agent/a/1"), _known(2, "b", "agent/b/1")]
-    assert pr_sync.replayed_open_prs(known) == [OpenPR(number=1, branch="agent/a/1", task_id="a"),
+    assert ledger_open_prs(Ledger(open_prs=known)) == [OpenPR(number=1, branch="agent/a/1", task_id="a"),
                                                 OpenPR(number=2, branch="agent/b/1", task_id="b")]
     own = CycleRecord(target_id="t", dag_run_id="run-1", recorded_at=datetime(2026, 1, 1, tzinfo=UTC),
                       decision="run", stopped_reason="pr_opened",
                       attempt=AttemptEvidence(task_id="a", attempt=1, task_hash="h", branch="agent/a/1",
                                               backend="local"))
     history = History(cycles=[own])
-    open_prs = pr_sync.replayed_open_prs(known)
+    open_prs = ledger_open_prs(Ledger(open_prs=known))
     assert pr_sync.without_own_prs(open_prs, history, "run-1") == [open_prs[1]]
     assert pr_sync.without_own_prs(open_prs, history, "run-2") == open_prs
 

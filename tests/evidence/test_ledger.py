@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from leviathan_lib.core.guardrails import AttemptRecord, CycleState, failure_streak, llm_budget
-from leviathan_lib.cycle.steps import guardrail_inputs
+from leviathan_lib.cycle.decision import guardrail_inputs
 from leviathan_lib.evidence.records import (
     BUDGET_WINDOW,
     RECENT_ATTEMPTS,

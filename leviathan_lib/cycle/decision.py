@@ -1,0 +1,184 @@
+"""The one decision builder: may this cycle run a worker, on which task, as which attempt.
+
+The DAG's ``plan``, ``leviathan plan`` and the Leviathan view all call :func:`build_decision` with a
+:class:`DecisionInputs`. They differ only in where the inputs come from (the forge and the evidence
+window; a STATE.json file; the newest record), never in how they are judged: the recipe checks, the
+protected paths (the target's list plus the scripts its recipes run), the continuation of an open PR and
+the sandbox gate all happen here, so the three always give the same answer for the same inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from leviathan_lib.core.backlog import Backlog, parse_backlog
+from leviathan_lib.core.config import TargetConfig
+from leviathan_lib.core.guardrails import (
+    AttemptRecord,
+    Check,
+    ClosedPR,
+    CycleState,
+    Decision,
+    OpenPR,
+    ReasonCode,
+    decide,
+    failure_streak,
+    sandbox_gate,
+)
+from leviathan_lib.core.names import agent_branch
+from leviathan_lib.cycle.protected import protected_for
+from leviathan_lib.cycle.steps import AttemptPlan, ContinueRequest, GuardrailResult, ReadResult, apply_recipe_checks
+from leviathan_lib.evidence.records import Ledger
+from leviathan_lib.worker.contract import ContinuePr
+
+#: Why a refresh continues its PR (:mod:`leviathan_lib.cycle.lifecycle`); it has its own bound.
+REFRESH_WHY = "pr_conflicted"
+#: Why an attempt continues a PR for review feedback (:mod:`leviathan_lib.cycle.feedback`).
+FEEDBACK_WHYS = frozenset({"changes_requested", "retry_command"})
+CONTINUE_CHECK = "continue_pr"
+#: Cycle-level reasons that stop an attempt on an open PR too; the others are about opening new PRs.
+_CONTINUE_BLOCKERS = frozenset({ReasonCode.AUTONOMY_DISABLED, ReasonCode.FORGE_STATE_UNKNOWN,
+                                ReasonCode.CIRCUIT_BREAKER_OPEN, ReasonCode.LLM_BUDGET_EXHAUSTED})
+
+
+class SandboxSeen(BaseModel):
+    """The recipe sandbox as a worker machine last saw it (the view runs on the API server, which may have
+    no bubblewrap: it reports the newest cycle's check instead of probing its own machine)."""
+
+    problem: str | None = None
+    label: str = "bwrap"
+
+
+class DecisionInputs(BaseModel):
+    """Everything a decision depends on. ``state.attempt_counts`` are all attempts per task (refreshes
+    included: they number the next attempt); ``refresh_counts`` of them do not count toward
+    ``max_attempts_per_task``."""
+
+    target: TargetConfig
+    read: ReadResult
+    state: CycleState = Field(default_factory=CycleState)
+    refresh_counts: dict[str, int] = Field(default_factory=dict)
+    continue_request: ContinueRequest | None = None
+    #: None: probe this machine (the DAG's ``plan``, the CLI); a value: what a worker machine saw.
+    sandbox: SandboxSeen | None = None
+
+
+class PlanState(CycleState):
+    """``leviathan plan --state STATE.json``: the guardrails' state plus what the DAG learns from the
+    forge and the ledger (the refreshes among the attempts, an open PR to continue)."""
+
+    refresh_counts: dict[str, int] = Field(default_factory=dict)
+    continue_pr: ContinueRequest | None = None
+
+
+def guardrail_inputs(ledger: Ledger) -> tuple[list[AttemptRecord], list[ClosedPR]]:
+    """The ledger as the guardrails' typed inputs (its recent attempts oldest first; closed PRs, then human
+    rejections); the attempts per task are ``ledger.attempt_counts``. Only a refresh is a ``continued_pr``
+    attempt for them: a review-feedback attempt is the task's next attempt like any other."""
+    attempts = sorted((AttemptRecord(task_id=a.task_id, outcome=a.outcome, finished_at=a.finished_at,
+                                     cost_usd=a.cost_usd, continued_pr=a.continue_why == REFRESH_WHY)
+                       for a in ledger.recent_attempts), key=lambda a: a.finished_at)
+    closed = [ClosedPR(task_id=c.task_id, task_hash=c.task_hash) for c in ledger.closed_prs]
+    rejected = [ClosedPR(task_id=c.task_id, task_hash=c.task_hash, by_human_gate=True) for c in ledger.rejected]
+    return attempts, closed + rejected
+
+
+def state_from_ledger(ledger: Ledger, *, global_autonomy: bool, now: datetime | None,
+                      open_prs: list[OpenPR] | None, closed: Iterable[ClosedPR] = ()) -> CycleState:
+    """The guardrails' state from the history a ledger carries; ``open_prs`` from the forge (None: unknown)
+    or :func:`ledger_open_prs`, ``closed`` the closures seen since (this cycle's PR sync)."""
+    attempts, known_closed = guardrail_inputs(ledger)
+    return CycleState(autonomy_enabled=global_autonomy, open_prs=open_prs, attempts=attempts,
+                      attempt_counts=dict(ledger.attempt_counts), breaker_reset_at=ledger.breaker_reset_at,
+                      closed_prs=[*known_closed, *closed], prs_opened_at=list(ledger.prs_opened_at), now=now)
+
+
+def ledger_open_prs(ledger: Ledger) -> list[OpenPR]:
+    """The PRs the ledger holds open (a replay and the view do not ask the forge)."""
+    return [OpenPR(number=pr.number, branch=pr.branch, task_id=pr.task_id) for pr in ledger.open_prs]
+
+
+def net_attempt_counts(counts: dict[str, int] | None, refreshes: dict[str, int]) -> dict[str, int] | None:
+    """Attempts per task that count toward ``max_attempts_per_task``: refreshes of a conflicted PR do not."""
+    if counts is None:
+        return None
+    return {task: n - refreshes.get(task, 0) for task, n in counts.items()}
+
+
+def build_decision(inputs: DecisionInputs) -> GuardrailResult:
+    """The guardrails' decision and, when it runs, the attempt (never for a replay). Never raises for bad input."""
+    target, read, state = inputs.target, inputs.read, inputs.state
+    if read.error:
+        return GuardrailResult(error=read.error)
+    backlog, _ = parse_backlog(read.backlog_text or "", source=read.backlog_path)
+    backlog = apply_recipe_checks(backlog, read.recipes_text, target.recipes_path,
+                                  llm_enabled=target.executor == "llm")
+    judged = state.model_copy(update={"attempt_counts": net_attempt_counts(state.attempt_counts,
+                                                                           inputs.refresh_counts)})
+    decision = decide(target, backlog, judged, protected=protected_for(target, read.recipes_text))
+    cont = inputs.continue_request
+    if cont is not None and state.open_prs is not None:
+        decision = continue_decision(decision, backlog, cont.task_id, cont.pr)
+    decision = _sandbox(target, backlog, decision, inputs.sandbox)
+    result = GuardrailResult(decision=decision, consecutive_failures=failure_streak(state.attempts,
+                                                                                   state.breaker_reset_at),
+                             replay=read.as_of is not None,
+                             task_problems=[p for entry in backlog.invalid for p in entry.problems],
+                             continue_request=cont.model_copy(update={"pr": cont.pr.model_copy(
+                                 update={"feedback": None})}) if cont else None)
+    if decision.decision == "run" and decision.task_id and not result.replay:
+        result.attempt = _attempt_plan(backlog, decision, state, cont)
+    return result
+
+
+def _attempt_plan(backlog: Backlog, decision: Decision, state: CycleState,
+                  cont: ContinueRequest | None) -> AttemptPlan:
+    assert decision.task_id is not None
+    task = backlog.by_id()[decision.task_id]
+    earlier = (state.attempt_counts.get(task.id, 0) if state.attempt_counts is not None
+               else sum(1 for a in state.attempts if a.task_id == task.id))
+    number = 1 + earlier
+    pr = cont.pr if cont and cont.task_id == task.id and _continuing(decision) else None
+    return AttemptPlan(task_id=task.id, attempt=number, branch=pr.branch if pr else agent_branch(task.id, number),
+                       task_hash=task.definition_hash(), recipe=task.recipe or "", continue_pr=pr)
+
+
+def _continuing(decision: Decision) -> bool:
+    return any(c.name == CONTINUE_CHECK and c.passed for c in decision.checks)
+
+
+def continue_decision(decision: Decision, backlog: Backlog, task_id: str, cont: ContinuePr) -> Decision:
+    """The decision to deliver to open PR ``cont`` of task ``task_id`` instead of what ``decide`` chose,
+    unless a rule protecting the target failed or the task can no longer run (then a failed check says so).
+    Review feedback is the task's next attempt, so every task rule but its own open PR applies too
+    (``ready``, status, scope, protected paths, ``max_attempts_per_task``)."""
+    blockers = [r for r in decision.reasons if r in _CONTINUE_BLOCKERS]
+    if cont.why in FEEDBACK_WHYS:  # the task's next attempt: it must still be one the backlog allows
+        verdict = next((v for v in decision.tasks if v.id == task_id), None)
+        blockers += [r for r in (verdict.reasons if verdict else []) if r != ReasonCode.PR_OPEN_FOR_TASK]
+    detail = f"PR #{cont.number} ({cont.branch}): {cont.why}"
+    if blockers or task_id not in backlog.by_id():
+        why = ", ".join(blockers) if blockers else f"task {task_id} cannot run (invalid)"
+        check = Check(name=CONTINUE_CHECK, passed=False, detail=f"{detail}; not attempted: {why}")
+        return decision.model_copy(update={"checks": [*decision.checks, check]})
+    check = Check(name=CONTINUE_CHECK, passed=True, detail=f"{detail}; this cycle's attempt delivers to it")
+    return decision.model_copy(update={"decision": "run", "task_id": task_id, "reasons": [],
+                                       "checks": [*decision.checks, check]})
+
+
+def _sandbox(target: TargetConfig, backlog: Backlog, decision: Decision, seen: SandboxSeen | None) -> Decision:
+    """A run of a recipe task needs its sandbox: probe bubblewrap on this machine first (fail closed).
+
+    The LLM executor runs no recipe code, and a Kubernetes pod is its own sandbox: neither probes.
+    """
+    if decision.decision != "run" or decision.task_id is None or not backlog.by_id()[decision.task_id].recipe:
+        return decision
+    from leviathan_lib.worker.sandbox import mode_label, probe, required_mode
+
+    if seen is not None:
+        return sandbox_gate(decision, seen.problem, label=seen.label)
+    mode = required_mode(target)
+    return sandbox_gate(decision, probe() if mode == "bwrap" else None, label=mode_label(mode))
