@@ -12,6 +12,7 @@ import re
 import sys
 import tempfile
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -203,6 +204,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             _print_warnings(caught)
     read = _from_files(args, target) if args.backlog else _from_repo(target, config_path)
     state = parse_state(_read(Path(args.state)), args.state, PlanState) if args.state else PlanState()
+    if state.now is None:  # as the DAG: the hourly PR limit and the daily budget count back from now
+        state = state.model_copy(update={"now": datetime.now(UTC)})
     result = build_decision(DecisionInputs(
         target=target, read=read, state=state,
         refresh_counts=state.refresh_counts, continue_request=state.continue_pr))

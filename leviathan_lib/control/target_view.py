@@ -29,6 +29,7 @@ from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.names import evidence_asset_uri
 from leviathan_lib.core.repo_url import parse_repo_url
 from leviathan_lib.core.secrets_scan import redact_text
+from leviathan_lib.cycle.check import feedback_continuation, history_error
 from leviathan_lib.cycle.decision import (
     DecisionInputs,
     SandboxSeen,
@@ -37,10 +38,9 @@ from leviathan_lib.cycle.decision import (
     state_from_ledger,
 )
 from leviathan_lib.cycle.repo_reader import RepoUnreachable
-from leviathan_lib.cycle.steps import ContinueRequest, CycleError, ReadResult
+from leviathan_lib.cycle.steps import CycleError, ReadResult
 from leviathan_lib.evidence.records import CycleRecord, History, Ledger, parse_records
 from leviathan_lib.orchestrator.targets import targets_location
-from leviathan_lib.worker.contract import ContinuePr
 
 log = logging.getLogger(__name__)
 
@@ -348,19 +348,11 @@ def _sandbox_seen(record: CycleRecord) -> SandboxSeen | None:
                        label=check.detail.removeprefix("recipe steps run in: ") if check.passed else "bwrap")
 
 
-def _continue_request(record: CycleRecord) -> ContinueRequest | None:
-    pending = record.continue_request
-    if pending is None:
-        return None
-    return ContinueRequest(task_id=pending.task_id, pr=ContinuePr(
-        number=pending.number, branch=pending.branch, head_sha=pending.head_sha, start=pending.start,
-        why=pending.why))
-
-
 def decision_inputs(target: TargetConfig, config_path: Path, history: History, ledger: Ledger, *,
                     global_autonomy: bool, now: datetime) -> DecisionInputs | str:
     """What a cycle starting now would decide on, as far as the evidence tells: the backlog at the commit the
-    newest cycle pinned, its ledger, the PR it meant to continue and its sandbox check; or why it is unknown."""
+    newest cycle pinned, its ledger (the open PRs and the review feedback still pending on them: the forge is
+    not asked) and its sandbox check; or why it is unknown."""
     newest = _newest_cycle(history)
     if newest is None or newest.commit_sha is None:
         return "no cycle has pinned a commit yet: the backlog is read at the commit the next cycle pins"
@@ -373,12 +365,15 @@ def decision_inputs(target: TargetConfig, config_path: Path, history: History, l
         read.error = CycleError(code="backlog_invalid", message="; ".join(str(p) for p in exc.problems))
     except RepoUnreachable as exc:
         read.error = CycleError(code=exc.code, message=exc.message)
+    if read.error is None and history.unreadable:  # the cycle stops on them too (fails closed)
+        read.error = history_error(history)
     if read.backlog_text is None and read.error is None:
         read.error = CycleError(code="backlog_missing", message=f"{target.backlog_path} does not exist at "
                                                                 f"{newest.commit_sha[:12]}")
     state = state_from_ledger(ledger, global_autonomy=global_autonomy, now=now, open_prs=ledger_open_prs(ledger))
+    continue_pr, _ = feedback_continuation(target, ledger, [], {pr.number: pr.head_sha for pr in ledger.open_prs})
     return DecisionInputs(target=target, read=read, state=state, refresh_counts=ledger.refresh_counts,
-                          continue_request=_continue_request(newest), sandbox=_sandbox_seen(newest))
+                          continue_request=continue_pr, sandbox=_sandbox_seen(newest))
 
 
 def _verdicts(target: TargetConfig, config_path: Path, history: History, ledger: Ledger,

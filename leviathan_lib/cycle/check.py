@@ -16,7 +16,6 @@ from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import OpenPR
 from leviathan_lib.cycle import feedback, pr_sync
 from leviathan_lib.cycle.decision import (
-    ContinueRequest,
     DecisionInputs,
     build_decision,
     ledger_open_prs,
@@ -25,7 +24,7 @@ from leviathan_lib.cycle.decision import (
 )
 from leviathan_lib.cycle.history import HISTORY_UNREADABLE
 from leviathan_lib.cycle.lifecycle import Review
-from leviathan_lib.cycle.steps import CycleError, GuardrailResult, ReadResult
+from leviathan_lib.cycle.steps import ContinueRequest, CycleError, GuardrailResult, ReadResult
 from leviathan_lib.evidence.records import History, Ledger, LifecycleAction, PrStateChange, Totals
 
 log = logging.getLogger("leviathan")
@@ -56,6 +55,19 @@ def refresh_counts(ledger: Ledger) -> Counter[str]:
     return Counter(ledger.refresh_counts)
 
 
+def feedback_continuation(target: TargetConfig, ledger: Ledger, actions: list[LifecycleAction],
+                          heads: dict[int, str | None], *, own_heads: dict[int, str] | None = None,
+                          ) -> tuple[ContinueRequest | None, list[LifecycleAction]]:
+    """The open PR review feedback sends the next attempt to (the first servable request), and the requests
+    dropped (a human pushed, no attempts left). ``heads``: the open PRs' branch tips (the forge's, or the
+    ledger's where the forge is not asked)."""
+    servable, dropped = feedback.pending_requests(
+        ledger.open_prs, actions, heads, Counter(net_attempt_counts(ledger.attempt_counts, ledger.refresh_counts)),
+        target.max_attempts_per_task, own_heads=own_heads)
+    found = next(iter(feedback.continue_prs(ledger.open_prs, servable).items()), None)
+    return (ContinueRequest(task_id=found[0], pr=found[1]) if found else None), dropped
+
+
 def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, ledger: Ledger, run_id: str,
                 repo_url: str, global_autonomy: bool, now: datetime | None = None,
                 totals: Totals | None = None) -> GuardrailResult:
@@ -83,20 +95,19 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
         changes, actions, review = forge.changes, forge.actions, forge.review
         found = forge.open_prs
         open_prs = pr_sync.without_own_prs(found, history, run_id) if found is not None else None
-    continue_pr = (review.refresh_task, review.refresh) if review.refresh and review.refresh_task else None
+    continue_pr = ContinueRequest(task_id=review.refresh_task, pr=review.refresh) \
+        if review.refresh and review.refresh_task else None
     if open_prs:
-        servable, dropped = feedback.pending_requests(
-            ledger.open_prs, actions, {pr.number: pr.head_sha for pr in open_prs},
-            Counter(net_attempt_counts(ledger.attempt_counts, ledger.refresh_counts)), target.max_attempts_per_task,
-            own_heads=own_heads)
+        served, dropped = feedback_continuation(target, ledger, actions, {pr.number: pr.head_sha for pr in open_prs},
+                                                own_heads=own_heads)
         actions = actions + dropped
         # A conflicted PR is brought up to date first; review feedback waits (pending) for the next cycle.
-        continue_pr = continue_pr or next(iter(feedback.continue_prs(ledger.open_prs, servable).items()), None)
+        continue_pr = continue_pr or served
     state = state_from_ledger(ledger, global_autonomy=global_autonomy, now=read.as_of or now or datetime.now(UTC),
                               open_prs=open_prs, closed=pr_sync.closed_by_humans(changes))
     result = build_decision(DecisionInputs(
         target=target, read=read, state=state, refresh_counts=ledger.refresh_counts,
-        continue_request=ContinueRequest(task_id=continue_pr[0], pr=continue_pr[1]) if continue_pr else None))
+        continue_request=continue_pr))
     result.ledger = ledger
     result.totals = totals
     result.pr_sync = changes

@@ -126,9 +126,7 @@ def build_decision(inputs: DecisionInputs) -> GuardrailResult:
     result = GuardrailResult(decision=decision, consecutive_failures=failure_streak(state.attempts,
                                                                                    state.breaker_reset_at),
                              replay=read.as_of is not None,
-                             task_problems=[p for entry in backlog.invalid for p in entry.problems],
-                             continue_request=cont.model_copy(update={"pr": cont.pr.model_copy(
-                                 update={"feedback": None})}) if cont else None)
+                             task_problems=[p for entry in backlog.invalid for p in entry.problems])
     if decision.decision == "run" and decision.task_id and not result.replay:
         result.attempt = _attempt_plan(backlog, decision, state, cont)
     return result

@@ -24,7 +24,6 @@ from leviathan_lib.evidence.records import (
     ApprovalEvidence,
     AttemptEvidence,
     CheckEvidence,
-    ContinueRequestEvidence,
     CycleRecord,
     DashboardAction,
     Ledger,
@@ -102,8 +101,6 @@ class GuardrailResult(BaseModel):
     task_problems: list[str] = Field(default_factory=list)
     #: What ``plan`` did to the dashboard issue (cycle/dashboard_sync.py); None when nothing changed.
     dashboard: DashboardAction | None = None
-    #: The open PR the decision considered delivering to (recorded without its feedback text).
-    continue_request: ContinueRequest | None = None
 
 
 def read_backlog(
@@ -222,11 +219,6 @@ def build_record(
     record.checks = [CheckEvidence.model_validate(c.model_dump()) for c in decision.checks]
     record.tasks = [TaskVerdictEvidence.model_validate(t.model_dump(mode="json")) for t in decision.tasks]
     record.selected_task = decision.task_id
-    if guard.continue_request is not None:
-        pr = guard.continue_request.pr
-        record.continue_request = ContinueRequestEvidence(task_id=guard.continue_request.task_id, number=pr.number,
-                                                          branch=pr.branch, head_sha=pr.head_sha, start=pr.start,
-                                                          why=pr.why)
     stopped = _stopped(read, guard, decision, attempt, failure)
     if stopped is not None:
         record.stopped_reason, record.stopped_detail = stopped

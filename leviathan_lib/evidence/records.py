@@ -430,20 +430,6 @@ def _after_continue(pr: LedgerPR, attempt: AttemptEvidence, base_sha: str | None
     return pr.model_copy(update=update)
 
 
-class ContinueRequestEvidence(BaseModel):
-    """The open PR a cycle's decision considered delivering to (a refresh or review feedback), without the
-    review's text: the view rebuilds the same decision from it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    task_id: str
-    number: int
-    branch: str
-    head_sha: str
-    start: Literal["base", "branch"]
-    why: str
-
-
 class CycleRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -476,8 +462,6 @@ class CycleRecord(BaseModel):
     #: The approval gate's decision, when the target has one and the cycle reached it.
     approval: ApprovalEvidence | None = None
     dashboard: DashboardAction | None = None
-    #: The open PR the decision considered delivering to (None: none pending).
-    continue_request: ContinueRequestEvidence | None = None
     #: History as of the end of this cycle (None when the cycle stopped before its guardrails).
     ledger: Ledger | None = None
     #: Running totals including this record (None: unknown, e.g. the cycle failed before reading history).

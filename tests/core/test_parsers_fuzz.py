@@ -37,6 +37,10 @@ scalars = st.one_of(
 )
 
 
+
+def _parse_state(text: str, source: str) -> CycleState:
+    return parse_state(text, source, CycleState)
+
 def structures(keys: list[str]):
     key = st.one_of(st.sampled_from(keys), st.text(max_size=6), st.integers(0, 3), st.booleans(), st.none())
     return st.recursive(
@@ -67,7 +71,7 @@ def _only_user_errors(fn, *args):
 def test_yaml_text_into_parsers(text):
     _only_user_errors(parse_target, text, "t.yaml")
     _only_user_errors(parse_backlog, text, "b.yaml")
-    _only_user_errors(parse_state, text, "s.json")
+    _only_user_errors(_parse_state, text, "s.json")
     _only_user_errors(path_segments, text)
 
 
@@ -85,8 +89,8 @@ def test_structures_into_yaml_parsers(target, backlog):
 @FUZZ
 @given(structures(STATE_KEYS))
 def test_structures_into_state_parser(state):
-    _only_user_errors(parse_state, json.dumps(state), "s.json")
-    _only_user_errors(parse_state, json.dumps({"open_prs": [state], "attempts": [state]}), "s.json")
+    _only_user_errors(_parse_state, json.dumps(state), "s.json")
+    _only_user_errors(_parse_state, json.dumps({"open_prs": [state], "attempts": [state]}), "s.json")
 
 
 @FUZZ

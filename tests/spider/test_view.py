@@ -128,6 +128,7 @@ def test_fleet_and_target_pages_escape_hostile_backlog_titles_and_explain_skips(
     run, _ = run_cycle(target_file)  # opens PR #1 on the demo's first task
     assert evidence_record(run)["stopped_reason"] == "pr_opened"
     _hostile_backlog(tmp_path / "repos" / "view_evil.git", tmp_path / "work")
+    run_cycle(target_file)  # pins the hostile commit (a skip: the open PR holds the target)
     fleet = viewer.get("/ui")
     assert fleet.status_code == 200
     row = re.search(r'<tr data-target="view_evil">.*?</tr>', fleet.text, re.S).group(0)
@@ -167,17 +168,14 @@ def test_bad_input_pages_render_and_say_what_is_unknown(tmp_path, targets_dir, v
     assert missing.status_code == 404 and "no configured target" in missing.text
     assert viewer.get("/ui/targets/view_fresh?days=5&page=x").status_code == 200
 
-    # An unreadable evidence record is listed, flagged and counted; the page still renders.
+    # The repository (the local forge) cannot be reached: the backlog at the pinned commit is unknown, with the
+    # reason; an unreadable evidence record is listed, flagged and counted; the page still renders.
     run_cycle(target_file)
     _write_extra("view_fresh", {"kind": "cycle", "target_id": "view_fresh", "decision": "maybe"})
-    page = viewer.get("/ui/targets/view_fresh")
-    assert page.status_code == 200 and 'id="unreadable"' in page.text and '<tr class="unreadable">' in page.text
-
-    # The repository (the local forge) cannot be reached: the backlog is unknown, with the reason.
     repo = tmp_path / "repos" / "view_fresh.git"
     repo.rename(tmp_path / "gone.git")
     page = viewer.get("/ui/targets/view_fresh")
-    assert page.status_code == 200
+    assert page.status_code == 200 and 'id="unreadable"' in page.text and '<tr class="unreadable">' in page.text
     assert "Backlog verdicts unknown: repo_unreachable" in page.text
     # What the last cycle recorded is still shown.
     assert "The last cycle's verdicts" in page.text and 'data-task="docs-quickstart"' in page.text
