@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from leviathan_lib.control.switch import AUTONOMY_ASSET_URI
 from leviathan_lib.core.backlog import parse_backlog
-from leviathan_lib.core.config import TargetConfig, TargetsDirError, load_target, target_files
+from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.names import evidence_asset_uri
 from leviathan_lib.core.repo_url import parse_repo_url
@@ -40,7 +40,6 @@ from leviathan_lib.cycle.decision import (
 from leviathan_lib.cycle.repo_reader import RepoUnreachable
 from leviathan_lib.cycle.steps import CycleError, ReadResult
 from leviathan_lib.evidence.records import CycleRecord, History, Ledger, parse_records
-from leviathan_lib.orchestrator.targets import targets_location
 
 log = logging.getLogger(__name__)
 
@@ -55,39 +54,6 @@ PAGE_SIZE = 50
 _URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 #: Largest local-forge PR diff shown on its page.
 MAX_DIFF_CHARS = 200_000
-
-
-class TargetFile(BaseModel):
-    """A target file in the targets folder: its config, or why it cannot be used."""
-
-    name: str
-    path: str
-    target: TargetConfig | None = None
-    problem: str | None = None
-
-
-def target_files_found() -> tuple[list[TargetFile], str | None]:
-    """Every target file (valid or not, duplicates flagged) and a problem with the folder itself."""
-    try:
-        directory = targets_location().path
-    except TargetsDirError as exc:
-        return [], f"targets folder unknown: {exc.message}"
-    found: list[TargetFile] = []
-    for path in target_files(directory):
-        try:
-            found.append(TargetFile(name=path.name, path=str(path), target=load_target(path)))
-        except ValidationFailed as exc:
-            found.append(TargetFile(name=path.name, path=str(path),
-                                    problem="; ".join(str(p) for p in exc.problems)[:2000]))
-    ids: dict[str, int] = {}
-    for entry in found:
-        if entry.target:
-            ids[entry.target.target_id] = ids.get(entry.target.target_id, 0) + 1
-    for entry in found:
-        if entry.target and ids[entry.target.target_id] > 1:
-            entry.problem = f"target_id {entry.target.target_id!r} is used by more than one file: none of them runs"
-            entry.target = None
-    return found, None
 
 
 def next_runs(dag_ids: list[str]) -> dict[str, datetime | None]:
@@ -207,11 +173,11 @@ def _record_row(row_id: int, ts: datetime, run_id: str | None, extra: Any) -> Re
                      replay=record.replay)
 
 
-def pr_link(target: TargetConfig, number: int, recorded: str | None) -> str | None:
+def pr_link(target: TargetConfig | None, number: int, recorded: str | None) -> str | None:
     """Where a person can open a PR: the forge's page (https), else None (a local forge: the view's own page)."""
     if recorded and recorded.startswith("https://"):
         return recorded
-    if target.forge == "github":
+    if target is not None and target.forge == "github":
         try:
             parsed = parse_repo_url(target.target_repo_url)
         except ValueError:
@@ -245,7 +211,7 @@ def _series(cycles: list[CycleRecord], prs: list[PrRow], days: int, today: date)
     return Series(days=list(index), **counts)
 
 
-def _prs(target: TargetConfig, cycles: list[CycleRecord]) -> list[PrRow]:
+def _prs(target: TargetConfig | None, cycles: list[CycleRecord]) -> list[PrRow]:
     """PRs opened or closed in the period (oldest cycle first in ``cycles``), newest first."""
     ready_since: dict[str, datetime] = {}
     prs: dict[int, PrRow] = {}
@@ -268,15 +234,16 @@ def _prs(target: TargetConfig, cycles: list[CycleRecord]) -> list[PrRow]:
     return sorted(prs.values(), key=lambda p: p.number, reverse=True)
 
 
-def activity(target: TargetConfig, *, days: int, now: datetime | None = None) -> Activity:
-    """The target's evidence and switch changes of the last ``days`` days, bounded and newest first."""
+def activity(target_id: str, target: TargetConfig | None, *, days: int, now: datetime | None = None) -> Activity:
+    """The target's evidence and switch changes of the last ``days`` days, bounded and newest first (``target``:
+    its config, None while its file is broken: PR links then only where the records hold them)."""
     now = now or datetime.now(UTC)
     since = now - timedelta(days=days)
-    rows = _rows_newest_first(evidence_asset_uri(target.target_id), since, MAX_PERIOD_ROWS + 1)
+    rows = _rows_newest_first(evidence_asset_uri(target_id), since, MAX_PERIOD_ROWS + 1)
     truncated = len(rows) > MAX_PERIOD_ROWS
     rows = rows[:MAX_PERIOD_ROWS]
     switches = [r for r in _rows_newest_first(AUTONOMY_ASSET_URI, since, MAX_SWITCH_ROWS)
-                if isinstance(r[3], dict) and r[3].get("target_id") in (None, target.target_id)]
+                if isinstance(r[3], dict) and r[3].get("target_id") in (None, target_id)]
     history = parse_records([(run_id, extra) for _, _, run_id, extra in reversed(rows)])
     records = sorted((_record_row(*row) for row in rows + switches), key=lambda r: r.at, reverse=True)
     cycles = [c for c in history.cycles if not c.replay]

@@ -240,6 +240,12 @@ class TargetConfig(BaseModel):
     def dashboard_issue_title(self) -> str:
         return self.dashboard_title or f"Leviathan dashboard: {self.target_id}"
 
+    @property
+    def run_timeout_seconds(self) -> int:
+        """The longest one cycle may run (its DAG run's timeout): the attempt, an approval's wait, 15 minutes."""
+        waits = self.approval_timeout_seconds if self.approval != "none" else 0
+        return self.attempt_timeout_seconds + waits + 15 * 60
+
     def repo_location(self, config_file: Path | None = None) -> str:
         """The repository URL, with a relative local path resolved against the target file's folder."""
         url = self.target_repo_url

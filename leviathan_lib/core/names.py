@@ -97,7 +97,8 @@ TASK_IDS: Final = frozenset({
 })
 #: The tasks that may write a cycle's one record: ``record_evidence`` after an attempt, ``plan`` on a skip,
 #: an approval gate on a rejection.
-RECORD_TASK_IDS: Final = (TASK_RECORD_EVIDENCE, TASK_PLAN, TASK_APPROVE_PLAN, TASK_APPROVE_PULL_REQUEST)
+RECORD_TASK_IDS: Final = (TASK_RECORD_EVIDENCE, TASK_PLAN, TASK_APPROVE_PLAN, TASK_APPROVE_PULL_REQUEST,
+                          TASK_CONFIG_ERROR)
 
 # --- XCom keys -----------------------------------------------------------------------------------------
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 #: (name, lowest, highest) of the five cron fields; days stop at 28 so ``H`` is valid in every month.
 FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day", 1, 28), ("month", 1, 12), ("weekday", 0, 6))
@@ -72,3 +74,36 @@ def check(cron: str) -> str:
     if not croniter.is_valid(expanded):
         raise ValueError(f"not a valid cron expression: {cron!r}")
     return cron
+
+
+#: How far ahead :func:`interval_seconds` walks a cron that is not the same every day, and at most how many
+#: fire times it walks there.
+INTERVAL_HORIZON = timedelta(days=8)
+INTERVAL_MAX_FIRES = 4000
+_DAY_MINUTES = 24 * 60
+
+
+@lru_cache(maxsize=8192)
+def interval_seconds(cron: str) -> float:
+    """The longest gap between two runs of a plain cron (or a preset): the most a target waits between
+    cycles, so "older than twice this" means its cycles stopped. A cron that fires the same every day is
+    computed from its minute and hour fields; any other is walked over a week and a day (bounded)."""
+    from croniter import croniter
+
+    minutes, hours, days, months, weekdays = croniter(cron).expanded[:5]
+    if days == months == weekdays == ["*"]:
+        day = sorted(h * 60 + m for h in (range(24) if hours == ["*"] else hours)
+                     for m in (range(60) if minutes == ["*"] else minutes))
+        gaps = [b - a for a, b in zip(day, day[1:], strict=False)] + [day[0] + _DAY_MINUTES - day[-1]]
+        return float(max(gaps) * 60)
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    fires = croniter(cron, start)
+    previous = fires.get_next(datetime)
+    longest = 0.0
+    for _ in range(INTERVAL_MAX_FIRES):
+        current = fires.get_next(datetime)
+        longest = max(longest, (current - previous).total_seconds())
+        if current - start > INTERVAL_HORIZON:
+            break
+        previous = current
+    return longest

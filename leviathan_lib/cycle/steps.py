@@ -229,6 +229,24 @@ def build_record(
     return _with_totals(record, guard)
 
 
+#: The stop code of a target whose file is broken (or whose id a second file names): no cycle runs.
+CONFIG_INVALID = "config_invalid"
+#: The most of a broken file's problems one record keeps.
+MAX_CONFIG_PROBLEMS = 20
+
+
+def config_invalid_record(target_id: str, *, run_id: str, run_type: str | None, problems: list[str],
+                          ledger: Ledger, totals: Totals | None) -> CycleRecord:
+    """The record of a broken target file's run: an error that changes nothing, so the ledger goes on as it was."""
+    shown = problems[:MAX_CONFIG_PROBLEMS]
+    more = len(problems) - len(shown)
+    detail = "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+    record = CycleRecord(target_id=target_id, dag_run_id=run_id, run_type=run_type, recorded_at=datetime.now(UTC),
+                         decision="error", reasons=[CONFIG_INVALID], stopped_reason=CONFIG_INVALID,
+                         stopped_detail=detail[:4000], ledger=ledger)
+    return _with_totals(record, GuardrailResult(totals=totals))
+
+
 def _with_totals(record: CycleRecord, guard: GuardrailResult | None) -> CycleRecord:
     """Carry the running totals forward with this record counted (unknown totals stay unknown)."""
     if guard is not None and guard.totals is not None:

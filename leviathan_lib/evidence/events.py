@@ -25,7 +25,7 @@ EventType = Literal[
     "pr.changes_requested", "pr.retry_command", "pr.feedback_ignored",
     "attempt.rejected", "approval.approved", "approval.rejected",
     "breaker.opened",
-    "breaker.reset", "autonomy.changed", "evidence.unreadable",
+    "breaker.reset", "autonomy.changed", "evidence.unreadable", "target.config_invalid",
 ]
 
 
@@ -56,7 +56,9 @@ def _cycle_events(record: CycleRecord) -> list[tuple[str, datetime, dict[str, An
     if record.dashboard is not None:
         out.append((f"dashboard.{record.dashboard.kind.removeprefix('dashboard_')}", at,
                     record.dashboard.model_dump(mode="json", exclude_defaults=True)))
-    if record.decision != "run":
+    if record.stopped_reason == "config_invalid":
+        out.append(("target.config_invalid", at, {"detail": record.stopped_detail}))
+    elif record.decision != "run":
         out.append(("guardrail.skipped", at, {"reasons": record.reasons, "detail": record.stopped_detail}))
     attempt = record.attempt
     if attempt is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,9 +19,9 @@ from airflow.sdk import DAG, Asset, AssetAlias, TriggerRule, task
 from airflow.sdk.bases.decorator import DecoratedOperator
 from airflow.sdk.definitions.deadline import DeadlineAlert
 
+from leviathan_lib.core import target_scan
 from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE
-from leviathan_lib.core.config import TargetConfig, load_target, target_files
-from leviathan_lib.core.errors import ValidationFailed
+from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.names import (
     TASK_APPROVE_PLAN,
     TASK_APPROVE_PULL_REQUEST,
@@ -34,9 +33,11 @@ from leviathan_lib.core.names import (
     TASK_RECORD_EVIDENCE,
     TASK_RUN_WORKER,
     TASK_SKIP,
+    dag_id,
     evidence_asset_uri,
     invalid_dag_id,
 )
+from leviathan_lib.core.target_scan import TargetFile
 from leviathan_lib.orchestrator.targets import targets_location
 
 if TYPE_CHECKING:
@@ -58,15 +59,16 @@ def evidence_alias(target_id: str) -> AssetAlias:
     return AssetAlias(name=f"leviathan_evidence_alias__{target_id}", group="leviathan")
 
 
+def md(value: object) -> str:
+    """A value as inert Markdown text (target files are user input): every ASCII punctuation character is
+    backslash-escaped (CommonMark allows it for each), so no value can open a code span, a link, an image,
+    emphasis, an HTML tag or entity, or split a table cell; line breaks become spaces."""
+    text = re.sub(r"[\x00-\x1f\x7f]", " ", str(value))
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", text)
+
+
 def _doc(target: TargetConfig, config_file: Path) -> str:
-    """The DAG's Markdown page; every interpolated value is escaped, since target files are user input."""
-
-    def md(value: object) -> str:
-        # Backslash-escape all ASCII punctuation (CommonMark allows it for each): no value can open a code
-        # span, a link, an HTML tag or entity, or split a table cell; line breaks become spaces.
-        text = re.sub(r"[\x00-\x1f\x7f]", " ", str(value))
-        return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", text)
-
+    """The DAG's Markdown page; every interpolated value is escaped (:func:`md`)."""
     prefixes = ", ".join(md(p) for p in target.allowed_path_prefixes)
     return f"""\
 ### Leviathan target {md(target.target_id)}
@@ -120,7 +122,7 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
-        dagrun_timeout=timeout + waits + timedelta(minutes=15),
+        dagrun_timeout=timedelta(seconds=target.run_timeout_seconds),
         deadline=cycle_deadline(target, timeout + waits),
         default_args=DEFAULT_ARGS,
         tags=["leviathan", f"target:{target.target_id}", f"forge:{target.forge}"],
@@ -241,15 +243,66 @@ def config_error_dag(dag_id: str, *, description: str, doc_md: str, problems: li
 
 
 def build_error_dag(config_file: Path, problems: list[str]) -> DAG:
-    """The error DAG of a broken target file (its problems may quote the file: no backtick ends a code span)."""
-    listing = "\n".join("- `" + p.replace("`", "'") + "`" for p in problems)
+    """The DAG of a broken target file that names no target id: paused, unscheduled, its page says why."""
+    listing = "\n".join(f"- {md(p)}" for p in problems)
     return config_error_dag(
         invalid_dag_id(_safe_id(config_file.stem)),
         description=f"INVALID target file {config_file.name}: this target does not run",
-        doc_md=f"### Invalid Leviathan target file\n\n`{config_file}` cannot be used:\n\n{listing}\n\n"
+        doc_md=f"### Invalid Leviathan target file\n\n{md(config_file)} cannot be used:\n\n{listing}\n\n"
         "Fix the file (check it with `leviathan validate FILE`); this DAG disappears once it is valid.",
         problems=problems,
     )
+
+
+#: The cadence of a broken target whose file's own ``schedule_cron`` cannot be read.
+BROKEN_SCHEDULE = "H/5 * * * *"
+
+
+def _broken_schedule(target_id: str, files: list[TargetFile]) -> str:
+    from leviathan_lib.core import schedule
+
+    for cron in [f.schedule_cron for f in files if f.schedule_cron] + [BROKEN_SCHEDULE]:
+        try:
+            return schedule.spread(schedule.check(cron), target_id)
+        except ValueError:
+            continue
+    return schedule.spread(BROKEN_SCHEDULE, target_id)
+
+
+def build_broken_target_dag(target_id: str, files: list[TargetFile]) -> DAG:
+    """The target's own DAG while its file is broken (or a second file names its id): on the target's
+    cadence, each run records ``config_invalid`` (carrying the target's history forward) and fails, so the
+    problem shows on the target's DAG, in its failed runs and alerts; no cycle runs until the file is fixed,
+    and then the target continues on the same DAG and evidence."""
+    from leviathan_lib.orchestrator import tasks as t
+
+    asset = evidence_asset(target_id)
+    problems = [p for f in files for p in f.problems]
+    listing = "\n".join(f"- {md(p)}" for p in problems)
+    shown = ", ".join(f.name for f in files)
+    with DAG(
+        dag_id=dag_id(target_id),
+        description=f"INVALID target file {shown}: no cycle runs until it is fixed",
+        schedule=_broken_schedule(target_id, files),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args={**DEFAULT_ARGS, "retries": 0},
+        tags=["leviathan", f"target:{target_id}", "config-error"],
+        doc_md=f"### Leviathan target {md(target_id)}: invalid target file\n\n{listing}\n\n"
+        "No cycle runs until the file is fixed (check it with `leviathan validate FILE`); each run records "
+        "`config_invalid` and fails. Once the file is valid this DAG is the target's cycle again, with its "
+        "history.",
+        is_paused_upon_creation=True,
+        params={},
+    ) as dag:
+        config = task(task_id=TASK_CONFIG_ERROR, inlets=[asset], outlets=[asset])(t.config_invalid)(
+            target_id=target_id, problems=problems, asset=asset)
+        outcome = task(task_id=TASK_CYCLE_OUTCOME)(t.cycle_outcome)()
+        config >> outcome
+        for operator in dag.tasks:
+            operator.template_fields = ()  # the problems quote the file: never Jinja
+    return dag
 
 
 #: Target keys a deployment may default in airflow.cfg's ``[leviathan]`` section (Helm: ``config.leviathan``).
@@ -262,19 +315,6 @@ def deployment_defaults() -> dict[str, str]:
 
     values = {key: conf.get("leviathan", key, fallback="").strip() for key in DEPLOYMENT_DEFAULT_KEYS}
     return {key: value for key, value in values.items() if value}
-
-
-def _load(config_file: Path, defaults: dict[str, str]) -> TargetConfig:
-    """A target file with the deployment defaults for the keys it leaves out (raises ValidationFailed)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        target = load_target(config_file)
-    unset = {k: v for k, v in defaults.items() if k not in target.model_fields_set}
-    if unset:
-        target = target.model_copy(update=unset)
-    for warning in caught:
-        log.warning("%s", warning.message)
-    return target
 
 
 def _task_target_id() -> str | None:
@@ -291,71 +331,49 @@ def _task_target_id() -> str | None:
     return dag_id.removeprefix("leviathan__")
 
 
-def _may_claim(config_file: Path, id_token: re.Pattern[bytes]) -> bool:
-    """Whether the file can name the target id: its bytes hold the id as a whole word, or a backslash (an
-    escape in a quoted YAML string could spell it); YAML cannot otherwise produce the id from other bytes."""
+def _index_file() -> Path | None:
+    """Where a task process keeps the index of the targets folder (None: no writable state folder)."""
+    from leviathan_lib.core import paths
+
     try:
-        data = config_file.read_bytes()
+        return paths.state_dir() / "targets-index.json"
     except OSError:
-        return False  # unreadable: a broken file, which claims no target_id
-    return b"\\" in data or id_token.search(data) is not None
+        return None
 
 
-def _build_one(files: list[Path], target_id: str) -> dict[str, DAG]:
-    """Only the DAG a task process runs: one YAML parse and one DAG however many target files there are.
-
-    Every file's bytes are scanned for the id (microseconds each) and only those that hold it are
-    parsed, so a second file claiming the id still refuses the DAG here, as in the DAG processor.
-    """
-    defaults = deployment_defaults()
-    id_token = re.compile(rb"(?<![a-z0-9_-])" + re.escape(target_id.encode()) + rb"(?![a-z0-9_-])")
-    claims: list[tuple[Path, TargetConfig]] = []
-    for config_file in files:
-        if not _may_claim(config_file, id_token):
-            continue
-        try:
-            target = _load(config_file, defaults)
-        except ValidationFailed:
-            continue  # the DAG processor shows it as an error DAG; it is not this task's DAG
-        if target.target_id == target_id:
-            claims.append((config_file, target))
-    if len(claims) != 1:
-        return {}  # no such target, or a duplicate target_id: fail closed ("Dag not found")
-    config_file, target = claims[0]
-    return {target.dag_id: build_target_dag(target, config_file)}
+def _dags_of(target_id: str, files: list[TargetFile], defaults: dict[str, str]) -> DAG:
+    """The target's cycle DAG, or its broken-file DAG when its one file is invalid or more files name it."""
+    if len(files) == 1 and files[0].target is not None:
+        entry = files[0]
+        assert entry.target is not None
+        target = entry.target
+        unset = {k: v for k, v in defaults.items() if k not in target.model_fields_set}
+        for warning in entry.warnings:
+            log.warning("%s", warning)
+        return build_target_dag(target.model_copy(update=unset) if unset else target, Path(entry.path))
+    for entry in files:
+        for problem in entry.problems:
+            log.error("invalid Leviathan target: %s", problem)
+    return build_broken_target_dag(target_id, files)
 
 
 def build_all(directory: Path | None = None) -> dict[str, DAG]:
-    """All target DAGs (and error DAGs for broken files), keyed by dag_id; in a task process only its DAG.
-
-    Two files claiming one ``target_id`` are both refused: which one is meant is unknown (fail closed).
-    """
-    config_files = target_files(directory or targets_location().path)
+    """One DAG per target id (its cycle, or its broken-file DAG), plus a paused error DAG per broken file
+    that names no id; in a task process only that task's DAG, from one file (:func:`target_scan.find_target`)."""
+    folder = directory or targets_location().path
+    defaults = deployment_defaults()
     wanted = _task_target_id()
     if wanted is not None:
-        return _build_one(config_files, wanted)
-    defaults = deployment_defaults()
-    loaded: dict[str, list[tuple[Path, TargetConfig]]] = {}
-    broken: dict[Path, list[str]] = {}
-    for config_file in config_files:
-        try:
-            target = _load(config_file, defaults)
-            loaded.setdefault(target.target_id, []).append((config_file, target))
-        except ValidationFailed as exc:
-            broken[config_file] = [str(p) for p in exc.problems]
+        files = target_scan.find_target(folder, wanted, _index_file())
+        return {dag_id(wanted): _dags_of(wanted, files, defaults)} if files else {}
+    entries = target_scan.scan(folder)
     dags: dict[str, DAG] = {}
-    for target_id, entries in loaded.items():
-        if len(entries) == 1:
-            config_file, target = entries[0]
-            dags[target.dag_id] = build_target_dag(target, config_file)
-            continue
-        files = [str(f) for f, _ in entries]
-        for config_file, _ in entries:
-            others = ", ".join(f for f in files if f != str(config_file))
-            broken[config_file] = [f"{config_file}: target_id: {target_id!r} is already used by {others}"]
-    for config_file, problems in sorted(broken.items()):
-        for problem in problems:
-            log.error("invalid Leviathan target: %s", problem)
-        dag = build_error_dag(config_file, problems)
-        dags[dag.dag_id] = dag
+    for target_id, files in target_scan.by_target(entries).items():
+        dags[dag_id(target_id)] = _dags_of(target_id, files, defaults)
+    for entry in entries:
+        if entry.target_id is None:
+            for problem in entry.problems:
+                log.error("invalid Leviathan target: %s", problem)
+            dag = build_error_dag(Path(entry.path), entry.problems)
+            dags[dag.dag_id] = dag
     return dags

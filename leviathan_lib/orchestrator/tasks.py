@@ -477,5 +477,29 @@ def cycle_outcome() -> str:
     return str(record["stopped_reason"])
 
 
+def config_invalid(*, target_id: str, problems: list[str], asset: Asset) -> dict[str, Any]:
+    """A broken target file's run: record ``config_invalid`` with the target's history carried forward (so the
+    target continues where it was once fixed); ``cycle_outcome`` then fails the run."""
+    from leviathan_lib.cycle.history import history_window
+    from leviathan_lib.cycle.steps import config_invalid_record
+
+    context = get_current_context()
+    window = history_window(_InletEvents(context["inlet_events"], asset), context["run_id"], None)
+    record = config_invalid_record(target_id, run_id=context["run_id"], run_type=_run_type(context["dag_run"]),
+                                   problems=problems, ledger=window.ledger, totals=window.totals)
+    payload = record.model_dump(mode="json")
+    context["outlet_events"][asset].extra = payload
+    context["ti"].xcom_push(key=XCOM_RECORD, value=payload)
+    for problem in problems:
+        log.error("invalid target file: %s", problem)
+    try:  # StatsD is best effort: it never fails the cycle
+        from leviathan_lib.orchestrator.metrics import emit_cycle_safely
+
+        emit_cycle_safely(record)
+    except Exception:
+        log.warning("could not emit Leviathan StatsD metrics", exc_info=True)
+    return payload
+
+
 def config_error(problems: list[str]) -> None:
     raise AirflowFailException("invalid target file:\n" + "\n".join(problems))

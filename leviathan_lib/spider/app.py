@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from leviathan_lib.control import fleet, switch
 from leviathan_lib.control.evidence_db import MAX_PAGE, read_events
 from leviathan_lib.control.health import health as stack_health
+from leviathan_lib.core.names import dag_id
 from leviathan_lib.spider.auth import AdminUser, GetUserDep, metrics_access, username
 from leviathan_lib.spider.view import add_view
 
@@ -119,18 +120,19 @@ async def _event_stream(request: Request, streams: Streams, cursor: int, limit: 
 
 
 def _add_status_routes(app: FastAPI) -> None:
-    @app.get("/health", summary="Component health; no authentication")
+    @app.get("/health", summary="Component health (healthy, degraded: 200; unhealthy: 503); no authentication")
     def health() -> JSONResponse:
-        healthy, components = stack_health()
-        return JSONResponse({"status": "healthy" if healthy else "unhealthy", "components": components},
-                            status_code=200 if healthy else 503)
+        status_, components = stack_health()
+        return JSONResponse({"status": status_, "components": components},
+                            status_code=503 if status_ == "unhealthy" else 200)
 
     @app.get("/metrics", dependencies=[Depends(metrics_access)], summary="Prometheus metrics from the evidence")
     def metrics() -> Response:
+        from leviathan_lib.control.health import scheduler_heartbeat
         from leviathan_lib.spider.metrics import CONTENT_TYPE, render
 
         overview, _, _ = fleet.overview()
-        return Response(render(overview), media_type=CONTENT_TYPE)
+        return Response(render(overview, scheduler_heartbeat=scheduler_heartbeat()), media_type=CONTENT_TYPE)
 
 
 def _add_event_routes(app: FastAPI, streams: Streams) -> None:
@@ -173,11 +175,10 @@ def _add_autonomy_routes(app: FastAPI) -> None:
         change: AutonomyChange, user: AdminUser,
         target_id: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")],
     ) -> dict[str, Any]:
-        target = fleet.configured_targets().get(target_id)
-        if target is None:
+        if target_id not in fleet.named_targets():
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no configured target {target_id!r}")
         try:
-            record = switch.set_target(target_id, target.dag_id, change.enabled, by=username(user),
+            record = switch.set_target(target_id, dag_id(target_id), change.enabled, by=username(user),
                                        reason=change.reason)
         except switch.UnknownTarget as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None

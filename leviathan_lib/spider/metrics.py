@@ -12,6 +12,7 @@ counted as ``other``, so neither a request nor a backlog can create a new time s
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -28,8 +29,47 @@ __all__ = ["CONTENT_TYPE", "DECISIONS", "DURATION_BUCKETS", "OUTCOMES", "REASONS
 class EvidenceCollector:
     """A one-shot collector over an :class:`Overview` (each target's state and running totals)."""
 
-    def __init__(self, overview: Overview):
+    def __init__(self, overview: Overview, *, scheduler_heartbeat: datetime | None = None,
+                 now: datetime | None = None):
         self.overview = overview
+        self.heartbeat = scheduler_heartbeat
+        self.now = now or datetime.now(UTC)
+
+    def _liveness(self) -> Iterator[Metric]:
+        """Is every target still cycling (the alert rules in k8s/alerts/ key on these)?"""
+        valid = GaugeMetricFamily("leviathan_target_config_valid",
+                                  "1 if the target's file is valid, 0 if broken or its id is named twice",
+                                  labels=["target_id"])
+        age = GaugeMetricFamily("leviathan_last_cycle_age_seconds",
+                                "Seconds since the newest cycle that acted (replays never count)",
+                                labels=["target_id"])
+        interval = GaugeMetricFamily("leviathan_cycle_interval_seconds",
+                                     "The longest gap between two scheduled cycles", labels=["target_id"])
+        expected = GaugeMetricFamily("leviathan_cycle_expected",
+                                     "1 if cycles are expected (unpaused, valid file, both switches on)",
+                                     labels=["target_id"])
+        stale = GaugeMetricFamily("leviathan_cycle_stale",
+                                  "1 if expected but no cycle for more than twice the interval",
+                                  labels=["target_id"])
+        sandbox = GaugeMetricFamily("leviathan_sandbox_available",
+                                    "0 if the newest cycle's worker could not build the recipe sandbox",
+                                    labels=["target_id"])
+        for state in self.overview.targets:
+            tid = [state.target_id]
+            valid.add_metric(tid, int(state.config_valid))
+            if state.last_cycle_age_seconds is not None:
+                age.add_metric(tid, state.last_cycle_age_seconds)
+            if state.cycle_interval_seconds is not None:
+                interval.add_metric(tid, state.cycle_interval_seconds)
+            expected.add_metric(tid, int(state.cycle_expected))
+            stale.add_metric(tid, int(state.stale))
+            sandbox.add_metric(tid, int(not state.sandbox_unavailable))
+        yield from (valid, age, interval, expected, stale, sandbox)
+        if self.heartbeat is not None:
+            beat = self.heartbeat if self.heartbeat.tzinfo else self.heartbeat.replace(tzinfo=UTC)
+            yield GaugeMetricFamily("leviathan_scheduler_heartbeat_age_seconds",
+                                    "Seconds since the newest running scheduler's heartbeat",
+                                    value=max(0.0, (self.now - beat).total_seconds()))
 
     def collect(self) -> Iterator[Metric]:
         cycles = CounterMetricFamily("leviathan_cycles", "Cycles recorded, by decision",
@@ -96,9 +136,10 @@ class EvidenceCollector:
                 last.add_metric([tid], state.last_cycle_at.timestamp())
         yield from (cycles, skips, attempts, prs, unreadable, open_prs, breaker, streak, paused, flag, effective,
                     last, duration, known, since)
+        yield from self._liveness()
 
 
-def render(overview: Overview) -> bytes:
+def render(overview: Overview, *, scheduler_heartbeat: datetime | None = None) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(EvidenceCollector(overview))
+    registry.register(EvidenceCollector(overview, scheduler_heartbeat=scheduler_heartbeat))
     return generate_latest(registry)

@@ -33,6 +33,7 @@ from markupsafe import Markup
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from leviathan_lib.control import breaker, fleet, switch, target_view
+from leviathan_lib.core import names, target_scan
 from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.reasons import EXPLAIN
 from leviathan_lib.evidence.records import History
@@ -104,7 +105,8 @@ def render(name: str, viewer: Viewer, **context: Any) -> str:
 def _header() -> dict[str, Any]:
     """The header's switch and target links, for pages that read nothing else of the fleet (best effort)."""
     try:
-        return {"global_enabled": fleet.global_switch()[0], "nav_targets": sorted(fleet.configured_targets())}
+        return {"global_enabled": fleet.global_switch()[0],
+                "nav_targets": sorted(target_scan.by_target(fleet.target_files()[0]))}
     except Exception as exc:  # noqa: BLE001 — the header is best effort; the page body says what it reads
         log.warning("view header: %s", exc)
         return {}
@@ -117,12 +119,16 @@ def _html(body: str, status_code: int = 200) -> HTMLResponse:
 def why_not(state: fleet.TargetState, global_enabled: bool) -> list[str]:
     """Every reason a cycle starting now would not run a worker, in words."""
     out = []
+    if not state.config_valid:
+        out.append("config_invalid: its target file cannot be used (see the target's page); no cycle runs")
+    if state.stale:
+        out.append(f"stale: {state.stale_reason}")
     if not global_enabled:
         out.append("global autonomy switch is off")
-    if not state.target_flag:
+    if state.config_valid and not state.target_flag:
         out.append("autonomy_enabled: false in the target file")
     if state.dag_paused is None:
-        out.append("its DAG is not parsed yet (or its file is broken)")
+        out.append("its DAG is not parsed yet")
     elif state.dag_paused:
         out.append("its DAG is paused")
     if state.breaker_open:
@@ -134,26 +140,31 @@ def why_not(state: fleet.TargetState, global_enabled: bool) -> list[str]:
     return out
 
 
-def _open_prs(target: Any, state: fleet.TargetState, history: Any) -> list[dict[str, Any]]:
+def _open_prs(target: Any | None, state: fleet.TargetState, history: Any) -> list[dict[str, Any]]:
     urls = {c.attempt.pr_number: c.attempt.pr_url for c in history.cycles if c.attempt and c.attempt.pr_number}
     return [{"number": p["number"], "task_id": p.get("task_id", ""),
              "url": target_view.pr_link(target, p["number"], urls.get(p["number"]))} for p in state.open_prs]
 
 
+def _last_run_id(history: Any) -> str | None:
+    """The DAG run of the newest cycle that acted (a replay is never the last cycle)."""
+    return next((c.dag_run_id for c in reversed(history.cycles) if not c.replay), None)
+
+
 def render_fleet(viewer: Viewer, overview: fleet.Overview, histories: dict[str, Any], targets: dict[str, Any], *,
-                 next_runs: dict[str, datetime | None], files_found: list[target_view.TargetFile],
-                 folder_problem: str | None = None, notice: str | None = None) -> str:
-    """The fleet page: one row per target (may it run now and why not, breaker, budget, PRs, cycles)."""
+                 next_runs: dict[str, datetime | None], notice: str | None = None) -> str:
+    """The fleet page: one row per target, broken ones too (may it run now and why not, breaker, budget, PRs,
+    cycles), and the broken files that name no target."""
     rows = []
     for state in overview.targets:
         history = histories[state.target_id]
         reasons = why_not(state, overview.global_enabled)
         rows.append({"state": state, "may_run": state.effective_enabled and not reasons, "why_not": reasons,
-                     "open_prs": _open_prs(targets[state.target_id], state, history),
-                     "last_run_id": history.cycles[-1].dag_run_id if history.cycles else None,
+                     "open_prs": _open_prs(targets.get(state.target_id), state, history),
+                     "last_run_id": _last_run_id(history),
                      "next_run": next_runs.get(state.dag_id), "unsandboxed": state.sandbox.startswith("unsandboxed")})
-    return render("fleet.html", viewer, overview=overview, rows=rows, folder_problem=folder_problem,
-                  broken=[f for f in files_found if f.target is None], notice=notice,
+    return render("fleet.html", viewer, overview=overview, rows=rows, folder_problem=overview.folder_problem,
+                  broken=overview.unnamed_files, notice=notice,
                   global_enabled=overview.global_enabled, nav_targets=[t.target_id for t in overview.targets])
 
 
@@ -168,18 +179,21 @@ def _period(days: str) -> tuple[int, str | None]:
     return target_view.PERIODS[0], f"period {days[:20]!r} is not one of {target_view.PERIODS} days: showing 7"
 
 
-def _find_target(target_id: str) -> tuple[Any, Path | None, str | None]:
-    """The target's config and file, or why there is none (a broken file is named)."""
-    files_found, folder_problem = target_view.target_files_found()
+def _find_target(target_id: str) -> tuple[Any, Path | None, list[Any], str | None]:
+    """The target's config and file; or the broken files naming it (the page shows it with its history);
+    or why there is no such target."""
+    entries, folder_problem = fleet.target_files()
     if folder_problem:
-        return None, None, folder_problem
-    for entry in files_found:
-        if entry.target is not None and entry.target.target_id == target_id:
-            return entry.target, Path(entry.path), None
-    broken = [f for f in files_found if f.target is None and Path(f.name).stem == target_id]
-    if broken:
-        return None, None, f"the target file {broken[0].name} cannot be used: {broken[0].problem}"
-    return None, None, f"no configured target {target_id!r}"
+        return None, None, [], folder_problem
+    files = target_scan.by_target(entries).get(target_id, [])
+    if len(files) == 1 and files[0].target is not None:
+        return files[0].target, Path(files[0].path), [], None
+    if files:
+        return None, None, files, None
+    unnamed = [f for f in entries if f.target_id is None and Path(f.name).stem == target_id]
+    if unnamed:
+        return None, None, [], f"the target file {unnamed[0].name} cannot be used: {'; '.join(unnamed[0].problems)}"
+    return None, None, [], f"no configured target {target_id!r}"
 
 
 def _charts(activity: target_view.Activity, days: int) -> dict[str, Markup]:
@@ -204,35 +218,40 @@ def _last_verdicts(activity: target_view.Activity | None) -> dict[str, Any] | No
     return None
 
 
-def _target_context(target: Any, config_path: Path, days: int, page: int) -> dict[str, Any]:
+def _target_context(target_id: str, target: Any | None, config_path: Path | None, days: int,
+                    page: int) -> dict[str, Any]:
+    """Everything the target page shows; ``target`` None while its file is broken (no backlog verdicts then)."""
     context: dict[str, Any] = {"state": None, "state_problem": None, "activity": None, "activity_problem": None,
-                               "next_run": None, "may_run": False, "why_not": []}
+                               "next_run": None, "may_run": False, "why_not": [], "backlog": None,
+                               "last_verdicts": None, "dag_id": names.dag_id(target_id)}
     global_enabled = True
     try:
         overview, _, _ = fleet.overview()
         global_enabled = context["global_enabled"] = overview.global_enabled
-        state = next((t for t in overview.targets if t.target_id == target.target_id), None)
+        state = next((t for t in overview.targets if t.target_id == target_id), None)
         context["state"] = state
         if state is None:
             context["state_problem"] = "not in the fleet overview (duplicate target_id?)"
         else:
             context["why_not"] = why_not(state, global_enabled)
             context["may_run"] = state.effective_enabled and not context["why_not"]
-            context["next_run"] = target_view.next_runs([target.dag_id]).get(target.dag_id)
+            context["next_run"] = target_view.next_runs([state.dag_id]).get(state.dag_id)
     except Exception as exc:  # noqa: BLE001 — shown as unknown
         context["state_problem"] = f"{type(exc).__name__}: {exc}"
     try:
-        activity = target_view.activity(target, days=days)
+        activity = target_view.activity(target_id, target, days=days)
         context["activity"] = activity
         context["charts"] = _charts(activity, days)
     except Exception as exc:  # noqa: BLE001 — shown as unknown
-        log.warning("activity of %s: %s", target.target_id, exc)
+        log.warning("activity of %s: %s", target_id, exc)
         context["activity_problem"] = f"{type(exc).__name__}: {exc}"
         activity = None
     records = activity.records if activity else []
     start = (page - 1) * target_view.PAGE_SIZE
     context.update(records=records[start:start + target_view.PAGE_SIZE], page=page,
                    has_more=len(records) > start + target_view.PAGE_SIZE)
+    if target is None or config_path is None:
+        return context
     context["backlog"] = target_view.backlog_view(target, config_path, activity.history if activity else History(),
                                                   activity.ledger if activity else None, global_autonomy=global_enabled)
     context["last_verdicts"] = _last_verdicts(activity) if context["backlog"].unknown else None
@@ -255,33 +274,32 @@ def _add_pages(app: FastAPI) -> None:
             log.exception("fleet overview failed")
             return _html(render("message.html", viewer, heading="Fleet state unknown", back=ROOT,
                                 message=f"unknown: {type(exc).__name__}: {exc}"), 503)
-        files_found, folder_problem = target_view.target_files_found()
-        return _html(render_fleet(viewer, overview, histories, targets, next_runs=next_runs, files_found=files_found,
-                                  folder_problem=folder_problem, notice=_notice(done)))
+        return _html(render_fleet(viewer, overview, histories, targets, next_runs=next_runs, notice=_notice(done)))
 
     @app.get("/ui/targets/{target_id}", response_class=HTMLResponse, summary="One target: backlog, history")
     def target_page(request: Request, *, user: GetUserDep, credentials: BearerCredentials, target_id: str,
                     days: str = "7", page: str = "1", done: str | None = None) -> HTMLResponse:
         period, error = _period(days)
         number = min(int(page), 10_000) if page.isdigit() and int(page) > 0 else 1
-        target, config_path, missing = _find_target(target_id)
-        context: dict[str, Any] = {"target_id": target_id, "target": target, "missing": missing, "days": period,
-                                   "periods": target_view.PERIODS, "reason_text": REASON_TEXT_BY_CODE,
+        target, config_path, broken, missing = _find_target(target_id)
+        context: dict[str, Any] = {"target_id": target_id, "target": target, "broken": broken, "missing": missing,
+                                   "days": period, "periods": target_view.PERIODS, "reason_text": REASON_TEXT_BY_CODE,
                                    "max_rows": target_view.MAX_PERIOD_ROWS, "error": error, "notice": _notice(done)}
-        if target is not None and config_path is not None:
-            context["repo"] = target_view.redact(target.target_repo_url)
-            context.update(_target_context(target, config_path, period, number))
+        if target is not None or broken:
+            context["repo"] = target_view.redact(target.target_repo_url) if target else ""
+            context.update(_target_context(target_id, target, config_path, period, number))
         header = _header()
         if context.get("state") is not None:
             header["global_enabled"] = context.pop("global_enabled")
         body = render("target.html", Viewer.of(request, user, credentials), **{**header, **context})
-        return _html(body, 200 if target else 404)
+        return _html(body, 200 if target or broken else 404)
 
     @app.get("/ui/targets/{target_id}/prs/{number}", response_class=HTMLResponse, summary="A local-forge PR")
     def pr_page(request: Request, *, user: GetUserDep, credentials: BearerCredentials, target_id: str,
                 number: int) -> HTMLResponse:
-        target, config_path, missing = _find_target(target_id)
-        pr, problem = (None, missing)
+        target, config_path, broken, missing = _find_target(target_id)
+        pr, problem = (None, missing or ("the target file cannot be used: fix it to open its PRs here" if broken
+                                         else None))
         if target is not None and config_path is not None:
             pr, problem = target_view.local_pr(target, config_path, number)
         repo = target_view.redact(target.repo_location(config_path)) if target and config_path else ""
@@ -290,11 +308,11 @@ def _add_pages(app: FastAPI) -> None:
         return _html(body, 200 if pr else 404)
 
 
-def _configured(target_id: str) -> Any:
-    target = fleet.configured_targets().get(target_id)
-    if target is None:
+def _configured(target_id: str) -> str:
+    """The DAG of a target the folder names (a broken one too: it can be paused); 404 otherwise."""
+    if target_id not in fleet.named_targets():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no configured target {target_id!r}")
-    return target
+    return names.dag_id(target_id)
 
 
 Reason = Annotated[str, Form(max_length=500)]
@@ -324,9 +342,9 @@ def _add_actions(app: FastAPI) -> None:
     def _target_switch(request: Request, *, user: Any, credentials: Any, target_id: str, enabled: bool,
                        csrf: str, reason: str) -> Response:
         require_csrf(request, credentials, csrf)
-        target = _configured(target_id)
+        dag = _configured(target_id)
         try:
-            switch.set_target(target_id, target.dag_id, enabled, by=user_name(user), reason=_reason(reason))
+            switch.set_target(target_id, dag, enabled, by=user_name(user), reason=_reason(reason))
         except switch.UnknownTarget as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         return _done(f"{ROOT}/targets/{quote(target_id, safe='')}", "resumed" if enabled else "paused")

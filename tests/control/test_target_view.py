@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from leviathan_lib.control import target_view
+from leviathan_lib.control import fleet, target_view
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.evidence.records import CycleRecord, History
@@ -16,13 +16,14 @@ def test_every_target_file_is_listed_with_why_it_cannot_be_used(tmp_path, target
     (targets_dir / "twin-a.yaml").write_text("target_id: twin\ntarget_repo_url: /a.git\n")
     (targets_dir / "twin-b.yaml").write_text("target_id: twin\ntarget_repo_url: /b.git\n")
     (targets_dir / "bad.yaml").write_text("target_id: bad\n")
-    found, problem = target_view.target_files_found()
+    found, problem = fleet.target_files()
     assert problem is None
     by_name = {f.name: f for f in found}
-    assert by_name["tv_ok.yaml"].target is not None and by_name["tv_ok.yaml"].problem is None
-    assert by_name["twin-a.yaml"].target is None and "more than one file" in by_name["twin-a.yaml"].problem
-    assert by_name["twin-b.yaml"].target is None
-    assert by_name["bad.yaml"].target is None and "target_repo_url" in by_name["bad.yaml"].problem
+    assert by_name["tv_ok.yaml"].target is not None and by_name["tv_ok.yaml"].problems == []
+    assert by_name["twin-a.yaml"].target is None and "is also named by" in by_name["twin-a.yaml"].problems[0]
+    assert by_name["twin-b.yaml"].target is None and by_name["twin-b.yaml"].target_id == "twin"
+    assert by_name["bad.yaml"].target is None and "target_repo_url" in by_name["bad.yaml"].problems[0]
+    assert by_name["bad.yaml"].target_id == "bad"
 
 
 def test_a_slow_backlog_read_is_unknown_within_its_time_bound(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,20 +79,34 @@ def test_valid_target_dag_shape(dagbag):
 
 
 def test_broken_target_files_become_visible_error_dags(dagbag, tmp_path):
+    """A broken file keeps its target's DAG (by the id it names, else its file name) in an error shape."""
     errors = {d: dag for d, dag in dagbag.dags.items() if "config-error" in dag.tags}
-    assert set(errors) == {names.invalid_dag_id("strbool"), names.invalid_dag_id("syntax"),
-                           names.invalid_dag_id("dup"), names.invalid_dag_id("good"), names.invalid_dag_id("hostile")}
+    assert set(errors) == {names.dag_id("strbool"), names.dag_id("syntax"), names.dag_id("good"),
+                           names.dag_id("hostile")}
+    text = {dag_id: _text(dag.doc_md) for dag_id, dag in errors.items()}
     assert "hostile.yaml:2: target_repo_url: not a repository URL git may be given: must not start with '-'" in \
-        errors[names.invalid_dag_id("hostile")].doc_md
+        text[names.dag_id("hostile")]
     assert not (tmp_path / "pwned").exists()
-    assert "autonomy_enabled: Input should be a valid boolean" in errors[names.invalid_dag_id("strbool")].doc_md
-    assert "syntax.yaml:2: invalid YAML" in errors[names.invalid_dag_id("syntax")].doc_md
-    # Two files claim target_id "good": neither runs, both say why.
-    assert "already used by" in errors[names.invalid_dag_id("dup")].doc_md
-    assert "dup.yaml" in errors[names.invalid_dag_id("good")].doc_md
+    assert "autonomy_enabled: Input should be a valid boolean" in text[names.dag_id("strbool")]
+    assert "syntax.yaml:2: invalid YAML" in text[names.dag_id("syntax")]
+    # Two files name target_id "good": neither runs, both say why, on good's own DAG.
+    good = text[names.dag_id("good")]
+    assert "dup.yaml" in good and "is also named by" in good and "good.yaml" in good
+    assert names.dag_id("fine") in dagbag.dags and "config-error" not in dagbag.dags[names.dag_id("fine")].tags
     for dag in errors.values():
-        assert dag.schedule is None
-        assert list(dag.task_dict) == [names.TASK_CONFIG_ERROR]
+        assert dag.schedule is not None and dag.max_active_runs == 1 and dag.catchup is False
+        assert list(dag.task_dict) == [names.TASK_CONFIG_ERROR, names.TASK_CYCLE_OUTCOME]
+        config = dag.task_dict[names.TASK_CONFIG_ERROR]
+        assert [o.uri for o in config.outlets] == [o.uri for o in config.inlets]
+
+
+def _text(markdown: str) -> str:
+    """What a person reads on the DAG's page (the escapes rendered away)."""
+    from html import unescape
+
+    from markdown_it import MarkdownIt
+
+    return unescape(re.sub(r"<[^>]+>", "", MarkdownIt("commonmark").render(markdown)))
 
 
 def test_dag_file_parse_imports_nothing_heavy(tmp_path, targets_dir):
@@ -193,23 +208,28 @@ def test_a_thousand_target_files_some_broken_parse_within_the_import_timeout(tar
         if i % 50 == 7:
             kind = list(broken)[i // 50 % 4]
             (targets_dir / f"bad{i:04d}.yaml").write_bytes(broken[kind])
-            expected_errors.add(names.invalid_dag_id(f"bad{i:04d}"))
+            # A file naming no readable id keeps its file name's; the others all name "t" (one DAG for them).
+            expected_errors.add(names.dag_id(f"bad{i:04d}" if kind in ("yaml", "id") else "t"))
         else:
             (targets_dir / f"t{i:04d}.yaml").write_text(
                 f"target_id: t{i:04d}\ntarget_repo_url: /srv/t{i:04d}.git\n", encoding="utf-8")
-    assert len(expected_errors) == 20
+    assert len(expected_errors) == 11
 
     cpu = time.process_time()
     dagbag = DagBag(dag_folder=str(ROOT / "dags"))
     cpu = time.process_time() - cpu
     assert dagbag.import_errors == {}
     assert cpu < timeout, f"1,000 target files took {cpu:.1f} CPU-s to parse; the import timeout is {timeout} s"
-    errors = {d for d in dagbag.dags if d.startswith(names.INVALID_DAG_ID_PREFIX)}
+    errors = {d for d, dag in dagbag.dags.items() if "config-error" in dag.tags}
     assert errors == expected_errors
     assert len(dagbag.dags) - len(errors) == 980
     for dag_id in errors:
-        assert [t.task_id for t in dagbag.dags[dag_id].tasks] == [names.TASK_CONFIG_ERROR]
+        assert [t.task_id for t in dagbag.dags[dag_id].tasks] == [names.TASK_CONFIG_ERROR, names.TASK_CYCLE_OUTCOME]
         assert dagbag.dags[dag_id].doc_md.count("bad") >= 1  # names its file
+    # Each problem is shown once: the ten files naming "t" are listed on its one DAG, once each.
+    shown = _text(dagbag.dags[names.dag_id("t")].doc_md)
+    assert sorted(re.findall(r"bad\d{4}\.yaml:3: max_open_prs", shown)) == sorted(set(re.findall(
+        r"bad\d{4}\.yaml:3: max_open_prs", shown))) and len(re.findall(r"bad\d{4}\.yaml:3: max_open_prs", shown)) == 5
 
 
 def _gate_dag(tmp_path, approval: str):

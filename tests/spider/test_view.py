@@ -154,16 +154,20 @@ def test_fleet_and_target_pages_escape_hostile_backlog_titles_and_explain_skips(
 
 
 def test_bad_input_pages_render_and_say_what_is_unknown(tmp_path, targets_dir, viewer):
-    (targets_dir / "broken.yaml").write_text("target_id: [not, a, string\n")
+    (targets_dir / "broken.yaml").write_text("target_id: [not, a, string\n")  # no id: the file name's
+    (targets_dir / "Not An Id.yaml").write_text("target_id: [not, a, string\n")  # no id at all
     target_file = create_demo_target(tmp_path, target_id="view_fresh", targets_dir=targets_dir)
     fleet = viewer.get("/ui")
     assert fleet.status_code == 200
-    assert "broken.yaml" in fleet.text and 'id="broken"' in fleet.text
+    row = re.search(r'<tr data-target="broken" class="config-invalid">.*?</tr>', fleet.text, re.S).group(0)
+    assert "config_invalid" in row and "broken.yaml:2: invalid YAML" in row
+    assert "Not An Id.yaml" in re.search(r'<table id="broken">.*?</table>', fleet.text, re.S).group(0)
     assert "no cycle yet" in re.search(r'<tr data-target="view_fresh">.*?</tr>', fleet.text, re.S).group(0)
     fresh = viewer.get("/ui/targets/view_fresh")
     assert fresh.status_code == 200 and "no cycle yet" in fresh.text
-    assert viewer.get("/ui/targets/broken").status_code == 404
-    assert "cannot be used" in viewer.get("/ui/targets/broken").text
+    broken = viewer.get("/ui/targets/broken")
+    assert broken.status_code == 200 and 'id="config-invalid"' in broken.text and 'id="records"' in broken.text
+    assert viewer.get("/ui/targets/not-an-id").status_code == 404
     missing = viewer.get("/ui/targets/nope")
     assert missing.status_code == 404 and "no configured target" in missing.text
     assert viewer.get("/ui/targets/view_fresh?days=5&page=x").status_code == 200
@@ -241,8 +245,8 @@ def test_admin_pauses_resumes_and_resets_on_the_record(tmp_path, targets_dir, ad
 
 def test_fleet_page_escapes_every_value_from_records_and_files():
     from leviathan_lib.control.fleet import Overview, TargetState
-    from leviathan_lib.control.target_view import TargetFile
     from leviathan_lib.core.config import TargetConfig
+    from leviathan_lib.core.target_scan import TargetFile
     from leviathan_lib.evidence.records import History
     from leviathan_lib.spider.view import Viewer, render_fleet
 
@@ -251,13 +255,13 @@ def test_fleet_page_escapes_every_value_from_records_and_files():
                         effective_enabled=True, last_decision=EVIL, last_stopped_reason=EVIL, last_reasons=[EVIL],
                         open_prs=[{"number": 7, "branch": EVIL, "task_id": EVIL}], llm_budget_detail=EVIL)
     target = TargetConfig.model_validate({"target_id": "t1", "target_repo_url": "/r.git"})
-    page = render_fleet(Viewer(EVIL, True, "c0ffee"), Overview(global_enabled=True, global_detail=EVIL,
-                        targets=[state]), {"t1": History()}, {"t1": target}, next_runs={},
-                        files_found=[TargetFile(name=EVIL, path="/x", problem=EVIL)])
+    overview = Overview(global_enabled=True, global_detail=EVIL, targets=[state],
+                        unnamed_files=[TargetFile(name=EVIL, path="/x", problems=[EVIL])])
+    page = render_fleet(Viewer(EVIL, True, "c0ffee"), overview, {"t1": History()}, {"t1": target}, next_runs={})
     assert page.count("<script") == 1 and "<b>" not in page and "onmouseover='" not in page
     # switch detail, user, decision, stopped reason, budget, the PR's task, the broken file's name and problem
     assert page.count(ESCAPED) == 8
-    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;&#39;&#34;&amp;</td>") == 1  # the file's problem
+    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;&#39;&#34;&amp;</td></tr>") == 1  # the file's problem
 
 
 def test_pr_links_go_to_the_forge_or_to_the_view_s_own_page():
