@@ -50,7 +50,7 @@ def test_validate_original_files():
     result = leviathan("validate", ORIGINAL / "dev.yaml", ORIGINAL / "backlog.yaml")
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == [
-        f"warning: {ORIGINAL / 'dev.yaml'}: control_plane_url: deprecated key, "
+        f"warning: {ORIGINAL / 'dev.yaml'}:14: control_plane_url: deprecated key, "
         "Airflow is the control plane; the value is ignored"
     ]
 
@@ -83,7 +83,7 @@ tasks:
     result = leviathan("validate", backlog, target)
     assert result.returncode == 2
     assert error_lines(result) == [
-        f"error: {backlog}:4: tasks[0].ready: Input should be a valid boolean (got str)",
+        f"error: {backlog}:4: task 'a': ready: expected true or false; write true (YAML 1.2)",
         f"error: {backlog}:7: tasks[1].dependencies[1]: unknown task id 'ghost'",
         f"error: {backlog}:7: tasks[1].dependencies[2]: a task cannot depend on itself",
         f"error: {backlog}:8: tasks[1].allowed_paths[1]: unsafe path: '..' segment in path '../escape.md'",
@@ -104,7 +104,7 @@ def test_validate_dependency_on_invalid_task_is_not_unknown(tmp_path):
     ]})
     result = leviathan("validate", backlog)
     assert result.returncode == 2
-    assert [line.split(": ", 2)[2] for line in error_lines(result)] == ["tasks[0].bogus: unknown key"]
+    assert [line.split(": ", 2)[2] for line in error_lines(result)] == ["task 'a': bogus: unknown key"]
 
 
 
@@ -120,9 +120,9 @@ def test_validate_reports_strict_yaml_ready_id_and_encoding_problems_naming_file
     result = leviathan("validate", tasks, aliased, duplicated, undecodable)
     assert result.returncode == 2 and result.stdout == ""
     assert error_lines(result) == [
-        f"error: {tasks}:4: tasks[0].ready: Input should be a valid boolean (got str)",
-        f"error: {tasks}:5: tasks[1].id: not usable in a git branch name: it contains '..'",
-        f"error: {tasks}:9: tasks[2].ready: Input should be a valid boolean (got str)",
+        f"error: {tasks}:4: task 'yes-ready': ready: expected true or false; write true (YAML 1.2)",
+        f"error: {tasks}:5: task 'a..b': id: not usable in a git branch name: it contains '..'",
+        f"error: {tasks}:9: task 'quoted': ready: Input should be a valid boolean (got str)",
         f"error: {aliased}:2: YAML anchors (&t) are not allowed",
         f"error: {duplicated}:5: duplicate key 'ready' (first at line 4)",
         f"error: {undecodable}: cannot read file: not valid UTF-8 at byte 29",
@@ -279,7 +279,7 @@ def test_plan_reports_invalid_tasks_instead_of_failing(tmp_path):
     assert doc["task_id"] == "good"
     assert doc["tasks"][:2] == [{"id": "broken", "eligible": False, "reasons": ["invalid_task"]},
                                 {"id": "#1", "eligible": False, "reasons": ["invalid_task"]}]
-    assert f"warning: {backlog}:4: tasks[0].ready: Input should be a valid boolean (got str) " \
+    assert f"warning: {backlog}:4: task 'broken': ready: Input should be a valid boolean (got str) " \
            "(task reported as invalid_task)" in result.stderr.splitlines()
 
 
