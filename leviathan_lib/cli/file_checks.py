@@ -62,20 +62,20 @@ def _task_references(task: Task, index: int, known: set[str], source: str,
     return errors, warnings
 
 
-def unknown_recipes(backlog: Backlog, indexes: dict[str, int], recipes: tuple[str, set[str]], source: str,
+def unknown_recipes(raw_tasks: list[Any], recipes: tuple[str, set[str]], source: str,
                     lines: LineFinder) -> list[Problem]:
-    """Tasks naming a recipe the recipes file (``recipes``: its name and recipe names) does not define."""
+    """Entries naming a recipe the recipes file (``recipes``: its name and recipe names) does not define;
+    invalid entries too, so one run shows every mistake."""
     recipes_source, names = recipes
     listed = ", ".join(sorted(names)) or "none"
     problems = []
-    for task in backlog.tasks:
-        if task.recipe is None or task.recipe in names:
-            continue
-        index = indexes[task.id]
-        hint = did_you_mean(task.recipe, names)
-        problems.append(Problem(source, task_field(index, task.id, ["recipe"]),
-                                f"unknown recipe {task.recipe!r} in {recipes_source}{hint} (known: {listed})",
-                                lines(["tasks", index, "recipe"])))
+    for index, (raw, task_id) in enumerate(zip(raw_tasks, entry_ids(raw_tasks), strict=True)):
+        recipe = raw.get("recipe") if isinstance(raw, dict) else None
+        if isinstance(recipe, str) and recipe not in names:
+            hint = did_you_mean(recipe, names)
+            problems.append(Problem(source, task_field(index, task_id, ["recipe"]),
+                                    f"unknown recipe {recipe!r} in {recipes_source}{hint} (known: {listed})",
+                                    lines(["tasks", index, "recipe"])))
     return problems
 
 

@@ -164,7 +164,7 @@ def _check_backlog(checked: Checked, files: list[Checked]) -> None:
     errors, warned = reference_problems(backlog, indexes, source, lines)
     recipes = _recipes_for(checked, files)
     if recipes is not None:
-        errors += unknown_recipes(backlog, indexes, recipes, source, lines)
+        errors += unknown_recipes(raw_tasks or [], recipes, source, lines)
     checked.errors += problems + errors
     checked.warnings += warned
     count = len(backlog.tasks) + len(backlog.invalid)

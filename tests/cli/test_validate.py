@@ -303,16 +303,22 @@ def test_a_task_naming_an_unknown_recipe_is_an_error_listing_the_known_ones(repo
 
 
 def test_a_recipes_file_given_in_the_same_invocation_is_the_one_checked_against(tmp_path):
-    backlog = write(tmp_path / "b.yaml", BACKLOG + "    recipe: write-faq\n  - {id: two, title: T, recipe: deploy}\n")
+    backlog = write(tmp_path / "b.yaml", BACKLOG + "    recipe: write-faq\n  - {id: two, title: T, recipe: deploy}\n"
+                    "  - {title: no id, recipe: write-intr}\n")
     recipes = write(tmp_path / "elsewhere" / "my-recipes.yaml", RECIPES)
     result = leviathan("validate", backlog, recipes)
     assert result.returncode == 2
-    assert error_lines(result) == [f"error: {backlog}:7: task 'two': recipe: unknown recipe 'deploy' in {recipes} "
-                                   "(known: write-faq, write-intro)"]
+    assert error_lines(result) == [
+        f"error: {backlog}:8: tasks[2].id: Field required",
+        f"error: {backlog}:7: task 'two': recipe: unknown recipe 'deploy' in {recipes} (known: write-faq, write-intro)",
+        # An invalid entry's recipe is checked too: one run shows every mistake.
+        f"error: {backlog}:8: tasks[2].recipe: unknown recipe 'write-intr' in {recipes}; did you mean 'write-intro'? "
+        "(known: write-faq, write-intro)",
+    ]
     # Without a recipes file, recipe names are not checked.
     alone = leviathan("validate", backlog)
-    assert alone.returncode == 0, alone.stderr
-    assert alone.stdout.splitlines() == [f"ok: {backlog} (backlog, 2 tasks)", "1 file valid"]
+    assert alone.returncode == 2
+    assert error_lines(alone) == [f"error: {backlog}:8: tasks[2].id: Field required"]
 
 
 # --- schema -------------------------------------------------------------------------------------
