@@ -24,7 +24,8 @@ TASK_LISTS = ("allowed_paths", "dependencies", "labels")
 def task_indexes(backlog: Backlog, raw_tasks: list[Any]) -> dict[str, int]:
     """Each valid task's position in the file (valid ids are unique, so the id finds its entry)."""
     valid = backlog.by_id()
-    return {raw["id"]: i for i, raw in enumerate(raw_tasks) if isinstance(raw, dict) and raw.get("id") in valid}
+    ids = [raw.get("id") if isinstance(raw, dict) else None for raw in raw_tasks]
+    return {task_id: i for i, task_id in enumerate(ids) if isinstance(task_id, str) and task_id in valid}
 
 
 def reference_problems(backlog: Backlog, indexes: dict[str, int], source: str,

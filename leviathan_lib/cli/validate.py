@@ -206,7 +206,7 @@ def _shared_target_ids(files: list[Checked]) -> None:
     """Two target files with one ``target_id``: the DAG folder refuses both, so both are errors here too."""
     by_id: dict[str, list[Checked]] = {}
     for checked in files:
-        if checked.target_id and not checked.errors:
+        if checked.target_id:  # a valid target file
             by_id.setdefault(checked.target_id, []).append(checked)
     for target_id, same in by_id.items():
         for checked in same if len(same) > 1 else []:

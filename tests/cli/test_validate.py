@@ -195,10 +195,12 @@ def test_validate_dependency_on_invalid_task_is_not_unknown(tmp_path):
     backlog = write(tmp_path / "b.yaml", {"tasks": [
         {"id": "a", "title": "A", "bogus": 1},
         {"id": "b", "title": "B", "dependencies": ["a"], "allowed_paths": ["docs/b.md"]},
+        {"id": ["c"], "title": "an id that is a list"},
     ]})
     result = leviathan("validate", backlog)
     assert result.returncode == 2
-    assert [line.split(": ", 2)[2] for line in error_lines(result)] == ["task 'a': bogus: unknown key"]
+    assert [line.split(": ", 2)[2] for line in error_lines(result)] == [
+        "task 'a': bogus: unknown key", "tasks[2].id: Input should be a valid string (got list)"]
 
 
 def test_validate_reports_strict_yaml_ready_id_and_encoding_problems_naming_file_line(tmp_path):
