@@ -38,6 +38,20 @@ def _load(target_id: str | None, since: datetime | None) -> tuple[list[CycleReco
     return history.cycles, history.unreadable
 
 
+def _check_known(target_id: str) -> None:
+    """An empty history is an answer only for a target that exists: a mistyped id must not read as "no
+    cycles yet". A target whose file is gone but whose evidence remains is still known."""
+    from leviathan_lib.control.evidence_db import record_rows
+    from leviathan_lib.control.fleet import configured_targets
+
+    configured = configured_targets()
+    if target_id in configured or record_rows(target_id=target_id, limit=1):
+        return
+    names = ", ".join(sorted(configured)) or "none"
+    problem = Problem("leviathan evidence", f"--target {target_id!r}", f"no such target (configured: {names})")
+    raise ValidationFailed([problem])
+
+
 def _row(record: CycleRecord) -> dict[str, Any]:
     attempt = record.attempt
     return {
@@ -87,6 +101,8 @@ def cmd_evidence(args: argparse.Namespace) -> int:
         raise ValidationFailed([Problem("evidence", "--target", "give --target ID or --cycle RUN_ID")])
     since = _iso(args.since, "--since") if args.since else None
     records, unreadable = _load(args.target, since)
+    if args.target and not records and not unreadable:
+        _check_known(args.target)
     for bad in unreadable:
         print(f"warning: unreadable evidence record from run {bad.run_id}: {bad.problem}")
     if args.cycle:

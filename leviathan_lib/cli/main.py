@@ -16,6 +16,7 @@ from leviathan_lib.core.errors import ValidationFailed
 #: Modules that contribute sub-commands.
 COMMAND_MODULES = [
     "leviathan_lib.cli.forge",
+    "leviathan_lib.cli.validate",
     "leviathan_lib.cli.plan",
     "leviathan_lib.demo.runner",
     "leviathan_lib.cli.breaker",

@@ -10,13 +10,21 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 
 from leviathan_lib.core.errors import Problem, ValidationFailed
-from leviathan_lib.core.yamlsrc import field_name, line_finder, line_of, load_yaml
+from leviathan_lib.core.yamlsrc import (
+    LineFinder,
+    did_you_mean,
+    field_name,
+    line_finder,
+    load_yaml,
+    yaml11_bool_hint,
+)
 
 _REF_FORBIDDEN = frozenset(" ~^:?*[\\/")
 
@@ -118,19 +126,75 @@ class Backlog(BaseModel):
 _TASK_LIST = TypeAdapter(list[Task])
 
 
+_TOP_LEVEL_KEYS = ("tasks", "metadata")
+
+
+def task_field(index: int, task_id: str | None, rest: Sequence[str | int] = ()) -> str:
+    """How a problem names a backlog entry and a field in it: ``task 'add-docs': allowed_paths[0]``, or
+    ``tasks[1].allowed_paths[0]`` when the entry has no usable id (see :func:`entry_ids`).
+
+    Humans know their tasks by id, not by position; the DAG's task log and the view show the same words.
+    """
+    if task_id is None:
+        return field_name(("tasks", index, *rest))
+    return f"task {task_id!r}: {field_name(rest)}" if rest else f"task {task_id!r}"
+
+
+def entry_ids(raw_tasks: list[Any]) -> list[str | None]:
+    """Each entry's id when it names that entry alone (a short printable string no other entry uses), else None."""
+    ids = [raw.get("id") if isinstance(raw, dict) else None for raw in raw_tasks]
+    usable = [i if isinstance(i, str) and 0 < len(i) <= 100 and i.isprintable() else None for i in ids]
+    counts = Counter(usable)
+    return [i if i is not None and counts[i] == 1 else None for i in usable]
+
+
+def _task_message(err: ErrorDetails) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key" + did_you_mean(str(err["loc"][-1]), Task.model_fields)
+    hint = yaml11_bool_hint(err["input"]) if err["type"] == "bool_type" else None
+    if hint:
+        return hint
+    if err["type"] == "value_error":
+        return str(err.get("ctx", {}).get("error", err["msg"]))
+    if err["type"].endswith("_type") and err["type"] != "model_type":
+        return f"{err['msg']} (got {type(err['input']).__name__})"
+    return err["msg"]
+
+
 def _task_problems(
-    exc: ValidationError, index: int, source: str, lines: Callable[[Sequence[str | int]], int | None]
+    exc: ValidationError, index: int, task_id: str | None, source: str, lines: LineFinder
 ) -> list[Problem]:
     out = []
     for err in exc.errors():
-        loc = ("tasks", index, *err["loc"])
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        if err["type"] == "value_error":
-            msg = str(err.get("ctx", {}).get("error", msg))
-        elif err["type"].endswith("_type") and err["type"] != "model_type":
-            msg += f" (got {type(err['input']).__name__})"
-        out.append(Problem(source, field_name(loc), msg, lines(loc)))
+        field = task_field(index, task_id, err["loc"])
+        out.append(Problem(source, field, _task_message(err), lines(("tasks", index, *err["loc"]))))
     return out
+
+
+def _raw_tasks(data: Any, source: str, lines: LineFinder) -> list[Any]:
+    """The ``tasks:`` list of a backlog document; :class:`ValidationFailed` when the file as a whole is wrong."""
+    if not isinstance(data, dict) or "tasks" not in data:
+        keys = data if isinstance(data, dict) else {}
+        typos = [k for k in keys if isinstance(k, str) and did_you_mean(k, ["tasks"])]
+        if typos:
+            raise ValidationFailed([Problem(source, typos[0], "unknown top-level key; did you mean 'tasks'?",
+                                            lines([typos[0]]))])
+        raise ValidationFailed([Problem(source, "tasks", "expected a top-level mapping with a 'tasks:' list")])
+    raw_tasks = data["tasks"]
+    if raw_tasks is None:
+        raw_tasks = []
+    if not isinstance(raw_tasks, list):
+        raise ValidationFailed(
+            [Problem(source, "tasks", f"expected a list, got {type(raw_tasks).__name__}", lines(["tasks"]))]
+        )
+    unknown = sorted(str(k) for k in data if k not in _TOP_LEVEL_KEYS)
+    if unknown:
+        expected = " (expected 'tasks' and optional 'metadata')"
+        raise ValidationFailed([
+            Problem(source, k, "unknown top-level key" + (did_you_mean(k, _TOP_LEVEL_KEYS) or expected), lines([k]))
+            for k in unknown
+        ])
+    return raw_tasks
 
 
 def parse_backlog(text: str, source: str = ".leviathan/backlog.yaml") -> tuple[Backlog, list[Problem]]:
@@ -140,20 +204,8 @@ def parse_backlog(text: str, source: str = ".leviathan/backlog.yaml") -> tuple[B
     :class:`ValidationFailed` when the file as a whole cannot be read.
     """
     data = load_yaml(text, source)
-    if not isinstance(data, dict) or "tasks" not in data:
-        raise ValidationFailed([Problem(source, "tasks", "expected a top-level mapping with a 'tasks:' list")])
-    raw_tasks = data["tasks"]
-    if raw_tasks is None:
-        raw_tasks = []
-    if not isinstance(raw_tasks, list):
-        raise ValidationFailed(
-            [Problem(source, "tasks", f"expected a list, got {type(raw_tasks).__name__}", line_of(text, ["tasks"]))]
-        )
-    unknown = sorted(str(k) for k in data if k not in ("tasks", "metadata"))
-    if unknown:
-        raise ValidationFailed(
-            [Problem(source, k, "unknown top-level key (expected 'tasks' and optional 'metadata')") for k in unknown]
-        )
+    lines = line_finder(text)  # line numbers only on error, from one composition of the text
+    raw_tasks = _raw_tasks(data, source, lines)
     metadata = data.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise ValidationFailed([Problem(source, "metadata", "expected a mapping")])
@@ -162,24 +214,24 @@ def parse_backlog(text: str, source: str = ".leviathan/backlog.yaml") -> tuple[B
     problems: list[Problem] = []
     valid: list[tuple[int, Task]] = []
     invalid: list[InvalidTask] = []
-    lines = line_finder(text)  # line numbers only on error, from one composition of the text
     try:  # fast path: every entry is valid, one validator call
         valid = list(enumerate(_TASK_LIST.validate_python(raw_tasks)))
         one_by_one = []
     except ValidationError:
         one_by_one = raw_tasks  # find which entries fail, and why
+    names = entry_ids(one_by_one)
     for index, raw in enumerate(one_by_one):
         raw_id = raw.get("id") if isinstance(raw, dict) else None
         task_id = raw_id if isinstance(raw_id, str) else None
         if not isinstance(raw, dict):
-            problem = Problem(source, f"tasks[{index}]", "expected a mapping", lines(["tasks", index]))
+            problem = Problem(source, task_field(index, None), "expected a mapping", lines(["tasks", index]))
             problems.append(problem)
             invalid.append(InvalidTask(index=index, id=None, problems=[str(problem)]))
             continue
         try:
             valid.append((index, Task.model_validate(raw)))
         except ValidationError as exc:
-            task_problems = _task_problems(exc, index, source, lines)
+            task_problems = _task_problems(exc, index, names[index], source, lines)
             problems.extend(task_problems)
             invalid.append(InvalidTask(index=index, id=task_id, problems=[str(p) for p in task_problems]))
 
@@ -188,7 +240,7 @@ def parse_backlog(text: str, source: str = ".leviathan/backlog.yaml") -> tuple[B
     tasks = []
     for index, task in valid:
         if counts[task.id] > 1:
-            problem = Problem(source, f"tasks[{index}].id", f"duplicate task id {task.id!r}",
+            problem = Problem(source, task_field(index, None, ["id"]), f"duplicate task id {task.id!r}",
                               lines(["tasks", index, "id"]))
             problems.append(problem)
             invalid.append(InvalidTask(index=index, id=task.id, problems=[str(problem)]))

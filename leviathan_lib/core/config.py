@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from leviathan_lib.core import names, schedule
 from leviathan_lib.core.errors import CodedError, Problem, ValidationFailed
@@ -20,7 +21,7 @@ from leviathan_lib.core.git_refs import check_branch_name
 from leviathan_lib.core.pricing import qualified, split_model
 from leviathan_lib.core.repo_url import RepoUrlError, parse_repo_url
 from leviathan_lib.core.scope import ScopeViolation, path_segments
-from leviathan_lib.core.yamlsrc import field_name, line_of, load_yaml
+from leviathan_lib.core.yamlsrc import LineFinder, did_you_mean, field_name, line_finder, load_yaml, yaml11_bool_hint
 
 #: Where the target files are, in precedence order (see :func:`locate_targets_dir`); there is no default.
 TARGETS_DIR_ENV = "LEVIATHAN_TARGETS_DIR"
@@ -58,7 +59,11 @@ class WorkerResources(BaseModel):
 
 
 class LeviathanDeprecationWarning(UserWarning):
-    """A target key that is accepted but no longer used."""
+    """A target key that is accepted but no longer used; ``problem`` names file, line and key for reports."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
 
 
 #: An Airflow user id as the auth manager gives it (SimpleAuthManager: the user name).
@@ -254,45 +259,52 @@ class TargetConfig(BaseModel):
         return str((config_file.parent / url).resolve())
 
 
-def _problems_from(exc: ValidationError, source: str, text: str) -> list[Problem]:
-    problems = []
-    for err in exc.errors():
-        loc = err["loc"]
-        if err["type"] == "extra_forbidden":
-            message = "unknown key (see docs/configuration.md for the accepted keys)"
-        else:
-            message = err["msg"].removeprefix("Value error, ")
-            if err["type"].endswith("_type"):
-                message += f" (got {type(err['input']).__name__} {err['input']!r})"
-        problems.append(Problem(source, field_name(loc), message, line_of(text, loc)))
-    return problems
+def _message(err: ErrorDetails) -> str:
+    """One pydantic error as the line a human reads: a did-you-mean for a typo'd key, the literal to write
+    for a YAML 1.1 boolean word, and the offending value for any other wrong type."""
+    loc = err["loc"]
+    if err["type"] == "extra_forbidden":
+        model = WorkerResources if loc[0] == "worker_resources" and len(loc) > 1 else TargetConfig
+        close = did_you_mean(str(loc[-1]), model.model_fields)
+        return "unknown key" + (close or " (see docs/configuration.md for the accepted keys)")
+    hint = yaml11_bool_hint(err["input"]) if err["type"] == "bool_type" else None
+    if hint:
+        return hint
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"].endswith("_type"):
+        message += f" (got {type(err['input']).__name__} {err['input']!r})"
+    return message
+
+
+def _problems_from(exc: ValidationError, source: str, lines: LineFinder) -> list[Problem]:
+    return [Problem(source, field_name(err["loc"]), _message(err), lines(err["loc"])) for err in exc.errors()]
 
 
 def parse_target(text: str, source: str) -> TargetConfig:
     data = load_yaml(text, source)
     if not isinstance(data, dict):
         raise ValidationFailed([Problem(source, "", "expected a mapping of target settings")])
+    lines = line_finder(text)  # composed only when there is something to report
+
+    def deprecated(key: str, message: str) -> None:
+        problem = Problem(source, key, message, lines([key]))
+        warnings.warn(LeviathanDeprecationWarning(problem), stacklevel=3)
+
     for key in sorted(DEPRECATED_KEYS.keys() & data.keys()):
-        warnings.warn(
-            f"{source}: {key}: deprecated key, {DEPRECATED_KEYS[key]}",
-            LeviathanDeprecationWarning,
-            stacklevel=2,
-        )
+        deprecated(key, f"deprecated key, {DEPRECATED_KEYS[key]}")
         data.pop(key)
     for key in sorted(LEGACY_KEYS.keys() & data.keys()):
-        warnings.warn(f"{source}: {key}: deprecated key, {LEGACY_KEYS[key]}", LeviathanDeprecationWarning,
-                      stacklevel=2)  # fmt: skip
+        deprecated(key, f"deprecated key, {LEGACY_KEYS[key]}")
     model = data.get("llm_model")
     if isinstance(model, str) and split_model(model)[0] is None:
-        warnings.warn(f"{source}: llm_model: a bare model name is deprecated; write 'anthropic:{model}'",
-                      LeviathanDeprecationWarning, stacklevel=2)  # fmt: skip
+        deprecated("llm_model", f"a bare model name is deprecated; write 'anthropic:{model}'")
     bad_keys = [k for k in data if not isinstance(k, str)]
     if bad_keys:
         raise ValidationFailed([Problem(source, str(k), "keys must be strings") for k in bad_keys])
     try:
         return TargetConfig.model_validate(data)
     except ValidationError as exc:
-        raise ValidationFailed(_problems_from(exc, source, text)) from None
+        raise ValidationFailed(_problems_from(exc, source, lines)) from None
 
 
 def load_target(path: str | os.PathLike[str]) -> TargetConfig:

@@ -39,9 +39,14 @@ class Problem:
     line: int | None = None
 
     def __str__(self) -> str:
+        return self.render()
+
+    def render(self, severity: str = "") -> str:
+        """``file:line: field: message``; a severity goes after the place: ``file:line: warning: field: ...``."""
         where = f"{self.file}:{self.line}" if self.line else self.file
+        label = f" {severity}:" if severity else ""
         field = f" {self.field}:" if self.field else ""
-        return f"{where}:{field} {self.message}"
+        return f"{where}:{label}{field} {self.message}"
 
 
 class ValidationFailed(LeviathanError):

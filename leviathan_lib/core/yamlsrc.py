@@ -10,8 +10,9 @@ only when there is one to report.
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import yaml
@@ -23,6 +24,8 @@ from leviathan_lib.core.errors import Problem, ValidationFailed
 
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+#: YAML 1.1 boolean words that YAML 1.2 (and so :class:`StrictLoader`) reads as strings.
+_YAML11_BOOLS = {"yes": "true", "y": "true", "on": "true", "no": "false", "n": "false", "off": "false"}
 
 
 class StrictYAMLError(yaml.MarkedYAMLError):
@@ -182,7 +185,11 @@ def line_of(text: str, loc: Sequence[str | int]) -> int | None:
     return _line_in(_compose(text), loc)
 
 
-def line_finder(text: str) -> Callable[[Sequence[str | int]], int | None]:
+#: A 1-based line lookup by location (see :func:`line_finder`).
+LineFinder = Callable[[Sequence[str | int]], int | None]
+
+
+def line_finder(text: str) -> LineFinder:
     """``line_of`` for many locations in one text: composed once, at the first lookup.
 
     Reporting k problems in a large file then costs one composition, not k (no quadratic error path).
@@ -206,3 +213,19 @@ def field_name(loc: Sequence[str | int]) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'max_prs_per_hour'?"`` for the closest of ``choices``, or ``""`` when none is close."""
+    match = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def yaml11_bool_hint(value: object) -> str | None:
+    """The fix for a YAML 1.1 boolean word (``yes``, ``Off``...) where a boolean is expected, or None.
+
+    YAML 1.2 reads those words as strings, so the strict ``bool`` fields reject them; saying which
+    literal to write beats "Input should be a valid boolean".
+    """
+    fix = _YAML11_BOOLS.get(value.lower()) if isinstance(value, str) else None
+    return f"expected true or false; write {fix} (YAML 1.2)" if fix else None

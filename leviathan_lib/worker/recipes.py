@@ -51,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from leviathan_lib.core.backlog import RecipeName
 from leviathan_lib.core.errors import Problem, ValidationFailed
-from leviathan_lib.core.yamlsrc import field_name, line_of, load_yaml
+from leviathan_lib.core.yamlsrc import did_you_mean, field_name, line_of, load_yaml
 
 if TYPE_CHECKING:  # plan checks recipes without importing the sandbox
     from leviathan_lib.worker.sandbox import Sandbox
@@ -97,10 +97,9 @@ class RecipesFile(BaseModel):
     recipes: dict[RecipeName, Recipe]
 
 
-def _message(err: Any) -> str:
-    loc = err["loc"]
-    if err["type"] == "extra_forbidden":
-        return "unknown key"
+def _message(err: Any, loc: list[Any]) -> str:
+    if err["type"] == "extra_forbidden":  # a top-level key, or one of a recipe's (recipes.<name>.<key>)
+        return "unknown key" + did_you_mean(str(loc[-1]), (RecipesFile if len(loc) == 1 else Recipe).model_fields)
     if err["type"] == "list_type" and any(part in ("steps", "command") for part in loc):
         got = type(err["input"]).__name__
         return f'expected an argv list like ["python3", "script.py"], never a shell string (got {got})'
@@ -120,7 +119,7 @@ def parse_recipes(text: str, source: str) -> dict[str, Recipe]:
         for err in exc.errors():
             loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
             problems.append(
-                Problem(source, field_name(loc) or "(top level)", _message(err), line_of(text, loc))
+                Problem(source, field_name(loc) or "(top level)", _message(err, loc), line_of(text, loc))
             )
         raise ValidationFailed(problems) from None
 

@@ -37,9 +37,9 @@ def test_the_old_anthropic_only_keys_keep_working_with_a_warning():
     config, warned = target(llm_model="claude-sonnet-4-5", llm_api_base_url="https://gateway.example/")
     assert config.llm_model == "anthropic:claude-sonnet-4-5"
     assert warned == [
-        "t.yaml: llm_api_base_url: deprecated key, put the API base URL in the host of the Airflow connection "
+        "t.yaml:2: llm_api_base_url: deprecated key, put the API base URL in the host of the Airflow connection "
         "llm_conn_id",
-        "t.yaml: llm_model: a bare model name is deprecated; write 'anthropic:claude-sonnet-4-5'",
+        "t.yaml:3: llm_model: a bare model name is deprecated; write 'anthropic:claude-sonnet-4-5'",
     ]
     spec = executor_spec(config, TASK)
     assert spec["api_base_url"] == "https://gateway.example/" and spec["input_usd_per_mtok"] == 3.0

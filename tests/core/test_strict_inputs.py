@@ -67,7 +67,7 @@ def test_target_and_recipes_files_use_the_same_strict_loader():
         "t.yaml:1: YAML anchors (&t) are not allowed"]
     assert parse_target(TARGET + "autonomy_enabled: TRUE\n", "t.yaml").autonomy_enabled is True
     assert problems_of(parse_target, TARGET + "autonomy_enabled: yes\n", "t.yaml") == [
-        "t.yaml:3: autonomy_enabled: Input should be a valid boolean (got str 'yes')"]
+        "t.yaml:3: autonomy_enabled: expected true or false; write true (YAML 1.2)"]
     assert set(parse_recipes(RECIPES, "r.yaml")) == {"r"}
     assert problems_of(parse_recipes, RECIPES + "  r:\n    steps: []\n", "r.yaml") == [
         "r.yaml:5: duplicate key 'r' (first at line 2)"]
@@ -83,18 +83,58 @@ def test_ready_true_literals(literal):
     assert problems == [] and [t.ready for t in backlog.tasks] == [True]
 
 
-@pytest.mark.parametrize("literal", ["yes", "Yes", "on", "ON", "y", "Y", "'true'", '"true"', "1", "tRUE"])
-def test_ready_that_is_not_a_yaml_12_boolean_makes_the_task_invalid(literal):
+@pytest.mark.parametrize(("literal", "message"), [
+    *[(word, "expected true or false; write true (YAML 1.2)") for word in ["yes", "Yes", "on", "ON", "y", "Y"]],
+    *[(word, "expected true or false; write false (YAML 1.2)") for word in ["no", "Off", "N", '"no"']],
+    *[(other, "Input should be a valid boolean (got ") for other in ["'true'", '"true"', "1", "tRUE"]],
+])
+def test_ready_that_is_not_a_yaml_12_boolean_makes_the_task_invalid(literal, message):
     backlog, problems = parse_backlog(task(f"    ready: {literal}\n") + "  - {id: b, title: T}\n", "b.yaml")
     assert [t.id for t in backlog.tasks] == ["b"]  # the valid neighbour survives
     assert [(i.index, i.id) for i in backlog.invalid] == [(0, "a")]
     [problem] = [str(p) for p in problems]
-    assert problem.startswith("b.yaml:4: tasks[0].ready: Input should be a valid boolean (got ")
+    assert problem.startswith(f"b.yaml:4: task 'a': ready: {message}")
 
 
 def test_yaml_11_words_are_plain_strings_elsewhere():
     assert load_yaml("a: yes\nb: off\nc: n\nd: false\ne: FALSE\n", "x.yaml") == {
         "a": "yes", "b": "off", "c": "n", "d": False, "e": False}
+
+
+# -- hints: the closest known key, tasks named by id ----------------------------------------------------
+
+def test_an_unknown_key_names_the_closest_known_key_in_every_parser():
+    target = TARGET + "max_pr_per_hour: 3\nworker_resources:\n  cpu_limt: '1'\nzzz: 1\n"
+    assert problems_of(parse_target, target, "t.yaml") == [
+        "t.yaml:5: worker_resources.cpu_limt: unknown key; did you mean 'cpu_limit'?",
+        "t.yaml:3: max_pr_per_hour: unknown key; did you mean 'max_prs_per_hour'?",
+        "t.yaml:6: zzz: unknown key (see docs/configuration.md for the accepted keys)",
+    ]
+    _, problems = parse_backlog(task("    alowed_paths: [docs/]\n"), "b.yaml")
+    assert [str(p) for p in problems] == [
+        "b.yaml:4: task 'a': alowed_paths: unknown key; did you mean 'allowed_paths'?"]
+    assert problems_of(parse_backlog, "tasks: []\nmetdata: {}\n", "b.yaml") == [
+        "b.yaml:2: metdata: unknown top-level key; did you mean 'metadata'?"]
+    assert problems_of(parse_backlog, "task:\n  - {id: a, title: T}\n", "b.yaml") == [
+        "b.yaml:1: task: unknown top-level key; did you mean 'tasks'?"]
+    assert problems_of(parse_recipes, RECIPES.replace("steps:", "stepz:"), "r.yaml")[0] == (
+        "r.yaml:3: recipes.r.stepz: unknown key; did you mean 'steps'?")
+
+
+def test_a_task_is_named_by_its_id_and_by_position_only_without_a_usable_one():
+    text = ("tasks:\n  - {id: add-docs, title: A, ready: on}\n  - {title: B, ready: 1}\n  - 7\n"
+            "  - {id: twin, title: C}\n  - {id: twin, title: D, bogus: 1}\n")
+    backlog, problems = parse_backlog(text, "b.yaml")
+    assert [str(p) for p in problems] == [
+        "b.yaml:2: task 'add-docs': ready: expected true or false; write true (YAML 1.2)",
+        "b.yaml:3: tasks[1].id: Field required",
+        "b.yaml:3: tasks[1].ready: Input should be a valid boolean (got int)",
+        "b.yaml:4: tasks[2]: expected a mapping",
+        "b.yaml:6: tasks[4].bogus: unknown key",
+        "b.yaml:5: tasks[3].id: duplicate task id 'twin'",
+    ]
+    # The same words reach the DAG's task log and the view through the invalid tasks.
+    assert backlog.invalid[0].problems == [str(problems[0])]
 
 
 # -- task ids are git branch components --------------------------------------------------------------
@@ -131,8 +171,8 @@ def test_bad_task_ids_are_invalid_tasks_naming_file_line(task_id, why):
                                       f"dependencies: [{task_id!r}]}}\n", "b.yaml")
     assert backlog.tasks == [] and [i.index for i in backlog.invalid] == [0, 1]
     assert [str(p) for p in problems] == [
-        f"b.yaml:2: tasks[0].id: not usable in a git branch name: {why}",
-        f"b.yaml:5: tasks[1].dependencies[0]: not usable in a git branch name: {why}",
+        f"b.yaml:2: task {task_id!r}: id: not usable in a git branch name: {why}",
+        f"b.yaml:5: task 'b': dependencies[0]: not usable in a git branch name: {why}",
     ]
 
 

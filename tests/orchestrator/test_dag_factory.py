@@ -25,7 +25,8 @@ def dagbag(tmp_path, targets_dir):
     create_demo_target(tmp_path, target_id="good", targets_dir=targets_dir)
     create_demo_target(tmp_path, target_id="fine", targets_dir=targets_dir)
     (targets_dir / "strbool.yaml").write_text(
-        "target_id: strbool\ntarget_repo_url: /nowhere.git\nautonomy_enabled: \"false\"\n", encoding="utf-8"
+        "target_id: strbool\ntarget_repo_url: /nowhere.git\nautonomy_enabled: \"false\"\nmax_pr_per_hour: 3\n",
+        encoding="utf-8",
     )
     (targets_dir / "syntax.yaml").write_text("target_id: [unclosed\n", encoding="utf-8")
     (targets_dir / "hostile.yaml").write_text(
@@ -88,6 +89,9 @@ def test_broken_target_files_become_visible_error_dags(dagbag, tmp_path):
         text[names.dag_id("hostile")]
     assert not (tmp_path / "pwned").exists()
     assert "autonomy_enabled: Input should be a valid boolean" in text[names.dag_id("strbool")]
+    # The parser's hints reach the error DAG as they reach `leviathan validate`.
+    assert "strbool.yaml:4: max_pr_per_hour: unknown key; did you mean 'max_prs_per_hour'?" in \
+        text[names.dag_id("strbool")]
     assert "syntax.yaml:2: invalid YAML" in text[names.dag_id("syntax")]
     # Two files name target_id "good": neither runs, both say why, on good's own DAG.
     good = text[names.dag_id("good")]

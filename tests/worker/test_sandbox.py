@@ -315,4 +315,5 @@ def test_the_opt_out_is_a_strict_boolean_and_off_by_default():
     assert parse_target(base, "t.yaml").unsafe_allow_unsandboxed_recipes is False
     with pytest.raises(ValidationFailed) as info:
         parse_target(base + 'unsafe_allow_unsandboxed_recipes: "yes"\n', "t.yaml")
-    assert "t.yaml:3: unsafe_allow_unsandboxed_recipes: Input should be a valid boolean" in str(info.value)
+    assert ("t.yaml:3: unsafe_allow_unsandboxed_recipes: expected true or false; write true (YAML 1.2)"
+            in str(info.value))
