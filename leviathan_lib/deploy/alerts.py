@@ -20,6 +20,7 @@ import yaml
 
 from leviathan_lib.core.errors import Problem, ValidationFailed
 from leviathan_lib.core.yamlsrc import load_yaml
+from leviathan_lib.deploy.yamldocs import load_documents
 
 RULES = "k8s/alerts/leviathan-rules.yaml"
 PROMETHEUS_RULE = "k8s/alerts/prometheusrule.yaml"
@@ -81,25 +82,10 @@ def render_prometheus_rule(rules: dict[str, Any]) -> str:
     return _HEADER + yaml.safe_dump(prometheus_rule(rules), sort_keys=False, width=120, allow_unicode=True)
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """CloudFormation short-form tags (``!Sub``, ``!Ref``, ``!If``) read as their plain argument."""
-
-
-def _cfn_tag(loader: yaml.SafeLoader, _suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.MappingNode):
-        return loader.construct_mapping(node)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node)
-    return loader.construct_scalar(node)  # type: ignore[arg-type]
-
-
-_CfnLoader.add_multi_constructor("!", _cfn_tag)
-
-
 def cfn_alarms(root: Path) -> dict[str, dict[str, Any]]:
     """Logical ID -> Properties of every CloudWatch alarm in the stack."""
-    template = yaml.load((root / CFN_TEMPLATE).read_text(encoding="utf-8"), Loader=_CfnLoader)
-    resources = (template or {}).get("Resources") or {}
+    [template] = load_documents((root / CFN_TEMPLATE).read_text(encoding="utf-8"), CFN_TEMPLATE)
+    resources = template.get("Resources") or {}
     return {name: r.get("Properties") or {} for name, r in resources.items()
             if isinstance(r, dict) and r.get("Type") == ALARM_TYPE}
 
@@ -169,7 +155,7 @@ def problems(root: Path) -> list[tuple[str, str, str]]:
     names = [r["alert"] for r in alerting_rules(rules)]
     try:
         found += _alarm_problems(root, names)
-    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
+    except (OSError, KeyError, TypeError, ValueError, ValidationFailed) as exc:
         found.append((CFN_TEMPLATE, "-", f"cannot read the alarms or the agent's exports: {exc!r}"))
     return found
 

@@ -24,6 +24,7 @@ import yaml
 from leviathan_lib.core.errors import Problem, ValidationFailed
 from leviathan_lib.core.secrets_scan import _PLACEHOLDER, scan_text
 from leviathan_lib.deploy import alerts
+from leviathan_lib.deploy.yamldocs import load_documents as _load_documents
 
 NAMESPACE = "leviathan"
 RELEASE = "airflow"
@@ -236,30 +237,6 @@ def check_text(text: str, source: str, allow: Iterable[AllowEntry] = ()) -> list
 
 
 # ---------------------------------------------------------------------------------------------- files
-
-
-class _TolerantLoader(yaml.SafeLoader):
-    """Safe loading that reads CloudFormation short-form tags (``!Sub``, ``!GetAtt``) as plain values."""
-
-
-def _any_tag(
-    loader: yaml.SafeLoader, _suffix: str, node: yaml.ScalarNode | yaml.SequenceNode | yaml.MappingNode
-) -> Any:
-    if isinstance(node, yaml.MappingNode):
-        return loader.construct_mapping(node)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node)
-    return loader.construct_scalar(node)
-
-
-_TolerantLoader.add_multi_constructor("!", _any_tag)
-
-
-def _load_documents(text: str, source: str) -> list[Any]:
-    try:
-        return [d for d in yaml.load_all(text, Loader=_TolerantLoader) if d is not None]
-    except yaml.YAMLError as exc:
-        raise ValidationFailed([Problem(source, "", f"not valid YAML/JSON: {exc}")]) from None
 
 
 def check_file(path: Path, source: str, allow: Iterable[AllowEntry] = ()) -> list[Violation]:
