@@ -1,7 +1,8 @@
 """``leviathan invariants [PATHS...]``: the deployment invariants, as CI runs them.
 
-Without PATHS it checks k8s/, the official Airflow chart rendered with each values file, and every
-repository file for secrets (minus k8s/secrets-allowlist.yaml). With PATHS it checks just those
+Without PATHS it checks k8s/ (the alert rules, their PrometheusRule and CloudWatch alarms in step included),
+the official Airflow chart rendered with each values file, and every repository file for secrets (minus
+k8s/secrets-allowlist.yaml). With PATHS it checks just those
 files or directories, allowlist not applied. Exit 0 when clean,
 1 with one line per violation (file, object, rule, detail).
 """

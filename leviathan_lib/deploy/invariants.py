@@ -1,9 +1,11 @@
 """Deployment invariants every manifest, Helm values file and rendered chart template must keep.
 
 Schemas say whether a manifest is *valid*; these rules say whether it is *Leviathan's*: one namespace,
-local images never pulled, worker commands without a shell, no secret values anywhere, and worker pods
-sandboxed. They run offline (CI has no cluster), over files and over the official chart rendered with
-the project's values. A violation names file, object, rule and detail - never a matched secret.
+local images never pulled, worker commands without a shell, no secret values anywhere, worker pods
+sandboxed, and the alert rules, their PrometheusRule and their CloudWatch alarms in step
+(:mod:`leviathan_lib.deploy.alerts`). They run offline (CI has no cluster), over files and over the
+official chart rendered with the project's values. A violation names file, object, rule and detail - never
+a matched secret.
 """
 
 from __future__ import annotations
@@ -21,11 +23,15 @@ import yaml
 
 from leviathan_lib.core.errors import Problem, ValidationFailed
 from leviathan_lib.core.secrets_scan import _PLACEHOLDER, scan_text
+from leviathan_lib.deploy import alerts
+from leviathan_lib.deploy.yamldocs import load_documents as _load_documents
 
 NAMESPACE = "leviathan"
 RELEASE = "airflow"
 #: Helm values layered in this order for each environment (k8s/helm/values-<env>.yaml).
 VALUES_ENVS = ("kind", "eks")
+#: Optional values files layered last (k8s/helm/values-<overlay>.yaml); each is also rendered on every env.
+VALUES_OVERLAYS = ("alerts",)
 WORKER_IMAGE = "leviathan-worker"
 WORKER_LABEL = ("app", "leviathan-worker")
 ALLOWLIST = "k8s/secrets-allowlist.yaml"
@@ -35,6 +41,7 @@ RULE_PULL_POLICY = "local-image-pull-policy"
 RULE_COMMAND = "python-module-command"
 RULE_SECRET = "literal-secret"
 RULE_WORKER_SECURITY = "worker-security"
+RULE_ALERTS = "alerts-in-step"
 
 #: Kinds that live outside any namespace; only the Namespace "leviathan" itself is allowed.
 _CLUSTER_SCOPED = {
@@ -232,30 +239,6 @@ def check_text(text: str, source: str, allow: Iterable[AllowEntry] = ()) -> list
 # ---------------------------------------------------------------------------------------------- files
 
 
-class _TolerantLoader(yaml.SafeLoader):
-    """Safe loading that reads CloudFormation short-form tags (``!Sub``, ``!GetAtt``) as plain values."""
-
-
-def _any_tag(
-    loader: yaml.SafeLoader, _suffix: str, node: yaml.ScalarNode | yaml.SequenceNode | yaml.MappingNode
-) -> Any:
-    if isinstance(node, yaml.MappingNode):
-        return loader.construct_mapping(node)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node)
-    return loader.construct_scalar(node)
-
-
-_TolerantLoader.add_multi_constructor("!", _any_tag)
-
-
-def _load_documents(text: str, source: str) -> list[Any]:
-    try:
-        return [d for d in yaml.load_all(text, Loader=_TolerantLoader) if d is not None]
-    except yaml.YAMLError as exc:
-        raise ValidationFailed([Problem(source, "", f"not valid YAML/JSON: {exc}")]) from None
-
-
 def check_file(path: Path, source: str, allow: Iterable[AllowEntry] = ()) -> list[Violation]:
     text = path.read_text(encoding="utf-8")
     found = check_text(text, source, allow)
@@ -302,10 +285,11 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def values_for(root: Path, env: str) -> dict[str, Any]:
-    """values-common.yaml overlaid with values-<env>.yaml, as ``helm -f common -f env`` would."""
+def values_for(root: Path, env: str, overlays: Iterable[str] = ()) -> dict[str, Any]:
+    """values-common.yaml overlaid with values-<env>.yaml (then each values-<overlay>.yaml), as
+    ``helm -f common -f env [-f overlay]`` would."""
     merged: dict[str, Any] = {}
-    for name in ("values-common.yaml", f"values-{env}.yaml"):
+    for name in ("values-common.yaml", f"values-{env}.yaml", *(f"values-{o}.yaml" for o in overlays)):
         path = root / "k8s" / "helm" / name
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if not isinstance(data, dict):
@@ -337,12 +321,14 @@ def rendered_objects(rendered: dict[str, str], env: str) -> Iterator[tuple[str, 
                     yield source, doc
 
 
-def check_chart(chart_dir: Path, root: Path, env: str, allow: Iterable[AllowEntry] = ()) -> list[Violation]:
+def check_chart(chart_dir: Path, root: Path, env: str, allow: Iterable[AllowEntry] = (),
+                overlays: tuple[str, ...] = ()) -> list[Violation]:
     found: list[Violation] = []
-    rendered = render_chart(chart_dir, values_for(root, env))
+    rendered = render_chart(chart_dir, values_for(root, env, overlays))
+    label = "+".join((env, *overlays))
     for template, text in rendered.items():
-        found.extend(check_text(text, f"chart[{env}]:{template}", allow))
-    for source, obj in rendered_objects(rendered, env):
+        found.extend(check_text(text, f"chart[{label}]:{template}", allow))
+    for source, obj in rendered_objects(rendered, label):
         found.extend(check_object(obj, source, default_namespace=NAMESPACE))
     return found
 
@@ -374,12 +360,16 @@ def check_repository(root: Path, allow: Iterable[AllowEntry] = ()) -> list[Viola
 
 
 def check_default(root: Path, chart_dir: Path, *, chart: bool = True, repository: bool = True) -> list[Violation]:
-    """The CI check: k8s/ manifests and values, the chart rendered per environment, the repository text."""
+    """The CI check: k8s/ manifests and values, the alerts in step, the chart rendered per environment, the
+    repository text."""
     allow = load_allowlist(root)
     found = check_paths([root / "k8s"], root, allow)
+    found.extend(Violation(file, obj, RULE_ALERTS, detail) for file, obj, detail in alerts.problems(root))
     if chart:
         for env in VALUES_ENVS:
             found.extend(check_chart(chart_dir, root, env, allow))
+            for overlay in VALUES_OVERLAYS:
+                found.extend(check_chart(chart_dir, root, env, allow, overlays=(overlay,)))
     if repository:
         seen = {(v.file, v.detail) for v in found}
         found.extend(v for v in check_repository(root, allow) if (v.file, v.detail) not in seen)

@@ -9,11 +9,14 @@ import yaml
 from leviathan_lib.deploy import invariants
 from tests.k8s_support import CHART, K8S_VERSION, ROOT, schema_errors
 
+_LAYERS = [(env, ()) for env in invariants.VALUES_ENVS] + [
+    (env, (overlay,)) for env in invariants.VALUES_ENVS for overlay in invariants.VALUES_OVERLAYS]
 
-@pytest.fixture(scope="module", params=invariants.VALUES_ENVS)
+
+@pytest.fixture(scope="module", params=_LAYERS, ids=lambda p: "+".join((p[0], *p[1])))
 def env_render(request):
-    env = request.param
-    values = invariants.values_for(ROOT, env)
+    env, overlays = request.param
+    values = invariants.values_for(ROOT, env, overlays)
     return env, values, invariants.render_chart(CHART, values)
 
 
@@ -105,3 +108,32 @@ def test_eks_uses_kubernetes_executor_secrets_manager_and_cloudwatch_statsd():
     assert ("Deployment", "airflow-statsd") not in objects
     pod_template = yaml.safe_load(objects[("ConfigMap", "airflow-config")]["data"]["pod_template_file.yaml"])
     assert pod_template["spec"]["serviceAccountName"] == "airflow-worker"
+
+
+def _api_server_sources(values: dict) -> list:
+    return ((values.get("apiServer") or {}).get("networkPolicy") or {}).get("ingress", {}).get("from") or []
+
+
+@pytest.mark.parametrize("env", invariants.VALUES_ENVS)
+def test_alerts_overlay_opens_metrics_to_the_scrapers_only(env):
+    """values-alerts.yaml: metrics without login, API server reachable by the CloudWatch agent and Prometheus."""
+    values = invariants.values_for(ROOT, env, ["alerts"])
+    rendered = invariants.render_chart(CHART, values)
+    assert "metrics_public = True" in _airflow_cfg(rendered, env)
+    assert "metrics_public" not in _airflow_cfg(invariants.render_chart(CHART, invariants.values_for(ROOT, env)), env)
+    policy = _by_kind_name(rendered, env)[("NetworkPolicy", "airflow-api-server-policy")]["spec"]
+    [rule] = policy["ingress"]
+    assert {"podSelector": {"matchLabels": {"app": "cloudwatch-agent"}}} in rule["from"]
+    assert rule["ports"] == [{"port": 8080}]
+    # Helm replaces lists: the overlay must keep every source the other values files admit.
+    for name in ("values-common.yaml", f"values-{env}.yaml"):
+        layer = yaml.safe_load((ROOT / "k8s" / "helm" / name).read_text())
+        assert all(s in _api_server_sources(values) for s in _api_server_sources(layer)), name
+
+
+def test_the_chart_renders_no_extra_objects():
+    """Why the PrometheusRule is a plain manifest: chart 1.19.0 has no extraObjects/extraManifests value."""
+    schema = (CHART / "values.schema.json").read_text()
+    templates = " ".join(p.read_text() for p in (CHART / "templates").rglob("*") if p.is_file())
+    for key in ("extraObjects", "extraManifests"):
+        assert key not in schema and key not in templates

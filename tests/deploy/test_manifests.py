@@ -27,11 +27,17 @@ def _kustomize_resources(directory: Path) -> list[Path]:
     return [directory / r for r in yaml.safe_load((directory / "kustomization.yaml").read_text())["resources"]]
 
 
+def _generator_files(directory: Path) -> set[str]:
+    generators = yaml.safe_load((directory / "kustomization.yaml").read_text()).get("configMapGenerator") or []
+    return {f.split("=")[-1] for g in generators for f in g.get("files") or []}
+
+
 def test_kustomizations_list_every_manifest_in_their_directory():
     for directory in (WORKER, CLOUDWATCH):
         listed = {p.name for p in _kustomize_resources(directory)}
-        present = {p.name for p in directory.glob("*.yaml")} - {"kustomization.yaml"}
+        present = {p.name for p in directory.glob("*.yaml")} - {"kustomization.yaml"} - _generator_files(directory)
         assert listed == present, directory
+    assert _generator_files(CLOUDWATCH) == {"agent-config.json", "prometheus.yaml"}
 
 
 @pytest.mark.parametrize("directory", [WORKER, CLOUDWATCH], ids=["worker", "cloudwatch"])
@@ -59,8 +65,15 @@ def test_kubectl_kustomize_builds_offline(directory):
     for obj in objects:
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
     if directory == CLOUDWATCH:
-        config = next(o for o in objects if o["kind"] == "ConfigMap")["data"]["cwagentconfig.json"]
+        maps = {o["metadata"]["name"]: o["data"] for o in objects if o["kind"] == "ConfigMap"}
+        config = maps["cloudwatch-agent-config"]["cwagentconfig.json"]
         assert json.loads(config) == json.loads((CLOUDWATCH / "agent-config.json").read_text())
+        assert maps["cloudwatch-agent-prometheus"]["prometheus.yaml"] == (CLOUDWATCH / "prometheus.yaml").read_text()
+        [agent] = [o for o in objects if o["kind"] == "Deployment"]
+        mounts = {m["name"]: m["mountPath"] for m in agent["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+        # The agent reads the scrape config where agent-config.json says it is.
+        prometheus = json.loads(config)["logs"]["metrics_collected"]["prometheus"]
+        assert prometheus["prometheus_config_path"] == f"{mounts['prometheus-config']}/prometheus.yaml"
 
 
 def test_worker_isolation_semantics():
@@ -120,6 +133,13 @@ def test_cfn_least_privilege():
     agent = resources["CloudWatchAgentRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]
     assert agent["Action"] == "cloudwatch:PutMetricData"
     assert agent["Condition"] == {"StringEquals": {"cloudwatch:namespace": "MetricNamespace"}}
+    # The Prometheus scrape arrives as EMF log events: write rights on exactly its log group, nothing else.
+    [emf] = resources["CloudWatchAgentRole"]["Properties"]["Policies"][1]["PolicyDocument"]["Statement"]
+    assert emf["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+    group = resources["PrometheusMetricLogs"]["Properties"]["LogGroupName"]
+    config = json.loads((CLOUDWATCH / "agent-config.json").read_text())
+    assert config["logs"]["metrics_collected"]["prometheus"]["log_group_name"] == group == "/leviathan/prometheus"
+    assert all(group in r for r in emf["Resource"][1:]) and emf["Resource"][0] == "PrometheusMetricLogs.Arn"
 
 
 class _CfnLoader(yaml.SafeLoader):
