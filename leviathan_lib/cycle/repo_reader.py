@@ -28,6 +28,12 @@ class RepoUnreachable(CodedError):
     CODE = "repo_unreachable"
 
 
+class NoCommitAtDate(CodedError):
+    """A replay's date is before the branch's first commit: there was nothing to decide on then."""
+
+    CODE = "no_commit_at_date"
+
+
 class Snapshot(BaseModel):
     """What a cycle read: the branch tip it pinned and the backlog file's bytes at that commit."""
 
@@ -157,8 +163,10 @@ def read_at_branch(
         at = _git(["--git-dir", str(git_dir), "rev-list", "-1", f"--before={as_of.isoformat()}",
                    f"refs/heads/{branch}", "--"])
         sha = at.stdout.strip()
-        if at.returncode or not sha:
-            raise RepoUnreachable(f"branch {branch!r} of {repo_url} has no commit before {as_of.isoformat()}")
+        if at.returncode:
+            raise RepoUnreachable(f"cannot read the history of {branch!r} of {repo_url}: {_tail(at.stderr)}")
+        if not sha:
+            raise NoCommitAtDate(f"branch {branch!r} of {repo_url} has no commit before {as_of.isoformat()}")
         return Snapshot(repo_url=repo_url, branch=branch, commit_sha=sha, path=path,
                         data=read_bytes_at_commit(git_dir, sha, path))
     tip = _git(["--git-dir", str(git_dir), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"])

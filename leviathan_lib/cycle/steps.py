@@ -19,7 +19,7 @@ from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.guardrails import (
     Decision,
 )
-from leviathan_lib.cycle.repo_reader import RepoUnreachable, read_at_branch, read_at_commit
+from leviathan_lib.cycle.repo_reader import NoCommitAtDate, RepoUnreachable, read_at_branch, read_at_commit
 from leviathan_lib.evidence.records import (
     ApprovalEvidence,
     AttemptEvidence,
@@ -113,8 +113,8 @@ def read_backlog(
     try:
         snap = read_at_branch(repo_url, target.target_branch, target.backlog_path, cache_dir=cache_dir,
                               as_of=as_of, env=git_env)
-    except RepoUnreachable as exc:
-        result.error = CycleError(code="repo_unreachable", message=str(exc))
+    except (RepoUnreachable, NoCommitAtDate) as exc:
+        result.error = CycleError(code=exc.code, message=str(exc))
         return result
     result.commit_sha = snap.commit_sha
     if snap.data is None:
@@ -211,6 +211,8 @@ def build_record(
     stop = _stopped_early(read, guard, failure)
     if stop is not None:
         record.reasons, record.stopped_reason, record.stopped_detail = [stop.code], stop.code, stop.message
+        if stop.code == NoCommitAtDate.CODE and record.replay:
+            record.decision = "skip"  # nothing existed then to decide on: a green replay, not an error
         return _with_totals(record, guard)
     assert read is not None and guard is not None and guard.decision is not None  # _stopped_early checked
     decision = guard.decision

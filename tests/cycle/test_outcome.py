@@ -75,6 +75,7 @@ def test_cycle_failure(record, fails):
 def test_backfills_and_old_runs_replay():
     old = NOW - REPLAY_AFTER - timedelta(seconds=1)
     assert replay_time("scheduled", NOW, NOW) is None
+    assert replay_time("scheduled", old, NOW) is None  # the run made on unpausing: a cycle, never a replay
     assert replay_time("backfill", NOW, NOW) == NOW
     assert replay_time("manual", old, NOW) == old
     assert replay_time("manual", None, NOW) is None

@@ -1,4 +1,8 @@
-"""``airflow backfill create`` through the real scheduler is an audit replay: records, no PR, no push."""
+"""``airflow backfill create`` through the real scheduler is an audit replay: records, no PR, no push.
+
+A date before the repository's first commit is a green ``no_commit_at_date`` replay; the run the scheduler
+makes on unpausing (dated at the last missed tick) is an ordinary cycle, never a failing replay.
+"""
 
 from __future__ import annotations
 
@@ -46,7 +50,7 @@ def test_backfill_replays_each_date_and_opens_nothing(tmp_path, own_metadata_db)
         for _ in range(3):  # SQLite under load can stay locked past the busy timeout: bounded retries
             created = subprocess.run(
                 [sys.executable, "-m", "airflow", "backfill", "create", "--dag-id", DAG_ID,
-                 "--from-date", "2026-03-02", "--to-date", "2026-03-04"],
+                 "--from-date", "2026-02-28", "--to-date", "2026-03-04"],
                 env=env, capture_output=True, text=True, timeout=180)
             if created.returncode == 0 or "database is locked" not in created.stderr:
                 break
@@ -55,7 +59,7 @@ def test_backfill_replays_each_date_and_opens_nothing(tmp_path, own_metadata_db)
 
         def backfill_done():
             runs = api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?run_type=backfill&limit=100")["dag_runs"]
-            return runs if len(runs) == 3 and all(r["state"] in ("success", "failed") for r in runs) else None
+            return runs if len(runs) == 5 and all(r["state"] in ("success", "failed") for r in runs) else None
 
         runs = _wait("the backfill runs", backfill_done, 300, stack)
         by_date = {}
@@ -63,11 +67,23 @@ def test_backfill_replays_each_date_and_opens_nothing(tmp_path, own_metadata_db)
             assert run["state"] == "success", run
             record = api.cycle_record(DAG_ID, run["dag_run_id"])
             assert record["replay"] is True and record["run_type"] == "backfill" and record["attempt"] is None
-            by_date[run["logical_date"][:10]] = record["selected_task"]
+            by_date[run["logical_date"][:10]] = record["selected_task"] or record["stopped_reason"]
+
+        def scheduled_done():
+            runs = api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?run_type=scheduled&limit=10")["dag_runs"]
+            return runs if runs and all(r["state"] in ("success", "failed") for r in runs) else None
+
+        scheduled = _wait("the run made on unpausing", scheduled_done, 300, stack)
+        for run in scheduled:  # dated at the last midnight, hours ago: a cycle on the tip, not a replay
+            assert run["state"] == "success", run
+            record = api.cycle_record(DAG_ID, run["dag_run_id"])
+            assert record["replay"] is False and record["stopped_reason"] == "pr_opened", record
     finally:
         stack.stop()
-    # The backlog as it was: docs-quickstart was the ready task until 2026-03-03, then docs-faq.
-    assert by_date == {"2026-03-02": "docs-quickstart", "2026-03-03": "docs-quickstart", "2026-03-04": "docs-faq"}
-    assert LocalForge(bare).list_prs() == []
-    assert run_git(["--git-dir", str(bare), "branch", "--list", "agent/*"]).stdout == ""
+    # The backlog as it was: nothing before the first commit, docs-quickstart until 2026-03-03, then docs-faq.
+    assert by_date == {"2026-02-28": "no_commit_at_date", "2026-03-01": "no_commit_at_date",
+                       "2026-03-02": "docs-quickstart", "2026-03-03": "docs-quickstart", "2026-03-04": "docs-faq"}
+    # Only the scheduled cycle opened a PR; no replay pushed anything.
+    assert [p.head for p in LocalForge(bare).list_prs()] == ["agent/docs-faq/1"]
+    assert run_git(["--git-dir", str(bare), "branch", "--list", "agent/*"]).stdout.split() == ["agent/docs-faq/1"]
     assert target_file.exists()
