@@ -54,8 +54,9 @@ def scheduler_heartbeat() -> datetime | None:
     return beat
 
 
-def health(now: datetime | None = None) -> tuple[Status, dict[str, Any]]:
-    """The overall status and each component's, for ``/leviathan/health``."""
+def health(now: datetime | None = None, overview: fleet.Overview | None = None) -> tuple[Status, dict[str, Any]]:
+    """The overall status and each component's, for ``/leviathan/health`` (and the fleet page, which passes
+    the ``overview`` it read)."""
     from airflow.configuration import conf
 
     now = now or datetime.now(UTC)
@@ -68,7 +69,8 @@ def health(now: datetime | None = None) -> tuple[Status, dict[str, Any]]:
     components["database"] = {"status": "healthy"}
     threshold = conf.getint("scheduler", "scheduler_health_check_threshold", fallback=30)
     components["scheduler"] = _scheduler(beat, now, threshold)
-    overview, _, _ = fleet.overview(now)
+    if overview is None:
+        overview, _, _ = fleet.overview(now)
     targets: dict[str, Any] = {}
     for state in overview.targets:
         problems = _target_problems(state)
@@ -99,3 +101,12 @@ def health(now: datetime | None = None) -> tuple[Status, dict[str, Any]]:
     statuses = {part["status"] for part in parts}
     status: Status = "unhealthy" if "unhealthy" in statuses else "degraded" if "degraded" in statuses else "healthy"
     return status, components
+
+
+def problems(components: dict[str, Any]) -> list[str]:
+    """Every part that is not healthy, as one line each (``where: why``), for people."""
+    out = [f"{name}: {part.get('reason', part['status'])}" for name, part in components.items()
+           if name != "targets" and part.get("status") != "healthy"]
+    out += [f"target {tid}: {part['reason']}" for tid, part in components.get("targets", {}).items()
+            if part["status"] != "healthy"]
+    return out

@@ -152,7 +152,8 @@ def _last_run_id(history: Any) -> str | None:
 
 
 def render_fleet(viewer: Viewer, overview: fleet.Overview, histories: dict[str, Any], targets: dict[str, Any], *,
-                 next_runs: dict[str, datetime | None], notice: str | None = None) -> str:
+                 next_runs: dict[str, datetime | None], notice: str | None = None,
+                 health: tuple[str, list[str]] = ("unknown", [])) -> str:
     """The fleet page: one row per target, broken ones too (may it run now and why not, breaker, budget, PRs,
     cycles), and the broken files that name no target."""
     rows = []
@@ -164,8 +165,19 @@ def render_fleet(viewer: Viewer, overview: fleet.Overview, histories: dict[str, 
                      "last_run_id": _last_run_id(history),
                      "next_run": next_runs.get(state.dag_id), "unsandboxed": state.sandbox.startswith("unsandboxed")})
     return render("fleet.html", viewer, overview=overview, rows=rows, folder_problem=overview.folder_problem,
-                  broken=overview.unnamed_files, notice=notice,
+                  broken=overview.unnamed_files, notice=notice, health=health,
                   global_enabled=overview.global_enabled, nav_targets=[t.target_id for t in overview.targets])
+
+
+def _health(overview: fleet.Overview) -> tuple[str, list[str]]:
+    """``/leviathan/health``'s status and its problems in words (the same function answers both)."""
+    from leviathan_lib.control import health
+
+    try:
+        status, components = health.health(overview=overview)
+    except Exception as exc:  # noqa: BLE001 — shown as unknown
+        return "unknown", [f"{type(exc).__name__}: {exc}"]
+    return status, health.problems(components)
 
 
 def _notice(done: str | None) -> str | None:
@@ -274,7 +286,8 @@ def _add_pages(app: FastAPI) -> None:
             log.exception("fleet overview failed")
             return _html(render("message.html", viewer, heading="Fleet state unknown", back=ROOT,
                                 message=f"unknown: {type(exc).__name__}: {exc}"), 503)
-        return _html(render_fleet(viewer, overview, histories, targets, next_runs=next_runs, notice=_notice(done)))
+        return _html(render_fleet(viewer, overview, histories, targets, next_runs=next_runs, notice=_notice(done),
+                                  health=_health(overview)))
 
     @app.get("/ui/targets/{target_id}", response_class=HTMLResponse, summary="One target: backlog, history")
     def target_page(request: Request, *, user: GetUserDep, credentials: BearerCredentials, target_id: str,

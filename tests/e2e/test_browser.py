@@ -16,12 +16,13 @@ import pytest
 
 from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
-from tests.airflow_helpers import evidence_record, run_cycle
+from tests.airflow_helpers import evidence_record, run_cycle, scheduler_heartbeat
 from tests.api_server import ApiServer
 from tests.browser import chromium, leviathan_frame, login, needs_chromium, new_page
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 TARGET = "shop"
+LIVE = "live"
 SHOTS = os.environ.get("LEVIATHAN_SCREENSHOTS")
 
 
@@ -43,6 +44,10 @@ def demo(tmp_path_factory, airflow_db):
     assert evidence_record(first)["stopped_reason"] == "pr_opened"
     assert evidence_record(second)["reasons"] == ["open_pr_limit"]
     (targets / "typo.yaml").write_text("target_id: typo\ntarget_repo_url: /nowhere.git\nmax_open_prs: lots\n")
+    # A live target, then a typo in its file: it must stay on the fleet page, loud, with its PR and history.
+    live = create_demo_target(tmp_path_factory.mktemp("live"), target_id=LIVE, targets_dir=targets)
+    assert evidence_record(run_cycle(live)[0])["stopped_reason"] == "pr_opened"
+    live.write_text(live.read_text() + "max_prs_per_hr: 5\n")
     yield target_file
     for item in targets.iterdir():
         item.unlink()
@@ -81,11 +86,40 @@ def test_log_in_and_see_the_fleet_from_the_airflow_nav(server, browser):
     assert "no" in row.locator("td").nth(1).inner_text()  # a fresh DAG is paused: it may not run now
     assert "its DAG is paused" in row.inner_text()
     assert row.locator("a.pr").inner_text() == "#1"
-    assert "typo.yaml" in frame.inner_text("#broken")  # a broken target file is named, with its problem
+    typo = frame.locator('tr[data-target="typo"]')  # a broken target file keeps a row, with its problem
+    assert "config_invalid" in typo.inner_text() and "typo.yaml:3: max_open_prs" in typo.inner_text()
     assert frame.locator("form").count() == 0 and frame.locator("#read-only").is_visible()
     _shot(page, "view-fleet-in-airflow", full_page=False)
     page.goto(f"{server.base}/leviathan/ui")
     _shot(page, "view-fleet")
+
+
+def test_a_broken_live_target_stays_loud_with_its_history_and_the_fleet_is_degraded(server, browser):
+    with scheduler_heartbeat():  # Airflow itself is fine: the broken target alone makes the fleet degraded
+        _broken_live_target(server, browser)
+
+
+def _broken_live_target(server, browser):
+    page = new_page(browser)
+    login(page, server, "viewer", "/plugin/leviathan")
+    frame = leviathan_frame(page)
+    frame.wait_for_selector("#health-status")
+    assert frame.inner_text("#health-status") == "degraded"  # what /leviathan/health answers, in words
+    problems = frame.inner_text("#health-problems")
+    assert f"target {LIVE}: config_invalid:" in problems and "did you mean 'max_prs_per_hour'?" in problems
+    row = frame.locator(f'tr[data-target="{LIVE}"]')
+    assert "config_invalid" in row.inner_text() and row.locator("a.pr").inner_text() == "#1"
+    row.get_by_role("link", name=LIVE, exact=True).click()
+    frame.wait_for_selector("#config-invalid")
+    banner = frame.inner_text("#config-invalid")
+    assert f"{LIVE}.yaml:17: max_prs_per_hr: unknown key; did you mean 'max_prs_per_hour'?" in banner
+    assert "No cycle runs until the file is fixed" in banner
+    assert "#1" in frame.inner_text("#prs") and "pr_opened" in frame.inner_text("#records")  # history below
+    assert frame.locator("#backlog").count() == 0  # no verdicts from a config that cannot be read
+    health = page.evaluate("fetch('/leviathan/health').then(r => r.json().then(b => [r.status, b.status]))")
+    assert health == [200, "degraded"]
+    page.goto(f"{server.base}/leviathan/ui/targets/{LIVE}")
+    _shot(page, "view-target-config-invalid")
 
 
 def test_open_a_target_and_read_why_a_task_was_skipped(server, browser):

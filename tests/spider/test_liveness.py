@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.evidence.records import CycleRecord
-from tests.airflow_helpers import evidence_record, run_cycle
+from tests.airflow_helpers import evidence_record, run_cycle, scheduler_heartbeat
 from tests.api_server import ApiServer
 from tests.spider.test_app import _write_record
 
@@ -37,19 +37,8 @@ def viewer(server):
 
 @pytest.fixture
 def scheduler_beats() -> Iterator[None]:
-    """A scheduler that heartbeats now (a real Job row, as the scheduler writes it): Airflow itself is fine."""
-    from airflow.jobs.job import Job
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        job = Job(job_type="SchedulerJob")
-        job.state = "running"
-        session.add(job)
-        session.flush()
-        job_id = job.id
-    yield
-    with create_session() as session:
-        session.delete(session.get(Job, job_id))
+    with scheduler_heartbeat():
+        yield
 
 
 def _samples(client) -> dict[tuple[str, str | None], float]:
