@@ -51,16 +51,16 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def airflow_env(home: Path, **extra: str) -> dict[str, str]:
     """Settings for an Airflow child process on a throw-away AIRFLOW_HOME (never ~/airflow)."""
-    return clean_env(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW_CONFIG=str(ROOT / "airflow.cfg"),
-        LEVIATHAN_HOME=str(ROOT),
-        LEVIATHAN_STATE_DIR=str(home / "leviathan"),
-        AIRFLOW__API_AUTH__JWT_SECRET="bench-only-jwt-secret-not-used-elsewhere-64-bytes-long-for-hs512",
-        AIRFLOW__API__SECRET_KEY="bench-only-secret-key",
-        PATH=f"{Path(PYTHON).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    return clean_env(**{
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW_CONFIG": str(ROOT / "airflow.cfg"),
+        "LEVIATHAN_HOME": str(ROOT),
+        "LEVIATHAN_STATE_DIR": str(home / "leviathan"),
+        "AIRFLOW__API_AUTH__JWT_SECRET": "bench-only-jwt-secret-not-used-elsewhere-64-bytes-long-for-hs512",
+        "AIRFLOW__API__SECRET_KEY": "bench-only-secret-key",
+        "PATH": f"{Path(PYTHON).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         **extra,
-    )
+    })
 
 
 def family_cpu_seconds(pid: int) -> float:
