@@ -273,3 +273,39 @@ def test_a_deadline_alert_only_when_a_notifier_is_configured(tmp_path, monkeypat
     assert alert.interval.total_seconds() == 900 + 3600 + 60  # attempt + approval timeout + margin
     assert alert.callback.path == "leviathan_lib.orchestrator.deadline.deadline_missed"
     assert alert.callback.kwargs == {"target_id": "gated", "expected_seconds": 4560}
+
+
+def test_target_files_in_mid_edit_are_each_shown_once_and_hurt_no_healthy_target(tmp_path, targets_dir):
+    """Truncated, tagged, alias-bombed, symlinked, FIFO and oversized files: each is one problem on its own DAG."""
+    import os
+
+    from leviathan_lib.core.target_scan import MAX_TARGET_FILE_BYTES
+    from leviathan_lib.orchestrator.dag_factory import build_all
+
+    create_demo_target(tmp_path, target_id="healthy", targets_dir=targets_dir)
+    full = (targets_dir / "healthy.yaml").read_text()
+    (targets_dir / "truncated.yaml").write_text(full.replace("healthy", "truncated")[:60])  # cut mid-write
+    (targets_dir / "tagged.yaml").write_text("target_id: tagged\ntarget_repo_url: !!python/object:os.system x\n")
+    bomb = "target_id: bomb\na: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n" \
+           "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+    (targets_dir / "bomb.yaml").write_text(bomb)
+    outside = tmp_path / "secret.yaml"
+    outside.write_text("target_id: outside\ntarget_repo_url: /srv/x.git\n")
+    (targets_dir / "linked.yaml").symlink_to(outside)
+    os.mkfifo(targets_dir / "fifo.yaml")  # would block a plain read forever
+    (targets_dir / "huge.yaml").write_text("target_id: huge\n#" + "x" * MAX_TARGET_FILE_BYTES)
+    (targets_dir / "dangling.yaml").symlink_to(tmp_path / "gone.yaml")
+
+    dags = build_all(targets_dir)
+    assert "config-error" not in dags[names.dag_id("healthy")].tags  # every healthy target keeps its cycle
+    problems = {dag_id: dag.task_dict[names.TASK_CONFIG_ERROR].op_kwargs["problems"] for dag_id, dag in dags.items()
+                if "config-error" in dag.tags}
+    expected = {
+        "truncated": "truncated.yaml", "tagged": "tagged.yaml", "bomb": "bomb.yaml", "linked": "outside the targets folder",
+        "fifo": "not a regular file", "huge": "byte limit of a target file", "dangling": "cannot read file",
+    }
+    assert {names.dag_target_id(d) for d in problems} == set(expected)
+    for tid, words in expected.items():
+        shown = problems[names.dag_id(tid)]
+        assert len(shown) == 1 and words in shown[0], (tid, shown)  # one problem each, said once
+    assert "outside" not in str(problems[names.dag_id("linked")]).replace("outside the targets folder", "")
