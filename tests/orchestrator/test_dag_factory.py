@@ -301,8 +301,9 @@ def test_target_files_in_mid_edit_are_each_shown_once_and_hurt_no_healthy_target
     problems = {dag_id: dag.task_dict[names.TASK_CONFIG_ERROR].op_kwargs["problems"] for dag_id, dag in dags.items()
                 if "config-error" in dag.tags}
     expected = {
-        "truncated": "truncated.yaml", "tagged": "tagged.yaml", "bomb": "bomb.yaml", "linked": "outside the targets folder",
-        "fifo": "not a regular file", "huge": "byte limit of a target file", "dangling": "cannot read file",
+        "truncated": "truncated.yaml", "tagged": "tagged.yaml", "bomb": "bomb.yaml",
+        "linked": "outside the targets folder", "fifo": "not a regular file",
+        "huge": "byte limit of a target file", "dangling": "cannot read file",
     }
     assert {names.dag_target_id(d) for d in problems} == set(expected)
     for tid, words in expected.items():
