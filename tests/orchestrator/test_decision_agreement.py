@@ -80,7 +80,7 @@ def _from_view(target_file: Path) -> dict[str, Any]:
     from leviathan_lib.control.target_view import activity, backlog_view
 
     target = load_target(target_file)
-    seen = activity(target, days=7)
+    seen = activity(target.target_id, target, days=7)
     view = backlog_view(target, target_file, seen.history, seen.ledger, global_autonomy=_switch_on())
     assert view.unknown is None, view.unknown
     return {"decision": view.decision, "task_id": view.selected_task, "reasons": view.reasons,
