@@ -120,6 +120,10 @@ def _environment(demo: Path, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
     env.update(demo_variables(demo, port))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    # Python 3.11's -P: no working folder on sys.path. Started from a checkout that holds a build's
+    # leviathan.egg-info (`pip wheel .`), Airflow would find the package twice and report its plugin
+    # as "already registered" (a plugin import error in the UI).
+    env["PYTHONSAFEPATH"] = "1"
     return env
 
 
