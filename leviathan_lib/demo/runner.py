@@ -27,10 +27,15 @@ from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.names import dag_id, dag_target_id, evidence_asset_uri
 from leviathan_lib.core.reasons import explain
 from leviathan_lib.demo import create_demo_target
+from leviathan_lib.demo.health import health_report
 
 DAG_ID = dag_id("demo")
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
-
+#: The demo adds a triggerer. It runs no Leviathan task (approval gates wait in ``awaiting_input`` on Airflow
+#: 3.3, without a trigger), but the UI's health badge shows a missing one red (docs/quickstart.md).
+DEMO_COMPONENTS = (*COMPONENTS, "triggerer")
+#: The triggerer's log server would hold port 8794 and add a process; its logs are local files here anyway.
+_ARGS = {"triggerer": ["--skip-serve-logs"]}
 
 
 class DemoError(CodedError):
@@ -148,17 +153,17 @@ def _port_free(port: int) -> bool:
 class Stack:
     """The Airflow processes, each in its own process group so a stop reaches their children too."""
 
-    def __init__(self, env: dict[str, str], logs: Path):
-        self.env, self.logs = env, logs
+    def __init__(self, env: dict[str, str], logs: Path, components: tuple[str, ...] = COMPONENTS):
+        self.env, self.logs, self.components = env, logs, components
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
-        for name in COMPONENTS:
+        for name in self.components:
             with open(self.logs / f"{name}.log", "ab") as log:
                 self.procs[name] = subprocess.Popen(
-                    [sys.executable, "-m", "airflow", name], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, start_new_session=True,
+                    [sys.executable, "-m", "airflow", name, *_ARGS.get(name, [])], env=self.env, stdout=log,
+                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                 )
 
     def check(self) -> None:
@@ -296,6 +301,15 @@ def _print_review(repo: Path, opened: list[Any]) -> None:
     print(f"  .venv/bin/leviathan forge merge --repo {repo} {number}  (next cycle: the next task)")
 
 
+def _print_ui(api: Api, port: int, password: str) -> None:
+    """Where to look, and what the UI's health badges and import-error lists will show there."""
+    print(f"\nAirflow UI: http://127.0.0.1:{port}  (login: admin / {password})")
+    print(f"  DAG: http://127.0.0.1:{port}/dags/{DAG_ID}")
+    print(f"  Leviathan view (is it on, why not my task, what it did, stop it): "
+          f"http://127.0.0.1:{port}/plugin/leviathan/leviathan/ui/targets/demo")
+    print("\n".join(f"  {line}" for line in health_report(api.call)))
+
+
 def run(args: argparse.Namespace) -> int:
     if _checked_checkout() is None:
         return 2
@@ -303,23 +317,24 @@ def run(args: argparse.Namespace) -> int:
     if args.reset and demo.exists():
         shutil.rmtree(demo)
     demo.mkdir(parents=True, exist_ok=True)
-    if not _port_free(args.port):
-        print(f"error: port {args.port} on 127.0.0.1 is in use; pass --port N or set LEVIATHAN_DEMO_PORT",
+    port = args.port
+    if not _port_free(port):
+        print(f"error: port {port} on 127.0.0.1 is in use; pass --port N or set LEVIATHAN_DEMO_PORT",
               file=sys.stderr)
         return 2
-    env = _environment(demo, args.port)
+    env = _environment(demo, port)
     target_file = create_demo_target(demo, target_id="demo")
     repo = demo / "repos" / "demo.git"
     print(f"Demo target: {target_file} -> {repo}")
     print("Migrating the Airflow metadata DB (SQLite) ...", flush=True)
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    stack = Stack(env, demo / "logs")
+    stack = Stack(env, demo / "logs", DEMO_COMPONENTS)
     previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         stack.start()
-        print(f"Started Airflow {', '.join(COMPONENTS)} (logs in {demo / 'logs'})", flush=True)
-        api = Api(f"http://127.0.0.1:{args.port}")
+        print(f"Started Airflow {', '.join(DEMO_COMPONENTS)} (logs in {demo / 'logs'})", flush=True)
+        api = Api(f"http://127.0.0.1:{port}")
         _wait("the API server", lambda: api.call("GET", "/api/v2/monitor/health"), 180, stack)
         airflow_home = Path(env["AIRFLOW_HOME"])
         password = _wait("the admin password", lambda: _password(airflow_home), 60, stack)
@@ -330,10 +345,7 @@ def run(args: argparse.Namespace) -> int:
         runs = _wait(f"run {run_id} to finish", lambda: _new_runs_finished(api, known, run_id), args.timeout, stack)
         states, opened = _report_runs(api, runs)
         _print_review(repo, opened)
-        print(f"\nAirflow UI: http://127.0.0.1:{args.port}  (login: admin / {password})")
-        print(f"  DAG: http://127.0.0.1:{args.port}/dags/{DAG_ID}")
-        print(f"  Leviathan view (is it on, why not my task, what it did, stop it): "
-              f"http://127.0.0.1:{args.port}/plugin/leviathan/leviathan/ui/targets/demo")
+        _print_ui(api, port, password)
         if args.exit:
             return 0 if states == {"success"} else 1
         print("\nAirflow keeps running (the DAG runs every 5 minutes). Press Ctrl-C to stop everything.", flush=True)
