@@ -36,6 +36,7 @@ COMPONENTS = ("api-server", "scheduler", "dag-processor")
 DEMO_COMPONENTS = (*COMPONENTS, "triggerer")
 #: The triggerer's log server would hold port 8794 and add a process; its logs are local files here anyway.
 _ARGS = {"triggerer": ["--skip-serve-logs"]}
+DEFAULT_PORT = 8080
 
 
 class DemoError(CodedError):
@@ -66,7 +67,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("demo", help="run the embedded demo on real Airflow (SQLite, local forge)")
     parser.add_argument("--dir", type=Path, default=checkout() / ".demo",
                         help="demo folder (default: .demo/ of the checkout)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("LEVIATHAN_DEMO_PORT", "8080")))
+    parser.add_argument("--port", type=int, default=None,
+                        help=f"API server port (default: $LEVIATHAN_DEMO_PORT, else {DEFAULT_PORT})")
     parser.add_argument("--reset", action="store_true", help="delete the demo folder first")
     parser.add_argument("--exit", action="store_true", help="stop Airflow after the first cycle instead of waiting")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the cycle")
@@ -79,7 +81,8 @@ def register(subparsers: Any) -> None:
     )
     # SUPPRESS: given before or after ``env``, --dir and --port mean the same (the demo's defaults otherwise).
     env.add_argument("--dir", type=Path, default=argparse.SUPPRESS, help="demo folder (default: .demo/)")
-    env.add_argument("--port", type=int, default=argparse.SUPPRESS, help="the demo's API server port")
+    env.add_argument("--port", type=int, default=argparse.SUPPRESS,
+                     help="the demo's API server port (default: the port it last started on)")
     env.set_defaults(func=print_env)
 
 
@@ -102,6 +105,23 @@ def _secrets(demo: Path) -> dict[str, str]:
         key, _, value = line.partition("=")
         values[key] = value
     return values
+
+
+def _default_port() -> int:
+    return int(os.environ.get("LEVIATHAN_DEMO_PORT") or DEFAULT_PORT)
+
+
+def record_port(demo: Path, port: int) -> None:
+    """Note the port the demo starts on in its folder, so that ``demo env`` describes this demo."""
+    (demo / "port").write_text(f"{port}\n", encoding="utf-8")
+
+
+def recorded_port(demo: Path) -> int | None:
+    """The port the demo in ``demo`` last started on; None before its first start."""
+    try:
+        return int((demo / "port").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def demo_variables(demo: Path, port: int) -> dict[str, str]:
@@ -136,7 +156,9 @@ def print_env(args: argparse.Namespace) -> int:
     """``leviathan demo env``: the demo's environment for a shell, so ``airflow`` and ``leviathan`` see it."""
     if _checked_checkout() is None:
         return 2
-    variables = demo_variables(args.dir.resolve(), args.port)
+    demo = args.dir.resolve()
+    port = args.port or recorded_port(demo) or _default_port()
+    variables = demo_variables(demo, port)
     # The demo drops the caller's own AIRFLOW__* settings; so does the shell that evals this.
     for key in sorted(k for k in os.environ if k.startswith("AIRFLOW__") and k not in variables):
         print(f"unset {key}")
@@ -317,11 +339,12 @@ def run(args: argparse.Namespace) -> int:
     if args.reset and demo.exists():
         shutil.rmtree(demo)
     demo.mkdir(parents=True, exist_ok=True)
-    port = args.port
+    port = args.port or _default_port()
     if not _port_free(port):
         print(f"error: port {port} on 127.0.0.1 is in use; pass --port N or set LEVIATHAN_DEMO_PORT",
               file=sys.stderr)
         return 2
+    record_port(demo, port)
     env = _environment(demo, port)
     target_file = create_demo_target(demo, target_id="demo")
     repo = demo / "repos" / "demo.git"
