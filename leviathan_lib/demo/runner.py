@@ -20,9 +20,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.names import dag_id, dag_target_id, evidence_asset_uri
 from leviathan_lib.core.reasons import explain
@@ -37,6 +39,8 @@ DEMO_COMPONENTS = (*COMPONENTS, "triggerer")
 #: The triggerer's log server would hold port 8794 and add a process; its logs are local files here anyway.
 _ARGS = {"triggerer": ["--skip-serve-logs"]}
 DEFAULT_PORT = 8080
+DEFAULT_SCHEDULE = "*/5 * * * *"
+BACKLOG = TargetConfig.model_fields["backlog_path"].default  # the demo target's
 
 
 class DemoError(CodedError):
@@ -265,8 +269,9 @@ def summarize(record: dict[str, Any]) -> list[str]:
         lines.append(f"  check {check['name']:<16} {'pass' if check['passed'] else 'FAIL'}  {check['detail']}")
     attempt = record.get("attempt") or {}
     if attempt.get("pr_number"):
+        paths = [p for p in attempt["changed_paths"] if p != BACKLOG]  # the delivery's own status edit
         lines.append(f"Opened PR #{attempt['pr_number']} for task {attempt['task_id']} on {attempt['branch']}: "
-                     f"{', '.join(attempt['changed_paths'])} (+ backlog status edit)")
+                     f"{', '.join(paths)} (+ backlog status edit)")
     elif attempt:
         lines.append(f"Attempt on {attempt['task_id']} ended {attempt.get('outcome')}: {attempt.get('error_message')}")
     for verdict in record.get("tasks", []):
@@ -284,19 +289,22 @@ def summarize(record: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _trigger(api: Api) -> tuple[set[str], str]:
-    """Unpause and trigger the demo DAG: the ids of the runs that existed before, and the triggered run's."""
-    known = {r["dag_run_id"] for r in api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=1000")["dag_runs"]}
+def _trigger(api: Api) -> str:
+    """Unpause and trigger the demo DAG; the triggered run's id."""
     api.call("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
     run_id: str = api.call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None})["dag_run_id"]
     print(f"Unpaused and triggered {DAG_ID}: run {run_id}", flush=True)
-    return known, run_id
+    return run_id
 
 
-def _new_runs_finished(api: Api, known: set[str], run_id: str) -> list[dict[str, Any]] | None:
-    """The runs not in ``known``, once all of them (``run_id`` among them) finished; None before."""
+def _new_runs_finished(api: Api, since: datetime, run_id: str) -> list[dict[str, Any]] | None:
+    """The runs queued since ``since``, once all of them (``run_id`` among them) finished; None before.
+
+    Besides the triggered run, that is any scheduled run this start caused: the latest interval's on a
+    first unpause, or a tick that passed while the demo was stopped (it may deliver before the triggered run).
+    """
     runs = api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=1000&order_by=run_after")["dag_runs"]
-    new = [r for r in runs if r["dag_run_id"] not in known]
+    new = [r for r in runs if r.get("queued_at") and datetime.fromisoformat(r["queued_at"]) >= since]
     done = all(r["state"] in ("success", "failed") for r in new) and any(r["dag_run_id"] == run_id for r in new)
     return new if done else None
 
@@ -346,7 +354,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     record_port(demo, port)
     env = _environment(demo, port)
-    target_file = create_demo_target(demo, target_id="demo")
+    target_file = create_demo_target(demo, target_id="demo",
+                                     schedule=os.environ.get("LEVIATHAN_DEMO_SCHEDULE") or DEFAULT_SCHEDULE)
     repo = demo / "repos" / "demo.git"
     print(f"Demo target: {target_file} -> {repo}")
     print("Migrating the Airflow metadata DB (SQLite) ...", flush=True)
@@ -354,6 +363,7 @@ def run(args: argparse.Namespace) -> int:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stack = Stack(env, demo / "logs", DEMO_COMPONENTS)
     previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    since = datetime.now(UTC)  # every run queued from here on is this start's
     try:
         stack.start()
         print(f"Started Airflow {', '.join(DEMO_COMPONENTS)} (logs in {demo / 'logs'})", flush=True)
@@ -363,9 +373,8 @@ def run(args: argparse.Namespace) -> int:
         password = _wait("the admin password", lambda: _password(airflow_home), 60, stack)
         api.login("admin", password)
         _wait(f"DAG {DAG_ID} to be parsed", lambda: api.call("GET", f"/api/v2/dags/{DAG_ID}"), 180, stack)
-        known, run_id = _trigger(api)
-        # Unpausing may also start the latest scheduled run: report every run this demo caused, in order.
-        runs = _wait(f"run {run_id} to finish", lambda: _new_runs_finished(api, known, run_id), args.timeout, stack)
+        run_id = _trigger(api)
+        runs = _wait(f"run {run_id} to finish", lambda: _new_runs_finished(api, since, run_id), args.timeout, stack)
         states, opened = _report_runs(api, runs)
         _print_review(repo, opened)
         _print_ui(api, port, password)
