@@ -42,3 +42,8 @@ if [ ! -f "$stamp" ]; then
   rm -f "$venv"/.installed-*
   touch "$stamp"
 fi
+# pip's editable build (setuptools' get_requires_for_build_editable) writes leviathan.egg-info into the
+# checkout; the installed metadata is .venv's dist-info. Left here, it is a second copy of the package's
+# metadata for any Python that has the checkout on sys.path (`python -m ...` started here): Airflow then
+# loads the plugin twice ("already registered", a plugin import error in the UI). Removed on every run.
+rm -rf "$root/leviathan.egg-info"

@@ -138,3 +138,22 @@ def test_demo_options_still_reach_the_demo():
     assert (args.func, args.reset, args.port, args.exit) == (runner.run, True, 18998, True)
     args = parser.parse_args(["demo", "--port", "18997", "env"])
     assert (args.func, args.port, args.dir) == (runner.print_env, 18997, ROOT / ".demo")
+
+
+def test_demo_env_describes_the_port_its_demo_started_on(tmp_path: Path, monkeypatch, capsys):
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    monkeypatch.delenv("LEVIATHAN_DEMO_PORT", raising=False)
+
+    def exported_port(*argv: str) -> str:
+        args = build_parser().parse_args(["demo", "env", "--dir", str(demo), *argv])
+        assert args.func(args) == 0
+        return dict(line.removeprefix("export ").split("=", 1) for line in capsys.readouterr().out.splitlines()
+                    if line.startswith("export "))["AIRFLOW__API__PORT"]
+
+    assert exported_port() == "8080"  # no demo started there yet
+    monkeypatch.setenv("LEVIATHAN_DEMO_PORT", "18126")
+    assert exported_port() == "18126"
+    runner.record_port(demo, 18127)  # what `leviathan demo --port 18127` does when it starts
+    assert exported_port() == "18127"
+    assert exported_port("--port", "18128") == "18128"

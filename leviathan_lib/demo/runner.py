@@ -20,17 +20,27 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.names import dag_id, dag_target_id, evidence_asset_uri
 from leviathan_lib.core.reasons import explain
 from leviathan_lib.demo import create_demo_target
+from leviathan_lib.demo.health import health_report
 
 DAG_ID = dag_id("demo")
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
-
+#: The demo adds a triggerer. It runs no Leviathan task (approval gates wait in ``awaiting_input`` on Airflow
+#: 3.3, without a trigger), but the UI's health badge shows a missing one red (docs/quickstart.md).
+DEMO_COMPONENTS = (*COMPONENTS, "triggerer")
+#: The triggerer's log server would hold port 8794 and add a process; its logs are local files here anyway.
+_ARGS = {"triggerer": ["--skip-serve-logs"]}
+DEFAULT_PORT = 8080
+DEFAULT_SCHEDULE = "*/5 * * * *"
+BACKLOG = TargetConfig.model_fields["backlog_path"].default  # the demo target's
 
 
 class DemoError(CodedError):
@@ -61,7 +71,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("demo", help="run the embedded demo on real Airflow (SQLite, local forge)")
     parser.add_argument("--dir", type=Path, default=checkout() / ".demo",
                         help="demo folder (default: .demo/ of the checkout)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("LEVIATHAN_DEMO_PORT", "8080")))
+    parser.add_argument("--port", type=int, default=None,
+                        help=f"API server port (default: $LEVIATHAN_DEMO_PORT, else {DEFAULT_PORT})")
     parser.add_argument("--reset", action="store_true", help="delete the demo folder first")
     parser.add_argument("--exit", action="store_true", help="stop Airflow after the first cycle instead of waiting")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the cycle")
@@ -74,7 +85,8 @@ def register(subparsers: Any) -> None:
     )
     # SUPPRESS: given before or after ``env``, --dir and --port mean the same (the demo's defaults otherwise).
     env.add_argument("--dir", type=Path, default=argparse.SUPPRESS, help="demo folder (default: .demo/)")
-    env.add_argument("--port", type=int, default=argparse.SUPPRESS, help="the demo's API server port")
+    env.add_argument("--port", type=int, default=argparse.SUPPRESS,
+                     help="the demo's API server port (default: the port it last started on)")
     env.set_defaults(func=print_env)
 
 
@@ -99,6 +111,23 @@ def _secrets(demo: Path) -> dict[str, str]:
     return values
 
 
+def _default_port() -> int:
+    return int(os.environ.get("LEVIATHAN_DEMO_PORT") or DEFAULT_PORT)
+
+
+def record_port(demo: Path, port: int) -> None:
+    """Note the port the demo starts on in its folder, so that ``demo env`` describes this demo."""
+    (demo / "port").write_text(f"{port}\n", encoding="utf-8")
+
+
+def recorded_port(demo: Path) -> int | None:
+    """The port the demo in ``demo`` last started on; None before its first start."""
+    try:
+        return int((demo / "port").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def demo_variables(demo: Path, port: int) -> dict[str, str]:
     """What the demo sets on top of the caller's environment (``demo`` must be absolute)."""
     base_url = f"http://127.0.0.1:{port}"
@@ -120,6 +149,10 @@ def _environment(demo: Path, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
     env.update(demo_variables(demo, port))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    # Python 3.11's -P: no working folder on sys.path. Started from a checkout that holds a build's
+    # leviathan.egg-info (`pip wheel .`), Airflow would find the package twice and report its plugin
+    # as "already registered" (a plugin import error in the UI).
+    env["PYTHONSAFEPATH"] = "1"
     return env
 
 
@@ -127,7 +160,9 @@ def print_env(args: argparse.Namespace) -> int:
     """``leviathan demo env``: the demo's environment for a shell, so ``airflow`` and ``leviathan`` see it."""
     if _checked_checkout() is None:
         return 2
-    variables = demo_variables(args.dir.resolve(), args.port)
+    demo = args.dir.resolve()
+    port = args.port or recorded_port(demo) or _default_port()
+    variables = demo_variables(demo, port)
     # The demo drops the caller's own AIRFLOW__* settings; so does the shell that evals this.
     for key in sorted(k for k in os.environ if k.startswith("AIRFLOW__") and k not in variables):
         print(f"unset {key}")
@@ -144,17 +179,17 @@ def _port_free(port: int) -> bool:
 class Stack:
     """The Airflow processes, each in its own process group so a stop reaches their children too."""
 
-    def __init__(self, env: dict[str, str], logs: Path):
-        self.env, self.logs = env, logs
+    def __init__(self, env: dict[str, str], logs: Path, components: tuple[str, ...] = COMPONENTS):
+        self.env, self.logs, self.components = env, logs, components
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
-        for name in COMPONENTS:
+        for name in self.components:
             with open(self.logs / f"{name}.log", "ab") as log:
                 self.procs[name] = subprocess.Popen(
-                    [sys.executable, "-m", "airflow", name], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, start_new_session=True,
+                    [sys.executable, "-m", "airflow", name, *_ARGS.get(name, [])], env=self.env, stdout=log,
+                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                 )
 
     def check(self) -> None:
@@ -234,8 +269,9 @@ def summarize(record: dict[str, Any]) -> list[str]:
         lines.append(f"  check {check['name']:<16} {'pass' if check['passed'] else 'FAIL'}  {check['detail']}")
     attempt = record.get("attempt") or {}
     if attempt.get("pr_number"):
+        paths = [p for p in attempt["changed_paths"] if p != BACKLOG]  # the delivery's own status edit
         lines.append(f"Opened PR #{attempt['pr_number']} for task {attempt['task_id']} on {attempt['branch']}: "
-                     f"{', '.join(attempt['changed_paths'])} (+ backlog status edit)")
+                     f"{', '.join(paths)} (+ backlog status edit)")
     elif attempt:
         lines.append(f"Attempt on {attempt['task_id']} ended {attempt.get('outcome')}: {attempt.get('error_message')}")
     for verdict in record.get("tasks", []):
@@ -253,19 +289,22 @@ def summarize(record: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _trigger(api: Api) -> tuple[set[str], str]:
-    """Unpause and trigger the demo DAG: the ids of the runs that existed before, and the triggered run's."""
-    known = {r["dag_run_id"] for r in api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=1000")["dag_runs"]}
+def _trigger(api: Api) -> str:
+    """Unpause and trigger the demo DAG; the triggered run's id."""
     api.call("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
     run_id: str = api.call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None})["dag_run_id"]
     print(f"Unpaused and triggered {DAG_ID}: run {run_id}", flush=True)
-    return known, run_id
+    return run_id
 
 
-def _new_runs_finished(api: Api, known: set[str], run_id: str) -> list[dict[str, Any]] | None:
-    """The runs not in ``known``, once all of them (``run_id`` among them) finished; None before."""
+def _new_runs_finished(api: Api, since: datetime, run_id: str) -> list[dict[str, Any]] | None:
+    """The runs queued since ``since``, once all of them (``run_id`` among them) finished; None before.
+
+    Besides the triggered run, that is any scheduled run this start caused: the latest interval's on a
+    first unpause, or a tick that passed while the demo was stopped (it may deliver before the triggered run).
+    """
     runs = api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=1000&order_by=run_after")["dag_runs"]
-    new = [r for r in runs if r["dag_run_id"] not in known]
+    new = [r for r in runs if r.get("queued_at") and datetime.fromisoformat(r["queued_at"]) >= since]
     done = all(r["state"] in ("success", "failed") for r in new) and any(r["dag_run_id"] == run_id for r in new)
     return new if done else None
 
@@ -292,6 +331,15 @@ def _print_review(repo: Path, opened: list[Any]) -> None:
     print(f"  .venv/bin/leviathan forge merge --repo {repo} {number}  (next cycle: the next task)")
 
 
+def _print_ui(api: Api, port: int, password: str) -> None:
+    """Where to look, and what the UI's health badges and import-error lists will show there."""
+    print(f"\nAirflow UI: http://127.0.0.1:{port}  (login: admin / {password})")
+    print(f"  DAG: http://127.0.0.1:{port}/dags/{DAG_ID}")
+    print(f"  Leviathan view (is it on, why not my task, what it did, stop it): "
+          f"http://127.0.0.1:{port}/plugin/leviathan/leviathan/ui/targets/demo")
+    print("\n".join(f"  {line}" for line in health_report(api.call)))
+
+
 def run(args: argparse.Namespace) -> int:
     if _checked_checkout() is None:
         return 2
@@ -299,37 +347,37 @@ def run(args: argparse.Namespace) -> int:
     if args.reset and demo.exists():
         shutil.rmtree(demo)
     demo.mkdir(parents=True, exist_ok=True)
-    if not _port_free(args.port):
-        print(f"error: port {args.port} on 127.0.0.1 is in use; pass --port N or set LEVIATHAN_DEMO_PORT",
+    port = args.port or _default_port()
+    if not _port_free(port):
+        print(f"error: port {port} on 127.0.0.1 is in use; pass --port N or set LEVIATHAN_DEMO_PORT",
               file=sys.stderr)
         return 2
-    env = _environment(demo, args.port)
-    target_file = create_demo_target(demo, target_id="demo")
+    record_port(demo, port)
+    env = _environment(demo, port)
+    target_file = create_demo_target(demo, target_id="demo",
+                                     schedule=os.environ.get("LEVIATHAN_DEMO_SCHEDULE") or DEFAULT_SCHEDULE)
     repo = demo / "repos" / "demo.git"
     print(f"Demo target: {target_file} -> {repo}")
     print("Migrating the Airflow metadata DB (SQLite) ...", flush=True)
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    stack = Stack(env, demo / "logs")
+    stack = Stack(env, demo / "logs", DEMO_COMPONENTS)
     previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    since = datetime.now(UTC)  # every run queued from here on is this start's
     try:
         stack.start()
-        print(f"Started Airflow {', '.join(COMPONENTS)} (logs in {demo / 'logs'})", flush=True)
-        api = Api(f"http://127.0.0.1:{args.port}")
+        print(f"Started Airflow {', '.join(DEMO_COMPONENTS)} (logs in {demo / 'logs'})", flush=True)
+        api = Api(f"http://127.0.0.1:{port}")
         _wait("the API server", lambda: api.call("GET", "/api/v2/monitor/health"), 180, stack)
         airflow_home = Path(env["AIRFLOW_HOME"])
         password = _wait("the admin password", lambda: _password(airflow_home), 60, stack)
         api.login("admin", password)
         _wait(f"DAG {DAG_ID} to be parsed", lambda: api.call("GET", f"/api/v2/dags/{DAG_ID}"), 180, stack)
-        known, run_id = _trigger(api)
-        # Unpausing may also start the latest scheduled run: report every run this demo caused, in order.
-        runs = _wait(f"run {run_id} to finish", lambda: _new_runs_finished(api, known, run_id), args.timeout, stack)
+        run_id = _trigger(api)
+        runs = _wait(f"run {run_id} to finish", lambda: _new_runs_finished(api, since, run_id), args.timeout, stack)
         states, opened = _report_runs(api, runs)
         _print_review(repo, opened)
-        print(f"\nAirflow UI: http://127.0.0.1:{args.port}  (login: admin / {password})")
-        print(f"  DAG: http://127.0.0.1:{args.port}/dags/{DAG_ID}")
-        print(f"  Leviathan view (is it on, why not my task, what it did, stop it): "
-              f"http://127.0.0.1:{args.port}/plugin/leviathan/leviathan/ui/targets/demo")
+        _print_ui(api, port, password)
         if args.exit:
             return 0 if states == {"success"} else 1
         print("\nAirflow keeps running (the DAG runs every 5 minutes). Press Ctrl-C to stop everything.", flush=True)

@@ -1,8 +1,8 @@
 """The wheel, installed next to Airflow in a fresh virtual environment, is all a deployment needs.
 
-The wheel is built from the repository with ``pip wheel``; the fresh environment reuses the shared
-``.venv``'s Airflow through a folder of links that leaves out every ``leviathan`` file (the editable
-install's finder and metadata), so what runs is the installed wheel, not the checkout. From an empty
+The wheel is built from a copy of the repository's sources with ``pip wheel``; the fresh environment reuses
+the shared ``.venv``'s Airflow through a folder of links that leaves out every ``leviathan`` file (the
+editable install's finder and metadata), so what runs is the installed wheel, not the checkout. From an empty
 working folder with a fresh AIRFLOW_HOME (SQLite), an empty plugins folder and a DAG folder holding only
 the one-line DAG file and its targets (the MWAA / Composer layout): the DAGs parse, ``airflow plugins``
 and ``airflow providers list`` show Leviathan from its entry points, and one cycle opens a PR.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -41,9 +42,13 @@ def _run(args: list[str], env: dict[str, str], cwd: Path, timeout: float) -> sub
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
+    # From a copy of the sources: pip builds in the source folder, and a build/ and leviathan.egg-info left in
+    # the checkout would make a Python started there find the package twice (tests/spider/test_plugin_once.py).
+    src, out = tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("wheel")
+    shutil.copy2(ROOT / "pyproject.toml", src)
+    shutil.copytree(ROOT / "leviathan_lib", src / "leviathan_lib", ignore=shutil.ignore_patterns("__pycache__"))
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q", "-w", str(out),
-          str(ROOT)], env=dict(os.environ), cwd=out, timeout=600)
+          str(src)], env=dict(os.environ), cwd=out, timeout=600)
     [built] = out.glob("leviathan-*.whl")
     return built
 
