@@ -298,8 +298,7 @@ def test_spider_shows_where_each_target_runs_its_recipes():
     targets = {tid: TargetConfig.model_validate({"target_id": tid, "target_repo_url": "/r.git", **c})
                for tid, c in configs.items()}
     overview = Overview(global_enabled=True, global_detail="on", targets=[state(t, **c) for t, c in configs.items()])
-    page = render_fleet(Viewer("v", False, ""), overview, {t: History() for t in configs}, targets, next_runs={},
-                        files_found=[])
+    page = render_fleet(Viewer("v", False, ""), overview, {t: History() for t in configs}, targets, next_runs={})
     rows = {tid: page.split(f'<tr data-target="{tid}">')[1].split("</tr>")[0] for tid in configs}
     assert rows["safe"].endswith("<td>bwrap</td>")
     assert '<strong class="badge no">UNSANDBOXED (opt-out)</strong>' in rows["risky"]
