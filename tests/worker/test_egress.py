@@ -12,7 +12,14 @@ import base64
 import functools
 import hashlib
 import json
+import os
+import re
+import shutil
+import site
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import zipfile
@@ -22,18 +29,23 @@ from pathlib import Path
 
 import pytest
 
-from leviathan_lib.core.config import TargetConfig
+from leviathan_lib.core.config import TargetConfig, load_target, parse_target
 from leviathan_lib.core.egress import MAX_RECORDED, EgressRule
+from leviathan_lib.core.errors import ValidationFailed
+from leviathan_lib.cycle.attempt_spec import attempt_spec
+from leviathan_lib.cycle.check import check_cycle
 from leviathan_lib.cycle.outcome import attempt_evidence
+from leviathan_lib.cycle.read import read_with_forge_auth
 from leviathan_lib.cycle.steps import AttemptPlan
 from leviathan_lib.cycle.untrusted import sanitize_result
-from leviathan_lib.evidence.records import AttemptEvidence
+from leviathan_lib.demo import create_demo_target
+from leviathan_lib.evidence.records import AttemptEvidence, History, Ledger
 from leviathan_lib.worker.backends.local import run_local_worker
-from leviathan_lib.worker.contract import AttemptResult, AttemptSpec
+from leviathan_lib.worker.contract import AttemptResult, AttemptSpec, result_from_json
 from leviathan_lib.worker.egress import EgressLimits, EgressProxy
 from leviathan_lib.worker.egress_shim import SANDBOX_PROXY_PORT
 from leviathan_lib.worker.sandbox import Sandbox
-from tests.worker.test_attempt import apply_on_fresh_clone, git, make_spec
+from tests.worker.test_attempt import ROOT, apply_on_fresh_clone, git, make_spec
 
 PACKAGE, DIST = "leviathan-tinypkg", "leviathan_tinypkg"
 VALUE = "installed from the allowed index"
@@ -353,3 +365,120 @@ def test_an_unreachable_allowed_destination_is_recorded_as_allowed_but_failed():
     answer = _ask(proxy.start_tcp(), f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n".encode())
     [conn] = proxy.stop().connections
     assert answer.startswith(b"HTTP/1.1 502") and (conn.allowed, conn.code) == (True, "connect_failed")
+
+
+# As a non-root worker: the same sandbox through an unprivileged user namespace (bwrap is not setuid here).
+
+NOBODY = 65534
+
+
+def _as_nobody(argv: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(["setpriv", "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups", *argv],
+                          env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+_RUNS_IN_A_SANDBOX = """
+import shutil, subprocess, sys, tempfile
+from pathlib import Path
+from leviathan_lib.worker.sandbox import Sandbox, base_env
+root = Path(tempfile.mkdtemp())
+(root / "checkout").mkdir()
+sandbox = Sandbox("/usr/bin/bwrap", root / "checkout", root / "etc")
+sandbox.write_etc()
+ran = subprocess.run(sandbox.argv([sys.executable, "-c", "pass"], base_env()), env={}, capture_output=True)
+shutil.rmtree(root)
+print(sys.version_info[:2] == VERSION and ran.returncode == 0)
+"""
+
+
+def _nobody_python(home: Path) -> tuple[str, dict[str, str]] | None:
+    """An interpreter the unprivileged user can run the worker *and build its sandbox* with, or None.
+
+    The running one first; else the system's ``python3`` of the same version with our site-packages (a
+    pyenv under root's 0700 HOME is not visible to that user, so the sandbox could not bind it).
+    """
+    paths = os.pathsep.join([str(ROOT), *site.getsitepackages()])
+    for python in (sys.executable, "/usr/bin/python3"):
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(home), "PYTHONPATH": paths}
+        code = _RUNS_IN_A_SANDBOX.replace("VERSION", repr(sys.version_info[:2]))  # our site-packages' Python
+        check = _as_nobody([python, "-c", code], env, timeout=60)
+        if check.stdout.strip() == "True":
+            return python, env
+    return None
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to become another user")
+def test_a_non_root_worker_gets_the_same_egress(index, forbidden):
+    base = Path(tempfile.mkdtemp(prefix="leviathan-nonroot-"))
+    try:
+        base.chmod(0o755)
+        url, sha = net_repo(base, index, forbidden)
+        subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(base)], check=True)
+        found = _nobody_python(base)
+        if found is None:
+            pytest.skip("no interpreter the unprivileged user can build the sandbox with")
+        python, env = found
+        results = {}
+        for recipe, rules in (("install-url", [index]), ("fetch-forbidden", [index]), ("direct", [index])):
+            spec_file, output = base / f"{recipe}.json", base / f"{recipe}.out.json"
+            spec_file.write_text(spec(url, sha, recipe, rules).model_dump_json())
+            os.chown(spec_file, NOBODY, NOBODY)
+            _as_nobody([python, "-m", "leviathan_lib.worker", "--spec", str(spec_file), "--output", str(output),
+                        "--workspace", str(base / f"ws-{recipe}")], env)
+            results[recipe] = result_from_json(output.read_text())
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    assert results["install-url"].outcome == "succeeded", step_output(results["install-url"])
+    assert [c.code for c in results["install-url"].egress.connections] == ["ok"]
+    refused = results["fetch-forbidden"]
+    assert "Forbidden by Leviathan egress: refused GET" in step_output(refused)
+    assert refused.egress.connections[0].code == "not_allowlisted"
+    assert '"urllib": "[Errno 111] Connection refused"' in results["direct"].patch
+    assert results["direct"].egress.total == 0 and forbidden.requests == []
+
+
+# The key and the contract.
+
+
+@pytest.mark.parametrize(("rules", "problem"), [
+    ("[{host: '*.pypi.org', port: 443}]", "wildcards are not supported"),
+    ("[{host: localhost, port: 8000}]", "write 127.0.0.1"),
+    ("[{host: 169.254.169.254, port: 80}]", "link-local addresses (cloud metadata services) are never allowed"),
+    ("[{host: 0.0.0.0, port: 80}]", "unspecified or multicast"),
+    ("[{host: 'pypi.org:443', port: 443}]", "not a host name or IP address"),
+    ("[{host: 'https://pypi.org', port: 443}]", "not a host name or IP address"),
+    ("[{host: '[::1]', port: 443}]", "without brackets"),
+    ("[{host: pypi.org, port: 0}]", "greater than or equal to 1"),
+    ("[{host: pypi.org, port: 65536}]", "less than or equal to 65535"),
+    ("[{host: pypi.org, port: '443'}]", "valid integer"),
+    ("[{host: pypi.org, port: true}]", "valid integer"),
+    ("[{host: pypi.org}]", "Field required"),
+    ("[{host: pypi.org, port: 443, proto: tcp}]", "unknown key"),
+    ("[{host: PyPI.org, port: 443}, {host: pypi.org, port: 443}]", "pypi.org:443 is listed twice"),
+    ("pypi.org", "valid list"),
+])
+def test_sandbox_egress_is_strict(rules, problem):
+    with pytest.raises(ValidationFailed, match=re.escape(problem)):
+        parse_target(f"target_id: t\ntarget_repo_url: /r.git\nsandbox_egress: {rules}\n", "t.yaml")
+
+
+def test_sandbox_egress_is_offline_by_default_and_canonical():
+    assert TargetConfig(target_id="t", target_repo_url="/r.git").sandbox_egress == []
+    target = parse_target("target_id: t\ntarget_repo_url: /r.git\nsandbox_egress:\n"
+                          "  - {host: PyPI.org, port: 443}\n  - {host: '::FFFF:a00:1', port: 8080}\n", "t.yaml")
+    assert [r.label for r in target.sandbox_egress] == ["pypi.org:443", "[::ffff:a00:1]:8080"]
+
+
+def test_the_spec_carries_the_targets_rules(tmp_path):
+    target_file = create_demo_target(tmp_path, target_id="egr", targets_dir=tmp_path / "targets")
+    rules = [EgressRule(host="pypi.org", port=443), EgressRule(host="127.0.0.1", port=8000)]
+    target = load_target(target_file).model_copy(update={"sandbox_egress": rules})
+    repo_url = target.repo_location(target_file)
+    read = read_with_forge_auth(target, repo_url, tmp_path / "cache", as_of=None)
+    checked = check_cycle(target, read, history=History(), ledger=Ledger(), run_id="r1", repo_url=repo_url,
+                          global_autonomy=True)
+    spec = attempt_spec(read, target, checked.attempt, tmp_path / "cache")
+    assert spec.egress == rules
+    assert AttemptSpec.model_validate_json(spec.model_dump_json()).egress == rules
+    with pytest.raises(ValueError, match="listed twice"):
+        AttemptSpec.model_validate({**spec.model_dump(), "egress": [rules[0].model_dump()] * 2})
