@@ -159,10 +159,11 @@ def _parse(head: bytes, rest: bytes) -> _Request:
     except ValueError as exc:
         raise _Refused("bad_request", 400, str(exc)) from None
     path = (url.path or "/") + (f"?{url.query}" if url.query else "")
-    kept = [h for h in headers if h.split(b":", 1)[0].strip().lower() not in _HOP_BY_HOP]
-    if not any(h.split(b":", 1)[0].strip().lower() == b"host" for h in kept):
-        kept.insert(0, b"Host: " + url.netloc.encode("latin-1"))
-    lines = [f"{method} {path} {version}".encode("latin-1"), *kept, b"Connection: close"]
+    # Host is the checked destination's, never the client's: a shared front (a CDN) must not be asked for
+    # another site than the one allowed.
+    kept = [h for h in headers if h.split(b":", 1)[0].strip().lower() not in _HOP_BY_HOP | {b"host"}]
+    lines = [f"{method} {path} {version}".encode("latin-1"), b"Host: " + url.netloc.encode("latin-1"), *kept,
+             b"Connection: close"]
     return _Request(method, host, port, b"\r\n".join(lines) + b"\r\n\r\n" + rest)
 
 

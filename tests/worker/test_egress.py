@@ -482,3 +482,33 @@ def test_the_spec_carries_the_targets_rules(tmp_path):
     assert AttemptSpec.model_validate_json(spec.model_dump_json()).egress == rules
     with pytest.raises(ValueError, match="listed twice"):
         AttemptSpec.model_validate({**spec.model_dump(), "egress": [rules[0].model_dump()] * 2})
+
+
+class _HostEcho(SimpleHTTPRequestHandler):
+    """Answers 204 and remembers the Host header each request carried."""
+
+    seen: list[str] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.headers["Host"])
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_plain_http_goes_to_the_allowed_site_whatever_host_the_step_claims():
+    """Domain fronting over plain HTTP: the Host header is the checked destination's, not the step's."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HostEcho)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        proxy = EgressProxy([EgressRule(host="127.0.0.1", port=port)])
+        request = f"GET http://127.0.0.1:{port}/x HTTP/1.1\r\nHost: other-site.example\r\nhost: b\r\n\r\n"
+        answer = _ask(proxy.start_tcp(), request.encode())
+        proxy.stop()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answer.startswith(b"HTTP/1.0 204") and _HostEcho.seen == [f"127.0.0.1:{port}"]
