@@ -119,7 +119,7 @@ def _feedback_file(spec: AttemptSpec, workspace: Path) -> Path | None:
 
 
 @contextlib.contextmanager
-def _egress_proxy(spec: AttemptSpec, progress: _Progress) -> Iterator[EgressProxy | None]:
+def _egress_proxy(spec: AttemptSpec, workspace: Path, progress: _Progress) -> Iterator[EgressProxy | None]:
     """The attempt's egress proxy while the recipe runs (None without rules); its report goes to ``progress``.
 
     The sandbox reaches it through a Unix socket (its network namespace stays private); a pod or an
@@ -131,7 +131,7 @@ def _egress_proxy(spec: AttemptSpec, progress: _Progress) -> Iterator[EgressProx
     proxy = EgressProxy(spec.egress)
     try:
         if spec.sandbox == "bwrap":
-            proxy.start_unix()
+            proxy.start_unix(workspace)
         else:
             proxy.start_tcp()
         yield proxy
@@ -158,7 +158,7 @@ def _run_recipe_executor(
     task_file = workspace / "task.json"
     task_file.write_text(json.dumps(task.model_dump(), indent=2), encoding="utf-8")
     feedback_file = _feedback_file(spec, workspace)
-    with _egress_proxy(spec, progress) as proxy:
+    with _egress_proxy(spec, workspace, progress) as proxy:
         sandbox = None
         if spec.sandbox == "bwrap":
             readonly = (task_file,) if feedback_file is None else (task_file, feedback_file)

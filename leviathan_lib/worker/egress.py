@@ -56,6 +56,8 @@ from leviathan_lib.worker.egress_shim import SANDBOX_PROXY_PORT, pump
 #: The proxy variables a step gets; standard tools (pip, curl, git, Python's urllib, npm) honour them.
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 MAX_HEAD_BYTES = 16384
+#: Unix socket paths hold at most 107 bytes: room for ``/egress-XXXXXXXX/proxy.sock``.
+_MAX_SOCKET_PARENT = 80
 _HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization", b"te", b"upgrade"}
 _UNSAFE_HOST = re.compile(r"[^A-Za-z0-9.:\[\]_-]")
 _STATUS = {400: "Bad Request", 403: "Forbidden", 502: "Bad Gateway"}
@@ -197,9 +199,12 @@ class EgressProxy:
         #: The Unix socket of :meth:`start_unix` (bind its parent directory into the sandbox).
         self.socket_path: Path | None = None
 
-    def start_unix(self) -> Path:
-        """Listen on a Unix socket in a fresh private directory; steps reach it through the sandbox's shim."""
-        self._socket_dir = Path(tempfile.mkdtemp(prefix="leviathan-egress-"))
+    def start_unix(self, parent: Path) -> Path:
+        """Listen on a Unix socket in a fresh private directory under ``parent`` (the attempt's workspace, so
+        a killed worker leaves nothing behind; the temp folder when ``parent`` is too long a path for a
+        socket); steps reach it through the sandbox's shim."""
+        under = parent if len(str(parent)) <= _MAX_SOCKET_PARENT else None
+        self._socket_dir = Path(tempfile.mkdtemp(prefix="egress-", dir=under))
         self.socket_path = self._socket_dir / "proxy.sock"
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(str(self.socket_path))
