@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "leviathan_lib.cli.evidence",
     "leviathan_lib.cli.invariants",
     "leviathan_lib.cli.ops",
+    "leviathan_lib.cli.egress",
 ]
 
 

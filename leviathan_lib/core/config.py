@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from pydantic_core import ErrorDetails
 
 from leviathan_lib.core import names, schedule
+from leviathan_lib.core.egress import MAX_RULES, EgressRule, unique_rules
 from leviathan_lib.core.errors import CodedError, Problem, ValidationFailed
 from leviathan_lib.core.git_refs import check_branch_name
 from leviathan_lib.core.pricing import qualified, split_model
@@ -179,6 +180,9 @@ class TargetConfig(BaseModel):
     #: UNSAFE. Run recipes on the local backend WITHOUT the bubblewrap sandbox when it cannot be built
     #: (recipe code can then read every secret of the Airflow worker). Off: the cycle stops instead.
     unsafe_allow_unsandboxed_recipes: bool = False
+    #: Destinations recipe steps may reach through the attempt's egress proxy (package registries), each
+    #: ``{host, port}``; every connection is recorded. Empty: recipe steps are offline.
+    sandbox_egress: Annotated[list[EgressRule], Field(max_length=MAX_RULES)] = Field(default_factory=list)
 
     @field_validator("allowed_path_prefixes", "backlog_path", "recipes_path", "protected_paths")
     @classmethod
@@ -189,6 +193,11 @@ class TargetConfig(BaseModel):
             except ScopeViolation as exc:
                 raise ValueError(f"unsafe path: {exc}") from None
         return value
+
+    @field_validator("sandbox_egress")
+    @classmethod
+    def _unique_egress(cls, value: list[EgressRule]) -> list[EgressRule]:
+        return unique_rules(value)
 
     @field_validator("target_repo_url")
     @classmethod
@@ -264,7 +273,8 @@ def _message(err: ErrorDetails) -> str:
     for a YAML 1.1 boolean word, and the offending value for any other wrong type."""
     loc = err["loc"]
     if err["type"] == "extra_forbidden":
-        model = WorkerResources if loc[0] == "worker_resources" and len(loc) > 1 else TargetConfig
+        nested: dict[str, type[BaseModel]] = {"worker_resources": WorkerResources, "sandbox_egress": EgressRule}
+        model = nested.get(str(loc[0]), TargetConfig) if len(loc) > 1 else TargetConfig
         close = did_you_mean(str(loc[-1]), model.model_fields)
         return "unknown key" + (close or " (see docs/configuration.md for the accepted keys)")
     hint = yaml11_bool_hint(err["input"]) if err["type"] == "bool_type" else None

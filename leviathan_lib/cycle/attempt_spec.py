@@ -52,4 +52,5 @@ def attempt_spec(read: ReadResult, target: TargetConfig, plan: AttemptPlan, cach
         "attempt": plan.attempt, "timeout_seconds": target.attempt_timeout_seconds,
         "sandbox": required_mode(target),
         "continue_pr": plan.continue_pr.model_dump() if plan.continue_pr else None,
+        "egress": [rule.model_dump() for rule in target.sandbox_egress],
     })

@@ -59,7 +59,7 @@ def attempt_evidence(
             "started_at": result.get("attempt_started_at") or result.get("started_at"),
             "finished_at": result.get("finished_at"),
             "error_code": error.get("code"), "error_message": error.get("message"),
-            **_usage_evidence(result.get("usage")),
+            **_usage_evidence(result.get("usage")), "egress": result.get("egress"),
         })
     else:
         attempt.outcome, attempt.error_code, attempt.error_message = missing_result_outcome(

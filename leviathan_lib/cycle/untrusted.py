@@ -66,6 +66,7 @@ def sanitize_result(result: AttemptResult) -> AttemptResult:
     return failed_result(
         code, message, started_at=result.started_at, base_sha=result.base_sha,
         changed_paths=clean["changed_paths"], executor=clean["executor"], usage=result.usage,
+        egress=result.egress,
     )
 
 

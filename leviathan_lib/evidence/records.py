@@ -12,6 +12,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from leviathan_lib.core.egress import EgressReport
 from leviathan_lib.core.guardrails import ReasonCode
 
 EVIDENCE_VERSION: Final = 1
@@ -74,6 +75,9 @@ class AttemptEvidence(BaseModel):
     continue_start: Literal["base", "branch"] | None = None
     #: What went wrong after the push (``pr_body_not_updated: ...``): the PR holds ``pr_head_sha`` regardless.
     delivery_note: str = ""
+    #: The connections recipe steps made through the egress proxy (``sandbox_egress``), allowed and refused,
+    #: with their bytes (at most ``core.egress.MAX_RECORDED`` listed); None when no proxy ran.
+    egress: EgressReport | None = None
 
 
 class ApprovalEvidence(BaseModel):

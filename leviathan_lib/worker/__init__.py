@@ -7,7 +7,8 @@ files through scope-checked tools, whose API key is the only secret it reads) an
 delivering it is the orchestrator's job.
 
 Layout: ``contract`` (the spec and result documents), ``attempt`` (one attempt), ``recipes`` and ``llm*``
-(the executors), ``workspace`` (the untrusted checkout), ``backends/`` (where it runs). May import:
+(the executors), ``workspace`` (the untrusted checkout), ``sandbox`` with ``egress`` and ``egress_shim``
+(the recipe sandbox and its only way out), ``backends/`` (where it runs). May import:
 ``core``, ``git``. Never Airflow (the worker image has none), except ``backends.kubernetes``, which builds
 the KubernetesPodOperator on the orchestrator side.
 """

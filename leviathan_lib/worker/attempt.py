@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import ValidationError
 
 from leviathan_lib.core.backlog import Task
+from leviathan_lib.core.egress import EgressReport
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.guardrails import ReasonCode
 from leviathan_lib.core.scope import Scope, task_scope
@@ -25,6 +28,7 @@ from leviathan_lib.worker.contract import (
     failed_result,
     utc_now,
 )
+from leviathan_lib.worker.egress import EgressProxy, proxy_env
 from leviathan_lib.worker.recipes import RecipeRun, parse_recipes, run_recipe, step_env
 from leviathan_lib.worker.sandbox import SANDBOX_HOME, Sandbox, bwrap_path, mode_label, probe, sandbox_path
 from leviathan_lib.worker.workspace import FORBIDDEN_MODES, Changes, GitFailed, clone_at, collect_changes
@@ -61,11 +65,12 @@ class _Progress:
     paths: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     usage: Usage | None = None
+    egress: EgressReport | None = None
 
     def failed(self, exc: _Failed) -> AttemptResult:
         return failed_result(exc.code, exc.message, outcome=exc.outcome, started_at=self.started,
                              base_sha=self.base, changed_paths=self.paths, executor=self.summary,
-                             usage=self.usage)  # fmt: skip
+                             usage=self.usage, egress=self.egress)  # fmt: skip
 
 
 def _checked_task(spec: AttemptSpec) -> tuple[Task, Preflight | None]:
@@ -113,8 +118,30 @@ def _feedback_file(spec: AttemptSpec, workspace: Path) -> Path | None:
     return path
 
 
+@contextlib.contextmanager
+def _egress_proxy(spec: AttemptSpec, workspace: Path, progress: _Progress) -> Iterator[EgressProxy | None]:
+    """The attempt's egress proxy while the recipe runs (None without rules); its report goes to ``progress``.
+
+    The sandbox reaches it through a Unix socket (its network namespace stays private); a pod or an
+    unsandboxed step through 127.0.0.1.
+    """
+    if not spec.egress:
+        yield None
+        return
+    proxy = EgressProxy(spec.egress)
+    try:
+        if spec.sandbox == "bwrap":
+            proxy.start_unix(workspace)
+        else:
+            proxy.start_tcp()
+        yield proxy
+    finally:
+        progress.egress = proxy.stop()
+
+
 def _run_recipe_executor(
-    spec: AttemptSpec, executor: RecipeExecutorSpec, task: Task, checkout: Path, workspace: Path
+    spec: AttemptSpec, executor: RecipeExecutorSpec, task: Task, checkout: Path, workspace: Path, *,
+    progress: _Progress,
 ) -> RecipeRun:
     """Run the named recipe in ``checkout``, each step in the sandbox ``spec.sandbox`` asks for."""
     recipes_path = executor.recipes_path
@@ -131,19 +158,23 @@ def _run_recipe_executor(
     task_file = workspace / "task.json"
     task_file.write_text(json.dumps(task.model_dump(), indent=2), encoding="utf-8")
     feedback_file = _feedback_file(spec, workspace)
-    sandbox = None
-    if spec.sandbox == "bwrap":
-        readonly = (task_file,) if feedback_file is None else (task_file, feedback_file)
-        sandbox = Sandbox(bwrap=bwrap_path(), checkout=checkout, etc_dir=workspace / "sandbox-etc",
-                          readonly=readonly)  # fmt: skip
-        sandbox.write_etc()
-        env = step_env(recipe, task.id, task_file, SANDBOX_HOME, path=sandbox_path(), feedback_file=feedback_file)
-    else:
-        recipe_home = workspace / "recipe-home"
-        recipe_home.mkdir()
-        env = step_env(recipe, task.id, task_file, recipe_home, feedback_file=feedback_file)
-    return run_recipe(executor.recipe, recipe, checkout=checkout, env=env, logs=workspace / "logs",
-                      sandbox=sandbox, label=mode_label(spec.sandbox))  # fmt: skip
+    with _egress_proxy(spec, workspace, progress) as proxy:
+        sandbox = None
+        if spec.sandbox == "bwrap":
+            readonly = (task_file,) if feedback_file is None else (task_file, feedback_file)
+            sandbox = Sandbox(bwrap=bwrap_path(), checkout=checkout, etc_dir=workspace / "sandbox-etc",
+                              readonly=readonly, egress_socket=proxy.socket_path if proxy else None)  # fmt: skip
+            sandbox.write_etc()
+            env = step_env(recipe, task.id, task_file, SANDBOX_HOME, path=sandbox_path(),
+                           feedback_file=feedback_file)  # fmt: skip
+        else:
+            recipe_home = workspace / "recipe-home"
+            recipe_home.mkdir()
+            env = step_env(recipe, task.id, task_file, recipe_home, feedback_file=feedback_file)
+        if proxy is not None:
+            env.update(proxy_env(proxy.step_url))
+        return run_recipe(executor.recipe, recipe, checkout=checkout, env=env, logs=workspace / "logs",
+                          sandbox=sandbox, label=mode_label(spec.sandbox))  # fmt: skip
 
 
 def _run_executor(
@@ -154,7 +185,7 @@ def _run_executor(
     """Run the executor; what it was (for messages) and the backlog baseline (llm), or :class:`_Failed`."""
     executor = spec.executor
     if isinstance(executor, RecipeExecutorSpec):
-        run = _run_recipe_executor(spec, executor, task, checkout, workspace)
+        run = _run_recipe_executor(spec, executor, task, checkout, workspace, progress=progress)
         progress.summary = run.summary()
         if run.failure:
             raise _Failed("recipe_failed", run.failure)
@@ -249,6 +280,7 @@ def _attempt(spec: AttemptSpec, workspace: Path, progress: _Progress, clock: flo
         started_at=progress.started,
         finished_at=utc_now(),
         usage=progress.usage,
+        egress=progress.egress,
     )
 
 

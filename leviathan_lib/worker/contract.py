@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from leviathan_lib.core.backlog import RecipeName
+from leviathan_lib.core.egress import MAX_RULES, EgressReport, EgressRule, unique_rules
 from leviathan_lib.core.names import require_agent_branch
 from leviathan_lib.core.repo_url import RepoUrlError, parse_repo_url
 from leviathan_lib.core.scope import ScopeViolation, path_segments
@@ -177,6 +178,9 @@ class AttemptSpec(BaseModel):
     #: ``start: branch`` the worker checks out ``continue_pr.head_sha`` instead of ``commit_sha`` and its
     #: patch is against that commit.
     continue_pr: ContinuePr | None = None
+    #: Destinations recipe steps may reach through the attempt's egress proxy (the target's
+    #: ``sandbox_egress``; :mod:`leviathan_lib.worker.egress`). Empty: no proxy, the steps are offline.
+    egress: Annotated[list[EgressRule], Field(max_length=MAX_RULES)] = Field(default_factory=list)
 
     @property
     def start_sha(self) -> str:
@@ -201,6 +205,11 @@ class AttemptSpec(BaseModel):
         for item in value:
             _check_safe_path(item)
         return value
+
+    @field_validator("egress")
+    @classmethod
+    def _unique_egress(cls, value: list[EgressRule]) -> list[EgressRule]:
+        return unique_rules(value)
 
 
 class ErrorInfo(BaseModel):
@@ -251,6 +260,8 @@ class AttemptResult(BaseModel):
     finished_at: Timestamp
     #: Token and cost usage of a model executor; None for recipes.
     usage: Usage | None = None
+    #: Every connection recipe steps made through the egress proxy, allowed or refused (None: no proxy ran).
+    egress: EgressReport | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> AttemptResult:
@@ -288,6 +299,7 @@ def failed_result(
     changed_paths: list[str] | None = None,
     executor: dict[str, Any] | None = None,
     usage: Usage | None = None,
+    egress: EgressReport | None = None,
 ) -> AttemptResult:
     return AttemptResult(
         result_version=1,
@@ -300,4 +312,5 @@ def failed_result(
         started_at=started_at,
         finished_at=utc_now(),
         usage=usage,
+        egress=egress,
     )

@@ -31,6 +31,11 @@ flag                                      why
                                           git (outside the sandbox) would otherwise obey
 ``--ro-bind`` of the task file            ``LEVIATHAN_TASK_FILE``, read-only
 ``--remount-ro /``                        nothing else in the sandbox's root is writable
+``--ro-bind`` of the egress socket's      only when the target allows egress (``sandbox_egress``): the
+directory and of ``egress_shim.py``       step runs under :mod:`leviathan_lib.worker.egress_shim`,
+                                          which relays the sandbox's own ``127.0.0.1:3128`` to the
+                                          attempt's proxy (:mod:`leviathan_lib.worker.egress`); the
+                                          network namespace stays private, so nothing else leads out
 ========================================  ============================================================
 
 With ``--unshare-pid`` bwrap runs as the namespace's init: when the step exits (or the sandbox is
@@ -54,6 +59,7 @@ from pathlib import Path
 from typing import Literal
 
 from leviathan_lib.core.config import TargetConfig
+from leviathan_lib.worker import egress_shim
 
 BWRAP_ENV = "LEVIATHAN_BWRAP"
 DEFAULT_BWRAP = "/usr/bin/bwrap"
@@ -119,6 +125,8 @@ class Sandbox:
     #: A directory outside the checkout for the synthesized /etc files.
     etc_dir: Path
     readonly: tuple[Path, ...] = field(default_factory=tuple)
+    #: The egress proxy's Unix socket (:meth:`leviathan_lib.worker.egress.EgressProxy.start_unix`); None: offline.
+    egress_socket: Path | None = None
 
     def write_etc(self) -> None:
         """Synthesize /etc/passwd, /etc/group and /etc/hosts for the one sandbox user."""
@@ -167,6 +175,11 @@ class Sandbox:
             args += ["--ro-bind", str(git_dir), str(git_dir)]
         for file in self.readonly:
             args += ["--ro-bind", str(file), str(file)]
+        if self.egress_socket is not None:
+            shim, sockets = egress_shim.__file__, str(self.egress_socket.parent)
+            args += ["--ro-bind", sockets, sockets, "--ro-bind", shim, shim]
+            command = [sys.executable, "-I", "-S", shim, str(self.egress_socket),
+                       str(egress_shim.SANDBOX_PROXY_PORT), "--", *command]  # fmt: skip
         args += ["--remount-ro", "/", "--chdir", checkout, "--", *command]
         return args
 

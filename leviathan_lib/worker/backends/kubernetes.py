@@ -9,11 +9,17 @@ read-only root filesystem (the clone lives in an emptyDir), no capabilities, sec
 a hard ``activeDeadlineSeconds``. The only secret the pod gets is the model API key, by reference to a
 Kubernetes Secret (never a forge token: the orchestrator pushes and opens the PR, not the worker).
 
+Recipe egress (``sandbox_egress``): the worker in the pod runs the same egress proxy as the local backend
+(on the pod's 127.0.0.1), so the evidence is the same; but the pod has no network namespace of its own
+inside, so the boundary is the NetworkPolicy. :func:`egress_network_policy` renders the additive policy a
+target's rules need (``leviathan egress-policy``); it is never applied by Leviathan.
+
 Importing this module imports the cncf provider (~0.6 s): only kubernetes-backend DAGs import it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Callable
@@ -25,6 +31,7 @@ from airflow.providers.cncf.kubernetes.utils.pod_manager import EMPTY_XCOM_RESUL
 from kubernetes.client import models as k8s
 
 from leviathan_lib.core.config import TargetConfig
+from leviathan_lib.core.egress import is_address
 from leviathan_lib.core.names import TASK_PREPARE_ATTEMPT, TASK_RUN_WORKER, XCOM_SPEC, XCOM_TASK_LABEL
 
 WORKER_COMMAND = ["python3", "-m", "leviathan_lib.worker"]
@@ -43,6 +50,45 @@ def label_value(text: str) -> str:
     """A valid Kubernetes label value (63 characters, alphanumeric at both ends) naming ``text``."""
     value = _LABEL_BAD.sub("-", text)[:63].strip("._-")
     return value or "none"
+
+
+def egress_network_policy(target: TargetConfig) -> tuple[dict[str, Any] | None, list[str]]:
+    """The NetworkPolicy that lets ``target``'s worker pods reach its ``sandbox_egress`` destinations, and
+    what it cannot say (None when it would allow nothing).
+
+    Additive to ``k8s/worker/networkpolicy.yaml`` (policies are unions) and selecting only this target's
+    pods. A NetworkPolicy matches IP blocks, never names: an IP rule becomes its /32 (/128); a host name
+    rule is only reported, for the operator to add its published CIDRs or an FQDN rule of a CNI that
+    has one (Cilium ``toFQDNs``); a loopback rule means the pod itself and needs nothing.
+    """
+    egress: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for rule in target.sandbox_egress:
+        if not is_address(rule.host):
+            notes.append(f"{rule.label}: a host name; a NetworkPolicy matches IP blocks only: add its CIDRs "
+                         "or use your CNI's FQDN policy")
+            continue
+        ip = ipaddress.ip_address(rule.host)
+        if ip.is_loopback:
+            notes.append(f"{rule.label}: the pod's own loopback; nothing to allow")
+            continue
+        egress.append({"to": [{"ipBlock": {"cidr": f"{ip}/{ip.max_prefixlen}"}}],
+                       "ports": [{"protocol": "TCP", "port": rule.port}]})
+    if not egress:
+        return None, notes
+    selector = {"app": "leviathan-worker", "leviathan/target": label_value(target.target_id)}
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": f"leviathan-worker-egress-{target.target_id.replace('_', '-')}".rstrip("-"),
+            "namespace": target.worker_namespace,
+            "labels": dict(selector),
+            "annotations": {"leviathan/sandbox-egress": " ".join(r.label for r in target.sandbox_egress)},
+        },
+        "spec": {"podSelector": {"matchLabels": selector}, "policyTypes": ["Egress"], "egress": egress},
+    }
+    return policy, notes
 
 
 def _xcom(key: str) -> str:
