@@ -97,3 +97,21 @@ def scheduler_heartbeat() -> Iterator[None]:
     finally:
         with create_session() as session:
             session.delete(session.get(Job, job_id))
+
+
+def set_switch(on: bool) -> None:
+    """Switch autonomy on or off globally the way an admin does (the Variable and its record): a missing
+    switch is off, so the test session starts with it on and a test that changes it puts it back."""
+    from leviathan_lib.control.switch import set_global
+
+    set_global(on, by="tests", reason="test setup")
+
+
+def switch_on_in(env: dict[str, str]) -> None:
+    """Switch autonomy on in a stack of a test's own (its own metadata DB): ``leviathan resume``, as an operator."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "leviathan_lib.cli.main", "resume", "--reason", "test stack"],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 #: SimpleAuthManager users ``name:role``; their generated passwords are read from AIRFLOW_HOME.
-USERS = "admin:admin,viewer:viewer,op:op"
+USERS = "admin:admin,viewer:viewer,op:op,user:user"
 
 
 def free_port() -> int:

@@ -90,6 +90,9 @@ def airflow_db() -> Path:
         [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, env=os.environ.copy()
     )
     assert migrated.returncode == 0, f"airflow db migrate failed:\n{migrated.stdout[-2000:]}{migrated.stderr[-3000:]}"
+    from tests.airflow_helpers import set_switch
+
+    set_switch(True)  # a missing switch is off (fail closed): the session runs with it switched on
     return _HOME
 
 

@@ -18,7 +18,6 @@ from pydantic import BaseModel, Field
 
 from leviathan_lib.control.evidence_db import newest_rows, record_rows
 from leviathan_lib.core import schedule, target_scan
-from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE, switch_state
 from leviathan_lib.core.config import TargetConfig, TargetsDirError
 from leviathan_lib.core.guardrails import ReasonCode
 from leviathan_lib.core.names import dag_id
@@ -118,10 +117,10 @@ def histories(target_ids: set[str]) -> dict[str, History]:
 
 
 def global_switch() -> tuple[bool, str]:
-    """The global switch exactly as the guardrails read it."""
-    from airflow.models.variable import Variable
+    """The global switch exactly as the guardrails read it (the Variable and the newest recorded change)."""
+    from leviathan_lib.control.switch import read_global
 
-    return switch_state(Variable.get(GLOBAL_SWITCH_VARIABLE, default_var=None))
+    return read_global()
 
 
 class DagState(BaseModel):

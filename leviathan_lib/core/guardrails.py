@@ -123,6 +123,9 @@ class CycleState(_State):
 
     #: The global switch (an Airflow Variable), ANDed with the target's own ``autonomy_enabled``.
     autonomy_enabled: bool = True
+    #: An admin's pause of this target through Leviathan still stands (its DAG was unpaused outside
+    #: Leviathan): who paused it, when and why; None when no such pause stands.
+    admin_paused: str | None = None
     #: None means the forge could not be read: the cycle fails closed.
     open_prs: list[OpenPR] | None = Field(default_factory=list)
     #: Oldest first.
@@ -213,8 +216,11 @@ _RuleResult = tuple[list[Check], ReasonCode | None]
 def _autonomy_rule(target: TargetConfig, state: CycleState) -> _RuleResult:
     target_on, global_on = target.autonomy_enabled, state.autonomy_enabled
     switch = "on" if global_on else "off"
-    check = Check(name="autonomy", passed=target_on and global_on,
-                  detail=f"target autonomy_enabled={str(target_on).lower()}, global switch={switch}")
+    detail = f"target autonomy_enabled={str(target_on).lower()}, global switch={switch}"
+    if state.admin_paused:
+        detail += (f"; target paused by {state.admin_paused} and unpaused outside Leviathan: it stays off until "
+                   "an admin resumes it in the Leviathan view or with `leviathan resume --target`")
+    check = Check(name="autonomy", passed=target_on and global_on and not state.admin_paused, detail=detail)
     return [check], None if check.passed else ReasonCode.AUTONOMY_DISABLED
 
 

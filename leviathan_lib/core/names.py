@@ -132,6 +132,14 @@ XCOM_APPROVAL: Final = "approval"
 DASHBOARD_LABEL: Final = "leviathan-dashboard"
 
 
+#: The asset whose events are the global switch's changes (and changes found outside Leviathan). A path of
+#: its own: Airflow normalizes a declared ``leviathan://autonomy`` to ``leviathan://autonomy/``.
+AUTONOMY_ASSET_URI: Final = "leviathan://autonomy/global"
+AUTONOMY_ASSET_NAME: Final = "leviathan_autonomy_global"
+#: Where switch changes were recorded before (every target's too); still shown, never read as the switch.
+LEGACY_AUTONOMY_ASSET_URI: Final = "leviathan://autonomy"
+
+
 def evidence_asset_uri(target_id: str) -> str:
     """The asset a target's evidence records are events of (the DAG's outlet, every history read)."""
     return f"leviathan://targets/{target_id}/evidence"

@@ -91,7 +91,10 @@ def state_from_ledger(ledger: Ledger, *, global_autonomy: bool, now: datetime | 
     """The guardrails' state from the history a ledger carries; ``open_prs`` from the forge (None: unknown)
     or :func:`ledger_open_prs`, ``closed`` the closures seen since (this cycle's PR sync)."""
     attempts, known_closed = guardrail_inputs(ledger)
-    return CycleState(autonomy_enabled=global_autonomy, open_prs=open_prs, attempts=attempts,
+    switch = ledger.switch
+    paused = None if switch is None or switch.enabled else \
+        f"{switch.by} at {switch.changed_at.isoformat(timespec='seconds')} ({switch.reason})"
+    return CycleState(autonomy_enabled=global_autonomy, admin_paused=paused, open_prs=open_prs, attempts=attempts,
                       attempt_counts=dict(ledger.attempt_counts), breaker_reset_at=ledger.breaker_reset_at,
                       closed_prs=[*known_closed, *closed], prs_opened_at=list(ledger.prs_opened_at), now=now)
 

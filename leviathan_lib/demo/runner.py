@@ -289,8 +289,19 @@ def summarize(record: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _switch_on_first_time(api: Api) -> None:
+    """A new demo switches autonomy on through Spider, as an admin (a missing switch is off: fail closed);
+    a demo whose switch someone set keeps it as it is."""
+    state = api.call("GET", "/leviathan/autonomy")["global"]
+    if not state["enabled"] and "not set" in state["detail"]:
+        api.call("PUT", "/leviathan/autonomy", {"enabled": True, "reason": "the demo starts with autonomy on"})
+        state = api.call("GET", "/leviathan/autonomy")["global"]
+    print(f"Global autonomy switch: {'ON' if state['enabled'] else 'OFF'} ({state['detail']})", flush=True)
+
+
 def _trigger(api: Api) -> str:
     """Unpause and trigger the demo DAG; the triggered run's id."""
+    _switch_on_first_time(api)
     api.call("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
     run_id: str = api.call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None})["dag_run_id"]
     print(f"Unpaused and triggered {DAG_ID}: run {run_id}", flush=True)

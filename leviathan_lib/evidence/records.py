@@ -256,6 +256,15 @@ def _vocabulary(value: str | None, allowed: tuple[str, ...]) -> str:
     return value if value in allowed else "other"
 
 
+class TargetSwitch(BaseModel):
+    """A target's switch as an admin last set it through Leviathan."""
+
+    enabled: bool
+    changed_at: datetime
+    by: str
+    reason: str = ""
+
+
 class Ledger(BaseModel):
     """What the guardrails need from all earlier history, carried forward in every cycle record.
 
@@ -279,6 +288,9 @@ class Ledger(BaseModel):
     #: Attempts a human rejected at an approval gate: like a closed PR, the task waits for a new definition.
     rejected: list[LedgerClosed] = Field(default_factory=list)
     breaker_reset_at: datetime | None = None
+    #: The newest change of this target's switch made through Leviathan (an admin's pause stands until an
+    #: admin resumes; an unpause outside Leviathan does not lift it).
+    switch: TargetSwitch | None = None
     #: When the newest PRs were opened (at most :data:`RECENT_PRS`, oldest first), for ``max_prs_per_hour``.
     prs_opened_at: list[datetime] = Field(default_factory=list)
     dashboard: DashboardState = Field(default_factory=DashboardState)
@@ -295,6 +307,13 @@ class Ledger(BaseModel):
         for attempt in attempts:
             folded = folded.with_attempt(attempt)
         return folded.model_dump()
+
+    def with_switch(self, record: AutonomyChangedRecord) -> Ledger:
+        """Fold one target switch change made through Leviathan (the newest wins; outside changes never)."""
+        if record.outside or record.target_id is None or (self.switch and self.switch.changed_at >= record.changed_at):
+            return self
+        switch = TargetSwitch(enabled=record.enabled, changed_at=record.changed_at, by=record.by, reason=record.reason)
+        return self.model_copy(update={"switch": switch})
 
     def with_reset(self, reset_at: datetime | None) -> Ledger:
         if reset_at is None or (self.breaker_reset_at and self.breaker_reset_at >= reset_at):
@@ -486,7 +505,13 @@ class BreakerResetRecord(BaseModel):
 
 
 class AutonomyChangedRecord(BaseModel):
-    """The global (``target_id`` None) or a target's autonomy switch was changed, by whom and why."""
+    """The global (``target_id`` None) or a target's autonomy switch was changed, by whom and why.
+
+    ``how`` says through what: ``leviathan`` (Spider's admin action or ``leviathan stop|resume``: the only
+    changes that count), or Airflow's own action (``airflow:patch_dag``, ``airflow:delete_variable``, ...)
+    that Spider found in Airflow's audit log (``outside``: evidence only, never a switch; ``log_id`` is
+    that log row, so each is recorded once).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -497,6 +522,9 @@ class AutonomyChangedRecord(BaseModel):
     changed_at: datetime
     by: str
     reason: str = ""
+    how: str = "leviathan"
+    outside: bool = False
+    log_id: int | None = None
 
 
 class UnreadableRecord(BaseModel):
@@ -509,6 +537,8 @@ class History(BaseModel):
 
     cycles: list[CycleRecord] = Field(default_factory=list)
     resets: list[BreakerResetRecord] = Field(default_factory=list)
+    #: This target's switch changes (Spider's admin pause and resume, and changes found outside it).
+    switches: list[AutonomyChangedRecord] = Field(default_factory=list)
     unreadable: list[UnreadableRecord] = Field(default_factory=list)
 
     @property
@@ -527,6 +557,9 @@ class History(BaseModel):
         for reset in self.resets:
             if until is None or reset.reset_at <= until:
                 ledger = ledger.with_reset(reset.reset_at)
+        for switch in self.switches:
+            if until is None or switch.changed_at <= until:
+                ledger = ledger.with_switch(switch)
         return ledger
 
     def latest_ledger(self, *, exclude_run_id: str | None) -> Ledger | None:
@@ -538,6 +571,8 @@ class History(BaseModel):
             ledger = record.ledger
             for reset in self.resets:
                 ledger = ledger.with_reset(reset.reset_at)
+            for switch in self.switches:
+                ledger = ledger.with_switch(switch)
             return ledger
         return None
 
@@ -564,11 +599,11 @@ def parse_records(extras: list[tuple[str | None, Any]]) -> History:
     history = History()
     for run_id, extra in extras:
         kind = extra.get("kind") if isinstance(extra, dict) else None
-        if kind == "autonomy_changed":
-            continue  # the switch is read live from its Variable; these records are for the event stream
         try:
             if kind == "breaker_reset":
                 history.resets.append(BreakerResetRecord.model_validate(extra))
+            elif kind == "autonomy_changed":
+                history.switches.append(AutonomyChangedRecord.model_validate(extra))
             else:
                 history.cycles.append(CycleRecord.model_validate(extra))
         except ValidationError as exc:

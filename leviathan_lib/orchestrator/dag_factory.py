@@ -23,6 +23,8 @@ from leviathan_lib.core import target_scan
 from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.names import (
+    AUTONOMY_ASSET_NAME,
+    AUTONOMY_ASSET_URI,
     TASK_APPROVE_PLAN,
     TASK_APPROVE_PULL_REQUEST,
     TASK_CONFIG_ERROR,
@@ -52,6 +54,11 @@ DEFAULT_ARGS = {"owner": "leviathan", "retries": 2, "retry_delay": timedelta(sec
 def evidence_asset(target_id: str) -> Asset:
     return Asset(name=f"leviathan_evidence__{target_id}", uri=evidence_asset_uri(target_id),
                  group="leviathan")
+
+
+def autonomy_asset() -> Asset:
+    """The global switch's changes: ``plan`` reads the newest beside the Variable (core/autonomy.py)."""
+    return Asset(name=AUTONOMY_ASSET_NAME, uri=AUTONOMY_ASSET_URI, group="leviathan")
 
 
 def evidence_alias(target_id: str) -> AssetAlias:
@@ -137,9 +144,11 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
         # unique-key race in Airflow's alias bookkeeping (the second plan would end failed). No return_value
         # XCom: nothing reads the branch list (Airflow keeps what it followed in its own XCom), and an idle
         # cycle saves the write.
-        plan = task.branch(task_id=TASK_PLAN, inlets=[asset], outlets=[alias], max_active_tis_per_dag=1,
+        switches = autonomy_asset()
+        plan = task.branch(task_id=TASK_PLAN, inlets=[asset, switches], outlets=[alias], max_active_tis_per_dag=1,
                            do_xcom_push=False)(t.plan)(
             config=config, repo_url=repo_url, asset=asset, alias=alias, switch_variable=GLOBAL_SWITCH_VARIABLE,
+            switches=switches,
             run_task_id=TASK_APPROVE_PLAN if target.approval == "plan" else first,
         )
         start: XComArg | BaseOperator

@@ -75,15 +75,19 @@ def _read(target: TargetConfig, repo_url: str, dag_run: Any) -> ReadResult:
     return result
 
 
-def _global_switch(name: str) -> tuple[bool, str]:
-    """The global autonomy switch; a Variable that cannot be read is unknown, so the switch is off."""
-    from leviathan_lib.core.autonomy import switch_state
+def _global_switch(name: str, accessors: Any, switches: Asset) -> tuple[bool, str]:
+    """The global autonomy switch: the Variable and the newest change recorded on ``switches``; anything that
+    cannot be read is unknown, so the switch is off."""
+    from leviathan_lib.evidence.switches import NEWEST_SWITCH_EVENTS, global_state
 
     try:
         raw = Variable.get(name, default=None)
+        if raw is None or str(raw).strip().lower() != "true":
+            return global_state(raw, [])  # off whatever the record says: no need to read it
+        reads = ([e.extra for e in accessors[switches].ascending(False).limit(n)] for n in NEWEST_SWITCH_EVENTS)
+        return global_state(raw, reads)  # the wider read only when the newest events hold no global change
     except Exception as exc:  # noqa: BLE001 — the switch is unknown: fail closed
-        return False, f"cannot read Variable {name}: {type(exc).__name__}"
-    return switch_state(raw)
+        return False, f"cannot read the switch ({name} or its recorded changes): {type(exc).__name__}"
 
 
 #: Newest-events reads ask for events after now minus each of these first: Airflow's inlet-events query
@@ -126,7 +130,7 @@ class _InletEvents:
 
 
 def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAlias, switch_variable: str,
-         run_task_id: str = TASK_RUN_WORKER) -> list[str]:
+         switches: Asset, run_task_id: str = TASK_RUN_WORKER) -> list[str]:
     """Read, check, branch; a cycle that will not attempt is recorded here, so it costs this one process.
 
     The record of a skip is emitted through ``alias`` (the task's only outlet): an alias outlet yields an
@@ -149,7 +153,7 @@ def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAli
     result: GuardrailResult | None = None
     try:
         window = history_window(_InletEvents(context["inlet_events"], asset), run_id, read.as_of)
-        enabled, switch_detail = _global_switch(switch_variable)
+        enabled, switch_detail = _global_switch(switch_variable, context["inlet_events"], switches)
         result = check_cycle(target, read, history=window.history, ledger=window.ledger, run_id=run_id,
                              repo_url=repo_url, global_autonomy=enabled, totals=window.totals)
         _log_decision(result, read, switch_detail)

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from leviathan_lib.control import fleet, switch
 from leviathan_lib.control.evidence_db import MAX_PAGE, read_events
 from leviathan_lib.control.health import health as stack_health
+from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE
 from leviathan_lib.core.names import dag_id
 from leviathan_lib.spider.auth import AdminUser, GetUserDep, metrics_access, username
 from leviathan_lib.spider.view import add_view
@@ -87,7 +88,7 @@ def _autonomy() -> dict[str, Any]:
     overview, _, _ = fleet.overview()
     return {
         "global": {"enabled": overview.global_enabled, "detail": overview.global_detail,
-                   "variable": fleet.GLOBAL_SWITCH_VARIABLE},
+                   "variable": GLOBAL_SWITCH_VARIABLE},
         "targets": [t.model_dump(mode="json", include={
             "target_id", "dag_id", "target_flag", "dag_paused", "breaker_open", "consecutive_failures",
             "breaker_threshold", "effective_enabled", "llm_budget_exhausted", "llm_budget_detail"})
@@ -122,6 +123,7 @@ async def _event_stream(request: Request, streams: Streams, cursor: int, limit: 
 def _add_status_routes(app: FastAPI) -> None:
     @app.get("/health", summary="Component health (healthy, degraded: 200; unhealthy: 503); no authentication")
     def health() -> JSONResponse:
+        switch.record_outside_changes()
         status_, components = stack_health()
         return JSONResponse({"status": status_, "components": components},
                             status_code=503 if status_ == "unhealthy" else 200)
@@ -131,6 +133,7 @@ def _add_status_routes(app: FastAPI) -> None:
         from leviathan_lib.control.health import scheduler_heartbeat
         from leviathan_lib.spider.metrics import CONTENT_TYPE, render
 
+        switch.record_outside_changes()
         overview, _, _ = fleet.overview()
         return Response(render(overview, scheduler_heartbeat=scheduler_heartbeat()), media_type=CONTENT_TYPE)
 

@@ -153,7 +153,7 @@ def _last_run_id(history: Any) -> str | None:
 
 def render_fleet(viewer: Viewer, overview: fleet.Overview, histories: dict[str, Any], targets: dict[str, Any], *,
                  next_runs: dict[str, datetime | None], notice: str | None = None,
-                 health: tuple[str, list[str]] = ("unknown", [])) -> str:
+                 health: tuple[str, list[str]] = ("unknown", []), outside: list[Any] | None = None) -> str:
     """The fleet page: one row per target, broken ones too (may it run now and why not, breaker, budget, PRs,
     cycles), and the broken files that name no target."""
     rows = []
@@ -165,7 +165,7 @@ def render_fleet(viewer: Viewer, overview: fleet.Overview, histories: dict[str, 
                      "last_run_id": _last_run_id(history),
                      "next_run": next_runs.get(state.dag_id), "unsandboxed": state.sandbox.startswith("unsandboxed")})
     return render("fleet.html", viewer, overview=overview, rows=rows, folder_problem=overview.folder_problem,
-                  broken=overview.unnamed_files, notice=notice, health=health,
+                  broken=overview.unnamed_files, notice=notice, health=health, outside=outside or [],
                   global_enabled=overview.global_enabled, nav_targets=[t.target_id for t in overview.targets])
 
 
@@ -178,6 +178,15 @@ def _health(overview: fleet.Overview) -> tuple[str, list[str]]:
     except Exception as exc:  # noqa: BLE001 — shown as unknown
         return "unknown", [f"{type(exc).__name__}: {exc}"]
     return status, health.problems(components)
+
+
+def _outside() -> list[Any]:
+    """The newest switch changes made outside Leviathan (best effort: the page says what it could not read)."""
+    try:
+        return switch.outside_changes()
+    except Exception as exc:  # noqa: BLE001 — shown as unknown, never a 500
+        log.warning("outside switch changes: %s", exc)
+        return []
 
 
 def _notice(done: str | None) -> str | None:
@@ -279,6 +288,7 @@ def _add_pages(app: FastAPI) -> None:
     def fleet_page(request: Request, *, user: GetUserDep, credentials: BearerCredentials,
                    done: str | None = None) -> HTMLResponse:
         viewer = Viewer.of(request, user, credentials)
+        switch.record_outside_changes()
         try:
             overview, histories, targets = fleet.overview()
             next_runs = target_view.next_runs([t.dag_id for t in overview.targets])
@@ -287,7 +297,7 @@ def _add_pages(app: FastAPI) -> None:
             return _html(render("message.html", viewer, heading="Fleet state unknown", back=ROOT,
                                 message=f"unknown: {type(exc).__name__}: {exc}"), 503)
         return _html(render_fleet(viewer, overview, histories, targets, next_runs=next_runs, notice=_notice(done),
-                                  health=_health(overview)))
+                                  health=_health(overview), outside=_outside()))
 
     @app.get("/ui/targets/{target_id}", response_class=HTMLResponse, summary="One target: backlog, history")
     def target_page(request: Request, *, user: GetUserDep, credentials: BearerCredentials, target_id: str,

@@ -17,7 +17,7 @@ import pytest
 
 from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
-from tests.airflow_helpers import commit_file, evidence_record, run_cycle
+from tests.airflow_helpers import commit_file, evidence_record, run_cycle, set_switch
 from tests.spider.test_app import ApiServer
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -105,7 +105,7 @@ def test_stop_ends_the_running_worker_pauses_switches_off_and_resume_restores(tm
     finally:  # leave nothing a later test's scheduler could pick up (the DAG is unpaused, its repo hangs)
         from airflow.api.common.delete_dag import delete_dag
 
-        Variable.delete("leviathan_autonomy_enabled")
+        set_switch(True)
         delete_dag(names.dag_id("estop"), keep_records_in_log=False)
 
 

@@ -17,6 +17,7 @@ from leviathan_lib.demo import create_demo_target
 from leviathan_lib.demo.runner import Api, Stack, _environment, _wait
 from leviathan_lib.forge.local import LocalForge
 from leviathan_lib.git.runner import run_git
+from tests.airflow_helpers import switch_on_in
 from tests.e2e.test_scheduler import _free_port
 from tests.evidence.test_records import _dated_repo
 
@@ -35,6 +36,7 @@ def test_backfill_replays_each_date_and_opens_nothing(tmp_path, own_metadata_db)
     _dated_repo(bare, tmp_path / "work", [("2026-03-01T12:00:00+00:00", "docs-quickstart"),
                                           ("2026-03-03T12:00:00+00:00", "docs-faq")])
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    switch_on_in(env)  # a new metadata DB has no switch: off until an operator switches it on
     stack = Stack(env, demo / "logs")
     try:
         stack.start()

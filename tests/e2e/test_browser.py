@@ -16,7 +16,7 @@ import pytest
 
 from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
-from tests.airflow_helpers import evidence_record, run_cycle, scheduler_heartbeat
+from tests.airflow_helpers import evidence_record, run_cycle, scheduler_heartbeat, set_switch
 from tests.api_server import ApiServer
 from tests.browser import chromium, leviathan_frame, login, needs_chromium, new_page
 
@@ -68,10 +68,8 @@ def browser():
 
 @pytest.fixture
 def switch_variable():
-    from airflow.models.variable import Variable
-
     yield
-    Variable.delete("leviathan_autonomy_enabled")
+    set_switch(True)
 
 
 def test_log_in_and_see_the_fleet_from_the_airflow_nav(server, browser):

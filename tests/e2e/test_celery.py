@@ -42,6 +42,7 @@ from leviathan_lib.demo import create_demo_target
 from leviathan_lib.evidence.records import CycleRecord
 from leviathan_lib.forge.local import LocalForge
 from leviathan_lib.git.runner import run_git
+from tests.airflow_helpers import switch_on_in
 from tests.fake_github import FakeGithub, connection_env
 from tests.metadata_db import PostgresDatabase, backend
 
@@ -314,6 +315,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     migrated = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=machines["control"],
                               capture_output=True, text=True, timeout=300)
     assert migrated.returncode == 0, migrated.stdout[-2000:] + migrated.stderr[-3000:]
+    switch_on_in(machines["control"])  # a new metadata DB has no switch: off until an operator switches it on
     stack = Stack(base, machines["control"], machines, api, database,
                   {"a": [queue_a, shared], "b": [queue_b, shared]}, github)
     try:

@@ -17,6 +17,7 @@ import pytest
 from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.demo.runner import Api, Stack, _environment, _password, _wait
+from tests.airflow_helpers import switch_on_in
 from tests.e2e.test_scheduler import _free_port
 from tests.orchestrator.test_metrics import UdpListener
 
@@ -36,6 +37,7 @@ def test_a_cycle_past_its_deadline_reaches_the_configured_notifier(tmp_path, own
            "AIRFLOW__METRICS__STATSD_PORT": str(statsd.port)}
     create_demo_target(stack_dir, target_id="late", timeout=1)
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    switch_on_in(env)  # a new metadata DB has no switch: off until an operator switches it on
     stack = Stack(env, stack_dir / "logs")
     try:
         stack.start()

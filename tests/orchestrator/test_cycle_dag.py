@@ -16,7 +16,7 @@ from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.forge.local import LocalForge
 from leviathan_lib.git.runner import run_git
-from tests.airflow_helpers import commit_file, evidence_record, run_cycle, xcom
+from tests.airflow_helpers import commit_file, evidence_record, run_cycle, set_switch, xcom
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -170,19 +170,29 @@ def test_unreachable_repository_fails_closed(tmp_path, targets_dir):
     assert states[names.TASK_RUN_WORKER] == "skipped" and dag_run.state == "failed"
 
 
-def test_global_switch_off_skips_and_a_bad_switch_value_fails_closed(tmp_path, targets_dir):
+def test_the_global_switch_is_on_only_when_set_on_through_leviathan(tmp_path, targets_dir):
+    """Off, a bad value, a missing Variable: off. An admin's recorded off stays off when someone sets the
+    Variable to true with Airflow's own tools (an op may edit Variables; only Leviathan's record counts)."""
     from airflow.models.variable import Variable
 
     target_file = create_demo_target(tmp_path, target_id="cycle_switch", targets_dir=targets_dir)
     try:
-        for value in ("false", "maybe"):
-            Variable.set("leviathan_autonomy_enabled", value)
+        for value in ("false", "maybe", None):
+            if value is None:
+                Variable.delete("leviathan_autonomy_enabled")
+            else:
+                Variable.set("leviathan_autonomy_enabled", value)
             dag_run, states = run_cycle(target_file)
             record = evidence_record(dag_run)
             assert record["reasons"] == ["autonomy_disabled"], value
             assert states[names.TASK_RUN_WORKER] == "skipped"
+        set_switch(False)  # an admin switches everything off, on the record
+        Variable.set("leviathan_autonomy_enabled", "true")  # then the Variable is edited directly
+        record = evidence_record(run_cycle(target_file)[0])
+        assert record["reasons"] == ["autonomy_disabled"]
+        assert "global switch=off" in record["checks"][0]["detail"]
     finally:
-        Variable.delete("leviathan_autonomy_enabled")
+        set_switch(True)
 
 
 def test_worker_timeout_is_recorded_and_counts_toward_the_breaker(tmp_path, targets_dir):

@@ -25,18 +25,15 @@ from leviathan_lib.cli.main import main
 from leviathan_lib.core.config import load_target
 from leviathan_lib.evidence.records import parse_records
 from leviathan_lib.git.runner import run_git
-from tests.airflow_helpers import commit_file, evidence_record, run_cycle
+from tests.airflow_helpers import commit_file, evidence_record, run_cycle, set_switch
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
 ROOT = Path(__file__).resolve().parents[2]
-SWITCH = "leviathan_autonomy_enabled"
 
 
 def _set_switch(on: bool) -> None:
-    from airflow.models.variable import Variable
-
-    Variable.set(SWITCH, "true" if on else "false")
+    set_switch(on)
 
 
 def _edit_backlog(bare: Path, work: Path, edit: Callable[[dict[str, Any]], None]) -> None:
@@ -134,8 +131,6 @@ def _from_dag(target_file: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("name", "edit", "world", "switch", "expected"), SCENARIOS, ids=[s[0] for s in SCENARIOS])
 def test_the_cli_the_dag_and_the_view_decide_alike(tmp_path, targets_dir, name, edit, world, switch, expected):
-    from airflow.models.variable import Variable
-
     from leviathan_lib.demo import create_demo_target
 
     target_file = create_demo_target(tmp_path, target_id=f"agree_{name}", targets_dir=targets_dir)
@@ -154,7 +149,7 @@ def test_the_cli_the_dag_and_the_view_decide_alike(tmp_path, targets_dir, name, 
         cli = _from_cli(target_file, bare, record, tmp_path)
         dag = _from_dag(target_file)
     finally:
-        Variable.delete(SWITCH)
+        set_switch(True)
     assert (dag["decision"], dag["task_id"]) == expected, dag
     for key in ("decision", "task_id", "reasons", "checks", "tasks"):
         assert view[key] == dag[key] == cli[key], (key, view[key], dag[key], cli[key])

@@ -15,7 +15,7 @@ from leviathan_lib.core import names
 from leviathan_lib.core.names import evidence_asset_uri
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.evidence.records import CycleRecord, Totals
-from tests.airflow_helpers import evidence_record, run_cycle
+from tests.airflow_helpers import evidence_record, run_cycle, set_switch
 from tests.api_server import ApiServer
 
 
@@ -40,11 +40,9 @@ def viewer(server):
 
 @pytest.fixture
 def switch_variable():
-    """The global switch is restored (deleted: default on) after a test that changes it."""
-    from airflow.models.variable import Variable
-
+    """The global switch is switched back on (as an admin does) after a test that changes it."""
     yield
-    Variable.delete("leviathan_autonomy_enabled")
+    set_switch(True)
 
 
 def _variable():
@@ -86,7 +84,7 @@ def test_unauthenticated_and_non_admin_callers_change_nothing(server, viewer, sw
         assert op.put("/autonomy", json=body).status_code == 403
         assert op.put("/autonomy/anything", json=body).status_code == 403
     assert anonymous.put("/autonomy", content=b"{not json").status_code == 401
-    assert _variable() is None
+    assert _variable() == "true"
     assert _all_events(viewer) == before
     # Health needs no login and names its components.
     health = anonymous.get("/health")
@@ -135,7 +133,7 @@ def test_cookie_authenticated_changes_must_be_same_origin(server, viewer, switch
         ]
         assert [r.status_code for r in refused] == [403] * len(refused), [r.text for r in refused]
         assert "Origin" in refused[0].json()["detail"]
-        assert _variable() is None and _all_events(viewer) == before
+        assert _variable() == "true" and _all_events(viewer) == before
 
         same_origin = {"Origin": server.base, "Sec-Fetch-Site": "same-origin"}
         response = browser.put("/autonomy", json=body, headers=same_origin)
@@ -158,7 +156,7 @@ def test_cookie_authenticated_changes_must_be_same_origin(server, viewer, switch
 ])
 def test_malformed_switch_bodies_are_422_and_change_nothing(admin, body, switch_variable):
     assert admin.put("/autonomy", json=body).status_code == 422
-    assert _variable() is None
+    assert _variable() == "true"
 
 
 def test_switch_off_stops_the_next_attempt_and_is_on_the_record(tmp_path, targets_dir, admin, viewer,

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.evidence.records import CycleRecord
-from tests.airflow_helpers import evidence_record, run_cycle, scheduler_heartbeat
+from tests.airflow_helpers import evidence_record, run_cycle, scheduler_heartbeat, set_switch
 from tests.api_server import ApiServer
 from tests.spider.test_app import _write_record
 
@@ -116,8 +116,6 @@ def _all_events(client) -> list[dict]:
 
 def test_a_target_that_stopped_cycling_is_stale_unless_paused_or_switched_off(tmp_path, targets_dir, server,
                                                                                viewer, scheduler_beats):
-    from airflow.models.variable import Variable
-
     target_file = create_demo_target(tmp_path, target_id="live_stale", targets_dir=targets_dir)
     run, _ = run_cycle(target_file)
     old = CycleRecord.model_validate(evidence_record(run))
@@ -136,13 +134,13 @@ def test_a_target_that_stopped_cycling_is_stale_unless_paused_or_switched_off(tm
         assert 3500 < samples[("leviathan_last_cycle_age_seconds", "live_stale")] < 3800
         assert samples[("leviathan_cycle_interval_seconds", "live_stale")] == 300
 
-        Variable.set("leviathan_autonomy_enabled", "false")  # switched off: nothing is expected, no alert
+        set_switch(False)  # switched off: nothing is expected, no alert
         assert _samples(viewer)[("leviathan_cycle_stale", "live_stale")] == 0
         assert anonymous.get("/health").json()["components"]["targets"]["live_stale"]["status"] == "healthy"
-        Variable.delete("leviathan_autonomy_enabled")
+        set_switch(True)
         _set_paused(dag, True)  # paused: the same
         assert _samples(viewer)[("leviathan_cycle_expected", "live_stale")] == 0
         assert _samples(viewer)[("leviathan_cycle_stale", "live_stale")] == 0
     finally:
-        Variable.delete("leviathan_autonomy_enabled")
+        set_switch(True)
         _set_paused(dag, True)

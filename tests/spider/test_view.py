@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from leviathan_lib.core import names
 from leviathan_lib.core.names import evidence_asset_uri
 from leviathan_lib.demo import create_demo_target
-from tests.airflow_helpers import commit_file, evidence_record, run_cycle
+from tests.airflow_helpers import commit_file, evidence_record, run_cycle, set_switch
 
 EVIL = "<script>alert(1)</script>'\"&"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;&#39;&#34;&amp;"
@@ -58,10 +58,8 @@ def viewer(app):
 
 @pytest.fixture
 def switch_variable():
-    from airflow.models.variable import Variable
-
     yield
-    Variable.delete("leviathan_autonomy_enabled")
+    set_switch(True)
 
 
 def _csrf(page: str) -> str:
@@ -202,10 +200,10 @@ def test_viewer_is_refused_and_csrf_is_required(tmp_path, targets_dir, admin, vi
                           if k != "csrf_token"}, SAME_ORIGIN), ({**body, "csrf_token": other}, SAME_ORIGIN),
                           (body, {"Origin": "https://evil.example"}), (body, {})):
         assert admin.post("/ui/actions/autonomy", data=data, headers=headers).status_code == 403
-    assert _variable() is None
+    assert _variable() == "true"
     # No reason: refused, nothing changes.
     assert admin.post("/ui/actions/autonomy", data={**body, "reason": "  "}, headers=SAME_ORIGIN).status_code == 400
-    assert _variable() is None
+    assert _variable() == "true"
     done = admin.post("/ui/actions/autonomy", data=body, headers=SAME_ORIGIN, follow_redirects=False)
     assert done.status_code == 303 and done.headers["location"] == "/leviathan/ui?done=autonomy-off"
     assert _variable() == "false"
