@@ -131,6 +131,9 @@ class _Airflow:
             raise ValueError(f"--db {db!r}: expected sqlite or postgresql")
         subprocess.run([PYTHON, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True,
                        timeout=300)
+        # A new metadata DB has no switch (off); an operator switches it on, as production does once.
+        subprocess.run([PYTHON, "-m", "leviathan_lib.cli.main", "resume", "--reason", "benchmark stack"], env=env,
+                       check=True, capture_output=True, timeout=120)
         self.base, self.env = base, env
         self.stack = Stack(env, base / "logs")
         self.api = Api(f"http://127.0.0.1:{self.port}")

@@ -51,7 +51,8 @@ def _paused(dag_id: str) -> bool:
         return session.get(DagModel, dag_id).is_paused
 
 
-def test_stop_ends_the_running_worker_pauses_switches_off_and_resume_restores(tmp_path, targets_dir, airflow_db):
+def test_stop_ends_the_running_worker_pauses_switches_off_and_resume_restores(tmp_path, targets_dir, airflow_db,
+                                                                             request):
     from airflow.models.variable import Variable
 
     target_file = create_demo_target(tmp_path, target_id="estop", targets_dir=targets_dir)
@@ -60,6 +61,7 @@ def test_stop_ends_the_running_worker_pauses_switches_off_and_resume_restores(tm
     for command in (["dags", "reserialize"], ["dags", "unpause", names.dag_id("estop")]):
         subprocess.run([sys.executable, "-m", "airflow", *command], check=True, capture_output=True)
     api = ApiServer(airflow_db).start()  # LocalExecutor tasks talk to its execution API
+    request.addfinalizer(lambda: set_switch(True))  # whatever fails below, the next test finds the switch on
     log = open(tmp_path / "scheduler.log", "wb")  # noqa: SIM115 - closed in finally
     env = {**os.environ, "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api.base}/execution/"}
     scheduler = subprocess.Popen([sys.executable, "-m", "airflow", "scheduler"], env=env, stdout=log,
@@ -74,7 +76,7 @@ def test_stop_ends_the_running_worker_pauses_switches_off_and_resume_restores(tm
         assert stop.returncode == 0, stop.stdout + stop.stderr
         report = _json(stop.stdout)
         assert report["idle"] is True and report["activity"]["active_task_instances"] == []
-        assert report["paused_dags"] == [names.dag_id("estop")]
+        assert names.dag_id("estop") in report["paused_dags"]  # (and whatever other tests left unpaused)
         assert report["failed_worker_tasks"] and report["failed_worker_tasks"][0].startswith("leviathan__estop/")
     finally:
         os.killpg(scheduler.pid, 15)

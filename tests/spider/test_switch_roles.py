@@ -86,3 +86,5 @@ def test_an_op_or_a_user_cannot_turn_autonomy_on_and_is_on_the_record(tmp_path, 
             assert "autonomy_disabled" not in again["reasons"], again["checks"]  # (PR #1 still holds it)
         finally:
             set_switch(True)
+            # Paused again: no later test's scheduler runs it.
+            spider.put("/autonomy/roles", json={"enabled": False, "reason": "test done"})
