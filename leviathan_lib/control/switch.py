@@ -5,7 +5,7 @@ finishes, no new one starts. A global change is an ``AutonomyChangedRecord`` on 
 asset (the cycle reads the newest one beside the Variable); a target's is one on the target's own evidence
 asset, where the target's ledger picks it up. Changes made with Airflow's own tools (the UI, the REST
 API, the ``airflow`` CLI) are found in Airflow's audit log and recorded too, with who and how
-(:func:`record_outside_changes`): as evidence, never as a switch.
+(:func:`record_outside_changes`, on the asset ``leviathan://autonomy/outside``): as evidence, never as a switch.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from leviathan_lib.core.names import (
     AUTONOMY_ASSET_NAME,
     AUTONOMY_ASSET_URI,
     DAG_ID_PREFIX,
+    OUTSIDE_CHANGES_ASSET_NAME,
+    OUTSIDE_CHANGES_ASSET_URI,
     dag_target_id,
     evidence_asset_uri,
 )
@@ -60,7 +62,9 @@ def _asset(session: Any, uri: str, name: str | None = None) -> Any:
 def _record(session: Any, record: AutonomyChangedRecord) -> None:
     from airflow.assets.manager import asset_manager
 
-    if record.target_id is None or record.outside:
+    if record.outside:
+        asset = _asset(session, OUTSIDE_CHANGES_ASSET_URI, OUTSIDE_CHANGES_ASSET_NAME)
+    elif record.target_id is None:
         asset = _asset(session, AUTONOMY_ASSET_URI, AUTONOMY_ASSET_NAME)
     else:
         asset = _asset(session, evidence_asset_uri(record.target_id))
@@ -152,8 +156,9 @@ def record_outside_changes() -> list[AutonomyChangedRecord]:
     from leviathan_lib.control.evidence_db import newest_rows_of
 
     try:
-        seen = max((extra.get("log_id") or 0 for _id, _ts, extra in newest_rows_of(AUTONOMY_ASSET_URI, 200)
-                    if isinstance(extra, dict) and extra.get("outside")), default=0)
+        newest = newest_rows_of(OUTSIDE_CHANGES_ASSET_URI, 1)  # the audit-log row recorded last: the cursor
+        extra = newest[0][2] if newest else None
+        seen = (extra.get("log_id") or 0) if isinstance(extra, dict) else 0
         with create_session() as session:
             pauses = and_(or_(Log.event.like("%pause%"), Log.event.in_(("patch_dag", "patch_dags"))),
                           or_(Log.dag_id.like(f"{DAG_ID_PREFIX}%"), Log.dag_id.is_(None)))
@@ -176,12 +181,9 @@ def outside_changes(limit: int = 20) -> list[AutonomyChangedRecord]:
     from leviathan_lib.control.evidence_db import newest_rows_of
 
     found = []
-    for _id, _ts, extra in newest_rows_of(AUTONOMY_ASSET_URI, 200):
-        if isinstance(extra, dict) and extra.get("outside"):
-            try:
-                found.append(AutonomyChangedRecord.model_validate(extra))
-            except ValueError:
-                continue
-        if len(found) >= limit:
-            break
+    for _id, _ts, extra in newest_rows_of(OUTSIDE_CHANGES_ASSET_URI, limit):
+        try:
+            found.append(AutonomyChangedRecord.model_validate(extra))
+        except ValueError:
+            continue
     return found

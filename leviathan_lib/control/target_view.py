@@ -25,7 +25,12 @@ from pydantic import BaseModel, Field
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
-from leviathan_lib.core.names import AUTONOMY_ASSET_URI, LEGACY_AUTONOMY_ASSET_URI, evidence_asset_uri
+from leviathan_lib.core.names import (
+    AUTONOMY_ASSET_URI,
+    LEGACY_AUTONOMY_ASSET_URI,
+    OUTSIDE_CHANGES_ASSET_URI,
+    evidence_asset_uri,
+)
 from leviathan_lib.core.repo_url import parse_repo_url
 from leviathan_lib.core.secrets_scan import redact_text
 from leviathan_lib.cycle.check import feedback_continuation, history_error
@@ -241,7 +246,7 @@ def activity(target_id: str, target: TargetConfig | None, *, days: int, now: dat
     rows = _rows_newest_first(evidence_asset_uri(target_id), since, MAX_PERIOD_ROWS + 1)
     truncated = len(rows) > MAX_PERIOD_ROWS
     rows = rows[:MAX_PERIOD_ROWS]
-    switches = [r for uri in (AUTONOMY_ASSET_URI, LEGACY_AUTONOMY_ASSET_URI)
+    switches = [r for uri in (AUTONOMY_ASSET_URI, OUTSIDE_CHANGES_ASSET_URI, LEGACY_AUTONOMY_ASSET_URI)
                 for r in _rows_newest_first(uri, since, MAX_SWITCH_ROWS)
                 if isinstance(r[3], dict) and r[3].get("target_id") in (None, target_id)]
     history = parse_records([(run_id, extra) for _, _, run_id, extra in reversed(rows)])

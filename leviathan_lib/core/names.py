@@ -132,10 +132,13 @@ XCOM_APPROVAL: Final = "approval"
 DASHBOARD_LABEL: Final = "leviathan-dashboard"
 
 
-#: The asset whose events are the global switch's changes (and changes found outside Leviathan). A path of
+#: The asset whose events are the global switch's changes made through Leviathan. A path of
 #: its own: Airflow normalizes a declared ``leviathan://autonomy`` to ``leviathan://autonomy/``.
 AUTONOMY_ASSET_URI: Final = "leviathan://autonomy/global"
 AUTONOMY_ASSET_NAME: Final = "leviathan_autonomy_global"
+#: Switch changes made with Airflow's own tools, found in its audit log (evidence only, never a switch).
+OUTSIDE_CHANGES_ASSET_URI: Final = "leviathan://autonomy/outside"
+OUTSIDE_CHANGES_ASSET_NAME: Final = "leviathan_autonomy_outside"
 #: Where switch changes were recorded before (every target's too); still shown, never read as the switch.
 LEGACY_AUTONOMY_ASSET_URI: Final = "leviathan://autonomy"
 

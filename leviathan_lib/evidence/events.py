@@ -102,7 +102,8 @@ def events_from(rows: list[tuple[int, datetime, str | None, Any]]) -> list[Event
             elif kind == "autonomy_changed":
                 change = AutonomyChangedRecord.model_validate(extra)
                 items = [("autonomy.changed", change.changed_at,
-                          {"enabled": change.enabled, "by": change.by, "reason": change.reason})]
+                          {"enabled": change.enabled, "by": change.by, "reason": change.reason, "how": change.how,
+                           "outside": change.outside})]
             else:
                 raise ValueError(f"unknown record kind {kind!r}")
         except (ValidationError, ValueError) as exc:
