@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
+from leviathan_lib.core.limits import MAX_BACKLOG_BYTES, MAX_RECIPES_BYTES, TooLarge
 from leviathan_lib.core.names import (
     AUTONOMY_ASSET_URI,
     LEGACY_AUTONOMY_ASSET_URI,
@@ -297,8 +298,10 @@ def texts_at_commit(target: TargetConfig, repo_url: str, commit_sha: str) -> tup
             _AT_COMMIT.move_to_end(key)
             return _AT_COMMIT[key]
     git_dir = readable_commit(repo_url, commit_sha, paths.cache_dir())
-    texts = (read_at_commit(git_dir, commit_sha, target.backlog_path),
-             read_at_commit(git_dir, commit_sha, target.recipes_path))
+    texts = (read_at_commit(git_dir, commit_sha, target.backlog_path, max_bytes=MAX_BACKLOG_BYTES,
+                            code="backlog_too_large"),
+             read_at_commit(git_dir, commit_sha, target.recipes_path, max_bytes=MAX_RECIPES_BYTES,
+                            code="recipes_too_large"))
     with _AT_COMMIT_LOCK:
         _AT_COMMIT[key] = texts
         while len(_AT_COMMIT) > AT_COMMIT_KEPT:
@@ -335,7 +338,7 @@ def decision_inputs(target: TargetConfig, config_path: Path, history: History, l
         read.backlog_text, read.recipes_text = texts_at_commit(target, url, newest.commit_sha)
     except ValidationFailed as exc:
         read.error = CycleError(code="backlog_invalid", message="; ".join(str(p) for p in exc.problems))
-    except RepoUnreachable as exc:
+    except (RepoUnreachable, TooLarge) as exc:
         read.error = CycleError(code=exc.code, message=exc.message)
     if read.error is None and history.unreadable:  # the cycle stops on them too (fails closed)
         read.error = history_error(history)

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from pydantic_core import ErrorDetails
 
 from leviathan_lib.core.errors import Problem, ValidationFailed
+from leviathan_lib.core.limits import MAX_TASKS, TooManyTasks
 from leviathan_lib.core.yamlsrc import (
     LineFinder,
     did_you_mean,
@@ -187,6 +188,10 @@ def _raw_tasks(data: Any, source: str, lines: LineFinder) -> list[Any]:
         raise ValidationFailed(
             [Problem(source, "tasks", f"expected a list, got {type(raw_tasks).__name__}", lines(["tasks"]))]
         )
+    if len(raw_tasks) > MAX_TASKS:
+        raise TooManyTasks([Problem(source, "tasks", f"{len(raw_tasks)} tasks, over the limit of {MAX_TASKS} "
+                                                     "(a backlog is read whole every cycle: split or archive it)",
+                                    lines(["tasks"]))])
     unknown = sorted(str(k) for k in data if k not in _TOP_LEVEL_KEYS)
     if unknown:
         expected = " (expected 'tasks' and optional 'metadata')"

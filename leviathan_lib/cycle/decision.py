@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from leviathan_lib.core.backlog import Backlog, parse_backlog
 from leviathan_lib.core.config import TargetConfig
+from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.guardrails import (
     AttemptRecord,
     Check,
@@ -28,9 +29,17 @@ from leviathan_lib.core.guardrails import (
     failure_streak,
     sandbox_gate,
 )
+from leviathan_lib.core.limits import TooManyTasks
 from leviathan_lib.core.names import agent_branch
 from leviathan_lib.cycle.protected import protected_for
-from leviathan_lib.cycle.steps import AttemptPlan, ContinueRequest, GuardrailResult, ReadResult, apply_recipe_checks
+from leviathan_lib.cycle.steps import (
+    AttemptPlan,
+    ContinueRequest,
+    CycleError,
+    GuardrailResult,
+    ReadResult,
+    apply_recipe_checks,
+)
 from leviathan_lib.evidence.records import Ledger
 from leviathan_lib.worker.contract import ContinuePr
 
@@ -116,7 +125,11 @@ def build_decision(inputs: DecisionInputs) -> GuardrailResult:
     target, read, state = inputs.target, inputs.read, inputs.state
     if read.error:
         return GuardrailResult(error=read.error)
-    backlog, _ = parse_backlog(read.backlog_text or "", source=read.backlog_path)
+    try:
+        backlog, _ = parse_backlog(read.backlog_text or "", source=read.backlog_path)
+    except ValidationFailed as exc:  # a read that did not parse it first (the view's per-commit read)
+        code = exc.code if isinstance(exc, TooManyTasks) else "backlog_invalid"
+        return GuardrailResult(error=CycleError(code=code, message="; ".join(str(p) for p in exc.problems)))
     backlog = apply_recipe_checks(backlog, read.recipes_text, target.recipes_path,
                                   llm_enabled=target.executor == "llm")
     judged = state.model_copy(update={"attempt_counts": net_attempt_counts(state.attempt_counts,

@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from leviathan_lib.core.errors import CodedError
+from leviathan_lib.core.limits import TooLarge
 from leviathan_lib.core.yamlsrc import decode_utf8
 from leviathan_lib.git.runner import GitError, branch_arg, remote_arg, reset_repo_config, run_git
 from leviathan_lib.git.urls import RepoUrlError, parse_repo_url
@@ -141,7 +142,7 @@ def _prune_pinned(git_dir: Path, *, keep: str) -> None:
 
 def read_at_branch(
     repo_url: str, branch: str, path: str, *, cache_dir: Path, as_of: datetime | None = None,
-    env: dict[str, str] | None = None,
+    env: dict[str, str] | None = None, max_bytes: int | None = None, code: str = "file_too_large",
 ) -> Snapshot:
     """Pin the tip of ``branch`` (or its last commit at ``as_of``, for replays) and read ``path`` there.
 
@@ -168,7 +169,7 @@ def read_at_branch(
         if not sha:
             raise NoCommitAtDate(f"branch {branch!r} of {repo_url} has no commit before {as_of.isoformat()}")
         return Snapshot(repo_url=repo_url, branch=branch, commit_sha=sha, path=path,
-                        data=read_bytes_at_commit(git_dir, sha, path))
+                        data=read_bytes_at_commit(git_dir, sha, path, max_bytes=max_bytes, code=code))
     tip = _git(["--git-dir", str(git_dir), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"])
     if tip.returncode:
         probe = _git(["--git-dir", str(git_dir), "rev-parse", "--git-dir"])
@@ -177,7 +178,7 @@ def read_at_branch(
         raise RepoUnreachable(f"branch {branch!r} not found in {repo_url}")
     sha = tip.stdout.strip()
     return Snapshot(repo_url=repo_url, branch=branch, commit_sha=sha, path=path,
-                    data=read_bytes_at_commit(git_dir, sha, path))
+                    data=read_bytes_at_commit(git_dir, sha, path, max_bytes=max_bytes, code=code))
 
 
 def fetch_branch(repo_url: str, branch: str, *, cache_dir: Path, env: dict[str, str] | None = None) -> None:
@@ -197,8 +198,33 @@ def fetch_branch(repo_url: str, branch: str, *, cache_dir: Path, env: dict[str, 
         raise RepoUnreachable(f"cannot fetch {branch!r} from {repo_url}: {_tail(fetched.stderr)}")
 
 
-def read_bytes_at_commit(git_dir: Path, sha: str, path: str) -> bytes | None:
-    """The file's exact bytes at ``sha`` (None if it does not exist there): decoding is the caller's."""
+def blob_size(git_dir: Path, sha: str, path: str) -> int | None:
+    """The size of ``path`` at ``sha`` in bytes, without reading it (None if it does not exist there)."""
+    try:
+        sized = run_git(["--git-dir", str(git_dir), "cat-file", "-s", f"{sha}:{path}"], check=False, timeout=60)
+    except GitError as exc:
+        raise RepoUnreachable(f"git cat-file: {exc.stderr}") from None
+    if sized.returncode:
+        if "does not exist" in sized.stderr or "Not a valid object name" in sized.stderr:
+            return None
+        raise RepoUnreachable(f"cannot size {path} at {sha[:12]}: {_tail(sized.stderr)}")
+    return int(sized.stdout.strip())
+
+
+def read_bytes_at_commit(git_dir: Path, sha: str, path: str, *, max_bytes: int | None = None,
+                         code: str = "file_too_large") -> bytes | None:
+    """The file's exact bytes at ``sha`` (None if it does not exist there): decoding is the caller's.
+
+    With ``max_bytes`` the blob's size is checked first and a larger one is never read: :class:`TooLarge`
+    with ``code``.
+    """
+    if max_bytes is not None:
+        size = blob_size(git_dir, sha, path)
+        if size is None:
+            return None
+        if size > max_bytes:
+            raise TooLarge(code, f"{path} at {sha[:12]} is {size} bytes, over the limit of {max_bytes} bytes "
+                                 "(not read)")
     # No "--": git then names a missing path plainly; the argument starts with a hex sha, never "-".
     try:
         shown = run_git(["--git-dir", str(git_dir), "show", "--no-textconv", f"{sha}:{path}"], check=False,
@@ -213,9 +239,10 @@ def read_bytes_at_commit(git_dir: Path, sha: str, path: str) -> bytes | None:
     return data
 
 
-def read_at_commit(git_dir: Path, sha: str, path: str) -> str | None:
+def read_at_commit(git_dir: Path, sha: str, path: str, *, max_bytes: int | None = None,
+                   code: str = "file_too_large") -> str | None:
     """The file as strict UTF-8 text; never decoded lossily (a :class:`ValidationFailed` instead)."""
-    data = read_bytes_at_commit(git_dir, sha, path)
+    data = read_bytes_at_commit(git_dir, sha, path, max_bytes=max_bytes, code=code)
     return None if data is None else decode_utf8(data, path)
 
 

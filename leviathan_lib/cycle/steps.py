@@ -7,6 +7,7 @@ steps are testable without a scheduler and the DAG file stays a thin wiring diag
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,10 @@ from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.guardrails import (
     Decision,
 )
+from leviathan_lib.core.limits import MAX_BACKLOG_BYTES, MAX_RECIPES_BYTES, TooLarge, TooManyTasks
 from leviathan_lib.cycle.repo_reader import NoCommitAtDate, RepoUnreachable, read_at_branch, read_at_commit
 from leviathan_lib.evidence.records import (
+    MAX_TASK_VERDICTS,
     ApprovalEvidence,
     AttemptEvidence,
     CheckEvidence,
@@ -112,8 +115,8 @@ def read_backlog(
                         as_of=as_of)
     try:
         snap = read_at_branch(repo_url, target.target_branch, target.backlog_path, cache_dir=cache_dir,
-                              as_of=as_of, env=git_env)
-    except (RepoUnreachable, NoCommitAtDate) as exc:
+                              as_of=as_of, env=git_env, max_bytes=MAX_BACKLOG_BYTES, code="backlog_too_large")
+    except (RepoUnreachable, NoCommitAtDate, TooLarge) as exc:
         result.error = CycleError(code=exc.code, message=str(exc))
         return result
     result.commit_sha = snap.commit_sha
@@ -130,11 +133,13 @@ def read_backlog(
         _, problems = parse_backlog(result.backlog_text or "", source=target.backlog_path)
         result.problems = [str(p) for p in problems]
         # Recipes are text the worker runs: undecodable ones stop the cycle like an unreadable backlog.
-        result.recipes_text = read_at_commit(git_dir_for(repo_url, cache_dir), snap.commit_sha, target.recipes_path)
+        result.recipes_text = read_at_commit(git_dir_for(repo_url, cache_dir), snap.commit_sha, target.recipes_path,
+                                             max_bytes=MAX_RECIPES_BYTES, code="recipes_too_large")
     except ValidationFailed as exc:
-        result.error = CycleError(code="backlog_invalid", message="; ".join(str(p) for p in exc.problems))
-    except RepoUnreachable as exc:
-        result.error = CycleError(code="repo_unreachable", message=str(exc))
+        code = exc.code if isinstance(exc, TooManyTasks) else "backlog_invalid"
+        result.error = CycleError(code=code, message="; ".join(str(p) for p in exc.problems))
+    except (RepoUnreachable, TooLarge) as exc:
+        result.error = CycleError(code=exc.code, message=str(exc))
     return result
 
 
@@ -219,7 +224,10 @@ def build_record(
     record.decision = decision.decision
     record.reasons = list(decision.reasons)
     record.checks = [CheckEvidence.model_validate(c.model_dump()) for c in decision.checks]
-    record.tasks = [TaskVerdictEvidence.model_validate(t.model_dump(mode="json")) for t in decision.tasks]
+    record.tasks = [TaskVerdictEvidence.model_validate(t.model_dump(mode="json"))
+                    for t in decision.tasks[:MAX_TASK_VERDICTS]]
+    record.tasks_total = len(decision.tasks)
+    record.task_reasons = dict(Counter(str(r) for t in decision.tasks for r in t.reasons))
     record.selected_task = decision.task_id
     stopped = _stopped(read, guard, decision, attempt, failure)
     if stopped is not None:

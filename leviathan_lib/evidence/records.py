@@ -453,6 +453,11 @@ def _after_continue(pr: LedgerPR, attempt: AttemptEvidence, base_sha: str | None
     return pr.model_copy(update=update)
 
 
+#: Task verdicts one cycle record lists (the reason counts cover every task): a 20,000-task backlog must not
+#: make every cycle's record 1 MiB.
+MAX_TASK_VERDICTS = 200
+
+
 class CycleRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -468,7 +473,12 @@ class CycleRecord(BaseModel):
     decision: Literal["run", "skip", "error"]
     reasons: list[str] = Field(default_factory=list)
     checks: list[CheckEvidence] = Field(default_factory=list)
+    #: Every task's verdict, in backlog order: the first :data:`MAX_TASK_VERDICTS` of them.
     tasks: list[TaskVerdictEvidence] = Field(default_factory=list)
+    #: How many tasks the decision judged, and how many of them had each reason (all of them, not only
+    #: those listed in ``tasks``); None on records from before these were kept.
+    tasks_total: int | None = None
+    task_reasons: dict[str, int] = Field(default_factory=dict)
     selected_task: str | None = None
     attempt: AttemptEvidence | None = None
     #: Stable code for why the cycle stopped: ``pr_opened``, ``pr_refreshed`` / ``pr_updated`` (an attempt
