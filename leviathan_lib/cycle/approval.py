@@ -14,9 +14,11 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
+from leviathan_lib.core import inert
 from leviathan_lib.core.backlog import Task, parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
+from leviathan_lib.core.inert import fenced
 from leviathan_lib.core.secrets_scan import redact_text, scan_bytes
 from leviathan_lib.cycle.steps import AttemptPlan, ReadResult
 from leviathan_lib.evidence.records import ApprovalEvidence, AttemptEvidence
@@ -31,15 +33,8 @@ MAX_ITEMS = 50
 
 
 def md(value: object) -> str:
-    """Inline text: ASCII punctuation backslash-escaped (CommonMark), control characters and breaks as spaces."""
-    text = re.sub(r"[\x00-\x1f\x7f]", " ", str(value))[:MAX_TEXT_CHARS]
-    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", text)
-
-
-def fenced(text: str, info: str = "") -> str:
-    """``text`` as a fenced code block no line of it can close."""
-    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
-    return f"{fence}{info}\n{text.rstrip()}\n{fence}"
+    """Untrusted inline text for the approver, inert (:func:`leviathan_lib.core.inert.md`) and bounded."""
+    return inert.md(value, limit=MAX_TEXT_CHARS)
 
 
 def _task(read: ReadResult, plan: AttemptPlan) -> Task:
@@ -82,7 +77,7 @@ def _recipe_lines(target: TargetConfig, read: ReadResult, task: Task) -> list[st
         return ["", f"**Plan**: recipe {md(task.recipe)} (it cannot be read here; the worker will refuse it)"]
     steps = recipe.steps or ([recipe.command] if recipe.command else [])
     listing = "\n".join(" ".join(_quote(arg) for arg in argv) for argv in steps[:MAX_ITEMS])
-    lines = ["", f"**Plan**: recipe {md(task.recipe)}, run in the sandbox:", "", fenced(listing[:MAX_DIFF_CHARS], "sh")]
+    lines = ["", f"**Plan**: recipe {md(task.recipe)}, run in the sandbox:", "", fenced(listing[:MAX_DIFF_CHARS], info="sh")]
     if recipe.env:
         lines += ["", "with environment " + ", ".join(md(k) for k in sorted(recipe.env)[:MAX_ITEMS])]
     return lines
@@ -119,7 +114,7 @@ def diff_body(target: TargetConfig, read: ReadResult, plan: AttemptPlan, patch: 
     else:
         shown = patch[:MAX_DIFF_CHARS]
         cut = f" (first {MAX_DIFF_CHARS} of {len(patch)} characters)" if len(patch) > MAX_DIFF_CHARS else ""
-        lines += ["", f"**Final diff**{cut}:", "", fenced(shown, "diff")]
+        lines += ["", f"**Final diff**{cut}:", "", fenced(shown, info="diff")]
     lines += ["", "Leviathan also sets the task's status in the backlog when that file is in scope."]
     return redact_text("\n".join(lines + _footer("pull_request", target)))
 

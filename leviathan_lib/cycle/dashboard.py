@@ -14,11 +14,11 @@ cross-reference an issue (a zero-width space follows every ``@`` and every ``#``
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import datetime
 
 from pydantic import BaseModel
 
+from leviathan_lib.core import inert
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.reasons import explain
@@ -30,8 +30,6 @@ MAX_TASKS = 200
 MAX_TEXT = 120
 MAX_PROBLEMS = 30
 MAX_BODY = 60_000
-
-ZWSP = "\u200b"
 
 #: What each reason code means for the repo owner (the codes themselves are in core/guardrails.py).
 
@@ -45,17 +43,8 @@ class Dashboard(BaseModel):
 
 
 def md(value: object, limit: int = MAX_TEXT) -> str:
-    """``value`` as inert Markdown text: one line, at most ``limit`` characters, every ASCII punctuation
-    character backslash-escaped, no bidi controls, and no mention, issue reference or autolink."""
-    text = re.sub(r"[\x00-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200b-\u200f\ufeff]", " ", str(value))
-    text = re.sub(r"\s+", " ", text).strip()
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    text = re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", text)
-    text = text.replace("\\@", "\\@" + ZWSP)  # @user, @org/team, user@example.com
-    text = re.sub(r"\\#(?=[0-9])", "\\#" + ZWSP, text)  # #12, owner/repo#12, GH-12 is harmless
-    text = text.replace("\\:\\/\\/", "\\:" + ZWSP + "\\/\\/")  # scheme://
-    return re.sub(r"(?i)\bwww(?=\\\.)", lambda m: m.group(0) + ZWSP, text)  # www.
+    """Untrusted text for the dashboard, inert (:func:`leviathan_lib.core.inert.md`) and cut to ``limit``."""
+    return inert.md(value, limit=limit)
 
 
 def _explained(codes: list[str]) -> str:

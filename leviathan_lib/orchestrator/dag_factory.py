@@ -22,6 +22,7 @@ from airflow.sdk.definitions.deadline import DeadlineAlert
 from leviathan_lib.core import target_scan
 from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE
 from leviathan_lib.core.config import TargetConfig
+from leviathan_lib.core.inert import md
 from leviathan_lib.core.names import (
     AUTONOMY_ASSET_NAME,
     AUTONOMY_ASSET_URI,
@@ -64,14 +65,6 @@ def autonomy_asset() -> Asset:
 def evidence_alias(target_id: str) -> AssetAlias:
     """``plan``'s outlet: through it ``plan`` emits the evidence event of a skip, and nothing when it attempts."""
     return AssetAlias(name=f"leviathan_evidence_alias__{target_id}", group="leviathan")
-
-
-def md(value: object) -> str:
-    """A value as inert Markdown text (target files are user input): every ASCII punctuation character is
-    backslash-escaped (CommonMark allows it for each), so no value can open a code span, a link, an image,
-    emphasis, an HTML tag or entity, or split a table cell; line breaks become spaces."""
-    text = re.sub(r"[\x00-\x1f\x7f]", " ", str(value))
-    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", text)
 
 
 def _doc(target: TargetConfig, config_file: Path) -> str:

@@ -35,7 +35,7 @@ PLAN = AttemptPlan(task_id="docs-a", attempt=1, branch="agent/docs-a/1", task_ha
 
 def test_plan_body_escapes_user_text_and_fences_code():
     body = approval.plan_body(TARGET, READ, PLAN)
-    assert "Evil \\[link\\]\\(http\\:\\/\\/x\\) \\<b\\>html\\<\\/b\\> \\`code\\`" in body
+    assert "Evil \\[link\\]\\(http\\:\u200b\\/\\/x\\) \\<b\\>html\\<\\/b\\> \\`code\\`" in body  # no autolink either
     assert "````\n```\nbreak out\n```\n````" in body  # a fence longer than any backtick run inside
     assert "```sh\npython3 write.py 'it'\\''s'\n```" in body
     assert "with environment MODE" in body and "fast" not in body  # env names, never values

@@ -75,7 +75,9 @@ def test_valid_target_dag_shape(dagbag):
     assert outcome.trigger_rule == "none_failed_min_one_success"
     # plan emits through an alias (an event only for a skip); record_evidence through the asset itself.
     assert [type(o).__name__ for o in plan.outlets] == ["AssetAlias"]
-    assert [o.uri for o in plan.inlets] == [o.uri for o in record.outlets] == [evidence_asset_uri("fine")]
+    assert [o.uri for o in record.outlets] == [evidence_asset_uri("fine")]
+    # plan reads its evidence and the global switch's recorded changes (core/autonomy.py)
+    assert [o.uri for o in plan.inlets] == [evidence_asset_uri("fine"), names.AUTONOMY_ASSET_URI]
     assert dag.task_dict[names.TASK_RUN_WORKER].retries == 0  # a retry would be a second, unrecorded attempt
 
 
