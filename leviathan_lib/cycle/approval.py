@@ -77,7 +77,8 @@ def _recipe_lines(target: TargetConfig, read: ReadResult, task: Task) -> list[st
         return ["", f"**Plan**: recipe {md(task.recipe)} (it cannot be read here; the worker will refuse it)"]
     steps = recipe.steps or ([recipe.command] if recipe.command else [])
     listing = "\n".join(" ".join(_quote(arg) for arg in argv) for argv in steps[:MAX_ITEMS])
-    lines = ["", f"**Plan**: recipe {md(task.recipe)}, run in the sandbox:", "", fenced(listing[:MAX_DIFF_CHARS], info="sh")]
+    lines = ["", f"**Plan**: recipe {md(task.recipe)}, run in the sandbox:", "",
+             fenced(listing[:MAX_DIFF_CHARS], info="sh")]
     if recipe.env:
         lines += ["", "with environment " + ", ".join(md(k) for k in sorted(recipe.env)[:MAX_ITEMS])]
     return lines
