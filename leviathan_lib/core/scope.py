@@ -92,9 +92,17 @@ def task_scope(task_allowed_paths: Iterable[str], target_prefixes: Iterable[str]
 
 
 #: File names that change how git treats other files (filters, diff drivers, submodules): protected anywhere.
-PROTECTED_NAMES = (".gitattributes", ".gitmodules")
-#: Directories that run code on the forge (workflows, actions): protected anywhere in the tree.
-PROTECTED_DIRS = (".github",)
+PROTECTED_NAMES = (
+    ".gitattributes", ".gitmodules",
+    # Who must review (GitHub reads it at the root, in docs/ and in .github/; GitLab in .gitlab/ too).
+    "codeowners",
+    # Pipelines and bots that run code or open PRs on the forge or on developers' machines.
+    ".gitlab-ci.yml", "jenkinsfile", ".travis.yml", "azure-pipelines.yml", "bitbucket-pipelines.yml",
+    ".pre-commit-config.yaml", "renovate.json", "renovate.json5", ".renovaterc", ".renovaterc.json",
+    "dependabot.yml", "dependabot.yaml",
+)
+#: Directories that run code on the forge (workflows, actions, CI configs): protected anywhere in the tree.
+PROTECTED_DIRS = (".github", ".gitlab", ".circleci", ".buildkite")
 
 
 @dataclass(frozen=True)
@@ -121,8 +129,8 @@ class Protected:
         folded = [s.casefold() for s in segments]
         if folded[-1] in PROTECTED_NAMES:
             return f"path {path!r} is a {segments[-1]} file, which only humans change"
-        if any(s in PROTECTED_DIRS for s in folded):
-            return f"path {path!r} is inside a .github directory, which only humans change"
+        if hit := next((s for s in segments if s.casefold() in PROTECTED_DIRS), None):
+            return f"path {path!r} is inside a {hit} directory, which only humans change"
         for protected in self.paths:
             if _within(segments, protected):
                 return f"path {path!r} is protected ({'/'.join(protected)}): only humans change it"

@@ -292,3 +292,13 @@ def test_llm_daily_budget_stops_the_cycle_with_its_reason():
     assert not check.passed and check.detail == "$1.1000 spent on the model in the last 24 h, budget $1.00/day"
     no_budget = TargetConfig(target_id="t", target_repo_url="/r", autonomy_enabled=True, executor="llm")
     assert "llm_budget" not in {c.name for c in decide(no_budget, backlog, state((99.0, 1))).checks}
+
+
+def test_forge_control_files_are_protected_anywhere_by_default():
+    from leviathan_lib.core.scope import Protected
+
+    protected = Protected.of([])
+    for path in ("docs/CODEOWNERS", ".github/CODEOWNERS", "CODEOWNERS", "ci/.gitlab-ci.yml", "Jenkinsfile",
+                 "sub/.GitLab/x.yml", ".circleci/config.yml", "renovate.json", "docs/.pre-commit-config.yaml"):
+        assert protected.check(path), path
+    assert protected.check("docs/owners.md") is None
