@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +131,6 @@ def deliver(
     forge: Forge,
     *,
     run_id: str,
-    commit_date: datetime,
     evidence_summary: dict[str, Any],
     scratch_dir: Path | None = None,
 ) -> Delivery:
@@ -148,11 +147,14 @@ def deliver(
     # The worker's patch is against the pinned commit, or the PR's head when it continued the branch.
     start = cont.head_sha if cont is not None and cont.start == "branch" else read.commit_sha or ""
 
+    # Dated when the change was made (the worker's finish, never later than now), not by the run's logical
+    # date; a rerun builds the very same commit, so it finds its own push instead of taking it for a human's.
+    made_at = min(result.finished_at, datetime.now(UTC)).isoformat()
     with tempfile.TemporaryDirectory(prefix="leviathan-pr-", dir=scratch_dir) as tmp:
         path = Path(tmp) / "repo.git"
         run_git(["init", "--quiet", "--bare", str(path)])
         repo = _Repo(path, {"GIT_INDEX_FILE": str(Path(tmp) / "index"),
-                            "GIT_AUTHOR_DATE": commit_date.isoformat(), "GIT_COMMITTER_DATE": commit_date.isoformat()})
+                            "GIT_AUTHOR_DATE": made_at, "GIT_COMMITTER_DATE": made_at})
         on_branch = cont is not None and cont.start == "branch"
         # On the branch: its tip and the parent, which is the start again when a rerun finds its own commit.
         wanted, depth = (f"refs/heads/{cont.branch}", "2") if cont is not None and on_branch else (start, "1")
