@@ -2,8 +2,9 @@
 
 Each chart is an ``<svg role="img">`` with an ``aria-label`` and a ``<title>`` saying what it plots, with
 its totals (each bar has its own ``<title>`` too, shown on hover). Every text is escaped. A chart is drawn at
-its own size in CSS pixels (``width``/``height`` equal its ``viewBox``) and never scaled down to a column, so
-its text keeps the stylesheet's size (11 px and more); a narrow column scrolls it instead.
+its own size in CSS pixels (``width``/``height`` equal its ``viewBox``). The stylesheet may scale it up to fill
+its column, never down (``min-width``), so its text is at least the stylesheet's 11 or 12 px; a column narrower
+than the chart scrolls it instead.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from datetime import date
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 640, 180, 36, 22, 10
-#: Horizontal bars start after the row names, which are cut to fit that column at 12 px.
-BAR_X, NAME_CHARS = 200, 28
+#: Two charts side by side fit a 1280 px window (the stylesheet scales them up to 760 px, never down).
+WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 560, 180, 36, 22, 10
+#: Text is 12 px (legend) and 11 px (axis); CHAR_W is a wide 12 px character, for laying out the legend.
+CHAR_W, LEGEND_ROW = 7.2, 18
+#: Horizontal bars start after the row names, which are cut to fit that column.
+BAR_X, NAME_CHARS = 200, 26
 #: Colours by series name (presentation attributes: the page's CSP allows no inline ``style``).
 COLOURS = {
     "run": "#00ad46", "skip": "#8a94a6", "error": "#e5484d",
@@ -28,15 +32,19 @@ def _svg_open(width: int, height: int) -> str:
     return f'<svg class="chart" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}"'
 
 
-def _legend(names: list[str], totals: dict[str, int]) -> str:
+def _legend(names: list[str], totals: dict[str, int]) -> tuple[str, int]:
+    """The legend under the plot, in as many rows as the width needs; and its height."""
     items = []
-    x: float = LEFT
+    x, y = float(LEFT), HEIGHT + 6
     for name in names:
         label = f"{name} ({totals[name]})"
-        items.append(f'<rect x="{x}" y="{HEIGHT + 6}" width="10" height="10" fill="{COLOURS.get(name, "#888")}"/>'
-                     f'<text x="{x + 14}" y="{HEIGHT + 15}" class="legend">{escape(label)}</text>')
-        x += 24 + 7.5 * len(label)
-    return "".join(items)
+        width = 24 + CHAR_W * len(label)
+        if x > LEFT and x + width > WIDTH:
+            x, y = float(LEFT), y + LEGEND_ROW
+        items.append(f'<rect x="{x:.1f}" y="{y}" width="10" height="10" fill="{COLOURS.get(name, "#888")}"/>'
+                     f'<text x="{x + 14:.1f}" y="{y + 9}" class="legend">{escape(label)}</text>')
+        x += width
+    return "".join(items), y + 16 - HEIGHT
 
 
 def stacked_bars(label: str, days: list[date], series: dict[str, list[int]]) -> Markup:
@@ -72,9 +80,10 @@ def stacked_bars(label: str, days: list[date], series: dict[str, list[int]]) -> 
                                      'text-anchor="middle">nothing recorded in this period</text>')
     summary = ", ".join(f"{n} {totals[n]}" for n in names)
     aria = f"{label}, per day from {days[0]} to {days[-1]}: {summary}" if days else label
+    legend, legend_h = _legend(names, totals)
     return Markup(
-        f'{_svg_open(WIDTH, HEIGHT + 22)} aria-label="{escape(aria)}">'
-        f"<title>{escape(aria)}</title>{axis}{''.join(ticks)}{''.join(shapes)}{empty}{_legend(names, totals)}</svg>"
+        f'{_svg_open(WIDTH, HEIGHT + legend_h)} aria-label="{escape(aria)}">'
+        f"<title>{escape(aria)}</title>{axis}{''.join(ticks)}{''.join(shapes)}{empty}{legend}</svg>"
     )
 
 
