@@ -19,6 +19,8 @@ from markdown_it.common.utils import escapeHtml
 from markupsafe import Markup
 from mdit_py_plugins.tasklists import tasklists_plugin
 
+#: Longest text rendered (GitHub's own limit for a PR body or comment); the rest is cut, saying so.
+MAX_CHARS = 65_536
 SCHEMES = frozenset({"http", "https", "mailto"})
 TAGS = frozenset({"a", "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "s", "code", "pre",
                   "blockquote", "ul", "ol", "li", "table", "thead", "tbody", "tr", "th", "td", "input"})
@@ -61,4 +63,6 @@ _CLEANER = nh3.Cleaner(
 
 def to_html(text: str) -> Markup:
     """``text`` rendered as Markdown and sanitized: safe to put in a page as it is."""
+    if len(text) > MAX_CHARS:
+        text = f"{text[:MAX_CHARS]}\n\n*(cut at {MAX_CHARS:,} characters)*"
     return Markup(_CLEANER.clean(_MD.render(text)))  # sanitized just now: the one place markup is trusted

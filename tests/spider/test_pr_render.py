@@ -82,6 +82,11 @@ def test_github_flavoured_markdown_of_a_pr_body():
     assert "<pre><code>print('&lt;b&gt;')\n</code></pre>" in html  # no language class: nothing highlights it
 
 
+def test_a_huge_text_is_cut_saying_so():
+    html = str(to_html("word " * 20_000))
+    assert html.endswith("<p><em>(cut at 65,536 characters)</em></p>\n") and len(html) < 70_000
+
+
 DIFF = """diff --git a/docs/a.md b/docs/a.md
 index 1111111..2222222 100644
 --- a/docs/a.md
