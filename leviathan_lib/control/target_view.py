@@ -401,6 +401,17 @@ def backlog_view(target: TargetConfig, config_path: Path, history: History, ledg
     return view
 
 
+class PrNote(BaseModel):
+    """A review or a comment on a local-forge PR; ``own``: written by Leviathan itself (its replies)."""
+
+    kind: Literal["review", "comment"]
+    author: str
+    at: datetime
+    body: str
+    state: str | None = None
+    own: bool = False
+
+
 class LocalPr(BaseModel):
     title: str
     body: str
@@ -408,14 +419,20 @@ class LocalPr(BaseModel):
     head: str
     base: str
     created_at: datetime
+    merged_at: datetime | None = None
+    closed_at: datetime | None = None
+    merge_sha: str | None = None
     diff: str
     diff_truncated: bool = False
+    #: Reviews and comments, oldest first.
+    notes: list[PrNote] = Field(default_factory=list)
 
 
 def local_pr(target: TargetConfig, config_path: Path, number: int) -> tuple[LocalPr | None, str | None]:
-    """A local forge's PR record and diff, or why it cannot be read."""
+    """A local forge's PR record, diff, reviews and comments (token shapes redacted), or why it cannot be read."""
     from leviathan_lib.forge import open_forge
     from leviathan_lib.forge.base import ForgeError
+    from leviathan_lib.forge.local import LEVIATHAN_LOGIN
 
     if target.forge != "local":
         return None, f"target {target.target_id!r} uses the {target.forge} forge: open the PR there"
@@ -423,8 +440,13 @@ def local_pr(target: TargetConfig, config_path: Path, number: int) -> tuple[Loca
         forge = open_forge("local", target.repo_location(config_path))
         pr = forge.get_pr(number)
         diff = forge.diff(number)  # type: ignore[attr-defined]
+        notes = [PrNote(kind="review", author=r.author, at=r.submitted_at, body=redact(r.body), state=r.state,
+                        own=r.author == LEVIATHAN_LOGIN) for r in forge.list_reviews(number)]
+        notes += [PrNote(kind="comment", author=c.author, at=c.created_at, body=redact(c.body),
+                         own=c.author == LEVIATHAN_LOGIN) for c in forge.list_comments(number)]
     except (ForgeError, OSError, ValueError) as exc:
         return None, f"unknown: the forge cannot be read: {redact(str(exc))}"
-    return LocalPr(title=pr.title, body=pr.body, state=pr.state, head=pr.head, base=pr.base,
-                   created_at=pr.created_at, diff=diff[:MAX_DIFF_CHARS],
-                   diff_truncated=len(diff) > MAX_DIFF_CHARS), None
+    return LocalPr(title=redact(pr.title), body=redact(pr.body), state=pr.state, head=pr.head, base=pr.base,
+                   created_at=pr.created_at, merged_at=pr.merged_at, closed_at=pr.closed_at, merge_sha=pr.merge_sha,
+                   diff=redact(diff[:MAX_DIFF_CHARS]), diff_truncated=len(diff) > MAX_DIFF_CHARS,
+                   notes=sorted(notes, key=lambda n: n.at)), None

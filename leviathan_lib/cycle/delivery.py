@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from leviathan_lib.cycle.protected import protected_for
 from leviathan_lib.cycle.steps import DELIVERED_STATUS, AttemptPlan, ReadResult
 from leviathan_lib.cycle.untrusted import patch_problem
 from leviathan_lib.forge.base import Forge, ForgeError, PullRequest
-from leviathan_lib.git.runner import GitError, run_git
+from leviathan_lib.git.runner import IDENTITY, GitError, run_git
 from leviathan_lib.worker.contract import AttemptResult, ContinuePr
 
 #: Stable codes of a delivery to an open PR (see :class:`~leviathan_lib.core.guardrails.ReasonCode`).
@@ -131,7 +131,6 @@ def deliver(
     forge: Forge,
     *,
     run_id: str,
-    commit_date: datetime,
     evidence_summary: dict[str, Any],
     scratch_dir: Path | None = None,
 ) -> Delivery:
@@ -148,11 +147,13 @@ def deliver(
     # The worker's patch is against the pinned commit, or the PR's head when it continued the branch.
     start = cont.head_sha if cont is not None and cont.start == "branch" else read.commit_sha or ""
 
+    # Dated when the change was made (the worker's finish, never later than now), not by the run's logical date.
+    made_at = min(result.finished_at, datetime.now(UTC)).isoformat()
     with tempfile.TemporaryDirectory(prefix="leviathan-pr-", dir=scratch_dir) as tmp:
         path = Path(tmp) / "repo.git"
         run_git(["init", "--quiet", "--bare", str(path)])
         repo = _Repo(path, {"GIT_INDEX_FILE": str(Path(tmp) / "index"),
-                            "GIT_AUTHOR_DATE": commit_date.isoformat(), "GIT_COMMITTER_DATE": commit_date.isoformat()})
+                            "GIT_AUTHOR_DATE": made_at, "GIT_COMMITTER_DATE": made_at})
         on_branch = cont is not None and cont.start == "branch"
         # On the branch: its tip and the parent, which is the start again when a rerun finds its own commit.
         wanted, depth = (f"refs/heads/{cont.branch}", "2") if cont is not None and on_branch else (start, "1")
@@ -165,8 +166,9 @@ def deliver(
             raise _lease_problem(forge, cont, f"cannot fetch {cont.branch}: {redact_text(exc.stderr)}") from None
         if cont is not None and on_branch and start not in _tip_and_parent(repo):
             raise _lease_problem(forge, cont, "the branch moved after the attempt started")
+        earlier = _pushed_tip(repo, read, cont, forge.git_push_env()) if cont is not None else None
         built = _build(target, read, plan, result, repo, start=start, run_id=run_id,
-                       evidence_summary=evidence_summary)
+                       evidence_summary=evidence_summary, earlier=earlier)
         if cont is not None:
             return _deliver_to_open_pr(forge, read, cont, built, path)
         existing = forge.find_pr_by_head(plan.branch)
@@ -180,8 +182,9 @@ def deliver(
 
 
 def _build(target: TargetConfig, read: ReadResult, plan: AttemptPlan, result: AttemptResult, repo: _Repo, *,
-           start: str, run_id: str, evidence_summary: dict[str, Any]) -> _Built:
-    """Apply the patch on ``start``, check the final diff, add the status edit, commit (objects only)."""
+           start: str, run_id: str, evidence_summary: dict[str, Any], earlier: str | None = None) -> _Built:
+    """Apply the patch on ``start``, check the final diff, add the status edit, commit (objects only); or take
+    ``earlier`` when it is that very commit, as an earlier run of this delivery made and pushed it."""
     backlog, _ = parse_backlog(read.backlog_text or "", source=read.backlog_path)
     task = backlog.by_id()[plan.task_id]
     scope = task_scope(task.allowed_paths, target.allowed_path_prefixes)
@@ -208,7 +211,8 @@ def _build(target: TargetConfig, read: ReadResult, plan: AttemptPlan, result: At
                f"Leviathan-Run: {run_id}\n")
     if plan.continue_pr is not None:
         message += f"Leviathan-Continues: #{plan.continue_pr.number} ({plan.continue_pr.why})\n"
-    head_sha = repo.git(["commit-tree", tree, "-p", start, "-F", "-"], input=message)
+    head_sha = _made_earlier(repo, earlier, start, tree, message) or repo.git(
+        ["commit-tree", tree, "-p", start, "-F", "-"], input=message)
     # What is pushed: the worker's paths plus, at most, Leviathan's own one-line status edit.
     delivered = changed_paths(repo.path, start, head_sha)
     if pinned_backlog is not None:
@@ -226,6 +230,32 @@ def _build(target: TargetConfig, read: ReadResult, plan: AttemptPlan, result: At
                           evidence=evidence_summary, note=status_note, head_sha=head_sha)
     _scan_pr_text(title, body)
     return _Built(head_sha=head_sha, changed_paths=delivered, title=title, body=body)
+
+
+def _pushed_tip(repo: _Repo, read: ReadResult, cont: ContinuePr, env: dict[str, str]) -> str | None:
+    """The open PR's branch tip, where a rerun of this delivery (a cleared run) may have pushed already."""
+    if cont.start == "branch":
+        return _tip_and_parent(repo)[0]  # fetched already
+    try:
+        run_git(["fetch", "--quiet", "--no-tags", "--depth", "1", "--", read.repo_url, f"refs/heads/{cont.branch}"],
+                cwd=repo.path, env=env)
+    except GitError:
+        return None  # gone: the push's lease says why
+    return repo.git(["rev-parse", "FETCH_HEAD"])
+
+
+def _made_earlier(repo: _Repo, candidate: str | None, parent: str, tree: str, message: str) -> str | None:
+    """``candidate`` when it is the commit about to be made, made before: same parent, tree and message (which
+    names the run and attempt) by Leviathan's identity, only dated earlier. A rerun then pushes nothing new,
+    instead of meeting its own push and taking it for a human's."""
+    if not candidate or candidate == parent:
+        return None
+    header, _, body = repo.git(["cat-file", "commit", candidate]).partition("\n\n")
+    fields = [line.partition(" ")[::2] for line in header.splitlines()]
+    who = f"{IDENTITY['GIT_AUTHOR_NAME']} <{IDENTITY['GIT_AUTHOR_EMAIL']}> "
+    ours = [k for k, v in fields[2:]] == ["author", "committer"] and all(v.startswith(who) for _, v in fields[2:])
+    same = fields[:2] == [("tree", tree), ("parent", parent)] and ours and body.strip() == message.strip()
+    return candidate if same else None
 
 
 def _tip_and_parent(repo: _Repo) -> tuple[str, ...]:

@@ -383,7 +383,7 @@ def open_pull_request(*, config: dict[str, Any]) -> dict[str, Any]:
     try:
         delivery = deliver(
             target, read_result, guard.attempt, result, forge, run_id=context["run_id"],
-            commit_date=context["dag_run"].run_after, scratch_dir=paths.scratch_dir(),
+            scratch_dir=paths.scratch_dir(),
             evidence_summary={"target_id": target.target_id,
                               "checks": [c.model_dump() for c in guard.decision.checks]},
         )

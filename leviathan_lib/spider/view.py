@@ -1,12 +1,14 @@
 """The Leviathan view: server-rendered pages under ``/leviathan/ui``, in the Airflow nav (``external_views``).
 
 Pages: the fleet (``/ui``), one target (``/ui/targets/<id>``: backlog verdicts, charts, PRs, attempts,
-evidence) and a local-forge PR (``/ui/targets/<id>/prs/<n>``). Admin actions are HTML form POSTs (global
+evidence) and a local-forge PR (``/ui/targets/<id>/prs/<n>``: description, reviews and comments, coloured
+diff, what a reviewer can do in its state). Admin actions are HTML form POSTs (global
 switch, pause/resume a target, reset its breaker): admin role, same origin, a CSRF token bound to the login
 and a reason, each recorded as evidence (who, why) and so as an event. Viewers get no forms, and the POSTs
 refuse them.
 
-Templates are Jinja2 with autoescape: every value from a backlog, a target file or a record is escaped.
+Templates are Jinja2 with autoescape: every value from a backlog, a target file or a record is escaped;
+Markdown from a PR (its body, reviews, comments) is rendered and sanitized by :mod:`leviathan_lib.spider.markdown`.
 The CSP allows only this module's own style and script, by hash; the script only makes links leave the
 Airflow shell's sandboxed iframe (which allows no popups or top-level navigation) and follow its theme.
 Every failure to read something renders as "unknown: <reason>" in the page, never a blank page or a 500.
@@ -41,6 +43,8 @@ from leviathan_lib.spider import URL_PREFIX
 from leviathan_lib.spider.auth import AdminUser, BearerCredentials, GetUserDep, csrf_token, is_admin, require_csrf
 from leviathan_lib.spider.auth import username as user_name
 from leviathan_lib.spider.charts import horizontal_bars, stacked_bars
+from leviathan_lib.spider.diff import diff_lines
+from leviathan_lib.spider.markdown import to_html
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +82,7 @@ NOTICES = {
 _env = Environment(loader=FileSystemLoader(str(_TEMPLATES)), autoescape=True, undefined=StrictUndefined,
                    trim_blocks=True, lstrip_blocks=True)
 _env.filters["q"] = lambda value: quote(str(value), safe="")
+_env.filters["markdown"] = to_html  # untrusted Markdown, rendered and sanitized (spider.markdown)
 
 
 class Viewer:
@@ -327,7 +332,8 @@ def _add_pages(app: FastAPI) -> None:
             pr, problem = target_view.local_pr(target, config_path, number)
         repo = target_view.redact(target.repo_location(config_path)) if target and config_path else ""
         body = render("pr.html", Viewer.of(request, user, credentials), **_header(), target_id=target_id,
-                      number=number, pr=pr, problem=problem, repo=repo, max_diff=target_view.MAX_DIFF_CHARS)
+                      number=number, pr=pr, problem=problem, repo=repo, max_diff=target_view.MAX_DIFF_CHARS,
+                      diff=diff_lines(pr.diff) if pr else [])
         return _html(body, 200 if pr else 404)
 
 

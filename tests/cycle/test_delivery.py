@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,8 +16,6 @@ from leviathan_lib.git.runner import run_git
 from leviathan_lib.worker.backends.local import run_local_worker
 from leviathan_lib.worker.contract import AttemptResult, AttemptSpec
 from tests.airflow_helpers import commit_file
-
-WHEN = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def _prepare(tmp_path, backlog_edit=None):
@@ -50,7 +48,7 @@ def prepared(tmp_path):
 
 
 def _deliver(target, read, plan, result, forge, tmp_path):
-    return deliver(target, read, plan, result, forge, run_id="run-1", commit_date=WHEN,
+    return deliver(target, read, plan, result, forge, run_id="run-1",
                    evidence_summary={"target_id": target.target_id, "checks": []}, scratch_dir=tmp_path).pr
 
 
@@ -77,6 +75,30 @@ def test_crash_after_push_before_pr_creates_exactly_one_pr_on_rerun(prepared, mo
     assert pr.number == 1 and len(forge.list_prs()) == 1
     # The commit is deterministic (same dates, same content), so the rerun pushed the very same commit.
     assert pr.head_sha == pushed
+
+
+def _commit_dates(forge, sha: str) -> tuple[datetime, datetime, str]:
+    out = run_git(["--git-dir", str(forge.path), "log", "-1", "--format=%aI%n%cI%n%an <%ae>", sha]).stdout.split("\n")
+    return datetime.fromisoformat(out[0]), datetime.fromisoformat(out[1]), out[2]
+
+
+def test_the_agent_commit_is_dated_when_it_was_made_not_by_the_run(prepared):
+    target, read, plan, result, forge, tmp_path = prepared
+    days_ago = datetime.now(UTC) - timedelta(days=3)  # a run whose run_after (logical date) is days ago
+    pr = deliver(target, read, plan, result, forge, run_id=f"scheduled__{days_ago.isoformat()}", scratch_dir=tmp_path,
+                 evidence_summary={"target_id": target.target_id, "checks": []}).pr
+    authored, committed, who = _commit_dates(forge, pr.head_sha)
+    assert authored == committed == result.finished_at.replace(microsecond=0)  # the worker made it moments ago
+    assert datetime.now(UTC) - timedelta(minutes=5) < authored <= datetime.now(UTC)
+    assert who == "Leviathan <leviathan@localhost>"  # the git runner's fixed identity
+
+
+def test_a_worker_claiming_a_future_finish_gets_a_commit_dated_now(prepared):
+    target, read, plan, result, forge, tmp_path = prepared
+    future = result.model_copy(update={"finished_at": datetime.now(UTC) + timedelta(days=400)})
+    pr = _deliver(target, read, plan, future, forge, tmp_path)
+    authored, committed, _ = _commit_dates(forge, pr.head_sha)
+    assert authored == committed <= datetime.now(UTC)
 
 
 def _forged(result: AttemptResult, patch: str, paths: list[str]) -> AttemptResult:
@@ -249,7 +271,7 @@ def test_markdown_and_html_in_file_names_are_inert_in_the_pr_body(docs_scope):
 def test_the_change_list_and_paths_come_from_the_real_diff(prepared):
     target, read, plan, result, forge, tmp_path = prepared
     lying = _forged(result, result.patch, ["docs/quickstart.md", "docs/not-in-the-patch.md"])
-    delivery = deliver(target, read, plan, lying, forge, run_id="run-1", commit_date=WHEN,
+    delivery = deliver(target, read, plan, lying, forge, run_id="run-1",
                        evidence_summary={"target_id": target.target_id, "checks": []}, scratch_dir=tmp_path)
     assert delivery.changed_paths == [".leviathan/backlog.yaml", "docs/quickstart.md"]
     assert "not-in-the-patch" not in delivery.pr.body

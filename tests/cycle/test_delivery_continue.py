@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from leviathan_lib.cycle import steps as cycle
@@ -68,8 +70,9 @@ def test_a_rerun_of_a_delivered_refresh_pushes_nothing_new(opened):
     refresh = _continued(plan, pr, start="base")
     spec = AttemptSpec.model_validate({**_spec_dict(target, new_read, refresh), "continue_pr": refresh.continue_pr})
     again = run_local_worker(spec, workspace_root=tmp / "ws2")
-    first = _deliver(target, new_read, refresh, again, forge, tmp)
-    second = _deliver(target, new_read, refresh, again, forge, tmp)  # a "clear": the lease is already spent
+    first = _deliver(target, new_read, refresh, _minutes_ago(again), forge, tmp)
+    # A "clear" of the whole run: the worker ran again (now); the lease is already spent.
+    second = _deliver(target, new_read, refresh, again, forge, tmp)
     assert first.head_sha == second.head_sha == _tip(forge, pr.head) and len(forge.list_prs()) == 1
 
 
@@ -82,7 +85,8 @@ def test_start_branch_adds_a_fast_forward_commit_on_the_prs_head(opened):
     on_head = run_local_worker(spec, workspace_root=tmp / "ws2")
     assert (on_head.outcome, on_head.error.code, on_head.base_sha) == ("failed", "no_changes", pr.head_sha)
     patch = _branch_patch(forge, tmp, pr.head)
-    delivered = _deliver(target, read, cont_plan, _forged(result, patch, ["docs/quickstart.md"]), forge, tmp)
+    delivered = _deliver(target, read, cont_plan, _minutes_ago(_forged(result, patch, ["docs/quickstart.md"])),
+                         forge, tmp)
     head = _tip(forge, pr.head)
     assert delivered.number == 1 and delivered.head_sha == head
     assert run_git(["--git-dir", str(forge.path), "rev-parse", f"{head}^"]).stdout.strip() == pr.head_sha
@@ -90,7 +94,12 @@ def test_start_branch_adds_a_fast_forward_commit_on_the_prs_head(opened):
     assert changed == ["docs/quickstart.md"]
     assert forge.get_pr(1).body == pr.body  # the review flow owns what a commit on top says
     rerun = _deliver(target, read, cont_plan, _forged(result, patch, ["docs/quickstart.md"]), forge, tmp)
-    assert rerun.head_sha == head == _tip(forge, pr.head)  # a "clear" finds its own commit on top
+    assert rerun.head_sha == head == _tip(forge, pr.head)  # a "clear" finds its own (earlier dated) commit on top
+
+
+def _minutes_ago(result):
+    """The change as a first run made it, minutes before its cleared rerun made it again."""
+    return result.model_copy(update={"finished_at": result.finished_at - timedelta(minutes=3)})
 
 
 def test_start_branch_never_builds_on_a_branch_someone_else_moved(opened):

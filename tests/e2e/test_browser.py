@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from leviathan_lib.cli.main import main as leviathan
 from leviathan_lib.core import names
+from leviathan_lib.core.config import load_target
 from leviathan_lib.demo import create_demo_target
 from tests.airflow_helpers import evidence_record, run_cycle, scheduler_heartbeat, set_switch
 from tests.api_server import ApiServer
@@ -24,6 +26,11 @@ pytestmark = [pytest.mark.browser, needs_chromium]
 TARGET = "shop"
 LIVE = "live"
 SHOTS = os.environ.get("LEVIATHAN_SCREENSHOTS")
+TOKEN = "ghp_" + "Z9y8" * 9  # a token shape: the page shows it redacted
+#: A comment that tries everything: markup, an event handler, a javascript: link, a token, an unclosed comment.
+HOSTILE = ("<script>window.pwned = 1</script> <img src=x onerror=\"window.pwned = 2\"> "
+           f"[click me](javascript:window.pwned=3) @octocat please look; my token {TOKEN} "
+           "<!-- everything after this stays visible")
 
 
 def _shot(page, name: str, *, full_page: bool = True) -> None:
@@ -155,8 +162,6 @@ def test_follow_a_pr_link_and_a_dag_run_link(server, browser):
     frame.wait_for_selector("#pr-title")
     assert "agent/docs-quickstart/1" in frame.inner_text("body")
     assert "docs/quickstart.md" in frame.inner_text("#pr-diff")
-    page.goto(f"{server.base}/leviathan/ui/targets/{TARGET}/prs/1")
-    _shot(page, "view-pr")
     # A DAG run link leaves the sandboxed iframe: the Airflow shell itself opens the run.
     page.goto(f"{server.base}/plugin/leviathan/leviathan/ui/targets/{TARGET}")
     frame = leviathan_frame(page)
@@ -165,6 +170,77 @@ def test_follow_a_pr_link_and_a_dag_run_link(server, browser):
     link.click()
     page.wait_for_url(re.compile(rf"/dags/{names.dag_id(TARGET)}/runs/"))
     assert run_id.split("T")[0] in page.url
+
+
+def _repo(target_file: Path) -> str:
+    return str(load_target(target_file).repo_location(target_file))
+
+
+def test_a_reviewer_reads_the_rendered_pr_its_reviews_and_a_coloured_diff(server, browser, demo):
+    repo = _repo(demo)
+    assert leviathan(["forge", "review", "--repo", repo, "1", "--as", "alice", "--comment",
+                      "--body", "Reads well. **One nit:** see [the guide](https://example.com/guide)."]) == 0
+    assert leviathan(["forge", "comment", "--repo", repo, "1", "--as", "mallory", "--body", HOSTILE]) == 0
+    assert leviathan(["forge", "comment", "--repo", repo, "1", "--as", "leviathan", "--body",
+                      "Noted: nothing for Leviathan to do."]) == 0
+    page = new_page(browser, width=1400)
+    login(page, server, "viewer", f"/plugin/leviathan/leviathan/ui/targets/{TARGET}/prs/1")
+    frame = leviathan_frame(page)
+    frame.wait_for_selector("#pr-title")
+    # The body is rendered Markdown, full width and unclipped: headings, the acceptance list, the evidence table.
+    body = frame.locator("#pr-body")
+    assert body.locator("h2", has_text="Task").count() == 1 and body.locator("table").count() >= 1
+    assert body.locator("ul.contains-task-list input[type=checkbox][disabled]").count() >= 1
+    box = body.evaluate("e => [e.scrollHeight, e.clientHeight, e.scrollWidth, e.clientWidth, "
+                        "getComputedStyle(e).whiteSpace]")
+    assert box[0] == box[1] and box[2] <= box[3] and box[4] == "normal"
+    # Reviews and comments, oldest first; Leviathan's own reply is marked; the hostile one is inert text.
+    notes = frame.locator("#pr-notes article.note")
+    assert notes.count() == 3 and [notes.nth(i).locator(".note-meta strong").inner_text() for i in range(3)] == [
+        "alice", "mallory", "leviathan"]
+    assert "review: commented" in notes.nth(0).inner_text()
+    assert notes.nth(0).locator("strong", has_text="One nit").count() == 1
+    assert notes.nth(2).get_attribute("class") == "note own" and "Leviathan" in notes.nth(2).inner_text()
+    hostile = notes.nth(1).inner_text()
+    assert "<script>window.pwned = 1</script>" in hostile and "@octocat" in hostile
+    assert "everything after this stays visible" in hostile and "[REDACTED:github_token]" in hostile
+    assert TOKEN not in frame.content()
+    inert = frame.evaluate("""() => ({
+        scripts: document.scripts.length,
+        handlers: [...document.querySelectorAll('*')]
+            .filter(e => [...e.attributes].some(a => a.name.startsWith('on'))).length,
+        images: document.images.length,
+        jsLinks: [...document.links].filter(a => !/^(https?|mailto):/i.test(a.href)).length,
+        pwned: window.pwned === undefined ? null : window.pwned,
+    })""")
+    assert inert == {"scripts": 1, "handlers": 0, "images": 0, "jsLinks": 0, "pwned": None}
+    guide = frame.locator("#pr-notes a", has_text="the guide")
+    assert guide.get_attribute("rel") == "nofollow noopener noreferrer" and guide.get_attribute("data-leave") == "new"
+    # The diff: coloured lines (added green, removed red), monospace, scrolls sideways, never clipped downwards.
+    diff = frame.locator("#pr-diff")
+    assert diff.locator("span.d-file").count() and diff.locator("span.d-hunk").count()
+    added, removed = (diff.locator(f"span.d-{kind}").first.evaluate("e => getComputedStyle(e).backgroundColor")
+                      for kind in ("add", "del"))
+    assert added != removed and "0, 0, 0, 0" not in added + removed
+    style = diff.evaluate("e => [getComputedStyle(e).overflowX, getComputedStyle(e).maxHeight, "
+                          "getComputedStyle(e).fontFamily, e.scrollHeight - e.clientHeight]")
+    assert style[0] == "auto" and style[1] == "none" and "mono" in style[2].lower() and style[3] <= 20  # scrollbar
+    assert "leviathan forge merge" in frame.inner_text("#pr-help") and "Open for review" in frame.inner_text("#pr-help")
+    page.goto(f"{server.base}/leviathan/ui/targets/{TARGET}/prs/1")
+    _shot(page, "view-pr")
+
+
+def test_chart_text_is_legible_at_1400_px(server, browser):
+    page = new_page(browser, width=1400)
+    login(page, server, "viewer", f"/plugin/leviathan/leviathan/ui/targets/{TARGET}")
+    frame = leviathan_frame(page)
+    frame.wait_for_selector("svg.chart text")
+    sizes = frame.evaluate("""() => [...document.querySelectorAll('svg.chart text')].map(t =>
+        parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a)""")
+    assert len(sizes) > 10 and min(sizes) >= 11, sizes
+    heights = frame.evaluate("""() => [...document.querySelectorAll('svg.chart text.axis')].map(t =>
+        t.getBoundingClientRect().height)""")
+    assert min(heights) >= 11, heights
 
 
 def test_admin_switches_autonomy_off_and_it_takes_effect(server, browser, demo, switch_variable):
@@ -213,3 +289,14 @@ def test_a_viewer_gets_no_controls_and_the_api_refuses_them(server, browser):
     assert statuses == [403, 403, 403, 403]
     page.goto(f"{server.base}/leviathan/ui")
     assert page.inner_text("#global-switch") == "ON"
+
+
+def test_a_merged_pr_says_merged_and_asks_nothing_more(server, browser, demo):
+    assert leviathan(["forge", "merge", "--repo", _repo(demo), "1"]) == 0  # last: the PR is no longer open
+    page = new_page(browser)
+    login(page, server, "viewer", f"/leviathan/ui/targets/{TARGET}/prs/1")
+    page.wait_for_selector("#pr-help")
+    assert page.inner_text("#pr-state") == "merged"
+    help_text = page.inner_text("#pr-help")
+    assert help_text.startswith("Merged into main") and "Nothing is left to review" in help_text
+    assert "review and merge" not in page.inner_text("body").lower() and "forge merge" not in help_text

@@ -149,6 +149,34 @@ def test_fleet_and_target_pages_escape_hostile_backlog_titles_and_explain_skips(
 
     pr = viewer.get("/ui/targets/view_evil/prs/1")
     assert pr.status_code == 200 and 'id="pr-diff"' in pr.text and "agent/" in pr.text
+    _pr_page_renders_reviews_and_comments_inert_and_follows_the_state(viewer, tmp_path / "repos" / "view_evil.git")
+
+
+def _pr_page_renders_reviews_and_comments_inert_and_follows_the_state(viewer, repo: Path) -> None:
+    from leviathan_lib.forge.local import LocalForge
+
+    forge = LocalForge(repo)
+    token = "ghp_" + "a1B2" * 9
+    forge.review(1, author="alice", state="COMMENTED", body="Looks **fine**; see [docs](https://example.com/d)")
+    forge.comment(1, f"{EVIL} [x](javascript:alert(1)) <img src=x onerror=alert(1)> {token} <!-- hidden?",
+                  author="mallory")
+    forge.comment(1, "Noted: nothing to do.")  # Leviathan's own reply (its login)
+    page = viewer.get("/ui/targets/view_evil/prs/1")
+    assert page.status_code == 200 and page.text.count("<script") == 1  # the view's own script only
+    body = re.search(r'<div class="markdown" id="pr-body">(.*?)</div>', page.text, re.S).group(1)
+    assert "<h2>Task</h2>" in body and "<table>" in body and '<ul class="contains-task-list">' in body
+    notes = re.search(r'<div id="pr-notes">(.*?)</div>\n<h3>', page.text, re.S).group(1)
+    assert [m for m in re.findall(r"<strong>(\w+)</strong>", notes) if m != "fine"] == ["alice", "mallory",
+                                                                                        "leviathan"]
+    assert notes.count('class="note own"') == 1 and "Looks <strong>fine</strong>" in notes
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in notes and "&lt;img src=x onerror=alert(1)&gt;" in notes
+    assert "&lt;!-- hidden?" in notes and token not in page.text and "[REDACTED:github_token]" in notes
+    assert "javascript:" not in re.sub(r"\[x\]\(javascript:alert\(1\)\)", "", notes)  # text, never a link
+    assert re.search(r'<span class="d-add">\+', page.text) and re.search(r'<span class="d-del">-', page.text)
+    assert "leviathan forge merge" in page.text and "Open for review" in page.text
+    forge.close_pr(1)
+    closed = viewer.get("/ui/targets/view_evil/prs/1").text
+    assert "Closed without merging" in closed and "forge merge" not in closed and "Open for review" not in closed
 
 
 def test_bad_input_pages_render_and_say_what_is_unknown(tmp_path, targets_dir, viewer):
