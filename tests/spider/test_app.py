@@ -15,27 +15,7 @@ from leviathan_lib.core import names
 from leviathan_lib.core.names import evidence_asset_uri
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.evidence.records import CycleRecord, Totals
-from tests.airflow_helpers import evidence_record, run_cycle, set_switch
-from tests.api_server import ApiServer
-
-
-@pytest.fixture(scope="module")
-def server(airflow_db):
-    api = ApiServer(airflow_db).start()
-    yield api
-    api.stop()
-
-
-@pytest.fixture(scope="module")
-def admin(server):
-    with server.client("admin") as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def viewer(server):
-    with server.client("viewer") as client:
-        yield client
+from tests.airflow_helpers import evidence_record, run_cycle, scheduler_heartbeat, set_switch
 
 
 @pytest.fixture
@@ -174,7 +154,8 @@ def test_switch_off_stops_the_next_attempt_and_is_on_the_record(tmp_path, target
 
     changes = [e for e in _events(viewer, after) if e["type"] == "autonomy.changed"]
     assert [(c["target_id"], c["data"]) for c in changes] == [
-        (None, {"enabled": False, "by": "admin", "reason": "maintenance window"})]
+        (None, {"enabled": False, "by": "admin", "reason": "maintenance window", "how": "leviathan",
+                "outside": False})]
 
     # Per target: the DAG is paused (the Airflow UI shows it) and Spider reports it.
     assert admin.put("/autonomy", json={"enabled": True, "reason": "done"}).status_code == 200
@@ -286,9 +267,6 @@ def test_events_resume_by_id_in_bounded_pages(tmp_path, targets_dir, viewer, ser
 
 
 def test_health_reports_each_component(tmp_path, targets_dir, server):
-    from airflow.jobs.job import Job
-    from airflow.utils.session import create_session
-
     create_demo_target(tmp_path, target_id="spider_health", targets_dir=targets_dir)
     anonymous = server.client()
     body = anonymous.get("/health").json()
@@ -296,19 +274,10 @@ def test_health_reports_each_component(tmp_path, targets_dir, server):
         assert anonymous.get("/health").status_code == 503
         assert body["components"]["scheduler"]["reason"]
     # A scheduler that heartbeats now makes it healthy (a real Job row, as the scheduler writes it).
-    with create_session() as session:
-        job = Job(job_type="SchedulerJob")
-        job.state = "running"
-        session.add(job)
-        session.flush()
-        job_id = job.id
-    try:
+    with scheduler_heartbeat():
         response = anonymous.get("/health")
         assert response.status_code == 200, response.text
         assert response.json()["components"]["targets"]["spider_health"]["last_cycle_age_seconds"] is None
-    finally:
-        with create_session() as session:
-            session.delete(session.get(Job, job_id))
 
 
 def test_metrics_can_be_made_public_by_configuration(monkeypatch, airflow_db):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 
 from leviathan_lib.core.limits import MAX_BACKLOG_BYTES, MAX_TASKS
@@ -17,14 +16,6 @@ from leviathan_lib.demo import create_demo_target
 from leviathan_lib.evidence.records import MAX_TASK_VERDICTS
 from leviathan_lib.git.runner import run_git
 from tests.airflow_helpers import commit_file, evidence_record, run_cycle
-from tests.api_server import ApiServer
-
-
-@pytest.fixture(scope="module")
-def server(airflow_db):
-    api = ApiServer(airflow_db).start()
-    yield api
-    api.stop()
 
 
 def _rss_kb(pid: int) -> int:

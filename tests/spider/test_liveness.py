@@ -16,23 +16,9 @@ from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.evidence.records import CycleRecord
 from tests.airflow_helpers import evidence_record, run_cycle, scheduler_heartbeat, set_switch
-from tests.api_server import ApiServer
 from tests.spider.test_app import _write_record
 
 TYPO = "max_prs_per_hr: 5\n"
-
-
-@pytest.fixture(scope="module")
-def server(airflow_db):
-    api = ApiServer(airflow_db).start()
-    yield api
-    api.stop()
-
-
-@pytest.fixture(scope="module")
-def viewer(server):
-    with server.client("viewer") as client:
-        yield client
 
 
 @pytest.fixture

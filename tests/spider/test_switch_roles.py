@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import httpx
-import pytest
 
 from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
@@ -14,13 +13,6 @@ from tests.airflow_helpers import evidence_record, run_cycle, set_switch
 from tests.api_server import ApiServer
 
 VARIABLE = "leviathan_autonomy_enabled"
-
-
-@pytest.fixture(scope="module")
-def server(airflow_db):
-    api = ApiServer(airflow_db).start()
-    yield api
-    api.stop()
 
 
 def _airflow(server: ApiServer, user: str) -> httpx.Client:
