@@ -25,13 +25,13 @@ from pydantic import BaseModel, Field
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
-from leviathan_lib.core.limits import MAX_BACKLOG_BYTES, MAX_RECIPES_BYTES, TooLarge
 from leviathan_lib.core.names import (
     AUTONOMY_ASSET_URI,
     LEGACY_AUTONOMY_ASSET_URI,
     OUTSIDE_CHANGES_ASSET_URI,
     evidence_asset_uri,
 )
+from leviathan_lib.core.read_limits import MAX_BACKLOG_BYTES, MAX_RECIPES_BYTES, TooLarge
 from leviathan_lib.core.repo_url import parse_repo_url
 from leviathan_lib.core.secrets_scan import redact_text
 from leviathan_lib.cycle.check import feedback_continuation, history_error

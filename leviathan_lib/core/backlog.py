@@ -17,7 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from pydantic_core import ErrorDetails
 
 from leviathan_lib.core.errors import Problem, ValidationFailed
-from leviathan_lib.core.limits import MAX_TASKS, TooManyTasks
+from leviathan_lib.core.read_limits import MAX_TASKS, TooManyTasks
 from leviathan_lib.core.yamlsrc import (
     LineFinder,
     did_you_mean,

@@ -29,8 +29,8 @@ from leviathan_lib.core.guardrails import (
     failure_streak,
     sandbox_gate,
 )
-from leviathan_lib.core.limits import TooManyTasks
 from leviathan_lib.core.names import agent_branch
+from leviathan_lib.core.read_limits import TooManyTasks
 from leviathan_lib.cycle.protected import protected_for
 from leviathan_lib.cycle.steps import (
     AttemptPlan,

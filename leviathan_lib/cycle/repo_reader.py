@@ -17,7 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from leviathan_lib.core.errors import CodedError
-from leviathan_lib.core.limits import TooLarge
+from leviathan_lib.core.read_limits import TooLarge
 from leviathan_lib.core.yamlsrc import decode_utf8
 from leviathan_lib.git.runner import GitError, branch_arg, remote_arg, reset_repo_config, run_git
 from leviathan_lib.git.urls import RepoUrlError, parse_repo_url

@@ -20,7 +20,7 @@ from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.guardrails import (
     Decision,
 )
-from leviathan_lib.core.limits import MAX_BACKLOG_BYTES, MAX_RECIPES_BYTES, TooLarge, TooManyTasks
+from leviathan_lib.core.read_limits import MAX_BACKLOG_BYTES, MAX_RECIPES_BYTES, TooLarge, TooManyTasks
 from leviathan_lib.cycle.repo_reader import NoCommitAtDate, RepoUnreachable, read_at_branch, read_at_commit
 from leviathan_lib.evidence.records import (
     MAX_TASK_VERDICTS,

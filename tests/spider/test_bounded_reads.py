@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from leviathan_lib.core.limits import MAX_BACKLOG_BYTES, MAX_TASKS
+from leviathan_lib.core.read_limits import MAX_BACKLOG_BYTES, MAX_TASKS
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.evidence.records import MAX_TASK_VERDICTS
 from leviathan_lib.git.runner import run_git
