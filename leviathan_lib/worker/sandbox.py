@@ -25,9 +25,9 @@ flag                                      why
                                           alternatives, time zone); ``/etc/passwd`` and ``/etc/group``
                                           are synthesized (one user, ``leviathan``)
 ``--ro-bind`` of the Python prefixes      ``python3`` on PATH is the worker's interpreter, read-only
-``--size N --tmpfs /tmp`` and HOME        private scratch space, gone with the sandbox, bounded (it is
-                                          memory: with a cgroup each may take the whole memory budget,
-                                          which it is charged to; without, /tmp half and HOME a quarter)
+``--size N --tmpfs /tmp`` and HOME        private scratch space, gone with the sandbox, bounded: it is
+                                          memory (charged to the step's cgroup, when there is one), so
+                                          /tmp holds half the memory budget and HOME a quarter
 ``--seccomp FD``                          the filter of :mod:`leviathan_lib.worker.limits` (keyrings,
                                           ptrace, new user namespaces, mounts, ... refused), also on
                                           bwrap's init
@@ -191,9 +191,11 @@ class Sandbox:
         launcher, then bwrap. Without :meth:`run`'s cgroup and watch, the rlimits, seccomp and keyring hold."""
         return self._launch(command, env, None)
 
-    def _tmpfs_sizes(self, cgroup: StepCgroup | None) -> dict[str, int]:
+    def _tmpfs_sizes(self) -> dict[str, int]:
+        """/tmp half the memory budget, HOME a quarter: a full tmpfs is seen (and named) before the cgroup
+        would have to refuse the pages, which it does by slow reclaim, not by the OOM killer."""
         memory = self.limits.memory_mb * MIB
-        return {"/tmp": memory, SANDBOX_HOME: memory} if cgroup else {"/tmp": memory // 2, SANDBOX_HOME: memory // 4}
+        return {"/tmp": memory // 2, SANDBOX_HOME: memory // 4}
 
     def _rlimits(self, cgroup: StepCgroup | None) -> dict[str, tuple[int, int]]:
         """``[soft, hard]`` per rlimit; CPU gets a second of grace after SIGXCPU, then SIGKILL."""
@@ -208,7 +210,7 @@ class Sandbox:
         config = {"cgroup_procs": cgroup.procs_files if cgroup else [], "rlimits": self._rlimits(cgroup),
                   "keyctl": keyctl_number(), "seccomp": str(self.seccomp_program)}
         return [sys.executable, "-I", "-S", limits_exec.__file__, json.dumps(config), "--",
-                *self._bwrap(command, env, self._tmpfs_sizes(cgroup))]
+                *self._bwrap(command, env, self._tmpfs_sizes())]
 
     def run(self, command: Sequence[str], env: Mapping[str, str], *, cwd: Path, stdout: IO[bytes],
             stderr: IO[bytes]) -> StepExit:
@@ -219,7 +221,7 @@ class Sandbox:
         try:
             proc = subprocess.Popen(self._launch(command, env, cgroup), cwd=cwd, env={}, stdin=subprocess.DEVNULL,
                                     stdout=stdout, stderr=stderr)  # fmt: skip
-            watch = StepWatch(proc, self.limits, self.budget, self.checkout, cgroup, self._tmpfs_sizes(cgroup))
+            watch = StepWatch(proc, self.limits, self.budget, self.checkout, cgroup, self._tmpfs_sizes())
             killed = None
             try:
                 while killed is None:
