@@ -100,7 +100,7 @@ def sweep(root: Path) -> Sweep:
     for directory in candidates:
         if not _stale(directory):
             continue
-        size = tree_bytes(directory, skip="")
+        size = tree_bytes(directory)
         problem = remove_tree(directory)
         if problem:
             found.problems.append(problem)

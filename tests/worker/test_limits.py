@@ -267,11 +267,25 @@ def test_the_target_lowers_the_caps_and_never_raises_them():
         caps_from({"max_attempt_cpu_seconds": "lots"})
 
 
-def test_tree_bytes_counts_each_inode_once_and_never_follows_links(tmp_path):
+def test_tree_bytes_counts_each_inode_once_at_any_depth_and_never_follows_links(tmp_path):
+    empty = tree_bytes(tmp_path)
     (tmp_path / "a").write_bytes(b"x" * 8192)
     os.link(tmp_path / "a", tmp_path / "b")
     os.symlink("/usr", tmp_path / "usr")
-    assert 8192 <= tree_bytes(tmp_path) < 8192 + 3 * 4096
+    assert 8192 <= tree_bytes(tmp_path) - empty < 8192 + 3 * 4096
+    deep = os.open(tmp_path, os.O_RDONLY)
+    try:  # past PATH_MAX: no path reaches the file, a walk by file descriptors does
+        for _ in range(300):
+            os.mkdir("d" * 60, dir_fd=deep)
+            deeper = os.open("d" * 60, os.O_RDONLY, dir_fd=deep)
+            os.close(deep)
+            deep = deeper
+        with open(os.open("hidden", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=deep), "wb") as hidden:
+            hidden.write(b"x" * (1 << 20))
+    finally:
+        os.close(deep)
+    assert tree_bytes(tmp_path) - empty >= (1 << 20)
+    subprocess.run(["rm", "-rf", "--", str(tmp_path / ("d" * 60))], check=True)
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to become another user")
