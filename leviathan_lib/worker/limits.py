@@ -156,11 +156,27 @@ def _v1_parents(mounts: list[tuple[str, str, set[str]]], own: dict[str, str]) ->
     return parents if len(parents) == 2 else None
 
 
+def _worker_gone(name: str) -> bool:
+    """True when the worker named in a step cgroup's name (``leviathan-step-PID-N``) no longer runs."""
+    pid = name.removeprefix(_CG_PREFIX).split("-")[0]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def _sweep_stale(parent: Path) -> None:
-    """Remove empty step cgroups a killed worker left (a cgroup with processes is someone's running step)."""
+    """Remove the empty step cgroups of workers that are gone (a live worker's may be empty for a moment,
+    between its creation and the launcher joining it)."""
     with contextlib.suppress(OSError):
         for entry in parent.iterdir():
-            if entry.name.startswith(_CG_PREFIX) and not _read(entry / "cgroup.procs").strip():
+            if (entry.name.startswith(_CG_PREFIX) and _worker_gone(entry.name)
+                    and not _read(entry / "cgroup.procs").strip()):
                 with contextlib.suppress(OSError):
                     entry.rmdir()
 

@@ -134,6 +134,7 @@ def _spec(repo: tuple[Path, str], recipe: str, **overrides):
 ])
 def test_a_step_past_a_limit_ends_resource_limit_naming_it(tmp_path, repo, marker, recipe, which):
     scratch = tmp_path / "scratch"
+    cgroups_before = step_cgroups()
     started = time.monotonic()
     result = run_local_worker(_spec(repo, recipe), workspace_root=scratch)
     elapsed = time.monotonic() - started
@@ -146,6 +147,18 @@ def test_a_step_past_a_limit_ends_resource_limit_naming_it(tmp_path, repo, marke
     assert elapsed < 60  # quickly: killed at the limit, not at the attempt's timeout
     wait_marked_gone(marker)  # the whole sandbox is gone: nothing it started runs on
     assert list(scratch.iterdir()) == []  # and its scratch too
+    assert not set(step_cgroups()) - set(cgroups_before)  # and its cgroup
+
+
+def step_cgroups() -> list[Path]:
+    """Step cgroups of this process's workers that are still there."""
+    from leviathan_lib.worker.limits import _mounts, _own_cgroups
+
+    own, found = _own_cgroups(), []
+    for point, _, options in _mounts():
+        for controller in [c for c in options | {""} if c in own]:
+            found += Path(point + own[controller].rstrip("/")).glob("leviathan-step-*")
+    return found
 
 
 @pytest.fixture
