@@ -30,6 +30,17 @@ if [ ! -x "$bwrap" ]; then
     echo "warning: recipes will not run until it is: cycles stop with sandbox_unavailable." >&2
   fi
 fi
+# libseccomp: the sandbox's seccomp filter is compiled with it (pyseccomp); without it recipes do not run either.
+if ! ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2'; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "Installing libseccomp2 (the recipe sandbox's seccomp filter) ..." >&2
+  if ! { command -v apt-get >/dev/null 2>&1 && { [ -z "$sudo" ] || command -v sudo >/dev/null 2>&1; } \
+         && $sudo apt-get update -qq \
+         && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libseccomp2 \
+              >/dev/null; }; then
+    echo "warning: missing: libseccomp2; recipes will not run until it is (sandbox_unavailable)." >&2
+  fi
+fi
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 digest="$(cat "$root/pyproject.toml" "$root/constraints.txt" | sha256sum | cut -c1-16)"
 stamp="$venv/.installed-$digest-${extras:-base}"

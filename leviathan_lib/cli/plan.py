@@ -95,6 +95,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
             target = load_target(config_path)
         finally:
             _print_warnings(caught)
+    from leviathan_lib.control.limits import limit_warnings
+
+    for lowered in limit_warnings(target, str(config_path)):
+        print(lowered.render("warning"), file=sys.stderr)
     read = _from_files(args, target) if args.backlog else _from_repo(target, config_path)
     state = parse_state(_read(Path(args.state)), args.state, PlanState) if args.state else PlanState()
     if state.now is None:  # as the DAG: the hourly PR limit and the daily budget count back from now

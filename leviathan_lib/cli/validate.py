@@ -152,6 +152,10 @@ def _check_target(checked: Checked) -> None:
         checked.warnings += joined_target_items(checked.data, source, line_finder(checked.text))
     target = parse_target(checked.text, source)
     checked.what, checked.target_id = f"target {target.target_id}", target.target_id
+    if target.limits.model_fields_set:
+        from leviathan_lib.control.limits import limit_warnings
+
+        checked.warnings += limit_warnings(target, source)
 
 
 def _check_backlog(checked: Checked, files: list[Checked]) -> None:

@@ -19,6 +19,7 @@ from leviathan_lib.core import names, schedule
 from leviathan_lib.core.egress import MAX_RULES, EgressRule, unique_rules
 from leviathan_lib.core.errors import CodedError, Problem, ValidationFailed
 from leviathan_lib.core.git_refs import check_branch_name
+from leviathan_lib.core.limits import TargetLimits
 from leviathan_lib.core.pricing import qualified, split_model
 from leviathan_lib.core.repo_url import RepoUrlError, parse_repo_url
 from leviathan_lib.core.scope import ScopeViolation, path_segments
@@ -183,6 +184,8 @@ class TargetConfig(BaseModel):
     #: Destinations recipe steps may reach through the attempt's egress proxy (package registries), each
     #: ``{host, port}``; every connection is recorded. Empty: recipe steps are offline.
     sandbox_egress: Annotated[list[EgressRule], Field(max_length=MAX_RULES)] = Field(default_factory=list)
+    #: Lower resource limits for this target's recipe steps (core/limits.py); the deployment caps them.
+    limits: TargetLimits = Field(default_factory=TargetLimits)
 
     @field_validator("allowed_path_prefixes", "backlog_path", "recipes_path", "protected_paths")
     @classmethod
@@ -273,7 +276,8 @@ def _message(err: ErrorDetails) -> str:
     for a YAML 1.1 boolean word, and the offending value for any other wrong type."""
     loc = err["loc"]
     if err["type"] == "extra_forbidden":
-        nested: dict[str, type[BaseModel]] = {"worker_resources": WorkerResources, "sandbox_egress": EgressRule}
+        nested: dict[str, type[BaseModel]] = {"worker_resources": WorkerResources, "sandbox_egress": EgressRule,
+                                              "limits": TargetLimits}
         model = nested.get(str(loc[0]), TargetConfig) if len(loc) > 1 else TargetConfig
         close = did_you_mean(str(loc[-1]), model.model_fields)
         return "unknown key" + (close or " (see docs/configuration.md for the accepted keys)")

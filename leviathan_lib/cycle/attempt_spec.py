@@ -7,6 +7,7 @@ from pathlib import Path
 
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
+from leviathan_lib.core.limits import AttemptLimits, resolve_limits
 from leviathan_lib.cycle.repo_reader import RepoUnreachable, fetch_branch, fetch_commit
 from leviathan_lib.cycle.steps import AttemptPlan, ReadResult
 from leviathan_lib.worker.contract import AttemptSpec
@@ -38,10 +39,14 @@ def worker_source(target: TargetConfig, read: ReadResult, cache_dir: Path, plan:
 
 def attempt_spec(read: ReadResult, target: TargetConfig, plan: AttemptPlan, cache_dir: Path, *,
                  api_base_url: str | None = None, region: str | None = None,
-                 git_env: dict[str, str] | None = None) -> AttemptSpec:
+                 git_env: dict[str, str] | None = None, caps: AttemptLimits | None = None) -> AttemptSpec:
     """The spec of attempt ``plan`` of a task of the backlog ``read`` pinned; ``api_base_url`` and ``region``
-    come from the model connection (llm executor), ``git_env`` from the forge (see :func:`worker_source`)."""
+    come from the model connection (llm executor), ``git_env`` from the forge (see :func:`worker_source`),
+    ``caps`` from the deployment (the target's ``limits`` within them; a value above a cap is logged)."""
     backlog, _ = parse_backlog(read.backlog_text or "", source=read.backlog_path)
+    limits, lowered = resolve_limits(target.limits, caps or AttemptLimits(), target.target_id)
+    for problem in lowered:
+        log.warning("%s", problem.render("warning"))
     task_def = backlog.by_id()[plan.task_id]
     return AttemptSpec.model_validate({
         "spec_version": 1, "target_id": target.target_id,
@@ -53,4 +58,5 @@ def attempt_spec(read: ReadResult, target: TargetConfig, plan: AttemptPlan, cach
         "sandbox": required_mode(target),
         "continue_pr": plan.continue_pr.model_dump() if plan.continue_pr else None,
         "egress": [rule.model_dump() for rule in target.sandbox_egress],
+        "limits": limits.model_dump(),
     })

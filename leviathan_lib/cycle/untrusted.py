@@ -67,7 +67,7 @@ def sanitize_result(result: AttemptResult) -> AttemptResult:
         code, message, started_at=result.started_at, base_sha=result.base_sha,
         changed_paths=clean["changed_paths"], executor=clean["executor"], usage=result.usage,
         egress=result.egress,
-    )
+    ).model_copy(update={"limits": result.limits, "cleanup": result.cleanup})
 
 
 def sanitize_result_document(raw: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from leviathan_lib.core.egress import EgressReport
 from leviathan_lib.core.guardrails import ReasonCode
+from leviathan_lib.core.limits import CleanupReport, LimitsReport
 
 EVIDENCE_VERSION: Final = 1
 #: PR-opening times the ledger keeps: enough for the largest ``max_prs_per_hour``.
@@ -78,6 +79,12 @@ class AttemptEvidence(BaseModel):
     #: The connections recipe steps made through the egress proxy (``sandbox_egress``), allowed and refused,
     #: with their bytes (at most ``core.egress.MAX_RECORDED`` listed); None when no proxy ran.
     egress: EgressReport | None = None
+    #: The resource limits the recipe's steps ran under, how they held (``mechanism``) and which one a step
+    #: exceeded (``exceeded``; the error code is then ``resource_limit``). None: no sandboxed step ran.
+    limits: LimitsReport | None = None
+    #: The local backend's clean-up: scratch of crashed attempts swept (``swept_dirs``, ``swept_bytes``) and
+    #: what could not be removed (``problems``); None when there was nothing to say.
+    cleanup: CleanupReport | None = None
 
 
 class ApprovalEvidence(BaseModel):

@@ -247,11 +247,12 @@ def _attempt_spec(read: ReadResult, target: TargetConfig, guard: GuardrailResult
     """The attempt spec; the model connection (``orchestrator.llm_conn``) gives the llm executor its host."""
     from leviathan_lib.core import paths
     from leviathan_lib.cycle.attempt_spec import attempt_spec
+    from leviathan_lib.orchestrator.caps import attempt_caps
 
     assert guard.attempt is not None
     return attempt_spec(read, target, guard.attempt, paths.cache_dir(),
                         api_base_url=llm_conn.base_url if llm_conn else None,
-                        region=llm_conn.region if llm_conn else None, git_env=git_env)
+                        region=llm_conn.region if llm_conn else None, git_env=git_env, caps=attempt_caps())
 
 
 def _local_attempt_spec(read: ReadResult, target: TargetConfig, guard: GuardrailResult, llm_conn: Any,

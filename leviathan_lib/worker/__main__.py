@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 import traceback
@@ -25,6 +24,7 @@ from leviathan_lib.worker.contract import (
     spec_from_json,
     utc_now,
 )
+from leviathan_lib.worker.scratch import remove_tree
 
 SPEC_ENV = "LEVIATHAN_ATTEMPT_SPEC"
 WORKSPACE_ENV = "LEVIATHAN_WORKSPACE"
@@ -67,8 +67,8 @@ def _attempt(args: argparse.Namespace) -> AttemptResult:
         traceback.print_exc()
         return failed_result("internal_error", f"{type(exc).__name__}: {exc}", started_at=started)
     finally:
-        if own_workspace:
-            shutil.rmtree(root, ignore_errors=True)
+        if own_workspace and (problem := remove_tree(root)):
+            print(f"warning: scratch left behind: {problem}", file=sys.stderr)
 
 
 def _write(result: AttemptResult, output: Path) -> None:

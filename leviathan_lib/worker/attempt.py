@@ -18,6 +18,7 @@ from leviathan_lib.core.backlog import Task
 from leviathan_lib.core.egress import EgressReport
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.guardrails import ReasonCode
+from leviathan_lib.core.limits import RESOURCE_LIMIT, LimitsReport
 from leviathan_lib.core.scope import Scope, task_scope
 from leviathan_lib.worker.contract import (
     AttemptResult,
@@ -66,11 +67,12 @@ class _Progress:
     summary: dict[str, Any] = field(default_factory=dict)
     usage: Usage | None = None
     egress: EgressReport | None = None
+    limits: LimitsReport | None = None
 
     def failed(self, exc: _Failed) -> AttemptResult:
         return failed_result(exc.code, exc.message, outcome=exc.outcome, started_at=self.started,
                              base_sha=self.base, changed_paths=self.paths, executor=self.summary,
-                             usage=self.usage, egress=self.egress)  # fmt: skip
+                             usage=self.usage, egress=self.egress).model_copy(update={"limits": self.limits})
 
 
 def _checked_task(spec: AttemptSpec) -> tuple[Task, Preflight | None]:
@@ -163,7 +165,8 @@ def _run_recipe_executor(
         if spec.sandbox == "bwrap":
             readonly = (task_file,) if feedback_file is None else (task_file, feedback_file)
             sandbox = Sandbox(bwrap=bwrap_path(), checkout=checkout, etc_dir=workspace / "sandbox-etc",
-                              readonly=readonly, egress_socket=proxy.socket_path if proxy else None)  # fmt: skip
+                              readonly=readonly, egress_socket=proxy.socket_path if proxy else None,
+                              limits=spec.limits)  # fmt: skip
             sandbox.write_etc()
             env = step_env(recipe, task.id, task_file, SANDBOX_HOME, path=sandbox_path(),
                            feedback_file=feedback_file)  # fmt: skip
@@ -186,9 +189,9 @@ def _run_executor(
     executor = spec.executor
     if isinstance(executor, RecipeExecutorSpec):
         run = _run_recipe_executor(spec, executor, task, checkout, workspace, progress=progress)
-        progress.summary = run.summary()
+        progress.summary, progress.limits = run.summary(), run.limits
         if run.failure:
-            raise _Failed("recipe_failed", run.failure)
+            raise _Failed(RESOURCE_LIMIT if run.limits and run.limits.exceeded else "recipe_failed", run.failure)
         return f"recipe {executor.recipe!r}", []
     from leviathan_lib.worker.llm import attempt_deadline, run_llm
     from leviathan_lib.worker.llm_validate import baseline_backlog_problems
@@ -281,6 +284,7 @@ def _attempt(spec: AttemptSpec, workspace: Path, progress: _Progress, clock: flo
         finished_at=utc_now(),
         usage=progress.usage,
         egress=progress.egress,
+        limits=progress.limits,
     )
 
 

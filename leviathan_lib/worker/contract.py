@@ -25,6 +25,7 @@ from pydantic import (
 
 from leviathan_lib.core.backlog import RecipeName
 from leviathan_lib.core.egress import MAX_RULES, EgressReport, EgressRule, unique_rules
+from leviathan_lib.core.limits import AttemptLimits, CleanupReport, LimitsReport
 from leviathan_lib.core.names import require_agent_branch
 from leviathan_lib.core.repo_url import RepoUrlError, parse_repo_url
 from leviathan_lib.core.scope import ScopeViolation, path_segments
@@ -181,6 +182,8 @@ class AttemptSpec(BaseModel):
     #: Destinations recipe steps may reach through the attempt's egress proxy (the target's
     #: ``sandbox_egress``; :mod:`leviathan_lib.worker.egress`). Empty: no proxy, the steps are offline.
     egress: Annotated[list[EgressRule], Field(max_length=MAX_RULES)] = Field(default_factory=list)
+    #: Resource limits of each sandboxed step (the target's within the deployment's caps; core/limits.py).
+    limits: AttemptLimits = Field(default_factory=AttemptLimits)
 
     @property
     def start_sha(self) -> str:
@@ -217,7 +220,8 @@ class ErrorInfo(BaseModel):
 
     Codes are stable. From the worker: ``invalid_spec``, ``clone_failed``, ``recipes_invalid``,
     ``recipe_unknown``, ``recipe_failed``, ``diff_failed``, ``no_changes``, ``scope_violation``,
-    ``patch_too_large``, ``patch_not_utf8``, ``sandbox_unavailable``, ``internal_error``; from the LLM
+    ``patch_too_large``, ``patch_not_utf8``, ``sandbox_unavailable``, ``resource_limit`` (a step exceeded a
+    limit: ``AttemptResult.limits.exceeded`` names it), ``internal_error``; from the LLM
     executor the ``llm_*`` codes of :mod:`leviathan_lib.worker.llm`. From a backend: ``timeout``,
     ``worker_crashed``; from ``run_worker`` before a worker starts: ``llm_connection_missing``,
     ``llm_connection_invalid``.
@@ -262,6 +266,10 @@ class AttemptResult(BaseModel):
     usage: Usage | None = None
     #: Every connection recipe steps made through the egress proxy, allowed or refused (None: no proxy ran).
     egress: EgressReport | None = None
+    #: The limits recipe steps ran under and how they held (None: no sandboxed step ran).
+    limits: LimitsReport | None = None
+    #: The local backend's clean-up of scratch (None: nothing to report).
+    cleanup: CleanupReport | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> AttemptResult:

@@ -28,7 +28,8 @@ Rules:
 * On the local backend each step runs in the bubblewrap sandbox of :mod:`leviathan_lib.worker.sandbox`:
   the checkout is the only writable host path (its ``.git`` is read-only), ``/tmp`` and ``HOME`` are
   private, there is no network and no other process, and whatever a step leaves running is killed
-  when it exits.
+  when it exits. It runs under the attempt's resource limits: a step past one is killed and the recipe
+  fails with the limit named (``resource_limit``).
 * ``env`` names are ``[A-Za-z_][A-Za-z0-9_]*``; ``PATH``, ``HOME`` and ``LEVIATHAN_*`` are reserved.
   Values are strings (quote numbers). The file is committed, so it must never hold a secret.
 * Steps run in order; the first one exiting non-zero stops the recipe and fails the attempt.
@@ -51,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from leviathan_lib.core.backlog import RecipeName
 from leviathan_lib.core.errors import Problem, ValidationFailed
+from leviathan_lib.core.limits import LIMIT_FIELDS, LimitKind, LimitsReport, Mechanism
 from leviathan_lib.core.yamlsrc import did_you_mean, field_name, line_of, load_yaml
 
 if TYPE_CHECKING:  # plan checks recipes without importing the sandbox
@@ -132,6 +134,9 @@ class StepRun:
     stderr_tail: str
     duration_seconds: float
     error: str | None = None
+    #: The resource limit the step exceeded (it was killed, or failed at it), and how the limits held.
+    exceeded: LimitKind | None = None
+    mechanism: Mechanism | None = None
 
     def summary(self) -> dict[str, Any]:
         out = {
@@ -143,6 +148,8 @@ class StepRun:
         }
         if self.error:
             out["error"] = self.error
+        if self.exceeded:
+            out["exceeded"] = self.exceeded
         return out
 
 
@@ -154,10 +161,17 @@ class RecipeRun:
     steps: list[StepRun] = field(default_factory=list)
     #: Human-readable reason when a step failed, else None.
     failure: str | None = None
+    #: The limits the sandboxed steps ran under and how they held (None: unsandboxed).
+    limits: LimitsReport | None = None
+    #: What could not be cleaned up after a step (the recipe's outcome stands).
+    problems: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        return {"kind": "recipe", "recipe": self.name, "sandbox": self.sandbox,
-                "steps": [s.summary() for s in self.steps]}
+        out = {"kind": "recipe", "recipe": self.name, "sandbox": self.sandbox,
+               "steps": [s.summary() for s in self.steps]}
+        if self.problems:
+            out["cleanup_problems"] = self.problems
+        return out
 
 
 def tail(data: bytes, limit: int = TAIL_BYTES) -> str:
@@ -184,10 +198,13 @@ def step_env(
 
 
 def _run_step(
-    argv: list[str], *, cwd: Path, env: dict[str, str], logs: Path, index: int, sandbox: Sandbox | None
+    argv: list[str], *, cwd: Path, env: dict[str, str], logs: Path, index: int, sandbox: Sandbox | None,
+    problems: list[str],
 ) -> StepRun:
     # Output goes to files, not pipes: a background process left behind by a step cannot block the worker.
     out_path, err_path = logs / f"step-{index}.out", logs / f"step-{index}.err"
+    exceeded: LimitKind | None = None
+    mechanism: Mechanism | None = None
     program = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=env["PATH"])
     started = time.monotonic()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
@@ -195,15 +212,15 @@ def _run_step(
             exit_code, error = None, f"command {argv[0]!r} not found on PATH"
         else:
             command = [program, *argv[1:]]
-            # Sandboxed, bwrap starts with an empty environment and hands the step only ``env``.
-            if sandbox is not None:
-                command, env = sandbox.argv(command, env), {}
             try:
-                proc = subprocess.run(
-                    command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                    shell=False, check=False,
-                )  # fmt: skip
-                exit_code, error = proc.returncode, None
+                if sandbox is not None:  # bwrap starts with an empty environment and hands the step only ``env``
+                    ran = sandbox.run(command, env, cwd=cwd, stdout=out, stderr=err)
+                    exit_code, error, exceeded, mechanism = ran.exit_code, None, ran.exceeded, ran.mechanism
+                    problems += ran.problems
+                else:
+                    proc = subprocess.run(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                          stderr=err, shell=False, check=False)  # fmt: skip
+                    exit_code, error = proc.returncode, None
             except OSError as exc:
                 exit_code, error = None, f"could not start {argv[0]!r}: {exc.strerror or exc}"
     return StepRun(
@@ -213,6 +230,8 @@ def _run_step(
         stderr_tail=tail(err_path.read_bytes()),
         duration_seconds=time.monotonic() - started,
         error=error,
+        exceeded=exceeded,
+        mechanism=mechanism,
     )
 
 
@@ -225,8 +244,15 @@ def run_recipe(
     run = RecipeRun(name, sandbox=label)
     total = len(recipe.argvs)
     for index, argv in enumerate(recipe.argvs, start=1):
-        step = _run_step(argv, cwd=checkout, env=env, logs=logs, index=index, sandbox=sandbox)
+        step = _run_step(argv, cwd=checkout, env=env, logs=logs, index=index, sandbox=sandbox,
+                         problems=run.problems)  # fmt: skip
         run.steps.append(step)
+        if sandbox is not None and step.mechanism is not None:
+            run.limits = LimitsReport(**sandbox.limits.model_dump(), mechanism=step.mechanism, exceeded=step.exceeded)
+        if sandbox is not None and step.exceeded:
+            value = getattr(sandbox.limits, LIMIT_FIELDS[step.exceeded])
+            run.failure = f"step {index} of {total} {argv!r} exceeded its {step.exceeded} limit ({value})"
+            break
         if step.error or step.exit_code != 0:
             why = step.error or f"exited with {step.exit_code}"
             run.failure = f"step {index} of {total} {argv!r} {why}"

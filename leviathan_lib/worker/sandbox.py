@@ -25,7 +25,12 @@ flag                                      why
                                           alternatives, time zone); ``/etc/passwd`` and ``/etc/group``
                                           are synthesized (one user, ``leviathan``)
 ``--ro-bind`` of the Python prefixes      ``python3`` on PATH is the worker's interpreter, read-only
-``--tmpfs /tmp``, ``--tmpfs HOME``        private scratch space, gone with the sandbox
+``--size N --tmpfs /tmp`` and HOME        private scratch space, gone with the sandbox, bounded: it is
+                                          memory (charged to the step's cgroup, when there is one), so
+                                          /tmp holds half the memory budget and HOME a quarter
+``--seccomp FD``                          the filter of :mod:`leviathan_lib.worker.limits` (keyrings,
+                                          ptrace, new user namespaces, mounts, ... refused), also on
+                                          bwrap's init
 ``--bind CHECKOUT``                       the ONLY writable host path: the clone the patch comes from
 ``--ro-bind CHECKOUT/.git``               the step cannot change git config or hooks, which the worker's
                                           git (outside the sandbox) would otherwise obey
@@ -38,6 +43,10 @@ directory and of ``egress_shim.py``       step runs under :mod:`leviathan_lib.wo
                                           network namespace stays private, so nothing else leads out
 ========================================  ============================================================
 
+bwrap is not started directly: :mod:`leviathan_lib.worker.limits_exec` starts it, after joining the step's
+cgroup, setting its rlimits and joining a new session keyring; :meth:`Sandbox.run` watches the step against
+the attempt's limits (:mod:`leviathan_lib.worker.limits`) and kills the sandbox past one.
+
 With ``--unshare-pid`` bwrap runs as the namespace's init: when the step exits (or the sandbox is
 killed) the kernel kills every process left in the namespace, ``setsid`` or double-forked daemons
 included. Host paths keep their names inside, so paths in logs and errors mean the same on both sides.
@@ -49,6 +58,8 @@ with ``sandbox_unavailable``, unless the target file opts out with ``unsafe_allo
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import subprocess
 import sys
@@ -56,10 +67,22 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 from leviathan_lib.core.config import TargetConfig
-from leviathan_lib.worker import egress_shim
+from leviathan_lib.core.limits import AttemptLimits, LimitKind, Mechanism
+from leviathan_lib.worker import egress_shim, limits_exec
+from leviathan_lib.worker.limits import (
+    MIB,
+    POLL_SECONDS,
+    Budget,
+    StepCgroup,
+    StepWatch,
+    keyctl_number,
+    own_uid_tasks,
+    tree_bytes,
+    write_seccomp_program,
+)
 
 BWRAP_ENV = "LEVIATHAN_BWRAP"
 DEFAULT_BWRAP = "/usr/bin/bwrap"
@@ -117,6 +140,17 @@ def sandbox_path() -> str:
 
 
 @dataclass(frozen=True)
+class StepExit:
+    """How a sandboxed step ended: its exit code, the limit it exceeded (if any) and how the limits held."""
+
+    exit_code: int
+    exceeded: LimitKind | None
+    mechanism: Mechanism
+    #: What could not be cleaned up after it (a cgroup that would not go away).
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Sandbox:
     """One attempt's sandbox: ``checkout`` is writable, ``readonly`` files are visible, nothing else."""
 
@@ -127,9 +161,18 @@ class Sandbox:
     readonly: tuple[Path, ...] = field(default_factory=tuple)
     #: The egress proxy's Unix socket (:meth:`leviathan_lib.worker.egress.EgressProxy.start_unix`); None: offline.
     egress_socket: Path | None = None
+    #: The limits of every step (the attempt's; :mod:`leviathan_lib.core.limits`).
+    limits: AttemptLimits = field(default_factory=AttemptLimits)
+    #: What the attempt's steps used so far (CPU time, the checkout's size before the first step).
+    budget: Budget = field(default_factory=Budget, compare=False)
+
+    @property
+    def seccomp_program(self) -> Path:
+        return self.etc_dir / "seccomp.bpf"
 
     def write_etc(self) -> None:
-        """Synthesize /etc/passwd, /etc/group and /etc/hosts for the one sandbox user."""
+        """Synthesize /etc/passwd, /etc/group and /etc/hosts for the one sandbox user, and compile the seccomp
+        filter."""
         self.etc_dir.mkdir(parents=True, exist_ok=True)
         uid = SANDBOX_UID
         files = {
@@ -141,9 +184,61 @@ class Sandbox:
         }  # fmt: skip
         for name, text in files.items():
             (self.etc_dir / name).write_text(text, encoding="utf-8")
+        write_seccomp_program(self.seccomp_program)
 
     def argv(self, command: Sequence[str], env: Mapping[str, str]) -> list[str]:
-        """The bwrap command line running ``command`` (an absolute program and its arguments) with ``env``."""
+        """The command line running ``command`` (an absolute program and its arguments) with ``env``: the
+        launcher, then bwrap. Without :meth:`run`'s cgroup and watch, the rlimits, seccomp and keyring hold."""
+        return self._launch(command, env, None)
+
+    def _tmpfs_sizes(self) -> dict[str, int]:
+        """/tmp half the memory budget, HOME a quarter: a full tmpfs is seen (and named) before the cgroup
+        would have to refuse the pages, which it does by slow reclaim, not by the OOM killer."""
+        memory = self.limits.memory_mb * MIB
+        return {"/tmp": memory // 2, SANDBOX_HOME: memory // 4}
+
+    def _rlimits(self, cgroup: StepCgroup | None) -> dict[str, tuple[int, int]]:
+        """``[soft, hard]`` per rlimit; CPU gets a second of grace after SIGXCPU, then SIGKILL."""
+        limits = self.limits
+        cpu = max(1, math.ceil(limits.cpu_seconds - self.budget.cpu_used))
+        values = {"RLIMIT_FSIZE": limits.disk_mb * MIB, "RLIMIT_NOFILE": limits.open_files, "RLIMIT_CORE": 0}
+        if cgroup is None:  # the cgroup bounds memory and processes of the whole sandbox instead
+            values |= {"RLIMIT_AS": limits.memory_mb * MIB, "RLIMIT_NPROC": limits.processes + own_uid_tasks()}
+        return {"RLIMIT_CPU": (cpu, cpu + 1)} | {name: (value, value) for name, value in values.items()}
+
+    def _launch(self, command: Sequence[str], env: Mapping[str, str], cgroup: StepCgroup | None) -> list[str]:
+        config = {"cgroup_procs": cgroup.procs_files if cgroup else [], "rlimits": self._rlimits(cgroup),
+                  "keyctl": keyctl_number(), "seccomp": str(self.seccomp_program)}
+        return [sys.executable, "-I", "-S", limits_exec.__file__, json.dumps(config), "--",
+                *self._bwrap(command, env, self._tmpfs_sizes())]
+
+    def run(self, command: Sequence[str], env: Mapping[str, str], *, cwd: Path, stdout: IO[bytes],
+            stderr: IO[bytes]) -> StepExit:
+        """Run ``command`` in the sandbox under the limits, killing it past one; how it ended."""
+        if self.budget.disk_baseline is None:
+            self.budget.disk_baseline = tree_bytes(self.checkout)
+        cgroup = StepCgroup.create(self.limits)
+        try:
+            proc = subprocess.Popen(self._launch(command, env, cgroup), cwd=cwd, env={}, stdin=subprocess.DEVNULL,
+                                    stdout=stdout, stderr=stderr)  # fmt: skip
+            watch = StepWatch(proc, self.limits, self.budget, self.checkout, cgroup, self._tmpfs_sizes())
+            killed = None
+            try:
+                while killed is None:
+                    try:
+                        proc.wait(timeout=POLL_SECONDS)
+                        break
+                    except subprocess.TimeoutExpired:
+                        killed = watch.check()
+            finally:
+                proc.kill()  # bwrap is gone already, or is the sandbox to end: its init dies with it
+                proc.wait()
+            exceeded = watch.finish(proc.returncode, killed)
+        finally:
+            problems = cgroup.remove() if cgroup else []
+        return StepExit(proc.returncode, exceeded, cgroup.mechanism if cgroup else "rlimit", problems)
+
+    def _bwrap(self, command: Sequence[str], env: Mapping[str, str], tmpfs: Mapping[str, int]) -> list[str]:
         args = [
             self.bwrap,
             "--unshare-all", "--unshare-user", "--disable-userns",
@@ -165,7 +260,9 @@ class Sandbox:
             args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
         for name in ("passwd", "group", "hosts"):
             args += ["--ro-bind", str(self.etc_dir / name), f"/etc/{name}"]
-        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", SANDBOX_HOME]
+        args += ["--proc", "/proc", "--dev", "/dev"]
+        for where, size in tmpfs.items():
+            args += ["--size", str(size), "--tmpfs", where]
         for path in _python_dirs():
             args += ["--ro-bind", os.path.realpath(path), path]
         checkout = str(self.checkout)
@@ -198,7 +295,10 @@ def probe(bwrap: str | None = None) -> str | None:
         checkout = Path(tmp) / "checkout"
         checkout.mkdir()
         sandbox = Sandbox(bwrap=bwrap, checkout=checkout, etc_dir=Path(tmp) / "etc")
-        sandbox.write_etc()
+        try:
+            sandbox.write_etc()
+        except (OSError, RuntimeError, ImportError) as exc:  # libseccomp missing: no filter, no sandbox
+            return f"cannot compile the sandbox's seccomp filter: {exc}"
         try:
             proc = subprocess.run(
                 sandbox.argv(["/bin/sh", "-c", "touch probe"], base_env()), env={}, stdin=subprocess.DEVNULL,

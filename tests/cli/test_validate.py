@@ -354,3 +354,15 @@ def test_schema_needs_a_known_kind():
     result = leviathan("schema", "recipes")
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+def test_limits_above_the_deployments_caps_are_a_warning_and_the_cap_applies(tmp_path):
+    target = tmp_path / "t.yaml"
+    target.write_text("target_id: t\ntarget_repo_url: /r.git\nlimits: {processes: 100000, memory_mb: 256}\n")
+    result = leviathan("validate", target)
+    assert result.returncode == 0, result.stderr
+    assert warning_lines(result) == [f"{target}: warning: limits.processes: 100000 is above the deployment's cap "
+                                     "(max_attempt_processes = 256); the cap applies"]
+    unknown = tmp_path / "u.yaml"
+    unknown.write_text("target_id: u\ntarget_repo_url: /r.git\nlimits: {processes: 64, cpu: 10}\n")
+    assert f"{unknown}:3: limits.cpu: unknown key" in leviathan("validate", unknown).stderr

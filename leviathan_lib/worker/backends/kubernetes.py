@@ -5,8 +5,13 @@ in through ``LEVIATHAN_ATTEMPT_SPEC`` (templated from the ``prepare_attempt`` XC
 out through the XCom sidecar (``/airflow/xcom/return.json``), so both backends produce the same document.
 
 Containment is in the pod spec, not in trust: a dedicated ServiceAccount without a token, non-root,
-read-only root filesystem (the clone lives in an emptyDir), no capabilities, seccomp ``RuntimeDefault``,
-a hard ``activeDeadlineSeconds``. The only secret the pod gets is the model API key, by reference to a
+read-only root filesystem (the clone lives in an emptyDir), no capabilities, no privilege escalation,
+seccomp ``RuntimeDefault`` (the runtime's filter: keyrings, ptrace, mounts, new user namespaces refused),
+a hard ``activeDeadlineSeconds``. The resource limits are the pod's (:func:`container_resources`): CPU and
+memory from ``worker_resources``, and ``ephemeral-storage`` covering the two emptyDirs and the logs, so the
+kubelet evicts a pod that writes more. Processes are bounded by the kubelet's ``podPidsLimit`` (a node
+setting, not a pod field) and open files by the container runtime's ``nofile`` ulimit. The only secret
+the pod gets is the model API key, by reference to a
 Kubernetes Secret (never a forge token: the orchestrator pushes and opens the PR, not the worker).
 
 Recipe egress (``sandbox_egress``): the worker in the pod runs the same egress proxy as the local backend
@@ -116,6 +121,23 @@ def container_security_context() -> k8s.V1SecurityContext:
     )
 
 
+#: Size limit of the /tmp emptyDir, and room for the container's logs, in the pod's ephemeral-storage limit.
+TMP_SIZE_LIMIT = "256Mi"
+_LOG_ROOM = "64Mi"
+
+
+def container_resources(target: TargetConfig) -> k8s.V1ResourceRequirements:
+    """Requests and limits of the worker container; ``ephemeral-storage`` bounds the clone, /tmp and logs."""
+    from kubernetes.utils.quantity import parse_quantity
+
+    res = target.worker_resources
+    storage = sum(parse_quantity(q) for q in (res.workspace_size_limit, TMP_SIZE_LIMIT, _LOG_ROOM))
+    return k8s.V1ResourceRequirements(
+        requests={"cpu": res.cpu_request, "memory": res.memory_request, "ephemeral-storage": res.workspace_size_limit},
+        limits={"cpu": res.cpu_limit, "memory": res.memory_limit, "ephemeral-storage": str(int(storage))},
+    )
+
+
 def worker_env(target: TargetConfig) -> list[k8s.V1EnvVar]:
     """The pod's environment: the spec, scratch locations and (llm only) the key by Secret reference."""
     env = [
@@ -199,13 +221,10 @@ def build_worker_operator(
         ),  # fmt: skip
         container_security_context=container_security_context(),
         xcom_sidecar_container_security_context=container_security_context(),
-        container_resources=k8s.V1ResourceRequirements(
-            requests={"cpu": res.cpu_request, "memory": res.memory_request},
-            limits={"cpu": res.cpu_limit, "memory": res.memory_limit},
-        ),
+        container_resources=container_resources(target),
         volumes=[
             k8s.V1Volume(name="workspace", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=res.workspace_size_limit)),
-            k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="256Mi")),
+            k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=TMP_SIZE_LIMIT)),
         ],
         volume_mounts=[
             k8s.V1VolumeMount(name="workspace", mount_path=WORKSPACE_MOUNT),

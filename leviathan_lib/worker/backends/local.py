@@ -5,6 +5,10 @@ killed, and no secret of the Airflow worker can reach it. Stragglers left in the
 exit are killed too: an attempt leaves nothing running. Recipe steps run one level further in, in the
 bubblewrap sandbox of :mod:`leviathan_lib.worker.sandbox` (own PID namespace, ``--die-with-parent``):
 killing the worker kills every sandbox, and with it everything a recipe started, ``setsid`` or not.
+
+The attempt's directory is removed afterwards whatever a recipe left in it, and attempt directories a
+killed run left behind are swept first (:mod:`leviathan_lib.worker.scratch`); both are reported in the
+result's ``cleanup``, and a failed clean-up never changes the attempt's outcome.
 """
 
 from __future__ import annotations
@@ -12,21 +16,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import ValidationError
 
 import leviathan_lib
+from leviathan_lib.core.limits import CleanupReport
 from leviathan_lib.worker.contract import AttemptResult, AttemptSpec, failed_result, result_from_json, utc_now
 from leviathan_lib.worker.sandbox import BWRAP_ENV
+from leviathan_lib.worker.scratch import PREFIX, attempt_lock, remove_tree, sweep
 
 #: Time between SIGTERM and SIGKILL for the process group of a timed-out worker.
 KILL_GRACE_SECONDS = 2.0
@@ -87,15 +91,6 @@ def _run_bounded(
     return proc.returncode if finished else None
 
 
-def _make_removable(func: Callable[..., object], path: str, _exc: object) -> None:
-    """rmtree error handler: a recipe may leave read-only directories; make them writable and retry."""
-    parent = os.path.dirname(path)
-    os.chmod(parent, os.stat(parent).st_mode | stat.S_IRWXU)
-    if os.path.isdir(path) and not os.path.islink(path):
-        os.chmod(path, os.stat(path).st_mode | stat.S_IRWXU)
-    func(path)
-
-
 def run_local_worker(
     spec: AttemptSpec,
     *,
@@ -108,50 +103,60 @@ def run_local_worker(
     ``model_api_key`` is the one secret a worker may get (as ``ANTHROPIC_API_KEY``), and only for the llm
     executor: a recipe attempt's worker never holds it.
     """
-    timeout = float(spec.timeout_seconds if timeout_seconds is None else timeout_seconds)
     started = utc_now()
     if spec.sandbox == "pod":
         return failed_result("invalid_spec", "sandbox 'pod' is for the kubernetes backend; the local backend "
                              "runs recipes in 'bwrap' (or 'none' when the target opts out)", started_at=started)
     if workspace_root is not None:
         Path(workspace_root).mkdir(parents=True, exist_ok=True)
-    base = Path(tempfile.mkdtemp(prefix="leviathan-attempt-", dir=workspace_root))
+    swept = sweep(Path(workspace_root or tempfile.gettempdir()))
+    base = Path(tempfile.mkdtemp(prefix=PREFIX, dir=workspace_root))
     try:
-        spec_file, output, log_file = base / "spec.json", base / "result.json", base / "worker.log"
-        spec_file.write_text(spec.model_dump_json(), encoding="utf-8")
-        argv = [
-            sys.executable, "-m", "leviathan_lib.worker",
-            "--spec", str(spec_file), "--output", str(output), "--workspace", str(base / "workspace"),
-        ]  # fmt: skip
-        env = worker_env()
-        if model_api_key and spec.executor.kind == "llm":
-            env["ANTHROPIC_API_KEY"] = model_api_key
-        exit_code = _run_bounded(argv, cwd=base, env=env, stderr_path=log_file, timeout=timeout)
-        log_tail = log_file.read_bytes()[-_TAIL_BYTES:].decode("utf-8", "replace")
-        executor = {"backend": "local", "exit_code": exit_code, "log_tail": log_tail}
-        if exit_code is None:
-            return failed_result(
-                "timeout",
-                f"the worker ran longer than {timeout:g}s; its process group was killed",
-                outcome="timed_out",
-                started_at=started,
-                executor=executor,
-            )
-        try:
-            return result_from_json(output.read_bytes())
-        except (OSError, ValidationError) as exc:
-            reason = "no result file" if isinstance(exc, OSError) else "an unreadable result file"
-            return failed_result(
-                "worker_crashed",
-                f"the worker exited with {exit_code} and {reason}; log tail: {log_tail[-1000:]}",
-                started_at=started,
-                executor=executor,
-            )
+        with attempt_lock(base):
+            result = _run_in(spec, base, started, timeout_seconds, model_api_key)
     finally:
-        try:
-            if sys.version_info >= (3, 12):
-                shutil.rmtree(base, onexc=_make_removable)
-            else:
-                shutil.rmtree(base, onerror=_make_removable)
-        except OSError as exc:
-            log.warning("could not remove the attempt workspace %s: %s", base, exc)
+        problem = remove_tree(base)
+    problems = swept.problems + ([problem] if problem else [])
+    for line in problems:
+        log.warning("scratch left behind: %s", line)
+    if swept.dirs or problems:
+        cleanup = CleanupReport(swept_dirs=swept.dirs, swept_bytes=swept.bytes, problems=problems)
+        result = result.model_copy(update={"cleanup": cleanup})
+    return result
+
+
+def _run_in(
+    spec: AttemptSpec, base: Path, started: datetime, timeout_seconds: float | None, model_api_key: str | None
+) -> AttemptResult:
+    """Run the worker process in ``base`` and read its result."""
+    timeout = float(spec.timeout_seconds if timeout_seconds is None else timeout_seconds)
+    spec_file, output, log_file = base / "spec.json", base / "result.json", base / "worker.log"
+    spec_file.write_text(spec.model_dump_json(), encoding="utf-8")
+    argv = [
+        sys.executable, "-m", "leviathan_lib.worker",
+        "--spec", str(spec_file), "--output", str(output), "--workspace", str(base / "workspace"),
+    ]  # fmt: skip
+    env = worker_env()
+    if model_api_key and spec.executor.kind == "llm":
+        env["ANTHROPIC_API_KEY"] = model_api_key
+    exit_code = _run_bounded(argv, cwd=base, env=env, stderr_path=log_file, timeout=timeout)
+    log_tail = log_file.read_bytes()[-_TAIL_BYTES:].decode("utf-8", "replace")
+    executor = {"backend": "local", "exit_code": exit_code, "log_tail": log_tail}
+    if exit_code is None:
+        return failed_result(
+            "timeout",
+            f"the worker ran longer than {timeout:g}s; its process group was killed",
+            outcome="timed_out",
+            started_at=started,
+            executor=executor,
+        )
+    try:
+        return result_from_json(output.read_bytes())
+    except (OSError, ValidationError) as exc:
+        reason = "no result file" if isinstance(exc, OSError) else "an unreadable result file"
+        return failed_result(
+            "worker_crashed",
+            f"the worker exited with {exit_code} and {reason}; log tail: {log_tail[-1000:]}",
+            started_at=started,
+            executor=executor,
+        )

@@ -59,6 +59,10 @@ def render(target: TargetConfig, spec_json: str = "{}", task_id: str = "docs-qui
     return op, ApiClient().sanitize_for_serialization(pod)
 
 
+def volumes_sizes(spec: dict) -> dict[str, str]:
+    return {v["name"]: v["emptyDir"]["sizeLimit"] for v in spec["volumes"] if v["emptyDir"].get("sizeLimit")}
+
+
 def base_container(manifest: dict) -> dict:
     [base] = [c for c in manifest["spec"]["containers"] if c["name"] == "base"]
     return base
@@ -93,8 +97,10 @@ def test_rendered_pod_keeps_the_invariants():
         ctx = container["securityContext"]
         assert ctx["readOnlyRootFilesystem"] is True and ctx["allowPrivilegeEscalation"] is False
         assert ctx["capabilities"] == {"drop": ["ALL"]} and ctx["runAsUser"] == 10001
-    assert base["resources"] == {"limits": {"cpu": "1", "memory": "1Gi"},
-                                 "requests": {"cpu": "250m", "memory": "256Mi"}}  # fmt: skip
+    # The pod's limits: ephemeral-storage covers the clone's 1Gi emptyDir, /tmp's 256Mi and 64Mi of logs.
+    assert base["resources"] == {"limits": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": str(1344 << 20)},
+                                 "requests": {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": "1Gi"}}
+    assert volumes_sizes(spec) == {"workspace": "1Gi", "tmp": "256Mi"}
     mounts = {m["mountPath"]: m["name"] for m in base["volumeMounts"]}
     assert mounts == {"/workspace": "workspace", "/tmp": "tmp", "/airflow/xcom": "xcom"}
     volumes = {v["name"]: v for v in spec["volumes"]}
@@ -120,7 +126,7 @@ def test_recipe_targets_get_no_model_key_and_settings_follow_the_target():
     assert base["image"] == "ghcr.io/acme/leviathan-worker:1.2.0" and "imagePullPolicy" not in base
     assert manifest["spec"]["activeDeadlineSeconds"] == 120 and op.execution_timeout.total_seconds() == 420
     assert manifest["spec"]["serviceAccountName"] == "worker-b"
-    assert base["resources"]["limits"] == {"cpu": "2", "memory": "2Gi"}
+    assert base["resources"]["limits"] == {"cpu": "2", "memory": "2Gi", "ephemeral-storage": str(1344 << 20)}
 
 
 @pytest.mark.parametrize(
