@@ -25,6 +25,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 import leviathan_lib
+from leviathan_lib.worker.checks import CACHE_ENV
 from leviathan_lib.worker.contract import AttemptResult, AttemptSpec, failed_result, result_from_json, utc_now
 from leviathan_lib.worker.sandbox import BWRAP_ENV
 
@@ -102,11 +103,13 @@ def run_local_worker(
     workspace_root: Path | None = None,
     timeout_seconds: float | None = None,
     model_api_key: str | None = None,
+    checks_cache: Path | None = None,
 ) -> AttemptResult:
     """Run one attempt in a subprocess worker and return its result; never raises for worker failures.
 
     ``model_api_key`` is the one secret a worker may get (as ``ANTHROPIC_API_KEY``), and only for the llm
-    executor: a recipe attempt's worker never holds it.
+    executor: a recipe attempt's worker never holds it. ``checks_cache`` is where the worker keeps the
+    results of the repository's checks on a commit (outside every sandbox), to run them once per commit.
     """
     timeout = float(spec.timeout_seconds if timeout_seconds is None else timeout_seconds)
     started = utc_now()
@@ -126,6 +129,8 @@ def run_local_worker(
         env = worker_env()
         if model_api_key and spec.executor.kind == "llm":
             env["ANTHROPIC_API_KEY"] = model_api_key
+        if checks_cache is not None:
+            env[CACHE_ENV] = str(checks_cache)
         exit_code = _run_bounded(argv, cwd=base, env=env, stderr_path=log_file, timeout=timeout)
         log_tail = log_file.read_bytes()[-_TAIL_BYTES:].decode("utf-8", "replace")
         executor = {"backend": "local", "exit_code": exit_code, "log_tail": log_tail}
