@@ -60,6 +60,7 @@ def attempt_evidence(
             "finished_at": result.get("finished_at"),
             "error_code": error.get("code"), "error_message": error.get("message"),
             **_usage_evidence(result.get("usage")),
+            "checks": result.get("checks") or [], "checks_red_at_base": result.get("checks_red_at_base") or [],
         })
     else:
         attempt.outcome, attempt.error_code, attempt.error_message = missing_result_outcome(

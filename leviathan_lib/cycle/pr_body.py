@@ -9,6 +9,7 @@ scans the finished body for secrets before anything is pushed.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from leviathan_lib.core.backlog import Task
@@ -32,8 +33,9 @@ def _cell(text: str) -> str:
 
 def render_pr_body(
     *, task: Task, plan: AttemptPlan, read: ReadResult, changed_paths: list[str], run_id: str,
-    evidence: dict[str, Any], note: str, head_sha: str,
+    evidence: dict[str, Any], note: str, head_sha: str, checked: Sequence[str] = (),
 ) -> str:
+    """The body; ``checked`` is the "Checked before review" section (:mod:`leviathan_lib.cycle.pr_checks`)."""
     lines = [
         f"This pull request delivers backlog task **`{task.id}`**: {task.title}",
         "",
@@ -53,6 +55,7 @@ def render_pr_body(
         lines.append(f"- … and {len(changed_paths) - MAX_LIST} more")
     status_line = f"- {code_span(read.backlog_path)}: status of `{task.id}` set to `completed`"
     lines += [status_line if not note else f"- {note}", ""]
+    lines += checked
     lines += [
         "## Evidence",
         "",
