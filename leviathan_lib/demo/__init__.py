@@ -33,6 +33,9 @@ schedule_cron: "{schedule}"
 attempt_timeout_seconds: {timeout}
 forge: local
 worker_backend: local
+# The repository's own check every change must pass before it becomes a PR (.leviathan/recipes.yaml checks:).
+required_checks:
+  - lint-docs
 """
 
 
