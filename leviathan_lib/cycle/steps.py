@@ -191,7 +191,7 @@ def _checks_problems(task: Task, checks: dict[str, Any], recipes_problem: str | 
                 f"{name!r} (known: {known})" for name in names if name not in checks]
     problems += [f"task {task.id}: check {name!r} has timeout_seconds {checks[name].timeout_seconds}, more than "
                  f"attempt_timeout_seconds {timeout}" for name in names
-                 if name in checks and timeout is not None and checks[name].timeout_seconds > timeout]
+                 if name in checks and timeout is not None and (checks[name].timeout_seconds or 0) > timeout]
     return problems
 
 

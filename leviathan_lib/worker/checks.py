@@ -183,7 +183,7 @@ def run_check(name: str, check: Check, runner: Runner, *, phase: Phase, deadline
     """Run one check, at most its ``timeout_seconds`` and never past ``deadline``; its result, and whether
     the deadline (not its own timeout) cut it short."""
     started = time.monotonic()
-    own_end = started + check.timeout_seconds
+    own_end = started + check.timeout
     before = tree_of(runner.checkout, home=runner.home)
     run = _run_steps(check, runner, min(own_end, deadline))
     modified = tree_of(runner.checkout, home=runner.home) != before

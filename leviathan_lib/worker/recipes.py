@@ -91,7 +91,7 @@ class Recipe(BaseModel):
         return self.steps if self.steps is not None else [self.command]  # type: ignore[list-item]
 
 
-#: Seconds a check may run when it does not say (it must also fit in the attempt's timeout).
+#: Seconds a check may run when it does not say (and never past the attempt's deadline).
 CHECK_TIMEOUT_SECONDS = 300
 #: Checks one recipes file may declare (an attempt runs at most these).
 MAX_CHECKS = 50
@@ -104,7 +104,13 @@ class Check(BaseModel):
 
     description: str = ""
     steps: Annotated[list[Argv], Field(min_length=1)]
-    timeout_seconds: Annotated[int, Field(ge=1, le=86400)] = CHECK_TIMEOUT_SECONDS
+    #: Unset: :data:`CHECK_TIMEOUT_SECONDS`, never past the attempt's own deadline. Set: it must fit in the
+    #: target's ``attempt_timeout_seconds`` (a task whose check does not is ``invalid_task``).
+    timeout_seconds: Annotated[int, Field(ge=1, le=86400)] | None = None
+
+    @property
+    def timeout(self) -> int:
+        return self.timeout_seconds or CHECK_TIMEOUT_SECONDS
 
     @model_validator(mode="after")
     def _programs(self) -> Check:

@@ -56,6 +56,9 @@ def test_a_check_longer_than_the_attempt_or_an_unreadable_recipes_file_makes_the
     assert problems == ["task a: its checks (lint) cannot be loaded: .leviathan/recipes.yaml does not exist"]
     _, fine = _decide([{"id": "a", "recipe": "write", "checks": ["slow"]}], attempt_timeout_seconds=1800)
     assert fine == []
+    # A check that gives no timeout runs 300 s at most, and never past the attempt: it fits any attempt.
+    _, unset = _decide([{"id": "a", "recipe": "write", "checks": ["lint"]}], attempt_timeout_seconds=120)
+    assert unset == []
 
 
 def test_a_model_task_with_checks_needs_the_sandbox_and_one_without_does_not():
