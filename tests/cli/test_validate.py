@@ -325,12 +325,14 @@ def test_a_recipes_file_given_in_the_same_invocation_is_the_one_checked_against(
 
 # --- checks -------------------------------------------------------------------------------------
 
-CHECKS = "checks:\n  lint-docs:\n    steps:\n      - [python3, .leviathan/checks/lint_docs.py]\n    timeout_seconds: 60\n"
+CHECKS = ("checks:\n  lint-docs:\n    steps:\n      - [python3, .leviathan/checks/lint_docs.py]\n"
+          "    timeout_seconds: 60\n")
 
 
 def test_a_malformed_check_is_an_error_naming_file_line_and_field(repo):
     recipes = write(repo / ".leviathan" / "recipes.yaml", RECIPES + "checks:\n  lint-docs:\n"
-                    '    steps: "python3 lint.py"\n    timeout_seconds: "60"\n    timeout: 60\n  style:\n    steps: []\n')
+                    '    steps: "python3 lint.py"\n    timeout_seconds: "60"\n    timeout: 60\n'
+                    "  style:\n    steps: []\n")
     result = leviathan("validate", recipes)
     assert result.returncode == 2
     assert error_lines(result) == [
