@@ -85,7 +85,8 @@ class AttemptEvidence(BaseModel):
     branch: str
     backend: str
     image: str | None = None
-    #: Where the recipe's steps ran: ``bwrap``, ``pod`` or ``unsandboxed (opt-out)``; None for the llm executor.
+    #: Where the recipe's (and the checks') steps ran: ``bwrap``, ``pod`` or ``unsandboxed (opt-out)``; None for
+    #: the llm executor without checks (no repository code ran).
     sandbox: str | None = None
     outcome: Outcome | None = None
     error_code: str | None = None

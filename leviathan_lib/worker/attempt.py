@@ -128,8 +128,7 @@ def _prepared_checks(spec: AttemptSpec, task: Task, *, checkout: Path, workspace
         defined = load_checks(checkout, spec.checks)
     except ChecksUnusable as exc:
         raise _Failed(exc.code, exc.message) from None
-    runner = make_runner(checkout, home=home, workspace=workspace, mode=spec.sandbox,
-                         label=mode_label(spec.sandbox), task_id=task.id)
+    runner = make_runner(checkout, home=home, workspace=workspace, mode=spec.sandbox, task_id=task.id)
     cache_dir = os.environ.get(CACHE_ENV)
     return AttemptChecks(spec.checks, defined, runner, deadline=attempt_deadline(spec.timeout_seconds, clock),
                          cache=BaseCache(Path(cache_dir)) if cache_dir else None,
@@ -142,7 +141,7 @@ def _run_base_checks(spec: AttemptSpec, checks: AttemptChecks) -> None:
     if checks.base_cut:
         raise _Failed(TIMEOUT, "the attempt deadline passed while the checks ran on the start commit", "timed_out")
     red = [r for r in checks.base if not r.passed]
-    if red and spec.checks is not None and spec.checks.on_red_at_base == "skip":
+    if red and checks.spec.on_red_at_base == "skip":
         raise _Failed(CHECKS_RED_AT_BASE, f"the repository's own checks already fail on {spec.start_sha[:12]}, "
                       "before any change (" + "; ".join(describe(r) for r in red) + "): the repository's state, "
                       "not this attempt's failure", "checks_red_at_base")
@@ -281,8 +280,8 @@ def _attempt(spec: AttemptSpec, workspace: Path, progress: _Progress, clock: flo
     except GitFailed as exc:
         raise _Failed("clone_failed", str(exc)) from None
     progress.base = start
-    checks = progress.checks = _prepared_checks(spec, task, checkout=checkout, workspace=workspace, home=home,
-                                                       clock=clock)
+    checks = _prepared_checks(spec, task, checkout=checkout, workspace=workspace, home=home, clock=clock)
+    progress.checks = checks
     if checks is not None:
         _run_base_checks(spec, checks)
 

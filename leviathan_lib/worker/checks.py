@@ -139,7 +139,6 @@ class Runner:
     home: Path
     sandbox: Sandbox | None
     env: dict[str, str]
-    label: str
 
 
 @dataclass
@@ -182,9 +181,9 @@ Phase = Literal["base", "change"]
 def run_check(name: str, check: Check, runner: Runner, *, phase: Phase, deadline: float) -> tuple[CheckResult, bool]:
     """Run one check, at most its ``timeout_seconds`` and never past ``deadline``; its result, and whether
     the deadline (not its own timeout) cut it short."""
+    before = tree_of(runner.checkout, home=runner.home)
     started = time.monotonic()
     own_end = started + check.timeout
-    before = tree_of(runner.checkout, home=runner.home)
     run = _run_steps(check, runner, min(own_end, deadline))
     modified = tree_of(runner.checkout, home=runner.home) != before
     passed = run.exit_code == 0 and not run.timed_out and run.error is None and not modified
@@ -264,19 +263,18 @@ def load_checks(checkout: Path, spec: ChecksSpec) -> dict[str, Check]:
     return {name: defined[name] for name in dict.fromkeys(spec.names)}
 
 
-def make_runner(checkout: Path, *, home: Path, workspace: Path, mode: str, label: str, task_id: str) -> Runner:
+def make_runner(checkout: Path, *, home: Path, workspace: Path, mode: str, task_id: str) -> Runner:
     """The runner of the attempt's sandbox ``mode`` (``bwrap``: a sandbox per step; ``pod``/``none``: a
     closed environment only)."""
     extra = {"LEVIATHAN_TASK_ID": task_id, "PYTHONDONTWRITEBYTECODE": "1"}
     if mode == "bwrap":
         sandbox = Sandbox(bwrap=bwrap_path(), checkout=checkout, etc_dir=workspace / "checks-etc")
         sandbox.write_etc()
-        return Runner(checkout, home, sandbox, {**base_env(SANDBOX_HOME), **extra}, label)
+        return Runner(checkout, home, sandbox, {**base_env(SANDBOX_HOME), **extra})
     check_home = workspace / "check-home"
     check_home.mkdir(exist_ok=True)
     path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", os.defpath)])
-    return Runner(checkout, home, None, {"PATH": path, "HOME": str(check_home), "LANG": "C.UTF-8", **extra},
-                  label)
+    return Runner(checkout, home, None, {"PATH": path, "HOME": str(check_home), "LANG": "C.UTF-8", **extra})
 
 
 class AttemptChecks:
