@@ -33,9 +33,7 @@ schedule_cron: "{schedule}"
 attempt_timeout_seconds: {timeout}
 forge: local
 worker_backend: local
-# The repository's own check every change must pass before it becomes a PR (.leviathan/recipes.yaml checks:).
-required_checks:
-  - lint-docs
+required_checks: [lint-docs]   # the repository's own check (recipes.yaml checks:) every change must pass
 """
 
 
