@@ -74,6 +74,14 @@ def test_the_demo_delivers_a_checked_change_and_refuses_one_its_check_fails(tmp_
     assert "docs/roadmap.md:5: TODO marker left in the page" in attempt["checks"][1]["output_tail"]
     assert [p.number for p in forge.list_prs()] == [1, 2, 3]  # no PR for it
     assert record["ledger"]["attempt_counts"]["docs-roadmap"] == 1 and not record["breaker_opened"]
+    # The demo's printed summary shows the checks and the failing one's output, terminal escapes defused.
+    from leviathan_lib.demo.runner import summarize
+
+    attempt["checks"][1]["output_tail"] += "\x1b]0;pwned\x07\n"
+    summary = "\n".join(summarize(record))
+    assert "  check lint-docs on pinned commit: pass (exit 0, " in summary
+    assert "  check lint-docs on the change: FAIL (exit 1, " in summary
+    assert "    | docs/roadmap.md:5: TODO marker left in the page" in summary and "\x1b" not in summary
 
     # It counts like any failed attempt: the second failure in a row opens the breaker.
     again, _ = run_cycle(target_file)
