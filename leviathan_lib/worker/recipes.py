@@ -34,6 +34,15 @@ Rules:
 * Steps run in order; the first one exiting non-zero stops the recipe and fails the attempt.
 * A recipe only changes files in the checkout; the worker turns those changes into the patch and
   rejects any path outside the task's scope, any symlink and any submodule.
+
+The same file declares the repository's own checks (``checks:``, name → ``steps`` and an optional
+``timeout_seconds``), which :mod:`leviathan_lib.worker.checks` runs on the pinned commit and on the change::
+
+    checks:
+      lint-docs:
+        steps:
+          - ["python3", ".leviathan/checks/lint_docs.py"]
+        timeout_seconds: 60
 """
 
 from __future__ import annotations
