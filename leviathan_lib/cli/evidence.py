@@ -65,7 +65,16 @@ def _row(record: CycleRecord) -> dict[str, Any]:
         "pr": f"#{attempt.pr_number}" if attempt and attempt.pr_number else "-",
         "stopped": record.stopped_reason,
         "lifecycle": _lifecycle(record),
+        "checks": _checks(record),
     }
+
+
+def _checks(record: CycleRecord) -> str:
+    """The attempt's checks in a few words, each ``name base/change``: ``lint-docs pass/FAIL(1)``."""
+    attempt = record.attempt
+    if attempt is None:
+        return ""
+    return " ".join(f"{name} {base}/{change}" for name, base, change in attempt.check_statuses())
 
 
 def _lifecycle(record: CycleRecord) -> str:
@@ -121,6 +130,8 @@ def cmd_evidence(args: argparse.Namespace) -> int:
     columns = ["recorded_at", "run_id", "decision", "reasons", "task", "attempt", "pr", "stopped"]
     if any(row["lifecycle"] for row in rows):  # a merge, close, human edit, refresh, feedback or dashboard
         columns.append("lifecycle")
+    if any(row["checks"] for row in rows):  # the repository's own checks of an attempt, on base/change
+        columns.append("checks")
     widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns}
     print("  ".join(c.upper().ljust(widths[c]) for c in columns))
     for row in rows:

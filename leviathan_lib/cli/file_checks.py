@@ -80,6 +80,23 @@ def unknown_recipes(raw_tasks: list[Any], recipes: tuple[str, set[str]], source:
     return problems
 
 
+def unknown_checks(raw_tasks: list[Any], checks: tuple[str, set[str]], source: str,
+                   lines: LineFinder) -> list[Problem]:
+    """Entries whose ``checks:`` name a check the recipes file (``checks``: its name and check names) does not
+    define; such a ready task never runs (``invalid_task``)."""
+    recipes_source, names = checks
+    listed = ", ".join(sorted(names)) or "none"
+    problems = []
+    for index, (raw, task_id) in enumerate(zip(raw_tasks, entry_ids(raw_tasks), strict=True)):
+        wanted = raw.get("checks") if isinstance(raw, dict) else None
+        for j, name in enumerate(wanted if isinstance(wanted, list) else []):
+            if isinstance(name, str) and name not in names:
+                problems.append(Problem(source, task_field(index, task_id, ["checks", j]),
+                                        f"unknown check {name!r} in {recipes_source}{did_you_mean(name, names)} "
+                                        f"(known: {listed})", lines(["tasks", index, "checks", j])))
+    return problems
+
+
 def _joined(items: Any, loc: list[str | int], field: str, source: str, lines: LineFinder) -> list[Problem]:
     if not isinstance(items, list):
         return []

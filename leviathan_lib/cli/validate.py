@@ -23,6 +23,7 @@ from leviathan_lib.cli.file_checks import (
     joined_task_items,
     reference_problems,
     task_indexes,
+    unknown_checks,
     unknown_recipes,
 )
 from leviathan_lib.core.backlog import Task, parse_backlog
@@ -36,7 +37,7 @@ from leviathan_lib.core.config import (
 )
 from leviathan_lib.core.errors import Problem, ValidationFailed
 from leviathan_lib.core.yamlsrc import decode_utf8, line_finder, load_yaml
-from leviathan_lib.worker.recipes import parse_recipes
+from leviathan_lib.worker.recipes import parse_recipes_file
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 KINDS = ("target", "backlog", "recipes")
@@ -60,6 +61,8 @@ class Checked:
     target_id: str | None = None
     #: The recipe names of a valid recipes file.
     recipes: set[str] | None = None
+    #: The check names of a valid recipes file.
+    checks: set[str] | None = None
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
 
@@ -97,7 +100,7 @@ def _kind(data: Any, path: Path) -> str:
             return "target"
         if "tasks" in data:
             return "backlog"
-        if "recipes" in data:
+        if "recipes" in data or "checks" in data:
             return "recipes"
     if path.name in KIND_BY_NAME:
         return KIND_BY_NAME[path.name]
@@ -166,29 +169,33 @@ def _check_backlog(checked: Checked, files: list[Checked]) -> None:
     backlog, problems = parse_backlog(checked.text, source)
     indexes = task_indexes(backlog, raw_tasks or [])
     errors, warned = reference_problems(backlog, indexes, source, lines)
-    recipes = _recipes_for(checked, files)
-    if recipes is not None:
-        errors += unknown_recipes(raw_tasks or [], recipes, source, lines)
+    recipes_file = _recipes_file_for(checked, files)
+    if recipes_file is not None and recipes_file.recipes is not None:
+        errors += unknown_recipes(raw_tasks or [], (str(recipes_file.path), recipes_file.recipes), source, lines)
+    if recipes_file is not None and recipes_file.checks is not None:
+        errors += unknown_checks(raw_tasks or [], (str(recipes_file.path), recipes_file.checks), source, lines)
     checked.errors += problems + errors
     checked.warnings += warned
     count = len(backlog.tasks) + len(backlog.invalid)
     checked.what = f"backlog, {count} task{'s' * (count != 1)}"
 
 
-def _recipes_for(backlog: Checked, files: list[Checked]) -> tuple[str, set[str]] | None:
-    """The valid recipes file a backlog's tasks name recipes from: the one beside it, else the only one given."""
+def _recipes_file_for(backlog: Checked, files: list[Checked]) -> Checked | None:
+    """The recipes file a backlog's tasks name recipes and checks from: the one beside it, else the only one
+    given."""
     recipes = [f for f in files if f.kind == "recipes"]
     beside = [f for f in recipes if f.path.parent.resolve() == backlog.path.parent.resolve()]
     chosen = beside or (recipes if len(recipes) == 1 else [])
-    if not chosen or chosen[0].recipes is None:
-        return None
-    return str(chosen[0].path), chosen[0].recipes
+    return chosen[0] if chosen else None
 
 
 def _check_recipes(checked: Checked) -> None:
-    checked.recipes = set(parse_recipes(checked.text, str(checked.path)))
-    count = len(checked.recipes)
+    defined = parse_recipes_file(checked.text, str(checked.path))
+    checked.recipes, checked.checks = set(defined.recipes), set(defined.checks)
+    count, checks = len(checked.recipes), len(checked.checks)
     checked.what = f"recipes file, {count} recipe{'s' * (count != 1)}"
+    if checks:
+        checked.what += f", {checks} check{'s' * (checks != 1)}"
 
 
 def _check(checked: Checked, files: list[Checked]) -> None:

@@ -117,6 +117,8 @@ class AttemptRow(BaseModel):
     pr_url: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    #: The repository's own checks: name, status on the pinned commit, status on the change (``-``: not run).
+    checks: list[tuple[str, str, str]] = Field(default_factory=list)
 
 
 class PrRow(BaseModel):
@@ -257,7 +259,8 @@ def activity(target_id: str, target: TargetConfig | None, *, days: int, now: dat
                            outcome=c.attempt.outcome, branch=c.attempt.branch, pr_number=c.attempt.pr_number,
                            pr_url=pr_link(target, c.attempt.pr_number, c.attempt.pr_url) if c.attempt.pr_number
                            else None, started_at=c.attempt.started_at, finished_at=c.attempt.finished_at,
-                           error=" ".join(filter(None, (c.attempt.error_code, c.attempt.error_message))) or None)
+                           error=" ".join(filter(None, (c.attempt.error_code, c.attempt.error_message))) or None,
+                           checks=c.attempt.check_statuses())
                 for c in reversed(cycles) if c.attempt is not None]
     prs = _prs(target, cycles)
     ledger = history.latest_ledger(exclude_run_id=None)
@@ -345,7 +348,8 @@ def decision_inputs(target: TargetConfig, config_path: Path, history: History, l
     if read.backlog_text is None and read.error is None:
         read.error = CycleError(code="backlog_missing", message=f"{target.backlog_path} does not exist at "
                                                                 f"{newest.commit_sha[:12]}")
-    state = state_from_ledger(ledger, global_autonomy=global_autonomy, now=now, open_prs=ledger_open_prs(ledger))
+    state = state_from_ledger(ledger, global_autonomy=global_autonomy, now=now, open_prs=ledger_open_prs(ledger),
+                              commit_sha=newest.commit_sha)
     continue_pr, _ = feedback_continuation(target, ledger, [], {pr.number: pr.head_sha for pr in ledger.open_prs})
     return DecisionInputs(target=target, read=read, state=state, refresh_counts=ledger.refresh_counts,
                           continue_request=continue_pr, sandbox=_sandbox_seen(newest))

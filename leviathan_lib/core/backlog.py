@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from pydantic_core import ErrorDetails
 
 from leviathan_lib.core.errors import Problem, ValidationFailed
+from leviathan_lib.core.names import CHECK_NAME_PATTERN
 from leviathan_lib.core.read_limits import MAX_TASKS, TooManyTasks
 from leviathan_lib.core.yamlsrc import (
     LineFinder,
@@ -66,6 +67,8 @@ def _ref_safe(name: str) -> str:
 TaskId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"), AfterValidator(_ref_safe)]
 #: Recipe names share the task-id alphabet so they are safe in logs, branch names and file names.
 RecipeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+#: One of the repository's checks (``checks:`` of its recipes file).
+CheckName = Annotated[str, StringConstraints(pattern=CHECK_NAME_PATTERN)]
 PRIORITY_RANK = {"high": 0, "medium": 1, "low": 2}
 PENDING_STATUSES = {None, "pending"}
 DONE_STATUSES = {"completed", "done"}
@@ -90,6 +93,8 @@ class Task(BaseModel):
     recipe: str | None = None
     #: ``llm`` lets a model make the change (when the target enables it); default: the named recipe.
     executor: Literal["recipe", "llm"] | None = None
+    #: Checks of the recipes file this task's attempts run on top of the target's ``required_checks``.
+    checks: list[CheckName] = Field(default_factory=list, max_length=20)
 
     @property
     def priority_rank(self) -> int:
@@ -97,8 +102,10 @@ class Task(BaseModel):
 
     def definition_hash(self) -> str:
         """Stable hash of the task definition (status excluded), to notice when humans change it."""
-        # An unset executor is left out so hashes of tasks written before the key existed do not change.
-        data = self.model_dump(exclude={"status"} | ({"executor"} if self.executor is None else set()))
+        # Unset keys newer than the hash (executor, checks) are left out, so hashes of tasks written before
+        # they existed do not change.
+        unset = ({"executor"} if self.executor is None else set()) | ({"checks"} if not self.checks else set())
+        data = self.model_dump(exclude={"status"} | unset)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

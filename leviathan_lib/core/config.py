@@ -75,6 +75,9 @@ AirflowUserId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-
 K8sName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")]
 
 
+#: One of the repository's checks (``checks:`` of its recipes file).
+CheckName = Annotated[str, StringConstraints(pattern=names.CHECK_NAME_PATTERN)]
+
 #: A forge user name (GitHub's login rule: letters, digits and inner single hyphens, at most 39 characters).
 GithubLogin = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$", max_length=39)]
 
@@ -186,6 +189,14 @@ class TargetConfig(BaseModel):
     sandbox_egress: Annotated[list[EgressRule], Field(max_length=MAX_RULES)] = Field(default_factory=list)
     #: Lower resource limits for this target's recipe steps (core/limits.py); the deployment caps them.
     limits: TargetLimits = Field(default_factory=TargetLimits)
+    #: The repository's own checks (``checks:`` of the recipes file) every attempt runs on its change before
+    #: delivery; a task adds more with its own ``checks:``. A failing one means no PR (docs/worker.md).
+    required_checks: list[CheckName] = Field(default_factory=list, max_length=20)
+    #: LLM executor: rounds in which a failing check's output goes back to the model before ``checks_failed``.
+    llm_check_rounds: Annotated[int, Field(ge=0, le=10)] = 2
+    #: A check already failing on the pinned commit: ``skip`` ends the attempt without a PR (not a failure);
+    #: ``deliver_with_warning`` delivers and says so in the PR (that check need not pass after the change).
+    checks_red_at_base: Literal["skip", "deliver_with_warning"] = "skip"
 
     @field_validator("allowed_path_prefixes", "backlog_path", "recipes_path", "protected_paths")
     @classmethod

@@ -83,6 +83,9 @@ class ReasonCode(StrEnum):
     #: A human rejected this task at its approval gate (or nobody answered in time); it waits until its
     #: definition changes, like a closed PR.
     REJECTED_BY_HUMAN = "rejected_by_human"
+    #: The repository's own checks failed on the pinned commit before any change (``checks_red_at_base: skip``):
+    #: the task waits for a new commit. The repository's state, never a failure of the worker.
+    CHECKS_RED_AT_BASE = "checks_red_at_base"
 
 
 class _State(BaseModel):
@@ -141,6 +144,9 @@ class CycleState(_State):
     #: When Leviathan opened its recent PRs (the evidence).
     prs_opened_at: list[AwareDatetime] = Field(default_factory=list)
     now: AwareDatetime | None = None
+    #: Tasks whose attempt found the repository's checks failing on the commit this decision reads
+    #: (:func:`leviathan_lib.cycle.decision.state_from_ledger` keeps only those of that commit).
+    red_at_base: list[str] = Field(default_factory=list)
 
 
 _S = TypeVar("_S", bound=CycleState)
@@ -336,6 +342,7 @@ def _verdicts(
     # The latest closure (rejection) per task wins.
     closed = {c.task_id: c.task_hash for c in state.closed_prs if not c.by_human_gate}
     rejected = {c.task_id: c.task_hash for c in state.closed_prs if c.by_human_gate}
+    red_at_base = frozenset(state.red_at_base)
 
     verdicts: list[TaskVerdict] = []
     invalid = sorted(backlog.invalid, key=lambda i: i.index)
@@ -350,6 +357,8 @@ def _verdicts(
         reasons = _task_reasons(task, in_scope=in_scope, statuses=statuses, attempts=attempts, pr_tasks=pr_tasks,
                                 max_attempts=target.max_attempts_per_task, closed=closed, rejected=rejected,
                                 protected=protected)
+        if task.id in red_at_base:
+            reasons.append(ReasonCode.CHECKS_RED_AT_BASE)
         verdicts.append(TaskVerdict(id=task.id, eligible=not reasons, reasons=reasons))
         key = (task.priority_rank, position)
         if not reasons and (best is None or key < best):

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from typing import Final
 
+#: A name of one of the repository's checks (``checks:`` of its recipes file; ``required_checks``, a task's
+#: ``checks``): the recipe-name alphabet, so it is inert in logs, file names and Markdown.
+CHECK_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
 # --- the agent branch scheme -------------------------------------------------------------------------
 
 #: The only branch namespace Leviathan may write to or delete.

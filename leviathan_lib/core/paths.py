@@ -27,3 +27,8 @@ def scratch_dir() -> Path:
     path = state_dir() / "scratch"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def checks_cache_dir() -> Path:
+    """Where the local worker caches the repository's checks on a commit (see leviathan_lib.worker.checks)."""
+    return state_dir() / "checks-cache"

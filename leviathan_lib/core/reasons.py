@@ -41,6 +41,8 @@ EXPLAIN: Final[dict[ReasonCode, str]] = {
     ReasonCode.FEEDBACK_ATTEMPTS_EXHAUSTED: "review feedback, but the task used max_attempts_per_task attempts",
     ReasonCode.REJECTED_BY_HUMAN: "a human rejected it at the approval gate (or nobody answered in time); "
                                   "it waits until the task definition changes",
+    ReasonCode.CHECKS_RED_AT_BASE: "the repository's own checks already fail on the pinned commit: fix them "
+                                   "(or set checks_red_at_base: deliver_with_warning); it waits for a new commit",
 }
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from leviathan_lib.core.backlog import parse_backlog
+from leviathan_lib.core.backlog import Task, parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.limits import AttemptLimits, resolve_limits
 from leviathan_lib.cycle.repo_reader import RepoUnreachable, fetch_branch, fetch_commit
-from leviathan_lib.cycle.steps import AttemptPlan, ReadResult
+from leviathan_lib.cycle.steps import AttemptPlan, ReadResult, check_names
 from leviathan_lib.worker.contract import AttemptSpec
 from leviathan_lib.worker.llm_spec import executor_spec
 from leviathan_lib.worker.sandbox import required_mode
@@ -59,4 +59,14 @@ def attempt_spec(read: ReadResult, target: TargetConfig, plan: AttemptPlan, cach
         "continue_pr": plan.continue_pr.model_dump() if plan.continue_pr else None,
         "egress": [rule.model_dump() for rule in target.sandbox_egress],
         "limits": limits.model_dump(),
+        "checks": _checks(target, task_def),
     })
+
+
+def _checks(target: TargetConfig, task: Task) -> dict[str, object] | None:
+    """The repository's checks the attempt runs: the target's required ones, then the task's own."""
+    names = check_names(target.required_checks, task)
+    if not names:
+        return None
+    return {"names": names, "recipes_path": target.recipes_path, "on_red_at_base": target.checks_red_at_base,
+            "llm_rounds": target.llm_check_rounds}

@@ -104,7 +104,7 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
         # A conflicted PR is brought up to date first; review feedback waits (pending) for the next cycle.
         continue_pr = continue_pr or served
     state = state_from_ledger(ledger, global_autonomy=global_autonomy, now=read.as_of or now or datetime.now(UTC),
-                              open_prs=open_prs, closed=pr_sync.closed_by_humans(changes))
+                              open_prs=open_prs, closed=pr_sync.closed_by_humans(changes), commit_sha=read.commit_sha)
     result = build_decision(DecisionInputs(
         target=target, read=read, state=state, refresh_counts=ledger.refresh_counts,
         continue_request=continue_pr))

@@ -39,6 +39,7 @@ from leviathan_lib.cycle.steps import (
     GuardrailResult,
     ReadResult,
     apply_recipe_checks,
+    check_names,
 )
 from leviathan_lib.evidence.records import Ledger
 from leviathan_lib.worker.contract import ContinuePr
@@ -96,16 +97,20 @@ def guardrail_inputs(ledger: Ledger) -> tuple[list[AttemptRecord], list[ClosedPR
 
 
 def state_from_ledger(ledger: Ledger, *, global_autonomy: bool, now: datetime | None,
-                      open_prs: list[OpenPR] | None, closed: Iterable[ClosedPR] = ()) -> CycleState:
+                      open_prs: list[OpenPR] | None, closed: Iterable[ClosedPR] = (),
+                      commit_sha: str | None = None) -> CycleState:
     """The guardrails' state from the history a ledger carries; ``open_prs`` from the forge (None: unknown)
-    or :func:`ledger_open_prs`, ``closed`` the closures seen since (this cycle's PR sync)."""
+    or :func:`ledger_open_prs`, ``closed`` the closures seen since (this cycle's PR sync). The tasks whose
+    checks were red at base count only at the commit they were red at, ``commit_sha`` (the one decided on)."""
     attempts, known_closed = guardrail_inputs(ledger)
     switch = ledger.switch
     paused = None if switch is None or switch.enabled else \
         f"{switch.by} at {switch.changed_at.isoformat(timespec='seconds')} ({switch.reason})"
+    red = sorted(task for task, sha in ledger.red_at_base.items() if commit_sha is not None and sha == commit_sha)
     return CycleState(autonomy_enabled=global_autonomy, admin_paused=paused, open_prs=open_prs, attempts=attempts,
                       attempt_counts=dict(ledger.attempt_counts), breaker_reset_at=ledger.breaker_reset_at,
-                      closed_prs=[*known_closed, *closed], prs_opened_at=list(ledger.prs_opened_at), now=now)
+                      closed_prs=[*known_closed, *closed], prs_opened_at=list(ledger.prs_opened_at), now=now,
+                      red_at_base=red)
 
 
 def ledger_open_prs(ledger: Ledger) -> list[OpenPR]:
@@ -131,7 +136,8 @@ def build_decision(inputs: DecisionInputs) -> GuardrailResult:
         code = exc.code if isinstance(exc, TooManyTasks) else "backlog_invalid"
         return GuardrailResult(error=CycleError(code=code, message="; ".join(str(p) for p in exc.problems)))
     backlog = apply_recipe_checks(backlog, read.recipes_text, target.recipes_path,
-                                  llm_enabled=target.executor == "llm")
+                                  llm_enabled=target.executor == "llm", required_checks=target.required_checks,
+                                  attempt_timeout_seconds=target.attempt_timeout_seconds)
     judged = state.model_copy(update={"attempt_counts": net_attempt_counts(state.attempt_counts,
                                                                            inputs.refresh_counts)})
     decision = decide(target, backlog, judged, protected=protected_for(target, read.recipes_text))
@@ -184,11 +190,16 @@ def continue_decision(decision: Decision, backlog: Backlog, task_id: str, cont: 
 
 
 def _sandbox(target: TargetConfig, backlog: Backlog, decision: Decision, seen: SandboxSeen | None) -> Decision:
-    """A run of a recipe task needs its sandbox: probe bubblewrap on this machine first (fail closed).
+    """A run of a recipe task, or of any task with checks, needs its sandbox: probe bubblewrap on this machine
+    first (fail closed).
 
-    The LLM executor runs no recipe code, and a Kubernetes pod is its own sandbox: neither probes.
+    The LLM executor runs no recipe code (only the repository's checks, when there are any), and a Kubernetes
+    pod is its own sandbox: neither probes.
     """
-    if decision.decision != "run" or decision.task_id is None or not backlog.by_id()[decision.task_id].recipe:
+    if decision.decision != "run" or decision.task_id is None:
+        return decision
+    task = backlog.by_id()[decision.task_id]
+    if not task.recipe and not check_names(target.required_checks, task):
         return decision
     from leviathan_lib.worker.sandbox import mode_label, probe, required_mode
 

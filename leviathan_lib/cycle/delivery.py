@@ -27,6 +27,7 @@ from leviathan_lib.core.scope import Scope, task_scope
 from leviathan_lib.core.secrets_scan import redact_text, scan_bytes
 from leviathan_lib.cycle.diffcheck import changed_paths, check_final_diff
 from leviathan_lib.cycle.pr_body import render_pr_body
+from leviathan_lib.cycle.pr_checks import checks_section
 from leviathan_lib.cycle.protected import protected_for
 from leviathan_lib.cycle.steps import DELIVERED_STATUS, AttemptPlan, ReadResult
 from leviathan_lib.cycle.untrusted import patch_problem
@@ -227,7 +228,8 @@ def _build(target: TargetConfig, read: ReadResult, plan: AttemptPlan, result: At
     title = f"[leviathan] {task.title}"
     worker_paths = [p for p in delivered if p != read.backlog_path]
     body = render_pr_body(task=task, plan=plan, read=read, changed_paths=worker_paths, run_id=run_id,
-                          evidence=evidence_summary, note=status_note, head_sha=head_sha)
+                          evidence=evidence_summary, note=status_note, head_sha=head_sha,
+                          checked=checks_section(result.checks, result.checks_red_at_base))
     _scan_pr_text(title, body)
     return _Built(head_sha=head_sha, changed_paths=delivered, title=title, body=body)
 

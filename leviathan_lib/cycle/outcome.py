@@ -61,7 +61,10 @@ def attempt_evidence(
             "error_code": error.get("code"), "error_message": error.get("message"),
             **_usage_evidence(result.get("usage")), "egress": result.get("egress"),
             "limits": result.get("limits"), "cleanup": result.get("cleanup"),
+            "checks": result.get("checks") or [], "checks_red_at_base": result.get("checks_red_at_base") or [],
         })
+        if attempt.checks and attempt.sandbox is None:  # a model's change: only the checks ran repository code
+            attempt.sandbox = mode_label(required_mode(target))
     else:
         attempt.outcome, attempt.error_code, attempt.error_message = missing_result_outcome(
             prepared_at, target.attempt_timeout_seconds, now)

@@ -1,7 +1,8 @@
-"""The paths no attempt may change: the target's own list plus the files its recipes run.
+"""The paths no attempt may change: the target's own list plus the files its recipes and checks run.
 
 Once a human merges a PR, the next cycle runs whatever the recipes file and its scripts say, so an
-attempt that could edit them would choose what runs next. The recipes are read at the pinned commit;
+attempt that could edit them would choose what runs next, or judge itself (a check's script). The recipes
+and checks are read at the pinned commit;
 a script is the program of a step when it is a repository path, else the first non-option argument
 (``python3 .leviathan/recipes/x.py``), or the top-level package of ``python3 -m pkg.mod``.
 """
@@ -12,7 +13,7 @@ from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.guardrails import target_protected
 from leviathan_lib.core.scope import Protected, ScopeViolation, path_segments
-from leviathan_lib.worker.recipes import parse_recipes
+from leviathan_lib.worker.recipes import parse_recipes_file
 
 
 def _repo_path(item: str) -> str | None:
@@ -43,14 +44,17 @@ def step_scripts(argv: list[str]) -> list[str]:
 
 
 def recipe_scripts(recipes_text: str | None, recipes_path: str) -> list[str]:
-    """Every script any recipe of the file runs; none when the file is missing or invalid (nothing runs)."""
+    """Every script any recipe or check of the file runs; none when the file is missing or invalid (nothing
+    runs)."""
     if recipes_text is None:
         return []
     try:
-        recipes = parse_recipes(recipes_text, source=recipes_path)
+        defined = parse_recipes_file(recipes_text, source=recipes_path)
     except ValidationFailed:
         return []
-    return sorted({path for recipe in recipes.values() for argv in recipe.argvs for path in step_scripts(argv)})
+    argvs = [argv for recipe in defined.recipes.values() for argv in recipe.argvs]
+    argvs += [argv for check in defined.checks.values() for argv in check.steps]
+    return sorted({path for argv in argvs for path in step_scripts(argv)})
 
 
 def protected_for(target: TargetConfig, recipes_text: str | None) -> Protected:

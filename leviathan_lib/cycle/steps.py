@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from leviathan_lib.core.backlog import Backlog, InvalidTask, Task, parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
-from leviathan_lib.core.guardrails import (
-    Decision,
-)
+from leviathan_lib.core.guardrails import Decision, ReasonCode
 from leviathan_lib.core.read_limits import MAX_BACKLOG_BYTES, MAX_RECIPES_BYTES, TooLarge, TooManyTasks
 from leviathan_lib.cycle.repo_reader import NoCommitAtDate, RepoUnreachable, read_at_branch, read_at_commit
 from leviathan_lib.evidence.records import (
@@ -143,34 +142,62 @@ def read_backlog(
     return result
 
 
+def check_names(required: Sequence[str], task: Task) -> list[str]:
+    """The repository's checks an attempt at ``task`` runs: the target's ``required_checks``, then the task's."""
+    return list(dict.fromkeys([*required, *task.checks]))
+
+
 def apply_recipe_checks(
-    backlog: Backlog, recipes_text: str | None, recipes_path: str, *, llm_enabled: bool = False
+    backlog: Backlog, recipes_text: str | None, recipes_path: str, *, llm_enabled: bool = False,
+    required_checks: Sequence[str] = (), attempt_timeout_seconds: int | None = None,
 ) -> Backlog:
-    """Move tasks whose executor cannot run (recipe missing or unknown, model not enabled) to ``invalid``.
+    """Move tasks whose executor cannot run (recipe missing or unknown, model not enabled), or whose checks
+    cannot (unknown, unreadable, longer than the attempt), to ``invalid``.
 
     A task without a recipe runs on the LLM executor only when the target enables it (``llm_enabled``).
     """
-    from leviathan_lib.worker.recipes import parse_recipes
+    from leviathan_lib.worker.recipes import RecipesFile, parse_recipes_file
 
-    recipes: dict[str, Any] = {}
+    defined = RecipesFile(recipes={})
     recipes_problem = None
     if recipes_text is None:
         recipes_problem = f"{recipes_path} does not exist"
     else:
         try:
-            recipes = parse_recipes(recipes_text, source=recipes_path)
+            defined = parse_recipes_file(recipes_text, source=recipes_path)
         except ValidationFailed as exc:
             recipes_problem = "; ".join(str(p) for p in exc.problems)
     keep, invalid = [], list(backlog.invalid)
     taken = {i.index for i in invalid}
     file_indexes = (i for i in range(len(backlog.tasks) + len(taken)) if i not in taken)
     for index, task in zip(file_indexes, backlog.tasks, strict=False):
-        problem = _executor_problem(task, recipes, recipes_problem, llm_enabled) if task.ready else None
-        if problem:
-            invalid.append(InvalidTask(index=index, id=task.id, problems=[problem]))
+        problems = []
+        if task.ready:
+            problem = _executor_problem(task, defined.recipes, recipes_problem, llm_enabled)
+            problems = ([problem] if problem else []) + _checks_problems(
+                task, defined.checks, recipes_problem, required_checks, attempt_timeout_seconds)
+        if problems:
+            invalid.append(InvalidTask(index=index, id=task.id, problems=problems))
         else:
             keep.append(task)
     return Backlog(tasks=keep, invalid=sorted(invalid, key=lambda i: i.index), metadata=backlog.metadata)
+
+
+def _checks_problems(task: Task, checks: dict[str, Any], recipes_problem: str | None, required: Sequence[str],
+                     timeout: int | None) -> list[str]:
+    """Why the checks a ready task's attempt would run cannot run: unreadable, unknown, or longer than the attempt."""
+    names = check_names(required, task)
+    if not names:
+        return []
+    if recipes_problem:
+        return [f"task {task.id}: its checks ({', '.join(names)}) cannot be loaded: {recipes_problem}"]
+    known = ", ".join(sorted(checks)) or "none"
+    problems = [f"task {task.id}: {'required_checks' if name in required else 'checks'} names unknown check "
+                f"{name!r} (known: {known})" for name in names if name not in checks]
+    problems += [f"task {task.id}: check {name!r} has timeout_seconds {checks[name].timeout_seconds}, more than "
+                 f"attempt_timeout_seconds {timeout}" for name in names
+                 if name in checks and timeout is not None and (checks[name].timeout_seconds or 0) > timeout]
+    return problems
 
 
 def _executor_problem(task: Task, recipes: dict[str, Any], recipes_problem: str | None,
@@ -232,7 +259,7 @@ def build_record(
     stopped = _stopped(read, guard, decision, attempt, failure)
     if stopped is not None:
         record.stopped_reason, record.stopped_detail = stopped
-    if attempt and attempt.outcome != "succeeded":
+    if attempt and attempt.outcome not in ("succeeded", ReasonCode.CHECKS_RED_AT_BASE):  # red at base: no failure
         record.breaker_opened = guard.consecutive_failures + 1 == target.circuit_breaker_failures
     if not guard.replay:
         record.ledger = guard.ledger.with_cycle(record)

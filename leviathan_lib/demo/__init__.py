@@ -33,6 +33,7 @@ schedule_cron: "{schedule}"
 attempt_timeout_seconds: {timeout}
 forge: local
 worker_backend: local
+required_checks: [lint-docs]   # the repository's own check (recipes.yaml checks:) every change must pass
 """
 
 

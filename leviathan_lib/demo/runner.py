@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -274,6 +275,7 @@ def summarize(record: dict[str, Any]) -> list[str]:
                      f"{', '.join(paths)} (+ backlog status edit)")
     elif attempt:
         lines.append(f"Attempt on {attempt['task_id']} ended {attempt.get('outcome')}: {attempt.get('error_message')}")
+    lines += _check_lines(attempt)
     for verdict in record.get("tasks", []):
         if verdict["eligible"]:
             if verdict["id"] == record.get("selected_task"):
@@ -286,6 +288,21 @@ def summarize(record: dict[str, Any]) -> list[str]:
     if record["stopped_reason"] == "open_pr_limit":
         lines.append("The previous run's PR is still open (max_open_prs: 1): merge or close it to let the next "
                      "task through.")
+    return lines
+
+
+def _check_lines(attempt: dict[str, Any]) -> list[str]:
+    """The repository's own checks of the attempt: each run, and the output of one that failed."""
+    lines = []
+    for run in attempt.get("checks") or []:
+        where = "pinned commit" if run["phase"] == "base" else "the change"
+        status = "pass" if run["passed"] else "FAIL"
+        cached = " (cached)" if run.get("cached") else ""
+        lines.append(f"  check {run['name']} on {where}: {status}{cached} (exit {run['exit_code']}, "
+                     f"{run['duration_seconds']:g}s)")
+        if not run["passed"]:
+            tail = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", "?", run.get("output_tail") or "")  # no terminal escapes
+            lines += [f"    | {line}" for line in tail.splitlines()[-10:]]
     return lines
 
 

@@ -26,6 +26,7 @@ EventType = Literal[
     "attempt.rejected", "approval.approved", "approval.rejected",
     "breaker.opened",
     "breaker.reset", "autonomy.changed", "evidence.unreadable", "target.config_invalid",
+    "attempt.checks_red_at_base",
 ]
 
 
@@ -67,7 +68,8 @@ def _cycle_events(record: CycleRecord) -> list[tuple[str, datetime, dict[str, An
         out.append(("attempt.started", attempt.started_at or at, ident))
         outcome = attempt.outcome or "failed"
         kind = {"succeeded": "attempt.succeeded", "timed_out": "attempt.timed_out",
-                "rejected_by_human": "attempt.rejected"}.get(outcome, "attempt.failed")
+                "rejected_by_human": "attempt.rejected",
+                "checks_red_at_base": "attempt.checks_red_at_base"}.get(outcome, "attempt.failed")
         out.append((kind, attempt.finished_at or at, {
             **ident, "outcome": outcome, "error_code": attempt.error_code, "changed_paths": attempt.changed_paths,
         }))

@@ -28,10 +28,16 @@ BUDGET_WINDOW = timedelta(hours=24)
 #: The fixed vocabularies running totals (and the metrics) count by; anything else counts as ``other``.
 DECISIONS = ("run", "skip", "error")
 REASONS = (*(code.value for code in ReasonCode), "other")
-OUTCOMES = ("succeeded", "failed", "timed_out", "rejected_by_guardrail", "rejected_by_human", "other")
+OUTCOMES = ("succeeded", "failed", "timed_out", "rejected_by_guardrail", "rejected_by_human", "checks_red_at_base",
+            "other")
 DURATION_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
 
-Outcome = Literal["succeeded", "failed", "timed_out", "rejected_by_guardrail", "rejected_by_human"]
+#: ``checks_red_at_base``: the repository's own checks already failed on the pinned commit, so the attempt made no
+#: change; neither a success nor a failure (the ledger does not count it, see :meth:`Ledger.with_cycle`).
+Outcome = Literal["succeeded", "failed", "timed_out", "rejected_by_guardrail", "rejected_by_human",
+                  "checks_red_at_base"]
+#: Red-at-base entries the ledger keeps (one per task; the oldest go first).
+MAX_RED_AT_BASE = 200
 
 
 class CheckEvidence(BaseModel):
@@ -46,6 +52,34 @@ class TaskVerdictEvidence(BaseModel):
     reasons: list[str]
 
 
+class CheckRunEvidence(BaseModel):
+    """One run of one of the repository's own checks: on the pinned commit (``base``) or on the change."""
+
+    name: str
+    phase: Literal["base", "change"]
+    passed: bool
+    exit_code: int | None = None
+    duration_seconds: float = 0.0
+    #: The last 4 KB of its combined output, redacted; untrusted text, shown inert.
+    output_tail: str = ""
+    output_bytes: int = 0
+    timed_out: bool = False
+    modified_tree: bool = False
+    error: str | None = None
+    cached: bool = False
+
+    @property
+    def status(self) -> str:
+        """In one word: ``pass``, ``FAIL(<exit code>)``, ``timeout``, ``modified`` (changed files) or ``error``."""
+        if self.passed:
+            return "pass"
+        if self.modified_tree:
+            return "modified"
+        if self.error:
+            return "error"
+        return "timeout" if self.timed_out else f"FAIL({self.exit_code})"
+
+
 class AttemptEvidence(BaseModel):
     task_id: str
     attempt: int
@@ -53,7 +87,8 @@ class AttemptEvidence(BaseModel):
     branch: str
     backend: str
     image: str | None = None
-    #: Where the recipe's steps ran: ``bwrap``, ``pod`` or ``unsandboxed (opt-out)``; None for the llm executor.
+    #: Where the recipe's (and the checks') steps ran: ``bwrap``, ``pod`` or ``unsandboxed (opt-out)``; None for
+    #: the llm executor without checks (no repository code ran).
     sandbox: str | None = None
     outcome: Outcome | None = None
     error_code: str | None = None
@@ -85,6 +120,19 @@ class AttemptEvidence(BaseModel):
     #: The local backend's clean-up: scratch of crashed attempts swept (``swept_dirs``, ``swept_bytes``) and
     #: what could not be removed (``problems``); None when there was nothing to say.
     cleanup: CleanupReport | None = None
+    #: The repository's own checks (``required_checks`` and the task's ``checks``): each one's base run and its
+    #: last run on the change (docs/worker.md "Checks").
+    checks: list[CheckRunEvidence] = Field(default_factory=list)
+    #: Checks that already failed on the pinned commit.
+    checks_red_at_base: list[str] = Field(default_factory=list)
+
+    def check_statuses(self) -> list[tuple[str, str, str]]:
+        """Each check once: its name and :attr:`~CheckRunEvidence.status` on the pinned commit and on the change
+        (``-``: not run there)."""
+        runs: dict[str, dict[str, str]] = {}
+        for run in self.checks:
+            runs.setdefault(run.name, {})[run.phase] = run.status
+        return [(name, phases.get("base", "-"), phases.get("change", "-")) for name, phases in runs.items()]
 
 
 class ApprovalEvidence(BaseModel):
@@ -301,6 +349,9 @@ class Ledger(BaseModel):
     #: When the newest PRs were opened (at most :data:`RECENT_PRS`, oldest first), for ``max_prs_per_hour``.
     prs_opened_at: list[datetime] = Field(default_factory=list)
     dashboard: DashboardState = Field(default_factory=DashboardState)
+    #: Task id → the pinned commit its last attempt found the repository's checks failing on
+    #: (``checks_red_at_base``): the task waits while the branch stays at that commit.
+    red_at_base: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -360,7 +411,13 @@ class Ledger(BaseModel):
         ledger = self.model_copy(update={"open_prs": open_prs, "closed_prs": closed, "rejected": rejected})
         opened = list(self.prs_opened_at)
         attempt = record.attempt
-        if attempt is not None and attempt.outcome is not None:
+        red = self.red_at_base
+        if attempt is not None and attempt.outcome is not None:  # a task's newest attempt says where it stands
+            red = {task: sha for task, sha in red.items() if task != attempt.task_id}
+        if attempt is not None and attempt.outcome == "checks_red_at_base":
+            # The repository's state, not an attempt: no count, breaker or budget; the task waits for a new commit.
+            red = dict([*red.items(), (attempt.task_id, record.commit_sha or "")][-MAX_RED_AT_BASE:])
+        elif attempt is not None and attempt.outcome is not None:
             # A human rejection is no failure of the worker: it neither opens the breaker nor resets it.
             outcome = {"rejected_by_guardrail": "failed", "rejected_by_human": "succeeded"}.get(
                 attempt.outcome, attempt.outcome)
@@ -376,7 +433,7 @@ class Ledger(BaseModel):
                                          head_sha=attempt.pr_head_sha, base_sha=record.commit_sha))
                 opened.append(attempt.finished_at or record.recorded_at)
         return ledger.model_copy(update={"open_prs": open_prs, "prs_opened_at": opened[-RECENT_PRS:],
-                                         "dashboard": self.dashboard.with_cycle(record)})
+                                         "dashboard": self.dashboard.with_cycle(record), "red_at_base": red})
 
 
 class Totals(BaseModel):

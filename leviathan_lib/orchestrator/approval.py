@@ -59,6 +59,9 @@ class ApprovalGate(ApprovalOperator):
             self.body = approval.plan_body(target, read, plan)
         else:
             result = t._worker_result(ti) or {}
+            if result.get("outcome") == t.RED_AT_BASE:  # no change to approve, and no failure: nothing to ask
+                log.info("no change to approve: the repository's checks already fail on the pinned commit")
+                return None
             if result.get("outcome") != "succeeded":
                 raise AirflowFailException(f"the worker did not succeed ({result.get('outcome')}): nothing to approve")
             self.body = approval.diff_body(target, read, plan, str(result.get("patch") or ""),

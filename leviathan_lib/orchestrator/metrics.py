@@ -15,7 +15,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 DECISIONS = frozenset({"run", "skip", "error"})
-OUTCOMES = frozenset({"succeeded", "failed", "timed_out", "rejected_by_guardrail", "rejected_by_human"})
+OUTCOMES = frozenset({"succeeded", "failed", "timed_out", "rejected_by_guardrail", "rejected_by_human",
+                      "checks_red_at_base"})
 
 
 @functools.cache

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from leviathan_lib.evidence.records import ApprovalEvidence, AttemptEvidence
 
 log = logging.getLogger("leviathan")
+#: The worker outcome of an attempt that found the repository's checks already failing (no change, no failure).
+RED_AT_BASE = "checks_red_at_base"  # ReasonCode.CHECKS_RED_AT_BASE, without importing the guardrails at parse time
 
 
 def _target(config: dict[str, Any]) -> TargetConfig:
@@ -322,6 +324,9 @@ def run_worker(*, config: dict[str, Any]) -> None:
                  spec.executor.kind)
     result = failed or _run_local(spec, target, llm_conn, started)
     ti.xcom_push(key=XCOM_RESULT, value={**result.model_dump(mode="json"), "attempt_started_at": started.isoformat()})
+    if result.outcome == RED_AT_BASE:  # the repository's state, not a failure: the cycle records it, green
+        log.warning("no change made: %s", result.error.message if result.error else RED_AT_BASE)
+        return
     if result.outcome != "succeeded":
         error = result.error
         raise AirflowFailException(
@@ -343,7 +348,8 @@ def _run_local(spec: Any, target: TargetConfig, llm_conn: Any, started: datetime
     if spec.executor.kind == "llm" and llm_conn is not None and llm_conn.problem:
         return failed_result("llm_connection_invalid", llm_conn.problem, started_at=started)
     key = llm_conn.api_key if llm_conn else None
-    return sanitize_result(run_local_worker(spec, workspace_root=paths.scratch_dir(), model_api_key=key))
+    return sanitize_result(run_local_worker(spec, workspace_root=paths.scratch_dir(), model_api_key=key,
+                                            checks_cache=paths.checks_cache_dir()))
 
 
 def sanitize_pod_result(raw: Any) -> dict[str, Any]:
@@ -360,7 +366,7 @@ def _worker_result(ti: Any) -> dict[str, Any] | None:
     return result
 
 
-def open_pull_request(*, config: dict[str, Any]) -> dict[str, Any]:
+def open_pull_request(*, config: dict[str, Any]) -> dict[str, Any] | None:
     from leviathan_lib.core import paths
     from leviathan_lib.cycle.delivery import DeliveryRejected, deliver
     from leviathan_lib.forge import open_forge
@@ -373,6 +379,9 @@ def open_pull_request(*, config: dict[str, Any]) -> dict[str, Any]:
     guard = _planned(ti)
     raw = _worker_result(ti) or {}
     result = AttemptResult.model_validate({k: v for k, v in raw.items() if k != "attempt_started_at"})
+    if result.outcome == RED_AT_BASE:
+        log.info("nothing to deliver: the repository's checks already fail on the pinned commit")
+        return None
     if result.outcome != "succeeded":  # a pod that ran reports a failed attempt as a successful task
         error = result.error
         detail = f"{error.code}: {error.message}" if error else "no error given"

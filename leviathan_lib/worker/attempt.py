@@ -20,6 +20,17 @@ from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.guardrails import ReasonCode
 from leviathan_lib.core.limits import RESOURCE_LIMIT, LimitsReport
 from leviathan_lib.core.scope import Scope, task_scope
+from leviathan_lib.worker.checks import (
+    CACHE_ENV,
+    CHECKS_RED_AT_BASE,
+    TIMEOUT,
+    AttemptChecks,
+    BaseCache,
+    ChecksUnusable,
+    describe,
+    load_checks,
+    make_runner,
+)
 from leviathan_lib.worker.contract import (
     AttemptResult,
     AttemptSpec,
@@ -52,7 +63,8 @@ def _recipes_text(checkout: Path, recipes_path: str) -> str:
 class _Failed(Exception):
     """The attempt stopped: a stable code, a message, and the outcome to report."""
 
-    def __init__(self, code: str, message: str, outcome: Literal["failed", "timed_out"] = "failed") -> None:
+    def __init__(self, code: str, message: str,
+                 outcome: Literal["failed", "timed_out", "checks_red_at_base"] = "failed") -> None:
         super().__init__(message)
         self.code, self.message, self.outcome = code, message, outcome
 
@@ -68,11 +80,14 @@ class _Progress:
     usage: Usage | None = None
     egress: EgressReport | None = None
     limits: LimitsReport | None = None
+    checks: AttemptChecks | None = None
 
     def failed(self, exc: _Failed) -> AttemptResult:
+        checks = self.checks
         return failed_result(exc.code, exc.message, outcome=exc.outcome, started_at=self.started,
                              base_sha=self.base, changed_paths=self.paths, executor=self.summary,
-                             usage=self.usage, egress=self.egress).model_copy(update={"limits": self.limits})
+                             usage=self.usage, egress=self.egress,
+                             checks=checks.results() if checks else None).model_copy(update={"limits": self.limits})
 
 
 def _checked_task(spec: AttemptSpec) -> tuple[Task, Preflight | None]:
@@ -102,11 +117,51 @@ def _checked_task(spec: AttemptSpec) -> tuple[Task, Preflight | None]:
 
 
 def _checked_sandbox(spec: AttemptSpec) -> None:
-    """Defence in depth: the orchestrator probed the sandbox, but a recipe never runs without it here."""
-    if isinstance(spec.executor, RecipeExecutorSpec) and spec.sandbox == "bwrap":
+    """Defence in depth: the orchestrator probed the sandbox, but a recipe or a check never runs without it here."""
+    runs_code = isinstance(spec.executor, RecipeExecutorSpec) or spec.checks is not None
+    if runs_code and spec.sandbox == "bwrap":
         problem = probe()
         if problem:
-            raise _Failed(SANDBOX_UNAVAILABLE, f"recipes run only in the bubblewrap sandbox: {problem}")
+            raise _Failed(SANDBOX_UNAVAILABLE, f"recipes and checks run only in the bubblewrap sandbox: {problem}")
+
+
+def _prepared_checks(spec: AttemptSpec, task: Task, *, checkout: Path, workspace: Path, home: Path,
+                     clock: float) -> AttemptChecks | None:
+    """The repository's checks the spec names, read from the checkout (None: it names none)."""
+    if spec.checks is None:
+        return None
+    from leviathan_lib.worker.llm import attempt_deadline
+
+    try:
+        defined = load_checks(checkout, spec.checks)
+    except ChecksUnusable as exc:
+        raise _Failed(exc.code, exc.message) from None
+    runner = make_runner(checkout, home=home, workspace=workspace, mode=spec.sandbox, task_id=task.id,
+                         limits=spec.limits)
+    cache_dir = os.environ.get(CACHE_ENV)
+    return AttemptChecks(spec.checks, defined, runner, deadline=attempt_deadline(spec.timeout_seconds, clock),
+                         cache=BaseCache(Path(cache_dir)) if cache_dir else None,
+                         cache_key=AttemptChecks.key(spec.repo_url, spec.start_sha, spec.sandbox, defined))
+
+
+def _run_base_checks(spec: AttemptSpec, checks: AttemptChecks) -> None:
+    """The checks on the start commit; red there ends the attempt under ``checks_red_at_base: skip``."""
+    checks.run_base()
+    if checks.base_cut:
+        raise _Failed(TIMEOUT, "the attempt deadline passed while the checks ran on the start commit", "timed_out")
+    red = [r for r in checks.base if not r.passed]
+    if red and checks.spec.on_red_at_base == "skip":
+        raise _Failed(CHECKS_RED_AT_BASE, f"the repository's own checks already fail on {spec.start_sha[:12]}, "
+                      "before any change (" + "; ".join(describe(r) for r in red) + "): the repository's state, "
+                      "not this attempt's failure", "checks_red_at_base")
+
+
+def _run_change_checks(checks: AttemptChecks) -> None:
+    """The checks on the change (unless the LLM executor just ran them on this very tree); :class:`_Failed`
+    when a required one fails."""
+    verdict = checks.verdict() if checks.unchanged_since_checked() else checks.run_change()
+    if verdict.code is not None:
+        raise _Failed(verdict.code, verdict.message, "timed_out" if verdict.code == TIMEOUT else "failed")
 
 
 def _feedback_file(spec: AttemptSpec, workspace: Path) -> Path | None:
@@ -200,8 +255,11 @@ def _run_executor(
     if spec.continue_pr is not None and spec.continue_pr.feedback and not executor.review_feedback:
         executor = executor.model_copy(update={"review_feedback": spec.continue_pr.feedback})
     assert llm_key is not None and llm_key.price is not None  # preflight refused the attempt otherwise
+    checks = progress.checks
     llm = run_llm(executor, task, scope, checkout, api_key=llm_key.api_key, price=llm_key.price,
-                  deadline=attempt_deadline(spec.timeout_seconds, clock))  # fmt: skip
+                  deadline=attempt_deadline(spec.timeout_seconds, clock),
+                  checks=checks.run_change if checks else None,
+                  check_rounds=spec.checks.llm_rounds if spec.checks else 0)  # fmt: skip
     progress.summary, progress.usage = llm.executor_summary(), llm.usage()
     if llm.failure:
         raise _Failed(llm.failure.code, llm.failure.message,
@@ -258,6 +316,10 @@ def _attempt(spec: AttemptSpec, workspace: Path, progress: _Progress, clock: flo
     except GitFailed as exc:
         raise _Failed("clone_failed", str(exc)) from None
     progress.base = start
+    checks = _prepared_checks(spec, task, checkout=checkout, workspace=workspace, home=home, clock=clock)
+    progress.checks = checks
+    if checks is not None:
+        _run_base_checks(spec, checks)
 
     what, baseline = _run_executor(spec, task, scope, llm_key=llm_key, workspace=workspace, checkout=checkout,
                                    clock=clock, progress=progress)
@@ -271,6 +333,8 @@ def _attempt(spec: AttemptSpec, workspace: Path, progress: _Progress, clock: flo
         problems = _llm_final_check(checkout, changes.paths, spec.executor, baseline)
         if problems:
             raise _Failed("llm_validation_failed", "; ".join(problems))
+    if checks is not None:
+        _run_change_checks(checks)
     patch = _patch_text(spec, changes)
     return AttemptResult(
         result_version=1,
@@ -285,6 +349,8 @@ def _attempt(spec: AttemptSpec, workspace: Path, progress: _Progress, clock: flo
         usage=progress.usage,
         egress=progress.egress,
         limits=progress.limits,
+        checks=checks.results() if checks else [],
+        checks_red_at_base=checks.red_at_base if checks else [],
     )
 
 

@@ -96,7 +96,7 @@ class LlmExecutorSpec(BaseModel):
     api_base_url: str | None = None
     #: AWS region of a Bedrock model (else the worker's ``AWS_REGION``).
     region: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")] | None = None
-    prompt: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = "edit-v3"
+    prompt: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = "edit-v4"
     #: A reviewer's feedback on the PR this attempt continues; rendered into the prompt when given.
     review_feedback: Annotated[str, StringConstraints(max_length=20_000)] | None = None
     backlog_path: str = ".leviathan/backlog.yaml"
@@ -156,6 +156,26 @@ class ContinuePr(BaseModel):
         return require_agent_branch(value)
 
 
+class ChecksSpec(BaseModel):
+    """The repository's own checks this attempt runs (the target's ``required_checks`` and the task's
+    ``checks``), defined in the recipes file at ``recipes_path`` of the checkout."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    names: Annotated[list[RecipeName], Field(min_length=1, max_length=50)]
+    recipes_path: str = ".leviathan/recipes.yaml"
+    #: What a check already failing on the start commit means: ``skip`` ends the attempt
+    #: (``checks_red_at_base``), ``deliver_with_warning`` goes on (that check need not pass after the change).
+    on_red_at_base: Literal["skip", "deliver_with_warning"] = "skip"
+    #: LLM executor: rounds in which a failing check's output goes back to the model.
+    llm_rounds: Annotated[int, Field(ge=0, le=10)] = 2
+
+    @field_validator("recipes_path")
+    @classmethod
+    def _safe_recipes_path(cls, value: str) -> str:
+        return _check_safe_path(value)
+
+
 class AttemptSpec(BaseModel):
     """Everything a worker needs for one attempt. It holds no secret: the worker needs no credential."""
 
@@ -184,6 +204,8 @@ class AttemptSpec(BaseModel):
     egress: Annotated[list[EgressRule], Field(max_length=MAX_RULES)] = Field(default_factory=list)
     #: Resource limits of each sandboxed step (the target's within the deployment's caps; core/limits.py).
     limits: AttemptLimits = Field(default_factory=AttemptLimits)
+    #: The repository's own checks to run before and after the change (None: none).
+    checks: ChecksSpec | None = None
 
     @property
     def start_sha(self) -> str:
@@ -221,7 +243,9 @@ class ErrorInfo(BaseModel):
     Codes are stable. From the worker: ``invalid_spec``, ``clone_failed``, ``recipes_invalid``,
     ``recipe_unknown``, ``recipe_failed``, ``diff_failed``, ``no_changes``, ``scope_violation``,
     ``patch_too_large``, ``patch_not_utf8``, ``sandbox_unavailable``, ``resource_limit`` (a step exceeded a
-    limit: ``AttemptResult.limits.exceeded`` names it), ``internal_error``; from the LLM
+    limit: ``AttemptResult.limits.exceeded`` names it), ``internal_error``; from the repository's own checks
+    (:mod:`leviathan_lib.worker.checks`) ``checks_failed``, ``check_timeout``, ``checks_modified_tree``,
+    ``check_unknown`` and ``checks_red_at_base``; from the LLM
     executor the ``llm_*`` codes of :mod:`leviathan_lib.worker.llm`. From a backend: ``timeout``,
     ``worker_crashed``; from ``run_worker`` before a worker starts: ``llm_connection_missing``,
     ``llm_connection_invalid``.
@@ -248,13 +272,42 @@ class Usage(BaseModel):
     prompt_sha256: str | None = None
 
 
+class CheckResult(BaseModel):
+    """One run of one of the repository's checks: on the start commit (``phase: base``) or on the change."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    name: RecipeName
+    phase: Literal["base", "change"]
+    passed: bool
+    #: The exit code of the last step run (None: killed at ``timeout_seconds``, or it could not start).
+    exit_code: int | None
+    duration_seconds: Annotated[float, Field(ge=0, strict=False)]
+    #: The last 4 KB of its combined stdout and stderr, redacted (untrusted text: render it inert).
+    output_tail: str
+    #: How many bytes it wrote in all (only the tail is kept).
+    output_bytes: Annotated[int, Field(ge=0)] = 0
+    timed_out: bool = False
+    #: It changed files in the checkout (a check never adds to a change).
+    modified_tree: bool = False
+    #: Why it could not run (a program not found), else None.
+    error: str | None = None
+    #: A base result read from the worker's cache instead of run again.
+    cached: bool = False
+
+
+#: Outcomes of an attempt. ``checks_red_at_base``: the repository's own checks already failed on the start
+#: commit (``checks_red_at_base: skip``): no change was made, and it is no failure of the worker.
+AttemptOutcome = Literal["succeeded", "failed", "timed_out", "checks_red_at_base"]
+
+
 class AttemptResult(BaseModel):
     """What one attempt produced. ``patch`` is ``git diff --binary`` against ``base_sha``."""
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     result_version: Literal[1]
-    outcome: Literal["succeeded", "failed", "timed_out"]
+    outcome: AttemptOutcome
     error: ErrorInfo | None
     base_sha: CommitSha | None
     changed_paths: list[str]
@@ -270,6 +323,10 @@ class AttemptResult(BaseModel):
     limits: LimitsReport | None = None
     #: The local backend's clean-up of scratch (None: nothing to report).
     cleanup: CleanupReport | None = None
+    #: The repository's own checks: each one's base run and its last run on the change.
+    checks: list[CheckResult] = Field(default_factory=list)
+    #: Checks that already failed on the start commit (the PR warns about them; they need not pass after).
+    checks_red_at_base: list[RecipeName] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> AttemptResult:
@@ -297,17 +354,18 @@ def result_from_json(data: str | bytes | Mapping[str, Any]) -> AttemptResult:
     return AttemptResult.model_validate_json(data)
 
 
-def failed_result(
+def failed_result(  # noqa: PLR0913 — every field a failure may carry, all keyword-only
     code: str,
     message: str,
     *,
     started_at: datetime,
-    outcome: Literal["failed", "timed_out"] = "failed",
+    outcome: Literal["failed", "timed_out", "checks_red_at_base"] = "failed",
     base_sha: str | None = None,
     changed_paths: list[str] | None = None,
     executor: dict[str, Any] | None = None,
     usage: Usage | None = None,
     egress: EgressReport | None = None,
+    checks: list[CheckResult] | None = None,
 ) -> AttemptResult:
     return AttemptResult(
         result_version=1,
@@ -321,4 +379,6 @@ def failed_result(
         finished_at=utc_now(),
         usage=usage,
         egress=egress,
+        checks=checks or [],
+        checks_red_at_base=[c.name for c in checks or [] if c.phase == "base" and not c.passed],
     )

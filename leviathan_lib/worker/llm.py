@@ -11,7 +11,9 @@ and token accounting), and a precise error code for every stop:
 before cloning); ``llm_auth_failed``, ``llm_unknown_model``, ``llm_rate_limited``, ``llm_quota_exceeded``,
 ``llm_api_error``, ``llm_api_unreachable``, ``llm_bad_response``, ``llm_max_turns``, ``llm_token_limit``,
 ``llm_cost_cap``, ``llm_tool_call_limit``, ``llm_tool_errors`` (too many turns of refused or malformed
-calls in a row), ``llm_validation_failed`` and ``timeout`` (outcome ``timed_out``).
+calls in a row), ``llm_validation_failed`` and ``timeout`` (outcome ``timed_out``); the repository's own
+checks, run when the model finishes, add theirs (:mod:`leviathan_lib.worker.checks`) once their output went
+back to the model for the allowed rounds.
 
 pydantic-ai and the provider SDKs are imported only here, and only when the llm executor runs.
 The transcript is redacted with :mod:`leviathan_lib.core.secrets_scan` and the API key, and bounded.
@@ -23,7 +25,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +41,7 @@ from leviathan_lib.worker.llm_tools import (
     Redactor,
     ToolRefused,
     Tools,
+    check_section,
     load_prompt,
     render_prompt,
 )
@@ -48,6 +51,12 @@ if TYPE_CHECKING:
     from pydantic_ai.messages import ModelMessage, ModelResponse
     from pydantic_ai.models import Model, ModelRequestParameters
     from pydantic_ai.settings import ModelSettings
+
+    from leviathan_lib.worker.checks import Verdict
+
+#: Runs the repository's checks on the change as it is now
+#: (:meth:`leviathan_lib.worker.checks.AttemptChecks.run_change`).
+ChecksHook = Callable[[], "Verdict"]
 
 API_KEY_ENV = "LEVIATHAN_LLM_API_KEY"
 #: What the Anthropic-only executor read; still honoured.
@@ -91,6 +100,8 @@ class LlmRun:
     written: list[str] = field(default_factory=list)
     summary: str | None = None
     failure: LlmFailure | None = None
+    #: Rounds in which a failing check's output went back to the model.
+    check_rounds: int = 0
 
     def usage(self) -> Usage:
         return Usage(model=self.model, turns=self.turns, input_tokens=self.input_tokens,
@@ -112,6 +123,7 @@ class LlmRun:
             "refusals": self.refusals,
             "transcript": self.transcript,
             "transcript_dropped": self.transcript_dropped,
+            "check_rounds": self.check_rounds,
         }
 
 
@@ -226,10 +238,14 @@ class _State:
         self.errors_in_row = 0
         #: Problems of the last refused finish, while no other call has been made since.
         self.validation_problems: list[str] = []
+        #: The failing checks of the last refused finish, while no other call has been made since.
+        self.check_failure: Verdict | None = None
 
     def stop_for_turns(self) -> _Stop:
         if self.validation_problems:
             return _Stop("llm_validation_failed", "; ".join(self.validation_problems))
+        if self.check_failure is not None and self.check_failure.code:
+            return _Stop(self.check_failure.code, self.check_failure.message)
         return _Stop("llm_max_turns", f"no finish after {self.spec.max_turns} turns")
 
 
@@ -297,8 +313,8 @@ def _make_guard(wrapped: Model, state: _State) -> Model:  # noqa: C901 — count
             else:
                 state.errors_in_row = 0
             if state.errors_in_row >= MAX_CONSECUTIVE_TOOL_ERRORS:
-                if state.validation_problems:
-                    raise _Stop("llm_validation_failed", "; ".join(state.validation_problems))
+                if state.validation_problems or state.check_failure is not None:
+                    raise state.stop_for_turns()
                 raise _Stop("llm_tool_errors", f"{state.errors_in_row} turns in a row of refused or malformed "
                             "tool calls; last: " + _result_text(results[-1]))  # fmt: skip
 
@@ -371,9 +387,11 @@ class _Loop:
     """One attempt's conversation; ``run`` never raises for model behaviour."""
 
     def __init__(self, spec: LlmExecutorSpec, task: Task, scope: Scope, checkout: Path, *, api_key: str,
-                 price: Price, deadline: float) -> None:  # fmt: skip
+                 price: Price, deadline: float, checks: ChecksHook | None = None,
+                 check_rounds: int = 0) -> None:  # fmt: skip
         template = load_prompt(spec.prompt)
-        self.spec, self.api_key = spec, api_key
+        self.spec, self.api_key, self.template = spec, api_key, template
+        self.checks, self.check_rounds = checks, check_rounds
         self.prompt = render_prompt(template, task, scope, spec)
         self.tools = Tools(checkout, scope)
         self.redact = Redactor(api_key)
@@ -391,7 +409,7 @@ class _Loop:
             method = getattr(tools, name)
 
             def call(args: Any) -> str:
-                state.validation_problems = []
+                state.validation_problems, state.check_failure = [], None
                 try:
                     return str(method(args))
                 except ToolRefused as exc:
@@ -410,6 +428,7 @@ class _Loop:
             if problems:
                 state.validation_problems = problems
                 raise ModelRetry("the changed files do not validate: " + "; ".join(problems))
+            self._run_checks()
             return summary
 
         unbounded = 10 * self.spec.max_turns  # the guard's streak and turn limits stop a run first
@@ -420,6 +439,22 @@ class _Loop:
         )  # fmt: skip
         agent.output_validator(finish)
         return agent
+
+    def _run_checks(self) -> None:
+        """The repository's checks on the finished change: a failure goes back to the model as untrusted data
+        for at most ``check_rounds`` rounds, then ends the attempt with its code (as does an unfixable one)."""
+        from pydantic_ai import ModelRetry
+
+        if self.checks is None:
+            return
+        verdict = self.checks()
+        if verdict.code is None:
+            return
+        self.state.check_failure = verdict
+        if not verdict.retry or self.run.check_rounds >= self.check_rounds:
+            raise _Stop(verdict.code, verdict.message, "timed_out" if verdict.code == "timeout" else "failed")
+        self.run.check_rounds += 1
+        raise ModelRetry(check_section(self.template, verdict.report, self.run.check_rounds, self.check_rounds))
 
     async def _run(self) -> None:
         from pydantic_ai import capture_run_messages
@@ -503,12 +538,17 @@ def _dict_args(call: Any) -> bool:
 
 
 def run_llm(spec: LlmExecutorSpec, task: Task, scope: Scope, checkout: Path, *, api_key: str, price: Price,
-            deadline: float) -> LlmRun:  # fmt: skip
-    """Let the model make the task's change in ``checkout``; see the module doc for the failure codes."""
+            deadline: float, checks: ChecksHook | None = None, check_rounds: int = 0) -> LlmRun:  # fmt: skip
+    """Let the model make the task's change in ``checkout``; see the module doc for the failure codes.
+
+    ``checks`` runs the repository's checks when the model finishes: a failure is sent back to it for at most
+    ``check_rounds`` rounds (within every other limit), then ends the attempt with the checks' code.
+    """
     import pydantic_ai
 
     pydantic_ai.BANNER_ENABLED = False  # a worker is never interactive
-    loop = _Loop(spec, task, scope, checkout, api_key=api_key, price=price, deadline=deadline)
+    loop = _Loop(spec, task, scope, checkout, api_key=api_key, price=price, deadline=deadline, checks=checks,
+                 check_rounds=check_rounds)
     try:
         asyncio.run(loop._run())
     except _Stop as stop:  # raised while building the model

@@ -116,11 +116,27 @@ def render_prompt(template: str, task: Task, scope: Scope, spec: LlmExecutorSpec
 #: Where a template (edit-v3 on) defines its review-feedback section; the prompt body ends there.
 FEEDBACK_MARKER = "<!-- review_feedback -->"
 _DELIMITER = "REVIEWER_FEEDBACK"
+#: Where a template (edit-v4 on) defines the message carrying failing checks' output; it follows the feedback.
+CHECKS_MARKER = "<!-- check_output -->"
+_CHECKS_DELIMITER = "CHECK_OUTPUT"
 
 
 def prompt_body(template: str) -> str:
-    """The template without its review-feedback section definition."""
-    return template.split(FEEDBACK_MARKER, 1)[0]
+    """The template without its review-feedback and check-output section definitions."""
+    return template.split(FEEDBACK_MARKER, 1)[0].split(CHECKS_MARKER, 1)[0]
+
+
+def check_section(template: str, output: str, round_: int, rounds: int) -> str:
+    """The message carrying failing checks' output back to the model, worded by the template itself.
+
+    The output is untrusted (the repository's code wrote it): it is delimited the way review feedback is,
+    and cannot close the block early (the delimiter word is defused in it).
+    """
+    text = output.strip().replace(_CHECKS_DELIMITER, "CHECK OUTPUT")
+    if CHECKS_MARKER not in template:
+        return f"The repository's checks failed on your change (round {round_} of {rounds}):\n\n{text}\n"
+    section = template.split(CHECKS_MARKER, 1)[1].lstrip("\n")
+    return string.Template(section).safe_substitute(output=text, round=round_, rounds=rounds)
 
 
 def _review_section(template: str, feedback: str | None) -> str:
@@ -131,7 +147,7 @@ def _review_section(template: str, feedback: str | None) -> str:
     if not feedback or not feedback.strip():
         return ""
     if FEEDBACK_MARKER in template:
-        section = template.split(FEEDBACK_MARKER, 1)[1].lstrip("\n")
+        section = template.split(FEEDBACK_MARKER, 1)[1].split(CHECKS_MARKER, 1)[0].lstrip("\n")
         text = feedback.strip().replace(_DELIMITER, "REVIEWER FEEDBACK")
         return string.Template(section).safe_substitute(feedback=text)
     return ("## Review feedback\n\nThis attempt continues a pull request. A reviewer asked for the following; "

@@ -35,6 +35,15 @@ Rules:
 * Steps run in order; the first one exiting non-zero stops the recipe and fails the attempt.
 * A recipe only changes files in the checkout; the worker turns those changes into the patch and
   rejects any path outside the task's scope, any symlink and any submodule.
+
+The same file declares the repository's own checks (``checks:``, name → ``steps`` and an optional
+``timeout_seconds``), which :mod:`leviathan_lib.worker.checks` runs on the pinned commit and on the change::
+
+    checks:
+      lint-docs:
+        steps:
+          - ["python3", ".leviathan/checks/lint_docs.py"]
+        timeout_seconds: 60
 """
 
 from __future__ import annotations
@@ -50,7 +59,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from leviathan_lib.core.backlog import RecipeName
+from leviathan_lib.core.backlog import CheckName, RecipeName
 from leviathan_lib.core.errors import Problem, ValidationFailed
 from leviathan_lib.core.limits import LIMIT_FIELDS, LimitKind, LimitsReport, Mechanism
 from leviathan_lib.core.yamlsrc import did_you_mean, field_name, line_of, load_yaml
@@ -93,15 +102,45 @@ class Recipe(BaseModel):
         return self.steps if self.steps is not None else [self.command]  # type: ignore[list-item]
 
 
+#: Seconds a check may run when it does not say (and never past the attempt's deadline).
+CHECK_TIMEOUT_SECONDS = 300
+#: Checks one recipes file may declare (an attempt runs at most these).
+MAX_CHECKS = 50
+
+
+class Check(BaseModel):
+    """One of the repository's own checks (``checks:``): argv steps run on the change before it is delivered."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    description: str = ""
+    steps: Annotated[list[Argv], Field(min_length=1)]
+    #: Unset: :data:`CHECK_TIMEOUT_SECONDS`, never past the attempt's own deadline. Set: it must fit in the
+    #: target's ``attempt_timeout_seconds`` (a task whose check does not is ``invalid_task``).
+    timeout_seconds: Annotated[int, Field(ge=1, le=86400)] | None = None
+
+    @property
+    def timeout(self) -> int:
+        return self.timeout_seconds or CHECK_TIMEOUT_SECONDS
+
+    @model_validator(mode="after")
+    def _programs(self) -> Check:
+        if any(not argv[0] for argv in self.steps):
+            raise ValueError("the program (first argv item) must not be empty")
+        return self
+
+
 class RecipesFile(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     recipes: dict[RecipeName, Recipe]
+    checks: Annotated[dict[CheckName, Check], Field(max_length=MAX_CHECKS)] = Field(default_factory=dict)
 
 
 def _message(err: Any, loc: list[Any]) -> str:
-    if err["type"] == "extra_forbidden":  # a top-level key, or one of a recipe's (recipes.<name>.<key>)
-        return "unknown key" + did_you_mean(str(loc[-1]), (RecipesFile if len(loc) == 1 else Recipe).model_fields)
+    if err["type"] == "extra_forbidden":  # a top-level key, or one of a recipe's or check's (<kind>.<name>.<key>)
+        model = RecipesFile if len(loc) == 1 else Check if loc[0] == "checks" else Recipe
+        return "unknown key" + did_you_mean(str(loc[-1]), model.model_fields)
     if err["type"] == "list_type" and any(part in ("steps", "command") for part in loc):
         got = type(err["input"]).__name__
         return f'expected an argv list like ["python3", "script.py"], never a shell string (got {got})'
@@ -113,9 +152,14 @@ def _message(err: Any, loc: list[Any]) -> str:
 
 def parse_recipes(text: str, source: str) -> dict[str, Recipe]:
     """Validate recipes text into name → recipe; every problem names ``source``, the field and the line."""
+    return parse_recipes_file(text, source).recipes
+
+
+def parse_recipes_file(text: str, source: str) -> RecipesFile:
+    """Validate the whole recipes file (recipes and checks); problems as :func:`parse_recipes` reports them."""
     data = load_yaml(text, source)
     try:
-        return RecipesFile.model_validate(data).recipes
+        return RecipesFile.model_validate(data)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

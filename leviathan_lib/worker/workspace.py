@@ -109,3 +109,20 @@ def collect_changes(checkout: Path, base_sha: str, *, home: Path) -> Changes:
         ["diff", "--cached", "--binary", "--full-index", *_DIFF_FLAGS, base_sha, "--"], home=home, cwd=checkout
     )
     return Changes(_parse_raw(raw), patch)
+
+
+def tree_of(checkout: Path, *, home: Path) -> str:
+    """The git tree of everything in the checkout now (``.gitignore``d files aside): what a diff would see.
+
+    Two equal trees mean nothing a patch could carry changed in between (contents, new files, modes).
+    """
+    reset_repo_config(checkout / ".git", bare=False)
+    _git(["add", "--all"], home=home, cwd=checkout)
+    return _git(["write-tree"], home=home, cwd=checkout).decode().strip()
+
+
+def restore(checkout: Path, *, home: Path) -> None:
+    """Put the checkout back to its HEAD commit, ignored and untracked files removed too."""
+    reset_repo_config(checkout / ".git", bare=False)
+    _git(["reset", "--quiet", "--hard", "HEAD"], home=home, cwd=checkout)
+    _git(["clean", "-ffdxq"], home=home, cwd=checkout)

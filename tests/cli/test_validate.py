@@ -323,6 +323,41 @@ def test_a_recipes_file_given_in_the_same_invocation_is_the_one_checked_against(
     assert error_lines(alone) == [f"error: {backlog}:8: tasks[2].id: Field required"]
 
 
+# --- checks -------------------------------------------------------------------------------------
+
+CHECKS = ("checks:\n  lint-docs:\n    steps:\n      - [python3, .leviathan/checks/lint_docs.py]\n"
+          "    timeout_seconds: 60\n")
+
+
+def test_a_malformed_check_is_an_error_naming_file_line_and_field(repo):
+    recipes = write(repo / ".leviathan" / "recipes.yaml", RECIPES + "checks:\n  lint-docs:\n"
+                    '    steps: "python3 lint.py"\n    timeout_seconds: "60"\n    timeout: 60\n'
+                    "  style:\n    steps: []\n")
+    result = leviathan("validate", recipes)
+    assert result.returncode == 2
+    assert error_lines(result) == [
+        f'error: {recipes}:8: checks.lint-docs.steps: expected an argv list like ["python3", "script.py"], '
+        "never a shell string (got str)",
+        f"error: {recipes}:9: checks.lint-docs.timeout_seconds: Input should be a valid integer (got str)",
+        f"error: {recipes}:10: checks.lint-docs.timeout: unknown key; did you mean 'timeout_seconds'?",
+        f"error: {recipes}:12: checks.style.steps: List should have at least 1 item after validation, not 0",
+    ]
+
+
+def test_a_task_naming_an_unknown_check_is_an_error_listing_the_known_ones(repo):
+    recipes = write(repo / ".leviathan" / "recipes.yaml", RECIPES + CHECKS)
+    backlog = write(repo / ".leviathan" / "backlog.yaml", BACKLOG + "    recipe: write-faq\n"
+                    "    checks: [lint-docs, lint-doc]\n")
+    result = leviathan("validate", repo)
+    assert result.returncode == 2
+    assert error_lines(result) == [
+        f"error: {backlog}:7: task 'add-docs': checks[1]: unknown check 'lint-doc' in {recipes}; did you mean "
+        "'lint-docs'? (known: lint-docs)"]
+    assert f"ok: {recipes} (recipes file, 2 recipes, 1 check)" in result.stdout
+    fixed = write(backlog, BACKLOG + "    recipe: write-faq\n    checks: [lint-docs]\n")
+    assert leviathan("validate", fixed).returncode == 0
+
+
 # --- schema -------------------------------------------------------------------------------------
 
 def test_backlog_schema_accepts_the_original_backlog_and_rejects_bad_ones():

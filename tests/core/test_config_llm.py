@@ -30,7 +30,7 @@ def test_a_provider_prefixed_model_loads_without_warnings_and_is_priced_from_the
     assert warned == [] and config.llm_model == "openai:gpt-4o"
     spec = LlmExecutorSpec.model_validate(executor_spec(config, TASK, api_base_url="http://127.0.0.1:1/v1"))
     assert (spec.input_usd_per_mtok, spec.output_usd_per_mtok) == (2.5, 10.0)
-    assert spec.api_base_url == "http://127.0.0.1:1/v1" and spec.prompt == "edit-v3"
+    assert spec.api_base_url == "http://127.0.0.1:1/v1" and spec.prompt == "edit-v4"
 
 
 def test_the_old_anthropic_only_keys_keep_working_with_a_warning():

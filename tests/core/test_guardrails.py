@@ -129,7 +129,7 @@ def test_reason_codes_are_the_stable_strings():
         "human_edited", "pr_branch_deleted", "pr_conflicted", "pr_refresh_limit", "pr_superseded",
         "command_malformed", "command_unknown", "command_not_permitted", "review_not_permitted",
         "feedback_human_edited", "feedback_attempts_exhausted",
-        "rejected_by_human",
+        "rejected_by_human", "checks_red_at_base",
     ]
 
 

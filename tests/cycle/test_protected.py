@@ -31,3 +31,14 @@ def test_every_recipe_counts_and_a_broken_file_protects_only_itself():
     expected = ["x/a.py", "x/c.sh", "docs/conf.py", ".leviathan/recipes.yaml", ".leviathan/backlog.yaml",
                 "docs/x/.github/a.yml"]
     assert [p for p in [*expected, "docs/out.md", "x/d.py"] if protected.check(p)] == expected
+
+
+def test_the_scripts_checks_run_are_protected_too():
+    """An attempt may never edit its own checks: their scripts are protected like recipe scripts."""
+    text = ('recipes:\n  a:\n    command: ["python3", "x/a.py"]\n'
+            'checks:\n  lint:\n    steps:\n      - ["python3", ".leviathan/checks/lint.py", "docs/"]\n'
+            '      - ["sh", "tools/style.sh"]\n')
+    assert recipe_scripts(text, "r.yaml") == [".leviathan/checks/lint.py", "tools/style.sh", "x/a.py"]
+    protected = protected_for(TargetConfig(target_id="t", target_repo_url="x"), text)
+    assert protected.check(".leviathan/checks/lint.py") and protected.check("tools/style.sh")
+    assert not protected.check("docs/")

@@ -58,6 +58,7 @@ def test_the_wheel_holds_what_runs_and_refuses_another_airflow(wheel):
     for needed in ("leviathan_lib/spider/plugin.py", "leviathan_lib/provider.py", "leviathan_lib/py.typed",
                    "leviathan_lib/worker/prompts/edit-v1.md", "leviathan_lib/demo/repo/.leviathan/backlog.yaml",
                    "leviathan_lib/demo/repo/.leviathan/recipes.yaml", "leviathan_lib/demo/repo/docs/index.md",
+                   "leviathan_lib/demo/repo/.leviathan/checks/lint_docs.py", "leviathan_lib/worker/prompts/edit-v4.md",
                    "leviathan_lib/spider/templates/target.html", "leviathan_lib/spider/templates/view.js"):
         assert needed in names, needed
     assert not any(n.startswith(("dags/", "plugins/", "tests/")) for n in names)

@@ -142,3 +142,26 @@ def test_running_totals_equal_a_count_of_every_record_and_survive_pruning():
     assert History(cycles=[*carried[-3:], untallied]).totals() == totals.with_cycle(untallied)
     # The run's own earlier record is left out of what the run adds to.
     assert History(cycles=carried).totals(exclude_run_id=carried[-1].dag_run_id) == carried[-2].totals
+
+
+def test_red_at_base_is_no_attempt_for_counts_breaker_or_budget_and_holds_its_task_at_its_commit():
+    """An attempt that found the repository's checks red on the pinned commit is the repository's state: the
+    ledger does not count it, and only the same commit holds its task back (the decision builder's input)."""
+    from leviathan_lib.cycle.decision import state_from_ledger
+
+    failed = _record(1, outcome="failed", task="a", at=T0)
+    red = _record(2, outcome="checks_red_at_base", task="a", at=T0 + timedelta(minutes=5), cost=0.5)
+    red.commit_sha = "c" * 40
+    ledger = Ledger().with_cycle(failed).with_cycle(red)
+    assert ledger.attempt_counts == {"a": 1} and [a.outcome for a in ledger.recent_attempts] == ["failed"]
+    assert ledger.red_at_base == {"a": "c" * 40}
+    state = state_from_ledger(ledger, global_autonomy=True, now=None, open_prs=[])
+    assert failure_streak(state.attempts, state.breaker_reset_at) == 1 and state.red_at_base == []
+    at_commit = state_from_ledger(ledger, global_autonomy=True, now=None, open_prs=[], commit_sha="c" * 40)
+    assert at_commit.red_at_base == ["a"]
+    assert state_from_ledger(ledger, global_autonomy=True, now=None, open_prs=[], commit_sha="d" * 40).red_at_base == []
+    # The task's next real attempt lifts it, whatever its outcome; the totals count it by its own outcome.
+    again = Ledger.model_validate(ledger.model_dump()).with_cycle(_record(3, outcome="succeeded", task="a"))
+    assert again.red_at_base == {} and again.attempt_counts == {"a": 2}
+    totals = Totals().with_cycle(failed).with_cycle(red)
+    assert totals.attempts == {"failed": 1, "checks_red_at_base": 1}

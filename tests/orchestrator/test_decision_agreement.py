@@ -48,6 +48,18 @@ def _script_editable(backlog: dict[str, Any]) -> None:
     task["allowed_paths"].append(".leviathan/recipes/write_doc.py")
 
 
+def _unknown_check(backlog: dict[str, Any]) -> None:
+    """docs-quickstart asks for a check the recipes file does not define."""
+    next(t for t in backlog["tasks"] if t["id"] == "docs-quickstart")["checks"] = ["lint-doc"]
+
+
+def _red_at_base(target_file: Path, bare: Path) -> None:
+    """A human leaves a TODO in docs/: the demo's required check fails on the pinned commit (the attempt skips)."""
+    commit_file(bare, bare.parent / "human-red", "docs/index.md", "# widgets\n\nTODO\n", "a TODO")
+    first, _ = run_cycle(target_file)
+    assert evidence_record(first)["attempt"]["outcome"] == "checks_red_at_base"
+
+
 def _forge(*args: str) -> None:
     assert main(["forge", *args]) == 0
 
@@ -70,6 +82,8 @@ SCENARIOS = [
     ("switch_off", None, None, False, ("skip", None)),
     ("open_pr_limit", None, _open_pr, True, ("skip", None)),
     ("review_feedback", None, _review, True, ("run", "docs-quickstart")),
+    ("unknown_check", _unknown_check, None, True, ("run", "docs-faq")),
+    ("checks_red_at_base", None, _red_at_base, True, ("run", "docs-faq")),
 ]
 
 
@@ -90,13 +104,13 @@ def _switch_on() -> bool:
     return global_switch()[0]
 
 
-def _state_file(target_file: Path, ledger: Any, path: Path) -> Path:
+def _state_file(target_file: Path, ledger: Any, path: Path, commit_sha: str) -> Path:
     """STATE.json as an operator would write it from what the evidence says (``leviathan evidence --json``)."""
     from leviathan_lib.cycle.check import feedback_continuation
     from leviathan_lib.cycle.decision import ledger_open_prs, state_from_ledger
 
     state = state_from_ledger(ledger, global_autonomy=_switch_on(), now=datetime.now(UTC),
-                              open_prs=ledger_open_prs(ledger))
+                              open_prs=ledger_open_prs(ledger), commit_sha=commit_sha)
     cont, _ = feedback_continuation(load_target(target_file), ledger, [],
                                     {pr.number: pr.head_sha for pr in ledger.open_prs})
     doc = {**state.model_dump(mode="json", exclude={"now"}), "refresh_counts": ledger.refresh_counts,
@@ -113,7 +127,7 @@ def _from_cli(target_file: Path, bare: Path, record: dict[str, Any], tmp_path: P
         files[name].parent.mkdir(exist_ok=True)
         files[name].write_text(run_git(["--git-dir", str(bare), "show", f"{sha}:.leviathan/{name}.yaml"]).stdout)
     history = parse_records([(record["dag_run_id"], record)])
-    state = _state_file(target_file, history.cycles[-1].ledger, tmp_path / "operator" / "state.json")
+    state = _state_file(target_file, history.cycles[-1].ledger, tmp_path / "operator" / "state.json", sha)
     result = subprocess.run(
         [sys.executable, "-m", "leviathan_lib.cli.main", "plan", "--config", str(target_file),
          "--backlog", str(files["backlog"]), "--recipes", str(files["recipes"]), "--state", str(state)],
@@ -158,3 +172,6 @@ def test_the_cli_the_dag_and_the_view_decide_alike(tmp_path, targets_dir, name, 
         assert verdicts["docs-quickstart"] == ["protected_path"]
     if name == "review_feedback":
         assert [c for c in dag["checks"] if c["name"] == "continue_pr"][0]["passed"]
+    if name in ("unknown_check", "checks_red_at_base"):
+        verdicts = {t["id"]: t["reasons"] for t in dag["tasks"]}
+        assert verdicts["docs-quickstart"] == ["invalid_task" if name == "unknown_check" else "checks_red_at_base"]

@@ -318,3 +318,17 @@ def test_a_merged_pr_shows_its_lead_time_and_counts_in_the_charts(tmp_path, targ
     assert re.search(r'aria-label="Lead time from ready to merged per PR, last 30 days: #1 docs-quickstart [\d.]+ h"',
                      page)
     assert re.search(r'aria-label="PRs opened, merged and closed[^"]*opened 2, merged 1, closed 0"', page)
+
+
+def test_the_attempts_table_shows_each_attempts_checks(tmp_path, targets_dir, viewer):
+    """The repository's checks of an attempt, on the pinned commit and on the change; names escaped."""
+    target_file = create_demo_target(tmp_path, target_id="view_checks", targets_dir=targets_dir)
+    commit_file(tmp_path / "repos" / "view_checks.git", tmp_path / "work", ".leviathan/recipes/write_doc.py",
+                "from pathlib import Path\nPath('docs/quickstart.md').write_text('# Q\\n\\nTODO\\n')\n", "a TODO")
+    dag_run, _ = run_cycle(target_file)
+    assert evidence_record(dag_run)["attempt"]["error_code"] == "checks_failed"
+    page = viewer.get("/ui/targets/view_checks?days=7").text
+    attempts = re.search(r'<table id="attempts">.*?</table>', page, re.S).group(0)
+    assert "<th>Checks <small>(pinned commit → change)</small></th>" in attempts
+    cell = re.search(r'<td class="checks">(.*?)</td>', attempts, re.S).group(1)
+    assert cell == '<code>lint-docs</code> pass → <span class="badge no">FAIL(1)</span>'

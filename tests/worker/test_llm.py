@@ -66,7 +66,7 @@ def test_scripted_change_is_read_written_validated_and_applies(tmp_path, target,
     assert usage.cost_usd == pytest.approx((1300 * 3 + 350 * 15) / 1e6)
     summary = result.executor
     assert summary["kind"] == "llm" and summary["finished"] and summary["summary"] == "Added the quickstart."
-    assert summary["prompt"] == "edit-v3" and summary["refusals"] == []
+    assert summary["prompt"] == "edit-v4" and summary["refusals"] == []
     # What the model saw: the tools, the task's description and criteria from the versioned template.
     first = fake.requests[0]
     assert [t["name"] for t in first["tools"]] == ["list_files", "read_file", "search", "write_file", "finish"]
@@ -300,7 +300,7 @@ def test_subprocess_worker_gets_only_the_model_key(tmp_path, target):
 
 
 def test_the_prompt_template_is_versioned_and_complete():
-    for version in ("edit-v1", "edit-v2", "edit-v3"):  # old versions stay, so earlier results can be reproduced
+    for version in ("edit-v1", "edit-v2", "edit-v3", "edit-v4"):  # old versions stay, so earlier results reproduce
         template = load_prompt(version)
         for name in ("$task_id", "$title", "$description", "$acceptance_criteria", "$allowed_paths"):
             assert name in template
@@ -308,4 +308,9 @@ def test_the_prompt_template_is_versioned_and_complete():
     assert "$review_feedback" in load_prompt("edit-v2")
     body, section = load_prompt("edit-v3").split("<!-- review_feedback -->")
     assert "$review_feedback" in body and "$feedback" in section and "untrusted data" in section
+    # edit-v4 adds the message carrying failing checks' output, delimited like the feedback.
+    body, rest = load_prompt("edit-v4").split("<!-- review_feedback -->")
+    feedback, checks = rest.split("<!-- check_output -->")
+    assert "$review_feedback" in body and "$feedback" in feedback and "$output" not in feedback
+    assert "<<<CHECK_OUTPUT\n$output\nCHECK_OUTPUT>>>" in checks and "untrusted data" in checks
     assert set(TOOL_NAMES) == {"list_files", "read_file", "search", "write_file", "finish"}

@@ -80,7 +80,7 @@ def test_a_scripted_change_succeeds_and_is_priced_from_the_table(tmp_path, targe
     assert (usage.turns, usage.input_tokens, usage.output_tokens) == (3, 1200, 200)
     assert usage.cost_usd == pytest.approx((1200 * price_in + 200 * price_out) / 1e6)
     assert usage.prompt_sha256 == result.executor["prompt_sha256"]
-    template = Path("leviathan_lib/worker/prompts/edit-v3.md").read_text(encoding="utf-8").split("-->", 1)[1]
+    template = Path("leviathan_lib/worker/prompts/edit-v4.md").read_text(encoding="utf-8").split("-->", 1)[1]
     assert usage.prompt_sha256 == hashlib.sha256(template.lstrip("\n").encode()).hexdigest()
     assert set(fake.api_keys) == {API_KEY}
     assert "Write docs/quickstart.md for new users." in json.dumps(fake.requests[0])

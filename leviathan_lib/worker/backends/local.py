@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 import leviathan_lib
 from leviathan_lib.core.limits import CleanupReport
+from leviathan_lib.worker.checks import CACHE_ENV
 from leviathan_lib.worker.contract import AttemptResult, AttemptSpec, failed_result, result_from_json, utc_now
 from leviathan_lib.worker.sandbox import BWRAP_ENV
 from leviathan_lib.worker.scratch import PREFIX, attempt_lock, remove_tree, sweep
@@ -97,11 +98,13 @@ def run_local_worker(
     workspace_root: Path | None = None,
     timeout_seconds: float | None = None,
     model_api_key: str | None = None,
+    checks_cache: Path | None = None,
 ) -> AttemptResult:
     """Run one attempt in a subprocess worker and return its result; never raises for worker failures.
 
     ``model_api_key`` is the one secret a worker may get (as ``ANTHROPIC_API_KEY``), and only for the llm
-    executor: a recipe attempt's worker never holds it.
+    executor: a recipe attempt's worker never holds it. ``checks_cache`` is where the worker keeps the
+    results of the repository's checks on a commit (outside every sandbox), to run them once per commit.
     """
     started = utc_now()
     if spec.sandbox == "pod":
@@ -113,7 +116,8 @@ def run_local_worker(
     base = Path(tempfile.mkdtemp(prefix=PREFIX, dir=workspace_root))
     try:
         with attempt_lock(base):
-            result = _run_in(spec, base, started, timeout_seconds, model_api_key)
+            result = _run_in(spec, base, started, timeout_seconds=timeout_seconds, model_api_key=model_api_key,
+                             checks_cache=checks_cache)
     finally:
         problem = remove_tree(base)
     problems = swept.problems + ([problem] if problem else [])
@@ -125,8 +129,9 @@ def run_local_worker(
     return result
 
 
-def _run_in(
-    spec: AttemptSpec, base: Path, started: datetime, timeout_seconds: float | None, model_api_key: str | None
+def _run_in(  # noqa: PLR0913 — the attempt's own inputs, passed through
+    spec: AttemptSpec, base: Path, started: datetime, *, timeout_seconds: float | None, model_api_key: str | None,
+    checks_cache: Path | None,
 ) -> AttemptResult:
     """Run the worker process in ``base`` and read its result."""
     timeout = float(spec.timeout_seconds if timeout_seconds is None else timeout_seconds)
@@ -139,6 +144,8 @@ def _run_in(
     env = worker_env()
     if model_api_key and spec.executor.kind == "llm":
         env["ANTHROPIC_API_KEY"] = model_api_key
+    if checks_cache is not None:
+        env[CACHE_ENV] = str(checks_cache)
     exit_code = _run_bounded(argv, cwd=base, env=env, stderr_path=log_file, timeout=timeout)
     log_tail = log_file.read_bytes()[-_TAIL_BYTES:].decode("utf-8", "replace")
     executor = {"backend": "local", "exit_code": exit_code, "log_tail": log_tail}

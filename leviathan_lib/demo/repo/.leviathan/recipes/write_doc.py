@@ -25,6 +25,10 @@ PAGES = {
         "docs/changelog.md",
         "# Changelog\n\n## Unreleased\n\n- New: a [quickstart](quickstart.md) guide.\n",
     ),
+    "roadmap": (
+        "docs/roadmap.md",
+        "# Roadmap\n\n## Next\n\nTODO: ask the users what they need.\n",
+    ),
 }
 
 path, text = PAGES[sys.argv[1]]
