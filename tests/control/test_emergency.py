@@ -18,7 +18,7 @@ import pytest
 from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
 from tests.airflow_helpers import commit_file, evidence_record, run_cycle, set_switch
-from tests.spider.test_app import ApiServer
+from tests.api_server import ApiServer
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
