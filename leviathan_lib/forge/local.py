@@ -15,7 +15,6 @@ import fcntl
 import json
 import os
 import re
-import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -34,7 +33,8 @@ from leviathan_lib.forge.base import (
     PullRequestNotFound,
     PullState,
 )
-from leviathan_lib.forge.local_issues import LocalIssues, atomic_write
+from leviathan_lib.forge.local_files import atomic_write, read_regular_file
+from leviathan_lib.forge.local_issues import LocalIssues
 from leviathan_lib.git.runner import GitError, run_git
 from leviathan_lib.git.urls import RepoUrlError, parse_repo_url
 
@@ -97,39 +97,6 @@ class _Record(PullRequest):
 
     def pull(self) -> PullRequest:
         return PullRequest.model_validate(self.model_dump(exclude={"comments", "reviews", "requests"}))
-
-
-def _read_regular_file(path: Path, limit: int, what: str = "pull request record") -> bytes:
-    """The bytes of a regular file of at most ``limit`` bytes; anything else is a :class:`ForgeError`.
-
-    Records sit in a directory other tools can write to, so a FIFO (which would block ``open``/``read``
-    forever), a device, a directory or a symlink (to /etc/passwd, say) is refused rather than followed,
-    and the read is bounded: the guardrails then fail closed on ``forge_state_unknown`` instead of hanging.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:  # ELOOP: a symlink
-        why = "it is a symbolic link" if os.path.islink(path) else str(exc)
-        raise ForgeError(f"cannot read {what} {path}: {why}") from exc
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ForgeError(f"cannot read {what} {path}: not a regular file")
-        if info.st_size > limit:
-            raise ForgeError(f"cannot read {what} {path}: {info.st_size} bytes, over {limit}")
-        chunks, size = [], 0
-        while chunk := os.read(fd, min(65536, limit + 1 - size)):  # bounded even if the file grows
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                raise ForgeError(f"cannot read {what} {path}: over {limit} bytes")
-        return b"".join(chunks)
-    except OSError as exc:
-        raise ForgeError(f"cannot read {what} {path}: {exc}") from exc
-    finally:
-        os.close(fd)
 
 
 def _now() -> datetime:
@@ -214,7 +181,7 @@ class LocalForge(LocalIssues, Forge):
 
     def _read(self, path: Path) -> _Record:
         try:
-            record = _Record.model_validate_json(_read_regular_file(path, MAX_RECORD_BYTES))
+            record = _Record.model_validate_json(read_regular_file(path, MAX_RECORD_BYTES, "pull request record"))
         except FileNotFoundError:
             raise
         except ValidationError as exc:
@@ -398,7 +365,7 @@ class LocalForge(LocalIssues, Forge):
         """``<repo>/leviathan/collaborators.json``: login to permission; absent file: nobody."""
         path = self.path / "leviathan" / "collaborators.json"
         try:
-            data = json.loads(_read_regular_file(path, MAX_RECORD_BYTES))
+            data = json.loads(read_regular_file(path, MAX_RECORD_BYTES, "pull request record"))
         except FileNotFoundError:
             return {}
         except ValueError as exc:
