@@ -3,7 +3,7 @@
 Records live in ``<repo>/leviathan/pulls/<number>.json`` (git ignores unknown files in a git dir), with
 the PR's comments and reviews; who may command Leviathan is ``<repo>/leviathan/collaborators.json``
 (``{"login": "write", ...}``; anyone not listed has permission ``none``). Issues are
-:mod:`leviathan_lib.forge.local_issues`.
+:mod:`leviathan_lib.forge.local_issues`, CI statuses :mod:`leviathan_lib.forge.local_ci`.
 Every change happens under an exclusive ``flock`` on ``<repo>/leviathan/pulls.lock`` and every write is
 atomic (temp file, fsync, rename), so concurrent writers never share a number or a head, and a crash
 never leaves half a record. A record that cannot be read is an error naming the file, never skipped.
@@ -33,12 +33,14 @@ from leviathan_lib.forge.base import (
     PullRequestNotFound,
     PullState,
 )
+from leviathan_lib.forge.local_ci import LocalStatuses
 from leviathan_lib.forge.local_files import atomic_write, read_regular_file
 from leviathan_lib.forge.local_issues import LocalIssues
 from leviathan_lib.git.runner import GitError, run_git
 from leviathan_lib.git.urls import RepoUrlError, parse_repo_url
 
 _RECORD_NAME = re.compile(r"^([1-9][0-9]*)\.json$")
+_SHA = re.compile(r"^[0-9a-f]{40}$")
 #: A record is a few KiB; anything larger is not one (and is never read whole into memory).
 MAX_RECORD_BYTES = 1 << 20
 #: Comments one record holds at most (Leviathan comments at most once per reason).
@@ -115,10 +117,11 @@ def _repo_path(repo: str | Path) -> Path:
     return Path(unquote(parsed.path) if parsed.kind == "file" else parsed.path).absolute()
 
 
-class LocalForge(LocalIssues, Forge):
+class LocalForge(LocalIssues, LocalStatuses, Forge):
     """A bare repository on disk acting as forge; also offers :meth:`merge` for the human reviewer.
 
-    Its issues (the dashboard) are :class:`~leviathan_lib.forge.local_issues.LocalIssues`.
+    Its issues (the dashboard) are :class:`~leviathan_lib.forge.local_issues.LocalIssues`, its CI statuses
+    :class:`~leviathan_lib.forge.local_ci.LocalStatuses`.
     """
 
     def __init__(self, repo: str | Path, *, labels: tuple[str, ...] = (), reviewers: tuple[str, ...] = (),
@@ -152,6 +155,14 @@ class LocalForge(LocalIssues, Forge):
             "rev-parse", "--verify", "--quiet", "--end-of-options", f"refs/heads/{branch}", check=False
         )
         return out.strip() or None
+
+    def commit_of(self, ref: str) -> str:
+        """The commit a branch (or a full commit id) names; ForgeError when there is none."""
+        spec = f"{ref}^{{commit}}" if _SHA.fullmatch(ref) else f"refs/heads/{ref}^{{commit}}"
+        out = self._git("rev-parse", "--verify", "--quiet", "--end-of-options", spec, check=False).strip()
+        if not out:
+            raise ForgeError(f"{self.path}: no commit or branch {ref!r}")
+        return out
 
     def _branch_shas(self) -> dict[str, str]:
         out = self._git("for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/")
