@@ -81,6 +81,8 @@ def _lifecycle(record: CycleRecord) -> str:
             parts.append(f"#{action.number} ignored {action.author} ({action.reason})")
         elif action.kind in ("changes_requested", "retry_command"):  # the next attempt continues the PR
             parts.append(f"#{action.number} {action.kind} by {action.author}")
+        elif action.kind.startswith("ci_"):  # a head's new CI state, or no fix left
+            parts.append(f"#{action.number} {action.kind}" + (f" ({action.detail})" if action.detail else ""))
         else:
             pending = "" if action.commented or action.kind == "pr_refresh_limit" else " (not commented yet)"
             parts.append(f"#{action.number} {action.kind}" + pending)

@@ -183,8 +183,9 @@ def llm_budget(target: TargetConfig, ledger: Ledger) -> Any:
 
 
 def open_prs(ledger: Ledger) -> list[dict[str, Any]]:
-    """PRs Leviathan opened that no later cycle saw merged or closed."""
-    return [pr.model_dump() for pr in ledger.open_prs]
+    """PRs Leviathan opened that no later cycle saw merged or closed, with the CI state of their head."""
+    return [{**pr.model_dump(), "ci_state": pr.ci.on(pr.head_sha, human_edited=pr.human_edited)}
+            for pr in ledger.open_prs]
 
 
 class TargetState(BaseModel):

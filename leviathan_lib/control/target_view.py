@@ -29,7 +29,7 @@ from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.names import evidence_asset_uri
 from leviathan_lib.core.repo_url import parse_repo_url
 from leviathan_lib.core.secrets_scan import redact_text
-from leviathan_lib.cycle.check import feedback_continuation, history_error
+from leviathan_lib.cycle.check import history_error, pr_continuation
 from leviathan_lib.cycle.decision import (
     DecisionInputs,
     SandboxSeen,
@@ -124,6 +124,12 @@ class PrRow(BaseModel):
     closed_at: datetime | None = None
     #: From the first cycle of the period that saw the task ready to the cycle that saw the PR merged.
     lead_time_hours: float | None = None
+    #: CI on its head as the newest cycle read it (None: not read in the period), the failing checks (or why
+    #: it is unknown) and their report: untrusted text, escaped by the template.
+    ci_state: str | None = None
+    ci_sha: str | None = None
+    ci_detail: str = ""
+    ci_report: str | None = None
 
 
 class Series(BaseModel):
@@ -223,6 +229,11 @@ def _prs(target: TargetConfig | None, cycles: list[CycleRecord]) -> list[PrRow]:
             prs[attempt.pr_number] = PrRow(number=attempt.pr_number, task_id=attempt.task_id, branch=attempt.branch,
                                            state="open", url=pr_link(target, attempt.pr_number, attempt.pr_url),
                                            opened_at=attempt.finished_at or record.recorded_at)
+        for action in record.lifecycle:
+            if action.ci_state is not None and action.number in prs:
+                row = prs[action.number]
+                row.ci_state, row.ci_sha, row.ci_detail = action.ci_state, action.head_sha, action.detail
+                row.ci_report = action.feedback
         for change in record.pr_sync:
             pr = prs.get(change.number) or PrRow(number=change.number, task_id=change.task_id, branch=change.branch,
                                                  state="open", url=pr_link(target, change.number, None))
@@ -338,7 +349,7 @@ def decision_inputs(target: TargetConfig, config_path: Path, history: History, l
         read.error = CycleError(code="backlog_missing", message=f"{target.backlog_path} does not exist at "
                                                                 f"{newest.commit_sha[:12]}")
     state = state_from_ledger(ledger, global_autonomy=global_autonomy, now=now, open_prs=ledger_open_prs(ledger))
-    continue_pr, _ = feedback_continuation(target, ledger, [], {pr.number: pr.head_sha for pr in ledger.open_prs})
+    continue_pr, _ = pr_continuation(target, ledger, [], {pr.number: pr.head_sha for pr in ledger.open_prs})
     return DecisionInputs(target=target, read=read, state=state, refresh_counts=ledger.refresh_counts,
                           continue_request=continue_pr, sandbox=_sandbox_seen(newest))
 

@@ -12,6 +12,7 @@ is the only form in which they reach an executor (redacted, at most 8 KB, by
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Annotated, Literal
 
@@ -25,6 +26,7 @@ CheckState = Literal["pending", "success", "failure"]
 CI_STATES: tuple[CiState, ...] = ("pending", "success", "failure", "none", "unknown")
 #: Checks kept per commit (a forge reporting more is read as far as this, and the rest is unknown).
 MAX_CHECKS = 100
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 #: Characters of one check's summary kept (the report to an executor is bounded again as a whole).
 MAX_SUMMARY = 2000
 
@@ -81,8 +83,9 @@ def unknown(sha: str, detail: str) -> CiStatus:
 
 
 def clip(text: str | None) -> str:
-    """A check's summary as stored: one bounded piece of text (still untrusted)."""
-    text = (text or "").strip()
+    """A check's name or summary as stored: bounded, without control characters but line breaks (no
+    terminal escape reaches ``leviathan evidence``), still untrusted."""
+    text = _CONTROL.sub(" ", (text or "").replace("\r\n", "\n")).strip()
     return text if len(text) <= MAX_SUMMARY else text[: MAX_SUMMARY - 1] + "…"
 
 

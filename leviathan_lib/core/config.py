@@ -179,6 +179,12 @@ class TargetConfig(BaseModel):
     #: UNSAFE. Run recipes on the local backend WITHOUT the bubblewrap sandbox when it cannot be built
     #: (recipe code can then read every secret of the Airflow worker). Off: the cycle stops instead.
     unsafe_allow_unsandboxed_recipes: bool = False
+    #: Attempts that may fix the red CI of one open PR (docs/pull-requests.md "CI"); 0: never.
+    max_ci_fix_attempts: Annotated[int, Field(ge=0, le=5)] = 1
+    #: ``immediate``: a PR opens when the change is pushed; ``checks_pass``: the agent branch is pushed and its
+    #: PR opens once the forge's CI on it is green (after ``ci_wait_minutes`` without any CI: with a note).
+    pr_creation: Literal["immediate", "checks_pass"] = "immediate"
+    ci_wait_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 30
 
     @field_validator("allowed_path_prefixes", "backlog_path", "recipes_path", "protected_paths")
     @classmethod

@@ -83,6 +83,11 @@ class ReasonCode(StrEnum):
     #: A human rejected this task at its approval gate (or nobody answered in time); it waits until its
     #: definition changes, like a closed PR.
     REJECTED_BY_HUMAN = "rejected_by_human"
+    # CI on Leviathan's PRs (:mod:`leviathan_lib.cycle.ci_sync`).
+    #: CI failed on the head Leviathan pushed: an attempt fixes it (the continuation's ``why``).
+    CI_FAILED = "ci_failed"
+    #: CI failed again, but the PR used ``max_ci_fix_attempts`` (or its task ``max_attempts_per_task``).
+    CI_FIX_LIMIT = "ci_fix_limit"
 
 
 class _State(BaseModel):

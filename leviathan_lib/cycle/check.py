@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import OpenPR
-from leviathan_lib.cycle import feedback, pr_sync
+from leviathan_lib.cycle import ci_sync, feedback, pr_sync
 from leviathan_lib.cycle.decision import (
     DecisionInputs,
     build_decision,
@@ -55,17 +55,21 @@ def refresh_counts(ledger: Ledger) -> Counter[str]:
     return Counter(ledger.refresh_counts)
 
 
-def feedback_continuation(target: TargetConfig, ledger: Ledger, actions: list[LifecycleAction],
-                          heads: dict[int, str | None], *, own_heads: dict[int, str] | None = None,
-                          ) -> tuple[ContinueRequest | None, list[LifecycleAction]]:
-    """The open PR review feedback sends the next attempt to (the first servable request), and the requests
-    dropped (a human pushed, no attempts left). ``heads``: the open PRs' branch tips (the forge's, or the
-    ledger's where the forge is not asked)."""
-    servable, dropped = feedback.pending_requests(
-        ledger.open_prs, actions, heads, Counter(net_attempt_counts(ledger.attempt_counts, ledger.refresh_counts)),
-        target.max_attempts_per_task, own_heads=own_heads)
+def pr_continuation(target: TargetConfig, ledger: Ledger, actions: list[LifecycleAction],
+                    heads: dict[int, str | None], *, own_heads: dict[int, str] | None = None,
+                    ) -> tuple[ContinueRequest | None, list[LifecycleAction]]:
+    """The open PR the next attempt continues, review feedback first (the first servable request), then red
+    CI; and the requests dropped (a human pushed, no attempts left) and the red PRs with no fix left.
+    ``heads``: the open PRs' branch tips (the forge's, or the ledger's where the forge is not asked)."""
+    attempts = Counter(net_attempt_counts(ledger.attempt_counts, ledger.refresh_counts))
+    servable, dropped = feedback.pending_requests(ledger.open_prs, actions, heads, attempts,
+                                                  target.max_attempts_per_task, own_heads=own_heads)
+    fixes, limits = ci_sync.fix_requests(ledger.open_prs, actions, heads, attempts,
+                                         max_attempts=target.max_attempts_per_task,
+                                         max_fixes=target.max_ci_fix_attempts, own_heads=own_heads)
     found = next(iter(feedback.continue_prs(ledger.open_prs, servable).items()), None)
-    return (ContinueRequest(task_id=found[0], pr=found[1]) if found else None), dropped
+    request = ContinueRequest(task_id=found[0], pr=found[1]) if found else next(iter(fixes), None)
+    return request, dropped + limits
 
 
 def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, ledger: Ledger, run_id: str,
@@ -98,10 +102,10 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
     continue_pr = ContinueRequest(task_id=review.refresh_task, pr=review.refresh) \
         if review.refresh and review.refresh_task else None
     if open_prs:
-        served, dropped = feedback_continuation(target, ledger, actions, {pr.number: pr.head_sha for pr in open_prs},
-                                                own_heads=own_heads)
+        served, dropped = pr_continuation(target, ledger, actions, {pr.number: pr.head_sha for pr in open_prs},
+                                          own_heads=own_heads)
         actions = actions + dropped
-        # A conflicted PR is brought up to date first; review feedback waits (pending) for the next cycle.
+        # A conflicted PR is brought up to date first; review feedback and red CI wait for the next cycle.
         continue_pr = continue_pr or served
     state = state_from_ledger(ledger, global_autonomy=global_autonomy, now=read.as_of or now or datetime.now(UTC),
                               open_prs=open_prs, closed=pr_sync.closed_by_humans(changes))

@@ -36,8 +36,9 @@ from leviathan_lib.worker.contract import ContinuePr
 
 #: Why a refresh continues its PR (:mod:`leviathan_lib.cycle.lifecycle`); it has its own bound.
 REFRESH_WHY = "pr_conflicted"
-#: Why an attempt continues a PR for review feedback (:mod:`leviathan_lib.cycle.feedback`).
-FEEDBACK_WHYS = frozenset({"changes_requested", "retry_command"})
+#: Why an attempt continues a PR as its task's next attempt: review feedback (:mod:`leviathan_lib.cycle.feedback`)
+#: or red CI (:mod:`leviathan_lib.cycle.ci_sync`). Every task rule applies to it.
+FEEDBACK_WHYS = frozenset({"changes_requested", "retry_command", "ci_failed"})
 CONTINUE_CHECK = "continue_pr"
 #: Cycle-level reasons that stop an attempt on an open PR too; the others are about opening new PRs.
 _CONTINUE_BLOCKERS = frozenset({ReasonCode.AUTONOMY_DISABLED, ReasonCode.FORGE_STATE_UNKNOWN,

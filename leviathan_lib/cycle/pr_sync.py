@@ -1,4 +1,4 @@
-"""What the forge says about Leviathan's PRs: which are open, which humans merged or closed since.
+"""What the forge says about Leviathan's PRs: which are open, which humans merged or closed since, their CI.
 
 A PR a human closed without merging is a "no": the task waits for a changed definition. The branches of
 closed and (unless ``delete_merged_branches`` is off) merged PRs are deleted when nobody but Leviathan
@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import ClosedPR, OpenPR
 from leviathan_lib.core.names import AGENT_BRANCH_PREFIX, branch_task_id
+from leviathan_lib.cycle import ci_sync
 from leviathan_lib.cycle.feedback import read_feedback
 from leviathan_lib.cycle.lifecycle import Review, notice_human_edits, review_open_prs, settle_branch
 from leviathan_lib.evidence.records import AttemptEvidence, History, LedgerPR, LifecycleAction, PrStateChange
@@ -41,7 +42,8 @@ def forge_state(target: TargetConfig, repo_url: str, known: list[LedgerPR], *, h
                 base_sha: str | None = None, refreshes: Counter[str] | None = None,
                 rerun: AttemptEvidence | None = None) -> ForgeState:
     """:func:`sync_pr_states` and the lifecycle of the still open PRs on the target's forge (human edits, then
-    superseded and conflicted PRs given the backlog's task ``hashes`` at ``base_sha``, then review feedback);
+    superseded and conflicted PRs given the backlog's task ``hashes`` at ``base_sha``, then review feedback,
+    then CI);
     None open PRs when the forge cannot be opened or read. ``rerun`` is the attempt this very run already
     made on an open PR (a "clear" runs ``plan`` again): its push is Leviathan's own, and the same attempt is
     planned again, so delivery finds its commit already there."""
@@ -71,6 +73,7 @@ def forge_state(target: TargetConfig, repo_url: str, known: list[LedgerPR], *, h
         open_prs = [pr for pr in open_prs if pr.number not in review.closed]
     still_open = [pr for pr in known if pr.number not in review.closed]
     actions += review.actions + read_feedback(forge, listed, still_open)
+    actions += ci_sync.read_open_prs(forge, listed, still_open)
     return ForgeState(open_prs=open_prs, changes=changes, actions=actions, review=review)
 
 

@@ -23,6 +23,7 @@ EventType = Literal[
     "pr.human_edited", "pr.branch_deleted", "pr.superseded", "pr.refresh_limit", "pr.refreshed", "pr.updated",
     "dashboard.created", "dashboard.updated", "dashboard.closed", "dashboard.update_failed",
     "pr.changes_requested", "pr.retry_command", "pr.feedback_ignored",
+    "pr.ci_passed", "pr.ci_failed", "pr.ci_pending", "pr.ci_unknown", "pr.ci_fix_limit",
     "attempt.rejected", "approval.approved", "approval.rejected",
     "breaker.opened",
     "breaker.reset", "autonomy.changed", "evidence.unreadable", "target.config_invalid",

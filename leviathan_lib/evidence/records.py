@@ -12,6 +12,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from leviathan_lib.core.ci import CiState
 from leviathan_lib.core.guardrails import ReasonCode
 
 EVIDENCE_VERSION: Final = 1
@@ -108,9 +109,14 @@ class PrStateChange(BaseModel):
 
 
 LifecycleKind = Literal["human_edited", "pr_branch_deleted", "pr_superseded", "pr_refresh_limit",
-                        "changes_requested", "retry_command", "feedback_ignored"]
+                        "changes_requested", "retry_command", "feedback_ignored",
+                        "ci_passed", "ci_failed", "ci_pending", "ci_unknown", "ci_fix_limit"]
 #: Lifecycle kinds that are review feedback (:mod:`leviathan_lib.cycle.feedback`).
 FEEDBACK_KINDS = frozenset({"changes_requested", "retry_command", "feedback_ignored"})
+#: The lifecycle kind that records a PR head's new CI state (:mod:`leviathan_lib.cycle.ci_sync`); a head with
+#: no CI (``none``: the usual state of a head just pushed) is no event.
+CI_KINDS: dict[str, LifecycleKind] = {"success": "ci_passed", "failure": "ci_failed", "pending": "ci_pending",
+                                      "unknown": "ci_unknown"}
 
 
 class LifecycleAction(BaseModel):
@@ -123,6 +129,8 @@ class LifecycleAction(BaseModel):
     reached ``max_pr_refreshes``. (A refresh itself is the cycle's attempt, ``attempt.continued_pr``.)
     ``changes_requested`` / ``retry_command``: a user with write permission asked for another attempt (it
     starts from the PR's branch); ``feedback_ignored``: a review or command not acted on (``reason``).
+    ``ci_passed`` / ``ci_failed`` / ``ci_pending`` / ``ci_unknown``: the CI state of the PR's head changed
+    (``ci_state``, on ``head_sha``); ``ci_fix_limit``: its CI failed but no fix attempt is left (``detail``).
     """
 
     kind: LifecycleKind
@@ -142,8 +150,11 @@ class LifecycleAction(BaseModel):
     #: Feedback: the newest review and comment ids decided on this PR by this cycle (never decided again).
     seen_review_id: int | None = None
     seen_comment_id: int | None = None
-    #: ``changes_requested``: the review text (redacted, at most 8 KB), untrusted data for the executor.
+    #: ``changes_requested``: the review text (redacted, at most 8 KB), untrusted data for the executor;
+    #: ``ci_failed``: the failing checks' names and summaries, the same way (what a CI fix attempt is told).
     feedback: str | None = None
+    #: ``ci_*``: the CI state read on ``head_sha`` (``detail`` names the failing checks, or why it is unknown).
+    ci_state: CiState | None = None
 
 
 #: PRs humans merged or closed that the dashboard lists (the newest ones).
@@ -210,6 +221,41 @@ class LedgerAttempt(BaseModel):
     continue_why: str | None = None
 
 
+class PrCi(BaseModel):
+    """CI on a Leviathan PR, as the PR sync last read it (:mod:`leviathan_lib.cycle.ci_sync`).
+
+    ``state`` is the newest reading that said something, on ``head_sha``: a head with no CI reported leaves
+    no reading, so a ``head_sha`` other than the PR's head means its current head has no CI yet (``none``).
+    """
+
+    #: None: no CI reported on any head yet.
+    state: CiState | None = None
+    head_sha: str | None = None
+    #: The failing checks' report while ``state`` is ``failure`` (untrusted, redacted, at most 8 KB).
+    report: str | None = None
+    #: The head Leviathan first pushed, and the first settled state (success or failure) CI reported on it:
+    #: "CI passed on the first push".
+    first_head: str | None = None
+    first_push: Literal["success", "failure"] | None = None
+    #: Attempts that delivered to this PR to fix its red CI (``max_ci_fix_attempts``).
+    fix_attempts: int = 0
+
+    def with_reading(self, action: LifecycleAction) -> PrCi:
+        """Fold in one CI reading of the PR's head (a ``ci_*`` lifecycle action)."""
+        first = self.first_push
+        if first is None and action.head_sha == self.first_head and action.ci_state in ("success", "failure"):
+            first = action.ci_state
+        return self.model_copy(update={"state": action.ci_state, "head_sha": action.head_sha, "first_push": first,
+                                       "report": action.feedback if action.ci_state == "failure" else None})
+
+    def on(self, head: str | None, *, human_edited: bool = False) -> CiState:
+        """The CI state of the PR's current head: Leviathan's ``head`` (the newest reading is of a human's head
+        once ``human_edited``); ``none`` when nothing was reported on it."""
+        if self.state is None or (not human_edited and self.head_sha != head):
+            return "none"
+        return self.state
+
+
 class LedgerPR(BaseModel):
     number: int
     task_id: str
@@ -229,6 +275,7 @@ class LedgerPR(BaseModel):
     seen_comment_id: int = 0
     #: A permitted request not yet served by an attempt (``changes_requested`` or ``retry_command``).
     pending: LifecycleAction | None = None
+    ci: PrCi = Field(default_factory=PrCi)
 
     def with_feedback(self, action: LifecycleAction) -> LedgerPR:
         """Fold one feedback action of this PR in: advance what was seen, keep or drop the request."""
@@ -343,7 +390,8 @@ class Ledger(BaseModel):
             elif attempt.pr_number is not None:
                 open_prs.append(LedgerPR(number=attempt.pr_number, task_id=attempt.task_id,
                                          branch=attempt.branch, task_hash=attempt.task_hash,
-                                         head_sha=attempt.pr_head_sha, base_sha=record.commit_sha))
+                                         head_sha=attempt.pr_head_sha, base_sha=record.commit_sha,
+                                         ci=PrCi(first_head=attempt.pr_head_sha)))
                 opened.append(attempt.finished_at or record.recorded_at)
         return ledger.model_copy(update={"open_prs": open_prs, "prs_opened_at": opened[-RECENT_PRS:],
                                          "dashboard": self.dashboard.with_cycle(record)})
@@ -393,6 +441,8 @@ class Totals(BaseModel):
         return self.model_copy(update=update)
 
 
+#: Why an attempt continues a PR whose CI failed (``max_ci_fix_attempts``).
+CI_FIX_WHY = "ci_failed"
 #: Base commits a ledger PR remembers (each is one base move; refreshes themselves are bounded lower).
 MAX_CONFLICT_BASES = 20
 
@@ -407,6 +457,8 @@ def _after_actions(pr: LedgerPR, actions: list[LifecycleAction]) -> LedgerPR:
             update["human_edited"] = True
         if action.kind == "pr_refresh_limit" and action.base_sha:
             update["conflict_bases"] = [*pr.conflict_bases, action.base_sha][-MAX_CONFLICT_BASES:]
+        if action.ci_state is not None:
+            update["ci"] = update.get("ci", pr.ci).with_reading(action)
     pr = pr.model_copy(update=update) if update else pr
     for action in actions:
         if action.number == pr.number and action.kind in FEEDBACK_KINDS:
@@ -427,6 +479,8 @@ def _after_continue(pr: LedgerPR, attempt: AttemptEvidence, base_sha: str | None
         update["conflict_bases"] = [*pr.conflict_bases, base_sha][-MAX_CONFLICT_BASES:]
     if attempt.continue_why in ("changes_requested", "retry_command"):  # the request is served
         update["pending"] = None
+    if attempt.continue_why == CI_FIX_WHY:  # spent whether or not it pushed
+        update["ci"] = pr.ci.model_copy(update={"fix_attempts": pr.ci.fix_attempts + 1})
     return pr.model_copy(update=update)
 
 

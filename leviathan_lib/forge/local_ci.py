@@ -22,7 +22,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from leviathan_lib.core.ci import CheckState, CiCheck, CiStatus, ci_status
+from leviathan_lib.core.ci import CheckState, CiCheck, CiStatus, ci_status, clip
 from leviathan_lib.forge.base import ForgeError
 from leviathan_lib.forge.local_files import atomic_write, read_regular_file
 
@@ -120,5 +120,5 @@ class LocalStatuses:
         return self._read_statuses(sha) if _SHA.fullmatch(sha) else []
 
     def ci_status(self, sha: str) -> CiStatus:
-        checks = [CiCheck(name=s.context, state=s.state, summary=s.description) for s in self.statuses(sha)]
+        checks = [CiCheck(name=s.context, state=s.state, summary=clip(s.description)) for s in self.statuses(sha)]
         return ci_status(sha, checks)

@@ -80,7 +80,7 @@ def _from_view(target_file: Path) -> dict[str, Any]:
     from leviathan_lib.control.target_view import activity, backlog_view
 
     target = load_target(target_file)
-    seen = activity(target, days=7)
+    seen = activity(target.target_id, target, days=7)
     view = backlog_view(target, target_file, seen.history, seen.ledger, global_autonomy=_switch_on())
     assert view.unknown is None, view.unknown
     return {"decision": view.decision, "task_id": view.selected_task, "reasons": view.reasons,
@@ -95,12 +95,12 @@ def _switch_on() -> bool:
 
 def _state_file(target_file: Path, ledger: Any, path: Path) -> Path:
     """STATE.json as an operator would write it from what the evidence says (``leviathan evidence --json``)."""
-    from leviathan_lib.cycle.check import feedback_continuation
+    from leviathan_lib.cycle.check import pr_continuation
     from leviathan_lib.cycle.decision import ledger_open_prs, state_from_ledger
 
     state = state_from_ledger(ledger, global_autonomy=_switch_on(), now=datetime.now(UTC),
                               open_prs=ledger_open_prs(ledger))
-    cont, _ = feedback_continuation(load_target(target_file), ledger, [],
+    cont, _ = pr_continuation(load_target(target_file), ledger, [],
                                     {pr.number: pr.head_sha for pr in ledger.open_prs})
     doc = {**state.model_dump(mode="json", exclude={"now"}), "refresh_counts": ledger.refresh_counts,
            "continue_pr": cont.model_dump(mode="json") if cont else None}

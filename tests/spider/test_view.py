@@ -292,3 +292,25 @@ def test_a_merged_pr_shows_its_lead_time_and_counts_in_the_charts(tmp_path, targ
     assert re.search(r'aria-label="Lead time from ready to merged per PR, last 30 days: #1 docs-quickstart [\d.]+ h"',
                      page)
     assert re.search(r'aria-label="PRs opened, merged and closed[^"]*opened 2, merged 1, closed 0"', page)
+
+
+def test_hostile_ci_text_is_escaped_on_the_target_page_and_counted_by_state(tmp_path, targets_dir, viewer):
+    from leviathan_lib.cli.main import main
+
+    target_file = create_demo_target(tmp_path, target_id="view_ci", targets_dir=targets_dir)
+    run_cycle(target_file)  # PR #1
+    bare = tmp_path / "repos" / "view_ci.git"
+    secret = "ghp_" + "Vw3" * 12
+    assert main(["forge", "status", "--repo", str(bare), "1", "--context", EVIL, "--state", "failure",
+                 "--description", f"{EVIL} @octocat token {secret}"]) == 0
+    run_cycle(target_file)  # reads the red CI and fixes it: the new head has no CI yet
+    page = viewer.get("/ui/targets/view_ci?days=30").text
+    prs = re.search(r'<table id="prs">.*?</table>', page, re.S).group(0)
+    assert "CI failure" in prs and "<script>alert" not in prs and secret not in page
+    assert prs.count(ESCAPED) == 3  # the check's name in the detail, and its name and summary in the report
+    assert "[REDACTED:github_token]" in prs
+    fleet = viewer.get("/ui").text
+    assert re.search(r'<tr data-target="view_ci">.*?CI none.*?</tr>', fleet, re.S)
+    metrics = viewer.get("/metrics").text
+    assert 'leviathan_pr_ci_state{state="none",target_id="view_ci"} 1.0' in metrics
+    assert 'leviathan_pr_ci_state{state="failure",target_id="view_ci"} 0.0' in metrics
