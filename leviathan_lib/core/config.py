@@ -184,7 +184,7 @@ class TargetConfig(BaseModel):
     #: ``immediate``: a PR opens when the change is pushed; ``checks_pass``: the agent branch is pushed and its
     #: PR opens once the forge's CI on it is green (after ``ci_wait_minutes`` without any CI: with a note).
     pr_creation: Literal["immediate", "checks_pass"] = "immediate"
-    ci_wait_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 30
+    ci_wait_minutes: Annotated[int, Field(ge=0, le=7 * 24 * 60)] = 30
 
     @field_validator("allowed_path_prefixes", "backlog_path", "recipes_path", "protected_paths")
     @classmethod

@@ -41,7 +41,10 @@ EXPLAIN: Final[dict[ReasonCode, str]] = {
     ReasonCode.FEEDBACK_ATTEMPTS_EXHAUSTED: "review feedback, but the task used max_attempts_per_task attempts",
     ReasonCode.REJECTED_BY_HUMAN: "a human rejected it at the approval gate (or nobody answered in time); "
                                   "it waits until the task definition changes",
-    ReasonCode.CI_FAILED: "CI failed on its PR: one more attempt fixes it (at most max_ci_fix_attempts)",
+    ReasonCode.CI_FAILED: "CI failed: on an open PR one more attempt fixes it (at most max_ci_fix_attempts); a "
+                          "branch held for green CI with no fix left was deleted, and the task waits until its "
+                          "definition changes",
+    ReasonCode.AWAITING_CI: "its agent/ branch is pushed and its PR opens once CI on it passes (checks_pass)",
     ReasonCode.CI_FIX_LIMIT: "CI failed on its PR, but no fix attempt is left: the PR is the humans' to judge",
 }
 

@@ -22,10 +22,11 @@ from leviathan_lib.cycle.decision import (
     net_attempt_counts,
     state_from_ledger,
 )
+from leviathan_lib.cycle.held import HeldInputs, ci_failed_closures
 from leviathan_lib.cycle.history import HISTORY_UNREADABLE
 from leviathan_lib.cycle.lifecycle import Review
 from leviathan_lib.cycle.steps import ContinueRequest, CycleError, GuardrailResult, ReadResult
-from leviathan_lib.evidence.records import History, Ledger, LifecycleAction, PrStateChange, Totals
+from leviathan_lib.evidence.records import History, Ledger, LedgerHeld, LifecycleAction, PrStateChange, Totals
 
 log = logging.getLogger("leviathan")
 
@@ -85,6 +86,8 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
     actions: list[LifecycleAction] = []
     review = Review()
     own_heads: dict[int, str] = {}
+    held: list[LedgerHeld] | None = None  # None: as the ledger holds them (the forge was not asked)
+    held_fixes: list[ContinueRequest] = []
     open_prs: list[OpenPR] | None
     if read.error:
         open_prs = []
@@ -94,11 +97,18 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
         rerun = pr_sync.own_continued_attempt(history, run_id)
         if rerun is not None and rerun.continued_pr is not None and rerun.pr_head_sha:
             own_heads[rerun.continued_pr] = rerun.pr_head_sha
+        waiting = HeldInputs(branches=ledger.held_branches, now=now or datetime.now(UTC),
+                             may_open=global_autonomy and target.autonomy_enabled,
+                             attempts=net_attempt_counts(ledger.attempt_counts, ledger.refresh_counts) or {},
+                             own_heads=pr_sync.own_held_heads(history, run_id))
         forge = pr_sync.forge_state(target, repo_url, ledger.open_prs, hashes=task_hashes(read),
-                                    base_sha=read.commit_sha, refreshes=refresh_counts(ledger), rerun=rerun)
+                                    base_sha=read.commit_sha, refreshes=refresh_counts(ledger), rerun=rerun,
+                                    held=waiting)
         changes, actions, review = forge.changes, forge.actions, forge.review
         found = forge.open_prs
         open_prs = pr_sync.without_own_prs(found, history, run_id) if found is not None else None
+        if found is not None:
+            held, held_fixes = forge.held.still_held, forge.held.fixes
     continue_pr = ContinueRequest(task_id=review.refresh_task, pr=review.refresh) \
         if review.refresh and review.refresh_task else None
     if open_prs:
@@ -107,8 +117,11 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
         actions = actions + dropped
         # A conflicted PR is brought up to date first; review feedback and red CI wait for the next cycle.
         continue_pr = continue_pr or served
+    continue_pr = continue_pr or next(iter(held_fixes), None)  # then red CI on a branch held before its PR
     state = state_from_ledger(ledger, global_autonomy=global_autonomy, now=read.as_of or now or datetime.now(UTC),
-                              open_prs=open_prs, closed=pr_sync.closed_by_humans(changes))
+                              open_prs=open_prs, held=held,
+                              closed=pr_sync.closed_by_humans(changes) + ci_failed_closures(actions,
+                                                                                            ledger.held_branches))
     result = build_decision(DecisionInputs(
         target=target, read=read, state=state, refresh_counts=ledger.refresh_counts,
         continue_request=continue_pr))

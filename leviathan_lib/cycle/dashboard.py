@@ -156,6 +156,10 @@ def _pulls(ledger: Ledger, result: GuardrailResult) -> list[str]:
                   for p in open_prs]
     else:
         lines.append("- open: none")
+    gone = {a.branch for a in result.lifecycle if a.kind in ("pr_created", "ci_branch_deleted")
+            or (a.number is None and a.kind in ("human_edited", "pr_branch_deleted"))}
+    lines += [f"- awaiting CI (its PR opens once CI passes): {md(h.branch)} task {md(h.task_id)}"
+              for h in ledger.held_branches if h.branch not in gone]
     lines += [f"- {s.state}: #{s.number} task {md(s.task_id)}" for s in reversed(settled)]
     return [*lines, ""]
 

@@ -22,6 +22,7 @@ from leviathan_lib.core.guardrails import (
     ClosedPR,
     CycleState,
     Decision,
+    HeldBranch,
     OpenPR,
     ReasonCode,
     decide,
@@ -31,7 +32,7 @@ from leviathan_lib.core.guardrails import (
 from leviathan_lib.core.names import agent_branch
 from leviathan_lib.cycle.protected import protected_for
 from leviathan_lib.cycle.steps import AttemptPlan, ContinueRequest, GuardrailResult, ReadResult, apply_recipe_checks
-from leviathan_lib.evidence.records import Ledger
+from leviathan_lib.evidence.records import Ledger, LedgerHeld
 from leviathan_lib.worker.contract import ContinuePr
 
 #: Why a refresh continues its PR (:mod:`leviathan_lib.cycle.lifecycle`); it has its own bound.
@@ -40,6 +41,8 @@ REFRESH_WHY = "pr_conflicted"
 #: or red CI (:mod:`leviathan_lib.cycle.ci_sync`). Every task rule applies to it.
 FEEDBACK_WHYS = frozenset({"changes_requested", "retry_command", "ci_failed"})
 CONTINUE_CHECK = "continue_pr"
+#: Task reasons that are the very PR (or branch awaiting CI) a continuation delivers to.
+_HELD_BY_ITSELF = frozenset({ReasonCode.PR_OPEN_FOR_TASK, ReasonCode.AWAITING_CI})
 #: Cycle-level reasons that stop an attempt on an open PR too; the others are about opening new PRs.
 _CONTINUE_BLOCKERS = frozenset({ReasonCode.AUTONOMY_DISABLED, ReasonCode.FORGE_STATE_UNKNOWN,
                                 ReasonCode.CIRCUIT_BREAKER_OPEN, ReasonCode.LLM_BUDGET_EXHAUSTED})
@@ -84,17 +87,22 @@ def guardrail_inputs(ledger: Ledger) -> tuple[list[AttemptRecord], list[ClosedPR
                        for a in ledger.recent_attempts), key=lambda a: a.finished_at)
     closed = [ClosedPR(task_id=c.task_id, task_hash=c.task_hash) for c in ledger.closed_prs]
     rejected = [ClosedPR(task_id=c.task_id, task_hash=c.task_hash, by_human_gate=True) for c in ledger.rejected]
-    return attempts, closed + rejected
+    ci_failed = [ClosedPR(task_id=c.task_id, task_hash=c.task_hash, by_ci=True) for c in ledger.ci_failed]
+    return attempts, closed + rejected + ci_failed
 
 
 def state_from_ledger(ledger: Ledger, *, global_autonomy: bool, now: datetime | None,
-                      open_prs: list[OpenPR] | None, closed: Iterable[ClosedPR] = ()) -> CycleState:
+                      open_prs: list[OpenPR] | None, closed: Iterable[ClosedPR] = (),
+                      held: list[LedgerHeld] | None = None) -> CycleState:
     """The guardrails' state from the history a ledger carries; ``open_prs`` from the forge (None: unknown)
-    or :func:`ledger_open_prs`, ``closed`` the closures seen since (this cycle's PR sync)."""
+    or :func:`ledger_open_prs`, ``closed`` the closures seen since (this cycle's PR sync), ``held`` the
+    branches still waiting for green CI after it (default: the ledger's); each counts as an open PR."""
     attempts, known_closed = guardrail_inputs(ledger)
+    waiting = ledger.held_branches if held is None else held
     return CycleState(autonomy_enabled=global_autonomy, open_prs=open_prs, attempts=attempts,
                       attempt_counts=dict(ledger.attempt_counts), breaker_reset_at=ledger.breaker_reset_at,
-                      closed_prs=[*known_closed, *closed], prs_opened_at=list(ledger.prs_opened_at), now=now)
+                      closed_prs=[*known_closed, *closed], prs_opened_at=list(ledger.prs_opened_at), now=now,
+                      held_branches=[HeldBranch(branch=h.branch, task_id=h.task_id) for h in waiting])
 
 
 def ledger_open_prs(ledger: Ledger) -> list[OpenPR]:
@@ -157,8 +165,9 @@ def continue_decision(decision: Decision, backlog: Backlog, task_id: str, cont: 
     blockers = [r for r in decision.reasons if r in _CONTINUE_BLOCKERS]
     if cont.why in FEEDBACK_WHYS:  # the task's next attempt: it must still be one the backlog allows
         verdict = next((v for v in decision.tasks if v.id == task_id), None)
-        blockers += [r for r in (verdict.reasons if verdict else []) if r != ReasonCode.PR_OPEN_FOR_TASK]
-    detail = f"PR #{cont.number} ({cont.branch}): {cont.why}"
+        blockers += [r for r in (verdict.reasons if verdict else []) if r not in _HELD_BY_ITSELF]
+    where = f"PR #{cont.number}" if cont.number is not None else "pushed branch, no PR yet"
+    detail = f"{where} ({cont.branch}): {cont.why}"
     if blockers or task_id not in backlog.by_id():
         why = ", ".join(blockers) if blockers else f"task {task_id} cannot run (invalid)"
         check = Check(name=CONTINUE_CHECK, passed=False, detail=f"{detail}; not attempted: {why}")

@@ -278,6 +278,9 @@ def _stopped(read: ReadResult, guard: GuardrailResult, decision: Decision, attem
     if decision.decision == "skip":
         return (decision.reasons[0] if decision.reasons else "skipped",
                 "; ".join(c.detail for c in decision.checks if not c.passed))
+    if attempt and attempt.awaiting_ci:
+        return "pushed_awaiting_ci", (f"{attempt.branch} at {attempt.pr_head_sha}: its PR opens once CI on it "
+                                      f"passes (pr_creation: checks_pass)")
     if attempt and attempt.pr_number is not None:
         if attempt.continued_pr is not None:  # delivered to the open PR: brought up to date, or updated
             why = "pr_refreshed" if attempt.continue_why == "pr_conflicted" else "pr_updated"

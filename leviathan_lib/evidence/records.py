@@ -75,6 +75,11 @@ class AttemptEvidence(BaseModel):
     continue_start: Literal["base", "branch"] | None = None
     #: What went wrong after the push (``pr_body_not_updated: ...``): the PR holds ``pr_head_sha`` regardless.
     delivery_note: str = ""
+    #: ``pr_creation: checks_pass``: ``branch`` was pushed (``pr_head_sha``) and its PR, titled and described
+    #: thus, opens once CI on it passes (a later cycle's PR sync, :mod:`leviathan_lib.cycle.held`).
+    awaiting_ci: bool = False
+    pr_title: str | None = None
+    pr_body: str | None = None
 
 
 class ApprovalEvidence(BaseModel):
@@ -110,7 +115,8 @@ class PrStateChange(BaseModel):
 
 LifecycleKind = Literal["human_edited", "pr_branch_deleted", "pr_superseded", "pr_refresh_limit",
                         "changes_requested", "retry_command", "feedback_ignored",
-                        "ci_passed", "ci_failed", "ci_pending", "ci_unknown", "ci_fix_limit"]
+                        "ci_passed", "ci_failed", "ci_pending", "ci_unknown", "ci_fix_limit",
+                        "pr_created", "ci_branch_deleted"]
 #: Lifecycle kinds that are review feedback (:mod:`leviathan_lib.cycle.feedback`).
 FEEDBACK_KINDS = frozenset({"changes_requested", "retry_command", "feedback_ignored"})
 #: The lifecycle kind that records a PR head's new CI state (:mod:`leviathan_lib.cycle.ci_sync`); a head with
@@ -131,10 +137,14 @@ class LifecycleAction(BaseModel):
     starts from the PR's branch); ``feedback_ignored``: a review or command not acted on (``reason``).
     ``ci_passed`` / ``ci_failed`` / ``ci_pending`` / ``ci_unknown``: the CI state of the PR's head changed
     (``ci_state``, on ``head_sha``); ``ci_fix_limit``: its CI failed but no fix attempt is left (``detail``).
+    A branch pushed before its PR (``pr_creation: checks_pass``, ``number`` None) gets the same CI kinds, then
+    ``pr_created`` (CI passed, or none reported in ``ci_wait_minutes``: its PR opened, ``number``) or
+    ``ci_branch_deleted`` (CI failed, no fix left: deleted; the task waits, ``ci_failed``).
     """
 
     kind: LifecycleKind
-    number: int
+    #: None: a branch whose PR is not open yet (``pr_creation: checks_pass``).
+    number: int | None
     task_id: str
     branch: str
     head_sha: str | None = None
@@ -290,6 +300,22 @@ class LedgerPR(BaseModel):
         return self.model_copy(update=update)
 
 
+class LedgerHeld(BaseModel):
+    """A branch Leviathan pushed whose PR opens once CI on it passes (``pr_creation: checks_pass``)."""
+
+    task_id: str
+    branch: str
+    task_hash: str
+    #: The commit Leviathan pushed (the lease), the base it was built on, and when (``ci_wait_minutes``).
+    head_sha: str
+    base_sha: str | None = None
+    pushed_at: datetime
+    #: The PR to open: title and body as delivery built and checked them.
+    title: str
+    body: str
+    ci: PrCi = Field(default_factory=PrCi)
+
+
 class LedgerClosed(BaseModel):
     task_id: str
     task_hash: str
@@ -325,6 +351,11 @@ class Ledger(BaseModel):
     #: When the newest PRs were opened (at most :data:`RECENT_PRS`, oldest first), for ``max_prs_per_hour``.
     prs_opened_at: list[datetime] = Field(default_factory=list)
     dashboard: DashboardState = Field(default_factory=DashboardState)
+    #: Branches pushed whose PR waits for green CI (``pr_creation: checks_pass``); they count as open PRs.
+    held_branches: list[LedgerHeld] = Field(default_factory=list)
+    #: The latest task per id whose held branch failed CI with no fix left (deleted): like a closed PR, the
+    #: task waits for a new definition (``ci_failed``).
+    ci_failed: list[LedgerClosed] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -393,8 +424,49 @@ class Ledger(BaseModel):
                                          head_sha=attempt.pr_head_sha, base_sha=record.commit_sha,
                                          ci=PrCi(first_head=attempt.pr_head_sha)))
                 opened.append(attempt.finished_at or record.recorded_at)
-        return ledger.model_copy(update={"open_prs": open_prs, "prs_opened_at": opened[-RECENT_PRS:],
-                                         "dashboard": self.dashboard.with_cycle(record)})
+        held, from_held, opened_now, ci_failed = self._held_after(record)
+        return ledger.model_copy(update={"open_prs": open_prs + from_held,
+                                         "prs_opened_at": [*opened, *opened_now][-RECENT_PRS:],
+                                         "dashboard": self.dashboard.with_cycle(record), "held_branches": held,
+                                         "ci_failed": ci_failed})
+
+    def _held_after(self, record: CycleRecord) -> tuple[list[LedgerHeld], list[LedgerPR], list[datetime],
+                                                          list[LedgerClosed]]:
+        """The held branches after this cycle's PR sync and attempt; the PRs opened from them, when, and the
+        tasks whose held branch was deleted for red CI (``ci_failed``)."""
+        held = {h.branch: h for h in self.held_branches}
+        opened: list[LedgerPR] = []
+        failed = list(self.ci_failed)
+        for action in record.lifecycle:
+            h = held.get(action.branch)
+            if h is None or (action.number is not None and action.kind != "pr_created"):
+                continue
+            if action.ci_state is not None:
+                held[h.branch] = h.model_copy(update={"ci": h.ci.with_reading(action)})
+            elif action.kind == "pr_created" and action.number is not None:
+                del held[h.branch]
+                opened.append(LedgerPR(number=action.number, task_id=h.task_id, branch=h.branch,
+                                       task_hash=h.task_hash, head_sha=h.head_sha, base_sha=h.base_sha, ci=h.ci))
+            elif action.kind in ("ci_branch_deleted", "human_edited", "pr_branch_deleted"):
+                del held[h.branch]
+                if action.kind == "ci_branch_deleted":
+                    failed = [c for c in failed if c.task_id != h.task_id]
+                    failed.append(LedgerClosed(task_id=h.task_id, task_hash=h.task_hash))
+        attempt = record.attempt
+        if attempt is not None and attempt.continued_pr is None:
+            before = held.get(attempt.branch)
+            if before is not None and attempt.continue_why == CI_FIX_WHY:  # spent whether or not it pushed
+                before = held[attempt.branch] = before.model_copy(update={"ci": before.ci.model_copy(
+                    update={"fix_attempts": before.ci.fix_attempts + 1})})
+            if attempt.awaiting_ci and attempt.pr_head_sha:
+                pushed = LedgerHeld(task_id=attempt.task_id, branch=attempt.branch, task_hash=attempt.task_hash,
+                                    head_sha=attempt.pr_head_sha, base_sha=record.commit_sha,
+                                    pushed_at=attempt.finished_at or record.recorded_at, title=attempt.pr_title or "",
+                                    body=attempt.pr_body or "", ci=PrCi(first_head=attempt.pr_head_sha))
+                if before is not None:  # a fix pushed on top: the same PR-to-be, its CI read afresh
+                    pushed = pushed.model_copy(update={"base_sha": before.base_sha, "ci": before.ci})
+                held[attempt.branch] = pushed
+        return list(held.values()), opened, [record.recorded_at] * len(opened), failed
 
 
 class Totals(BaseModel):
@@ -428,9 +500,11 @@ class Totals(BaseModel):
                 skips = add(skips, _vocabulary(reason, REASONS))
             update["skips"] = skips
         attempt = record.attempt
+        # PRs opened: by this cycle's attempt (not one that delivered to its open PR), or held until CI passed.
+        update["prs_opened"] = self.prs_opened + sum(a.kind == "pr_created" for a in record.lifecycle) + (
+            attempt is not None and attempt.pr_number is not None and attempt.continued_pr is None)
         if attempt is not None:
             update["attempts"] = add(self.attempts, _vocabulary(attempt.outcome, OUTCOMES))
-            update["prs_opened"] = self.prs_opened + (attempt.pr_number is not None)
             if attempt.started_at and attempt.finished_at:
                 seconds = max(0.0, (attempt.finished_at - attempt.started_at).total_seconds())
                 bucket = next((i for i, bound in enumerate(DURATION_BUCKETS) if seconds <= bound),

@@ -85,6 +85,9 @@ class EvidenceCollector:
                                        "Evidence records that fail validation", labels=["target_id"])
         open_prs = GaugeMetricFamily("leviathan_open_prs", "Leviathan PRs not yet seen merged or closed",
                                      labels=["target_id"])
+        held = GaugeMetricFamily("leviathan_branches_awaiting_ci",
+                                 "Pushed agent/ branches whose PR opens once CI passes (pr_creation: checks_pass)",
+                                 labels=["target_id"])
         pr_ci = GaugeMetricFamily("leviathan_pr_ci_state",
                                   "Open Leviathan PRs by the CI state of their head (none: no CI reported)",
                                   labels=["target_id", "state"])
@@ -132,6 +135,7 @@ class EvidenceCollector:
                     duration.add_metric([tid], buckets, totals.duration_sum)
             unreadable.add_metric([tid], state.unreadable_records)
             open_prs.add_metric([tid], len(state.open_prs))
+            held.add_metric([tid], len(state.held_branches))
             ci_counts = Counter(pr.get("ci_state", "none") for pr in state.open_prs)
             for label in CI_STATES:
                 pr_ci.add_metric([tid, label], ci_counts[label])
@@ -142,8 +146,8 @@ class EvidenceCollector:
             effective.add_metric([tid], int(state.effective_enabled))
             if state.last_cycle_at is not None:
                 last.add_metric([tid], state.last_cycle_at.timestamp())
-        yield from (cycles, skips, attempts, prs, unreadable, open_prs, pr_ci, breaker, streak, paused, flag, effective,
-                    last, duration, known, since)
+        yield from (cycles, skips, attempts, prs, unreadable, open_prs, pr_ci, held, breaker, streak, paused, flag,
+                    effective, last, duration, known, since)
         yield from self._liveness()
 
 

@@ -110,7 +110,7 @@ LIFECYCLE = {"human_edited", "pr_branch_deleted", "pr_conflicted", "pr_refresh_l
 FEEDBACK = {"command_malformed", "command_unknown", "command_not_permitted", "review_not_permitted",
             "feedback_human_edited", "feedback_attempts_exhausted"}
 #: Decided on the forge's CI by the PR sync (tests/orchestrator/test_ci_cycle.py), never by ``decide``.
-CI = {"ci_failed", "ci_fix_limit"}
+CI = {"ci_fix_limit"}
 
 
 def test_every_reason_code_is_covered_by_a_scenario():
@@ -132,7 +132,7 @@ def test_reason_codes_are_the_stable_strings():
         "command_malformed", "command_unknown", "command_not_permitted", "review_not_permitted",
         "feedback_human_edited", "feedback_attempts_exhausted",
         "rejected_by_human",
-        "ci_failed", "ci_fix_limit",
+        "ci_failed", "ci_fix_limit", "awaiting_ci",
     ]
 
 
