@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import OpenPR
-from leviathan_lib.cycle import ci_sync, feedback, pr_sync
+from leviathan_lib.cycle import ci_sync, feedback, pr_sync, reverts
 from leviathan_lib.cycle.decision import (
     DecisionInputs,
     build_decision,
@@ -88,6 +88,7 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
     own_heads: dict[int, str] = {}
     held: list[LedgerHeld] | None = None  # None: as the ledger holds them (the forge was not asked)
     held_fixes: list[ContinueRequest] = []
+    scanned: str | None = None
     open_prs: list[OpenPR] | None
     if read.error:
         open_prs = []
@@ -109,6 +110,8 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
         open_prs = pr_sync.without_own_prs(found, history, run_id) if found is not None else None
         if found is not None:
             held, held_fixes = forge.held.still_held, forge.held.fixes
+        reverted, scanned = reverts.check_reverts(target, read, ledger, changes)
+        changes = changes + reverted
     continue_pr = ContinueRequest(task_id=review.refresh_task, pr=review.refresh) \
         if review.refresh and review.refresh_task else None
     if open_prs:
@@ -118,7 +121,8 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
         # A conflicted PR is brought up to date first; review feedback and red CI wait for the next cycle.
         continue_pr = continue_pr or served
     continue_pr = continue_pr or next(iter(held_fixes), None)  # then red CI on a branch held before its PR
-    state = state_from_ledger(ledger, global_autonomy=global_autonomy, now=read.as_of or now or datetime.now(UTC),
+    moment = read.as_of or now or datetime.now(UTC)
+    state = state_from_ledger(ledger.with_reverts(changes, moment), global_autonomy=global_autonomy, now=moment,
                               open_prs=open_prs, held=held,
                               closed=pr_sync.closed_by_humans(changes) + ci_failed_closures(actions,
                                                                                             ledger.held_branches))
@@ -129,4 +133,5 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
     result.totals = totals
     result.pr_sync = changes
     result.lifecycle = actions
+    result.reverts_scanned_to = scanned
     return result

@@ -26,7 +26,6 @@ from leviathan_lib.core.guardrails import (
     OpenPR,
     ReasonCode,
     decide,
-    failure_streak,
     sandbox_gate,
 )
 from leviathan_lib.core.names import agent_branch
@@ -132,9 +131,7 @@ def build_decision(inputs: DecisionInputs) -> GuardrailResult:
     if cont is not None and state.open_prs is not None:
         decision = continue_decision(decision, backlog, cont.task_id, cont.pr)
     decision = _sandbox(target, backlog, decision, inputs.sandbox)
-    result = GuardrailResult(decision=decision, consecutive_failures=failure_streak(state.attempts,
-                                                                                   state.breaker_reset_at),
-                             replay=read.as_of is not None,
+    result = GuardrailResult(decision=decision, replay=read.as_of is not None,
                              task_problems=[p for entry in backlog.invalid for p in entry.problems])
     if decision.decision == "run" and decision.task_id and not result.replay:
         result.attempt = _attempt_plan(backlog, decision, state, cont)

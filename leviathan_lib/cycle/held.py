@@ -102,26 +102,37 @@ def _sync_one(forge: Forge, target: TargetConfig, held: LedgerHeld, result: Held
             return
         log.info("held branch %s: CI %s, but autonomy is off: its PR waits", held.branch, status.state)
     elif status.state == "failure":
-        spent = _spent(target, held, Counter(inputs.attempts))
-        if spent is None:
-            result.fixes.append(ContinueRequest(task_id=held.task_id, pr=ContinuePr(
-                number=None, branch=held.branch, head_sha=held.head_sha, start="branch", why=CI_FIX_WHY,
-                feedback=held.ci.report)))
-        else:
+        fix = fix_or_spent(target, held, Counter(inputs.attempts))
+        if isinstance(fix, ContinueRequest):
+            result.fixes.append(fix)
+        else:  # no fix left: the branch goes (it is still Leviathan's push, read above)
             forge.delete_branch(held.branch)
-            log.info("held branch %s: CI failed, no fix left (%s): deleted", held.branch, spent)
+            log.info("held branch %s: CI failed, no fix left (%s): deleted", held.branch, fix)
             result.actions.append(LifecycleAction.model_validate(
-                {**ident, "kind": "ci_branch_deleted", "head_sha": held.head_sha, "detail": spent}))
+                {**ident, "kind": "ci_branch_deleted", "head_sha": held.head_sha, "detail": fix}))
             return
     result.still_held.append(held)
 
 
-def _spent(target: TargetConfig, held: LedgerHeld, attempts: Counter[str]) -> str | None:
-    """Why no fix attempt is left for a red held branch, or None."""
+def fix_or_spent(target: TargetConfig, held: LedgerHeld, attempts: Counter[str]) -> ContinueRequest | str:
+    """The fix attempt for a held branch whose CI failed (on its head), or why no fix is left."""
     if held.ci.fix_attempts >= target.max_ci_fix_attempts:
         return f"{held.ci.fix_attempts} of max_ci_fix_attempts ({target.max_ci_fix_attempts}) used"
     if attempts[held.task_id] >= target.max_attempts_per_task:
         return f"the task used max_attempts_per_task ({target.max_attempts_per_task})"
+    return ContinueRequest(task_id=held.task_id, pr=ContinuePr(
+        number=None, branch=held.branch, head_sha=held.head_sha, start="branch", why=CI_FIX_WHY,
+        feedback=held.ci.report))
+
+
+def ledger_fix(target: TargetConfig, held: list[LedgerHeld], attempts: Counter[str]) -> ContinueRequest | None:
+    """The fix attempt a held branch's red CI asks for, as far as the ledger tells (the view, which does
+    not ask the forge, decides with it like the DAG)."""
+    for branch in held:
+        if branch.ci.state == "failure" and branch.ci.head_sha == branch.head_sha:
+            fix = fix_or_spent(target, branch, attempts)
+            if isinstance(fix, ContinueRequest):
+                return fix
     return None
 
 

@@ -13,7 +13,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from leviathan_lib.core.ci import CiState
-from leviathan_lib.core.guardrails import ReasonCode
+from leviathan_lib.core.guardrails import AttemptRecord, ReasonCode, failure_streak
 
 EVIDENCE_VERSION: Final = 1
 #: PR-opening times the ledger keeps: enough for the largest ``max_prs_per_hour``.
@@ -100,17 +100,22 @@ class ApprovalEvidence(BaseModel):
 
 
 class PrStateChange(BaseModel):
-    """A Leviathan PR that a human merged or closed since the last cycle (PR lifecycle sync)."""
+    """A Leviathan PR that a human merged or closed since the last cycle (PR lifecycle sync), or a merged one
+    a commit on the target branch reverted (``reverted``, :mod:`leviathan_lib.cycle.reverts`)."""
 
     number: int
     task_id: str
     branch: str
-    state: Literal["merged", "closed"]
+    state: Literal["merged", "closed", "reverted"]
     task_hash: str | None = None
     branch_deleted: bool = False
     #: Why the ``agent/`` branch was kept: ``human_edited`` (its tip is not the commit Leviathan pushed),
     #: ``pushed_head_unknown`` (no recorded push to compare with) or ``delete_merged_branches_off``.
     branch_kept: str | None = None
+    #: ``merged``: the commit the forge merged it as (a merge or squash commit); ``reverted``: that commit,
+    #: and the commit that reverses its change.
+    merge_sha: str | None = None
+    revert_sha: str | None = None
 
 
 LifecycleKind = Literal["human_edited", "pr_branch_deleted", "pr_superseded", "pr_refresh_limit",
@@ -194,7 +199,7 @@ class DashboardAction(BaseModel):
 class SettledPR(BaseModel):
     number: int
     task_id: str
-    state: Literal["merged", "closed"]
+    state: Literal["merged", "closed", "reverted"]
 
 
 class DashboardState(BaseModel):
@@ -316,6 +321,19 @@ class LedgerHeld(BaseModel):
     ci: PrCi = Field(default_factory=PrCi)
 
 
+class LedgerMerged(BaseModel):
+    """A merged Leviathan PR whose revert is looked for on the target branch (:mod:`leviathan_lib.cycle.reverts`)."""
+
+    number: int
+    task_id: str
+    branch: str
+    merge_sha: str
+
+
+#: Merged PRs the ledger watches for a revert (the newest); older ones are no longer looked at.
+RECENT_MERGED = 20
+
+
 class LedgerClosed(BaseModel):
     task_id: str
     task_hash: str
@@ -356,6 +374,10 @@ class Ledger(BaseModel):
     #: The latest task per id whose held branch failed CI with no fix left (deleted): like a closed PR, the
     #: task waits for a new definition (``ci_failed``).
     ci_failed: list[LedgerClosed] = Field(default_factory=list)
+    #: Merged PRs not seen reverted (the newest :data:`RECENT_MERGED`), and the target-branch commit up to
+    #: which reverts were looked for (the next cycle looks only at commits after it).
+    merged_prs: list[LedgerMerged] = Field(default_factory=list)
+    revert_scan_sha: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -391,6 +413,25 @@ class Ledger(BaseModel):
         return self.model_copy(update={"attempt_counts": counts, "refresh_counts": refreshes,
                                        "recent_attempts": recent})
 
+    def with_reverts(self, changes: list[PrStateChange], at: datetime) -> Ledger:
+        """Count each ``reverted`` PR as a failure for the breaker at ``at`` (a failed entry in the breaker's
+        streak, which is no attempt at the task: ``attempt_counts`` stay) and stop watching it."""
+        ledger = self
+        for change in changes:
+            if change.state != "reverted":
+                continue
+            ledger = ledger.with_attempt(LedgerAttempt(task_id=change.task_id, outcome="failed", finished_at=at,
+                                                       continue_why=REVERTED))
+            ledger = ledger.model_copy(update={
+                "attempt_counts": self.attempt_counts, "refresh_counts": self.refresh_counts,
+                "merged_prs": [m for m in ledger.merged_prs if m.number != change.number]})
+        return ledger
+
+    def failure_streak(self) -> int:
+        """The breaker's measure over this ledger: failed attempts (and reverts) in a row since the reset."""
+        return failure_streak([AttemptRecord(task_id=a.task_id, outcome=a.outcome, finished_at=a.finished_at)
+                               for a in self.recent_attempts], self.breaker_reset_at)
+
     def with_cycle(self, record: CycleRecord) -> Ledger:
         """Fold one cycle in: the PRs it saw merged or closed, its lifecycle actions, then its own attempt and PR."""
         gone = {c.number for c in record.pr_sync} | {a.number for a in record.lifecycle
@@ -425,6 +466,13 @@ class Ledger(BaseModel):
                                          ci=PrCi(first_head=attempt.pr_head_sha)))
                 opened.append(attempt.finished_at or record.recorded_at)
         held, from_held, opened_now, ci_failed = self._held_after(record)
+        merged = [*self.merged_prs, *(LedgerMerged(number=c.number, task_id=c.task_id, branch=c.branch,
+                                                   merge_sha=c.merge_sha)
+                                      for c in record.pr_sync if c.state == "merged" and c.merge_sha)]
+        ledger = ledger.model_copy(update={"merged_prs": merged[-RECENT_MERGED:]}).with_reverts(
+            record.pr_sync, record.recorded_at)
+        if record.reverts_scanned_to:
+            ledger = ledger.model_copy(update={"revert_scan_sha": record.reverts_scanned_to})
         return ledger.model_copy(update={"open_prs": open_prs + from_held,
                                          "prs_opened_at": [*opened, *opened_now][-RECENT_PRS:],
                                          "dashboard": self.dashboard.with_cycle(record), "held_branches": held,
@@ -488,6 +536,8 @@ class Totals(BaseModel):
     #: Attempt durations per bucket of :data:`DURATION_BUCKETS` (not cumulative), the last one ``+Inf``.
     duration_counts: list[int] = Field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
     duration_sum: float = 0.0
+    #: Merged PRs a later commit on the target branch reverted (:mod:`leviathan_lib.cycle.reverts`).
+    prs_reverted: int = 0
 
     def with_cycle(self, record: CycleRecord) -> Totals:
         def add(counts: dict[str, int], key: str) -> dict[str, int]:
@@ -503,6 +553,7 @@ class Totals(BaseModel):
         # PRs opened: by this cycle's attempt (not one that delivered to its open PR), or held until CI passed.
         update["prs_opened"] = self.prs_opened + sum(a.kind == "pr_created" for a in record.lifecycle) + (
             attempt is not None and attempt.pr_number is not None and attempt.continued_pr is None)
+        update["prs_reverted"] = self.prs_reverted + sum(c.state == "reverted" for c in record.pr_sync)
         if attempt is not None:
             update["attempts"] = add(self.attempts, _vocabulary(attempt.outcome, OUTCOMES))
             if attempt.started_at and attempt.finished_at:
@@ -517,6 +568,8 @@ class Totals(BaseModel):
 
 #: Why an attempt continues a PR whose CI failed (``max_ci_fix_attempts``).
 CI_FIX_WHY = "ci_failed"
+#: The ``continue_why`` of the failed breaker entry a reverted PR leaves (it is no attempt).
+REVERTED = "reverted"
 #: Base commits a ledger PR remembers (each is one base move; refreshes themselves are bounded lower).
 MAX_CONFLICT_BASES = 20
 
@@ -594,6 +647,8 @@ class CycleRecord(BaseModel):
     ledger: Ledger | None = None
     #: Running totals including this record (None: unknown, e.g. the cycle failed before reading history).
     totals: Totals | None = None
+    #: The target-branch commit up to which this cycle looked for reverts of merged PRs (None: it did not).
+    reverts_scanned_to: str | None = None
 
 
 class BreakerResetRecord(BaseModel):

@@ -81,6 +81,9 @@ class EvidenceCollector:
         attempts = CounterMetricFamily("leviathan_attempts", "Worker attempts by outcome",
                                        labels=["target_id", "outcome"])
         prs = CounterMetricFamily("leviathan_prs_created", "Pull requests opened", labels=["target_id"])
+        reverted = CounterMetricFamily("leviathan_prs_reverted",
+                                       "Merged pull requests a later commit on the target branch reverted",
+                                       labels=["target_id"])
         unreadable = GaugeMetricFamily("leviathan_evidence_unreadable_records",
                                        "Evidence records that fail validation", labels=["target_id"])
         open_prs = GaugeMetricFamily("leviathan_open_prs", "Leviathan PRs not yet seen merged or closed",
@@ -124,6 +127,7 @@ class EvidenceCollector:
                 for outcome in OUTCOMES:
                     attempts.add_metric([tid, outcome], totals.attempts.get(outcome, 0))
                 prs.add_metric([tid], totals.prs_opened)
+                reverted.add_metric([tid], totals.prs_reverted)
                 if totals.since is not None:
                     since.add_metric([tid], totals.since.timestamp())
                 if len(totals.duration_counts) == len(DURATION_BUCKETS) + 1:  # else counted on other buckets
@@ -146,8 +150,8 @@ class EvidenceCollector:
             effective.add_metric([tid], int(state.effective_enabled))
             if state.last_cycle_at is not None:
                 last.add_metric([tid], state.last_cycle_at.timestamp())
-        yield from (cycles, skips, attempts, prs, unreadable, open_prs, pr_ci, held, breaker, streak, paused, flag,
-                    effective, last, duration, known, since)
+        yield from (cycles, skips, attempts, prs, reverted, unreadable, open_prs, pr_ci, held, breaker, streak,
+                    paused, flag, effective, last, duration, known, since)
         yield from self._liveness()
 
 
