@@ -98,6 +98,9 @@ class Repo:
     reviews: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     #: Every conversation comment per PR, Leviathan's and humans', as (id, login, body, created_at).
     conversation: dict[int, list[tuple[int, str, str, str]]] = field(default_factory=dict)
+    #: CI per commit: the newest commit status per context, and the check runs (see :meth:`FakeGithub.ci`).
+    statuses: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    check_runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 class FakeGithub:
@@ -219,6 +222,32 @@ class FakeGithub:
             comment_id = self._next_id()
             repo.conversation.setdefault(number, []).append((comment_id, login, body, _now()))
         return comment_id
+
+    def ci_status(self, full_name: str, sha: str, context: str, state: str, description: str | None = None) -> None:
+        """A CI service sets commit status ``context`` on ``sha`` (``state``: error, failure, pending, success)."""
+        repo = self.repos[full_name.lower()]
+        with self.lock:
+            status = copy.deepcopy(self._examples["combined-commit-status"]["statuses"][0])
+            status.update(id=self._next_id(), state=state, context=context, description=description,
+                          created_at=_now(), updated_at=_now(),
+                          url=f"{self.url}/repos/{repo.full_name}/statuses/{sha}")
+            repo.statuses.setdefault(sha, {})[context] = status
+
+    def check_run(self, full_name: str, sha: str, name: str, *, status: str = "completed",
+                  conclusion: str | None = "success", title: str | None = None, summary: str | None = None) -> None:
+        """A GitHub App reports check run ``name`` on ``sha`` (a second report of one name replaces it)."""
+        repo = self.repos[full_name.lower()]
+        with self.lock:
+            run = copy.deepcopy(self._examples["check-run-paginated"]["check_runs"][0])
+            run.update(id=self._next_id(), head_sha=sha, name=name, status=status, conclusion=conclusion,
+                       completed_at=_now() if status == "completed" else None, pull_requests=[])
+            run["output"].update(title=title, summary=summary, text=None, annotations_count=0)
+            runs = repo.check_runs.setdefault(sha, [])
+            same = [i for i, r in enumerate(runs) if r["name"] == name]
+            if same:
+                runs[same[0]] = run
+            else:
+                runs.append(run)
 
     def _next_id(self) -> int:
         self._ids += 1
@@ -458,6 +487,9 @@ class FakeGithub:
             data = copy.deepcopy(self._examples["issue"])
             data.update(number=number, url=f"{self.url}/repos/{repo.full_name}/issues/{number}")
             return 201, data
+        m = re.fullmatch(r"/commits/([^/]+)/(status|check-runs)", rest)
+        if m and method == "GET":
+            return self._ci(repo, unquote(m.group(1)), m.group(2), query)
         m = re.fullmatch(r"/git/ref/heads/(.+)", rest)
         if m and method == "GET":
             branch = unquote(m.group(1))
@@ -477,6 +509,27 @@ class FakeGithub:
                            check=True, capture_output=True)
             return 204, None
         return self._error(404, "Not Found")
+
+    def _ci(self, repo: Repo, ref: str, what: str, query: dict[str, str]) -> tuple[int, Any]:
+        """The combined status (GitHub's own ``state``: pending with no status at all) or the check runs."""
+        sha = ref if re.fullmatch(r"[0-9a-f]{40}", ref) else self._branch_sha(repo, ref)
+        exists = sha and subprocess.run(["git", "--git-dir", str(repo.bare), "cat-file", "-e", f"{sha}^{{commit}}"],
+                                        capture_output=True, check=False).returncode == 0
+        if not exists:
+            return self._error(404, "No commit found for SHA: " + ref)
+        per_page = int(query.get("per_page", 30))
+        if what == "check-runs":
+            runs = repo.check_runs.get(sha, [])
+            return 200, {"total_count": len(runs), "check_runs": runs[:per_page]}
+        statuses = list(repo.statuses.get(sha, {}).values())
+        states = {s["state"] for s in statuses}
+        state = ("failure" if states & {"error", "failure"} else "pending" if "pending" in states or not states
+                 else "success")
+        data = copy.deepcopy(self._examples["combined-commit-status"])
+        data.update(state=state, sha=sha, total_count=len(statuses), statuses=statuses[:per_page],
+                    commit_url=f"{self.url}/repos/{repo.full_name}/commits/{sha}",
+                    url=f"{self.url}/repos/{repo.full_name}/commits/{sha}/status")
+        return 200, data
 
     def _issue_json(self, repo: Repo, issue: dict[str, Any]) -> dict[str, Any]:
         data = copy.deepcopy(self._examples["issue"])

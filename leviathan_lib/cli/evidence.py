@@ -62,7 +62,8 @@ def _row(record: CycleRecord) -> dict[str, Any]:
         "reasons": ",".join(record.reasons) or "-",
         "task": record.selected_task or "-",
         "attempt": f"{attempt.attempt} {attempt.outcome}" if attempt else "-",
-        "pr": f"#{attempt.pr_number}" if attempt and attempt.pr_number else "-",
+        "pr": f"#{attempt.pr_number}" if attempt and attempt.pr_number else "awaiting CI"
+        if attempt and attempt.awaiting_ci else "-",
         "stopped": record.stopped_reason,
         "lifecycle": _lifecycle(record),
         "checks": _checks(record),
@@ -86,10 +87,15 @@ def _lifecycle(record: CycleRecord) -> str:
             if change.branch_kept else ""
         parts.append(f"#{change.number} {change.state}{branch}")
     for action in record.lifecycle:
-        if action.kind == "feedback_ignored":
+        if action.number is None or action.kind == "pr_created":  # a branch held for green CI (checks_pass)
+            number = f" #{action.number}" if action.number is not None else ""
+            parts.append(f"{action.branch} {action.kind}{number}" + (f" ({action.detail})" if action.detail else ""))
+        elif action.kind == "feedback_ignored":
             parts.append(f"#{action.number} ignored {action.author} ({action.reason})")
         elif action.kind in ("changes_requested", "retry_command"):  # the next attempt continues the PR
             parts.append(f"#{action.number} {action.kind} by {action.author}")
+        elif action.kind.startswith("ci_"):  # a head's new CI state, or no fix left
+            parts.append(f"#{action.number} {action.kind}" + (f" ({action.detail})" if action.detail else ""))
         else:
             pending = "" if action.commented or action.kind == "pr_refresh_limit" else " (not commented yet)"
             parts.append(f"#{action.number} {action.kind}" + pending)

@@ -1,5 +1,5 @@
 """``leviathan forge …``: play the human reviewer on the local forge (list, show, merge, close, review,
-comment, collaborator, dashboard).
+comment, collaborator, dashboard), and its CI (status).
 
 Exit codes: 0 done, 1 the forge refused because of its state (merge conflict, PR not open), 2 bad input
 or an unreadable forge. Errors are one line on stderr, never a traceback.
@@ -64,6 +64,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("number", type=int)
     p.add_argument("--as", dest="author", required=True, metavar="LOGIN", help="the commenting user")
     p.add_argument("--body", required=True, help="the comment text")
+
+    p = action("status", "record a CI status on a pull request's head (or a branch's tip), as a CI script does; "
+                         "the newest report of a context replaces the older one", _status)
+    p.add_argument("number", type=int, nargs="?", help="the pull request (its head commit gets the status)")
+    p.add_argument("--branch", help="instead of a PR: the branch (or full commit id) whose tip gets it")
+    p.add_argument("--context", required=True, help="the check's name, e.g. ci/tests")
+    p.add_argument("--state", required=True, choices=["pending", "success", "failure"])
+    p.add_argument("--description", default="", help="what the check reports (shown as untrusted text)")
 
     p = action("collaborator", "set a user's permission (write, maintain or admin may command Leviathan)",
                _collaborator)
@@ -133,6 +141,7 @@ def _show(args: argparse.Namespace) -> int:
         data = pr.model_dump(mode="json")
         data["comments"] = [c.model_dump(mode="json") for c in comments]
         data["reviews"] = [r.model_dump(mode="json") for r in forge.list_reviews(args.number)]
+        data["statuses"] = [st.model_dump(mode="json") for st in forge.statuses(pr.head_sha or "")]
         data.update(requests.model_dump(mode="json"))
         if diff is not None:
             data["diff"] = diff
@@ -141,6 +150,11 @@ def _show(args: argparse.Namespace) -> int:
     print(_describe(pr, requests))
     print()
     print(pr.body.rstrip() or "(no description)")
+    statuses = forge.statuses(pr.head_sha) if pr.head_sha else []
+    if statuses:
+        print(f"\n--- CI on {pr.head_sha}: {forge.ci_status(pr.head_sha or '').state}")
+        for st in statuses:
+            print(f"{st.state:<8} {st.context}  {_when(st.updated_at)} UTC  {st.description}".rstrip())
     for r in forge.list_reviews(args.number):
         print(f"\n--- review {r.id} by {r.author}: {r.state} {_when(r.submitted_at)} UTC\n{r.body.rstrip()}")
     for c in comments:
@@ -167,6 +181,18 @@ def _comment(args: argparse.Namespace) -> int:
     forge = LocalForge(args.repo)
     forge.comment(args.number, args.body, author=args.author)
     print(f"comment {len(forge.list_comments(args.number))} on #{args.number} by {args.author}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    if (args.number is None) == (args.branch is None):
+        raise ValueError("give a pull request number or --branch, not both")
+    forge = LocalForge(args.repo)
+    sha = forge.commit_of(args.branch) if args.branch else forge.get_pr(args.number).head_sha
+    if sha is None:
+        raise ForgeError(f"pull request #{args.number} has no head commit")
+    status = forge.set_status(sha, context=args.context, state=args.state, description=args.description)
+    print(f"{args.context}: {args.state} on {sha} (CI {status.state})")
     return 0
 
 

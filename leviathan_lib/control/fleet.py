@@ -182,8 +182,15 @@ def llm_budget(target: TargetConfig, ledger: Ledger) -> Any:
 
 
 def open_prs(ledger: Ledger) -> list[dict[str, Any]]:
-    """PRs Leviathan opened that no later cycle saw merged or closed."""
-    return [pr.model_dump() for pr in ledger.open_prs]
+    """PRs Leviathan opened that no later cycle saw merged or closed, with the CI state of their head."""
+    return [{**pr.model_dump(), "ci_state": pr.ci.on(pr.head_sha, human_edited=pr.human_edited)}
+            for pr in ledger.open_prs]
+
+
+def held_branches(ledger: Ledger) -> list[dict[str, Any]]:
+    """Branches Leviathan pushed whose PR opens once CI passes, with the CI state of their head."""
+    return [{"branch": h.branch, "task_id": h.task_id, "head_sha": h.head_sha, "pushed_at": h.pushed_at,
+             "ci_state": h.ci.on(h.head_sha)} for h in ledger.held_branches]
 
 
 class TargetState(BaseModel):
@@ -227,6 +234,8 @@ class TargetState(BaseModel):
     stale_reason: str | None = None
     #: The newest cycle's worker could not build the recipe sandbox (``sandbox_unavailable``).
     sandbox_unavailable: bool = False
+    #: Branches pushed whose PR waits for green CI (``pr_creation: checks_pass``): branch, task, CI state.
+    held_branches: list[dict[str, Any]] = Field(default_factory=list)
 
 
 def staleness(target: TargetConfig, dag: DagState | None, age: float | None, expected: bool,
@@ -274,7 +283,7 @@ def _valid_state(target: TargetConfig, evidence: TargetEvidence, dag: DagState |
         effective_enabled=enabled and target.autonomy_enabled and dag_paused is False and not breaker_open,
         last_cycle_at=last.recorded_at if last else None, last_decision=last.decision if last else None,
         last_stopped_reason=last.stopped_reason if last else None, last_reasons=last.reasons if last else [],
-        open_prs=open_prs(ledger), unreadable_records=len(history.unreadable),
+        open_prs=open_prs(ledger), held_branches=held_branches(ledger), unreadable_records=len(history.unreadable),
         sandbox=mode_label(required_mode(target)),
         llm_budget_exhausted=bool(budget and not budget.passed),
         llm_budget_detail=budget.detail if budget else None,
@@ -298,7 +307,8 @@ def _broken_state(target_id: str, files: list[TargetFile], evidence: TargetEvide
         consecutive_failures=streak, breaker_threshold=threshold, effective_enabled=False,
         last_cycle_at=last.recorded_at if last else None, last_decision=last.decision if last else None,
         last_stopped_reason=last.stopped_reason if last else None, last_reasons=last.reasons if last else [],
-        open_prs=open_prs(ledger), unreadable_records=len(history.unreadable), sandbox="unknown",
+        open_prs=open_prs(ledger), held_branches=held_branches(ledger), unreadable_records=len(history.unreadable),
+        sandbox="unknown",
         totals=evidence.totals, evidence_read=evidence.read,
         last_cycle_age_seconds=max(0.0, (now - last.recorded_at).total_seconds()) if last else None,
     )

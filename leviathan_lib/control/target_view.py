@@ -15,7 +15,7 @@ import concurrent.futures
 import logging
 import re
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -34,17 +34,19 @@ from leviathan_lib.core.names import (
 from leviathan_lib.core.read_limits import MAX_BACKLOG_BYTES, MAX_RECIPES_BYTES, TooLarge
 from leviathan_lib.core.repo_url import parse_repo_url
 from leviathan_lib.core.secrets_scan import redact_text
-from leviathan_lib.cycle.check import feedback_continuation, history_error
+from leviathan_lib.cycle.check import history_error, pr_continuation
 from leviathan_lib.cycle.decision import (
     DecisionInputs,
     SandboxSeen,
     build_decision,
     ledger_open_prs,
+    net_attempt_counts,
     state_from_ledger,
 )
+from leviathan_lib.cycle.held import ledger_fix
 from leviathan_lib.cycle.repo_reader import RepoUnreachable
 from leviathan_lib.cycle.steps import CycleError, ReadResult
-from leviathan_lib.evidence.records import CycleRecord, History, Ledger, parse_records
+from leviathan_lib.evidence.records import CycleRecord, History, Ledger, LifecycleAction, parse_records
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +133,14 @@ class PrRow(BaseModel):
     closed_at: datetime | None = None
     #: From the first cycle of the period that saw the task ready to the cycle that saw the PR merged.
     lead_time_hours: float | None = None
+    #: CI on its head as the newest cycle read it (None: not read in the period), the failing checks (or why
+    #: it is unknown) and their report: untrusted text, escaped by the template.
+    ci_state: str | None = None
+    ci_sha: str | None = None
+    ci_detail: str = ""
+    ci_report: str | None = None
+    #: A merged PR a later commit reverted: when a cycle saw it.
+    reverted_at: datetime | None = None
 
 
 class Series(BaseModel):
@@ -226,19 +236,37 @@ def _prs(target: TargetConfig | None, cycles: list[CycleRecord]) -> list[PrRow]:
         for verdict in record.tasks:
             ready_since.setdefault(verdict.id, record.recorded_at)
         attempt = record.attempt
-        if attempt and attempt.pr_number is not None:
+        if attempt and attempt.pr_number is not None and attempt.continued_pr is None:
             prs[attempt.pr_number] = PrRow(number=attempt.pr_number, task_id=attempt.task_id, branch=attempt.branch,
                                            state="open", url=pr_link(target, attempt.pr_number, attempt.pr_url),
                                            opened_at=attempt.finished_at or record.recorded_at)
+        for action in record.lifecycle:
+            _with_action(target, prs, action, record.recorded_at)
         for change in record.pr_sync:
             pr = prs.get(change.number) or PrRow(number=change.number, task_id=change.task_id, branch=change.branch,
                                                  state="open", url=pr_link(target, change.number, None))
-            pr.state, pr.closed_at = change.state, record.recorded_at
+            if change.state == "reverted":  # it stays a merged PR (the charts count it so), now reverted
+                pr.state, pr.reverted_at = "merged", record.recorded_at
+            else:
+                pr.state, pr.closed_at = change.state, record.recorded_at
             since = ready_since.get(change.task_id)
             if change.state == "merged" and since is not None:
                 pr.lead_time_hours = round((record.recorded_at - since).total_seconds() / 3600, 2)
             prs[change.number] = pr
     return sorted(prs.values(), key=lambda p: p.number, reverse=True)
+
+
+def _with_action(target: TargetConfig | None, prs: dict[int, PrRow], action: LifecycleAction, at: datetime) -> None:
+    """A PR opened once its CI passed (``pr_created``), or a new CI reading of an open PR's head."""
+    if action.number is None:
+        return
+    if action.kind == "pr_created":
+        prs[action.number] = PrRow(number=action.number, task_id=action.task_id, branch=action.branch, state="open",
+                                   url=pr_link(target, action.number, None), opened_at=at)
+    row = prs.get(action.number)
+    if action.ci_state is not None and row is not None:
+        row.ci_state, row.ci_sha, row.ci_detail = action.ci_state, action.head_sha, action.detail
+        row.ci_report = action.feedback
 
 
 def activity(target_id: str, target: TargetConfig | None, *, days: int, now: datetime | None = None) -> Activity:
@@ -350,7 +378,9 @@ def decision_inputs(target: TargetConfig, config_path: Path, history: History, l
                                                                 f"{newest.commit_sha[:12]}")
     state = state_from_ledger(ledger, global_autonomy=global_autonomy, now=now, open_prs=ledger_open_prs(ledger),
                               commit_sha=newest.commit_sha)
-    continue_pr, _ = feedback_continuation(target, ledger, [], {pr.number: pr.head_sha for pr in ledger.open_prs})
+    continue_pr, _ = pr_continuation(target, ledger, [], {pr.number: pr.head_sha for pr in ledger.open_prs})
+    continue_pr = continue_pr or ledger_fix(target, ledger.held_branches, Counter(
+        net_attempt_counts(ledger.attempt_counts, ledger.refresh_counts)))
     return DecisionInputs(target=target, read=read, state=state, refresh_counts=ledger.refresh_counts,
                           continue_request=continue_pr, sandbox=_sandbox_seen(newest))
 

@@ -197,6 +197,12 @@ class TargetConfig(BaseModel):
     #: A check already failing on the pinned commit: ``skip`` ends the attempt without a PR (not a failure);
     #: ``deliver_with_warning`` delivers and says so in the PR (that check need not pass after the change).
     checks_red_at_base: Literal["skip", "deliver_with_warning"] = "skip"
+    #: Attempts that may fix the red CI of one open PR (docs/pull-requests.md "CI"); 0: never.
+    max_ci_fix_attempts: Annotated[int, Field(ge=0, le=5)] = 1
+    #: ``immediate``: a PR opens when the change is pushed; ``checks_pass``: the agent branch is pushed and its
+    #: PR opens once the forge's CI on it is green (after ``ci_wait_minutes`` without any CI: with a note).
+    pr_creation: Literal["immediate", "checks_pass"] = "immediate"
+    ci_wait_minutes: Annotated[int, Field(ge=0, le=7 * 24 * 60)] = 30
 
     @field_validator("allowed_path_prefixes", "backlog_path", "recipes_path", "protected_paths")
     @classmethod

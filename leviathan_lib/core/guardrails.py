@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cache
@@ -86,6 +87,13 @@ class ReasonCode(StrEnum):
     #: The repository's own checks failed on the pinned commit before any change (``checks_red_at_base: skip``):
     #: the task waits for a new commit. The repository's state, never a failure of the worker.
     CHECKS_RED_AT_BASE = "checks_red_at_base"
+    # CI on Leviathan's PRs (:mod:`leviathan_lib.cycle.ci_sync`).
+    #: CI failed on the head Leviathan pushed: an attempt fixes it (the continuation's ``why``).
+    CI_FAILED = "ci_failed"
+    #: CI failed again, but the PR used ``max_ci_fix_attempts`` (or its task ``max_attempts_per_task``).
+    CI_FIX_LIMIT = "ci_fix_limit"
+    #: Task level: its ``agent/`` branch is pushed and its PR opens once CI on it passes (``checks_pass``).
+    AWAITING_CI = "awaiting_ci"
 
 
 class _State(BaseModel):
@@ -98,6 +106,13 @@ class OpenPR(_State):
     task_id: str | None = None
     #: The branch tip the forge reports (None when unknown, e.g. a replay).
     head_sha: str | None = None
+
+
+class HeldBranch(_State):
+    """A pushed ``agent/`` branch whose PR is not open yet: it waits for green CI."""
+
+    branch: str
+    task_id: str
 
 
 class AttemptRecord(_State):
@@ -119,6 +134,8 @@ class ClosedPR(_State):
     task_id: str
     task_hash: str
     by_human_gate: bool = False
+    #: Its branch, held for green CI (``pr_creation: checks_pass``), failed CI with no fix left and was deleted.
+    by_ci: bool = False
 
 
 class CycleState(_State):
@@ -147,6 +164,9 @@ class CycleState(_State):
     #: Tasks whose attempt found the repository's checks failing on the commit this decision reads
     #: (:func:`leviathan_lib.cycle.decision.state_from_ledger` keeps only those of that commit).
     red_at_base: list[str] = Field(default_factory=list)
+    #: ``agent/`` branches pushed whose PR opens once CI passes (``pr_creation: checks_pass``): each counts
+    #: toward ``max_open_prs`` like an open PR, and holds its task (``awaiting_ci``).
+    held_branches: list[HeldBranch] = Field(default_factory=list)
 
 
 _S = TypeVar("_S", bound=CycleState)
@@ -237,10 +257,12 @@ def _forge_rule(target: TargetConfig, state: CycleState) -> _RuleResult:
                 Check(name="open_prs", passed=False, detail="unknown: the forge could not be read")], \
             ReasonCode.FORGE_STATE_UNKNOWN
     agent_prs = [pr for pr in state.open_prs if pr.branch.startswith(AGENT_BRANCH_PREFIX)]
-    under_limit = len(agent_prs) < target.max_open_prs
+    held = [b for b in state.held_branches if b.branch not in {pr.branch for pr in agent_prs}]
+    under_limit = len(agent_prs) + len(held) < target.max_open_prs
+    waiting = f" and {len(held)} pushed branch(es) awaiting CI" if held else ""
     return [Check(name="forge_state", passed=True, detail="open pull requests known"),
             Check(name="open_prs", passed=under_limit,
-                  detail=f"{len(agent_prs)} open agent/ PR(s), limit {target.max_open_prs}")], \
+                  detail=f"{len(agent_prs)} open agent/ PR(s){waiting}, limit {target.max_open_prs}")], \
         None if under_limit else ReasonCode.OPEN_PR_LIMIT
 
 
@@ -287,6 +309,29 @@ _CYCLE_RULES: tuple[Callable[[TargetConfig, CycleState], _RuleResult], ...] = (
 )
 
 
+@dataclass(frozen=True)
+class _Waiting:
+    """What a task waits for beyond its own fields: a new definition after a human closed its PR (``closed``),
+    rejected it (``rejected``) or its held branch failed CI (``ci_failed``), each task id to the definition
+    hash it had; or CI on its pushed branch (``held``)."""
+
+    closed: dict[str, str]
+    rejected: dict[str, str]
+    ci_failed: dict[str, str]
+    held: set[str]
+
+    def reasons(self, task: Task) -> list[ReasonCode]:
+        defined = task.definition_hash()
+        found = [code for code, hashes in ((ReasonCode.PR_CLOSED_UNCHANGED, self.closed),
+                                           (ReasonCode.REJECTED_BY_HUMAN, self.rejected))
+                 if hashes.get(task.id) == defined]
+        if task.id in self.held:
+            found.append(ReasonCode.AWAITING_CI)
+        if self.ci_failed.get(task.id) == defined:
+            found.append(ReasonCode.CI_FAILED)
+        return found
+
+
 def _task_reasons(
     task: Task,
     *,
@@ -295,8 +340,7 @@ def _task_reasons(
     attempts: Counter[str],
     pr_tasks: set[str],
     max_attempts: int,
-    closed: dict[str, str],
-    rejected: dict[str, str],
+    waiting: _Waiting,
     protected: Protected,
 ) -> list[ReasonCode]:
     reasons = []
@@ -314,11 +358,7 @@ def _task_reasons(
         reasons.append(ReasonCode.ATTEMPTS_EXHAUSTED)
     if task.id in pr_tasks:
         reasons.append(ReasonCode.PR_OPEN_FOR_TASK)
-    if task.id in closed and closed[task.id] == task.definition_hash():
-        reasons.append(ReasonCode.PR_CLOSED_UNCHANGED)
-    if task.id in rejected and rejected[task.id] == task.definition_hash():
-        reasons.append(ReasonCode.REJECTED_BY_HUMAN)
-    return reasons
+    return reasons + waiting.reasons(task)
 
 
 def _invalid_verdict(entry: InvalidTask) -> TaskVerdict:
@@ -340,8 +380,10 @@ def _verdicts(
                 else Counter(a.task_id for a in state.attempts if not a.continued_pr))
     pr_tasks = {tid for pr in state.open_prs or [] if (tid := _pr_task_id(pr))}
     # The latest closure (rejection) per task wins.
-    closed = {c.task_id: c.task_hash for c in state.closed_prs if not c.by_human_gate}
-    rejected = {c.task_id: c.task_hash for c in state.closed_prs if c.by_human_gate}
+    waiting = _Waiting(closed={c.task_id: c.task_hash for c in state.closed_prs if not c.by_human_gate and not c.by_ci},
+                       rejected={c.task_id: c.task_hash for c in state.closed_prs if c.by_human_gate},
+                       ci_failed={c.task_id: c.task_hash for c in state.closed_prs if c.by_ci},
+                       held={b.task_id for b in state.held_branches})
     red_at_base = frozenset(state.red_at_base)
 
     verdicts: list[TaskVerdict] = []
@@ -355,8 +397,7 @@ def _verdicts(
             verdicts.append(_invalid_verdict(invalid[next_invalid]))
             next_invalid += 1
         reasons = _task_reasons(task, in_scope=in_scope, statuses=statuses, attempts=attempts, pr_tasks=pr_tasks,
-                                max_attempts=target.max_attempts_per_task, closed=closed, rejected=rejected,
-                                protected=protected)
+                                max_attempts=target.max_attempts_per_task, waiting=waiting, protected=protected)
         if task.id in red_at_base:
             reasons.append(ReasonCode.CHECKS_RED_AT_BASE)
         verdicts.append(TaskVerdict(id=task.id, eligible=not reasons, reasons=reasons))

@@ -43,6 +43,11 @@ EXPLAIN: Final[dict[ReasonCode, str]] = {
                                   "it waits until the task definition changes",
     ReasonCode.CHECKS_RED_AT_BASE: "the repository's own checks already fail on the pinned commit: fix them "
                                    "(or set checks_red_at_base: deliver_with_warning); it waits for a new commit",
+    ReasonCode.CI_FAILED: "CI failed: on an open PR one more attempt fixes it (at most max_ci_fix_attempts); a "
+                          "branch held for green CI with no fix left was deleted, and the task waits until its "
+                          "definition changes",
+    ReasonCode.AWAITING_CI: "its agent/ branch is pushed and its PR opens once CI on it passes (checks_pass)",
+    ReasonCode.CI_FIX_LIMIT: "CI failed on its PR, but no fix attempt is left: the PR is the humans' to judge",
 }
 
 

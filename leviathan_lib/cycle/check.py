@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import OpenPR
-from leviathan_lib.cycle import feedback, pr_sync
+from leviathan_lib.cycle import ci_sync, feedback, pr_sync, reverts
 from leviathan_lib.cycle.decision import (
     DecisionInputs,
     build_decision,
@@ -22,10 +22,11 @@ from leviathan_lib.cycle.decision import (
     net_attempt_counts,
     state_from_ledger,
 )
+from leviathan_lib.cycle.held import HeldInputs, ci_failed_closures
 from leviathan_lib.cycle.history import HISTORY_UNREADABLE
 from leviathan_lib.cycle.lifecycle import Review
 from leviathan_lib.cycle.steps import ContinueRequest, CycleError, GuardrailResult, ReadResult
-from leviathan_lib.evidence.records import History, Ledger, LifecycleAction, PrStateChange, Totals
+from leviathan_lib.evidence.records import History, Ledger, LedgerHeld, LifecycleAction, PrStateChange, Totals
 
 log = logging.getLogger("leviathan")
 
@@ -55,17 +56,21 @@ def refresh_counts(ledger: Ledger) -> Counter[str]:
     return Counter(ledger.refresh_counts)
 
 
-def feedback_continuation(target: TargetConfig, ledger: Ledger, actions: list[LifecycleAction],
-                          heads: dict[int, str | None], *, own_heads: dict[int, str] | None = None,
-                          ) -> tuple[ContinueRequest | None, list[LifecycleAction]]:
-    """The open PR review feedback sends the next attempt to (the first servable request), and the requests
-    dropped (a human pushed, no attempts left). ``heads``: the open PRs' branch tips (the forge's, or the
-    ledger's where the forge is not asked)."""
-    servable, dropped = feedback.pending_requests(
-        ledger.open_prs, actions, heads, Counter(net_attempt_counts(ledger.attempt_counts, ledger.refresh_counts)),
-        target.max_attempts_per_task, own_heads=own_heads)
+def pr_continuation(target: TargetConfig, ledger: Ledger, actions: list[LifecycleAction],
+                    heads: dict[int, str | None], *, own_heads: dict[int, str] | None = None,
+                    ) -> tuple[ContinueRequest | None, list[LifecycleAction]]:
+    """The open PR the next attempt continues, review feedback first (the first servable request), then red
+    CI; and the requests dropped (a human pushed, no attempts left) and the red PRs with no fix left.
+    ``heads``: the open PRs' branch tips (the forge's, or the ledger's where the forge is not asked)."""
+    attempts = Counter(net_attempt_counts(ledger.attempt_counts, ledger.refresh_counts))
+    servable, dropped = feedback.pending_requests(ledger.open_prs, actions, heads, attempts,
+                                                  target.max_attempts_per_task, own_heads=own_heads)
+    fixes, limits = ci_sync.fix_requests(ledger.open_prs, actions, heads, attempts,
+                                         max_attempts=target.max_attempts_per_task,
+                                         max_fixes=target.max_ci_fix_attempts, own_heads=own_heads)
     found = next(iter(feedback.continue_prs(ledger.open_prs, servable).items()), None)
-    return (ContinueRequest(task_id=found[0], pr=found[1]) if found else None), dropped
+    request = ContinueRequest(task_id=found[0], pr=found[1]) if found else next(iter(fixes), None)
+    return request, dropped + limits
 
 
 def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, ledger: Ledger, run_id: str,
@@ -81,6 +86,9 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
     actions: list[LifecycleAction] = []
     review = Review()
     own_heads: dict[int, str] = {}
+    held: list[LedgerHeld] | None = None  # None: as the ledger holds them (the forge was not asked)
+    held_fixes: list[ContinueRequest] = []
+    scanned: str | None = None
     open_prs: list[OpenPR] | None
     if read.error:
         open_prs = []
@@ -90,21 +98,34 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
         rerun = pr_sync.own_continued_attempt(history, run_id)
         if rerun is not None and rerun.continued_pr is not None and rerun.pr_head_sha:
             own_heads[rerun.continued_pr] = rerun.pr_head_sha
+        waiting = HeldInputs(branches=ledger.held_branches, now=now or datetime.now(UTC),
+                             may_open=global_autonomy and target.autonomy_enabled,
+                             attempts=net_attempt_counts(ledger.attempt_counts, ledger.refresh_counts) or {},
+                             own_heads=pr_sync.own_held_heads(history, run_id))
         forge = pr_sync.forge_state(target, repo_url, ledger.open_prs, hashes=task_hashes(read),
-                                    base_sha=read.commit_sha, refreshes=refresh_counts(ledger), rerun=rerun)
+                                    base_sha=read.commit_sha, refreshes=refresh_counts(ledger), rerun=rerun,
+                                    held=waiting)
         changes, actions, review = forge.changes, forge.actions, forge.review
         found = forge.open_prs
         open_prs = pr_sync.without_own_prs(found, history, run_id) if found is not None else None
+        if found is not None:
+            held, held_fixes = forge.held.still_held, forge.held.fixes
+        reverted, scanned = reverts.check_reverts(target, read, ledger, changes)
+        changes = changes + reverted
     continue_pr = ContinueRequest(task_id=review.refresh_task, pr=review.refresh) \
         if review.refresh and review.refresh_task else None
     if open_prs:
-        served, dropped = feedback_continuation(target, ledger, actions, {pr.number: pr.head_sha for pr in open_prs},
-                                                own_heads=own_heads)
+        served, dropped = pr_continuation(target, ledger, actions, {pr.number: pr.head_sha for pr in open_prs},
+                                          own_heads=own_heads)
         actions = actions + dropped
-        # A conflicted PR is brought up to date first; review feedback waits (pending) for the next cycle.
+        # A conflicted PR is brought up to date first; review feedback and red CI wait for the next cycle.
         continue_pr = continue_pr or served
-    state = state_from_ledger(ledger, global_autonomy=global_autonomy, now=read.as_of or now or datetime.now(UTC),
-                              open_prs=open_prs, closed=pr_sync.closed_by_humans(changes), commit_sha=read.commit_sha)
+    continue_pr = continue_pr or next(iter(held_fixes), None)  # then red CI on a branch held before its PR
+    moment = read.as_of or now or datetime.now(UTC)
+    state = state_from_ledger(ledger.with_reverts(changes, moment), global_autonomy=global_autonomy, now=moment,
+                              open_prs=open_prs, held=held, commit_sha=read.commit_sha,
+                              closed=pr_sync.closed_by_humans(changes) + ci_failed_closures(actions,
+                                                                                            ledger.held_branches))
     result = build_decision(DecisionInputs(
         target=target, read=read, state=state, refresh_counts=ledger.refresh_counts,
         continue_request=continue_pr))
@@ -112,4 +133,5 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
     result.totals = totals
     result.pr_sync = changes
     result.lifecycle = actions
+    result.reverts_scanned_to = scanned
     return result

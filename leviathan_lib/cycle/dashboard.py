@@ -23,7 +23,7 @@ from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.reasons import explain
 from leviathan_lib.cycle.steps import GuardrailResult, ReadResult
-from leviathan_lib.evidence.records import Ledger, SettledPR
+from leviathan_lib.evidence.records import Ledger, LedgerPR, SettledPR
 
 #: Bounds, so any backlog fits GitHub's 65 536-character issue body.
 MAX_TASKS = 200
@@ -114,6 +114,25 @@ def _tasks(read: ReadResult, result: GuardrailResult) -> list[str]:
     return lines
 
 
+def _ci(pr: LedgerPR, result: GuardrailResult) -> str:
+    """The PR head's CI as this cycle read it (else as the ledger holds it); check names are untrusted."""
+    ci = pr.ci
+    for action in result.lifecycle:
+        if action.number == pr.number and action.ci_state is not None:
+            ci = ci.with_reading(action)
+    if ci.state is None:  # no CI ever reported on it
+        return ""
+    state = ci.on(pr.head_sha, human_edited=pr.human_edited)
+    fixes = f", {ci.fix_attempts} fix attempt(s)" if ci.fix_attempts else ""
+    return f", CI **{state}**{fixes}" + (f" ({md(_ci_detail(pr, result), 200)})" if state == "failure" else "")
+
+
+def _ci_detail(pr: LedgerPR, result: GuardrailResult) -> str:
+    """The failing checks this cycle named for ``pr``, else the first line of the stored report."""
+    named = [a.detail for a in result.lifecycle if a.number == pr.number and a.ci_state == "failure"]
+    return named[-1] if named else (pr.ci.report or "").split("\n", 1)[0]
+
+
 def _pulls(ledger: Ledger, result: GuardrailResult) -> list[str]:
     synced = {c.number for c in result.pr_sync}
     open_prs = [p for p in ledger.open_prs if p.number not in synced]
@@ -121,11 +140,15 @@ def _pulls(ledger: Ledger, result: GuardrailResult) -> list[str]:
                                                for c in result.pr_sync])[-10:]
     lines = ["### Pull requests", ""]
     if open_prs:
-        lines += [f"- open: #{p.number} task {md(p.task_id)} on {md(p.branch)}"
+        lines += [f"- open: #{p.number} task {md(p.task_id)} on {md(p.branch)}" + _ci(p, result)
                   + (" (a human pushed to it: Leviathan leaves it alone)" if p.human_edited else "")
                   for p in open_prs]
     else:
         lines.append("- open: none")
+    gone = {a.branch for a in result.lifecycle if a.kind in ("pr_created", "ci_branch_deleted")
+            or (a.number is None and a.kind in ("human_edited", "pr_branch_deleted"))}
+    lines += [f"- awaiting CI (its PR opens once CI passes): {md(h.branch)} task {md(h.task_id)}"
+              for h in ledger.held_branches if h.branch not in gone]
     lines += [f"- {s.state}: #{s.number} task {md(s.task_id)}" for s in reversed(settled)]
     return [*lines, ""]
 

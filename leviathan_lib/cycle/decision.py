@@ -23,10 +23,10 @@ from leviathan_lib.core.guardrails import (
     ClosedPR,
     CycleState,
     Decision,
+    HeldBranch,
     OpenPR,
     ReasonCode,
     decide,
-    failure_streak,
     sandbox_gate,
 )
 from leviathan_lib.core.names import agent_branch
@@ -41,14 +41,17 @@ from leviathan_lib.cycle.steps import (
     apply_recipe_checks,
     check_names,
 )
-from leviathan_lib.evidence.records import Ledger
+from leviathan_lib.evidence.records import Ledger, LedgerHeld
 from leviathan_lib.worker.contract import ContinuePr
 
 #: Why a refresh continues its PR (:mod:`leviathan_lib.cycle.lifecycle`); it has its own bound.
 REFRESH_WHY = "pr_conflicted"
-#: Why an attempt continues a PR for review feedback (:mod:`leviathan_lib.cycle.feedback`).
-FEEDBACK_WHYS = frozenset({"changes_requested", "retry_command"})
+#: Why an attempt continues a PR as its task's next attempt: review feedback (:mod:`leviathan_lib.cycle.feedback`)
+#: or red CI (:mod:`leviathan_lib.cycle.ci_sync`). Every task rule applies to it.
+FEEDBACK_WHYS = frozenset({"changes_requested", "retry_command", "ci_failed"})
 CONTINUE_CHECK = "continue_pr"
+#: Task reasons that are the very PR (or branch awaiting CI) a continuation delivers to.
+_HELD_BY_ITSELF = frozenset({ReasonCode.PR_OPEN_FOR_TASK, ReasonCode.AWAITING_CI})
 #: Cycle-level reasons that stop an attempt on an open PR too; the others are about opening new PRs.
 _CONTINUE_BLOCKERS = frozenset({ReasonCode.AUTONOMY_DISABLED, ReasonCode.FORGE_STATE_UNKNOWN,
                                 ReasonCode.CIRCUIT_BREAKER_OPEN, ReasonCode.LLM_BUDGET_EXHAUSTED})
@@ -93,24 +96,28 @@ def guardrail_inputs(ledger: Ledger) -> tuple[list[AttemptRecord], list[ClosedPR
                        for a in ledger.recent_attempts), key=lambda a: a.finished_at)
     closed = [ClosedPR(task_id=c.task_id, task_hash=c.task_hash) for c in ledger.closed_prs]
     rejected = [ClosedPR(task_id=c.task_id, task_hash=c.task_hash, by_human_gate=True) for c in ledger.rejected]
-    return attempts, closed + rejected
+    ci_failed = [ClosedPR(task_id=c.task_id, task_hash=c.task_hash, by_ci=True) for c in ledger.ci_failed]
+    return attempts, closed + rejected + ci_failed
 
 
 def state_from_ledger(ledger: Ledger, *, global_autonomy: bool, now: datetime | None,
                       open_prs: list[OpenPR] | None, closed: Iterable[ClosedPR] = (),
-                      commit_sha: str | None = None) -> CycleState:
+                      commit_sha: str | None = None, held: list[LedgerHeld] | None = None) -> CycleState:
     """The guardrails' state from the history a ledger carries; ``open_prs`` from the forge (None: unknown)
-    or :func:`ledger_open_prs`, ``closed`` the closures seen since (this cycle's PR sync). The tasks whose
-    checks were red at base count only at the commit they were red at, ``commit_sha`` (the one decided on)."""
+    or :func:`ledger_open_prs`, ``closed`` the closures seen since (this cycle's PR sync), ``held`` the
+    branches still waiting for green CI after it (default: the ledger's; each counts as an open PR). The
+    tasks whose checks were red at base count only at the commit they were red at, ``commit_sha`` (the one
+    decided on)."""
     attempts, known_closed = guardrail_inputs(ledger)
     switch = ledger.switch
     paused = None if switch is None or switch.enabled else \
         f"{switch.by} at {switch.changed_at.isoformat(timespec='seconds')} ({switch.reason})"
     red = sorted(task for task, sha in ledger.red_at_base.items() if commit_sha is not None and sha == commit_sha)
+    waiting = ledger.held_branches if held is None else held
     return CycleState(autonomy_enabled=global_autonomy, admin_paused=paused, open_prs=open_prs, attempts=attempts,
                       attempt_counts=dict(ledger.attempt_counts), breaker_reset_at=ledger.breaker_reset_at,
                       closed_prs=[*known_closed, *closed], prs_opened_at=list(ledger.prs_opened_at), now=now,
-                      red_at_base=red)
+                      red_at_base=red, held_branches=[HeldBranch(branch=h.branch, task_id=h.task_id) for h in waiting])
 
 
 def ledger_open_prs(ledger: Ledger) -> list[OpenPR]:
@@ -145,9 +152,7 @@ def build_decision(inputs: DecisionInputs) -> GuardrailResult:
     if cont is not None and state.open_prs is not None:
         decision = continue_decision(decision, backlog, cont.task_id, cont.pr)
     decision = _sandbox(target, backlog, decision, inputs.sandbox)
-    result = GuardrailResult(decision=decision, consecutive_failures=failure_streak(state.attempts,
-                                                                                   state.breaker_reset_at),
-                             replay=read.as_of is not None,
+    result = GuardrailResult(decision=decision, replay=read.as_of is not None,
                              task_problems=[p for entry in backlog.invalid for p in entry.problems])
     if decision.decision == "run" and decision.task_id and not result.replay:
         result.attempt = _attempt_plan(backlog, decision, state, cont)
@@ -178,8 +183,9 @@ def continue_decision(decision: Decision, backlog: Backlog, task_id: str, cont: 
     blockers = [r for r in decision.reasons if r in _CONTINUE_BLOCKERS]
     if cont.why in FEEDBACK_WHYS:  # the task's next attempt: it must still be one the backlog allows
         verdict = next((v for v in decision.tasks if v.id == task_id), None)
-        blockers += [r for r in (verdict.reasons if verdict else []) if r != ReasonCode.PR_OPEN_FOR_TASK]
-    detail = f"PR #{cont.number} ({cont.branch}): {cont.why}"
+        blockers += [r for r in (verdict.reasons if verdict else []) if r not in _HELD_BY_ITSELF]
+    where = f"PR #{cont.number}" if cont.number is not None else "pushed branch, no PR yet"
+    detail = f"{where} ({cont.branch}): {cont.why}"
     if blockers or task_id not in backlog.by_id():
         why = ", ".join(blockers) if blockers else f"task {task_id} cannot run (invalid)"
         check = Check(name=CONTINUE_CHECK, passed=False, detail=f"{detail}; not attempted: {why}")

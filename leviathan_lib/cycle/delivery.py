@@ -55,13 +55,24 @@ class DeliveryRejected(LeviathanError):
         self.changed_paths = changed_paths or []
 
 
+class Held(BaseModel):
+    """A pushed branch whose PR opens once CI on it passes (``pr_creation: checks_pass``): its head, and the
+    PR's title and body as delivery built and checked them."""
+
+    head_sha: str
+    title: str
+    body: str
+
+
 class Delivery(BaseModel):
     """The pull request, and what it really changes (from git's objects)."""
 
-    pr: PullRequest
+    #: None when the PR waits for green CI (``held``).
+    pr: PullRequest | None
     changed_paths: list[str]
     #: What went wrong after the push (``pr_body_not_updated: ...``); the PR holds the pushed head regardless.
     note: str = ""
+    held: Held | None = None
 
 
 class _Repo:
@@ -178,8 +189,14 @@ def deliver(
         run_git(["push", "--quiet", "--porcelain", "--", read.repo_url,
                  f"+{built.head_sha}:refs/heads/{plan.branch}"], cwd=path, env=forge.git_push_env())
 
+    if target.pr_creation == "checks_pass":  # a later cycle opens the PR once CI on this head passes
+        return Delivery(pr=None, changed_paths=built.changed_paths, held=_held(built))
     pr = forge.create_pr(head=plan.branch, base=target.target_branch, title=built.title, body=built.body)
     return Delivery(pr=pr, changed_paths=built.changed_paths)
+
+
+def _held(built: _Built) -> Held:
+    return Held(head_sha=built.head_sha, title=built.title, body=built.body)
 
 
 def _build(target: TargetConfig, read: ReadResult, plan: AttemptPlan, result: AttemptResult, repo: _Repo, *,
@@ -273,8 +290,8 @@ def _lease_problem(forge: Forge, cont: ContinuePr, detail: str) -> DeliveryRejec
     except ForgeError as exc:
         return DeliveryRejected("forge_error", f"{detail}; the branch cannot be read: {exc}")
     if tip is None:
-        return DeliveryRejected(PR_BRANCH_DELETED, f"{cont.branch} was deleted; Leviathan leaves PR #{cont.number} "
-                                                   "alone")
+        what = f"PR #{cont.number}" if cont.number is not None else "it"
+        return DeliveryRejected(PR_BRANCH_DELETED, f"{cont.branch} was deleted; Leviathan leaves {what} alone")
     if tip != cont.head_sha:
         return DeliveryRejected(HUMAN_EDITED, f"someone else pushed {tip} to {cont.branch} (Leviathan pushed "
                                               f"{cont.head_sha}); nothing was rewritten")
@@ -286,8 +303,16 @@ def _deliver_to_open_pr(forge: Forge, read: ReadResult, cont: ContinuePr, built:
 
     The lease is git's own (``--force-with-lease=<branch>:<head>``, checked by the receiving side under its
     ref lock), so a push someone made in between is never overwritten. With ``start: branch`` the new
-    commit's parent is that head: a fast-forward. A rerun finds its own commit already there.
+    commit's parent is that head: a fast-forward. A rerun finds its own commit already there. A branch whose
+    PR is not open yet (``cont.number`` None: it waits for green CI) is pushed the same way and stays held.
     """
+    if cont.number is None:
+        try:
+            tip = forge.branch_sha(cont.branch)
+        except ForgeError as exc:
+            raise DeliveryRejected("forge_error", f"{cont.branch} cannot be read: {exc}") from None
+        _push_with_lease(forge, read, cont, built, repo, tip=tip)
+        return Delivery(pr=None, changed_paths=built.changed_paths, held=_held(built))
     try:
         pr = forge.get_pr(cont.number)
     except ForgeError as exc:
@@ -295,13 +320,7 @@ def _deliver_to_open_pr(forge: Forge, read: ReadResult, cont: ContinuePr, built:
     if pr.state != "open" or pr.head != cont.branch:
         raise DeliveryRejected("pr_not_open", f"PR #{cont.number} is {pr.state} (head {pr.head}); "
                                               "Leviathan opens no other PR for it")
-    ref = f"refs/heads/{cont.branch}"
-    if pr.head_sha != built.head_sha:
-        try:
-            run_git(["push", "--quiet", "--porcelain", f"--force-with-lease={ref}:{cont.head_sha}", "--",
-                     read.repo_url, f"{built.head_sha}:{ref}"], cwd=repo, env=forge.git_push_env())
-        except GitError as exc:
-            raise _lease_problem(forge, cont, f"push to {cont.branch} failed: {redact_text(exc.stderr)}") from None
+    _push_with_lease(forge, read, cont, built, repo, tip=pr.head_sha)
     note = ""
     if cont.start == "base":  # the body describes the new head; a commit on top leaves it to the review
         try:
@@ -310,3 +329,15 @@ def _deliver_to_open_pr(forge: Forge, read: ReadResult, cont: ContinuePr, built:
             note = f"{PR_BODY_NOT_UPDATED}: {exc}"
     pr = pr.model_copy(update={"head_sha": built.head_sha})
     return Delivery(pr=pr, changed_paths=built.changed_paths, note=note)
+
+
+def _push_with_lease(forge: Forge, read: ReadResult, cont: ContinuePr, built: _Built, repo: Path, *,
+                     tip: str | None) -> None:
+    """Push the built head to ``cont.branch`` unless ``tip`` (the branch now) is it already (a rerun)."""
+    ref = f"refs/heads/{cont.branch}"
+    if tip != built.head_sha:
+        try:
+            run_git(["push", "--quiet", "--porcelain", f"--force-with-lease={ref}:{cont.head_sha}", "--",
+                     read.repo_url, f"{built.head_sha}:{ref}"], cwd=repo, env=forge.git_push_env())
+        except GitError as exc:
+            raise _lease_problem(forge, cont, f"push to {cont.branch} failed: {redact_text(exc.stderr)}") from None

@@ -191,6 +191,8 @@ def _check_conflict(forge: Forge, pr: LedgerPR, review: Review, *, base_sha: str
 
 
 def _comment(forge: Forge, action: LifecycleAction, body: str) -> None:
+    if action.number is None:  # a branch without a PR: nowhere to comment
+        return
     try:
         forge.comment(action.number, body)
         action.commented = True

@@ -75,6 +75,8 @@ def attempt_evidence(
         attempt.pr_number, attempt.pr_url = pr["number"], pr["url"]
         attempt.pr_head_sha = pr.get("head_sha")
         attempt.delivery_note = pr.get("note") or ""
+        if pr.get("awaiting_ci"):  # pushed; its PR opens once CI passes (pr_creation: checks_pass)
+            attempt.awaiting_ci, attempt.pr_title, attempt.pr_body = True, pr.get("title"), pr.get("body")
     elif attempt.outcome == "succeeded":
         attempt.outcome, attempt.error_code = "failed", "pr_not_opened"
         attempt.error_message = "open_pull_request did not finish (see its task log)"

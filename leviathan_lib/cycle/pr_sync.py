@@ -1,4 +1,4 @@
-"""What the forge says about Leviathan's PRs: which are open, which humans merged or closed since.
+"""What the forge says about Leviathan's PRs: which are open, which humans merged or closed since, their CI.
 
 A PR a human closed without merging is a "no": the task waits for a changed definition. The branches of
 closed and (unless ``delete_merged_branches`` is off) merged PRs are deleted when nobody but Leviathan
@@ -17,7 +17,9 @@ from pydantic import BaseModel, Field
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import ClosedPR, OpenPR
 from leviathan_lib.core.names import AGENT_BRANCH_PREFIX, branch_task_id
+from leviathan_lib.cycle import ci_sync
 from leviathan_lib.cycle.feedback import read_feedback
+from leviathan_lib.cycle.held import HeldInputs, HeldSync, sync_held
 from leviathan_lib.cycle.lifecycle import Review, notice_human_edits, review_open_prs, settle_branch
 from leviathan_lib.evidence.records import AttemptEvidence, History, LedgerPR, LifecycleAction, PrStateChange
 from leviathan_lib.forge import open_forge
@@ -35,18 +37,24 @@ class ForgeState(BaseModel):
     changes: list[PrStateChange] = Field(default_factory=list)
     actions: list[LifecycleAction] = Field(default_factory=list)
     review: Review = Field(default_factory=Review)
+    #: The branches held for green CI: opened, fixed, deleted or still waiting (``pr_creation: checks_pass``).
+    held: HeldSync = Field(default_factory=HeldSync)
 
 
 def forge_state(target: TargetConfig, repo_url: str, known: list[LedgerPR], *, hashes: dict[str, str] | None = None,
                 base_sha: str | None = None, refreshes: Counter[str] | None = None,
-                rerun: AttemptEvidence | None = None) -> ForgeState:
+                rerun: AttemptEvidence | None = None, held: HeldInputs | None = None) -> ForgeState:
     """:func:`sync_pr_states` and the lifecycle of the still open PRs on the target's forge (human edits, then
-    superseded and conflicted PRs given the backlog's task ``hashes`` at ``base_sha``, then review feedback);
+    superseded and conflicted PRs given the backlog's task ``hashes`` at ``base_sha``, then review feedback,
+    then CI);
     None open PRs when the forge cannot be opened or read. ``rerun`` is the attempt this very run already
     made on an open PR (a "clear" runs ``plan`` again): its push is Leviathan's own, and the same attempt is
-    planned again, so delivery finds its commit already there."""
+    planned again, so delivery finds its commit already there. ``held``: the branches waiting for green CI
+    (:mod:`leviathan_lib.cycle.held`); a PR opened for one this cycle is open for the guardrails too."""
     try:
-        forge = open_forge(target.forge, repo_url, target.forge_conn_id)
+        forge = open_forge(target.forge, repo_url, target.forge_conn_id, draft=target.pr_draft,
+                           labels=tuple(target.pr_labels), reviewers=tuple(target.pr_reviewers),
+                           assignees=tuple(target.pr_assignees))
         listed = forge.list_open_prs(head_prefix=AGENT_BRANCH_PREFIX)
     except ForgeError as exc:
         log.error("forge state unknown for %s: %s", target.target_id, exc)
@@ -71,7 +79,13 @@ def forge_state(target: TargetConfig, repo_url: str, known: list[LedgerPR], *, h
         open_prs = [pr for pr in open_prs if pr.number not in review.closed]
     still_open = [pr for pr in known if pr.number not in review.closed]
     actions += review.actions + read_feedback(forge, listed, still_open)
-    return ForgeState(open_prs=open_prs, changes=changes, actions=actions, review=review)
+    actions += ci_sync.read_open_prs(forge, listed, still_open)
+    waiting = sync_held(forge, target, held) if held is not None and held.branches else HeldSync()
+    if open_prs is not None:
+        open_prs += [OpenPR(number=a.number, branch=a.branch, task_id=a.task_id, head_sha=a.head_sha)
+                     for a in waiting.actions if a.kind == "pr_created" and a.number is not None]
+    return ForgeState(open_prs=open_prs, changes=changes, actions=actions + waiting.actions, review=review,
+                      held=waiting)
 
 
 def sync_pr_states(forge: Forge, known: list[LedgerPR], *, target_id: str = "", delete_merged: bool = True,
@@ -109,7 +123,8 @@ def _state_change(forge: Forge, pr: LedgerPR, *, delete_merged: bool) -> PrState
     if kept:
         log.info("PR #%s: branch %s kept (%s)", pr.number, pr.branch, kept)
     return PrStateChange(number=pr.number, task_id=pr.task_id, branch=pr.branch, state=current.state,
-                         task_hash=pr.task_hash, branch_deleted=deleted, branch_kept=kept)
+                         task_hash=pr.task_hash, branch_deleted=deleted, branch_kept=kept,
+                         merge_sha=current.merge_sha if current.state == "merged" else None)
 
 
 def own_continued_attempt(history: History, run_id: str) -> AttemptEvidence | None:
@@ -118,6 +133,12 @@ def own_continued_attempt(history: History, run_id: str) -> AttemptEvidence | No
         if record.dag_run_id == run_id and record.attempt and record.attempt.continued_pr is not None:
             return record.attempt
     return None
+
+
+def own_held_heads(history: History, run_id: str) -> dict[str, str]:
+    """What run ``run_id`` itself already pushed to branches held for green CI (its record exists on a "clear")."""
+    return {r.attempt.branch: r.attempt.pr_head_sha for r in history.cycles
+            if r.dag_run_id == run_id and r.attempt and r.attempt.awaiting_ci and r.attempt.pr_head_sha}
 
 
 def without_own_prs(open_prs: list[OpenPR], history: History, run_id: str) -> list[OpenPR]:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from leviathan_lib.core.backlog import Backlog, InvalidTask, Task, parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
-from leviathan_lib.core.guardrails import Decision, ReasonCode
+from leviathan_lib.core.guardrails import Decision
 from leviathan_lib.core.read_limits import MAX_BACKLOG_BYTES, MAX_RECIPES_BYTES, TooLarge, TooManyTasks
 from leviathan_lib.cycle.repo_reader import NoCommitAtDate, RepoUnreachable, read_at_branch, read_at_commit
 from leviathan_lib.evidence.records import (
@@ -90,8 +90,6 @@ class GuardrailResult(BaseModel):
     decision: Decision | None = None
     error: CycleError | None = None
     attempt: AttemptPlan | None = None
-    #: Failed attempts in a row before this cycle (since the last reset), to notice the breaker opening.
-    consecutive_failures: int = 0
     replay: bool = False
     pr_sync: list[PrStateChange] = Field(default_factory=list)
     lifecycle: list[LifecycleAction] = Field(default_factory=list)
@@ -103,6 +101,8 @@ class GuardrailResult(BaseModel):
     task_problems: list[str] = Field(default_factory=list)
     #: What ``plan`` did to the dashboard issue (cycle/dashboard_sync.py); None when nothing changed.
     dashboard: DashboardAction | None = None
+    #: The target-branch commit up to which ``plan`` looked for reverts (None: it did not look).
+    reverts_scanned_to: str | None = None
 
 
 def read_backlog(
@@ -236,7 +236,7 @@ def build_record(
         recorded_at=datetime.now(UTC), decision="error", stopped_reason="incomplete",
         replay=bool(read and read.as_of), logical_date=read.as_of if read else None,
         pr_sync=guard.pr_sync if guard else [], lifecycle=guard.lifecycle if guard else [],
-        dashboard=guard.dashboard if guard else None,
+        dashboard=guard.dashboard if guard else None, reverts_scanned_to=guard.reverts_scanned_to if guard else None,
         repo_url=read.repo_url if read else None, branch=read.branch if read else None,
         commit_sha=read.commit_sha if read else None, attempt=attempt, approval=approval,
     )
@@ -259,10 +259,11 @@ def build_record(
     stopped = _stopped(read, guard, decision, attempt, failure)
     if stopped is not None:
         record.stopped_reason, record.stopped_detail = stopped
-    if attempt and attempt.outcome not in ("succeeded", ReasonCode.CHECKS_RED_AT_BASE):  # red at base: no failure
-        record.breaker_opened = guard.consecutive_failures + 1 == target.circuit_breaker_failures
     if not guard.replay:
         record.ledger = guard.ledger.with_cycle(record)
+        # Opened by this cycle: a failed attempt, or a PR seen reverted, made the streak reach the threshold.
+        threshold = target.circuit_breaker_failures
+        record.breaker_opened = guard.ledger.failure_streak() < threshold <= record.ledger.failure_streak()
     return _with_totals(record, guard)
 
 
@@ -313,6 +314,9 @@ def _stopped(read: ReadResult, guard: GuardrailResult, decision: Decision, attem
     if decision.decision == "skip":
         return (decision.reasons[0] if decision.reasons else "skipped",
                 "; ".join(c.detail for c in decision.checks if not c.passed))
+    if attempt and attempt.awaiting_ci:
+        return "pushed_awaiting_ci", (f"{attempt.branch} at {attempt.pr_head_sha}: its PR opens once CI on it "
+                                      f"passes (pr_creation: checks_pass)")
     if attempt and attempt.pr_number is not None:
         if attempt.continued_pr is not None:  # delivered to the open PR: brought up to date, or updated
             why = "pr_refreshed" if attempt.continue_why == "pr_conflicted" else "pr_updated"

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from leviathan_lib.evidence.records import AutonomyChangedRecord, BreakerResetRecord, CycleRecord
+from leviathan_lib.evidence.records import AttemptEvidence, AutonomyChangedRecord, BreakerResetRecord, CycleRecord
 
 EVENTS_PER_RECORD = 100
 
@@ -23,6 +23,8 @@ EventType = Literal[
     "pr.human_edited", "pr.branch_deleted", "pr.superseded", "pr.refresh_limit", "pr.refreshed", "pr.updated",
     "dashboard.created", "dashboard.updated", "dashboard.closed", "dashboard.update_failed",
     "pr.changes_requested", "pr.retry_command", "pr.feedback_ignored",
+    "pr.ci_passed", "pr.ci_failed", "pr.ci_pending", "pr.ci_unknown", "pr.ci_fix_limit",
+    "pr.awaiting_ci", "pr.ci_branch_deleted", "pr.reverted",
     "attempt.rejected", "approval.approved", "approval.rejected",
     "breaker.opened",
     "breaker.reset", "autonomy.changed", "evidence.unreadable", "target.config_invalid",
@@ -37,6 +39,32 @@ class Event(BaseModel):
     at: datetime
     run_id: str | None = None
     data: dict[str, Any]
+
+
+def _attempt_events(attempt: AttemptEvidence, at: datetime) -> list[tuple[str, datetime, dict[str, Any]]]:
+    ident = {"task_id": attempt.task_id, "attempt": attempt.attempt, "branch": attempt.branch}
+    finished = attempt.finished_at or at
+    outcome = attempt.outcome or "failed"
+    kind = {"succeeded": "attempt.succeeded", "timed_out": "attempt.timed_out",
+            "rejected_by_human": "attempt.rejected",
+            "checks_red_at_base": "attempt.checks_red_at_base"}.get(outcome, "attempt.failed")
+    out: list[tuple[str, datetime, dict[str, Any]]] = [
+        ("attempt.created", at, {**ident, "task_hash": attempt.task_hash, "backend": attempt.backend}),
+        ("attempt.started", attempt.started_at or at, ident),
+        (kind, finished, {**ident, "outcome": outcome, "error_code": attempt.error_code,
+                          "changed_paths": attempt.changed_paths}),
+    ]
+    if attempt.pr_number is not None:
+        # An attempt that delivered to its open PR brought it up to date (a conflict) or updated it.
+        kind = "pr.created" if attempt.continued_pr is None else \
+            "pr.refreshed" if attempt.continue_why == "pr_conflicted" else "pr.updated"
+        out.append((kind, finished, {**ident, "number": attempt.pr_number, "url": attempt.pr_url,
+                                     "head_sha": attempt.pr_head_sha, "why": attempt.continue_why,
+                                     "note": attempt.delivery_note}))
+    elif attempt.awaiting_ci:  # pushed; its PR opens once CI passes (pr_creation: checks_pass)
+        out.append(("pr.awaiting_ci", finished, {**ident, "head_sha": attempt.pr_head_sha,
+                                                 "why": attempt.continue_why}))
+    return out
 
 
 def _cycle_events(record: CycleRecord) -> list[tuple[str, datetime, dict[str, Any]]]:
@@ -63,23 +91,7 @@ def _cycle_events(record: CycleRecord) -> list[tuple[str, datetime, dict[str, An
         out.append(("guardrail.skipped", at, {"reasons": record.reasons, "detail": record.stopped_detail}))
     attempt = record.attempt
     if attempt is not None:
-        ident = {"task_id": attempt.task_id, "attempt": attempt.attempt, "branch": attempt.branch}
-        out.append(("attempt.created", at, {**ident, "task_hash": attempt.task_hash, "backend": attempt.backend}))
-        out.append(("attempt.started", attempt.started_at or at, ident))
-        outcome = attempt.outcome or "failed"
-        kind = {"succeeded": "attempt.succeeded", "timed_out": "attempt.timed_out",
-                "rejected_by_human": "attempt.rejected",
-                "checks_red_at_base": "attempt.checks_red_at_base"}.get(outcome, "attempt.failed")
-        out.append((kind, attempt.finished_at or at, {
-            **ident, "outcome": outcome, "error_code": attempt.error_code, "changed_paths": attempt.changed_paths,
-        }))
-        if attempt.pr_number is not None:
-            # An attempt that delivered to its open PR brought it up to date (a conflict) or updated it.
-            kind = "pr.created" if attempt.continued_pr is None else \
-                "pr.refreshed" if attempt.continue_why == "pr_conflicted" else "pr.updated"
-            out.append((kind, attempt.finished_at or at,
-                        {**ident, "number": attempt.pr_number, "url": attempt.pr_url, "head_sha": attempt.pr_head_sha,
-                         "why": attempt.continue_why, "note": attempt.delivery_note}))
+        out += _attempt_events(attempt, at)
     if record.approval is not None:
         decided = record.approval
         out.append((f"approval.{decided.choice}", decided.at or at, decided.model_dump(mode="json")))

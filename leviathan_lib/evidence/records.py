@@ -12,8 +12,9 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from leviathan_lib.core.ci import CiState
 from leviathan_lib.core.egress import EgressReport
-from leviathan_lib.core.guardrails import ReasonCode
+from leviathan_lib.core.guardrails import AttemptRecord, ReasonCode, failure_streak
 from leviathan_lib.core.limits import CleanupReport, LimitsReport
 
 EVIDENCE_VERSION: Final = 1
@@ -133,6 +134,11 @@ class AttemptEvidence(BaseModel):
         for run in self.checks:
             runs.setdefault(run.name, {})[run.phase] = run.status
         return [(name, phases.get("base", "-"), phases.get("change", "-")) for name, phases in runs.items()]
+    #: ``pr_creation: checks_pass``: ``branch`` was pushed (``pr_head_sha``) and its PR, titled and described
+    #: thus, opens once CI on it passes (a later cycle's PR sync, :mod:`leviathan_lib.cycle.held`).
+    awaiting_ci: bool = False
+    pr_title: str | None = None
+    pr_body: str | None = None
 
 
 class ApprovalEvidence(BaseModel):
@@ -153,23 +159,34 @@ class ApprovalEvidence(BaseModel):
 
 
 class PrStateChange(BaseModel):
-    """A Leviathan PR that a human merged or closed since the last cycle (PR lifecycle sync)."""
+    """A Leviathan PR that a human merged or closed since the last cycle (PR lifecycle sync), or a merged one
+    a commit on the target branch reverted (``reverted``, :mod:`leviathan_lib.cycle.reverts`)."""
 
     number: int
     task_id: str
     branch: str
-    state: Literal["merged", "closed"]
+    state: Literal["merged", "closed", "reverted"]
     task_hash: str | None = None
     branch_deleted: bool = False
     #: Why the ``agent/`` branch was kept: ``human_edited`` (its tip is not the commit Leviathan pushed),
     #: ``pushed_head_unknown`` (no recorded push to compare with) or ``delete_merged_branches_off``.
     branch_kept: str | None = None
+    #: ``merged``: the commit the forge merged it as (a merge or squash commit); ``reverted``: that commit,
+    #: and the commit that reverses its change.
+    merge_sha: str | None = None
+    revert_sha: str | None = None
 
 
 LifecycleKind = Literal["human_edited", "pr_branch_deleted", "pr_superseded", "pr_refresh_limit",
-                        "changes_requested", "retry_command", "feedback_ignored"]
+                        "changes_requested", "retry_command", "feedback_ignored",
+                        "ci_passed", "ci_failed", "ci_pending", "ci_unknown", "ci_fix_limit",
+                        "pr_created", "ci_branch_deleted"]
 #: Lifecycle kinds that are review feedback (:mod:`leviathan_lib.cycle.feedback`).
 FEEDBACK_KINDS = frozenset({"changes_requested", "retry_command", "feedback_ignored"})
+#: The lifecycle kind that records a PR head's new CI state (:mod:`leviathan_lib.cycle.ci_sync`); a head with
+#: no CI (``none``: the usual state of a head just pushed) is no event.
+CI_KINDS: dict[str, LifecycleKind] = {"success": "ci_passed", "failure": "ci_failed", "pending": "ci_pending",
+                                      "unknown": "ci_unknown"}
 
 
 class LifecycleAction(BaseModel):
@@ -182,10 +199,16 @@ class LifecycleAction(BaseModel):
     reached ``max_pr_refreshes``. (A refresh itself is the cycle's attempt, ``attempt.continued_pr``.)
     ``changes_requested`` / ``retry_command``: a user with write permission asked for another attempt (it
     starts from the PR's branch); ``feedback_ignored``: a review or command not acted on (``reason``).
+    ``ci_passed`` / ``ci_failed`` / ``ci_pending`` / ``ci_unknown``: the CI state of the PR's head changed
+    (``ci_state``, on ``head_sha``); ``ci_fix_limit``: its CI failed but no fix attempt is left (``detail``).
+    A branch pushed before its PR (``pr_creation: checks_pass``, ``number`` None) gets the same CI kinds, then
+    ``pr_created`` (CI passed, or none reported in ``ci_wait_minutes``: its PR opened, ``number``) or
+    ``ci_branch_deleted`` (CI failed, no fix left: deleted; the task waits, ``ci_failed``).
     """
 
     kind: LifecycleKind
-    number: int
+    #: None: a branch whose PR is not open yet (``pr_creation: checks_pass``).
+    number: int | None
     task_id: str
     branch: str
     head_sha: str | None = None
@@ -201,8 +224,11 @@ class LifecycleAction(BaseModel):
     #: Feedback: the newest review and comment ids decided on this PR by this cycle (never decided again).
     seen_review_id: int | None = None
     seen_comment_id: int | None = None
-    #: ``changes_requested``: the review text (redacted, at most 8 KB), untrusted data for the executor.
+    #: ``changes_requested``: the review text (redacted, at most 8 KB), untrusted data for the executor;
+    #: ``ci_failed``: the failing checks' names and summaries, the same way (what a CI fix attempt is told).
     feedback: str | None = None
+    #: ``ci_*``: the CI state read on ``head_sha`` (``detail`` names the failing checks, or why it is unknown).
+    ci_state: CiState | None = None
 
 
 #: PRs humans merged or closed that the dashboard lists (the newest ones).
@@ -232,7 +258,7 @@ class DashboardAction(BaseModel):
 class SettledPR(BaseModel):
     number: int
     task_id: str
-    state: Literal["merged", "closed"]
+    state: Literal["merged", "closed", "reverted"]
 
 
 class DashboardState(BaseModel):
@@ -269,6 +295,41 @@ class LedgerAttempt(BaseModel):
     continue_why: str | None = None
 
 
+class PrCi(BaseModel):
+    """CI on a Leviathan PR, as the PR sync last read it (:mod:`leviathan_lib.cycle.ci_sync`).
+
+    ``state`` is the newest reading that said something, on ``head_sha``: a head with no CI reported leaves
+    no reading, so a ``head_sha`` other than the PR's head means its current head has no CI yet (``none``).
+    """
+
+    #: None: no CI reported on any head yet.
+    state: CiState | None = None
+    head_sha: str | None = None
+    #: The failing checks' report while ``state`` is ``failure`` (untrusted, redacted, at most 8 KB).
+    report: str | None = None
+    #: The head Leviathan first pushed, and the first settled state (success or failure) CI reported on it:
+    #: "CI passed on the first push".
+    first_head: str | None = None
+    first_push: Literal["success", "failure"] | None = None
+    #: Attempts that delivered to this PR to fix its red CI (``max_ci_fix_attempts``).
+    fix_attempts: int = 0
+
+    def with_reading(self, action: LifecycleAction) -> PrCi:
+        """Fold in one CI reading of the PR's head (a ``ci_*`` lifecycle action)."""
+        first = self.first_push
+        if first is None and action.head_sha == self.first_head and action.ci_state in ("success", "failure"):
+            first = action.ci_state
+        return self.model_copy(update={"state": action.ci_state, "head_sha": action.head_sha, "first_push": first,
+                                       "report": action.feedback if action.ci_state == "failure" else None})
+
+    def on(self, head: str | None, *, human_edited: bool = False) -> CiState:
+        """The CI state of the PR's current head: Leviathan's ``head`` (the newest reading is of a human's head
+        once ``human_edited``); ``none`` when nothing was reported on it."""
+        if self.state is None or (not human_edited and self.head_sha != head):
+            return "none"
+        return self.state
+
+
 class LedgerPR(BaseModel):
     number: int
     task_id: str
@@ -288,6 +349,7 @@ class LedgerPR(BaseModel):
     seen_comment_id: int = 0
     #: A permitted request not yet served by an attempt (``changes_requested`` or ``retry_command``).
     pending: LifecycleAction | None = None
+    ci: PrCi = Field(default_factory=PrCi)
 
     def with_feedback(self, action: LifecycleAction) -> LedgerPR:
         """Fold one feedback action of this PR in: advance what was seen, keep or drop the request."""
@@ -300,6 +362,35 @@ class LedgerPR(BaseModel):
         elif action.reason in ("feedback_human_edited", "feedback_attempts_exhausted"):
             update["pending"] = None
         return self.model_copy(update=update)
+
+
+class LedgerHeld(BaseModel):
+    """A branch Leviathan pushed whose PR opens once CI on it passes (``pr_creation: checks_pass``)."""
+
+    task_id: str
+    branch: str
+    task_hash: str
+    #: The commit Leviathan pushed (the lease), the base it was built on, and when (``ci_wait_minutes``).
+    head_sha: str
+    base_sha: str | None = None
+    pushed_at: datetime
+    #: The PR to open: title and body as delivery built and checked them.
+    title: str
+    body: str
+    ci: PrCi = Field(default_factory=PrCi)
+
+
+class LedgerMerged(BaseModel):
+    """A merged Leviathan PR whose revert is looked for on the target branch (:mod:`leviathan_lib.cycle.reverts`)."""
+
+    number: int
+    task_id: str
+    branch: str
+    merge_sha: str
+
+
+#: Merged PRs the ledger watches for a revert (the newest); older ones are no longer looked at.
+RECENT_MERGED = 20
 
 
 class LedgerClosed(BaseModel):
@@ -352,6 +443,15 @@ class Ledger(BaseModel):
     #: Task id → the pinned commit its last attempt found the repository's checks failing on
     #: (``checks_red_at_base``): the task waits while the branch stays at that commit.
     red_at_base: dict[str, str] = Field(default_factory=dict)
+    #: Branches pushed whose PR waits for green CI (``pr_creation: checks_pass``); they count as open PRs.
+    held_branches: list[LedgerHeld] = Field(default_factory=list)
+    #: The latest task per id whose held branch failed CI with no fix left (deleted): like a closed PR, the
+    #: task waits for a new definition (``ci_failed``).
+    ci_failed: list[LedgerClosed] = Field(default_factory=list)
+    #: Merged PRs not seen reverted (the newest :data:`RECENT_MERGED`), and the target-branch commit up to
+    #: which reverts were looked for (the next cycle looks only at commits after it).
+    merged_prs: list[LedgerMerged] = Field(default_factory=list)
+    revert_scan_sha: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -394,6 +494,25 @@ class Ledger(BaseModel):
         return self.model_copy(update={"attempt_counts": counts, "refresh_counts": refreshes,
                                        "recent_attempts": recent})
 
+    def with_reverts(self, changes: list[PrStateChange], at: datetime) -> Ledger:
+        """Count each ``reverted`` PR as a failure for the breaker at ``at`` (a failed entry in the breaker's
+        streak, which is no attempt at the task: ``attempt_counts`` stay) and stop watching it."""
+        ledger = self
+        for change in changes:
+            if change.state != "reverted":
+                continue
+            ledger = ledger.with_attempt(LedgerAttempt(task_id=change.task_id, outcome="failed", finished_at=at,
+                                                       continue_why=REVERTED))
+            ledger = ledger.model_copy(update={
+                "attempt_counts": self.attempt_counts, "refresh_counts": self.refresh_counts,
+                "merged_prs": [m for m in ledger.merged_prs if m.number != change.number]})
+        return ledger
+
+    def failure_streak(self) -> int:
+        """The breaker's measure over this ledger: failed attempts (and reverts) in a row since the reset."""
+        return failure_streak([AttemptRecord(task_id=a.task_id, outcome=a.outcome, finished_at=a.finished_at)
+                               for a in self.recent_attempts], self.breaker_reset_at)
+
     def with_cycle(self, record: CycleRecord) -> Ledger:
         """Fold one cycle in: the PRs it saw merged or closed, its lifecycle actions, then its own attempt and PR."""
         gone = {c.number for c in record.pr_sync} | {a.number for a in record.lifecycle
@@ -430,10 +549,59 @@ class Ledger(BaseModel):
             elif attempt.pr_number is not None:
                 open_prs.append(LedgerPR(number=attempt.pr_number, task_id=attempt.task_id,
                                          branch=attempt.branch, task_hash=attempt.task_hash,
-                                         head_sha=attempt.pr_head_sha, base_sha=record.commit_sha))
+                                         head_sha=attempt.pr_head_sha, base_sha=record.commit_sha,
+                                         ci=PrCi(first_head=attempt.pr_head_sha)))
                 opened.append(attempt.finished_at or record.recorded_at)
-        return ledger.model_copy(update={"open_prs": open_prs, "prs_opened_at": opened[-RECENT_PRS:],
-                                         "dashboard": self.dashboard.with_cycle(record), "red_at_base": red})
+        held, from_held, opened_now, ci_failed = self._held_after(record)
+        merged = [*self.merged_prs, *(LedgerMerged(number=c.number, task_id=c.task_id, branch=c.branch,
+                                                   merge_sha=c.merge_sha)
+                                      for c in record.pr_sync if c.state == "merged" and c.merge_sha)]
+        ledger = ledger.model_copy(update={"merged_prs": merged[-RECENT_MERGED:]}).with_reverts(
+            record.pr_sync, record.recorded_at)
+        if record.reverts_scanned_to:
+            ledger = ledger.model_copy(update={"revert_scan_sha": record.reverts_scanned_to})
+        return ledger.model_copy(update={"open_prs": open_prs + from_held,
+                                         "prs_opened_at": [*opened, *opened_now][-RECENT_PRS:],
+                                         "dashboard": self.dashboard.with_cycle(record), "held_branches": held,
+                                         "ci_failed": ci_failed, "red_at_base": red})
+
+    def _held_after(self, record: CycleRecord) -> tuple[list[LedgerHeld], list[LedgerPR], list[datetime],
+                                                          list[LedgerClosed]]:
+        """The held branches after this cycle's PR sync and attempt; the PRs opened from them, when, and the
+        tasks whose held branch was deleted for red CI (``ci_failed``)."""
+        held = {h.branch: h for h in self.held_branches}
+        opened: list[LedgerPR] = []
+        failed = list(self.ci_failed)
+        for action in record.lifecycle:
+            h = held.get(action.branch)
+            if h is None or (action.number is not None and action.kind != "pr_created"):
+                continue
+            if action.ci_state is not None:
+                held[h.branch] = h.model_copy(update={"ci": h.ci.with_reading(action)})
+            elif action.kind == "pr_created" and action.number is not None:
+                del held[h.branch]
+                opened.append(LedgerPR(number=action.number, task_id=h.task_id, branch=h.branch,
+                                       task_hash=h.task_hash, head_sha=h.head_sha, base_sha=h.base_sha, ci=h.ci))
+            elif action.kind in ("ci_branch_deleted", "human_edited", "pr_branch_deleted"):
+                del held[h.branch]
+                if action.kind == "ci_branch_deleted":
+                    failed = [c for c in failed if c.task_id != h.task_id]
+                    failed.append(LedgerClosed(task_id=h.task_id, task_hash=h.task_hash))
+        attempt = record.attempt
+        if attempt is not None and attempt.continued_pr is None:
+            before = held.get(attempt.branch)
+            if before is not None and attempt.continue_why == CI_FIX_WHY:  # spent whether or not it pushed
+                before = held[attempt.branch] = before.model_copy(update={"ci": before.ci.model_copy(
+                    update={"fix_attempts": before.ci.fix_attempts + 1})})
+            if attempt.awaiting_ci and attempt.pr_head_sha:
+                pushed = LedgerHeld(task_id=attempt.task_id, branch=attempt.branch, task_hash=attempt.task_hash,
+                                    head_sha=attempt.pr_head_sha, base_sha=record.commit_sha,
+                                    pushed_at=attempt.finished_at or record.recorded_at, title=attempt.pr_title or "",
+                                    body=attempt.pr_body or "", ci=PrCi(first_head=attempt.pr_head_sha))
+                if before is not None:  # a fix pushed on top: the same PR-to-be, its CI read afresh
+                    pushed = pushed.model_copy(update={"base_sha": before.base_sha, "ci": before.ci})
+                held[attempt.branch] = pushed
+        return list(held.values()), opened, [record.recorded_at] * len(opened), failed
 
 
 class Totals(BaseModel):
@@ -455,6 +623,8 @@ class Totals(BaseModel):
     #: Attempt durations per bucket of :data:`DURATION_BUCKETS` (not cumulative), the last one ``+Inf``.
     duration_counts: list[int] = Field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
     duration_sum: float = 0.0
+    #: Merged PRs a later commit on the target branch reverted (:mod:`leviathan_lib.cycle.reverts`).
+    prs_reverted: int = 0
 
     def with_cycle(self, record: CycleRecord) -> Totals:
         def add(counts: dict[str, int], key: str) -> dict[str, int]:
@@ -467,9 +637,12 @@ class Totals(BaseModel):
                 skips = add(skips, _vocabulary(reason, REASONS))
             update["skips"] = skips
         attempt = record.attempt
+        # PRs opened: by this cycle's attempt (not one that delivered to its open PR), or held until CI passed.
+        update["prs_opened"] = self.prs_opened + sum(a.kind == "pr_created" for a in record.lifecycle) + (
+            attempt is not None and attempt.pr_number is not None and attempt.continued_pr is None)
+        update["prs_reverted"] = self.prs_reverted + sum(c.state == "reverted" for c in record.pr_sync)
         if attempt is not None:
             update["attempts"] = add(self.attempts, _vocabulary(attempt.outcome, OUTCOMES))
-            update["prs_opened"] = self.prs_opened + (attempt.pr_number is not None)
             if attempt.started_at and attempt.finished_at:
                 seconds = max(0.0, (attempt.finished_at - attempt.started_at).total_seconds())
                 bucket = next((i for i, bound in enumerate(DURATION_BUCKETS) if seconds <= bound),
@@ -480,6 +653,10 @@ class Totals(BaseModel):
         return self.model_copy(update=update)
 
 
+#: Why an attempt continues a PR whose CI failed (``max_ci_fix_attempts``).
+CI_FIX_WHY = "ci_failed"
+#: The ``continue_why`` of the failed breaker entry a reverted PR leaves (it is no attempt).
+REVERTED = "reverted"
 #: Base commits a ledger PR remembers (each is one base move; refreshes themselves are bounded lower).
 MAX_CONFLICT_BASES = 20
 
@@ -494,6 +671,8 @@ def _after_actions(pr: LedgerPR, actions: list[LifecycleAction]) -> LedgerPR:
             update["human_edited"] = True
         if action.kind == "pr_refresh_limit" and action.base_sha:
             update["conflict_bases"] = [*pr.conflict_bases, action.base_sha][-MAX_CONFLICT_BASES:]
+        if action.ci_state is not None:
+            update["ci"] = update.get("ci", pr.ci).with_reading(action)
     pr = pr.model_copy(update=update) if update else pr
     for action in actions:
         if action.number == pr.number and action.kind in FEEDBACK_KINDS:
@@ -514,6 +693,8 @@ def _after_continue(pr: LedgerPR, attempt: AttemptEvidence, base_sha: str | None
         update["conflict_bases"] = [*pr.conflict_bases, base_sha][-MAX_CONFLICT_BASES:]
     if attempt.continue_why in ("changes_requested", "retry_command"):  # the request is served
         update["pending"] = None
+    if attempt.continue_why == CI_FIX_WHY:  # spent whether or not it pushed
+        update["ci"] = pr.ci.model_copy(update={"fix_attempts": pr.ci.fix_attempts + 1})
     return pr.model_copy(update=update)
 
 
@@ -563,6 +744,8 @@ class CycleRecord(BaseModel):
     ledger: Ledger | None = None
     #: Running totals including this record (None: unknown, e.g. the cycle failed before reading history).
     totals: Totals | None = None
+    #: The target-branch commit up to which this cycle looked for reverts of merged PRs (None: it did not).
+    reverts_scanned_to: str | None = None
 
 
 class BreakerResetRecord(BaseModel):

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from leviathan_lib.core.ci import CiStatus
 from leviathan_lib.core.commands import PrComment, Review
 from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.names import AGENT_BRANCH_PREFIX, require_agent_branch
@@ -185,3 +186,10 @@ class Forge(ABC):
 
         Labels can only be set by people with triage access, so a stranger's issue is never adopted.
         """
+
+    # -- CI (cycle/ci_sync.py) -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def ci_status(self, sha: str) -> CiStatus:
+        """The combined CI state of commit ``sha`` (``none`` when no CI reported on it). Raises ForgeError
+        when the forge cannot answer; the caller records ``unknown``, never success."""

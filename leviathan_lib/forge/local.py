@@ -3,7 +3,7 @@
 Records live in ``<repo>/leviathan/pulls/<number>.json`` (git ignores unknown files in a git dir), with
 the PR's comments and reviews; who may command Leviathan is ``<repo>/leviathan/collaborators.json``
 (``{"login": "write", ...}``; anyone not listed has permission ``none``). Issues are
-:mod:`leviathan_lib.forge.local_issues`.
+:mod:`leviathan_lib.forge.local_issues`, CI statuses :mod:`leviathan_lib.forge.local_ci`.
 Every change happens under an exclusive ``flock`` on ``<repo>/leviathan/pulls.lock`` and every write is
 atomic (temp file, fsync, rename), so concurrent writers never share a number or a head, and a crash
 never leaves half a record. A record that cannot be read is an error naming the file, never skipped.
@@ -15,7 +15,6 @@ import fcntl
 import json
 import os
 import re
-import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -34,11 +33,14 @@ from leviathan_lib.forge.base import (
     PullRequestNotFound,
     PullState,
 )
-from leviathan_lib.forge.local_issues import LocalIssues, atomic_write
+from leviathan_lib.forge.local_ci import LocalStatuses
+from leviathan_lib.forge.local_files import atomic_write, read_regular_file
+from leviathan_lib.forge.local_issues import LocalIssues
 from leviathan_lib.git.runner import GitError, run_git
 from leviathan_lib.git.urls import RepoUrlError, parse_repo_url
 
 _RECORD_NAME = re.compile(r"^([1-9][0-9]*)\.json$")
+_SHA = re.compile(r"^[0-9a-f]{40}$")
 #: A record is a few KiB; anything larger is not one (and is never read whole into memory).
 MAX_RECORD_BYTES = 1 << 20
 #: Comments one record holds at most (Leviathan comments at most once per reason).
@@ -99,39 +101,6 @@ class _Record(PullRequest):
         return PullRequest.model_validate(self.model_dump(exclude={"comments", "reviews", "requests"}))
 
 
-def _read_regular_file(path: Path, limit: int, what: str = "pull request record") -> bytes:
-    """The bytes of a regular file of at most ``limit`` bytes; anything else is a :class:`ForgeError`.
-
-    Records sit in a directory other tools can write to, so a FIFO (which would block ``open``/``read``
-    forever), a device, a directory or a symlink (to /etc/passwd, say) is refused rather than followed,
-    and the read is bounded: the guardrails then fail closed on ``forge_state_unknown`` instead of hanging.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:  # ELOOP: a symlink
-        why = "it is a symbolic link" if os.path.islink(path) else str(exc)
-        raise ForgeError(f"cannot read {what} {path}: {why}") from exc
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ForgeError(f"cannot read {what} {path}: not a regular file")
-        if info.st_size > limit:
-            raise ForgeError(f"cannot read {what} {path}: {info.st_size} bytes, over {limit}")
-        chunks, size = [], 0
-        while chunk := os.read(fd, min(65536, limit + 1 - size)):  # bounded even if the file grows
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                raise ForgeError(f"cannot read {what} {path}: over {limit} bytes")
-        return b"".join(chunks)
-    except OSError as exc:
-        raise ForgeError(f"cannot read {what} {path}: {exc}") from exc
-    finally:
-        os.close(fd)
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -148,10 +117,11 @@ def _repo_path(repo: str | Path) -> Path:
     return Path(unquote(parsed.path) if parsed.kind == "file" else parsed.path).absolute()
 
 
-class LocalForge(LocalIssues, Forge):
+class LocalForge(LocalIssues, LocalStatuses, Forge):
     """A bare repository on disk acting as forge; also offers :meth:`merge` for the human reviewer.
 
-    Its issues (the dashboard) are :class:`~leviathan_lib.forge.local_issues.LocalIssues`.
+    Its issues (the dashboard) are :class:`~leviathan_lib.forge.local_issues.LocalIssues`, its CI statuses
+    :class:`~leviathan_lib.forge.local_ci.LocalStatuses`.
     """
 
     def __init__(self, repo: str | Path, *, labels: tuple[str, ...] = (), reviewers: tuple[str, ...] = (),
@@ -186,6 +156,14 @@ class LocalForge(LocalIssues, Forge):
         )
         return out.strip() or None
 
+    def commit_of(self, ref: str) -> str:
+        """The commit a branch (or a full commit id) names; ForgeError when there is none."""
+        spec = f"{ref}^{{commit}}" if _SHA.fullmatch(ref) else f"refs/heads/{ref}^{{commit}}"
+        out = self._git("rev-parse", "--verify", "--quiet", "--end-of-options", spec, check=False).strip()
+        if not out:
+            raise ForgeError(f"{self.path}: no commit or branch {ref!r}")
+        return out
+
     def _branch_shas(self) -> dict[str, str]:
         out = self._git("for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/")
         shas = {}
@@ -214,7 +192,7 @@ class LocalForge(LocalIssues, Forge):
 
     def _read(self, path: Path) -> _Record:
         try:
-            record = _Record.model_validate_json(_read_regular_file(path, MAX_RECORD_BYTES))
+            record = _Record.model_validate_json(read_regular_file(path, MAX_RECORD_BYTES, "pull request record"))
         except FileNotFoundError:
             raise
         except ValidationError as exc:
@@ -398,7 +376,7 @@ class LocalForge(LocalIssues, Forge):
         """``<repo>/leviathan/collaborators.json``: login to permission; absent file: nobody."""
         path = self.path / "leviathan" / "collaborators.json"
         try:
-            data = json.loads(_read_regular_file(path, MAX_RECORD_BYTES))
+            data = json.loads(read_regular_file(path, MAX_RECORD_BYTES, "pull request record"))
         except FileNotFoundError:
             return {}
         except ValueError as exc:

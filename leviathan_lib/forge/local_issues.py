@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from leviathan_lib.forge.base import ForgeError, Issue, IssueNotFound, IssueState
+from leviathan_lib.forge.local_files import atomic_write, read_regular_file
 
 _ISSUE_NAME = re.compile(r"^([1-9][0-9]*)\.json$")
 #: A deleted issue leaves ``<number>.deleted`` so its number is never given out again (as on GitHub).
@@ -37,30 +37,6 @@ class _IssueRecord(Issue):
 
     def issue(self) -> Issue:
         return Issue.model_validate(self.model_dump(include=set(Issue.model_fields)))
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all (temp file, fsync, rename, fsync of the directory)."""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                os.fchmod(fh.fileno(), 0o644)  # mkstemp makes 0600; reviewers and other tools read these
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError as exc:
-        raise ForgeError(f"cannot write {path}: {exc}") from exc
-
 
 
 class LocalIssues:
@@ -90,11 +66,9 @@ class LocalIssues:
         return self._issues_dir / f"{number}.json"
 
     def _read_issue(self, number: int) -> _IssueRecord:
-        from leviathan_lib.forge.local import _read_regular_file
-
         path = self._issue_path(number)
         try:
-            record = _IssueRecord.model_validate_json(_read_regular_file(path, MAX_ISSUE_BYTES, "issue record"))
+            record = _IssueRecord.model_validate_json(read_regular_file(path, MAX_ISSUE_BYTES, "issue record"))
         except FileNotFoundError:
             raise IssueNotFound(f"no issue #{number} in {self.path}") from None
         except ValidationError as exc:

@@ -401,7 +401,13 @@ def open_pull_request(*, config: dict[str, Any]) -> dict[str, Any] | None:
         ti.xcom_push(key=XCOM_REJECTION,
                      value={"code": exc.code, "message": str(exc), "changed_paths": exc.changed_paths})
         raise AirflowFailException(f"delivery rejected: {exc.code}: {exc}") from None
-    pr = delivery.pr
+    pr, held = delivery.pr, delivery.held
+    if pr is None and held is not None:  # pr_creation: checks_pass: a later cycle opens it once CI passes
+        log.info("pushed %s at %s; its PR opens once CI on it passes", guard.attempt.branch, held.head_sha)
+        return {"number": None, "url": None, "branch": guard.attempt.branch, "head_sha": held.head_sha,
+                "changed_paths": delivery.changed_paths, "note": delivery.note, "awaiting_ci": True,
+                "title": held.title, "body": held.body}
+    assert pr is not None  # delivery returns a PR or a held branch
     log.info("pull request #%s %s (%s -> %s)", pr.number, pr.url, pr.head, pr.base)
     if delivery.note:
         log.warning("PR #%s: %s", pr.number, delivery.note)

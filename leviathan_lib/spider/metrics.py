@@ -5,12 +5,13 @@ are the running totals the newest cycle record carries (:class:`~leviathan_lib.e
 so a scrape reads a few records per target at any history length and retention never lowers a counter.
 A target whose totals are unknown (its newest records predate them) has no counter samples and
 ``leviathan_evidence_totals_known`` 0. Label values come only from configured target ids and fixed
-vocabularies (decisions, :class:`ReasonCode`, attempt outcomes): a reason or outcome outside them is
+vocabularies (decisions, :class:`ReasonCode`, attempt outcomes, CI states): a reason or outcome outside them is
 counted as ``other``, so neither a request nor a backlog can create a new time series.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -19,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from leviathan_lib.control.fleet import Overview
+from leviathan_lib.core.ci import CI_STATES
 from leviathan_lib.evidence.records import DECISIONS, DURATION_BUCKETS, OUTCOMES, REASONS
 
 #: ``generate_latest`` writes the classic text format; say so (every Prometheus version reads it).
@@ -79,10 +81,19 @@ class EvidenceCollector:
         attempts = CounterMetricFamily("leviathan_attempts", "Worker attempts by outcome",
                                        labels=["target_id", "outcome"])
         prs = CounterMetricFamily("leviathan_prs_created", "Pull requests opened", labels=["target_id"])
+        reverted = CounterMetricFamily("leviathan_prs_reverted",
+                                       "Merged pull requests a later commit on the target branch reverted",
+                                       labels=["target_id"])
         unreadable = GaugeMetricFamily("leviathan_evidence_unreadable_records",
                                        "Evidence records that fail validation", labels=["target_id"])
         open_prs = GaugeMetricFamily("leviathan_open_prs", "Leviathan PRs not yet seen merged or closed",
                                      labels=["target_id"])
+        held = GaugeMetricFamily("leviathan_branches_awaiting_ci",
+                                 "Pushed agent/ branches whose PR opens once CI passes (pr_creation: checks_pass)",
+                                 labels=["target_id"])
+        pr_ci = GaugeMetricFamily("leviathan_pr_ci_state",
+                                  "Open Leviathan PRs by the CI state of their head (none: no CI reported)",
+                                  labels=["target_id", "state"])
         breaker = GaugeMetricFamily("leviathan_breaker_open", "1 if the circuit breaker is open",
                                     labels=["target_id"])
         streak = GaugeMetricFamily("leviathan_consecutive_failures", "Failed attempts in a row since the last reset",
@@ -116,6 +127,7 @@ class EvidenceCollector:
                 for outcome in OUTCOMES:
                     attempts.add_metric([tid, outcome], totals.attempts.get(outcome, 0))
                 prs.add_metric([tid], totals.prs_opened)
+                reverted.add_metric([tid], totals.prs_reverted)
                 if totals.since is not None:
                     since.add_metric([tid], totals.since.timestamp())
                 if len(totals.duration_counts) == len(DURATION_BUCKETS) + 1:  # else counted on other buckets
@@ -127,6 +139,10 @@ class EvidenceCollector:
                     duration.add_metric([tid], buckets, totals.duration_sum)
             unreadable.add_metric([tid], state.unreadable_records)
             open_prs.add_metric([tid], len(state.open_prs))
+            held.add_metric([tid], len(state.held_branches))
+            ci_counts = Counter(pr.get("ci_state", "none") for pr in state.open_prs)
+            for label in CI_STATES:
+                pr_ci.add_metric([tid, label], ci_counts[label])
             breaker.add_metric([tid], int(state.breaker_open))
             streak.add_metric([tid], state.consecutive_failures)
             paused.add_metric([tid], -1 if state.dag_paused is None else int(state.dag_paused))
@@ -134,8 +150,8 @@ class EvidenceCollector:
             effective.add_metric([tid], int(state.effective_enabled))
             if state.last_cycle_at is not None:
                 last.add_metric([tid], state.last_cycle_at.timestamp())
-        yield from (cycles, skips, attempts, prs, unreadable, open_prs, breaker, streak, paused, flag, effective,
-                    last, duration, known, since)
+        yield from (cycles, skips, attempts, prs, reverted, unreadable, open_prs, pr_ci, held, breaker, streak,
+                    paused, flag, effective, last, duration, known, since)
         yield from self._liveness()
 
 

@@ -147,7 +147,7 @@ def why_not(state: fleet.TargetState, global_enabled: bool) -> list[str]:
 
 def _open_prs(target: Any | None, state: fleet.TargetState, history: Any) -> list[dict[str, Any]]:
     urls = {c.attempt.pr_number: c.attempt.pr_url for c in history.cycles if c.attempt and c.attempt.pr_number}
-    return [{"number": p["number"], "task_id": p.get("task_id", ""),
+    return [{"number": p["number"], "task_id": p.get("task_id", ""), "ci": p.get("ci_state"),
              "url": target_view.pr_link(target, p["number"], urls.get(p["number"]))} for p in state.open_prs]
 
 

@@ -141,7 +141,8 @@ class ContinuePr(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    number: Annotated[int, Field(ge=1)]
+    #: None: a branch pushed before its PR, which opens once CI passes (``pr_creation: checks_pass``).
+    number: Annotated[int, Field(ge=1)] | None
     branch: Annotated[str, StringConstraints(pattern=r"^agent/[A-Za-z0-9][A-Za-z0-9._/-]{0,200}$")]
     head_sha: CommitSha
     start: Literal["base", "branch"]

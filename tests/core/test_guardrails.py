@@ -109,10 +109,12 @@ LIFECYCLE = {"human_edited", "pr_branch_deleted", "pr_conflicted", "pr_refresh_l
 #: Decided on the forge's reviews and comments (tests/core/test_commands.py), never by ``decide``.
 FEEDBACK = {"command_malformed", "command_unknown", "command_not_permitted", "review_not_permitted",
             "feedback_human_edited", "feedback_attempts_exhausted"}
+#: Decided on the forge's CI by the PR sync (tests/orchestrator/test_ci_cycle.py), never by ``decide``.
+CI = {"ci_fix_limit"}
 
 
 def test_every_reason_code_is_covered_by_a_scenario():
-    seen = AFTER_DECIDE | LIFECYCLE | FEEDBACK
+    seen = AFTER_DECIDE | LIFECYCLE | FEEDBACK | CI
     for scenario in SCENARIOS:
         expect = scenario["expect"]
         seen.update(expect.get("reasons", []))
@@ -130,6 +132,7 @@ def test_reason_codes_are_the_stable_strings():
         "command_malformed", "command_unknown", "command_not_permitted", "review_not_permitted",
         "feedback_human_edited", "feedback_attempts_exhausted",
         "rejected_by_human", "checks_red_at_base",
+        "ci_failed", "ci_fix_limit", "awaiting_ci",
     ]
 
 

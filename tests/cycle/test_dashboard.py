@@ -192,3 +192,23 @@ def test_the_ledger_keeps_the_newest_settled_prs_and_events_show_the_dashboard()
     [dash] = [e for e in events if e.type.startswith("dashboard.")]
     assert dash.type == "dashboard.closed" and dash.data["number"] == 4
     assert _row(failed)["lifecycle"] == "dashboard #4 update_failed (forge_error)"  # `leviathan evidence`
+
+
+def test_ci_of_open_prs_is_shown_with_hostile_check_names_inert():
+    from leviathan_lib.evidence.records import LedgerPR, LifecycleAction
+
+    target = _target()
+    read, result = _decided(target, ["one"])
+    result.ledger = Ledger(open_prs=[LedgerPR(number=3, task_id="task-0", branch="agent/task-0/1", task_hash="h",
+                                              head_sha="b" * 40)])
+    detail = "failing: " + ", ".join(HOSTILE)
+    result.lifecycle = [LifecycleAction(kind="ci_failed", number=3, task_id="task-0", branch="agent/task-0/1",
+                                        head_sha="b" * 40, ci_state="failure", detail=detail)]
+    body = render(target, read, result, run_id="manual__1", now=NOW, next_cycle=None).body
+    line = next(ln for ln in body.splitlines() if ln.startswith("- open: #3"))
+    assert "CI **failure**" in line
+    html = _html(line)
+    for tag in ("<a ", "<img", "<script", "<!--"):
+        assert tag not in html, tag
+    for raw in ("@octocat", "#1 ", "https://"):
+        assert raw not in line, raw

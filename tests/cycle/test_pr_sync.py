@@ -40,7 +40,7 @@ def test_a_closed_pr_loses_its_branch_and_a_merged_one_is_reported(target):
     open_pr(forge, "agent/a/1")
     open_pr(forge, "agent/b/1")
     forge.close_pr(1)
-    forge.merge(2)
+    merge = forge.merge(2).merge_sha
     open_prs, changes = pr_sync.sync_pr_states(forge, [_known(1, "a", "agent/a/1"), _known(2, "b", "agent/b/1")])
     assert open_prs == []
     assert changes == [
@@ -48,7 +48,7 @@ def test_a_closed_pr_loses_its_branch_and_a_merged_one_is_reported(target):
                       branch_deleted=True),
         # No recorded push to compare the tip with (an old record): the merged branch is kept.
         PrStateChange(number=2, task_id="b", branch="agent/b/1", state="merged", task_hash="hash-b",
-                      branch_kept="pushed_head_unknown"),
+                      branch_kept="pushed_head_unknown", merge_sha=merge),
     ]
     assert rev_parse_or_none(target.bare, "refs/heads/agent/a/1") is None
     assert rev_parse_or_none(target.bare, "refs/heads/agent/b/1") is not None
@@ -85,10 +85,10 @@ def test_merged_branches_leviathan_alone_pushed_to_are_deleted(target):
     forge = LocalForge(target.bare)
     pushed = target.commit("agent/a/1", {"docs/a.md": "a\n"})
     open_pr(forge, "agent/a/1")
-    forge.merge(1)
+    merge = forge.merge(1).merge_sha
     _, changes = pr_sync.sync_pr_states(forge, [_known(1, "a", "agent/a/1", pushed)])
     assert changes == [PrStateChange(number=1, task_id="a", branch="agent/a/1", state="merged",
-                                     task_hash="hash-a", branch_deleted=True)]
+                                     task_hash="hash-a", branch_deleted=True, merge_sha=merge)]
     assert rev_parse_or_none(target.bare, "refs/heads/agent/a/1") is None
     assert rev_parse_or_none(target.bare, "refs/heads/main") is not None
 

@@ -106,12 +106,12 @@ def _switch_on() -> bool:
 
 def _state_file(target_file: Path, ledger: Any, path: Path, commit_sha: str) -> Path:
     """STATE.json as an operator would write it from what the evidence says (``leviathan evidence --json``)."""
-    from leviathan_lib.cycle.check import feedback_continuation
+    from leviathan_lib.cycle.check import pr_continuation
     from leviathan_lib.cycle.decision import ledger_open_prs, state_from_ledger
 
     state = state_from_ledger(ledger, global_autonomy=_switch_on(), now=datetime.now(UTC),
                               open_prs=ledger_open_prs(ledger), commit_sha=commit_sha)
-    cont, _ = feedback_continuation(load_target(target_file), ledger, [],
+    cont, _ = pr_continuation(load_target(target_file), ledger, [],
                                     {pr.number: pr.head_sha for pr in ledger.open_prs})
     doc = {**state.model_dump(mode="json", exclude={"now"}), "refresh_counts": ledger.refresh_counts,
            "continue_pr": cont.model_dump(mode="json") if cont else None}

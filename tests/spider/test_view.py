@@ -247,8 +247,9 @@ def test_admin_pauses_resumes_and_resets_on_the_record(tmp_path, targets_dir, ad
     from leviathan_lib.control.evidence_db import read_events
 
     create_demo_target(tmp_path, target_id="view_admin", targets_dir=targets_dir)
-    after = (read_events(after=0, limit=1000) or [None])[-1]
-    cursor = after.id if after else 0
+    cursor = 0  # the newest event so far (the session's DB may hold more than one page of them)
+    while page := read_events(after=cursor, limit=1000):
+        cursor = page[-1].id
     token = _csrf(admin.get("/ui").text)
     page = admin.get("/ui/targets/view_admin").text
     assert "/view_admin/pause" not in page and "/view_admin/resume" not in page  # no DAG yet: nothing to pause
@@ -332,3 +333,47 @@ def test_the_attempts_table_shows_each_attempts_checks(tmp_path, targets_dir, vi
     assert "<th>Checks <small>(pinned commit → change)</small></th>" in attempts
     cell = re.search(r'<td class="checks">(.*?)</td>', attempts, re.S).group(1)
     assert cell == '<code>lint-docs</code> pass → <span class="badge no">FAIL(1)</span>'
+
+
+def test_hostile_ci_text_is_escaped_on_the_target_page_and_counted_by_state(tmp_path, targets_dir, viewer):
+    from leviathan_lib.cli.main import main
+
+    target_file = create_demo_target(tmp_path, target_id="view_ci", targets_dir=targets_dir)
+    run_cycle(target_file)  # PR #1
+    bare = tmp_path / "repos" / "view_ci.git"
+    secret = "ghp_" + "Vw3" * 12
+    assert main(["forge", "status", "--repo", str(bare), "1", "--context", EVIL, "--state", "failure",
+                 "--description", f"{EVIL} @octocat token {secret}"]) == 0
+    run_cycle(target_file)  # reads the red CI and fixes it: the new head has no CI yet
+    page = viewer.get("/ui/targets/view_ci?days=30").text
+    prs = re.search(r'<table id="prs">.*?</table>', page, re.S).group(0)
+    assert "CI failure" in prs and "<script>alert" not in prs and secret not in page
+    assert prs.count(ESCAPED) == 3  # the check's name in the detail, and its name and summary in the report
+    assert "[REDACTED:github_token]" in prs
+    fleet = viewer.get("/ui").text
+    assert re.search(r'<tr data-target="view_ci">.*?CI none.*?</tr>', fleet, re.S)
+    metrics = viewer.get("/metrics").text
+    assert 'leviathan_pr_ci_state{state="none",target_id="view_ci"} 1.0' in metrics
+    assert 'leviathan_pr_ci_state{state="failure",target_id="view_ci"} 0.0' in metrics
+
+
+def test_a_reverted_pr_stays_merged_on_the_page_marked_reverted_and_counted(tmp_path, targets_dir, viewer):
+    from leviathan_lib.forge.local import LocalForge
+    from leviathan_lib.git.runner import run_git
+
+    target_file = create_demo_target(tmp_path, target_id="view_revert", targets_dir=targets_dir)
+    bare, work = tmp_path / "repos" / "view_revert.git", tmp_path / "human"
+    run_cycle(target_file)  # PR #1
+    merge = LocalForge(bare).merge(1).merge_sha
+    run_cycle(target_file)  # sees #1 merged
+    run_git(["clone", "--quiet", str(bare), str(work)])
+    run_git(["revert", "--no-edit", "-m", "1", merge], cwd=work)
+    run_git(["push", "--quiet", "origin", "HEAD:main"], cwd=work)
+    record = evidence_record(run_cycle(target_file)[0])
+    assert [c["state"] for c in record["pr_sync"]] == ["reverted"]
+    page = viewer.get("/ui/targets/view_revert?days=30").text
+    prs = re.search(r'<table id="prs">.*?</table>', page, re.S).group(0)
+    row = re.search(r"<tr><td><a class=\"pr\"[^>]*>#1</a>.*?</tr>", prs, re.S).group(0)
+    assert "merged" in row and "reverted" in row
+    assert re.search(r'aria-label="PRs opened, merged and closed[^"]*merged 1', page)
+    assert 'leviathan_prs_reverted_total{target_id="view_revert"} 1.0' in viewer.get("/metrics").text

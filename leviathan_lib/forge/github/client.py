@@ -1,4 +1,4 @@
-"""The GitHub forge: pull requests through the REST API, credentials from an Airflow connection.
+"""The GitHub REST transport: the token from an Airflow connection, bounded retries, rate limits, ETags.
 
 Credentials come from :class:`~airflow.providers.github.hooks.github.GithubHook` (a PAT in the
 connection's password, or a GitHub App through its extras, whose installation token PyGithub mints for
@@ -16,33 +16,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field
 
-from leviathan_lib.core.commands import MAX_ITEMS_PER_PR, PrComment, Review
-from leviathan_lib.forge.base import (
-    AGENT_BRANCH_PREFIX,
-    Forge,
-    ForgeConflict,
-    ForgeError,
-    Issue,
-    IssueNotFound,
-    PullRequest,
-    PullRequestNotFound,
-)
+from leviathan_lib.forge.base import ForgeError
 from leviathan_lib.git import urls
 from leviathan_lib.git.auth import basic_auth_value, extra_header_env
-
-log = logging.getLogger("leviathan")
 
 DEFAULT_CONN_ID = "github_default"
 API_VERSION = "2022-11-28"
@@ -54,9 +40,6 @@ WRITE_PULLS = "Pull requests: write"
 WRITE_CONTENTS = "Contents: write"
 READ_ISSUES = "Issues: read"
 WRITE_ISSUES = "Issues: write"
-#: Pages of reviews or comments read per PR at most (100 each): the newest :data:`MAX_ITEMS_PER_PR` count.
-MAX_PAGES = 5
-_REVIEW_STATES = {"APPROVED", "CHANGES_REQUESTED", "COMMENTED", "DISMISSED", "PENDING"}
 
 
 class RetryPolicy(BaseModel):
@@ -75,13 +58,13 @@ class RetryPolicy(BaseModel):
     read_timeout: float = Field(default=20.0, gt=0)
 
 
-class _OutcomeUnknown(ForgeError):
+class OutcomeUnknown(ForgeError):
     """A write got no answer (timeout, 5xx): GitHub may or may not have done it."""
 
     CODE = "forge_outcome_unknown"
 
 
-class _EtagCache:
+class EtagCache:
     """Last ETag and body per GET, per repository, in a small JSON file under the state dir.
 
     It survives between task processes, so the next cycle's poll is a 304 that costs no rate-limit
@@ -124,33 +107,8 @@ def parse_repo_url(repo_url: str) -> tuple[str, str]:
     return parsed.owner_name
 
 
-def _pull(data: dict[str, Any]) -> PullRequest:
-    merged_at = data.get("merged_at")
-    state = "open" if data["state"] == "open" else "merged" if merged_at else "closed"
-    return PullRequest(
-        number=data["number"],
-        title=data["title"],
-        body=data.get("body") or "",
-        head=data["head"]["ref"],
-        base=data["base"]["ref"],
-        state=state,
-        url=data["html_url"],
-        created_at=data["created_at"],
-        updated_at=data["updated_at"],
-        merged_at=merged_at,
-        closed_at=data.get("closed_at") if state != "open" else None,
-        head_sha=data["head"].get("sha"),
-        merge_sha=(data.get("merge_commit_sha") or data["head"].get("sha")) if merged_at else None,
-    )
 
-
-def _login(data: dict[str, Any]) -> str:
-    """The author of a review or comment; a deleted account (``user: null``) is GitHub's ``ghost``."""
-    user = data.get("user")
-    return str(user.get("login")) if isinstance(user, dict) and user.get("login") else "ghost"
-
-
-def _message(resp: requests.Response) -> str:
+def message_of(resp: requests.Response) -> str:
     try:
         data = resp.json()
     except ValueError:
@@ -170,8 +128,9 @@ def _mask(*values: str) -> None:
         mask_secret(value)
 
 
-class GithubForge(Forge):
-    """One GitHub repository, with credentials from the Airflow connection ``conn_id``."""
+class GithubClient:
+    """One GitHub repository's API, with credentials from the Airflow connection ``conn_id``; the PR options
+    (``draft``, ``labels``, ``reviewers``, ``assignees``) are what new PRs get (:mod:`.pulls`)."""
 
     def __init__(  # noqa: PLR0913 — keyword-only PR options and test seams (clock, sleep, cache)
         self,
@@ -221,7 +180,7 @@ class GithubForge(Forge):
 
             cache_dir = state_dir() / "github-etags"
         key = hashlib.sha256(f"{self.api}|{self.full_name}".encode()).hexdigest()[:16]
-        self._cache = _EtagCache(cache_dir / f"{key}.json")
+        self._cache = EtagCache(cache_dir / f"{key}.json")
         self._rate_remaining: int | None = None
         self._rate_reset: float | None = None
         self._repo_data: dict[str, Any] | None = None
@@ -267,7 +226,7 @@ class GithubForge(Forge):
             return float(retry_after)
         if resp.headers.get("x-ratelimit-remaining") == "0" and self._rate_reset is not None:
             return max(0.0, self._rate_reset - self._clock()) + 1
-        if resp.status_code == 429 or "rate limit" in _message(resp).lower():
+        if resp.status_code == 429 or "rate limit" in message_of(resp).lower():
             return self.retry.secondary_wait * 2 ** (attempt - 1)
         return None
 
@@ -286,18 +245,18 @@ class GithubForge(Forge):
             except requests.RequestException as exc:
                 problem = f"no answer ({type(exc).__name__})"
                 if not idempotent:
-                    raise _OutcomeUnknown(f"{self._where(method, path)}: {problem}; outcome unknown") from None
+                    raise OutcomeUnknown(f"{self._where(method, path)}: {problem}; outcome unknown") from None
                 wait = self.retry.backoff * 2 ** (attempt - 1)
             else:
                 self.calls.append((method, path, resp.status_code))
                 self._note_rate(resp)
                 wait = self._rate_limit_wait(resp, attempt)
                 if wait is not None:
-                    problem = f"rate limited ({resp.status_code} {_message(resp)})"
+                    problem = f"rate limited ({resp.status_code} {message_of(resp)})"
                 elif resp.status_code >= 500:
                     problem = f"server error {resp.status_code}"
                     if not idempotent:
-                        raise _OutcomeUnknown(f"{self._where(method, path)}: {problem}; outcome unknown")
+                        raise OutcomeUnknown(f"{self._where(method, path)}: {problem}; outcome unknown")
                     wait = self.retry.backoff * 2 ** (attempt - 1)
                 else:
                     return resp
@@ -321,7 +280,7 @@ class GithubForge(Forge):
 
     def _fail(self, resp: requests.Response, method: str, path: str, permission: str) -> ForgeError:
         """The error for an unexpected answer, naming the repository and what the token lacks."""
-        where, message = self._where(method, path), _message(resp)
+        where, message = self._where(method, path), message_of(resp)
         if resp.status_code == 401:
             return ForgeError(f"{where}: 401 {message}: the token of connection {self.conn_id!r} is wrong, "
                               f"expired or revoked")
@@ -387,231 +346,3 @@ class GithubForge(Forge):
 
     def default_branch(self) -> str:
         return str(self.repository()["default_branch"])
-
-    # -- pull requests ---------------------------------------------------------------------------------
-
-    def _ours(self, data: dict[str, Any]) -> bool:
-        """A PR from a branch of this repository (not a fork's branch that happens to share the name)."""
-        head_repo = data["head"].get("repo") or {}
-        return str(head_repo.get("full_name", "")).lower() == self.full_name.lower()
-
-    def list_open_prs(self, head_prefix: str = AGENT_BRANCH_PREFIX) -> list[PullRequest]:
-        self.repository()
-        path = f"/repos/{self.owner}/{self.repo}/pulls"
-        items = self._get(path, READ_PULLS, {"state": "open", "per_page": 100, "sort": "created",
-                                             "direction": "asc"})
-        if len(items) >= 100:
-            raise ForgeError(f"{self.full_name} has 100 or more open pull requests; Leviathan does not page "
-                             f"through them and treats the forge state as unknown")
-        return [_pull(d) for d in items if self._ours(d) and d["head"]["ref"].startswith(head_prefix)]
-
-    def find_pr_by_head(self, head: str) -> PullRequest | None:
-        path = f"/repos/{self.owner}/{self.repo}/pulls"
-        items = self._get(path, READ_PULLS, {"state": "all", "head": f"{self.owner}:{head}", "sort": "created",
-                                             "direction": "desc", "per_page": 10})
-        matches = [d for d in items if self._ours(d) and d["head"]["ref"] == head]
-        return _pull(matches[0]) if matches else None
-
-    def get_pr(self, number: int) -> PullRequest:
-        path = f"/repos/{self.owner}/{self.repo}/pulls/{number}"
-        missing = PullRequestNotFound(f"no pull request #{number} in {self.full_name}")
-        return _pull(self._get(path, READ_PULLS, missing=missing))
-
-    def create_pr(self, *, head: str, base: str, title: str, body: str) -> PullRequest:
-        """Open the PR; a POST that got no answer is retried only after checking it was not created."""
-        if self._created_pr:
-            raise ForgeError(f"refusing a second pull request on {self.full_name} in one cycle")
-        self.repository()
-        path = f"/repos/{self.owner}/{self.repo}/pulls"
-        payload = {"title": title, "head": head, "base": base, "body": body, "draft": self.draft}
-        for attempt in range(1, self.retry.attempts + 1):
-            try:
-                resp = self._send("POST", path, json_body=payload, idempotent=False)
-                break
-            except _OutcomeUnknown as exc:
-                existing = self.find_pr_by_head(head)
-                if existing is not None and existing.state == "open":
-                    self._created_pr = True
-                    return existing
-                if attempt == self.retry.attempts:
-                    raise ForgeError(f"{exc}; no pull request from {head} exists, giving up after {attempt} "
-                                     f"attempt(s), forge state unknown") from None
-                self._sleep(self.retry.backoff * 2 ** (attempt - 1))
-        if resp.status_code == 422 and "already exists" in _message(resp):
-            raise ForgeConflict(f"branch {head!r} already has an open pull request on {self.full_name}")
-        if resp.status_code == 422:
-            raise ForgeError(f"GitHub refused the pull request {head} -> {base} on {self.full_name}: "
-                             f"422 {_message(resp)}")
-        if resp.status_code != 201:
-            raise self._fail(resp, "POST", path, WRITE_PULLS)
-        self._created_pr = True
-        data = resp.json()
-        if self.labels:
-            labels_path = f"/repos/{self.owner}/{self.repo}/issues/{data['number']}/labels"
-            labelled = self._send("POST", labels_path, json_body={"labels": list(self.labels)})
-            if labelled.status_code != 200:
-                raise self._fail(labelled, "POST", labels_path, WRITE_PULLS)
-        number = data["number"]
-        self._hand_over(f"/repos/{self.owner}/{self.repo}/pulls/{number}/requested_reviewers",
-                        {"reviewers": list(self.reviewers)}, "pr_reviewers")
-        self._hand_over(f"/repos/{self.owner}/{self.repo}/issues/{number}/assignees",
-                        {"assignees": list(self.assignees)}, "pr_assignees")
-        return _pull(data)
-
-    def _hand_over(self, path: str, payload: dict[str, list[str]], key: str) -> None:
-        """Request reviewers or add assignees to a new PR. The PR stands without them, so a refusal (a
-        login that is no collaborator: 422) is logged, naming the target key, rather than failing delivery."""
-        if not any(payload.values()):
-            return
-        try:  # asking twice for the same people changes nothing, so retrying is safe
-            resp = self._send("POST", path, json_body=payload)
-        except ForgeError as exc:
-            log.warning("%s not applied: %s", key, exc)
-            return
-        if resp.status_code != 201:
-            log.warning("%s not applied: %s", key, self._fail(resp, "POST", path, WRITE_PULLS))
-
-    def _patch_pr(self, number: int, payload: dict[str, str]) -> PullRequest:
-        """PATCH a PR (setting a body or a state twice changes nothing, so 5xx and timeouts are retried)."""
-        path = f"/repos/{self.owner}/{self.repo}/pulls/{number}"
-        resp = self._send("PATCH", path, json_body=payload)
-        if resp.status_code == 404:
-            raise PullRequestNotFound(f"no pull request #{number} in {self.full_name}")
-        if resp.status_code != 200:
-            raise self._fail(resp, "PATCH", path, WRITE_PULLS)
-        return _pull(resp.json())
-
-    def update_pr(self, number: int, *, body: str) -> PullRequest:
-        return self._patch_pr(number, {"body": body})
-
-    def close_pr(self, number: int) -> PullRequest:
-        current = self.get_pr(number)
-        if current.state == "merged":
-            raise ForgeConflict(f"pull request #{number} on {self.full_name} is merged; it cannot be closed")
-        return current if current.state == "closed" else self._patch_pr(number, {"state": "closed"})
-
-    def mergeable(self, number: int) -> bool | None:
-        path = f"/repos/{self.owner}/{self.repo}/pulls/{number}"
-        missing = PullRequestNotFound(f"no pull request #{number} in {self.full_name}")
-        data = self._get(path, READ_PULLS, missing=missing)
-        value = data.get("mergeable")
-        return value if isinstance(value, bool) and data.get("state") == "open" else None
-
-    def comment(self, number: int, body: str) -> None:
-        path = f"/repos/{self.owner}/{self.repo}/issues/{number}/comments"
-        resp = self._send("POST", path, json_body={"body": body}, idempotent=False)
-        if resp.status_code != 201:
-            raise self._fail(resp, "POST", path, WRITE_PULLS)
-
-    def _pages(self, path: str, permission: str) -> list[dict[str, Any]]:
-        """Up to :data:`MAX_PAGES` pages of a chronological list; the newest items are kept."""
-        items: list[dict[str, Any]] = []
-        for page in range(1, MAX_PAGES + 1):
-            chunk = self._get(path, permission, {"per_page": 100, "page": page})
-            if not isinstance(chunk, list):
-                raise ForgeError(f"{self._where('GET', path)}: expected a list")
-            items += [d for d in chunk if isinstance(d, dict)]
-            if len(chunk) < 100:
-                break
-        return items[-MAX_ITEMS_PER_PR:]
-
-    def list_reviews(self, number: int) -> list[Review]:
-        path = f"/repos/{self.owner}/{self.repo}/pulls/{number}/reviews"
-        return [Review(id=d["id"], author=_login(d), body=d.get("body") or "", submitted_at=d.get("submitted_at"),
-                       state=d["state"] if d.get("state") in _REVIEW_STATES else "COMMENTED",
-                       commit_sha=d.get("commit_id")) for d in self._pages(path, READ_PULLS)]
-
-    def list_comments(self, number: int) -> list[PrComment]:
-        path = f"/repos/{self.owner}/{self.repo}/issues/{number}/comments"
-        return [PrComment(id=d["id"], author=_login(d), body=d.get("body") or "", created_at=d["created_at"])
-                for d in self._pages(path, READ_ISSUES)]
-
-    def permission(self, login: str) -> str:
-        """GitHub's base role of ``login``; a 404 (not a collaborator) is ``none``, any failure ``unknown``."""
-        path = f"/repos/{self.owner}/{self.repo}/collaborators/{quote(login, safe='')}/permission"
-        try:
-            resp = self._send("GET", path)
-        except ForgeError as exc:
-            log.warning("permission of %s on %s unknown: %s", login, self.full_name, exc)
-            return "unknown"
-        if resp.status_code == 404:
-            return "none"
-        if resp.status_code != 200:
-            log.warning("permission of %s on %s unknown: %s", login, self.full_name,
-                        self._fail(resp, "GET", path, READ_METADATA))
-            return "unknown"
-        permission = resp.json().get("permission")
-        return permission if permission in ("admin", "maintain", "write", "triage", "read", "none") else "unknown"
-
-    def branch_sha(self, branch: str) -> str | None:
-        path = f"/repos/{self.owner}/{self.repo}/git/ref/heads/{quote(branch, safe='/')}"
-        resp = self._send("GET", path)
-        if resp.status_code == 404:
-            return None
-        if resp.status_code != 200:
-            raise self._fail(resp, "GET", path, READ_METADATA)
-        sha = (resp.json().get("object") or {}).get("sha")
-        if not isinstance(sha, str):
-            raise ForgeError(f"{self._where('GET', path)}: the answer names no commit")
-        return sha
-
-    def _delete_branch(self, branch: str) -> None:
-        if branch == self.default_branch():
-            raise ValueError(f"refusing to delete {branch!r}: it is the default branch of {self.full_name}")
-        path = f"/repos/{self.owner}/{self.repo}/git/refs/heads/{quote(branch, safe='/')}"
-        resp = self._send("DELETE", path)
-        if resp.status_code == 204 or (resp.status_code == 422 and "does not exist" in _message(resp)):
-            return
-        raise self._fail(resp, "DELETE", path, WRITE_CONTENTS)
-
-    # -- issues (the dashboard) ------------------------------------------------------------------------
-
-    def create_issue(self, *, title: str, body: str, label: str) -> Issue:
-        """One POST, never retried blindly: a lost answer is answered by looking for the issue it made."""
-        path = f"/repos/{self.owner}/{self.repo}/issues"
-        try:
-            resp = self._send("POST", path, json_body={"title": title, "body": body, "labels": [label]},
-                              idempotent=False)
-        except _OutcomeUnknown as exc:
-            found = self.find_issue(title=title, label=label)
-            if found is not None:
-                return found
-            raise ForgeError(f"{exc}; no such issue exists yet, the next cycle looks again before creating") from None
-        if resp.status_code != 201:
-            raise self._fail(resp, "POST", path, WRITE_ISSUES)
-        return _issue(resp.json())
-
-    def _issue_answer(self, resp: requests.Response, method: str, path: str, number: int, permission: str) -> Issue:
-        if resp.status_code in (404, 410):  # 410: deleted (or issues turned off)
-            raise IssueNotFound(f"no issue #{number} in {self.full_name} ({resp.status_code} {_message(resp)})")
-        if resp.status_code != 200:
-            raise self._fail(resp, method, path, permission)
-        data = resp.json()
-        if data.get("pull_request"):
-            raise IssueNotFound(f"#{number} in {self.full_name} is a pull request, not an issue")
-        return _issue(data)
-
-    def get_issue(self, number: int) -> Issue:
-        path = f"/repos/{self.owner}/{self.repo}/issues/{number}"
-        return self._issue_answer(self._send("GET", path), "GET", path, number, READ_ISSUES)
-
-    def update_issue(self, number: int, *, title: str, body: str) -> Issue:
-        path = f"/repos/{self.owner}/{self.repo}/issues/{number}"
-        # Sending the same title and body twice changes nothing, so a lost answer may be retried.
-        resp = self._send("PATCH", path, json_body={"title": title, "body": body})
-        return self._issue_answer(resp, "PATCH", path, number, WRITE_ISSUES)
-
-    def find_issue(self, *, title: str, label: str) -> Issue | None:
-        path = f"/repos/{self.owner}/{self.repo}/issues"
-        items = self._get(path, READ_ISSUES, {"state": "open", "labels": label, "sort": "created",
-                                              "direction": "asc", "per_page": 100})
-        for data in items:
-            if not data.get("pull_request") and data.get("title") == title:
-                return _issue(data)
-        return None
-
-
-def _issue(data: dict[str, Any]) -> Issue:
-    labels = tuple(str(lab.get("name")) if isinstance(lab, dict) else str(lab) for lab in data.get("labels") or [])
-    return Issue(number=data["number"], title=data["title"], body=data.get("body") or "",
-                 state="open" if data["state"] == "open" else "closed", url=data["html_url"], labels=labels)
