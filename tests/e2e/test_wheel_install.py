@@ -170,6 +170,8 @@ def test_plugins_and_providers_come_from_the_entry_points(venv, deployment):
 
 def test_one_cycle_of_the_installed_package_opens_a_pull_request(venv, deployment):
     env, cwd, top = deployment
-    _airflow(venv, env, cwd, "dags", "test", dag_id("wheel"), timeout=600)
+    # A new installation starts with autonomy off (fail closed); the install docs switch it on like this.
+    _run([str(venv / "bin" / "leviathan"), "resume", "--reason", "first start"], env=env, cwd=cwd, timeout=300)
+    out = _airflow(venv, env, cwd, "dags", "test", dag_id("wheel"), timeout=600)
     prs = LocalForge(top / "repos" / "wheel.git").list_open_prs()
-    assert [(p.number, p.head, p.base) for p in prs] == [(1, "agent/docs-quickstart/1", "main")]
+    assert [(p.number, p.head, p.base) for p in prs] == [(1, "agent/docs-quickstart/1", "main")], out[-6000:]
