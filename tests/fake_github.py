@@ -500,14 +500,6 @@ class FakeGithub:
             data.update(ref=f"refs/heads/{branch}", url=f"{self.url}/repos/{repo.full_name}/git/refs/heads/{branch}")
             data["object"].update(sha=sha, type="commit")
             return 200, data
-        m = re.fullmatch(r"/git/refs/heads/(.+)", rest)
-        if m and method == "DELETE":
-            branch = unquote(m.group(1))
-            if self._branch_sha(repo, branch) is None:
-                return self._error(422, "Reference does not exist")
-            subprocess.run(["git", "--git-dir", str(repo.bare), "update-ref", "-d", f"refs/heads/{branch}"],
-                           check=True, capture_output=True)
-            return 204, None
         return self._error(404, "Not Found")
 
     def _ci(self, repo: Repo, ref: str, what: str, query: dict[str, str]) -> tuple[int, Any]:

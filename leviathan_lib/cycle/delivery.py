@@ -178,7 +178,9 @@ def deliver(
             raise _lease_problem(forge, cont, f"cannot fetch {cont.branch}: {redact_text(exc.stderr)}") from None
         if cont is not None and on_branch and start not in _tip_and_parent(repo):
             raise _lease_problem(forge, cont, "the branch moved after the attempt started")
-        earlier = _pushed_tip(repo, read, cont, forge.git_push_env()) if cont is not None else None
+        env = forge.git_push_env()
+        earlier = _fetched_tip(repo, read, cont.branch if cont is not None else plan.branch, env,
+                               fetched=on_branch)
         built = _build(target, read, plan, result, repo, start=start, run_id=run_id,
                        evidence_summary=evidence_summary, earlier=earlier)
         if cont is not None:
@@ -186,8 +188,7 @@ def deliver(
         existing = forge.find_pr_by_head(plan.branch)
         if existing is not None:
             return Delivery(pr=existing, changed_paths=built.changed_paths)
-        run_git(["push", "--quiet", "--porcelain", "--", read.repo_url,
-                 f"+{built.head_sha}:refs/heads/{plan.branch}"], cwd=path, env=forge.git_push_env())
+        _push_new_branch(repo, read, plan.branch, built.head_sha, earlier=earlier, env=env)
 
     if target.pr_creation == "checks_pass":  # a later cycle opens the PR once CI on this head passes
         return Delivery(pr=None, changed_paths=built.changed_paths, held=_held(built))
@@ -251,16 +252,41 @@ def _build(target: TargetConfig, read: ReadResult, plan: AttemptPlan, result: At
     return _Built(head_sha=head_sha, changed_paths=delivered, title=title, body=body)
 
 
-def _pushed_tip(repo: _Repo, read: ReadResult, cont: ContinuePr, env: dict[str, str]) -> str | None:
-    """The open PR's branch tip, where a rerun of this delivery (a cleared run) may have pushed already."""
-    if cont.start == "branch":
-        return _tip_and_parent(repo)[0]  # fetched already
+def _fetched_tip(repo: _Repo, read: ReadResult, branch: str, env: dict[str, str], *, fetched: bool) -> str | None:
+    """The branch's tip on the forge (None when absent), where a rerun of this delivery (a cleared run) may
+    have pushed already; ``fetched`` when the branch was fetched as the attempt's start."""
+    if fetched:
+        return _tip_and_parent(repo)[0]
     try:
-        run_git(["fetch", "--quiet", "--no-tags", "--depth", "1", "--", read.repo_url, f"refs/heads/{cont.branch}"],
+        run_git(["fetch", "--quiet", "--no-tags", "--depth", "1", "--", read.repo_url, f"refs/heads/{branch}"],
                 cwd=repo.path, env=env)
     except GitError:
-        return None  # gone: the push's lease says why
+        return None  # gone (or unreachable: the push that follows says which)
     return repo.git(["rev-parse", "FETCH_HEAD"])
+
+
+def _push_new_branch(repo: _Repo, read: ReadResult, branch: str, head_sha: str, *, earlier: str | None,
+                     env: dict[str, str]) -> None:
+    """Create ``branch`` at ``head_sha``, never over someone else's commit: the push's lease expects no branch.
+
+    A branch that already holds this very commit is this delivery's own earlier push (a rerun); any other
+    commit there is not Leviathan's to overwrite (``branch_exists``), PR or no PR.
+    """
+    if earlier == head_sha:
+        return
+    if earlier is not None:
+        raise DeliveryRejected("branch_exists", f"{branch} already exists at {earlier}, which Leviathan did not "
+                                                 "push for this attempt; nothing was overwritten")
+    ref = f"refs/heads/{branch}"
+    try:
+        run_git(["push", "--quiet", "--porcelain", f"--force-with-lease={ref}:", "--", read.repo_url,
+                 f"{head_sha}:{ref}"], cwd=repo.path, env=env)
+    except GitError:
+        tip = _fetched_tip(repo, read, branch, env, fetched=False)
+        if tip is not None and tip != head_sha:
+            raise DeliveryRejected("branch_exists", f"{branch} was created at {tip} while Leviathan pushed; "
+                                                     "nothing was overwritten") from None
+        raise
 
 
 def _made_earlier(repo: _Repo, candidate: str | None, parent: str, tree: str, message: str) -> str | None:

@@ -83,7 +83,7 @@ def sync_held(forge: Forge, target: TargetConfig, inputs: HeldInputs) -> HeldSyn
 def _sync_one(forge: Forge, target: TargetConfig, held: LedgerHeld, result: HeldSync, inputs: HeldInputs) -> None:
     ident = {"number": None, "task_id": held.task_id, "branch": held.branch}
     tip = forge.branch_sha(held.branch)
-    if tip not in (held.head_sha, inputs.own_heads.get(held.branch)):
+    if tip is None or tip not in (held.head_sha, inputs.own_heads.get(held.branch)):
         # Deleted, or someone else pushed: theirs now, never opened, deleted or rewritten by Leviathan.
         kind = "pr_branch_deleted" if tip is None else "human_edited"
         log.info("held branch %s: %s; Leviathan leaves it alone", held.branch, kind)
@@ -106,7 +106,7 @@ def _sync_one(forge: Forge, target: TargetConfig, held: LedgerHeld, result: Held
         if isinstance(fix, ContinueRequest):
             result.fixes.append(fix)
         else:  # no fix left: the branch goes (it is still Leviathan's push, read above)
-            forge.delete_branch(held.branch)
+            forge.delete_branch(held.branch, lease=tip)  # LeaseLost: a human pushed since; kept
             log.info("held branch %s: CI failed, no fix left (%s): deleted", held.branch, fix)
             result.actions.append(LifecycleAction.model_validate(
                 {**ident, "kind": "ci_branch_deleted", "head_sha": held.head_sha, "detail": fix}))

@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from leviathan_lib.evidence.records import LedgerPR, LifecycleAction
-from leviathan_lib.forge.base import Forge, ForgeError, PullRequest
+from leviathan_lib.forge.base import Forge, ForgeError, LeaseLost, PullRequest
 from leviathan_lib.worker.contract import ContinuePr
 
 log = logging.getLogger("leviathan")
@@ -46,7 +46,10 @@ def settle_branch(forge: Forge, pr: LedgerPR, state: Literal["merged", "closed"]
         # Records from before the pushed commit was recorded: a closed PR's branch goes, as it always did.
     elif tip != pr.head_sha:
         return False, HUMAN_EDITED
-    forge.delete_branch(pr.branch)
+    try:
+        forge.delete_branch(pr.branch, lease=pr.head_sha or tip)
+    except LeaseLost:  # a human pushed between the read and the delete: their commit stays
+        return False, HUMAN_EDITED
     return True, None
 
 
@@ -148,7 +151,7 @@ def _still_ours(forge: Forge, pr: LedgerPR, review: Review) -> bool:
 
 def _supersede(forge: Forge, pr: LedgerPR, review: Review) -> None:
     """Close the PR of a task whose definition changed, comment why, delete its (unchanged) branch."""
-    if not _still_ours(forge, pr, review):
+    if pr.head_sha is None or not _still_ours(forge, pr, review):
         return
     action = LifecycleAction(kind="pr_superseded", number=pr.number, task_id=pr.task_id, branch=pr.branch,
                              head_sha=pr.head_sha)
@@ -163,8 +166,8 @@ def _supersede(forge: Forge, pr: LedgerPR, review: Review) -> None:
     review.closed.append(pr.number)
     _comment(forge, action, SUPERSEDED_COMMENT)
     try:
-        forge.delete_branch(pr.branch)
-    except ForgeError as exc:
+        forge.delete_branch(pr.branch, lease=pr.head_sha)
+    except ForgeError as exc:  # LeaseLost included: a human's push since the read is kept
         log.warning("PR #%s: superseded branch %s not deleted: %s", pr.number, pr.branch, exc)
     log.info("PR #%s (%s): superseded by a new definition of the task; closed", pr.number, pr.task_id)
 

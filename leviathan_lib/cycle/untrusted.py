@@ -17,7 +17,14 @@ from pydantic import ValidationError
 
 from leviathan_lib.core.secrets_scan import redact_text, scan_bytes
 from leviathan_lib.cycle.patch_reader import PatchUnreadable, read_patch
-from leviathan_lib.worker.contract import MAX_PATCH_BYTES, AttemptResult, failed_result, result_from_json, utc_now
+from leviathan_lib.worker.contract import (
+    MAX_PATCH_BYTES,
+    AttemptResult,
+    ResultTooLarge,
+    failed_result,
+    result_from_json,
+    utc_now,
+)
 
 #: Fields of the result that are not worker output (set by the contract) or are handled on their own.
 _KEPT = {"result_version", "outcome", "base_sha", "started_at", "finished_at", "patch"}
@@ -79,6 +86,8 @@ def sanitize_result_document(raw: Any) -> dict[str, Any]:
         if not isinstance(raw, (Mapping, str, bytes)):
             raise TypeError(type(raw).__name__)
         result = result_from_json(raw)
+    except ResultTooLarge as exc:
+        result = failed_result("result_too_large", str(exc), started_at=utc_now())
     except (ValidationError, TypeError, ValueError):
         result = failed_result("worker_crashed", "the worker pod left no valid result document",
                                started_at=utc_now())

@@ -15,6 +15,8 @@ from leviathan_lib.core.ci import CiStatus
 from leviathan_lib.core.commands import PrComment, Review
 from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.names import AGENT_BRANCH_PREFIX, require_agent_branch
+from leviathan_lib.core.secrets_scan import redact_text
+from leviathan_lib.git.runner import GitError, push_delete_with_lease
 
 PullState = Literal["open", "merged", "closed"]
 IssueState = Literal["open", "closed"]
@@ -30,6 +32,12 @@ class ForgeConflict(ForgeError):
     """The forge refused because of its current state (merge conflict, an open PR already exists, ...)."""
 
     CODE = "forge_conflict"
+
+
+class LeaseLost(ForgeError):
+    """A branch moved off the commit Leviathan last pushed: someone else's work is on it, so it is kept."""
+
+    CODE = "human_edited"
 
 
 class PullRequestNotFound(ForgeError):
@@ -154,13 +162,22 @@ class Forge(ABC):
     def branch_sha(self, branch: str) -> str | None:
         """The commit ``branch`` points at on the forge, or None when there is no such branch."""
 
-    def delete_branch(self, branch: str) -> None:
-        """Delete an ``agent/…`` branch on the forge; anything else raises ValueError before any I/O."""
-        self._delete_branch(require_agent_branch(branch))
+    def delete_branch(self, branch: str, *, lease: str) -> None:
+        """Delete an ``agent/…`` branch while it still points at ``lease``, the commit Leviathan last pushed.
 
-    @abstractmethod
-    def _delete_branch(self, branch: str) -> None:
-        """Delete ``branch``, already checked by :func:`require_agent_branch`. Absent is not an error."""
+        Anything but an agent branch raises ValueError before any I/O. An absent branch is not an error; one
+        that moved (a human pushed to it) raises :class:`LeaseLost` and keeps the human's commit.
+        """
+        branch = require_agent_branch(branch)
+        try:
+            deleted = push_delete_with_lease(self.repo_url, branch, lease, env=self.git_push_env())
+        except GitError as exc:
+            raise ForgeError(f"cannot delete {branch}: {redact_text(exc.stderr)}") from None
+        if deleted:
+            return
+        tip = self.branch_sha(branch)
+        if tip is not None:
+            raise LeaseLost(f"{branch} points at {tip}, not at Leviathan's push {lease}: not deleted")
 
     @abstractmethod
     def git_push_env(self) -> dict[str, str]:

@@ -417,13 +417,6 @@ class LocalForge(LocalIssues, LocalStatuses, Forge):
     def branch_sha(self, branch: str) -> str | None:
         return self._branch_sha(branch)
 
-    def _delete_branch(self, branch: str) -> None:
-        if branch == self.default_branch():
-            raise ValueError(f"refusing to delete {branch!r}: it is the default branch of {self.path}")
-        sha = self._branch_sha(branch)
-        if sha is not None:
-            self._git("update-ref", "-d", f"refs/heads/{branch}", sha)
-
     def git_push_env(self) -> dict[str, str]:
         return {}
 

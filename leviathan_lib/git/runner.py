@@ -19,6 +19,7 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,25 @@ def ls_remote_head(url: str, branch: str, *, env: dict[str, str] | None = None) 
         if name == ref:  # ls-remote patterns match ref-name tails; keep the exact ref only
             return sha
     return None
+
+
+def push_delete_with_lease(url: str, branch: str, expect: str, *, env: dict[str, str] | None = None) -> bool:
+    """Delete ``refs/heads/<branch>`` on ``url`` only while it still points at ``expect``: True when deleted,
+    False when the lease did not hold (the branch moved or is gone); GitError when the push itself failed.
+
+    The condition is git's own ``--force-with-lease``, checked by the receiving side under its ref lock, so
+    a human commit pushed between a read and the delete is never lost (a REST delete has no condition).
+    """
+    ref = f"refs/heads/{branch_arg(branch)}"
+    with tempfile.TemporaryDirectory(prefix="leviathan-delete-") as tmp:
+        run_git(["init", "--quiet", "--bare", tmp])
+        proc = run_git(["push", "--porcelain", f"--force-with-lease={ref}:{expect}", "--", remote_arg(url),
+                        f":{ref}"], cwd=tmp, env=env, check=False)
+    if proc.returncode == 0:
+        return True
+    if any(line.startswith("!") and "stale info" in line for line in proc.stdout.splitlines()):
+        return False
+    raise GitError(["git", "push", "--delete", ref], proc.returncode, proc.stderr or proc.stdout)
 
 
 def init_bare(path: str | Path, default_branch: str = "main") -> Path:

@@ -36,6 +36,9 @@ Timestamp = Annotated[AwareDatetime, Field(strict=False)]
 
 #: The largest patch an attempt may produce; the worker stops at it and delivery re-checks it.
 MAX_PATCH_BYTES = 1_000_000
+#: The largest result document read (the patch, at most 100 steps' and 50 checks' output tails, usage):
+#: a bigger one is never parsed or stored (``result_too_large``).
+MAX_RESULT_BYTES = 8_000_000
 
 
 def utc_now() -> datetime:
@@ -243,7 +246,8 @@ class ErrorInfo(BaseModel):
 
     Codes are stable. From the worker: ``invalid_spec``, ``clone_failed``, ``recipes_invalid``,
     ``recipe_unknown``, ``recipe_failed``, ``diff_failed``, ``no_changes``, ``scope_violation``,
-    ``patch_too_large``, ``patch_not_utf8``, ``sandbox_unavailable``, ``resource_limit`` (a step exceeded a
+    ``patch_too_large``, ``patch_not_utf8``, ``sandbox_unavailable``, ``result_too_large`` (the result
+    document was over :data:`MAX_RESULT_BYTES`; set by whoever reads it), ``resource_limit`` (a step exceeded a
     limit: ``AttemptResult.limits.exceeded`` names it), ``internal_error``; from the repository's own checks
     (:mod:`leviathan_lib.worker.checks`) ``checks_failed``, ``check_timeout``, ``checks_modified_tree``,
     ``check_unknown`` and ``checks_red_at_base``; from the LLM
@@ -348,10 +352,17 @@ def result_to_json(result: AttemptResult) -> str:
     return result.model_dump_json()
 
 
+class ResultTooLarge(ValueError):
+    """A result document over :data:`MAX_RESULT_BYTES`: its content is not read."""
+
+
 def result_from_json(data: str | bytes | Mapping[str, Any]) -> AttemptResult:
-    """Parse a result document, from text or from the dict an XCom pull returns."""
+    """Parse a result document, from text or from the dict an XCom pull returns; ResultTooLarge when it is
+    over :data:`MAX_RESULT_BYTES`."""
     if isinstance(data, Mapping):
         data = json.dumps(dict(data))
+    if len(data) > MAX_RESULT_BYTES:
+        raise ResultTooLarge(f"the result document is over {MAX_RESULT_BYTES} bytes")
     return AttemptResult.model_validate_json(data)
 
 

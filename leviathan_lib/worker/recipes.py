@@ -69,6 +69,8 @@ if TYPE_CHECKING:  # plan checks recipes without importing the sandbox
 
 #: Bytes of each stream kept in the result: enough to diagnose, small enough for an XCom.
 TAIL_BYTES = 4096
+#: Steps one recipe or check may have: with each step's output tails, this bounds the result document.
+MAX_STEPS = 100
 RESERVED_ENV = {"PATH", "HOME"}
 _NoNul = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
 Argv = Annotated[list[_NoNul], Field(min_length=1)]
@@ -79,7 +81,7 @@ class Recipe(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     description: str = ""
-    steps: Annotated[list[Argv], Field(min_length=1)] | None = None
+    steps: Annotated[list[Argv], Field(min_length=1, max_length=MAX_STEPS)] | None = None
     command: Argv | None = None
     env: dict[EnvName, _NoNul] = Field(default_factory=dict)
 
@@ -114,7 +116,7 @@ class Check(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     description: str = ""
-    steps: Annotated[list[Argv], Field(min_length=1)]
+    steps: Annotated[list[Argv], Field(min_length=1, max_length=MAX_STEPS)]
     #: Unset: :data:`CHECK_TIMEOUT_SECONDS`, never past the attempt's own deadline. Set: it must fit in the
     #: target's ``attempt_timeout_seconds`` (a task whose check does not is ``invalid_task``).
     timeout_seconds: Annotated[int, Field(ge=1, le=86400)] | None = None

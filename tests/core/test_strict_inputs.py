@@ -75,6 +75,18 @@ def test_target_and_recipes_files_use_the_same_strict_loader():
         "r.yaml:2: YAML anchors (&x) are not allowed"]
 
 
+def test_a_recipe_or_check_has_at_most_100_steps():
+    def steps(n: int) -> str:
+        return "    steps:\n" + "      - [python3, s.py]\n" * n
+
+    too_many = "steps: List should have at most 100 items after validation, not 101"
+    assert len(parse_recipes(f"recipes:\n  r:\n{steps(100)}", "r.yaml")["r"].argvs) == 100
+    assert problems_of(parse_recipes, f"recipes:\n  r:\n{steps(101)}", "r.yaml") == [
+        f"r.yaml:3: recipes.r.{too_many}"]
+    assert problems_of(parse_recipes, f"{RECIPES}checks:\n  c:\n{steps(101)}", "r.yaml") == [
+        f"r.yaml:7: checks.c.{too_many}"]
+
+
 # -- ready: the YAML 1.2 boolean true only -----------------------------------------------------------
 
 @pytest.mark.parametrize("literal", ["true", "True", "TRUE"])

@@ -77,6 +77,21 @@ def test_crash_after_push_before_pr_creates_exactly_one_pr_on_rerun(prepared, mo
     assert pr.head_sha == pushed
 
 
+def test_a_branch_someone_else_made_before_any_pr_is_never_force_pushed(prepared):
+    """The agent branch is created with a lease expecting no branch: a human's commit there (no PR yet) stays."""
+    target, read, plan, result, forge, tmp_path = prepared
+    bare = forge.path
+    work = tmp_path / "human-branch"
+    commit_file(bare, work, "docs/notes.md", "a human's work\n", "human work")
+    run_git(["push", "--quiet", "origin", f"HEAD:refs/heads/{plan.branch}"], cwd=work)
+    theirs = run_git(["--git-dir", str(bare), "rev-parse", f"refs/heads/{plan.branch}"]).stdout.strip()
+    with pytest.raises(DeliveryRejected) as exc:
+        _deliver(target, read, plan, result, forge, tmp_path)
+    assert exc.value.code == "branch_exists" and theirs in str(exc.value)
+    assert run_git(["--git-dir", str(bare), "rev-parse", f"refs/heads/{plan.branch}"]).stdout.strip() == theirs
+    assert forge.list_prs() == []
+
+
 def _commit_dates(forge, sha: str) -> tuple[datetime, datetime, str]:
     out = run_git(["--git-dir", str(forge.path), "log", "-1", "--format=%aI%n%cI%n%an <%ae>", sha]).stdout.split("\n")
     return datetime.fromisoformat(out[0]), datetime.fromisoformat(out[1]), out[2]

@@ -128,7 +128,7 @@ def test_a_push_someone_made_in_between_is_never_overwritten(opened):
 
 def test_a_deleted_pr_branch_is_a_reason_code_and_no_new_pr(opened):
     target, read, plan, result, forge, tmp, pr = opened
-    forge.delete_branch(pr.head)
+    forge.delete_branch(pr.head, lease=pr.head_sha)
     refresh = _continued(plan, pr, start="base")
     with pytest.raises(DeliveryRejected) as exc:
         _deliver(target, read, refresh, result, forge, tmp)

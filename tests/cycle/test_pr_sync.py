@@ -121,6 +121,6 @@ def test_a_branch_deleted_by_hand_is_neither_deleted_nor_kept(target):
     pushed = target.commit("agent/a/1", {"docs/a.md": "a\n"})
     open_pr(forge, "agent/a/1")
     forge.merge(1)
-    forge.delete_branch("agent/a/1")
+    forge.delete_branch("agent/a/1", lease=pushed)
     _, changes = pr_sync.sync_pr_states(forge, [_known(1, "a", "agent/a/1", pushed)])
     assert [(c.state, c.branch_deleted, c.branch_kept) for c in changes] == [("merged", False, None)]

@@ -11,7 +11,7 @@ import pytest
 
 from leviathan_lib.cycle.patch_reader import PatchUnreadable, read_patch
 from leviathan_lib.cycle.untrusted import patch_problem, sanitize_result, sanitize_result_document
-from leviathan_lib.worker.contract import MAX_PATCH_BYTES, AttemptResult
+from leviathan_lib.worker.contract import MAX_PATCH_BYTES, MAX_RESULT_BYTES, AttemptResult
 
 TOKEN = "ghp_" + "Zq9x" * 9
 KEY = "sk-ant-" + "api03-" + "Qm7" * 10
@@ -104,3 +104,13 @@ def test_a_pod_document_is_sanitized_and_garbage_is_replaced():
         replaced = sanitize_result_document(garbage)
         assert replaced["outcome"] == "failed" and replaced["error"]["code"] == "worker_crashed"
         assert TOKEN not in json.dumps(replaced)
+
+
+def test_an_oversized_result_document_is_neither_parsed_nor_stored():
+    """A 300-step recipe once made a 2.4 MiB XCom: steps are capped at 100, and any document over the bound is
+    replaced by a failure naming it, whatever it holds."""
+    document = json.loads(_result(log="x").model_dump_json())
+    document["executor"]["log"] = "x" * (MAX_RESULT_BYTES + 1)
+    clean = sanitize_result_document(document)
+    assert clean["outcome"] == "failed" and clean["error"]["code"] == "result_too_large"
+    assert str(MAX_RESULT_BYTES) in clean["error"]["message"] and len(json.dumps(clean)) < 10_000

@@ -78,11 +78,14 @@ def test_lifecycle_and_the_token_stays_out_of_urls_and_argv(gh):
         gh.forge().create_pr(head="agent/t1/1", base="main", title="again", body="")
 
     forge = gh.forge()
-    forge.delete_branch("agent/t1/1")
-    forge.delete_branch("agent/t1/1")  # absent is fine
+    deletes = len(gh.fake.git_requests)
+    forge.delete_branch("agent/t1/1", lease=pr.head_sha)  # a conditional git push, never a REST DELETE
+    forge.delete_branch("agent/t1/1", lease=pr.head_sha)  # absent is fine
     assert run_git(["--git-dir", str(gh.bare), "branch", "--list", "agent/*"]).stdout == ""
+    assert len(gh.fake.git_requests) > deletes
+    assert gh.fake.api_calls("DELETE") == []
     with pytest.raises(ValueError):
-        forge.delete_branch("main")
+        forge.delete_branch("main", lease=pr.head_sha)
     with pytest.raises(PullRequestNotFound):
         forge.get_pr(99)
 

@@ -17,6 +17,7 @@ import leviathan_lib
 from leviathan_lib.forge import (
     ForgeConflict,
     ForgeError,
+    LeaseLost,
     LocalForge,
     PullRequestNotFound,
     open_forge,
@@ -207,15 +208,25 @@ def test_close_keeps_branch_and_is_idempotent(target, forge):
 @pytest.mark.parametrize("branch", ["main", "feature/x", "agent/", "agent", "agentx/y", "refs/heads/agent/x"])
 def test_delete_branch_refuses_non_agent_branches(target, forge, branch):
     with pytest.raises(ValueError, match="refusing"):
-        forge.delete_branch(branch)
+        forge.delete_branch(branch, lease="0" * 40)
     assert rev_parse_or_none(target.bare, "refs/heads/main")
 
 
-def test_delete_branch_deletes_agent_branches(target, forge):
-    target.commit("agent/x/1", {"docs/new.md": "x\n"})
-    forge.delete_branch("agent/x/1")
+def test_delete_branch_deletes_agent_branches_on_their_lease(target, forge):
+    sha = target.commit("agent/x/1", {"docs/new.md": "x\n"})
+    forge.delete_branch("agent/x/1", lease=sha)
     assert rev_parse_or_none(target.bare, "refs/heads/agent/x/1") is None
-    forge.delete_branch("agent/x/1")  # already gone: nothing to do
+    forge.delete_branch("agent/x/1", lease=sha)  # already gone: nothing to do
+
+
+def test_delete_branch_keeps_a_branch_a_human_pushed_to(target, forge):
+    """The delete is conditional on Leviathan's push: a human commit made after the read is never lost."""
+    ours = target.commit("agent/x/1", {"docs/new.md": "x\n"})
+    theirs = target.commit("agent/x/1", {"docs/new.md": "human\n"})
+    with pytest.raises(LeaseLost, match=f"points at {theirs}") as exc:
+        forge.delete_branch("agent/x/1", lease=ours)
+    assert exc.value.code == "human_edited"
+    assert rev_parse_or_none(target.bare, "refs/heads/agent/x/1") == theirs
 
 
 def test_pr_not_found(forge):

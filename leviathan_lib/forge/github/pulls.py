@@ -16,7 +16,6 @@ from leviathan_lib.forge.base import (
 from leviathan_lib.forge.github.client import (
     READ_METADATA,
     READ_PULLS,
-    WRITE_CONTENTS,
     WRITE_PULLS,
     GithubClient,
     OutcomeUnknown,
@@ -169,12 +168,3 @@ class Pulls(GithubClient):
         if not isinstance(sha, str):
             raise ForgeError(f"{self._where('GET', path)}: the answer names no commit")
         return sha
-
-    def _delete_branch(self, branch: str) -> None:
-        if branch == self.default_branch():
-            raise ValueError(f"refusing to delete {branch!r}: it is the default branch of {self.full_name}")
-        path = f"/repos/{self.owner}/{self.repo}/git/refs/heads/{quote(branch, safe='/')}"
-        resp = self._send("DELETE", path)
-        if resp.status_code == 204 or (resp.status_code == 422 and "does not exist" in message_of(resp)):
-            return
-        raise self._fail(resp, "DELETE", path, WRITE_CONTENTS)

@@ -29,7 +29,15 @@ from pydantic import ValidationError
 import leviathan_lib
 from leviathan_lib.core.limits import CleanupReport
 from leviathan_lib.worker.checks import CACHE_ENV
-from leviathan_lib.worker.contract import AttemptResult, AttemptSpec, failed_result, result_from_json, utc_now
+from leviathan_lib.worker.contract import (
+    MAX_RESULT_BYTES,
+    AttemptResult,
+    AttemptSpec,
+    ResultTooLarge,
+    failed_result,
+    result_from_json,
+    utc_now,
+)
 from leviathan_lib.worker.sandbox import BWRAP_ENV
 from leviathan_lib.worker.scratch import PREFIX, attempt_lock, remove_tree, sweep
 
@@ -158,7 +166,10 @@ def _run_in(  # noqa: PLR0913 — the attempt's own inputs, passed through
             executor=executor,
         )
     try:
-        return result_from_json(output.read_bytes())
+        with output.open("rb") as handle:  # bounded: a hostile worker cannot make the orchestrator read more
+            return result_from_json(handle.read(MAX_RESULT_BYTES + 1))
+    except ResultTooLarge as exc:
+        return failed_result("result_too_large", str(exc), started_at=started, executor=executor)
     except (OSError, ValidationError) as exc:
         reason = "no result file" if isinstance(exc, OSError) else "an unreadable result file"
         return failed_result(
