@@ -655,7 +655,8 @@ class Totals(BaseModel):
         def add(counts: dict[str, int], key: str) -> dict[str, int]:
             return {**counts, key: counts.get(key, 0) + 1}
 
-        update: dict[str, Any] = {"cycles": add(self.cycles, _vocabulary(record.decision, DECISIONS))}
+        update: dict[str, Any] = {"cycles": add(self.cycles, _vocabulary(record.decision, DECISIONS)),
+                                  "since": self.since or record.recorded_at}
         if record.decision != "run":
             skips = self.skips
             for reason in record.reasons:
