@@ -1,4 +1,5 @@
-"""``leviathan evidence``: query the cycle history in the Airflow metadata DB.
+"""``leviathan evidence``: query the cycle history in the Airflow metadata DB; ``leviathan scorecard``: how the
+PRs fare, from the running totals in it (:mod:`leviathan_lib.evidence.scorecard`).
 
 Runs where Airflow's configuration is (like the ``airflow`` CLI, with the same DB credentials), and
 reads only Leviathan's evidence assets. ``--prune`` is the retention path: see docs/evidence.md.

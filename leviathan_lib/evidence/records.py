@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from leviathan_lib.core.ci import CiState
 from leviathan_lib.core.egress import EgressReport
@@ -651,12 +651,21 @@ class Totals(BaseModel):
     #: The model cost of every attempt (``cost_usd``).
     cost_usd: float = 0.0
 
+    @field_validator("merge_counts")
+    @classmethod
+    def _one_count_per_merge_bucket(cls, counts: list[int]) -> list[int]:
+        if len(counts) != len(MERGE_BUCKETS) + 1:
+            raise ValueError(f"expected {len(MERGE_BUCKETS) + 1} counts (MERGE_BUCKETS and +Inf), got {len(counts)}")
+        return counts
+
     def with_cycle(self, record: CycleRecord) -> Totals:
         def add(counts: dict[str, int], key: str) -> dict[str, int]:
             return {**counts, key: counts.get(key, 0) + 1}
 
         update: dict[str, Any] = {"cycles": add(self.cycles, _vocabulary(record.decision, DECISIONS)),
-                                  "since": self.since or record.recorded_at}
+                                  # The first record counted names the start (totals that counted without one
+                                  # keep an unknown start).
+                                  "since": self.since or (None if self.cycles else record.recorded_at)}
         if record.decision != "run":
             skips = self.skips
             for reason in record.reasons:

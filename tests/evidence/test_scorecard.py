@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from pydantic import ValidationError
+
 from leviathan_lib.evidence.records import (
     MERGE_BUCKETS,
     AttemptEvidence,
@@ -115,6 +118,14 @@ def test_totals_from_before_the_scorecard_read_as_zero_and_say_since_when():
     since = T0 - timedelta(days=1)  # a baseline from before the scorecard: its counters are zero, not unknown
     card = scorecard("x", newest, legacy, since=since)
     assert (card.prs_opened, card.prs_merged, card.scorecard_since) == (0, 1, HISTORY[4].recorded_at)
+    # The first record counted names the start; totals that counted records without naming one keep it unknown.
+    assert Totals().with_cycle(HISTORY[0]).since == HISTORY[0].recorded_at
+    assert Totals(cycles={"run": 2}).with_cycle(HISTORY[0]).since is None
+
+
+def test_a_merge_histogram_of_another_shape_does_not_validate():
+    with pytest.raises(ValidationError, match=r"merge_counts\n.*expected 11 counts \(MERGE_BUCKETS and \+Inf\), got 3"):
+        Totals.model_validate({"merge_counts": [1, 2, 3]})
 
 
 def test_the_fleet_sums_its_targets():
