@@ -1,4 +1,5 @@
-"""``leviathan evidence``: query the cycle history in the Airflow metadata DB.
+"""``leviathan evidence``: query the cycle history in the Airflow metadata DB; ``leviathan scorecard``: how the
+PRs fare, from the running totals in it (:mod:`leviathan_lib.evidence.scorecard`).
 
 Runs where Airflow's configuration is (like the ``airflow`` CLI, with the same DB credentials), and
 reads only Leviathan's evidence assets. ``--prune`` is the retention path: see docs/evidence.md.
@@ -15,11 +16,11 @@ from leviathan_lib.core.errors import Problem, ValidationFailed
 from leviathan_lib.evidence.records import CycleRecord, parse_records
 
 
-def _iso(value: str, flag: str) -> datetime:
+def _iso(value: str, flag: str, command: str = "leviathan evidence") -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        problem = Problem("leviathan evidence", flag, f"expected an ISO 8601 time, got {value!r}")
+        problem = Problem(command, flag, f"expected an ISO 8601 time, got {value!r}")
         raise ValidationFailed([problem]) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
@@ -38,7 +39,7 @@ def _load(target_id: str | None, since: datetime | None) -> tuple[list[CycleReco
     return history.cycles, history.unreadable
 
 
-def _check_known(target_id: str) -> None:
+def _check_known(target_id: str, command: str = "leviathan evidence") -> None:
     """An empty history is an answer only for a target that exists: a mistyped id must not read as "no
     cycles yet". A target whose file is gone but whose evidence remains is still known."""
     from leviathan_lib.control.evidence_db import record_rows
@@ -48,7 +49,7 @@ def _check_known(target_id: str) -> None:
     if target_id in configured or record_rows(target_id=target_id, limit=1):
         return
     names = ", ".join(sorted(configured)) or "none"
-    problem = Problem("leviathan evidence", f"--target {target_id!r}", f"no such target (configured: {names})")
+    problem = Problem(command, f"--target {target_id!r}", f"no such target (configured: {names})")
     raise ValidationFailed([problem])
 
 
@@ -145,6 +146,37 @@ def cmd_evidence(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scorecard(args: argparse.Namespace) -> int:
+    from leviathan_lib.control.fleet import named_targets
+    from leviathan_lib.control.scorecard import report
+    from leviathan_lib.evidence.scorecard import LABELS, counts_later
+
+    command = "leviathan scorecard"
+    since = _iso(args.since, "--since", command) if args.since else None
+    if args.target:
+        _check_known(args.target, command)
+    result = report({args.target} if args.target else named_targets(), since)
+    if args.json:
+        print(json.dumps(result.document(), indent=2))
+        return 0
+    for tid, why in sorted(result.unknown.items()):
+        print(f"warning: {tid}: scorecard unknown: {why}")
+    cards = [*result.targets, *([] if args.target else [result.fleet])]
+    rows = [{"TARGET": card.target_id or "(fleet)",
+             "SINCE": card.since.isoformat(timespec="seconds") if card.since else "-",
+             **{key.upper(): cell for key, cell in card.cells().items()}} for card in cards]
+    columns = ["TARGET", "SINCE", *(key.upper() for key in LABELS)]
+    widths = {c: max([len(c)] + [len(r[c]) for r in rows]) for c in columns}
+    for row in [dict(zip(columns, columns, strict=True)), *rows]:
+        print("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip())
+    for card in cards:
+        if counts_later(card) and card.scorecard_since:
+            print(f"{card.target_id or '(fleet)'}: merged, closed, merge times, checks, CI and cost counted since "
+                  f"{card.scorecard_since.isoformat(timespec='seconds')} (the first record that kept them)")
+    print("MEDIAN_MERGE is an estimate: the time-to-merge bucket holding the median; — : nothing to measure yet")
+    return 0
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     from leviathan_lib.control.retention import prune
 
@@ -163,6 +195,11 @@ def register(subparsers) -> None:
     parser.add_argument("--cycle", metavar="RUN_ID", help="one cycle in full (JSON)")
     parser.add_argument("--json", action="store_true", help="JSON instead of a table")
     parser.set_defaults(func=cmd_evidence)
+    card = subparsers.add_parser("scorecard", help="PRs merged, closed, reverted; pass rates; cost per merged PR")
+    card.add_argument("--target", help="target_id (default: every target, and the fleet)")
+    card.add_argument("--since", help="ISO 8601 time; count only what was recorded after it")
+    card.add_argument("--json", action="store_true", help="a stable JSON document instead of a table")
+    card.set_defaults(func=cmd_scorecard)
     prune_parser = subparsers.add_parser("evidence-prune", help="delete old evidence, keeping what guardrails need")
     prune_parser.add_argument("--older-than-days", type=int, required=True)
     prune_parser.add_argument("--keep-attempts", type=int, default=10,

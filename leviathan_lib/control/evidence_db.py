@@ -51,17 +51,20 @@ def read_events(*, after: int = 0, limit: int = 500, target_id: str | None = Non
     return events[:limit]
 
 
-def newest_rows_of(uri: str, limit: int) -> list[tuple[int, datetime, Any]]:
-    """One asset's newest ``limit`` events, newest first: ``(asset_event_id, timestamp, extra)``."""
+def newest_rows_of(uri: str, limit: int, *, until: datetime | None = None) -> list[tuple[int, datetime, Any]]:
+    """One asset's newest ``limit`` events (stored at or before ``until``), newest first:
+    ``(asset_event_id, timestamp, extra)``."""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
+    query = (select(AssetEvent.id, AssetEvent.timestamp, AssetEvent.extra)
+             .join(AssetModel, AssetModel.id == AssetEvent.asset_id).where(AssetModel.uri == uri)
+             .order_by(AssetEvent.timestamp.desc(), AssetEvent.id.desc()).limit(max(1, limit)))
+    if until is not None:
+        query = query.where(AssetEvent.timestamp <= until)
     with create_session() as session:
-        rows = session.execute(
-            select(AssetEvent.id, AssetEvent.timestamp, AssetEvent.extra)
-            .join(AssetModel, AssetModel.id == AssetEvent.asset_id).where(AssetModel.uri == uri)
-            .order_by(AssetEvent.timestamp.desc(), AssetEvent.id.desc()).limit(max(1, limit))).all()
+        rows = session.execute(query).all()
     return [tuple(row) for row in rows]
 
 

@@ -124,7 +124,9 @@ def _state_change(forge: Forge, pr: LedgerPR, *, delete_merged: bool) -> PrState
         log.info("PR #%s: branch %s kept (%s)", pr.number, pr.branch, kept)
     return PrStateChange(number=pr.number, task_id=pr.task_id, branch=pr.branch, state=current.state,
                          task_hash=pr.task_hash, branch_deleted=deleted, branch_kept=kept,
-                         merge_sha=current.merge_sha if current.state == "merged" else None)
+                         merge_sha=current.merge_sha if current.state == "merged" else None,
+                         opened_at=current.created_at, decided_at=current.merged_at or current.closed_at,
+                         ci_first_push=pr.ci.first_push)
 
 
 def own_continued_attempt(history: History, run_id: str) -> AttemptEvidence | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from leviathan_lib.core.ci import CiState
 from leviathan_lib.core.egress import EgressReport
@@ -32,6 +32,9 @@ REASONS = (*(code.value for code in ReasonCode), "other")
 OUTCOMES = ("succeeded", "failed", "timed_out", "rejected_by_guardrail", "rejected_by_human", "checks_red_at_base",
             "other")
 DURATION_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
+#: Upper bounds (seconds) of the time-to-merge buckets the scorecard counts by: 10 min, 1 h, 4 h, 12 h, 1 d, 2 d,
+#: 3 d, 7 d, 14 d, 30 d, then ``+Inf``.
+MERGE_BUCKETS = (600.0, 3600.0, 14400.0, 43200.0, 86400.0, 172800.0, 259200.0, 604800.0, 1209600.0, 2592000.0)
 
 #: ``checks_red_at_base``: the repository's own checks already failed on the pinned commit, so the attempt made no
 #: change; neither a success nor a failure (the ledger does not count it, see :meth:`Ledger.with_cycle`).
@@ -175,6 +178,11 @@ class PrStateChange(BaseModel):
     #: and the commit that reverses its change.
     merge_sha: str | None = None
     revert_sha: str | None = None
+    #: ``merged`` / ``closed``: when the forge says the PR was opened and merged or closed, and the first settled
+    #: CI state on the head Leviathan first pushed (None: none reported; absent in older records).
+    opened_at: datetime | None = None
+    decided_at: datetime | None = None
+    ci_first_push: Literal["success", "failure"] | None = None
 
 
 LifecycleKind = Literal["human_edited", "pr_branch_deleted", "pr_superseded", "pr_refresh_limit",
@@ -625,12 +633,39 @@ class Totals(BaseModel):
     duration_sum: float = 0.0
     #: Merged PRs a later commit on the target branch reverted (:mod:`leviathan_lib.cycle.reverts`).
     prs_reverted: int = 0
+    #: The scorecard's counters (:mod:`leviathan_lib.evidence.scorecard`) count from here: the first record
+    #: counted by a version that kept them (None: none yet; older totals read them as zero).
+    scorecard_since: datetime | None = None
+    #: PRs humans merged, and closed without merging (the PR sync).
+    prs_merged: int = 0
+    prs_closed: int = 0
+    #: Merged PRs by time from opened to merged, per bucket of :data:`MERGE_BUCKETS` (not cumulative), the last
+    #: one ``+Inf``; PRs whose times are unknown are not in them.
+    merge_counts: list[int] = Field(default_factory=lambda: [0] * (len(MERGE_BUCKETS) + 1))
+    merge_seconds_sum: float = 0.0
+    #: Attempts whose change the repository's own checks ran on, and of those the ones where every check passed.
+    checks_ran: int = 0
+    checks_passed: int = 0
+    #: Merged or closed PRs by the first settled CI state on their first push: ``passed`` or ``failed``.
+    ci_first_push: dict[str, int] = Field(default_factory=dict)
+    #: The model cost of every attempt (``cost_usd``).
+    cost_usd: float = 0.0
+
+    @field_validator("merge_counts")
+    @classmethod
+    def _one_count_per_merge_bucket(cls, counts: list[int]) -> list[int]:
+        if len(counts) != len(MERGE_BUCKETS) + 1:
+            raise ValueError(f"expected {len(MERGE_BUCKETS) + 1} counts (MERGE_BUCKETS and +Inf), got {len(counts)}")
+        return counts
 
     def with_cycle(self, record: CycleRecord) -> Totals:
         def add(counts: dict[str, int], key: str) -> dict[str, int]:
             return {**counts, key: counts.get(key, 0) + 1}
 
-        update: dict[str, Any] = {"cycles": add(self.cycles, _vocabulary(record.decision, DECISIONS))}
+        update: dict[str, Any] = {"cycles": add(self.cycles, _vocabulary(record.decision, DECISIONS)),
+                                  # The first record counted names the start (totals that counted without one
+                                  # keep an unknown start).
+                                  "since": self.since or (None if self.cycles else record.recorded_at)}
         if record.decision != "run":
             skips = self.skips
             for reason in record.reasons:
@@ -645,12 +680,38 @@ class Totals(BaseModel):
             update["attempts"] = add(self.attempts, _vocabulary(attempt.outcome, OUTCOMES))
             if attempt.started_at and attempt.finished_at:
                 seconds = max(0.0, (attempt.finished_at - attempt.started_at).total_seconds())
-                bucket = next((i for i, bound in enumerate(DURATION_BUCKETS) if seconds <= bound),
-                              len(DURATION_BUCKETS))
                 counts = list(self.duration_counts)
-                counts[bucket] += 1
+                counts[_bucket(seconds, DURATION_BUCKETS)] += 1
                 update.update(duration_counts=counts, duration_sum=self.duration_sum + seconds)
-        return self.model_copy(update=update)
+        return self.model_copy(update={**update, **self._scorecard_update(record)})
+
+    def _scorecard_update(self, record: CycleRecord) -> dict[str, Any]:
+        """The scorecard's counters after ``record``: its settled PRs, its attempt's checks and cost."""
+        decided = [c for c in record.pr_sync if c.state in ("merged", "closed")]
+        merge_counts, merge_sum = list(self.merge_counts), self.merge_seconds_sum
+        first_push = dict(self.ci_first_push)
+        for change in decided:
+            if change.ci_first_push is not None:
+                key = "passed" if change.ci_first_push == "success" else "failed"
+                first_push[key] = first_push.get(key, 0) + 1
+            if change.state == "merged" and change.opened_at and change.decided_at:
+                seconds = max(0.0, (change.decided_at - change.opened_at).total_seconds())
+                merge_counts[_bucket(seconds, MERGE_BUCKETS)] += 1
+                merge_sum += seconds
+        attempt = record.attempt
+        change_checks = [c for c in attempt.checks if c.phase == "change"] if attempt else []
+        return {"scorecard_since": self.scorecard_since or record.recorded_at,
+                "prs_merged": self.prs_merged + sum(c.state == "merged" for c in decided),
+                "prs_closed": self.prs_closed + sum(c.state == "closed" for c in decided),
+                "merge_counts": merge_counts, "merge_seconds_sum": merge_sum, "ci_first_push": first_push,
+                "checks_ran": self.checks_ran + bool(change_checks),
+                "checks_passed": self.checks_passed + bool(change_checks and all(c.passed for c in change_checks)),
+                "cost_usd": self.cost_usd + ((attempt.cost_usd or 0.0) if attempt else 0.0)}
+
+
+def _bucket(value: float, bounds: tuple[float, ...]) -> int:
+    """The index of the first bucket whose upper bound holds ``value`` (``len(bounds)``: the ``+Inf`` one)."""
+    return next((i for i, bound in enumerate(bounds) if value <= bound), len(bounds))
 
 
 #: Why an attempt continues a PR whose CI failed (``max_ci_fix_attempts``).

@@ -34,11 +34,12 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from leviathan_lib.control import breaker, fleet, switch, target_view
+from leviathan_lib.control import breaker, fleet, scorecard, switch, target_view
 from leviathan_lib.core import names, target_scan
 from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.reasons import EXPLAIN
 from leviathan_lib.evidence.records import History
+from leviathan_lib.evidence.scorecard import LABELS, counts_later
 from leviathan_lib.spider import URL_PREFIX
 from leviathan_lib.spider.auth import AdminUser, BearerCredentials, GetUserDep, csrf_token, is_admin, require_csrf
 from leviathan_lib.spider.auth import username as user_name
@@ -156,6 +157,14 @@ def _last_run_id(history: Any) -> str | None:
     return next((c.dag_run_id for c in reversed(history.cycles) if not c.replay), None)
 
 
+def fleet_scorecard(overview: fleet.Overview) -> dict[str, Any]:
+    """The fleet page's scorecard section: each target's and the fleet's, from the totals the overview read."""
+    result = scorecard.from_totals({t.target_id: t.totals for t in overview.targets})
+    cards = [*result.targets, result.fleet] if result.targets else []
+    return {"rows": [{"card": card, "cells": card.cells(), "later": counts_later(card)} for card in cards],
+            "unknown": result.unknown, "labels": LABELS}
+
+
 def render_fleet(viewer: Viewer, overview: fleet.Overview, histories: dict[str, Any], targets: dict[str, Any], *,
                  next_runs: dict[str, datetime | None], notice: str | None = None,
                  health: tuple[str, list[str]] = ("unknown", []), outside: list[Any] | None = None) -> str:
@@ -171,6 +180,7 @@ def render_fleet(viewer: Viewer, overview: fleet.Overview, histories: dict[str, 
                      "next_run": next_runs.get(state.dag_id), "unsandboxed": state.sandbox.startswith("unsandboxed")})
     return render("fleet.html", viewer, overview=overview, rows=rows, folder_problem=overview.folder_problem,
                   broken=overview.unnamed_files, notice=notice, health=health, outside=outside or [],
+                  scorecard=fleet_scorecard(overview),
                   global_enabled=overview.global_enabled, nav_targets=[t.target_id for t in overview.targets])
 
 

@@ -8,7 +8,15 @@ import pytest
 from leviathan_lib.core.guardrails import ClosedPR, OpenPR
 from leviathan_lib.cycle import pr_sync
 from leviathan_lib.cycle.decision import ledger_open_prs
-from leviathan_lib.evidence.records import AttemptEvidence, CycleRecord, History, Ledger, LedgerPR, PrStateChange
+from leviathan_lib.evidence.records import (
+    AttemptEvidence,
+    CycleRecord,
+    History,
+    Ledger,
+    LedgerPR,
+    PrCi,
+    PrStateChange,
+)
 from leviathan_lib.forge import LocalForge
 from tests.forge.test_local import Target, open_pr, rev_parse_or_none
 
@@ -41,15 +49,20 @@ def test_a_closed_pr_loses_its_branch_and_a_merged_one_is_reported(target):
     open_pr(forge, "agent/b/1")
     forge.close_pr(1)
     merge = forge.merge(2).merge_sha
-    open_prs, changes = pr_sync.sync_pr_states(forge, [_known(1, "a", "agent/a/1"), _known(2, "b", "agent/b/1")])
+    closed, merged = forge.get_pr(1), forge.get_pr(2)
+    green = _known(2, "b", "agent/b/1").model_copy(update={"ci": PrCi(first_head="x", first_push="success")})
+    open_prs, changes = pr_sync.sync_pr_states(forge, [_known(1, "a", "agent/a/1"), green])
     assert open_prs == []
+    # The forge's times and the first push's CI go on the record (the scorecard's merge times and CI rate).
     assert changes == [
         PrStateChange(number=1, task_id="a", branch="agent/a/1", state="closed", task_hash="hash-a",
-                      branch_deleted=True),
+                      branch_deleted=True, opened_at=closed.created_at, decided_at=closed.closed_at),
         # No recorded push to compare the tip with (an old record): the merged branch is kept.
         PrStateChange(number=2, task_id="b", branch="agent/b/1", state="merged", task_hash="hash-b",
-                      branch_kept="pushed_head_unknown", merge_sha=merge),
+                      branch_kept="pushed_head_unknown", merge_sha=merge, opened_at=merged.created_at,
+                      decided_at=merged.merged_at, ci_first_push="success"),
     ]
+    assert closed.closed_at is not None and merged.merged_at is not None
     assert rev_parse_or_none(target.bare, "refs/heads/agent/a/1") is None
     assert rev_parse_or_none(target.bare, "refs/heads/agent/b/1") is not None
     assert pr_sync.closed_by_humans(changes) == [ClosedPR(task_id="a", task_hash="hash-a")]
@@ -87,8 +100,10 @@ def test_merged_branches_leviathan_alone_pushed_to_are_deleted(target):
     open_pr(forge, "agent/a/1")
     merge = forge.merge(1).merge_sha
     _, changes = pr_sync.sync_pr_states(forge, [_known(1, "a", "agent/a/1", pushed)])
+    pr = forge.get_pr(1)
     assert changes == [PrStateChange(number=1, task_id="a", branch="agent/a/1", state="merged",
-                                     task_hash="hash-a", branch_deleted=True, merge_sha=merge)]
+                                     task_hash="hash-a", branch_deleted=True, merge_sha=merge,
+                                     opened_at=pr.created_at, decided_at=pr.merged_at)]
     assert rev_parse_or_none(target.bare, "refs/heads/agent/a/1") is None
     assert rev_parse_or_none(target.bare, "refs/heads/main") is not None
 

@@ -112,7 +112,8 @@ def test_a_ledger_from_before_the_bound_still_reads_and_folds_its_attempt_list()
                                          "decision": "skip", "stopped_reason": "open_pr_limit", "ledger": old})
     assert record.totals is None
     assert History(cycles=[record]).totals() is None
-    assert History(cycles=[record]).totals(complete=True) == Totals(since=T0, cycles={"skip": 1})
+    assert History(cycles=[record]).totals(complete=True) == Totals(since=T0, cycles={"skip": 1},
+                                                                    scorecard_since=T0)
     # Later closures of a task replace earlier ones: the ledger keeps one per task.
     closing = CycleRecord(target_id="x", dag_run_id="r2", recorded_at=T0, decision="skip", stopped_reason="s",
                           pr_sync=[PrStateChange(number=9, task_id="a", branch="agent/a/3", state="closed",
