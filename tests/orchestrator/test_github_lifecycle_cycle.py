@@ -75,7 +75,9 @@ def test_a_changed_definition_closes_the_pr_with_a_comment_and_opens_the_next(gi
     record = _cycle(target_file)
     assert [(a["kind"], a["closed"], a["commented"]) for a in record["lifecycle"]] == [("pr_superseded", True, True)]
     assert fake.repos[REPO].pulls[0]["state"] == "closed" and fake.repos[REPO].comments[1] == [SUPERSEDED_COMMENT]
-    assert ("DELETE", f"/repos/{REPO}/git/refs/heads/{BRANCH}", 204) in fake.api_calls("DELETE")
+    # Deleted by a git push with a lease (a REST DELETE has no condition and is never sent).
+    assert fake.api_calls("DELETE") == []
+    assert run_git(["--git-dir", str(bare), "branch", "--list", BRANCH]).stdout == ""
     assert record["attempt"]["pr_number"] == 2 and _open(fake) == [(2, "agent/docs-quickstart/2")]
     fake.human_merge(REPO, 2, into_base=True)
 
