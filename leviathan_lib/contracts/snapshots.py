@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from leviathan_lib.contracts.attempt import RESULT_VERSION, SPEC_VERSION, AttemptResult, AttemptSpec
+from leviathan_lib.contracts.recipes import RECIPES_VERSION, RecipesFile
 from leviathan_lib.evidence.records import (
     EVIDENCE_VERSION,
     AutonomyChangedRecord,
@@ -44,6 +45,8 @@ DOCUMENTS: dict[str, Document] = {
     "attempt_spec": Document(AttemptSpec, SPEC_VERSION, "orchestrator -> worker (file, pod env var, spec XCom)"),
     "attempt_result": Document(AttemptResult, RESULT_VERSION,
                                "worker -> orchestrator (file, XCom sidecar, return_value XCom)"),
+    "recipes_file": Document(RecipesFile, RECIPES_VERSION,
+                             "the target repository -> the worker, leviathan validate, the cycle's reads (YAML)"),
     "cycle_record": Document(CycleRecord, EVIDENCE_VERSION, "record_evidence -> every later reader (asset events)"),
     "breaker_reset_record": Document(BreakerResetRecord, EVIDENCE_VERSION, "leviathan breaker reset -> cycles"),
     "autonomy_changed_record": Document(AutonomyChangedRecord, EVIDENCE_VERSION, "switch changes -> cycles"),

@@ -15,7 +15,9 @@ import pytest
 import leviathan_lib
 from leviathan_lib.contracts import snapshots
 from leviathan_lib.contracts.attempt import RESULT_READER, SPEC_READER, AttemptResult
+from leviathan_lib.contracts.recipes import parse_recipes_file
 from leviathan_lib.contracts.versions import ContractError
+from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.cycle.untrusted import sanitize_result_document
 from leviathan_lib.evidence.records import parse_records
 
@@ -58,6 +60,8 @@ def test_the_v1_document_the_docs_promise_to_read_is_read_and_matches_its_snapsh
     jsonschema.validate(document, schema)
     if name in READERS:
         assert READERS[name].read(json.dumps(document)).model_dump(mode="json")[READERS[name].version_field] == 1
+    elif name == "recipes_file":  # JSON is YAML: the fixture is a recipes file as a repository holds it
+        assert parse_recipes_file(json.dumps(document), "recipes.yaml").version == 1
     else:
         history = parse_records([("run-1", document)])
         assert history.unreadable == [] and len(history.cycles + history.resets + history.switches) == 1
@@ -108,3 +112,11 @@ def test_the_worker_refuses_a_spec_version_it_does_not_read_with_a_named_error(t
                    check=True)
     result = RESULT_READER.read(output.read_text(encoding="utf-8"))
     assert result.error is not None and result.error.code == "invalid_spec" and "ends early" in result.error.message
+
+
+def test_a_recipes_file_without_a_version_is_v1_and_a_newer_one_is_refused_naming_the_field():
+    document = {k: v for k, v in fixture("recipes_file").items() if k != "version"}
+    assert parse_recipes_file(json.dumps(document), "recipes.yaml").version == 1
+    with pytest.raises(ValidationFailed) as info:
+        parse_recipes_file(json.dumps({**document, "version": 2}), "recipes.yaml")
+    assert [(p.file, p.field) for p in info.value.problems] == [("recipes.yaml", "version")]
