@@ -16,7 +16,7 @@ import leviathan_lib
 from leviathan_lib.contracts import snapshots
 from leviathan_lib.contracts.attempt import RESULT_READER, SPEC_READER, AttemptResult
 from leviathan_lib.contracts.recipes import parse_recipes_file
-from leviathan_lib.contracts.versions import ContractError
+from leviathan_lib.contracts.versions import ContractError, Reader
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.cycle.untrusted import sanitize_result_document
 from leviathan_lib.evidence.records import parse_records
@@ -120,3 +120,21 @@ def test_a_recipes_file_without_a_version_is_v1_and_a_newer_one_is_refused_namin
     with pytest.raises(ValidationFailed) as info:
         parse_recipes_file(json.dumps({**document, "version": 2}), "recipes.yaml")
     assert [(p.file, p.field) for p in info.value.problems] == [("recipes.yaml", "version")]
+
+
+def test_a_reader_lifts_the_version_before_to_its_own_and_refuses_two_back():
+    """The rolling-upgrade promise on a document of version 2 whose version 1 named a field differently."""
+    from pydantic import BaseModel, ConfigDict
+
+    class Doc(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        v: int
+        name: str
+
+    reader = Reader("doc", Doc, "v", (1, 2), {"version_unsupported": "doc_version_unsupported",
+                                               "truncated": "doc_truncated", "invalid": "doc_invalid"},
+                    upgrades={1: lambda d: {"v": 2, "name": d["title"]}})
+    assert reader.read('{"v": 1, "title": "old"}') == Doc(v=2, name="old")
+    assert reader.read({"v": 2, "name": "new"}) == Doc(v=2, name="new")
+    with pytest.raises(ContractError, match="doc: v 3 is not readable here"):
+        reader.read({"v": 3, "name": "x"})
