@@ -1,8 +1,8 @@
 """``leviathan forge …``: play the human reviewer on the local forge (list, show, merge, close, review,
-comment, collaborator, dashboard), and its CI (status).
+comment, collaborator, dashboard), and its CI (status); ``check --target ID`` tests any target's forge access.
 
-Exit codes: 0 done, 1 the forge refused because of its state (merge conflict, PR not open), 2 bad input
-or an unreadable forge. Errors are one line on stderr, never a traceback.
+Exit codes: 0 done, 1 the forge refused because of its state (merge conflict, PR not open) or the check
+found a problem, 2 bad input or an unreadable forge. Errors are one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 from leviathan_lib.core.names import DASHBOARD_LABEL
 from leviathan_lib.forge.base import ForgeConflict, ForgeError, PullRequest
@@ -29,6 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         )
         parser.set_defaults(func=lambda args: _guarded(func, args))
         return parser
+
+    p = sub.add_parser("check", help="test a target's forge connection: what its token may do (GitHub) or that "
+                                     "the repository is readable and writable (local)")
+    p.add_argument("--target", required=True, metavar="ID", help="the target_id (from the targets folder)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=lambda args: _guarded(_check, args))
 
     p = action("list", "list pull requests", _list)
     p.add_argument("--state", choices=["open", "merged", "closed", "all"], default="open")
@@ -226,3 +233,27 @@ def _issue_state(args: argparse.Namespace) -> int:
                                                   else "open")
     print(f"issue #{issue.number} is {issue.state}")
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from leviathan_lib.control.fleet import target_files
+    from leviathan_lib.core import target_scan
+    from leviathan_lib.forge.check import check_target
+
+    entries, folder_problem = target_files()
+    if folder_problem:
+        raise ValueError(folder_problem)
+    files = target_scan.by_target(entries).get(args.target, [])
+    if not files:
+        raise ValueError(f"no target {args.target!r} in the targets folder")
+    if len(files) != 1 or files[0].target is None:
+        raise ValueError(f"target {args.target!r} cannot be used: {'; '.join(p for f in files for p in f.problems)}")
+    result = check_target(files[0].target, Path(files[0].path))
+    if args.json:
+        print(json.dumps({**result.model_dump(mode="json"), "ok": result.ok}, indent=2))
+    else:
+        print(f"{result.forge} forge {result.repository}")
+        for fact in result.facts:
+            print(f"  {fact}")
+        print("ok" if result.ok else f"problem: {result.problem}: {result.detail}")
+    return 0 if result.ok else 1

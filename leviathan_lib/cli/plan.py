@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 import warnings
@@ -19,16 +18,10 @@ from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig, load_target
 from leviathan_lib.core.errors import Problem, ValidationFailed
 from leviathan_lib.core.guardrails import parse_state
+from leviathan_lib.core.secrets_scan import redact_text
 from leviathan_lib.core.yamlsrc import decode_utf8
 from leviathan_lib.cycle.decision import DecisionInputs, PlanState, build_decision
 from leviathan_lib.cycle.steps import ReadResult, read_backlog
-
-_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-
-
-def _redact(text: str) -> str:
-    """Credentials embedded in a repository URL never reach the terminal."""
-    return _URL_USERINFO.sub("***@", text)
 
 
 def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
@@ -52,12 +45,12 @@ def _from_repo(target: TargetConfig, config_path: Path) -> ReadResult:
         read = read_backlog(target, url, Path(cache))
     if read.error and read.error.code == "repo_unreachable":
         raise ValidationFailed([Problem(str(config_path), "target_repo_url",
-                                        _redact(f"cannot read the target repository: {read.error.message}"))])
+                                        redact_text(f"cannot read the target repository: {read.error.message}"))])
     if read.error and read.error.code == "backlog_invalid":  # the DAG stops here too; say why, as it does
-        where = _redact(f"{url}@{target.target_branch}")
+        where = redact_text(f"{url}@{target.target_branch}")
         raise ValidationFailed([Problem(where, "", read.error.message)])
     if read.backlog_text is None:
-        source = _redact(f"{url}@{target.target_branch}:{target.backlog_path}")
+        source = redact_text(f"{url}@{target.target_branch}:{target.backlog_path}")
         raise ValidationFailed([Problem(source, "", f"no backlog at commit {(read.commit_sha or '')[:12]}")])
     return read
 

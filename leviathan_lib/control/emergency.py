@@ -83,14 +83,12 @@ def fail_local_workers() -> list[str]:
 
 
 def delete_worker_pods(namespace: str = WORKER_NAMESPACE) -> list[str]:
-    """Delete the worker pods (label ``app=leviathan-worker``) with the configured Kubernetes client."""
-    from kubernetes import client, config
+    """Delete the worker pods (label ``app=leviathan-worker``) through the cncf.kubernetes provider's
+    ``KubernetesHook`` on the connection the worker pods are started with (``kubernetes_default``: when it does
+    not exist, the in-cluster configuration, else the kube config)."""
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    api = client.CoreV1Api()
+    api = KubernetesHook().core_v1_client
     pods = api.list_namespaced_pod(namespace, label_selector=WORKER_POD_LABEL, _request_timeout=30).items
     for pod in pods:
         api.delete_namespaced_pod(pod.metadata.name, namespace, grace_period_seconds=30, _request_timeout=30)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import re
 import threading
 from collections import Counter, OrderedDict
 from datetime import UTC, date, datetime, timedelta
@@ -58,7 +57,6 @@ MAX_SWITCH_ROWS = 500
 BACKLOG_SECONDS = 20.0
 PERIODS = (7, 30, 90)
 PAGE_SIZE = 50
-_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 #: Largest local-forge PR diff shown on its page.
 MAX_DIFF_CHARS = 200_000
 
@@ -410,11 +408,6 @@ def _verdicts(target: TargetConfig, config_path: Path, history: History, ledger:
     return view
 
 
-def redact(text: str) -> str:
-    """No credential in a URL or a token shape reaches the page."""
-    return redact_text(_URL_USERINFO.sub("***@", text))
-
-
 def backlog_view(target: TargetConfig, config_path: Path, history: History, ledger: Ledger | None, *,
                  global_autonomy: bool, timeout: float = BACKLOG_SECONDS) -> BacklogView:
     """:func:`_verdicts` within ``timeout`` seconds; a failure or a timeout is ``unknown: <reason>``."""
@@ -431,7 +424,7 @@ def backlog_view(target: TargetConfig, config_path: Path, history: History, ledg
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     if view.unknown:
-        view.unknown = redact(view.unknown)
+        view.unknown = redact_text(view.unknown)
     return view
 
 
@@ -474,13 +467,13 @@ def local_pr(target: TargetConfig, config_path: Path, number: int) -> tuple[Loca
         forge = open_forge("local", target.repo_location(config_path))
         pr = forge.get_pr(number)
         diff = forge.diff(number)  # type: ignore[attr-defined]
-        notes = [PrNote(kind="review", author=r.author, at=r.submitted_at, body=redact(r.body), state=r.state,
+        notes = [PrNote(kind="review", author=r.author, at=r.submitted_at, body=redact_text(r.body), state=r.state,
                         own=r.author == LEVIATHAN_LOGIN) for r in forge.list_reviews(number)]
-        notes += [PrNote(kind="comment", author=c.author, at=c.created_at, body=redact(c.body),
+        notes += [PrNote(kind="comment", author=c.author, at=c.created_at, body=redact_text(c.body),
                          own=c.author == LEVIATHAN_LOGIN) for c in forge.list_comments(number)]
     except (ForgeError, OSError, ValueError) as exc:
-        return None, f"unknown: the forge cannot be read: {redact(str(exc))}"
-    return LocalPr(title=redact(pr.title), body=redact(pr.body), state=pr.state, head=pr.head, base=pr.base,
+        return None, f"unknown: the forge cannot be read: {redact_text(str(exc))}"
+    return LocalPr(title=redact_text(pr.title), body=redact_text(pr.body), state=pr.state, head=pr.head, base=pr.base,
                    created_at=pr.created_at, merged_at=pr.merged_at, closed_at=pr.closed_at, merge_sha=pr.merge_sha,
-                   diff=redact(diff[:MAX_DIFF_CHARS]), diff_truncated=len(diff) > MAX_DIFF_CHARS,
+                   diff=redact_text(diff[:MAX_DIFF_CHARS]), diff_truncated=len(diff) > MAX_DIFF_CHARS,
                    notes=sorted(notes, key=lambda n: n.at)), None

@@ -106,7 +106,8 @@ RECORD_TASK_IDS: Final = (TASK_RECORD_EVIDENCE, TASK_PLAN, TASK_APPROVE_PLAN, TA
 
 # --- XCom keys -----------------------------------------------------------------------------------------
 
-#: Airflow's key for a task's return value (the PR, the record; the pod's result).
+#: Airflow's key for a task's return value (the PR, the record; ``run_worker``'s AttemptResult document on both
+#: backends, the local one's with ``attempt_started_at``).
 XCOM_RETURN_VALUE: Final = "return_value"
 #: ``plan``: the ReadResult (the pinned commit and the backlog) the later tasks work on.
 XCOM_READ: Final = "read"
@@ -115,8 +116,6 @@ XCOM_GUARDRAILS: Final = "guardrails"
 #: The cycle's evidence record for ``cycle_outcome``: pushed by ``record_evidence``, an approval gate's
 #: rejection and ``plan``'s error skip; a plain skip's record is only its asset event.
 XCOM_RECORD: Final = "record"
-#: ``run_worker`` (local backend): the AttemptResult plus ``attempt_started_at``.
-XCOM_RESULT: Final = "result"
 #: ``open_pull_request``: why delivery was refused (``code``, ``message``).
 XCOM_REJECTION: Final = "rejection"
 #: ``prepare_attempt``: when the pod's attempt was prepared (to tell a timeout from a crash).

@@ -108,11 +108,17 @@ def scan_bytes(data: bytes, *, known: bytes = b"") -> list[Finding]:
     return [Finding(rule, line) for rule, line in sorted(found, key=lambda k: (k[1], _ORDER[k[0]]))]
 
 
-def redact_text(text: str) -> str:
-    """``text`` with every credential shape replaced by ``[REDACTED:<rule>]``.
+#: The user-info part of a URL (``https://user:token@host``), up to its last ``@``: whatever it holds is a credential.
+_URL_USERINFO = re.compile(r"(?<=://)[^/\s]+@")
 
-    Text that hides a shape behind NUL bytes (UTF-16 read as UTF-8) is replaced entirely.
+
+def redact_text(text: str) -> str:
+    """``text`` with every credential shape replaced by ``[REDACTED:<rule>]`` and a URL's user info by ``***@``.
+
+    The one redaction function: git errors, terminal output, pages and results all go through it. Text that
+    hides a shape behind NUL bytes (UTF-16 read as UTF-8) is replaced entirely.
     """
+    text = _URL_USERINFO.sub("***@", text)
     for rule in RULES:
         text = rule.pattern.sub(f"[REDACTED:{rule.name}]", text)
     if "\x00" in text:

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.scope import Protected, Scope, ScopeViolation, normalize
 from leviathan_lib.core.secrets_scan import redact_text, scan_bytes
+from leviathan_lib.git.raw_diff import RawEntry, parse_raw_diff
 from leviathan_lib.git.runner import GitError, GitProfile, run_git
 from leviathan_lib.worker.contract import MAX_PATCH_BYTES
 
@@ -36,18 +37,6 @@ class Violation(BaseModel):
     detail: str
 
 
-class Entry(BaseModel):
-    """One changed path of a diff, from ``git diff --raw``."""
-
-    old_mode: str
-    new_mode: str
-    old_sha: str
-    new_sha: str
-    path: str
-    #: The path as git stores it (a name need not be UTF-8).
-    raw_path: bytes
-
-
 class DiffCheckError(CodedError, RuntimeError):
     """The diff could not be computed (bad revision, not a repository): callers must not push."""
 
@@ -63,19 +52,9 @@ def _git(repo_dir: Path, args: list[str], stdin: str | None = None) -> bytes:
         raise DiffCheckError(str(exc)) from None
 
 
-def diff_entries(repo_dir: Path, base: str, head: str) -> list[Entry]:
+def diff_entries(repo_dir: Path, base: str, head: str) -> list[RawEntry]:
     """Every path that differs between the trees of ``base`` and ``head`` (commits or trees)."""
-    out = _git(repo_dir, ["diff", "--raw", "-z", "--no-abbrev", *_DIFF_FLAGS, base, head, "--"])
-    fields = out.split(b"\0")
-    entries = []
-    i = 0
-    while i + 1 < len(fields) and fields[i].startswith(b":"):
-        old_mode, new_mode, old_sha, new_sha, _status = fields[i][1:].decode().split(" ")
-        raw = fields[i + 1]
-        entries.append(Entry(old_mode=old_mode, new_mode=new_mode, old_sha=old_sha, new_sha=new_sha,
-                             path=raw.decode("utf-8", "backslashreplace"), raw_path=raw))
-        i += 2
-    return entries
+    return parse_raw_diff(_git(repo_dir, ["diff", "--raw", "-z", "--no-abbrev", *_DIFF_FLAGS, base, head, "--"]))
 
 
 def changed_paths(repo_dir: Path, base: str, head: str) -> list[str]:
@@ -115,7 +94,7 @@ def read_blobs(repo_dir: Path, shas: list[str]) -> dict[str, bytes]:
     return blobs
 
 
-def _path_violations(entry: Entry, scope: Scope, protected: Protected, backlog: str | None) -> list[Violation]:
+def _path_violations(entry: RawEntry, scope: Scope, protected: Protected, backlog: str | None) -> list[Violation]:
     path, found = entry.path, []
     try:
         entry.raw_path.decode("utf-8")

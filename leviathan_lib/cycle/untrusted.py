@@ -15,12 +15,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from leviathan_lib.contracts.versions import ContractError
 from leviathan_lib.core.secrets_scan import redact_text, scan_bytes
 from leviathan_lib.cycle.patch_reader import PatchUnreadable, read_patch
 from leviathan_lib.worker.contract import (
     MAX_PATCH_BYTES,
     AttemptResult,
-    ResultTooLarge,
     failed_result,
     result_from_json,
     utc_now,
@@ -78,16 +78,20 @@ def sanitize_result(result: AttemptResult) -> AttemptResult:
 
 
 def sanitize_result_document(raw: Any) -> dict[str, Any]:
-    """The pod's result document (the XCom sidecar's JSON) as a sanitized result document.
+    """The pod's result document (the XCom sidecar's JSON, or its text when it is not JSON) as a sanitized
+    result document.
 
-    A document that is not a valid result is replaced, never stored: its content is unknown.
+    A document that is not a valid result is replaced, never stored: its content is unknown. A result
+    version this orchestrator does not read, a cut-short document or a field it does not know is named
+    (``result_version_unsupported``, ``result_truncated``, ``result_invalid``, ``result_too_large``); anything else is
+    ``worker_crashed``.
     """
     try:
         if not isinstance(raw, (Mapping, str, bytes)):
             raise TypeError(type(raw).__name__)
         result = result_from_json(raw)
-    except ResultTooLarge as exc:
-        result = failed_result("result_too_large", str(exc), started_at=utc_now())
+    except ContractError as exc:
+        result = failed_result(exc.code, f"the worker pod's result cannot be read: {exc}", started_at=utc_now())
     except (ValidationError, TypeError, ValueError):
         result = failed_result("worker_crashed", "the worker pod left no valid result document",
                                started_at=utc_now())

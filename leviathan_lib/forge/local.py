@@ -4,19 +4,18 @@ Records live in ``<repo>/leviathan/pulls/<number>.json`` (git ignores unknown fi
 the PR's comments and reviews; who may command Leviathan is ``<repo>/leviathan/collaborators.json``
 (``{"login": "write", ...}``; anyone not listed has permission ``none``). Issues are
 :mod:`leviathan_lib.forge.local_issues`, CI statuses :mod:`leviathan_lib.forge.local_ci`.
-Every change happens under an exclusive ``flock`` on ``<repo>/leviathan/pulls.lock`` and every write is
-atomic (temp file, fsync, rename), so concurrent writers never share a number or a head, and a crash
-never leaves half a record. A record that cannot be read is an error naming the file, never skipped.
+Every change happens under an exclusive ``flock`` on ``<repo>/leviathan/pulls.lock`` (opened without
+following a symlink) and every write is atomic (temp file, fsync, rename), so concurrent writers never share
+a number or a head, and a crash never leaves half a record. A record that cannot be read is an error naming
+the file, never skipped.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote
@@ -34,7 +33,7 @@ from leviathan_lib.forge.base import (
     PullState,
 )
 from leviathan_lib.forge.local_ci import LocalStatuses
-from leviathan_lib.forge.local_files import atomic_write, read_regular_file
+from leviathan_lib.forge.local_files import atomic_write, locked, read_regular_file
 from leviathan_lib.forge.local_issues import LocalIssues
 from leviathan_lib.git.runner import GitError, run_git
 from leviathan_lib.git.urls import RepoUrlError, parse_repo_url
@@ -174,18 +173,8 @@ class LocalForge(LocalIssues, LocalStatuses, Forge):
 
     # -- records -------------------------------------------------------------------------------------
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        try:
-            self._pulls.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self._lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise ForgeError(f"cannot lock {self._lock_file}: {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
+    def _locked(self) -> AbstractContextManager[None]:
+        return locked(self._lock_file, self._pulls)
 
     def _record_path(self, number: int) -> Path:
         return self._pulls / f"{number}.json"

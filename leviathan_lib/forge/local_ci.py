@@ -11,11 +11,9 @@ checks_pass``) has them too. The same storage rules as the PR records: changes u
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -24,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from leviathan_lib.core.ci import CheckState, CiCheck, CiStatus, ci_status, clip
 from leviathan_lib.forge.base import ForgeError
-from leviathan_lib.forge.local_files import atomic_write, read_regular_file
+from leviathan_lib.forge.local_files import atomic_write, locked, read_regular_file
 
 #: Contexts one commit holds at most, and commits with statuses one repository keeps.
 MAX_CONTEXTS = 50
@@ -63,19 +61,8 @@ class LocalStatuses:
     def _statuses_dir(self) -> Path:
         return self.path / "leviathan" / "statuses"
 
-    @contextmanager
-    def _statuses_locked(self) -> Iterator[None]:
-        lock = self.path / "leviathan" / "statuses.lock"
-        try:
-            self._statuses_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise ForgeError(f"cannot lock {lock}: {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _statuses_locked(self) -> AbstractContextManager[None]:
+        return locked(self.path / "leviathan" / "statuses.lock", self._statuses_dir)
 
     def _read_statuses(self, sha: str) -> list[LocalStatus]:
         path = self._statuses_dir / f"{sha}.json"

@@ -1,17 +1,40 @@
-"""How the embedded forge reads and writes its records: bounded no-follow reads, atomic writes.
+"""How the embedded forge reads and writes its records: locks, bounded no-follow reads, atomic writes.
 
-Shared by the pull-request records (:mod:`leviathan_lib.forge.local`) and the issue records
-(:mod:`leviathan_lib.forge.local_issues`), which sit in a directory other tools can write to.
+Shared by the pull-request records (:mod:`leviathan_lib.forge.local`), the issue records
+(:mod:`leviathan_lib.forge.local_issues`) and the CI statuses (:mod:`leviathan_lib.forge.local_ci`), which
+sit in a directory other tools can write to.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from leviathan_lib.forge.base import ForgeError
+
+
+@contextmanager
+def locked(lock: Path, records: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock`` (creating ``records``, the directory it guards, first).
+
+    The lock file is opened without following a symlink, so a planted link cannot make Leviathan create or
+    lock a file elsewhere; closing the descriptor releases the lock.
+    """
+    try:
+        records.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise ForgeError(f"cannot lock {lock}: {exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def read_regular_file(path: Path, limit: int, what: str) -> bytes:

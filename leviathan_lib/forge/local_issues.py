@@ -8,18 +8,16 @@ read is an error naming the file. Issue numbers are their own sequence (``leviat
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from leviathan_lib.forge.base import ForgeError, Issue, IssueNotFound, IssueState
-from leviathan_lib.forge.local_files import atomic_write, read_regular_file
+from leviathan_lib.forge.local_files import atomic_write, locked, read_regular_file
 
 _ISSUE_NAME = re.compile(r"^([1-9][0-9]*)\.json$")
 #: A deleted issue leaves ``<number>.deleted`` so its number is never given out again (as on GitHub).
@@ -48,19 +46,8 @@ class LocalIssues:
     def _issues_dir(self) -> Path:
         return self.path / "leviathan" / "issues"
 
-    @contextmanager
-    def _issues_locked(self) -> Iterator[None]:
-        lock = self.path / "leviathan" / "issues.lock"
-        try:
-            self._issues_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise ForgeError(f"cannot lock {lock}: {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _issues_locked(self) -> AbstractContextManager[None]:
+        return locked(self.path / "leviathan" / "issues.lock", self._issues_dir)
 
     def _issue_path(self, number: int) -> Path:
         return self._issues_dir / f"{number}.json"

@@ -16,7 +16,6 @@ fixed format the worker parses).
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import tempfile
@@ -27,6 +26,7 @@ from typing import Any
 from leviathan_lib.core.errors import LeviathanError
 from leviathan_lib.core.git_refs import check_branch_name
 from leviathan_lib.core.repo_url import RepoUrlError, parse_repo_url
+from leviathan_lib.core.secrets_scan import redact_text
 
 IDENTITY = {
     "GIT_AUTHOR_NAME": "Leviathan",
@@ -40,9 +40,6 @@ FALLBACK_HOME = "/nonexistent"
 
 #: Transports git may use; ``ext::`` and ``fd::`` (which run commands or use descriptors) never.
 ALLOWED_PROTOCOLS = ("file", "https", "http", "ssh")
-
-_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-
 
 class GitProfile(Enum):
     """Who the repository git operates on belongs to, and so how long git may take."""
@@ -88,7 +85,7 @@ class GitError(LeviathanError):
         self.argv = argv
         self.returncode = returncode
         # Belt and braces: git echoes URLs in errors; never let credentials embedded in one through.
-        self.stderr = _URL_USERINFO.sub("***@", stderr).strip()
+        self.stderr = redact_text(stderr).strip()
         super().__init__(code, f"{_command(argv)} failed (exit {returncode}): {_headline(self.stderr)}")
 
 

@@ -10,6 +10,6 @@ from leviathan_lib.core.limits import CAP_OPTIONS, AttemptLimits, caps_from
 
 def attempt_caps() -> AttemptLimits:
     """The caps; ValueError naming the option when one is not a valid number."""
-    from airflow.configuration import conf
+    from airflow.sdk.configuration import conf
 
     return caps_from({option: conf.get("leviathan", option, fallback="") or "" for option in CAP_OPTIONS})

@@ -35,8 +35,8 @@ class DeadlineNotifier(BaseNotifier):
 
 def configured_notifier() -> BaseNotifier:
     """An instance of ``[leviathan] deadline_notifier`` (a dotted path, e.g. to :class:`DeadlineNotifier`)."""
-    from airflow.configuration import conf
-    from airflow.sdk._shared.module_loading import import_string
+    from airflow.sdk.configuration import conf
+    from airflow.sdk.module_loading import import_string
 
     path = conf.get("leviathan", "deadline_notifier", fallback="").strip()
     notifier_class = import_string(path)

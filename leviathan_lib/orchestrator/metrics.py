@@ -22,7 +22,7 @@ OUTCOMES = frozenset({"succeeded", "failed", "timed_out", "rejected_by_guardrail
 @functools.cache
 def _client():
     """The process's StatsD client, or None when metrics are off (read once per process)."""
-    from airflow.configuration import conf
+    from airflow.sdk.configuration import conf
 
     if not conf.getboolean("metrics", "statsd_on", fallback=False):
         return None

@@ -32,7 +32,7 @@ from leviathan_lib.core.names import (
     XCOM_READ,
     XCOM_RECORD,
     XCOM_REJECTION,
-    XCOM_RESULT,
+    XCOM_RETURN_VALUE,
     XCOM_SPEC,
     XCOM_TASK_LABEL,
 )
@@ -311,6 +311,8 @@ def prepare_attempt(*, config: dict[str, Any]) -> None:
 
 def run_worker(*, config: dict[str, Any]) -> None:
     """Local backend: run the attempt on this machine, from a pinned commit this task fetched itself."""
+    from leviathan_lib.contracts.attempt import STARTED_ANNOTATION
+
     ti = get_current_context()["ti"]
     target = _target(config)
     guard = _planned(ti)
@@ -323,7 +325,8 @@ def run_worker(*, config: dict[str, Any]) -> None:
         log.info("attempt %s of task %s on branch %s (%s executor)", plan.attempt, plan.task_id, plan.branch,
                  spec.executor.kind)
     result = failed or _run_local(spec, target, llm_conn, started)
-    ti.xcom_push(key=XCOM_RESULT, value={**result.model_dump(mode="json"), "attempt_started_at": started.isoformat()})
+    ti.xcom_push(key=XCOM_RETURN_VALUE,  # where the pod's result is too; pushed now, as the task may fail below
+                 value={**result.model_dump(mode="json"), STARTED_ANNOTATION: started.isoformat()})
     if result.outcome == RED_AT_BASE:  # the repository's state, not a failure: the cycle records it, green
         log.warning("no change made: %s", result.error.message if result.error else RED_AT_BASE)
         return
@@ -360,9 +363,8 @@ def sanitize_pod_result(raw: Any) -> dict[str, Any]:
 
 
 def _worker_result(ti: Any) -> dict[str, Any] | None:
-    """The worker's result: key ``result`` (local backend) or the pod's ``return_value`` (kubernetes)."""
-    result: dict[str, Any] | None = (ti.xcom_pull(task_ids=TASK_RUN_WORKER, key=XCOM_RESULT)
-                                     or ti.xcom_pull(task_ids=TASK_RUN_WORKER))
+    """The worker's result document: ``run_worker``'s ``return_value`` on both backends."""
+    result: dict[str, Any] | None = ti.xcom_pull(task_ids=TASK_RUN_WORKER, key=XCOM_RETURN_VALUE)
     return result
 
 
@@ -370,15 +372,14 @@ def open_pull_request(*, config: dict[str, Any]) -> dict[str, Any] | None:
     from leviathan_lib.core import paths
     from leviathan_lib.cycle.delivery import DeliveryRejected, deliver
     from leviathan_lib.forge import open_forge
-    from leviathan_lib.worker.contract import AttemptResult
+    from leviathan_lib.worker.contract import result_from_json
 
     context = get_current_context()
     ti = context["ti"]
     target = _target(config)
     read_result = _required_read(ti)
     guard = _planned(ti)
-    raw = _worker_result(ti) or {}
-    result = AttemptResult.model_validate({k: v for k, v in raw.items() if k != "attempt_started_at"})
+    result = result_from_json(_worker_result(ti) or {})
     if result.outcome == RED_AT_BASE:
         log.info("nothing to deliver: the repository's checks already fail on the pinned commit")
         return None

@@ -38,6 +38,7 @@ from leviathan_lib.control import breaker, fleet, scorecard, switch, target_view
 from leviathan_lib.core import names, target_scan
 from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.reasons import EXPLAIN
+from leviathan_lib.core.secrets_scan import redact_text
 from leviathan_lib.evidence.records import History
 from leviathan_lib.evidence.scorecard import LABELS, counts_later
 from leviathan_lib.spider import URL_PREFIX
@@ -324,7 +325,7 @@ def _add_pages(app: FastAPI) -> None:
                                    "days": period, "periods": target_view.PERIODS, "reason_text": REASON_TEXT_BY_CODE,
                                    "max_rows": target_view.MAX_PERIOD_ROWS, "error": error, "notice": _notice(done)}
         if target is not None or broken:
-            context["repo"] = target_view.redact(target.target_repo_url) if target else ""
+            context["repo"] = redact_text(target.target_repo_url) if target else ""
             context.update(_target_context(target_id, target, config_path, period, number))
         header = _header()
         if context.get("state") is not None:
@@ -340,7 +341,7 @@ def _add_pages(app: FastAPI) -> None:
                                          else None))
         if target is not None and config_path is not None:
             pr, problem = target_view.local_pr(target, config_path, number)
-        repo = target_view.redact(target.repo_location(config_path)) if target and config_path else ""
+        repo = redact_text(target.repo_location(config_path)) if target and config_path else ""
         body = render("pr.html", Viewer.of(request, user, credentials), **_header(), target_id=target_id,
                       number=number, pr=pr, problem=problem, repo=repo, max_diff=target_view.MAX_DIFF_CHARS,
                       diff=diff_lines(pr.diff) if pr else [])

@@ -14,8 +14,7 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from pydantic import ValidationError
-
+from leviathan_lib.contracts.versions import ContractError
 from leviathan_lib.worker.attempt import run_attempt
 from leviathan_lib.worker.contract import (
     AttemptResult,
@@ -42,21 +41,14 @@ def _read_spec_text(spec_arg: str | None) -> str:
     return text
 
 
-def _spec_errors(exc: ValidationError) -> str:
-    # Field and message only: the input values are not echoed, whatever they hold.
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(document)'}: {e['msg']}" for e in exc.errors())
-
-
 def _attempt(args: argparse.Namespace) -> AttemptResult:
     started = utc_now()
     try:
         spec = spec_from_json(_read_spec_text(args.spec))
     except (OSError, UnicodeDecodeError) as exc:
         return failed_result("invalid_spec", f"cannot read the spec: {exc}", started_at=started)
-    except ValidationError as exc:
-        return failed_result(
-            "invalid_spec", f"not a valid v1 attempt spec: {_spec_errors(exc)}", started_at=started
-        )
+    except ContractError as exc:  # a spec version this image does not read, cut short, or invalid (fields named)
+        return failed_result(exc.code, str(exc), started_at=started)
 
     workspace = args.workspace or os.environ.get(WORKSPACE_ENV)
     own_workspace = workspace is None

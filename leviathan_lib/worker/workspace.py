@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from leviathan_lib.git.raw_diff import RawEntry, parse_raw_diff
 from leviathan_lib.git.runner import GitError, GitProfile, remote_arg, reset_repo_config, run_git
 from leviathan_lib.git.urls import parse_repo_url
 
@@ -67,33 +68,13 @@ def clone_at(repo_url: str, commit_sha: str, dest: Path, *, home: Path) -> None:
 
 
 @dataclass(frozen=True)
-class Change:
-    path: str
-    old_mode: str
-    new_mode: str
-
-
-@dataclass(frozen=True)
 class Changes:
-    entries: list[Change]
+    entries: list[RawEntry]
     patch: bytes
 
     @property
     def paths(self) -> list[str]:
         return [c.path for c in self.entries]
-
-
-def _parse_raw(raw: bytes) -> list[Change]:
-    """Parse ``git diff --raw -z --no-renames``: ``:old new sha sha status NUL path NUL`` per entry."""
-    fields = raw.split(b"\0")
-    entries = []
-    for header, path in zip(fields[0::2], fields[1::2], strict=False):
-        if not header:
-            break
-        old_mode, new_mode = header.lstrip(b":").split(b" ")[:2]
-        # Undecodable names are kept visible (as escapes) so the scope check can reject them by name.
-        entries.append(Change(path.decode("utf-8", "backslashreplace"), old_mode.decode(), new_mode.decode()))
-    return entries
 
 
 def collect_changes(checkout: Path, base_sha: str, *, home: Path) -> Changes:
@@ -108,7 +89,7 @@ def collect_changes(checkout: Path, base_sha: str, *, home: Path) -> Changes:
     patch = _git(
         ["diff", "--cached", "--binary", "--full-index", *_DIFF_FLAGS, base_sha, "--"], home=home, cwd=checkout
     )
-    return Changes(_parse_raw(raw), patch)
+    return Changes(parse_raw_diff(raw), patch)
 
 
 def tree_of(checkout: Path, *, home: Path) -> str:

@@ -100,9 +100,11 @@ def test_a_pod_document_is_sanitized_and_garbage_is_replaced():
     clean = sanitize_result_document(document)
     assert clean["outcome"] == "failed" and clean["error"]["code"] == "secret_detected"
     assert TOKEN not in json.dumps(clean) and KEY not in json.dumps(clean)
-    for garbage in (None, [1, 2], {"result_version": 1, "patch": TOKEN}, "not json"):
+    for garbage, code in ((None, "worker_crashed"), ([1, 2], "worker_crashed"),
+                          ({"result_version": 1, "patch": TOKEN}, "result_invalid"), ("not json", "result_invalid"),
+                          ('{"result_version": 1, "patch": "' + TOKEN, "result_truncated")):
         replaced = sanitize_result_document(garbage)
-        assert replaced["outcome"] == "failed" and replaced["error"]["code"] == "worker_crashed"
+        assert replaced["outcome"] == "failed" and replaced["error"]["code"] == code
         assert TOKEN not in json.dumps(replaced)
 
 

@@ -286,6 +286,22 @@ def test_record_with_wrong_number_is_corrupt(target, forge):
         forge.list_prs()
 
 
+@pytest.mark.parametrize(("lock", "change"), [
+    ("pulls.lock", lambda forge, sha: open_pr(forge, "agent/x/1")),
+    ("issues.lock", lambda forge, sha: forge.create_issue(title="Dashboard", body="body", label="leviathan")),
+    ("statuses.lock", lambda forge, sha: forge.set_status(sha, context="ci", state="success")),
+])
+def test_a_planted_lock_symlink_is_refused_by_every_store(target, forge, tmp_path, lock, change):
+    """Each record store locks through the one no-follow helper: a link never creates or locks a file elsewhere."""
+    sha = target.commit("agent/x/1", {"docs/new.md": "x\n"})
+    elsewhere = tmp_path / "elsewhere"
+    (target.bare / "leviathan").mkdir(exist_ok=True)
+    (target.bare / "leviathan" / lock).symlink_to(elsewhere)
+    with pytest.raises(ForgeError, match=f"cannot lock .*{re.escape(lock)}"):
+        change(forge, sha)
+    assert not elsewhere.exists()
+
+
 
 def _bad_record(pulls: Path, kind: str) -> Path:
     """Plant a record that must not be read: each kind would hang, leak or exhaust a naive reader."""

@@ -167,7 +167,7 @@ def test_hostile_check_output_reaches_the_pr_redacted_and_inert(tmp_path, target
     assert record["stopped_reason"] == "pr_opened", record
     [pr] = LocalForge(bare).list_open_prs()
     assert LEAKED not in pr.body and "token [REDACTED:github_token]" in pr.body
-    assert LEAKED not in json.dumps(record) and LEAKED not in json.dumps(xcom(dag_run, "run_worker", "result"))
+    assert LEAKED not in json.dumps(record) and LEAKED not in json.dumps(xcom(dag_run, "run_worker"))
     html = MarkdownIt("gfm-like").render(pr.body)  # raw HTML and autolinks on, like GitHub
     assert "<img" not in html and "<script" not in html and 'href="https://evil.example' not in html
     assert html.count("<details>") == 1 and html.count("</details>") == 1

@@ -317,7 +317,7 @@ def test_a_secret_hidden_from_git_diff_never_reaches_xcom_evidence_or_a_pr(tmp_p
     assert states["run_worker"] == "failed" and states["open_pull_request"] == "upstream_failed"
     record = evidence_record(dag_run)
     assert record["attempt"]["outcome"] == "failed" and record["attempt"]["error_code"] == "secret_detected"
-    result = xcom(dag_run, "run_worker", "result")
+    result = xcom(dag_run, "run_worker")
     assert result["patch"] == "" and "[REDACTED:github_token]" in json.dumps(result["executor"])
     assert LEAKED not in _all_xcoms(dag_run)
     assert LocalForge(bare).list_prs() == []

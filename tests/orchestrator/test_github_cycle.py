@@ -45,7 +45,7 @@ def github_target(tmp_path, targets_dir, monkeypatch, request):
 
 
 def _all_xcoms(dag_run) -> str:
-    keys = [names.XCOM_RETURN_VALUE, names.XCOM_READ, names.XCOM_GUARDRAILS, names.XCOM_RECORD, names.XCOM_RESULT,
+    keys = [names.XCOM_RETURN_VALUE, names.XCOM_READ, names.XCOM_GUARDRAILS, names.XCOM_RECORD,
             names.XCOM_REJECTION]
     return json.dumps([xcom(dag_run, t, k) for t in TASKS for k in keys], default=str)
 

@@ -346,3 +346,8 @@ class GithubClient:
 
     def default_branch(self) -> str:
         return str(self.repository()["default_branch"])
+
+    def probe(self, path: str) -> requests.Response:
+        """One uncached GET answered as it is, headers included (``leviathan forge check`` reads the
+        permission, scope and rate-limit headers); ForgeError only when GitHub gives no usable answer."""
+        return self._send("GET", path)

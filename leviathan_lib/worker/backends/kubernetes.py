@@ -171,7 +171,7 @@ class WorkerPodOperator(KubernetesPodOperator):
     The pod's document is as untrusted as a local worker's: it passes ``result_filter`` before Airflow
     pushes it as ``return_value`` (on success and on failure) and is never logged raw. No result file
     stays no result (the cycle tells a timeout from a crash by that); a file that is not JSON is handed
-    to the filter as ``None``, which replaces it.
+    to the filter as its text, which the filter replaces with a failed result naming why.
     """
 
     def __init__(self, *, result_filter: ResultFilter, **kwargs: Any) -> None:
@@ -185,7 +185,7 @@ class WorkerPodOperator(KubernetesPodOperator):
         try:
             document = json.loads(raw) if isinstance(raw, (str, bytes)) else None
         except ValueError:
-            document = None
+            document = raw  # the filter names it (cut short or not JSON) and replaces it
         return self.result_filter(document)
 
 

@@ -24,16 +24,14 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import ValidationError
-
 import leviathan_lib
+from leviathan_lib.contracts.versions import ContractError
 from leviathan_lib.core.limits import CleanupReport
 from leviathan_lib.worker.checks import CACHE_ENV
 from leviathan_lib.worker.contract import (
     MAX_RESULT_BYTES,
     AttemptResult,
     AttemptSpec,
-    ResultTooLarge,
     failed_result,
     result_from_json,
     utc_now,
@@ -168,12 +166,10 @@ def _run_in(  # noqa: PLR0913 — the attempt's own inputs, passed through
     try:
         with output.open("rb") as handle:  # bounded: a hostile worker cannot make the orchestrator read more
             return result_from_json(handle.read(MAX_RESULT_BYTES + 1))
-    except ResultTooLarge as exc:
-        return failed_result("result_too_large", str(exc), started_at=started, executor=executor)
-    except (OSError, ValidationError) as exc:
-        reason = "no result file" if isinstance(exc, OSError) else "an unreadable result file"
+    except (OSError, ContractError) as exc:
+        code, reason = ("worker_crashed", "no result file") if isinstance(exc, OSError) else (exc.code, str(exc))
         return failed_result(
-            "worker_crashed",
+            code,
             f"the worker exited with {exit_code} and {reason}; log tail: {log_tail[-1000:]}",
             started_at=started,
             executor=executor,

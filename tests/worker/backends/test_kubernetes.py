@@ -337,6 +337,6 @@ def test_a_pod_result_file_that_is_not_a_result_is_replaced_and_no_file_stays_no
     op, _ = render(k8s_target())
     op.__dict__["pod_manager"] = _PodManager('{"patch": "' + LEAK + '"')  # not even JSON
     replaced = op.extract_xcom(pod=None)
-    assert replaced["error"]["code"] == "worker_crashed" and LEAK not in json.dumps(replaced)
+    assert replaced["error"]["code"] == "result_truncated" and LEAK not in json.dumps(replaced)
     op.__dict__["pod_manager"] = _PodManager("__airflow_xcom_result_empty__")
     assert op.extract_xcom(pod=None) is None  # the cycle then tells a timeout from a crash
