@@ -121,9 +121,11 @@ def test_commands_from_readers_and_junk_are_ignored_and_recorded_then_rounds_bou
     assert record["attempt"]["continued_pr"] == 1 and record["attempt"]["continue_why"] == "retry_command"
     assert [p.number for p in forge.list_prs()] == [1]
     head = forge.get_pr(1).head_sha
+    # A retry with nothing new to write may fail (no change): then it is a failure of the definition too.
+    failed = record["attempt"]["outcome"] != "succeeded"
 
     # max_review_rounds (1) is spent: the next request is recorded and not served; the PR stays open for humans
-    # and the task says why (the failure budget is untouched).
+    # and the task says why (the failure budget is not spent).
     _forge("comment", "--repo", str(bare), "1", "--as", "alice", "--body", "/leviathan retry")
     dag_run, states = run_cycle(target_file)
     record = evidence_record(dag_run)
@@ -132,7 +134,8 @@ def test_commands_from_readers_and_junk_are_ignored_and_recorded_then_rounds_bou
     assert record["attempt"] is None and states[names.TASK_RUN_WORKER] == "skipped"
     verdicts = {t["id"]: t["reasons"] for t in record["tasks"]}
     assert verdicts["docs-quickstart"] == ["pr_open_for_task", "review_rounds_exhausted"]
-    assert record["ledger"]["open_prs"][0]["pending"] is None and record["ledger"]["failures"] == {}
+    assert record["ledger"]["open_prs"][0]["pending"] is None
+    assert [c["count"] for c in record["ledger"]["failures"].values()] == ([1] if failed else [])
     [pr] = forge.list_prs()
     assert (pr.number, pr.state, pr.head_sha) == (1, "open", head)
     capsys.readouterr()
@@ -167,6 +170,8 @@ def test_feedback_on_a_branch_a_human_pushed_to_is_never_served(tmp_path, target
 
 def test_on_github_changes_requested_continue_the_same_pr_and_readers_are_ignored(github_target):
     fake, target_file, bare = github_target
+    with target_file.open("a", encoding="utf-8") as out:
+        out.write("max_review_rounds: 2\n")
     first, _ = run_cycle(target_file)
     assert evidence_record(first)["attempt"]["pr_number"] == 1
     first_head = fake.open_pulls("acme/widgets")[0]["head"]["sha"]
@@ -196,6 +201,20 @@ def test_on_github_changes_requested_continue_the_same_pr_and_readers_are_ignore
 
     again, _ = run_cycle(target_file)
     assert evidence_record(again)["lifecycle"] == [] and evidence_record(again)["attempt"] is None
+
+    # A retry after the review round is served (no attempt failed); the next request finds both rounds
+    # (max_review_rounds: 2) used: recorded, not served, and the PR stays open.
+    fake.human_comment("acme/widgets", 1, "octocat", "/leviathan retry")
+    retried, _ = run_cycle(target_file)
+    record = evidence_record(retried)
+    assert _kinds(record) == [("retry_command", "octocat", None)] and record["stopped_reason"] == "pr_updated"
+    fake.human_comment("acme/widgets", 1, "octocat", "/leviathan retry")
+    spent, _ = run_cycle(target_file)
+    record = evidence_record(spent)
+    assert _kinds(record) == [("retry_command", "octocat", None),
+                              ("feedback_ignored", "octocat", "review_rounds_exhausted")]
+    assert record["attempt"] is None
+    assert [p["number"] for p in fake.open_pulls("acme/widgets")] == [1]
 
 
 def test_clearing_a_feedback_run_repeats_the_same_attempt_and_nothing_else(tmp_path, targets_dir):
