@@ -96,9 +96,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     state = parse_state(_read(Path(args.state)), args.state, PlanState) if args.state else PlanState()
     if state.now is None:  # as the DAG: the hourly PR limit and the daily budget count back from now
         state = state.model_copy(update={"now": datetime.now(UTC)})
-    result = build_decision(DecisionInputs(
-        target=target, read=read, state=state,
-        refresh_counts=state.refresh_counts, continue_request=state.continue_pr))
+    result = build_decision(DecisionInputs(target=target, read=read, state=state,
+                                           continue_request=state.continue_pr))
     for problem in result.task_problems:
         if not args.backlog:  # from --backlog they were printed with their lines already
             print(f"warning: {problem} (task reported as invalid_task)", file=sys.stderr)

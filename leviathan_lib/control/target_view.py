@@ -14,7 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +39,6 @@ from leviathan_lib.cycle.decision import (
     SandboxSeen,
     build_decision,
     ledger_open_prs,
-    net_attempt_counts,
     state_from_ledger,
 )
 from leviathan_lib.cycle.held import ledger_fix
@@ -377,10 +376,9 @@ def decision_inputs(target: TargetConfig, config_path: Path, history: History, l
     state = state_from_ledger(ledger, global_autonomy=global_autonomy, now=now, open_prs=ledger_open_prs(ledger),
                               commit_sha=newest.commit_sha)
     continue_pr, _ = pr_continuation(target, ledger, [], {pr.number: pr.head_sha for pr in ledger.open_prs})
-    continue_pr = continue_pr or ledger_fix(target, ledger.held_branches, Counter(
-        net_attempt_counts(ledger.attempt_counts, ledger.refresh_counts)))
-    return DecisionInputs(target=target, read=read, state=state, refresh_counts=ledger.refresh_counts,
-                          continue_request=continue_pr, sandbox=_sandbox_seen(newest))
+    continue_pr = continue_pr or ledger_fix(target, ledger.held_branches, dict(ledger.failures))
+    return DecisionInputs(target=target, read=read, state=state, continue_request=continue_pr,
+                          sandbox=_sandbox_seen(newest))
 
 
 def _verdicts(target: TargetConfig, config_path: Path, history: History, ledger: Ledger,

@@ -98,7 +98,11 @@ class TargetConfig(BaseModel):
     #: PRs Leviathan may open on this target in any hour (``pr_hourly_limit``).
     max_prs_per_hour: Annotated[int, Field(ge=1, le=100)] = 2
     max_running_attempts: PositiveInt = 1
+    #: Failed attempts (failed, timed out, refused by a guardrail) per task definition (``attempts_exhausted``).
     max_attempts_per_task: PositiveInt = 2
+    #: Human-initiated rounds per task definition, i.e. per PR: review feedback, ``/leviathan retry``, approval-gate
+    #: rejections (``review_rounds_exhausted``).
+    max_review_rounds: Annotated[int, Field(ge=1, le=100)] = 5
     #: Times a conflicted PR of one task is brought up to date on its new base (``pr_refresh_limit``).
     max_pr_refreshes: Annotated[int, Field(ge=0, le=20)] = 2
     circuit_breaker_failures: PositiveInt = 2

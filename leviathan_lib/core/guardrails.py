@@ -46,6 +46,7 @@ class ReasonCode(StrEnum):
     STATUS_NOT_PENDING = "status_not_pending"
     DEPENDENCIES_INCOMPLETE = "dependencies_incomplete"
     SCOPE_VIOLATION = "scope_violation"
+    #: The task definition failed ``max_attempts_per_task`` times (failed, timed out, refused by a guardrail).
     ATTEMPTS_EXHAUSTED = "attempts_exhausted"
     PR_OPEN_FOR_TASK = "pr_open_for_task"
     INVALID_TASK = "invalid_task"
@@ -78,7 +79,7 @@ class ReasonCode(StrEnum):
     REVIEW_NOT_PERMITTED = "review_not_permitted"
     #: A permitted request on a PR someone else pushed to: Leviathan never rewrites that branch.
     FEEDBACK_HUMAN_EDITED = "feedback_human_edited"
-    #: A permitted request for a task with no attempts left under ``max_attempts_per_task``.
+    #: A permitted request for a task definition that failed ``max_attempts_per_task`` times.
     FEEDBACK_ATTEMPTS_EXHAUSTED = "feedback_attempts_exhausted"
     # Task level, newer than the codes above (the order of existing codes is stable).
     #: A human rejected this task at its approval gate (or nobody answered in time); it waits until its
@@ -94,6 +95,9 @@ class ReasonCode(StrEnum):
     CI_FIX_LIMIT = "ci_fix_limit"
     #: Task level: its ``agent/`` branch is pushed and its PR opens once CI on it passes (``checks_pass``).
     AWAITING_CI = "awaiting_ci"
+    #: The task definition used ``max_review_rounds`` human rounds (review feedback, ``/leviathan retry``, gate
+    #: rejections): a further request is recorded, not served (its PR stays open for humans); a task reason too.
+    REVIEW_ROUNDS_EXHAUSTED = "review_rounds_exhausted"
 
 
 class _State(BaseModel):
@@ -123,8 +127,54 @@ class AttemptRecord(_State):
     cost_usd: Annotated[float, Field(ge=0, strict=False)] = 0.0
     #: The attempt brought its open PR up to date (a refresh): it counts for the breaker and the budget, not
     #: toward ``max_attempts_per_task`` (refreshes have their own bound, ``max_pr_refreshes``). An attempt
-    #: for review feedback is not one: it is the task's next attempt and counts like any other.
+    #: for review feedback is not one: a failure of it counts like any other.
     continued_pr: bool = False
+
+
+class TaskCount(_State):
+    """How many times a budget was used by one definition of a task (its ``definition_hash``): a task whose
+    definition changes starts afresh."""
+
+    task_hash: str
+    count: Annotated[int, Field(ge=0)]
+
+    def bumped(self, task_hash: str) -> TaskCount:
+        """One more use by ``task_hash``: counted on, or from one for a new definition."""
+        return TaskCount(task_hash=task_hash, count=self.count + 1 if task_hash == self.task_hash else 1)
+
+
+def count_use(counts: dict[str, TaskCount], task_id: str, task_hash: str) -> dict[str, TaskCount]:
+    """``counts`` with one more use of ``task_id``'s definition ``task_hash``."""
+    return {**counts, task_id: counts.get(task_id, TaskCount(task_hash=task_hash, count=0)).bumped(task_hash)}
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """A task definition's two budgets: its failed attempts (``max_attempts_per_task``) and the human rounds
+    on it (``max_review_rounds``), each counted per task id and definition hash."""
+
+    failures: dict[str, TaskCount]
+    rounds: dict[str, TaskCount]
+    max_failures: int
+    max_rounds: int
+
+    @staticmethod
+    def used(counts: dict[str, TaskCount], task_id: str, task_hash: str) -> int:
+        found = counts.get(task_id)
+        return found.count if found is not None and found.task_hash == task_hash else 0
+
+    def failures_spent(self, task_id: str, task_hash: str) -> bool:
+        return self.used(self.failures, task_id, task_hash) >= self.max_failures
+
+    def rounds_spent(self, task_id: str, task_hash: str) -> bool:
+        return self.used(self.rounds, task_id, task_hash) >= self.max_rounds
+
+    def describe(self, task_id: str, task_hash: str) -> str:
+        """Both budgets of one task definition, in words (the ``budgets`` check, the view, the evidence)."""
+        return (f"task {task_id} (definition {task_hash}): {self.used(self.failures, task_id, task_hash)} of "
+                f"{self.max_failures} failed attempt(s) (max_attempts_per_task), "
+                f"{self.used(self.rounds, task_id, task_hash)} of {self.max_rounds} review round(s) "
+                f"(max_review_rounds)")
 
 
 class ClosedPR(_State):
@@ -151,8 +201,13 @@ class CycleState(_State):
     #: Oldest first.
     attempts: list[AttemptRecord] = Field(default_factory=list)
     #: Attempts per task over the whole history (the DAG: the evidence ledger's, which keeps only the
-    #: recent ``attempts``); None counts ``attempts``.
+    #: recent ``attempts``); None counts ``attempts``. They number the next attempt.
     attempt_counts: dict[str, Annotated[int, Field(ge=0)]] | None = None
+    #: Failed attempts per task definition (``max_attempts_per_task``; the DAG: the ledger's); None counts the
+    #: failed ``attempts`` that were no refresh, whatever their definition.
+    failures: dict[str, TaskCount] | None = None
+    #: Human rounds per task definition (``max_review_rounds``; the DAG: the ledger's).
+    review_rounds: dict[str, TaskCount] = Field(default_factory=dict)
     breaker_reset_at: AwareDatetime | None = None
     #: PRs closed without merge, oldest first; a task is retried only once its definition changes.
     closed_prs: list[ClosedPR] = Field(default_factory=list)
@@ -320,8 +375,7 @@ class _Waiting:
     ci_failed: dict[str, str]
     held: set[str]
 
-    def reasons(self, task: Task) -> list[ReasonCode]:
-        defined = task.definition_hash()
+    def reasons(self, task: Task, defined: str) -> list[ReasonCode]:
         found = [code for code, hashes in ((ReasonCode.PR_CLOSED_UNCHANGED, self.closed),
                                            (ReasonCode.REJECTED_BY_HUMAN, self.rejected))
                  if hashes.get(task.id) == defined]
@@ -337,9 +391,8 @@ def _task_reasons(
     *,
     in_scope: Callable[[str], bool],
     statuses: dict[str, str | None],
-    attempts: Counter[str],
+    budgets: Budgets,
     pr_tasks: set[str],
-    max_attempts: int,
     waiting: _Waiting,
     protected: Protected,
 ) -> list[ReasonCode]:
@@ -354,11 +407,28 @@ def _task_reasons(
         reasons.append(ReasonCode.SCOPE_VIOLATION)
     if any(in_scope(p) and protected.hits(p) for p in task.allowed_paths):
         reasons.append(ReasonCode.PROTECTED_PATH)
-    if attempts[task.id] >= max_attempts:
+    defined = task.definition_hash()
+    if budgets.failures_spent(task.id, defined):
         reasons.append(ReasonCode.ATTEMPTS_EXHAUSTED)
     if task.id in pr_tasks:
         reasons.append(ReasonCode.PR_OPEN_FOR_TASK)
-    return reasons + waiting.reasons(task)
+    reasons += waiting.reasons(task, defined)
+    if budgets.rounds_spent(task.id, defined):
+        reasons.append(ReasonCode.REVIEW_ROUNDS_EXHAUSTED)
+    return reasons
+
+
+def state_budgets(target: TargetConfig, state: CycleState, backlog: Backlog) -> Budgets:
+    """The budgets ``state`` holds. Without ``failures`` (a STATE.json without them) the failed ``attempts`` that
+    were no refresh count against each task's definition in ``backlog``."""
+    failures = state.failures
+    if failures is None:
+        failed = Counter(a.task_id for a in state.attempts if a.outcome in FAILED_OUTCOMES and not a.continued_pr)
+        tasks = backlog.by_id()
+        failures = {task: TaskCount(task_hash=tasks[task].definition_hash(), count=n)
+                    for task, n in failed.items() if task in tasks}
+    return Budgets(failures=failures, rounds=dict(state.review_rounds), max_failures=target.max_attempts_per_task,
+                   max_rounds=target.max_review_rounds)
 
 
 def _invalid_verdict(entry: InvalidTask) -> TaskVerdict:
@@ -376,8 +446,7 @@ def _verdicts(
     for entry in backlog.invalid:
         if entry.id and entry.id not in statuses:
             statuses[entry.id] = None  # exists, but its status cannot be trusted
-    attempts = (Counter(state.attempt_counts) if state.attempt_counts is not None
-                else Counter(a.task_id for a in state.attempts if not a.continued_pr))
+    budgets = state_budgets(target, state, backlog)
     pr_tasks = {tid for pr in state.open_prs or [] if (tid := _pr_task_id(pr))}
     # The latest closure (rejection) per task wins.
     waiting = _Waiting(closed={c.task_id: c.task_hash for c in state.closed_prs if not c.by_human_gate and not c.by_ci},
@@ -396,8 +465,8 @@ def _verdicts(
         while next_invalid < len(invalid) and invalid[next_invalid].index <= position + next_invalid:
             verdicts.append(_invalid_verdict(invalid[next_invalid]))
             next_invalid += 1
-        reasons = _task_reasons(task, in_scope=in_scope, statuses=statuses, attempts=attempts, pr_tasks=pr_tasks,
-                                max_attempts=target.max_attempts_per_task, waiting=waiting, protected=protected)
+        reasons = _task_reasons(task, in_scope=in_scope, statuses=statuses, budgets=budgets, pr_tasks=pr_tasks,
+                                waiting=waiting, protected=protected)
         if task.id in red_at_base:
             reasons.append(ReasonCode.CHECKS_RED_AT_BASE)
         verdicts.append(TaskVerdict(id=task.id, eligible=not reasons, reasons=reasons))

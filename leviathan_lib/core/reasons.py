@@ -22,7 +22,8 @@ EXPLAIN: Final[dict[ReasonCode, str]] = {
     ReasonCode.STATUS_NOT_PENDING: "its status is not pending: already delivered or in progress",
     ReasonCode.DEPENDENCIES_INCOMPLETE: "depends on a task that is not completed yet",
     ReasonCode.SCOPE_VIOLATION: "its allowed_paths are missing or leave the target's allowed_path_prefixes",
-    ReasonCode.ATTEMPTS_EXHAUSTED: "it was attempted max_attempts_per_task times",
+    ReasonCode.ATTEMPTS_EXHAUSTED: "its definition failed max_attempts_per_task times (failed, timed out or "
+                                   "refused by a guardrail); it waits until the task definition changes",
     ReasonCode.PR_OPEN_FOR_TASK: "a Leviathan PR for this task is open, waiting for review",
     ReasonCode.INVALID_TASK: "the backlog entry is invalid (see its problems)",
     ReasonCode.PR_CLOSED_UNCHANGED: "a human closed its PR; it waits until the task definition changes",
@@ -38,7 +39,8 @@ EXPLAIN: Final[dict[ReasonCode, str]] = {
     ReasonCode.COMMAND_NOT_PERMITTED: "/leviathan retry from a user without write permission: ignored",
     ReasonCode.REVIEW_NOT_PERMITTED: "changes requested by a user without write permission: ignored",
     ReasonCode.FEEDBACK_HUMAN_EDITED: "review feedback on a PR someone else pushed to: nothing is pushed",
-    ReasonCode.FEEDBACK_ATTEMPTS_EXHAUSTED: "review feedback, but the task used max_attempts_per_task attempts",
+    ReasonCode.FEEDBACK_ATTEMPTS_EXHAUSTED: "review feedback, but the task definition failed max_attempts_per_task "
+                                            "times: merge or close the PR, or edit the task definition",
     ReasonCode.REJECTED_BY_HUMAN: "a human rejected it at the approval gate (or nobody answered in time); "
                                   "it waits until the task definition changes",
     ReasonCode.CHECKS_RED_AT_BASE: "the repository's own checks already fail on the pinned commit: fix them "
@@ -48,6 +50,9 @@ EXPLAIN: Final[dict[ReasonCode, str]] = {
                           "definition changes",
     ReasonCode.AWAITING_CI: "its agent/ branch is pushed and its PR opens once CI on it passes (checks_pass)",
     ReasonCode.CI_FIX_LIMIT: "CI failed on its PR, but no fix attempt is left: the PR is the humans' to judge",
+    ReasonCode.REVIEW_ROUNDS_EXHAUSTED: "the task definition used max_review_rounds human rounds (review feedback, "
+                                        "/leviathan retry, approval-gate rejections): its PR stays open; merge or "
+                                        "close it, or edit the task definition to start afresh",
 }
 
 

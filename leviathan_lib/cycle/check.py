@@ -18,8 +18,8 @@ from leviathan_lib.cycle import ci_sync, feedback, pr_sync, reverts
 from leviathan_lib.cycle.decision import (
     DecisionInputs,
     build_decision,
+    ledger_budgets,
     ledger_open_prs,
-    net_attempt_counts,
     state_from_ledger,
 )
 from leviathan_lib.cycle.held import HeldInputs, ci_failed_closures
@@ -60,13 +60,11 @@ def pr_continuation(target: TargetConfig, ledger: Ledger, actions: list[Lifecycl
                     heads: dict[int, str | None], *, own_heads: dict[int, str] | None = None,
                     ) -> tuple[ContinueRequest | None, list[LifecycleAction]]:
     """The open PR the next attempt continues, review feedback first (the first servable request), then red
-    CI; and the requests dropped (a human pushed, no attempts left) and the red PRs with no fix left.
+    CI; and the requests dropped (a human pushed, no failures or review rounds left) and the red PRs with no fix left.
     ``heads``: the open PRs' branch tips (the forge's, or the ledger's where the forge is not asked)."""
-    attempts = Counter(net_attempt_counts(ledger.attempt_counts, ledger.refresh_counts))
-    servable, dropped = feedback.pending_requests(ledger.open_prs, actions, heads, attempts,
-                                                  target.max_attempts_per_task, own_heads=own_heads)
-    fixes, limits = ci_sync.fix_requests(ledger.open_prs, actions, heads, attempts,
-                                         max_attempts=target.max_attempts_per_task,
+    budgets = ledger_budgets(target, ledger)
+    servable, dropped = feedback.pending_requests(ledger.open_prs, actions, heads, budgets, own_heads=own_heads)
+    fixes, limits = ci_sync.fix_requests(ledger.open_prs, actions, heads, budgets,
                                          max_fixes=target.max_ci_fix_attempts, own_heads=own_heads)
     found = next(iter(feedback.continue_prs(ledger.open_prs, servable).items()), None)
     request = ContinueRequest(task_id=found[0], pr=found[1]) if found else next(iter(fixes), None)
@@ -100,7 +98,7 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
             own_heads[rerun.continued_pr] = rerun.pr_head_sha
         waiting = HeldInputs(branches=ledger.held_branches, now=now or datetime.now(UTC),
                              may_open=global_autonomy and target.autonomy_enabled,
-                             attempts=net_attempt_counts(ledger.attempt_counts, ledger.refresh_counts) or {},
+                             failures=dict(ledger.failures),
                              own_heads=pr_sync.own_held_heads(history, run_id))
         forge = pr_sync.forge_state(target, repo_url, ledger.open_prs, hashes=task_hashes(read),
                                     base_sha=read.commit_sha, refreshes=refresh_counts(ledger), rerun=rerun,
@@ -127,8 +125,7 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
                               closed=pr_sync.closed_by_humans(changes) + ci_failed_closures(actions,
                                                                                             ledger.held_branches))
     result = build_decision(DecisionInputs(
-        target=target, read=read, state=state, refresh_counts=ledger.refresh_counts,
-        continue_request=continue_pr))
+        target=target, read=read, state=state, continue_request=continue_pr))
     result.ledger = ledger
     result.totals = totals
     result.pr_sync = changes

@@ -16,9 +16,9 @@ untrusted data, at most ``max_ci_fix_attempts`` times per PR. Airflow-free.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 
 from leviathan_lib.core.ci import CiStatus, failure_report, unknown
+from leviathan_lib.core.guardrails import Budgets
 from leviathan_lib.core.secrets_scan import redact_text
 from leviathan_lib.cycle.steps import ContinueRequest
 from leviathan_lib.evidence.records import CI_FIX_WHY, CI_KINDS, LedgerPR, LifecycleAction, PrCi
@@ -73,12 +73,13 @@ def read_open_prs(forge: Forge, open_prs: list[PullRequest], known: list[LedgerP
 
 
 def fix_requests(known: list[LedgerPR], actions: list[LifecycleAction], heads: dict[int, str | None],
-                 attempts: Counter[str], *, max_attempts: int, max_fixes: int,
+                 budgets: Budgets, *, max_fixes: int,
                  own_heads: dict[int, str] | None = None) -> tuple[list[ContinueRequest], list[LifecycleAction]]:
     """The open PRs whose red CI an attempt may fix now (ledger order), and a ``ci_fix_limit`` action for each
-    PR that turned red this cycle with no fix left (``max_ci_fix_attempts`` per PR, or the task's
-    ``max_attempts_per_task``). Only the head Leviathan pushed is fixed: a branch someone else pushed to is
-    never rewritten (its CI is the pusher's); ``own_heads`` is what this very run already pushed (a "clear")."""
+    PR that turned red this cycle with no fix left (``max_ci_fix_attempts`` per PR, or the task definition's
+    ``max_attempts_per_task`` failures; a CI fix is no review round). Only the head Leviathan pushed is fixed: a
+    branch someone else pushed to is never rewritten (its CI is the pusher's); ``own_heads`` is what this very run
+    already pushed (a "clear")."""
     fixes: list[ContinueRequest] = []
     limits: list[LifecycleAction] = []
     for pr in known:
@@ -92,8 +93,8 @@ def fix_requests(known: list[LedgerPR], actions: list[LifecycleAction], heads: d
         if ci.state != "failure" or ci.head_sha != pr.head_sha or not ours:
             continue
         spent = (f"{ci.fix_attempts} of max_ci_fix_attempts ({max_fixes}) used" if ci.fix_attempts >= max_fixes
-                 else f"the task used max_attempts_per_task ({max_attempts})" if attempts[pr.task_id] >= max_attempts
-                 else None)
+                 else f"the task definition failed max_attempts_per_task ({budgets.max_failures}) times"
+                 if budgets.failures_spent(pr.task_id, pr.task_hash) else None)
         if spent is None:
             fixes.append(ContinueRequest(task_id=pr.task_id, pr=ContinuePr(
                 number=pr.number, branch=pr.branch, head_sha=pr.head_sha, start="branch", why=CI_FIX_WHY,

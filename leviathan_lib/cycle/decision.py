@@ -19,6 +19,7 @@ from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.guardrails import (
     AttemptRecord,
+    Budgets,
     Check,
     ClosedPR,
     CycleState,
@@ -28,6 +29,7 @@ from leviathan_lib.core.guardrails import (
     ReasonCode,
     decide,
     sandbox_gate,
+    state_budgets,
 )
 from leviathan_lib.core.names import agent_branch
 from leviathan_lib.core.read_limits import TooManyTasks
@@ -41,17 +43,21 @@ from leviathan_lib.cycle.steps import (
     apply_recipe_checks,
     check_names,
 )
-from leviathan_lib.evidence.records import Ledger, LedgerHeld
+from leviathan_lib.evidence.records import CI_FIX_WHY, REVIEW_ROUND_WHYS, Ledger, LedgerHeld
 from leviathan_lib.worker.contract import ContinuePr
 
 #: Why a refresh continues its PR (:mod:`leviathan_lib.cycle.lifecycle`); it has its own bound.
 REFRESH_WHY = "pr_conflicted"
 #: Why an attempt continues a PR as its task's next attempt: review feedback (:mod:`leviathan_lib.cycle.feedback`)
-#: or red CI (:mod:`leviathan_lib.cycle.ci_sync`). Every task rule applies to it.
-FEEDBACK_WHYS = frozenset({"changes_requested", "retry_command", "ci_failed"})
+#: or red CI (:mod:`leviathan_lib.cycle.ci_sync`). Every task rule applies to it (a CI fix is no review round).
+FEEDBACK_WHYS = REVIEW_ROUND_WHYS | {CI_FIX_WHY}
 CONTINUE_CHECK = "continue_pr"
+#: The check naming the two budgets of the task a run attempts.
+BUDGETS_CHECK = "budgets"
 #: Task reasons that are the very PR (or branch awaiting CI) a continuation delivers to.
 _HELD_BY_ITSELF = frozenset({ReasonCode.PR_OPEN_FOR_TASK, ReasonCode.AWAITING_CI})
+#: Task reasons that do not stop a continuation no human asked for (a CI fix is no review round).
+_NOT_A_ROUND = frozenset({ReasonCode.REVIEW_ROUNDS_EXHAUSTED})
 #: Cycle-level reasons that stop an attempt on an open PR too; the others are about opening new PRs.
 _CONTINUE_BLOCKERS = frozenset({ReasonCode.AUTONOMY_DISABLED, ReasonCode.FORGE_STATE_UNKNOWN,
                                 ReasonCode.CIRCUIT_BREAKER_OPEN, ReasonCode.LLM_BUDGET_EXHAUSTED})
@@ -66,14 +72,12 @@ class SandboxSeen(BaseModel):
 
 
 class DecisionInputs(BaseModel):
-    """Everything a decision depends on. ``state.attempt_counts`` are all attempts per task (refreshes
-    included: they number the next attempt); ``refresh_counts`` of them do not count toward
-    ``max_attempts_per_task``."""
+    """Everything a decision depends on. ``state.attempt_counts`` are all attempts per task (they number the
+    next attempt); ``state.failures`` and ``state.review_rounds`` are the two budgets per task definition."""
 
     target: TargetConfig
     read: ReadResult
     state: CycleState = Field(default_factory=CycleState)
-    refresh_counts: dict[str, int] = Field(default_factory=dict)
     continue_request: ContinueRequest | None = None
     #: None: probe this machine (the DAG's ``plan``, the CLI); a value: what a worker machine saw.
     sandbox: SandboxSeen | None = None
@@ -81,9 +85,8 @@ class DecisionInputs(BaseModel):
 
 class PlanState(CycleState):
     """``leviathan plan --state STATE.json``: the guardrails' state plus what the DAG learns from the
-    forge and the ledger (the refreshes among the attempts, an open PR to continue)."""
+    forge and the ledger (an open PR to continue)."""
 
-    refresh_counts: dict[str, int] = Field(default_factory=dict)
     continue_pr: ContinueRequest | None = None
 
 
@@ -115,7 +118,8 @@ def state_from_ledger(ledger: Ledger, *, global_autonomy: bool, now: datetime | 
     red = sorted(task for task, sha in ledger.red_at_base.items() if commit_sha is not None and sha == commit_sha)
     waiting = ledger.held_branches if held is None else held
     return CycleState(autonomy_enabled=global_autonomy, admin_paused=paused, open_prs=open_prs, attempts=attempts,
-                      attempt_counts=dict(ledger.attempt_counts), breaker_reset_at=ledger.breaker_reset_at,
+                      attempt_counts=dict(ledger.attempt_counts), failures=dict(ledger.failures),
+                      review_rounds=dict(ledger.review_rounds), breaker_reset_at=ledger.breaker_reset_at,
                       closed_prs=[*known_closed, *closed], prs_opened_at=list(ledger.prs_opened_at), now=now,
                       red_at_base=red, held_branches=[HeldBranch(branch=h.branch, task_id=h.task_id) for h in waiting])
 
@@ -125,11 +129,10 @@ def ledger_open_prs(ledger: Ledger) -> list[OpenPR]:
     return [OpenPR(number=pr.number, branch=pr.branch, task_id=pr.task_id) for pr in ledger.open_prs]
 
 
-def net_attempt_counts(counts: dict[str, int] | None, refreshes: dict[str, int]) -> dict[str, int] | None:
-    """Attempts per task that count toward ``max_attempts_per_task``: refreshes of a conflicted PR do not."""
-    if counts is None:
-        return None
-    return {task: n - refreshes.get(task, 0) for task, n in counts.items()}
+def ledger_budgets(target: TargetConfig, ledger: Ledger) -> Budgets:
+    """The two budgets per task definition as the ledger counts them (the PR sync's feedback and CI fixes)."""
+    return Budgets(failures=dict(ledger.failures), rounds=dict(ledger.review_rounds),
+                   max_failures=target.max_attempts_per_task, max_rounds=target.max_review_rounds)
 
 
 def build_decision(inputs: DecisionInputs) -> GuardrailResult:
@@ -145,12 +148,11 @@ def build_decision(inputs: DecisionInputs) -> GuardrailResult:
     backlog = apply_recipe_checks(backlog, read.recipes_text, target.recipes_path,
                                   llm_enabled=target.executor == "llm", required_checks=target.required_checks,
                                   attempt_timeout_seconds=target.attempt_timeout_seconds)
-    judged = state.model_copy(update={"attempt_counts": net_attempt_counts(state.attempt_counts,
-                                                                           inputs.refresh_counts)})
-    decision = decide(target, backlog, judged, protected=protected_for(target, read.recipes_text))
+    decision = decide(target, backlog, state, protected=protected_for(target, read.recipes_text))
     cont = inputs.continue_request
     if cont is not None and state.open_prs is not None:
         decision = continue_decision(decision, backlog, cont.task_id, cont.pr)
+    decision = _budgets(target, backlog, state, decision)
     decision = _sandbox(target, backlog, decision, inputs.sandbox)
     result = GuardrailResult(decision=decision, replay=read.as_of is not None,
                              task_problems=[p for entry in backlog.invalid for p in entry.problems])
@@ -171,6 +173,17 @@ def _attempt_plan(backlog: Backlog, decision: Decision, state: CycleState,
                        task_hash=task.definition_hash(), recipe=task.recipe or "", continue_pr=pr)
 
 
+def _budgets(target: TargetConfig, backlog: Backlog, state: CycleState, decision: Decision) -> Decision:
+    """A run names both budgets of the task it attempts (what ``leviathan plan``, the log, the view and the
+    evidence all show)."""
+    if decision.decision != "run" or decision.task_id is None:
+        return decision
+    task = backlog.by_id()[decision.task_id]
+    detail = state_budgets(target, state, backlog).describe(task.id, task.definition_hash())
+    return decision.model_copy(update={"checks": [*decision.checks,
+                                                  Check(name=BUDGETS_CHECK, passed=True, detail=detail)]})
+
+
 def _continuing(decision: Decision) -> bool:
     return any(c.name == CONTINUE_CHECK and c.passed for c in decision.checks)
 
@@ -179,11 +192,13 @@ def continue_decision(decision: Decision, backlog: Backlog, task_id: str, cont: 
     """The decision to deliver to open PR ``cont`` of task ``task_id`` instead of what ``decide`` chose,
     unless a rule protecting the target failed or the task can no longer run (then a failed check says so).
     Review feedback is the task's next attempt, so every task rule but its own open PR applies too
-    (``ready``, status, scope, protected paths, ``max_attempts_per_task``)."""
+    (``ready``, status, scope, protected paths, ``max_attempts_per_task``, ``max_review_rounds``; a CI fix is
+    no review round)."""
     blockers = [r for r in decision.reasons if r in _CONTINUE_BLOCKERS]
     if cont.why in FEEDBACK_WHYS:  # the task's next attempt: it must still be one the backlog allows
         verdict = next((v for v in decision.tasks if v.id == task_id), None)
-        blockers += [r for r in (verdict.reasons if verdict else []) if r not in _HELD_BY_ITSELF]
+        ignored = _HELD_BY_ITSELF if cont.why in REVIEW_ROUND_WHYS else _HELD_BY_ITSELF | _NOT_A_ROUND
+        blockers += [r for r in (verdict.reasons if verdict else []) if r not in ignored]
     where = f"PR #{cont.number}" if cont.number is not None else "pushed branch, no PR yet"
     detail = f"{where} ({cont.branch}): {cont.why}"
     if blockers or task_id not in backlog.by_id():

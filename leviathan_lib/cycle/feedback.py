@@ -4,17 +4,17 @@ Each cycle's PR sync reads the reviews and comments of the PRs the ledger holds 
 was already decided (:func:`leviathan_lib.core.commands.decide_feedback`), and records every request and
 every ignored review or command as a lifecycle action (evidence and an event). A permitted request stays
 pending in the ledger until an attempt serves it: that attempt starts from the PR's branch and pushes to
-the same PR (:class:`~leviathan_lib.worker.contract.ContinuePr`), counts against
-``max_attempts_per_task``, and never happens on a branch someone else pushed to. Airflow-free.
+the same PR (:class:`~leviathan_lib.worker.contract.ContinuePr`), is one review round (``max_review_rounds``; a
+failure of it counts toward ``max_attempts_per_task`` too), and never happens on a branch someone else pushed
+to. Airflow-free.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 
 from leviathan_lib.core.commands import Request, Seen, authors_to_check, decide_feedback
-from leviathan_lib.core.guardrails import ReasonCode
+from leviathan_lib.core.guardrails import Budgets, ReasonCode
 from leviathan_lib.evidence.records import LedgerPR, LifecycleAction
 from leviathan_lib.forge.base import Forge, ForgeError, PullRequest
 from leviathan_lib.worker.contract import ContinuePr
@@ -68,7 +68,7 @@ def _request_action(request: Request, common: dict[str, object]) -> LifecycleAct
 
 
 def pending_requests(known: list[LedgerPR], actions: list[LifecycleAction], heads: dict[int, str | None],
-                     attempts: Counter[str], max_attempts: int, *, own_heads: dict[int, str] | None = None
+                     budgets: Budgets, *, own_heads: dict[int, str] | None = None
                      ) -> tuple[dict[int, LifecycleAction], list[LifecycleAction]]:
     """The requests an attempt may serve now (by PR number) and the ones dropped, with a reason code.
 
@@ -76,7 +76,8 @@ def pending_requests(known: list[LedgerPR], actions: list[LifecycleAction], head
     ``own_heads`` what this very run already pushed (a "clear" re-plans its own attempt, which is no human's
     push: delivery then finds its commit already there).
     A request on a branch whose tip is not what Leviathan pushed (someone else pushed: never rewritten), or
-    for a task with no attempts left, is dropped and recorded; the ledger then forgets it.
+    for a task definition with no failures or review rounds left, is dropped and recorded; the ledger then
+    forgets it (the PR stays open for humans).
     """
     servable: dict[int, LifecycleAction] = {}
     dropped: list[LifecycleAction] = []
@@ -94,8 +95,10 @@ def pending_requests(known: list[LedgerPR], actions: list[LifecycleAction], head
         if pr.human_edited or pr.head_sha is None or heads[pr.number] not in (
                 pr.head_sha, (own_heads or {}).get(pr.number)):
             reason = ReasonCode.FEEDBACK_HUMAN_EDITED
-        elif attempts[pr.task_id] >= max_attempts:
+        elif budgets.failures_spent(pr.task_id, pr.task_hash):
             reason = ReasonCode.FEEDBACK_ATTEMPTS_EXHAUSTED
+        elif budgets.rounds_spent(pr.task_id, pr.task_hash):
+            reason = ReasonCode.REVIEW_ROUNDS_EXHAUSTED
         if reason is None:
             servable[pr.number] = request
             continue

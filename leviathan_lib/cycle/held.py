@@ -19,14 +19,13 @@ autonomy is on (the target's and the global switch). Airflow-free.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 
 from leviathan_lib.core.config import TargetConfig
-from leviathan_lib.core.guardrails import ClosedPR
+from leviathan_lib.core.guardrails import Budgets, ClosedPR, TaskCount
 from leviathan_lib.cycle.ci_sync import read_ci, reading
 from leviathan_lib.cycle.steps import ContinueRequest
 from leviathan_lib.evidence.records import CI_FIX_WHY, LedgerHeld, LifecycleAction
@@ -37,13 +36,13 @@ log = logging.getLogger("leviathan")
 
 
 class HeldInputs(BaseModel):
-    """The held branches (the ledger's), when the cycle runs, whether a PR may open (autonomy on), attempts per
-    task toward ``max_attempts_per_task``, and what this very run already pushed per branch (a "clear")."""
+    """The held branches (the ledger's), when the cycle runs, whether a PR may open (autonomy on), failed attempts
+    per task definition (``max_attempts_per_task``), and what this very run already pushed per branch (a "clear")."""
 
     branches: list[LedgerHeld]
     now: datetime
     may_open: bool
-    attempts: dict[str, int] = Field(default_factory=dict)
+    failures: dict[str, TaskCount] = Field(default_factory=dict)
     own_heads: dict[str, str] = Field(default_factory=dict)
 
 
@@ -102,7 +101,7 @@ def _sync_one(forge: Forge, target: TargetConfig, held: LedgerHeld, result: Held
             return
         log.info("held branch %s: CI %s, but autonomy is off: its PR waits", held.branch, status.state)
     elif status.state == "failure":
-        fix = fix_or_spent(target, held, Counter(inputs.attempts))
+        fix = fix_or_spent(target, held, inputs.failures)
         if isinstance(fix, ContinueRequest):
             result.fixes.append(fix)
         else:  # no fix left: the branch goes (it is still Leviathan's push, read above)
@@ -114,23 +113,23 @@ def _sync_one(forge: Forge, target: TargetConfig, held: LedgerHeld, result: Held
     result.still_held.append(held)
 
 
-def fix_or_spent(target: TargetConfig, held: LedgerHeld, attempts: Counter[str]) -> ContinueRequest | str:
+def fix_or_spent(target: TargetConfig, held: LedgerHeld, failures: dict[str, TaskCount]) -> ContinueRequest | str:
     """The fix attempt for a held branch whose CI failed (on its head), or why no fix is left."""
     if held.ci.fix_attempts >= target.max_ci_fix_attempts:
         return f"{held.ci.fix_attempts} of max_ci_fix_attempts ({target.max_ci_fix_attempts}) used"
-    if attempts[held.task_id] >= target.max_attempts_per_task:
-        return f"the task used max_attempts_per_task ({target.max_attempts_per_task})"
+    if Budgets.used(failures, held.task_id, held.task_hash) >= target.max_attempts_per_task:
+        return f"the task definition failed max_attempts_per_task ({target.max_attempts_per_task}) times"
     return ContinueRequest(task_id=held.task_id, pr=ContinuePr(
         number=None, branch=held.branch, head_sha=held.head_sha, start="branch", why=CI_FIX_WHY,
         feedback=held.ci.report))
 
 
-def ledger_fix(target: TargetConfig, held: list[LedgerHeld], attempts: Counter[str]) -> ContinueRequest | None:
+def ledger_fix(target: TargetConfig, held: list[LedgerHeld], failures: dict[str, TaskCount]) -> ContinueRequest | None:
     """The fix attempt a held branch's red CI asks for, as far as the ledger tells (the view, which does
     not ask the forge, decides with it like the DAG)."""
     for branch in held:
         if branch.ci.state == "failure" and branch.ci.head_sha == branch.head_sha:
-            fix = fix_or_spent(target, branch, attempts)
+            fix = fix_or_spent(target, branch, failures)
             if isinstance(fix, ContinueRequest):
                 return fix
     return None

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from leviathan_lib.core.ci import CiState
 from leviathan_lib.core.egress import EgressReport
-from leviathan_lib.core.guardrails import AttemptRecord, ReasonCode, failure_streak
+from leviathan_lib.core.guardrails import AttemptRecord, ReasonCode, TaskCount, count_use, failure_streak
 from leviathan_lib.core.limits import CleanupReport, LimitsReport
 
 EVIDENCE_VERSION: Final = 1
@@ -367,7 +367,7 @@ class LedgerPR(BaseModel):
         }
         if action.kind in ("changes_requested", "retry_command"):
             update["pending"] = action
-        elif action.reason in ("feedback_human_edited", "feedback_attempts_exhausted"):
+        elif action.reason in ("feedback_human_edited", "feedback_attempts_exhausted", "review_rounds_exhausted"):
             update["pending"] = None
         return self.model_copy(update=update)
 
@@ -428,10 +428,17 @@ class Ledger(BaseModel):
     PRs still open, the latest closure per task.
     """
 
-    #: Attempts per task over the whole history (attempt numbers, ``max_attempts_per_task``).
+    #: Attempts per task over the whole history (attempt numbers).
     attempt_counts: dict[str, int] = Field(default_factory=dict)
-    #: Of those, the refreshes of a conflicted PR (``max_pr_refreshes``; not counted by ``max_attempts_per_task``).
+    #: Of those, the refreshes of a conflicted PR (``max_pr_refreshes``).
     refresh_counts: dict[str, int] = Field(default_factory=dict)
+    #: Per task, its newest definition (hash) and that definition's failed attempts (failed, timed out, refused
+    #: by a guardrail; refreshes excepted): ``max_attempts_per_task``. A new definition starts afresh. Absent
+    #: from ledgers written before it: they start at zero (the breaker still counts every failure).
+    failures: dict[str, TaskCount] = Field(default_factory=dict)
+    #: The same per task definition for human rounds: served review feedback and ``/leviathan retry``, approval
+    #: gate rejections (``max_review_rounds``).
+    review_rounds: dict[str, TaskCount] = Field(default_factory=dict)
     #: Oldest first: the newest succeeded attempt and every later one (the breaker's failure streak), and
     #: every attempt within :data:`BUDGET_WINDOW` of the newest (the daily model budget); at most
     #: :data:`RECENT_ATTEMPTS`.
@@ -536,6 +543,7 @@ class Ledger(BaseModel):
             rejected = [c for c in rejected if c.task_id != record.approval.task_id]
             rejected.append(LedgerClosed(task_id=record.approval.task_id, task_hash=record.approval.task_hash))
         ledger = self.model_copy(update={"open_prs": open_prs, "closed_prs": closed, "rejected": rejected})
+        ledger = ledger._with_budgets(record)
         opened = list(self.prs_opened_at)
         attempt = record.attempt
         red = self.red_at_base
@@ -572,6 +580,20 @@ class Ledger(BaseModel):
                                          "prs_opened_at": [*opened, *opened_now][-RECENT_PRS:],
                                          "dashboard": self.dashboard.with_cycle(record), "held_branches": held,
                                          "ci_failed": ci_failed, "red_at_base": red})
+
+    def _with_budgets(self, record: CycleRecord) -> Ledger:
+        """Count this cycle's failed attempt and its human round (a served request, or a gate rejection: one
+        round even when the rejected attempt served a request) against the task definition they were for."""
+        attempt, approval = record.attempt, record.approval
+        update: dict[str, Any] = {}
+        if attempt is not None and attempt.outcome in FAILURE_OUTCOMES and attempt.continue_why != "pr_conflicted":
+            update["failures"] = count_use(self.failures, attempt.task_id, attempt.task_hash)
+        if approval is not None and approval.choice == "rejected":
+            update["review_rounds"] = count_use(self.review_rounds, approval.task_id, approval.task_hash)
+        elif attempt is not None and attempt.outcome not in (None, "checks_red_at_base") \
+                and attempt.continue_why in REVIEW_ROUND_WHYS:  # red at base serves nothing: the request stays
+            update["review_rounds"] = count_use(self.review_rounds, attempt.task_id, attempt.task_hash)
+        return self.model_copy(update=update) if update else self
 
     def _held_after(self, record: CycleRecord) -> tuple[list[LedgerHeld], list[LedgerPR], list[datetime],
                                                           list[LedgerClosed]]:
@@ -716,6 +738,10 @@ def _bucket(value: float, bounds: tuple[float, ...]) -> int:
 
 #: Why an attempt continues a PR whose CI failed (``max_ci_fix_attempts``).
 CI_FIX_WHY = "ci_failed"
+#: Why an attempt continues a PR because a human asked (``max_review_rounds``): each is one review round.
+REVIEW_ROUND_WHYS = frozenset({"changes_requested", "retry_command"})
+#: Attempt outcomes that count toward ``max_attempts_per_task`` (unless the attempt was a refresh).
+FAILURE_OUTCOMES = frozenset({"failed", "timed_out", "rejected_by_guardrail"})
 #: The ``continue_why`` of the failed breaker entry a reverted PR leaves (it is no attempt).
 REVERTED = "reverted"
 #: Base commits a ledger PR remembers (each is one base move; refreshes themselves are bounded lower).

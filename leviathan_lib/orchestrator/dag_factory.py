@@ -82,8 +82,8 @@ pull request on the **{md(target.forge)}** forge for human review. Leviathan nev
 | config file | {md(config_file)} |
 | autonomy (target flag) | {md(target.autonomy_enabled)} (global switch: Variable {md(GLOBAL_SWITCH_VARIABLE)}) |
 | allowed path prefixes | {prefixes} |
-| max open PRs / attempts per task / breaker | {target.max_open_prs} / {target.max_attempts_per_task} / \
-{target.circuit_breaker_failures} |
+| max open PRs / failed attempts per task / review rounds / breaker | {target.max_open_prs} / \
+{target.max_attempts_per_task} / {target.max_review_rounds} / {target.circuit_breaker_failures} |
 | attempt timeout | {target.attempt_timeout_seconds} s |
 
 Pause this DAG to switch this target off. Each run's evidence is one event on the asset

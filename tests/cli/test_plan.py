@@ -74,8 +74,11 @@ def test_plan_original_backlog_with_autonomy_on_runs_the_docs_task(tmp_path):
     assert (doc["target_id"], doc["decision"], doc["task_id"], doc["reasons"]) == (
         "radix", "run", "docs-self-target", [])
     assert [c["name"] for c in doc["checks"]] == ["autonomy", "forge_state", "open_prs", "prs_per_hour",
-                                                  "circuit_breaker", "task_selection"]
+                                                  "circuit_breaker", "task_selection", "budgets"]
     assert all(c["passed"] for c in doc["checks"])
+    assert doc["checks"][-1]["detail"].startswith("task docs-self-target (definition ")
+    assert doc["checks"][-1]["detail"].endswith(": 0 of 2 failed attempt(s) (max_attempts_per_task), "
+                                                "0 of 5 review round(s) (max_review_rounds)")
     assert result.stdout.startswith('{\n  "target_id": "radix"')  # indent 2
 
 

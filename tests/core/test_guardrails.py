@@ -132,7 +132,7 @@ def test_reason_codes_are_the_stable_strings():
         "command_malformed", "command_unknown", "command_not_permitted", "review_not_permitted",
         "feedback_human_edited", "feedback_attempts_exhausted",
         "rejected_by_human", "checks_red_at_base",
-        "ci_failed", "ci_fix_limit", "awaiting_ci",
+        "ci_failed", "ci_fix_limit", "awaiting_ci", "review_rounds_exhausted",
     ]
 
 
@@ -223,7 +223,8 @@ def test_ten_thousand_tasks_with_long_dependency_chains_decide_correctly():
     backlog = Backlog(tasks=tasks)
     t0 = datetime(2025, 1, 1, tzinfo=UTC)
     state = CycleState(attempts=[
-        AttemptRecord(task_id=f"t{i % n}", outcome="succeeded", finished_at=t0 + timedelta(seconds=i))
+        AttemptRecord(task_id=f"t{i % n}", outcome="failed" if i % 2 else "succeeded",
+                      finished_at=t0 + timedelta(seconds=i))
         for i in range(n)
     ])
     decision = decide(_target({"max_attempts_per_task": 5}), backlog, state)

@@ -165,7 +165,8 @@ def _oracle_eligible(task, by_id, target, state) -> bool:
         and task.status in (None, "pending")
         and all(d in by_id and by_id[d].status in ("completed", "done") for d in task.dependencies)
         and bool(task.allowed_paths) and all(in_scope(p) for p in task.allowed_paths)
-        and sum(a.task_id == task.id for a in state.attempts) < target.max_attempts_per_task
+        and sum(a.task_id == task.id and a.outcome != "succeeded" for a in state.attempts)
+        < target.max_attempts_per_task
         and task.id not in pr_tasks
     )
 

@@ -38,10 +38,11 @@ def test_a_request_is_pending_until_an_attempt_continues_the_pr_and_seen_ids_nev
     [pr] = ledger.open_prs  # the same PR, not a second entry
     assert (pr.pending, pr.head_sha, pr.seen_review_id) == (None, "2" * 40, 7)
     assert ledger.attempt_counts == {"a": 1} and ledger.refresh_counts == {} and ledger.prs_opened_at == []  # counted
-    dropped = _action("feedback_ignored", reason="feedback_attempts_exhausted", author="alice",
-                      seen_review_id=5, seen_comment_id=9)
-    pr = LedgerPR(**{**PR.model_dump(), "pending": request.model_dump(), "seen_review_id": 7}).with_feedback(dropped)
-    assert (pr.pending, pr.seen_review_id, pr.seen_comment_id) == (None, 7, 9)
+    for reason in ("feedback_attempts_exhausted", "review_rounds_exhausted"):
+        dropped = _action("feedback_ignored", reason=reason, author="alice", seen_review_id=5, seen_comment_id=9)
+        pr = LedgerPR(**{**PR.model_dump(), "pending": request.model_dump(), "seen_review_id": 7}).with_feedback(
+            dropped)
+        assert (pr.pending, pr.seen_review_id, pr.seen_comment_id) == (None, 7, 9)
 
 
 def test_feedback_and_continuations_are_events():

@@ -117,6 +117,24 @@ def test_pull_request_gate_shows_the_final_diff_and_a_rejection_pushes_nothing(t
     assert [a["outcome"] for a in record["ledger"]["recent_attempts"]] == ["succeeded"]
     assert LocalForge(bare).list_prs() == []
     assert run_git(["--git-dir", str(bare), "branch", "--list", "agent/*"]).stdout == ""
+    # A rejection is a human round of that definition, not a failure.
+    first_hash = record["attempt"]["task_hash"]
+    assert record["ledger"]["review_rounds"] == {"docs-quickstart": {"task_hash": first_hash, "count": 1}}
+    assert record["ledger"]["failures"] == {}
+
+    # Rejected again after a definition change (two attempts, max_attempts_per_task: 2), then changed once more:
+    # each new definition runs, as the gate's text promises (rejections use no failure budget).
+    for number, (old, new, answer) in enumerate([("two minutes.", "one minute.", "Reject"),
+                                                 ("one minute.", "ninety seconds.", "Approve")], start=2):
+        backlog = run_git(["--git-dir", str(bare), "show", "main:.leviathan/backlog.yaml"]).stdout
+        assert old in backlog
+        commit_file(bare, tmp_path / "work", ".leviathan/backlog.yaml", backlog.replace(old, new), "edit the task")
+        dag_run, _, _ = run_gated_cycle(target_file, answer)
+        record = evidence_record(dag_run)
+        assert _verdicts(record)["docs-quickstart"] == [] and record["attempt"]["attempt"] == number
+    assert record["stopped_reason"] == "pr_opened" and record["attempt"]["task_hash"] != first_hash
+    budgets = next(c for c in record["checks"] if c["name"] == "budgets")["detail"]
+    assert "0 of 2 failed attempt(s)" in budgets and "0 of 5 review round(s)" in budgets
 
 
 def test_pull_request_gate_approved_opens_the_pr(tmp_path, targets_dir):

@@ -224,6 +224,20 @@ def test_worker_timeout_is_recorded_and_counts_toward_the_breaker(tmp_path, targ
     assert "circuit_breaker_open" not in record["reasons"]
     assert _verdicts(record)["docs-quickstart"] == ["attempts_exhausted"]
     assert record["attempt"]["task_id"] == "docs-faq" and record["attempt"]["outcome"] == "timed_out"
+    quickstart_hash = record["ledger"]["failures"]["docs-quickstart"]["task_hash"]
+    assert record["ledger"]["failures"]["docs-quickstart"]["count"] == 2
+
+    # A human edits the exhausted task's definition: it starts afresh (and its failure feeds the breaker).
+    backlog = run_git(["--git-dir", str(bare), "show", "main:.leviathan/backlog.yaml"]).stdout
+    commit_file(bare, tmp_path / "work", ".leviathan/backlog.yaml",
+                backlog.replace("in two minutes.", "in one minute."), "sharpen docs-quickstart")
+    dag_run, _ = run_cycle(target_file)
+    record = evidence_record(dag_run)
+    assert _verdicts(record)["docs-quickstart"] == []
+    assert (record["attempt"]["task_id"], record["attempt"]["attempt"]) == ("docs-quickstart", 3)
+    assert record["attempt"]["task_hash"] != quickstart_hash and record["breaker_opened"] is True
+    assert record["ledger"]["failures"]["docs-quickstart"] == {"task_hash": record["attempt"]["task_hash"],
+                                                                "count": 1}
 
 
 def test_breaker_reset_for_an_unknown_target_is_a_clear_error():

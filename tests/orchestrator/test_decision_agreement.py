@@ -113,7 +113,7 @@ def _state_file(target_file: Path, ledger: Any, path: Path, commit_sha: str) -> 
                               open_prs=ledger_open_prs(ledger), commit_sha=commit_sha)
     cont, _ = pr_continuation(load_target(target_file), ledger, [],
                                     {pr.number: pr.head_sha for pr in ledger.open_prs})
-    doc = {**state.model_dump(mode="json", exclude={"now"}), "refresh_counts": ledger.refresh_counts,
+    doc = {**state.model_dump(mode="json", exclude={"now"}),
            "continue_pr": cont.model_dump(mode="json") if cont else None}
     path.write_text(json.dumps(doc), encoding="utf-8")
     return path

@@ -13,7 +13,7 @@ from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.forge.local import LocalForge
 from leviathan_lib.git.runner import run_git
-from tests.airflow_helpers import evidence_record, human_push, run_cycle
+from tests.airflow_helpers import commit_file, evidence_record, human_push, run_cycle
 from tests.orchestrator.test_github_cycle import github_target
 
 __all__ = ["github_target"]  # the fixture
@@ -27,8 +27,10 @@ def _forge(*args: str) -> None:
     assert main(["forge", *args]) == 0
 
 
-def _setup(tmp_path, targets_dir, target_id):
+def _setup(tmp_path, targets_dir, target_id, extra=""):
     target_file = create_demo_target(tmp_path, target_id=target_id, targets_dir=targets_dir)
+    with target_file.open("a", encoding="utf-8") as out:
+        out.write(extra)
     bare = tmp_path / "repos" / f"{target_id}.git"
     _forge("collaborator", "--repo", str(bare), "alice", "write")
     _forge("collaborator", "--repo", str(bare), "bob", "read")
@@ -73,9 +75,24 @@ def test_changes_requested_continue_the_same_pr_from_its_branch_once(tmp_path, t
     assert record["reasons"] == ["open_pr_limit"]
     assert [p.number for p in forge.list_prs()] == [1]
 
+    # With the defaults (max_attempts_per_task: 2) a retry after the review round is served: rounds are their
+    # own budget, and no attempt failed.
+    _forge("comment", "--repo", str(bare), "1", "--as", "alice", "--body", "/leviathan retry")
+    retried, _ = run_cycle(target_file)
+    record = evidence_record(retried)
+    assert _kinds(record) == [("retry_command", "alice", None)]
+    assert (record["attempt"]["attempt"], record["attempt"]["continue_why"]) == (3, "retry_command")
+    assert record["stopped_reason"] == "pr_updated"
+    budgets = next(c for c in record["checks"] if c["name"] == "budgets")
+    task_hash = record["attempt"]["task_hash"]
+    assert budgets["detail"] == (f"task docs-quickstart (definition {task_hash}): 0 of 2 failed attempt(s) "
+                                 "(max_attempts_per_task), 1 of 5 review round(s) (max_review_rounds)")
+    assert record["ledger"]["review_rounds"] == {"docs-quickstart": {"task_hash": task_hash, "count": 2}}
+    assert record["ledger"]["failures"] == {}
 
-def test_commands_from_readers_and_junk_are_ignored_and_recorded_then_attempts_bound(tmp_path, targets_dir, capsys):
-    target_file, bare, forge = _setup(tmp_path, targets_dir, "fb_commands")
+
+def test_commands_from_readers_and_junk_are_ignored_and_recorded_then_rounds_bound(tmp_path, targets_dir, capsys):
+    target_file, bare, forge = _setup(tmp_path, targets_dir, "fb_commands", "max_review_rounds: 1\n")
     head = forge.get_pr(1).head_sha
     _forge("comment", "--repo", str(bare), "1", "--as", "bob", "--body", "/leviathan retry")
     _forge("comment", "--repo", str(bare), "1", "--as", "alice", "--body", "/leviathan retry and push to main")
@@ -95,22 +112,48 @@ def test_commands_from_readers_and_junk_are_ignored_and_recorded_then_attempts_b
     table = capsys.readouterr().out
     assert "#1 ignored bob (command_not_permitted)" in table and "#1 ignored mallory (review_not_permitted)" in table
 
-    # A writer's exact command: the second (last) attempt continues the PR; no text reaches the recipe.
+    # A writer's exact command: the one review round (max_review_rounds: 1) continues the PR; no text reaches
+    # the recipe.
     _forge("comment", "--repo", str(bare), "1", "--as", "alice", "--body", "/leviathan retry")
     dag_run, _ = run_cycle(target_file)
     record = evidence_record(dag_run)
     assert _kinds(record) == [("retry_command", "alice", None)]
     assert record["attempt"]["continued_pr"] == 1 and record["attempt"]["continue_why"] == "retry_command"
     assert [p.number for p in forge.list_prs()] == [1]
+    head = forge.get_pr(1).head_sha
+    # A retry with nothing new to write may fail (no change): then it is a failure of the definition too.
+    failed = record["attempt"]["outcome"] != "succeeded"
 
-    # max_attempts_per_task (2) is spent: the next request is recorded and not served.
+    # max_review_rounds (1) is spent: the next request is recorded and not served; the PR stays open for humans
+    # and the task says why (the failure budget is not spent).
     _forge("comment", "--repo", str(bare), "1", "--as", "alice", "--body", "/leviathan retry")
     dag_run, states = run_cycle(target_file)
     record = evidence_record(dag_run)
     assert _kinds(record) == [("retry_command", "alice", None),
-                              ("feedback_ignored", "alice", "feedback_attempts_exhausted")]
+                              ("feedback_ignored", "alice", "review_rounds_exhausted")]
     assert record["attempt"] is None and states[names.TASK_RUN_WORKER] == "skipped"
-    assert [p.number for p in forge.list_prs()] == [1]
+    verdicts = {t["id"]: t["reasons"] for t in record["tasks"]}
+    assert verdicts["docs-quickstart"] == ["pr_open_for_task", "review_rounds_exhausted"]
+    assert record["ledger"]["open_prs"][0]["pending"] is None
+    assert [c["count"] for c in record["ledger"]["failures"].values()] == ([1] if failed else [])
+    [pr] = forge.list_prs()
+    assert (pr.number, pr.state, pr.head_sha) == (1, "open", head)
+    capsys.readouterr()
+    assert main(["evidence", "--target", "fb_commands"]) == 0
+    assert "#1 ignored alice (review_rounds_exhausted)" in capsys.readouterr().out
+
+    # A human edits the task's definition: the PR is superseded and the new definition starts afresh.
+    backlog = run_git(["--git-dir", str(bare), "show", "main:.leviathan/backlog.yaml"]).stdout
+    edited = backlog.replace("in two minutes.", "in one minute.")
+    assert edited != backlog
+    commit_file(bare, tmp_path / "work", ".leviathan/backlog.yaml", edited, "sharpen docs-quickstart")
+    dag_run, _ = run_cycle(target_file)
+    record = evidence_record(dag_run)
+    assert [a["kind"] for a in record["lifecycle"]] == ["pr_superseded"]
+    assert record["selected_task"] == "docs-quickstart" and record["stopped_reason"] == "pr_opened"
+    budgets = next(c for c in record["checks"] if c["name"] == "budgets")["detail"]
+    assert "0 of 2 failed attempt(s)" in budgets and "0 of 1 review round(s)" in budgets
+    assert [p.number for p in forge.list_open_prs()] == [2]
 
 
 def test_feedback_on_a_branch_a_human_pushed_to_is_never_served(tmp_path, targets_dir):
@@ -127,6 +170,8 @@ def test_feedback_on_a_branch_a_human_pushed_to_is_never_served(tmp_path, target
 
 def test_on_github_changes_requested_continue_the_same_pr_and_readers_are_ignored(github_target):
     fake, target_file, bare = github_target
+    with target_file.open("a", encoding="utf-8") as out:
+        out.write("max_review_rounds: 2\n")
     first, _ = run_cycle(target_file)
     assert evidence_record(first)["attempt"]["pr_number"] == 1
     first_head = fake.open_pulls("acme/widgets")[0]["head"]["sha"]
@@ -156,6 +201,20 @@ def test_on_github_changes_requested_continue_the_same_pr_and_readers_are_ignore
 
     again, _ = run_cycle(target_file)
     assert evidence_record(again)["lifecycle"] == [] and evidence_record(again)["attempt"] is None
+
+    # A retry after the review round is served (no attempt failed); the next request finds both rounds
+    # (max_review_rounds: 2) used: recorded, not served, and the PR stays open.
+    fake.human_comment("acme/widgets", 1, "octocat", "/leviathan retry")
+    retried, _ = run_cycle(target_file)
+    record = evidence_record(retried)
+    assert _kinds(record) == [("retry_command", "octocat", None)] and record["stopped_reason"] == "pr_updated"
+    fake.human_comment("acme/widgets", 1, "octocat", "/leviathan retry")
+    spent, _ = run_cycle(target_file)
+    record = evidence_record(spent)
+    assert _kinds(record) == [("retry_command", "octocat", None),
+                              ("feedback_ignored", "octocat", "review_rounds_exhausted")]
+    assert record["attempt"] is None
+    assert [p["number"] for p in fake.open_pulls("acme/widgets")] == [1]
 
 
 def test_clearing_a_feedback_run_repeats_the_same_attempt_and_nothing_else(tmp_path, targets_dir):
