@@ -29,6 +29,7 @@ from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE
 from leviathan_lib.core.names import dag_id
 from leviathan_lib.spider.auth import AdminUser, GetUserDep, metrics_access, username
 from leviathan_lib.spider.view import add_view
+from leviathan_lib.spider.webhooks import add_webhook_routes
 
 #: Largest accepted event id (asset event ids times 100 stay far below this).
 MAX_EVENT_ID = 2**62
@@ -195,5 +196,6 @@ def create_app() -> FastAPI:
     _add_status_routes(app)
     _add_event_routes(app, Streams(MAX_STREAMS))
     _add_autonomy_routes(app)
+    add_webhook_routes(app)  # POST /webhooks/github (spider.webhooks)
     add_view(app)  # the HTML pages under /ui (spider.view)
     return app
