@@ -142,3 +142,19 @@ def signed(webhook: str, data: dict[str, Any], secret: str, *, delivery: str | N
 def send(base: str, webhook: str, data: dict[str, Any], secret: str, **kwargs: Any) -> httpx.Response:
     body, headers = signed(webhook, data, secret, **kwargs)
     return httpx.post(f"{base}/leviathan/webhooks/github", content=body, headers=headers, timeout=30)
+
+
+#: The deliveries the local forge sends (leviathan_lib/forge/local_webhooks.py), and its template file.
+LOCAL_FORGE_WEBHOOKS = ("push", "pull-request-closed", "pull-request-review-submitted", "issue-comment-created",
+                        "check-suite-completed")
+TEMPLATES = Path(__file__).resolve().parents[1] / "leviathan_lib/forge/webhook_templates.json"
+
+
+def local_forge_templates() -> str:
+    """The local forge's templates: each delivery's required fields filled, as :func:`payload` fills them."""
+    data = {w: _template(w) for w in LOCAL_FORGE_WEBHOOKS}
+    return json.dumps(data, indent=1, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":  # python -m tests.webhook_payloads: rewrite the local forge's templates
+    TEMPLATES.write_text(local_forge_templates(), encoding="utf-8")

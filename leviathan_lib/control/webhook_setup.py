@@ -136,3 +136,11 @@ def health_component() -> dict[str, object] | None:
         part.update(status="degraded", reason=str(exc))
     part["deliveries_last_hour"] = ignored_counts(datetime.now(UTC) - timedelta(hours=1))
     return part
+
+
+def receiver_url() -> str:
+    """The receiver on this deployment's API server: ``[api] base_url`` + ``/leviathan/webhooks/github``."""
+    from airflow.configuration import conf
+
+    base = conf.get("api", "base_url", fallback="").strip() or "http://localhost:8080"
+    return base.rstrip("/") + "/leviathan/webhooks/github"

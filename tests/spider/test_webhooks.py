@@ -209,3 +209,28 @@ def test_without_a_secret_every_delivery_is_refused_and_health_says_how_to_confi
         assert "airflow connections add leviathan_webhook_github" in health["components"]["webhooks"]["reason"]
     finally:
         api.stop()
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "leviathan_lib.cli.main", *args], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_the_cli_test_sends_a_signed_ping_through_the_real_receiver(hooked):
+    import os
+
+    url = f"{hooked.base}/leviathan/webhooks/github"
+    done = _cli("webhooks", "test", "--target", HOOKED, "--url", url, env={**os.environ, **_secret_env()})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"POST {url}: 200 " in done.stdout
+    assert (f"ok: a change of https://github.com/{REPO}.git records an event on "
+            f"{names.change_asset_uri(HOOKED)}") in done.stdout
+    polled = _cli("webhooks", "test", "--target", "polled", "--url", url, env={**os.environ, **_secret_env()})
+    assert polled.returncode == 1 and "webhooks: false" in polled.stdout
+    assert "would not wake polled" in polled.stdout
+    no_secret = _cli("webhooks", "test", "--target", HOOKED, "--url", url, env=dict(os.environ))
+    assert no_secret.returncode == 2 and "airflow connections add leviathan_webhook_github" in no_secret.stderr
+    wrong = _cli("webhooks", "test", "--target", HOOKED, "--url", url,
+                 env={**os.environ, **_secret_env(), "AIRFLOW_CONN_LEVIATHAN_WEBHOOK_GITHUB": json.dumps(
+                     {"conn_type": "generic", "password": "another secret"})})
+    assert wrong.returncode == 1 and f"POST {url}: 401 " in wrong.stdout
