@@ -34,7 +34,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from leviathan_lib.control import breaker, fleet, switch, target_view
+from leviathan_lib.control import breaker, fleet, switch, target_view, webhooks
 from leviathan_lib.core import names, target_scan
 from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.reasons import EXPLAIN
@@ -278,6 +278,11 @@ def _target_context(target_id: str, target: Any | None, config_path: Path | None
                    has_more=len(records) > start + target_view.PAGE_SIZE)
     if target is None or config_path is None:
         return context
+    if target.webhooks:
+        try:
+            context["webhook"] = webhooks.last_deliveries({target_id}).get(target_id)
+        except Exception as exc:  # noqa: BLE001 — shown as unknown
+            context["webhook_problem"] = f"{type(exc).__name__}: {exc}"
     context["backlog"] = target_view.backlog_view(target, config_path, activity.history if activity else History(),
                                                   activity.ledger if activity else None, global_autonomy=global_enabled)
     context["last_verdicts"] = _last_verdicts(activity) if context["backlog"].unknown else None

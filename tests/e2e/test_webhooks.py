@@ -3,7 +3,8 @@ one starts nothing, and a burst while a cycle runs queues at most one more run.
 
 The real API server (Spider's receiver), scheduler, dag-processor and triggerer on a fresh metadata DB;
 the target is the demo repository on the local forge with ``webhooks: true`` and a safety-net cron whose
-tick is hours away, so every run here is one a delivery started. Every payload validates against the
+tick was hours ago: unpausing starts that tick's run (catchup is off), and every later run is one a
+delivery started. Every payload validates against the
 shared GitHub description (tests/webhook_payloads.py).
 """
 
@@ -52,6 +53,14 @@ def _runs(api: Api) -> list[dict]:
     return api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100")["dag_runs"]
 
 
+def _asset_runs(api: Api) -> list[dict]:
+    return [r for r in _runs(api) if r["run_type"] == "asset_triggered"]
+
+
+def _done(runs: list[dict]) -> bool:
+    return all(r["state"] in ("success", "failed") for r in runs)
+
+
 def _plan_start(api: Api, run_id: str) -> datetime | None:
     ti = api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{names.TASK_PLAN}")
     return datetime.fromisoformat(ti["start_date"]) if ti.get("start_date") else None
@@ -80,16 +89,17 @@ def test_a_signed_delivery_starts_the_cycle_a_forged_one_nothing_and_a_burst_one
         # Spider is built on its first request (the plugin's LazyApp): do that before timing anything.
         _wait("Spider", lambda: httpx.get(f"{base}/leviathan/health", timeout=120).status_code < 600, 180, stack)
 
+        # Unpausing starts the safety net's latest tick (catchup is off): let that cycle finish first.
+        _wait("the safety net's first run", lambda: _runs(api) and _done(_runs(api)), 300, stack)
         forged = send(base, "push", push, "not-the-secret")
         assert forged.status_code == 401, forged.text
         time.sleep(10)  # the scheduler loops every second or so: a run would have been created by now
-        assert _runs(api) == []
+        assert _asset_runs(api) == []
 
         sent = datetime.now(UTC)
         answer = send(base, "push", push, SECRET)
         assert answer.status_code == 202 and answer.json()["targets"][0]["outcome"] == "recorded", answer.text
-        run = _wait("the asset-triggered run", lambda: _runs(api), 120, stack)[0]
-        assert run["run_type"] == "asset_triggered"
+        run = _wait("the asset-triggered run", lambda: _asset_runs(api), 120, stack)[0]
         started = _wait("plan to start", lambda: _plan_start(api, run["dag_run_id"]), 120, stack)
         latency = (started - sent).total_seconds()
         print(f"delivery -> plan started: {latency:.1f} s")
@@ -103,18 +113,18 @@ def test_a_signed_delivery_starts_the_cycle_a_forged_one_nothing_and_a_burst_one
             answers = list(pool.map(lambda item: send(base, item[0], item[1], SECRET), burst))
         assert all(a.status_code == 202 for a in answers), [a.text for a in answers]
         outcomes = [a.json()["targets"][0]["outcome"] for a in answers]
-        assert outcomes.count("recorded") <= 1 and outcomes.count("coalesced") >= len(burst) - 1, outcomes
         queued = [r for r in _runs(api) if r["state"] == "queued"]
         assert len(queued) <= 1, queued
-
-        def finished() -> list[dict] | None:
-            runs = _runs(api)
-            return runs if all(r["state"] in ("success", "failed") for r in runs) and len(runs) > 1 else None
-
-        runs = _wait("the runs to finish", finished, 300, stack)
-        assert [r["run_type"] for r in runs] == ["asset_triggered", "asset_triggered"], runs
+        # Each delivery recorded a change only when no run was waiting; typically just the first of the burst.
+        assert set(outcomes) <= {"recorded", "coalesced"} and outcomes.count("recorded") <= 2, outcomes
+        runs = _wait("the runs to finish", lambda: _done(_asset_runs(api)) and _asset_runs(api), 300, stack)
+        assert len(runs) == 1 + outcomes.count("recorded"), (runs, outcomes)
         assert all(r["state"] == "success" for r in runs), runs
-        view = httpx.get(f"{base}/leviathan/health").json()["components"]["webhooks"]
-        assert view["targets"] == [TARGET] and view["deliveries_last_hour"]["accepted"] == 1 + len(burst)
+        health = httpx.get(f"{base}/leviathan/health").json()["components"]["webhooks"]
+        assert health["targets"] == [TARGET] and health["deliveries_last_hour"]["accepted"] == 1 + len(burst)
+        # The target page shows the last delivery, what it did and the time from delivery to cycle.
+        page = httpx.get(f"{base}/leviathan/ui/targets/{TARGET}", headers={"Authorization": f"Bearer {api.token}"},
+                         timeout=120).text
+        assert 'id="webhooks"' in page and "last delivery" in page and "s after the delivery" in page, page[:3000]
     finally:
         stack.stop()
