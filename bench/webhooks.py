@@ -265,7 +265,9 @@ def main() -> None:
     args = parser.parse_args()
     import tempfile
 
-    results: dict[str, Any] = {"quick": args.quick, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    out = ROOT / "bench" / "results" / "webhooks.json"
+    results: dict[str, Any] = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
+    results.update(quick=args.quick, at=datetime.now(UTC).isoformat(timespec="seconds"))
     if args.part in ("a", "both"):
         with tempfile.TemporaryDirectory(prefix="leviathan-bench-wh-") as tmp:
             results["a_merge_to_cycle"] = latency(Path(tmp), 3 if args.quick else 10)
@@ -275,7 +277,6 @@ def main() -> None:
             size = (20, 1000, 60.0) if args.quick else (100, 10_000, 60.0)
             results["c_flood"] = flood(Path(tmp), *size)
         print(json.dumps(results["c_flood"]), flush=True)
-    out = ROOT / "bench" / "results" / "webhooks.json"
     out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {out}", file=sys.stderr)
 

@@ -175,6 +175,10 @@ def test_a_burst_is_coalesced_into_one_pending_run_and_never_drops_the_newest_ch
     assert [o.outcome for o in outcomes] == ["recorded"] + ["coalesced"] * 29
     assert {o.into for o in outcomes[1:]} == {"asset trigger"}
     assert len(_change_events()) == before + 1
+    # A wake-up is not evidence: the event stream does not read it (as an unreadable record or otherwise).
+    from leviathan_lib.control.evidence_db import read_events
+
+    assert read_events(target_id=HOOKED, limit=1000) == []
     with create_session() as session:
         assert session.scalar(select(func.count()).select_from(AssetDagRunQueue)
                               .where(AssetDagRunQueue.target_dag_id == dag)) == 1
@@ -234,3 +238,14 @@ def test_the_cli_test_sends_a_signed_ping_through_the_real_receiver(hooked):
                  env={**os.environ, **_secret_env(), "AIRFLOW_CONN_LEVIATHAN_WEBHOOK_GITHUB": json.dumps(
                      {"conn_type": "generic", "password": "another secret"})})
     assert wrong.returncode == 1 and f"POST {url}: 401 " in wrong.stdout
+
+
+def test_the_rate_limit_is_a_bounded_token_bucket_per_source():
+    from leviathan_lib.spider.webhooks import RateLimiter
+
+    limiter = RateLimiter(max_sources=2)
+    assert [limiter.allow("a", 3, now=0.0) for _ in range(4)] == [True, True, True, False]
+    assert limiter.allow("a", 3, now=20.0)  # one token back after 20 s at 3 a minute
+    assert not limiter.allow("a", 3, now=20.0)
+    assert limiter.allow("b", 3, now=20.0) and limiter.allow("c", 3, now=20.0)
+    assert list(limiter.buckets) == ["b", "c"]  # the least recently seen source is forgotten
