@@ -38,7 +38,8 @@ from leviathan_lib.core.webhooks import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE
 from leviathan_lib.demo.runner import Api, Stack, _environment, _password, _wait
 from leviathan_lib.forge import local_webhooks
 from leviathan_lib.forge.local import LocalForge
-from tests.airflow_helpers import human_push, switch_on_in
+from leviathan_lib.git.runner import run_git
+from tests.airflow_helpers import switch_on_in
 from tests.e2e.test_scheduler import _free_port
 from tests.e2e.test_webhooks import SECRET, secret_env, webhooks_target
 from tests.metadata_db import PostgresDatabase
@@ -87,6 +88,19 @@ class Bench:
         self.database.drop()
 
 
+def _branch_from_main(bare: Path, work: Path, branch: str, path: str, text: str) -> None:
+    """A change on a new ``branch`` from ``main``, pushed (the branch a PR is then opened for)."""
+    if not work.exists():
+        run_git(["clone", "--quiet", str(bare), str(work)])
+    run_git(["fetch", "--quiet", "origin"], cwd=work)
+    run_git(["checkout", "--quiet", "-B", branch, "origin/main"], cwd=work)
+    (work / path).parent.mkdir(parents=True, exist_ok=True)
+    (work / path).write_text(text, encoding="utf-8")
+    run_git(["add", "-A"], cwd=work)
+    run_git(["commit", "--quiet", "-m", f"bench: {path}"], cwd=work)
+    run_git(["push", "--quiet", "origin", f"HEAD:refs/heads/{branch}"], cwd=work)
+
+
 def _plan_start(api: Api, dag: str, run_id: str) -> float | None:
     ti = api.call("GET", f"/api/v2/dags/{dag}/dagRuns/{run_id}/taskInstances/{names.TASK_PLAN}")
     return datetime.fromisoformat(ti["start_date"]).timestamp() if ti.get("start_date") else None
@@ -115,7 +129,7 @@ def latency(root: Path, repeats: int) -> dict[str, Any]:
         samples, queue_to_plan = [], []
         for i in range(repeats):
             branch = f"agent/bench-{i}/1"
-            human_push(bare, root / "work", branch, f"docs/bench-{i}.md", f"merge {i}\n")
+            _branch_from_main(bare, root / "work", branch, f"docs/bench-{i}.md", f"merge {i}\n")
             number = forge.create_pr(head=branch, base="main", title=f"bench {i}", body="bench").number
             _wait("no active run", lambda: all(r["state"] in ("success", "failed") for r in _runs(api, dag)), 300,
                   stack)

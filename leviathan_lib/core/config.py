@@ -255,9 +255,12 @@ class TargetConfig(BaseModel):
 
     @model_validator(mode="after")
     def _one_cadence(self) -> TargetConfig:
-        if self.webhooks and "schedule_cron" in self.model_fields_set:
+        """One cadence is used: a cron of the other one is an error. By value, not by which keys were given:
+        the tasks validate the whole dumped config again, defaults included."""
+        fields = type(self).model_fields
+        if self.webhooks and self.schedule_cron != fields["schedule_cron"].default:
             raise ValueError("schedule_cron is not used with webhooks: true; set webhooks_safety_cron instead")
-        if not self.webhooks and "webhooks_safety_cron" in self.model_fields_set:
+        if not self.webhooks and self.webhooks_safety_cron != fields["webhooks_safety_cron"].default:
             raise ValueError("webhooks_safety_cron needs webhooks: true")
         return self
 

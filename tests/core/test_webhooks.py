@@ -92,8 +92,11 @@ def test_webhooks_option_is_strict_and_schedules_a_spread_safety_net():
     assert tighter.effective_schedule == f"{offset('hooked', 'minute', 30)}-59/30 * * * *"
     plain = parse_target(yaml.safe_dump(BASE), "t.yaml")
     assert not plain.webhooks and plain.effective_schedule.endswith("/5 * * * *")
-    for bad, expected in [({"webhooks": "yes"}, "webhooks"), ({"webhooks": True, "schedule_cron": "*/5 * * * *"},
-                          "set webhooks_safety_cron instead"), ({"webhooks_safety_cron": "H * * * *"},
+    # The tasks validate the dumped config again (every key present): it must still be valid.
+    assert parse_target(yaml.safe_dump(tighter.model_dump(mode="json")), "t.yaml") == tighter
+    assert parse_target(yaml.safe_dump(plain.model_dump(mode="json")), "t.yaml") == plain
+    for bad, expected in [({"webhooks": "yes"}, "webhooks"), ({"webhooks": True, "schedule_cron": "*/10 * * * *"},
+                          "set webhooks_safety_cron instead"), ({"webhooks_safety_cron": "H/30 * * * *"},
                           "webhooks_safety_cron needs webhooks: true"),
                           ({"webhooks": True, "webhooks_safety_cron": "H/0 * * * *"}, "step")]:
         with pytest.raises(ValidationFailed) as caught:
