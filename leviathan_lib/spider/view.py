@@ -249,7 +249,8 @@ def _target_context(target_id: str, target: Any | None, config_path: Path | None
     """Everything the target page shows; ``target`` None while its file is broken (no backlog verdicts then)."""
     context: dict[str, Any] = {"state": None, "state_problem": None, "activity": None, "activity_problem": None,
                                "next_run": None, "may_run": False, "why_not": [], "backlog": None,
-                               "last_verdicts": None, "dag_id": names.dag_id(target_id)}
+                               "last_verdicts": None, "dag_id": names.dag_id(target_id), "webhook": None,
+                               "webhook_problem": None}
     global_enabled = True
     try:
         overview, _, _ = fleet.overview()
