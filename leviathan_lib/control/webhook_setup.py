@@ -79,14 +79,6 @@ def secret() -> str:
     return cached[1]
 
 
-def secret_configured() -> bool:
-    try:
-        secret()
-    except SecretMissing:
-        return False
-    return True
-
-
 def _listening() -> list[tuple[str, RepoKey | None, str]]:
     """``(target_id, repository key, target branch)`` of every valid ``webhooks: true`` target."""
     from leviathan_lib.orchestrator.targets import targets_location
