@@ -10,8 +10,7 @@ import pytest
 
 from leviathan_lib.core.webhooks import Change, read_delivery, repo_key, signature_valid
 from leviathan_lib.forge import local_webhooks
-from leviathan_lib.forge.local import LocalForge
-from tests.forge.test_local import Target, leviathan, open_pr
+from tests.forge.test_local import leviathan, open_pr
 from tests.webhook_payloads import LOCAL_FORGE_WEBHOOKS, TEMPLATES, local_forge_templates, validate
 
 SECRET = "local-forge-secret"
@@ -42,16 +41,6 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-@pytest.fixture
-def target(tmp_path) -> Target:
-    return Target(tmp_path)
-
-
-@pytest.fixture
-def forge(target) -> LocalForge:
-    return LocalForge(target.bare)
 
 
 @pytest.fixture
