@@ -1,7 +1,8 @@
 """The Spider FastAPI app, mounted by the plugin under ``/leviathan`` on the Airflow API server.
 
 Reads go to the metadata DB on every request (no per-process state), so replicas agree. Every route but
-``/health`` needs an authenticated Airflow user (``/metrics`` can be made public); switching autonomy
+``/health`` and the forge's webhook receiver (HMAC-signed, ``spider.webhooks``) needs an authenticated
+Airflow user (``/metrics`` can be made public); switching autonomy
 needs an admin (and, when authenticated by the UI's cookie, a same-origin request). The event stream is
 bounded: pages of at most 1000 events, a cap on concurrent live streams per process, and a maximum stream
 lifetime after which the client resumes with its last id. Every response carries security headers
