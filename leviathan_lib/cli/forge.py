@@ -13,8 +13,10 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from leviathan_lib.core.names import DASHBOARD_LABEL
+from leviathan_lib.forge import local_webhooks
 from leviathan_lib.forge.base import ForgeConflict, ForgeError, PullRequest
 from leviathan_lib.forge.local import LocalForge, Requests
 
@@ -172,15 +174,28 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _emitted(forge: LocalForge, *deliveries: tuple[str, dict[str, Any]]) -> None:
+    """The delivery GitHub would send for this action, when a webhook receiver is configured (local_webhooks)."""
+    note = local_webhooks.emit(forge.path, *deliveries)
+    if note:
+        print(note)
+
+
 def _merge(args: argparse.Namespace) -> int:
-    pr = LocalForge(args.repo).merge(args.number)
+    forge = LocalForge(args.repo)
+    pr = forge.merge(args.number)
     print(f"merged #{pr.number} ({pr.head} -> {pr.base}) as {pr.merge_sha}")
+    _emitted(forge, ("pull-request-closed", {"number": pr.number, "branch": pr.head, "base": pr.base, "merged": True}),
+             ("push", {"branch": pr.base}))
     return 0
 
 
 def _review(args: argparse.Namespace) -> int:
-    review = LocalForge(args.repo).review(args.number, author=args.author, state=args.state, body=args.body)
+    forge = LocalForge(args.repo)
+    review = forge.review(args.number, author=args.author, state=args.state, body=args.body)
     print(f"review {review.id} on #{args.number} by {review.author}: {review.state}")
+    pr = forge.get_pr(args.number)
+    _emitted(forge, ("pull-request-review-submitted", {"number": pr.number, "branch": pr.head, "base": pr.base}))
     return 0
 
 
@@ -188,6 +203,7 @@ def _comment(args: argparse.Namespace) -> int:
     forge = LocalForge(args.repo)
     forge.comment(args.number, args.body, author=args.author)
     print(f"comment {len(forge.list_comments(args.number))} on #{args.number} by {args.author}")
+    _emitted(forge, ("issue-comment-created", {"number": args.number}))
     return 0
 
 
@@ -200,6 +216,9 @@ def _status(args: argparse.Namespace) -> int:
         raise ForgeError(f"pull request #{args.number} has no head commit")
     status = forge.set_status(sha, context=args.context, state=args.state, description=args.description)
     print(f"{args.context}: {args.state} on {sha} (CI {status.state})")
+    if args.state != "pending":
+        branch = args.branch or forge.get_pr(args.number).head
+        _emitted(forge, ("check-suite-completed", {"branch": branch}))
     return 0
 
 
@@ -210,8 +229,10 @@ def _collaborator(args: argparse.Namespace) -> int:
 
 
 def _close(args: argparse.Namespace) -> int:
-    pr = LocalForge(args.repo).close_pr(args.number)
+    forge = LocalForge(args.repo)
+    pr = forge.close_pr(args.number)
     print(f"closed #{pr.number} ({pr.head}); the branch is kept")
+    _emitted(forge, ("pull-request-closed", {"number": pr.number, "branch": pr.head, "base": pr.base}))
     return 0
 
 

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "leviathan_lib.cli.invariants",
     "leviathan_lib.cli.ops",
     "leviathan_lib.cli.egress",
+    "leviathan_lib.cli.webhooks",
 ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from leviathan_lib.core.names import change_asset_uri
 from leviathan_lib.evidence.events import EVENTS_PER_RECORD, Event, events_from
 
 URI_PREFIX = "leviathan://"
@@ -27,7 +28,8 @@ def record_rows(
     query = (
         select(AssetEvent.id, AssetEvent.timestamp, AssetEvent.source_run_id, AssetEvent.extra)
         .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
-        .where(AssetModel.uri.like(pattern), AssetEvent.id > after_row)
+        .where(AssetModel.uri.like(pattern), AssetModel.uri.not_like(change_asset_uri("%")),  # wake-ups
+               AssetEvent.id > after_row)
         .order_by(AssetEvent.id)
         .limit(max(1, min(limit, MAX_PAGE)))
     )

@@ -4,7 +4,8 @@ Three states. ``unhealthy`` (HTTP 503): Airflow itself cannot work (no metadata 
 heartbeat). ``degraded`` (HTTP 200, so a liveness probe never restarts the API server for it): Airflow
 works but a target needs a human: its file is broken, its cycles stopped (more than twice its interval,
 while unpaused and switched on), its breaker is open, its sandbox cannot be built, its evidence cannot be
-read, or the targets folder itself cannot be read. Each part says why, naming the file or the target.
+read, or the targets folder itself cannot be read; or a ``webhooks: true`` target listens and no
+webhook secret is configured (every delivery is refused). Each part says why, naming the file or the target.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from leviathan_lib.control import fleet
+from leviathan_lib.control import fleet, webhook_setup
 
 Status = Literal["healthy", "degraded", "unhealthy"]
 
@@ -97,7 +98,11 @@ def health(now: datetime | None = None, overview: fleet.Overview | None = None) 
         "totals_unknown": [t.target_id for t in overview.targets if t.totals is None],
         "read_in_full": [t.target_id for t in overview.targets if t.evidence_read == "full"],
     }
-    parts = [components["database"], components["scheduler"], components["evidence"], folder, *targets.values()]
+    webhooks = webhook_setup.health_component()
+    if webhooks is not None:
+        components["webhooks"] = webhooks
+    parts = [components["database"], components["scheduler"], components["evidence"], folder, *targets.values(),
+             *([webhooks] if webhooks else [])]
     statuses = {part["status"] for part in parts}
     status: Status = "unhealthy" if "unhealthy" in statuses else "degraded" if "degraded" in statuses else "healthy"
     return status, components

@@ -109,6 +109,10 @@ class TargetConfig(BaseModel):
     schedule_cron: str = "*/5 * * * *"
     #: Spread targets sharing a ``*/n`` minute cron across the interval (core/schedule.py); false: exactly as written.
     schedule_jitter: bool = True
+    #: Cycles also start when the forge says something changed (a signed webhook delivery, docs/spider.md);
+    #: then ``webhooks_safety_cron`` replaces ``schedule_cron`` as the cadence that catches a lost delivery.
+    webhooks: bool = False
+    webhooks_safety_cron: str = "H * * * *"
     attempt_timeout_seconds: Annotated[int, Field(ge=1, le=86400)] = 900
     worker_image: str = "leviathan-worker:local"
     worker_namespace: str = "leviathan"
@@ -253,7 +257,18 @@ class TargetConfig(BaseModel):
             raise ValueError("approval_assignees needs a gate: set approval to plan or pull_request")
         return self
 
-    @field_validator("schedule_cron")
+    @model_validator(mode="after")
+    def _one_cadence(self) -> TargetConfig:
+        """One cadence is used: a cron of the other one is an error. By value, not by which keys were given:
+        the tasks validate the whole dumped config again, defaults included."""
+        fields = type(self).model_fields
+        if self.webhooks and self.schedule_cron != fields["schedule_cron"].default:
+            raise ValueError("schedule_cron is not used with webhooks: true; set webhooks_safety_cron instead")
+        if not self.webhooks and self.webhooks_safety_cron != fields["webhooks_safety_cron"].default:
+            raise ValueError("webhooks_safety_cron needs webhooks: true")
+        return self
+
+    @field_validator("schedule_cron", "webhooks_safety_cron")
     @classmethod
     def _cron(cls, value: str) -> str:
         return schedule.check(value)
@@ -271,8 +286,11 @@ class TargetConfig(BaseModel):
 
     @property
     def effective_schedule(self) -> str:
-        """The cron Airflow runs: ``H`` (and, with ``schedule_jitter``, ``*/n`` minutes) become this target's slot."""
-        return schedule.spread(self.schedule_cron, self.target_id, jitter=self.schedule_jitter)
+        """The cron Airflow runs: ``H`` (and, with ``schedule_jitter``, ``*/n`` minutes) become this target's slot.
+
+        With ``webhooks`` it is the safety net's (the DAG also runs on the target's change asset)."""
+        cron = self.webhooks_safety_cron if self.webhooks else self.schedule_cron
+        return schedule.spread(cron, self.target_id, jitter=self.schedule_jitter)
 
     @property
     def dashboard_issue_title(self) -> str:

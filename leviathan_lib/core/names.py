@@ -149,3 +149,12 @@ LEGACY_AUTONOMY_ASSET_URI: Final = "leviathan://autonomy"
 def evidence_asset_uri(target_id: str) -> str:
     """The asset a target's evidence records are events of (the DAG's outlet, every history read)."""
     return f"leviathan://targets/{target_id}/evidence"
+
+
+def change_asset_uri(target_id: str) -> str:
+    """The asset a forge webhook delivery records a change on: a ``webhooks: true`` target's DAG runs on it."""
+    return f"leviathan://targets/{target_id}/changed"
+
+
+def change_asset_name(target_id: str) -> str:
+    return f"leviathan_changed__{target_id}"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG, Asset, AssetAlias, TriggerRule, task
+from airflow.sdk import DAG, Asset, AssetAlias, AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule, task
 from airflow.sdk.bases.decorator import DecoratedOperator
 from airflow.sdk.definitions.deadline import DeadlineAlert
 
@@ -36,6 +36,8 @@ from leviathan_lib.core.names import (
     TASK_RECORD_EVIDENCE,
     TASK_RUN_WORKER,
     TASK_SKIP,
+    change_asset_name,
+    change_asset_uri,
     dag_id,
     evidence_asset_uri,
     invalid_dag_id,
@@ -60,6 +62,19 @@ def evidence_asset(target_id: str) -> Asset:
 def autonomy_asset() -> Asset:
     """The global switch's changes: ``plan`` reads the newest beside the Variable (core/autonomy.py)."""
     return Asset(name=AUTONOMY_ASSET_NAME, uri=AUTONOMY_ASSET_URI, group="leviathan")
+
+
+def change_asset(target_id: str) -> Asset:
+    """Forge webhook deliveries record events here (control.webhooks); a ``webhooks: true`` DAG runs on it."""
+    return Asset(name=change_asset_name(target_id), uri=change_asset_uri(target_id), group="leviathan")
+
+
+def cycle_schedule(target: TargetConfig) -> str | AssetOrTimeSchedule:
+    """The target's cron, or with ``webhooks`` its safety-net cron OR an event on its change asset."""
+    if not target.webhooks:
+        return target.effective_schedule
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(target.effective_schedule, timezone="UTC"),
+                               assets=change_asset(target.target_id))
 
 
 def evidence_alias(target_id: str) -> AssetAlias:
@@ -118,7 +133,7 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
     with DAG(
         dag_id=target.dag_id,
         description=f"Leviathan cycle for {target.target_id}: backlog task -> worker -> pull request",
-        schedule=target.effective_schedule,
+        schedule=cycle_schedule(target),
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,

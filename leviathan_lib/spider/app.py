@@ -1,7 +1,8 @@
 """The Spider FastAPI app, mounted by the plugin under ``/leviathan`` on the Airflow API server.
 
 Reads go to the metadata DB on every request (no per-process state), so replicas agree. Every route but
-``/health`` needs an authenticated Airflow user (``/metrics`` can be made public); switching autonomy
+``/health`` and the forge's webhook receiver (HMAC-signed, ``spider.webhooks``) needs an authenticated
+Airflow user (``/metrics`` can be made public); switching autonomy
 needs an admin (and, when authenticated by the UI's cookie, a same-origin request). The event stream is
 bounded: pages of at most 1000 events, a cap on concurrent live streams per process, and a maximum stream
 lifetime after which the client resumes with its last id. Every response carries security headers
@@ -29,6 +30,7 @@ from leviathan_lib.core.autonomy import GLOBAL_SWITCH_VARIABLE
 from leviathan_lib.core.names import dag_id
 from leviathan_lib.spider.auth import AdminUser, GetUserDep, metrics_access, username
 from leviathan_lib.spider.view import add_view
+from leviathan_lib.spider.webhooks import add_webhook_routes
 
 #: Largest accepted event id (asset event ids times 100 stay far below this).
 MAX_EVENT_ID = 2**62
@@ -195,5 +197,6 @@ def create_app() -> FastAPI:
     _add_status_routes(app)
     _add_event_routes(app, Streams(MAX_STREAMS))
     _add_autonomy_routes(app)
+    add_webhook_routes(app)  # POST /webhooks/github (spider.webhooks)
     add_view(app)  # the HTML pages under /ui (spider.view)
     return app

@@ -34,7 +34,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from leviathan_lib.control import breaker, fleet, scorecard, switch, target_view
+from leviathan_lib.control import breaker, fleet, scorecard, switch, target_view, webhooks
 from leviathan_lib.core import names, target_scan
 from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.reasons import EXPLAIN
@@ -260,7 +260,8 @@ def _target_context(target_id: str, target: Any | None, config_path: Path | None
     """Everything the target page shows; ``target`` None while its file is broken (no backlog verdicts then)."""
     context: dict[str, Any] = {"state": None, "state_problem": None, "activity": None, "activity_problem": None,
                                "next_run": None, "may_run": False, "why_not": [], "backlog": None,
-                               "last_verdicts": None, "dag_id": names.dag_id(target_id)}
+                               "last_verdicts": None, "dag_id": names.dag_id(target_id), "webhook": None,
+                               "webhook_problem": None}
     global_enabled = True
     try:
         overview, _, _ = fleet.overview()
@@ -289,6 +290,11 @@ def _target_context(target_id: str, target: Any | None, config_path: Path | None
                    has_more=len(records) > start + target_view.PAGE_SIZE)
     if target is None or config_path is None:
         return context
+    if target.webhooks:
+        try:
+            context["webhook"] = webhooks.last_deliveries({target_id}).get(target_id)
+        except Exception as exc:  # noqa: BLE001 — shown as unknown
+            context["webhook_problem"] = f"{type(exc).__name__}: {exc}"
     context["backlog"] = target_view.backlog_view(target, config_path, activity.history if activity else History(),
                                                   activity.ledger if activity else None, global_autonomy=global_enabled)
     context["last_verdicts"] = _last_verdicts(activity) if context["backlog"].unknown else None

@@ -65,16 +65,6 @@ def rev_parse_or_none(repo: Path, rev: str) -> str | None:
     return out or None
 
 
-@pytest.fixture
-def target(tmp_path) -> Target:
-    return Target(tmp_path)
-
-
-@pytest.fixture
-def forge(target) -> LocalForge:
-    return LocalForge(target.bare)
-
-
 def open_pr(forge: LocalForge, head: str, title: str = "A change"):
     return forge.create_pr(head=head, base="main", title=title, body=f"Delivers {head}.")
 

@@ -312,3 +312,18 @@ def test_target_files_in_mid_edit_are_each_shown_once_and_hurt_no_healthy_target
         shown = problems[names.dag_id(tid)]
         assert len(shown) == 1 and words in shown[0], (tid, shown)  # one problem each, said once
     assert "outside" not in str(problems[names.dag_id("linked")]).replace("outside the targets folder", "")
+
+
+def test_a_webhooks_target_runs_on_its_change_asset_or_its_spread_safety_net(tmp_path):
+    from airflow.sdk import AssetOrTimeSchedule
+
+    from leviathan_lib.core.config import parse_target
+    from leviathan_lib.orchestrator.dag_factory import build_target_dag
+
+    text = "target_id: hooked\ntarget_repo_url: https://github.com/acme/widgets.git\nforge: github\n"
+    dag = build_target_dag(parse_target(text + "webhooks: true\n", "hooked.yaml"), tmp_path / "hooked.yaml")
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    assert dag.timetable.asset_condition.uri == names.change_asset_uri("hooked")
+    assert dag.timetable.timetable.expression == f"{offset('hooked', 'minute', 60)} * * * *"  # "H * * * *", spread
+    polled = build_target_dag(parse_target(text, "hooked.yaml"), tmp_path / "hooked.yaml")
+    assert polled.schedule == f"{offset('hooked', 'minute', 5)}-59/5 * * * *"  # unchanged without webhooks
