@@ -66,12 +66,19 @@ def test_changes_requested_continue_the_same_pr_from_its_branch_once(tmp_path, t
     assert secret not in str(record)
     assert attempt["pr_head_sha"] == pr.head_sha
 
-    # Nothing new: the review is never served twice; the open PR holds the task.
+    # Nothing new: the review is never served twice; the open PR holds the task. The reply the attempt
+    # owes is posted by the next cycle, once: it names the commit and the paths, never the review's text.
     again, _ = run_cycle(target_file)
     record = evidence_record(again)
-    assert record["lifecycle"] == [] and record["attempt"] is None
-    assert record["reasons"] == ["open_pr_limit"]
+    assert [(a["kind"], a["reply_keys"]) for a in record["lifecycle"]] == [("reply_posted", ["r1"])]
+    assert record["attempt"] is None and record["reasons"] == ["open_pr_limit"]
     assert [p.number for p in forge.list_prs()] == [1]
+    [reply] = forge.list_comments(1)
+    assert reply.author == "leviathan"
+    assert f"Pushed `{pr.head_sha[:12]}` for \\@\u200balice's review; it changes `docs/quickstart.md`." in reply.body
+    assert "port" not in reply.body and secret not in reply.body
+    quiet, _ = run_cycle(target_file)
+    assert evidence_record(quiet)["lifecycle"] == [] and len(forge.list_comments(1)) == 1
 
 
 def test_commands_from_readers_and_junk_are_ignored_and_recorded_then_attempts_bound(tmp_path, targets_dir, capsys):
@@ -88,8 +95,16 @@ def test_commands_from_readers_and_junk_are_ignored_and_recorded_then_attempts_b
     assert sorted(_kinds(record)) == [("feedback_ignored", "alice", "command_malformed"),
                                       ("feedback_ignored", "alice", "command_unknown"),
                                       ("feedback_ignored", "bob", "command_not_permitted"),
-                                      ("feedback_ignored", "mallory", "review_not_permitted")]
+                                      ("feedback_ignored", "mallory", "review_not_permitted"),
+                                      ("reply_posted", None, None)]
     assert record["attempt"] is None and forge.get_pr(1).head_sha == head
+    # One reply answers the four in the same cycle: why, and what would work; nothing of theirs is quoted.
+    reply = forge.list_comments(1)[-1]
+    assert reply.author == "leviathan" and "rm -rf" not in reply.body and "push to main" not in reply.body
+    assert "\\@\u200bbob's command was not acted on (`command_not_permitted`" in reply.body
+    assert "ask someone with write permission on the repository to comment `/leviathan retry`" in reply.body
+    assert "\\@\u200bmallory's review was not acted on (`review_not_permitted`" in reply.body
+    assert sorted(record["lifecycle"][-1]["reply_keys"]) == ["c1", "c2", "c3", "r1"]
     capsys.readouterr()
     assert main(["evidence", "--target", "fb_commands"]) == 0
     table = capsys.readouterr().out
@@ -103,14 +118,28 @@ def test_commands_from_readers_and_junk_are_ignored_and_recorded_then_attempts_b
     assert record["attempt"]["continued_pr"] == 1 and record["attempt"]["continue_why"] == "retry_command"
     assert [p.number for p in forge.list_prs()] == [1]
 
-    # max_attempts_per_task (2) is spent: the next request is recorded and not served.
+    # max_attempts_per_task (2) is spent: the next request is recorded and not served; the conversation is
+    # locked, so the replies owed (the served retry's, then the refusal) wait: one try per cycle, never twice.
     _forge("comment", "--repo", str(bare), "1", "--as", "alice", "--body", "/leviathan retry")
+    _forge("lock", "--repo", str(bare), "1")
     dag_run, states = run_cycle(target_file)
     record = evidence_record(dag_run)
-    assert _kinds(record) == [("retry_command", "alice", None),
+    assert _kinds(record) == [("retry_command", "alice", None), ("reply_failed", None, None),
                               ("feedback_ignored", "alice", "feedback_attempts_exhausted")]
+    assert record["lifecycle"][1]["reply_keys"] == ["c6"] and "locked" not in str(record["lifecycle"][1]["detail"])
     assert record["attempt"] is None and states[names.TASK_RUN_WORKER] == "skipped"
-    assert [p.number for p in forge.list_prs()] == [1]
+    assert [p.number for p in forge.list_prs()] == [1] and len(forge.list_comments(1)) == 7
+    _forge("lock", "--repo", str(bare), "1", "--unlock")
+    dag_run, _ = run_cycle(target_file)
+    assert [(a["kind"], a["reply_keys"]) for a in evidence_record(dag_run)["lifecycle"]] == [
+        ("reply_posted", ["c6", "c7"])]
+    reply = forge.list_comments(1)[-1]
+    # The retry's attempt changed nothing (the recipe has nothing new to write): that is said, too.
+    assert "The attempt for \\@\u200balice's command pushed nothing (`" in reply.body
+    assert "feedback_attempts_exhausted" in reply.body
+    assert "push the change yourself, or close the PR" in reply.body
+    dag_run, _ = run_cycle(target_file)
+    assert evidence_record(dag_run)["lifecycle"] == [] and len(forge.list_comments(1)) == 8
 
 
 def test_feedback_on_a_branch_a_human_pushed_to_is_never_served(tmp_path, targets_dir):
@@ -178,4 +207,5 @@ def test_clearing_a_feedback_run_repeats_the_same_attempt_and_nothing_else(tmp_p
     assert record["attempt"]["pr_head_sha"] == head == forge.get_pr(1).head_sha
     assert [p.number for p in forge.list_prs()] == [1] and [c.author for c in forge.list_comments(1)] == []
     later, _ = run_cycle(target_file)  # the review was served: never again, and no human edit is imagined
-    assert evidence_record(later)["lifecycle"] == [] and evidence_record(later)["attempt"] is None
+    assert [a["kind"] for a in evidence_record(later)["lifecycle"]] == ["reply_posted"]
+    assert evidence_record(later)["attempt"] is None and len(forge.list_comments(1)) == 1
