@@ -173,7 +173,7 @@ def test_on_github_changes_requested_continue_the_same_pr_and_readers_are_ignore
                               ("feedback_ignored", "reader", "command_not_permitted"),
                               ("feedback_ignored", "stranger", "command_not_permitted"),
                               ("feedback_ignored", "octocat", "command_malformed"),
-                              ("changes_requested", "octocat", None)]
+                              ("changes_requested", "octocat", None), ("reply_posted", None, None)]
     assert record["attempt"]["continued_pr"] == 1 and record["stopped_reason"] == "pr_updated"
     [pull] = fake.open_pulls("acme/widgets")
     assert (pull["number"], pull["head"]["ref"]) == (1, BRANCH)
@@ -183,8 +183,27 @@ def test_on_github_changes_requested_continue_the_same_pr_and_readers_are_ignore
     assert "> Say which port it listens on." in page
     assert [p for m, p, _ in fake.api_calls("POST") if p.endswith("/pulls")] == ["/repos/acme/widgets/pulls"]
 
+    # The refusals were answered in that cycle, in one comment, each command comment marked "confused".
+    repo = fake.repos["acme/widgets"]
+    [refusal] = [body for _, login, body, _ in repo.conversation[1] if login == "leviathan[bot]"]
+    assert "\\@\u200breader's command was not acted on (`command_not_permitted`" in refusal
+    assert "Delete the repository" not in refusal and "faster" not in refusal
+    assert sorted(content for reactions in repo.reactions.values() for _, content in reactions) == ["confused"] * 3
+
+    # The served review's reply is owed; GitHub answers 502 to it once: tried again next cycle, posted once.
+    fake.inject("POST", r"/repos/acme/widgets/issues/1/comments", 502,
+                body={"message": "Server Error", "documentation_url": "https://docs.github.com/rest"})
     again, _ = run_cycle(target_file)
-    assert evidence_record(again)["lifecycle"] == [] and evidence_record(again)["attempt"] is None
+    record = evidence_record(again)
+    assert [(a["kind"], a["detail"]) for a in record["lifecycle"]] == [
+        ("reply_failed", "forge_outcome_unknown: could not reply")] and record["attempt"] is None
+    later, _ = run_cycle(target_file)
+    assert [a["kind"] for a in evidence_record(later)["lifecycle"]] == ["reply_posted"]
+    replies = [body for _, login, body, _ in repo.conversation[1] if login == "leviathan[bot]"]
+    assert len(replies) == 2 and f"Pushed `{head[:12]}` for \\@\u200boctocat's review" in replies[1]
+    assert "port" not in replies[1]
+    quiet, _ = run_cycle(target_file)
+    assert evidence_record(quiet)["lifecycle"] == [] and evidence_record(quiet)["attempt"] is None
 
 
 def test_clearing_a_feedback_run_repeats_the_same_attempt_and_nothing_else(tmp_path, targets_dir):
