@@ -24,7 +24,7 @@ EventType = Literal[
     "dashboard.created", "dashboard.updated", "dashboard.closed", "dashboard.update_failed",
     "pr.changes_requested", "pr.retry_command", "pr.feedback_ignored",
     "pr.ci_passed", "pr.ci_failed", "pr.ci_pending", "pr.ci_unknown", "pr.ci_fix_limit",
-    "pr.awaiting_ci", "pr.ci_branch_deleted", "pr.reverted",
+    "pr.awaiting_ci", "pr.ci_branch_deleted", "pr.reverted", "pr.reply_posted", "pr.reply_failed",
     "attempt.rejected", "approval.approved", "approval.rejected",
     "breaker.opened",
     "breaker.reset", "autonomy.changed", "evidence.unreadable", "target.config_invalid",
