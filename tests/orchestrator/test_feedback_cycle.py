@@ -65,6 +65,9 @@ def test_changes_requested_continue_the_same_pr_from_its_branch_once(tmp_path, t
     assert secret not in page and "[REDACTED:github_token]" in page
     assert secret not in str(record)
     assert attempt["pr_head_sha"] == pr.head_sha
+    # The body is rewritten for the new head (attempt 2, its commit) and says how to iterate.
+    assert "continues this PR (`changes_requested`)" in pr.body and f"| Head commit | `{pr.head_sha}` |" in pr.body
+    assert "## Iterating" in pr.body and "Please mention" not in pr.body
 
     # Nothing new: the review is never served twice; the open PR holds the task. The reply the attempt
     # owes is posted by the next cycle, once: it names the commit and the paths, never the review's text.
