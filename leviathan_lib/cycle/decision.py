@@ -48,7 +48,7 @@ from leviathan_lib.worker.contract import ContinuePr
 REFRESH_WHY = "pr_conflicted"
 #: Why an attempt continues a PR as its task's next attempt: review feedback (:mod:`leviathan_lib.cycle.feedback`)
 #: or red CI (:mod:`leviathan_lib.cycle.ci_sync`). Every task rule applies to it.
-FEEDBACK_WHYS = frozenset({"changes_requested", "retry_command", "ci_failed"})
+FEEDBACK_WHYS = frozenset({"changes_requested", "retry_command", "rebase_command", "ci_failed"})
 CONTINUE_CHECK = "continue_pr"
 #: Task reasons that are the very PR (or branch awaiting CI) a continuation delivers to.
 _HELD_BY_ITSELF = frozenset({ReasonCode.PR_OPEN_FOR_TASK, ReasonCode.AWAITING_CI})

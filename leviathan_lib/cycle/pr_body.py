@@ -95,6 +95,8 @@ def _iterate(evidence: dict[str, Any]) -> list[str]:
         "- **Request changes** in a review (write permission): the next attempt pushes a commit on top of this "
         "branch with your review as feedback, and replies here.",
         "- Comment exactly `/leviathan retry` (write permission): one more attempt from this branch.",
+        "- Comment exactly `/leviathan rebase` (write permission): the task done again on the base as it is "
+        "now, bringing this PR up to date (pushed with a lease: never over someone else's commit).",
         "- **Close** it: Leviathan does not retry the task until its definition changes.",
         "- Push to the branch yourself: Leviathan leaves it to you from then on.",
     ]

@@ -22,7 +22,7 @@ EventType = Literal[
     "attempt.failed", "attempt.timed_out", "pr.created", "pr.merged", "pr.closed", "branch.deleted", "branch.kept",
     "pr.human_edited", "pr.branch_deleted", "pr.superseded", "pr.refresh_limit", "pr.refreshed", "pr.updated",
     "dashboard.created", "dashboard.updated", "dashboard.closed", "dashboard.update_failed",
-    "pr.changes_requested", "pr.retry_command", "pr.feedback_ignored",
+    "pr.changes_requested", "pr.retry_command", "pr.rebase_command", "pr.feedback_ignored",
     "pr.ci_passed", "pr.ci_failed", "pr.ci_pending", "pr.ci_unknown", "pr.ci_fix_limit",
     "pr.awaiting_ci", "pr.ci_branch_deleted", "pr.reverted", "pr.reply_posted", "pr.reply_failed",
     "attempt.rejected", "approval.approved", "approval.rejected",

@@ -178,11 +178,13 @@ class PrStateChange(BaseModel):
 
 
 LifecycleKind = Literal["human_edited", "pr_branch_deleted", "pr_superseded", "pr_refresh_limit",
-                        "changes_requested", "retry_command", "feedback_ignored",
+                        "changes_requested", "retry_command", "rebase_command", "feedback_ignored",
                         "ci_passed", "ci_failed", "ci_pending", "ci_unknown", "ci_fix_limit",
                         "pr_created", "ci_branch_deleted", "reply_posted", "reply_failed"]
 #: Lifecycle kinds that are review feedback (:mod:`leviathan_lib.cycle.feedback`).
-FEEDBACK_KINDS = frozenset({"changes_requested", "retry_command", "feedback_ignored"})
+FEEDBACK_KINDS = frozenset({"changes_requested", "retry_command", "rebase_command", "feedback_ignored"})
+#: The requests a human makes on a PR (served by the task's next attempt on it).
+REQUEST_KINDS = ("changes_requested", "retry_command", "rebase_command")
 #: The lifecycle kind that records a PR head's new CI state (:mod:`leviathan_lib.cycle.ci_sync`); a head with
 #: no CI (``none``: the usual state of a head just pushed) is no event.
 CI_KINDS: dict[str, LifecycleKind] = {"success": "ci_passed", "failure": "ci_failed", "pending": "ci_pending",
@@ -197,8 +199,9 @@ class LifecycleAction(BaseModel):
     ``pr_superseded``: the task's definition changed; the PR was closed (``closed``) with a comment and the
     task runs again. ``pr_refresh_limit``: the PR conflicts with base ``base_sha`` but its task's refreshes
     reached ``max_pr_refreshes``. (A refresh itself is the cycle's attempt, ``attempt.continued_pr``.)
-    ``changes_requested`` / ``retry_command``: a user with write permission asked for another attempt (it
-    starts from the PR's branch); ``feedback_ignored``: a review or command not acted on (``reason``).
+    ``changes_requested`` / ``retry_command`` / ``rebase_command``: a user with write permission asked for
+    another attempt (from the PR's branch; ``rebase_command``: on the current base); ``feedback_ignored``: a
+    review or command not acted on (``reason``).
     ``ci_passed`` / ``ci_failed`` / ``ci_pending`` / ``ci_unknown``: the CI state of the PR's head changed
     (``ci_state``, on ``head_sha``); ``ci_fix_limit``: its CI failed but no fix attempt is left (``detail``).
     A branch pushed before its PR (``pr_creation: checks_pass``, ``number`` None) gets the same CI kinds, then
@@ -418,7 +421,7 @@ class LedgerPR(BaseModel):
             "seen_review_id": max(self.seen_review_id, action.seen_review_id or 0),
             "seen_comment_id": max(self.seen_comment_id, action.seen_comment_id or 0),
         }
-        if action.kind in ("changes_requested", "retry_command"):
+        if action.kind in REQUEST_KINDS:
             update["pending"] = action
         elif action.reason in ("feedback_human_edited", "feedback_attempts_exhausted"):
             update["pending"] = None
@@ -753,7 +756,7 @@ def _after_continue(pr: LedgerPR, attempt: AttemptEvidence, base_sha: str | None
             update["base_sha"] = base_sha
     if attempt.continue_why == "pr_conflicted" and base_sha:
         update["conflict_bases"] = [*pr.conflict_bases, base_sha][-MAX_CONFLICT_BASES:]
-    if attempt.continue_why in ("changes_requested", "retry_command"):  # the request is served
+    if attempt.continue_why in REQUEST_KINDS:  # the request is served
         update["pending"] = None
         update["replies"] = _served_reply(pr, attempt)
     if attempt.continue_why == CI_FIX_WHY:  # spent whether or not it pushed

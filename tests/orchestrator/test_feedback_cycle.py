@@ -231,3 +231,27 @@ def test_clearing_a_feedback_run_repeats_the_same_attempt_and_nothing_else(tmp_p
     later, _ = run_cycle(target_file)  # the review was served: never again, and no human edit is imagined
     assert [a["kind"] for a in evidence_record(later)["lifecycle"]] == ["reply_posted"]
     assert evidence_record(later)["attempt"] is None and len(forge.list_comments(1)) == 1
+
+
+def test_rebase_brings_the_pr_up_to_date_on_the_base_now_and_is_answered(tmp_path, targets_dir):
+    target_file, bare, forge = _setup(tmp_path, targets_dir, "fb_rebase")
+    base = human_push(bare, tmp_path / "maintainer", "main", "NOTES.md", "moved on\n")
+    _forge("comment", "--repo", str(bare), "1", "--as", "bob", "--body", "/leviathan rebase")
+    _forge("comment", "--repo", str(bare), "1", "--as", "alice", "--body", "/leviathan rebase")
+
+    dag_run, states = run_cycle(target_file)
+    assert dag_run.state == "success", states
+    record = evidence_record(dag_run)
+    assert _kinds(record) == [("feedback_ignored", "bob", "command_not_permitted"),
+                              ("rebase_command", "alice", None), ("reply_posted", None, None)]
+    attempt = record["attempt"]
+    assert (attempt["continued_pr"], attempt["continue_why"], attempt["continue_start"]) == (1, "rebase_command",
+                                                                                           "base")
+    [pr] = forge.list_prs()
+    assert (pr.number, pr.head) == (1, BRANCH) and attempt["pr_head_sha"] == pr.head_sha
+    assert run_git(["--git-dir", str(bare), "rev-parse", f"{pr.head_sha}^"]).stdout.strip() == base
+    assert "continues this PR (`rebase_command`)" in pr.body
+
+    later, _ = run_cycle(target_file)
+    assert [(a["kind"], a["reply_keys"]) for a in evidence_record(later)["lifecycle"]] == [("reply_posted", ["c2"])]
+    assert f"Pushed `{pr.head_sha[:12]}` for \\@\u200balice's command" in forge.list_comments(1)[-1].body
