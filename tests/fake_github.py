@@ -101,6 +101,9 @@ class Repo:
     #: CI per commit: the newest commit status per context, and the check runs (see :meth:`FakeGithub.ci`).
     statuses: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     check_runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: Reactions per conversation comment id, as (login, content); PRs whose conversation a maintainer locked.
+    reactions: dict[int, list[tuple[str, str]]] = field(default_factory=dict)
+    locked: set[int] = field(default_factory=set)
 
 
 class FakeGithub:
@@ -443,11 +446,16 @@ class FakeGithub:
             names = repo.reviewers.setdefault(number, [])
             names.extend(n for n in body.get("reviewers", []) if n not in names)
             return 201, self._pr_json(repo, pr, simple=True)
+        m = re.fullmatch(r"/issues/comments/(\d+)/reactions", rest)
+        if m and method == "POST":
+            return self._react(repo, int(m.group(1)), body["content"])
         m = re.fullmatch(r"/issues/(\d+)/comments", rest)
         if m and method == "POST":
             number = int(m.group(1))
             if not any(p["number"] == number for p in repo.pulls):
                 return self._error(404, "Not Found")
+            if number in repo.locked:
+                return self._error(403, "Unable to create comment because issue is locked.")
             repo.comments.setdefault(number, []).append(body["body"])
             comment_id = self._next_id()
             repo.conversation.setdefault(number, []).append((comment_id, "leviathan[bot]", body["body"], _now()))
@@ -501,6 +509,19 @@ class FakeGithub:
             data["object"].update(sha=sha, type="commit")
             return 200, data
         return self._error(404, "Not Found")
+
+    def _react(self, repo: Repo, comment_id: int, content: str) -> tuple[int, Any]:
+        """A reaction by Leviathan's bot user: 201 when new, 200 when it already reacted so."""
+        if not any(c[0] == comment_id for cs in repo.conversation.values() for c in cs):
+            return self._error(404, "Not Found")
+        data = copy.deepcopy(self._examples["reaction"])
+        data.update(content=content)
+        data["user"]["login"] = "leviathan[bot]"
+        mine = repo.reactions.setdefault(comment_id, [])
+        if ("leviathan[bot]", content) in mine:
+            return 200, data
+        mine.append(("leviathan[bot]", content))
+        return 201, data
 
     def _ci(self, repo: Repo, ref: str, what: str, query: dict[str, str]) -> tuple[int, Any]:
         """The combined status (GitHub's own ``state``: pending with no status at all) or the check runs."""

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from leviathan_lib.core.errors import Problem, ValidationFailed
-from leviathan_lib.evidence.records import CycleRecord, parse_records
+from leviathan_lib.evidence.records import REQUEST_KINDS, CycleRecord, parse_records
 
 
 def _iso(value: str, flag: str, command: str = "leviathan evidence") -> datetime:
@@ -93,7 +93,7 @@ def _lifecycle(record: CycleRecord) -> str:
             parts.append(f"{action.branch} {action.kind}{number}" + (f" ({action.detail})" if action.detail else ""))
         elif action.kind == "feedback_ignored":
             parts.append(f"#{action.number} ignored {action.author} ({action.reason})")
-        elif action.kind in ("changes_requested", "retry_command"):  # the next attempt continues the PR
+        elif action.kind in REQUEST_KINDS:  # the next attempt continues the PR
             parts.append(f"#{action.number} {action.kind} by {action.author}")
         elif action.kind.startswith("ci_"):  # a head's new CI state, or no fix left
             parts.append(f"#{action.number} {action.kind}" + (f" ({action.detail})" if action.detail else ""))

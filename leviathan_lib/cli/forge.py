@@ -1,5 +1,5 @@
 """``leviathan forge …``: play the human reviewer on the local forge (list, show, merge, close, review,
-comment, collaborator, dashboard), and its CI (status); ``check --target ID`` tests any target's forge access.
+comment, lock, collaborator, dashboard), and its CI (status); ``check --target ID`` tests any target's forge access.
 
 Exit codes: 0 done, 1 the forge refused because of its state (merge conflict, PR not open) or the check
 found a problem, 2 bad input or an unreadable forge. Errors are one line on stderr, never a traceback.
@@ -73,6 +73,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("number", type=int)
     p.add_argument("--as", dest="author", required=True, metavar="LOGIN", help="the commenting user")
     p.add_argument("--body", required=True, help="the comment text")
+
+    p = action("lock", "lock a pull request's conversation as a maintainer (Leviathan's replies are refused)",
+               _lock)
+    p.add_argument("number", type=int)
+    p.add_argument("--unlock", action="store_true", help="unlock it again")
 
     p = action("status", "record a CI status on a pull request's head (or a branch's tip), as a CI script does; "
                          "the newest report of a context replaces the older one", _status)
@@ -204,6 +209,12 @@ def _comment(args: argparse.Namespace) -> int:
     forge.comment(args.number, args.body, author=args.author)
     print(f"comment {len(forge.list_comments(args.number))} on #{args.number} by {args.author}")
     _emitted(forge, ("issue-comment-created", {"number": args.number}))
+    return 0
+
+
+def _lock(args: argparse.Namespace) -> int:
+    LocalForge(args.repo).lock(args.number, locked=not args.unlock)
+    print(f"#{args.number} {'unlocked' if args.unlock else 'locked'}")
     return 0
 
 

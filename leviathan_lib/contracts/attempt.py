@@ -137,7 +137,7 @@ ExecutorSpec = Annotated[RecipeExecutorSpec | LlmExecutorSpec, Field(discriminat
 
 #: Why an attempt continues an open PR (stable codes): ``pr_conflicted`` (the PR conflicts with its base and
 #: is brought up to date), ``changes_requested`` (a review asked for changes), ``retry_command`` (a user with
-#: write permission commented ``/leviathan retry``).
+#: write permission commented ``/leviathan retry``), ``rebase_command`` (``/leviathan rebase``: on the base).
 ContinueReason = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
 

@@ -1,13 +1,16 @@
 """What a human on the forge may ask of Leviathan about one of its PRs, and what is ignored and why.
 
-Two things are requests: a review that requests changes, and the comment command ``/leviathan retry``.
+Three things are requests: a review that requests changes, and the comment commands ``/leviathan retry``
+(one more attempt from the PR's branch) and ``/leviathan rebase`` (one more attempt on the current base:
+the PR brought up to date now).
 Both count only from a user with write permission on the repository (write, maintain or admin); anything
 else is recorded with a stable reason code and otherwise ignored. No other forge text is ever an
 instruction: an ordinary comment is not read at all, and a review's text reaches the executor only as
 untrusted data (:func:`bounded_feedback`).
 
 The grammar is strict on purpose: a comment is a command only when its whole text, trimmed, is exactly
-``/leviathan retry``. A comment with any line starting with ``/leviathan`` that is not exactly that is an
+``/leviathan retry`` or ``/leviathan rebase``. A comment with any line starting with ``/leviathan`` that is
+not exactly one of them is an
 attempted command and is refused (``command_malformed``, or ``command_unknown`` for another verb) rather
 than guessed at. Each review and comment is decided once: the ledger remembers the newest id decided per
 PR (:class:`Seen`), and only newer ones are decided again.
@@ -25,6 +28,10 @@ from leviathan_lib.core.secrets_scan import redact_text
 
 COMMAND_PREFIX = "/leviathan"
 RETRY_COMMAND = "/leviathan retry"
+REBASE_COMMAND = "/leviathan rebase"
+#: The commands, by the verb :func:`parse_command` returns, and the request each one is.
+COMMANDS: dict[str, Literal["retry_command", "rebase_command"]] = {"retry": "retry_command",
+                                                                   "rebase": "rebase_command"}
 #: Permissions that may command Leviathan (GitHub's base roles; ``maintain`` reports as ``write``).
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
 #: Review text handed to an executor at most (bytes of UTF-8), after redaction.
@@ -35,7 +42,7 @@ MAX_ITEMS_PER_PR = 100
 Permission = Literal["admin", "maintain", "write", "triage", "read", "none", "unknown"]
 ReviewState = Literal["APPROVED", "CHANGES_REQUESTED", "COMMENTED", "DISMISSED", "PENDING"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-Trigger = Literal["changes_requested", "retry_command"]
+Trigger = Literal["changes_requested", "retry_command", "rebase_command"]
 
 
 class _Item(BaseModel):
@@ -75,7 +82,7 @@ class Request(_Item):
 
     why: Trigger
     author: str
-    #: The review's text, bounded and redacted; None for a retry command.
+    #: The review's text, bounded and redacted; None for a command.
     feedback: str | None = None
     review_id: int | None = None
     comment_id: int | None = None
@@ -100,19 +107,22 @@ class Decided(_Item):
     seen: Seen = Field(default_factory=Seen)
 
 
-def parse_command(body: str) -> ReasonCode | Literal["retry"] | None:
-    """``"retry"`` for exactly ``/leviathan retry``, a reason code for any other attempted command, else None.
+def parse_command(body: str) -> ReasonCode | Literal["retry", "rebase"] | None:
+    """The verb of exactly ``/leviathan retry`` or ``/leviathan rebase``, a reason code for any other
+    attempted command, else None.
 
     An attempted command is a comment any of whose lines, left-trimmed, starts with ``/leviathan`` as a word.
     """
     text = body.strip()
     if text == RETRY_COMMAND:
         return "retry"
+    if text == REBASE_COMMAND:
+        return "rebase"
     for line in text.splitlines():
         words = line.strip().split()
         if not words or words[0] != COMMAND_PREFIX:
             continue
-        if len(words) > 1 and not words[1].startswith("retry"):  # "retry;..." is junk after the command
+        if len(words) > 1 and not words[1].startswith(("retry", "rebase")):  # "retry;..." is junk after it
             return ReasonCode.COMMAND_UNKNOWN
         return ReasonCode.COMMAND_MALFORMED
     return None
@@ -163,7 +173,7 @@ def decide_feedback(reviews: list[Review], comments: list[PrComment], permission
         parsed = parse_command(comment.body)
         if parsed is None:
             continue
-        if parsed != "retry":
+        if parsed not in COMMANDS:
             ignored.append(Ignored(reason=parsed, author=comment.author, comment_id=comment.id,
                                    detail=_first_line(comment.body)))
             continue
@@ -172,7 +182,7 @@ def decide_feedback(reviews: list[Review], comments: list[PrComment], permission
             ignored.append(Ignored(reason=ReasonCode.COMMAND_NOT_PERMITTED, author=comment.author,
                                    comment_id=comment.id, detail=f"permission {permission}"))
             continue
-        candidates.append((comment.created_at, Request(why="retry_command", author=comment.author,
+        candidates.append((comment.created_at, Request(why=COMMANDS[parsed], author=comment.author,
                                                        comment_id=comment.id)))
     newest = max(candidates, key=lambda c: c[0] or _EPOCH, default=None)  # ties: the later in the list
     new_seen = Seen(review_id=max([seen.review_id, *(r.id for r in new_reviews)]),
@@ -184,7 +194,7 @@ def authors_to_check(reviews: list[Review], comments: list[PrComment], *, seen: 
                      own_logins: frozenset[str] = frozenset()) -> list[str]:
     """The authors whose permission :func:`decide_feedback` needs (so the forge is asked only about them)."""
     names = {r.author for r in reviews if r.id > seen.review_id and r.state == "CHANGES_REQUESTED"}
-    names |= {c.author for c in comments if c.id > seen.comment_id and parse_command(c.body) == "retry"}
+    names |= {c.author for c in comments if c.id > seen.comment_id and parse_command(c.body) in COMMANDS}
     return sorted(names - own_logins)
 
 

@@ -17,6 +17,8 @@ CHECK_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 # --- the agent branch scheme -------------------------------------------------------------------------
 
 #: The only branch namespace Leviathan may write to or delete.
+#: Where Spider (health, metrics, events, the Leviathan view) is mounted on the Airflow API server.
+SPIDER_URL_PREFIX: Final = "/leviathan"
 AGENT_BRANCH_PREFIX: Final = "agent/"
 
 

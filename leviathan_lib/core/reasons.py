@@ -36,7 +36,7 @@ EXPLAIN: Final[dict[ReasonCode, str]] = {
     ReasonCode.PR_SUPERSEDED: "its definition changed while its PR was open: the PR was closed as superseded",
     ReasonCode.COMMAND_MALFORMED: "a /leviathan comment was not exactly a known command: ignored",
     ReasonCode.COMMAND_UNKNOWN: "a /leviathan comment named an unknown command: ignored",
-    ReasonCode.COMMAND_NOT_PERMITTED: "/leviathan retry from a user without write permission: ignored",
+    ReasonCode.COMMAND_NOT_PERMITTED: "/leviathan retry or rebase from a user without write permission: ignored",
     ReasonCode.REVIEW_NOT_PERMITTED: "changes requested by a user without write permission: ignored",
     ReasonCode.FEEDBACK_HUMAN_EDITED: "review feedback on a PR someone else pushed to: nothing is pushed",
     ReasonCode.FEEDBACK_ATTEMPTS_EXHAUSTED: "review feedback, but the task definition failed max_attempts_per_task "

@@ -331,6 +331,7 @@ def _deliver_to_open_pr(forge: Forge, read: ReadResult, cont: ContinuePr, built:
     ref lock), so a push someone made in between is never overwritten. With ``start: branch`` the new
     commit's parent is that head: a fast-forward. A rerun finds its own commit already there. A branch whose
     PR is not open yet (``cont.number`` None: it waits for green CI) is pushed the same way and stays held.
+    The body is rewritten on every update (it names the attempt and the head commit).
     """
     if cont.number is None:
         try:
@@ -348,11 +349,10 @@ def _deliver_to_open_pr(forge: Forge, read: ReadResult, cont: ContinuePr, built:
                                               "Leviathan opens no other PR for it")
     _push_with_lease(forge, read, cont, built, repo, tip=pr.head_sha)
     note = ""
-    if cont.start == "base":  # the body describes the new head; a commit on top leaves it to the review
-        try:
-            pr = forge.update_pr(cont.number, body=built.body)
-        except ForgeError as exc:  # pushed all the same: the evidence records the new head and why
-            note = f"{PR_BODY_NOT_UPDATED}: {exc}"
+    try:  # the body describes the new head: attempt, commit, checks, approval
+        pr = forge.update_pr(cont.number, body=built.body)
+    except ForgeError as exc:  # pushed all the same: the evidence records the new head and why
+        note = f"{PR_BODY_NOT_UPDATED}: {exc}"
     pr = pr.model_copy(update={"head_sha": built.head_sha})
     return Delivery(pr=pr, changed_paths=built.changed_paths, note=note)
 

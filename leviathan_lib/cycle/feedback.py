@@ -12,6 +12,7 @@ to. Airflow-free.
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 from leviathan_lib.core.commands import Request, Seen, authors_to_check, decide_feedback
 from leviathan_lib.core.guardrails import Budgets, ReasonCode
@@ -116,7 +117,8 @@ def continue_prs(known: list[LedgerPR], servable: dict[int, LifecycleAction]) ->
         request = servable.get(pr.number)
         if request is None or pr.head_sha is None:
             continue
-        out[pr.task_id] = ContinuePr(number=pr.number, branch=pr.branch, head_sha=pr.head_sha, start="branch",
+        start: Literal["base", "branch"] = "base" if request.kind == "rebase_command" else "branch"
+        out[pr.task_id] = ContinuePr(number=pr.number, branch=pr.branch, head_sha=pr.head_sha, start=start,
                                      why=request.kind, feedback=request.feedback)
     return out
 

@@ -20,11 +20,20 @@ from leviathan_lib.cycle.steps import AttemptPlan, ReadResult
 MAX_LIST = 50
 
 
+def _continues(plan: AttemptPlan) -> str:
+    cont = plan.continue_pr
+    return f"; continues this PR ({code_span(cont.why)})" if cont is not None else ""
+
+
 def render_pr_body(
     *, task: Task, plan: AttemptPlan, read: ReadResult, changed_paths: list[str], run_id: str,
     evidence: dict[str, Any], note: str, head_sha: str, checked: Sequence[str] = (),
 ) -> str:
-    """The body; ``checked`` is the "Checked before review" section (:mod:`leviathan_lib.cycle.pr_checks`)."""
+    """The body; ``checked`` is the "Checked before review" section (:mod:`leviathan_lib.cycle.pr_checks`).
+
+    ``evidence`` may carry ``approval`` (the gate's :class:`~leviathan_lib.evidence.records.ApprovalEvidence`
+    as JSON), ``view_url`` and ``run_url`` (absolute links, only when Airflow's ``[api] base_url`` is set).
+    Every update of the PR (a review served, a retry, a CI fix, a refresh) rewrites the whole body."""
     lines = [
         f"This pull request delivers backlog task **{code_span(task.id)}**: {md(task.title)}",
         "",
@@ -53,7 +62,7 @@ def render_pr_body(
         f"| Target | `{evidence.get('target_id', '')}` |",
         f"| Backlog commit | `{read.commit_sha}` on `{read.branch}` |",
         f"| Airflow run | `{run_id}` |",
-        f"| Attempt | {plan.attempt} (branch `{plan.branch}`, task hash `{plan.task_hash}`) |",
+        f"| Attempt | {plan.attempt} (branch `{plan.branch}`, task hash `{plan.task_hash}`){_continues(plan)} |",
         f"| Executor | {f'recipe {code_span(plan.recipe)}' if plan.recipe else 'llm'} |",
         f"| Head commit | `{head_sha}` |",
         "",
@@ -65,5 +74,34 @@ def render_pr_body(
     for check in evidence.get("checks", []):
         mark = "pass" if check.get("passed") else "FAIL"
         lines.append(f"| {md(check.get('name', ''))} | {mark} | {md(check.get('detail', ''))} |")
-    lines += ["", "<!-- leviathan:attempt " + plan.branch + " -->", ""]
+    lines += ["", *_approval(evidence.get("approval")), *_iterate(evidence), "",
+              "<!-- leviathan:attempt " + plan.branch + " -->", ""]
     return "\n".join(lines)
+
+
+def _approval(approval: dict[str, Any] | None) -> list[str]:
+    """Who approved at a gate, and when (names from Airflow's users, shown inert)."""
+    if not approval or approval.get("choice") != "approved":
+        return []
+    who = md(approval.get("by_name") or approval.get("by") or "unknown", limit=80)
+    return [f"Approved at the {md(approval.get('gate', ''))} gate by {who} at {md(approval.get('at') or '?')}.", ""]
+
+
+def _iterate(evidence: dict[str, Any]) -> list[str]:
+    """How a human iterates on this PR, and where its evidence is (links only when Airflow's base URL is set)."""
+    lines = [
+        "## Iterating",
+        "",
+        "- **Request changes** in a review (write permission): the next attempt pushes a commit on top of this "
+        "branch with your review as feedback, and replies here.",
+        "- Comment exactly `/leviathan retry` (write permission): one more attempt from this branch.",
+        "- Comment exactly `/leviathan rebase` (write permission): the task done again on the base as it is "
+        "now, bringing this PR up to date (pushed with a lease: never over someone else's commit).",
+        "- **Close** it: Leviathan does not retry the task until its definition changes.",
+        "- Push to the branch yourself: Leviathan leaves it to you from then on.",
+    ]
+    links = [f"[{label}]({evidence[key]})" for key, label in (("view_url", "Leviathan view"),
+                                                              ("run_url", "Airflow run")) if evidence.get(key)]
+    if links:
+        lines += ["", "Evidence: " + " · ".join(links)]
+    return lines

@@ -21,6 +21,7 @@ from leviathan_lib.cycle import ci_sync
 from leviathan_lib.cycle.feedback import read_feedback
 from leviathan_lib.cycle.held import HeldInputs, HeldSync, sync_held
 from leviathan_lib.cycle.lifecycle import Review, notice_human_edits, review_open_prs, settle_branch
+from leviathan_lib.cycle.replies import post_replies
 from leviathan_lib.evidence.records import AttemptEvidence, History, LedgerPR, LifecycleAction, PrStateChange
 from leviathan_lib.forge import open_forge
 from leviathan_lib.forge.base import Forge, ForgeError, PullRequest
@@ -46,7 +47,7 @@ def forge_state(target: TargetConfig, repo_url: str, known: list[LedgerPR], *, h
                 rerun: AttemptEvidence | None = None, held: HeldInputs | None = None) -> ForgeState:
     """:func:`sync_pr_states` and the lifecycle of the still open PRs on the target's forge (human edits, then
     superseded and conflicted PRs given the backlog's task ``hashes`` at ``base_sha``, then review feedback,
-    then CI);
+    then CI, then the replies owed);
     None open PRs when the forge cannot be opened or read. ``rerun`` is the attempt this very run already
     made on an open PR (a "clear" runs ``plan`` again): its push is Leviathan's own, and the same attempt is
     planned again, so delivery finds its commit already there. ``held``: the branches waiting for green CI
@@ -80,6 +81,7 @@ def forge_state(target: TargetConfig, repo_url: str, known: list[LedgerPR], *, h
     still_open = [pr for pr in known if pr.number not in review.closed]
     actions += review.actions + read_feedback(forge, listed, still_open)
     actions += ci_sync.read_open_prs(forge, listed, still_open)
+    actions += post_replies(forge, still_open, actions, {pr.number for pr in listed})
     waiting = sync_held(forge, target, held) if held is not None and held.branches else HeldSync()
     if open_prs is not None:
         open_prs += [OpenPR(number=a.number, branch=a.branch, task_id=a.task_id, head_sha=a.head_sha)

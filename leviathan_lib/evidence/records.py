@@ -186,11 +186,13 @@ class PrStateChange(BaseModel):
 
 
 LifecycleKind = Literal["human_edited", "pr_branch_deleted", "pr_superseded", "pr_refresh_limit",
-                        "changes_requested", "retry_command", "feedback_ignored",
+                        "changes_requested", "retry_command", "rebase_command", "feedback_ignored",
                         "ci_passed", "ci_failed", "ci_pending", "ci_unknown", "ci_fix_limit",
-                        "pr_created", "ci_branch_deleted"]
+                        "pr_created", "ci_branch_deleted", "reply_posted", "reply_failed"]
 #: Lifecycle kinds that are review feedback (:mod:`leviathan_lib.cycle.feedback`).
-FEEDBACK_KINDS = frozenset({"changes_requested", "retry_command", "feedback_ignored"})
+FEEDBACK_KINDS = frozenset({"changes_requested", "retry_command", "rebase_command", "feedback_ignored"})
+#: The requests a human makes on a PR (served by the task's next attempt on it).
+REQUEST_KINDS = ("changes_requested", "retry_command", "rebase_command")
 #: The lifecycle kind that records a PR head's new CI state (:mod:`leviathan_lib.cycle.ci_sync`); a head with
 #: no CI (``none``: the usual state of a head just pushed) is no event.
 CI_KINDS: dict[str, LifecycleKind] = {"success": "ci_passed", "failure": "ci_failed", "pending": "ci_pending",
@@ -205,13 +207,17 @@ class LifecycleAction(BaseModel):
     ``pr_superseded``: the task's definition changed; the PR was closed (``closed``) with a comment and the
     task runs again. ``pr_refresh_limit``: the PR conflicts with base ``base_sha`` but its task's refreshes
     reached ``max_pr_refreshes``. (A refresh itself is the cycle's attempt, ``attempt.continued_pr``.)
-    ``changes_requested`` / ``retry_command``: a user with write permission asked for another attempt (it
-    starts from the PR's branch); ``feedback_ignored``: a review or command not acted on (``reason``).
+    ``changes_requested`` / ``retry_command`` / ``rebase_command``: a user with write permission asked for
+    another attempt (from the PR's branch; ``rebase_command``: on the current base); ``feedback_ignored``: a
+    review or command not acted on (``reason``).
     ``ci_passed`` / ``ci_failed`` / ``ci_pending`` / ``ci_unknown``: the CI state of the PR's head changed
     (``ci_state``, on ``head_sha``); ``ci_fix_limit``: its CI failed but no fix attempt is left (``detail``).
     A branch pushed before its PR (``pr_creation: checks_pass``, ``number`` None) gets the same CI kinds, then
     ``pr_created`` (CI passed, or none reported in ``ci_wait_minutes``: its PR opened, ``number``) or
     ``ci_branch_deleted`` (CI failed, no fix left: deleted; the task waits, ``ci_failed``).
+    ``reply_posted`` / ``reply_failed``: Leviathan's one reply comment answering the reviews and commands
+    ``reply_keys`` was posted (or found already there), or the forge refused it (``detail``: tried again next
+    cycle; :mod:`leviathan_lib.cycle.replies`).
     """
 
     kind: LifecycleKind
@@ -237,6 +243,8 @@ class LifecycleAction(BaseModel):
     feedback: str | None = None
     #: ``ci_*``: the CI state read on ``head_sha`` (``detail`` names the failing checks, or why it is unknown).
     ci_state: CiState | None = None
+    #: ``reply_*``: the events (:attr:`OwedReply.key`) the reply answers.
+    reply_keys: list[str] = Field(default_factory=list)
 
 
 #: PRs humans merged or closed that the dashboard lists (the newest ones).
@@ -338,6 +346,60 @@ class PrCi(BaseModel):
         return self.state
 
 
+#: Replies a ledger PR owes at most (the oldest go first, logged); tries per reply before it is given up.
+MAX_OWED_REPLIES = 100
+MAX_REPLY_TRIES = 5
+#: Changed paths a served reply names at most.
+MAX_REPLY_PATHS = 20
+
+
+class OwedReply(BaseModel):
+    """A reply Leviathan owes on a PR to one review or command it read (docs/pull-requests.md "Replies").
+
+    ``served``: an attempt pushed ``head_sha`` (changing ``paths``) for it; ``failed``: that attempt pushed
+    nothing; ``refused``: not acted on, for ``reason`` (a reason code, e.g. ``command_not_permitted`` or
+    ``feedback_attempts_exhausted``). Never holds the review's or comment's own text.
+    """
+
+    #: ``r<review id>`` or ``c<comment id>``: the event, and the marker that makes the reply idempotent.
+    key: str
+    kind: Literal["served", "failed", "refused"]
+    author: str
+    reason: str | None = None
+    why: str | None = None
+    head_sha: str | None = None
+    paths: list[str] = Field(default_factory=list)
+    comment_id: int | None = None
+    #: Cycles the forge refused the reply in (given up at :data:`MAX_REPLY_TRIES`).
+    tries: int = 0
+
+
+def reply_key(review_id: int | None, comment_id: int | None) -> str | None:
+    """The event key of a review or comment (None: neither, nothing to answer)."""
+    if review_id is not None:
+        return f"r{review_id}"
+    return f"c{comment_id}" if comment_id is not None else None
+
+
+def with_replies(owed: list[OwedReply], actions: list[LifecycleAction]) -> list[OwedReply]:
+    """``owed`` after one PR's lifecycle actions: refusals owe a reply, posted replies are settled, refused
+    posts count a try."""
+    out = list(owed)
+    for action in actions:
+        keys = set(action.reply_keys)
+        key = reply_key(action.review_id, action.comment_id)
+        if action.kind == "feedback_ignored" and key is not None and action.author is not None \
+                and all(o.key != key for o in out):
+            out.append(OwedReply(key=key, kind="refused", author=action.author, reason=action.reason,
+                                 comment_id=action.comment_id))
+        elif action.kind == "reply_posted":
+            out = [o for o in out if o.key not in keys]
+        elif action.kind == "reply_failed":
+            out = [o.model_copy(update={"tries": o.tries + 1}) if o.key in keys else o for o in out]
+            out = [o for o in out if o.tries < MAX_REPLY_TRIES]
+    return out[-MAX_OWED_REPLIES:]
+
+
 class LedgerPR(BaseModel):
     number: int
     task_id: str
@@ -358,6 +420,8 @@ class LedgerPR(BaseModel):
     #: A permitted request not yet served by an attempt (``changes_requested`` or ``retry_command``).
     pending: LifecycleAction | None = None
     ci: PrCi = Field(default_factory=PrCi)
+    #: Replies owed to reviews and commands read on this PR, not posted yet (:mod:`leviathan_lib.cycle.replies`).
+    replies: list[OwedReply] = Field(default_factory=list)
 
     def with_feedback(self, action: LifecycleAction) -> LedgerPR:
         """Fold one feedback action of this PR in: advance what was seen, keep or drop the request."""
@@ -365,7 +429,7 @@ class LedgerPR(BaseModel):
             "seen_review_id": max(self.seen_review_id, action.seen_review_id or 0),
             "seen_comment_id": max(self.seen_comment_id, action.seen_comment_id or 0),
         }
-        if action.kind in ("changes_requested", "retry_command"):
+        if action.kind in REQUEST_KINDS:
             update["pending"] = action
         elif action.reason in ("feedback_human_edited", "feedback_attempts_exhausted", "review_rounds_exhausted"):
             update["pending"] = None
@@ -739,7 +803,7 @@ def _bucket(value: float, bounds: tuple[float, ...]) -> int:
 #: Why an attempt continues a PR whose CI failed (``max_ci_fix_attempts``).
 CI_FIX_WHY = "ci_failed"
 #: Why an attempt continues a PR because a human asked (``max_review_rounds``): each is one review round.
-REVIEW_ROUND_WHYS = frozenset({"changes_requested", "retry_command"})
+REVIEW_ROUND_WHYS = frozenset({"changes_requested", "retry_command", "rebase_command"})
 #: Attempt outcomes that count toward ``max_attempts_per_task`` (unless the attempt was a refresh).
 FAILURE_OUTCOMES = frozenset({"failed", "timed_out", "rejected_by_guardrail"})
 #: The ``continue_why`` of the failed breaker entry a reverted PR leaves (it is no attempt).
@@ -764,7 +828,8 @@ def _after_actions(pr: LedgerPR, actions: list[LifecycleAction]) -> LedgerPR:
     for action in actions:
         if action.number == pr.number and action.kind in FEEDBACK_KINDS:
             pr = pr.with_feedback(action)
-    return pr
+    mine = [a for a in actions if a.number == pr.number]
+    return pr.model_copy(update={"replies": with_replies(pr.replies, mine)}) if mine else pr
 
 
 def _after_continue(pr: LedgerPR, attempt: AttemptEvidence, base_sha: str | None) -> LedgerPR:
@@ -778,11 +843,26 @@ def _after_continue(pr: LedgerPR, attempt: AttemptEvidence, base_sha: str | None
             update["base_sha"] = base_sha
     if attempt.continue_why == "pr_conflicted" and base_sha:
         update["conflict_bases"] = [*pr.conflict_bases, base_sha][-MAX_CONFLICT_BASES:]
-    if attempt.continue_why in ("changes_requested", "retry_command"):  # the request is served
+    if attempt.continue_why in REQUEST_KINDS:  # the request is served
         update["pending"] = None
+        update["replies"] = _served_reply(pr, attempt)
     if attempt.continue_why == CI_FIX_WHY:  # spent whether or not it pushed
         update["ci"] = pr.ci.model_copy(update={"fix_attempts": pr.ci.fix_attempts + 1})
     return pr.model_copy(update=update)
+
+
+def _served_reply(pr: LedgerPR, attempt: AttemptEvidence) -> list[OwedReply]:
+    """The PR's owed replies plus the one for the request ``attempt`` served (pushed or not)."""
+    request = pr.pending
+    key = reply_key(request.review_id, request.comment_id) if request is not None else None
+    if request is None or key is None or request.author is None or any(o.key == key for o in pr.replies):
+        return pr.replies
+    pushed = attempt.pr_number is not None and bool(attempt.pr_head_sha)
+    reply = OwedReply(key=key, kind="served" if pushed else "failed", author=request.author, why=request.kind,
+                      head_sha=attempt.pr_head_sha if pushed else None, comment_id=request.comment_id,
+                      reason=None if pushed else attempt.error_code,
+                      paths=attempt.changed_paths[:MAX_REPLY_PATHS] if pushed else [])
+    return [*pr.replies, reply][-MAX_OWED_REPLIES:]
 
 
 #: Task verdicts one cycle record lists (the reason counts cover every task): a 20,000-task backlog must not

@@ -145,6 +145,11 @@ class Forge(ABC):
     def comment(self, number: int, body: str) -> None:
         """Add a comment to pull request ``number`` (never retried blindly: a lost answer is a ForgeError)."""
 
+    def react(self, comment_id: int, content: str) -> None:
+        """Add reaction ``content`` (``rocket``, ``confused``, ...) to conversation comment ``comment_id``; a
+        forge without reactions (the local one) does nothing."""
+        del comment_id, content
+
     @abstractmethod
     def list_reviews(self, number: int) -> list[Review]:
         """The reviews of pull request ``number``, oldest first (bounded; the newest are kept)."""

@@ -95,9 +95,11 @@ class _Record(PullRequest):
     comments: list[Comment] = Field(default_factory=list)
     reviews: list[LocalReview] = Field(default_factory=list)
     requests: Requests = Field(default_factory=Requests)
+    #: A maintainer locked the conversation: nobody but them comments (``leviathan forge lock``).
+    locked: bool = False
 
     def pull(self) -> PullRequest:
-        return PullRequest.model_validate(self.model_dump(exclude={"comments", "reviews", "requests"}))
+        return PullRequest.model_validate(self.model_dump(exclude={"comments", "reviews", "requests", "locked"}))
 
 
 def _now() -> datetime:
@@ -345,9 +347,16 @@ class LocalForge(LocalIssues, LocalStatuses, Forge):
         check_login(author)
         with self._locked():
             record = self._load(number)
+            if record.locked and author == LEVIATHAN_LOGIN:
+                raise ForgeConflict(f"pull request #{number} in {self.path}: the conversation is locked")
             if len(record.comments) >= MAX_COMMENTS:
                 raise ForgeError(f"pull request #{number} in {self.path} already has {MAX_COMMENTS} comments")
             self._update(record, comments=[*record.comments, Comment(body=body, created_at=_now(), author=author)])
+
+    def lock(self, number: int, *, locked: bool = True) -> None:
+        """Lock (or unlock) a pull request's conversation, as a maintainer does: Leviathan's comments are refused."""
+        with self._locked():
+            self._update(self._load(number), locked=locked)
 
     def list_comments(self, number: int) -> list[PrComment]:
         """Comment ids are positions (1-based): comments are only ever appended."""

@@ -18,6 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.names import (
     RECORD_TASK_IDS,
+    SPIDER_URL_PREFIX,
     TASK_APPROVE_PLAN,
     TASK_APPROVE_PULL_REQUEST,
     TASK_CYCLE_OUTCOME,
@@ -396,7 +397,9 @@ def open_pull_request(*, config: dict[str, Any]) -> dict[str, Any] | None:
             target, read_result, guard.attempt, result, forge, run_id=context["run_id"],
             scratch_dir=paths.scratch_dir(),
             evidence_summary={"target_id": target.target_id,
-                              "checks": [c.model_dump() for c in guard.decision.checks]},
+                              "checks": [c.model_dump() for c in guard.decision.checks],
+                              **_body_links(target.target_id, context["dag_run"].dag_id, context["run_id"]),
+                              "approval": approval.model_dump(mode="json") if (approval := _approval(ti)) else None},
         )
     except DeliveryRejected as exc:
         ti.xcom_push(key=XCOM_REJECTION,
@@ -414,6 +417,19 @@ def open_pull_request(*, config: dict[str, Any]) -> dict[str, Any] | None:
         log.warning("PR #%s: %s", pr.number, delivery.note)
     return {"number": pr.number, "url": pr.url, "branch": pr.head, "head_sha": pr.head_sha,
             "changed_paths": delivery.changed_paths, "note": delivery.note}
+
+
+def _body_links(target_id: str, dag_id: str, run_id: str) -> dict[str, str]:
+    """The Leviathan view's target page and the Airflow run, when ``[api] base_url`` says where they are."""
+    from urllib.parse import quote
+
+    from airflow.configuration import conf
+
+    base = (conf.get("api", "base_url", fallback="") or "").rstrip("/")
+    if not base.startswith(("https://", "http://")):
+        return {}
+    return {"view_url": f"{base}{SPIDER_URL_PREFIX}/ui/targets/{quote(target_id)}",
+            "run_url": f"{base}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}"}
 
 
 def _write_record(target: TargetConfig, *, read: ReadResult | None, guard: GuardrailResult | None,

@@ -13,7 +13,9 @@ import importlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-URL_PREFIX = "/leviathan"
+from leviathan_lib.core.names import SPIDER_URL_PREFIX
+
+URL_PREFIX = SPIDER_URL_PREFIX
 
 
 class LazyApp:

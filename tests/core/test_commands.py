@@ -29,6 +29,8 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
     ("/leviathan retry; rm -rf /", "command_malformed"),
     ("/leviathan", "command_malformed"),
     ("Thanks!\n/leviathan retry", "command_malformed"),
+    ("/leviathan rebase", "rebase"),
+    ("/leviathan rebase onto main", "command_malformed"),
     ("/leviathan merge", "command_unknown"),
     ("/leviathan RETRY", "command_unknown"),
     ("/LEVIATHAN retry", None),
@@ -102,6 +104,22 @@ def test_permitted_retry_and_the_newest_request_wins():
     decided = decide_feedback([_review(10, "alice", body="new", minutes=3)],
                               [_comment(20, "root", "/leviathan retry", minutes=2)], PERMS, seen=Seen())
     assert (decided.request.why, decided.request.feedback) == ("changes_requested", "new")
+
+
+def test_rebase_is_a_request_from_writers_only_and_starts_on_the_base():
+    from leviathan_lib.cycle.feedback import continue_prs
+    from leviathan_lib.evidence.records import LedgerPR, LifecycleAction
+
+    decided = decide_feedback([], [_comment(20, "root", "/leviathan rebase", minutes=1),
+                                   _comment(21, "stranger", "/leviathan rebase", minutes=2)],
+                              {**PERMS, "stranger": "read"}, seen=Seen())
+    assert (decided.request.why, decided.request.comment_id) == ("rebase_command", 20)
+    assert [(i.reason, i.author) for i in decided.ignored] == [("command_not_permitted", "stranger")]
+    request = LifecycleAction(kind="rebase_command", number=1, task_id="t", branch="agent/t/1", author="root",
+                              comment_id=20)
+    pr = LedgerPR(number=1, task_id="t", branch="agent/t/1", task_hash="h", head_sha="a" * 40)
+    cont = continue_prs([pr], {1: request})["t"]
+    assert (cont.start, cont.why, cont.head_sha, cont.feedback) == ("base", "rebase_command", "a" * 40, None)
 
 
 def test_each_item_is_decided_once():

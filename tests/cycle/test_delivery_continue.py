@@ -92,7 +92,12 @@ def test_start_branch_adds_a_fast_forward_commit_on_the_prs_head(opened):
     assert run_git(["--git-dir", str(forge.path), "rev-parse", f"{head}^"]).stdout.strip() == pr.head_sha
     changed = run_git(["--git-dir", str(forge.path), "diff", "--name-only", pr.head_sha, head]).stdout.split()
     assert changed == ["docs/quickstart.md"]
-    assert forge.get_pr(1).body == pr.body  # the review flow owns what a commit on top says
+    # The body is rewritten for the new head: its attempt, why it continues, the commit, how to iterate.
+    body = forge.get_pr(1).body
+    assert body != pr.body and f"| Head commit | `{head}` |" in body
+    assert f"| Attempt | {cont_plan.attempt} (" in body and "continues this PR (`changes_requested`)" in body
+    assert "## Iterating" in body and "Comment exactly `/leviathan retry`" in body
+    assert "Evidence: [" not in body  # no [api] base_url given: no links
     rerun = _deliver(target, read, cont_plan, _forged(result, patch, ["docs/quickstart.md"]), forge, tmp)
     assert rerun.head_sha == head == _tip(forge, pr.head)  # a "clear" finds its own (earlier dated) commit on top
 

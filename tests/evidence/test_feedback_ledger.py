@@ -58,3 +58,13 @@ def test_feedback_and_continuations_are_events():
     assert continued.data["number"] == 1 and continued.data["why"] == "retry_command"
     ignored = next(e for e in events if e.type == "pr.feedback_ignored")
     assert (ignored.data["author"], ignored.data["reason"]) == ("bob", "command_malformed")
+
+
+def test_every_lifecycle_kind_projects_to_a_known_event_type():
+    from typing import get_args
+
+    from leviathan_lib.evidence.events import EventType
+    from leviathan_lib.evidence.records import LifecycleKind
+
+    kinds = {f"pr.{kind.removeprefix('pr_')}" for kind in get_args(LifecycleKind)}
+    assert {"pr.reply_posted", "pr.reply_failed", "pr.rebase_command"} <= kinds <= set(get_args(EventType))

@@ -60,8 +60,9 @@ def test_plan_gate_approved_opens_the_pr_and_records_who_approved(tmp_path, targ
     assert f"the task may change {md('docs/quickstart.md')}" in detail.body
     assert "**Plan**: recipe write\\-quickstart" in detail.body and "```sh\n" in detail.body
     assert detail.assigned_users == [{"id": "admin", "name": "admin"}]
-    assert [p.head for p in LocalForge(tmp_path / "repos" / "gate_ok.git").list_open_prs()] == [
-        "agent/docs-quickstart/1"]
+    [pr] = LocalForge(tmp_path / "repos" / "gate_ok.git").list_open_prs()
+    assert pr.head == "agent/docs-quickstart/1"
+    assert "Approved at the plan gate by admin at 20" in pr.body  # the PR body says who approved, and when
 
 
 def test_plan_gate_rejected_pushes_nothing_and_the_task_waits_for_a_new_definition(tmp_path, targets_dir):

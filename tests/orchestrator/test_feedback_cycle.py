@@ -67,13 +67,23 @@ def test_changes_requested_continue_the_same_pr_from_its_branch_once(tmp_path, t
     assert secret not in page and "[REDACTED:github_token]" in page
     assert secret not in str(record)
     assert attempt["pr_head_sha"] == pr.head_sha
+    # The body is rewritten for the new head (attempt 2, its commit) and says how to iterate.
+    assert "continues this PR (`changes_requested`)" in pr.body and f"| Head commit | `{pr.head_sha}` |" in pr.body
+    assert "## Iterating" in pr.body and "Please mention" not in pr.body
 
-    # Nothing new: the review is never served twice; the open PR holds the task.
+    # Nothing new: the review is never served twice; the open PR holds the task. The reply the attempt
+    # owes is posted by the next cycle, once: it names the commit and the paths, never the review's text.
     again, _ = run_cycle(target_file)
     record = evidence_record(again)
-    assert record["lifecycle"] == [] and record["attempt"] is None
-    assert record["reasons"] == ["open_pr_limit"]
+    assert [(a["kind"], a["reply_keys"]) for a in record["lifecycle"]] == [("reply_posted", ["r1"])]
+    assert record["attempt"] is None and record["reasons"] == ["open_pr_limit"]
     assert [p.number for p in forge.list_prs()] == [1]
+    [reply] = forge.list_comments(1)
+    assert reply.author == "leviathan"
+    assert f"Pushed `{pr.head_sha[:12]}` for \\@\u200balice's review; it changes `docs/quickstart.md`." in reply.body
+    assert "port" not in reply.body and secret not in reply.body
+    quiet, _ = run_cycle(target_file)
+    assert evidence_record(quiet)["lifecycle"] == [] and len(forge.list_comments(1)) == 1
 
     # With the defaults (max_attempts_per_task: 2) a retry after the review round is served: rounds are their
     # own budget, and no attempt failed.
@@ -105,8 +115,16 @@ def test_commands_from_readers_and_junk_are_ignored_and_recorded_then_rounds_bou
     assert sorted(_kinds(record)) == [("feedback_ignored", "alice", "command_malformed"),
                                       ("feedback_ignored", "alice", "command_unknown"),
                                       ("feedback_ignored", "bob", "command_not_permitted"),
-                                      ("feedback_ignored", "mallory", "review_not_permitted")]
+                                      ("feedback_ignored", "mallory", "review_not_permitted"),
+                                      ("reply_posted", None, None)]
     assert record["attempt"] is None and forge.get_pr(1).head_sha == head
+    # One reply answers the four in the same cycle: why, and what would work; nothing of theirs is quoted.
+    reply = forge.list_comments(1)[-1]
+    assert reply.author == "leviathan" and "rm -rf" not in reply.body and "push to main" not in reply.body
+    assert "\\@\u200bbob's command was not acted on (`command_not_permitted`" in reply.body
+    assert "ask someone with write permission on the repository to comment `/leviathan retry`" in reply.body
+    assert "\\@\u200bmallory's review was not acted on (`review_not_permitted`" in reply.body
+    assert sorted(record["lifecycle"][-1]["reply_keys"]) == ["c1", "c2", "c3", "r1"]
     capsys.readouterr()
     assert main(["evidence", "--target", "fb_commands"]) == 0
     table = capsys.readouterr().out
@@ -125,12 +143,15 @@ def test_commands_from_readers_and_junk_are_ignored_and_recorded_then_rounds_bou
     failed = record["attempt"]["outcome"] != "succeeded"
 
     # max_review_rounds (1) is spent: the next request is recorded and not served; the PR stays open for humans
-    # and the task says why (the failure budget is not spent).
+    # and the task says why (the failure budget is not spent). The conversation is locked, so the replies owed
+    # (the served retry's, then the refusal) wait: one try per cycle, never twice.
     _forge("comment", "--repo", str(bare), "1", "--as", "alice", "--body", "/leviathan retry")
+    _forge("lock", "--repo", str(bare), "1")
     dag_run, states = run_cycle(target_file)
     record = evidence_record(dag_run)
-    assert _kinds(record) == [("retry_command", "alice", None),
+    assert _kinds(record) == [("retry_command", "alice", None), ("reply_failed", None, None),
                               ("feedback_ignored", "alice", "review_rounds_exhausted")]
+    assert record["lifecycle"][1]["reply_keys"] == ["c6"] and "locked" not in str(record["lifecycle"][1]["detail"])
     assert record["attempt"] is None and states[names.TASK_RUN_WORKER] == "skipped"
     verdicts = {t["id"]: t["reasons"] for t in record["tasks"]}
     assert verdicts["docs-quickstart"] == ["pr_open_for_task", "review_rounds_exhausted"]
@@ -141,6 +162,13 @@ def test_commands_from_readers_and_junk_are_ignored_and_recorded_then_rounds_bou
     capsys.readouterr()
     assert main(["evidence", "--target", "fb_commands"]) == 0
     assert "#1 ignored alice (review_rounds_exhausted)" in capsys.readouterr().out
+
+    _forge("lock", "--repo", str(bare), "1", "--unlock")
+    dag_run, _ = run_cycle(target_file)
+    assert [(a["kind"], a["reply_keys"]) for a in evidence_record(dag_run)["lifecycle"]] == [
+        ("reply_posted", ["c6", "c7"])]
+    reply = forge.list_comments(1)[-1]
+    assert "review_rounds_exhausted" in reply.body and "merge or close the PR" in reply.body
 
     # A human edits the task's definition: the PR is superseded and the new definition starts afresh.
     backlog = run_git(["--git-dir", str(bare), "show", "main:.leviathan/backlog.yaml"]).stdout
@@ -189,7 +217,7 @@ def test_on_github_changes_requested_continue_the_same_pr_and_readers_are_ignore
                               ("feedback_ignored", "reader", "command_not_permitted"),
                               ("feedback_ignored", "stranger", "command_not_permitted"),
                               ("feedback_ignored", "octocat", "command_malformed"),
-                              ("changes_requested", "octocat", None)]
+                              ("changes_requested", "octocat", None), ("reply_posted", None, None)]
     assert record["attempt"]["continued_pr"] == 1 and record["stopped_reason"] == "pr_updated"
     [pull] = fake.open_pulls("acme/widgets")
     assert (pull["number"], pull["head"]["ref"]) == (1, BRANCH)
@@ -199,8 +227,27 @@ def test_on_github_changes_requested_continue_the_same_pr_and_readers_are_ignore
     assert "> Say which port it listens on." in page
     assert [p for m, p, _ in fake.api_calls("POST") if p.endswith("/pulls")] == ["/repos/acme/widgets/pulls"]
 
+    # The refusals were answered in that cycle, in one comment, each command comment marked "confused".
+    repo = fake.repos["acme/widgets"]
+    [refusal] = [body for _, login, body, _ in repo.conversation[1] if login == "leviathan[bot]"]
+    assert "\\@\u200breader's command was not acted on (`command_not_permitted`" in refusal
+    assert "Delete the repository" not in refusal and "faster" not in refusal
+    assert sorted(content for reactions in repo.reactions.values() for _, content in reactions) == ["confused"] * 3
+
+    # The served review's reply is owed; GitHub answers 502 to it once: tried again next cycle, posted once.
+    fake.inject("POST", r"/repos/acme/widgets/issues/1/comments", 502,
+                body={"message": "Server Error", "documentation_url": "https://docs.github.com/rest"})
     again, _ = run_cycle(target_file)
-    assert evidence_record(again)["lifecycle"] == [] and evidence_record(again)["attempt"] is None
+    record = evidence_record(again)
+    assert [(a["kind"], a["detail"]) for a in record["lifecycle"]] == [
+        ("reply_failed", "forge_outcome_unknown: could not reply")] and record["attempt"] is None
+    later, _ = run_cycle(target_file)
+    assert [a["kind"] for a in evidence_record(later)["lifecycle"]] == ["reply_posted"]
+    replies = [body for _, login, body, _ in repo.conversation[1] if login == "leviathan[bot]"]
+    assert len(replies) == 2 and f"Pushed `{head[:12]}` for \\@\u200boctocat's review" in replies[1]
+    assert "port" not in replies[1]
+    quiet, _ = run_cycle(target_file)
+    assert evidence_record(quiet)["lifecycle"] == [] and evidence_record(quiet)["attempt"] is None
 
     # A retry after the review round is served (no attempt failed); the next request finds both rounds
     # (max_review_rounds: 2) used: recorded, not served, and the PR stays open.
@@ -237,4 +284,29 @@ def test_clearing_a_feedback_run_repeats_the_same_attempt_and_nothing_else(tmp_p
     assert record["attempt"]["pr_head_sha"] == head == forge.get_pr(1).head_sha
     assert [p.number for p in forge.list_prs()] == [1] and [c.author for c in forge.list_comments(1)] == []
     later, _ = run_cycle(target_file)  # the review was served: never again, and no human edit is imagined
-    assert evidence_record(later)["lifecycle"] == [] and evidence_record(later)["attempt"] is None
+    assert [a["kind"] for a in evidence_record(later)["lifecycle"]] == ["reply_posted"]
+    assert evidence_record(later)["attempt"] is None and len(forge.list_comments(1)) == 1
+
+
+def test_rebase_brings_the_pr_up_to_date_on_the_base_now_and_is_answered(tmp_path, targets_dir):
+    target_file, bare, forge = _setup(tmp_path, targets_dir, "fb_rebase")
+    base = human_push(bare, tmp_path / "maintainer", "main", "NOTES.md", "moved on\n")
+    _forge("comment", "--repo", str(bare), "1", "--as", "bob", "--body", "/leviathan rebase")
+    _forge("comment", "--repo", str(bare), "1", "--as", "alice", "--body", "/leviathan rebase")
+
+    dag_run, states = run_cycle(target_file)
+    assert dag_run.state == "success", states
+    record = evidence_record(dag_run)
+    assert _kinds(record) == [("feedback_ignored", "bob", "command_not_permitted"),
+                              ("rebase_command", "alice", None), ("reply_posted", None, None)]
+    attempt = record["attempt"]
+    assert (attempt["continued_pr"], attempt["continue_why"], attempt["continue_start"]) == (1, "rebase_command",
+                                                                                           "base")
+    [pr] = forge.list_prs()
+    assert (pr.number, pr.head) == (1, BRANCH) and attempt["pr_head_sha"] == pr.head_sha
+    assert run_git(["--git-dir", str(bare), "rev-parse", f"{pr.head_sha}^"]).stdout.strip() == base
+    assert "continues this PR (`rebase_command`)" in pr.body
+
+    later, _ = run_cycle(target_file)
+    assert [(a["kind"], a["reply_keys"]) for a in evidence_record(later)["lifecycle"]] == [("reply_posted", ["c2"])]
+    assert f"Pushed `{pr.head_sha[:12]}` for \\@\u200balice's command" in forge.list_comments(1)[-1].body

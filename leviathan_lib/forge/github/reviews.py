@@ -32,6 +32,12 @@ class Reviews(GithubClient):
         if resp.status_code != 201:
             raise self._fail(resp, "POST", path, WRITE_PULLS)
 
+    def react(self, comment_id: int, content: str) -> None:
+        path = f"/repos/{self.owner}/{self.repo}/issues/comments/{comment_id}/reactions"
+        resp = self._send("POST", path, json_body={"content": content}, idempotent=True)
+        if resp.status_code not in (200, 201):
+            raise self._fail(resp, "POST", path, WRITE_PULLS)
+
     def _pages(self, path: str, permission: str) -> list[dict[str, Any]]:
         """Up to :data:`MAX_PAGES` pages of a chronological list; the newest items are kept."""
         items: list[dict[str, Any]] = []
