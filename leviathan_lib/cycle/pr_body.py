@@ -11,6 +11,7 @@ finished body for secrets before anything is pushed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from leviathan_lib.core.backlog import Task
@@ -56,6 +57,7 @@ def render_pr_body(
         f"| Attempt | {plan.attempt} (branch `{plan.branch}`, task hash `{plan.task_hash}`) |",
         f"| Executor | {f'recipe {code_span(plan.recipe)}' if plan.recipe else 'llm'} |",
         f"| Head commit | `{head_sha}` |",
+        *_approved(evidence.get("approval")),
         "",
         "Guardrail checks:",
         "",
@@ -67,3 +69,14 @@ def render_pr_body(
         lines.append(f"| {md(check.get('name', ''))} | {mark} | {md(check.get('detail', ''))} |")
     lines += ["", "<!-- leviathan:attempt " + plan.branch + " -->", ""]
     return "\n".join(lines)
+
+
+def _approved(approval: dict[str, Any] | None) -> list[str]:
+    """The approval gate's row: who approved, when, at which gate (and the reason they gave)."""
+    if not approval or approval.get("choice") != "approved":
+        return []
+    gate = "the plan" if approval.get("gate") == "plan" else "the final diff"
+    note = f": {md(approval['note'])}" if approval.get("note") else ""
+    at = approval.get("at")
+    when = f"{datetime.fromisoformat(at).astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if at else "?"
+    return [f"| Approved | {gate}, by {md(approval.get('by_name') or approval.get('by'))} at {when}{note} |"]

@@ -32,11 +32,16 @@ class ApprovalGate(ApprovalOperator):
 
     def __init__(self, *, gate: Gate, target: TargetConfig, asset: Asset, alias: AssetAlias,
                  skip_on_reject: list[str], **kwargs: Any) -> None:
-        from leviathan_lib.cycle.approval import REJECT
+        from airflow.sdk import Param
+
+        from leviathan_lib.cycle.approval import MAX_NOTE_CHARS, REASON_PARAM, REJECT
 
         super().__init__(
-            subject=f"Leviathan {target.target_id}: approval ({gate})",
+            subject=f"{target.target_id}: approval ({gate})",
             defaults=[REJECT],  # what the scheduler answers at the timeout
+            params={REASON_PARAM: Param("", type="string", maxLength=MAX_NOTE_CHARS, title="Reason (optional)",
+                                        description="Why you approve or reject: kept in the cycle's evidence and "
+                                                    "shown on the dashboard and in the Leviathan view.")},
             assigned_users=[{"id": user, "name": user} for user in target.approval_assignees] or None,
             response_timeout=timedelta(seconds=target.approval_timeout_seconds),
             outlets=[alias], retries=0, **kwargs,
@@ -98,6 +103,11 @@ class ApprovalGate(ApprovalOperator):
 
         ti = context["ti"]
         guard = t._planned(ti)
+        read = t._required_read(ti)
+        # The dashboard written by plan showed the task as selected: now it waits for a new definition.
+        rewritten = t._dashboard(target, read, guard, run_id=context["run_id"], dag_run=context["dag_run"],
+                                 repo_url=read.repo_url, rejection=decided)
+        guard = guard.model_copy(update={"dashboard": rewritten or guard.dashboard})
         assert guard.attempt is not None
         attempt = failure = None
         if self.gate == "pull_request":
@@ -110,5 +120,5 @@ class ApprovalGate(ApprovalOperator):
         def emit(payload: dict[str, Any]) -> None:
             context["outlet_events"][self.evidence_alias].add(self.evidence_asset, extra=payload)
 
-        t._write_record(target, read=t._planned_read(ti), guard=guard, attempt=attempt, failure=failure,
-                        approval=decided, emit=emit)
+        t._write_record(target, read=read, guard=guard, attempt=attempt, failure=failure, approval=decided,
+                        emit=emit)
