@@ -21,7 +21,7 @@ from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.inert import fenced
 from leviathan_lib.core.secrets_scan import redact_text, scan_bytes
 from leviathan_lib.cycle.steps import AttemptPlan, ReadResult
-from leviathan_lib.evidence.records import ApprovalEvidence, AttemptEvidence
+from leviathan_lib.evidence.records import ApprovalEvidence, AttemptEvidence, LedgerRejected
 
 Gate = Literal["plan", "pull_request"]
 #: The options of Airflow's ApprovalOperator.
@@ -154,6 +154,15 @@ def rejection_message(approval: ApprovalEvidence) -> str:
         return f"nobody answered the {approval.gate} approval in time (rejected at {when})"
     because = f": {approval.note}" if approval.note else ""
     return f"{approval.by_name or approval.by} rejected the {approval.gate} at {when}{because}"
+
+
+def rejected_text(rejection: ApprovalEvidence | LedgerRejected) -> str:
+    """Who rejected a task at its gate (or that nobody answered), when, and the reason they gave: plain text
+    (the reason is untrusted: each surface escapes it)."""
+    who = (rejection.by_name or rejection.by) if isinstance(rejection, ApprovalEvidence) else rejection.by
+    when = f" at {rejection.at:%Y-%m-%d %H:%M} UTC" if rejection.at else ""
+    text = f"rejected by {who}{when}" if who else f"nobody answered in time (rejected{when})"
+    return text + (f": {rejection.note}" if rejection.note else "")
 
 
 def rejected_attempt(attempt: AttemptEvidence, approval: ApprovalEvidence) -> AttemptEvidence:

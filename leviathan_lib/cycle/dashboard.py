@@ -24,8 +24,9 @@ from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import ReasonCode
 from leviathan_lib.core.reasons import explain
 from leviathan_lib.core.until import awaiting_approval
+from leviathan_lib.cycle.approval import rejected_text
 from leviathan_lib.cycle.steps import GuardrailResult, ReadResult
-from leviathan_lib.evidence.records import ApprovalEvidence, Ledger, LedgerPR, LedgerRejected, SettledPR
+from leviathan_lib.evidence.records import ApprovalEvidence, Ledger, LedgerPR, SettledPR
 
 #: Bounds, so any backlog fits GitHub's 65 536-character issue body.
 MAX_TASKS = 200
@@ -61,8 +62,9 @@ def _decision(target: TargetConfig, result: GuardrailResult, now: datetime,
         return [f"**Stopped before the guardrails** (`{md(code, 60)}`): {md(message, 500)}"]
     decision = result.decision
     if decision.decision == "run" and result.attempt and rejection is not None:
-        return [f"**Rejected at the approval gate**: task {md(rejection.task_id)} — {_rejected(rejection)}; "
-                "it waits until its definition changes"]
+        who = md(rejected_text(rejection), 400)
+        return [f"**Rejected at the approval gate**: task {md(rejection.task_id)} — {who}; it waits until its "
+                "definition changes"]
     if decision.decision == "run" and result.attempt:
         plan = result.attempt
         return [f"**Run**: task {md(plan.task_id)}, attempt {plan.attempt} on branch {md(plan.branch)}"
@@ -80,14 +82,6 @@ def _gate(target: TargetConfig, now: datetime) -> str:
     if target.approval == "pull_request":
         return "; its final diff awaits approval in Airflow's Required Actions once the worker finishes"
     return ""
-
-
-def _rejected(rejection: ApprovalEvidence | LedgerRejected) -> str:
-    """Who rejected (or that nobody answered), when, and the reason they gave (untrusted: escaped)."""
-    who = (rejection.by_name or rejection.by) if isinstance(rejection, ApprovalEvidence) else rejection.by
-    when = f" at {rejection.at:%Y-%m-%d %H:%M} UTC" if rejection.at else ""
-    text = f"rejected by {md(who)}{when}" if who else f"nobody answered in time (rejected{when})"
-    return text + (f": {md(rejection.note, 300)}" if rejection.note else "")
 
 
 def _summary(result: GuardrailResult) -> list[str]:
@@ -122,11 +116,12 @@ def _tasks(read: ReadResult, result: GuardrailResult, rejection: ApprovalEvidenc
     lines = [f"### Tasks ({len(verdicts)})", "", "| task | title | runs? | why |", "|---|---|---|---|"]
     for verdict in verdicts[:MAX_TASKS]:
         if rejection is not None and verdict.id == rejection.task_id:
-            state, why = "no", f"{_explained([ReasonCode.REJECTED_BY_HUMAN])} ({_rejected(rejection)})"
+            state, why = "no", f"{_explained([ReasonCode.REJECTED_BY_HUMAN])} ({md(rejected_text(rejection), 400)})"
         elif verdict.id == selected:
             state, why = "**selected**", "eligible; the highest priority, attempted this cycle"
         elif ReasonCode.REJECTED_BY_HUMAN in verdict.reasons and verdict.id in rejected:
-            state, why = "no", f"{_explained([str(r) for r in verdict.reasons])} ({_rejected(rejected[verdict.id])})"
+            who = md(rejected_text(rejected[verdict.id]), 400)
+            state, why = "no", f"{_explained([str(r) for r in verdict.reasons])} ({who})"
         elif verdict.eligible and blocked:
             state, why = "eligible", "but the cycle did not run: " + ", ".join(f"`{c}`" for c in blocked)
         elif verdict.eligible:

@@ -255,7 +255,8 @@ def _last_verdicts(activity: target_view.Activity | None) -> dict[str, Any] | No
         if record.tasks:
             return {"recorded_at": record.recorded_at, "commit_sha": record.commit_sha,
                     "selected_task": record.selected_task,
-                    "tasks": [{**v.model_dump(), "title": "", "status": None} for v in record.tasks]}
+                    "tasks": [{**v.model_dump(), "title": "", "status": None, "rejected": None}
+                              for v in record.tasks]}
     return None
 
 
