@@ -39,7 +39,9 @@ class ApprovalGate(ApprovalOperator):
         super().__init__(
             subject=f"{target.target_id}: approval ({gate})",
             defaults=[REJECT],  # what the scheduler answers at the timeout
-            params={REASON_PARAM: Param("", type="string", maxLength=MAX_NOTE_CHARS, title="Reason (optional)",
+            # null: Airflow's form sends a field left empty as null
+            params={REASON_PARAM: Param(None, type=["null", "string"], maxLength=MAX_NOTE_CHARS,
+                                        title="Reason (optional)",
                                         description="Why you approve or reject: kept in the cycle's evidence and "
                                                     "shown on the dashboard and in the Leviathan view.")},
             assigned_users=[{"id": user, "name": user} for user in target.approval_assignees] or None,
