@@ -428,6 +428,7 @@ def test_a_waiting_approval_is_on_the_fleet_page_escaped_with_its_required_actio
     from leviathan_lib.control.fleet import Overview
     from leviathan_lib.core import until
     from leviathan_lib.evidence.records import History
+    from leviathan_lib.spider import metrics
     from leviathan_lib.spider.view import Viewer, render_fleet
 
     since = datetime.now(UTC) - timedelta(minutes=5)
@@ -441,3 +442,5 @@ def test_a_waiting_approval_is_on_the_fleet_page_escaped_with_its_required_actio
     assert ('href="/dags/leviathan__t1/runs/manual__2026-12-07T13%3A20%3A00%2B00%3A00/tasks/approve_plan/'
             'required_actions"') in row
     assert f"t1 / {ESCAPED}: approve the plan" in row and "<script>alert" not in page
+    # ... and in /metrics (the fleet overview feeds both)
+    assert 'leviathan_approvals_pending{target_id="t1"} 1.0' in metrics.render(overview).decode()
