@@ -153,12 +153,19 @@ def test_reject_in_the_ui_and_see_the_task_wait(server, browser, tmp_path, targe
         # Leviathan's own pages show the waiting gate; its link opens the Required Action, rejected with a reason.
         href = _waiting_in_the_view(page, server, "ui_no")
         page.goto(f"{server.base}{href}")
-        page.fill("#element_reason", REASON)
+        reason = page.locator("#element_reason")
+        try:
+            reason.fill(REASON)
+        except Exception as exc:  # noqa: BLE001 — say what the page showed instead
+            raise AssertionError(f"no reason field: {exc}: {page.inner_text('body')[:3000]}") from None
         with page.expect_response(lambda r: "hitlDetails" in r.url and r.request.method == "PATCH") as answered:
             page.get_by_role("button", name="Reject", exact=True).click()
         assert answered.value.ok, answered.value.text()
-    finally:
-        run_id = _finish(proc)
+    except BaseException:
+        proc.kill()  # the gate was never answered: the failure above is the one to report
+        proc.communicate()
+        raise
+    run_id = _finish(proc)
     record = evidence_record(_run(names.dag_id("ui_no"), run_id))
     assert record["stopped_reason"] == "rejected_by_human" and record["approval"]["by"] == "admin"
     assert record["approval"]["note"] == REASON and record["stopped_detail"].endswith(f": {REASON}")
