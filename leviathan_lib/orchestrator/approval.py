@@ -17,6 +17,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOper
 from airflow.sdk.exceptions import AirflowFailException
 
 from leviathan_lib.core.names import XCOM_APPROVAL
+from leviathan_lib.core.until import awaiting_approval
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset, AssetAlias
@@ -73,8 +74,9 @@ class ApprovalGate(ApprovalOperator):
                 raise AirflowFailException(f"the worker did not succeed ({result.get('outcome')}): nothing to approve")
             self.body = approval.diff_body(target, read, plan, str(result.get("patch") or ""),
                                            [str(p) for p in result.get("changed_paths") or []])
-        log.info("waiting for a human to approve the %s of task %s (Browse -> Required Actions)", self.gate,
-                 plan.task_id)
+        now = datetime.now(UTC)
+        waits = awaiting_approval(now, now + timedelta(seconds=target.approval_timeout_seconds), now)
+        log.info("task %s: %s of the %s (Browse -> Required Actions)", plan.task_id, waits, self.gate)
         return super().execute(context)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
