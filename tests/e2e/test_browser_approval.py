@@ -88,7 +88,7 @@ def _answer_in_the_ui(page, server: ApiServer, subject: str, button: str) -> Non
     assert answered.value.ok, answered.value.text()
 
 
-def _waiting_in_the_view(page, server: ApiServer, target_id: str) -> str:
+def _waiting_in_the_view(page, server: ApiServer, target_id: str, task_id: str) -> str:
     """The fleet page and the target page show the waiting gate; the link to its Required Action."""
     deadline = time.monotonic() + CYCLE_SECONDS
     row = page.locator(f'tr[data-target="{target_id}"] li.approval')
@@ -102,12 +102,31 @@ def _waiting_in_the_view(page, server: ApiServer, target_id: str) -> str:
     text = row.first.inner_text()
     assert re.search(r"awaiting approval since \d\d:\d\d UTC; rejected without an answer after "
                      r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", text), text
-    assert f"{target_id} / docs-quickstart: approve the plan (attempt 1)" in text
+    assert f"{target_id} / {task_id}: approve the plan (attempt 1)" in text
     href = row.first.locator("a").get_attribute("href")
     assert re.fullmatch(rf"/dags/leviathan__{target_id}/runs/[^/]+/tasks/approve_plan/required_actions", href), href
     page.goto(f"{server.base}/leviathan/ui/targets/{target_id}")
     assert page.locator("li.approval").first.inner_text() == text
     return href
+
+
+def _reject_from_the_view(page, server: ApiServer, href: str, reason: str | None) -> None:
+    """Open the Required Action the view links to and press Reject, with ``reason`` in its Reason field."""
+    page.goto(f"{server.base}{href}")
+    if reason is not None:
+        try:
+            page.locator("#element_reason").fill(reason)
+        except Exception as exc:  # noqa: BLE001 — say what the page showed instead
+            raise AssertionError(f"no reason field: {exc}: {page.inner_text('body')[:3000]}") from None
+    with page.expect_response(lambda r: "hitlDetails" in r.url and r.request.method == "PATCH") as answered:
+        page.get_by_role("button", name="Reject", exact=True).click()
+    assert answered.value.ok, answered.value.text()
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """The gate was never answered: stop its cycle, so the failure that stopped the test is the one reported."""
+    proc.kill()
+    proc.communicate()
 
 
 def _run(dag_id: str, run_id: str):
@@ -151,19 +170,9 @@ def test_reject_in_the_ui_and_see_the_task_wait(server, browser, tmp_path, targe
     proc = _start_cycle(target_file)
     try:
         # Leviathan's own pages show the waiting gate; its link opens the Required Action, rejected with a reason.
-        href = _waiting_in_the_view(page, server, "ui_no")
-        page.goto(f"{server.base}{href}")
-        reason = page.locator("#element_reason")
-        try:
-            reason.fill(REASON)
-        except Exception as exc:  # noqa: BLE001 — say what the page showed instead
-            raise AssertionError(f"no reason field: {exc}: {page.inner_text('body')[:3000]}") from None
-        with page.expect_response(lambda r: "hitlDetails" in r.url and r.request.method == "PATCH") as answered:
-            page.get_by_role("button", name="Reject", exact=True).click()
-        assert answered.value.ok, answered.value.text()
+        _reject_from_the_view(page, server, _waiting_in_the_view(page, server, "ui_no", "docs-quickstart"), REASON)
     except BaseException:
-        proc.kill()  # the gate was never answered: the failure above is the one to report
-        proc.communicate()
+        _kill(proc)
         raise
     run_id = _finish(proc)
     record = evidence_record(_run(names.dag_id("ui_no"), run_id))
@@ -180,9 +189,11 @@ def test_reject_in_the_ui_and_see_the_task_wait(server, browser, tmp_path, targe
     # The next cycle asks about the next task: the rejected one waits for a new definition.
     proc = _start_cycle(target_file)
     try:
-        _answer_in_the_ui(page, server, "ui_no / docs-faq: approve the plan", "Reject")
-    finally:
-        run_id = _finish(proc)
+        _reject_from_the_view(page, server, _waiting_in_the_view(page, server, "ui_no", "docs-faq"), None)
+    except BaseException:
+        _kill(proc)
+        raise
+    run_id = _finish(proc)
     record = evidence_record(_run(names.dag_id("ui_no"), run_id))
     verdicts = {t["id"]: t["reasons"] for t in record["tasks"]}
     assert verdicts["docs-quickstart"] == ["rejected_by_human"]
