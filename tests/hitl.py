@@ -52,12 +52,13 @@ def api_client() -> Any:
     return _CLIENT
 
 
-def answer(dag_id: str, run_id: str, task_id: str, option: str, user: str) -> Any:
-    """``PATCH .../hitlDetails`` as ``user`` (SimpleAuthManager, its generated password): the response."""
+def answer(dag_id: str, run_id: str, task_id: str, option: str, user: str, reason: str | None = None) -> Any:
+    """``PATCH .../hitlDetails`` as ``user`` (SimpleAuthManager, its generated password), with the gate's
+    reason field when given (the UI's form sends it): the response."""
     client = api_client()
     token = client.post("/auth/token", json={"username": user, "password": _password(user)}).json()["access_token"]
     return client.patch(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails",
-                        json={"chosen_options": [option], "params_input": {}},
+                        json={"chosen_options": [option], "params_input": {} if reason is None else {"reason": reason}},
                         headers={"Authorization": f"Bearer {token}"})
 
 
@@ -73,11 +74,13 @@ class Answerer(threading.Thread):
     """Waits for the target's gate, then answers ``option`` as ``user``; with ``option=None``, or an answer the
     API refused, the gate is left to time out."""
 
-    def __init__(self, dag_id: str, option: str | None, user: str = "admin"):
+    def __init__(self, dag_id: str, option: str | None, user: str = "admin", reason: str | None = None):
         super().__init__(daemon=True)
-        self.dag_id, self.option, self.user = dag_id, option, user
+        self.dag_id, self.option, self.user, self.reason = dag_id, option, user, reason
         self.responses: list[Any] = []
         self.asked: tuple[str, str] | None = None
+        #: What Leviathan's control layer saw waiting before the answer (control.approvals).
+        self.pending: list[Any] = []
         self.error: BaseException | None = None
         self.stop = threading.Event()
 
@@ -99,8 +102,11 @@ class Answerer(threading.Thread):
             time.sleep(0.5)
         run_id, task_id, timeout_at = found
         self.asked = (run_id, task_id)
+        from leviathan_lib.control.approvals import pending_approvals
+
+        self.pending = pending_approvals([self.dag_id]).get(self.dag_id, [])
         if self.option is not None:
-            self.responses.append(answer(self.dag_id, run_id, task_id, self.option, self.user))
+            self.responses.append(answer(self.dag_id, run_id, task_id, self.option, self.user, self.reason))
             if self.responses[-1].status_code == 200:
                 return
         # Nobody (allowed) answered: the scheduler's sweep resolves the gate once its timeout has passed.
@@ -109,8 +115,10 @@ class Answerer(threading.Thread):
         sweep_timeouts()
 
 
-def run_gated_cycle(target_file: Path, option: str | None, user: str = "admin") -> tuple[Any, dict[str, str], Answerer]:
-    """One real cycle whose gate is answered ``option`` by ``user`` (None: nobody answers, it times out)."""
+def run_gated_cycle(target_file: Path, option: str | None, user: str = "admin",
+                    reason: str | None = None) -> tuple[Any, dict[str, str], Answerer]:
+    """One real cycle whose gate is answered ``option`` by ``user`` (None: nobody answers, it times out), with
+    ``reason`` in the gate's form."""
     import airflow.jobs.scheduler_job_runner  # noqa: F401 — import in this thread: two threads importing
     import airflow.serialization.serialized_objects  # noqa: F401 — Airflow's modules can deadlock
     from airflow.models import import_all_models
@@ -120,7 +128,7 @@ def run_gated_cycle(target_file: Path, option: str | None, user: str = "admin") 
     import_all_models()
     api_client()
     target = load_target(target_file)
-    answerer = Answerer(target.dag_id, option, user)
+    answerer = Answerer(target.dag_id, option, user, reason)
     answerer.start()
     try:
         dag_run = build_target_dag(target, target_file).test()

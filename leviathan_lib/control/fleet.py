@@ -16,12 +16,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from leviathan_lib.control.approvals import PendingApproval, pending_approvals
 from leviathan_lib.control.evidence_db import newest_rows, record_rows
 from leviathan_lib.core import schedule, target_scan
 from leviathan_lib.core.config import TargetConfig, TargetsDirError
 from leviathan_lib.core.guardrails import ReasonCode
 from leviathan_lib.core.names import dag_id
 from leviathan_lib.core.target_scan import TargetFile
+from leviathan_lib.core.until import next_pr_at
 from leviathan_lib.cycle.history import NEWEST_EVENTS, RECENT_EVENTS
 from leviathan_lib.evidence.records import CycleRecord, History, Ledger, Totals, parse_records
 from leviathan_lib.orchestrator.targets import targets_location
@@ -236,6 +238,10 @@ class TargetState(BaseModel):
     sandbox_unavailable: bool = False
     #: Branches pushed whose PR waits for green CI (``pr_creation: checks_pass``): branch, task, CI state.
     held_branches: list[dict[str, Any]] = Field(default_factory=list)
+    #: Approval gates of its runs waiting for an answer (Airflow's Required Actions).
+    approvals: list[PendingApproval] = Field(default_factory=list)
+    #: ``max_prs_per_hour`` PRs were opened in the hour before now: no PR before this time (None: one may open).
+    next_pr_at: datetime | None = None
 
 
 def staleness(target: TargetConfig, dag: DagState | None, age: float | None, expected: bool,
@@ -290,6 +296,7 @@ def _valid_state(target: TargetConfig, evidence: TargetEvidence, dag: DagState |
         totals=evidence.totals, evidence_read=evidence.read, cycle_interval_seconds=interval,
         last_cycle_age_seconds=age, cycle_expected=expected, stale=stale is not None, stale_reason=stale,
         sandbox_unavailable=_sandbox_failed(last),
+        next_pr_at=next_pr_at(ledger.prs_opened_at, now=now, limit=target.max_prs_per_hour),
     )
 
 
@@ -337,11 +344,14 @@ def overview(now: datetime | None = None) -> tuple[Overview, dict[str, History],
     found = read_evidence(set(groups))
     dags = dag_states([dag_id(tid) for tid in groups])
     enabled, detail = global_switch()
+    waiting = pending_approvals([dag_id(tid) for tid in groups])
     states = []
     for tid in sorted(groups):
         target, dag = valid.get(tid), dags.get(dag_id(tid))
-        states.append(_valid_state(target, found[tid], dag, enabled, now) if target is not None
-                      else _broken_state(tid, groups[tid], found[tid], dag, now))
+        state = (_valid_state(target, found[tid], dag, enabled, now) if target is not None
+                 else _broken_state(tid, groups[tid], found[tid], dag, now))
+        state.approvals = waiting.get(state.dag_id, [])
+        states.append(state)
     overview = Overview(global_enabled=enabled, global_detail=detail, targets=states, folder_problem=folder_problem,
                         unnamed_files=[e for e in entries if e.target_id is None])
     return overview, {tid: evidence.history for tid, evidence in found.items()}, valid

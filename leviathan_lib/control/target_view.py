@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
+from leviathan_lib.core.guardrails import ReasonCode
 from leviathan_lib.core.names import (
     AUTONOMY_ASSET_URI,
     LEGACY_AUTONOMY_ASSET_URI,
@@ -33,6 +34,7 @@ from leviathan_lib.core.names import (
 from leviathan_lib.core.read_limits import MAX_BACKLOG_BYTES, MAX_RECIPES_BYTES, TooLarge
 from leviathan_lib.core.repo_url import parse_repo_url
 from leviathan_lib.core.secrets_scan import redact_text
+from leviathan_lib.cycle.approval import rejected_text
 from leviathan_lib.cycle.check import history_error, pr_continuation
 from leviathan_lib.cycle.decision import (
     DecisionInputs,
@@ -400,9 +402,12 @@ def _verdicts(target: TargetConfig, config_path: Path, history: History, ledger:
     view.reasons = [str(r) for r in decision.reasons]
     view.checks = [c.model_dump() for c in decision.checks]
     view.problems = [str(p) for p in problems] or result.task_problems
+    rejected = {r.task_id: rejected_text(r) for r in ledger.rejected}
     view.tasks = [{"id": v.id, "eligible": v.eligible, "reasons": [str(r) for r in v.reasons],
                    "title": titles[v.id].title if v.id in titles else "",
-                   "status": titles[v.id].status if v.id in titles else None} for v in decision.tasks]
+                   "status": titles[v.id].status if v.id in titles else None,
+                   "rejected": rejected.get(v.id) if ReasonCode.REJECTED_BY_HUMAN in v.reasons else None}
+                  for v in decision.tasks]
     return view
 
 

@@ -23,6 +23,7 @@ from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import Problem, ValidationFailed
 from leviathan_lib.core.names import AGENT_BRANCH_PREFIX, branch_task_id
 from leviathan_lib.core.scope import Protected, Scope
+from leviathan_lib.core.until import BREAKER_UNTIL, budget_frees_at, budget_until, next_pr_after, next_pr_at
 from leviathan_lib.core.yamlsrc import field_name
 
 FAILED_OUTCOMES = frozenset({"failed", "timed_out"})
@@ -327,8 +328,11 @@ def _hourly_rule(target: TargetConfig, state: CycleState) -> _RuleResult:
         return [Check(name="prs_per_hour", passed=True, detail=f"not evaluated (no time given), limit {limit}")], None
     since = state.now - timedelta(hours=1)
     recent = sum(1 for at in state.prs_opened_at if since < at <= state.now)
-    check = Check(name="prs_per_hour", passed=recent < limit,
-                  detail=f"{recent} PR(s) opened in the last hour, limit {limit}")
+    detail = f"{recent} PR(s) opened in the last hour, limit {limit}"
+    free_at = next_pr_at(state.prs_opened_at, now=state.now, limit=limit)
+    if free_at is not None:
+        detail += f"; {next_pr_after(free_at, state.now)}"
+    check = Check(name="prs_per_hour", passed=free_at is None, detail=detail)
     return [check], None if check.passed else ReasonCode.PR_HOURLY_LIMIT
 
 
@@ -337,6 +341,8 @@ def _breaker_rule(target: TargetConfig, state: CycleState) -> _RuleResult:
     streak = failure_streak(state.attempts, state.breaker_reset_at)
     since = f" since reset at {state.breaker_reset_at.isoformat()}" if state.breaker_reset_at else ""
     detail = f"{streak} consecutive failed attempt(s){since}, threshold {threshold}"
+    if streak >= threshold:
+        detail += f"; {BREAKER_UNTIL}"
     check = Check(name="circuit_breaker", passed=streak < threshold, detail=detail)
     return [check], None if check.passed else ReasonCode.CIRCUIT_BREAKER_OPEN
 
@@ -345,10 +351,14 @@ def llm_budget(target: TargetConfig, state: CycleState) -> Check | None:
     """The target's daily model budget (``llm_daily_usd``) against its attempts' cost over the last 24 h."""
     if target.executor != "llm" or target.llm_daily_usd is None:
         return None
-    since = (state.now or datetime.now(UTC)) - timedelta(hours=24)
-    spent = sum(a.cost_usd for a in state.attempts if a.finished_at > since)
-    return Check(name="llm_budget", passed=spent < target.llm_daily_usd,
-                 detail=f"${spent:.4f} spent on the model in the last 24 h, budget ${target.llm_daily_usd:.2f}/day")
+    now = state.now or datetime.now(UTC)
+    spent = sum(a.cost_usd for a in state.attempts if a.finished_at > now - timedelta(hours=24))
+    detail = f"${spent:.4f} spent on the model in the last 24 h, budget ${target.llm_daily_usd:.2f}/day"
+    frees_at = budget_frees_at(((a.finished_at, a.cost_usd) for a in state.attempts), now=now,
+                               budget=target.llm_daily_usd)
+    if frees_at is not None:
+        detail += f"; {budget_until(frees_at, now)}"
+    return Check(name="llm_budget", passed=frees_at is None, detail=detail)
 
 
 def _llm_budget_rule(target: TargetConfig, state: CycleState) -> _RuleResult:

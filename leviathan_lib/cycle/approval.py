@@ -21,11 +21,14 @@ from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.inert import fenced
 from leviathan_lib.core.secrets_scan import redact_text, scan_bytes
 from leviathan_lib.cycle.steps import AttemptPlan, ReadResult
-from leviathan_lib.evidence.records import ApprovalEvidence, AttemptEvidence
+from leviathan_lib.evidence.records import ApprovalEvidence, AttemptEvidence, LedgerRejected
 
 Gate = Literal["plan", "pull_request"]
 #: The options of Airflow's ApprovalOperator.
 APPROVE, REJECT = "Approve", "Reject"
+#: The form field of the gate: why (optional; a rejection's reason goes into the evidence).
+REASON_PARAM = "reason"
+MAX_NOTE_CHARS = 500
 #: Characters of the diff shown; the rest is cut (the PR, once approved, shows all of it).
 MAX_DIFF_CHARS = 20_000
 MAX_TEXT_CHARS = 4_000
@@ -43,8 +46,9 @@ def _task(read: ReadResult, plan: AttemptPlan) -> Task:
 
 
 def subject(gate: Gate, target: TargetConfig, plan: AttemptPlan) -> str:
-    what = "the plan of" if gate == "plan" else "the final diff of"
-    return f"Leviathan {target.target_id}: approve {what} task {plan.task_id} (attempt {plan.attempt})?"
+    """Target and task first: Airflow's Required Actions list cuts long subjects."""
+    what = "the plan" if gate == "plan" else "the diff"
+    return f"{target.target_id} / {plan.task_id}: approve {what} (attempt {plan.attempt})"
 
 
 def _header(target: TargetConfig, read: ReadResult, plan: AttemptPlan, task: Task) -> list[str]:
@@ -91,8 +95,9 @@ def _quote(arg: str) -> str:
 def _footer(gate: Gate, target: TargetConfig) -> list[str]:
     hours = target.approval_timeout_seconds / 3600
     after = "the worker runs" if gate == "plan" else "the branch is pushed and the pull request opened"
-    return ["", f"**Approve**: {after}. **Reject**: nothing is pushed and the task waits until its definition "
-                f"in the backlog changes. Without an answer within {hours:g} h the gate rejects."]
+    return ["", f"**Approve**: {after}. **Reject** (with an optional reason, kept in the evidence): nothing is "
+                f"pushed and the task waits until its definition in the backlog changes. Without an answer within "
+                f"{hours:g} h the gate rejects."]
 
 
 def plan_body(target: TargetConfig, read: ReadResult, plan: AttemptPlan) -> str:
@@ -133,14 +138,31 @@ def decision(gate: Gate, target: TargetConfig, plan: AttemptPlan, response: dict
         by=None if timed_out else str(user.get("id")), by_name=None if timed_out else str(user.get("name")),
         at=at if isinstance(at, datetime) else (datetime.fromisoformat(at) if at else None),
         assignees=list(target.approval_assignees),
+        note=None if timed_out else _note((response.get("params_input") or {}).get(REASON_PARAM)),
     )
+
+
+def _note(value: object) -> str | None:
+    """The approver's reason: bounded, blank is none (the form always sends the field)."""
+    text = redact_text(str(value or "").strip()[:MAX_NOTE_CHARS])
+    return text or None
 
 
 def rejection_message(approval: ApprovalEvidence) -> str:
     when = approval.at.isoformat() if approval.at else "?"
     if approval.reason == "timeout":
         return f"nobody answered the {approval.gate} approval in time (rejected at {when})"
-    return f"{approval.by_name or approval.by} rejected the {approval.gate} at {when}"
+    because = f": {approval.note}" if approval.note else ""
+    return f"{approval.by_name or approval.by} rejected the {approval.gate} at {when}{because}"
+
+
+def rejected_text(rejection: ApprovalEvidence | LedgerRejected) -> str:
+    """Who rejected a task at its gate (or that nobody answered), when, and the reason they gave: plain text
+    (the reason is untrusted: each surface escapes it)."""
+    who = (rejection.by_name or rejection.by) if isinstance(rejection, ApprovalEvidence) else rejection.by
+    when = f" at {rejection.at:%Y-%m-%d %H:%M} UTC" if rejection.at else ""
+    text = f"rejected by {who}{when}" if who else f"nobody answered in time (rejected{when})"
+    return text + (f": {rejection.note}" if rejection.note else "")
 
 
 def rejected_attempt(attempt: AttemptEvidence, approval: ApprovalEvidence) -> AttemptEvidence:

@@ -14,16 +14,19 @@ cross-reference an issue (a zero-width space follows every ``@`` and every ``#``
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 
 from leviathan_lib.core import inert
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
+from leviathan_lib.core.guardrails import ReasonCode
 from leviathan_lib.core.reasons import explain
+from leviathan_lib.core.until import awaiting_approval
+from leviathan_lib.cycle.approval import rejected_text
 from leviathan_lib.cycle.steps import GuardrailResult, ReadResult
-from leviathan_lib.evidence.records import Ledger, LedgerPR, SettledPR
+from leviathan_lib.evidence.records import ApprovalEvidence, Ledger, LedgerPR, SettledPR
 
 #: Bounds, so any backlog fits GitHub's 65 536-character issue body.
 MAX_TASKS = 200
@@ -51,16 +54,34 @@ def _explained(codes: list[str]) -> str:
     return "; ".join(f"`{code}`: {explain(code)}" for code in codes)
 
 
-def _decision(result: GuardrailResult) -> list[str]:
+def _decision(target: TargetConfig, result: GuardrailResult, now: datetime,
+              rejection: ApprovalEvidence | None) -> list[str]:
     if result.decision is None:
         error = result.error
         code, message = (error.code, error.message) if error else ("incomplete", "no decision")
         return [f"**Stopped before the guardrails** (`{md(code, 60)}`): {md(message, 500)}"]
     decision = result.decision
+    if decision.decision == "run" and result.attempt and rejection is not None:
+        who = md(rejected_text(rejection), 400)
+        return [f"**Rejected at the approval gate**: task {md(rejection.task_id)} — {who}; it waits until its "
+                "definition changes"]
     if decision.decision == "run" and result.attempt:
         plan = result.attempt
-        return [f"**Run**: task {md(plan.task_id)}, attempt {plan.attempt} on branch {md(plan.branch)}"]
-    return [f"**Skip**: {_explained([str(r) for r in decision.reasons])}"]
+        return [f"**Run**: task {md(plan.task_id)}, attempt {plan.attempt} on branch {md(plan.branch)}"
+                + _gate(target, now)]
+    failed = [f"{md(c.name, 40)}: {md(c.detail, 300)}" for c in decision.checks if not c.passed]
+    return [f"**Skip**: {_explained([str(r) for r in decision.reasons])}" + (f" ({'; '.join(failed)})" if failed
+                                                                                else "")]
+
+
+def _gate(target: TargetConfig, now: datetime) -> str:
+    """A gated target's run waits for a human (Airflow's Required Actions) before the worker or the push."""
+    if target.approval == "plan":
+        rejects_at = now + timedelta(seconds=target.approval_timeout_seconds)
+        return f"; {awaiting_approval(now, rejects_at, now)} (the plan, in Airflow's Required Actions)"
+    if target.approval == "pull_request":
+        return "; its final diff awaits approval in Airflow's Required Actions once the worker finishes"
+    return ""
 
 
 def _summary(result: GuardrailResult) -> list[str]:
@@ -83,7 +104,7 @@ def _checks(result: GuardrailResult) -> list[str]:
     return [*lines, ""]
 
 
-def _tasks(read: ReadResult, result: GuardrailResult) -> list[str]:
+def _tasks(read: ReadResult, result: GuardrailResult, rejection: ApprovalEvidence | None) -> list[str]:
     if result.decision is None:
         return []
     backlog, _ = parse_backlog(read.backlog_text or "", source=read.backlog_path)
@@ -91,10 +112,16 @@ def _tasks(read: ReadResult, result: GuardrailResult) -> list[str]:
     verdicts = result.decision.tasks
     selected = result.attempt.task_id if result.attempt else None
     blocked = [str(r) for r in result.decision.reasons]
+    rejected = {r.task_id: r for r in result.ledger.rejected}
     lines = [f"### Tasks ({len(verdicts)})", "", "| task | title | runs? | why |", "|---|---|---|---|"]
     for verdict in verdicts[:MAX_TASKS]:
-        if verdict.id == selected:
+        if rejection is not None and verdict.id == rejection.task_id:
+            state, why = "no", f"{_explained([ReasonCode.REJECTED_BY_HUMAN])} ({md(rejected_text(rejection), 400)})"
+        elif verdict.id == selected:
             state, why = "**selected**", "eligible; the highest priority, attempted this cycle"
+        elif ReasonCode.REJECTED_BY_HUMAN in verdict.reasons and verdict.id in rejected:
+            who = md(rejected_text(rejected[verdict.id]), 400)
+            state, why = "no", f"{_explained([str(r) for r in verdict.reasons])} ({who})"
         elif verdict.eligible and blocked:
             state, why = "eligible", "but the cycle did not run: " + ", ".join(f"`{c}`" for c in blocked)
         elif verdict.eligible:
@@ -161,15 +188,16 @@ HEADER = (
 
 
 def render(target: TargetConfig, read: ReadResult, result: GuardrailResult, *, run_id: str, now: datetime,
-           next_cycle: datetime | None) -> Dashboard:
-    """The dashboard for this cycle's decision; ``next_cycle`` None means the schedule gives no time."""
+           next_cycle: datetime | None, rejection: ApprovalEvidence | None = None) -> Dashboard:
+    """The dashboard for this cycle's decision; ``next_cycle`` None means the schedule gives no time;
+    ``rejection``: a human rejected the selected task at its approval gate (it waits, it is not selected)."""
     ledger = result.ledger
     lines = [
         HEADER, "",
         f"Target {md(target.target_id)}: {md(target.backlog_path)} on branch {md(target.target_branch)}, "
         f"schedule {md(target.effective_schedule, 60)} (UTC).", "",
-        "### Decision", "", *_decision(result), "",
-        *_checks(result), *_tasks(read, result), *_pulls(ledger, result),
+        "### Decision", "", *_decision(target, result, now, rejection), "",
+        *_checks(result), *_tasks(read, result, rejection), *_pulls(ledger, result),
     ]
     content = "\n".join(lines)
     if len(content) > MAX_BODY:

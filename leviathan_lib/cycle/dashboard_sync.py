@@ -24,7 +24,7 @@ from leviathan_lib.core.errors import LeviathanError
 from leviathan_lib.core.names import DASHBOARD_LABEL
 from leviathan_lib.cycle.dashboard import Dashboard, render
 from leviathan_lib.cycle.steps import GuardrailResult, ReadResult
-from leviathan_lib.evidence.records import DashboardAction, DashboardState
+from leviathan_lib.evidence.records import ApprovalEvidence, DashboardAction, DashboardState
 from leviathan_lib.forge.base import Forge, IssueNotFound
 
 log = logging.getLogger("leviathan")
@@ -44,17 +44,19 @@ def next_cycle(cron: str, after: datetime) -> datetime | None:
 
 
 def sync_dashboard(target: TargetConfig, read: ReadResult, result: GuardrailResult, *, run_id: str,
-                   written_at: datetime, open_forge: Callable[[], Forge]) -> DashboardAction | None:
+                   written_at: datetime, open_forge: Callable[[], Forge],
+                   rejection: ApprovalEvidence | None = None) -> DashboardAction | None:
     """Bring the dashboard up to date for this cycle; None when it is off, a replay, or unchanged.
 
     ``written_at`` is the run's own time (not the clock), so a retried ``plan`` renders the same body and
-    writes nothing new.
+    writes nothing new. ``rejection``: the approval gate's rejection, after ``plan`` wrote it (``result.dashboard``
+    is then what ``plan`` did): the rejected task shows as waiting, no longer as selected.
     """
     if not target.dashboard or result.replay or read.as_of is not None:
         return None
     dashboard = render(target, read, result, run_id=run_id, now=written_at,
-                       next_cycle=next_cycle(target.effective_schedule, written_at))
-    state = result.ledger.dashboard
+                       next_cycle=next_cycle(target.effective_schedule, written_at), rejection=rejection)
+    state = result.ledger.dashboard.after(result.dashboard)
     if state.number is not None and state.content_hash == dashboard.content_hash:
         return None
     try:

@@ -11,6 +11,7 @@ finished body for secrets before anything is pushed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from leviathan_lib.core.backlog import Task
@@ -65,6 +66,7 @@ def render_pr_body(
         f"| Attempt | {plan.attempt} (branch `{plan.branch}`, task hash `{plan.task_hash}`){_continues(plan)} |",
         f"| Executor | {f'recipe {code_span(plan.recipe)}' if plan.recipe else 'llm'} |",
         f"| Head commit | `{head_sha}` |",
+        *_approved(evidence.get("approval")),
         "",
         "Guardrail checks:",
         "",
@@ -74,17 +76,20 @@ def render_pr_body(
     for check in evidence.get("checks", []):
         mark = "pass" if check.get("passed") else "FAIL"
         lines.append(f"| {md(check.get('name', ''))} | {mark} | {md(check.get('detail', ''))} |")
-    lines += ["", *_approval(evidence.get("approval")), *_iterate(evidence), "",
+    lines += ["", *_iterate(evidence), "",
               "<!-- leviathan:attempt " + plan.branch + " -->", ""]
     return "\n".join(lines)
 
 
-def _approval(approval: dict[str, Any] | None) -> list[str]:
-    """Who approved at a gate, and when (names from Airflow's users, shown inert)."""
+def _approved(approval: dict[str, Any] | None) -> list[str]:
+    """The approval gate's row: who approved, when, at which gate (and the reason they gave)."""
     if not approval or approval.get("choice") != "approved":
         return []
-    who = md(approval.get("by_name") or approval.get("by") or "unknown", limit=80)
-    return [f"Approved at the {md(approval.get('gate', ''))} gate by {who} at {md(approval.get('at') or '?')}.", ""]
+    gate = "the plan" if approval.get("gate") == "plan" else "the final diff"
+    note = f": {md(approval['note'])}" if approval.get("note") else ""
+    at = approval.get("at")
+    when = f"{datetime.fromisoformat(at).astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if at else "?"
+    return [f"| Approved | {gate}, by {md(approval.get('by_name') or approval.get('by'))} at {when}{note} |"]
 
 
 def _iterate(evidence: dict[str, Any]) -> list[str]:

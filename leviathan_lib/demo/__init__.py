@@ -26,6 +26,7 @@ allowed_path_prefixes:
   - .leviathan/
   - docs/
 max_open_prs: 1
+max_prs_per_hour: 3   # the quickstart's merge, close and next PR all fit in one hour
 max_running_attempts: 1
 max_attempts_per_task: 2
 circuit_breaker_failures: 2

@@ -159,6 +159,8 @@ class ApprovalEvidence(BaseModel):
     at: datetime | None = None
     #: Who was allowed to answer (``approval_assignees``; empty: anyone with access to the DAG's actions).
     assignees: list[str] = Field(default_factory=list)
+    #: The answer's optional reason, as the approver typed it (untrusted text, at most 500 characters).
+    note: str | None = None
 
 
 class PrStateChange(BaseModel):
@@ -290,15 +292,17 @@ class DashboardState(BaseModel):
     def with_cycle(self, record: CycleRecord) -> DashboardState:
         settled = self.settled_prs + [SettledPR(number=c.number, task_id=c.task_id, state=c.state)
                                       for c in record.pr_sync]
-        state = self.model_copy(update={"settled_prs": settled[-RECENT_SETTLED_PRS:]})
-        action = record.dashboard
+        return self.model_copy(update={"settled_prs": settled[-RECENT_SETTLED_PRS:]}).after(record.dashboard)
+
+    def after(self, action: DashboardAction | None) -> DashboardState:
+        """The issue once ``action`` was done to it (a failed or no write leaves it as it was)."""
         if action is None or action.kind == "dashboard_update_failed":
-            return state
+            return self
         update: dict[str, Any] = {"number": action.number, "content_hash": action.content_hash,
                                   "closed": action.kind == "dashboard_closed"}
         if action.body_sha256 is not None:
             update["body_sha256"] = action.body_sha256
-        return state.model_copy(update=update)
+        return self.model_copy(update=update)
 
 
 class LedgerAttempt(BaseModel):
@@ -470,6 +474,14 @@ class LedgerClosed(BaseModel):
     task_hash: str
 
 
+class LedgerRejected(LedgerClosed):
+    """A task a human rejected at its approval gate (or nobody answered in time): who, when, why."""
+
+    by: str | None = None
+    at: datetime | None = None
+    note: str | None = None
+
+
 def _vocabulary(value: str | None, allowed: tuple[str, ...]) -> str:
     return value if value in allowed else "other"
 
@@ -511,7 +523,7 @@ class Ledger(BaseModel):
     #: The latest closure without merge per task (only the latest counts), in closing order.
     closed_prs: list[LedgerClosed] = Field(default_factory=list)
     #: Attempts a human rejected at an approval gate: like a closed PR, the task waits for a new definition.
-    rejected: list[LedgerClosed] = Field(default_factory=list)
+    rejected: list[LedgerRejected] = Field(default_factory=list)
     breaker_reset_at: datetime | None = None
     #: The newest change of this target's switch made through Leviathan (an admin's pause stands until an
     #: admin resumes; an unpause outside Leviathan does not lift it).
@@ -605,7 +617,9 @@ class Ledger(BaseModel):
         rejected = list(self.rejected)
         if record.approval is not None and record.approval.choice == "rejected":  # the latest per task counts
             rejected = [c for c in rejected if c.task_id != record.approval.task_id]
-            rejected.append(LedgerClosed(task_id=record.approval.task_id, task_hash=record.approval.task_hash))
+            gate = record.approval
+            rejected.append(LedgerRejected(task_id=gate.task_id, task_hash=gate.task_hash,
+                                           by=gate.by_name or gate.by, at=gate.at, note=gate.note))
         ledger = self.model_copy(update={"open_prs": open_prs, "closed_prs": closed, "rejected": rejected})
         ledger = ledger._with_budgets(record)
         opened = list(self.prs_opened_at)

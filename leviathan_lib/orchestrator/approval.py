@@ -17,6 +17,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOper
 from airflow.sdk.exceptions import AirflowFailException
 
 from leviathan_lib.core.names import XCOM_APPROVAL
+from leviathan_lib.core.until import awaiting_approval
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset, AssetAlias
@@ -32,11 +33,18 @@ class ApprovalGate(ApprovalOperator):
 
     def __init__(self, *, gate: Gate, target: TargetConfig, asset: Asset, alias: AssetAlias,
                  skip_on_reject: list[str], **kwargs: Any) -> None:
-        from leviathan_lib.cycle.approval import REJECT
+        from airflow.sdk import Param
+
+        from leviathan_lib.cycle.approval import MAX_NOTE_CHARS, REASON_PARAM, REJECT
 
         super().__init__(
-            subject=f"Leviathan {target.target_id}: approval ({gate})",
+            subject=f"{target.target_id}: approval ({gate})",
             defaults=[REJECT],  # what the scheduler answers at the timeout
+            # null: Airflow's form sends a field left empty as null
+            params={REASON_PARAM: Param(None, type=["null", "string"], maxLength=MAX_NOTE_CHARS,
+                                        title="Reason (optional)",
+                                        description="Why you approve or reject: kept in the cycle's evidence and "
+                                                    "shown on the dashboard and in the Leviathan view.")},
             assigned_users=[{"id": user, "name": user} for user in target.approval_assignees] or None,
             response_timeout=timedelta(seconds=target.approval_timeout_seconds),
             outlets=[alias], retries=0, **kwargs,
@@ -66,8 +74,9 @@ class ApprovalGate(ApprovalOperator):
                 raise AirflowFailException(f"the worker did not succeed ({result.get('outcome')}): nothing to approve")
             self.body = approval.diff_body(target, read, plan, str(result.get("patch") or ""),
                                            [str(p) for p in result.get("changed_paths") or []])
-        log.info("waiting for a human to approve the %s of task %s (Browse -> Required Actions)", self.gate,
-                 plan.task_id)
+        now = datetime.now(UTC)
+        waits = awaiting_approval(now, now + timedelta(seconds=target.approval_timeout_seconds), now)
+        log.info("task %s: %s of the %s (Browse -> Required Actions)", plan.task_id, waits, self.gate)
         return super().execute(context)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
@@ -98,6 +107,11 @@ class ApprovalGate(ApprovalOperator):
 
         ti = context["ti"]
         guard = t._planned(ti)
+        read = t._required_read(ti)
+        # The dashboard written by plan showed the task as selected: now it waits for a new definition.
+        rewritten = t._dashboard(target, read, guard, run_id=context["run_id"], dag_run=context["dag_run"],
+                                 repo_url=read.repo_url, rejection=decided)
+        guard = guard.model_copy(update={"dashboard": rewritten or guard.dashboard})
         assert guard.attempt is not None
         attempt = failure = None
         if self.gate == "pull_request":
@@ -110,5 +124,5 @@ class ApprovalGate(ApprovalOperator):
         def emit(payload: dict[str, Any]) -> None:
             context["outlet_events"][self.evidence_alias].add(self.evidence_asset, extra=payload)
 
-        t._write_record(target, read=t._planned_read(ti), guard=guard, attempt=attempt, failure=failure,
-                        approval=decided, emit=emit)
+        t._write_record(target, read=read, guard=guard, attempt=attempt, failure=failure, approval=decided,
+                        emit=emit)

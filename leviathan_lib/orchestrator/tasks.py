@@ -180,15 +180,16 @@ def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAli
 
 
 def _dashboard(target: TargetConfig, read: ReadResult, result: GuardrailResult, *, run_id: str, dag_run: Any,
-               repo_url: str) -> Any:
-    """The dashboard issue, brought up to date once per cycle (``dashboard: true``); never fails the cycle."""
+               repo_url: str, rejection: ApprovalEvidence | None = None) -> Any:
+    """The dashboard issue, brought up to date once per cycle (``dashboard: true``), and again by an approval
+    gate's rejection; never fails the cycle."""
     if not target.dashboard:
         return None
     from leviathan_lib.cycle.dashboard_sync import sync_dashboard
     from leviathan_lib.forge import open_forge
 
     written_at = getattr(dag_run, "run_after", None) or datetime.now(UTC)
-    return sync_dashboard(target, read, result, run_id=run_id, written_at=written_at,
+    return sync_dashboard(target, read, result, run_id=run_id, written_at=written_at, rejection=rejection,
                           open_forge=lambda: open_forge(target.forge, repo_url, target.forge_conn_id))
 
 

@@ -96,6 +96,9 @@ class EvidenceCollector:
                                   labels=["target_id", "state"])
         breaker = GaugeMetricFamily("leviathan_breaker_open", "1 if the circuit breaker is open",
                                     labels=["target_id"])
+        approvals = GaugeMetricFamily("leviathan_approvals_pending",
+                                      "Approval gates waiting for an answer (Airflow's Required Actions)",
+                                      labels=["target_id"])
         streak = GaugeMetricFamily("leviathan_consecutive_failures", "Failed attempts in a row since the last reset",
                                    labels=["target_id"])
         paused = GaugeMetricFamily("leviathan_dag_paused", "1 if the target's DAG is paused (-1: not parsed yet)",
@@ -144,14 +147,15 @@ class EvidenceCollector:
             for label in CI_STATES:
                 pr_ci.add_metric([tid, label], ci_counts[label])
             breaker.add_metric([tid], int(state.breaker_open))
+            approvals.add_metric([tid], len(state.approvals))
             streak.add_metric([tid], state.consecutive_failures)
             paused.add_metric([tid], -1 if state.dag_paused is None else int(state.dag_paused))
             flag.add_metric([tid], int(state.target_flag))
             effective.add_metric([tid], int(state.effective_enabled))
             if state.last_cycle_at is not None:
                 last.add_metric([tid], state.last_cycle_at.timestamp())
-        yield from (cycles, skips, attempts, prs, reverted, unreadable, open_prs, pr_ci, held, breaker, streak,
-                    paused, flag, effective, last, duration, known, since)
+        yield from (cycles, skips, attempts, prs, reverted, unreadable, open_prs, pr_ci, held, breaker, approvals,
+                    streak, paused, flag, effective, last, duration, known, since)
         yield from self._liveness()
 
 

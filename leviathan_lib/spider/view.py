@@ -35,9 +35,9 @@ from markupsafe import Markup
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from leviathan_lib.control import breaker, fleet, scorecard, switch, target_view, webhooks
-from leviathan_lib.core import names, target_scan
+from leviathan_lib.core import names, target_scan, until
 from leviathan_lib.core.errors import CodedError
-from leviathan_lib.core.reasons import EXPLAIN
+from leviathan_lib.core.reasons import EXPLAIN, explain
 from leviathan_lib.core.secrets_scan import redact_text
 from leviathan_lib.evidence.records import History
 from leviathan_lib.evidence.scorecard import LABELS, counts_later
@@ -123,28 +123,43 @@ def _html(body: str, status_code: int = 200) -> HTMLResponse:
     return HTMLResponse(body, status_code=status_code, headers=HEADERS)
 
 
-def why_not(state: fleet.TargetState, global_enabled: bool) -> list[str]:
-    """Every reason a cycle starting now would not run a worker, in words."""
+def why_not(state: fleet.TargetState, global_enabled: bool, *, decided: bool = False) -> list[str]:
+    """Every reason a cycle starting now would not run a worker, in words. ``decided``: the page also shows
+    the guardrails' decision, whose failed checks (:func:`decision_why_not`) say the switches, the breaker,
+    the budget and the hourly limit in the guardrails' own words: they are left out here."""
     out = []
     if not state.config_valid:
         out.append("config_invalid: its target file cannot be used (see the target's page); no cycle runs")
     if state.stale:
         out.append(f"stale: {state.stale_reason}")
-    if not global_enabled:
+    if not global_enabled and not decided:
         out.append("global autonomy switch is off")
-    if state.config_valid and not state.target_flag:
+    if state.config_valid and not state.target_flag and not decided:
         out.append("autonomy_enabled: false in the target file")
     if state.dag_paused is None:
         out.append("its DAG is not parsed yet")
     elif state.dag_paused:
         out.append("its DAG is paused")
-    if state.breaker_open:
-        out.append(f"circuit breaker open ({state.consecutive_failures}/{state.breaker_threshold} failures)")
     if state.unreadable_records:
         out.append(f"{state.unreadable_records} unreadable evidence record(s): the breaker is treated as open")
+    if decided:
+        return out
+    if state.breaker_open:
+        out.append(f"circuit breaker open ({state.consecutive_failures}/{state.breaker_threshold} failures): "
+                   f"{until.BREAKER_UNTIL}")
     if state.llm_budget_exhausted:
-        out.append("daily model budget spent")
+        out.append(f"daily model budget spent: {state.llm_budget_detail}")
+    if state.next_pr_at is not None:
+        out.append(f"pr_hourly_limit: {until.next_pr_after(state.next_pr_at, datetime.now(UTC))}")
     return out
+
+
+def decision_why_not(backlog: target_view.BacklogView) -> list[str]:
+    """Why the guardrails' decision is a skip: each failed check with its detail (until when, for a limit)."""
+    if backlog.unknown or backlog.decision != "skip":
+        return []
+    failed = [f"{c['name']}: {c['detail']}" for c in backlog.checks if not c["passed"]]
+    return failed or [f"{reason}: {explain(reason)}" for reason in backlog.reasons]
 
 
 def _open_prs(target: Any | None, state: fleet.TargetState, history: Any) -> list[dict[str, Any]]:
@@ -251,7 +266,8 @@ def _last_verdicts(activity: target_view.Activity | None) -> dict[str, Any] | No
         if record.tasks:
             return {"recorded_at": record.recorded_at, "commit_sha": record.commit_sha,
                     "selected_task": record.selected_task,
-                    "tasks": [{**v.model_dump(), "title": "", "status": None} for v in record.tasks]}
+                    "tasks": [{**v.model_dump(), "title": "", "status": None, "rejected": None}
+                              for v in record.tasks]}
     return None
 
 
@@ -295,9 +311,14 @@ def _target_context(target_id: str, target: Any | None, config_path: Path | None
             context["webhook"] = webhooks.last_deliveries({target_id}).get(target_id)
         except Exception as exc:  # noqa: BLE001 — shown as unknown
             context["webhook_problem"] = f"{type(exc).__name__}: {exc}"
-    context["backlog"] = target_view.backlog_view(target, config_path, activity.history if activity else History(),
-                                                  activity.ledger if activity else None, global_autonomy=global_enabled)
-    context["last_verdicts"] = _last_verdicts(activity) if context["backlog"].unknown else None
+    backlog = context["backlog"] = target_view.backlog_view(
+        target, config_path, activity.history if activity else History(), activity.ledger if activity else None,
+        global_autonomy=global_enabled)
+    context["last_verdicts"] = _last_verdicts(activity) if backlog.unknown else None
+    state = context["state"]
+    if state is not None and not backlog.unknown:  # "May run now" is the decision's answer, never beside it
+        context["why_not"] = why_not(state, global_enabled, decided=True) + decision_why_not(backlog)
+        context["may_run"] = state.effective_enabled and not context["why_not"] and backlog.decision == "run"
     return context
 
 

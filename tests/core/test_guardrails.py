@@ -174,7 +174,8 @@ def test_breaker_detail_names_streak_reset_and_threshold():
     check = decide(_target(), _backlog([]), state).checks[4]
     assert check.name == "circuit_breaker" and not check.passed
     assert check.detail == (
-        "2 consecutive failed attempt(s) since reset at 2025-01-01T00:00:00+00:00, threshold 2"
+        "2 consecutive failed attempt(s) since reset at 2025-01-01T00:00:00+00:00, threshold 2; open until an "
+        "operator resets it (`leviathan breaker reset` or the view's Reset breaker)"
     )
 
 
@@ -293,7 +294,8 @@ def test_llm_daily_budget_stops_the_cycle_with_its_reason():
     over = decide(target, backlog, state((0.6, 23), (0.5, 2)))
     assert over.decision == "skip" and ReasonCode.LLM_BUDGET_EXHAUSTED in over.reasons
     [check] = [c for c in over.checks if c.name == "llm_budget"]
-    assert not check.passed and check.detail == "$1.1000 spent on the model in the last 24 h, budget $1.00/day"
+    assert not check.passed and check.detail == ("$1.1000 spent on the model in the last 24 h, budget $1.00/day; "
+                                             "next model attempt after 13:00 UTC")  # the 23 h old one leaves
     no_budget = TargetConfig(target_id="t", target_repo_url="/r", autonomy_enabled=True, executor="llm")
     assert "llm_budget" not in {c.name for c in decide(no_budget, backlog, state((99.0, 1))).checks}
 

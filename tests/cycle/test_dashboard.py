@@ -9,10 +9,10 @@ from markdown_it import MarkdownIt
 
 from leviathan_lib.cli.evidence import _row
 from leviathan_lib.core.config import parse_target
-from leviathan_lib.core.guardrails import CycleState
+from leviathan_lib.core.guardrails import ClosedPR, CycleState
 from leviathan_lib.cycle.dashboard import MAX_BODY, MAX_TASKS, md, render
 from leviathan_lib.cycle.dashboard_sync import next_cycle, sync_dashboard
-from leviathan_lib.cycle.decision import DecisionInputs, build_decision
+from leviathan_lib.cycle.decision import DecisionInputs, SandboxSeen, build_decision
 from leviathan_lib.cycle.steps import CycleError, GuardrailResult, ReadResult
 from leviathan_lib.evidence.events import events_from
 from leviathan_lib.evidence.records import CycleRecord, DashboardAction, DashboardState, Ledger, PrStateChange
@@ -212,3 +212,67 @@ def test_ci_of_open_prs_is_shown_with_hostile_check_names_inert():
         assert tag not in html, tag
     for raw in ("@octocat", "#1 ", "https://"):
         assert raw not in line, raw
+
+
+# -- approval gates and until when ------------------------------------------------------------------------
+
+def _ready(target_yaml: str) -> tuple:
+    target = parse_target("target_id: t1\ntarget_repo_url: /tmp/t1.git\ndashboard: true\nautonomy_enabled: true\n"
+                          f"allowed_path_prefixes: [docs/]\n{target_yaml}", "t1.yaml")
+    read = ReadResult(repo_url="/tmp/t1.git", branch="main", commit_sha="a" * 40,
+                      backlog_path=".leviathan/backlog.yaml", recipes_text='recipes:\n  w:\n    steps: [["true"]]\n',
+                      backlog_text="tasks:\n  - id: a\n    title: A\n    ready: true\n    recipe: w\n"
+                                   "    allowed_paths: [docs/a.md]\n")
+    return target, read
+
+
+def _decide(target, read, state: CycleState) -> GuardrailResult:
+    return build_decision(DecisionInputs(target=target, read=read, state=state, sandbox=SandboxSeen()))
+
+
+def test_an_hourly_skip_says_until_when_in_the_decision_line():
+    target, read = _ready("")
+    opened = [datetime(2026, 12, 1, 11, 5, 30, tzinfo=UTC), datetime(2026, 12, 1, 11, 40, tzinfo=UTC)]
+    result = _decide(target, read, CycleState(now=NOW, prs_opened_at=opened))
+    body = render(target, read, result, run_id="r", now=NOW, next_cycle=None).body
+    decision = body.split("### Decision\n\n", 1)[1].split("\n", 1)[0]
+    assert decision.startswith("**Skip**: `pr_hourly_limit`: ")
+    # an hour after the older PR, the minute rounded up
+    detail = md("2 PR(s) opened in the last hour, limit 2; next PR after 12:06 UTC")
+    assert decision.endswith(f"(prs\\_per\\_hour: {detail})")
+
+
+def test_a_gated_run_awaits_approval_and_a_rejection_shows_the_task_waiting_with_its_reason(local):
+    from leviathan_lib.evidence.records import ApprovalEvidence, LedgerRejected
+
+    target, read = _ready("approval: plan\napproval_timeout_seconds: 3600\n")
+    result = _decide(target, read, CycleState(now=NOW))
+    planned = render(target, read, result, run_id="r", now=NOW, next_cycle=None).body
+    assert ("**Run**: task a, attempt 1 on branch agent\\/a\\/1; awaiting approval since 12:00 UTC; rejected without "
+            "an answer after 13:00 UTC (the plan, in Airflow's Required Actions)") in planned
+    assert "| a | A | **selected** |" in planned
+
+    created = sync_dashboard(target, read, result, run_id="r", written_at=NOW, open_forge=lambda: local)
+    rejection = ApprovalEvidence(gate="plan", task_id="a", task_hash=result.attempt.task_hash, choice="rejected",
+                                 reason="human", by="alice", by_name="Alice", at=NOW, note="@team <b>too broad</b>")
+    after = result.model_copy(update={"dashboard": created})
+    rewritten = sync_dashboard(target, read, after, run_id="r", written_at=NOW, open_forge=lambda: local,
+                               rejection=rejection)
+    assert rewritten.kind == "dashboard_updated" and rewritten.number == created.number  # the same issue
+    [issue] = local.list_issues()
+    why = md("rejected by Alice at 2026-12-01 12:00 UTC: @team <b>too broad</b>", 400)
+    assert f"**Rejected at the approval gate**: task a — {why}; it waits until its definition changes" in issue.body
+    assert "**selected**" not in issue.body and "awaiting approval" not in issue.body
+    assert "<b>" not in issue.body and "@team" not in issue.body  # the reason is inert
+    [row] = [line for line in issue.body.splitlines() if line.startswith("| a | A |")]
+    assert row.startswith("| a | A | no | `rejected_by_human`: ") and why in row
+
+    # The next cycle: the ledger remembers who, when and why; the task waits with them.
+    ledger = Ledger(rejected=[LedgerRejected(task_id="a", task_hash=rejection.task_hash, by="Alice", at=NOW,
+                                             note=rejection.note)])
+    later = _decide(target, read, CycleState(
+        now=NOW, closed_prs=[ClosedPR(task_id="a", task_hash=rejection.task_hash, by_human_gate=True)]))
+    later = later.model_copy(update={"ledger": ledger})
+    body = render(target, read, later, run_id="r2", now=NOW, next_cycle=None).body
+    [row] = [line for line in body.splitlines() if line.startswith("| a | A |")]
+    assert "`rejected_by_human`" in row and why in row

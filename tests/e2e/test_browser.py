@@ -117,7 +117,7 @@ def _broken_live_target(server, browser):
     row.get_by_role("link", name=LIVE, exact=True).click()
     frame.wait_for_selector("#config-invalid")
     banner = frame.inner_text("#config-invalid")
-    assert f"{LIVE}.yaml:18: max_prs_per_hr: unknown key; did you mean 'max_prs_per_hour'?" in banner
+    assert f"{LIVE}.yaml:19: max_prs_per_hr: unknown key; did you mean 'max_prs_per_hour'?" in banner
     assert "No cycle runs until the file is fixed" in banner
     assert "#1" in frame.inner_text("#prs") and "pr_opened" in frame.inner_text("#records")  # history below
     assert frame.locator("#backlog").count() == 0  # no verdicts from a config that cannot be read

@@ -8,6 +8,7 @@ answers with the view's own buttons. The API server's response handler resumes t
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -35,6 +36,8 @@ print("RUN", run.run_id, run.state)
 """
 #: Longest wait for a cycle to reach its gate, or to finish after the answer.
 CYCLE_SECONDS = 240
+#: What the approver types in the gate's Reason field (markup in it must stay text).
+REASON = "Too broad for one PR <b>split it</b>"
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +88,47 @@ def _answer_in_the_ui(page, server: ApiServer, subject: str, button: str) -> Non
     assert answered.value.ok, answered.value.text()
 
 
+def _waiting_in_the_view(page, server: ApiServer, target_id: str, task_id: str) -> str:
+    """The fleet page and the target page show the waiting gate; the link to its Required Action."""
+    deadline = time.monotonic() + CYCLE_SECONDS
+    row = page.locator(f'tr[data-target="{target_id}"] li.approval')
+    while True:
+        page.goto(f"{server.base}/leviathan/ui")
+        if row.count():
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no waiting approval of {target_id}: {page.inner_text('body')[:2000]}")
+        page.wait_for_timeout(1000)
+    text = row.first.inner_text()
+    assert re.search(r"awaiting approval since \d\d:\d\d UTC; rejected without an answer after "
+                     r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", text), text
+    assert f"{target_id} / {task_id}: approve the plan (attempt 1)" in text
+    href = row.first.locator("a").get_attribute("href")
+    assert re.fullmatch(rf"/dags/leviathan__{target_id}/runs/[^/]+/tasks/approve_plan/required_actions", href), href
+    page.goto(f"{server.base}/leviathan/ui/targets/{target_id}")
+    assert page.locator("li.approval").first.inner_text() == text
+    return href
+
+
+def _reject_from_the_view(page, server: ApiServer, href: str, reason: str | None) -> None:
+    """Open the Required Action the view links to and press Reject, with ``reason`` in its Reason field."""
+    page.goto(f"{server.base}{href}")
+    if reason is not None:
+        try:
+            page.locator("#element_reason").fill(reason)
+        except Exception as exc:  # noqa: BLE001 — say what the page showed instead
+            raise AssertionError(f"no reason field: {exc}: {page.inner_text('body')[:3000]}") from None
+    with page.expect_response(lambda r: "hitlDetails" in r.url and r.request.method == "PATCH") as answered:
+        page.get_by_role("button", name="Reject", exact=True).click()
+    assert answered.value.ok, answered.value.text()
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """The gate was never answered: stop its cycle, so the failure that stopped the test is the one reported."""
+    proc.kill()
+    proc.communicate()
+
+
 def _run(dag_id: str, run_id: str):
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
@@ -109,7 +153,7 @@ def test_approve_a_gated_plan_in_the_ui_and_see_the_pr_opened(server, browser, t
     try:
         page = new_page(browser)
         login(page, server, "admin", "/required_actions")
-        _answer_in_the_ui(page, server, "Leviathan ui_yes: approve the plan of task docs-quickstart", "Approve")
+        _answer_in_the_ui(page, server, "ui_yes / docs-quickstart: approve the plan", "Approve")
     finally:
         run_id = _finish(proc)
     record = evidence_record(_run(names.dag_id("ui_yes"), run_id))
@@ -125,20 +169,31 @@ def test_reject_in_the_ui_and_see_the_task_wait(server, browser, tmp_path, targe
     login(page, server, "admin", "/required_actions")
     proc = _start_cycle(target_file)
     try:
-        # The plan the approver reads: the task, its scope and the recipe's steps.
-        _answer_in_the_ui(page, server, "Leviathan ui_no: approve the plan of task docs-quickstart", "Reject")
-    finally:
-        run_id = _finish(proc)
+        # Leviathan's own pages show the waiting gate; its link opens the Required Action, rejected with a reason.
+        _reject_from_the_view(page, server, _waiting_in_the_view(page, server, "ui_no", "docs-quickstart"), REASON)
+    except BaseException:
+        _kill(proc)
+        raise
+    run_id = _finish(proc)
     record = evidence_record(_run(names.dag_id("ui_no"), run_id))
     assert record["stopped_reason"] == "rejected_by_human" and record["approval"]["by"] == "admin"
+    assert record["approval"]["note"] == REASON and record["stopped_detail"].endswith(f": {REASON}")
     assert LocalForge(tmp_path / "repos" / "ui_no.git").list_prs() == []
+    # The view: the gate is gone, the task waits, with who rejected it and why.
+    page.goto(f"{server.base}/leviathan/ui/targets/ui_no")
+    assert page.locator("li.approval").count() == 0
+    waiting = page.locator('tr[data-task="docs-quickstart"]').inner_text()
+    assert "rejected_by_human" in waiting and "rejected by admin at " in waiting and REASON in waiting
+    assert REASON in page.locator("#records").inner_text()  # the evidence record's detail
 
     # The next cycle asks about the next task: the rejected one waits for a new definition.
     proc = _start_cycle(target_file)
     try:
-        _answer_in_the_ui(page, server, "Leviathan ui_no: approve the plan of task docs-faq", "Reject")
-    finally:
-        run_id = _finish(proc)
+        _reject_from_the_view(page, server, _waiting_in_the_view(page, server, "ui_no", "docs-faq"), None)
+    except BaseException:
+        _kill(proc)
+        raise
+    run_id = _finish(proc)
     record = evidence_record(_run(names.dag_id("ui_no"), run_id))
     verdicts = {t["id"]: t["reasons"] for t in record["tasks"]}
     assert verdicts["docs-quickstart"] == ["rejected_by_human"]

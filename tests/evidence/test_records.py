@@ -36,7 +36,7 @@ def test_pr_lifecycle_sync_closed_merged_and_changed_definition(tmp_path, target
 
     target_file = create_demo_target(tmp_path, target_id="sync", targets_dir=targets_dir)
     # Three PRs within minutes: above the default hourly limit, which is not what this test is about.
-    target_file.write_text(target_file.read_text().replace("max_open_prs: 1", "max_open_prs: 1\nmax_prs_per_hour: 10"))
+    target_file.write_text(target_file.read_text().replace("max_prs_per_hour: 3", "max_prs_per_hour: 10"))
     bare = tmp_path / "repos" / "sync.git"
     forge = LocalForge(bare)
 

@@ -3,7 +3,9 @@ the real HITL REST API (tests/hitl.py), or nobody answers and the scheduler's ti
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -55,20 +57,28 @@ def test_plan_gate_approved_opens_the_pr_and_records_who_approved(tmp_path, targ
     assert approval["by"] == "admin" and approval["at"] and approval["assignees"] == ["admin"]
     # What the approver was shown: the task, its scope and the recipe's steps (escaped Markdown).
     detail = _hitl_detail(dag_run, names.TASK_APPROVE_PLAN)
-    assert detail.subject == "Leviathan gate_ok: approve the plan of task docs-quickstart (attempt 1)?"
+    assert detail.subject == "gate_ok / docs-quickstart: approve the plan (attempt 1)"
+    # While it waited, Leviathan's own pages saw it: since when, until when, the link to the Required Action.
+    [pending] = answerer.pending
+    assert pending.subject == detail.subject and pending.since == detail.created_at
+    assert pending.rejects_at is not None and (pending.rejects_at - pending.since).total_seconds() > 86000
+    assert pending.url == f"/dags/{dag_run.dag_id}/runs/{quote(dag_run.run_id, safe='')}/tasks/approve_plan/" \
+                          "required_actions"
+    assert pending.text().startswith("awaiting approval since ")
     assert "**Task docs\\-quickstart**" in detail.body
     assert f"the task may change {md('docs/quickstart.md')}" in detail.body
     assert "**Plan**: recipe write\\-quickstart" in detail.body and "```sh\n" in detail.body
     assert detail.assigned_users == [{"id": "admin", "name": "admin"}]
     [pr] = LocalForge(tmp_path / "repos" / "gate_ok.git").list_open_prs()
     assert pr.head == "agent/docs-quickstart/1"
-    assert "Approved at the plan gate by admin at 20" in pr.body  # the PR body says who approved, and when
+    at = datetime.fromisoformat(approval["at"]).astimezone(UTC)
+    assert f"| Approved | the plan, by admin at {at:%Y-%m-%d %H:%M:%S} UTC |" in pr.body  # who and when
 
 
 def test_plan_gate_rejected_pushes_nothing_and_the_task_waits_for_a_new_definition(tmp_path, targets_dir):
-    target_file = _gated(tmp_path, targets_dir, "gate_no", "plan")
+    target_file = _gated(tmp_path, targets_dir, "gate_no", "plan", "dashboard: true\n")
     bare = tmp_path / "repos" / "gate_no.git"
-    dag_run, states, answerer = run_gated_cycle(target_file, "Reject")
+    dag_run, states, answerer = run_gated_cycle(target_file, "Reject", reason="Too broad <b>@team</b>")
     assert answerer.responses[0].status_code == 200
     assert dag_run.state == "success"  # a human decision is no error
     assert states[names.TASK_RUN_WORKER] == "skipped" and states[names.TASK_RECORD_EVIDENCE] == "skipped"
@@ -78,8 +88,17 @@ def test_plan_gate_rejected_pushes_nothing_and_the_task_waits_for_a_new_definiti
     assert record["stopped_reason"] == "rejected_by_human" and record["attempt"] is None
     assert record["approval"]["choice"] == "rejected" and record["approval"]["by"] == "admin"
     assert "admin rejected the plan at" in record["stopped_detail"]
-    assert record["ledger"]["rejected"] == [{"task_id": "docs-quickstart",
-                                             "task_hash": record["approval"]["task_hash"]}]
+    assert record["approval"]["note"] == "Too broad <b>@team</b>"
+    assert record["stopped_detail"].endswith(": Too broad <b>@team</b>")
+    assert record["ledger"]["rejected"] == [{"task_id": "docs-quickstart", "task_hash": record["approval"]["task_hash"],
+                                             "by": "admin", "at": record["approval"]["at"],
+                                             "note": "Too broad <b>@team</b>"}]
+    # The dashboard plan wrote showed the task selected and awaiting approval; the rejection rewrote it.
+    [issue] = LocalForge(bare).list_issues()
+    assert record["dashboard"]["content_hash"] in issue.body
+    assert "**selected**" not in issue.body and "awaiting approval since" not in issue.body
+    assert f"**Rejected at the approval gate**: task {md('docs-quickstart')} — rejected by admin at " in issue.body
+    assert md("Too broad <b>@team</b>") in issue.body  # the reason, inert
     assert LocalForge(bare).list_prs() == []
     assert run_git(["--git-dir", str(bare), "branch", "--list", "agent/*"]).stdout == ""
 
@@ -88,6 +107,10 @@ def test_plan_gate_rejected_pushes_nothing_and_the_task_waits_for_a_new_definiti
     record2 = evidence_record(dag_run2)
     assert _verdicts(record2)["docs-quickstart"] == ["rejected_by_human"]
     assert record2["selected_task"] == "docs-faq" and record2["approval"]["task_id"] == "docs-faq"
+    assert record2["approval"]["note"] is None  # no reason given: none recorded
+    [issue] = LocalForge(bare).list_issues()
+    [row] = [line for line in issue.body.splitlines() if line.startswith(f"| {md('docs-quickstart')} |")]
+    assert "`rejected_by_human`" in row and "rejected by admin at" in row and "Too broad" in row
 
     # A human changes the task's definition: it is eligible again (and approved this time).
     backlog = run_git(["--git-dir", str(bare), "show", "main:.leviathan/backlog.yaml"]).stdout

@@ -46,7 +46,8 @@ def _checks(record: dict) -> list[tuple[str, str, bool, int | None]]:
 
 def test_the_demo_delivers_a_checked_change_and_refuses_one_its_check_fails(tmp_path, targets_dir):
     target_file = create_demo_target(tmp_path, target_id="checks_demo", targets_dir=targets_dir)
-    target_file.write_text(target_file.read_text() + "max_prs_per_hour: 10\n")  # four PRs within the hour
+    # four PRs within the hour
+    target_file.write_text(target_file.read_text().replace("max_prs_per_hour: 3", "max_prs_per_hour: 10"))
     forge = LocalForge(tmp_path / "repos" / "checks_demo.git")
 
     first, _ = run_cycle(target_file)

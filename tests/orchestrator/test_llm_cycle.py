@@ -8,11 +8,13 @@ its host and key. The key reaches the worker and nothing else: not the evidence,
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
+from leviathan_lib.core import until
 from leviathan_lib.forge.local import LocalForge
 from leviathan_lib.git.runner import run_git
 from tests.airflow_helpers import evidence_record, run_cycle
@@ -109,7 +111,10 @@ def test_a_spent_daily_budget_stops_the_cycle_before_the_worker(tmp_path, target
 
     overview, _, _ = fleet.overview()
     [state] = [t for t in overview.targets if t.target_id == "llm_budget"]
-    assert state.llm_budget_exhausted and state.llm_budget_detail.endswith("budget $0.50/day")
+    assert state.llm_budget_exhausted and "budget $0.50/day; next model attempt after " in state.llm_budget_detail
+    # until when: a day after the first attempt, the one whose spend frees the budget
+    finished = datetime.fromisoformat(evidence_record(first)["attempt"]["finished_at"])
+    assert state.llm_budget_detail.endswith(until.budget_until(finished + until.DAY, datetime.now(UTC)))
 
 
 def test_a_connection_whose_host_is_not_a_url_fails_with_its_code(tmp_path, targets_dir, monkeypatch):

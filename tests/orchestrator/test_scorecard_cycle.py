@@ -41,7 +41,7 @@ def _table(since: str, target: list[str], fleet: list[str] | None = None) -> lis
 
 def test_the_scorecard_of_opened_merged_closed_and_reverted_prs(tmp_path, targets_dir, capsys):
     target_file = create_demo_target(tmp_path, target_id="score_demo", targets_dir=targets_dir)
-    target_file.write_text(target_file.read_text() + "max_prs_per_hour: 5\n")
+    target_file.write_text(target_file.read_text().replace("max_prs_per_hour: 3", "max_prs_per_hour: 5"))
     bare, work = tmp_path / "repos" / "score_demo.git", tmp_path / "human"
     forge = LocalForge(bare)
     first = _cycle(target_file)

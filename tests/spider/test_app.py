@@ -225,6 +225,7 @@ def test_metrics_parse_with_promtool_and_match_the_evidence(tmp_path, targets_di
     assert value("leviathan_prs_created_total") == 1
     assert value("leviathan_open_prs") == 1
     assert value("leviathan_breaker_open") == 0
+    assert value("leviathan_approvals_pending") == 0
     assert value("leviathan_attempt_duration_seconds_count") == 1
     assert value("leviathan_last_cycle_timestamp_seconds") > 0
     assert value("leviathan_evidence_totals_known") == 1

@@ -61,7 +61,7 @@ def test_a_typo_in_a_live_target_file_is_loud_and_fails_closed(tmp_path, targets
     assert body["status"] == "degraded"
     broken = body["components"]["targets"]["live_typo"]
     assert broken["status"] == "degraded" and broken["config_valid"] is False
-    assert f"{target_file}:18: max_prs_per_hr: unknown key; did you mean 'max_prs_per_hour'?" in broken["reason"]
+    assert f"{target_file}:19: max_prs_per_hr: unknown key; did you mean 'max_prs_per_hour'?" in broken["reason"]
     assert broken["files"] == [str(target_file)]
     assert body["components"]["targets"]["live_fine"]["status"] == "healthy"  # no healthy target is affected
     samples = _samples(viewer)

@@ -135,6 +135,11 @@ def test_fleet_and_target_pages_escape_hostile_backlog_titles_and_explain_skips(
 
     page = viewer.get("/ui/targets/view_evil")
     assert page.status_code == 200, page.text
+    # May run now is the decision's answer: the open PR holds the target, so "no", with the failed check.
+    assert '<strong id="decision">skip</strong>' in page.text
+    assert 'May run now: <span class="badge no">no</span>' in page.text
+    why_not = re.search(r'<ul class="reasons why-not">(.*?)</ul>', page.text, re.S).group(1)
+    assert "<li>open_prs: 1 open agent/ PR(s), limit 1</li>" in why_not
     assert "<script>alert" not in page.text and "<b>bold</b>" not in page.text
     assert ESCAPED in page.text and "later &lt;b&gt;bold&lt;/b&gt;" in page.text
     evil_row = re.search(r'<tr data-task="evil-task">.*?</tr>', page.text, re.S).group(0)
@@ -377,3 +382,65 @@ def test_a_reverted_pr_stays_merged_on_the_page_marked_reverted_and_counted(tmp_
     assert "merged" in row and "reverted" in row
     assert re.search(r'aria-label="PRs opened, merged and closed[^"]*merged 1', page)
     assert 'leviathan_prs_reverted_total{target_id="view_revert"} 1.0' in viewer.get("/metrics").text
+
+
+def _state(**fields):
+    from leviathan_lib.control.fleet import TargetState
+
+    base = {"target_id": "t1", "dag_id": "leviathan__t1", "target_flag": True, "dag_paused": False,
+            "breaker_open": False, "consecutive_failures": 0, "breaker_threshold": 2, "effective_enabled": True}
+    return TargetState(**{**base, **fields})
+
+
+def test_may_run_now_never_contradicts_the_decision_and_time_bound_skips_say_until_when():
+    from datetime import UTC, datetime, timedelta
+
+    from leviathan_lib.control.target_view import BacklogView
+    from leviathan_lib.core import until
+    from leviathan_lib.spider.view import decision_why_not, why_not
+
+    free = datetime.now(UTC) + timedelta(minutes=20)
+    state = _state(next_pr_at=free, breaker_open=True, consecutive_failures=2, effective_enabled=False)
+    # The fleet page (no decision): every reason, each time-bound one with until when.
+    assert why_not(state, True) == [
+        f"circuit breaker open (2/2 failures): {until.BREAKER_UNTIL}",
+        f"pr_hourly_limit: {until.next_pr_after(free, datetime.now(UTC))}"]
+    # The target page with a decision: the guardrails' failed checks, in their words, never a second version.
+    hourly = f"2 PR(s) opened in the last hour, limit 2; {until.next_pr_after(free, datetime.now(UTC))}"
+    skip = BacklogView(decision="skip", reasons=["pr_hourly_limit"], checks=[
+        {"name": "autonomy", "passed": True, "detail": "on"},
+        {"name": "prs_per_hour", "passed": False, "detail": hourly}])
+    assert why_not(_state(next_pr_at=free), True, decided=True) == []
+    assert decision_why_not(skip) == [f"prs_per_hour: {hourly}"]
+    no_task = BacklogView(decision="skip", reasons=["no_eligible_task"], checks=[])
+    assert decision_why_not(no_task) == ["no_eligible_task: no task in the backlog may run now (see each task)"]
+    assert decision_why_not(BacklogView(decision="run", selected_task="a")) == []
+    assert decision_why_not(BacklogView(unknown="repo_unreachable: x")) == []
+    # Paused DAGs and unreadable records are not in the decision: they stay.
+    assert why_not(_state(dag_paused=True, unreadable_records=1), False, decided=True) == [
+        "its DAG is paused", "1 unreadable evidence record(s): the breaker is treated as open"]
+
+
+def test_a_waiting_approval_is_on_the_fleet_page_escaped_with_its_required_action_link():
+    from datetime import UTC, datetime, timedelta
+
+    from leviathan_lib.control.approvals import PendingApproval
+    from leviathan_lib.control.fleet import Overview
+    from leviathan_lib.core import until
+    from leviathan_lib.evidence.records import History
+    from leviathan_lib.spider import metrics
+    from leviathan_lib.spider.view import Viewer, render_fleet
+
+    since = datetime.now(UTC) - timedelta(minutes=5)
+    waiting = PendingApproval(dag_id="leviathan__t1", run_id="manual__2026-12-07T13:20:00+00:00",
+                              gate_task="approve_plan", subject=f"t1 / {EVIL}: approve the plan (attempt 1)",
+                              since=since, rejects_at=since + timedelta(hours=24))
+    overview = Overview(global_enabled=True, global_detail="on", targets=[_state(approvals=[waiting])])
+    page = render_fleet(Viewer("v", False, ""), overview, {"t1": History()}, {}, next_runs={})
+    row = re.search(r'<tr data-target="t1">.*?</tr>', page, re.S).group(0)
+    assert waiting.text() in row and waiting.text().startswith(f"awaiting approval since {until.clock(since)}; ")
+    assert ('href="/dags/leviathan__t1/runs/manual__2026-12-07T13%3A20%3A00%2B00%3A00/tasks/approve_plan/'
+            'required_actions"') in row
+    assert f"t1 / {ESCAPED}: approve the plan" in row and "<script>alert" not in page
+    # ... and in /metrics (the fleet overview feeds both)
+    assert 'leviathan_approvals_pending{target_id="t1"} 1.0' in metrics.render(overview).decode()
