@@ -381,8 +381,10 @@ def decision_inputs(target: TargetConfig, config_path: Path, history: History, l
     continue_pr, _ = pr_continuation(target, ledger, [], {pr.number: pr.head_sha for pr in ledger.open_prs})
     continue_pr = continue_pr or ledger_fix(target, ledger.held_branches, Counter(
         net_attempt_counts(ledger.attempt_counts, ledger.refresh_counts)))
+    from leviathan_lib.control.fleet_limits import fleet_for
+
     return DecisionInputs(target=target, read=read, state=state, refresh_counts=ledger.refresh_counts,
-                          continue_request=continue_pr, sandbox=_sandbox_seen(newest))
+                          continue_request=continue_pr, sandbox=_sandbox_seen(newest), fleet=fleet_for(target, now))
 
 
 def _verdicts(target: TargetConfig, config_path: Path, history: History, ledger: Ledger,

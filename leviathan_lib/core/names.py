@@ -150,3 +150,7 @@ LEGACY_AUTONOMY_ASSET_URI: Final = "leviathan://autonomy"
 def evidence_asset_uri(target_id: str) -> str:
     """The asset a target's evidence records are events of (the DAG's outlet, every history read)."""
     return f"leviathan://targets/{target_id}/evidence"
+
+
+#: The fleet file's names in the targets folder (core/fleet.py); never read as a target file.
+FLEET_FILE_NAMES = ("fleet.yaml", "fleet.yml")

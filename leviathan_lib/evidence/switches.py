@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from leviathan_lib.core.autonomy import switch_state
-from leviathan_lib.evidence.records import AutonomyChangedRecord
+from leviathan_lib.evidence.records import AutonomyChangedRecord, FleetBreakerResetRecord
 
 log = logging.getLogger(__name__)
 
@@ -44,3 +44,16 @@ def global_state(variable: object, newest_extras: Iterable[list[Any]]) -> tuple[
             break
     return switch_state(variable, None if record is None else record.enabled,
                         recorded_by=record.by if record else None, recorded_at=record.changed_at if record else None)
+
+
+def newest_fleet_reset(newest_extras: Iterable[list[Any]]) -> FleetBreakerResetRecord | None:
+    """The newest fleet breaker reset among switch events (each read newest first, each wider than the one
+    before, consumed lazily); anything that does not validate (the REST API's marker) never counts."""
+    for extras in newest_extras:
+        for extra in extras:
+            if isinstance(extra, dict) and extra.get("kind") == "fleet_breaker_reset":
+                try:
+                    return FleetBreakerResetRecord.model_validate(extra)
+                except ValueError:
+                    log.warning("a fleet breaker reset that is no Leviathan record was ignored (the REST API?)")
+    return None
