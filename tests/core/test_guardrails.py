@@ -111,7 +111,7 @@ FEEDBACK = {"command_malformed", "command_unknown", "command_not_permitted", "re
             "feedback_human_edited", "feedback_attempts_exhausted"}
 #: Decided on the forge's CI by the PR sync (tests/orchestrator/test_ci_cycle.py), never by ``decide``.
 CI = {"ci_fix_limit"}
-#: Decided by the decision builder on the fleet state (tests/core/test_fleet.py, tests/orchestrator/test_fleet_cycle.py).
+#: Decided by the decision builder on the fleet state (tests/core/test_fleet.py, test_fleet_cycle.py).
 FLEET = {"fleet_state_unknown", "fleet_open_prs_limit", "fleet_pr_hourly_limit", "fleet_breaker_open",
          "team_budget_exhausted"}
 
