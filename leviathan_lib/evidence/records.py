@@ -763,7 +763,7 @@ class BreakerResetRecord(BaseModel):
 
 class FleetBreakerResetRecord(BaseModel):
     """An admin closed the fleet breaker (``leviathan breaker reset --fleet``, Spider): who, when and why. It is
-    an event on the global switch asset, which every cycle reads; attempts before it no longer count."""
+    an event on the fleet breaker asset, which every cycle reads; attempts before it no longer count."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -133,23 +133,24 @@ class _InletEvents:
 
 
 class _AnyAsset:
-    """Inlet-event accessors for any asset (the other targets' evidence), as ``inlet_events`` has for the
-    task's declared inlets; the Task SDK's events API reads any asset."""
+    """Inlet-event accessors for any asset by name and URI (the other targets' evidence, the fleet breaker), as
+    ``inlet_events`` has for the task's declared inlets; the Task SDK's events API reads any asset."""
 
     def __getitem__(self, asset: Asset) -> Any:
         from airflow.sdk.execution_time.context import InletEventsAccessor
 
-        return InletEventsAccessor(asset_uri=asset.uri)
+        return InletEventsAccessor(asset_name=asset.name, asset_uri=asset.uri)
 
 
-def _fleet(target: TargetConfig, accessors: Any, switches: Asset, now: datetime) -> FleetState:
+def _fleet(target: TargetConfig, now: datetime) -> FleetState:
     """The fleet state for this decision: the fleet file and every target's newest evidence (fails closed)."""
     from leviathan_lib.core import target_scan
     from leviathan_lib.core.errors import LeviathanError
     from leviathan_lib.core.fleet import FleetState, load_fleet
-    from leviathan_lib.core.names import evidence_asset_uri
+    from leviathan_lib.core.names import FLEET_BREAKER_ASSET_NAME, FLEET_BREAKER_ASSET_URI
     from leviathan_lib.cycle.fleet import newest_evidence, read_fleet
-    from leviathan_lib.evidence.switches import NEWEST_SWITCH_EVENTS, newest_fleet_reset
+    from leviathan_lib.evidence.switches import NEWEST_FLEET_RESETS, newest_fleet_reset
+    from leviathan_lib.orchestrator.dag_factory import evidence_asset
     from leviathan_lib.orchestrator.targets import targets_location
 
     try:
@@ -163,15 +164,14 @@ def _fleet(target: TargetConfig, accessors: Any, switches: Asset, now: datetime)
     targets = {tid: files[0].target if len(files) == 1 else None
                for tid, files in target_scan.by_target(entries).items()}
     targets[target.target_id] = target
-    any_asset = _AnyAsset()
+    accessors = _AnyAsset()
 
     def evidence_of(tid: str) -> tuple[History, Ledger]:
-        uri = evidence_asset_uri(tid)
-        return newest_evidence(_InletEvents(any_asset, Asset(name=uri, uri=uri)))
+        return newest_evidence(_InletEvents(accessors, evidence_asset(tid)))
 
     def reset_at() -> datetime | None:
-        reads = ([e.extra for e in accessors[switches].ascending(False).limit(n)] for n in NEWEST_SWITCH_EVENTS)
-        record = newest_fleet_reset(reads)
+        breaker = Asset(name=FLEET_BREAKER_ASSET_NAME, uri=FLEET_BREAKER_ASSET_URI)
+        record = newest_fleet_reset([e.extra for e in accessors[breaker].ascending(False).limit(NEWEST_FLEET_RESETS)])
         return record.reset_at if record else None
 
     return read_fleet(target, targets, config=config, evidence_of=evidence_of, reset_at=reset_at, now=now)
@@ -202,7 +202,7 @@ def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAli
     try:
         window = history_window(_InletEvents(context["inlet_events"], asset), run_id, read.as_of)
         enabled, switch_detail = _global_switch(switch_variable, context["inlet_events"], switches)
-        fleet = None if read.as_of else _fleet(target, context["inlet_events"], switches, datetime.now(UTC))
+        fleet = None if read.as_of else _fleet(target, datetime.now(UTC))
         result = check_cycle(target, read, history=window.history, ledger=window.ledger, run_id=run_id,
                              repo_url=repo_url, global_autonomy=enabled, totals=window.totals, fleet=fleet)
         _log_decision(result, read, switch_detail)
