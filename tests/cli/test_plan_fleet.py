@@ -31,3 +31,17 @@ def test_plan_shows_the_fleet_checks_and_stops_on_them(tmp_path):
     result = leviathan("plan", "--config", target, "--backlog", BACKLOG, "--state", bad)
     assert result.returncode == 2 and f"{bad}: fleet.account_open_prs: Input should be greater than or equal to 0" \
         in result.stderr
+
+
+def test_validate_checks_the_fleet_file_beside_the_target_files(tmp_path):
+    folder = tmp_path / "targets"
+    folder.mkdir()
+    dev_target(folder, autonomy_enabled=True, team="docs")
+    write(folder / "fleet.yaml", "fleet_max_open_prs: 10\nteams:\n  docs: {llm_daily_usd: 5}\n")
+    result = leviathan("validate", folder)
+    assert result.returncode == 0, result.stderr
+    assert f"ok: {folder / 'fleet.yaml'} (fleet file, 1 team)" in result.stdout
+    write(folder / "fleet.yaml", "fleet_max_open_prs: 10\nteams:\n  docs: {llm_daily_usd: -5}\n")
+    result = leviathan("validate", folder)
+    assert result.returncode == 2
+    assert f"{folder / 'fleet.yaml'}:3: teams.docs.llm_daily_usd: Input should be greater than 0" in result.stderr
