@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias, Variable, get_current_context
@@ -142,8 +143,9 @@ class _AnyAsset:
         return InletEventsAccessor(asset_name=asset.name, asset_uri=asset.uri)
 
 
-def _fleet(target: TargetConfig, now: datetime) -> FleetState:
-    """The fleet state for this decision: the fleet file and every target's newest evidence (fails closed)."""
+def _fleet(target: TargetConfig, targets_dir: str, now: datetime) -> FleetState:
+    """The fleet state for this decision: the fleet file and every target's newest evidence in the target
+    file's folder (fails closed)."""
     from leviathan_lib.core import target_scan
     from leviathan_lib.core.errors import LeviathanError
     from leviathan_lib.core.fleet import FleetState, load_fleet
@@ -151,14 +153,10 @@ def _fleet(target: TargetConfig, now: datetime) -> FleetState:
     from leviathan_lib.cycle.fleet import newest_evidence, read_fleet
     from leviathan_lib.evidence.switches import NEWEST_FLEET_RESETS, newest_fleet_reset
     from leviathan_lib.orchestrator.dag_factory import evidence_asset
-    from leviathan_lib.orchestrator.targets import targets_location
-
     try:
-        location = targets_location()
-        location.check()
-        config = load_fleet(location.path)
-        entries = target_scan.scan(location.path)
-    except LeviathanError as exc:
+        config = load_fleet(Path(targets_dir))
+        entries = target_scan.scan(Path(targets_dir))
+    except (LeviathanError, OSError) as exc:
         why = "; ".join(str(exc).splitlines())
         return FleetState(unknown=f"the fleet file or the targets folder cannot be read: {why}"[:300])
     targets = {tid: files[0].target if len(files) == 1 else None
@@ -178,7 +176,7 @@ def _fleet(target: TargetConfig, now: datetime) -> FleetState:
 
 
 def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAlias, switch_variable: str,
-         switches: Asset, run_task_id: str = TASK_RUN_WORKER) -> list[str]:
+         switches: Asset, targets_dir: str, run_task_id: str = TASK_RUN_WORKER) -> list[str]:
     """Read, check, branch; a cycle that will not attempt is recorded here, so it costs this one process.
 
     The record of a skip is emitted through ``alias`` (the task's only outlet): an alias outlet yields an
@@ -202,7 +200,7 @@ def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAli
     try:
         window = history_window(_InletEvents(context["inlet_events"], asset), run_id, read.as_of)
         enabled, switch_detail = _global_switch(switch_variable, context["inlet_events"], switches)
-        fleet = None if read.as_of else _fleet(target, datetime.now(UTC))
+        fleet = None if read.as_of else _fleet(target, targets_dir, datetime.now(UTC))
         result = check_cycle(target, read, history=window.history, ledger=window.ledger, run_id=run_id,
                              repo_url=repo_url, global_autonomy=enabled, totals=window.totals, fleet=fleet)
         _log_decision(result, read, switch_detail)
