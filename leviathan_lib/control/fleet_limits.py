@@ -7,13 +7,23 @@ view's numbers are the ones the next decision judges.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
 from leviathan_lib.core.errors import LeviathanError
-from leviathan_lib.core.fleet import FleetConfig, FleetState, PeerSummary, breaker_count, breaker_stop, load_fleet
+from leviathan_lib.core.fleet import (
+    BREAKER_WINDOW,
+    FleetConfig,
+    FleetState,
+    PeerSummary,
+    breaker_count,
+    breaker_stop,
+    last_hour,
+    load_fleet,
+    next_pr_after,
+)
 from leviathan_lib.cycle.fleet import peer_summary, read_fleet
 from leviathan_lib.evidence.records import FleetBreakerResetRecord
 
@@ -76,9 +86,9 @@ def _accounts(config: FleetConfig, peers: list[PeerSummary], now: datetime) -> l
     out = []
     for account in sorted({p.account for p in peers if p.account}):
         mine = [p for p in peers if p.account == account]
-        recent = sorted(at for p in mine for at in p.prs_opened_at if now - timedelta(hours=1) < at <= now)
+        recent = last_hour([at for p in mine for at in p.prs_opened_at], now)
         limit = config.fleet_max_prs_per_hour
-        after = recent[len(recent) - limit] + timedelta(hours=1) if limit and len(recent) >= limit else None
+        after = next_pr_after(recent, limit) if limit else None
         out.append(AccountUsage(account=account, targets=len(mine), open_prs=sum(p.open_prs for p in mine),
                                 prs_last_hour=len(recent), max_open_prs=config.fleet_max_open_prs,
                                 max_prs_per_hour=limit, next_pr_after=after))
@@ -91,7 +101,7 @@ def _teams(config: FleetConfig, peers: list[PeerSummary], now: datetime) -> list
         mine = [p for p in peers if p.team == team]
         limits = config.teams.get(team)
         open_prs = sum(p.open_prs for p in mine)
-        spent = sum(a.cost_usd for p in mine for a in p.attempts if a.finished_at > now - timedelta(hours=24))
+        spent = sum(a.cost_usd for p in mine for a in p.attempts if a.finished_at > now - BREAKER_WINDOW)
         cap_prs = limits.max_open_prs if limits else None
         cap_usd = limits.llm_daily_usd if limits else None
         out.append(TeamUsage(team=team, targets=len(mine), open_prs=open_prs, spent_usd=spent, max_open_prs=cap_prs,

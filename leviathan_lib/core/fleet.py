@@ -169,7 +169,7 @@ def fleet_state(config: FleetConfig, me: TargetConfig, peers: list[PeerSummary],
     return FleetState(
         config=config, account=account, team=me.team,
         account_open_prs=sum(p.open_prs for p in same),
-        account_prs_opened_at=sorted(at for p in same for at in p.prs_opened_at if at > now - timedelta(hours=1)),
+        account_prs_opened_at=last_hour([at for p in same for at in p.prs_opened_at], now),
         team_open_prs=sum(p.open_prs for p in team),
         team_spent_usd=sum(a.cost_usd for p in team for a in p.attempts if a.finished_at > since),
         attempts=[a for p in others for a in p.attempts if a.finished_at > since],
@@ -206,13 +206,23 @@ def breaker_count(config: FleetConfig, attempts: list[AttemptRecord], *, now: da
                         detail=detail)
 
 
+def last_hour(opened: list[datetime], now: datetime) -> list[datetime]:
+    """The PR openings of the hour before ``now``, oldest first."""
+    return sorted(at for at in opened if now - timedelta(hours=1) < at <= now)
+
+
+def next_pr_after(recent: list[datetime], limit: int) -> datetime | None:
+    """When the hourly limit frees a slot for ``recent`` (:func:`last_hour`); None while under it."""
+    return recent[len(recent) - limit] + timedelta(hours=1) if len(recent) >= limit else None
+
+
 def _hourly(limit: int, opened: list[datetime], now: datetime) -> Check:
-    recent = sorted(at for at in opened if now - timedelta(hours=1) < at <= now)
+    recent = last_hour(opened, now)
     detail = f"{len(recent)} PR(s) opened by the account in the last hour, limit {limit}"
-    if len(recent) >= limit:
-        free = recent[len(recent) - limit] + timedelta(hours=1)
+    free = next_pr_after(recent, limit)
+    if free is not None:
         detail += f"; next PR after {free.strftime('%H:%M')} UTC"
-    return Check(name="fleet_prs_per_hour", passed=len(recent) < limit, detail=detail)
+    return Check(name="fleet_prs_per_hour", passed=free is None, detail=detail)
 
 
 def _team_checks(fleet: FleetState, own_open: int, own_spent: float) -> list[tuple[Check, ReasonCode | None]]:

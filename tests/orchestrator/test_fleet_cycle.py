@@ -93,7 +93,7 @@ def test_the_fleet_breaker_trips_stays_open_and_an_admin_resets_it_on_the_record
     reset = subprocess.run([sys.executable, "-m", "leviathan_lib.cli.main", "breaker", "reset", "--fleet",
                             "--reason", "model rolled back", "--by", "oncall"], capture_output=True, text=True)
     assert reset.returncode == 0, reset.stderr
-    assert json.loads(reset.stdout)["kind"] == "fleet_breaker_reset"
+    assert json.loads(reset.stdout.splitlines()[-1])["kind"] == "fleet_breaker_reset"  # after any log lines
     events = [e for e in read_events(limit=1000) if e.type == "fleet_breaker.reset"]
     assert events[-1].data == {"by": "oncall", "reason": "model rolled back"}
 
