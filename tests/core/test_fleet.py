@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
 
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
@@ -19,6 +21,7 @@ from leviathan_lib.core.fleet import (
     parse_fleet,
 )
 from leviathan_lib.core.guardrails import AttemptRecord, CycleState, OpenPR, ReasonCode
+from tests.core.test_parsers_fuzz import structures, yamlish
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
@@ -131,3 +134,17 @@ def test_a_team_pauses_on_its_open_prs_or_its_daily_model_spend():
 def test_an_unknown_fleet_fails_closed():
     assert _reasons(FleetState(unknown="cannot read the fleet's evidence: OSError")) == [
         ReasonCode.FLEET_STATE_UNKNOWN]
+
+
+FLEET_KEYS = [*FleetConfig.model_fields, "max_open_prs", "llm_daily_usd", "docs"]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(structures(FLEET_KEYS), yamlish)
+def test_the_fleet_parser_raises_only_user_errors(structure, text):
+    """Whatever the file holds, the fleet parser answers with a config or problems naming the file, nothing else."""
+    for source in (yaml.safe_dump(structure), yaml.safe_dump({"teams": {"docs": structure}}), text):
+        try:
+            assert isinstance(parse_fleet(source, "fleet.yaml"), FleetConfig)
+        except ValidationFailed as exc:
+            assert exc.problems and all(str(p).startswith("fleet.yaml") for p in exc.problems)
