@@ -60,12 +60,14 @@ def test_the_account_caps_hold_across_targets(tmp_path, targets_dir):
 
 
 def _failed_attempts(target_id: str, count: int) -> None:
-    """``count`` failed attempts of ``target_id`` an hour ago, as its cycles record them."""
+    """``count`` failed attempts of ``target_id`` that just finished (after any earlier fleet reset of the
+    session), as its cycles record them."""
     from tests.control.test_fleet import BASE, _insert
 
     ledger, extras = Ledger(), []
+    start = datetime.now(UTC) - timedelta(seconds=count + 1)
     for i in range(count):
-        at = datetime.now(UTC) - timedelta(hours=1) + timedelta(seconds=i)
+        at = start + timedelta(seconds=i)
         attempt = AttemptEvidence(task_id="t", attempt=i + 1, task_hash="h", branch=f"agent/t/{i + 1}",
                                   backend="local", outcome="failed", started_at=at - timedelta(seconds=5),
                                   finished_at=at)
@@ -74,12 +76,21 @@ def _failed_attempts(target_id: str, count: int) -> None:
         ledger = ledger.with_cycle(record)
         record.ledger = ledger
         extras.append(record.model_dump(mode="json"))
-    _insert(target_id, extras, offset=int((datetime.now(UTC) - timedelta(hours=1) - BASE).total_seconds()))
+    _insert(target_id, extras, offset=int((start - BASE).total_seconds()))
+
+
+def fleet_resets() -> list[dict]:
+    """Every ``fleet_breaker.reset`` event's data, oldest first (all pages: the session's DB holds many)."""
+    from leviathan_lib.control.evidence_db import read_events
+
+    found, cursor = [], 0
+    while page := read_events(after=cursor, limit=1000):
+        found += [e.data for e in page if e.type == "fleet_breaker.reset"]
+        cursor = page[-1].id
+    return found
 
 
 def test_the_fleet_breaker_trips_stays_open_and_an_admin_resets_it_on_the_record(tmp_path, targets_dir):
-    from leviathan_lib.control.evidence_db import read_events
-
     fleet = "fleet_breaker_min_attempts: 3\nfleet_breaker_failure_rate: 0.5\n"
     _flaky, steady = _two_targets(tmp_path, targets_dir, "fleetbrk", fleet)
     _failed_attempts("fleetbrk_a", 3)  # a bad model release: every attempt of the other target failed
@@ -94,8 +105,7 @@ def test_the_fleet_breaker_trips_stays_open_and_an_admin_resets_it_on_the_record
                             "--reason", "model rolled back", "--by", "oncall"], capture_output=True, text=True)
     assert reset.returncode == 0, reset.stderr
     assert json.loads(reset.stdout.splitlines()[-1])["kind"] == "fleet_breaker_reset"  # after any log lines
-    events = [e for e in read_events(limit=1000) if e.type == "fleet_breaker.reset"]
-    assert events[-1].data == {"by": "oncall", "reason": "model rolled back"}
+    assert fleet_resets()[-1] == {"by": "oncall", "reason": "model rolled back"}
 
     dag_run, _ = run_cycle(steady)
     record = evidence_record(dag_run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from leviathan_lib.demo import create_demo_target
-from tests.orchestrator.test_fleet_cycle import _failed_attempts
+from tests.orchestrator.test_fleet_cycle import _failed_attempts, fleet_resets
 from tests.spider.test_view import SAME_ORIGIN, _browser, _csrf, app  # noqa: F401 — the module's app fixture
 
 
@@ -17,8 +17,6 @@ def _metrics(client) -> dict[tuple[str, tuple], float]:
 
 def test_the_fleet_page_and_metrics_show_the_limits_and_only_an_admin_resets_the_fleet_breaker(
         tmp_path, targets_dir, app):  # noqa: F811 — the fixture imported above
-    from leviathan_lib.control.evidence_db import read_events
-
     (targets_dir / "fleet.yaml").write_text("fleet_max_open_prs: 4\nfleet_breaker_min_attempts: 2\n"
                                             "teams:\n  docs: {max_open_prs: 1, llm_daily_usd: 3}\n")
     create_demo_target(tmp_path, target_id="fleetview_a", targets_dir=targets_dir)
@@ -54,5 +52,4 @@ def test_the_fleet_page_and_metrics_show_the_limits_and_only_an_admin_resets_the
     assert "Fleet breaker reset: every target" in page and 'id="fleet-breaker">closed<' in page
     assert "by admin: model rolled back" in page
     assert _metrics(viewer)[("leviathan_fleet_breaker_open", ())] == 0
-    resets = [e for e in read_events(limit=1000) if e.type == "fleet_breaker.reset"]
-    assert resets[-1].data == {"by": "admin", "reason": "model rolled back"}
+    assert fleet_resets()[-1] == {"by": "admin", "reason": "model rolled back"}
