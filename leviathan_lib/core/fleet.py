@@ -160,7 +160,8 @@ def breaker_stop(peers: list[PeerSummary], reset_at: datetime | None) -> datetim
 
 def fleet_state(config: FleetConfig, me: TargetConfig, peers: list[PeerSummary], *, now: datetime,
                 breaker_reset_at: datetime | None) -> FleetState:
-    """The fleet state for ``me`` from the other targets' summaries."""
+    """The fleet state for ``me`` from every target's summary (``me``'s own counts only its stop: the rest come
+    from its cycle state)."""
     account = account_of(me)
     same = [p for p in peers if p.account == account and p.target_id != me.target_id]
     others = [p for p in peers if p.target_id != me.target_id]
@@ -175,7 +176,6 @@ def fleet_state(config: FleetConfig, me: TargetConfig, peers: list[PeerSummary],
         attempts=[a for p in others for a in p.attempts if a.finished_at > since],
         breaker_reset_at=breaker_reset_at, breaker_stop_at=breaker_stop(peers, breaker_reset_at),
     )
-
 
 
 class BreakerCount(BaseModel):

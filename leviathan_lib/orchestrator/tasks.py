@@ -153,6 +153,7 @@ def _fleet(target: TargetConfig, targets_dir: str, now: datetime) -> FleetState:
     from leviathan_lib.cycle.fleet import newest_evidence, read_fleet
     from leviathan_lib.evidence.switches import NEWEST_FLEET_RESETS, newest_fleet_reset
     from leviathan_lib.orchestrator.dag_factory import evidence_asset
+
     try:
         config = load_fleet(Path(targets_dir))
         entries = target_scan.scan(Path(targets_dir))
