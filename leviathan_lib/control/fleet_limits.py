@@ -142,7 +142,10 @@ def fleet_for(target: TargetConfig, now: datetime) -> FleetState:
     targets = {tid: files[0].target if len(files) == 1 else None
                for tid, files in target_scan.by_target(entries).items()}
     targets[target.target_id] = target
-    found = read_evidence(set(targets))
+    try:
+        found = read_evidence(set(targets))
+    except Exception as exc:  # noqa: BLE001 — the fleet's evidence cannot be read: unknown, fails closed
+        return FleetState(unknown=f"cannot read the fleet's evidence: {type(exc).__name__}")
 
     def reset_at() -> datetime | None:
         record = fleet_breaker_reset()

@@ -384,7 +384,8 @@ def decision_inputs(target: TargetConfig, config_path: Path, history: History, l
     from leviathan_lib.control.fleet_limits import fleet_for
 
     return DecisionInputs(target=target, read=read, state=state, refresh_counts=ledger.refresh_counts,
-                          continue_request=continue_pr, sandbox=_sandbox_seen(newest), fleet=fleet_for(target, now))
+                          continue_request=continue_pr, sandbox=_sandbox_seen(newest),
+                          fleet=fleet_for(target, now) if read.error is None else None)
 
 
 def _verdicts(target: TargetConfig, config_path: Path, history: History, ledger: Ledger,
