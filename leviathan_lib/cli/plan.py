@@ -97,7 +97,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if state.now is None:  # as the DAG: the hourly PR limit and the daily budget count back from now
         state = state.model_copy(update={"now": datetime.now(UTC)})
     result = build_decision(DecisionInputs(target=target, read=read, state=state,
-                                           continue_request=state.continue_pr))
+                                           continue_request=state.continue_pr, fleet=state.fleet))
     for problem in result.task_problems:
         if not args.backlog:  # from --backlog they were printed with their lines already
             print(f"warning: {problem} (task reported as invalid_task)", file=sys.stderr)
@@ -117,6 +117,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     plan.add_argument("--recipes", metavar="RECIPES.yaml",
                       help="the recipes file with --backlog (default: the one beside the backlog, if any)")
     plan.add_argument("--state", metavar="STATE.json",
-                      help="open PRs, attempts, global switch, an open PR to continue (default: none open, "
-                           "no attempts, switch on)")
+                      help="open PRs, attempts, global switch, an open PR to continue, the fleet state "
+                           "(default: none open, no attempts, switch on, fleet limits not evaluated)")
     plan.set_defaults(func=cmd_plan)

@@ -36,14 +36,18 @@ from leviathan_lib.core.config import (
     target_files,
 )
 from leviathan_lib.core.errors import Problem, ValidationFailed
+from leviathan_lib.core.fleet import parse_fleet
+from leviathan_lib.core.names import FLEET_FILE_NAMES
 from leviathan_lib.core.yamlsrc import decode_utf8, line_finder, load_yaml
 from leviathan_lib.worker.recipes import parse_recipes_file
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
-KINDS = ("target", "backlog", "recipes")
+KINDS = ("target", "backlog", "recipes", "fleet")
 #: A file's kind by its name, when its content does not say (a backlog that lost its ``tasks:`` key).
 KIND_BY_NAME = {"backlog.yaml": "backlog", "backlog.yml": "backlog", "recipes.yaml": "recipes",
                 "recipes.yml": "recipes"}
+#: The fleet file beside the target files (core/fleet.py) is one by its name, whatever it holds.
+FLEET_NAMES = frozenset(FLEET_FILE_NAMES)
 #: What a folder's ``.leviathan/`` adds to its ``*.yaml`` files.
 LEVIATHAN_FILES = ("backlog.yaml", "recipes.yaml")
 
@@ -95,6 +99,8 @@ def _folder_files(folder: Path) -> list[Path]:
 
 
 def _kind(data: Any, path: Path) -> str:
+    if path.name in FLEET_NAMES:
+        return "fleet"
     if isinstance(data, dict):
         if "target_id" in data or "target_repo_url" in data:
             return "target"
@@ -207,6 +213,9 @@ def _check(checked: Checked, files: list[Checked]) -> None:
                 _check_backlog(checked, files)
             elif checked.kind == "target":
                 _check_target(checked)
+            elif checked.kind == "fleet":
+                teams = len(parse_fleet(checked.text, str(checked.path)).teams)
+                checked.what = f"fleet file, {teams} team{'s' * (teams != 1)}"
             else:
                 _check_recipes(checked)
     except ValidationFailed as exc:
@@ -298,8 +307,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     validate.add_argument("paths", nargs="+", metavar="PATH",
                           help="a file, or a folder: its *.yaml/*.yml and its .leviathan/ backlog and recipes")
-    validate.add_argument("--kind", choices=KINDS, help="file kind (default: from the top-level keys, else the "
-                                                        "file name backlog.yaml/recipes.yaml)")
+    validate.add_argument("--kind", choices=KINDS, help="file kind (default: fleet.yaml is the fleet file; else from "
+                                                        "the top-level keys, else the file name backlog.yaml/"
+                                                        "recipes.yaml)")
     validate.add_argument("--strict", action="store_true", help="exit 1 when there are warnings (and no errors)")
     validate.set_defaults(func=cmd_validate)
 

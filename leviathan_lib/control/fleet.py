@@ -16,8 +16,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from leviathan_lib.control import fleet_limits
 from leviathan_lib.control.approvals import PendingApproval, pending_approvals
 from leviathan_lib.control.evidence_db import newest_rows, record_rows
+from leviathan_lib.control.fleet_limits import FleetSummary
 from leviathan_lib.core import schedule, target_scan
 from leviathan_lib.core.config import TargetConfig, TargetsDirError
 from leviathan_lib.core.guardrails import ReasonCode
@@ -329,6 +331,8 @@ class Overview(BaseModel):
     folder_problem: str | None = None
     #: Broken files that name no target id (each has its own paused error DAG).
     unnamed_files: list[TargetFile] = Field(default_factory=list)
+    #: The fleet limits and the fleet breaker (:mod:`leviathan_lib.control.fleet_limits`).
+    fleet: FleetSummary = Field(default_factory=FleetSummary)
 
     @property
     def invalid_targets(self) -> list[TargetState]:
@@ -353,5 +357,6 @@ def overview(now: datetime | None = None) -> tuple[Overview, dict[str, History],
         state.approvals = waiting.get(state.dag_id, [])
         states.append(state)
     overview = Overview(global_enabled=enabled, global_detail=detail, targets=states, folder_problem=folder_problem,
-                        unnamed_files=[e for e in entries if e.target_id is None])
+                        unnamed_files=[e for e in entries if e.target_id is None],
+                        fleet=fleet_limits.summary(found, valid, now))
     return overview, {tid: evidence.history for tid, evidence in found.items()}, valid

@@ -41,7 +41,7 @@ class UnknownTarget(CodedError, LookupError):
     CODE = "unknown_target"
 
 
-def _asset(session: Any, uri: str, name: str | None = None) -> Any:
+def asset_at(session: Any, uri: str, name: str | None = None) -> Any:
     """The asset at ``uri``; the switch asset is created here because no DAG may have declared it yet."""
     from airflow.models.asset import AssetModel
     from sqlalchemy import select
@@ -63,11 +63,11 @@ def _record(session: Any, record: AutonomyChangedRecord) -> None:
     from airflow.assets.manager import asset_manager
 
     if record.outside:
-        asset = _asset(session, OUTSIDE_CHANGES_ASSET_URI, OUTSIDE_CHANGES_ASSET_NAME)
+        asset = asset_at(session, OUTSIDE_CHANGES_ASSET_URI, OUTSIDE_CHANGES_ASSET_NAME)
     elif record.target_id is None:
-        asset = _asset(session, AUTONOMY_ASSET_URI, AUTONOMY_ASSET_NAME)
+        asset = asset_at(session, AUTONOMY_ASSET_URI, AUTONOMY_ASSET_NAME)
     else:
-        asset = _asset(session, evidence_asset_uri(record.target_id))
+        asset = asset_at(session, evidence_asset_uri(record.target_id))
         if asset is None:
             raise UnknownTarget(f"target {record.target_id!r} has no evidence asset yet (its DAG was never parsed)")
     event = asset_manager.register_asset_change(asset=asset, extra=record.model_dump(mode="json"), session=session)

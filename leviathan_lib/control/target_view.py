@@ -379,8 +379,10 @@ def decision_inputs(target: TargetConfig, config_path: Path, history: History, l
                               commit_sha=newest.commit_sha)
     continue_pr, _ = pr_continuation(target, ledger, [], {pr.number: pr.head_sha for pr in ledger.open_prs})
     continue_pr = continue_pr or ledger_fix(target, ledger.held_branches, dict(ledger.failures))
+    from leviathan_lib.control.fleet_limits import fleet_for
+
     return DecisionInputs(target=target, read=read, state=state, continue_request=continue_pr,
-                          sandbox=_sandbox_seen(newest))
+                          sandbox=_sandbox_seen(newest), fleet=fleet_for(target, now) if read.error is None else None)
 
 
 def _verdicts(target: TargetConfig, config_path: Path, history: History, ledger: Ledger,

@@ -211,6 +211,8 @@ class TargetConfig(BaseModel):
     #: PR opens once the forge's CI on it is green (after ``ci_wait_minutes`` without any CI: with a note).
     pr_creation: Literal["immediate", "checks_pass"] = "immediate"
     ci_wait_minutes: Annotated[int, Field(ge=0, le=7 * 24 * 60)] = 30
+    #: The team whose limits (the fleet file's ``teams``) this target's PRs and model spend count toward.
+    team: TargetId | None = None
 
     @field_validator("allowed_path_prefixes", "backlog_path", "recipes_path", "protected_paths")
     @classmethod

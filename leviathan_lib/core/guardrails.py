@@ -99,6 +99,17 @@ class ReasonCode(StrEnum):
     #: The task definition used ``max_review_rounds`` human rounds (review feedback, ``/leviathan retry``, gate
     #: rejections): a further request is recorded, not served (its PR stays open for humans); a task reason too.
     REVIEW_ROUNDS_EXHAUSTED = "review_rounds_exhausted"
+    # Fleet level (:mod:`leviathan_lib.core.fleet`), added by the decision builder after the rules above.
+    #: The other targets' evidence (or the fleet file) could not be read: the fleet limits are unknown.
+    FLEET_STATE_UNKNOWN = "fleet_state_unknown"
+    #: ``fleet_max_open_prs`` PRs are open across the targets of this forge account.
+    FLEET_OPEN_PRS_LIMIT = "fleet_open_prs_limit"
+    #: ``fleet_max_prs_per_hour`` PRs were opened across the targets of this forge account in the last hour.
+    FLEET_PR_HOURLY_LIMIT = "fleet_pr_hourly_limit"
+    #: Too many of the fleet's attempts of the last 24 h failed: every target stops until an admin resets it.
+    FLEET_BREAKER_OPEN = "fleet_breaker_open"
+    #: The target's team reached its ``max_open_prs`` or spent its ``llm_daily_usd`` (the fleet file's ``teams``).
+    TEAM_BUDGET_EXHAUSTED = "team_budget_exhausted"
 
 
 class _State(BaseModel):

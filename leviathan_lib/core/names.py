@@ -160,3 +160,9 @@ def change_asset_uri(target_id: str) -> str:
 
 def change_asset_name(target_id: str) -> str:
     return f"leviathan_changed__{target_id}"
+#: The asset whose events are the fleet breaker's resets (``leviathan breaker reset --fleet``, Spider).
+FLEET_BREAKER_ASSET_URI: Final = "leviathan://fleet/breaker"
+FLEET_BREAKER_ASSET_NAME: Final = "leviathan_fleet_breaker"
+
+#: The fleet file's names in the targets folder (core/fleet.py); never read as a target file.
+FLEET_FILE_NAMES = ("fleet.yaml", "fleet.yml")

@@ -53,6 +53,15 @@ EXPLAIN: Final[dict[ReasonCode, str]] = {
     ReasonCode.REVIEW_ROUNDS_EXHAUSTED: "the task definition used max_review_rounds human rounds (review feedback, "
                                         "/leviathan retry, approval-gate rejections): its PR stays open; merge or "
                                         "close it, or edit the task definition to start afresh",
+    ReasonCode.FLEET_STATE_UNKNOWN: "the fleet file or the other targets' evidence could not be read, so the fleet "
+                                    "limits are unknown (fails closed)",
+    ReasonCode.FLEET_OPEN_PRS_LIMIT: "as many Leviathan PRs are open on this forge account as fleet_max_open_prs "
+                                     "allows, across all its targets",
+    ReasonCode.FLEET_PR_HOURLY_LIMIT: "fleet_max_prs_per_hour PRs were opened on this forge account in the last hour",
+    ReasonCode.FLEET_BREAKER_OPEN: "too many of the fleet's attempts failed in the last 24 hours: every target "
+                                   "stops until an admin resets the fleet breaker",
+    ReasonCode.TEAM_BUDGET_EXHAUSTED: "the target's team reached its max_open_prs or spent its llm_daily_usd "
+                                      "(the fleet file's teams)",
 }
 
 

@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from leviathan_lib.core.config import TargetConfig, parse_target
 from leviathan_lib.core.errors import Problem, ValidationFailed
+from leviathan_lib.core.names import FLEET_FILE_NAMES
 from leviathan_lib.core.yamlsrc import load_yaml
 
 #: Largest target file read (a target file is a few hundred bytes).
@@ -64,7 +65,7 @@ class TargetFile(BaseModel):
 
 
 def _is_target_name(name: str) -> bool:
-    return name.endswith((".yaml", ".yml")) and not name.startswith(".")
+    return name.endswith((".yaml", ".yml")) and not name.startswith(".") and name not in FLEET_FILE_NAMES
 
 
 def _read_bounded(path: Path, directory: Path) -> bytes:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
+from leviathan_lib.core.fleet import FleetState
 from leviathan_lib.core.guardrails import OpenPR
 from leviathan_lib.cycle import ci_sync, feedback, pr_sync, reverts
 from leviathan_lib.cycle.decision import (
@@ -71,9 +72,10 @@ def pr_continuation(target: TargetConfig, ledger: Ledger, actions: list[Lifecycl
     return request, dropped + limits
 
 
-def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, ledger: Ledger, run_id: str,
+def check_cycle(  # noqa: PLR0913 — keyword-only: what the DAG's plan read, each named
+                target: TargetConfig, read: ReadResult, *, history: History, ledger: Ledger, run_id: str,
                 repo_url: str, global_autonomy: bool, now: datetime | None = None,
-                totals: Totals | None = None) -> GuardrailResult:
+                totals: Totals | None = None, fleet: FleetState | None = None) -> GuardrailResult:
     """The guardrail result of run ``run_id``, with the ledger it used and the PR states it synced.
 
     ``now`` (default: the clock; a replay: its as-of time) is when the hourly PR limit is counted back from.
@@ -125,7 +127,7 @@ def check_cycle(target: TargetConfig, read: ReadResult, *, history: History, led
                               closed=pr_sync.closed_by_humans(changes) + ci_failed_closures(actions,
                                                                                             ledger.held_branches))
     result = build_decision(DecisionInputs(
-        target=target, read=read, state=state, continue_request=continue_pr))
+        target=target, read=read, state=state, continue_request=continue_pr, fleet=fleet))
     result.ledger = ledger
     result.totals = totals
     result.pr_sync = changes

@@ -10,13 +10,14 @@ the sandbox gate all happen here, so the three always give the same answer for t
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 
 from leviathan_lib.core.backlog import Backlog, parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
+from leviathan_lib.core.fleet import FleetState, fleet_checks
 from leviathan_lib.core.guardrails import (
     AttemptRecord,
     Budgets,
@@ -60,7 +61,9 @@ _HELD_BY_ITSELF = frozenset({ReasonCode.PR_OPEN_FOR_TASK, ReasonCode.AWAITING_CI
 _NOT_A_ROUND = frozenset({ReasonCode.REVIEW_ROUNDS_EXHAUSTED})
 #: Cycle-level reasons that stop an attempt on an open PR too; the others are about opening new PRs.
 _CONTINUE_BLOCKERS = frozenset({ReasonCode.AUTONOMY_DISABLED, ReasonCode.FORGE_STATE_UNKNOWN,
-                                ReasonCode.CIRCUIT_BREAKER_OPEN, ReasonCode.LLM_BUDGET_EXHAUSTED})
+                                ReasonCode.CIRCUIT_BREAKER_OPEN, ReasonCode.LLM_BUDGET_EXHAUSTED,
+                                ReasonCode.FLEET_STATE_UNKNOWN, ReasonCode.FLEET_BREAKER_OPEN,
+                                ReasonCode.TEAM_BUDGET_EXHAUSTED})
 
 
 class SandboxSeen(BaseModel):
@@ -81,6 +84,9 @@ class DecisionInputs(BaseModel):
     continue_request: ContinueRequest | None = None
     #: None: probe this machine (the DAG's ``plan``, the CLI); a value: what a worker machine saw.
     sandbox: SandboxSeen | None = None
+    #: The other targets' evidence (the DAG's ``plan`` and the view always give it; ``unknown`` fails closed);
+    #: None: not evaluated (``leviathan plan`` without a ``fleet`` in its STATE.json, a replay).
+    fleet: FleetState | None = None
 
 
 class PlanState(CycleState):
@@ -88,6 +94,7 @@ class PlanState(CycleState):
     forge and the ledger (an open PR to continue)."""
 
     continue_pr: ContinueRequest | None = None
+    fleet: FleetState | None = None
 
 
 def guardrail_inputs(ledger: Ledger) -> tuple[list[AttemptRecord], list[ClosedPR]]:
@@ -149,6 +156,7 @@ def build_decision(inputs: DecisionInputs) -> GuardrailResult:
                                   llm_enabled=target.executor == "llm", required_checks=target.required_checks,
                                   attempt_timeout_seconds=target.attempt_timeout_seconds)
     decision = decide(target, backlog, state, protected=protected_for(target, read.recipes_text))
+    decision = _fleet(decision, inputs.fleet, state)
     cont = inputs.continue_request
     if cont is not None and state.open_prs is not None:
         decision = continue_decision(decision, backlog, cont.task_id, cont.pr)
@@ -159,6 +167,21 @@ def build_decision(inputs: DecisionInputs) -> GuardrailResult:
     if decision.decision == "run" and decision.task_id and not result.replay:
         result.attempt = _attempt_plan(backlog, decision, state, cont)
     return result
+
+
+def _fleet(decision: Decision, fleet: FleetState | None, state: CycleState) -> Decision:
+    """Add the fleet's checks (:mod:`leviathan_lib.core.fleet`) after the target's own cycle rules; a failed one
+    stops the cycle like any cycle-level rule (then ``no_eligible_task`` is not the reason)."""
+    if fleet is None:
+        return decision
+    found = fleet_checks(fleet, state, state.now or datetime.now(UTC))
+    failed = [reason for _, reason in found if reason is not None]
+    if not failed:
+        return decision.model_copy(update={"checks": [*decision.checks, *(c for c, _ in found)]})
+    kept = [r for r in decision.reasons if r != ReasonCode.NO_ELIGIBLE_TASK]
+    return decision.model_copy(update={"decision": "skip", "task_id": None,
+                                       "reasons": [*kept, *dict.fromkeys(failed)],
+                                       "checks": [*decision.checks, *(c for c, _ in found)]})
 
 
 def _attempt_plan(backlog: Backlog, decision: Decision, state: CycleState,

@@ -13,7 +13,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from leviathan_lib.evidence.records import AttemptEvidence, AutonomyChangedRecord, BreakerResetRecord, CycleRecord
+from leviathan_lib.evidence.records import (
+    AttemptEvidence,
+    AutonomyChangedRecord,
+    BreakerResetRecord,
+    CycleRecord,
+    FleetBreakerResetRecord,
+)
 
 EVENTS_PER_RECORD = 100
 
@@ -27,7 +33,7 @@ EventType = Literal[
     "pr.awaiting_ci", "pr.ci_branch_deleted", "pr.reverted", "pr.reply_posted", "pr.reply_failed",
     "attempt.rejected", "approval.approved", "approval.rejected",
     "breaker.opened",
-    "breaker.reset", "autonomy.changed", "evidence.unreadable", "target.config_invalid",
+    "breaker.reset", "fleet_breaker.reset", "autonomy.changed", "evidence.unreadable", "target.config_invalid",
     "attempt.checks_red_at_base",
 ]
 
@@ -113,6 +119,9 @@ def events_from(rows: list[tuple[int, datetime, str | None, Any]]) -> list[Event
             elif kind == "breaker_reset":
                 reset = BreakerResetRecord.model_validate(extra)
                 items = [("breaker.reset", reset.reset_at, {"by": reset.by, "reason": reset.reason})]
+            elif kind == "fleet_breaker_reset":
+                fleet = FleetBreakerResetRecord.model_validate(extra)
+                items = [("fleet_breaker.reset", fleet.reset_at, {"by": fleet.by, "reason": fleet.reason})]
             elif kind == "autonomy_changed":
                 change = AutonomyChangedRecord.model_validate(extra)
                 items = [("autonomy.changed", change.changed_at,

@@ -942,6 +942,19 @@ class BreakerResetRecord(BaseModel):
     reason: str
 
 
+class FleetBreakerResetRecord(BaseModel):
+    """An admin closed the fleet breaker (``leviathan breaker reset --fleet``, Spider): who, when and why. It is
+    an event on the fleet breaker asset, which every cycle reads; attempts before it no longer count."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    evidence_version: Literal[1] = EVIDENCE_VERSION
+    kind: Literal["fleet_breaker_reset"] = "fleet_breaker_reset"
+    reset_at: datetime
+    by: str
+    reason: str
+
+
 class AutonomyChangedRecord(BaseModel):
     """The global (``target_id`` None) or a target's autonomy switch was changed, by whom and why.
 

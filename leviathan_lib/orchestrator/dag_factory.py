@@ -156,7 +156,7 @@ def build_target_dag(target: TargetConfig, config_file: Path) -> DAG:
         plan = task.branch(task_id=TASK_PLAN, inlets=[asset, switches], outlets=[alias], max_active_tis_per_dag=1,
                            do_xcom_push=False)(t.plan)(
             config=config, repo_url=repo_url, asset=asset, alias=alias, switch_variable=GLOBAL_SWITCH_VARIABLE,
-            switches=switches,
+            switches=switches, targets_dir=str(config_file.parent),
             run_task_id=TASK_APPROVE_PLAN if target.approval == "plan" else first,
         )
         start: XComArg | BaseOperator

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias, Variable, get_current_context
@@ -41,9 +42,10 @@ from leviathan_lib.core.names import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
+    from leviathan_lib.core.fleet import FleetState
     from leviathan_lib.cycle.history import Event
     from leviathan_lib.cycle.steps import CycleError, GuardrailResult, ReadResult
-    from leviathan_lib.evidence.records import ApprovalEvidence, AttemptEvidence
+    from leviathan_lib.evidence.records import ApprovalEvidence, AttemptEvidence, History, Ledger
 
 log = logging.getLogger("leviathan")
 #: The worker outcome of an attempt that found the repository's checks already failing (no change, no failure).
@@ -132,8 +134,51 @@ class _InletEvents:
         return ((e.source_run_id, e.extra) for e in self._accessors[self._asset])
 
 
+class _AnyAsset:
+    """Inlet-event accessors for any asset by name and URI (the other targets' evidence, the fleet breaker), as
+    ``inlet_events`` has for the task's declared inlets; the Task SDK's events API reads any asset."""
+
+    def __getitem__(self, asset: Asset) -> Any:
+        from airflow.sdk.execution_time.context import InletEventsAccessor
+
+        return InletEventsAccessor(asset_name=asset.name, asset_uri=asset.uri)
+
+
+def _fleet(target: TargetConfig, targets_dir: str, now: datetime) -> FleetState:
+    """The fleet state for this decision: the fleet file and every target's newest evidence in the target
+    file's folder (fails closed)."""
+    from leviathan_lib.core import target_scan
+    from leviathan_lib.core.errors import LeviathanError
+    from leviathan_lib.core.fleet import FleetState, load_fleet
+    from leviathan_lib.core.names import FLEET_BREAKER_ASSET_NAME, FLEET_BREAKER_ASSET_URI
+    from leviathan_lib.cycle.fleet import newest_evidence, read_fleet
+    from leviathan_lib.evidence.switches import NEWEST_FLEET_RESETS, newest_fleet_reset
+    from leviathan_lib.orchestrator.dag_factory import evidence_asset
+
+    try:
+        config = load_fleet(Path(targets_dir))
+        entries = target_scan.scan(Path(targets_dir))
+    except (LeviathanError, OSError) as exc:
+        why = "; ".join(str(exc).splitlines())
+        return FleetState(unknown=f"the fleet file or the targets folder cannot be read: {why}"[:300])
+    targets = {tid: files[0].target if len(files) == 1 else None
+               for tid, files in target_scan.by_target(entries).items()}
+    targets[target.target_id] = target
+    accessors = _AnyAsset()
+
+    def evidence_of(tid: str) -> tuple[History, Ledger]:
+        return newest_evidence(_InletEvents(accessors, evidence_asset(tid)))
+
+    def reset_at() -> datetime | None:
+        breaker = Asset(name=FLEET_BREAKER_ASSET_NAME, uri=FLEET_BREAKER_ASSET_URI)
+        record = newest_fleet_reset([e.extra for e in accessors[breaker].ascending(False).limit(NEWEST_FLEET_RESETS)])
+        return record.reset_at if record else None
+
+    return read_fleet(target, targets, config=config, evidence_of=evidence_of, reset_at=reset_at, now=now)
+
+
 def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAlias, switch_variable: str,
-         switches: Asset, run_task_id: str = TASK_RUN_WORKER) -> list[str]:
+         switches: Asset, targets_dir: str, run_task_id: str = TASK_RUN_WORKER) -> list[str]:
     """Read, check, branch; a cycle that will not attempt is recorded here, so it costs this one process.
 
     The record of a skip is emitted through ``alias`` (the task's only outlet): an alias outlet yields an
@@ -157,8 +202,9 @@ def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAli
     try:
         window = history_window(_InletEvents(context["inlet_events"], asset), run_id, read.as_of)
         enabled, switch_detail = _global_switch(switch_variable, context["inlet_events"], switches)
+        fleet = None if read.as_of else _fleet(target, targets_dir, datetime.now(UTC))
         result = check_cycle(target, read, history=window.history, ledger=window.ledger, run_id=run_id,
-                             repo_url=repo_url, global_autonomy=enabled, totals=window.totals)
+                             repo_url=repo_url, global_autonomy=enabled, totals=window.totals, fleet=fleet)
         _log_decision(result, read, switch_detail)
         result.dashboard = _dashboard(target, read, result, run_id=run_id, dag_run=context["dag_run"],
                                       repo_url=repo_url)

@@ -157,6 +157,40 @@ class EvidenceCollector:
         yield from (cycles, skips, attempts, prs, reverted, unreadable, open_prs, pr_ci, held, breaker, approvals,
                     streak, paused, flag, effective, last, duration, known, since)
         yield from self._liveness()
+        yield from self._fleet()
+
+    def _fleet(self) -> Iterator[Metric]:
+        """The fleet limits (:mod:`leviathan_lib.control.fleet_limits`): per forge account, per team, the breaker."""
+        fleet = self.overview.fleet
+        yield GaugeMetricFamily("leviathan_fleet_breaker_open", "1 if the fleet breaker is open (every target stops)",
+                                value=int(fleet.breaker_open))
+        yield GaugeMetricFamily("leviathan_fleet_breaker_attempts",
+                                "Attempts of the fleet in the last 24 h after the last reset",
+                                value=fleet.breaker_attempts)
+        yield GaugeMetricFamily("leviathan_fleet_breaker_failures",
+                                "Failed attempts of the fleet in the last 24 h after the last reset",
+                                value=fleet.breaker_failures)
+        yield GaugeMetricFamily("leviathan_fleet_state_known", "0 if the fleet file cannot be read (every cycle stops)",
+                                value=int(fleet.problem is None))
+        open_prs = GaugeMetricFamily("leviathan_fleet_open_prs", "Open Leviathan PRs of all targets of a forge account",
+                                     labels=["account"])
+        hourly = GaugeMetricFamily("leviathan_fleet_prs_last_hour", "PRs a forge account's targets opened in the last "
+                                   "hour", labels=["account"])
+        limit = GaugeMetricFamily("leviathan_fleet_max_open_prs", "fleet_max_open_prs (absent: no limit)",
+                                  labels=["account"])
+        for account in fleet.accounts:
+            open_prs.add_metric([account.account], account.open_prs)
+            hourly.add_metric([account.account], account.prs_last_hour)
+            if account.max_open_prs is not None:
+                limit.add_metric([account.account], account.max_open_prs)
+        teams = GaugeMetricFamily("leviathan_team_budget_exhausted", "1 if a team reached its max_open_prs or "
+                                  "llm_daily_usd", labels=["team"])
+        spend = GaugeMetricFamily("leviathan_team_llm_spend_usd", "A team's model spend of the last 24 h",
+                                  labels=["team"])
+        for team in fleet.teams:
+            teams.add_metric([team.team], int(team.exhausted))
+            spend.add_metric([team.team], team.spent_usd)
+        yield from (open_prs, hourly, limit, teams, spend)
 
 
 def render(overview: Overview, *, scheduler_heartbeat: datetime | None = None) -> bytes:

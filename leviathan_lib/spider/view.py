@@ -79,6 +79,7 @@ NOTICES = {
     "paused": "Target paused: its DAG schedules no new cycle. Recorded.",
     "resumed": "Target resumed: its DAG is unpaused. Recorded.",
     "breaker-reset": "Breaker reset: the next cycle may attempt again. Recorded.",
+    "fleet-breaker-reset": "Fleet breaker reset: every target's next cycle may attempt again. Recorded.",
 }
 
 _env = Environment(loader=FileSystemLoader(str(_TEMPLATES)), autoescape=True, undefined=StrictUndefined,
@@ -190,6 +191,8 @@ def render_fleet(viewer: Viewer, overview: fleet.Overview, histories: dict[str, 
     for state in overview.targets:
         history = histories[state.target_id]
         reasons = why_not(state, overview.global_enabled)
+        if overview.fleet.breaker_open:
+            reasons.append("fleet breaker open (see Fleet limits)")
         rows.append({"state": state, "may_run": state.effective_enabled and not reasons, "why_not": reasons,
                      "open_prs": _open_prs(targets.get(state.target_id), state, history),
                      "last_run_id": _last_run_id(history),
@@ -438,6 +441,13 @@ def _add_actions(app: FastAPI) -> None:
         except CodedError as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         return _done(f"{ROOT}/targets/{quote(target_id, safe='')}", "breaker-reset")
+
+    @app.post("/ui/actions/reset-fleet-breaker", summary="Close the fleet breaker (admin, form)")
+    def reset_fleet_form(request: Request, *, user: AdminUser, credentials: BearerCredentials,
+                         csrf_token: Csrf = "", reason: Reason = "") -> Response:
+        require_csrf(request, credentials, csrf_token)
+        breaker.reset_fleet_breaker(by=user_name(user), reason=_reason(reason))
+        return _done(ROOT, "fleet-breaker-reset")
 
 
 def _add_error_pages(app: FastAPI) -> None:

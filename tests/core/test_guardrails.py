@@ -111,10 +111,13 @@ FEEDBACK = {"command_malformed", "command_unknown", "command_not_permitted", "re
             "feedback_human_edited", "feedback_attempts_exhausted"}
 #: Decided on the forge's CI by the PR sync (tests/orchestrator/test_ci_cycle.py), never by ``decide``.
 CI = {"ci_fix_limit"}
+#: Decided by the decision builder on the fleet state (tests/core/test_fleet.py, test_fleet_cycle.py).
+FLEET = {"fleet_state_unknown", "fleet_open_prs_limit", "fleet_pr_hourly_limit", "fleet_breaker_open",
+         "team_budget_exhausted"}
 
 
 def test_every_reason_code_is_covered_by_a_scenario():
-    seen = AFTER_DECIDE | LIFECYCLE | FEEDBACK | CI
+    seen = AFTER_DECIDE | LIFECYCLE | FEEDBACK | CI | FLEET
     for scenario in SCENARIOS:
         expect = scenario["expect"]
         seen.update(expect.get("reasons", []))
@@ -133,6 +136,8 @@ def test_reason_codes_are_the_stable_strings():
         "feedback_human_edited", "feedback_attempts_exhausted",
         "rejected_by_human", "checks_red_at_base",
         "ci_failed", "ci_fix_limit", "awaiting_ci", "review_rounds_exhausted",
+        "fleet_state_unknown", "fleet_open_prs_limit", "fleet_pr_hourly_limit", "fleet_breaker_open",
+        "team_budget_exhausted",
     ]
 
 

@@ -21,7 +21,7 @@ def test_the_body_says_how_to_iterate_and_names_the_approver_inertly():
                            "at": "2026-12-06T23:00:00Z"})
     assert "| Attempt | 3 (branch `agent/t/1`, task hash `h`); continues this PR (`retry_command`) |" in body
     assert f"| Head commit | `{'c' * 40}` |" in body
-    assert "Approved at the plan gate by \\@\u200bops \\<b\\> at 2026\\-12\\-06T23\\:00\\:00Z." in body
+    assert "| Approved | the plan, by \\@\u200bops \\<b\\> at 2026-12-06 23:00:00 UTC |" in body
     assert "## Iterating" in body and "**Request changes**" in body and "`/leviathan retry`" in body
     assert "Evidence:" not in body
     assert not any(line.startswith("/leviathan") for line in body.splitlines())

@@ -208,7 +208,8 @@ def test_secondary_rate_limits_honour_retry_after_within_a_budget(gh):
                    body={"message": "You have exceeded a secondary rate limit."})
     with pytest.raises(ForgeError, match="rate limited .*forge state unknown"):
         gh.forge().list_open_prs()
-    assert gh.sleeps == []
+    # A new client of the account first waited what the account still owed (7 + 10 s, on the real clock).
+    assert len(gh.sleeps) == 1 and 15 < gh.sleeps[0] <= 17
 
 
 def test_primary_rate_limit_waits_for_the_reset_or_fails_closed(gh):
@@ -277,3 +278,37 @@ def test_the_fake_rejects_what_the_description_does_not_allow(gh):
     assert any("request POST /repos/acme/widgets/pulls" in e for e in gh.fake.errors)
     assert any("collaborators" in e for e in gh.fake.errors)
     gh.fake.errors.clear()
+
+
+def test_a_retry_after_one_target_got_paces_every_target_of_the_account(gh):
+    """Two targets (repositories) behind one connection share GitHub's secondary limits: one target's
+    Retry-After makes the other wait, and the account's writes stay under ``writes_per_hour``."""
+    now = [1000.0]
+
+    def sleep(seconds: float) -> None:
+        gh.sleeps.append(seconds)
+        now[0] += seconds
+
+    def forge(repo: str, **retry) -> GithubForge:
+        return GithubForge(gh.fake.repo_url(repo), "github_test", retry=RetryPolicy(backoff=0.01, **retry),
+                           sleep=sleep, clock=lambda: now[0], cache_dir=gh.tmp / "etags")
+
+    gadgets_bare = init_bare(gh.tmp / "gadgets.git")
+    run_git(["push", "--quiet", str(gadgets_bare), "main"], cwd=gh.work)
+    gadgets_repo = gh.fake.add_repo("acme/gadgets", gadgets_bare)
+    widgets, gadgets = forge(REPO, attempts=1), forge("acme/gadgets")
+    gh.push_branch(widgets, "agent/t1/1")
+    gh.push_branch(gadgets, "agent/t2/1")
+    gh.fake.inject("POST", r"/repos/acme/widgets/pulls$", 403, times=1, headers={"Retry-After": "30"},
+                   body={"message": "You have exceeded a secondary rate limit."})
+    with pytest.raises(ForgeError, match="rate limited"):
+        widgets.create_pr(head="agent/t1/1", base="main", title="t1", body="b")
+    assert gh.sleeps == []  # no retry left for that target: it recorded the wait for the account
+    pr = gadgets.create_pr(head="agent/t2/1", base="main", title="t2", body="b")
+    assert gh.sleeps == [30.0]  # the other target waited as GitHub told the account, then wrote
+    assert [(m, p) for m, p, _ in gh.fake.api_calls() if m == "POST"] == [
+        ("POST", "/repos/acme/widgets/pulls"), ("POST", "/repos/acme/gadgets/pulls")]
+    # Two writes of the account this hour: with writes_per_hour 2 a third would wait an hour, so it fails closed.
+    with pytest.raises(ForgeError, match=r"may not send this before 01:16:40 UTC \(.*write pacing: 2 an hour\)"):
+        forge("acme/gadgets", writes_per_hour=2).comment(pr.number, "one write too many this hour")
+    assert gadgets_repo.comments.get(pr.number) is None

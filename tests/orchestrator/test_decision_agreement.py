@@ -113,8 +113,11 @@ def _state_file(target_file: Path, ledger: Any, path: Path, commit_sha: str) -> 
                               open_prs=ledger_open_prs(ledger), commit_sha=commit_sha)
     cont, _ = pr_continuation(load_target(target_file), ledger, [],
                                     {pr.number: pr.head_sha for pr in ledger.open_prs})
+    from leviathan_lib.control.fleet_limits import fleet_for
+
+    fleet = fleet_for(load_target(target_file), datetime.now(UTC))
     doc = {**state.model_dump(mode="json", exclude={"now"}),
-           "continue_pr": cont.model_dump(mode="json") if cont else None}
+           "continue_pr": cont.model_dump(mode="json") if cont else None, "fleet": fleet.model_dump(mode="json")}
     path.write_text(json.dumps(doc), encoding="utf-8")
     return path
 

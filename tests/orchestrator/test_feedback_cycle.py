@@ -258,7 +258,8 @@ def test_on_github_changes_requested_continue_the_same_pr_and_readers_are_ignore
     fake.human_comment("acme/widgets", 1, "octocat", "/leviathan retry")
     spent, _ = run_cycle(target_file)
     record = evidence_record(spent)
-    assert _kinds(record) == [("retry_command", "octocat", None),
+    # The served retry's reply goes out with this cycle's PR sync; the refusal is owed to the next one.
+    assert _kinds(record) == [("retry_command", "octocat", None), ("reply_posted", None, None),
                               ("feedback_ignored", "octocat", "review_rounds_exhausted")]
     assert record["attempt"] is None
     assert [p["number"] for p in fake.open_pulls("acme/widgets")] == [1]

@@ -27,6 +27,7 @@ import requests
 from pydantic import BaseModel, ConfigDict, Field
 
 from leviathan_lib.forge.base import ForgeError
+from leviathan_lib.forge.github.pacing import AccountPacing
 from leviathan_lib.git import urls
 from leviathan_lib.git.auth import basic_auth_value, extra_header_env
 
@@ -52,8 +53,11 @@ class RetryPolicy(BaseModel):
     backoff: float = Field(default=1.0, ge=0)
     #: GitHub's advice when a secondary rate limit names no wait: at least a minute.
     secondary_wait: float = Field(default=60.0, ge=0)
-    #: GitHub's guidance for content-creating requests: at least a second between writes per client.
+    #: GitHub's guidance for content-creating requests: at least a second between writes, here across every
+    #: target of the account (:mod:`.pacing`): 60 a minute, below GitHub's 80.
     write_interval: float = Field(default=1.0, ge=0)
+    #: Writes of the account in any hour, below GitHub's 500 content-creating requests an hour.
+    writes_per_hour: int = Field(default=400, ge=1)
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=20.0, gt=0)
 
@@ -181,11 +185,13 @@ class GithubClient:
             cache_dir = state_dir() / "github-etags"
         key = hashlib.sha256(f"{self.api}|{self.full_name}".encode()).hexdigest()[:16]
         self._cache = EtagCache(cache_dir / f"{key}.json")
+        self._pacing = AccountPacing(cache_dir.parent / "github-pacing", f"{self.api}|{conn_id}")
+        #: This client's clock after its own waits (a clock that moves only while sleeping, in tests, too).
+        self._waited_until = 0.0
         self._rate_remaining: int | None = None
         self._rate_reset: float | None = None
         self._repo_data: dict[str, Any] | None = None
         self._created_pr = False
-        self._last_write: float | None = None
         #: What this forge sent, for the idle-cycle budget: (method, path, status).
         self.calls: list[tuple[str, str, int]] = []
 
@@ -206,7 +212,7 @@ class GithubClient:
             raise ForgeError(f"{self._where(method, path)}: the rate limit of connection {self.conn_id!r} "
                              f"is used up until {reset}; not waiting {wait:.0f}s (limit "
                              f"{self.retry.max_total_sleep:.0f}s), forge state unknown")
-        self._sleep(wait)
+        self._slept(wait)
         self._rate_remaining = None
         return wait
 
@@ -236,8 +242,7 @@ class GithubClient:
         slept = 0.0
         for attempt in range(1, self.retry.attempts + 1):
             slept += self._wait_for_primary_limit(method, path, slept)
-            if method != "GET":
-                self._space_writes()
+            slept += self._wait_for_account(method, path, slept)
             try:
                 resp = self._session.request(method, self.api + path, params=params, json=json_body,
                                              headers=headers, allow_redirects=False,
@@ -252,6 +257,7 @@ class GithubClient:
                 self._note_rate(resp)
                 wait = self._rate_limit_wait(resp, attempt)
                 if wait is not None:
+                    self._pacing.block(self._now(), wait)  # owed by every request of the account, every target's
                     problem = f"rate limited ({resp.status_code} {message_of(resp)})"
                 elif resp.status_code >= 500:
                     problem = f"server error {resp.status_code}"
@@ -263,20 +269,39 @@ class GithubClient:
             if attempt == self.retry.attempts or slept + wait > self.retry.max_total_sleep:
                 raise ForgeError(f"{self._where(method, path)}: {problem} after {attempt} attempt(s) and "
                                  f"{slept:.0f}s of waiting; giving up, forge state unknown")
-            self._sleep(wait)
+            self._slept(wait)
             slept += wait
             self._rate_remaining = None  # waited as told; the next answer says where the budget stands
         raise AssertionError("unreachable")  # the loop either returns or raises
 
-    def _space_writes(self) -> None:
-        """Sleep so writes (POST, PATCH, PUT, DELETE) of this client are ``write_interval`` apart."""
-        now = self._clock()
-        if self._last_write is not None:
-            wait = self._last_write + self.retry.write_interval - now
-            if wait > 0:
-                self._sleep(wait)
-                now += wait
-        self._last_write = now
+    def _wait_for_account(self, method: str, path: str, slept: float) -> float:
+        """Sleep for the account's pacing (:mod:`.pacing`): a ``Retry-After`` any target of the account got,
+        and for a write its slot; ForgeError when that does not fit what is left of the wait budget."""
+        left, now = self.retry.max_total_sleep - slept, self._now()
+        if method == "GET":
+            wait = self._pacing.blocked_for(now)
+        else:
+            wait = self._pacing.reserve_write(now, interval=self.retry.write_interval,
+                                              per_hour=self.retry.writes_per_hour, budget=left)
+        if wait <= 0:
+            return 0.0
+        if wait > left:
+            until = time.strftime("%H:%M:%S UTC", time.gmtime(now + wait))
+            raise ForgeError(f"{self._where(method, path)}: connection {self.conn_id!r} may not send this before "
+                             f"{until} (GitHub's Retry-After for the account, or its write pacing: "
+                             f"{self.retry.writes_per_hour} an hour); not waiting {wait:.0f}s (limit "
+                             f"{self.retry.max_total_sleep:.0f}s), forge state unknown")
+        self._slept(wait)
+        return wait
+
+    def _now(self) -> float:
+        return max(self._clock(), self._waited_until)
+
+    def _slept(self, seconds: float) -> None:
+        """Sleep, and remember until when this client waited."""
+        until = self._now() + seconds
+        self._sleep(seconds)
+        self._waited_until = until
 
     def _fail(self, resp: requests.Response, method: str, path: str, permission: str) -> ForgeError:
         """The error for an unexpected answer, naming the repository and what the token lacks."""
