@@ -108,7 +108,8 @@ def scan_bytes(data: bytes, *, known: bytes = b"") -> list[Finding]:
     return [Finding(rule, line) for rule, line in sorted(found, key=lambda k: (k[1], _ORDER[k[0]]))]
 
 
-#: The user-info part of a URL (``https://user:token@host``), up to its last ``@``: whatever it holds is a credential.
+#: The user-info part of a URL (``user:token`` between ``://`` and the host), up to its last ``@``: whatever it
+#: holds is a credential.
 _URL_USERINFO = re.compile(r"(?<=://)[^/\s]+@")
 
 
