@@ -49,6 +49,12 @@ CONFIG: dict[str, dict[str, Any]] = {
             "max_attempt_cpu_seconds": _cap("the CPU seconds of one attempt's steps together", 900, 600),
             "max_attempt_disk_mb": _cap("what one attempt may add to the checkout (MiB)", 1024, 512),
             "max_attempt_open_files": _cap("the open files per process", 1024, 512),
+            "webhook_max_body_bytes": _option(
+                "The largest webhook delivery body ``POST /leviathan/webhooks/github`` reads (at least 1024); "
+                "a bigger one is refused with 413.", "integer", "1048576", "262144"),
+            "webhook_rate_per_minute": _option(
+                "Webhook deliveries accepted per minute from one source address, per API-server process; "
+                "more are refused with 429.", "integer", "3000", "600"),
             "deadline_margin_seconds": _option(
                 "A cycle still running this many seconds after its expected time misses its deadline "
                 "(only when ``deadline_notifier`` is set).", "integer", "600", "300"),

@@ -23,6 +23,8 @@ def _cells(section: str, row: str) -> list[str]:
 
 def test_the_fleet_page_shows_each_target_s_scorecard_and_the_fleet_s(tmp_path, targets_dir, viewer):
     target_file = create_demo_target(tmp_path, target_id="view_score", targets_dir=targets_dir)
+    # The default hourly limit: the third cycle (after #2 was closed) opens nothing.
+    target_file.write_text(target_file.read_text().replace("max_prs_per_hour: 3", "max_prs_per_hour: 2"))
     create_demo_target(tmp_path / "idle", target_id="view_idle", targets_dir=targets_dir)  # never ran
     forge = LocalForge(tmp_path / "repos" / "view_score.git")
     first = evidence_record(run_cycle(target_file)[0])  # PR #1
