@@ -242,6 +242,7 @@ class TargetConfig(BaseModel):
     @classmethod
     def _branch(cls, value: str) -> str:
         return check_branch_name(value)
+
     @field_validator("llm_model")
     @classmethod
     def _qualified_model(cls, value: str) -> str:

@@ -15,7 +15,6 @@ from leviathan_lib.core.ci import CiStatus
 from leviathan_lib.core.commands import PrComment, Review
 from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.names import AGENT_BRANCH_PREFIX, require_agent_branch
-from leviathan_lib.core.secrets_scan import redact_text
 from leviathan_lib.git.runner import GitError, push_delete_with_lease
 
 PullState = Literal["open", "merged", "closed"]
@@ -177,7 +176,7 @@ class Forge(ABC):
         try:
             deleted = push_delete_with_lease(self.repo_url, branch, lease, env=self.git_push_env())
         except GitError as exc:
-            raise ForgeError(f"cannot delete {branch}: {redact_text(exc.stderr)}") from None
+            raise ForgeError(f"cannot delete {branch}: {exc.stderr}") from None  # GitError redacts
         if deleted:
             return
         tip = self.branch_sha(branch)
