@@ -192,7 +192,8 @@ class EgressProxy:
         self._threads: list[threading.Thread] = []
         self._open: set[socket.socket] = set()
         self._accepted = self._active = self._bytes = 0
-        self._recorded: list[EgressConnection] = []
+        #: By arrival (the accept order), so that the record keeps the first connections whatever order they end in.
+        self._recorded: dict[int, EgressConnection] = {}
         self._totals = {"total": 0, "refused": 0, "omitted": 0, "bytes_up": 0, "bytes_down": 0}
         #: What steps set as their proxy URL (for the sandbox: the shim's port on its own loopback).
         self.step_url = ""
@@ -243,8 +244,8 @@ class EgressProxy:
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
         with self._lock:
-            return EgressReport(rules=[r.label for r in self.rules], connections=list(self._recorded),
-                                **self._totals)  # fmt: skip
+            recorded = [self._recorded[n] for n in sorted(self._recorded)]
+            return EgressReport(rules=[r.label for r in self.rules], connections=recorded, **self._totals)
 
     def _accept_loop(self) -> None:
         assert self._listener is not None
@@ -260,14 +261,15 @@ class EgressProxy:
                 over: EgressCode | None = ("connection_limit" if self._accepted > self.limits.max_connections
                         else "concurrency_limit" if self._active >= self.limits.max_concurrent else None)
                 self._active += over is None
+                arrival = self._accepted
             if over is not None:
-                self._refuse_at_once(client, over)
+                self._refuse_at_once(client, over, arrival)
                 continue
-            thread = threading.Thread(target=self._handle, args=(client,), daemon=True)
+            thread = threading.Thread(target=self._handle, args=(client, arrival), daemon=True)
             self._threads.append(thread)
             thread.start()
 
-    def _refuse_at_once(self, client: socket.socket, code: EgressCode) -> None:
+    def _refuse_at_once(self, client: socket.socket, code: EgressCode, arrival: int) -> None:
         """Refuse in the accept loop, past a limit: no thread is spent, the request is read only if it is
         already there (for the record, and so that closing does not reset the answer away)."""
         limit = self.limits.max_connections if code == "connection_limit" else self.limits.max_concurrent
@@ -282,26 +284,26 @@ class EgressProxy:
         self._record(EgressConnection(
             method=request.method if request else "?", host=_evidence_host(request.host) if request else "?",
             port=request.port if request else 0, allowed=False, code=code, detail=detail,
-        ))  # fmt: skip
+        ), arrival)  # fmt: skip
 
     def _take(self, count: int) -> bool:
         with self._lock:
             self._bytes += count
             return self._bytes <= self.limits.max_bytes
 
-    def _record(self, conn: EgressConnection) -> None:
+    def _record(self, conn: EgressConnection, arrival: int) -> None:
         with self._lock:
             totals = self._totals
             totals["total"] += 1
             totals["refused"] += not conn.allowed
             totals["bytes_up"] += conn.bytes_up
             totals["bytes_down"] += conn.bytes_down
-            if len(self._recorded) < MAX_RECORDED:
-                self._recorded.append(conn)
+            if arrival <= MAX_RECORDED:
+                self._recorded[arrival] = conn
             else:
                 totals["omitted"] += 1
 
-    def _handle(self, client: socket.socket) -> None:
+    def _handle(self, client: socket.socket, arrival: int) -> None:
         started = time.monotonic()
         request: _Request | None = None
         with self._lock:
@@ -311,15 +313,16 @@ class EgressProxy:
                 try:
                     head, rest = _read_head(client, self.limits.head_timeout_seconds)
                     request = _parse(head, rest)
-                    self._relay(client, request, started)
+                    self._relay(client, request, started, arrival)
                 except _Refused as exc:
-                    self._refused(client, request, exc, started)
+                    self._refused(client, request, exc, started, arrival)
         finally:
             with self._lock:
                 self._open.discard(client)
                 self._active -= 1
 
-    def _refused(self, client: socket.socket, request: _Request | None, exc: _Refused, started: float) -> None:
+    def _refused(self, client: socket.socket, request: _Request | None, exc: _Refused, started: float,
+                 arrival: int) -> None:
         with contextlib.suppress(OSError):
             client.sendall(_answer(exc.status, exc.detail))
         method, host, port = (request.method, request.host, request.port) if request else ("?", "?", 0)
@@ -327,7 +330,7 @@ class EgressProxy:
         self._record(EgressConnection(
             method=method, host=_evidence_host(host), port=port, allowed=exc.allowed, code=code,
             detail=exc.detail[:300], duration_seconds=round(time.monotonic() - started, 3),
-        ))  # fmt: skip
+        ), arrival)  # fmt: skip
 
     def _destination(self, request: _Request) -> list[str]:
         """The checked addresses to connect to for ``request``; :class:`_Refused` when there are none."""
@@ -363,7 +366,7 @@ class EgressProxy:
         raise _Refused("connect_failed", 502, f"cannot connect to {request.host}:{request.port} "
                        f"({'; '.join(problems)})", allowed=True)  # fmt: skip
 
-    def _relay(self, client: socket.socket, request: _Request, started: float) -> None:
+    def _relay(self, client: socket.socket, request: _Request, started: float, arrival: int) -> None:
         upstream = self._connect(request, self._destination(request))
         address, first = upstream.getpeername()[0], request.upstream_head
         up = down = 0
@@ -383,4 +386,4 @@ class EgressProxy:
             method=request.method, host=_evidence_host(request.host), port=request.port, allowed=True,
             code=code,  # type: ignore[arg-type]  # pump's reasons are EgressCodes
             address=address, bytes_up=up, bytes_down=down, duration_seconds=round(time.monotonic() - started, 3),
-        ))  # fmt: skip
+        ), arrival)  # fmt: skip
