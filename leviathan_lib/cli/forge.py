@@ -1,5 +1,6 @@
 """``leviathan forge …``: play the human reviewer on the local forge (list, show, merge, close, review,
-comment, lock, collaborator, dashboard), and its CI (status); ``check --target ID`` tests any target's forge access.
+comment, lock, collaborator, dashboard, tick), and its CI (status); ``check --target ID`` tests any target's
+forge access.
 
 Exit codes: 0 done, 1 the forge refused because of its state (merge conflict, PR not open) or the check
 found a problem, 2 bad input or an unreadable forge. Errors are one line on stderr, never a traceback.
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from leviathan_lib.core.names import DASHBOARD_LABEL
+from leviathan_lib.cycle import ticks
 from leviathan_lib.forge import local_webhooks
 from leviathan_lib.forge.base import ForgeConflict, ForgeError, PullRequest
 from leviathan_lib.forge.local import LocalForge, Requests
@@ -59,6 +61,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for name, verb in (("close-issue", "close"), ("reopen-issue", "reopen")):
         p = action(name, f"{verb} an issue (a closed dashboard is left alone until it is reopened)", _issue_state)
         p.add_argument("number", type=int)
+    p = action("tick", "tick a box on the dashboard issue as a user, as a click in the forge's web page does "
+                       "(the next cycle serves it if the user may write)", _tick)
+    p.add_argument("number", type=int, help="the dashboard issue")
+    p.add_argument("--pr", type=int, required=True, help="the pull request the box is for")
+    p.add_argument("--action", required=True, choices=["retry", "rebase"], help="which of its boxes")
+    p.add_argument("--as", dest="author", required=True, metavar="LOGIN", help="the user who ticks it")
     p = action("review", "review a pull request as a user (--request-changes: Leviathan's next attempt "
                          "starts from its branch, if the user may write)", _review)
     p.add_argument("number", type=int)
@@ -257,6 +265,14 @@ def _dashboard(args: argparse.Namespace) -> int:
         return 0
     for issue in issues:
         print(f"#{issue.number} [{issue.state}] {issue.title}\n\n{issue.body.rstrip()}\n")
+    return 0
+
+
+def _tick(args: argparse.Namespace) -> int:
+    forge = LocalForge(args.repo)
+    body = ticks.tick(forge.get_issue(args.number).body, args.action, args.pr)
+    forge.edit_issue_body(args.number, body, editor=args.author)
+    print(f"issue #{args.number}: {args.author} ticked {args.action} on #{args.pr}; the next cycle reads it")
     return 0
 
 

@@ -110,6 +110,11 @@ class ReasonCode(StrEnum):
     FLEET_BREAKER_OPEN = "fleet_breaker_open"
     #: The target's team reached its ``max_open_prs`` or spent its ``llm_daily_usd`` (the fleet file's ``teams``).
     TEAM_BUDGET_EXHAUSTED = "team_budget_exhausted"
+    # Ticks on the dashboard issue (:mod:`leviathan_lib.cycle.ticks`), refused like commands.
+    #: A ticked box for a PR that is no longer open (or not Leviathan's): nothing to do.
+    DASHBOARD_TICK_STALE = "dashboard_tick_stale"
+    #: The dashboard was edited beyond its checkboxes: no tick is read from it, and its body is restored.
+    DASHBOARD_TAMPERED = "dashboard_tampered"
 
 
 class _State(BaseModel):

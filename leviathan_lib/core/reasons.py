@@ -62,6 +62,9 @@ EXPLAIN: Final[dict[ReasonCode, str]] = {
                                    "stops until an admin resets the fleet breaker",
     ReasonCode.TEAM_BUDGET_EXHAUSTED: "the target's team reached its max_open_prs or spent its llm_daily_usd "
                                       "(the fleet file's teams)",
+    ReasonCode.DASHBOARD_TICK_STALE: "a box was ticked for a PR that is no longer open: nothing to do",
+    ReasonCode.DASHBOARD_TAMPERED: "the dashboard was edited beyond its checkboxes: no tick was read, and the "
+                                   "body was restored",
 }
 
 

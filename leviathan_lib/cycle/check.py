@@ -104,7 +104,7 @@ def check_cycle(  # noqa: PLR0913 — keyword-only: what the DAG's plan read, ea
                              own_heads=pr_sync.own_held_heads(history, run_id))
         forge = pr_sync.forge_state(target, repo_url, ledger.open_prs, hashes=task_hashes(read),
                                     base_sha=read.commit_sha, refreshes=refresh_counts(ledger), rerun=rerun,
-                                    held=waiting)
+                                    held=waiting, dashboard=ledger.dashboard if target.dashboard else None)
         changes, actions, review = forge.changes, forge.actions, forge.review
         found = forge.open_prs
         open_prs = pr_sync.without_own_prs(found, history, run_id) if found is not None else None

@@ -24,9 +24,10 @@ from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import ReasonCode
 from leviathan_lib.core.reasons import explain
 from leviathan_lib.core.until import awaiting_approval
+from leviathan_lib.cycle import ticks
 from leviathan_lib.cycle.approval import rejected_text
 from leviathan_lib.cycle.steps import GuardrailResult, ReadResult
-from leviathan_lib.evidence.records import ApprovalEvidence, Ledger, LedgerPR, SettledPR
+from leviathan_lib.evidence.records import ApprovalEvidence, Ledger, LedgerPR, SettledPR, TickNote
 
 #: Bounds, so any backlog fits GitHub's 65 536-character issue body.
 MAX_TASKS = 200
@@ -181,10 +182,39 @@ def _pulls(ledger: Ledger, result: GuardrailResult) -> list[str]:
 
 
 HEADER = (
-    "> **Written by Leviathan.** It rewrites this issue whenever what it shows changes, and reads nothing "
-    "from it: edits here are overwritten and change nothing. Close the issue to stop the updates "
-    "(Leviathan never reopens it); reopen it to resume them."
+    "> **Written by Leviathan.** It rewrites this issue whenever what it shows changes. It reads only the "
+    "boxes under \"Act on a pull request\", ticked by someone with write access; any other edit is "
+    "overwritten and changes nothing. Close the issue to stop the updates (Leviathan never reopens it); "
+    "reopen it to resume them."
 )
+
+
+def _act(ledger: Ledger, result: GuardrailResult) -> list[str]:
+    """The boxes for the PRs Leviathan may still push to, and what became of the newest ticks."""
+    gone = {c.number for c in result.pr_sync} | {a.number for a in result.lifecycle
+                                                  if a.kind in ("human_edited", "pr_branch_deleted", "pr_superseded")}
+    lines = ticks.boxes([p for p in ledger.open_prs if p.number not in gone])
+    if lines:
+        lines = ["### Act on a pull request", "",
+                 "Tick a box (write access needed); the next cycle serves it like the PR comment command, answers "
+                 "on the PR and unticks it.", "", *lines, ""]
+    notes = ledger.dashboard.with_ticks(result.lifecycle).ticks
+    if notes:
+        lines += ["### Ticks read", ""]
+        lines += [_tick_line(n) for n in reversed(notes)]
+        lines.append("")
+    return lines
+
+
+def _tick_line(note: TickNote) -> str:
+    who = md(f"@{note.author}", 60) if note.author else ticks.UNNAMED
+    if note.outcome == ReasonCode.DASHBOARD_TAMPERED:
+        what = f"an edit beyond the boxes by {who}"
+    else:
+        what = f"{md(note.verb, 20)} on #{note.number} by {who}" if note.number else f"{md(note.verb, 20)} by {who}"
+    if note.outcome == "queued":
+        return f"- tick {note.tick}: {what}: queued; the PR's next attempt serves it and answers on the PR"
+    return f"- tick {note.tick}: {what}: refused ({_explained([note.outcome])})"
 
 
 def render(target: TargetConfig, read: ReadResult, result: GuardrailResult, *, run_id: str, now: datetime,
@@ -197,7 +227,7 @@ def render(target: TargetConfig, read: ReadResult, result: GuardrailResult, *, r
         f"Target {md(target.target_id)}: {md(target.backlog_path)} on branch {md(target.target_branch)}, "
         f"schedule {md(target.effective_schedule, 60)} (UTC).", "",
         "### Decision", "", *_decision(target, result, now, rejection), "",
-        *_checks(result), *_tasks(read, result, rejection), *_pulls(ledger, result),
+        *_checks(result), *_tasks(read, result, rejection), *_pulls(ledger, result), *_act(ledger, result),
     ]
     content = "\n".join(lines)
     if len(content) > MAX_BODY:

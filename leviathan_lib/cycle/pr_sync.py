@@ -22,7 +22,15 @@ from leviathan_lib.cycle.feedback import read_feedback
 from leviathan_lib.cycle.held import HeldInputs, HeldSync, sync_held
 from leviathan_lib.cycle.lifecycle import Review, notice_human_edits, review_open_prs, settle_branch
 from leviathan_lib.cycle.replies import post_replies
-from leviathan_lib.evidence.records import AttemptEvidence, History, LedgerPR, LifecycleAction, PrStateChange
+from leviathan_lib.cycle.ticks import read_ticks
+from leviathan_lib.evidence.records import (
+    AttemptEvidence,
+    DashboardState,
+    History,
+    LedgerPR,
+    LifecycleAction,
+    PrStateChange,
+)
 from leviathan_lib.forge import open_forge
 from leviathan_lib.forge.base import Forge, ForgeError, PullRequest
 from leviathan_lib.worker.contract import ContinuePr
@@ -44,10 +52,12 @@ class ForgeState(BaseModel):
 
 def forge_state(target: TargetConfig, repo_url: str, known: list[LedgerPR], *, hashes: dict[str, str] | None = None,
                 base_sha: str | None = None, refreshes: Counter[str] | None = None,
-                rerun: AttemptEvidence | None = None, held: HeldInputs | None = None) -> ForgeState:
+                rerun: AttemptEvidence | None = None, held: HeldInputs | None = None,
+                dashboard: DashboardState | None = None) -> ForgeState:
     """:func:`sync_pr_states` and the lifecycle of the still open PRs on the target's forge (human edits, then
     superseded and conflicted PRs given the backlog's task ``hashes`` at ``base_sha``, then review feedback,
-    then CI, then the replies owed);
+    then the dashboard's ticked boxes (``dashboard``: its ledger state, when the target has one), then CI, then
+    the replies owed);
     None open PRs when the forge cannot be opened or read. ``rerun`` is the attempt this very run already
     made on an open PR (a "clear" runs ``plan`` again): its push is Leviathan's own, and the same attempt is
     planned again, so delivery finds its commit already there. ``held``: the branches waiting for green CI
@@ -80,6 +90,8 @@ def forge_state(target: TargetConfig, repo_url: str, known: list[LedgerPR], *, h
         open_prs = [pr for pr in open_prs if pr.number not in review.closed]
     still_open = [pr for pr in known if pr.number not in review.closed]
     actions += review.actions + read_feedback(forge, listed, still_open)
+    if dashboard is not None:
+        actions += read_ticks(forge, dashboard, still_open, {pr.number for pr in listed})
     actions += ci_sync.read_open_prs(forge, listed, still_open)
     actions += post_replies(forge, still_open, actions, {pr.number for pr in listed})
     waiting = sync_held(forge, target, held) if held is not None and held.branches else HeldSync()

@@ -18,6 +18,7 @@ import re
 
 from leviathan_lib.core import inert
 from leviathan_lib.core.reasons import explain
+from leviathan_lib.cycle.ticks import UNNAMED
 from leviathan_lib.evidence.records import LedgerPR, LifecycleAction, OwedReply, with_replies
 from leviathan_lib.forge.base import Forge, ForgeError
 
@@ -26,7 +27,7 @@ log = logging.getLogger("leviathan")
 #: Events one reply comment answers at most; PRs answered per cycle at most (the rest wait a cycle).
 MAX_PER_COMMENT = 20
 MAX_PRS_PER_CYCLE = 10
-_MARKER = re.compile(r"<!-- leviathan-reply: ([rc0-9 ]{1,400}) -->")
+_MARKER = re.compile(r"<!-- leviathan-reply: ([rct0-9 ]{1,400}) -->")
 
 _WHAT_NOW = {
     "command_not_permitted": "ask someone with write permission on the repository to comment `/leviathan retry`",
@@ -42,18 +43,19 @@ _WHAT_NOW = {
 
 
 def _line(reply: OwedReply) -> str:
-    who = inert.md(f"@{reply.author}", limit=60)
-    what = "review" if reply.key.startswith("r") else "command"
+    what = {"r": "review", "t": "tick on the dashboard"}.get(reply.key[:1], "command")
+    event = f"{inert.md(f'@{reply.author}', limit=60)}'s {what}" if reply.author else f"a {what} by {UNNAMED}"
     if reply.kind == "served":
         paths = ", ".join(inert.code_span(p) for p in reply.paths) or "no file"
-        return f"- Pushed {inert.code_span((reply.head_sha or '')[:12])} for {who}'s {what}; it changes {paths}."
+        return f"- Pushed {inert.code_span((reply.head_sha or '')[:12])} for {event}; it changes {paths}."
     if reply.kind == "failed":
         code = inert.code_span(reply.reason or "unknown")
-        return (f"- The attempt for {who}'s {what} pushed nothing ({code}, see the cycle's evidence); "
+        return (f"- The attempt for {event} pushed nothing ({code}, see the cycle's evidence); "
                 "comment `/leviathan retry` to try again.")
     reason = reply.reason or "unknown"
     now = _WHAT_NOW.get(reason, "see the cycle's evidence")
-    return f"- {who}'s {what} was not acted on ({inert.code_span(reason)}: {explain(reason)}). Instead: {now}."
+    return f"- {event[0].upper()}{event[1:]} was not acted on ({inert.code_span(reason)}: {explain(reason)}). " \
+           f"Instead: {now}."
 
 
 def render(replies: list[OwedReply]) -> str:

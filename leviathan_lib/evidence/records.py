@@ -220,6 +220,8 @@ class LifecycleAction(BaseModel):
     ``reply_posted`` / ``reply_failed``: Leviathan's one reply comment answering the reviews and commands
     ``reply_keys`` was posted (or found already there), or the forge refused it (``detail``: tried again next
     cycle; :mod:`leviathan_lib.cycle.replies`).
+    A request or ``feedback_ignored`` with ``tick`` came from a box ticked on the dashboard issue; one with
+    ``number`` None (``dashboard_tick_stale``, ``dashboard_tampered``) is answered on the dashboard only.
     """
 
     kind: LifecycleKind
@@ -247,10 +249,15 @@ class LifecycleAction(BaseModel):
     ci_state: CiState | None = None
     #: ``reply_*``: the events (:attr:`OwedReply.key`) the reply answers.
     reply_keys: list[str] = Field(default_factory=list)
+    #: A tick on the dashboard issue (:mod:`leviathan_lib.cycle.ticks`): the target's running tick number; a
+    #: request or ``feedback_ignored`` that came from a tick, not from a review or comment.
+    tick: int | None = None
 
 
 #: PRs humans merged or closed that the dashboard lists (the newest ones).
 RECENT_SETTLED_PRS = 20
+#: Dashboard ticks whose fate the dashboard lists (the newest ones).
+RECENT_TICKS = 10
 
 
 class DashboardAction(BaseModel):
@@ -279,6 +286,30 @@ class SettledPR(BaseModel):
     state: Literal["merged", "closed", "reverted"]
 
 
+class TickNote(BaseModel):
+    """What became of one dashboard tick (listed on the dashboard until newer ticks push it out)."""
+
+    tick: int
+    verb: str
+    #: The PR the box was for (None: the dashboard was edited beyond its boxes, no tick was read).
+    number: int | None = None
+    #: Who ticked, when the forge says (None on GitHub: only people with write access can edit the issue).
+    author: str | None = None
+    #: ``queued`` (the PR's next attempt serves it, and answers on the PR) or the reason code it was refused.
+    outcome: str
+
+
+def _tick_note(action: LifecycleAction, tick: int) -> TickNote:
+    """A tick's request (``queued``) or refusal; a refusal's ``detail`` starts with the verb (or the request's
+    kind, when the request was dropped for a budget)."""
+    if action.kind == "feedback_ignored":
+        verb = (action.detail.split(" ", 1)[0] or "tick").removesuffix("_command")
+        return TickNote(tick=tick, verb=verb, number=action.number, author=action.author,
+                        outcome=action.reason or "unknown")
+    return TickNote(tick=tick, verb=action.kind.removesuffix("_command"), number=action.number,
+                    author=action.author, outcome="queued")
+
+
 class DashboardState(BaseModel):
     """The dashboard issue Leviathan writes (number, what it last wrote) and the PRs it lists as settled."""
 
@@ -288,11 +319,23 @@ class DashboardState(BaseModel):
     #: A human closed it: Leviathan does not write it again until a human reopens it.
     closed: bool = False
     settled_prs: list[SettledPR] = Field(default_factory=list)
+    #: Ticks read so far (each tick's number, the key its reply is marked with), and the newest ones' fate.
+    ticks_read: int = 0
+    ticks: list[TickNote] = Field(default_factory=list)
 
     def with_cycle(self, record: CycleRecord) -> DashboardState:
         settled = self.settled_prs + [SettledPR(number=c.number, task_id=c.task_id, state=c.state)
                                       for c in record.pr_sync]
-        return self.model_copy(update={"settled_prs": settled[-RECENT_SETTLED_PRS:]}).after(record.dashboard)
+        state = self.with_ticks(record.lifecycle)
+        return state.model_copy(update={"settled_prs": settled[-RECENT_SETTLED_PRS:]}).after(record.dashboard)
+
+    def with_ticks(self, actions: list[LifecycleAction]) -> DashboardState:
+        """After the ticks this cycle read (the requests and refusals that carry a ``tick``)."""
+        notes = [_tick_note(a, a.tick) for a in actions if a.tick is not None]
+        if not notes:
+            return self
+        return self.model_copy(update={"ticks_read": max(self.ticks_read, *(n.tick for n in notes)),
+                                       "ticks": [*self.ticks, *notes][-RECENT_TICKS:]})
 
     def after(self, action: DashboardAction | None) -> DashboardState:
         """The issue once ``action`` was done to it (a failed or no write leaves it as it was)."""
@@ -365,7 +408,8 @@ class OwedReply(BaseModel):
     ``feedback_attempts_exhausted``). Never holds the review's or comment's own text.
     """
 
-    #: ``r<review id>`` or ``c<comment id>``: the event, and the marker that makes the reply idempotent.
+    #: ``r<review id>``, ``c<comment id>`` or ``t<dashboard tick>``: the event, and the marker that makes the
+    #: reply idempotent.
     key: str
     kind: Literal["served", "failed", "refused"]
     author: str
@@ -378,11 +422,13 @@ class OwedReply(BaseModel):
     tries: int = 0
 
 
-def reply_key(review_id: int | None, comment_id: int | None) -> str | None:
-    """The event key of a review or comment (None: neither, nothing to answer)."""
+def reply_key(review_id: int | None, comment_id: int | None, tick: int | None = None) -> str | None:
+    """The event key of a review, comment or dashboard tick (None: none of them, nothing to answer)."""
     if review_id is not None:
         return f"r{review_id}"
-    return f"c{comment_id}" if comment_id is not None else None
+    if comment_id is not None:
+        return f"c{comment_id}"
+    return f"t{tick}" if tick is not None else None
 
 
 def with_replies(owed: list[OwedReply], actions: list[LifecycleAction]) -> list[OwedReply]:
@@ -391,7 +437,7 @@ def with_replies(owed: list[OwedReply], actions: list[LifecycleAction]) -> list[
     out = list(owed)
     for action in actions:
         keys = set(action.reply_keys)
-        key = reply_key(action.review_id, action.comment_id)
+        key = reply_key(action.review_id, action.comment_id, action.tick)
         if action.kind == "feedback_ignored" and key is not None and action.author is not None \
                 and all(o.key != key for o in out):
             out.append(OwedReply(key=key, kind="refused", author=action.author, reason=action.reason,
@@ -868,7 +914,7 @@ def _after_continue(pr: LedgerPR, attempt: AttemptEvidence, base_sha: str | None
 def _served_reply(pr: LedgerPR, attempt: AttemptEvidence) -> list[OwedReply]:
     """The PR's owed replies plus the one for the request ``attempt`` served (pushed or not)."""
     request = pr.pending
-    key = reply_key(request.review_id, request.comment_id) if request is not None else None
+    key = reply_key(request.review_id, request.comment_id, request.tick) if request is not None else None
     if request is None or key is None or request.author is None or any(o.key == key for o in pr.replies):
         return pr.replies
     pushed = attempt.pr_number is not None and bool(attempt.pr_head_sha)

@@ -62,6 +62,9 @@ class Issue(BaseModel):
     state: IssueState
     url: str
     labels: tuple[str, ...] = ()
+    #: Who last edited the body, when the forge says (the local forge). GitHub's REST API names no editor;
+    #: there only the issue's author (Leviathan's own account) and people with write access may edit it.
+    edited_by: str | None = None
 
 
 class PullRequest(BaseModel):

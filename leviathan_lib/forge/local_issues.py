@@ -106,7 +106,7 @@ class LocalIssues:
     def update_issue(self, number: int, *, title: str, body: str) -> Issue:
         with self._issues_locked():
             record = self._read_issue(number).model_copy(
-                update={"title": title, "body": body, "updated_at": datetime.now(UTC)})
+                update={"title": title, "body": body, "updated_at": datetime.now(UTC), "edited_by": None})
             self._write_issue(record)
         return record.issue()
 
@@ -122,6 +122,15 @@ class LocalIssues:
     def list_issues(self) -> list[Issue]:
         """Every issue, oldest first (``leviathan forge issues``)."""
         return [self._read_issue(n).issue() for n in self._issue_numbers()]
+
+    def edit_issue_body(self, number: int, body: str, *, editor: str) -> Issue:
+        """A human edits an issue's body (``leviathan forge tick``): the record names them, as the edit history
+        of a forge's web UI does."""
+        with self._issues_locked():
+            record = self._read_issue(number).model_copy(
+                update={"body": body, "updated_at": datetime.now(UTC), "edited_by": editor})
+            self._write_issue(record)
+        return record.issue()
 
     def set_issue_state(self, number: int, state: IssueState) -> Issue:
         """A human closes or reopens an issue (``leviathan forge close-issue`` / ``reopen-issue``)."""

@@ -114,10 +114,12 @@ CI = {"ci_fix_limit"}
 #: Decided by the decision builder on the fleet state (tests/core/test_fleet.py, test_fleet_cycle.py).
 FLEET = {"fleet_state_unknown", "fleet_open_prs_limit", "fleet_pr_hourly_limit", "fleet_breaker_open",
          "team_budget_exhausted"}
+#: Decided on the dashboard's ticks by the PR sync (tests/cycle/test_ticks.py, test_dashboard_ticks.py).
+TICKS = {"dashboard_tick_stale", "dashboard_tampered"}
 
 
 def test_every_reason_code_is_covered_by_a_scenario():
-    seen = AFTER_DECIDE | LIFECYCLE | FEEDBACK | CI | FLEET
+    seen = AFTER_DECIDE | LIFECYCLE | FEEDBACK | CI | FLEET | TICKS
     for scenario in SCENARIOS:
         expect = scenario["expect"]
         seen.update(expect.get("reasons", []))
@@ -137,7 +139,7 @@ def test_reason_codes_are_the_stable_strings():
         "rejected_by_human", "checks_red_at_base",
         "ci_failed", "ci_fix_limit", "awaiting_ci", "review_rounds_exhausted",
         "fleet_state_unknown", "fleet_open_prs_limit", "fleet_pr_hourly_limit", "fleet_breaker_open",
-        "team_budget_exhausted",
+        "team_budget_exhausted", "dashboard_tick_stale", "dashboard_tampered",
     ]
 
 

@@ -157,18 +157,22 @@ def test_github_dashboard_once_then_only_on_change(github_target, tmp_path):
     assert [(m, p) for m, p, _ in _issue_calls(fake, 0)] == [("GET", f"/repos/{REPO}/issues"),
                                                             ("POST", f"/repos/{REPO}/issues")]
 
-    # The PR is open now: the decision changed, one read and one write.
+    # The PR is open now: the decision changed. One read for ticks (the dashboard has none yet), the write's
+    # read of the same issue (304 from the ETag cache), and one write.
     mark = len(fake.requests)
     record = evidence_record(run_cycle(target_file)[0])
     assert record["reasons"] == ["open_pr_limit"] and record["dashboard"]["kind"] == "dashboard_updated"
-    assert [(m, p) for m, p, _ in _issue_calls(fake, mark)] == [("GET", f"/repos/{REPO}/issues/1"),
-                                                               ("PATCH", f"/repos/{REPO}/issues/1")]
+    issue_1 = f"/repos/{REPO}/issues/1"
+    assert _issue_calls(fake, mark) == [("GET", issue_1, 200), ("GET", issue_1, 304), ("PATCH", issue_1, 200)]
     assert "open: #2 task docs\\-quickstart" in fake.issue(REPO, 1)["body"]
 
-    # Unchanged: not a single dashboard request.
+    # Unchanged: no write, only the read for ticks (a full read once after a write, then a free 304).
     mark = len(fake.requests)
     record = evidence_record(run_cycle(target_file)[0])
-    assert record["dashboard"] is None and _issue_calls(fake, mark) == []
+    assert record["dashboard"] is None and _issue_calls(fake, mark) == [("GET", issue_1, 200)]
+    mark = len(fake.requests)
+    record = evidence_record(run_cycle(target_file)[0])
+    assert record["dashboard"] is None and _issue_calls(fake, mark) == [("GET", issue_1, 304)]
     assert len(repo.issues) == 1
 
     # A human merges the PR: the dashboard lists it as merged.

@@ -327,7 +327,7 @@ class GithubClient:
              missing: ForgeError | None = None) -> Any:
         """A conditional GET: a 304 answers from the cache and costs no rate-limit budget.
 
-        ``missing`` is raised for a 404 instead of the generic "repository not found" error.
+        ``missing`` is raised for a 404 (and a 410, gone) instead of the generic "repository not found" error.
         """
         key = path + ("?" + "&".join(f"{k}={v}" for k, v in sorted(params.items())) if params else "")
         cached = self._cache.get(key)
@@ -335,7 +335,7 @@ class GithubClient:
         resp = self._send("GET", path, params=params, headers=headers)
         if resp.status_code == 304 and cached:
             return cached["body"]
-        if resp.status_code == 404 and missing is not None:
+        if resp.status_code in (404, 410) and missing is not None:
             raise missing
         if resp.status_code != 200:
             raise self._fail(resp, "GET", path, permission)

@@ -45,8 +45,13 @@ class Issues(GithubClient):
         return _issue(data)
 
     def get_issue(self, number: int) -> Issue:
+        """A conditional GET: every cycle reads the dashboard for ticks, and an unchanged one is a free 304."""
         path = f"/repos/{self.owner}/{self.repo}/issues/{number}"
-        return self._issue_answer(self._send("GET", path), "GET", path, number, READ_ISSUES)
+        data = self._get(path, READ_ISSUES, missing=IssueNotFound(f"no issue #{number} in {self.full_name} "
+                                                                  "(deleted, transferred, or issues turned off)"))
+        if data.get("pull_request"):
+            raise IssueNotFound(f"#{number} in {self.full_name} is a pull request, not an issue")
+        return _issue(data)
 
     def update_issue(self, number: int, *, title: str, body: str) -> Issue:
         path = f"/repos/{self.owner}/{self.repo}/issues/{number}"
