@@ -3,8 +3,8 @@
 Rules (docs/pull-requests.md "Dashboard"):
 
 - unchanged content (the hash the ledger holds): no forge request at all;
-- the issue's number is kept in the ledger; Leviathan never parses the issue, it only compares the hash
-  of the body it wrote with the body there now, to record that someone's edit was overwritten;
+- the issue's number is kept in the ledger; the PR sync reads it only for ticked boxes (:mod:`.ticks`); here
+  the hash of the body Leviathan wrote is compared with the body there now, to record an overwritten edit;
 - closed by a human: never reopened and not written (``dashboard_closed``); reopened: written again;
 - gone (deleted, 404/410): a new one is created once (``replaced``);
 - no number yet (first cycle, or the answer to a create was lost): first look for an open issue with the

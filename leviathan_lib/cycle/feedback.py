@@ -57,7 +57,19 @@ def read_feedback(forge: Forge, open_prs: list[PullRequest], known: list[LedgerP
                                            **common))
         if decided.request is not None:  # approvals and plain comments leave no trace
             actions.append(_request_action(decided.request, common))
+            _seen(forge, decided.request)
     return actions
+
+
+def _seen(forge: Forge, request: Request) -> None:
+    """``eyes`` on a command comment as soon as it is read (GitHub; the reply adds ``rocket`` once it is served);
+    best effort: a reaction is never a reason to hold anything up."""
+    if request.comment_id is None:
+        return
+    try:
+        forge.react(request.comment_id, "eyes")
+    except ForgeError as exc:
+        log.info("comment %s: no reaction (%s)", request.comment_id, exc.code)
 
 
 def _request_action(request: Request, common: dict[str, object]) -> LifecycleAction:

@@ -1,8 +1,9 @@
 """The dashboard issue in real cycles (``dag.test()``): the local forge and the spec-validated fake GitHub.
 
 A repo owner reads the dashboard to see why each task did or did not run; these tests check that it is
-written once, rewritten only when what it shows changes, never read back, and that edits, closes,
-deletions and forge errors are handled without a duplicate issue and without stopping the cycle.
+written once, rewritten only when what it shows changes, read only for its boxes (test_dashboard_ticks.py),
+and that edits, closes, deletions and forge errors are handled without a duplicate issue and without stopping
+the cycle.
 """
 
 from __future__ import annotations

@@ -255,6 +255,8 @@ def test_on_github_changes_requested_continue_the_same_pr_and_readers_are_ignore
     retried, _ = run_cycle(target_file)
     record = evidence_record(retried)
     assert _kinds(record) == [("retry_command", "octocat", None)] and record["stopped_reason"] == "pr_updated"
+    command = max(c[0] for c in repo.conversation[1] if c[1] == "octocat")
+    assert repo.reactions[command] == [("leviathan[bot]", "eyes")]  # seen; "rocket" comes with the reply
     fake.human_comment("acme/widgets", 1, "octocat", "/leviathan retry")
     spent, _ = run_cycle(target_file)
     record = evidence_record(spent)
@@ -263,6 +265,7 @@ def test_on_github_changes_requested_continue_the_same_pr_and_readers_are_ignore
                               ("feedback_ignored", "octocat", "review_rounds_exhausted")]
     assert record["attempt"] is None
     assert [p["number"] for p in fake.open_pulls("acme/widgets")] == [1]
+    assert repo.reactions[command] == [("leviathan[bot]", "eyes"), ("leviathan[bot]", "rocket")]
 
 
 def test_clearing_a_feedback_run_repeats_the_same_attempt_and_nothing_else(tmp_path, targets_dir):

@@ -215,6 +215,53 @@ def test_without_a_secret_every_delivery_is_refused_and_health_says_how_to_confi
         api.stop()
 
 
+def test_a_delivery_while_the_database_is_down_answers_503_keeps_nothing_and_is_taken_when_redelivered(
+        airflow_db, own_metadata_db, tmp_path):
+    """PostgreSQL refuses every connection to the API server's metadata database (its sessions ended, new ones
+    refused): the delivery is answered 503 and nothing is kept, so GitHub's redelivery of the same id is taken."""
+    if not own_metadata_db:
+        pytest.skip("PostgreSQL only: the test makes the metadata database refuse connections")
+    import os
+
+    import psycopg2
+
+    server, name = own_metadata_db["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].split("://", 1)[1].rsplit("/", 1)
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    _write_targets(targets)
+    env = {**os.environ, **own_metadata_db, "LEVIATHAN_TARGETS_DIR": str(targets)}
+    for command in (["db", "migrate"], ["dags", "reserialize"], ["dags", "unpause", names.dag_id(HOOKED)]):
+        subprocess.run([sys.executable, "-m", "airflow", *command], check=True, capture_output=True, env=env)
+    api = ApiServer(airflow_db, {**own_metadata_db, **_secret_env(), "LEVIATHAN_TARGETS_DIR": str(targets)}).start()
+    admin = psycopg2.connect(f"postgresql://{server}/postgres", connect_timeout=5)
+    admin.autocommit = True
+
+    def events() -> int:
+        with psycopg2.connect(f"postgresql://{server}/{name}", connect_timeout=5) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.uri = %s",
+                        (names.change_asset_uri(HOOKED),))
+            return int(cur.fetchone()[0])
+
+    try:
+        data, delivery = payload("push", REPO, branch="main"), str(uuid.uuid4())
+        with admin.cursor() as cur:
+            cur.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        try:
+            down = send(api.base, "push", data, SECRET, delivery=delivery)
+        finally:
+            with admin.cursor() as cur:
+                cur.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        assert down.status_code == 503 and "redeliver it" in down.json()["detail"], down.text
+        assert events() == 0
+        again = send(api.base, "push", data, SECRET, delivery=delivery)
+        assert again.status_code == 202 and again.json()["targets"][0]["outcome"] == "recorded", again.text
+        assert events() == 1
+    finally:
+        admin.close()
+        api.stop()
+
+
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "leviathan_lib.cli.main", *args], env=env, capture_output=True,
                           text=True, timeout=120)
