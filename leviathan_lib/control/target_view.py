@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.guardrails import ReasonCode
@@ -397,7 +396,7 @@ def _verdicts(target: TargetConfig, config_path: Path, history: History, ledger:
     if result.error or result.decision is None:
         view.unknown = f"{result.error.code}: {result.error.message}" if result.error else "no decision"
         return view
-    backlog, problems = parse_backlog(read.backlog_text or "", source=target.backlog_path)
+    backlog, problems = read.parsed_backlog()
     titles = {t.id: t for t in backlog.tasks}
     decision = result.decision
     view.decision, view.selected_task = decision.decision, decision.task_id

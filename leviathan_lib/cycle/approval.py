@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from leviathan_lib.core import inert
-from leviathan_lib.core.backlog import Task, parse_backlog
+from leviathan_lib.core.backlog import Task
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.inert import fenced
@@ -41,7 +41,7 @@ def md(value: object) -> str:
 
 
 def _task(read: ReadResult, plan: AttemptPlan) -> Task:
-    backlog, _ = parse_backlog(read.backlog_text or "", source=read.backlog_path)
+    backlog, _ = read.parsed_backlog()
     return backlog.by_id()[plan.task_id]
 
 

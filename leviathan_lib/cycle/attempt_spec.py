@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from leviathan_lib.core.backlog import Task, parse_backlog
+from leviathan_lib.core.backlog import Task
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.limits import AttemptLimits, resolve_limits
 from leviathan_lib.cycle.repo_reader import RepoUnreachable, fetch_branch, fetch_commit
@@ -43,7 +43,7 @@ def attempt_spec(read: ReadResult, target: TargetConfig, plan: AttemptPlan, cach
     """The spec of attempt ``plan`` of a task of the backlog ``read`` pinned; ``api_base_url`` and ``region``
     come from the model connection (llm executor), ``git_env`` from the forge (see :func:`worker_source`),
     ``caps`` from the deployment (the target's ``limits`` within them; a value above a cap is logged)."""
-    backlog, _ = parse_backlog(read.backlog_text or "", source=read.backlog_path)
+    backlog, _ = read.parsed_backlog()
     limits, lowered = resolve_limits(target.limits, caps or AttemptLimits(), target.target_id)
     for problem in lowered:
         log.warning("%s", problem.render("warning"))

@@ -11,7 +11,6 @@ import logging
 from collections import Counter
 from datetime import UTC, datetime
 
-from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.fleet import FleetState
 from leviathan_lib.core.guardrails import OpenPR
@@ -48,7 +47,7 @@ def task_hashes(read: ReadResult) -> dict[str, str]:
     """The definition hash of every valid task of the backlog read at the pinned commit."""
     if read.error or read.backlog_text is None:
         return {}
-    backlog, _ = parse_backlog(read.backlog_text, source=read.backlog_path)
+    backlog, _ = read.parsed_backlog()
     return {task.id: task.definition_hash() for task in backlog.tasks}
 
 

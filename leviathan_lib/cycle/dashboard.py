@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel
 
 from leviathan_lib.core import inert
-from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import ReasonCode
 from leviathan_lib.core.reasons import explain
@@ -108,7 +107,7 @@ def _checks(result: GuardrailResult) -> list[str]:
 def _tasks(read: ReadResult, result: GuardrailResult, rejection: ApprovalEvidence | None) -> list[str]:
     if result.decision is None:
         return []
-    backlog, _ = parse_backlog(read.backlog_text or "", source=read.backlog_path)
+    backlog, _ = read.parsed_backlog()
     titles = {t.id: t.title for t in backlog.tasks}
     verdicts = result.decision.tasks
     selected = result.attempt.task_id if result.attempt else None

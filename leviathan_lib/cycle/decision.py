@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 
-from leviathan_lib.core.backlog import Backlog, parse_backlog
+from leviathan_lib.core.backlog import Backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.fleet import FleetState, fleet_checks
@@ -148,7 +148,7 @@ def build_decision(inputs: DecisionInputs) -> GuardrailResult:
     if read.error:
         return GuardrailResult(error=read.error)
     try:
-        backlog, _ = parse_backlog(read.backlog_text or "", source=read.backlog_path)
+        backlog, _ = read.parsed_backlog()
     except ValidationFailed as exc:  # a read that did not parse it first (the view's per-commit read)
         code = exc.code if isinstance(exc, TooManyTasks) else "backlog_invalid"
         return GuardrailResult(error=CycleError(code=code, message="; ".join(str(p) for p in exc.problems)))

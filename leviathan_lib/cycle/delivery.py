@@ -18,7 +18,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.backlog_edit import check_status_edit, set_task_status
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import LeviathanError, ValidationFailed
@@ -204,7 +203,7 @@ def _build(target: TargetConfig, read: ReadResult, plan: AttemptPlan, result: At
            start: str, run_id: str, evidence_summary: dict[str, Any], earlier: str | None = None) -> _Built:
     """Apply the patch on ``start``, check the final diff, add the status edit, commit (objects only); or take
     ``earlier`` when it is that very commit, as an earlier run of this delivery made and pushed it."""
-    backlog, _ = parse_backlog(read.backlog_text or "", source=read.backlog_path)
+    backlog, _ = read.parsed_backlog()
     task = backlog.by_id()[plan.task_id]
     scope = task_scope(task.allowed_paths, target.allowed_path_prefixes)
     worker_tree = _apply(repo, start, result.patch)

@@ -31,7 +31,7 @@ from leviathan_lib.evidence.records import (
     LifecycleAction,
     PrStateChange,
 )
-from leviathan_lib.forge import open_forge
+from leviathan_lib.forge import target_forge
 from leviathan_lib.forge.base import Forge, ForgeError, PullRequest
 from leviathan_lib.worker.contract import ContinuePr
 
@@ -63,9 +63,7 @@ def forge_state(target: TargetConfig, repo_url: str, known: list[LedgerPR], *, h
     planned again, so delivery finds its commit already there. ``held``: the branches waiting for green CI
     (:mod:`leviathan_lib.cycle.held`); a PR opened for one this cycle is open for the guardrails too."""
     try:
-        forge = open_forge(target.forge, repo_url, target.forge_conn_id, draft=target.pr_draft,
-                           labels=tuple(target.pr_labels), reviewers=tuple(target.pr_reviewers),
-                           assignees=tuple(target.pr_assignees))
+        forge = target_forge(target, repo_url)
         listed = forge.list_open_prs(head_prefix=AGENT_BRANCH_PREFIX)
     except ForgeError as exc:
         log.error("forge state unknown for %s: %s", target.target_id, exc)

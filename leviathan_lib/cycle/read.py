@@ -7,7 +7,7 @@ from pathlib import Path
 
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.cycle.steps import CycleError, ReadResult, read_backlog
-from leviathan_lib.forge import open_forge
+from leviathan_lib.forge import target_forge
 from leviathan_lib.forge.base import ForgeError
 
 
@@ -15,7 +15,7 @@ def forge_git_env(target: TargetConfig, repo_url: str) -> dict[str, str] | None:
     """The forge's git credentials as environment (None for the local forge); ForgeError without them."""
     if target.forge == "local":
         return None
-    return open_forge(target.forge, repo_url, target.forge_conn_id).git_push_env()
+    return target_forge(target, repo_url).git_push_env()
 
 
 def read_with_forge_auth(target: TargetConfig, repo_url: str, cache_dir: Path, *,

@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from leviathan_lib.core.backlog import Backlog, InvalidTask, Task, parse_backlog
 from leviathan_lib.core.config import TargetConfig
-from leviathan_lib.core.errors import ValidationFailed
+from leviathan_lib.core.errors import Problem, ValidationFailed
 from leviathan_lib.core.guardrails import Decision
 from leviathan_lib.core.read_limits import MAX_BACKLOG_BYTES, MAX_RECIPES_BYTES, TooLarge, TooManyTasks
 from leviathan_lib.cycle.repo_reader import NoCommitAtDate, RepoUnreachable, read_at_branch, read_at_commit
@@ -62,6 +62,16 @@ class ReadResult(BaseModel):
     error: CycleError | None = None
     #: Set for replays (backfill): the backlog was read as it was at this time; nothing may run.
     as_of: datetime | None = None
+    #: The backlog parsed, with the text and path it was parsed from (:meth:`parsed_backlog`).
+    _parsed: tuple[str, str, tuple[Backlog, list[Problem]]] | None = PrivateAttr(default=None)
+
+    def parsed_backlog(self) -> tuple[Backlog, list[Problem]]:
+        """The backlog parsed once per read, however many steps of a task ask (``plan`` asked four times);
+        raises :class:`ValidationFailed` like :func:`parse_backlog`. Treat the result as read-only."""
+        text = self.backlog_text or ""
+        if self._parsed is None or self._parsed[0] != self.backlog_path or self._parsed[1] != text:
+            self._parsed = (self.backlog_path, text, parse_backlog(text, source=self.backlog_path))
+        return self._parsed[2]
 
 
 class AttemptPlan(BaseModel):
@@ -129,7 +139,7 @@ def read_backlog(
 
     try:
         result.backlog_text = snap.text()
-        _, problems = parse_backlog(result.backlog_text or "", source=target.backlog_path)
+        _, problems = result.parsed_backlog()
         result.problems = [str(p) for p in problems]
         # Recipes are text the worker runs: undecodable ones stop the cycle like an unreadable backlog.
         result.recipes_text = read_at_commit(git_dir_for(repo_url, cache_dir), snap.commit_sha, target.recipes_path,

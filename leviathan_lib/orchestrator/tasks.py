@@ -8,10 +8,12 @@ functions so DAG parsing stays cheap.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import Asset, AssetAlias, Variable, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
@@ -48,8 +50,22 @@ if TYPE_CHECKING:
     from leviathan_lib.evidence.records import ApprovalEvidence, AttemptEvidence, History, Ledger
 
 log = logging.getLogger("leviathan")
+_T = TypeVar("_T")
 #: The worker outcome of an attempt that found the repository's checks already failing (no change, no failure).
 RED_AT_BASE = "checks_red_at_base"  # ReasonCode.CHECKS_RED_AT_BASE, without importing the guardrails at parse time
+
+
+def _connecting_once(func: Callable[..., _T]) -> Callable[..., _T]:
+    """Run a task with one forge connection for all its steps (:func:`leviathan_lib.forge.connect_once`)."""
+
+    @functools.wraps(func)
+    def task(*args: Any, **kwargs: Any) -> _T:
+        from leviathan_lib.forge import connect_once
+
+        with connect_once():
+            return func(*args, **kwargs)
+
+    return task
 
 
 def _target(config: dict[str, Any]) -> TargetConfig:
@@ -177,6 +193,7 @@ def _fleet(target: TargetConfig, targets_dir: str, now: datetime) -> FleetState:
     return read_fleet(target, targets, config=config, evidence_of=evidence_of, reset_at=reset_at, now=now)
 
 
+@_connecting_once
 def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAlias, switch_variable: str,
          switches: Asset, targets_dir: str, run_task_id: str = TASK_RUN_WORKER) -> list[str]:
     """Read, check, branch; a cycle that will not attempt is recorded here, so it costs this one process.
@@ -232,11 +249,11 @@ def _dashboard(target: TargetConfig, read: ReadResult, result: GuardrailResult, 
     if not target.dashboard:
         return None
     from leviathan_lib.cycle.dashboard_sync import sync_dashboard
-    from leviathan_lib.forge import open_forge
+    from leviathan_lib.forge import target_forge
 
     written_at = getattr(dag_run, "run_after", None) or datetime.now(UTC)
     return sync_dashboard(target, read, result, run_id=run_id, written_at=written_at, rejection=rejection,
-                          open_forge=lambda: open_forge(target.forge, repo_url, target.forge_conn_id))
+                          open_forge=lambda: target_forge(target, repo_url))
 
 
 def _push_plan(ti: Any, read_xcom: dict[str, Any], result: GuardrailResult | None) -> None:
@@ -416,10 +433,11 @@ def _worker_result(ti: Any) -> dict[str, Any] | None:
     return result
 
 
+@_connecting_once
 def open_pull_request(*, config: dict[str, Any]) -> dict[str, Any] | None:
     from leviathan_lib.core import paths
     from leviathan_lib.cycle.delivery import DeliveryRejected, deliver
-    from leviathan_lib.forge import open_forge
+    from leviathan_lib.forge import target_forge
     from leviathan_lib.worker.contract import result_from_json
 
     context = get_current_context()
@@ -435,9 +453,7 @@ def open_pull_request(*, config: dict[str, Any]) -> dict[str, Any] | None:
         error = result.error
         detail = f"{error.code}: {error.message}" if error else "no error given"
         raise AirflowFailException(f"worker {result.outcome}: {detail}")
-    forge = open_forge(target.forge, read_result.repo_url, target.forge_conn_id, draft=target.pr_draft,
-                       labels=tuple(target.pr_labels), reviewers=tuple(target.pr_reviewers),
-                       assignees=tuple(target.pr_assignees))
+    forge = target_forge(target, read_result.repo_url)
     assert guard.attempt is not None and guard.decision is not None
     try:
         delivery = deliver(

@@ -324,10 +324,11 @@ class GithubClient:
         return ForgeError(f"{where}: unexpected {resp.status_code} {message}")
 
     def _get(self, path: str, permission: str, params: dict[str, Any] | None = None,
-             missing: ForgeError | None = None) -> Any:
+             missing: ForgeError | Callable[[int], ForgeError] | None = None) -> Any:
         """A conditional GET: a 304 answers from the cache and costs no rate-limit budget.
 
-        ``missing`` is raised for a 404 (and a 410, gone) instead of the generic "repository not found" error.
+        ``missing`` is raised for a 404 (and a 410, gone) instead of the generic "repository not found" error
+        (a callable: made from the status).
         """
         key = path + ("?" + "&".join(f"{k}={v}" for k, v in sorted(params.items())) if params else "")
         cached = self._cache.get(key)
@@ -336,7 +337,7 @@ class GithubClient:
         if resp.status_code == 304 and cached:
             return cached["body"]
         if resp.status_code in (404, 410) and missing is not None:
-            raise missing
+            raise missing if isinstance(missing, ForgeError) else missing(resp.status_code)
         if resp.status_code != 200:
             raise self._fail(resp, "GET", path, permission)
         body = resp.json()

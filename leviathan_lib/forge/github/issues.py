@@ -47,8 +47,8 @@ class Issues(GithubClient):
     def get_issue(self, number: int) -> Issue:
         """A conditional GET: every cycle reads the dashboard for ticks, and an unchanged one is a free 304."""
         path = f"/repos/{self.owner}/{self.repo}/issues/{number}"
-        data = self._get(path, READ_ISSUES, missing=IssueNotFound(f"no issue #{number} in {self.full_name} "
-                                                                  "(deleted, transferred, or issues turned off)"))
+        data = self._get(path, READ_ISSUES, missing=lambda status: IssueNotFound(
+            f"no issue #{number} in {self.full_name} ({status}: deleted, transferred, or issues turned off)"))
         if data.get("pull_request"):
             raise IssueNotFound(f"#{number} in {self.full_name} is a pull request, not an issue")
         return _issue(data)
