@@ -80,3 +80,20 @@ def family_cpu_seconds(pid: int) -> float:
             continue
         total += t.user + t.system + t.children_user + t.children_system
     return total
+
+
+def isolate_in_process() -> Path:
+    """A throw-away AIRFLOW_HOME (SQLite, migrated) for benches that run cycles in this process (``dag.test()``)."""
+    import subprocess
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="leviathan-bench-"))
+    (home / "targets").mkdir()
+    os.environ.update({
+        "AIRFLOW_HOME": str(home), "AIRFLOW_CONFIG": str(ROOT / "airflow.cfg"), "LEVIATHAN_HOME": str(ROOT),
+        "LEVIATHAN_TARGETS_DIR": str(home / "targets"), "LEVIATHAN_STATE_DIR": str(home / "leviathan"),
+        "AIRFLOW__API_AUTH__JWT_SECRET": "bench-only-jwt-secret", "AIRFLOW__API__SECRET_KEY": "bench-only",
+    })
+    os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
+    subprocess.run([PYTHON, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+    return home

@@ -17,9 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -28,22 +26,11 @@ IDLE_CYCLES = 3
 TOKEN = "ghp_BenchToken000000000000000000000000"
 
 
-def _isolate() -> Path:
-    home = Path(tempfile.mkdtemp(prefix="leviathan-bench-"))
-    (home / "targets").mkdir()
-    os.environ.update({
-        "AIRFLOW_HOME": str(home), "AIRFLOW_CONFIG": str(ROOT / "airflow.cfg"), "LEVIATHAN_HOME": str(ROOT),
-        "LEVIATHAN_TARGETS_DIR": str(home / "targets"), "LEVIATHAN_STATE_DIR": str(home / "leviathan"),
-        "AIRFLOW__API_AUTH__JWT_SECRET": "bench-only-jwt-secret", "AIRFLOW__API__SECRET_KEY": "bench-only",
-    })
-    os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
-    return home
-
-
 def _measure(*, checks: bool) -> dict:
     """Two cycles that deliver and settle, then ``IDLE_CYCLES`` idle ones, with or without required checks."""
-    home = _isolate()
+    from bench.common import isolate_in_process
+
+    home = isolate_in_process()
     from leviathan_lib.demo import create_demo_target
     from tests.airflow_helpers import evidence_record, run_cycle, set_switch
     from tests.fake_github import FakeGithub, connection_env

@@ -15,28 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _isolate() -> Path:
-    home = Path(tempfile.mkdtemp(prefix="leviathan-bench-"))
-    (home / "targets").mkdir()
-    os.environ.update({
-        "AIRFLOW_HOME": str(home), "AIRFLOW_CONFIG": str(ROOT / "airflow.cfg"), "LEVIATHAN_HOME": str(ROOT),
-        "LEVIATHAN_TARGETS_DIR": str(home / "targets"), "LEVIATHAN_STATE_DIR": str(home / "leviathan"),
-        "AIRFLOW__API_AUTH__JWT_SECRET": "bench-only-jwt-secret", "AIRFLOW__API__SECRET_KEY": "bench-only",
-    })
-    os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
-    return home
 
 
 def _big_backlog(bare: Path, work: Path, tasks: int) -> None:
@@ -58,7 +42,9 @@ def main() -> dict:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    home = _isolate()
+    from bench.common import isolate_in_process
+
+    home = isolate_in_process()
     from leviathan_lib.core import backlog
     from leviathan_lib.cycle import steps
     from leviathan_lib.demo import create_demo_target

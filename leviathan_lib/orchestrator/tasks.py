@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import Asset, AssetAlias, Variable, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
+from pydantic import JsonValue
 
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.names import (
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("leviathan")
 _T = TypeVar("_T")
+#: What crosses the XCom boundary and the DAG's task arguments: JSON, typed as such.
+JsonObject = dict[str, JsonValue]
 #: The worker outcome of an attempt that found the repository's checks already failing (no change, no failure).
 RED_AT_BASE = "checks_red_at_base"  # ReasonCode.CHECKS_RED_AT_BASE, without importing the guardrails at parse time
 
@@ -194,7 +197,7 @@ def _fleet(target: TargetConfig, targets_dir: str, now: datetime) -> FleetState:
 
 
 @_connecting_once
-def plan(*, config: dict[str, Any], repo_url: str, asset: Asset, alias: AssetAlias, switch_variable: str,
+def plan(*, config: JsonObject, repo_url: str, asset: Asset, alias: AssetAlias, switch_variable: str,
          switches: Asset, targets_dir: str, run_task_id: str = TASK_RUN_WORKER) -> list[str]:
     """Read, check, branch; a cycle that will not attempt is recorded here, so it costs this one process.
 
@@ -353,7 +356,7 @@ def _llm_needs_connection(target: TargetConfig) -> bool:
     return needs_connection(target)
 
 
-def prepare_attempt(*, config: dict[str, Any]) -> None:
+def prepare_attempt(*, config: JsonObject) -> None:
     """Kubernetes backend: push the spec (and the task's label value) for the worker pod's templates."""
     from leviathan_lib.worker.backends.kubernetes import label_value
 
@@ -374,7 +377,7 @@ def prepare_attempt(*, config: dict[str, Any]) -> None:
              spec.executor.kind)
 
 
-def run_worker(*, config: dict[str, Any]) -> None:
+def run_worker(*, config: JsonObject) -> None:
     """Local backend: run the attempt on this machine, from a pinned commit this task fetched itself."""
     from leviathan_lib.contracts.attempt import STARTED_ANNOTATION
 
@@ -420,7 +423,7 @@ def _run_local(spec: Any, target: TargetConfig, llm_conn: Any, started: datetime
                                             checks_cache=paths.checks_cache_dir()))
 
 
-def sanitize_pod_result(raw: Any) -> dict[str, Any]:
+def sanitize_pod_result(raw: JsonValue) -> JsonObject:
     """Kubernetes backend: the pod's result document, sanitized before Airflow stores it as an XCom."""
     from leviathan_lib.cycle.untrusted import sanitize_result_document
 
@@ -434,7 +437,7 @@ def _worker_result(ti: Any) -> dict[str, Any] | None:
 
 
 @_connecting_once
-def open_pull_request(*, config: dict[str, Any]) -> dict[str, Any] | None:
+def open_pull_request(*, config: JsonObject) -> JsonObject | None:
     from leviathan_lib.core import paths
     from leviathan_lib.cycle.delivery import DeliveryRejected, deliver
     from leviathan_lib.forge import target_forge
@@ -469,24 +472,25 @@ def open_pull_request(*, config: dict[str, Any]) -> dict[str, Any] | None:
                      value={"code": exc.code, "message": str(exc), "changed_paths": exc.changed_paths})
         raise AirflowFailException(f"delivery rejected: {exc.code}: {exc}") from None
     pr, held = delivery.pr, delivery.held
+    changed: list[JsonValue] = list(delivery.changed_paths)
     if pr is None and held is not None:  # pr_creation: checks_pass: a later cycle opens it once CI passes
         log.info("pushed %s at %s; its PR opens once CI on it passes", guard.attempt.branch, held.head_sha)
         return {"number": None, "url": None, "branch": guard.attempt.branch, "head_sha": held.head_sha,
-                "changed_paths": delivery.changed_paths, "note": delivery.note, "awaiting_ci": True,
+                "changed_paths": changed, "note": delivery.note, "awaiting_ci": True,
                 "title": held.title, "body": held.body}
     assert pr is not None  # delivery returns a PR or a held branch
     log.info("pull request #%s %s (%s -> %s)", pr.number, pr.url, pr.head, pr.base)
     if delivery.note:
         log.warning("PR #%s: %s", pr.number, delivery.note)
     return {"number": pr.number, "url": pr.url, "branch": pr.head, "head_sha": pr.head_sha,
-            "changed_paths": delivery.changed_paths, "note": delivery.note}
+            "changed_paths": changed, "note": delivery.note}
 
 
 def _body_links(target_id: str, dag_id: str, run_id: str) -> dict[str, str]:
     """The Leviathan view's target page and the Airflow run, when ``[api] base_url`` says where they are."""
     from urllib.parse import quote
 
-    from airflow.configuration import conf
+    from airflow.sdk.configuration import conf
 
     base = (conf.get("api", "base_url", fallback="") or "").rstrip("/")
     if not base.startswith(("https://", "http://")):
@@ -521,7 +525,7 @@ def _write_record(target: TargetConfig, *, read: ReadResult | None, guard: Guard
     return payload
 
 
-def record_evidence(*, config: dict[str, Any], asset: Asset) -> dict[str, Any]:
+def record_evidence(*, config: JsonObject, asset: Asset) -> JsonObject:
     """The record of a cycle that attempted, or whose ``plan`` failed (then with what it left, if anything)."""
     from leviathan_lib.cycle.outcome import attempt_evidence
     from leviathan_lib.cycle.steps import CycleError
@@ -577,7 +581,7 @@ def cycle_outcome() -> str:
     return str(record["stopped_reason"])
 
 
-def config_invalid(*, target_id: str, problems: list[str], asset: Asset) -> dict[str, Any]:
+def config_invalid(*, target_id: str, problems: list[str], asset: Asset) -> JsonObject:
     """A broken target file's run: record ``config_invalid`` with the target's history carried forward (so the
     target continues where it was once fixed); ``cycle_outcome`` then fails the run."""
     from leviathan_lib.cycle.history import history_window
