@@ -45,8 +45,8 @@ def main() -> dict:
     from bench.common import isolate_in_process
 
     home = isolate_in_process()
+    from leviathan_lib.contracts import xcom
     from leviathan_lib.core import backlog
-    from leviathan_lib.cycle import steps
     from leviathan_lib.demo import create_demo_target
     from tests.airflow_helpers import evidence_record, run_cycle, set_switch
 
@@ -63,8 +63,8 @@ def main() -> dict:
         parses += 1
         return real_parse(*a, **k)
 
-    steps.parse_backlog = counted  # type: ignore[assignment]  # the one caller of parse_backlog in plan
-    once = steps.ReadResult.parsed_backlog
+    xcom.parse_backlog = counted  # type: ignore[assignment]  # the one caller of parse_backlog in plan
+    once = xcom.ReadResult.parsed_backlog
 
     def as_before(self):  # type: ignore[no-untyped-def]
         self._parsed = None  # every call parses again, as each caller did before
@@ -72,7 +72,7 @@ def main() -> dict:
 
     def cycle(mode: str) -> tuple[float, int]:
         nonlocal parses
-        steps.ReadResult.parsed_backlog = as_before if mode == "before" else once  # type: ignore[method-assign]
+        xcom.ReadResult.parsed_backlog = as_before if mode == "before" else once  # type: ignore[method-assign]
         parses, started = 0, time.process_time()
         dag_run, states = run_cycle(target_file)
         cpu = time.process_time() - started

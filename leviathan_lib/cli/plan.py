@@ -14,6 +14,7 @@ import warnings
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
+from leviathan_lib.contracts.xcom import ReadResult
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig, load_target
 from leviathan_lib.core.errors import Problem, ValidationFailed
@@ -21,7 +22,7 @@ from leviathan_lib.core.guardrails import parse_state
 from leviathan_lib.core.secrets_scan import redact_text
 from leviathan_lib.core.yamlsrc import decode_utf8
 from leviathan_lib.cycle.decision import DecisionInputs, PlanState, build_decision
-from leviathan_lib.cycle.steps import ReadResult, read_backlog
+from leviathan_lib.cycle.steps import read_backlog
 
 
 def _print_warnings(caught: list[warnings.WarningMessage]) -> None:

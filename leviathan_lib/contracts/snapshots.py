@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from leviathan_lib.contracts.attempt import RESULT_VERSION, SPEC_VERSION, AttemptResult, AttemptSpec
 from leviathan_lib.contracts.recipes import RECIPES_VERSION, RecipesFile
+from leviathan_lib.contracts.xcom import XCOM_VERSION, GuardrailResult, ReadResult
 from leviathan_lib.evidence.records import (
     EVIDENCE_VERSION,
     AutonomyChangedRecord,
@@ -47,6 +48,8 @@ DOCUMENTS: dict[str, Document] = {
                                "worker -> orchestrator (file, XCom sidecar, return_value XCom)"),
     "recipes_file": Document(RecipesFile, RECIPES_VERSION,
                              "the target repository -> the worker, leviathan validate, the cycle's reads (YAML)"),
+    "xcom_read": Document(ReadResult, XCOM_VERSION, "plan -> the cycle's later tasks (XCom read)"),
+    "xcom_guardrails": Document(GuardrailResult, XCOM_VERSION, "plan -> the cycle's later tasks (XCom guardrails)"),
     "cycle_record": Document(CycleRecord, EVIDENCE_VERSION, "record_evidence -> every later reader (asset events)"),
     "breaker_reset_record": Document(BreakerResetRecord, EVIDENCE_VERSION, "leviathan breaker reset -> cycles"),
     "autonomy_changed_record": Document(AutonomyChangedRecord, EVIDENCE_VERSION, "switch changes -> cycles"),

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from leviathan_lib.contracts.xcom import CycleError, ReadResult
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.guardrails import ReasonCode
@@ -44,7 +45,6 @@ from leviathan_lib.cycle.decision import (
 )
 from leviathan_lib.cycle.held import ledger_fix
 from leviathan_lib.cycle.repo_reader import RepoUnreachable
-from leviathan_lib.cycle.steps import CycleError, ReadResult
 from leviathan_lib.evidence.records import CycleRecord, History, Ledger, LifecycleAction, parse_records
 
 log = logging.getLogger(__name__)

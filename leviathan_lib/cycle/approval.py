@@ -14,13 +14,13 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
+from leviathan_lib.contracts.xcom import AttemptPlan, ReadResult
 from leviathan_lib.core import inert
 from leviathan_lib.core.backlog import Task
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.inert import fenced
 from leviathan_lib.core.secrets_scan import redact_text, scan_bytes
-from leviathan_lib.cycle.steps import AttemptPlan, ReadResult
 from leviathan_lib.evidence.records import ApprovalEvidence, AttemptEvidence, LedgerRejected
 
 Gate = Literal["plan", "pull_request"]

@@ -11,6 +11,7 @@ import logging
 from collections import Counter
 from datetime import UTC, datetime
 
+from leviathan_lib.contracts.xcom import CycleError, GuardrailResult, ReadResult
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.fleet import FleetState
 from leviathan_lib.core.guardrails import OpenPR
@@ -25,7 +26,7 @@ from leviathan_lib.cycle.decision import (
 from leviathan_lib.cycle.held import HeldInputs, ci_failed_closures
 from leviathan_lib.cycle.history import HISTORY_UNREADABLE
 from leviathan_lib.cycle.lifecycle import Review
-from leviathan_lib.cycle.steps import ContinueRequest, CycleError, GuardrailResult, ReadResult
+from leviathan_lib.cycle.steps import ContinueRequest
 from leviathan_lib.evidence.records import History, Ledger, LedgerHeld, LifecycleAction, PrStateChange, Totals
 
 log = logging.getLogger("leviathan")

@@ -1,6 +1,6 @@
 """The dashboard issue's Markdown: why each task did or did not run, from the cycle's own decision.
 
-Pure: it renders the :class:`~leviathan_lib.cycle.steps.GuardrailResult` the ``plan`` task just computed
+Pure: it renders the :class:`~leviathan_lib.contracts.xcom.GuardrailResult` the ``plan`` task just computed
 (the same ``decide`` that ``leviathan plan`` runs), the ledger's PRs and the schedule. Two parts: the
 *content*, whose hash decides whether the issue is written at all, and a footer (which cycle wrote it,
 the next cycle) that is not hashed, so an unchanged state never rewrites the issue (Renovate's
@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 
+from leviathan_lib.contracts.xcom import GuardrailResult, ReadResult
 from leviathan_lib.core import inert
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import ReasonCode
@@ -25,7 +26,6 @@ from leviathan_lib.core.reasons import explain
 from leviathan_lib.core.until import awaiting_approval
 from leviathan_lib.cycle import ticks
 from leviathan_lib.cycle.approval import rejected_text
-from leviathan_lib.cycle.steps import GuardrailResult, ReadResult
 from leviathan_lib.evidence.records import ApprovalEvidence, Ledger, LedgerPR, SettledPR, TickNote
 
 #: Bounds, so any backlog fits GitHub's 65 536-character issue body.

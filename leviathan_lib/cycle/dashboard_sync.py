@@ -19,11 +19,11 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from leviathan_lib.contracts.xcom import GuardrailResult, ReadResult
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import LeviathanError
 from leviathan_lib.core.names import DASHBOARD_LABEL
 from leviathan_lib.cycle.dashboard import Dashboard, render
-from leviathan_lib.cycle.steps import GuardrailResult, ReadResult
 from leviathan_lib.evidence.records import ApprovalEvidence, DashboardAction, DashboardState
 from leviathan_lib.forge.base import Forge, IssueNotFound
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 
+from leviathan_lib.contracts.xcom import AttemptPlan, CycleError, GuardrailResult, ReadResult
 from leviathan_lib.core.backlog import Backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
@@ -35,15 +36,7 @@ from leviathan_lib.core.guardrails import (
 from leviathan_lib.core.names import agent_branch
 from leviathan_lib.core.read_limits import TooManyTasks
 from leviathan_lib.cycle.protected import protected_for
-from leviathan_lib.cycle.steps import (
-    AttemptPlan,
-    ContinueRequest,
-    CycleError,
-    GuardrailResult,
-    ReadResult,
-    apply_recipe_checks,
-    check_names,
-)
+from leviathan_lib.cycle.steps import ContinueRequest, apply_recipe_checks, check_names
 from leviathan_lib.evidence.records import CI_FIX_WHY, REVIEW_ROUND_WHYS, Ledger, LedgerHeld
 from leviathan_lib.worker.contract import ContinuePr
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from leviathan_lib.contracts.xcom import AttemptPlan, ReadResult
 from leviathan_lib.core.backlog_edit import check_status_edit, set_task_status
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import LeviathanError, ValidationFailed
@@ -28,7 +29,7 @@ from leviathan_lib.cycle.diffcheck import changed_paths, check_final_diff
 from leviathan_lib.cycle.pr_body import render_pr_body
 from leviathan_lib.cycle.pr_checks import checks_section
 from leviathan_lib.cycle.protected import protected_for
-from leviathan_lib.cycle.steps import DELIVERED_STATUS, AttemptPlan, ReadResult
+from leviathan_lib.cycle.steps import DELIVERED_STATUS
 from leviathan_lib.cycle.untrusted import patch_problem
 from leviathan_lib.forge.base import Forge, ForgeError, PullRequest
 from leviathan_lib.git.runner import IDENTITY, GitError, run_git

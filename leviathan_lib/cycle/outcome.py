@@ -11,8 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from leviathan_lib.contracts.xcom import AttemptPlan
 from leviathan_lib.core.config import TargetConfig
-from leviathan_lib.cycle.steps import AttemptPlan
 from leviathan_lib.evidence.records import AttemptEvidence, Outcome
 
 #: Reason codes that mean "something is broken", not "nothing to do": the run is marked failed.

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from leviathan_lib.contracts.xcom import AttemptPlan, ReadResult
 from leviathan_lib.core.backlog import Task
 from leviathan_lib.core.inert import code_span, md
-from leviathan_lib.cycle.steps import AttemptPlan, ReadResult
 
 MAX_LIST = 50
 

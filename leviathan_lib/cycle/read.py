@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from leviathan_lib.contracts.xcom import CycleError, ReadResult
 from leviathan_lib.core.config import TargetConfig
-from leviathan_lib.cycle.steps import CycleError, ReadResult, read_backlog
+from leviathan_lib.cycle.steps import read_backlog
 from leviathan_lib.forge import target_forge
 from leviathan_lib.forge.base import ForgeError
 

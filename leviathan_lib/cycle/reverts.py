@@ -22,11 +22,11 @@ import logging
 import tempfile
 from pathlib import Path
 
+from leviathan_lib.contracts.xcom import ReadResult
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.paths import cache_dir
 from leviathan_lib.cycle.read import forge_git_env
 from leviathan_lib.cycle.repo_reader import RepoUnreachable, git_dir_for, local_path
-from leviathan_lib.cycle.steps import ReadResult
 from leviathan_lib.evidence.records import Ledger, LedgerMerged, PrStateChange
 from leviathan_lib.forge.base import ForgeError
 from leviathan_lib.git.runner import GitError, run_git

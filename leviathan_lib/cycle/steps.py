@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict
 
-from leviathan_lib.core.backlog import Backlog, InvalidTask, Task, parse_backlog
+from leviathan_lib.contracts.xcom import CycleError, GuardrailResult, ReadResult
+from leviathan_lib.core.backlog import Backlog, InvalidTask, Task
 from leviathan_lib.core.config import TargetConfig
-from leviathan_lib.core.errors import Problem, ValidationFailed
+from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.guardrails import Decision
 from leviathan_lib.core.read_limits import MAX_BACKLOG_BYTES, MAX_RECIPES_BYTES, TooLarge, TooManyTasks
 from leviathan_lib.cycle.repo_reader import NoCommitAtDate, RepoUnreachable, read_at_branch, read_at_commit
@@ -27,10 +28,7 @@ from leviathan_lib.evidence.records import (
     AttemptEvidence,
     CheckEvidence,
     CycleRecord,
-    DashboardAction,
     Ledger,
-    LifecycleAction,
-    PrStateChange,
     TaskVerdictEvidence,
     Totals,
 )
@@ -42,48 +40,6 @@ log = logging.getLogger(__name__)
 DELIVERED_STATUS = "completed"
 
 
-class CycleError(BaseModel):
-    """Why a cycle could not evaluate its guardrails (read failures): stable code plus detail."""
-
-    code: str
-    message: str
-
-
-class ReadResult(BaseModel):
-    """XCom ``read`` of ``plan``: the pinned commit and the files read at it."""
-
-    repo_url: str
-    branch: str
-    commit_sha: str | None = None
-    backlog_path: str
-    backlog_text: str | None = None
-    recipes_text: str | None = None
-    problems: list[str] = Field(default_factory=list)
-    error: CycleError | None = None
-    #: Set for replays (backfill): the backlog was read as it was at this time; nothing may run.
-    as_of: datetime | None = None
-    #: The backlog parsed, with the text and path it was parsed from (:meth:`parsed_backlog`).
-    _parsed: tuple[str, str, tuple[Backlog, list[Problem]]] | None = PrivateAttr(default=None)
-
-    def parsed_backlog(self) -> tuple[Backlog, list[Problem]]:
-        """The backlog parsed once per read, however many steps of a task ask (``plan`` asked four times);
-        raises :class:`ValidationFailed` like :func:`parse_backlog`. Treat the result as read-only."""
-        text = self.backlog_text or ""
-        if self._parsed is None or self._parsed[0] != self.backlog_path or self._parsed[1] != text:
-            self._parsed = (self.backlog_path, text, parse_backlog(text, source=self.backlog_path))
-        return self._parsed[2]
-
-
-class AttemptPlan(BaseModel):
-    task_id: str
-    attempt: int
-    branch: str
-    task_hash: str
-    recipe: str
-    #: The open PR this attempt delivers to (its ``branch`` is then ``continue_pr.branch``); None: a new PR.
-    continue_pr: ContinuePr | None = None
-
-
 class ContinueRequest(BaseModel):
     """An open PR of task ``task_id`` this cycle should deliver to instead of opening one: a conflicted PR
     brought up to date, or a PR a review sent back (see :func:`leviathan_lib.cycle.decision.continue_decision`)."""
@@ -92,27 +48,6 @@ class ContinueRequest(BaseModel):
 
     task_id: str
     pr: ContinuePr
-
-
-class GuardrailResult(BaseModel):
-    """XCom ``guardrails`` of ``plan``."""
-
-    decision: Decision | None = None
-    error: CycleError | None = None
-    attempt: AttemptPlan | None = None
-    replay: bool = False
-    pr_sync: list[PrStateChange] = Field(default_factory=list)
-    lifecycle: list[LifecycleAction] = Field(default_factory=list)
-    #: The history the decision used (without this run); the record carries it forward with this cycle.
-    ledger: Ledger = Field(default_factory=Ledger)
-    #: The running totals before this cycle (None: unknown); the record adds itself and carries them.
-    totals: Totals | None = None
-    #: Why each invalid task entry is invalid (backlog validation and recipe checks), for the task log.
-    task_problems: list[str] = Field(default_factory=list)
-    #: What ``plan`` did to the dashboard issue (cycle/dashboard_sync.py); None when nothing changed.
-    dashboard: DashboardAction | None = None
-    #: The target-branch commit up to which ``plan`` looked for reverts (None: it did not look).
-    reverts_scanned_to: str | None = None
 
 
 def read_backlog(

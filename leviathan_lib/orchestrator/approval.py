@@ -100,9 +100,9 @@ class ApprovalGate(ApprovalOperator):
         return response
 
     def _record_rejection(self, context: Any, target: TargetConfig, decided: Any) -> None:
+        from leviathan_lib.contracts.xcom import CycleError
         from leviathan_lib.cycle.approval import rejected_attempt, rejection_message
         from leviathan_lib.cycle.outcome import attempt_evidence
-        from leviathan_lib.cycle.steps import CycleError
         from leviathan_lib.orchestrator import tasks as t
 
         ti = context["ti"]

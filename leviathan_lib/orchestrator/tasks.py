@@ -45,9 +45,9 @@ from leviathan_lib.core.names import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
+    from leviathan_lib.contracts.xcom import CycleError, GuardrailResult, ReadResult
     from leviathan_lib.core.fleet import FleetState
     from leviathan_lib.cycle.history import Event
-    from leviathan_lib.cycle.steps import CycleError, GuardrailResult, ReadResult
     from leviathan_lib.evidence.records import ApprovalEvidence, AttemptEvidence, History, Ledger
 
 log = logging.getLogger("leviathan")
@@ -283,18 +283,19 @@ def _log_decision(result: GuardrailResult, read: Any, switch_detail: str) -> Non
 
 
 def _guardrails(ti: Any) -> GuardrailResult | None:
-    from leviathan_lib.cycle.steps import GuardrailResult
+    """The guardrails ``plan`` pushed, through their versioned reader (a named error, never a traceback)."""
+    from leviathan_lib.contracts.xcom import GUARDRAILS_READER, read_xcom
 
     raw = ti.xcom_pull(task_ids=TASK_PLAN, key=XCOM_GUARDRAILS)
-    return GuardrailResult.model_validate(raw) if raw else None
+    return read_xcom(GUARDRAILS_READER, raw) if raw else None
 
 
 def _planned_read(ti: Any) -> ReadResult | None:
     """The read ``plan`` pushed (None when ``plan`` failed before its read)."""
-    from leviathan_lib.cycle.steps import ReadResult
+    from leviathan_lib.contracts.xcom import READ_READER, read_xcom
 
     raw = ti.xcom_pull(task_ids=TASK_PLAN, key=XCOM_READ)
-    return ReadResult.model_validate(raw) if raw else None
+    return read_xcom(READ_READER, raw) if raw else None
 
 
 def _required_read(ti: Any) -> ReadResult:
@@ -527,8 +528,8 @@ def _write_record(target: TargetConfig, *, read: ReadResult | None, guard: Guard
 
 def record_evidence(*, config: JsonObject, asset: Asset) -> JsonObject:
     """The record of a cycle that attempted, or whose ``plan`` failed (then with what it left, if anything)."""
+    from leviathan_lib.contracts.xcom import CycleError
     from leviathan_lib.cycle.outcome import attempt_evidence
-    from leviathan_lib.cycle.steps import CycleError
 
     context = get_current_context()
     ti = context["ti"]

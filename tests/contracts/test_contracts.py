@@ -17,13 +17,15 @@ from leviathan_lib.contracts import snapshots
 from leviathan_lib.contracts.attempt import RESULT_READER, SPEC_READER, AttemptResult
 from leviathan_lib.contracts.recipes import parse_recipes_file
 from leviathan_lib.contracts.versions import ContractError, Reader
+from leviathan_lib.contracts.xcom import GUARDRAILS_READER, READ_READER, read_xcom
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.cycle.untrusted import sanitize_result_document
 from leviathan_lib.evidence.records import parse_records
 
 ROOT = Path(leviathan_lib.__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
-READERS = {"attempt_spec": SPEC_READER, "attempt_result": RESULT_READER}
+READERS = {"attempt_spec": SPEC_READER, "attempt_result": RESULT_READER, "xcom_read": READ_READER,
+           "xcom_guardrails": GUARDRAILS_READER}
 
 
 def fixture(name: str, version: int = 1) -> dict:
@@ -138,3 +140,18 @@ def test_a_reader_lifts_the_version_before_to_its_own_and_refuses_two_back():
     assert reader.read({"v": 2, "name": "new"}) == Doc(v=2, name="new")
     with pytest.raises(ContractError, match="doc: v 3 is not readable here"):
         reader.read({"v": 3, "name": "x"})
+
+
+@pytest.mark.parametrize(("name", "reader"), [("xcom_read", READ_READER), ("xcom_guardrails", GUARDRAILS_READER)])
+def test_the_xcoms_read_the_unversioned_release_before_and_refuse_a_newer_one_by_name(name, reader):
+    """A run planned by the release before ``xcom_version`` existed and finished after the upgrade: read as v1."""
+    document = fixture(name)
+    unversioned = {k: v for k, v in document.items() if k != "xcom_version"}
+    assert read_xcom(reader, unversioned) == read_xcom(reader, document)
+    with pytest.raises(ContractError) as info:
+        read_xcom(reader, {**document, "xcom_version": 2})
+    assert info.value.code == f"{name}_version_unsupported" and "upgrade this reader first" in info.value.message
+    with pytest.raises(ContractError) as info:
+        read_xcom(reader, {**document, "repo_url" if name == "xcom_read" else "replay": [1]})
+    assert info.value.code == f"{name}_invalid"
+

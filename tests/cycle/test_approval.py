@@ -6,13 +6,13 @@ from datetime import UTC, datetime
 
 import pytest
 
+from leviathan_lib.contracts.xcom import AttemptPlan, ReadResult
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import parse_target
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.guardrails import ClosedPR, CycleState, ReasonCode, decide
 from leviathan_lib.cycle import approval
 from leviathan_lib.cycle.decision import guardrail_inputs
-from leviathan_lib.cycle.steps import AttemptPlan, ReadResult
 from leviathan_lib.evidence.records import CycleRecord, Ledger
 
 TARGET = parse_target("target_id: t\ntarget_repo_url: /r.git\napproval: pull_request\nautonomy_enabled: true\n"

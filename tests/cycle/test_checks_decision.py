@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import yaml
 
+from leviathan_lib.contracts.xcom import ReadResult
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.cycle.decision import DecisionInputs, SandboxSeen, build_decision
-from leviathan_lib.cycle.steps import ReadResult
 
 RECIPES = """\
 recipes:

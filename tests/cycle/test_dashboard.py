@@ -8,12 +8,12 @@ import pytest
 from markdown_it import MarkdownIt
 
 from leviathan_lib.cli.evidence import _row
+from leviathan_lib.contracts.xcom import CycleError, GuardrailResult, ReadResult
 from leviathan_lib.core.config import parse_target
 from leviathan_lib.core.guardrails import ClosedPR, CycleState
 from leviathan_lib.cycle.dashboard import MAX_BODY, MAX_TASKS, md, render
 from leviathan_lib.cycle.dashboard_sync import next_cycle, sync_dashboard
 from leviathan_lib.cycle.decision import DecisionInputs, SandboxSeen, build_decision
-from leviathan_lib.cycle.steps import CycleError, GuardrailResult, ReadResult
 from leviathan_lib.evidence.events import events_from
 from leviathan_lib.evidence.records import CycleRecord, DashboardAction, DashboardState, Ledger, PrStateChange
 from leviathan_lib.forge import ForgeError, LocalForge

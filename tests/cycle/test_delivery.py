@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from leviathan_lib.contracts.xcom import AttemptPlan
 from leviathan_lib.core.config import load_target
 from leviathan_lib.cycle import steps as cycle
 from leviathan_lib.cycle.decision import DecisionInputs, build_decision
@@ -30,7 +31,7 @@ def _prepare(tmp_path, backlog_edit=None):
     read = cycle.read_backlog(target, repo_url, tmp_path / "cache")
     guard = build_decision(DecisionInputs(target=target, read=read))
     plan = guard.attempt
-    backlog, _ = cycle.parse_backlog(read.backlog_text, read.backlog_path)
+    backlog, _ = read.parsed_backlog()
     spec = AttemptSpec.model_validate({
         "spec_version": 1, "target_id": target.target_id, "repo_url": repo_url, "commit_sha": read.commit_sha,
         "task": backlog.by_id()[plan.task_id].model_dump(mode="json"),
@@ -301,9 +302,9 @@ def test_a_worker_hiding_an_out_of_scope_path_behind_its_claims_is_rejected(prep
 
 
 def _hand_plan(read, task_id="docs-quickstart"):
-    backlog, _ = cycle.parse_backlog(read.backlog_text, read.backlog_path)
+    backlog, _ = read.parsed_backlog()
     task = backlog.by_id()[task_id]
-    return cycle.AttemptPlan(task_id=task_id, attempt=1, branch=f"agent/{task_id}/1",
+    return AttemptPlan(task_id=task_id, attempt=1, branch=f"agent/{task_id}/1",
                              task_hash=task.definition_hash(), recipe=task.recipe or "")
 
 

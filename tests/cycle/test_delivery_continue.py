@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from leviathan_lib.contracts.xcom import AttemptPlan
 from leviathan_lib.cycle import steps as cycle
 from leviathan_lib.cycle.delivery import DeliveryRejected
 from leviathan_lib.git.runner import run_git
@@ -36,7 +37,7 @@ def _move_base_conflicting(forge, tmp_path) -> None:
                 text.replace("    status: pending\n", COMMENT, 1), "a comment on the status line")
 
 
-def _continued(plan, pr, *, start: str, why: str = "pr_conflicted") -> cycle.AttemptPlan:
+def _continued(plan, pr, *, start: str, why: str = "pr_conflicted") -> AttemptPlan:
     cont = ContinuePr(number=pr.number, branch=pr.head, head_sha=pr.head_sha, start=start, why=why)
     return plan.model_copy(update={"attempt": plan.attempt + 1, "continue_pr": cont})
 
@@ -158,7 +159,7 @@ def _branch_patch(forge, tmp, branch: str) -> str:
 
 
 def _spec_dict(target, read, plan) -> dict:
-    backlog, _ = cycle.parse_backlog(read.backlog_text, read.backlog_path)
+    backlog, _ = read.parsed_backlog()
     return {
         "spec_version": 1, "target_id": target.target_id, "repo_url": read.repo_url, "commit_sha": read.commit_sha,
         "task": backlog.by_id()[plan.task_id].model_dump(mode="json"),

@@ -4,10 +4,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from leviathan_lib.contracts.xcom import AttemptPlan
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.cycle.outcome import attempt_evidence, cycle_failure, missing_result_outcome
 from leviathan_lib.cycle.replay import REPLAY_AFTER, replay_time
-from leviathan_lib.cycle.steps import AttemptPlan
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 TARGET = TargetConfig(target_id="t", target_repo_url="x", attempt_timeout_seconds=600)

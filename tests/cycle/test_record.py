@@ -1,7 +1,8 @@
 """The cycle record from whatever the earlier tasks left: a missing read or decision stops it early."""
 
+from leviathan_lib.contracts.xcom import CycleError, GuardrailResult, ReadResult
 from leviathan_lib.core.config import TargetConfig
-from leviathan_lib.cycle.steps import CycleError, GuardrailResult, ReadResult, build_record
+from leviathan_lib.cycle.steps import build_record
 
 TARGET = TargetConfig(target_id="t", target_repo_url="x")
 READ = ReadResult(repo_url="x", branch="main", backlog_path=".leviathan/backlog.yaml", commit_sha="abc")

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from leviathan_lib.contracts.xcom import AttemptPlan
 from leviathan_lib.core.config import TargetConfig, load_target, parse_target
 from leviathan_lib.core.egress import MAX_RECORDED, EgressRule
 from leviathan_lib.core.errors import ValidationFailed
@@ -36,7 +37,6 @@ from leviathan_lib.cycle.attempt_spec import attempt_spec
 from leviathan_lib.cycle.check import check_cycle
 from leviathan_lib.cycle.outcome import attempt_evidence
 from leviathan_lib.cycle.read import read_with_forge_auth
-from leviathan_lib.cycle.steps import AttemptPlan
 from leviathan_lib.cycle.untrusted import sanitize_result
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.evidence.records import AttemptEvidence, History, Ledger
