@@ -26,6 +26,7 @@ from leviathan_lib.cli.file_checks import (
     unknown_checks,
     unknown_recipes,
 )
+from leviathan_lib.contracts.recipes import parse_recipes_file
 from leviathan_lib.core.backlog import Task, parse_backlog
 from leviathan_lib.core.config import (
     DEPRECATED_KEYS,
@@ -39,7 +40,6 @@ from leviathan_lib.core.errors import Problem, ValidationFailed
 from leviathan_lib.core.fleet import parse_fleet
 from leviathan_lib.core.names import FLEET_FILE_NAMES
 from leviathan_lib.core.yamlsrc import decode_utf8, line_finder, load_yaml
-from leviathan_lib.worker.recipes import parse_recipes_file
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 KINDS = ("target", "backlog", "recipes", "fleet")

@@ -73,7 +73,7 @@ def _recipe_lines(target: TargetConfig, read: ReadResult, task: Task) -> list[st
     if not task.recipe:
         return ["", f"**Plan**: the model {md(target.llm_model)} makes the change (at most "
                     f"{target.llm_max_turns} turns, ${target.llm_cost_cap_usd:.2f}), within the scope above."]
-    from leviathan_lib.worker.recipes import parse_recipes
+    from leviathan_lib.contracts.recipes import parse_recipes
 
     try:
         recipe = parse_recipes(read.recipes_text or "", source=target.recipes_path)[task.recipe]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from leviathan_lib.contracts.attempt import AttemptSpec
 from leviathan_lib.contracts.xcom import AttemptPlan, ReadResult
 from leviathan_lib.core.backlog import Task
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.limits import AttemptLimits, resolve_limits
 from leviathan_lib.cycle.repo_reader import RepoUnreachable, fetch_branch, fetch_commit
 from leviathan_lib.cycle.steps import check_names
-from leviathan_lib.worker.contract import AttemptSpec
 from leviathan_lib.worker.llm_spec import executor_spec
 from leviathan_lib.worker.sandbox import required_mode
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import logging
 
+from leviathan_lib.contracts.attempt import ContinuePr
 from leviathan_lib.core.ci import CiStatus, failure_report, unknown
 from leviathan_lib.core.guardrails import Budgets
 from leviathan_lib.core.secrets_scan import redact_text
 from leviathan_lib.cycle.steps import ContinueRequest
 from leviathan_lib.evidence.records import CI_FIX_WHY, CI_KINDS, LedgerPR, LifecycleAction, PrCi
 from leviathan_lib.forge.base import Forge, ForgeError, PullRequest
-from leviathan_lib.worker.contract import ContinuePr
 
 log = logging.getLogger("leviathan")
 

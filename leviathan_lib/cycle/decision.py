@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 
+from leviathan_lib.contracts.attempt import ContinuePr
 from leviathan_lib.contracts.xcom import AttemptPlan, CycleError, GuardrailResult, ReadResult
 from leviathan_lib.core.backlog import Backlog
 from leviathan_lib.core.config import TargetConfig
@@ -38,7 +39,6 @@ from leviathan_lib.core.read_limits import TooManyTasks
 from leviathan_lib.cycle.protected import protected_for
 from leviathan_lib.cycle.steps import ContinueRequest, apply_recipe_checks, check_names
 from leviathan_lib.evidence.records import CI_FIX_WHY, REVIEW_ROUND_WHYS, Ledger, LedgerHeld
-from leviathan_lib.worker.contract import ContinuePr
 
 #: Why a refresh continues its PR (:mod:`leviathan_lib.cycle.lifecycle`); it has its own bound.
 REFRESH_WHY = "pr_conflicted"

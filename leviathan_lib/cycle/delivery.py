@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from leviathan_lib.contracts.attempt import AttemptResult, ContinuePr
 from leviathan_lib.contracts.xcom import AttemptPlan, ReadResult
 from leviathan_lib.core.backlog_edit import check_status_edit, set_task_status
 from leviathan_lib.core.config import TargetConfig
@@ -33,7 +34,6 @@ from leviathan_lib.cycle.steps import DELIVERED_STATUS
 from leviathan_lib.cycle.untrusted import patch_problem
 from leviathan_lib.forge.base import Forge, ForgeError, PullRequest
 from leviathan_lib.git.runner import IDENTITY, GitError, run_git
-from leviathan_lib.worker.contract import AttemptResult, ContinuePr
 
 #: Stable codes of a delivery to an open PR (see :class:`~leviathan_lib.core.guardrails.ReasonCode`).
 HUMAN_EDITED = "human_edited"

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from leviathan_lib.contracts.attempt import MAX_PATCH_BYTES
 from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.scope import Protected, Scope, ScopeViolation, normalize
 from leviathan_lib.core.secrets_scan import redact_text, scan_bytes
 from leviathan_lib.git.raw_diff import RawEntry, parse_raw_diff
 from leviathan_lib.git.runner import GitError, GitProfile, run_git
-from leviathan_lib.worker.contract import MAX_PATCH_BYTES
 
 SYMLINK_MODE = "120000"
 SUBMODULE_MODE = "160000"

@@ -4,7 +4,7 @@ Each cycle's PR sync reads the reviews and comments of the PRs the ledger holds 
 was already decided (:func:`leviathan_lib.core.commands.decide_feedback`), and records every request and
 every ignored review or command as a lifecycle action (evidence and an event). A permitted request stays
 pending in the ledger until an attempt serves it: that attempt starts from the PR's branch and pushes to
-the same PR (:class:`~leviathan_lib.worker.contract.ContinuePr`), is one review round (``max_review_rounds``; a
+the same PR (:class:`~leviathan_lib.contracts.attempt.ContinuePr`), is one review round (``max_review_rounds``; a
 failure of it counts toward ``max_attempts_per_task`` too), and never happens on a branch someone else pushed
 to. Airflow-free.
 """
@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
+from leviathan_lib.contracts.attempt import ContinuePr
 from leviathan_lib.core.commands import Request, Seen, authors_to_check, decide_feedback
 from leviathan_lib.core.guardrails import Budgets, ReasonCode
 from leviathan_lib.evidence.records import LedgerPR, LifecycleAction
 from leviathan_lib.forge.base import Forge, ForgeError, PullRequest
-from leviathan_lib.worker.contract import ContinuePr
 
 log = logging.getLogger("leviathan")
 

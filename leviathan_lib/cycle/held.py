@@ -24,13 +24,13 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 
+from leviathan_lib.contracts.attempt import ContinuePr
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import Budgets, ClosedPR, TaskCount
 from leviathan_lib.cycle.ci_sync import read_ci, reading
 from leviathan_lib.cycle.steps import ContinueRequest
 from leviathan_lib.evidence.records import CI_FIX_WHY, LedgerHeld, LifecycleAction
 from leviathan_lib.forge.base import Forge, ForgeConflict, ForgeError
-from leviathan_lib.worker.contract import ContinuePr
 
 log = logging.getLogger("leviathan")
 

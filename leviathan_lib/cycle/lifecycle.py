@@ -16,9 +16,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from leviathan_lib.contracts.attempt import ContinuePr
 from leviathan_lib.evidence.records import LedgerPR, LifecycleAction
 from leviathan_lib.forge.base import Forge, ForgeError, LeaseLost, PullRequest
-from leviathan_lib.worker.contract import ContinuePr
 
 log = logging.getLogger("leviathan")
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
+from leviathan_lib.contracts.attempt import CheckResult
 from leviathan_lib.core.inert import code_span, fenced
-from leviathan_lib.worker.contract import CheckResult
 
 
 def _status(result: CheckResult | None, excused: bool = False) -> str:

@@ -14,6 +14,7 @@ from collections import Counter
 
 from pydantic import BaseModel, Field
 
+from leviathan_lib.contracts.attempt import ContinuePr
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.guardrails import ClosedPR, OpenPR
 from leviathan_lib.core.names import AGENT_BRANCH_PREFIX, branch_task_id
@@ -33,7 +34,6 @@ from leviathan_lib.evidence.records import (
 )
 from leviathan_lib.forge import target_forge
 from leviathan_lib.forge.base import Forge, ForgeError, PullRequest
-from leviathan_lib.worker.contract import ContinuePr
 
 log = logging.getLogger("leviathan")
 

@@ -9,11 +9,11 @@ a script is the program of a step when it is a repository path, else the first n
 
 from __future__ import annotations
 
+from leviathan_lib.contracts.recipes import parse_recipes_file
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.guardrails import target_protected
 from leviathan_lib.core.scope import Protected, ScopeViolation, path_segments
-from leviathan_lib.worker.recipes import parse_recipes_file
 
 
 def _repo_path(item: str) -> str | None:

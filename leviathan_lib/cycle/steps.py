@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from leviathan_lib.contracts.attempt import ContinuePr
 from leviathan_lib.contracts.xcom import CycleError, GuardrailResult, ReadResult
 from leviathan_lib.core.backlog import Backlog, InvalidTask, Task
 from leviathan_lib.core.config import TargetConfig
@@ -32,7 +33,6 @@ from leviathan_lib.evidence.records import (
     TaskVerdictEvidence,
     Totals,
 )
-from leviathan_lib.worker.contract import ContinuePr
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def apply_recipe_checks(
 
     A task without a recipe runs on the LLM executor only when the target enables it (``llm_enabled``).
     """
-    from leviathan_lib.worker.recipes import RecipesFile, parse_recipes_file
+    from leviathan_lib.contracts.recipes import RecipesFile, parse_recipes_file
 
     defined = RecipesFile(recipes={})
     recipes_problem = None

@@ -15,16 +15,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from leviathan_lib.contracts.attempt import MAX_PATCH_BYTES, AttemptResult, failed_result, result_from_json, utc_now
 from leviathan_lib.contracts.versions import ContractError
 from leviathan_lib.core.secrets_scan import redact_text, scan_bytes
 from leviathan_lib.cycle.patch_reader import PatchUnreadable, read_patch
-from leviathan_lib.worker.contract import (
-    MAX_PATCH_BYTES,
-    AttemptResult,
-    failed_result,
-    result_from_json,
-    utc_now,
-)
 
 #: Fields of the result that are not worker output (set by the contract) or are handled on their own.
 _KEPT = {"result_version", "outcome", "base_sha", "started_at", "finished_at", "patch"}

@@ -329,10 +329,10 @@ def _attempt_spec(read: ReadResult, target: TargetConfig, guard: GuardrailResult
 def _local_attempt_spec(read: ReadResult, target: TargetConfig, guard: GuardrailResult, llm_conn: Any,
                         started: datetime) -> tuple[Any, Any]:
     """The local backend's spec, or the failed result of a pinned commit this machine cannot fetch."""
+    from leviathan_lib.contracts.attempt import failed_result
     from leviathan_lib.cycle.read import forge_git_env
     from leviathan_lib.cycle.repo_reader import RepoUnreachable
     from leviathan_lib.forge.base import ForgeError
-    from leviathan_lib.worker.contract import failed_result
 
     try:
         git_env = None if target.forge == "local" else forge_git_env(target, read.repo_url)
@@ -408,10 +408,10 @@ def run_worker(*, config: JsonObject) -> None:
 
 
 def _run_local(spec: Any, target: TargetConfig, llm_conn: Any, started: datetime) -> Any:
+    from leviathan_lib.contracts.attempt import failed_result
     from leviathan_lib.core import paths
     from leviathan_lib.cycle.untrusted import sanitize_result
     from leviathan_lib.worker.backends.local import run_local_worker
-    from leviathan_lib.worker.contract import failed_result
 
     if spec.executor.kind == "llm" and llm_conn is None and _llm_needs_connection(target):
         return failed_result("llm_connection_missing", f"the Airflow connection {target.llm_conn_id!r} "
@@ -439,10 +439,10 @@ def _worker_result(ti: Any) -> dict[str, Any] | None:
 
 @_connecting_once
 def open_pull_request(*, config: JsonObject) -> JsonObject | None:
+    from leviathan_lib.contracts.attempt import result_from_json
     from leviathan_lib.core import paths
     from leviathan_lib.cycle.delivery import DeliveryRejected, deliver
     from leviathan_lib.forge import target_forge
-    from leviathan_lib.worker.contract import result_from_json
 
     context = get_current_context()
     ti = context["ti"]

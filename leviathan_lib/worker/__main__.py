@@ -14,15 +14,9 @@ import tempfile
 import traceback
 from pathlib import Path
 
+from leviathan_lib.contracts.attempt import AttemptResult, failed_result, result_to_json, spec_from_json, utc_now
 from leviathan_lib.contracts.versions import ContractError
 from leviathan_lib.worker.attempt import run_attempt
-from leviathan_lib.worker.contract import (
-    AttemptResult,
-    failed_result,
-    result_to_json,
-    spec_from_json,
-    utc_now,
-)
 from leviathan_lib.worker.scratch import remove_tree
 
 SPEC_ENV = "LEVIATHAN_ATTEMPT_SPEC"

@@ -14,6 +14,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
+from leviathan_lib.contracts.attempt import (
+    AttemptResult,
+    AttemptSpec,
+    LlmExecutorSpec,
+    RecipeExecutorSpec,
+    Usage,
+    failed_result,
+    utc_now,
+)
+from leviathan_lib.contracts.recipes import parse_recipes
 from leviathan_lib.core.backlog import Task
 from leviathan_lib.core.egress import EgressReport
 from leviathan_lib.core.errors import ValidationFailed
@@ -31,17 +41,8 @@ from leviathan_lib.worker.checks import (
     load_checks,
     make_runner,
 )
-from leviathan_lib.worker.contract import (
-    AttemptResult,
-    AttemptSpec,
-    LlmExecutorSpec,
-    RecipeExecutorSpec,
-    Usage,
-    failed_result,
-    utc_now,
-)
 from leviathan_lib.worker.egress import EgressProxy, proxy_env
-from leviathan_lib.worker.recipes import RecipeRun, parse_recipes, run_recipe, step_env
+from leviathan_lib.worker.recipes import RecipeRun, run_recipe, step_env
 from leviathan_lib.worker.sandbox import SANDBOX_HOME, Sandbox, bwrap_path, mode_label, probe, sandbox_path
 from leviathan_lib.worker.workspace import FORBIDDEN_MODES, Changes, GitFailed, clone_at, collect_changes
 

@@ -35,12 +35,12 @@ from typing import Literal
 
 from pydantic import TypeAdapter, ValidationError
 
+from leviathan_lib.contracts.attempt import CheckResult, ChecksSpec
+from leviathan_lib.contracts.recipes import Check, parse_recipes_file
 from leviathan_lib.core.errors import LeviathanError, ValidationFailed
 from leviathan_lib.core.guardrails import ReasonCode
 from leviathan_lib.core.limits import AttemptLimits
 from leviathan_lib.core.secrets_scan import redact_text
-from leviathan_lib.worker.contract import CheckResult, ChecksSpec
-from leviathan_lib.worker.recipes import Check, parse_recipes_file
 from leviathan_lib.worker.sandbox import SANDBOX_HOME, Sandbox, base_env, bwrap_path
 from leviathan_lib.worker.workspace import restore, tree_of
 

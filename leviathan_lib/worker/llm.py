@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from leviathan_lib.contracts.attempt import LlmExecutorSpec, Usage
 from leviathan_lib.core.backlog import Task
 from leviathan_lib.core.pricing import PROVIDERS, Price, cost_usd, price_of, split_model
 from leviathan_lib.core.scope import Scope
-from leviathan_lib.worker.contract import LlmExecutorSpec, Usage
 from leviathan_lib.worker.llm_tools import (
     DESCRIPTIONS,
     INPUTS,

@@ -16,11 +16,11 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from leviathan_lib.contracts.attempt import LlmExecutorSpec
 from leviathan_lib.core.backlog import Task
 from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.scope import Scope, ScopeViolation, path_segments
 from leviathan_lib.core.secrets_scan import RULES
-from leviathan_lib.worker.contract import LlmExecutorSpec
 
 MAX_READ_BYTES = 100_000
 MAX_WRITE_BYTES = 200_000

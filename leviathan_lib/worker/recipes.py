@@ -58,11 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from leviathan_lib.contracts.recipes import Check as Check
-from leviathan_lib.contracts.recipes import Recipe as Recipe
-from leviathan_lib.contracts.recipes import RecipesFile as RecipesFile
-from leviathan_lib.contracts.recipes import parse_recipes as parse_recipes
-from leviathan_lib.contracts.recipes import parse_recipes_file as parse_recipes_file
+from leviathan_lib.contracts.recipes import Recipe
 from leviathan_lib.core.limits import LIMIT_FIELDS, LimitKind, LimitsReport, Mechanism
 
 if TYPE_CHECKING:  # plan checks recipes without importing the sandbox

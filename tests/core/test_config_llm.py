@@ -7,11 +7,11 @@ import warnings
 import pytest
 import yaml
 
+from leviathan_lib.contracts.attempt import LlmExecutorSpec
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import LeviathanDeprecationWarning, parse_target
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.pricing import PRICES, price_of, split_model
-from leviathan_lib.worker.contract import LlmExecutorSpec
 from leviathan_lib.worker.llm_spec import executor_spec
 
 BASE = {"target_id": "t", "target_repo_url": "/r.git", "executor": "llm"}

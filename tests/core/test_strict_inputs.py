@@ -11,11 +11,11 @@ import time
 
 import pytest
 
+from leviathan_lib.contracts.recipes import parse_recipes
 from leviathan_lib.core.backlog import parse_backlog, ref_component_problem
 from leviathan_lib.core.config import parse_target
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.core.yamlsrc import decode_utf8, load_yaml
-from leviathan_lib.worker.recipes import parse_recipes
 
 TARGET = "target_id: demo\ntarget_repo_url: /srv/x.git\n"
 RECIPES = "recipes:\n  r:\n    steps:\n      - [python3, s.py]\n"

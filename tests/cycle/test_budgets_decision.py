@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import yaml
 
+from leviathan_lib.contracts.attempt import ContinuePr
 from leviathan_lib.contracts.xcom import ReadResult
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import parse_target
 from leviathan_lib.core.guardrails import CycleState, OpenPR, TaskCount
 from leviathan_lib.cycle.decision import DecisionInputs, build_decision
 from leviathan_lib.cycle.steps import ContinueRequest
-from leviathan_lib.worker.contract import ContinuePr
 
 TARGET = parse_target(yaml.safe_dump({
     "target_id": "t", "target_repo_url": "/srv/t.git", "autonomy_enabled": True, "executor": "llm",

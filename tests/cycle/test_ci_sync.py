@@ -3,12 +3,12 @@ prompt only redacted and inside its delimited untrusted section, and a new head 
 
 from __future__ import annotations
 
+from leviathan_lib.contracts.attempt import LlmExecutorSpec
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.ci import CiCheck, ci_status, failure_report
 from leviathan_lib.core.scope import Scope
 from leviathan_lib.cycle.ci_sync import reading
 from leviathan_lib.evidence.records import PrCi
-from leviathan_lib.worker.contract import LlmExecutorSpec
 from leviathan_lib.worker.llm_tools import load_prompt, render_prompt
 
 SECRET = "ghp_" + "Pr0" * 12

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from leviathan_lib.contracts.attempt import AttemptResult, AttemptSpec
 from leviathan_lib.contracts.xcom import AttemptPlan
 from leviathan_lib.core.config import load_target
 from leviathan_lib.cycle import steps as cycle
@@ -15,7 +16,6 @@ from leviathan_lib.demo import create_demo_target
 from leviathan_lib.forge.local import LocalForge
 from leviathan_lib.git.runner import run_git
 from leviathan_lib.worker.backends.local import run_local_worker
-from leviathan_lib.worker.contract import AttemptResult, AttemptSpec
 from tests.airflow_helpers import commit_file
 
 

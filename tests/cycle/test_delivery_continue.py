@@ -6,12 +6,12 @@ from datetime import timedelta
 
 import pytest
 
+from leviathan_lib.contracts.attempt import AttemptSpec, ContinuePr
 from leviathan_lib.contracts.xcom import AttemptPlan
 from leviathan_lib.cycle import steps as cycle
 from leviathan_lib.cycle.delivery import DeliveryRejected
 from leviathan_lib.git.runner import run_git
 from leviathan_lib.worker.backends.local import run_local_worker
-from leviathan_lib.worker.contract import AttemptSpec, ContinuePr
 from tests.airflow_helpers import commit_file, human_push
 from tests.cycle.test_delivery import _deliver, _forged, _prepare
 

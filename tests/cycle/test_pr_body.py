@@ -1,9 +1,9 @@
 """The PR body: how to iterate, who approved, and links to the evidence only when Airflow says where it is."""
 
+from leviathan_lib.contracts.attempt import ContinuePr
 from leviathan_lib.contracts.xcom import AttemptPlan, ReadResult
 from leviathan_lib.core.backlog import Task
 from leviathan_lib.cycle.pr_body import render_pr_body
-from leviathan_lib.worker.contract import ContinuePr
 
 PLAN = AttemptPlan(task_id="t", attempt=3, branch="agent/t/1", task_hash="h", recipe="r",
                    continue_pr=ContinuePr(number=1, branch="agent/t/1", head_sha="a" * 40, start="branch",

@@ -6,8 +6,8 @@ import re
 
 from markdown_it import MarkdownIt
 
+from leviathan_lib.contracts.attempt import CheckResult
 from leviathan_lib.cycle.pr_checks import checks_section
-from leviathan_lib.worker.contract import CheckResult
 
 HOSTILE = ("</details><script>alert(1)</script> <img src=x onerror=alert(1)> [click](https://evil.example) "
            "@admin @org/team #12 **bold** ```` ``` \u202egnp.exe \x1b[31mred\x1b[0m\n</code></pre>done\n")

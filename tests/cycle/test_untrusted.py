@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from leviathan_lib.contracts.attempt import MAX_PATCH_BYTES, MAX_RESULT_BYTES, AttemptResult
 from leviathan_lib.cycle.patch_reader import PatchUnreadable, read_patch
 from leviathan_lib.cycle.untrusted import patch_problem, sanitize_result, sanitize_result_document
-from leviathan_lib.worker.contract import MAX_PATCH_BYTES, MAX_RESULT_BYTES, AttemptResult
 
 TOKEN = "ghp_" + "Zq9x" * 9
 KEY = "sk-ant-" + "api03-" + "Qm7" * 10

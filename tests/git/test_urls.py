@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from leviathan_lib.contracts.attempt import AttemptSpec
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.git_refs import check_branch_name
 from leviathan_lib.forge.base import ForgeError
 from leviathan_lib.forge.github import parse_repo_url as github_owner_repo
 from leviathan_lib.git.auth import origin_of
 from leviathan_lib.git.urls import RepoUrlError, parse_repo_url
-from leviathan_lib.worker.contract import AttemptSpec
 
 ACCEPTED = [
     # (url, kind, host, port, user, path, owner_name)

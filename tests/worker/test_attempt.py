@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from leviathan_lib.contracts.attempt import AttemptResult, AttemptSpec, ErrorInfo, result_from_json, utc_now
+from leviathan_lib.contracts.recipes import parse_recipes
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.errors import ValidationFailed
 from leviathan_lib.worker.attempt import run_attempt
-from leviathan_lib.worker.contract import AttemptResult, AttemptSpec, ErrorInfo, result_from_json, utc_now
-from leviathan_lib.worker.recipes import parse_recipes
 
 ROOT = Path(__file__).resolve().parents[2]
 GIT_ENV = {

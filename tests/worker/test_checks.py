@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from leviathan_lib.contracts.attempt import AttemptResult, AttemptSpec, CheckResult
 from leviathan_lib.worker.attempt import run_attempt
 from leviathan_lib.worker.checks import CACHE_ENV, TAIL_BYTES, BaseCache, TailBuffer
-from leviathan_lib.worker.contract import AttemptResult, AttemptSpec, CheckResult
 from tests.worker.backends.test_local import wait_marked_gone
 from tests.worker.test_attempt import git
 
@@ -196,7 +196,7 @@ def _max_rss_kib(tmp_path: Path, checks: list[str], name: str) -> tuple[int, dic
     the_spec = spec(*make_repo(tmp_path / name), "write-a", checks)
     code = ("import json, resource, sys; from pathlib import Path;"
             "from leviathan_lib.worker.attempt import run_attempt;"
-            "from leviathan_lib.worker.contract import AttemptSpec;"
+            "from leviathan_lib.contracts.attempt import AttemptSpec;"
             "r = run_attempt(AttemptSpec.model_validate_json(sys.argv[1]), Path(sys.argv[2]));"
             "print(json.dumps({'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
             " 'result': r.model_dump(mode='json')}))")

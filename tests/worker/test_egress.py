@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from leviathan_lib.contracts.attempt import AttemptResult, AttemptSpec, result_from_json
 from leviathan_lib.contracts.xcom import AttemptPlan
 from leviathan_lib.core.config import TargetConfig, load_target, parse_target
 from leviathan_lib.core.egress import MAX_RECORDED, EgressRule
@@ -41,7 +42,6 @@ from leviathan_lib.cycle.untrusted import sanitize_result
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.evidence.records import AttemptEvidence, History, Ledger
 from leviathan_lib.worker.backends.local import run_local_worker
-from leviathan_lib.worker.contract import AttemptResult, AttemptSpec, result_from_json
 from leviathan_lib.worker.egress import EgressLimits, EgressProxy
 from leviathan_lib.worker.egress_shim import SANDBOX_PROXY_PORT
 from leviathan_lib.worker.sandbox import Sandbox

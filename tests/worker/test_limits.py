@@ -304,7 +304,7 @@ def test_tree_bytes_counts_each_inode_once_at_any_depth_and_never_follows_links(
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to become another user")
 def test_without_a_cgroup_the_rlimits_and_the_watch_hold(marker):
     """A non-root worker here gets no cgroup (v1 is root's): rlimits, bounded tmpfs and the watch hold."""
-    from leviathan_lib.worker.contract import result_from_json
+    from leviathan_lib.contracts.attempt import result_from_json
     from tests.worker.test_egress import NOBODY, _as_nobody, _nobody_python
 
     base = Path(tempfile.mkdtemp(prefix="leviathan-nonroot-limits-"))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from leviathan_lib.contracts.attempt import AttemptResult, AttemptSpec
 from leviathan_lib.worker.attempt import run_attempt
 from leviathan_lib.worker.backends.local import run_local_worker
-from leviathan_lib.worker.contract import AttemptResult, AttemptSpec
 from leviathan_lib.worker.llm import TOOL_NAMES
 from leviathan_lib.worker.llm_tools import load_prompt
 from tests.fake_anthropic import ApiError, FakeAnthropic, FakeServer, Turn, text, tool

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from leviathan_lib.contracts.attempt import AttemptResult, ChecksSpec
 from leviathan_lib.worker.backends.local import run_local_worker
-from leviathan_lib.worker.contract import AttemptResult, ChecksSpec
 from tests.fake_anthropic import FakeAnthropic, FakeServer, Turn, tool
 from tests.worker.test_checks import commit, make_repo
 from tests.worker.test_llm import API_KEY, text_of

@@ -11,11 +11,11 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.test import TestModel
 from pydantic_ai.usage import RequestUsage
 
+from leviathan_lib.contracts.attempt import LlmExecutorSpec
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.pricing import Price
 from leviathan_lib.core.scope import task_scope
 from leviathan_lib.worker import llm
-from leviathan_lib.worker.contract import LlmExecutorSpec
 
 TASK = parse_backlog("tasks:\n  - id: a\n    title: A\n    ready: true\n    allowed_paths: [docs/]\n")[0].tasks[0]
 SCOPE = task_scope(TASK.allowed_paths, ["docs/"])

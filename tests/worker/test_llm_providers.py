@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from leviathan_lib.contracts.attempt import AttemptSpec
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.worker.attempt import run_attempt
-from leviathan_lib.worker.contract import AttemptSpec
 from leviathan_lib.worker.llm_tools import MAX_WRITE_BYTES
 from tests.fake_anthropic import ApiError, FakeAnthropic, FakeServer, Garbage, Slow, Turn, text, tool
 from tests.fake_openai import FakeOpenAI

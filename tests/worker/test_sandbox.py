@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from leviathan_lib.contracts.attempt import AttemptResult, AttemptSpec
 from leviathan_lib.worker.backends.local import run_local_worker
-from leviathan_lib.worker.contract import AttemptResult, AttemptSpec
 from leviathan_lib.worker.sandbox import BWRAP_ENV, Sandbox, probe
 from tests.worker.backends.test_local import wait_marked_gone
 from tests.worker.test_attempt import apply_on_fresh_clone, git, make_spec, make_target_repo

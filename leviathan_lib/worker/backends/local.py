@@ -25,10 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 import leviathan_lib
-from leviathan_lib.contracts.versions import ContractError
-from leviathan_lib.core.limits import CleanupReport
-from leviathan_lib.worker.checks import CACHE_ENV
-from leviathan_lib.worker.contract import (
+from leviathan_lib.contracts.attempt import (
     MAX_RESULT_BYTES,
     AttemptResult,
     AttemptSpec,
@@ -36,6 +33,9 @@ from leviathan_lib.worker.contract import (
     result_from_json,
     utc_now,
 )
+from leviathan_lib.contracts.versions import ContractError
+from leviathan_lib.core.limits import CleanupReport
+from leviathan_lib.worker.checks import CACHE_ENV
 from leviathan_lib.worker.sandbox import BWRAP_ENV
 from leviathan_lib.worker.scratch import PREFIX, attempt_lock, remove_tree, sweep
 

@@ -17,6 +17,7 @@ import yaml
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from kubernetes.client import ApiClient
 
+from leviathan_lib.contracts.attempt import AttemptSpec, result_from_json
 from leviathan_lib.core import names
 from leviathan_lib.core.backlog import parse_backlog
 from leviathan_lib.core.config import TargetConfig
@@ -25,7 +26,6 @@ from leviathan_lib.cycle.untrusted import sanitize_result_document
 from leviathan_lib.deploy.invariants import check_object
 from leviathan_lib.worker.backends.kubernetes import build_worker_operator, label_value, pull_policy
 from leviathan_lib.worker.backends.local import run_local_worker
-from leviathan_lib.worker.contract import AttemptSpec, result_from_json
 from leviathan_lib.worker.llm_spec import executor_spec
 from tests.fake_anthropic import FakeAnthropic, FakeServer, Turn, tool
 from tests.worker.test_attempt import BACKLOG, make_spec, make_target_repo
