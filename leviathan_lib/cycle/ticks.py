@@ -37,9 +37,9 @@ log = logging.getLogger("leviathan")
 #: PRs the dashboard offers boxes for at most (two boxes each), so ticks per cycle are bounded too.
 MAX_BOXED_PRS = 10
 _MARKER = "<!-- leviathan-tick: {verb} {number} -->"
-_TICKED = re.compile(r"^- \[[xX]\] (.*)<!-- leviathan-tick: (retry|rebase) ([1-9][0-9]{0,9}) -->$", re.MULTILINE)
+_TICKED = re.compile(r"^- \[[xX]\] .*<!-- leviathan-tick: (retry|rebase) ([1-9][0-9]{0,9}) -->$", re.MULTILINE)
 _ANY_TICKED = re.compile(r"^- \[[xX]\] ", re.MULTILINE)
-#: A user without write access sees what happened to a tick; "someone with write access" on GitHub.
+#: How a tick's author is named where the forge names no editor (GitHub), in replies and on the dashboard.
 UNNAMED = "someone with write access"
 
 
@@ -95,7 +95,7 @@ def read_ticks(forge: Forge, state: DashboardState, known: list[LedgerPR],
                                 author=issue.edited_by, reason=ReasonCode.DASHBOARD_TAMPERED.value, detail="edit")]
     wanted: dict[int, str] = {}
     for match in _TICKED.finditer(issue.body.replace("\r\n", "\n")):
-        number, verb = int(match.group(3)), match.group(2)
+        number, verb = int(match.group(2)), match.group(1)
         wanted[number] = "rebase" if "rebase" in (verb, wanted.get(number)) else verb  # rebase includes a retry
     permission = _permission(forge, issue.edited_by)
     by_number = {pr.number: pr for pr in known if not pr.human_edited}
