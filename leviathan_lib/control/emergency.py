@@ -1,23 +1,24 @@
 """Emergency stop and resume, in Airflow terms, on the record.
 
 Stop: switch autonomy off globally (the Variable, recorded as an ``autonomy.changed`` event), pause every
-Leviathan DAG, stop running workers (Kubernetes: delete the worker pods; local backend: mark the running
-``run_worker`` task instances failed, which makes Airflow terminate them), then check that nothing is
-running. Resume switches the global flag back on and unpauses only the targets the operator names:
+Leviathan DAG and mark the active ``run_worker`` task instances failed through Airflow's REST API (Airflow then
+terminates them), delete the worker pods through ``KubernetesHook``, then check through the API that nothing
+is running. Resume switches the global flag back on and unpauses only the targets the operator names:
 which targets were meant to run is a decision, not something to guess.
 
-Like the ``airflow`` CLI, this runs where Airflow's configuration (and so the metadata DB) is.
+The switch is Leviathan's own record (a Variable and an asset event, as Spider writes it), so, like the
+``airflow`` CLI, this runs where Airflow's configuration is; Airflow's task and DAG state is changed only
+through its API (:mod:`leviathan_lib.control.airflow_api`).
 """
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
-from typing import Any
 
 from pydantic import BaseModel, Field
 
 from leviathan_lib.control import switch
+from leviathan_lib.control.airflow_api import AirflowApiHook, AirflowApiUnavailable
 from leviathan_lib.control.fleet import configured_targets
 from leviathan_lib.core.names import DAG_ID_PREFIX, TASK_RUN_WORKER
 
@@ -43,43 +44,15 @@ class StopReport(BaseModel):
     failed_worker_tasks: list[str]
     deleted_pods: list[str]
     pod_problem: str | None = None
-    activity: Activity
+    #: Why Airflow's API could not be used: the DAGs may still be unpaused and the workers running (the
+    #: switch is off all the same, so no cycle starts new work).
+    api_problem: str | None = None
+    #: None when it could not be read.
+    activity: Activity | None
 
-
-def _leviathan(column: Any) -> Any:
-    """``dag_id`` starts with ``leviathan__`` (escaped: ``_`` is a LIKE wildcard)."""
-    return column.startswith(DAG_ID_PREFIX, autoescape=True)
-
-
-def pause_all() -> list[str]:
-    """Pause every Leviathan DAG (valid and invalid targets alike); return those that were running."""
-    from airflow.models.dag import DagModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        dags = session.scalars(select(DagModel).where(_leviathan(DagModel.dag_id))).all()
-        changed = sorted(d.dag_id for d in dags if not d.is_paused)
-        for dag in dags:
-            dag.is_paused = True
-    return changed
-
-
-def fail_local_workers() -> list[str]:
-    """Mark running/queued ``run_worker`` task instances failed; Airflow then terminates their processes."""
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        tis = session.scalars(select(TaskInstance).where(
-            _leviathan(TaskInstance.dag_id), TaskInstance.task_id == TASK_RUN_WORKER,
-            TaskInstance.state.in_(ACTIVE_STATES))).all()
-        names = sorted(f"{ti.dag_id}/{ti.run_id}/{ti.task_id}" for ti in tis)
-        for ti in tis:
-            ti.state = "failed"
-            ti.end_date = datetime.now(UTC)
-    return names
+    @property
+    def idle(self) -> bool:
+        return self.activity is not None and self.activity.idle
 
 
 def delete_worker_pods(namespace: str = WORKER_NAMESPACE) -> list[str]:
@@ -95,40 +68,53 @@ def delete_worker_pods(namespace: str = WORKER_NAMESPACE) -> list[str]:
     return sorted(p.metadata.name for p in pods)
 
 
-def activity() -> Activity:
-    from airflow.models.dagrun import DagRun
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        runs = session.execute(select(DagRun.dag_id, DagRun.run_id).where(
-            _leviathan(DagRun.dag_id), DagRun.state.in_(("running", "queued")))).all()
-        tis = session.execute(select(TaskInstance.dag_id, TaskInstance.run_id, TaskInstance.task_id).where(
-            _leviathan(TaskInstance.dag_id), TaskInstance.state.in_(ACTIVE_STATES))).all()
-    return Activity(running_dag_runs=sorted(f"{d}/{r}" for d, r in runs),
-                    active_task_instances=sorted(f"{d}/{r}/{t}" for d, r, t in tis))
+def activity(api: AirflowApiHook) -> Activity:
+    return Activity(running_dag_runs=api.dag_runs(DAG_ID_PREFIX, ("running", "queued")),
+                    active_task_instances=api.task_instances(DAG_ID_PREFIX, ACTIVE_STATES))
 
 
-def stop(*, by: str, reason: str, wait_seconds: float = 0.0) -> StopReport:
+def _stop_in_airflow(api: AirflowApiHook) -> tuple[list[str], list[str]]:
+    """Pause every unpaused Leviathan DAG, then fail the active ``run_worker`` task instances."""
+    paused = api.dag_ids(DAG_ID_PREFIX, paused=False)
+    for dag_id in paused:
+        api.pause(dag_id)
+    failed = api.task_instances(DAG_ID_PREFIX, ACTIVE_STATES, task_id=TASK_RUN_WORKER)
+    for name in failed:
+        api.fail(*name.split("/", 2))
+    return paused, failed
+
+
+def stop(*, by: str, reason: str, wait_seconds: float = 0.0, api: AirflowApiHook) -> StopReport:
+    """Switch off first (from then on no cycle starts new work, whatever fails below), then pause and fail
+    through Airflow's API, delete the pods, and wait (bounded) until nothing Leviathan's is active."""
     switch.set_global(False, by=by, reason=f"emergency stop: {reason}")
-    paused = pause_all()
-    failed = fail_local_workers()
+    paused: list[str] = []
+    failed: list[str] = []
+    api_problem = None
+    try:
+        paused, failed = _stop_in_airflow(api)
+    except AirflowApiUnavailable as exc:
+        api_problem = str(exc)
     pods: list[str] = []
-    problem = None
+    pod_problem = None
     namespaces = {t.worker_namespace for t in configured_targets().values() if t.worker_backend == "kubernetes"}
     for namespace in sorted(namespaces):
         try:
             pods += delete_worker_pods(namespace)
         except Exception as exc:  # noqa: BLE001 — report, do not hide: the operator must stop the pods another way
-            problem = f"could not delete worker pods in namespace {namespace}: {type(exc).__name__}: {exc}"
-    deadline = time.monotonic() + wait_seconds
-    state = activity()
-    while not state.idle and time.monotonic() < deadline:
-        time.sleep(1)
-        state = activity()
-    return StopReport(paused_dags=paused, failed_worker_tasks=failed, deleted_pods=pods, pod_problem=problem,
-                      activity=state)
+            pod_problem = f"could not delete worker pods in namespace {namespace}: {type(exc).__name__}: {exc}"
+    state = None
+    if api_problem is None:
+        deadline = time.monotonic() + wait_seconds
+        try:
+            state = activity(api)
+            while not state.idle and time.monotonic() < deadline:
+                time.sleep(1)
+                state = activity(api)
+        except AirflowApiUnavailable as exc:
+            api_problem, state = str(exc), None
+    return StopReport(paused_dags=paused, failed_worker_tasks=failed, deleted_pods=pods, pod_problem=pod_problem,
+                      api_problem=api_problem, activity=state)
 
 
 def resume(*, by: str, reason: str, targets: list[str]) -> list[str]:

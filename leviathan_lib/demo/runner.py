@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from leviathan_lib.control.airflow_api import DEFAULT_CONN_ID
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import CodedError
 from leviathan_lib.core.names import dag_id, dag_target_id, evidence_asset_uri
@@ -256,6 +257,19 @@ def _wait(what: str, probe, timeout: float, stack: Stack) -> Any:
     raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" ({last_error})" if last_error else ""))
 
 
+def _api_connection(api: Api, password: str) -> None:
+    """The connection ``leviathan stop`` reaches Airflow's API with: the demo's admin (local demo only; a
+    deployment gives it an on-call user of its own, docs/operations.md)."""
+    conn = {"connection_id": DEFAULT_CONN_ID, "conn_type": "http", "host": api.base, "login": "admin",
+            "password": password}
+    try:
+        api.call("POST", "/api/v2/connections", conn)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 409:  # 409: it exists (a restart); its password may be another start's
+            raise
+        api.call("PATCH", f"/api/v2/connections/{DEFAULT_CONN_ID}", conn)
+
+
 def _password(airflow_home: Path) -> str:
     data = json.loads((airflow_home / "simple_auth_manager_passwords.json.generated").read_text())
     return data["admin"]
@@ -400,6 +414,7 @@ def run(args: argparse.Namespace) -> int:
         airflow_home = Path(env["AIRFLOW_HOME"])
         password = _wait("the admin password", lambda: _password(airflow_home), 60, stack)
         api.login("admin", password)
+        _api_connection(api, password)
         _wait(f"DAG {DAG_ID} to be parsed", lambda: api.call("GET", f"/api/v2/dags/{DAG_ID}"), 180, stack)
         run_id = _trigger(api)
         runs = _wait(f"run {run_id} to finish", lambda: _new_runs_finished(api, since, run_id), args.timeout, stack)

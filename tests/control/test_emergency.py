@@ -18,13 +18,19 @@ import pytest
 from leviathan_lib.core import names
 from leviathan_lib.demo import create_demo_target
 from tests.airflow_helpers import commit_file, evidence_record, run_cycle, set_switch
-from tests.api_server import ApiServer
+from tests.api_server import ApiServer, free_port
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
-def leviathan(*args: str) -> subprocess.CompletedProcess:
+def leviathan(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "leviathan_lib.cli.main", *args], capture_output=True, text=True,
-                          timeout=180)
+                          timeout=180, env={**os.environ, **(env or {})})
+
+
+def api_connection(api: ApiServer, user: str) -> dict[str, str]:
+    """The ``leviathan_airflow_api`` connection to the test's API server, as an Airflow user."""
+    conn = {"conn_type": "http", "host": api.base, "login": user, "password": api.password(user)}
+    return {"AIRFLOW_CONN_LEVIATHAN_AIRFLOW_API": json.dumps(conn)}
 
 
 def _json(stdout: str):
@@ -72,7 +78,23 @@ def test_stop_ends_the_running_worker_pauses_switches_off_and_resume_restores(tm
             assert scheduler.poll() is None, (tmp_path / "scheduler.log").read_text()[-3000:]
             assert time.monotonic() < deadline, (tmp_path / "scheduler.log").read_text()[-3000:]
             time.sleep(0.5)
-        stop = leviathan("stop", "--reason", "runaway worker", "--by", "oncall", "--wait", "90")
+        wrong = {**api_connection(api, "op"), "AIRFLOW_CONN_LEVIATHAN_AIRFLOW_API": json.dumps(
+            {"conn_type": "http", "host": api.base, "login": "op", "password": "wrong"})}
+        refused = leviathan("stop", "--reason", "runaway worker", "--wait", "0", env=wrong)
+        assert refused.returncode == 1 and "refused the login 'op'" in refused.stderr, refused.stderr
+        # A viewer may read but not pause or fail: the stop says so, exits non-zero and changes nothing in
+        # Airflow (the switch is off all the same).
+        refused = leviathan("stop", "--reason", "runaway worker", "--by", "oncall", "--wait", "0",
+                            env=api_connection(api, "viewer"))
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "may not do this (403)" in refused.stderr and "role User, Op or Admin" in refused.stderr
+        assert "Traceback" not in refused.stderr and api.password("viewer") not in refused.stdout + refused.stderr
+        assert _json(refused.stdout)["paused_dags"] == [] and _json(refused.stdout)["idle"] is False
+        assert Variable.get("leviathan_autonomy_enabled") == "false"
+        assert not _paused(names.dag_id("estop")) and _worker_state(names.dag_id("estop")) == "running"
+
+        stop = leviathan("stop", "--reason", "runaway worker", "--by", "oncall", "--wait", "90",
+                         env=api_connection(api, "op"))
         assert stop.returncode == 0, stop.stdout + stop.stderr
         report = _json(stop.stdout)
         assert report["idle"] is True and report["activity"]["active_task_instances"] == []
@@ -109,6 +131,25 @@ def test_stop_ends_the_running_worker_pauses_switches_off_and_resume_restores(tm
 
         set_switch(True)
         delete_dag(names.dag_id("estop"), keep_records_in_log=False)
+
+
+def test_stop_without_the_api_connection_switches_off_and_says_what_is_missing(airflow_db, request):
+    from airflow.models.variable import Variable
+
+    request.addfinalizer(lambda: set_switch(True))
+    result = leviathan("stop", "--reason", "drill", "--wait", "0", "--conn-id", "no_such_api")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "the Airflow connection 'no_such_api' is not available" in result.stderr
+    assert "AIRFLOW_CONN_NO_SUCH_API=" in result.stderr and "Traceback" not in result.stderr
+    report = _json(result.stdout)
+    assert report["idle"] is False and report["activity"] is None and report["api_problem"]
+    assert Variable.get("leviathan_autonomy_enabled") == "false"  # the switch needs no API: it is off
+
+    closed = {"AIRFLOW_CONN_LEVIATHAN_AIRFLOW_API": json.dumps(
+        {"conn_type": "http", "host": f"127.0.0.1:{free_port()}", "login": "op", "password": "secret-pw"})}
+    result = leviathan("stop", "--reason", "drill", "--wait", "0", env=closed)
+    assert result.returncode == 1 and "is unreachable (ConnectError)" in result.stderr, result.stderr
+    assert "secret-pw" not in result.stdout + result.stderr
 
 
 def test_stop_and_resume_need_a_reason():
