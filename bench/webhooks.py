@@ -122,6 +122,10 @@ def latency(root: Path, repeats: int) -> dict[str, Any]:
         _wait("the DAG", lambda: api.call("GET", f"/api/v2/dags/{dag}"), 300, stack)
         api.call("PATCH", f"/api/v2/dags/{dag}", {"is_paused": False})
         _wait("Spider", lambda: httpx.get(f"{bench.base}/leviathan/health", timeout=120).status_code, 300, stack)
+        # The unpause queues one catch-up run of the safety net: it must end before the first merge, or the
+        # merge's delivery is coalesced into it and its start is measured instead.
+        _wait("the unpause's catch-up run", lambda: (runs := _runs(api, dag)) and
+              all(r["state"] in ("success", "failed") for r in runs), 300, stack)
         bare = root / "repos" / f"{target}.git"
         forge = LocalForge(bare)
         env = {**bench.env, local_webhooks.URL_ENV: f"{bench.base}/leviathan/webhooks/github",
@@ -143,6 +147,7 @@ def latency(root: Path, repeats: int) -> dict[str, Any]:
                 return next((r for r in _runs(api, dag) if r["dag_run_id"] not in known), None)
 
             run = _wait("the merge's run", new_run, 300, stack)
+            assert run["run_type"] == "asset_triggered", run  # the delivery's run, not the safety net's
             started = _wait("plan", lambda run=run: _plan_start(api, dag, run["dag_run_id"]), 300, stack)
             samples.append(started - merged_at)
             queued = datetime.fromisoformat(run["queued_at"]).timestamp()

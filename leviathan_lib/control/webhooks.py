@@ -14,7 +14,10 @@ this delivery arrived, so it sees this change and every earlier one. Payload tim
 
 from __future__ import annotations
 
+import itertools
 import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -87,7 +90,7 @@ class _Schema:
     def __init__(self) -> None:
         self.ready = False
         self.lock = threading.Lock()
-        self.inserts = 0
+        self.inserts = itertools.count(1)
 
     def ensure(self, session: Any) -> None:
         if self.ready:
@@ -99,9 +102,40 @@ class _Schema:
 
 
 _schema = _Schema()
-#: One delivery per target at a time in this process (SQLite has no row locks; PostgreSQL also locks the
-#: DAG's row, for replicas).
-_target_lock = threading.Lock()
+
+
+class _TargetLocks:
+    """One delivery per target at a time in this process, deliveries for different targets side by side.
+
+    The DAG's row lock (``FOR UPDATE``) already serializes a target's deliveries across API-server replicas;
+    this lock spares the process's threads from queueing on it. Locks are taken in sorted order (a delivery
+    may concern several targets), and there is one per configured target at most. SQLite has one writer at a
+    time and no row locks, so there every delivery takes one process-wide lock, as one writer.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._everything = threading.Lock()
+
+    @contextmanager
+    def hold(self, targets: tuple[str, ...]) -> Iterator[None]:
+        """Held until the delivery's transaction has committed (the next one must see what it wrote)."""
+        from airflow.settings import get_engine
+
+        if get_engine().dialect.name == "sqlite":
+            with self._everything:
+                yield
+            return
+        with self._guard:
+            locks = [self._locks.setdefault(target, threading.Lock()) for target in sorted(set(targets))]
+        with ExitStack() as stack:
+            for lock in locks:
+                stack.enter_context(lock)
+            yield
+
+
+_target_locks = _TargetLocks()
 
 
 def _pending(session: Any, dag: str) -> str | None:
@@ -168,7 +202,7 @@ def receive(delivery: Delivery, now: datetime | None = None) -> list[TargetOutco
 
     now = now or datetime.now(UTC)
     outcome = delivery.ignored or "accepted"
-    with _target_lock, create_session() as session:
+    with _target_locks.hold(() if delivery.ignored else delivery.targets), create_session() as session:
         _schema.ensure(session)
         try:
             with session.begin_nested():
@@ -177,11 +211,11 @@ def receive(delivery: Delivery, now: datetime | None = None) -> list[TargetOutco
                     event=delivery.event[:50], repository=delivery.repository[:300], outcome=outcome))
         except IntegrityError:
             raise Replay(delivery.delivery_id) from None
-        outcomes = [] if delivery.ignored else [_wake(session, target_id, delivery) for target_id in delivery.targets]
+        outcomes = [] if delivery.ignored else [_wake(session, target_id, delivery)
+                                                 for target_id in sorted(set(delivery.targets))]
         for result in outcomes:
             _remember(session, delivery, result, now)
-        _schema.inserts += 1
-        if _schema.inserts % PRUNE_EVERY == 0:
+        if next(_schema.inserts) % PRUNE_EVERY == 0:
             _prune(session, now)
     return outcomes
 

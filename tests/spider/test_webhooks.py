@@ -202,6 +202,21 @@ def test_a_burst_is_coalesced_into_one_pending_run_and_never_drops_the_newest_ch
         receive(Delivery(last_deliveries({HOOKED})[HOOKED].delivery_id, "127.0.0.1", "push", REPO, targets=(HOOKED,)))
 
 
+def test_a_concurrent_burst_records_one_change_whatever_the_threads_interleave(hooked, fresh):
+    """The API server answers deliveries on many threads at once: a target's are serialized, so exactly one
+    of a simultaneous burst records a change and every other one is coalesced into it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from leviathan_lib.control.webhooks import Delivery, receive
+
+    before = len(_change_events())
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(lambda _: receive(Delivery(str(uuid.uuid4()), "127.0.0.1", "push", REPO,
+                                                            targets=(HOOKED,)))[0].outcome, range(24)))
+    assert sorted(outcomes) == ["coalesced"] * 23 + ["recorded"]
+    assert len(_change_events()) == before + 1
+
+
 def test_without_a_secret_every_delivery_is_refused_and_health_says_how_to_configure_it(airflow_db, hooked):
     api = ApiServer(airflow_db).start()  # the same targets folder, no AIRFLOW_CONN_ secret
     try:
