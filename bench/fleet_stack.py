@@ -69,8 +69,8 @@ class FleetStack:
             AIRFLOW__API__BASE_URL=url, AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{url}/execution/",
             AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_hex(32), AIRFLOW__API__SECRET_KEY=secrets.token_hex(16),
             PATH=f"{Path(PYTHON).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            **FLEET_SETTINGS, **(extra_env or {}),
         )
+        env.update({**FLEET_SETTINGS, **(extra_env or {})})  # the caller's settings win
         self.env = env
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.api = Api(url)

@@ -90,7 +90,7 @@ def measure(n: int, minutes: int, share: float, drain_timeout: float) -> dict[st
         base = Path(tmp)
         (base / "targets").mkdir(parents=True)
         repos = write_targets(base, base / "targets", n)
-        extra = {**SETTINGS, **secret_env(), "AIRFLOW__LEVIATHAN__WEBHOOK_RATE_PER_MINUTE": "100000"}
+        extra = {**SETTINGS, **secret_env(), "AIRFLOW__LEVIATHAN__WEBHOOK_RATE_PER_MINUTE": "1000"}
         with FleetStack(base, extra_env=extra) as stack:
             parse_start = time.monotonic()
             stack.wait_dags(n, 1800)

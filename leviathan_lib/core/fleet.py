@@ -250,10 +250,14 @@ def own_open_prs(state: CycleState) -> int:
     return len(branches | {b.branch for b in state.held_branches})
 
 
+#: The check of the fleet state itself: failed when it is unknown, or passed when an idle cycle did not read it.
+FLEET_STATE_CHECK = "fleet_state"
+
+
 def fleet_checks(fleet: FleetState, state: CycleState, now: datetime) -> list[tuple[Check, ReasonCode | None]]:
     """The fleet's checks for one decision and the reason of each that failed (fails closed when unknown)."""
     if fleet.unknown is not None:
-        return [(Check(name="fleet_state", passed=False, detail=f"unknown: {fleet.unknown}"),
+        return [(Check(name=FLEET_STATE_CHECK, passed=False, detail=f"unknown: {fleet.unknown}"),
                  ReasonCode.FLEET_STATE_UNKNOWN)]
     config = fleet.config
     out: list[tuple[Check, ReasonCode | None]] = []

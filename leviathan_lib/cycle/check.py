@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from leviathan_lib.contracts.xcom import CycleError, GuardrailResult, ReadResult
@@ -75,10 +76,12 @@ def pr_continuation(target: TargetConfig, ledger: Ledger, actions: list[Lifecycl
 def check_cycle(  # noqa: PLR0913 — keyword-only: what the DAG's plan read, each named
                 target: TargetConfig, read: ReadResult, *, history: History, ledger: Ledger, run_id: str,
                 repo_url: str, global_autonomy: bool, now: datetime | None = None,
-                totals: Totals | None = None, fleet: FleetState | None = None) -> GuardrailResult:
+                totals: Totals | None = None,
+                fleet_reader: Callable[[], FleetState] | None = None) -> GuardrailResult:
     """The guardrail result of run ``run_id``, with the ledger it used and the PR states it synced.
 
     ``now`` (default: the clock; a replay: its as-of time) is when the hourly PR limit is counted back from.
+    ``fleet_reader`` reads the fleet state when the cycle would attempt (None: not evaluated, a replay).
     """
     if not read.error:
         read.error = history_error(history)
@@ -127,7 +130,7 @@ def check_cycle(  # noqa: PLR0913 — keyword-only: what the DAG's plan read, ea
                               closed=pr_sync.closed_by_humans(changes) + ci_failed_closures(actions,
                                                                                             ledger.held_branches))
     result = build_decision(DecisionInputs(
-        target=target, read=read, state=state, continue_request=continue_pr, fleet=fleet))
+        target=target, read=read, state=state, continue_request=continue_pr, fleet_reader=fleet_reader))
     result.ledger = ledger
     result.totals = totals
     result.pr_sync = changes

@@ -9,7 +9,7 @@ the sandbox gate all happen here, so the three always give the same answer for t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
@@ -19,7 +19,7 @@ from leviathan_lib.contracts.xcom import AttemptPlan, CycleError, GuardrailResul
 from leviathan_lib.core.backlog import Backlog
 from leviathan_lib.core.config import TargetConfig
 from leviathan_lib.core.errors import ValidationFailed
-from leviathan_lib.core.fleet import FleetState, fleet_checks
+from leviathan_lib.core.fleet import FLEET_STATE_CHECK, FleetState, fleet_checks
 from leviathan_lib.core.guardrails import (
     AttemptRecord,
     Budgets,
@@ -77,9 +77,11 @@ class DecisionInputs(BaseModel):
     continue_request: ContinueRequest | None = None
     #: None: probe this machine (the DAG's ``plan``, the CLI); a value: what a worker machine saw.
     sandbox: SandboxSeen | None = None
-    #: The other targets' evidence (the DAG's ``plan`` and the view always give it; ``unknown`` fails closed);
-    #: None: not evaluated (``leviathan plan`` without a ``fleet`` in its STATE.json, a replay).
+    #: The other targets' evidence (the view gives it; ``unknown`` fails closed); None: not evaluated
+    #: (``leviathan plan`` without a ``fleet`` in its STATE.json, a replay).
     fleet: FleetState | None = None
+    #: The DAG's ``plan``: reads the fleet state only when this cycle would attempt (see :func:`_fleet`).
+    fleet_reader: Callable[[], FleetState] | None = Field(default=None, exclude=True)
 
 
 class PlanState(CycleState):
@@ -149,8 +151,9 @@ def build_decision(inputs: DecisionInputs) -> GuardrailResult:
                                   llm_enabled=target.executor == "llm", required_checks=target.required_checks,
                                   attempt_timeout_seconds=target.attempt_timeout_seconds)
     decision = decide(target, backlog, state, protected=protected_for(target, read.recipes_text))
-    decision = _fleet(decision, inputs.fleet, state)
     cont = inputs.continue_request
+    decision = _fleet(decision, inputs, attempts=decision.decision == "run" or (
+        cont is not None and state.open_prs is not None))
     if cont is not None and state.open_prs is not None:
         decision = continue_decision(decision, backlog, cont.task_id, cont.pr)
     decision = _budgets(target, backlog, state, decision)
@@ -162,9 +165,20 @@ def build_decision(inputs: DecisionInputs) -> GuardrailResult:
     return result
 
 
-def _fleet(decision: Decision, fleet: FleetState | None, state: CycleState) -> Decision:
+def _fleet(decision: Decision, inputs: DecisionInputs, *, attempts: bool) -> Decision:
     """Add the fleet's checks (:mod:`leviathan_lib.core.fleet`) after the target's own cycle rules; a failed one
-    stops the cycle like any cycle-level rule (then ``no_eligible_task`` is not the reason)."""
+    stops the cycle like any cycle-level rule (then ``no_eligible_task`` is not the reason).
+
+    The fleet limits gate attempts only, and reading the fleet means reading every target's evidence, so the
+    DAG's ``plan`` reads it (``fleet_reader``) only when this cycle ``attempts`` (a task to run, or a PR to
+    continue): an idle fleet's cycles then cost one target's reads each, not the whole fleet's."""
+    state = inputs.state
+    fleet = inputs.fleet
+    if fleet is None and inputs.fleet_reader is not None:
+        if not attempts:
+            return decision.model_copy(update={"checks": [*decision.checks, Check(
+                name=FLEET_STATE_CHECK, passed=True, detail=FLEET_NOT_READ)]})
+        fleet = inputs.fleet_reader()
     if fleet is None:
         return decision
     found = fleet_checks(fleet, state, state.now or datetime.now(UTC))
@@ -175,6 +189,10 @@ def _fleet(decision: Decision, fleet: FleetState | None, state: CycleState) -> D
     return decision.model_copy(update={"decision": "skip", "task_id": None,
                                        "reasons": [*kept, *dict.fromkeys(failed)],
                                        "checks": [*decision.checks, *(c for c, _ in found)]})
+
+
+#: What an idle cycle records in place of the fleet's checks.
+FLEET_NOT_READ = "not read: this cycle attempts nothing, and the fleet limits gate attempts only"
 
 
 def _attempt_plan(backlog: Backlog, decision: Decision, state: CycleState,

@@ -30,7 +30,7 @@ max_prs_per_hour: 3   # the quickstart's merge, close and next PR all fit in one
 max_running_attempts: 1
 max_attempts_per_task: 2
 circuit_breaker_failures: 2
-schedule_cron: "{schedule}"
+{schedule_line}
 attempt_timeout_seconds: {timeout}
 forge: local
 worker_backend: local
@@ -55,15 +55,20 @@ def create_demo_repo(bare: Path, template: Path = TEMPLATE) -> Path:
 
 def create_demo_target(
     root: Path, *, target_id: str = "demo", schedule: str = "*/5 * * * *", timeout: int = 900,
-    targets_dir: Path | None = None,
+    targets_dir: Path | None = None, webhooks: bool = False,
 ) -> Path:
-    """Create ``root/repos/<id>.git`` and the target file (in ``root/targets`` unless given); return it."""
+    """Create ``root/repos/<id>.git`` and the target file (in ``root/targets`` unless given); return it.
+
+    With ``webhooks`` the target also runs on its change asset (a delivery wakes it in seconds) and
+    ``schedule`` is its safety net."""
     bare = create_demo_repo(root / "repos" / f"{target_id}.git")
     targets = targets_dir or root / "targets"
     targets.mkdir(parents=True, exist_ok=True)
     target_file = targets / f"{target_id}.yaml"
     target_file.write_text(
-        TARGET_YAML.format(target_id=target_id, repo_url=bare, schedule=schedule, timeout=timeout),
+        TARGET_YAML.format(target_id=target_id, repo_url=bare, timeout=timeout, schedule_line=(
+            f'webhooks: true\nwebhooks_safety_cron: "{schedule}"   # and within seconds of a forge delivery'
+            if webhooks else f'schedule_cron: "{schedule}"')),
         encoding="utf-8",
     )
     return target_file

@@ -32,6 +32,7 @@ from leviathan_lib.core.names import dag_id, dag_target_id, evidence_asset_uri
 from leviathan_lib.core.reasons import explain
 from leviathan_lib.demo import create_demo_target
 from leviathan_lib.demo.health import health_report
+from leviathan_lib.forge import local_webhooks
 
 DAG_ID = dag_id("demo")
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
@@ -110,7 +111,18 @@ def _secrets(demo: Path) -> dict[str, str]:
     for line in secrets_file.read_text(encoding="utf-8").splitlines():
         key, _, value = line.partition("=")
         values[key] = value
+    if local_webhooks.SECRET_ENV not in values:  # a demo folder from before the demo took webhooks
+        values[local_webhooks.SECRET_ENV] = secrets.token_urlsafe(32)
+        with secrets_file.open("a", encoding="utf-8") as out:
+            out.write(f"{local_webhooks.SECRET_ENV}={values[local_webhooks.SECRET_ENV]}\n")
     return values
+
+
+def _webhook_variables(base_url: str, secret: str) -> dict[str, str]:
+    """The local forge posts its deliveries to the demo's receiver, which verifies them with the same secret
+    (the connection ``leviathan_webhook_github``, from the environment)."""
+    return {local_webhooks.URL_ENV: f"{base_url}/leviathan/webhooks/github",
+            "AIRFLOW_CONN_LEVIATHAN_WEBHOOK_GITHUB": json.dumps({"conn_type": "generic", "password": secret})}
 
 
 def _default_port() -> int:
@@ -133,8 +145,10 @@ def recorded_port(demo: Path) -> int | None:
 def demo_variables(demo: Path, port: int) -> dict[str, str]:
     """What the demo sets on top of the caller's environment (``demo`` must be absolute)."""
     base_url = f"http://127.0.0.1:{port}"
+    keys = _secrets(demo)
     return {
-        **_secrets(demo),
+        **keys,
+        **_webhook_variables(base_url, keys[local_webhooks.SECRET_ENV]),
         "AIRFLOW_HOME": str(demo / "airflow"),
         "AIRFLOW_CONFIG": str(checkout() / "airflow.cfg"),
         "LEVIATHAN_HOME": str(checkout()),
@@ -396,7 +410,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     record_port(demo, port)
     env = _environment(demo, port)
-    target_file = create_demo_target(demo, target_id="demo",
+    target_file = create_demo_target(demo, target_id="demo", webhooks=True,
                                      schedule=os.environ.get("LEVIATHAN_DEMO_SCHEDULE") or DEFAULT_SCHEDULE)
     repo = demo / "repos" / "demo.git"
     print(f"Demo target: {target_file} -> {repo}")
@@ -423,7 +437,8 @@ def run(args: argparse.Namespace) -> int:
         _print_ui(api, port, password)
         if args.exit:
             return 0 if states == {"success"} else 1
-        print("\nAirflow keeps running (the DAG runs every 5 minutes). Press Ctrl-C to stop everything.", flush=True)
+        print("\nAirflow keeps running (the DAG runs every 5 minutes, and seconds after a merge, close, review, "
+              "comment or status made with `leviathan forge`). Press Ctrl-C to stop everything.", flush=True)
         while True:
             stack.check()
             time.sleep(2)

@@ -219,7 +219,7 @@ def cycle_deadline(target: TargetConfig, expected: timedelta) -> DeadlineAlert |
     when the run was queued. The scheduler evaluates it; the callback runs on the executor and hands the
     alert to the notifier. Opt-in, because Airflow 3.3.2's ``dag.test()`` cannot finish a DAG with a deadline.
     """
-    from airflow.configuration import conf
+    from airflow.sdk.configuration import conf
     from airflow.sdk.definitions.callback import SyncCallback
     from airflow.sdk.definitions.deadline import DeadlineReference
 
@@ -328,7 +328,7 @@ DEPLOYMENT_DEFAULT_KEYS = ("worker_image", "worker_namespace")
 
 def deployment_defaults() -> dict[str, str]:
     """``[leviathan] worker_image`` / ``worker_namespace``: used by targets whose file does not set them."""
-    from airflow.configuration import conf
+    from airflow.sdk.configuration import conf
 
     values = {key: conf.get("leviathan", key, fallback="").strip() for key in DEPLOYMENT_DEFAULT_KEYS}
     return {key: value for key, value in values.items() if value}

@@ -14,7 +14,7 @@ def targets_location(base: Path | None = None) -> TargetsLocation:
     No Airflow Variable: the DAG processor parses the DAG file every 30 s and a Variable read there is a
     metadata-DB (or secrets-backend) round trip each time; airflow.cfg and the environment cost nothing.
     """
-    from airflow.configuration import conf
+    from airflow.sdk.configuration import conf
 
     option = conf.get("leviathan", "targets_dir", fallback="") or ""
     if base is None:

@@ -222,9 +222,10 @@ def plan(*, config: JsonObject, repo_url: str, asset: Asset, alias: AssetAlias, 
     try:
         window = history_window(_InletEvents(context["inlet_events"], asset), run_id, read.as_of)
         enabled, switch_detail = _global_switch(switch_variable, context["inlet_events"], switches)
-        fleet = None if read.as_of else _fleet(target, targets_dir, datetime.now(UTC))
         result = check_cycle(target, read, history=window.history, ledger=window.ledger, run_id=run_id,
-                             repo_url=repo_url, global_autonomy=enabled, totals=window.totals, fleet=fleet)
+                             repo_url=repo_url, global_autonomy=enabled, totals=window.totals,
+                             fleet_reader=None if read.as_of else lambda: _fleet(target, targets_dir,
+                                                                                 datetime.now(UTC)))
         _log_decision(result, read, switch_detail)
         result.dashboard = _dashboard(target, read, result, run_id=run_id, dag_run=context["dag_run"],
                                       repo_url=repo_url)

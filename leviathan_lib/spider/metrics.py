@@ -170,7 +170,8 @@ class EvidenceCollector:
         yield GaugeMetricFamily("leviathan_fleet_breaker_failures",
                                 "Failed attempts of the fleet in the last 24 h after the last reset",
                                 value=fleet.breaker_failures)
-        yield GaugeMetricFamily("leviathan_fleet_state_known", "0 if the fleet file cannot be read (every cycle stops)",
+        yield GaugeMetricFamily("leviathan_fleet_state_known",
+                                "0 if the fleet file cannot be read (every cycle that would attempt stops)",
                                 value=int(fleet.problem is None))
         open_prs = GaugeMetricFamily("leviathan_fleet_open_prs", "Open Leviathan PRs of all targets of a forge account",
                                      labels=["account"])

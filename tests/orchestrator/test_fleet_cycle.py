@@ -129,6 +129,22 @@ def test_a_team_at_its_open_pr_limit_pauses_its_targets_only(tmp_path, targets_d
     assert evidence_record(run_cycle(other)[0])["stopped_reason"] == "pr_opened"  # no team: not paused
 
 
+def test_an_idle_cycle_reads_no_other_target_and_records_that_it_did_not(tmp_path, targets_dir, monkeypatch):
+    """The fleet is read only by a cycle that would attempt: an idle fleet costs one target's reads per cycle."""
+    from leviathan_lib.cycle import fleet as cycle_fleet
+
+    _first, second = _two_targets(tmp_path, targets_dir, "fleetidle", "fleet_max_open_prs: many\n")
+    second.write_text(second.read_text().replace("autonomy_enabled: true", "autonomy_enabled: false"),
+                      encoding="utf-8")
+    reads: list[str] = []
+    monkeypatch.setattr(cycle_fleet, "read_fleet", lambda *a, **k: reads.append("read") or pytest.fail("read"))
+    record = evidence_record(run_cycle(second)[0])
+    assert record["reasons"] == ["autonomy_disabled"] and reads == []  # not fleet_state_unknown
+    assert _check(record, "fleet_state") == {
+        "name": "fleet_state", "passed": True,
+        "detail": "not read: this cycle attempts nothing, and the fleet limits gate attempts only"}
+
+
 def test_a_broken_fleet_file_stops_every_target_with_a_visible_reason(tmp_path, targets_dir):
     _first, second = _two_targets(tmp_path, targets_dir, "fleetbad", "fleet_max_open_prs: many\n")
     record = evidence_record(run_cycle(second)[0])
