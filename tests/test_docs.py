@@ -4,6 +4,7 @@ commands run, and ``leviathan demo env`` prints what the demo's processes really
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import shlex
@@ -127,9 +128,14 @@ def test_demo_env_prints_the_demo_processes_environment(tmp_path: Path):
     assert airflow_vars == {k: v for k, v in expected.items() if k.startswith("AIRFLOW__")}
     # The generated keys are the ones in secrets.env, which the demo itself then reuses.
     secrets = dict(line.split("=", 1) for line in (demo / "secrets.env").read_text().splitlines())
-    assert set(secrets) == {"AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__CORE__FERNET_KEY"}
+    assert set(secrets) == {"AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__CORE__FERNET_KEY",
+                            "LEVIATHAN_FORGE_WEBHOOK_SECRET"}
     assert all(evaluated[k] == v and len(v) >= 32 for k, v in secrets.items())
     assert (demo / "secrets.env").stat().st_mode & 0o777 == 0o600
+    # The local forge posts its deliveries to the demo's receiver, which verifies them with the same secret.
+    assert evaluated["LEVIATHAN_FORGE_WEBHOOK_URL"] == "http://127.0.0.1:18999/leviathan/webhooks/github"
+    connection = json.loads(evaluated["AIRFLOW_CONN_LEVIATHAN_WEBHOOK_GITHUB"])
+    assert connection == {"conn_type": "generic", "password": secrets["LEVIATHAN_FORGE_WEBHOOK_SECRET"]}
 
 
 def test_demo_options_still_reach_the_demo():
