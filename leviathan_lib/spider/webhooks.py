@@ -19,8 +19,9 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+import anyio
+from anyio import to_thread
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from leviathan_lib.control import webhook_setup as setup
@@ -41,6 +42,11 @@ _DELIVERY_ID = re.compile(r"^[A-Za-z0-9-]{1,100}$")
 _EVENT = re.compile(r"^[a-z_]{1,50}$")
 #: Sources whose rate is tracked per process; the least recently seen is forgotten beyond this.
 MAX_SOURCES = 10_000
+#: Deliveries whose database work runs at once in one API-server process. A flood then waits in the event
+#: loop (cheap) instead of taking every worker thread of the process: the API's other requests (health, the
+#: UI, the tasks' execution API) keep threads and their share of the interpreter. Deliveries for one target
+#: are serialized anyway (control.webhooks), so more threads would only contend.
+MAX_CONCURRENT_DELIVERIES = 4
 
 
 class RateLimiter:
@@ -106,7 +112,19 @@ def _delivery(request: Request, event: str, payload: Any, source: str) -> Delive
     return Delivery(delivery_id, source, event, change.repository, targets=targets)
 
 
-async def _verified(request: Request, limiter: RateLimiter) -> tuple[str, Any, str]:
+class _Threads:
+    """The deliveries' own threads, made in the event loop on first use (as anyio requires)."""
+
+    def __init__(self) -> None:
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    def __call__(self) -> anyio.CapacityLimiter:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(MAX_CONCURRENT_DELIVERIES)
+        return self._limiter
+
+
+async def _verified(request: Request, limiter: RateLimiter, threads: anyio.CapacityLimiter) -> tuple[str, Any, str]:
     """``(event, payload, source)`` of a signed, well-formed delivery; :class:`Refused` otherwise."""
     limits = setup.limits()
     body = await _bounded_body(request, limits.max_body_bytes)
@@ -118,7 +136,7 @@ async def _verified(request: Request, limiter: RateLimiter) -> tuple[str, Any, s
         raise Refused(429, f"more than {limits.rate_per_minute} deliveries a minute from {source}",
                       {"Retry-After": "5"})
     try:
-        secret = await run_in_threadpool(setup.secret)
+        secret = await to_thread.run_sync(setup.secret, limiter=threads)
     except setup.SecretMissing as exc:
         raise Refused(503, str(exc)) from None
     except Exception as exc:  # noqa: BLE001 — the metadata DB or the secrets backend is down: retry later
@@ -137,16 +155,17 @@ async def _verified(request: Request, limiter: RateLimiter) -> tuple[str, Any, s
 
 def add_webhook_routes(app: FastAPI) -> None:
     limiter = RateLimiter()
+    threads = _Threads()
 
     @app.post(PATH, status_code=202, summary="A GitHub webhook delivery (HMAC-signed; no Airflow login)")
     async def github(request: Request) -> JSONResponse:
         try:
-            event, payload, source = await _verified(request, limiter)
+            event, payload, source = await _verified(request, limiter, threads())
         except Refused as refused:
             return refused.response()
         try:
-            delivery = await run_in_threadpool(_delivery, request, event, payload, source)
-            outcomes = await run_in_threadpool(receive, delivery)
+            delivery = await to_thread.run_sync(_delivery, request, event, payload, source, limiter=threads())
+            outcomes = await to_thread.run_sync(receive, delivery, limiter=threads())
         except Replay:
             _count("replayed")
             return JSONResponse({"status": "ignored", "reason": "delivery_already_seen"}, status_code=200)
