@@ -22,7 +22,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, delete, insert, select, update
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from leviathan_lib.core.names import change_asset_uri, dag_id
@@ -139,27 +153,25 @@ _target_locks = _TargetLocks()
 
 
 def _pending(session: Any, dag: str) -> str | None:
-    """What will read the repository later anyway: a run not yet started, or a queued asset trigger."""
+    """What will read the repository later anyway: a run not yet started (its id), else a queued asset trigger
+    (one round trip: a flood asks this once per delivery)."""
     from airflow.models.asset import AssetDagRunQueue
     from airflow.models.dagrun import DagRun
 
-    queued = session.scalar(select(DagRun.run_id).where(DagRun.dag_id == dag, DagRun.state == "queued").limit(1))
-    if queued is not None:
-        return str(queued)
-    trigger = session.scalar(select(AssetDagRunQueue.target_dag_id).where(AssetDagRunQueue.target_dag_id == dag)
-                             .limit(1))
-    return "asset trigger" if trigger is not None else None
+    queued = select(DagRun.run_id).where(DagRun.dag_id == dag, DagRun.state == "queued").limit(1)
+    trigger = select(literal("asset trigger")).where(AssetDagRunQueue.target_dag_id == dag).limit(1)
+    found = session.scalar(select(func.coalesce(queued.scalar_subquery(), trigger.scalar_subquery())))
+    return str(found) if found is not None else None
 
 
 def _wake(session: Any, target_id: str, delivery: Delivery) -> TargetOutcome:
+    """Lock the target's DAG row first (it serializes the target's deliveries), then coalesce or record; the
+    change asset is looked up only to record, so a coalesced delivery costs the lock and one query."""
     from airflow.assets.manager import asset_manager
     from airflow.models.asset import AssetModel
     from airflow.models.dag import DagModel
 
     dag = dag_id(target_id)
-    asset = session.scalar(select(AssetModel).where(AssetModel.uri == change_asset_uri(target_id)))
-    if asset is None:
-        return TargetOutcome(target_id, "dag_not_parsed")
     paused = session.scalar(select(DagModel.is_paused).where(DagModel.dag_id == dag).with_for_update())
     if paused is None:
         return TargetOutcome(target_id, "dag_not_parsed")
@@ -168,6 +180,9 @@ def _wake(session: Any, target_id: str, delivery: Delivery) -> TargetOutcome:
     pending = _pending(session, dag)
     if pending is not None:
         return TargetOutcome(target_id, "coalesced", into=pending)
+    asset = session.scalar(select(AssetModel).where(AssetModel.uri == change_asset_uri(target_id)))
+    if asset is None:  # the DAG was parsed before the target took webhooks
+        return TargetOutcome(target_id, "dag_not_parsed")
     extra = {"kind": "change", "delivery_id": delivery.delivery_id, "event": delivery.event,
              "repository": delivery.repository}
     event = asset_manager.register_asset_change(asset=asset, extra=extra, session=session, source_is_api=True)
@@ -193,6 +208,23 @@ def _prune(session: Any, now: datetime) -> None:
         session.execute(delete(DELIVERIES).where(DELIVERIES.c.received_at <= cutoff))
 
 
+def _first_sight(session: Any, values: dict[str, Any]) -> bool:
+    """Insert the delivery's id; False when it was seen before. One statement where the database can skip a
+    conflict (PostgreSQL, SQLite), else a savepoint around the insert."""
+    dialect = session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        done = session.execute(dialect_insert(DELIVERIES).values(**values)
+                               .on_conflict_do_nothing(index_elements=[DELIVERIES.c.delivery_id]))
+        return bool(done.rowcount == 1)
+    try:
+        with session.begin_nested():
+            session.execute(insert(DELIVERIES).values(**values))
+    except IntegrityError:
+        return False
+    return True
+
+
 def receive(delivery: Delivery, now: datetime | None = None) -> list[TargetOutcome]:
     """Record ``delivery`` as seen and wake each target it concerns, in one transaction.
 
@@ -204,13 +236,10 @@ def receive(delivery: Delivery, now: datetime | None = None) -> list[TargetOutco
     outcome = delivery.ignored or "accepted"
     with _target_locks.hold(() if delivery.ignored else delivery.targets), create_session() as session:
         _schema.ensure(session)
-        try:
-            with session.begin_nested():
-                session.execute(insert(DELIVERIES).values(
-                    delivery_id=delivery.delivery_id, received_at=now, source=delivery.source[:100],
-                    event=delivery.event[:50], repository=delivery.repository[:300], outcome=outcome))
-        except IntegrityError:
-            raise Replay(delivery.delivery_id) from None
+        if not _first_sight(session, {"delivery_id": delivery.delivery_id, "received_at": now,
+                                      "source": delivery.source[:100], "event": delivery.event[:50],
+                                      "repository": delivery.repository[:300], "outcome": outcome}):
+            raise Replay(delivery.delivery_id)
         outcomes = [] if delivery.ignored else [_wake(session, target_id, delivery)
                                                  for target_id in sorted(set(delivery.targets))]
         for result in outcomes:
