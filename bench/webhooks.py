@@ -2,9 +2,10 @@
 
 (a) Merge to next cycle: a PR merged on the local forge (``leviathan forge merge`` with the forge's webhook
     configured, so it posts GitHub's ``pull_request`` and ``push`` deliveries to Spider) until the next
-    cycle's ``plan`` starts (its task instance's ``start_date``), for a ``webhooks: true`` target. The
-    ``*/5`` cron side is computed, not measured: a merge at a uniformly random moment waits for the next
-    tick (uniform over 0-300 s) plus the same scheduler-to-``plan`` delay measured here.
+    cycle's ``plan`` starts (its task instance's ``start_date``), for a ``webhooks: true`` target. Then, in
+    the same stack, the ``*/5`` cron side is measured: one merge on each of as many cron-only targets, at
+    moments drawn uniformly over one interval, each until its target's next ``plan`` starts. The expected
+    cron figures (a uniform wait over 0-300 s plus the scheduler-to-``plan`` delay) are given beside them.
 (c) Flood: ``--deliveries`` signed deliveries spread over ``--seconds`` for ``--targets`` targets (each
     delivery a ``push`` to one target's repository, unique delivery ids), sent by 16 threads, while
     ``/leviathan/health`` is probed every 0.5 s. The scheduler is stopped during the flood (so the 2 cores
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -35,6 +37,7 @@ import httpx
 from bench.common import PYTHON, ROOT
 from leviathan_lib.core import names
 from leviathan_lib.core.webhooks import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
+from leviathan_lib.demo import create_demo_target
 from leviathan_lib.demo.runner import Api, Stack, _environment, _password, _wait
 from leviathan_lib.forge import local_webhooks
 from leviathan_lib.forge.local import LocalForge
@@ -110,17 +113,61 @@ def _runs(api: Api, dag: str) -> list[dict[str, Any]]:
     return api.call("GET", f"/api/v2/dags/{dag}/dagRuns?limit=100&order_by=-run_after")["dag_runs"]
 
 
+def _cron_latency(root: Path, api: Api, stack: Stack, polled: list[str]) -> list[float]:
+    """The same merge on ``*/5`` targets without webhooks, in the same stack: one merge per target at a
+    moment drawn uniformly over one interval (so the samples span the interval as merges do), each until the
+    first ``plan`` of that target that starts after it. Bounded: one interval for the merges, two for the
+    last cycle."""
+    rng = random.Random(29)
+    for name in polled:  # their catch-up runs (and the PR each opens) end first
+        _wait(f"{name}'s catch-up run", lambda name=name: (runs := _runs(api, names.dag_id(name))) and
+              all(r["state"] in ("success", "failed") for r in runs), 600, stack)
+    pulls = {}
+    for i, name in enumerate(polled):
+        bare = root / "repos" / f"{name}.git"
+        branch = f"human/bench-{i}"
+        _branch_from_main(bare, root / f"work-{name}", branch, f"docs/bench-{i}.md", f"merge {i}\n")
+        pulls[name] = (bare, LocalForge(bare).create_pr(head=branch, base="main", title=f"bench {i}", body="b").number)
+    start = time.time()
+    merged: dict[str, float] = {}
+    for offset, name in sorted((rng.uniform(0, CRON_SECONDS), name) for name in polled):
+        time.sleep(max(0.0, start + offset - time.time()))
+        bare, number = pulls[name]
+        merged[name] = time.time()
+        LocalForge(bare).merge(number)
+        stack.check()
+
+    def first_plan_after(name: str) -> float | None:
+        starts = [_plan_start(api, names.dag_id(name), r["dag_run_id"]) for r in _runs(api, names.dag_id(name))
+                  if r.get("start_date") and (not r.get("end_date") or
+                                              datetime.fromisoformat(r["end_date"]).timestamp() >= merged[name])]
+        found = [t for t in starts if t is not None and t >= merged[name]]
+        return min(found) if found else None
+
+    samples = []
+    for name in polled:
+        started = _wait(f"{name}'s next cycle", lambda name=name: first_plan_after(name), 2 * CRON_SECONDS + 60,
+                        stack)
+        samples.append(started - merged[name])
+        print(f"  cron {name}: plan started {samples[-1]:.1f} s after the merge", flush=True)
+    return samples
+
+
 def latency(root: Path, repeats: int) -> dict[str, Any]:
     bench = Bench(root)
     target = "merged"
     dag = names.dag_id(target)
     try:
         webhooks_target(root, target)
+        polled = [f"polled{i}" for i in range(repeats)]
+        for name in polled:
+            create_demo_target(root, target_id=name)  # the `*/5` cron, no webhooks
         bench.migrate()
         stack = bench.start(("api-server", "scheduler", "dag-processor"))
         api = bench.api(stack)
-        _wait("the DAG", lambda: api.call("GET", f"/api/v2/dags/{dag}"), 300, stack)
-        api.call("PATCH", f"/api/v2/dags/{dag}", {"is_paused": False})
+        for name in (target, *polled):
+            _wait("the DAG", lambda name=name: api.call("GET", f"/api/v2/dags/{names.dag_id(name)}"), 300, stack)
+            api.call("PATCH", f"/api/v2/dags/{names.dag_id(name)}", {"is_paused": False})
         _wait("Spider", lambda: httpx.get(f"{bench.base}/leviathan/health", timeout=120).status_code, 300, stack)
         # The unpause queues one catch-up run of the safety net: it must end before the first merge, or the
         # merge's delivery is coalesced into it and its start is measured instead.
@@ -154,9 +201,11 @@ def latency(root: Path, repeats: int) -> dict[str, Any]:
             queue_to_plan.append(started - queued)
             print(f"  merge {i}: plan started {samples[-1]:.1f} s after the merge ({run['run_type']})", flush=True)
         delay = statistics.median(queue_to_plan)
+        cron = _cron_latency(root, api, stack, polled)
         return {
             "repeats": repeats, "webhooks_seconds": samples, "webhooks_p95": p95(samples),
             "webhooks_median": statistics.median(samples), "queued_to_plan_median": delay,
+            "cron_seconds": cron, "cron_p95": p95(cron), "cron_median": statistics.median(cron),
             "cron_expected_mean_computed": CRON_SECONDS / 2 + delay,
             "cron_expected_p95_computed": 0.95 * CRON_SECONDS + delay,
         }
