@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -145,11 +146,12 @@ def test_stop_without_the_api_connection_switches_off_and_says_what_is_missing(a
     assert report["idle"] is False and report["activity"] is None and report["api_problem"]
     assert Variable.get("leviathan_autonomy_enabled") == "false"  # the switch needs no API: it is off
 
+    generated = secrets.token_hex(12)  # must never be printed
     closed = {"AIRFLOW_CONN_LEVIATHAN_AIRFLOW_API": json.dumps(
-        {"conn_type": "http", "host": f"127.0.0.1:{free_port()}", "login": "op", "password": "secret-pw"})}
+        {"conn_type": "http", "host": f"127.0.0.1:{free_port()}", "login": "op", "password": generated})}
     result = leviathan("stop", "--reason", "drill", "--wait", "0", env=closed)
     assert result.returncode == 1 and "is unreachable (ConnectError)" in result.stderr, result.stderr
-    assert "secret-pw" not in result.stdout + result.stderr
+    assert generated not in result.stdout + result.stderr
 
 
 def test_stop_and_resume_need_a_reason():
