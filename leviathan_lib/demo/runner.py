@@ -413,6 +413,7 @@ def run(args: argparse.Namespace) -> int:
     target_file = create_demo_target(demo, target_id="demo", webhooks=True,
                                      schedule=os.environ.get("LEVIATHAN_DEMO_SCHEDULE") or DEFAULT_SCHEDULE)
     repo = demo / "repos" / "demo.git"
+    local_webhooks.install_hook(repo)  # a human's `git push` to main reaches the demo in seconds, as on GitHub
     print(f"Demo target: {target_file} -> {repo}")
     print("Migrating the Airflow metadata DB (SQLite) ...", flush=True)
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True,

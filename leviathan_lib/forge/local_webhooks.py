@@ -3,7 +3,8 @@
 So the embedded forge reacts in seconds like GitHub, through the same path: when
 ``LEVIATHAN_FORGE_WEBHOOK_URL`` (e.g. ``http://127.0.0.1:8080/leviathan/webhooks/github``) and
 ``LEVIATHAN_FORGE_WEBHOOK_SECRET`` (the secret of the Airflow connection ``leviathan_webhook_github``) are
-set, ``leviathan forge merge|close|comment|review|status`` post the delivery GitHub sends for that action.
+set, ``leviathan forge merge|close|comment|review|status`` post the delivery GitHub sends for that action,
+and so does a ``git push`` to a repository with :func:`install_hook` (the demo's).
 The payloads are GitHub's webhook schemas with every required field filled (``webhook_templates.json``,
 generated from the shared description by ``python -m tests.webhook_payloads``); only the repository, the
 branch and the pull request number carry meaning. A delivery that cannot be sent is reported, never
@@ -15,8 +16,10 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sys
 import urllib.request
 import uuid
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -99,3 +102,39 @@ def emit(bare: Path, *deliveries: tuple[str, dict[str, Any]]) -> str | None:
         except OSError as exc:
             answers.append(f"{EVENTS[webhook]} not sent ({type(exc).__name__}: {exc})")
     return "webhook: " + ", ".join(answers)
+
+
+#: The hook a bare repository runs after a ``git push`` (a Python file: no shell).
+HOOK = "post-receive"
+HOOK_TEXT = """#!{python}
+# Leviathan's local forge: a push posts GitHub's push delivery to $LEVIATHAN_FORGE_WEBHOOK_URL when it is
+# set (leviathan_lib/forge/local_webhooks.py).
+from leviathan_lib.forge.local_webhooks import post_receive
+
+raise SystemExit(post_receive())
+"""
+_NO_COMMIT = "0" * 40
+
+
+def install_hook(bare: Path) -> Path:
+    """Make ``git push`` to ``bare`` post the push delivery, as GitHub sends one for every push."""
+    hook = bare / "hooks" / HOOK
+    hook.parent.mkdir(parents=True, exist_ok=True)
+    hook.write_text(HOOK_TEXT.format(python=sys.executable), encoding="utf-8")
+    hook.chmod(0o755)
+    return hook
+
+
+def post_receive(lines: Iterable[str] | None = None, bare: Path | None = None) -> int:
+    """Git's ``post-receive``: one ``push`` delivery per updated branch. Leviathan's own git runs with hooks
+    off (``core.hooksPath=/dev/null``), so every push seen here is a human's: a backlog change on the target
+    branch, or a push to a PR's branch, reaches the next cycle in seconds. Never fails the push."""
+    bare = bare or Path(os.environ.get("GIT_DIR", ".")).resolve()
+    for line in lines if lines is not None else sys.stdin:
+        _old, new, ref = (line.split() + ["", "", ""])[:3]
+        if not ref.startswith("refs/heads/") or new == _NO_COMMIT:
+            continue
+        note = emit(bare, ("push", {"branch": ref.removeprefix("refs/heads/")}))
+        if note:
+            print(note)
+    return 0

@@ -104,3 +104,39 @@ def test_without_a_receiver_configured_nothing_is_sent_and_a_down_one_is_only_re
     down = leviathan("forge", "comment", "--repo", str(target.bare), "1", "--as", "alice", "--body", "hi")
     assert down.returncode == 0, down.stderr
     assert "webhook: issue_comment not sent (URLError" in down.stdout
+
+
+def test_a_human_git_push_to_a_repository_with_the_hook_posts_one_push_per_branch(tmp_path, receiver, monkeypatch):
+    """A person's ``git push`` runs the hook; Leviathan's own git never does (hooks off)."""
+    import os
+    import subprocess
+
+    from leviathan_lib.demo import create_demo_repo
+    from leviathan_lib.git.runner import run_git
+
+    bare = create_demo_repo(tmp_path / "hooked.git")
+    local_webhooks.install_hook(bare)
+    monkeypatch.setenv(local_webhooks.URL_ENV, receiver.url)
+    monkeypatch.setenv(local_webhooks.SECRET_ENV, SECRET)
+    work = tmp_path / "work"
+    run_git(["clone", "--quiet", str(bare), str(work)])
+    (work / "docs").mkdir(exist_ok=True)
+    (work / "docs" / "pushed.md").write_text("a human's push\n", encoding="utf-8")
+    run_git(["add", "-A"], cwd=work)
+    run_git(["-c", "user.name=h", "-c", "user.email=h@example.invalid", "commit", "--quiet", "-m", "push"], cwd=work)
+    run_git(["push", "--quiet", "origin", "HEAD:refs/heads/agent/t/9"], cwd=work)  # Leviathan's git: no hook
+    assert receiver.deliveries == []
+    pushed = subprocess.run(["git", "push", "origin", "HEAD:refs/heads/main", "HEAD:refs/heads/agent/t/1"], cwd=work,
+                            env=dict(os.environ), capture_output=True, text=True, timeout=60)
+    assert pushed.returncode == 0, pushed.stderr
+    assert "remote: webhook: push 202" in pushed.stderr  # git shows the hook's output
+    assert [h["x-github-event"] for h, _ in receiver.deliveries] == ["push", "push"]
+    branches = []
+    for headers, body in receiver.deliveries:
+        assert signature_valid(SECRET, body, headers["x-hub-signature-256"])
+        data = json.loads(body)
+        validate("push", data)
+        change = read_delivery("push", data)
+        assert isinstance(change, Change) and repo_key(str(bare)) in change.keys, change
+        branches.append(change.branch)
+    assert sorted(branches) == ["agent/t/1", "main"]
