@@ -169,18 +169,19 @@ def _fleet(decision: Decision, inputs: DecisionInputs, *, attempts: bool) -> Dec
     """Add the fleet's checks (:mod:`leviathan_lib.core.fleet`) after the target's own cycle rules; a failed one
     stops the cycle like any cycle-level rule (then ``no_eligible_task`` is not the reason).
 
-    The fleet limits gate attempts only, and reading the fleet means reading every target's evidence, so the
-    DAG's ``plan`` reads it (``fleet_reader``) only when this cycle ``attempts`` (a task to run, or a PR to
-    continue): an idle fleet's cycles then cost one target's reads each, not the whole fleet's."""
-    state = inputs.state
-    fleet = inputs.fleet
-    if fleet is None and inputs.fleet_reader is not None:
-        if not attempts:
-            return decision.model_copy(update={"checks": [*decision.checks, Check(
-                name=FLEET_STATE_CHECK, passed=True, detail=FLEET_NOT_READ)]})
-        fleet = inputs.fleet_reader()
-    if fleet is None:
+    The fleet limits gate attempts only, and reading the fleet means reading every target's evidence, so they
+    are evaluated only when this cycle ``attempts`` (a task to run, or a PR to continue), and the DAG's
+    ``plan`` reads the state (``fleet_reader``) only then: an idle fleet's cycles cost one target's reads
+    each, not the whole fleet's. The view and ``leviathan plan`` decide alike from a state they were given."""
+    state, fleet, reader = inputs.state, inputs.fleet, inputs.fleet_reader
+    if fleet is None and reader is None:
         return decision
+    if not attempts:  # the same whether the state was given (the view, the CLI) or would be read (the DAG)
+        return decision.model_copy(update={"checks": [*decision.checks, Check(
+            name=FLEET_STATE_CHECK, passed=True, detail=FLEET_NOT_READ)]})
+    if fleet is None and reader is not None:
+        fleet = reader()
+    assert fleet is not None
     found = fleet_checks(fleet, state, state.now or datetime.now(UTC))
     failed = [reason for _, reason in found if reason is not None]
     if not failed:
