@@ -46,7 +46,8 @@ class AirflowApiHook:
     def _how(self) -> str:
         return HOW_TO_CONFIGURE.format(conn_id=self.conn_id, env=self.conn_id.upper())
 
-    def _base_url(self) -> tuple[str, str, str]:
+    def _endpoint_and_login(self) -> tuple[str, str, str]:
+        """The API server's base URL, and the login and password of the connection's user."""
         # Not airflow.sdk's BaseHook: outside a task it reads only the environment, while an operator's
         # connection may be in the metadata DB or a secrets backend, as for the ``airflow`` CLI.
         from airflow.models.connection import Connection
@@ -72,7 +73,7 @@ class AirflowApiHook:
     def client(self) -> httpx.Client:
         """The authenticated client (one token per command)."""
         if self._client is None:
-            base, login, password = self._base_url()
+            base, login, password = self._endpoint_and_login()
             try:
                 answer = httpx.post(f"{base}/auth/token", json={"username": login, "password": password},
                                     timeout=self.timeout)
